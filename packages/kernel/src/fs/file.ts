@@ -1,0 +1,131 @@
+/**
+ * Open files and fd tables. Mirrors include/linux/fs.h:struct file (an open file description
+ * with f_flags and a reference count shared by dup'ed and passed fds) and fs/file.c's fd table
+ * (lowest free fd first, close-on-exec per fd).
+ */
+import { ErrnoError } from "../uapi/errno.ts";
+import { O_ACCMODE, O_CLOEXEC, O_RDONLY, O_RDWR, O_WRONLY } from "../uapi/fcntl.ts";
+import type { Process } from "../kernel/process.ts";
+
+/** What a kind of file can do; absent operations answer as Linux does for such a file. */
+export interface FileOps {
+  /** For messages and procfs, e.g. "anon_inode:[userfaultfd]", "pipe:[3]", "/memfd:x (deleted)". */
+  readonly name: string;
+  read?(file: OpenFile, proc: Process, length: number): Promise<Uint8Array>;
+  write?(file: OpenFile, proc: Process, data: Uint8Array): Promise<number>;
+  ioctl?(file: OpenFile, proc: Process, request: number, arg: object): Promise<number>;
+  /** The current poll mask (POLLIN etc.). */
+  poll?(file: OpenFile, proc: Process): number;
+  /** Registers a callback for a change of the poll mask; returns an unregister function. */
+  pollWait?(file: OpenFile, notify: () => void): () => void;
+  /** fcntl commands specific to this kind of file (F_SETPIPE_SZ ...); undefined = not handled. */
+  fcntl?(file: OpenFile, cmd: number, arg: number): number | undefined;
+  /** The last reference to the open file description went away. */
+  release?(file: OpenFile): void;
+}
+
+export class OpenFile {
+  readonly ops: FileOps;
+  /** f_flags: access mode, O_NONBLOCK, ... */
+  flags: number;
+  /** f_pos. */
+  pos = 0;
+  /** f_count: fds (in any process) referring to this description. */
+  refs = 1;
+
+  constructor(ops: FileOps, flags: number) {
+    this.ops = ops;
+    this.flags = flags;
+  }
+
+  get readable(): boolean {
+    const mode = this.flags & O_ACCMODE;
+    return mode === O_RDONLY || mode === O_RDWR;
+  }
+
+  get writable(): boolean {
+    const mode = this.flags & O_ACCMODE;
+    return mode === O_WRONLY || mode === O_RDWR;
+  }
+
+  get(): OpenFile {
+    this.refs++;
+    return this;
+  }
+
+  /** fput(): the last reference releases the file. */
+  put(): void {
+    this.refs--;
+    if (this.refs === 0) this.ops.release?.(this);
+  }
+}
+
+/** RLIMIT_NOFILE default soft limit. */
+export const NR_OPEN_DEFAULT = 1024;
+
+export class FdTable {
+  readonly #files: Array<OpenFile | undefined> = [];
+  readonly #cloexec: boolean[] = [];
+
+  /** get_unused_fd_flags() + fd_install(): the lowest free fd, or EMFILE. */
+  install(file: OpenFile, flags: number, syscall: string): number {
+    let fd = this.#files.findIndex((f) => f === undefined);
+    if (fd < 0) fd = this.#files.length;
+    if (fd >= NR_OPEN_DEFAULT) throw new ErrnoError("EMFILE", syscall);
+    this.#files[fd] = file;
+    this.#cloexec[fd] = (flags & O_CLOEXEC) !== 0;
+    return fd;
+  }
+
+  get(fd: number): OpenFile | undefined {
+    return Number.isInteger(fd) && fd >= 0 ? this.#files[fd] : undefined;
+  }
+
+  /** fdget(): the file, or EBADF. */
+  lookup(fd: number, syscall: string): OpenFile {
+    const f = this.get(fd);
+    if (f === undefined) throw new ErrnoError("EBADF", syscall);
+    return f;
+  }
+
+  cloexec(fd: number): boolean {
+    return this.#cloexec[fd] === true;
+  }
+
+  setCloexec(fd: number, on: boolean): void {
+    this.#cloexec[fd] = on;
+  }
+
+  /** close_fd(): removes the fd and drops its reference. */
+  close(fd: number): void {
+    const f = this.lookup(fd, "close");
+    this.#files[fd] = undefined;
+    f.put();
+  }
+
+  /** dup_fd() for fork: every open file gets one more reference. */
+  clone(): FdTable {
+    const t = new FdTable();
+    this.#files.forEach((f, fd) => {
+      if (f !== undefined) {
+        t.#files[fd] = f.get();
+        t.#cloexec[fd] = this.#cloexec[fd] === true;
+      }
+    });
+    return t;
+  }
+
+  /** Open fds in ascending order. */
+  entries(): Array<[number, OpenFile]> {
+    const out: Array<[number, OpenFile]> = [];
+    this.#files.forEach((f, fd) => {
+      if (f !== undefined) out.push([fd, f]);
+    });
+    return out;
+  }
+
+  /** exit_files(): closes everything. */
+  closeAll(): void {
+    for (const [fd] of this.entries()) this.close(fd);
+  }
+}

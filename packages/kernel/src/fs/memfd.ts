@@ -1,0 +1,201 @@
+/**
+ * memfd files: an open file on a shmem inode. Mirrors mm/memfd.c:memfd_create() and the shmem
+ * file operations of mm/shmem.c: read/write through the page cache (holes read as zeros without
+ * allocating), ftruncate (truncate_pagecache(): mappings beyond the new end are zapped, private
+ * COW copies included), fallocate (allocation, or FALLOC_FL_PUNCH_HOLE, which zaps shared
+ * mappings of the hole but leaves private COW copies), and lseek with SEEK_DATA / SEEK_HOLE.
+ */
+import type { Process } from "../kernel/process.ts";
+import { ZAP_DEFAULT, unmapMappingRange } from "../mm/memory.ts";
+import { shmemAllocPage, shmemDeleteEntry, shmemFindPage, ShmemInode } from "../mm/shmem.ts";
+import { ErrnoError } from "../uapi/errno.ts";
+import {
+  MFD_ALLOW_SEALING,
+  MFD_CLOEXEC,
+  MFD_EXEC,
+  MFD_HUGETLB,
+  MFD_NOEXEC_SEAL,
+  O_CLOEXEC,
+  O_RDWR,
+  SEEK_CUR,
+  SEEK_DATA,
+  SEEK_END,
+  SEEK_HOLE,
+  SEEK_SET,
+} from "../uapi/fcntl.ts";
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, PAGE_SIZE } from "../uapi/mman.ts";
+import { type FileOps, OpenFile } from "./file.ts";
+
+/** MAX_LFS_FILESIZE on 64-bit. */
+export const MAX_LFS_FILESIZE = Number.MAX_SAFE_INTEGER;
+const MFD_NAME_MAX_LEN = 249;
+
+/** A shmem-backed file (memfd, or the inode behind MAP_SHARED|MAP_ANONYMOUS). */
+export class ShmemFileOps implements FileOps {
+  readonly inode: ShmemInode;
+  readonly name: string;
+  readonly #release: (inode: ShmemInode) => void;
+
+  constructor(inode: ShmemInode, release: (inode: ShmemInode) => void) {
+    this.inode = inode;
+    this.name = `/memfd:${inode.name} (deleted)`;
+    this.#release = release;
+    inode.openFiles++;
+  }
+
+  async read(file: OpenFile, proc: Process, length: number): Promise<Uint8Array> {
+    const data = shmemRead(proc, this.inode, file.pos, length);
+    file.pos += data.length;
+    return data;
+  }
+
+  async write(file: OpenFile, proc: Process, data: Uint8Array): Promise<number> {
+    const n = shmemWrite(proc, this.inode, file.pos, data);
+    file.pos += n;
+    return n;
+  }
+
+  release(): void {
+    this.inode.openFiles--;
+    this.#release(this.inode);
+  }
+}
+
+/** memfd_create() argument checks; returns the O_ flags of the new fd. */
+export function checkMemfdCreate(name: string, flags: number): number {
+  if ((flags & ~(MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_NOEXEC_SEAL | MFD_EXEC)) !== 0) throw new ErrnoError("EINVAL", "memfd_create");
+  if ((flags & MFD_NOEXEC_SEAL) !== 0 && (flags & MFD_EXEC) !== 0) throw new ErrnoError("EINVAL", "memfd_create");
+  if (new TextEncoder().encode(name).length > MFD_NAME_MAX_LEN) throw new ErrnoError("EINVAL", "memfd_create");
+  // Divergence from Linux: no hugetlbfs in the simulation, so MFD_HUGETLB is refused.
+  if ((flags & MFD_HUGETLB) !== 0) throw new ErrnoError("EINVAL", "memfd_create");
+  return O_RDWR | ((flags & MFD_CLOEXEC) !== 0 ? O_CLOEXEC : 0);
+}
+
+/** Reads [pos, pos+length) clipped to i_size; holes read as zeros. */
+export function shmemRead(proc: Process, inode: ShmemInode, pos: number, length: number): Uint8Array {
+  const end = Math.min(inode.size, pos + length);
+  if (end <= pos) return new Uint8Array(0);
+  const out = new Uint8Array(end - pos);
+  const mem = proc.kernel.core.mem;
+  for (let at = pos; at < end; ) {
+    const pgoff = Math.floor(at / PAGE_SIZE);
+    const off = at % PAGE_SIZE;
+    const n = Math.min(PAGE_SIZE - off, end - at);
+    const pfn = shmemFindPage(mem, proc.kernel.core.swap, inode, pgoff);
+    if (pfn >= 0) out.set(mem.bytes(pfn).subarray(mem.offset(pfn) + off, mem.offset(pfn) + off + n), at - pos);
+    at += n;
+  }
+  return out;
+}
+
+/** Writes data at pos, allocating pages and growing i_size. Returns bytes written. */
+export function shmemWrite(proc: Process, inode: ShmemInode, pos: number, data: Uint8Array): number {
+  const mem = proc.kernel.core.mem;
+  let done = 0;
+  while (done < data.length) {
+    const at = pos + done;
+    const pgoff = Math.floor(at / PAGE_SIZE);
+    const off = at % PAGE_SIZE;
+    const n = Math.min(PAGE_SIZE - off, data.length - done);
+    let pfn = shmemFindPage(mem, proc.kernel.core.swap, inode, pgoff);
+    if (pfn === -1) pfn = shmemAllocPage(mem, inode, pgoff);
+    if (pfn < 0) {
+      if (done === 0) throw new ErrnoError("ENOSPC", "pwrite");
+      break;
+    }
+    mem.bytes(pfn).set(data.subarray(done, done + n), mem.offset(pfn) + off);
+    mem.setFlag(pfn, 1 << 2 /* PG.dirty */);
+    done += n;
+    if (at + n > inode.size) inode.size = at + n;
+  }
+  return done;
+}
+
+/** Mirrors mm/shmem.c:shmem_setattr() size change: truncate_setsize() + truncate_pagecache(). */
+export function shmemTruncate(proc: Process, inode: ShmemInode, length: number): void {
+  const core = proc.kernel.core;
+  if (length < inode.size) {
+    const firstGone = Math.ceil(length / PAGE_SIZE);
+    const lastPage = Math.max(inode.sizePages, ...[...inode.pages.keys()].map((k) => k + 1)) - 1;
+    if (firstGone <= lastPage) {
+      unmapMappingRange(inode, firstGone, lastPage, { dropMarker: false, evenCows: true, dropGuard: false });
+      for (const pgoff of [...inode.pages.keys()]) if (pgoff >= firstGone) shmemDeleteEntry(core.mem, core.swap, inode, pgoff);
+    }
+    zeroPartialPage(proc, inode, length);
+  }
+  inode.size = length;
+}
+
+/** Zeroes the tail of the page holding `from` (the part beyond the new end of a truncate or punch). */
+function zeroPartialPage(proc: Process, inode: ShmemInode, from: number, to = (Math.floor(from / PAGE_SIZE) + 1) * PAGE_SIZE): void {
+  const off = from % PAGE_SIZE;
+  if (off === 0 && to - from === PAGE_SIZE) return;
+  const mem = proc.kernel.core.mem;
+  const e = inode.pages.get(Math.floor(from / PAGE_SIZE));
+  if (e === undefined) return;
+  const pfn = shmemFindPage(mem, proc.kernel.core.swap, inode, Math.floor(from / PAGE_SIZE));
+  if (pfn >= 0) mem.bytes(pfn).fill(0, mem.offset(pfn) + off, mem.offset(pfn) + off + (to - from));
+}
+
+/** Mirrors mm/shmem.c:shmem_fallocate(). The caller has done vfs_fallocate()'s checks. */
+export function shmemFallocate(proc: Process, inode: ShmemInode, mode: number, offset: number, len: number): void {
+  const core = proc.kernel.core;
+  if ((mode & FALLOC_FL_PUNCH_HOLE) !== 0) {
+    const first = Math.ceil(offset / PAGE_SIZE);
+    const end = offset + len;
+    const lastFull = Math.floor(end / PAGE_SIZE) - 1;
+    if (first <= lastFull) {
+      unmapMappingRange(inode, first, lastFull, { ...ZAP_DEFAULT, evenCows: false });
+      for (let pgoff = first; pgoff <= lastFull; pgoff++) shmemDeleteEntry(core.mem, core.swap, inode, pgoff);
+    }
+    // Partial pages at either end are zeroed, not removed.
+    if (offset % PAGE_SIZE !== 0) zeroPartialPage(proc, inode, offset, Math.min(end, Math.ceil(offset / PAGE_SIZE) * PAGE_SIZE));
+    if (end % PAGE_SIZE !== 0 && Math.floor(end / PAGE_SIZE) * PAGE_SIZE >= offset) {
+      const startOfLast = Math.max(offset, Math.floor(end / PAGE_SIZE) * PAGE_SIZE);
+      if (startOfLast % PAGE_SIZE === 0) zeroPartialPage(proc, inode, startOfLast, end);
+    }
+    return;
+  }
+  const first = Math.floor(offset / PAGE_SIZE);
+  const last = Math.ceil((offset + len) / PAGE_SIZE) - 1;
+  for (let pgoff = first; pgoff <= last; pgoff++) {
+    if (inode.pages.has(pgoff)) continue;
+    if (shmemAllocPage(core.mem, inode, pgoff) < 0) throw new ErrnoError("ENOSPC", "fallocate");
+  }
+  if ((mode & FALLOC_FL_KEEP_SIZE) === 0 && offset + len > inode.size) inode.size = offset + len;
+}
+
+/** Mirrors mm/shmem.c:shmem_file_llseek() and generic_file_llseek(). */
+export function shmemLlseek(file: OpenFile, inode: ShmemInode, offset: number, whence: number): number {
+  let pos: number;
+  switch (whence) {
+    case SEEK_SET:
+      pos = offset;
+      break;
+    case SEEK_CUR:
+      pos = file.pos + offset;
+      break;
+    case SEEK_END:
+      pos = inode.size + offset;
+      break;
+    case SEEK_DATA:
+    case SEEK_HOLE: {
+      if (offset < 0 || offset >= inode.size) throw new ErrnoError("ENXIO", "lseek");
+      const wantData = whence === SEEK_DATA;
+      let pgoff = Math.floor(offset / PAGE_SIZE);
+      while (pgoff * PAGE_SIZE < inode.size && inode.pages.has(pgoff) !== wantData) pgoff++;
+      if (pgoff * PAGE_SIZE >= inode.size) {
+        if (wantData) throw new ErrnoError("ENXIO", "lseek");
+        pos = inode.size;
+      } else {
+        pos = Math.max(offset, pgoff * PAGE_SIZE);
+      }
+      break;
+    }
+    default:
+      throw new ErrnoError("EINVAL", "lseek");
+  }
+  if (pos < 0 || pos > MAX_LFS_FILESIZE) throw new ErrnoError("EINVAL", "lseek");
+  file.pos = pos;
+  return pos;
+}

@@ -1,0 +1,163 @@
+/**
+ * procfs views. Mirrors fs/proc/task_mmu.c:pte_to_pagemap_entry() and show_smap(), and
+ * fs/proc/page.c (kpagecount, kpageflags), with procfs's own meanings: pagemap bit 56 is
+ * "mapped exactly once" (the precise per-page mapcount, CONFIG_PAGE_MAPCOUNT), not
+ * PageAnonExclusive; every pte marker reads as "swapped". The reference host has no
+ * CONFIG_MEM_SOFT_DIRTY, so soft-dirty always reads 0.
+ */
+import type { PhysMem } from "../mm/folio.ts";
+import { PG } from "../mm/folio.ts";
+import { vmNormalPfn } from "../mm/memory.ts";
+import type { Mm } from "../mm/mm.ts";
+import { isPteMarker, isSwapPte, MARKER_GUARD, ptePresent, pteUffdWp, swpOffset } from "../mm/page-table.ts";
+import { cacheEntryIsSwap } from "../mm/shmem.ts";
+import { type Vma, vmaPerms, vmFlagsMnemonics, VM_SHARED } from "../mm/vma.ts";
+import { PAGE_SIZE } from "../uapi/mman.ts";
+
+/** One /proc/pid/pagemap entry, decoded. */
+export interface PagemapEntry {
+  /** bit 63 */ present: boolean;
+  /** bit 62: a swap entry or a pte marker (uffd-wp, poison). */ swapped: boolean;
+  /** bit 61: a file page or shared-anon (shmem) page. */ file: boolean;
+  /** bit 56: the page is mapped exactly once (not PageAnonExclusive). */ exclusive: boolean;
+  /** bit 57: uffd-wp set in the pte, swap entry or marker. */ uffdWp: boolean;
+  /** bit 55 */ softDirty: boolean;
+  /** bit 58: a MADV_GUARD_INSTALL marker. */ guard: boolean;
+  /** The frame, when present. */ pfn: number | null;
+}
+
+const EMPTY: PagemapEntry = Object.freeze({
+  present: false,
+  swapped: false,
+  file: false,
+  exclusive: false,
+  uffdWp: false,
+  softDirty: false,
+  guard: false,
+  pfn: null,
+});
+
+/** Mirrors fs/proc/task_mmu.c:pte_to_pagemap_entry() for one virtual page. */
+export function pagemapEntry(mm: Mm, vpn: number): PagemapEntry {
+  const addr = vpn * PAGE_SIZE;
+  if (mm.vmaLookup(addr) === null) return EMPTY;
+  const pte = mm.pt.get(vpn);
+  if (pte === 0) return EMPTY;
+  const mem = mm.core.mem;
+  if (ptePresent(pte)) {
+    const pfn = vmNormalPfn(pte);
+    const normal = pfn >= 0;
+    return {
+      present: true,
+      swapped: false,
+      file: normal && !mem.folioTestAnon(pfn),
+      exclusive: normal && mem.mapcount[pfn] === 1,
+      uffdWp: pteUffdWp(pte),
+      softDirty: false,
+      guard: false,
+      pfn: normal ? pfn : mem.zeroPfn,
+    };
+  }
+  return {
+    present: false,
+    swapped: isSwapPte(pte) || isPteMarker(pte),
+    file: false,
+    exclusive: false,
+    uffdWp: pteUffdWp(pte),
+    softDirty: false,
+    guard: isPteMarker(pte) && (pte & MARKER_GUARD) !== 0,
+    pfn: null,
+  };
+}
+
+/** The raw 64-bit pagemap word (as /proc/pid/pagemap holds it), for privileged readers. */
+export function pagemapWord(mm: Mm, vpn: number): bigint {
+  const e = pagemapEntry(mm, vpn);
+  let w = 0n;
+  if (e.present) w |= 1n << 63n;
+  if (e.swapped) w |= 1n << 62n;
+  if (e.file) w |= 1n << 61n;
+  if (e.guard) w |= 1n << 58n;
+  if (e.uffdWp) w |= 1n << 57n;
+  if (e.exclusive) w |= 1n << 56n;
+  if (e.pfn !== null) w |= BigInt(e.pfn);
+  else if (e.swapped) {
+    const pte = mm.pt.get(vpn);
+    if (isSwapPte(pte)) w |= BigInt(swpOffset(pte)) << 5n;
+  }
+  return w;
+}
+
+/** One /proc/pid/smaps entry. */
+export interface VmaInfo {
+  start: number;
+  end: number;
+  perms: string;
+  vmFlags: readonly string[];
+  rssBytes: number;
+  anonBytes: number;
+  swapBytes: number;
+}
+
+/** Mirrors fs/proc/task_mmu.c:show_smap() (Rss, Anonymous, Swap and VmFlags). */
+export function smapsEntry(mm: Mm, vma: Vma): VmaInfo {
+  const mem = mm.core.mem;
+  let rss = 0;
+  let anon = 0;
+  let swap = 0;
+  mm.pt.forEachPresentEntry(vma.start / PAGE_SIZE, vma.end / PAGE_SIZE, (_vpn, pte) => {
+    if (ptePresent(pte)) {
+      const pfn = vmNormalPfn(pte);
+      if (pfn < 0) return;
+      rss++;
+      if (mem.folioTestAnon(pfn)) anon++;
+    } else if (isSwapPte(pte)) {
+      swap++;
+    }
+  });
+  if (vma.file !== null && (vma.flags & VM_SHARED) !== 0) {
+    for (const [pgoff, e] of vma.file.pages) {
+      if (cacheEntryIsSwap(e) && pgoff >= vma.pgoff && pgoff < vma.pgoffOf(vma.end)) swap++;
+    }
+  }
+  return {
+    start: vma.start,
+    end: vma.end,
+    perms: vmaPerms(vma),
+    vmFlags: vmFlagsMnemonics(vma.flags),
+    rssBytes: rss * PAGE_SIZE,
+    anonBytes: anon * PAGE_SIZE,
+    swapBytes: swap * PAGE_SIZE,
+  };
+}
+
+export interface KPageFlags {
+  anon: boolean;
+  ksm: boolean;
+  thp: boolean;
+  swapcache: boolean;
+  dirty: boolean;
+  lru: boolean;
+  zeroPage: boolean;
+}
+
+/** Mirrors fs/proc/page.c:stable_page_flags() for the flags the contract decodes. */
+export function kpageflags(mem: PhysMem, pfn: number): KPageFlags {
+  const live = Number.isInteger(pfn) && pfn >= 0 && pfn < mem.highestPfn && !mem.isFree(pfn);
+  const has = (f: number): boolean => live && mem.testFlag(pfn, f);
+  return {
+    anon: has(PG.anon),
+    ksm: false,
+    thp: false,
+    swapcache: has(PG.swapcache),
+    dirty: has(PG.dirty),
+    lru: has(PG.lru),
+    zeroPage: live && pfn === mem.zeroPfn,
+  };
+}
+
+/** /proc/kpagecount: the frame's mapcount (0 for free frames and the zero page). */
+export function kpagecount(mem: PhysMem, pfn: number): number {
+  if (!Number.isInteger(pfn) || pfn < 0 || pfn >= mem.highestPfn || mem.isFree(pfn)) return 0;
+  return mem.mapcount[pfn] as number;
+}

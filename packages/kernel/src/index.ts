@@ -1,0 +1,22 @@
+/**
+ * Entry "@uffd/kernel": a simulated Linux 6.18 kernel (memory management and userfaultfd).
+ * Constants, ioctl structs and the message codec live in "@uffd/kernel/uapi".
+ */
+export { Kernel, type KernelOptions, type SpawnOptions } from "./kernel/kernel.ts";
+export { Process, Thread, type PollFd, type WaitStatus, type UserBuffer } from "./kernel/process.ts";
+export type { PagemapEntry, VmaInfo, KPageFlags } from "./fs/procfs.ts";
+export type { PinnedBuffer } from "./mm/gup.ts";
+export { ErrnoError, SignalError, KernelBug } from "./uapi/errno.ts";
+export { decodeUffdMsgs } from "./uapi/msg.ts";
+export type { UffdMsg } from "./uapi/msg.ts";
+export type {
+  UffdioApi,
+  UffdioRange,
+  UffdioRegister,
+  UffdioCopy,
+  UffdioZeropage,
+  UffdioWriteprotect,
+  UffdioContinue,
+  UffdioPoison,
+  UffdioMove,
+} from "./uapi/userfaultfd.ts";

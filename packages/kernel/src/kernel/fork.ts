@@ -1,0 +1,136 @@
+/**
+ * fork(2)'s memory half. Mirrors mm/mmap.c:dup_mmap() and mm/memory.c:copy_page_range(),
+ * copy_present_ptes(), copy_nonpresent_pte() and copy_pte_marker().
+ *
+ * Why a maybe-pinned exclusive anon page is copied at fork (copy_present_page()): a device
+ * holding a long-term pin writes to that exact page; if parent and child shared it read-only,
+ * the parent's next write would COW away from the page the device uses and the parent would
+ * stop seeing the device's writes. So the child gets the copy and the parent keeps its page,
+ * writable and exclusive.
+ */
+import { PG } from "../mm/folio.ts";
+import { vmNormalPfn } from "../mm/memory.ts";
+import type { Mm } from "../mm/mm.ts";
+import {
+  isPteMarker,
+  isSwapPte,
+  MARKER_UFFD_WP,
+  mkPte,
+  type Pte,
+  PTE_DIRTY,
+  PTE_UFFD_WP,
+  PTE_YOUNG,
+  pteMkclean,
+  pteMkuffdWp,
+  pteMkwrite,
+  pteWrite,
+  pteWrprotect,
+  SWP_EXCLUSIVE,
+  SWP_UFFD_WP,
+  swpOffset,
+} from "../mm/page-table.ts";
+import { folioAddNewAnonRmap, folioTryDupAnonRmapPte } from "../mm/rmap.ts";
+import { isCowMapping, userfaultfdWp, type Vma, VM_DONTCOPY, VM_PFNMAP, VM_SHARED, VM_WIPEONFORK, VM_WRITE } from "../mm/vma.ts";
+import { PAGE_SIZE } from "../uapi/mman.ts";
+
+/**
+ * Mirrors mm/mmap.c:dup_mmap(): copies every vma but VM_DONTCOPY ones; VM_WIPEONFORK vmas come
+ * over empty. `uffdList` collects what dup_userfaultfd() needs for the FORK events.
+ */
+export function dupMmap(parent: Mm, child: Mm, uffdList: unknown[]): void {
+  for (const src of parent.vmas) {
+    if ((src.flags & VM_DONTCOPY) !== 0) continue;
+    const dst = src.clone(src.start, src.end);
+    dst.anonVma = src.anonVma === 0 ? 0 : parent.core.nextAnonVmaId();
+    child.insertVma(dst);
+    parent.core.uffd.dupVma(src, dst, uffdList);
+    if ((dst.flags & VM_WIPEONFORK) !== 0) {
+      dst.anonVma = 0;
+      continue;
+    }
+    if (vmaNeedsCopy(dst, src)) copyPageRange(parent, child, dst, src);
+  }
+}
+
+/** Mirrors mm/memory.c:vma_needs_copy(): otherwise the child faults pages in lazily. */
+function vmaNeedsCopy(dst: Vma, src: Vma): boolean {
+  if (userfaultfdWp(dst)) return true;
+  if ((src.flags & VM_PFNMAP) !== 0) return true;
+  return src.anonVma !== 0;
+}
+
+/** Mirrors mm/memory.c:copy_page_range() at the pte level. */
+function copyPageRange(parent: Mm, child: Mm, dst: Vma, src: Vma): void {
+  const entries: Array<[number, Pte]> = [];
+  parent.pt.forEachPresentEntry(src.start / PAGE_SIZE, src.end / PAGE_SIZE, (vpn, pte) => entries.push([vpn, pte]));
+  for (const [vpn, pte] of entries) {
+    if (isSwapPte(pte)) copyNonpresentPte(parent, child, dst, vpn, pte);
+    else if (isPteMarker(pte)) copyPteMarker(child, dst, vpn, pte);
+    else copyPresentPte(parent, child, dst, src, vpn, pte);
+  }
+}
+
+/**
+ * Mirrors mm/memory.c:copy_present_ptes(): share the page read-only (COW) or, for an exclusive
+ * maybe-pinned anon page, give the child its own copy at once (copy_present_page()).
+ */
+function copyPresentPte(parent: Mm, child: Mm, dst: Vma, src: Vma, vpn: number, pte: Pte): void {
+  const mem = parent.core.mem;
+  const pfn = vmNormalPfn(pte);
+  if (pfn >= 0 && mem.folioTestAnon(pfn)) {
+    if (!folioTryDupAnonRmapPte(parent, child, pfn)) {
+      copyPresentPage(child, dst, vpn, pte, pfn);
+      return;
+    }
+  } else if (pfn >= 0) {
+    mem.folioGet(pfn);
+    mem.mapcount[pfn]!++;
+    child.rssShmem++;
+  }
+  let childPte = pte;
+  if (isCowMapping(src.flags) && pteWrite(pte)) {
+    parent.pt.set(vpn, pteWrprotect(pte));
+    childPte = pteWrprotect(childPte);
+  }
+  if ((src.flags & VM_SHARED) !== 0) childPte = pteMkclean(childPte);
+  childPte = (childPte & ~PTE_YOUNG) >>> 0;
+  if (!userfaultfdWp(dst)) childPte = (childPte & ~PTE_UFFD_WP) >>> 0;
+  child.pt.set(vpn, childPte);
+}
+
+/** Mirrors mm/memory.c:copy_present_page(): the child's private copy of a maybe-pinned page. */
+function copyPresentPage(child: Mm, dst: Vma, vpn: number, srcPte: Pte, srcPfn: number): void {
+  const mem = child.core.mem;
+  const pfn = mem.allocFrame(false);
+  if (pfn < 0) throw new RangeError("ENOMEM");
+  mem.copyPage(pfn, srcPfn);
+  mem.setFlag(pfn, PG.dirty);
+  let pte = mkPte(pfn, PTE_DIRTY);
+  if ((dst.flags & VM_WRITE) !== 0) pte = pteMkwrite(pte);
+  if (userfaultfdWp(dst) && (srcPte & PTE_UFFD_WP) !== 0) pte = pteMkuffdWp(pte);
+  folioAddNewAnonRmap(child, dst, pfn, vpn * PAGE_SIZE, true);
+  child.pt.set(vpn, pte);
+}
+
+/**
+ * Mirrors mm/memory.c:copy_nonpresent_pte() for swap entries: one more swap reference; an
+ * exclusive entry stops being exclusive in the parent too; the child drops swp-uffd-wp unless
+ * its vma keeps uffd-wp.
+ */
+function copyNonpresentPte(parent: Mm, child: Mm, dst: Vma, vpn: number, pte: Pte): void {
+  parent.core.swap!.duplicate(swpOffset(pte));
+  if ((pte & SWP_EXCLUSIVE) !== 0) {
+    pte = (pte & ~SWP_EXCLUSIVE) >>> 0;
+    parent.pt.set(vpn, pte);
+  }
+  if (!userfaultfdWp(dst)) pte = (pte & ~SWP_UFFD_WP) >>> 0;
+  child.swapEnts++;
+  child.pt.set(vpn, pte);
+}
+
+/** Mirrors mm/memory.c:copy_pte_marker(): poison and guard always, uffd-wp only if the child keeps it. */
+function copyPteMarker(child: Mm, dst: Vma, vpn: number, pte: Pte): void {
+  let marker = pte;
+  if (!userfaultfdWp(dst)) marker = (marker & ~MARKER_UFFD_WP) >>> 0;
+  if ((marker & ~3) !== 0) child.pt.set(vpn, marker);
+}

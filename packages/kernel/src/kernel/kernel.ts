@@ -1,0 +1,154 @@
+/**
+ * The simulated machine: physical memory, swap, the scheduler and the process table.
+ * Everything nondeterministic draws from the seed given to the constructor, and two Kernel
+ * instances share nothing.
+ */
+import { Prng } from "../lib/prng.ts";
+import { PhysMem } from "../mm/folio.ts";
+import { Mm, type MmCore, type UffdMmHooks } from "../mm/mm.ts";
+import { ShmemInode, shmemDeleteEntry } from "../mm/shmem.ts";
+import { SwapDevice } from "../mm/swap.ts";
+import { FdTable } from "../fs/file.ts";
+import { createUffdMmHooks } from "../fs/userfaultfd.ts";
+import { kpagecount, kpageflags, type KPageFlags } from "../fs/procfs.ts";
+import { checkInvariants, type RefHolder } from "./invariants.ts";
+import { type Creds, Process } from "./process.ts";
+import { Scheduler } from "./sched.ts";
+
+export interface KernelOptions {
+  /** Seeds every nondeterministic choice (wake order, scheduling, frame allocation order). */
+  seed?: number;
+  /** Physical memory in 4 KiB frames. Allocation beyond it fails as Linux does. */
+  memoryPages?: number;
+  /** Swap device size in pages. 0 (the default) means no swap: MADV_PAGEOUT keeps anon pages. */
+  swapPages?: number;
+  /** The vm.unprivileged_userfaultfd sysctl (default false, as on the reference host). */
+  unprivilegedUserfaultfd?: boolean;
+}
+
+export interface SpawnOptions {
+  name?: string;
+  /** 0 is root. Root, or a process with CAP_SYS_PTRACE, may create kernel-mode userfaultfds. */
+  uid?: number;
+  capabilities?: readonly string[];
+}
+
+/** Default physical memory: 8 GiB worth of frames (metadata grows only as frames are used). */
+export const DEFAULT_MEMORY_PAGES = 1 << 21;
+
+/** The machine-wide state every subsystem reaches. */
+export class KernelCore implements MmCore {
+  readonly mem: PhysMem;
+  readonly swap: SwapDevice | null;
+  uffd: UffdMmHooks;
+  readonly sched: Scheduler;
+  readonly prng: Prng;
+  readonly unprivilegedUserfaultfd: boolean;
+  /** Live shmem inodes (memfds and shared anonymous mappings). */
+  readonly inodes = new Set<ShmemInode>();
+  /** Whoever holds frame references outside page tables and caches (pipes, pins) reports them here. */
+  readonly refHolders = new Set<RefHolder>();
+  #anonVmaIds = 0;
+  #inodeIds = 0;
+
+  constructor(options: Required<KernelOptions>) {
+    this.prng = new Prng(options.seed);
+    this.sched = new Scheduler(this.prng);
+    this.mem = new PhysMem(options.memoryPages);
+    this.swap = options.swapPages > 0 ? new SwapDevice(options.swapPages, this.mem) : null;
+    this.unprivilegedUserfaultfd = options.unprivilegedUserfaultfd;
+    this.uffd = createUffdMmHooks();
+  }
+
+  nextAnonVmaId(): number {
+    return ++this.#anonVmaIds;
+  }
+
+  newInode(name: string): ShmemInode {
+    const inode = new ShmemInode(++this.#inodeIds, name);
+    this.inodes.add(inode);
+    return inode;
+  }
+
+  /** iput() of the last reference: an inode with no open file and no mapping frees its pages. */
+  inodeUnreferenced(inode: ShmemInode): void {
+    if (inode.inUse || !this.inodes.has(inode)) return;
+    for (const pgoff of [...inode.pages.keys()]) shmemDeleteEntry(this.mem, this.swap, inode, pgoff);
+    this.inodes.delete(inode);
+  }
+}
+
+export class Kernel {
+  readonly core: KernelCore;
+  readonly options: Readonly<Required<KernelOptions>>;
+  readonly processes = new Map<number, Process>();
+  #nextPid = 100;
+
+  constructor(options: KernelOptions = {}) {
+    this.options = Object.freeze({
+      seed: options.seed ?? 1,
+      memoryPages: options.memoryPages ?? DEFAULT_MEMORY_PAGES,
+      swapPages: options.swapPages ?? 0,
+      unprivilegedUserfaultfd: options.unprivilegedUserfaultfd ?? false,
+    });
+    this.core = new KernelCore(this.options);
+  }
+
+  get sched(): Scheduler {
+    return this.core.sched;
+  }
+
+  /** Virtual time in nanoseconds. */
+  get now(): number {
+    return this.core.sched.now;
+  }
+
+  spawn(options: SpawnOptions = {}): Process {
+    const creds: Creds = { uid: options.uid ?? 0, capabilities: new Set(options.capabilities ?? []) };
+    return this.createProcess(options.name ?? "init", creds, null, new Mm(this.core), new FdTable());
+  }
+
+  createProcess(name: string, creds: Creds, parent: Process | null, mm: Mm, fds: FdTable): Process {
+    const p = new Process(this, this.allocPid(), name, creds, parent, mm, fds);
+    this.processes.set(p.pid, p);
+    return p;
+  }
+
+  allocPid(): number {
+    return this.#nextPid++;
+  }
+
+  newShmemInode(name: string): ShmemInode {
+    return this.core.newInode(name);
+  }
+
+  /** Called by do_exit(): the process leaves the table once its parent is gone or never existed. */
+  reap(p: Process): void {
+    if (p.parent === null || p.parent.exited) this.processes.delete(p.pid);
+  }
+
+  /** Resolves once every simulated thread is blocked or finished and no kernel work is queued. */
+  idle(): Promise<void> {
+    return this.core.sched.idle();
+  }
+
+  /** The pfn of the shared zero page. */
+  get zeroPfn(): number {
+    return this.core.mem.zeroPfn;
+  }
+
+  /** /proc/kpagecount: the map count of a frame. */
+  kpagecount(pfn: number): number {
+    return kpagecount(this.core.mem, pfn);
+  }
+
+  /** /proc/kpageflags, decoded. */
+  kpageflags(pfn: number): KPageFlags {
+    return kpageflags(this.core.mem, pfn);
+  }
+
+  /** Recounts refcounts, mapcounts, pin counts and rss from the page tables; throws KernelBug on any mismatch. */
+  checkInvariants(): void {
+    checkInvariants(this);
+  }
+}

@@ -1,0 +1,516 @@
+/**
+ * Processes and threads: the syscall facade. Each method validates its arguments in Linux's
+ * order, converts the mm core's results into ErrnoError once, and leaves everything unchanged
+ * on a rejected call. Syscalls on a Process run as if each on its own thread of that process,
+ * so one that blocks (fork waiting for its FORK event to be read) does not stop the next.
+ */
+import { DeadTaskError, accessUser, type AccessContext } from "./access.ts";
+import type { Kernel } from "./kernel.ts";
+import { dupMmap } from "./fork.ts";
+import { COST } from "./sched.ts";
+import { FdTable, OpenFile } from "../fs/file.ts";
+import { checkMemfdCreate, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemTruncate, shmemWrite } from "../fs/memfd.ts";
+import { sysPipe2 } from "../fs/pipe.ts";
+import { pagemapEntry, smapsEntry, type PagemapEntry, type VmaInfo } from "../fs/procfs.ts";
+import { sysOpenDevUserfaultfd, sysUserfaultfd } from "../fs/userfaultfd.ts";
+import { sysIoUringRegisterBuffers, sysVmsplice, type PinnedBuffer } from "../mm/gup.ts";
+import { sysMadvise } from "../mm/madvise.ts";
+import type { FaultingTask } from "../mm/memory.ts";
+import { sysMincore } from "../mm/mincore.ts";
+import { Mm } from "../mm/mm.ts";
+import { checkMunmap, mmapRegion, planMmap, unmapRange, type MmapFile } from "../mm/mmap.ts";
+import { doMprotect } from "../mm/mprotect.ts";
+import { sysMremap } from "../mm/mremap.ts";
+import { ShmemInode } from "../mm/shmem.ts";
+import { ErrnoError, SignalError } from "../uapi/errno.ts";
+import { F_GETFD, F_GETFL, F_SETFD, F_SETFL, FD_CLOEXEC, O_NONBLOCK, POLLERR, POLLHUP, POLLNVAL, SIGKILL } from "../uapi/fcntl.ts";
+import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_TYPE, PAGE_SIZE } from "../uapi/mman.ts";
+
+/** A user-memory buffer named by address, for syscalls that copy to or from user memory. */
+export interface UserBuffer {
+  addr: number;
+  length: number;
+}
+
+export interface PollFd {
+  fd: number;
+  events: number;
+  revents?: number;
+}
+
+export interface WaitStatus {
+  pid: number;
+  exitStatus: number | null;
+  signal: number | null;
+}
+
+function isUserBuffer(x: unknown): x is UserBuffer {
+  return typeof x === "object" && x !== null && !(x instanceof Uint8Array) && "addr" in x && "length" in x;
+}
+
+export class Thread implements FaultingTask {
+  readonly tid: number;
+  readonly process: Process;
+  readonly name: string;
+
+  constructor(process: Process, tid: number, name: string) {
+    this.process = process;
+    this.tid = tid;
+    this.name = name;
+  }
+
+  /** A user-mode load. Blocks on userfaults; rejects with SignalError for SIGSEGV / SIGBUS. */
+  async read(addr: number, length: number): Promise<Uint8Array> {
+    const buf = new Uint8Array(checkLength(length, "read"));
+    await this.#access(addr, buf, false);
+    return buf;
+  }
+
+  /** A user-mode store. */
+  async write(addr: number, data: Uint8Array): Promise<void> {
+    await this.#access(addr, data, true);
+  }
+
+  async #access(addr: number, buf: Uint8Array, write: boolean): Promise<void> {
+    const proc = this.process;
+    if (proc.exited) throw new ErrnoError("ESRCH", write ? "store" : "load");
+    const r = await accessUser(proc.accessContext(this), addr, buf, write, true);
+    if (r.fault !== null) throw new SignalError(r.fault, r.address, write ? "write" : "read");
+  }
+}
+
+function checkLength(length: number, what: string): number {
+  if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`${what}: length must be a non-negative integer, got ${length}`);
+  return length;
+}
+
+/** Credentials as the permission checks see them. */
+export interface Creds {
+  uid: number;
+  capabilities: ReadonlySet<string>;
+}
+
+export class Process {
+  readonly pid: number;
+  readonly kernel: Kernel;
+  readonly name: string;
+  readonly mm: Mm;
+  fds: FdTable;
+  readonly creds: Creds;
+  readonly threads: Thread[] = [];
+  readonly mainThread: Thread;
+  readonly parent: Process | null;
+  readonly children = new Set<Process>();
+  exited = false;
+  exitStatus: number | null = null;
+  exitSignal: number | null = null;
+  /** Work to undo at exit (io_uring buffers registered by this process, ...). */
+  readonly exitHooks: Array<() => void> = [];
+  readonly #killed: Promise<void>;
+  #resolveKilled!: () => void;
+  readonly #exitWaiters: Array<() => void> = [];
+
+  constructor(kernel: Kernel, pid: number, name: string, creds: Creds, parent: Process | null, mm: Mm, fds: FdTable) {
+    this.kernel = kernel;
+    this.pid = pid;
+    this.name = name;
+    this.creds = creds;
+    this.parent = parent;
+    this.mm = mm;
+    this.fds = fds;
+    this.mainThread = new Thread(this, pid, name);
+    this.threads.push(this.mainThread);
+    this.#killed = new Promise<void>((resolve) => {
+      this.#resolveKilled = resolve;
+    });
+  }
+
+  /** capable(): root has every capability. */
+  capable(cap: string): boolean {
+    return this.creds.uid === 0 || this.creds.capabilities.has(cap);
+  }
+
+  spawnThread(name?: string): Thread {
+    const t = new Thread(this, this.kernel.allocPid(), name ?? `${this.name}-${this.threads.length}`);
+    this.threads.push(t);
+    return t;
+  }
+
+  accessContext(task: FaultingTask): AccessContext {
+    return { mm: this.mm, sched: this.kernel.sched, task, killed: this.#killed, isDead: () => this.exited };
+  }
+
+  /** Syscall entry: a dead process makes no calls; each call costs virtual time. */
+  enter(syscall: string): void {
+    if (this.exited) throw new ErrnoError("ESRCH", syscall);
+    this.kernel.sched.charge(COST.syscall);
+  }
+
+  /**
+   * A kernel-mode copy to or from user memory (copy_to_user / copy_from_user) on behalf of a
+   * syscall: userfaults are raised without FAULT_FLAG_USER and may block; an unfixable fault
+   * stops the copy (the caller returns a short count or EFAULT).
+   */
+  async copyUser(addr: number, buf: Uint8Array, write: boolean): Promise<number> {
+    const r = await accessUser(this.accessContext(this.mainThread), addr, buf, write, false);
+    return r.fault === null ? buf.length : r.done;
+  }
+
+  // --- memory mappings --------------------------------------------------------------------
+
+  async mmap(addr: number, length: number, prot: number, flags: number, fd = -1, offset = 0): Promise<number> {
+    this.enter("mmap");
+    if (offset % PAGE_SIZE !== 0 || offset < 0) throw new ErrnoError("EINVAL", "mmap");
+    let file: MmapFile | null = null;
+    if ((flags & MAP_ANONYMOUS) === 0) {
+      const of = this.fds.lookup(fd, "mmap");
+      if (!(of.ops instanceof ShmemFileOps)) throw new ErrnoError("ENODEV", "mmap");
+      file = { inode: of.ops.inode, readable: of.readable, writable: of.writable };
+    }
+    const plan = planMmap(this.mm, addr, length, prot, flags, file, offset);
+    let inode = file?.inode ?? null;
+    if (inode === null && (flags & MAP_TYPE) !== MAP_PRIVATE) {
+      inode = this.kernel.newShmemInode("dev/zero");
+      inode.size = plan.len;
+    }
+    const list: unknown[] = [];
+    this.kernel.core.uffd.unmapPrep(this.mm, plan.addr, plan.addr + plan.len, list);
+    mmapRegion(this.mm, plan, inode);
+    if (inode !== null && file === null) this.kernel.core.inodeUnreferenced(inode);
+    await this.kernel.core.uffd.unmapComplete(this.mm, list);
+    if (plan.populate) await this.populate(plan.addr, plan.addr + plan.len, (plan.flags & 0xa) === 0x2);
+    return plan.addr;
+  }
+
+  /**
+   * Mirrors mm/gup.c:populate_vma_page_range(): faults every page in (a write fault for private
+   * writable mappings, a read fault otherwise). Errors are ignored, as mmap's populate does.
+   */
+  async populate(start: number, end: number, write: boolean): Promise<void> {
+    const buf = new Uint8Array(1);
+    for (let a = start; a < end; a += PAGE_SIZE) {
+      const vma = this.mm.vmaLookup(a);
+      if (vma === null) continue;
+      if (write) {
+        // A write fault without changing the byte: read it first, then store it back.
+        const r = await accessUser(this.accessContext(this.mainThread), a, buf, false, false);
+        if (r.fault !== null) continue;
+        await accessUser(this.accessContext(this.mainThread), a, buf, true, false);
+      } else {
+        await accessUser(this.accessContext(this.mainThread), a, buf, false, false);
+      }
+    }
+  }
+
+  async munmap(addr: number, length: number): Promise<void> {
+    this.enter("munmap");
+    const end = checkMunmap(addr, length);
+    const list: unknown[] = [];
+    this.kernel.core.uffd.unmapPrep(this.mm, addr, end, list);
+    unmapRange(this.mm, addr, end);
+    await this.kernel.core.uffd.unmapComplete(this.mm, list);
+  }
+
+  async mprotect(addr: number, length: number, prot: number): Promise<void> {
+    this.enter("mprotect");
+    doMprotect(this.mm, addr, length, prot);
+  }
+
+  async madvise(addr: number, length: number, advice: number): Promise<void> {
+    this.enter("madvise");
+    await sysMadvise(this, addr, length, advice);
+  }
+
+  async mremap(oldAddress: number, oldSize: number, newSize: number, flags: number, newAddress = 0): Promise<number> {
+    this.enter("mremap");
+    return sysMremap(this, oldAddress, oldSize, newSize, flags, newAddress);
+  }
+
+  async mincore(addr: number, length: number): Promise<Uint8Array> {
+    this.enter("mincore");
+    return sysMincore(this, addr, length);
+  }
+
+  // --- files ------------------------------------------------------------------------------
+
+  async memfdCreate(name: string, flags = 0): Promise<number> {
+    this.enter("memfd_create");
+    const oflags = checkMemfdCreate(name, flags);
+    const inode = this.kernel.newShmemInode(name);
+    const file = new OpenFile(new ShmemFileOps(inode, (i) => this.kernel.core.inodeUnreferenced(i)), oflags & ~0o2000000);
+    return this.fds.install(file, oflags, "memfd_create");
+  }
+
+  #shmemFile(fd: number, syscall: string): { file: OpenFile; inode: ShmemInode } {
+    const file = this.fds.lookup(fd, syscall);
+    if (!(file.ops instanceof ShmemFileOps)) {
+      throw new ErrnoError(syscall === "ftruncate" ? "EINVAL" : syscall === "fallocate" || syscall === "lseek" ? "ESPIPE" : "ESPIPE", syscall);
+    }
+    return { file, inode: file.ops.inode };
+  }
+
+  async ftruncate(fd: number, length: number): Promise<void> {
+    this.enter("ftruncate");
+    if (length < 0) throw new ErrnoError("EINVAL", "ftruncate");
+    const { file, inode } = this.#shmemFile(fd, "ftruncate");
+    if (!file.writable) throw new ErrnoError("EINVAL", "ftruncate");
+    shmemTruncate(this, inode, length);
+  }
+
+  async fallocate(fd: number, mode: number, offset: number, length: number): Promise<void> {
+    this.enter("fallocate");
+    const file = this.fds.lookup(fd, "fallocate");
+    if (offset < 0 || length <= 0) throw new ErrnoError("EINVAL", "fallocate");
+    if ((mode & ~0x7f) !== 0) throw new ErrnoError("EOPNOTSUPP", "fallocate");
+    if ((mode & 0x02) !== 0 && (mode & 0x01) === 0) throw new ErrnoError("EOPNOTSUPP", "fallocate");
+    if (!file.writable) throw new ErrnoError("EBADF", "fallocate");
+    if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError(file.ops.name.startsWith("pipe") ? "ESPIPE" : "ENODEV", "fallocate");
+    if (offset + length > Number.MAX_SAFE_INTEGER) throw new ErrnoError("EFBIG", "fallocate");
+    if ((mode & ~0x03) !== 0) throw new ErrnoError("EOPNOTSUPP", "fallocate");
+    shmemFallocate(this, file.ops.inode, mode, offset, length);
+  }
+
+  async pwrite(fd: number, source: Uint8Array | UserBuffer, offset: number): Promise<number> {
+    this.enter("pwrite64");
+    const file = this.fds.lookup(fd, "pwrite64");
+    if (offset < 0) throw new ErrnoError("EINVAL", "pwrite64");
+    if (!file.writable) throw new ErrnoError("EBADF", "pwrite64");
+    if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError("ESPIPE", "pwrite64");
+    let data: Uint8Array;
+    if (isUserBuffer(source)) {
+      data = new Uint8Array(checkLength(source.length, "pwrite"));
+      const got = await this.copyUser(source.addr, data, false);
+      if (got === 0 && data.length > 0) throw new ErrnoError("EFAULT", "pwrite64");
+      data = data.subarray(0, got);
+    } else {
+      data = source;
+    }
+    return shmemWrite(this, file.ops.inode, offset, data);
+  }
+
+  pread(fd: number, length: number, offset: number): Promise<Uint8Array>;
+  pread(fd: number, destination: UserBuffer, offset: number): Promise<number>;
+  async pread(fd: number, what: number | UserBuffer, offset: number): Promise<Uint8Array | number> {
+    this.enter("pread64");
+    const file = this.fds.lookup(fd, "pread64");
+    if (offset < 0) throw new ErrnoError("EINVAL", "pread64");
+    if (!file.readable) throw new ErrnoError("EBADF", "pread64");
+    if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError("ESPIPE", "pread64");
+    if (!isUserBuffer(what)) return shmemRead(this, file.ops.inode, offset, checkLength(what, "pread"));
+    const data = shmemRead(this, file.ops.inode, offset, checkLength(what.length, "pread"));
+    const done = await this.copyUser(what.addr, data, true);
+    if (done === 0 && data.length > 0) throw new ErrnoError("EFAULT", "pread64");
+    return done;
+  }
+
+  async lseek(fd: number, offset: number, whence: number): Promise<number> {
+    this.enter("lseek");
+    const file = this.fds.lookup(fd, "lseek");
+    if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError("ESPIPE", "lseek");
+    return shmemLlseek(file, file.ops.inode, offset, whence);
+  }
+
+  async pipe(): Promise<[readFd: number, writeFd: number]> {
+    return this.pipe2(0);
+  }
+
+  async pipe2(flags: number): Promise<[readFd: number, writeFd: number]> {
+    this.enter("pipe2");
+    return sysPipe2(this, flags);
+  }
+
+  async fcntl(fd: number, cmd: number, arg = 0): Promise<number> {
+    this.enter("fcntl");
+    const file = this.fds.lookup(fd, "fcntl");
+    switch (cmd) {
+      case F_GETFD:
+        return this.fds.cloexec(fd) ? FD_CLOEXEC : 0;
+      case F_SETFD:
+        this.fds.setCloexec(fd, (arg & FD_CLOEXEC) !== 0);
+        return 0;
+      case F_GETFL:
+        return file.flags;
+      case F_SETFL:
+        file.flags = (file.flags & ~O_NONBLOCK) | (arg & O_NONBLOCK);
+        return 0;
+      default: {
+        const r = file.ops.fcntl?.(file, cmd, arg);
+        if (r === undefined) throw new ErrnoError("EINVAL", "fcntl");
+        return r;
+      }
+    }
+  }
+
+  /**
+   * poll(2): 0 checks once; -1 waits; a positive timeout runs on the kernel's virtual clock.
+   */
+  async poll(fds: PollFd[], timeoutMs: number): Promise<number> {
+    this.enter("poll");
+    const scan = (): number => {
+      let ready = 0;
+      for (const p of fds) {
+        const file = p.fd < 0 ? undefined : this.fds.get(p.fd);
+        let revents = 0;
+        if (p.fd >= 0) {
+          if (file === undefined) revents = POLLNVAL;
+          else revents = (file.ops.poll?.(file, this) ?? 0x5) & (p.events | POLLERR | POLLHUP | POLLNVAL);
+        }
+        p.revents = revents;
+        if (revents !== 0) ready++;
+      }
+      return ready;
+    };
+    let ready = scan();
+    if (ready > 0 || timeoutMs === 0) return ready;
+    let timedOut = false;
+    for (;;) {
+      await new Promise<void>((resolve) => {
+        const unregs: Array<() => void> = [];
+        const done = (): void => {
+          for (const u of unregs) u();
+          resolve();
+        };
+        for (const p of fds) {
+          const file = p.fd < 0 ? undefined : this.fds.get(p.fd);
+          if (file?.ops.pollWait !== undefined) unregs.push(file.ops.pollWait(file, done));
+        }
+        if (timeoutMs > 0) {
+          unregs.push(
+            this.kernel.sched.addTimer(timeoutMs * 1e6, () => {
+              timedOut = true;
+              done();
+            }),
+          );
+        }
+        unregs.push(this.#onKilled(done));
+      });
+      if (this.exited) throw new DeadTaskError();
+      ready = scan();
+      if (ready > 0 || timedOut) return ready;
+    }
+  }
+
+  #onKilled(fn: () => void): () => void {
+    let live = true;
+    void this.#killed.then(() => {
+      if (live) fn();
+    });
+    return () => {
+      live = false;
+    };
+  }
+
+  async vmsplice(fd: number, addr: number, length: number, flags = 0): Promise<number> {
+    this.enter("vmsplice");
+    return sysVmsplice(this, fd, addr, length, flags);
+  }
+
+  async read(fd: number, length: number): Promise<Uint8Array> {
+    this.enter("read");
+    const file = this.fds.lookup(fd, "read");
+    if (!file.readable) throw new ErrnoError("EBADF", "read");
+    if (file.ops.read === undefined) throw new ErrnoError("EINVAL", "read");
+    return file.ops.read(file, this, checkLength(length, "read"));
+  }
+
+  async close(fd: number): Promise<void> {
+    this.enter("close");
+    this.fds.close(fd);
+  }
+
+  /** Passes an fd to another process (SCM_RIGHTS); returns the new fd number there. */
+  async sendFd(fd: number, to: Process): Promise<number> {
+    this.enter("sendmsg");
+    const file = this.fds.lookup(fd, "sendmsg");
+    if (to.exited) throw new ErrnoError("EPIPE", "sendmsg");
+    return to.fds.install(file.get(), 0, "recvmsg");
+  }
+
+  // --- userfaultfd ------------------------------------------------------------------------
+
+  async userfaultfd(flags: number): Promise<number> {
+    this.enter("userfaultfd");
+    return sysUserfaultfd(this, flags);
+  }
+
+  async openDevUserfaultfd(flags: number): Promise<number> {
+    this.enter("open");
+    return sysOpenDevUserfaultfd(this, flags);
+  }
+
+  async ioctl(fd: number, request: number, arg: object): Promise<number> {
+    this.enter("ioctl");
+    const file = this.fds.lookup(fd, "ioctl");
+    if (file.ops.ioctl === undefined) throw new ErrnoError("ENOTTY", "ioctl");
+    return file.ops.ioctl(file, this, request, arg);
+  }
+
+  async ioUringRegisterBuffers(addr: number, length: number): Promise<PinnedBuffer> {
+    this.enter("io_uring_register");
+    return sysIoUringRegisterBuffers(this, addr, length);
+  }
+
+  // --- processes --------------------------------------------------------------------------
+
+  async fork(): Promise<Process> {
+    this.enter("fork");
+    const child = this.kernel.createProcess(this.name, this.creds, this, new Mm(this.kernel.core), this.fds.clone());
+    const list: unknown[] = [];
+    dupMmap(this.mm, child.mm, list);
+    this.children.add(child);
+    await this.kernel.core.uffd.dupComplete(list);
+    return child;
+  }
+
+  async exit(status = 0): Promise<void> {
+    if (this.exited) throw new ErrnoError("ESRCH", "exit");
+    this.doExit(status & 0xff, null);
+  }
+
+  /** do_exit(): the mm goes first (exit_mmap), then the files, then the parent is told. */
+  doExit(status: number | null, signal: number | null): void {
+    if (this.exited) return;
+    this.exited = true;
+    this.exitStatus = status;
+    this.exitSignal = signal;
+    this.#resolveKilled();
+    this.mm.users = 0;
+    unmapRange(this.mm, 0, 0x7ffffffff000);
+    for (const hook of this.exitHooks.splice(0)) hook();
+    this.fds.closeAll();
+    this.kernel.reap(this);
+    for (const w of this.#exitWaiters.splice(0)) w();
+  }
+
+  async kill(pid: number, signal: number): Promise<void> {
+    this.enter("kill");
+    if (!Number.isInteger(signal) || signal < 0 || signal > 64) throw new ErrnoError("EINVAL", "kill");
+    const target = this.kernel.processes.get(pid);
+    if (target === undefined || target.exited) throw new ErrnoError("ESRCH", "kill");
+    if (signal === 0) return;
+    // Every fatal default action ends the process; the simulation delivers no handlers.
+    target.doExit(null, signal === SIGKILL ? SIGKILL : signal);
+  }
+
+  async waitpid(pid: number): Promise<WaitStatus> {
+    this.enter("wait4");
+    const child = [...this.children].find((c) => c.pid === pid);
+    if (child === undefined) throw new ErrnoError("ECHILD", "wait4");
+    if (!child.exited) await new Promise<void>((resolve) => child.#exitWaiters.push(resolve));
+    this.children.delete(child);
+    return { pid: child.pid, exitStatus: child.exitStatus, signal: child.exitSignal };
+  }
+
+  // --- introspection ----------------------------------------------------------------------
+
+  pagemap(addr: number, pages: number): PagemapEntry[] {
+    const out: PagemapEntry[] = [];
+    const first = Math.floor(addr / PAGE_SIZE);
+    for (let i = 0; i < pages; i++) out.push(pagemapEntry(this.mm, first + i));
+    return out;
+  }
+
+  smaps(): VmaInfo[] {
+    return this.mm.vmas.map((v) => smapsEntry(this.mm, v));
+  }
+}

@@ -1,0 +1,242 @@
+/**
+ * Physical memory: 4 KiB frames with the struct page fields the simulation needs, kept as
+ * parallel typed arrays (one slot per pfn) so a resident page costs a few dozen bytes of
+ * metadata, and the bytes carved out of large pooled ArrayBuffers (chunks of 4096 frames).
+ * Untouched memory costs nothing: a chunk exists only once a frame in it has been handed out.
+ *
+ * Mirrors include/linux/mm_types.h:struct page / struct folio (order-0 folios only: the
+ * simulation has no THP or hugetlb, see docs/divergences.md).
+ *
+ * Field rules:
+ * - `refcount` is folio_ref_count(): one per mapping pte, one for the page cache or swap cache,
+ *   one per get_user_pages reference (a pipe buffer from vmsplice), GUP_PIN_COUNTING_BIAS per
+ *   FOLL_PIN. Change it only through folioGet()/folioPut()/folioPin()/folioUnpin().
+ * - `mapcount` is the number of ptes mapping the frame (folio_mapcount, counting from 0, not
+ *   Linux's -1 bias). The zero page is never counted (vm_normal_page() is NULL for it).
+ * - `pincount` is our own record of FOLL_PIN references, so checkInvariants() can recount them;
+ *   kernel logic reads pins only through folioMaybeDmaPinned(), as Linux does.
+ */
+import { BUG_ON } from "../lib/assert.ts";
+import { PAGE_SHIFT, PAGE_SIZE } from "../uapi/mman.ts";
+
+export type Pfn = number;
+
+/** Page flags (include/linux/page-flags.h), our bit layout. */
+export const PG = {
+  anon: 1 << 0,
+  anonExclusive: 1 << 1,
+  dirty: 1 << 2,
+  uptodate: 1 << 3,
+  swapbacked: 1 << 4,
+  swapcache: 1 << 5,
+  lru: 1 << 6,
+  reserved: 1 << 7,
+  lazyfree: 1 << 8,
+  hwpoison: 1 << 9,
+} as const;
+
+/** include/linux/mm.h:GUP_PIN_COUNTING_BIAS. */
+export const GUP_PIN_COUNTING_BIAS = 1024;
+
+const CHUNK_SHIFT = 12; // 4096 frames = 16 MiB per chunk
+const CHUNK_FRAMES = 1 << CHUNK_SHIFT;
+const CHUNK_MASK = CHUNK_FRAMES - 1;
+
+export class PhysMem {
+  /** Frames the machine has (KernelOptions.memoryPages). */
+  readonly totalFrames: number;
+  refcount: Int32Array;
+  mapcount: Int32Array;
+  pincount: Int32Array;
+  flags: Uint16Array;
+  /** For page-cache pages: the owning inode's id; 0 otherwise. */
+  mapping: Int32Array;
+  /** For page-cache pages: the page offset in the file; for swap-cache pages: the swap slot. */
+  index: Float64Array;
+  readonly #chunks: Uint8Array[] = [];
+  #freeList: Int32Array;
+  #freeCount = 0;
+  /** The next never-used pfn. */
+  #nextPfn = 0;
+  /** Frames currently allocated (including the zero page). */
+  inUse = 0;
+  readonly zeroPfn: Pfn;
+
+  constructor(totalFrames: number) {
+    BUG_ON(totalFrames < 2 || totalFrames > 1 << 24, `memoryPages must be within [2, 2^24], got ${totalFrames}`);
+    this.totalFrames = totalFrames;
+    const initial = Math.min(totalFrames, 1024);
+    this.refcount = new Int32Array(initial);
+    this.mapcount = new Int32Array(initial);
+    this.pincount = new Int32Array(initial);
+    this.flags = new Uint16Array(initial);
+    this.mapping = new Int32Array(initial);
+    this.index = new Float64Array(initial);
+    this.#freeList = new Int32Array(256);
+    const zero = this.allocFrame(true);
+    BUG_ON(zero < 0, "no frame for the zero page");
+    this.zeroPfn = zero;
+    this.flags[zero] = PG.reserved | PG.uptodate;
+  }
+
+  /** Capacity of the metadata arrays; grows by doubling up to totalFrames. */
+  get capacity(): number {
+    return this.refcount.length;
+  }
+
+  #grow(): void {
+    const cap = Math.min(this.totalFrames, this.capacity * 2);
+    const grow = <T extends Int32Array | Uint16Array | Float64Array>(a: T, make: (n: number) => T): T => {
+      const b = make(cap);
+      b.set(a);
+      return b;
+    };
+    this.refcount = grow(this.refcount, (n) => new Int32Array(n));
+    this.mapcount = grow(this.mapcount, (n) => new Int32Array(n));
+    this.pincount = grow(this.pincount, (n) => new Int32Array(n));
+    this.flags = grow(this.flags, (n) => new Uint16Array(n));
+    this.mapping = grow(this.mapping, (n) => new Int32Array(n));
+    this.index = grow(this.index, (n) => new Float64Array(n));
+  }
+
+  /**
+   * Allocates a frame with refcount 1 and no flags, or returns -1 when physical memory is
+   * exhausted. `zero` asks for zeroed bytes (__GFP_ZERO); otherwise the caller overwrites them.
+   */
+  allocFrame(zero: boolean): Pfn {
+    let pfn: number;
+    if (this.#freeCount > 0) {
+      pfn = this.#freeList[--this.#freeCount] as number;
+    } else {
+      if (this.#nextPfn >= this.totalFrames) return -1;
+      pfn = this.#nextPfn++;
+      if (pfn >= this.capacity) this.#grow();
+      const chunk = pfn >>> CHUNK_SHIFT;
+      if (this.#chunks.length <= chunk) this.#chunks.push(new Uint8Array(CHUNK_FRAMES * PAGE_SIZE));
+      zero = false; // a fresh chunk is zero already
+    }
+    this.refcount[pfn] = 1;
+    this.mapcount[pfn] = 0;
+    this.pincount[pfn] = 0;
+    this.flags[pfn] = PG.uptodate;
+    this.mapping[pfn] = 0;
+    this.index[pfn] = 0;
+    this.inUse++;
+    if (zero) this.bytes(pfn).fill(0, this.offset(pfn), this.offset(pfn) + PAGE_SIZE);
+    return pfn;
+  }
+
+  #freeFrame(pfn: Pfn): void {
+    BUG_ON(this.mapcount[pfn] !== 0, `freeing pfn ${pfn} with mapcount ${this.mapcount[pfn]}`);
+    BUG_ON(pfn === this.zeroPfn, "freeing the zero page");
+    this.flags[pfn] = 0;
+    this.mapping[pfn] = 0;
+    if (this.#freeCount === this.#freeList.length) {
+      const bigger = new Int32Array(this.#freeList.length * 2);
+      bigger.set(this.#freeList);
+      this.#freeList = bigger;
+    }
+    this.#freeList[this.#freeCount++] = pfn;
+    this.inUse--;
+  }
+
+  /** Frames available to allocate. */
+  get freeFrames(): number {
+    return this.totalFrames - this.inUse;
+  }
+
+  /** The chunk holding a frame's bytes; the frame starts at offset(pfn). */
+  bytes(pfn: Pfn): Uint8Array {
+    return this.#chunks[pfn >>> CHUNK_SHIFT] as Uint8Array;
+  }
+
+  offset(pfn: Pfn): number {
+    return (pfn & CHUNK_MASK) << PAGE_SHIFT;
+  }
+
+  /** A copy of a frame's bytes. */
+  readPage(pfn: Pfn, off = 0, len = PAGE_SIZE): Uint8Array {
+    const o = this.offset(pfn) + off;
+    return this.bytes(pfn).slice(o, o + len);
+  }
+
+  /** copy_highpage(). */
+  copyPage(dst: Pfn, src: Pfn): void {
+    const s = this.bytes(src);
+    const so = this.offset(src);
+    this.bytes(dst).set(s.subarray(so, so + PAGE_SIZE), this.offset(dst));
+  }
+
+  /** Bytes of pooled chunks allocated so far (external memory the simulation holds). */
+  get poolBytes(): number {
+    return this.#chunks.length * CHUNK_FRAMES * PAGE_SIZE;
+  }
+
+  /** Pfns ever handed out, for walks over all frames (checkInvariants). */
+  get highestPfn(): number {
+    return this.#nextPfn;
+  }
+
+  isFree(pfn: Pfn): boolean {
+    return pfn !== this.zeroPfn && this.refcount[pfn] === 0;
+  }
+
+  // --- reference counting: folio_get / folio_put / pins ----------------------------------
+
+  /** Mirrors include/linux/mm.h:folio_get(). */
+  folioGet(pfn: Pfn): void {
+    if (pfn === this.zeroPfn) return;
+    this.refcount[pfn]!++;
+  }
+
+  /** Mirrors include/linux/mm.h:folio_put(): the last reference frees the frame. */
+  folioPut(pfn: Pfn): void {
+    if (pfn === this.zeroPfn) return;
+    const r = --this.refcount[pfn]!;
+    BUG_ON(r < 0, `refcount underflow on pfn ${pfn}`);
+    if (r === 0) this.#freeFrame(pfn);
+  }
+
+  /** One FOLL_PIN on a small folio: GUP_PIN_COUNTING_BIAS references (mm/gup.c:try_grab_folio()). */
+  folioPin(pfn: Pfn): void {
+    BUG_ON(pfn === this.zeroPfn, "pinning the zero page is not modelled");
+    this.refcount[pfn]! += GUP_PIN_COUNTING_BIAS;
+    this.pincount[pfn]!++;
+  }
+
+  /** Mirrors mm/gup.c:unpin_user_page(). */
+  folioUnpin(pfn: Pfn): void {
+    BUG_ON(this.pincount[pfn]! <= 0, `unpinning unpinned pfn ${pfn}`);
+    this.pincount[pfn]!--;
+    this.refcount[pfn]! -= GUP_PIN_COUNTING_BIAS - 1;
+    this.folioPut(pfn);
+  }
+
+  /**
+   * Mirrors include/linux/mm.h:folio_maybe_dma_pinned() for small folios: the refcount is at
+   * least the pin bias. False positives (1024 plain references) are allowed, as in Linux.
+   */
+  folioMaybeDmaPinned(pfn: Pfn): boolean {
+    return (this.refcount[pfn] as number) >= GUP_PIN_COUNTING_BIAS;
+  }
+
+  testFlag(pfn: Pfn, flag: number): boolean {
+    return ((this.flags[pfn] as number) & flag) !== 0;
+  }
+
+  setFlag(pfn: Pfn, flag: number): void {
+    this.flags[pfn] = (this.flags[pfn] as number) | flag;
+  }
+
+  clearFlag(pfn: Pfn, flag: number): void {
+    this.flags[pfn] = (this.flags[pfn] as number) & ~flag;
+  }
+
+  folioTestAnon(pfn: Pfn): boolean {
+    return this.testFlag(pfn, PG.anon);
+  }
+
+  pageAnonExclusive(pfn: Pfn): boolean {
+    return this.testFlag(pfn, PG.anonExclusive);
+  }
+}

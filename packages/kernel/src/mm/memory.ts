@@ -1,0 +1,478 @@
+/**
+ * The page-fault path and zapping. Mirrors mm/memory.c: handle_mm_fault() -> handle_pte_fault()
+ * -> do_anonymous_page() / do_fault() / do_swap_page() / do_wp_page() / handle_pte_marker(),
+ * and zap_pte_range() with pte_install_uffd_wp_if_needed().
+ *
+ * Fault functions return a VmFault code, never an errno. VM_FAULT_RETRY means the faulting
+ * thread was queued on a userfaultfd: `vmf.waiter` resolves when it is woken, and the caller
+ * then retries the whole access, as the CPU re-executes the instruction in Linux. A return of 0
+ * means "handled": the caller re-checks the pte and may fault again (a write that first mapped
+ * a page read-only with uffd-wp takes a second, WP fault, exactly as on the host).
+ */
+import { UFFD_FEATURE_WP_ASYNC, UFFD_FEATURE_WP_UNPOPULATED } from "../uapi/userfaultfd.ts";
+import { BUG_ON } from "../lib/assert.ts";
+import { PAGE_SIZE } from "../uapi/mman.ts";
+import { PG, type Pfn } from "./folio.ts";
+import type { Mm } from "./mm.ts";
+import {
+  isPteMarker,
+  isSwapPte,
+  MARKER_GUARD,
+  MARKER_POISONED,
+  MARKER_UFFD_WP,
+  mkMarker,
+  mkPte,
+  type Pte,
+  PTE_DIRTY,
+  PTE_SOFT_DIRTY,
+  PTE_SPECIAL,
+  PTE_UFFD_WP,
+  PTE_YOUNG,
+  pteMkdirty,
+  pteMkuffdWp,
+  pteMkwrite,
+  pteMkyoung,
+  pteNone,
+  ptePfn,
+  ptePresent,
+  pteSpecial,
+  pteUffdWp,
+  pteWrite,
+  SWP_SOFT_DIRTY,
+  SWP_UFFD_WP,
+  swpExclusive,
+  swpOffset,
+} from "./page-table.ts";
+import { folioAddFileRmapPte, folioAddNewAnonRmap, folioAddAnonRmapPte, folioRemoveRmapPte } from "./rmap.ts";
+import { shmemAllocPage, shmemFindPage, type ShmemInode } from "./shmem.ts";
+import {
+  userfaultfdMinor,
+  userfaultfdMissing,
+  userfaultfdWp,
+  type Vma,
+  VM_SHARED,
+  VM_UFFD_MINOR,
+  VM_UFFD_MISSING,
+  VM_UFFD_WP,
+  VM_WRITE,
+  vmaIsAnonymous,
+  vmaIsShared,
+} from "./vma.ts";
+
+/** enum fault_flag (include/linux/mm_types.h), the bits the simulation uses. */
+export const FAULT_FLAG_WRITE = 1 << 0;
+export const FAULT_FLAG_USER = 1 << 6;
+export const FAULT_FLAG_REMOTE = 1 << 7;
+export const FAULT_FLAG_UNSHARE = 1 << 10;
+
+/** vm_fault_t results. 0 means handled (retry the access). */
+export const VM_FAULT_OOM = 0x1;
+export const VM_FAULT_SIGBUS = 0x2;
+export const VM_FAULT_HWPOISON = 0x10;
+export const VM_FAULT_SIGSEGV = 0x40;
+export const VM_FAULT_RETRY = 0x400;
+
+/** The thread a fault is raised for (its tid is uffd_msg.arg.pagefault.feat.ptid). */
+export interface FaultingTask {
+  readonly tid: number;
+}
+
+/**
+ * struct vm_fault. One per faulting access; `waiter` is set by handleUserfault() when the
+ * access must sleep until a userfaultfd wake.
+ */
+export class VmFault {
+  mm: Mm;
+  vma: Vma;
+  /** Page-aligned fault address. */
+  address: number;
+  /** The exact address accessed (UFFD_FEATURE_EXACT_ADDRESS reports it). */
+  realAddress: number;
+  flags: number;
+  origPte: Pte = 0;
+  task: FaultingTask;
+  waiter: Promise<void> | null = null;
+
+  constructor(mm: Mm, vma: Vma, realAddress: number, flags: number, task: FaultingTask) {
+    this.mm = mm;
+    this.vma = vma;
+    this.realAddress = realAddress;
+    this.address = realAddress - (realAddress % PAGE_SIZE);
+    this.flags = flags;
+    this.task = task;
+  }
+
+  get vpn(): number {
+    return this.address / PAGE_SIZE;
+  }
+}
+
+/** The hook fs/userfaultfd.ts provides on a vma's context: fs/userfaultfd.c:handle_userfault(). */
+export interface UserfaultHandler {
+  readonly features: number;
+  handleUserfault(vmf: VmFault, reason: number): number;
+}
+
+function uffdCtx(vma: Vma): UserfaultHandler {
+  const ctx = vma.uffdCtx as UserfaultHandler | null;
+  BUG_ON(ctx === null, "userfault on a vma without a userfaultfd context");
+  return ctx!;
+}
+
+/** Raises a userfault; the result is never 0 (VM_FAULT_RETRY to sleep, or VM_FAULT_SIGBUS). */
+function handleUserfault(vmf: VmFault, reason: number): number {
+  const ret = uffdCtx(vmf.vma).handleUserfault(vmf, reason);
+  BUG_ON(ret === 0, "handle_userfault returned 0");
+  return ret;
+}
+
+/** userfaultfd_wp_async(). */
+export function userfaultfdWpAsync(vma: Vma): boolean {
+  const ctx = vma.uffdCtx as UserfaultHandler | null;
+  return ctx !== null && (ctx.features & UFFD_FEATURE_WP_ASYNC) !== 0;
+}
+
+/** userfaultfd_wp_use_markers(): file memory always; anon only with WP_UNPOPULATED (implied by WP_ASYNC). */
+export function userfaultfdWpUseMarkers(vma: Vma): boolean {
+  if (!userfaultfdWp(vma)) return false;
+  if (!vmaIsAnonymous(vma)) return true;
+  const ctx = vma.uffdCtx as UserfaultHandler | null;
+  return ctx !== null && (ctx.features & UFFD_FEATURE_WP_UNPOPULATED) !== 0;
+}
+
+/** vmf_orig_pte_uffd_wp(): the fault replaces a uffd-wp marker, so the new pte keeps uffd-wp. */
+const vmfOrigPteUffdWp = (vmf: VmFault): boolean => isPteMarker(vmf.origPte) && (vmf.origPte & MARKER_UFFD_WP) !== 0;
+
+/**
+ * Whether ptes of this vma may be writable straight from vm_page_prot: shared writable mappings
+ * without write-notify (uffd-wp registration turns write-notify on, vma_wants_writenotify()).
+ */
+export function vmaPageProtWritable(vma: Vma): boolean {
+  return (vma.flags & (VM_SHARED | VM_WRITE)) === (VM_SHARED | VM_WRITE) && (vma.flags & VM_UFFD_WP) === 0;
+}
+
+/** maybe_mkwrite(). */
+const maybeMkwrite = (pte: Pte, vma: Vma): Pte => ((vma.flags & VM_WRITE) !== 0 ? pteMkwrite(pte) : pte);
+
+/** vm_normal_page(): the frame a present pte maps, or -1 for the zero page (special pte). */
+export function vmNormalPfn(pte: Pte): number {
+  return pteSpecial(pte) ? -1 : ptePfn(pte);
+}
+
+/** Mirrors mm/memory.c:handle_mm_fault() (the pte level; the simulation has no huge pmds). */
+export function handleMmFault(vmf: VmFault): number {
+  vmf.origPte = vmf.mm.pt.get(vmf.vpn);
+  return handlePteFault(vmf);
+}
+
+/** Mirrors mm/memory.c:handle_pte_fault(). */
+function handlePteFault(vmf: VmFault): number {
+  const pte = vmf.origPte;
+  if (pteNone(pte)) return doPteMissing(vmf);
+  if (isPteMarker(pte)) return handlePteMarker(vmf);
+  if (isSwapPte(pte)) return doSwapPage(vmf);
+  if ((vmf.flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE)) !== 0 && !pteWrite(pte)) return doWpPage(vmf);
+  let entry = pteMkyoung(pte);
+  if ((vmf.flags & FAULT_FLAG_WRITE) !== 0) entry = pteMkdirty(entry);
+  vmf.mm.pt.set(vmf.vpn, entry);
+  return 0;
+}
+
+/** do_pte_missing(). */
+function doPteMissing(vmf: VmFault): number {
+  return vmaIsAnonymous(vmf.vma) ? doAnonymousPage(vmf) : doFault(vmf);
+}
+
+/** Mirrors mm/memory.c:handle_pte_marker(): poison beats uffd-wp; a stale uffd-wp marker is cleared. */
+function handlePteMarker(vmf: VmFault): number {
+  const marker = vmf.origPte;
+  if ((marker & MARKER_POISONED) !== 0) return VM_FAULT_HWPOISON;
+  if ((marker & MARKER_GUARD) !== 0) return VM_FAULT_SIGSEGV;
+  if ((marker & MARKER_UFFD_WP) !== 0) {
+    // pte_marker_handle_uffd_wp(): a marker whose vma lost VM_UFFD_WP is just cleared.
+    if (!userfaultfdWp(vmf.vma)) {
+      vmf.mm.pt.set(vmf.vpn, 0);
+      return 0;
+    }
+    return doPteMissing(vmf);
+  }
+  return VM_FAULT_SIGBUS;
+}
+
+/**
+ * Mirrors mm/memory.c:do_anonymous_page(). A read maps the shared zero page, unless MISSING is
+ * registered: then the userfault comes first and the zero page is never mapped. A write
+ * allocates an exclusive zeroed page.
+ */
+function doAnonymousPage(vmf: VmFault): number {
+  const { mm, vma } = vmf;
+  const uffdWp = vmfOrigPteUffdWp(vmf);
+  if ((vmf.flags & FAULT_FLAG_WRITE) === 0) {
+    if (userfaultfdMissing(vma)) return handleUserfault(vmf, VM_UFFD_MISSING);
+    let entry = mkPte(mm.core.mem.zeroPfn, PTE_SPECIAL);
+    if (uffdWp) entry = pteMkuffdWp(entry);
+    mm.pt.set(vmf.vpn, entry);
+    return 0;
+  }
+  const pfn = mm.core.mem.allocFrame(true);
+  if (pfn < 0) return VM_FAULT_OOM;
+  if (userfaultfdMissing(vma)) {
+    mm.core.mem.folioPut(pfn);
+    return handleUserfault(vmf, VM_UFFD_MISSING);
+  }
+  let entry = maybeMkwrite(mkPte(pfn, PTE_DIRTY | PTE_YOUNG), vma);
+  if (uffdWp) entry = pteMkuffdWp(entry);
+  folioAddNewAnonRmap(mm, vma, pfn, vmf.address, true);
+  mm.core.mem.setFlag(pfn, PG.dirty);
+  mm.pt.set(vmf.vpn, entry);
+  return 0;
+}
+
+/**
+ * Mirrors mm/shmem.c:shmem_get_folio_gfp() for the fault path (SGP_CACHE), with its userfault
+ * order: MINOR when the cache has an entry (page or swapped-out), MISSING on a hole before
+ * allocating, SIGBUS for a page beyond i_size. Returns a frame or a negative VmFault.
+ */
+function shmemFaultGetPage(vmf: VmFault, inode: ShmemInode, pgoff: number): number {
+  const { mm, vma } = vmf;
+  if (inode.pages.has(pgoff) && userfaultfdMinor(vma)) return -handleUserfault(vmf, VM_UFFD_MINOR);
+  const found = shmemFindPage(mm.core.mem, mm.core.swap, inode, pgoff);
+  if (found === -2) return -VM_FAULT_OOM;
+  if (found >= 0) return found;
+  if (userfaultfdMissing(vma)) return -handleUserfault(vmf, VM_UFFD_MISSING);
+  if (pgoff >= inode.sizePages) return -VM_FAULT_SIGBUS;
+  const pfn = shmemAllocPage(mm.core.mem, inode, pgoff);
+  return pfn < 0 ? -VM_FAULT_OOM : pfn;
+}
+
+/**
+ * Mirrors mm/memory.c:do_fault() for shmem: do_read_fault(), do_cow_fault() (a write to a
+ * private mapping copies the cache page into a new anon page) and do_shared_fault().
+ */
+function doFault(vmf: VmFault): number {
+  const { mm, vma } = vmf;
+  const inode = vma.file as ShmemInode;
+  const pgoff = vma.pgoffOf(vmf.address);
+  const got = shmemFaultGetPage(vmf, inode, pgoff);
+  if (got < 0) return -got;
+  const page = got;
+  const write = (vmf.flags & FAULT_FLAG_WRITE) !== 0;
+  const uffdWp = vmfOrigPteUffdWp(vmf);
+  if (write && (vma.flags & VM_SHARED) === 0) {
+    // do_cow_fault()
+    const pfn = mm.core.mem.allocFrame(false);
+    if (pfn < 0) return VM_FAULT_OOM;
+    mm.core.mem.copyPage(pfn, page);
+    let entry = maybeMkwrite(mkPte(pfn, PTE_DIRTY | PTE_YOUNG), vma);
+    if (uffdWp) entry = pteMkuffdWp(entry);
+    folioAddNewAnonRmap(mm, vma, pfn, vmf.address, true);
+    mm.pt.set(vmf.vpn, entry);
+    return 0;
+  }
+  // finish_fault() -> set_pte_range() for the page-cache page.
+  let entry = mkPte(page, PTE_YOUNG);
+  if (write) entry = maybeMkwrite(pteMkdirty(entry), vma);
+  else if (vmaPageProtWritable(vma)) entry = pteWrite(entry) ? entry : pteMkwrite(entry);
+  if (write) mm.core.mem.setFlag(page, PG.dirty);
+  if (uffdWp) entry = pteMkuffdWp(entry);
+  folioAddFileRmapPte(mm, page);
+  mm.pt.set(vmf.vpn, entry);
+  return 0;
+}
+
+/**
+ * Mirrors mm/memory.c:do_wp_page(): a write (or FAULT_FLAG_UNSHARE) on a present pte that is
+ * not writable. The parent decides: uffd-wp userfault, shared mapping (make writable), reuse of
+ * an exclusive or reusable anon page, or copy.
+ */
+export function doWpPage(vmf: VmFault): number {
+  const { mm, vma } = vmf;
+  const mem = mm.core.mem;
+  const unshare = (vmf.flags & FAULT_FLAG_UNSHARE) !== 0;
+  let pte = vmf.origPte;
+  if (!unshare && pteUffdWp(pte) && userfaultfdWp(vma)) {
+    if (!userfaultfdWpAsync(vma)) return handleUserfault(vmf, VM_UFFD_WP);
+    // Async mode: unprotect here and continue with the normal COW/reuse logic.
+    pte = (pte & ~PTE_UFFD_WP) >>> 0;
+    mm.pt.set(vmf.vpn, pte);
+    vmf.origPte = pte;
+  }
+  const pfn = vmNormalPfn(pte);
+  if (vmaIsShared(vma)) {
+    // wp_page_shared(): write-notify done, the shared page becomes writable. Nothing to unshare.
+    if (unshare) return 0;
+    mm.pt.set(vmf.vpn, pteMkwrite(pteMkdirty(pteMkyoung(pte))));
+    if (pfn >= 0) mem.setFlag(pfn, PG.dirty);
+    return 0;
+  }
+  if (pfn >= 0 && mem.folioTestAnon(pfn) && (mem.pageAnonExclusive(pfn) || wpCanReuseAnonFolio(mm, pfn))) {
+    if (!mem.pageAnonExclusive(pfn)) mem.setFlag(pfn, PG.anonExclusive);
+    if (unshare) return 0;
+    // wp_page_reuse()
+    mm.pt.set(vmf.vpn, maybeMkwrite(pteMkdirty(pteMkyoung(pte)), vma));
+    mem.setFlag(pfn, PG.dirty);
+    return 0;
+  }
+  return wpPageCopy(vmf);
+}
+
+/**
+ * Mirrors mm/memory.c:wp_can_reuse_anon_folio() for a small folio: reuse only if we hold the
+ * only reference, after dropping a swap-cache reference nobody else needs.
+ */
+function wpCanReuseAnonFolio(mm: Mm, pfn: Pfn): boolean {
+  const mem = mm.core.mem;
+  const refs = mem.refcount[pfn] as number;
+  if (refs > 3) return false;
+  const swapcache = mem.testFlag(pfn, PG.swapcache) ? 1 : 0;
+  if (refs > 1 + swapcache) return false;
+  if (swapcache === 1) mm.core.swap?.folioFreeSwap(pfn);
+  return mem.refcount[pfn] === 1;
+}
+
+/**
+ * Mirrors mm/memory.c:wp_page_copy(): a new exclusive anon page with the old contents (zeroed for
+ * the zero page). For FAULT_FLAG_UNSHARE the new pte stays read-only and keeps uffd-wp and
+ * soft-dirty; for a write it is writable and dirty.
+ */
+function wpPageCopy(vmf: VmFault): number {
+  const { mm, vma } = vmf;
+  const mem = mm.core.mem;
+  const old = vmf.origPte;
+  const oldPfn = vmNormalPfn(old);
+  const pfn = mem.allocFrame(oldPfn < 0);
+  if (pfn < 0) return VM_FAULT_OOM;
+  if (oldPfn >= 0) mem.copyPage(pfn, oldPfn);
+  let entry = mkPte(pfn, PTE_YOUNG);
+  if ((vmf.flags & FAULT_FLAG_UNSHARE) !== 0) {
+    entry |= old & (PTE_SOFT_DIRTY | PTE_UFFD_WP);
+  } else {
+    entry = maybeMkwrite(pteMkdirty(entry), vma);
+    mem.setFlag(pfn, PG.dirty);
+  }
+  folioAddNewAnonRmap(mm, vma, pfn, vmf.address, true);
+  if (oldPfn >= 0) folioRemoveRmapPte(mm, oldPfn);
+  mm.pt.set(vmf.vpn, entry >>> 0);
+  return 0;
+}
+
+/**
+ * Mirrors mm/memory.c:do_swap_page(): swap-in through the swap cache. The page is exclusive
+ * (PageAnonExclusive, and writable when allowed) if the swap pte had swp-exclusive or we hold
+ * the only reference once the swap cache let go of it; otherwise it is mapped read-only and a
+ * write goes through do_wp_page(). uffd-wp and soft-dirty come back from the swap pte.
+ */
+function doSwapPage(vmf: VmFault): number {
+  const { mm, vma } = vmf;
+  const mem = mm.core.mem;
+  const swap = mm.core.swap;
+  BUG_ON(swap === null, "swap pte without a swap device");
+  const orig = vmf.origPte;
+  const slot = swpOffset(orig);
+  const pfn = swap!.swapIn(slot);
+  if (pfn < 0) return VM_FAULT_OOM;
+  const exclusive = swpExclusive(orig);
+  swap!.free(slot);
+  mm.swapEnts--;
+  if (shouldTryToFreeSwap(mm, pfn, vmf.flags)) swap!.folioFreeSwap(pfn);
+  let entry = mkPte(pfn, PTE_YOUNG);
+  if ((orig & SWP_SOFT_DIRTY) !== 0) entry |= PTE_SOFT_DIRTY;
+  const wp = (orig & SWP_UFFD_WP) !== 0;
+  if (wp) entry = pteMkuffdWp(entry);
+  const mapExclusive = exclusive || mem.refcount[pfn] === 1;
+  if (mapExclusive && (vma.flags & VM_WRITE) !== 0 && !(wp && userfaultfdWp(vma))) {
+    entry = pteMkwrite(entry);
+    if ((vmf.flags & FAULT_FLAG_WRITE) !== 0) entry = pteMkdirty(entry);
+  }
+  if (mem.folioTestAnon(pfn)) folioAddAnonRmapPte(mm, pfn, mapExclusive);
+  else {
+    mem.mapcount[pfn] = 0;
+    folioAddNewAnonRmap(mm, vma, pfn, vmf.address, mapExclusive);
+  }
+  mm.pt.set(vmf.vpn, entry >>> 0);
+  return 0;
+}
+
+/** Mirrors mm/memory.c:should_try_to_free_swap(). */
+function shouldTryToFreeSwap(mm: Mm, pfn: Pfn, flags: number): boolean {
+  const mem = mm.core.mem;
+  if (!mem.testFlag(pfn, PG.swapcache)) return false;
+  if (mm.core.swap!.full) return true;
+  return (flags & FAULT_FLAG_WRITE) !== 0 && mem.refcount[pfn] === 2;
+}
+
+// --- zapping --------------------------------------------------------------------------------
+
+/** struct zap_details. */
+export interface ZapDetails {
+  /** ZAP_FLAG_DROP_MARKER: do not leave uffd-wp markers behind (munmap, exit, truncate). */
+  dropMarker: boolean;
+  /** Also zap private COW copies and swap entries of a file mapping (truncate); false for hole punch. */
+  evenCows: boolean;
+  /** Remove guard markers too (munmap, exit, MADV_GUARD_REMOVE handles its own). */
+  dropGuard: boolean;
+}
+
+export const ZAP_DEFAULT: ZapDetails = { dropMarker: false, evenCows: true, dropGuard: false };
+export const ZAP_UNMAP: ZapDetails = { dropMarker: true, evenCows: true, dropGuard: true };
+
+/**
+ * Mirrors mm/memory.c:zap_pte_range() for one pte, then pte_install_uffd_wp_if_needed():
+ * a file-backed vma with VM_UFFD_WP gets a uffd-wp marker where a write-protected pte was.
+ */
+export function zapPte(mm: Mm, vma: Vma, vpn: number, details: ZapDetails): void {
+  const pte = mm.pt.get(vpn);
+  if (pte === 0) return;
+  const mem = mm.core.mem;
+  if (ptePresent(pte)) {
+    const pfn = vmNormalPfn(pte);
+    if (pfn >= 0) {
+      if (!details.evenCows && mem.folioTestAnon(pfn)) return;
+      if (pteDirtyOf(pte)) mem.setFlag(pfn, PG.dirty);
+      folioRemoveRmapPte(mm, pfn);
+    }
+  } else if (isSwapPte(pte)) {
+    if (!details.evenCows) return;
+    mm.core.swap!.free(swpOffset(pte));
+    mm.swapEnts--;
+  } else if ((pte & MARKER_GUARD) !== 0 && !details.dropGuard) {
+    return;
+  }
+  mm.pt.set(vpn, 0);
+  if (!details.dropMarker && !vmaIsAnonymous(vma) && userfaultfdWp(vma) && pteUffdWp(pte)) {
+    mm.pt.set(vpn, mkMarker(MARKER_UFFD_WP));
+  }
+}
+
+const pteDirtyOf = (pte: Pte): boolean => (pte & PTE_DIRTY) !== 0;
+
+/** zap_page_range_single() over [start, end) of one vma. */
+export function zapPageRange(mm: Mm, vma: Vma, start: number, end: number, details: ZapDetails): void {
+  const endVpn = end / PAGE_SIZE;
+  const vpns: number[] = [];
+  mm.pt.forEachPresentEntry(start / PAGE_SIZE, endVpn, (vpn) => vpns.push(vpn));
+  for (const vpn of vpns) zapPte(mm, vma, vpn, details);
+}
+
+/**
+ * Mirrors mm/memory.c:unmap_mapping_range(): zaps every mapping of file pages
+ * [firstPgoff, lastPgoff] of an inode, in every vma that maps them.
+ */
+export function unmapMappingRange(inode: ShmemInode, firstPgoff: number, lastPgoff: number, details: ZapDetails): void {
+  for (const vma of [...inode.mappings]) {
+    const vmaLast = vma.pgoffOf(vma.end) - 1;
+    const from = Math.max(firstPgoff, vma.pgoff);
+    const to = Math.min(lastPgoff, vmaLast);
+    if (from > to) continue;
+    const mm = vmaMm(vma);
+    const start = vma.start + (from - vma.pgoff) * PAGE_SIZE;
+    const end = vma.start + (to + 1 - vma.pgoff) * PAGE_SIZE;
+    zapPageRange(mm, vma, start, end, details);
+  }
+}
+
+/** vma->vm_mm. */
+export function vmaMm(vma: Vma): Mm {
+  BUG_ON(vma.mm === null, "vma without an mm");
+  return vma.mm as Mm;
+}

@@ -1,0 +1,161 @@
+/**
+ * mmap(2) and munmap(2). Mirrors mm/mmap.c:do_mmap() (argument checks in Linux's order),
+ * mm/vma.c:__mmap_region() and do_vmi_munmap(), and mm/gup.c:__mm_populate() for MAP_POPULATE.
+ */
+import { ErrnoError } from "../uapi/errno.ts";
+import {
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_FIXED_NOREPLACE,
+  MAP_NORESERVE,
+  MAP_POPULATE,
+  MAP_NONBLOCK,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  MAP_SHARED_VALIDATE,
+  MAP_TYPE,
+  MAP_GROWSDOWN,
+  MAP_HUGETLB,
+  MAP_LOCKED,
+  PAGE_SIZE,
+  PROT_EXEC,
+  PROT_READ,
+  PROT_WRITE,
+} from "../uapi/mman.ts";
+import { ZAP_UNMAP, zapPageRange } from "./memory.ts";
+import { type Mm, MMAP_MIN_ADDR, TASK_SIZE } from "./mm.ts";
+import type { ShmemInode } from "./shmem.ts";
+import {
+  Vma,
+  VM_ACCOUNT,
+  VM_EXEC,
+  VM_GROWSDOWN,
+  VM_MAYEXEC,
+  VM_MAYREAD,
+  VM_MAYSHARE,
+  VM_MAYWRITE,
+  VM_NORESERVE,
+  VM_READ,
+  VM_SHARED,
+  VM_WRITE,
+} from "./vma.ts";
+
+export const PAGE_ALIGN = (len: number): number => Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
+export const offsetInPage = (addr: number): number => addr % PAGE_SIZE;
+
+/** calc_vm_prot_bits(). */
+export function calcVmProtBits(prot: number): number {
+  return ((prot & PROT_READ) !== 0 ? VM_READ : 0) | ((prot & PROT_WRITE) !== 0 ? VM_WRITE : 0) | ((prot & PROT_EXEC) !== 0 ? VM_EXEC : 0);
+}
+
+/** The file side of an mmap: the shmem inode and the open file's access mode. */
+export interface MmapFile {
+  inode: ShmemInode;
+  readable: boolean;
+  writable: boolean;
+}
+
+/** What do_mmap() decided: where to map, and whether to populate. */
+export interface MmapPlan {
+  addr: number;
+  len: number;
+  flags: number;
+  pgoff: number;
+  populate: boolean;
+}
+
+/**
+ * Mirrors mm/mmap.c:do_mmap() up to mmap_region(): every check, in Linux's order, before
+ * anything changes. `file` is null for MAP_ANONYMOUS; `newShmem` creates the inode that
+ * shmem_zero_setup() gives a MAP_SHARED|MAP_ANONYMOUS mapping.
+ */
+export function planMmap(mm: Mm, addr: number, length: number, prot: number, flags: number, file: MmapFile | null, offset: number): MmapPlan {
+  const fail = (code: "EINVAL" | "ENOMEM" | "EEXIST" | "EACCES" | "EOVERFLOW" | "EOPNOTSUPP"): never => {
+    throw new ErrnoError(code, "mmap");
+  };
+  if (length === 0) fail("EINVAL");
+  let fixed = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) !== 0;
+  if (!fixed && addr !== 0) addr = Math.max(PAGE_ALIGN(addr), MMAP_MIN_ADDR);
+  const len = PAGE_ALIGN(length);
+  if (len === 0 || len > TASK_SIZE) fail("ENOMEM");
+  const pgoff = offset / PAGE_SIZE;
+  if (pgoff + len / PAGE_SIZE > Number.MAX_SAFE_INTEGER) fail("EOVERFLOW");
+  // __get_unmapped_area()
+  if (fixed) {
+    if (offsetInPage(addr) !== 0) fail("EINVAL");
+    if (addr + len > TASK_SIZE || addr < MMAP_MIN_ADDR) fail(addr < MMAP_MIN_ADDR ? "EACCES" : "ENOMEM");
+  } else {
+    const found = mm.getUnmappedArea(len, addr);
+    if (found < 0) fail("ENOMEM");
+    addr = found;
+  }
+  if ((flags & MAP_FIXED_NOREPLACE) !== 0 && mm.vmasIn(addr, addr + len).length > 0) fail("EEXIST");
+  let vmFlags = calcVmProtBits(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
+  if ((flags & MAP_GROWSDOWN) !== 0) vmFlags |= VM_GROWSDOWN;
+  const type = flags & MAP_TYPE;
+  let mapPgoff = pgoff;
+  if (file !== null) {
+    if (type === MAP_SHARED || type === MAP_SHARED_VALIDATE) {
+      if ((prot & PROT_WRITE) !== 0 && !file.writable) fail("EACCES");
+      vmFlags |= VM_SHARED | VM_MAYSHARE;
+      if (!file.writable) vmFlags &= ~(VM_MAYWRITE | VM_SHARED);
+      if (!file.readable) fail("EACCES");
+    } else if (type === MAP_PRIVATE) {
+      if (!file.readable) fail("EACCES");
+    } else {
+      fail("EINVAL");
+    }
+  } else {
+    if (type === MAP_SHARED || type === MAP_SHARED_VALIDATE) {
+      if ((vmFlags & VM_GROWSDOWN) !== 0) fail("EINVAL");
+      mapPgoff = 0;
+      vmFlags |= VM_SHARED | VM_MAYSHARE;
+    } else if (type === MAP_PRIVATE) {
+      mapPgoff = addr / PAGE_SIZE;
+    } else {
+      fail("EINVAL");
+    }
+  }
+  if ((flags & MAP_NORESERVE) !== 0) vmFlags |= VM_NORESERVE;
+  // accountable_mapping(): private writable memory is charged (VM_ACCOUNT).
+  if ((vmFlags & (VM_NORESERVE | VM_SHARED | VM_WRITE)) === VM_WRITE) vmFlags |= VM_ACCOUNT;
+  fixed = fixed && (flags & MAP_FIXED_NOREPLACE) === 0;
+  const populate = (flags & MAP_LOCKED) !== 0 || (flags & (MAP_POPULATE | MAP_NONBLOCK)) === MAP_POPULATE;
+  return { addr, len, flags: vmFlags, pgoff: mapPgoff, populate };
+}
+
+/** Flags that only matter for the rejections Linux gives them, kept for callers. */
+export const MMAP_UNSUPPORTED = MAP_HUGETLB;
+export const MMAP_ANON = MAP_ANONYMOUS;
+
+/**
+ * Mirrors mm/vma.c:__mmap_region(): replaces whatever was mapped in [addr, addr+len) (the
+ * caller has run the unmap prep for userfaultfd) with a new vma, merged with its neighbours.
+ */
+export function mmapRegion(mm: Mm, plan: MmapPlan, inode: ShmemInode | null): Vma {
+  unmapRange(mm, plan.addr, plan.addr + plan.len);
+  const vma = new Vma(plan.addr, plan.addr + plan.len, plan.flags, plan.pgoff, inode);
+  mm.insertVma(vma);
+  return mm.mergeAround(vma);
+}
+
+/**
+ * The unmapping half of do_vmi_munmap(): splits at the boundaries, zaps every pte, removes the
+ * vmas and frees page tables nobody covers. Userfaultfd prep/complete are the caller's.
+ */
+export function unmapRange(mm: Mm, start: number, end: number): void {
+  const vmas = mm.isolateRange(start, end);
+  for (const vma of vmas) {
+    zapPageRange(mm, vma, vma.start, vma.end, ZAP_UNMAP);
+    mm.removeVma(vma);
+  }
+  if (vmas.length > 0) mm.freePgtables(start, end);
+}
+
+/** The checks of do_vmi_munmap(); returns the page-aligned end. */
+export function checkMunmap(start: number, length: number): number {
+  if (offsetInPage(start) !== 0 || start > TASK_SIZE || length > TASK_SIZE - start) throw new ErrnoError("EINVAL", "munmap");
+  const end = start + PAGE_ALIGN(length);
+  if (end === start) throw new ErrnoError("EINVAL", "munmap");
+  return end;
+}

@@ -1,0 +1,82 @@
+/**
+ * mprotect(2). Mirrors mm/mprotect.c:do_mprotect_pkey(), mprotect_fixup() and
+ * change_pte_range(): write permission is removed from every pte when VM_WRITE goes away, and
+ * granted at once only where can_change_pte_writable() allows it (an exclusive anon page, or a
+ * dirty shared page, never a uffd-wp one); uffd-wp and soft-dirty survive (pte_modify()).
+ */
+import { ErrnoError } from "../uapi/errno.ts";
+import { PAGE_SIZE, PROT_EXEC, PROT_GROWSDOWN, PROT_GROWSUP, PROT_READ, PROT_SEM, PROT_WRITE } from "../uapi/mman.ts";
+import { vmNormalPfn } from "./memory.ts";
+import type { Mm } from "./mm.ts";
+import { offsetInPage, PAGE_ALIGN, calcVmProtBits } from "./mmap.ts";
+import { pteDirty, ptePresent, pteUffdWp, pteWrite, pteWrprotect, pteMkwrite } from "./page-table.ts";
+import { type Vma, VM_ACCESS_FLAGS, VM_ACCOUNT, VM_SHARED, VM_WRITE, VM_NORESERVE, VM_UFFD_WP } from "./vma.ts";
+
+/** Validates and applies mprotect; throws ErrnoError with nothing changed on a rejected call. */
+export function doMprotect(mm: Mm, start: number, length: number, prot: number): void {
+  if (offsetInPage(start) !== 0) throw new ErrnoError("EINVAL", "mprotect");
+  if (length === 0) return;
+  const len = PAGE_ALIGN(length);
+  const end = start + len;
+  if (end <= start) throw new ErrnoError("ENOMEM", "mprotect");
+  if ((prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM | PROT_GROWSDOWN | PROT_GROWSUP)) !== 0) throw new ErrnoError("EINVAL", "mprotect");
+  if ((prot & (PROT_GROWSDOWN | PROT_GROWSUP)) === (PROT_GROWSDOWN | PROT_GROWSUP)) throw new ErrnoError("EINVAL", "mprotect");
+  const vmas = mm.vmasIn(start, end);
+  const first = vmas[0];
+  if (first === undefined || first.start > start) throw new ErrnoError("ENOMEM", "mprotect");
+  const newProt = calcVmProtBits(prot);
+  // Check every vma first (the EACCES and ENOMEM of the loop) so a rejected call changes nothing.
+  let at = start;
+  for (const vma of vmas) {
+    if (vma.start > at) throw new ErrnoError("ENOMEM", "mprotect");
+    const newflags = newProt | (vma.flags & ~VM_ACCESS_FLAGS);
+    // Each VM_x needs its VM_MAYx (VM_MAYREAD = VM_READ << 4).
+    if ((newflags & ~(newflags >>> 4) & VM_ACCESS_FLAGS) !== 0) throw new ErrnoError("EACCES", "mprotect");
+    at = vma.end;
+  }
+  if (at < end) throw new ErrnoError("ENOMEM", "mprotect");
+  for (const vma of mm.isolateRange(start, end)) mprotectFixup(mm, vma, newProt);
+  mm.mergeRange(start, end);
+}
+
+/** Mirrors mm/mprotect.c:mprotect_fixup() for one whole vma. */
+function mprotectFixup(mm: Mm, vma: Vma, newProt: number): void {
+  const old = vma.flags;
+  let flags = ((old & ~VM_ACCESS_FLAGS) | newProt) >>> 0;
+  if ((flags & VM_WRITE) !== 0) {
+    if ((old & (VM_ACCOUNT | VM_WRITE | VM_SHARED | VM_NORESERVE)) === 0) flags |= VM_ACCOUNT;
+  } else if ((old & VM_ACCOUNT) !== 0 && vma.file === null && vma.anonVma === 0) {
+    flags &= ~VM_ACCOUNT;
+  }
+  vma.flags = flags >>> 0;
+  changeProtection(mm, vma);
+}
+
+/** Mirrors mm/mprotect.c:change_pte_range() for a protection change of the whole vma. */
+function changeProtection(mm: Mm, vma: Vma): void {
+  const writable = (vma.flags & VM_WRITE) !== 0;
+  const mem = mm.core.mem;
+  mm.pt.forEachPresentEntry(vma.start / PAGE_SIZE, vma.end / PAGE_SIZE, (vpn, pte) => {
+    if (!ptePresent(pte)) return;
+    if (!writable) {
+      if (pteWrite(pte)) mm.pt.set(vpn, pteWrprotect(pte));
+      return;
+    }
+    if (pteWrite(pte) || !canChangePteWritable(mm, vma, pte)) return;
+    mm.pt.set(vpn, pteMkwrite(pte));
+    void mem;
+  });
+}
+
+/** Mirrors mm/mprotect.c:can_change_pte_writable(). */
+function canChangePteWritable(mm: Mm, vma: Vma, pte: number): boolean {
+  if (pteUffdWp(pte) && (vma.flags & VM_UFFD_WP) !== 0) return false;
+  if (pteUffdWp(pte)) return false;
+  const pfn = vmNormalPfn(pte);
+  if ((vma.flags & VM_SHARED) === 0) {
+    // Private: only an exclusive anon page may become writable without a fault.
+    return pfn >= 0 && mm.core.mem.folioTestAnon(pfn) && mm.core.mem.pageAnonExclusive(pfn);
+  }
+  // Shared: only if already dirty (write-notify would otherwise be skipped).
+  return pteDirty(pte) && (vma.flags & VM_UFFD_WP) === 0;
+}

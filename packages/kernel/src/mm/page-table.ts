@@ -1,0 +1,148 @@
+/**
+ * Page tables: one 32-bit entry per virtual page, kept in 512-entry tables (one per 2 MiB, like
+ * a PTE page under a PMD). A table that exists models a populated PMD; a missing one is a
+ * "pte hole" (pagemap and PAGEMAP_SCAN tell the two apart).
+ *
+ * Entry layout (our encoding of x86 ptes, swap entries and pte markers):
+ *   bits 0-1  kind: 0 none, 1 present, 2 swap entry, 3 pte marker
+ *   present:  bit 2 write, bit 3 dirty, bit 4 young, bit 5 uffd-wp, bit 6 soft-dirty,
+ *             bit 7 special (the zero page), bits 8-31 pfn
+ *   swap:     bit 2 swp-exclusive, bit 5 swp-uffd-wp, bit 6 swp-soft-dirty, bits 8-31 swap slot
+ *   marker:   bit 2 PTE_MARKER_UFFD_WP, bit 3 PTE_MARKER_POISONED, bit 4 PTE_MARKER_GUARD
+ * A pte of 0 is pte_none().
+ */
+
+export type Pte = number;
+
+export const PTE_KIND_MASK = 3;
+export const PTE_PRESENT = 1;
+export const PTE_SWAP = 2;
+export const PTE_MARKER = 3;
+
+export const PTE_WRITE = 1 << 2;
+export const PTE_DIRTY = 1 << 3;
+export const PTE_YOUNG = 1 << 4;
+export const PTE_UFFD_WP = 1 << 5;
+export const PTE_SOFT_DIRTY = 1 << 6;
+export const PTE_SPECIAL = 1 << 7;
+
+export const SWP_EXCLUSIVE = 1 << 2;
+export const SWP_UFFD_WP = 1 << 5;
+export const SWP_SOFT_DIRTY = 1 << 6;
+
+export const MARKER_UFFD_WP = 1 << 2;
+export const MARKER_POISONED = 1 << 3;
+export const MARKER_GUARD = 1 << 4;
+
+const PFN_SHIFT = 8;
+const PFN_MULT = 1 << PFN_SHIFT;
+
+export const pteNone = (pte: Pte): boolean => pte === 0;
+export const ptePresent = (pte: Pte): boolean => (pte & PTE_KIND_MASK) === PTE_PRESENT;
+export const isSwapPte = (pte: Pte): boolean => (pte & PTE_KIND_MASK) === PTE_SWAP;
+export const isPteMarker = (pte: Pte): boolean => (pte & PTE_KIND_MASK) === PTE_MARKER;
+/** include/linux/swapops.h:pte_none_mostly(): none or any marker. */
+export const pteNoneMostly = (pte: Pte): boolean => pte === 0 || (pte & PTE_KIND_MASK) === PTE_MARKER;
+
+export const pteWrite = (pte: Pte): boolean => (pte & PTE_WRITE) !== 0;
+export const pteDirty = (pte: Pte): boolean => (pte & PTE_DIRTY) !== 0;
+export const pteYoung = (pte: Pte): boolean => (pte & PTE_YOUNG) !== 0;
+export const pteSpecial = (pte: Pte): boolean => (pte & PTE_SPECIAL) !== 0;
+export const pteSoftDirty = (pte: Pte): boolean => (pte & PTE_SOFT_DIRTY) !== 0;
+/** uffd-wp in any form: present bit, swp bit, or a PTE_MARKER_UFFD_WP (all share bit 5 or 2). */
+export function pteUffdWp(pte: Pte): boolean {
+  const kind = pte & PTE_KIND_MASK;
+  if (kind === PTE_MARKER) return (pte & MARKER_UFFD_WP) !== 0;
+  if (kind === 0) return false;
+  return (pte & PTE_UFFD_WP) !== 0;
+}
+
+export const ptePfn = (pte: Pte): number => pte >>> PFN_SHIFT;
+export const swpOffset = (pte: Pte): number => pte >>> PFN_SHIFT;
+export const swpExclusive = (pte: Pte): boolean => (pte & SWP_EXCLUSIVE) !== 0;
+
+/** mk_pte(): a present pte for a pfn with the given bits. */
+export const mkPte = (pfn: number, bits: number): Pte => (pfn * PFN_MULT + (bits | PTE_PRESENT)) >>> 0;
+/** swp_entry_to_pte(). */
+export const mkSwapPte = (slot: number, bits: number): Pte => (slot * PFN_MULT + (bits | PTE_SWAP)) >>> 0;
+/** make_pte_marker(). */
+export const mkMarker = (bits: number): Pte => (bits | PTE_MARKER) >>> 0;
+
+export const pteMkwrite = (pte: Pte): Pte => (pte | PTE_WRITE) >>> 0;
+export const pteWrprotect = (pte: Pte): Pte => (pte & ~PTE_WRITE) >>> 0;
+export const pteMkdirty = (pte: Pte): Pte => (pte | PTE_DIRTY) >>> 0;
+export const pteMkclean = (pte: Pte): Pte => (pte & ~PTE_DIRTY) >>> 0;
+export const pteMkyoung = (pte: Pte): Pte => (pte | PTE_YOUNG) >>> 0;
+export const pteMkold = (pte: Pte): Pte => (pte & ~PTE_YOUNG) >>> 0;
+/** x86 pte_mkuffd_wp() also write-protects. */
+export const pteMkuffdWp = (pte: Pte): Pte => ((pte | PTE_UFFD_WP) & ~PTE_WRITE) >>> 0;
+export const pteClearUffdWp = (pte: Pte): Pte => (pte & ~PTE_UFFD_WP) >>> 0;
+
+export const PTRS_PER_PTE = 512;
+const PTE_TABLE_SHIFT = 9;
+const PTE_INDEX_MASK = PTRS_PER_PTE - 1;
+
+/** One mm's page tables, indexed by virtual page number. */
+export class PageTable {
+  /** PTE tables by (vpn >> 9); a present key is a populated PMD. */
+  readonly tables = new Map<number, Uint32Array>();
+
+  get(vpn: number): Pte {
+    const t = this.tables.get(Math.floor(vpn / PTRS_PER_PTE));
+    return t === undefined ? 0 : (t[vpn & PTE_INDEX_MASK] as number);
+  }
+
+  /** set_pte_at(): allocates the PTE table on first use (pte_alloc). */
+  set(vpn: number, pte: Pte): void {
+    const key = Math.floor(vpn / PTRS_PER_PTE);
+    let t = this.tables.get(key);
+    if (t === undefined) {
+      if (pte === 0) return;
+      t = new Uint32Array(PTRS_PER_PTE);
+      this.tables.set(key, t);
+    }
+    t[vpn & PTE_INDEX_MASK] = pte;
+  }
+
+  /** The PTE table for a vpn, allocating it (pte_alloc()). */
+  table(vpn: number): Uint32Array {
+    const key = Math.floor(vpn / PTRS_PER_PTE);
+    let t = this.tables.get(key);
+    if (t === undefined) {
+      t = new Uint32Array(PTRS_PER_PTE);
+      this.tables.set(key, t);
+    }
+    return t;
+  }
+
+  /** Whether the PMD covering vpn has a PTE table (false = a pte hole). */
+  hasTable(vpn: number): boolean {
+    return this.tables.has(Math.floor(vpn / PTRS_PER_PTE));
+  }
+
+  static tableKey(vpn: number): number {
+    return vpn >>> 0 === vpn ? vpn >>> PTE_TABLE_SHIFT : Math.floor(vpn / PTRS_PER_PTE);
+  }
+
+  /** Calls fn for every non-none pte in [startVpn, endVpn), in address order. */
+  forEachPresentEntry(startVpn: number, endVpn: number, fn: (vpn: number, pte: Pte) => void): void {
+    let vpn = startVpn;
+    while (vpn < endVpn) {
+      const key = Math.floor(vpn / PTRS_PER_PTE);
+      const tableEnd = Math.min(endVpn, (key + 1) * PTRS_PER_PTE);
+      const t = this.tables.get(key);
+      if (t !== undefined) {
+        for (let v = vpn; v < tableEnd; v++) {
+          const pte = t[v & PTE_INDEX_MASK] as number;
+          if (pte !== 0) fn(v, pte);
+        }
+      }
+      vpn = tableEnd;
+    }
+  }
+
+  /** free_pgtables() for one PMD: drops the PTE table (all entries must be none). */
+  freeTable(key: number): void {
+    this.tables.delete(key);
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * Adding and removing mappings of a frame. Mirrors mm/rmap.c: folio_add_new_anon_rmap(),
+ * folio_add_anon_rmap_pte(), folio_add_file_rmap_pte(), folio_remove_rmap_pte(), and
+ * folio_try_dup_anon_rmap_pte() / folio_try_share_anon_rmap_pte() for PageAnonExclusive.
+ *
+ * Every present pte to a normal page (not the zero page) owns one mapcount and one reference,
+ * and one unit of the mm's rss counter for its kind (anon, or shmem for page-cache pages).
+ */
+import { BUG_ON } from "../lib/assert.ts";
+import { PAGE_SIZE } from "../uapi/mman.ts";
+import { PG, type Pfn } from "./folio.ts";
+import type { Mm } from "./mm.ts";
+import type { Vma } from "./vma.ts";
+
+/**
+ * folio_add_new_anon_rmap(): a frame the caller allocated (its one reference becomes the
+ * mapping's) is mapped for the first time as an anon page. RMAP_EXCLUSIVE sets PageAnonExclusive.
+ */
+export function folioAddNewAnonRmap(mm: Mm, vma: Vma, pfn: Pfn, addr: number, exclusive: boolean): void {
+  const mem = mm.core.mem;
+  BUG_ON(mem.mapcount[pfn] !== 0, `new anon rmap on mapped pfn ${pfn}`);
+  mm.anonVmaPrepare(vma);
+  mem.setFlag(pfn, PG.anon | PG.swapbacked | PG.lru);
+  if (exclusive) mem.setFlag(pfn, PG.anonExclusive);
+  else mem.clearFlag(pfn, PG.anonExclusive);
+  mem.mapcount[pfn] = 1;
+  if (!mem.testFlag(pfn, PG.swapcache)) mem.index[pfn] = addr / PAGE_SIZE;
+  mm.rssAnon++;
+}
+
+/** folio_add_anon_rmap_pte(): one more pte maps an anon page; the caller holds the reference for it. */
+export function folioAddAnonRmapPte(mm: Mm, pfn: Pfn, exclusive: boolean): void {
+  const mem = mm.core.mem;
+  mem.mapcount[pfn]!++;
+  if (exclusive) mem.setFlag(pfn, PG.anonExclusive);
+  mm.rssAnon++;
+}
+
+/** folio_add_file_rmap_pte() plus the reference the pte owns. */
+export function folioAddFileRmapPte(mm: Mm, pfn: Pfn): void {
+  const mem = mm.core.mem;
+  mem.folioGet(pfn);
+  mem.mapcount[pfn]!++;
+  mm.rssShmem++;
+}
+
+/** folio_remove_rmap_pte() plus folio_put() of the pte's reference. */
+export function folioRemoveRmapPte(mm: Mm, pfn: Pfn): void {
+  const mem = mm.core.mem;
+  if (pfn === mem.zeroPfn) return;
+  const mc = --mem.mapcount[pfn]!;
+  BUG_ON(mc < 0, `mapcount underflow on pfn ${pfn}`);
+  if (mem.folioTestAnon(pfn)) {
+    mm.rssAnon--;
+  } else {
+    mm.rssShmem--;
+  }
+  mem.folioPut(pfn);
+}
+
+/**
+ * Mirrors include/linux/rmap.h:folio_try_dup_anon_rmap_pte() for fork: fails (returns false)
+ * when the page is exclusive and maybe DMA-pinned, so the caller copies it instead; otherwise
+ * the child's pte shares the page, which is no longer exclusive.
+ */
+export function folioTryDupAnonRmapPte(parent: Mm, child: Mm, pfn: Pfn): boolean {
+  const mem = parent.core.mem;
+  if (mem.pageAnonExclusive(pfn) && parent.hasPinned && mem.folioMaybeDmaPinned(pfn)) return false;
+  mem.clearFlag(pfn, PG.anonExclusive);
+  mem.folioGet(pfn);
+  mem.mapcount[pfn]!++;
+  child.rssAnon++;
+  return true;
+}
+
+/**
+ * Mirrors include/linux/rmap.h:folio_try_share_anon_rmap_pte() for swap-out and migration:
+ * fails when the page may be pinned; otherwise clears PageAnonExclusive.
+ */
+export function folioTryShareAnonRmapPte(mm: Mm, pfn: Pfn): boolean {
+  const mem = mm.core.mem;
+  if (!mem.pageAnonExclusive(pfn)) return true;
+  if (mem.folioMaybeDmaPinned(pfn)) return false;
+  mem.clearFlag(pfn, PG.anonExclusive);
+  return true;
+}
