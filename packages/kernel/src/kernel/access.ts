@@ -54,9 +54,20 @@ export interface AccessContext {
  * or EFAULT). Throws DeadTaskError if the process died while the access slept.
  */
 export async function accessUser(ctx: AccessContext, addr: number, buf: Uint8Array, write: boolean, user: boolean): Promise<AccessResult> {
+  return walkUser(ctx, addr, buf.length, buf, write, user);
+}
+
+/**
+ * Faults [addr, addr+len) in without copying anything, as GUP does for MAP_POPULATE and
+ * MADV_POPULATE_*: a write fault (FOLL_WRITE) breaks COW and allocates, a read fault maps.
+ */
+export async function faultInUser(ctx: AccessContext, addr: number, len: number, write: boolean, user: boolean): Promise<AccessResult> {
+  return walkUser(ctx, addr, len, null, write, user);
+}
+
+async function walkUser(ctx: AccessContext, addr: number, len: number, buf: Uint8Array | null, write: boolean, user: boolean): Promise<AccessResult> {
   const { mm } = ctx;
   const mem = mm.core.mem;
-  const len = buf.length;
   let done = 0;
   let spins = 0;
   while (done < len) {
@@ -73,11 +84,13 @@ export async function accessUser(ctx: AccessContext, addr: number, buf: Uint8Arr
     if ((pte & PTE_KIND_MASK) === PTE_PRESENT && (!write || (pte & PTE_WRITE) !== 0)) {
       const want = write ? PTE_YOUNG | PTE_DIRTY : PTE_YOUNG;
       if ((pte & want) !== want) mm.pt.set(vpn, (pte | want) >>> 0);
-      const pfn = ptePfn(pte);
-      const bytes = mem.bytes(pfn);
-      const off = mem.offset(pfn) + pageOff;
-      if (write) bytes.set(buf.subarray(done, done + chunk), off);
-      else buf.set(bytes.subarray(off, off + chunk), done);
+      if (buf !== null) {
+        const pfn = ptePfn(pte);
+        const bytes = mem.bytes(pfn);
+        const off = mem.offset(pfn) + pageOff;
+        if (write) bytes.set(buf.subarray(done, done + chunk), off);
+        else buf.set(bytes.subarray(off, off + chunk), done);
+      }
       done += chunk;
       spins = 0;
       continue;

@@ -4,7 +4,7 @@
  * on a rejected call. Syscalls on a Process run as if each on its own thread of that process,
  * so one that blocks (fork waiting for its FORK event to be read) does not stop the next.
  */
-import { DeadTaskError, accessUser, type AccessContext } from "./access.ts";
+import { DeadTaskError, accessUser, faultInUser, type AccessContext } from "./access.ts";
 import type { Kernel } from "./kernel.ts";
 import { dupMmap } from "./fork.ts";
 import { COST } from "./sched.ts";
@@ -23,7 +23,7 @@ import { doMprotect } from "../mm/mprotect.ts";
 import { sysMremap } from "../mm/mremap.ts";
 import { ShmemInode } from "../mm/shmem.ts";
 import { ErrnoError, SignalError } from "../uapi/errno.ts";
-import { F_GETFD, F_GETFL, F_SETFD, F_SETFL, FD_CLOEXEC, O_NONBLOCK, POLLERR, POLLHUP, POLLNVAL, SIGKILL } from "../uapi/fcntl.ts";
+import { F_GETFD, F_GETFL, F_SETFD, F_SETFL, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLERR, POLLHUP, POLLNVAL, SIGKILL } from "../uapi/fcntl.ts";
 import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_TYPE, PAGE_SIZE } from "../uapi/mman.ts";
 
 /** A user-memory buffer named by address, for syscalls that copy to or from user memory. */
@@ -167,7 +167,7 @@ export class Process {
       if (!(of.ops instanceof ShmemFileOps)) throw new ErrnoError("ENODEV", "mmap");
       file = { inode: of.ops.inode, readable: of.readable, writable: of.writable };
     }
-    const plan = planMmap(this.mm, addr, length, prot, flags, file, offset);
+    const plan = planMmap(this.mm, addr, length, prot, flags, file, offset, this.capable("CAP_SYS_RAWIO"));
     let inode = file?.inode ?? null;
     if (inode === null && (flags & MAP_TYPE) !== MAP_PRIVATE) {
       inode = this.kernel.newShmemInode("dev/zero");
@@ -187,18 +187,9 @@ export class Process {
    * writable mappings, a read fault otherwise). Errors are ignored, as mmap's populate does.
    */
   async populate(start: number, end: number, write: boolean): Promise<void> {
-    const buf = new Uint8Array(1);
-    for (let a = start; a < end; a += PAGE_SIZE) {
-      const vma = this.mm.vmaLookup(a);
-      if (vma === null) continue;
-      if (write) {
-        // A write fault without changing the byte: read it first, then store it back.
-        const r = await accessUser(this.accessContext(this.mainThread), a, buf, false, false);
-        if (r.fault !== null) continue;
-        await accessUser(this.accessContext(this.mainThread), a, buf, true, false);
-      } else {
-        await accessUser(this.accessContext(this.mainThread), a, buf, false, false);
-      }
+    for (const vma of this.mm.vmasIn(start, end)) {
+      const from = Math.max(start, vma.start);
+      await faultInUser(this.accessContext(this.mainThread), from, Math.min(end, vma.end) - from, write, false);
     }
   }
 
@@ -239,6 +230,20 @@ export class Process {
     const inode = this.kernel.newShmemInode(name);
     const file = new OpenFile(new ShmemFileOps(inode, (i) => this.kernel.core.inodeUnreferenced(i)), oflags & ~0o2000000);
     return this.fds.install(file, oflags, "memfd_create");
+  }
+
+  /**
+   * open("/proc/self/fd/<fd>", flags): a new open file description of the same memfd with its own
+   * access mode (how a read-only view of a memfd is made). Only shmem files can be reopened here.
+   * Divergence from Linux: reopening a pipe through /proc is not simulated (ENXIO, as for anon inodes).
+   */
+  async reopen(fd: number, flags: number): Promise<number> {
+    this.enter("open");
+    const file = this.fds.lookup(fd, "open");
+    if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError("ENXIO", "open");
+    if ((flags & ~(O_ACCMODE | O_CLOEXEC | O_NONBLOCK)) !== 0 || (flags & O_ACCMODE) === O_ACCMODE) throw new ErrnoError("EINVAL", "open");
+    const ops = new ShmemFileOps(file.ops.inode, (i) => this.kernel.core.inodeUnreferenced(i));
+    return this.fds.install(new OpenFile(ops, flags & ~O_CLOEXEC), flags, "open");
   }
 
   #shmemFile(fd: number, syscall: string): { file: OpenFile; inode: ShmemInode } {

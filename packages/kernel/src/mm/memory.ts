@@ -230,17 +230,18 @@ function doAnonymousPage(vmf: VmFault): number {
 
 /**
  * Mirrors mm/shmem.c:shmem_get_folio_gfp() for the fault path (SGP_CACHE), with its userfault
- * order: MINOR when the cache has an entry (page or swapped-out), MISSING on a hole before
- * allocating, SIGBUS for a page beyond i_size. Returns a frame or a negative VmFault.
+ * order: SIGBUS for a page beyond i_size, MINOR when the cache has an entry (page or swapped-out),
+ * MISSING on a hole before allocating. Returns a frame or a negative VmFault.
  */
 function shmemFaultGetPage(vmf: VmFault, inode: ShmemInode, pgoff: number): number {
   const { mm, vma } = vmf;
+  // Beyond i_size comes first: SIGBUS, before any userfault [host: MISSING-registered read past EOF].
+  if (pgoff >= inode.sizePages) return -VM_FAULT_SIGBUS;
   if (inode.pages.has(pgoff) && userfaultfdMinor(vma)) return -handleUserfault(vmf, VM_UFFD_MINOR);
   const found = shmemFindPage(mm.core.mem, mm.core.swap, inode, pgoff);
   if (found === -2) return -VM_FAULT_OOM;
   if (found >= 0) return found;
   if (userfaultfdMissing(vma)) return -handleUserfault(vmf, VM_UFFD_MISSING);
-  if (pgoff >= inode.sizePages) return -VM_FAULT_SIGBUS;
   const pfn = shmemAllocPage(mm.core.mem, inode, pgoff);
   return pfn < 0 ? -VM_FAULT_OOM : pfn;
 }
@@ -272,7 +273,7 @@ function doFault(vmf: VmFault): number {
   // finish_fault() -> set_pte_range() for the page-cache page.
   let entry = mkPte(page, PTE_YOUNG);
   if (write) entry = maybeMkwrite(pteMkdirty(entry), vma);
-  else if (vmaPageProtWritable(vma)) entry = pteWrite(entry) ? entry : pteMkwrite(entry);
+  else if (vmaPageProtWritable(vma)) entry = pteMkwrite(entry);
   if (write) mm.core.mem.setFlag(page, PG.dirty);
   if (uffdWp) entry = pteMkuffdWp(entry);
   folioAddFileRmapPte(mm, page);

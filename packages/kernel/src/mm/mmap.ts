@@ -69,8 +69,17 @@ export interface MmapPlan {
  * anything changes. `file` is null for MAP_ANONYMOUS; `newShmem` creates the inode that
  * shmem_zero_setup() gives a MAP_SHARED|MAP_ANONYMOUS mapping.
  */
-export function planMmap(mm: Mm, addr: number, length: number, prot: number, flags: number, file: MmapFile | null, offset: number): MmapPlan {
-  const fail = (code: "EINVAL" | "ENOMEM" | "EEXIST" | "EACCES" | "EOVERFLOW" | "EOPNOTSUPP"): never => {
+export function planMmap(
+  mm: Mm,
+  addr: number,
+  length: number,
+  prot: number,
+  flags: number,
+  file: MmapFile | null,
+  offset: number,
+  capSysRawio: boolean,
+): MmapPlan {
+  const fail = (code: "EINVAL" | "ENOMEM" | "EEXIST" | "EACCES" | "EPERM" | "EOVERFLOW" | "EOPNOTSUPP"): never => {
     throw new ErrnoError(code, "mmap");
   };
   if (length === 0) fail("EINVAL");
@@ -83,7 +92,9 @@ export function planMmap(mm: Mm, addr: number, length: number, prot: number, fla
   // __get_unmapped_area()
   if (fixed) {
     if (offsetInPage(addr) !== 0) fail("EINVAL");
-    if (addr + len > TASK_SIZE || addr < MMAP_MIN_ADDR) fail(addr < MMAP_MIN_ADDR ? "EACCES" : "ENOMEM");
+    if (addr + len > TASK_SIZE) fail("ENOMEM");
+    // security_mmap_addr() -> cap_mmap_addr(): below mmap_min_addr needs CAP_SYS_RAWIO (root may) [host].
+    if (addr < MMAP_MIN_ADDR && !capSysRawio) fail("EPERM");
   } else {
     const found = mm.getUnmappedArea(len, addr);
     if (found < 0) fail("ENOMEM");

@@ -6,11 +6,11 @@
  */
 import { ErrnoError } from "../uapi/errno.ts";
 import { PAGE_SIZE, PROT_EXEC, PROT_GROWSDOWN, PROT_GROWSUP, PROT_READ, PROT_SEM, PROT_WRITE } from "../uapi/mman.ts";
-import { vmNormalPfn } from "./memory.ts";
+import { vmaPageProtWritable, vmNormalPfn } from "./memory.ts";
 import type { Mm } from "./mm.ts";
 import { offsetInPage, PAGE_ALIGN, calcVmProtBits } from "./mmap.ts";
 import { pteDirty, ptePresent, pteUffdWp, pteWrite, pteWrprotect, pteMkwrite } from "./page-table.ts";
-import { type Vma, VM_ACCESS_FLAGS, VM_ACCOUNT, VM_SHARED, VM_WRITE, VM_NORESERVE, VM_UFFD_WP } from "./vma.ts";
+import { type Vma, VM_ACCESS_FLAGS, VM_ACCOUNT, VM_SHARED, VM_WRITE, VM_NORESERVE } from "./vma.ts";
 
 /** Validates and applies mprotect; throws ErrnoError with nothing changed on a rejected call. */
 export function doMprotect(mm: Mm, start: number, length: number, prot: number): void {
@@ -52,31 +52,34 @@ function mprotectFixup(mm: Mm, vma: Vma, newProt: number): void {
   changeProtection(mm, vma);
 }
 
-/** Mirrors mm/mprotect.c:change_pte_range() for a protection change of the whole vma. */
+/**
+ * Mirrors mm/mprotect.c:change_pte_range() for a protection change of the whole vma: pte_modify()
+ * to the new vm_page_prot (writable only for shared mappings without write-notify), then
+ * MM_CP_TRY_CHANGE_WRITABLE where the vma wants manual write upgrades.
+ */
 function changeProtection(mm: Mm, vma: Vma): void {
   const writable = (vma.flags & VM_WRITE) !== 0;
-  const mem = mm.core.mem;
+  const protWritable = vmaPageProtWritable(vma);
   mm.pt.forEachPresentEntry(vma.start / PAGE_SIZE, vma.end / PAGE_SIZE, (vpn, pte) => {
     if (!ptePresent(pte)) return;
     if (!writable) {
       if (pteWrite(pte)) mm.pt.set(vpn, pteWrprotect(pte));
       return;
     }
-    if (pteWrite(pte) || !canChangePteWritable(mm, vma, pte)) return;
-    mm.pt.set(vpn, pteMkwrite(pte));
-    void mem;
+    if (pteWrite(pte)) return;
+    if (protWritable || canChangePteWritable(mm, vma, pte)) mm.pt.set(vpn, pteMkwrite(pte));
   });
 }
 
 /** Mirrors mm/mprotect.c:can_change_pte_writable(). */
 function canChangePteWritable(mm: Mm, vma: Vma, pte: number): boolean {
-  if (pteUffdWp(pte) && (vma.flags & VM_UFFD_WP) !== 0) return false;
+  // Do we need write faults for uffd-wp tracking?
   if (pteUffdWp(pte)) return false;
-  const pfn = vmNormalPfn(pte);
   if ((vma.flags & VM_SHARED) === 0) {
     // Private: only an exclusive anon page may become writable without a fault.
+    const pfn = vmNormalPfn(pte);
     return pfn >= 0 && mm.core.mem.folioTestAnon(pfn) && mm.core.mem.pageAnonExclusive(pfn);
   }
-  // Shared: only if already dirty (write-notify would otherwise be skipped).
-  return pteDirty(pte) && (vma.flags & VM_UFFD_WP) === 0;
+  // Shared with write-notify: only if already dirty.
+  return pteDirty(pte);
 }
