@@ -6,6 +6,10 @@ export const O_RDWR = 0o2;
 export const O_ACCMODE = 0o3;
 export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
+/** Packet-mode pipes (pipe2). */
+export const O_DIRECT = 0o40000;
+/** pipe2(O_NOTIFICATION_PIPE) (== O_EXCL): needs CONFIG_WATCH_QUEUE, which the reference host lacks (ENOPKG). */
+export const O_NOTIFICATION_PIPE = 0o200;
 
 export const MFD_CLOEXEC = 0x0001;
 export const MFD_ALLOW_SEALING = 0x0002;
@@ -38,6 +42,8 @@ export const POLLOUT = 0x0004;
 export const POLLERR = 0x0008;
 export const POLLHUP = 0x0010;
 export const POLLNVAL = 0x0020;
+export const POLLRDNORM = 0x0040;
+export const POLLWRNORM = 0x0100;
 
 export const SIGKILL = 9;
 export const SIGBUS = 7;
