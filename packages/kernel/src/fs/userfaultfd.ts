@@ -1,28 +1,916 @@
-/** The userfaultfd file: context, read, ioctl dispatch. Mirrors fs/userfaultfd.c. (Being written.) */
+/**
+ * The userfaultfd file: context, read, poll, ioctl dispatch and the non-cooperative events.
+ * Mirrors fs/userfaultfd.c (Linux 6.18).
+ *
+ * The context (struct userfaultfd_ctx) and its state machine:
+ * - created by userfaultfd(2) or USERFAULTFD_IOC_NEW with `features` 0: every ioctl but
+ *   UFFDIO_API is EINVAL, read(2) is EINVAL, poll(2) is POLLERR;
+ * - UFFDIO_API succeeds once: `features` = requested | UFFD_FEATURE_INITIALIZED (bit 31);
+ * - REGISTER points vmas of `mm` at the context; their faults queue messages here;
+ * - release (the last close of the file) unregisters every vma (uffd-wp cleared), wakes every
+ *   blocked fault and every event waiter; `released` stays true for good.
+ *
+ * Queues (all FIFO, all ordered by arrival):
+ * - `#pending`: faults not yet read (fault_pending_wqh); read(2) moves one to `#read`;
+ * - `#read`: faults read but not yet woken (fault_wqh). A wake of [start, start+len) releases
+ *   the matching waiters of both queues, in an order drawn from the kernel's seed;
+ * - `#events`: non-cooperative events (event_wqh). read(2) returns faults first, then events;
+ *   reading an event completes it and lets the syscall that raised it return.
+ * While an event is being delivered, `mmapChanging` is non-zero and COPY / ZEROPAGE /
+ * CONTINUE / POISON / MOVE / WRITEPROTECT answer EAGAIN.
+ *
+ * Fault path: handleUserfault() queues the message, sets vmf.waiter and returns
+ * VM_FAULT_RETRY; the access sleeps on the waiter and retries the whole fault once woken, so a
+ * fault that is still unresolved raises a new message (as in Linux).
+ */
+import { DeadTaskError } from "../kernel/access.ts";
+import type { Kernel } from "../kernel/kernel.ts";
 import type { Process } from "../kernel/process.ts";
-import type { UffdMmHooks } from "../mm/mm.ts";
-import { ErrnoError } from "../uapi/errno.ts";
+import { COST, type Scheduler, Waiter } from "../kernel/sched.ts";
+import { FAULT_FLAG_USER, FAULT_FLAG_WRITE, type UserfaultHandler, VM_FAULT_RETRY, VM_FAULT_SIGBUS, type VmFault } from "../mm/memory.ts";
+import { type Mm, MMAP_MIN_ADDR, TASK_SIZE, type UffdMmHooks } from "../mm/mm.ts";
+import {
+  copyFromUserAtomic,
+  MFILL_ATOMIC,
+  type MfillAtomicMode,
+  type MfillSource,
+  mfillAtomic,
+  movePages,
+  mwriteprotectRange,
+  userfaultfdClearVma,
+  userfaultfdRegisterRange,
+  userfaultfdReleaseAll,
+  userfaultfdReleaseNew,
+  userfaultfdResetCtx,
+  vmaCanUserfault,
+} from "../mm/userfaultfd.ts";
+import { type Vma, VM_MAYWRITE, VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP, userfaultfdMissing } from "../mm/vma.ts";
+import { type ErrnoCode, ErrnoError, errnoCode } from "../uapi/errno.ts";
+import { O_CLOEXEC, O_NONBLOCK, O_RDONLY, POLLERR, POLLIN } from "../uapi/fcntl.ts";
+import { PAGE_SIZE } from "../uapi/mman.ts";
+import { encodeUffdMsg, UFFD_MSG_SIZE, type UffdMsg } from "../uapi/msg.ts";
+import {
+  _UFFDIO_CONTINUE,
+  _UFFDIO_WRITEPROTECT,
+  UFFD_API,
+  UFFD_API_FEATURES,
+  UFFD_API_IOCTLS,
+  UFFD_API_RANGE_IOCTLS,
+  UFFD_EVENT_FORK,
+  UFFD_EVENT_PAGEFAULT,
+  UFFD_EVENT_REMAP,
+  UFFD_EVENT_REMOVE,
+  UFFD_EVENT_UNMAP,
+  UFFD_FEATURE_EVENT_FORK,
+  UFFD_FEATURE_EVENT_REMAP,
+  UFFD_FEATURE_EVENT_REMOVE,
+  UFFD_FEATURE_EVENT_UNMAP,
+  UFFD_FEATURE_EXACT_ADDRESS,
+  UFFD_FEATURE_SIGBUS,
+  UFFD_FEATURE_THREAD_ID,
+  UFFD_FEATURE_WP_ASYNC,
+  UFFD_FEATURE_WP_UNPOPULATED,
+  UFFD_PAGEFAULT_FLAG_MINOR,
+  UFFD_PAGEFAULT_FLAG_WP,
+  UFFD_PAGEFAULT_FLAG_WRITE,
+  UFFD_USER_MODE_ONLY,
+  UFFDIO_API,
+  UFFDIO_CONTINUE,
+  UFFDIO_CONTINUE_MODE_DONTWAKE,
+  UFFDIO_CONTINUE_MODE_WP,
+  UFFDIO_COPY,
+  UFFDIO_COPY_MODE_DONTWAKE,
+  UFFDIO_COPY_MODE_WP,
+  UFFDIO_MOVE,
+  UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
+  UFFDIO_MOVE_MODE_DONTWAKE,
+  UFFDIO_POISON,
+  UFFDIO_POISON_MODE_DONTWAKE,
+  UFFDIO_REGISTER,
+  UFFDIO_REGISTER_MODE_MINOR,
+  UFFDIO_REGISTER_MODE_MISSING,
+  UFFDIO_REGISTER_MODE_WP,
+  UFFDIO_UNREGISTER,
+  UFFDIO_WAKE,
+  UFFDIO_WRITEPROTECT,
+  UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
+  UFFDIO_WRITEPROTECT_MODE_WP,
+  UFFDIO_ZEROPAGE,
+  UFFDIO_ZEROPAGE_MODE_DONTWAKE,
+  UFFD_API_REGISTER_MODES,
+} from "../uapi/userfaultfd.ts";
+import { type FileOps, OpenFile } from "./file.ts";
 
-export async function sysUserfaultfd(_proc: Process, _flags: number): Promise<number> {
-  throw new ErrnoError("ENOSYS", "userfaultfd");
+/** Internal: set in ctx->features by a successful UFFDIO_API. Not uapi. */
+export const UFFD_FEATURE_INITIALIZED = 0x80000000;
+/** The userfaultfd(2) flags that are also file flags. */
+const UFFD_SHARED_FCNTL_FLAGS = O_CLOEXEC | O_NONBLOCK;
+
+/** A thread blocked in handle_userfault() (struct userfaultfd_wait_queue for a fault). */
+interface FaultWaiter {
+  /** msg.arg.pagefault.address: page-aligned, or exact with UFFD_FEATURE_EXACT_ADDRESS. Wakes match it. */
+  readonly address: number;
+  readonly flags: number;
+  readonly ptid: number;
+  readonly waiter: Waiter;
 }
 
-export async function sysOpenDevUserfaultfd(_proc: Process, _flags: number): Promise<number> {
-  throw new ErrnoError("ENOSYS", "open");
+/** A syscall blocked until its event is read (struct userfaultfd_wait_queue for an event). */
+interface EventWaiter {
+  readonly msg: UffdMsg;
+  /** For UFFD_EVENT_FORK: the child's new context, whose fd is created when the event is read. */
+  readonly forkCtx: UserfaultfdCtx | null;
+  readonly waiter: Waiter;
+  finished: boolean;
 }
 
-/** Until userfaultfd exists, no context ever asks for an event. */
+function fail(code: ErrnoCode, what: string): never {
+  throw new ErrnoError(code, "ioctl", what);
+}
+
+// --- ioctl argument access (copy_from_user / put_user) ----------------------------------------
+
+type Arg = Record<string, unknown>;
+
+/** copy_from_user() of the struct: anything but an object is an unreadable address. */
+function argObject(arg: unknown, what: string): Arg {
+  if (typeof arg !== "object" || arg === null) fail("EFAULT", what);
+  return arg as Arg;
+}
+
+/** A __u64 field: a non-negative integer number or bigint; negative values wrap as in C. */
+function u64(o: Arg, key: string, what: string): number {
+  const v = o[key];
+  if (typeof v === "number" && Number.isInteger(v)) return v < 0 ? v + 2 ** 64 : v;
+  if (typeof v === "bigint") return Number(BigInt.asUintN(64, v));
+  return fail("EFAULT", what);
+}
+
+/** put_user(): false if the field cannot be written (a frozen struct is a read-only page). */
+function putUser(o: Arg, key: string, value: unknown): boolean {
+  try {
+    o[key] = value;
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A __u64 mode word has bits outside `allowed`. */
+function hasBitsOutside(v: number, allowed: number): boolean {
+  return v >= 0x1_0000_0000 || ((v >>> 0) & ~allowed) !== 0;
+}
+
+/** Mirrors fs/userfaultfd.c:validate_unaligned_range(). */
+function validateUnalignedRange(start: number, len: number): boolean {
+  if (len % PAGE_SIZE !== 0 || len === 0) return false;
+  if (start < MMAP_MIN_ADDR || start >= TASK_SIZE) return false;
+  return len <= TASK_SIZE - start;
+}
+
+/** Mirrors fs/userfaultfd.c:validate_range(). */
+function validateRange(start: number, len: number): boolean {
+  return start % PAGE_SIZE === 0 && validateUnalignedRange(start, len);
+}
+
+function readRange(arg: Arg, what: string): { start: number; len: number } {
+  const range = argObject(arg.range, what);
+  return { start: u64(range, "start", what), len: u64(range, "len", what) };
+}
+
+// --- the context ---------------------------------------------------------------------------
+
+export class UserfaultfdCtx implements UserfaultHandler, FileOps {
+  readonly name = "anon_inode:[userfaultfd]";
+  /** ctx->features: 0 until UFFDIO_API; then the requested features | UFFD_FEATURE_INITIALIZED. */
+  features = 0;
+  /** The userfaultfd(2) flags (O_CLOEXEC, O_NONBLOCK, UFFD_USER_MODE_ONLY). */
+  readonly flags: number;
+  /** The mm whose vmas this context may register (ctx->mm); `mm.alive` false once it exited. */
+  readonly mm: Mm;
+  /** Set by release; faults then retry as if the vma were not registered. */
+  released = false;
+  /** ctx->mmap_changing: events being delivered. Changed only by the event machinery below. */
+  mmapChanging = 0;
+  readonly #kernel: Kernel;
+  readonly #sched: Scheduler;
+  readonly #pending: FaultWaiter[] = [];
+  readonly #read: FaultWaiter[] = [];
+  readonly #events: EventWaiter[] = [];
+  /** fd_wqh: readers and pollers to tell about a new message or the release. */
+  readonly #fdWaiters = new Set<() => void>();
+  /** The process owning `mm`, whose death aborts the faults and events queued here. */
+  #owner: Process | null = null;
+  readonly #ownerExit = (): void => this.#ownerExited();
+
+  constructor(kernel: Kernel, mm: Mm, flags: number, features: number) {
+    this.#kernel = kernel;
+    this.#sched = kernel.core.sched;
+    this.mm = mm;
+    this.flags = flags;
+    this.features = features;
+    this.#hookOwner();
+  }
+
+  get initialized(): boolean {
+    return (this.features & UFFD_FEATURE_INITIALIZED) !== 0;
+  }
+
+  /** Faults not yet read, faults read but not woken (fdinfo's "pending" and "total"). */
+  get faultCounts(): { pending: number; total: number } {
+    return { pending: this.#pending.length, total: this.#pending.length + this.#read.length };
+  }
+
+  /** /proc/pid/fdinfo of the file (fs/userfaultfd.c:userfaultfd_show_fdinfo()). */
+  fdinfo(): string {
+    const ioctls = (UFFD_API_IOCTLS | UFFD_API_RANGE_IOCTLS).toString(16);
+    const { pending, total } = this.faultCounts;
+    return `pending:\t${pending}\ntotal:\t${total}\nAPI:\t${UFFD_API.toString(16)}:${(this.features >>> 0).toString(16)}:${ioctls}\n`;
+  }
+
+  /** The owner's exit aborts what it waits for here (fatal signals in Linux's killable waits). */
+  #hookOwner(): void {
+    for (const p of this.#kernel.processes.values()) {
+      if (p.mm === this.mm && !p.exited) {
+        this.#owner = p;
+        p.exitHooks.push(this.#ownerExit);
+        return;
+      }
+    }
+  }
+
+  #unhookOwner(): void {
+    const hooks = this.#owner?.exitHooks;
+    const i = hooks?.indexOf(this.#ownerExit) ?? -1;
+    if (i >= 0) hooks!.splice(i, 1);
+    this.#owner = null;
+  }
+
+  /**
+   * The owner died: its faulting threads leave the queues (unread messages vanish, as the
+   * dying thread removes its own wait entry in Linux) and its events are abandoned.
+   */
+  #ownerExited(): void {
+    this.#owner = null;
+    const faults = this.#pending.splice(0).concat(this.#read.splice(0));
+    this.#sched.wakeAll(faults.map((f) => f.waiter));
+    for (const ev of this.#events.slice()) this.#finishEvent(ev, false);
+  }
+
+  // --- faults ------------------------------------------------------------------------------
+
+  /**
+   * Mirrors fs/userfaultfd.c:handle_userfault(). Returns VM_FAULT_SIGBUS (UFFD_FEATURE_SIGBUS,
+   * or a kernel-mode access through a UFFD_USER_MODE_ONLY context, which the syscall reports as
+   * EFAULT) or VM_FAULT_RETRY with vmf.waiter set. A released context makes the access retry:
+   * it will find the vma unregistered.
+   */
+  handleUserfault(vmf: VmFault, reason: number): number {
+    const features = this.features;
+    if ((features & UFFD_FEATURE_SIGBUS) !== 0) return VM_FAULT_SIGBUS;
+    if ((vmf.flags & FAULT_FLAG_USER) === 0 && (this.flags & UFFD_USER_MODE_ONLY) !== 0) return VM_FAULT_SIGBUS;
+    if (this.released) return VM_FAULT_RETRY;
+    let flags = 0;
+    if ((vmf.flags & FAULT_FLAG_WRITE) !== 0) flags |= UFFD_PAGEFAULT_FLAG_WRITE;
+    if ((reason & VM_UFFD_WP) !== 0) flags |= UFFD_PAGEFAULT_FLAG_WP;
+    if ((reason & VM_UFFD_MINOR) !== 0) flags |= UFFD_PAGEFAULT_FLAG_MINOR;
+    const waiter = new Waiter();
+    this.#pending.push({
+      address: (features & UFFD_FEATURE_EXACT_ADDRESS) !== 0 ? vmf.realAddress : vmf.address,
+      flags,
+      ptid: (features & UFFD_FEATURE_THREAD_ID) !== 0 ? vmf.task.tid : 0,
+      waiter,
+    });
+    vmf.waiter = waiter.promise;
+    this.#sched.charge(COST.userfaultRoundTrip);
+    this.#notifyFd();
+    return VM_FAULT_RETRY;
+  }
+
+  /**
+   * Mirrors fs/userfaultfd.c:wake_userfault(): wakes every blocked fault, read or not, whose
+   * message address lies in [start, start+len); len 0 wakes all (release only).
+   */
+  wakeRange(start: number, len: number): void {
+    if (this.#pending.length === 0 && this.#read.length === 0) return;
+    const woken: Waiter[] = [];
+    takeWaiters(this.#pending, start, len, woken);
+    takeWaiters(this.#read, start, len, woken);
+    if (woken.length > 0) this.#sched.wakeAll(woken);
+  }
+
+  #notifyFd(): void {
+    if (this.#fdWaiters.size === 0) return;
+    for (const fn of [...this.#fdWaiters]) fn();
+  }
+
+  // --- events ------------------------------------------------------------------------------
+
+  /**
+   * Mirrors fs/userfaultfd.c:userfaultfd_event_wait_completion(): queues the event and waits
+   * until it is read, the context is released, or the owner dies. The caller has already
+   * incremented mmapChanging; it is decremented when the event finishes.
+   */
+  eventWaitCompletion(msg: UffdMsg, forkCtx: UserfaultfdCtx | null): Promise<void> {
+    const ev: EventWaiter = { msg, forkCtx, waiter: new Waiter(), finished: false };
+    if (this.released) {
+      this.#finishEvent(ev, false);
+      return Promise.resolve();
+    }
+    this.#events.push(ev);
+    this.#notifyFd();
+    return ev.waiter.promise;
+  }
+
+  /**
+   * An event leaves the queue: read (delivered), or abandoned by release or the owner's death.
+   * An abandoned FORK event releases the child's context (userfaultfd_release_new()).
+   */
+  #finishEvent(ev: EventWaiter, delivered: boolean): void {
+    if (ev.finished) return;
+    ev.finished = true;
+    const i = this.#events.indexOf(ev);
+    if (i >= 0) this.#events.splice(i, 1);
+    if (!delivered && ev.forkCtx !== null) {
+      userfaultfdReleaseNew(ev.forkCtx.mm, ev.forkCtx);
+      ev.forkCtx.#unhookOwner();
+    }
+    this.mmapChanging--;
+    this.#sched.wakeAll([ev.waiter]);
+  }
+
+  /** A context for the child of a fork (dup_userfaultfd()): same flags and features, the child's mm. */
+  forkClone(childMm: Mm): UserfaultfdCtx {
+    return new UserfaultfdCtx(this.#kernel, childMm, this.flags, this.features);
+  }
+
+  // --- read and poll -----------------------------------------------------------------------
+
+  /**
+   * Mirrors fs/userfaultfd.c:userfaultfd_read_iter(): as many 32-byte messages as fit, faults
+   * first, then events; blocks only for the first one, and not at all with O_NONBLOCK.
+   */
+  async read(file: OpenFile, proc: Process, length: number): Promise<Uint8Array> {
+    if (!this.initialized) throw new ErrnoError("EINVAL", "read");
+    if (length < UFFD_MSG_SIZE) throw new ErrnoError("EINVAL", "read");
+    const max = Math.floor(length / UFFD_MSG_SIZE);
+    let out = this.#readMsgs(proc, max);
+    if (out !== null) return out;
+    if ((file.flags & O_NONBLOCK) !== 0) throw new ErrnoError("EAGAIN", "read");
+    // The blocked read holds the file, so closing the fd meanwhile does not release it.
+    file.get();
+    try {
+      for (;;) {
+        await this.#waitFd(proc);
+        out = this.#readMsgs(proc, max);
+        if (out !== null) return out;
+      }
+    } finally {
+      file.put();
+    }
+  }
+
+  /** Sleeps on fd_wqh until a message arrives, or rejects with DeadTaskError if the reader dies. */
+  #waitFd(proc: Process): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onExit = (): void => {
+        this.#fdWaiters.delete(onMsg);
+        reject(new DeadTaskError());
+      };
+      const onMsg = (): void => {
+        this.#fdWaiters.delete(onMsg);
+        const i = proc.exitHooks.indexOf(onExit);
+        if (i >= 0) proc.exitHooks.splice(i, 1);
+        resolve();
+      };
+      this.#fdWaiters.add(onMsg);
+      proc.exitHooks.push(onExit);
+    });
+  }
+
+  /** Mirrors fs/userfaultfd.c:userfaultfd_ctx_read() in a loop; null when nothing is queued. */
+  #readMsgs(proc: Process, max: number): Uint8Array | null {
+    const avail = this.#pending.length + this.#events.length;
+    if (avail === 0) return null;
+    const n = Math.min(max, avail);
+    const out = new Uint8Array(n * UFFD_MSG_SIZE);
+    const view = new DataView(out.buffer);
+    let count = 0;
+    while (count < n) {
+      const off = count * UFFD_MSG_SIZE;
+      const f = this.#pending.shift();
+      if (f !== undefined) {
+        this.#read.push(f);
+        encodeFaultMsg(view, off, f);
+        count++;
+        continue;
+      }
+      const ev = this.#events[0]!;
+      if (ev.forkCtx !== null) {
+        let ufd: number;
+        try {
+          ufd = resolveUserfaultFork(ev.forkCtx, proc);
+        } catch (e) {
+          // The event stays queued; the error is reported only if nothing was read yet.
+          if (count === 0) throw e;
+          break;
+        }
+        encodeUffdMsg({ event: UFFD_EVENT_FORK, arg: { fork: { ufd } } }, out, off);
+      } else {
+        encodeUffdMsg(ev.msg, out, off);
+      }
+      this.#finishEvent(ev, true);
+      count++;
+    }
+    return count === n ? out : out.slice(0, count * UFFD_MSG_SIZE);
+  }
+
+  /**
+   * Mirrors fs/userfaultfd.c:userfaultfd_poll(): POLLERR before UFFDIO_API and on a blocking fd
+   * (poll never promises that read won't block); POLLIN while a fault is unread or an event is
+   * queued.
+   */
+  poll(file: OpenFile): number {
+    if (!this.initialized) return POLLERR;
+    if ((file.flags & O_NONBLOCK) === 0) return POLLERR;
+    return this.#pending.length > 0 || this.#events.length > 0 ? POLLIN : 0;
+  }
+
+  pollWait(_file: OpenFile, notify: () => void): () => void {
+    this.#fdWaiters.add(notify);
+    return () => this.#fdWaiters.delete(notify);
+  }
+
+  /**
+   * Mirrors fs/userfaultfd.c:userfaultfd_release(): unregister everything (uffd-wp cleared),
+   * wake every blocked fault (they retry unregistered) and every event waiter, EPOLLHUP.
+   */
+  release(): void {
+    this.released = true;
+    userfaultfdReleaseAll(this.mm, this);
+    this.wakeRange(0, 0);
+    for (const ev of this.#events.slice()) this.#finishEvent(ev, false);
+    this.#notifyFd();
+    this.#unhookOwner();
+  }
+
+  // --- ioctl -------------------------------------------------------------------------------
+
+  /**
+   * Mirrors fs/userfaultfd.c:userfaultfd_ioctl(). Synchronous ioctls settle without extra
+   * promise hops; only a COPY whose source must be faulted in awaits.
+   */
+  ioctl(_file: OpenFile, proc: Process, request: number, arg: object): Promise<number> {
+    try {
+      const r = this.#dispatch(proc, request >>> 0, arg);
+      return typeof r === "number" ? Promise.resolve(r) : r;
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  #dispatch(proc: Process, cmd: number, arg: object): number | Promise<number> {
+    if (cmd !== UFFDIO_API && !this.initialized) fail("EINVAL", ioctlName(cmd));
+    switch (cmd) {
+      case UFFDIO_API:
+        return this.#api(proc, arg);
+      case UFFDIO_REGISTER:
+        return this.#register(arg);
+      case UFFDIO_UNREGISTER:
+        return this.#unregister(arg);
+      case UFFDIO_WAKE:
+        return this.#wake(arg);
+      case UFFDIO_COPY:
+        return this.#copy(proc, arg);
+      case UFFDIO_ZEROPAGE:
+        return this.#mfillRange(arg, "UFFDIO_ZEROPAGE", "zeropage", UFFDIO_ZEROPAGE_MODE_DONTWAKE, 0, MFILL_ATOMIC.ZEROPAGE);
+      case UFFDIO_CONTINUE:
+        return this.#mfillRange(arg, "UFFDIO_CONTINUE", "mapped", UFFDIO_CONTINUE_MODE_DONTWAKE, UFFDIO_CONTINUE_MODE_WP, MFILL_ATOMIC.CONTINUE);
+      case UFFDIO_POISON:
+        return this.#mfillRange(arg, "UFFDIO_POISON", "updated", UFFDIO_POISON_MODE_DONTWAKE, 0, MFILL_ATOMIC.POISON);
+      case UFFDIO_WRITEPROTECT:
+        return this.#writeprotect(arg);
+      case UFFDIO_MOVE:
+        return this.#move(proc, arg);
+      default:
+        return fail("EINVAL", `0x${cmd.toString(16)}`);
+    }
+  }
+
+  /** Mirrors fs/userfaultfd.c:userfaultfd_api(). Every failure writes the struct back zeroed. */
+  #api(proc: Process, arg: object): number {
+    const what = "UFFDIO_API";
+    const a = argObject(arg, what);
+    const api = u64(a, "api", what);
+    let features = BigInt(u64(a, "features", what));
+    const reject = (code: ErrnoCode): never => {
+      if (!putUser(a, "api", 0) || !putUser(a, "features", 0) || !putUser(a, "ioctls", 0n)) fail("EFAULT", what);
+      return fail(code, what);
+    };
+    if (api !== UFFD_API) reject("EINVAL");
+    if ((features & BigInt(UFFD_FEATURE_EVENT_FORK)) !== 0n && !proc.capable("CAP_SYS_PTRACE")) reject("EPERM");
+    // WP_ASYNC relies on WP_UNPOPULATED: it is chosen unconditionally.
+    if ((features & BigInt(UFFD_FEATURE_WP_ASYNC)) !== 0n) features |= BigInt(UFFD_FEATURE_WP_UNPOPULATED);
+    if ((features & ~BigInt(UFFD_API_FEATURES)) !== 0n) reject("EINVAL");
+    if (!putUser(a, "api", UFFD_API) || !putUser(a, "features", UFFD_API_FEATURES) || !putUser(a, "ioctls", UFFD_API_IOCTLS)) {
+      fail("EFAULT", what);
+    }
+    if (this.features !== 0) reject("EINVAL");
+    this.features = (Number(features) | UFFD_FEATURE_INITIALIZED) >>> 0;
+    return 0;
+  }
+
+  /** Mirrors fs/userfaultfd.c:userfaultfd_register(). */
+  #register(arg: object): number {
+    const what = "UFFDIO_REGISTER";
+    const a = argObject(arg, what);
+    const { start, len } = readRange(a, what);
+    const mode = u64(a, "mode", what);
+    if (mode === 0 || hasBitsOutside(mode, UFFD_API_REGISTER_MODES)) fail("EINVAL", what);
+    let vmFlags = 0;
+    if ((mode & UFFDIO_REGISTER_MODE_MISSING) !== 0) vmFlags |= VM_UFFD_MISSING;
+    if ((mode & UFFDIO_REGISTER_MODE_WP) !== 0) vmFlags |= VM_UFFD_WP;
+    if ((mode & UFFDIO_REGISTER_MODE_MINOR) !== 0) vmFlags |= VM_UFFD_MINOR;
+    if (!validateRange(start, len)) fail("EINVAL", what);
+    if (!this.mm.alive) fail("ENOMEM", what);
+    const end = start + len;
+    const vmas = this.mm.vmasIn(start, end);
+    if (vmas.length === 0) fail("EINVAL", what);
+    const wpAsync = (this.features & UFFD_FEATURE_WP_ASYNC) !== 0;
+    for (const cur of vmas) {
+      if (!vmaCanUserfault(cur, vmFlags, wpAsync)) fail("EINVAL", what);
+      // UFFDIO_COPY fills file holes even without PROT_WRITE: a shared mapping needs write
+      // permission on the file.
+      if ((cur.flags & VM_MAYWRITE) === 0) fail("EPERM", what);
+      if (cur.uffdCtx !== null && cur.uffdCtx !== this) fail("EBUSY", what);
+    }
+    userfaultfdRegisterRange(this, vmFlags, start, end);
+    // The ioctls guaranteed to work on the range (hugetlb would get the BASIC set).
+    let ioctls = UFFD_API_RANGE_IOCTLS;
+    if ((mode & UFFDIO_REGISTER_MODE_WP) === 0) ioctls &= ~(1n << BigInt(_UFFDIO_WRITEPROTECT));
+    if ((mode & UFFDIO_REGISTER_MODE_MINOR) === 0) ioctls &= ~(1n << BigInt(_UFFDIO_CONTINUE));
+    if (!putUser(a, "ioctls", ioctls)) fail("EFAULT", what);
+    return 0;
+  }
+
+  /**
+   * Mirrors fs/userfaultfd.c:userfaultfd_unregister(). Faults blocked in a vma that had
+   * MISSING mode are woken (only those: a WP-only vma's waiters stay blocked).
+   */
+  #unregister(arg: object): number {
+    const what = "UFFDIO_UNREGISTER";
+    const a = argObject(arg, what);
+    const start = u64(a, "start", what);
+    const len = u64(a, "len", what);
+    if (!validateRange(start, len)) fail("EINVAL", what);
+    if (!this.mm.alive) fail("ENOMEM", what);
+    const end = start + len;
+    const vmas = this.mm.vmasIn(start, end);
+    if (vmas.length === 0) fail("EINVAL", what);
+    const wpAsync = (this.features & UFFD_FEATURE_WP_ASYNC) !== 0;
+    for (const cur of vmas) {
+      // Unregistering through another userfaultfd than the one that registered is refused.
+      if (cur.uffdCtx !== null && cur.uffdCtx !== this) fail("EINVAL", what);
+      if (!vmaCanUserfault(cur, cur.flags, wpAsync)) fail("EINVAL", what);
+    }
+    if (!vmas.some((v) => v.uffdCtx !== null)) return 0;
+    for (const vma of this.mm.isolateRange(start, end)) {
+      if (vma.uffdCtx === null) continue;
+      if (userfaultfdMissing(vma)) (vma.uffdCtx as UserfaultfdCtx).wakeRange(vma.start, vma.end - vma.start);
+      userfaultfdClearVma(vma);
+    }
+    this.mm.mergeRange(start, end);
+    return 0;
+  }
+
+  /** Mirrors fs/userfaultfd.c:userfaultfd_wake(): no vma is looked at. */
+  #wake(arg: object): number {
+    const what = "UFFDIO_WAKE";
+    const a = argObject(arg, what);
+    const start = u64(a, "start", what);
+    const len = u64(a, "len", what);
+    if (!validateRange(start, len)) fail("EINVAL", what);
+    this.wakeRange(start, len);
+    return 0;
+  }
+
+  /**
+   * The result-field protocol of COPY / ZEROPAGE / CONTINUE / POISON / MOVE: the field gets
+   * the bytes done or -errno; [start, start+done) is woken unless DONTWAKE; a short result is
+   * EAGAIN.
+   */
+  #finishResult(a: Arg, field: string, what: string, ret: number, start: number, len: number, dontwake: boolean): number {
+    if (!putUser(a, field, ret)) fail("EFAULT", what);
+    if (ret < 0) fail(errnoCode(-ret), what);
+    if (!dontwake) this.wakeRange(start, ret);
+    if (ret !== len) fail("EAGAIN", what);
+    return 0;
+  }
+
+  /** While an event is being delivered: field = -EAGAIN before the arguments are even read. */
+  #checkMmapChanging(arg: object, field: string, what: string): void {
+    if (this.mmapChanging === 0) return;
+    if (typeof arg !== "object" || arg === null || !putUser(arg as Arg, field, -11)) fail("EFAULT", what);
+    fail("EAGAIN", what);
+  }
+
+  /** Mirrors fs/userfaultfd.c:userfaultfd_copy(). */
+  #copy(proc: Process, arg: object): number | Promise<number> {
+    const what = "UFFDIO_COPY";
+    this.#checkMmapChanging(arg, "copy", what);
+    const a = argObject(arg, what);
+    const dst = u64(a, "dst", what);
+    const len = u64(a, "len", what);
+    const mode = u64(a, "mode", what);
+    const srcArg = a.src;
+    let srcAddr = 0;
+    let src: MfillSource;
+    if (srcArg instanceof Uint8Array) {
+      src = bytesSource(srcArg);
+    } else {
+      srcAddr = u64(a, "src", what);
+      if (!validateUnalignedRange(srcAddr, len)) fail("EINVAL", what);
+      src = userSource(proc);
+    }
+    if (!validateRange(dst, len)) fail("EINVAL", what);
+    if (hasBitsOutside(mode, UFFDIO_COPY_MODE_DONTWAKE | UFFDIO_COPY_MODE_WP)) fail("EINVAL", what);
+    if (!this.mm.alive) fail("ESRCH", what);
+    const ret = mfillAtomic(this, dst, srcAddr, len, MFILL_ATOMIC.COPY, (mode & UFFDIO_COPY_MODE_WP) !== 0, src);
+    const dontwake = (mode & UFFDIO_COPY_MODE_DONTWAKE) !== 0;
+    if (typeof ret === "number") return this.#copyDone(a, ret, dst, len, dontwake);
+    return ret.then((done) => this.#copyDone(a, done, dst, len, dontwake));
+  }
+
+  #copyDone(a: Arg, ret: number, dst: number, len: number, dontwake: boolean): number {
+    if (ret > 0) this.#sched.charge((COST.pageCopy * ret) / PAGE_SIZE);
+    return this.#finishResult(a, "copy", "UFFDIO_COPY", ret, dst, len, dontwake);
+  }
+
+  /** ZEROPAGE, CONTINUE and POISON: fs/userfaultfd.c:userfaultfd_zeropage() / _continue() / _poison(). */
+  #mfillRange(arg: object, what: string, field: string, dontwakeBit: number, wpBit: number, kind: MfillAtomicMode): number {
+    this.#checkMmapChanging(arg, field, what);
+    const a = argObject(arg, what);
+    const { start, len } = readRange(a, what);
+    const mode = u64(a, "mode", what);
+    if (!validateRange(start, len)) fail("EINVAL", what);
+    if (hasBitsOutside(mode, dontwakeBit | wpBit)) fail("EINVAL", what);
+    if (!this.mm.alive) fail("ESRCH", what);
+    const ret = mfillAtomic(this, start, 0, len, kind, (mode & wpBit) !== 0, null) as number;
+    return this.#finishResult(a, field, what, ret, start, len, (mode & dontwakeBit) !== 0);
+  }
+
+  /** Mirrors fs/userfaultfd.c:userfaultfd_writeprotect(). */
+  #writeprotect(arg: object): number {
+    const what = "UFFDIO_WRITEPROTECT";
+    if (this.mmapChanging !== 0) fail("EAGAIN", what);
+    const a = argObject(arg, what);
+    const { start, len } = readRange(a, what);
+    const mode = u64(a, "mode", what);
+    if (!validateRange(start, len)) fail("EINVAL", what);
+    if (hasBitsOutside(mode, UFFDIO_WRITEPROTECT_MODE_WP | UFFDIO_WRITEPROTECT_MODE_DONTWAKE)) fail("EINVAL", what);
+    const modeWp = (mode & UFFDIO_WRITEPROTECT_MODE_WP) !== 0;
+    const dontwake = (mode & UFFDIO_WRITEPROTECT_MODE_DONTWAKE) !== 0;
+    if (modeWp && dontwake) fail("EINVAL", what);
+    if (!this.mm.alive) fail("ESRCH", what);
+    const ret = mwriteprotectRange(this, start, len, modeWp);
+    if (ret < 0) fail(errnoCode(-ret), what);
+    if (!modeWp && !dontwake) this.wakeRange(start, len);
+    return 0;
+  }
+
+  /** Mirrors fs/userfaultfd.c:userfaultfd_move(). */
+  #move(proc: Process, arg: object): number {
+    const what = "UFFDIO_MOVE";
+    this.#checkMmapChanging(arg, "move", what);
+    const a = argObject(arg, what);
+    const dst = u64(a, "dst", what);
+    const src = u64(a, "src", what);
+    const len = u64(a, "len", what);
+    const mode = u64(a, "mode", what);
+    // No cross-mm moves.
+    if (this.mm !== proc.mm) fail("EINVAL", what);
+    if (!validateRange(dst, len) || !validateRange(src, len)) fail("EINVAL", what);
+    if (hasBitsOutside(mode, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES | UFFDIO_MOVE_MODE_DONTWAKE)) fail("EINVAL", what);
+    if (!this.mm.alive) fail("ESRCH", what);
+    const ret = movePages(this, dst, src, len, mode);
+    return this.#finishResult(a, "move", what, ret, dst, len, (mode & UFFDIO_MOVE_MODE_DONTWAKE) !== 0);
+  }
+}
+
+/** Removes from `q` (keeping its order) every waiter whose address is in [start, start+len), or all for len 0. */
+function takeWaiters(q: FaultWaiter[], start: number, len: number, woken: Waiter[]): void {
+  const end = start + len;
+  let kept = 0;
+  for (let i = 0; i < q.length; i++) {
+    const f = q[i]!;
+    if (len === 0 || (f.address >= start && f.address < end)) woken.push(f.waiter);
+    else q[kept++] = f;
+  }
+  q.length = kept;
+}
+
+/** Writes one UFFD_EVENT_PAGEFAULT record (msg_init() zeroing is the fresh buffer's). */
+function encodeFaultMsg(view: DataView, off: number, f: FaultWaiter): void {
+  view.setUint8(off, UFFD_EVENT_PAGEFAULT);
+  view.setUint32(off + 8, f.flags, true);
+  view.setUint32(off + 16, f.address % 0x1_0000_0000, true);
+  view.setUint32(off + 20, Math.floor(f.address / 0x1_0000_0000), true);
+  view.setUint32(off + 24, f.ptid, true);
+}
+
+/** UFFDIO_COPY's source in the caller's memory: first with faults disabled, then with faults. */
+function userSource(proc: Process): MfillSource {
+  return {
+    copyAtomic: (addr, dst, off) => copyFromUserAtomic(proc.mm, addr, dst, off),
+    copySlow: async (addr, dst, off) => (await proc.copyUser(addr, dst.subarray(off, off + PAGE_SIZE), false)) === PAGE_SIZE,
+  };
+}
+
+/**
+ * UFFDIO_COPY's source given as bytes (`src` is a Uint8Array): offset 0 is the first byte; a
+ * page reaching past the end of the buffer faults like an unmapped source (EFAULT).
+ */
+function bytesSource(bytes: Uint8Array): MfillSource {
+  const copy = (addr: number, dst: Uint8Array, off: number): boolean => {
+    if (addr + PAGE_SIZE > bytes.length) return false;
+    dst.set(bytes.subarray(addr, addr + PAGE_SIZE), off);
+    return true;
+  };
+  return { copyAtomic: copy, copySlow: async (addr, dst, off) => copy(addr, dst, off) };
+}
+
+function ioctlName(cmd: number): string {
+  const names: Record<number, string> = {
+    [UFFDIO_API]: "UFFDIO_API",
+    [UFFDIO_REGISTER]: "UFFDIO_REGISTER",
+    [UFFDIO_UNREGISTER]: "UFFDIO_UNREGISTER",
+    [UFFDIO_WAKE]: "UFFDIO_WAKE",
+    [UFFDIO_COPY]: "UFFDIO_COPY",
+    [UFFDIO_ZEROPAGE]: "UFFDIO_ZEROPAGE",
+    [UFFDIO_WRITEPROTECT]: "UFFDIO_WRITEPROTECT",
+    [UFFDIO_CONTINUE]: "UFFDIO_CONTINUE",
+    [UFFDIO_POISON]: "UFFDIO_POISON",
+    [UFFDIO_MOVE]: "UFFDIO_MOVE",
+  };
+  return names[cmd] ?? `0x${cmd.toString(16)}`;
+}
+
+/**
+ * Mirrors fs/userfaultfd.c:resolve_userfault_fork(): the child's context gets its file now, in
+ * the reader's fd table, O_RDONLY plus the context's O_CLOEXEC / O_NONBLOCK.
+ */
+function resolveUserfaultFork(ctx: UserfaultfdCtx, reader: Process): number {
+  const file = new OpenFile(ctx, O_RDONLY | (ctx.flags & O_NONBLOCK));
+  return reader.fds.install(file, ctx.flags & O_CLOEXEC, "read");
+}
+
+// --- creation --------------------------------------------------------------------------------
+
+/** Mirrors fs/userfaultfd.c:new_userfaultfd(). */
+function newUserfaultfd(proc: Process, flags: number, syscall: string): number {
+  if (!Number.isInteger(flags) || hasBitsOutside(flags, UFFD_SHARED_FCNTL_FLAGS | UFFD_USER_MODE_ONLY)) {
+    throw new ErrnoError("EINVAL", syscall);
+  }
+  const ctx = new UserfaultfdCtx(proc.kernel, proc.mm, flags, 0);
+  const file = new OpenFile(ctx, O_RDONLY | (flags & O_NONBLOCK));
+  try {
+    return proc.fds.install(file, flags & O_CLOEXEC, syscall);
+  } catch (e) {
+    file.put();
+    throw e;
+  }
+}
+
+/**
+ * Mirrors fs/userfaultfd.c:userfaultfd() and userfaultfd_syscall_allowed(): without
+ * UFFD_USER_MODE_ONLY the caller needs CAP_SYS_PTRACE or vm.unprivileged_userfaultfd (checked
+ * before the flags).
+ */
+export async function sysUserfaultfd(proc: Process, flags: number): Promise<number> {
+  const umo = Number.isInteger(flags) && (flags & UFFD_USER_MODE_ONLY) !== 0;
+  if (!umo && !proc.capable("CAP_SYS_PTRACE") && !proc.kernel.options.unprivilegedUserfaultfd) {
+    throw new ErrnoError("EPERM", "userfaultfd");
+  }
+  return newUserfaultfd(proc, flags, "userfaultfd");
+}
+
+/**
+ * open("/dev/userfaultfd") then USERFAULTFD_IOC_NEW (fs/userfaultfd.c:userfaultfd_dev_ioctl()):
+ * the device is mode 0600 root, so file permissions are the only gate (no capability or sysctl
+ * check).
+ *
+ * Divergence from Linux: the /dev/userfaultfd descriptor itself is never installed, so the new
+ * userfaultfd gets the lowest free fd (open + ioctl + close would leave it one higher).
+ */
+export async function sysOpenDevUserfaultfd(proc: Process, flags: number): Promise<number> {
+  if (!proc.capable("CAP_DAC_OVERRIDE")) throw new ErrnoError("EACCES", "open");
+  return newUserfaultfd(proc, flags, "ioctl");
+}
+
+// --- the non-cooperative event hooks the mm syscalls call -------------------------------------
+
+interface ForkEntry {
+  readonly orig: UserfaultfdCtx;
+  readonly child: UserfaultfdCtx;
+}
+
+interface UnmapEntry {
+  readonly ctx: UserfaultfdCtx;
+  readonly start: number;
+  readonly end: number;
+}
+
+const ctxOf = (vma: Vma): UserfaultfdCtx | null => vma.uffdCtx as UserfaultfdCtx | null;
+
+/** Mirrors fs/userfaultfd.c:dup_userfaultfd(): called for each child vma before its ptes are copied. */
+function dupUserfaultfd(parentVma: Vma, childVma: Vma, list: ForkEntry[]): void {
+  const octx = ctxOf(parentVma);
+  if (octx === null) return;
+  if ((octx.features & UFFD_FEATURE_EVENT_FORK) === 0) {
+    userfaultfdResetCtx(childVma);
+    return;
+  }
+  let entry = list.find((e) => e.orig === octx);
+  if (entry === undefined) {
+    entry = { orig: octx, child: octx.forkClone(childVma.mm!) };
+    octx.mmapChanging++;
+    list.push(entry);
+  }
+  childVma.uffdCtx = entry.child;
+}
+
+/** Mirrors fs/userfaultfd.c:dup_userfaultfd_complete(): one FORK event per parent context, in order. */
+async function dupUserfaultfdComplete(list: ForkEntry[]): Promise<void> {
+  for (const { orig, child } of list) {
+    await orig.eventWaitCompletion({ event: UFFD_EVENT_FORK, arg: { fork: { ufd: 0 } } }, child);
+  }
+}
+
+/** Mirrors fs/userfaultfd.c:userfaultfd_unmap_prep(): one entry per (ctx, start, end), deduplicated. */
+function userfaultfdUnmapPrep(mm: Mm, start: number, end: number, list: UnmapEntry[]): void {
+  for (const vma of mm.vmasIn(start, end)) {
+    const ctx = ctxOf(vma);
+    if (ctx === null || (ctx.features & UFFD_FEATURE_EVENT_UNMAP) === 0) continue;
+    if (list.some((e) => e.ctx === ctx && e.start === start && e.end === end)) continue;
+    ctx.mmapChanging++;
+    list.push({ ctx, start, end });
+  }
+}
+
+async function userfaultfdUnmapComplete(list: UnmapEntry[]): Promise<void> {
+  for (const { ctx, start, end } of list) {
+    await ctx.eventWaitCompletion({ event: UFFD_EVENT_UNMAP, arg: { remove: { start, end } } }, null);
+  }
+}
+
+/** Mirrors fs/userfaultfd.c:userfaultfd_remove(): MADV_DONTNEED/FREE/REMOVE on a registered vma. */
+async function userfaultfdRemove(vma: Vma, start: number, end: number): Promise<void> {
+  const ctx = ctxOf(vma);
+  if (ctx === null || (ctx.features & UFFD_FEATURE_EVENT_REMOVE) === 0) return;
+  ctx.mmapChanging++;
+  await ctx.eventWaitCompletion({ event: UFFD_EVENT_REMOVE, arg: { remove: { start, end } } }, null);
+}
+
+/**
+ * Mirrors fs/userfaultfd.c:mremap_userfaultfd_prep(): with EVENT_REMAP the registration moves
+ * with the vma and an event will follow; without it the vma is unregistered here.
+ */
+function mremapUserfaultfdPrep(vma: Vma): UserfaultfdCtx | null {
+  const ctx = ctxOf(vma);
+  if (ctx === null) return null;
+  if ((ctx.features & UFFD_FEATURE_EVENT_REMAP) !== 0) {
+    ctx.mmapChanging++;
+    return ctx;
+  }
+  userfaultfdResetCtx(vma);
+  return null;
+}
+
+/**
+ * Mirrors fs/userfaultfd.c:mremap_userfaultfd_complete(). `to` not page-aligned means mremap
+ * failed (an errno in Linux's return value): no event.
+ *
+ * Divergence from Linux: that failure path also undoes the prep's mmap_changing increment,
+ * which 6.18 leaves raised.
+ */
+async function mremapUserfaultfdComplete(ctx: UserfaultfdCtx | null, from: number, to: number, len: number): Promise<void> {
+  if (ctx === null) return;
+  if (!Number.isInteger(to) || to < 0 || to % PAGE_SIZE !== 0) {
+    ctx.mmapChanging--;
+    return;
+  }
+  await ctx.eventWaitCompletion({ event: UFFD_EVENT_REMAP, arg: { remap: { from, to, len } } }, null);
+}
+
+/** The hooks mm syscalls call for userfaultfd (KernelCore.uffd). */
 export function createUffdMmHooks(): UffdMmHooks {
   return {
-    unmapPrep: () => {},
-    unmapComplete: async () => {},
-    remove: async () => {},
-    mremapPrep: () => null,
-    mremapComplete: async () => {},
-    dupVma: (_parent, child) => {
-      child.flags &= ~0x1a00;
-      child.uffdCtx = null;
-    },
-    dupComplete: async () => {},
+    unmapPrep: (mm, start, end, list) => userfaultfdUnmapPrep(mm, start, end, list as UnmapEntry[]),
+    unmapComplete: (_mm, list) => userfaultfdUnmapComplete(list as UnmapEntry[]),
+    remove: userfaultfdRemove,
+    mremapPrep: mremapUserfaultfdPrep,
+    mremapComplete: (handle, from, to, len) => mremapUserfaultfdComplete(handle as UserfaultfdCtx | null, from, to, len),
+    dupVma: (parent, child, list) => dupUserfaultfd(parent, child, list as ForkEntry[]),
+    dupComplete: (list) => dupUserfaultfdComplete(list as ForkEntry[]),
   };
 }

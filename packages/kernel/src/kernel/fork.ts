@@ -30,7 +30,7 @@ import {
   swpOffset,
 } from "../mm/page-table.ts";
 import { folioAddNewAnonRmap, folioTryDupAnonRmapPte } from "../mm/rmap.ts";
-import { isCowMapping, userfaultfdWp, type Vma, VM_DONTCOPY, VM_PFNMAP, VM_SHARED, VM_WIPEONFORK, VM_WRITE } from "../mm/vma.ts";
+import { isCowMapping, userfaultfdWp, type Vma, VM_DONTCOPY, VM_MAYBE_GUARD, VM_PFNMAP, VM_SHARED, VM_WIPEONFORK, VM_WRITE } from "../mm/vma.ts";
 import { PAGE_SIZE } from "../uapi/mman.ts";
 
 /**
@@ -56,6 +56,8 @@ export function dupMmap(parent: Mm, child: Mm, uffdList: unknown[]): void {
 function vmaNeedsCopy(dst: Vma, src: Vma): boolean {
   if (userfaultfdWp(dst)) return true;
   if ((src.flags & VM_PFNMAP) !== 0) return true;
+  // VM_COPY_ON_FORK: guard markers live only in the page tables.
+  if ((src.flags & VM_MAYBE_GUARD) !== 0) return true;
   return src.anonVma !== 0;
 }
 

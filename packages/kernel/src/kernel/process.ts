@@ -10,10 +10,11 @@ import { dupMmap } from "./fork.ts";
 import { COST } from "./sched.ts";
 import { FdTable, OpenFile } from "../fs/file.ts";
 import { checkMemfdCreate, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemTruncate, shmemWrite } from "../fs/memfd.ts";
-import { sysPipe2 } from "../fs/pipe.ts";
+import { pipeFcntl, sysPipe2 } from "../fs/pipe.ts";
 import { pagemapEntry, smapsEntry, type PagemapEntry, type VmaInfo } from "../fs/procfs.ts";
 import { sysOpenDevUserfaultfd, sysUserfaultfd } from "../fs/userfaultfd.ts";
-import { sysIoUringRegisterBuffers, sysVmsplice, type PinnedBuffer } from "../mm/gup.ts";
+import { sysOpenPagemap } from "../fs/pagemap-scan.ts";
+import { sysGupTestPin, sysIoUringRegisterBuffers, sysVmsplice, type GupTestPinOptions, type PinnedBuffer } from "../mm/gup.ts";
 import { sysMadvise } from "../mm/madvise.ts";
 import type { FaultingTask } from "../mm/memory.ts";
 import { sysMincore } from "../mm/mincore.ts";
@@ -23,7 +24,7 @@ import { doMprotect } from "../mm/mprotect.ts";
 import { sysMremap } from "../mm/mremap.ts";
 import { ShmemInode } from "../mm/shmem.ts";
 import { ErrnoError, SignalError } from "../uapi/errno.ts";
-import { F_GETFD, F_GETFL, F_SETFD, F_SETFL, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLERR, POLLHUP, POLLNVAL, SIGKILL } from "../uapi/fcntl.ts";
+import { F_GETFD, F_GETFL, F_GETPIPE_SZ, F_SETFD, F_SETFL, F_SETPIPE_SZ, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLERR, POLLHUP, POLLNVAL, SIGKILL } from "../uapi/fcntl.ts";
 import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_TYPE, PAGE_SIZE } from "../uapi/mman.ts";
 
 /** A user-memory buffer named by address, for syscalls that copy to or from user memory. */
@@ -78,6 +79,9 @@ export class Thread implements FaultingTask {
     if (r.fault !== null) throw new SignalError(r.fault, r.address, write ? "write" : "read");
   }
 }
+
+/** SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGWINCH: default action is not to terminate. */
+const NON_TERMINATING_SIGNALS: ReadonlySet<number> = new Set([17, 18, 19, 20, 21, 22, 23, 28]);
 
 function checkLength(length: number, what: string): number {
   if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`${what}: length must be a non-negative integer, got ${length}`);
@@ -338,6 +342,9 @@ export class Process {
       case F_SETFL:
         file.flags = (file.flags & ~O_NONBLOCK) | (arg & O_NONBLOCK);
         return 0;
+      case F_SETPIPE_SZ:
+      case F_GETPIPE_SZ:
+        return pipeFcntl(this, file, cmd, arg);
       default: {
         const r = file.ops.fcntl?.(file, cmd, arg);
         if (r === undefined) throw new ErrnoError("EINVAL", "fcntl");
@@ -418,6 +425,22 @@ export class Process {
     return file.ops.read(file, this, checkLength(length, "read"));
   }
 
+  /** write(2): bytes given directly, or read from user memory { addr, length } (a kernel-mode access that may userfault). */
+  async write(fd: number, source: Uint8Array | UserBuffer): Promise<number> {
+    this.enter("write");
+    const file = this.fds.lookup(fd, "write");
+    if (!file.writable) throw new ErrnoError("EBADF", "write");
+    if (file.ops.write === undefined) throw new ErrnoError("EINVAL", "write");
+    let data = source as Uint8Array;
+    if (isUserBuffer(source)) {
+      data = new Uint8Array(Math.min(checkLength(source.length, "write"), 0x7ffff000));
+      const got = await this.copyUser(source.addr, data, false);
+      if (got === 0 && data.length > 0) throw new ErrnoError("EFAULT", "write");
+      data = data.subarray(0, got);
+    }
+    return file.ops.write(file, this, data);
+  }
+
   async close(fd: number): Promise<void> {
     this.enter("close");
     this.fds.close(fd);
@@ -443,6 +466,12 @@ export class Process {
     return sysOpenDevUserfaultfd(this, flags);
   }
 
+  /** open("/proc/<pid>/pagemap", O_RDONLY) (default: self); the fd takes the PAGEMAP_SCAN ioctl. */
+  async openPagemap(pid: number = this.pid): Promise<number> {
+    this.enter("openat");
+    return sysOpenPagemap(this, pid);
+  }
+
   async ioctl(fd: number, request: number, arg: object): Promise<number> {
     this.enter("ioctl");
     const file = this.fds.lookup(fd, "ioctl");
@@ -453,6 +482,17 @@ export class Process {
   async ioUringRegisterBuffers(addr: number, length: number): Promise<PinnedBuffer> {
     this.enter("io_uring_register");
     return sysIoUringRegisterBuffers(this, addr, length);
+  }
+
+  /**
+   * The simulation's stand-in for /sys/kernel/debug/gup_test (CONFIG_GUP_TEST, absent on the
+   * reference host): PIN_LONGTERM_TEST_START as pin_user_pages(_fast) with FOLL_LONGTERM (unless
+   * `longterm` is false) and FOLL_WRITE if `write`; the buffer's read() is
+   * PIN_LONGTERM_TEST_READ, unregister() PIN_LONGTERM_TEST_STOP. See mm/gup.ts:sysGupTestPin().
+   */
+  async gupTestPin(addr: number, length: number, options: GupTestPinOptions): Promise<PinnedBuffer> {
+    this.enter("ioctl");
+    return sysGupTestPin(this, addr, length, options);
   }
 
   // --- processes --------------------------------------------------------------------------
@@ -493,7 +533,9 @@ export class Process {
     const target = this.kernel.processes.get(pid);
     if (target === undefined || target.exited) throw new ErrnoError("ESRCH", "kill");
     if (signal === 0) return;
-    // Every fatal default action ends the process; the simulation delivers no handlers.
+    // Divergence from Linux: no signal handlers or job control. A signal whose default action
+    // terminates ends the process; ignore-by-default and stop/continue signals do nothing.
+    if (NON_TERMINATING_SIGNALS.has(signal)) return;
     target.doExit(null, signal === SIGKILL ? SIGKILL : signal);
   }
 
@@ -503,6 +545,7 @@ export class Process {
     if (child === undefined) throw new ErrnoError("ECHILD", "wait4");
     if (!child.exited) await new Promise<void>((resolve) => child.#exitWaiters.push(resolve));
     this.children.delete(child);
+    this.kernel.processes.delete(child.pid);
     return { pid: child.pid, exitStatus: child.exitStatus, signal: child.exitSignal };
   }
 

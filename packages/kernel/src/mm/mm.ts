@@ -15,7 +15,7 @@ import type { PhysMem } from "./folio.ts";
 import { PageTable, PTRS_PER_PTE } from "./page-table.ts";
 import type { ShmemInode } from "./shmem.ts";
 import type { SwapDevice } from "./swap.ts";
-import { type Vma, VM_UFFD_FLAGS } from "./vma.ts";
+import { type Vma, VM_STICKY, VM_UFFD_FLAGS } from "./vma.ts";
 
 /** x86-64 TASK_SIZE_MAX with 4-level paging. */
 export const TASK_SIZE = 0x7ffffffff000;
@@ -180,7 +180,7 @@ export class Mm {
   /** Whether two adjacent vmas may become one (mm/vma.c:is_mergeable_vma() and anon_vma compatibility). */
   static canMerge(prev: Vma, next: Vma): boolean {
     if (prev.end !== next.start) return false;
-    if (prev.flags !== next.flags || prev.file !== next.file || prev.uffdCtx !== next.uffdCtx) return false;
+    if (((prev.flags ^ next.flags) & ~VM_STICKY) !== 0 || prev.file !== next.file || prev.uffdCtx !== next.uffdCtx) return false;
     if (prev.pgoffOf(prev.end) !== next.pgoff) return false;
     return prev.anonVma === 0 || next.anonVma === 0 || prev.anonVma === next.anonVma;
   }
@@ -193,6 +193,7 @@ export class Mm {
     const prev = this.vmas[i - 1];
     if (prev !== undefined && Mm.canMerge(prev, cur)) {
       prev.end = cur.end;
+      prev.flags = (prev.flags | (cur.flags & VM_STICKY)) >>> 0;
       if (prev.anonVma === 0) prev.anonVma = cur.anonVma;
       this.removeVma(cur);
       cur = prev;
@@ -201,6 +202,7 @@ export class Mm {
     const next = this.vmas[i + 1];
     if (next !== undefined && Mm.canMerge(cur, next)) {
       cur.end = next.end;
+      cur.flags = (cur.flags | (next.flags & VM_STICKY)) >>> 0;
       if (cur.anonVma === 0) cur.anonVma = next.anonVma;
       this.removeVma(next);
     }

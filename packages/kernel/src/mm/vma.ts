@@ -32,12 +32,19 @@ export const VM_NORESERVE = 0x200000;
 export const VM_HUGETLB = 0x400000;
 export const VM_WIPEONFORK = 0x2000000;
 export const VM_DONTDUMP = 0x4000000;
+/**
+ * VM_MAYBE_GUARD (Linux bit 11): MADV_GUARD_INSTALL ran on the vma, so its page tables may hold
+ * guard markers. Sticky across merges (VM_STICKY) and copy-on-fork (vma_needs_copy()).
+ */
+export const VM_MAYBE_GUARD = 0x800000;
 export const VM_HUGEPAGE = 0x20000000;
 export const VM_NOHUGEPAGE = 0x40000000;
 export const VM_MERGEABLE = 0x80000000;
 
 export const VM_UFFD_FLAGS = VM_UFFD_MISSING | VM_UFFD_WP | VM_UFFD_MINOR;
 export const VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC;
+/** Flags a merge ignores when comparing and ORs into the result (mm.h VM_STICKY). */
+export const VM_STICKY = VM_MAYBE_GUARD;
 
 /** smaps VmFlags mnemonics, in Linux bit order (fs/proc/task_mmu.c:show_smap_vma_flags()). */
 const MNEMONICS: ReadonlyArray<readonly [number, string]> = [
@@ -52,6 +59,7 @@ const MNEMONICS: ReadonlyArray<readonly [number, string]> = [
   [VM_GROWSDOWN, "gd"],
   [VM_UFFD_MISSING, "um"],
   [VM_PFNMAP, "pf"],
+  [VM_MAYBE_GUARD, "gu"],
   [VM_UFFD_WP, "uw"],
   [VM_LOCKED, "lo"],
   [VM_IO, "io"],

@@ -1,0 +1,173 @@
+/**
+ * Everything a migration run can be told, with the defaults `npm run demo` uses, and the parsers
+ * for the CLI's human units ("256MiB", "1gbit", "5ms").
+ */
+import type { LinkShape } from "./link.ts";
+
+export const STRATEGIES = ["precopy", "postcopy", "hybrid"] as const;
+export type Strategy = (typeof STRATEGIES)[number];
+
+export const THREAD_KINDS = ["hot", "scan", "random"] as const;
+/** hot: read-modify-writes in a small hot set; scan: sequential reads; random: writes anywhere. */
+export type ThreadKind = (typeof THREAD_KINDS)[number];
+
+export const TRACKING_METHODS = ["auto", "wp-async", "wp-sync", "content-hash"] as const;
+export type TrackingChoice = (typeof TRACKING_METHODS)[number];
+
+export interface ThreadSpec {
+  kind: ThreadKind;
+  /** Operations per second (each touches one page). */
+  rate: number;
+}
+
+export interface FaultInjection {
+  /** The source cuts the TCP connection after sending this many postcopy pages. */
+  dropLinkAfterPostcopyPages?: number;
+  /** The orchestrator SIGKILLs the source process once this many postcopy pages were sent. */
+  killSourceAfterPostcopyPages?: number;
+}
+
+export interface MigrationConfig {
+  strategy: Strategy;
+  seed: number;
+  memoryBytes: number;
+  /** Fraction of guest pages the guest writes while booting; the rest stay zero. */
+  populate: number;
+  hotSetBytes: number;
+  workload: ThreadSpec[];
+  /** How long the workload runs on the source before migration starts. */
+  warmupMs: number;
+  /** How long the workload keeps running on the destination after migration completes. */
+  runAfterMs: number;
+  link: LinkShape;
+  /** Precopy stops iterating once the remaining dirty pages fit in this downtime. */
+  maxDowntimeMs: number;
+  /** Precopy rounds before a forced stop-and-copy (QEMU has no limit; we bound everything). */
+  maxRounds: number;
+  /** Hybrid: precopy rounds before switching to postcopy. */
+  hybridRounds: number;
+  tracking: TrackingChoice;
+  /** Hard bound on a whole run, including process start-up. */
+  timeoutMs: number;
+  faults: FaultInjection;
+}
+
+const DEFAULTS: MigrationConfig = {
+  strategy: "hybrid",
+  seed: 1,
+  memoryBytes: 256 * 1024 * 1024,
+  populate: 0.85,
+  hotSetBytes: 16 * 1024 * 1024,
+  workload: [
+    { kind: "hot", rate: 8000 },
+    { kind: "scan", rate: 4000 },
+    { kind: "random", rate: 1000 },
+  ],
+  warmupMs: 500,
+  runAfterMs: 300,
+  link: { latencyMs: 1, bandwidthBytesPerSec: 1e9 / 8 },
+  maxDowntimeMs: 50,
+  maxRounds: 30,
+  hybridRounds: 1,
+  tracking: "auto",
+  timeoutMs: 120_000,
+  faults: {},
+};
+export const DEFAULT_CONFIG: Readonly<MigrationConfig> = Object.freeze(DEFAULTS);
+
+export function makeConfig(overrides: Partial<MigrationConfig> = {}): MigrationConfig {
+  const c: MigrationConfig = { ...DEFAULT_CONFIG, ...overrides, link: { ...DEFAULT_CONFIG.link, ...overrides.link }, faults: { ...overrides.faults } };
+  validateConfig(c);
+  return c;
+}
+
+export function guestPages(c: MigrationConfig): number {
+  return Math.floor(c.memoryBytes / 4096);
+}
+
+export function validateConfig(c: MigrationConfig): void {
+  const fail = (msg: string): never => {
+    throw new RangeError(msg);
+  };
+  if (!STRATEGIES.includes(c.strategy)) fail(`unknown strategy "${c.strategy}" (one of ${STRATEGIES.join(", ")})`);
+  if (c.memoryBytes < 1024 * 1024 || c.memoryBytes % 4096 !== 0) fail("guest memory must be at least 1 MiB and a multiple of 4 KiB");
+  if (c.memoryBytes > 16 * 1024 ** 3) fail("guest memory is limited to 16 GiB");
+  if (!(c.populate >= 0 && c.populate <= 1)) fail("populate must be within [0, 1]");
+  if (c.hotSetBytes < 4096 || c.hotSetBytes > c.memoryBytes) fail("the hot set must be between one page and the guest size");
+  for (const t of c.workload) {
+    if (!THREAD_KINDS.includes(t.kind)) fail(`unknown workload thread kind "${t.kind}" (one of ${THREAD_KINDS.join(", ")})`);
+    if (!(t.rate >= 0 && t.rate <= 1e6)) fail(`workload rate must be within [0, 1e6] ops/s, got ${t.rate}`);
+  }
+  if (c.link.latencyMs < 0 || c.link.latencyMs > 10_000) fail("latency must be within [0, 10s]");
+  if (c.link.bandwidthBytesPerSec < 0) fail("bandwidth must be positive (0 = unlimited)");
+  if (c.link.bandwidthBytesPerSec > 0 && c.link.bandwidthBytesPerSec < 64 * 1024) fail("bandwidth must be at least 64 KiB/s");
+  if (!Number.isInteger(c.maxRounds) || c.maxRounds < 1 || c.maxRounds > 1000) fail("max rounds must be within [1, 1000]");
+  if (!Number.isInteger(c.hybridRounds) || c.hybridRounds < 1 || c.hybridRounds > c.maxRounds) fail("hybrid rounds must be within [1, max rounds]");
+  if (!TRACKING_METHODS.includes(c.tracking)) fail(`unknown tracking method "${c.tracking}" (one of ${TRACKING_METHODS.join(", ")})`);
+  if (c.timeoutMs < 1000) fail("the timeout must be at least 1s");
+}
+
+// --- parsers for the CLI -------------------------------------------------------------------
+
+const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, kb: 1000, kib: 1024, m: 1024 ** 2, mb: 1e6, mib: 1024 ** 2, g: 1024 ** 3, gb: 1e9, gib: 1024 ** 3 };
+
+/** "256MiB", "1g", "4096" -> bytes. */
+export function parseSize(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = m === null ? undefined : SIZE_UNITS[m[2]!.toLowerCase()];
+  if (m === null || unit === undefined) throw new RangeError(`not a size: "${text}" (try 256MiB, 1GiB, 4096)`);
+  return Math.round(Number(m[1]) * unit);
+}
+
+const DURATION_UNITS: Record<string, number> = { "": 1, ms: 1, s: 1000, us: 0.001, m: 60_000 };
+
+/** "5ms", "1.5s", "200" (ms) -> milliseconds. */
+export function parseDuration(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = m === null ? undefined : DURATION_UNITS[m[2]!.toLowerCase()];
+  if (m === null || unit === undefined) throw new RangeError(`not a duration: "${text}" (try 5ms, 1.5s)`);
+  return Number(m[1]) * unit;
+}
+
+const RATE_UNITS: Record<string, number> = {
+  bit: 1 / 8, kbit: 1e3 / 8, mbit: 1e6 / 8, gbit: 1e9 / 8,
+  "b/s": 1, "kb/s": 1e3, "mb/s": 1e6, "gb/s": 1e9, "kib/s": 1024, "mib/s": 1024 ** 2, "gib/s": 1024 ** 3,
+};
+
+/** "1gbit", "100mbit", "50MB/s", "0"/"unlimited" -> bytes per second (0 = unlimited). */
+export function parseBandwidth(text: string): number {
+  if (/^\s*(0|unlimited|inf)\s*$/i.test(text)) return 0;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z/]+)\s*$/i.exec(text);
+  const unit = m === null ? undefined : RATE_UNITS[m[2]!.toLowerCase()];
+  if (m === null || unit === undefined) throw new RangeError(`not a bandwidth: "${text}" (try 1gbit, 100mbit, 50MB/s, unlimited)`);
+  return Number(m[1]) * unit;
+}
+
+/** "hot:8000,scan:4000,random:1000" -> thread specs; "none" -> no threads. */
+export function parseWorkload(text: string): ThreadSpec[] {
+  if (/^\s*none\s*$/i.test(text)) return [];
+  return text.split(",").map((part) => {
+    const m = /^\s*([a-z]+)\s*(?::\s*(\d+(?:\.\d+)?))?\s*$/i.exec(part);
+    const kind = m?.[1]?.toLowerCase() as ThreadKind | undefined;
+    if (m === null || kind === undefined || !THREAD_KINDS.includes(kind)) {
+      throw new RangeError(`not a workload thread: "${part}" (kinds: ${THREAD_KINDS.join(", ")}; e.g. hot:8000)`);
+    }
+    return { kind, rate: m[2] === undefined ? 1000 : Number(m[2]) };
+  });
+}
+
+export function formatBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB"];
+  let u = 0;
+  while (n >= 1024 && u < units.length - 1) {
+    n /= 1024;
+    u++;
+  }
+  return `${n >= 100 || u === 0 ? n.toFixed(0) : n.toFixed(1)} ${units[u]}`;
+}
+
+export function formatBandwidth(bytesPerSec: number): string {
+  if (bytesPerSec === 0) return "unlimited";
+  const bits = bytesPerSec * 8;
+  return bits >= 1e9 ? `${+(bits / 1e9).toFixed(2)} Gbit/s` : `${+(bits / 1e6).toFixed(2)} Mbit/s`;
+}

@@ -1,0 +1,243 @@
+/**
+ * The sending half of a shaped network link: frames wait in two queues (urgent ahead of bulk,
+ * like QEMU's postcopy-preempt channel), leave at the configured bandwidth (a token bucket) and
+ * reach the socket after the configured one-way latency. A frame that has left can no longer be
+ * overtaken, as on a real wire. Unlimited bandwidth and zero latency still batch writes per tick.
+ *
+ * Real timers drive it: this is the one place where wall-clock time shapes the demo.
+ */
+import type { Socket } from "node:net";
+
+export interface LinkShape {
+  /** One-way delay added to every frame, in ms. */
+  latencyMs: number;
+  /** Bytes per second; 0 means unlimited. */
+  bandwidthBytesPerSec: number;
+}
+
+export type Priority = "urgent" | "bulk";
+
+/** The link is gone: the peer closed it, it failed, or we destroyed it. */
+export class LinkClosedError extends Error {
+  override name = "LinkClosedError";
+}
+
+interface InFlight {
+  arrivalMs: number;
+  item: Item;
+}
+
+/** A frame on its way: its parts (header, payload) and total size. */
+interface Item {
+  parts: readonly Uint8Array[];
+  size: number;
+}
+
+/** A FIFO of frames with O(1) push/shift and a running byte count. */
+class FrameQueue {
+  #items: Item[] = [];
+  #head = 0;
+  bytes = 0;
+
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
+  push(item: Item): void {
+    this.#items.push(item);
+    this.bytes += item.size;
+  }
+
+  peek(): Item | undefined {
+    return this.#items[this.#head];
+  }
+
+  shift(): Item {
+    const item = this.#items[this.#head++]!;
+    this.bytes -= item.size;
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return item;
+  }
+}
+
+export class ShapedLink {
+  readonly #socket: Socket;
+  readonly #shape: LinkShape;
+  readonly #urgent = new FrameQueue();
+  readonly #bulk = new FrameQueue();
+  readonly #inflight: InFlight[] = [];
+  #inflightHead = 0;
+  #tokens: number;
+  readonly #burst: number;
+  #lastRefill = performance.now();
+  #timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
+  #blocked = false;
+  #closedError: Error | null = null;
+  readonly #roomWaiters: Array<{ limit: number; resolve: () => void; reject: (e: Error) => void }> = [];
+  readonly #flushWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  /** Bytes handed to the socket (frames and their headers). */
+  bytesSent = 0;
+  framesSent = 0;
+
+  constructor(socket: Socket, shape: LinkShape) {
+    this.#socket = socket;
+    this.#shape = shape;
+    this.#burst = Math.max(64 * 1024, shape.bandwidthBytesPerSec * 0.01);
+    this.#tokens = this.#burst;
+    socket.on("drain", () => {
+      this.#blocked = false;
+      this.#schedule(0);
+    });
+    socket.on("close", () => this.#fail(new LinkClosedError("the connection was closed")));
+    socket.on("error", (e) => this.#fail(new LinkClosedError(`the connection failed: ${e.message}`)));
+  }
+
+  get closed(): boolean {
+    return this.#closedError !== null;
+  }
+
+  /** Bytes waiting in the bulk queue (not yet on the wire). */
+  get queuedBulkBytes(): number {
+    return this.#bulk.bytes;
+  }
+
+  /** Queues a frame given as its parts (written back to back, never copied before the wire). */
+  send(parts: readonly Uint8Array[], priority: Priority): void {
+    if (this.#closedError !== null) throw this.#closedError;
+    let size = 0;
+    for (const p of parts) size += p.byteLength;
+    (priority === "urgent" ? this.#urgent : this.#bulk).push({ parts, size });
+    this.#schedule(0);
+  }
+
+  /** Resolves once the bulk queue holds at most `limit` bytes: the sender's backpressure. */
+  waitForRoom(limit: number): Promise<void> {
+    if (this.#closedError !== null) return Promise.reject(this.#closedError);
+    if (this.#bulk.bytes <= limit) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#roomWaiters.push({ limit, resolve, reject }));
+  }
+
+  /** Resolves once every queued frame has been written to the socket. */
+  flush(): Promise<void> {
+    if (this.#closedError !== null) return Promise.reject(this.#closedError);
+    if (this.#idle()) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#flushWaiters.push({ resolve, reject }));
+  }
+
+  /** Cuts the connection at once (fault injection, fatal errors). */
+  destroy(reason: string): void {
+    this.#fail(new LinkClosedError(reason));
+    this.#socket.destroy();
+  }
+
+  #idle(): boolean {
+    return this.#urgent.length === 0 && this.#bulk.length === 0 && this.#inflight.length === this.#inflightHead && !this.#blocked;
+  }
+
+  #fail(e: Error): void {
+    if (this.#closedError !== null) return;
+    this.#closedError = e;
+    this.#clearTimer();
+    for (const w of this.#roomWaiters.splice(0)) w.reject(e);
+    for (const w of this.#flushWaiters.splice(0)) w.reject(e);
+  }
+
+  #clearTimer(): void {
+    if (this.#timer === null) return;
+    if ("hasRef" in this.#timer && "refresh" in this.#timer) clearTimeout(this.#timer);
+    else clearImmediate(this.#timer as NodeJS.Immediate);
+    this.#timer = null;
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#timer !== null || this.#closedError !== null || this.#blocked) return;
+    const run = (): void => {
+      this.#timer = null;
+      this.#pump();
+    };
+    this.#timer = delayMs <= 0 ? setImmediate(run) : setTimeout(run, Math.max(1, Math.ceil(delayMs)));
+  }
+
+  #pump(): void {
+    if (this.#closedError !== null) return;
+    const now = performance.now();
+    this.#depart(now);
+    this.#deliver(now);
+    this.#notify();
+    const next = this.#nextWakeMs(performance.now());
+    if (next !== null) this.#schedule(next);
+  }
+
+  /** Moves frames from the queues onto the wire as far as the token bucket allows. */
+  #depart(now: number): void {
+    const bw = this.#shape.bandwidthBytesPerSec;
+    if (bw > 0) {
+      this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#lastRefill) * bw) / 1000);
+      this.#lastRefill = now;
+    }
+    for (;;) {
+      const q = this.#urgent.length > 0 ? this.#urgent : this.#bulk;
+      const head = q.peek();
+      if (head === undefined) return;
+      if (bw > 0 && this.#tokens < Math.min(head.size, this.#burst)) return;
+      q.shift();
+      if (bw > 0) this.#tokens -= head.size;
+      this.#inflight.push({ arrivalMs: now + this.#shape.latencyMs, item: head });
+    }
+  }
+
+  /** Writes every frame whose latency has elapsed, in one corked batch. */
+  #deliver(now: number): void {
+    if (this.#blocked) return;
+    let end = this.#inflightHead;
+    while (end < this.#inflight.length && this.#inflight[end]!.arrivalMs <= now) end++;
+    if (end === this.#inflightHead) return;
+    const batch = this.#inflight.slice(this.#inflightHead, end);
+    this.#inflightHead = end;
+    if (this.#inflightHead > 1024 && this.#inflightHead * 2 > this.#inflight.length) {
+      this.#inflight.splice(0, this.#inflightHead);
+      this.#inflightHead = 0;
+    }
+    const size = batch.reduce((n, f) => n + f.item.size, 0);
+    const buf = Buffer.allocUnsafe(size);
+    let at = 0;
+    for (const f of batch) {
+      for (const part of f.item.parts) {
+        buf.set(part, at);
+        at += part.byteLength;
+      }
+    }
+    this.bytesSent += size;
+    this.framesSent += batch.length;
+    if (!this.#socket.write(buf)) this.#blocked = true;
+  }
+
+  #notify(): void {
+    for (let i = 0; i < this.#roomWaiters.length; ) {
+      const w = this.#roomWaiters[i]!;
+      if (this.#bulk.bytes <= w.limit) {
+        this.#roomWaiters.splice(i, 1);
+        w.resolve();
+      } else {
+        i++;
+      }
+    }
+    if (this.#idle()) for (const w of this.#flushWaiters.splice(0)) w.resolve();
+  }
+
+  /** When the pump must run again, or null when there is nothing to do. */
+  #nextWakeMs(now: number): number | null {
+    let next: number | null = null;
+    if (this.#inflightHead < this.#inflight.length) next = this.#inflight[this.#inflightHead]!.arrivalMs - now;
+    const head = this.#urgent.peek() ?? this.#bulk.peek();
+    if (head !== undefined) {
+      const bw = this.#shape.bandwidthBytesPerSec;
+      const wait = bw > 0 ? ((Math.min(head.size, this.#burst) - this.#tokens) * 1000) / bw : 0;
+      next = next === null ? wait : Math.min(next, wait);
+    }
+    return next;
+  }
+}

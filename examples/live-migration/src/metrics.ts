@@ -1,0 +1,159 @@
+/**
+ * What a run measures, following what QEMU's query-migrate and its postcopy latency histogram
+ * report: total time, downtime, pages by how they travelled (precopy rounds, stop-and-copy,
+ * postcopy demand, background push), zero pages, duplicates (pages sent more than once), bytes on
+ * the wire, and the destination's fault latency (from the fault to the page install) as p50/p99
+ * and a power-of-two microsecond histogram. Time is measured twice: wall-clock ms, and the
+ * simulated kernels' virtual ns (kernel work only; the network costs no virtual time).
+ */
+import type { MigrationConfig } from "./config.ts";
+import type { TrackingMethod } from "./dirty-tracking.ts";
+
+export const KIND_NAMES = ["precopy", "stop-copy", "demand", "background"] as const;
+export type KindName = (typeof KIND_NAMES)[number];
+
+export function nowEpochMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** Latencies in µs: exact percentiles from the samples, and a log2 histogram for the chart. */
+export class LatencyRecorder {
+  #samples = new Float64Array(1024);
+  #n = 0;
+
+  get count(): number {
+    return this.#n;
+  }
+
+  add(us: number): void {
+    if (this.#n === this.#samples.length) {
+      const grown = new Float64Array(this.#n * 2);
+      grown.set(this.#samples);
+      this.#samples = grown;
+    }
+    this.#samples[this.#n++] = us;
+  }
+
+  summary(): LatencySummary {
+    const s = this.#samples.slice(0, this.#n).sort();
+    const pct = (p: number): number => (s.length === 0 ? 0 : s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!);
+    const buckets: Array<{ leUs: number; count: number }> = [];
+    for (const v of s) {
+      const le = 2 ** Math.max(0, Math.ceil(Math.log2(Math.max(1, v))));
+      const last = buckets[buckets.length - 1];
+      if (last !== undefined && last.leUs === le) last.count++;
+      else buckets.push({ leUs: le, count: 1 });
+    }
+    return {
+      count: s.length,
+      p50Us: pct(50),
+      p99Us: pct(99),
+      maxUs: s.length === 0 ? 0 : s[s.length - 1]!,
+      meanUs: s.length === 0 ? 0 : s.reduce((a, b) => a + b, 0) / s.length,
+      histogram: buckets,
+    };
+  }
+}
+
+export interface LatencySummary {
+  count: number;
+  p50Us: number;
+  p99Us: number;
+  maxUs: number;
+  meanUs: number;
+  /** Power-of-two buckets: `count` samples with latency <= leUs (and > leUs / 2). */
+  histogram: Array<{ leUs: number; count: number }>;
+}
+
+/** Page arrivals per kind in fixed wall-clock buckets from the migration start. */
+export class Timeline {
+  readonly bucketMs: number;
+  readonly startEpochMs: number;
+  readonly series: Record<KindName, number[]> = { precopy: [], "stop-copy": [], demand: [], background: [] };
+
+  constructor(startEpochMs: number, bucketMs = 10) {
+    this.startEpochMs = startEpochMs;
+    this.bucketMs = bucketMs;
+  }
+
+  add(kind: KindName, atEpochMs: number): void {
+    const i = Math.max(0, Math.floor((atEpochMs - this.startEpochMs) / this.bucketMs));
+    const s = this.series[kind];
+    while (s.length <= i) s.push(0);
+    s[i]!++;
+  }
+
+  toJSON(): TimelineData {
+    return { bucketMs: this.bucketMs, series: this.series };
+  }
+}
+
+export interface TimelineData {
+  bucketMs: number;
+  series: Record<KindName, number[]>;
+}
+
+/** Guest operations completed, sampled over time (ms since the migration start). */
+export interface OpsSample {
+  tMs: number;
+  ops: number;
+  side: "source" | "destination";
+}
+
+export interface RoundInfo {
+  round: number;
+  pages: number;
+  zeroPages: number;
+  durationMs: number;
+  /** Dirty pages found at the end of this round (what the next round must send). */
+  dirtyAfter: number;
+}
+
+export interface VerificationResult {
+  ok: boolean;
+  /** "full" after a completed migration; "partial" after a failed postcopy (received pages only). */
+  scope: "full" | "partial";
+  pagesChecked: number;
+  mismatchedPages: number;
+  /** Pages the destination guest read before writing them whose version was not the source's. */
+  staleReads: number;
+  /** Pages never received (partial scope): they must not be mapped at all. */
+  missingPages: number;
+  /** Missing pages that were nevertheless mapped (filled with something): must be 0. */
+  filledMissingPages: number;
+  firstMismatches: Array<{ page: number; expectedVersion: number; detail: string }>;
+}
+
+export interface MigrationResult {
+  strategy: MigrationConfig["strategy"];
+  config: MigrationConfig;
+  trackingMethod: TrackingMethod | "none";
+  notes: string[];
+  guestPages: number;
+  totalTimeMs: number;
+  downtimeMs: number;
+  /** Wall-clock ms from start to switchover (the guest stopping on the source). */
+  switchoverAtMs: number;
+  virtual: { sourceNs: number; destinationNs: number; downtimeNs: number };
+  pages: {
+    precopy: number;
+    stopCopy: number;
+    demand: number;
+    background: number;
+    zero: number;
+    duplicate: number;
+    total: number;
+  };
+  rounds: RoundInfo[];
+  bytes: { sourceToDestination: number; destinationToSource: number; total: number };
+  throughputMBps: number;
+  /**
+   * raced: faults on pages already being installed (no request sent); localZeroFills: hybrid
+   * faults on zero pages precopy delivered as "zero" and the destination never mapped.
+   */
+  faults: LatencySummary & { raced: number; requests: number; localZeroFills: number };
+  guest: { opsOnSource: number; opsOnDestination: number; sourceMismatches: number; corruptReads: number };
+  timeline: TimelineData;
+  opsTimeline: OpsSample[];
+  verification: VerificationResult;
+}

@@ -1,0 +1,244 @@
+/**
+ * Runs one migration: forks the source and destination as real OS processes (each with its own
+ * simulated kernel), connects them over TCP on loopback, watches progress, and gathers both sides'
+ * metrics and the destination's verification into one MigrationResult.
+ *
+ * Bounded on every path: an overall timeout, a bounded wait for the other side's account after
+ * a failure, and both children are killed in `finally` (and on this process's exit).
+ */
+import { fork, type ChildProcess } from "node:child_process";
+import { createRequire } from "node:module";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { guestPages, type MigrationConfig } from "./config.ts";
+import type { DestMetrics } from "./dest.ts";
+import type { FromChild, Role, ToChild } from "./ipc.ts";
+import { nowEpochMs, type MigrationResult, type VerificationResult } from "./metrics.ts";
+import type { SourceMetrics } from "./source.ts";
+
+export interface RunHooks {
+  progress?(side: Role, phase: string, done: number, total: number): void;
+  event?(side: Role, what: string): void;
+}
+
+/** A migration that did not complete; carries what each side could still report. */
+export class MigrationError extends Error {
+  override name = "MigrationError";
+  readonly verification: VerificationResult | null;
+  readonly source: SourceMetrics | null;
+  readonly destination: DestMetrics | null;
+
+  constructor(message: string, details: { verification?: VerificationResult | null; source?: SourceMetrics | null; destination?: DestMetrics | null } = {}) {
+    super(message);
+    this.verification = details.verification ?? null;
+    this.source = details.source ?? null;
+    this.destination = details.destination ?? null;
+  }
+}
+
+const CHILD_PATH = fileURLToPath(new URL("./child.ts", import.meta.url));
+const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
+const SIDE_REPORT_GRACE_MS = 5_000;
+/** How long a child may take to exit when told to, before SIGKILL. */
+const EXIT_GRACE_MS = 2_000;
+/** Extra node flags for both children, e.g. LM_CHILD_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
+const EXTRA_CHILD_FLAGS = (process.env["LM_CHILD_FLAGS"] ?? "").split(/\s+/).filter((f) => f !== "");
+
+/** One child process and the messages it sent, with waits on them. */
+class Child {
+  readonly role: Role;
+  readonly proc: ChildProcess;
+  readonly #inbox: FromChild[] = [];
+  readonly #waiters: Array<{ match: (m: FromChild) => boolean; resolve: (m: FromChild) => void }> = [];
+  exited: string | null = null;
+  /** Resolves when the process has exited. */
+  readonly exitedPromise: Promise<void>;
+  /** The first failure this side reported, or its death: whichever comes first. */
+  readonly failure: Promise<string>;
+  #reportFailure!: (why: string) => void;
+
+  constructor(role: Role, onMessage: (m: FromChild) => void) {
+    this.role = role;
+    this.failure = new Promise((resolve) => {
+      this.#reportFailure = resolve;
+    });
+    this.proc = fork(CHILD_PATH, [role], {
+      execArgv: ["--import", TSX_LOADER, ...EXTRA_CHILD_FLAGS],
+      serialization: "advanced",
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
+    this.proc.on("message", (m: FromChild) => {
+      onMessage(m);
+      if (m.ev === "error" || m.ev === "failed") this.#reportFailure(m.message);
+      const i = this.#waiters.findIndex((w) => w.match(m));
+      if (i >= 0) this.#waiters.splice(i, 1)[0]!.resolve(m);
+      else this.#inbox.push(m);
+    });
+    this.exitedPromise = new Promise((resolve) => this.proc.once("exit", () => resolve()));
+    this.proc.on("exit", (code, signal) => {
+      this.exited = signal !== null ? `killed by ${signal}` : `exited with code ${code}`;
+      this.#reportFailure(`the ${role} process ${this.exited}`);
+    });
+    this.proc.on("error", (e) => {
+      this.exited ??= `failed: ${e.message}`;
+      this.#reportFailure(`the ${role} process ${this.exited}`);
+    });
+  }
+
+  send(msg: ToChild): void {
+    if (this.exited === null && this.proc.connected) this.proc.send(msg);
+  }
+
+  /** The first message (already received or future) that matches. */
+  next<T extends FromChild>(match: (m: FromChild) => m is T): Promise<T> {
+    const i = this.#inbox.findIndex(match);
+    if (i >= 0) return Promise.resolve(this.#inbox.splice(i, 1)[0] as T);
+    return new Promise((resolve) => this.#waiters.push({ match, resolve: (m) => resolve(m as T) }));
+  }
+
+  kill(): void {
+    if (this.exited === null) this.proc.kill("SIGKILL");
+  }
+}
+
+const is =
+  <E extends FromChild["ev"]>(...evs: E[]) =>
+  (m: FromChild): m is Extract<FromChild, { ev: E }> =>
+    (evs as string[]).includes(m.ev);
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new MigrationError(`timed out after ${Math.round(ms)} ms ${what}`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+/** Runs one migration end to end. Rejects with MigrationError when it did not complete. */
+export async function runMigration(config: MigrationConfig, hooks: RunHooks = {}): Promise<MigrationResult> {
+  let oracle: Uint32Array | null = null;
+  let resumed = false;
+  const onMessage = (role: Role) => (m: FromChild) => {
+    if (m.ev === "progress") {
+      hooks.progress?.(role, m.phase, m.done, m.total);
+      const kill = config.faults.killSourceAfterPostcopyPages;
+      if (role === "source" && m.phase === "postcopy" && kill !== undefined && m.done >= kill) source.kill();
+    } else if (m.ev === "oracle") {
+      oracle = m.versions;
+    } else if (m.ev === "resumed" || m.ev === "complete" || m.ev === "failed") {
+      if (m.ev === "resumed" && role === "destination") resumed = true;
+      hooks.event?.(role, m.ev === "failed" ? `failed: ${m.message}` : m.ev);
+    }
+  };
+  const source = new Child("source", onMessage("source"));
+  const dest = new Child("destination", onMessage("destination"));
+  const killBoth = (): void => {
+    source.kill();
+    dest.kill();
+  };
+  process.once("exit", killBoth);
+  try {
+    return await withTimeout(drive(config, source, dest, () => (resumed ? oracle : null)), config.timeoutMs, `running the ${config.strategy} migration (--timeout)`);
+  } finally {
+    source.send({ cmd: "exit" });
+    dest.send({ cmd: "exit" });
+    await Promise.race([Promise.all([source.exitedPromise, dest.exitedPromise]), sleep(EXIT_GRACE_MS)]);
+    killBoth();
+    process.off("exit", killBoth);
+  }
+}
+
+async function drive(config: MigrationConfig, source: Child, dest: Child, oracle: () => Uint32Array | null): Promise<MigrationResult> {
+  for (const c of [source, dest]) c.send({ cmd: "init", role: c.role, config });
+  const failed = Promise.race([source.failure.then((m) => ({ side: source, m })), dest.failure.then((m) => ({ side: dest, m }))]);
+  const ready = Promise.all([source.next(is("ready")), dest.next(is("ready"))]);
+  const first = await Promise.race([ready, failed]);
+  if (!Array.isArray(first)) throw new MigrationError(`start-up failed: ${first.m}`);
+  const startEpochMs = nowEpochMs();
+  source.send({ cmd: "migrate", port: first[1].port!, startEpochMs });
+  const outcome = await Promise.race([dest.next(is("complete")).then(() => null), failed]);
+  if (outcome !== null) return fail(outcome.side, outcome.m, source, dest, oracle);
+  await sleep(config.runAfterMs);
+  const o = oracle();
+  if (o === null) throw new MigrationError("the source never sent its page versions (oracle)");
+  dest.send({ cmd: "verify", oracle: o });
+  const [d, s] = await Promise.all([
+    Promise.race([dest.next(is("dest-result")), failed.then((f) => Promise.reject(new MigrationError(f.m)))]),
+    Promise.race([source.next(is("source-result")), failed.then((f) => Promise.reject(new MigrationError(f.m)))]),
+  ]);
+  return buildResult(config, startEpochMs, s.metrics, d.metrics, d.verification);
+}
+
+/**
+ * A side failed. If the guest was already running on the destination (postcopy), ask it to check
+ * what it has, so the error can say whether memory stayed correct. The message leads with the
+ * destination's account (it knows what the guest lost), then each side's own words.
+ */
+async function fail(side: Child, message: string, source: Child, dest: Child, oracle: () => Uint32Array | null): Promise<never> {
+  const other = side === source ? dest : source;
+  const otherView = await Promise.race([other.failure, sleep(SIDE_REPORT_GRACE_MS).then(() => null)]);
+  const views = new Map<Role, string>([[side.role, message]]);
+  if (otherView !== null) views.set(other.role, otherView);
+  const leadRole: Role = views.has("destination") ? "destination" : side.role;
+  const lead = views.get(leadRole)!;
+  const details = [...views]
+    .filter(([role]) => role !== leadRole)
+    .map(([role, text]) => `\n  ${role} reported: ${stripRole(text)}`)
+    .join("");
+  const o = oracle();
+  if (o === null) throw new MigrationError(`migration failed before the destination ran the guest (its memory on the source is intact): ${stripRole(lead)}${details}`);
+  if (dest.exited !== null) throw new MigrationError(`migration failed after the guest moved: ${stripRole(lead)}${details}\n  the destination process ${dest.exited}`);
+  dest.send({ cmd: "verify", oracle: o });
+  const result = await Promise.race([dest.next(is("dest-result")), sleep(SIDE_REPORT_GRACE_MS * 4).then(() => null)]);
+  if (result === null) throw new MigrationError(`migration failed after the guest moved: ${stripRole(lead)}${details}\n  the destination could not check its memory`);
+  const v = result.verification;
+  const memory = v.ok
+    ? `\n  destination memory check: ${v.pagesChecked} received pages are correct; the ${v.missingPages} missing pages are unmapped (none was filled with zeros or other data); ${result.metrics.blockedThreads} guest threads are blocked waiting for missing pages`
+    : `\n  destination memory check FAILED: ${v.mismatchedPages} wrong pages, ${v.filledMissingPages} missing pages were filled, ${v.staleReads} stale reads`;
+  throw new MigrationError(`migration failed: ${stripRole(lead)}${details}${memory}`, { verification: v, destination: result.metrics });
+}
+
+function stripRole(text: string): string {
+  return text.replace(/^(source|destination): /, "");
+}
+
+function buildResult(config: MigrationConfig, startEpochMs: number, s: SourceMetrics, d: DestMetrics, verification: VerificationResult): MigrationResult {
+  const totalTimeMs = d.completeEpochMs - startEpochMs;
+  const sent = s.sent;
+  const bytesS2D = s.bytesSent;
+  return {
+    strategy: config.strategy,
+    config,
+    trackingMethod: s.trackingMethod,
+    notes: [...s.notes, ...(d.postcopyMethod !== null ? [`postcopy faults: ${d.postcopyMethod}`] : [])],
+    guestPages: guestPages(config),
+    totalTimeMs,
+    downtimeMs: d.resumeEpochMs - d.sourcePauseEpochMs,
+    switchoverAtMs: s.pauseEpochMs - startEpochMs,
+    virtual: {
+      sourceNs: s.virtualNs.end - s.virtualNs.start,
+      destinationNs: d.virtualNs.complete - d.virtualNs.hello,
+      downtimeNs: s.virtualNs.deviceStateSent - s.virtualNs.pause + (d.virtualNs.resume - d.virtualNs.switchover),
+    },
+    pages: {
+      precopy: sent.precopy,
+      stopCopy: sent.stopCopy,
+      demand: sent.demand,
+      background: sent.background,
+      zero: sent.zero,
+      duplicate: sent.duplicate,
+      total: sent.precopy + sent.stopCopy + sent.demand + sent.background,
+    },
+    rounds: s.rounds,
+    bytes: { sourceToDestination: bytesS2D, destinationToSource: d.bytesSent, total: bytesS2D + d.bytesSent },
+    throughputMBps: totalTimeMs > 0 ? bytesS2D / 1e6 / (totalTimeMs / 1000) : 0,
+    faults: d.faults,
+    guest: { opsOnSource: s.guestOps, opsOnDestination: d.guestOps, sourceMismatches: s.mismatches, corruptReads: s.corruptReads + d.corruptReads },
+    timeline: d.timeline,
+    opsTimeline: [...s.opsTimeline, ...d.opsTimeline],
+    verification,
+  };
+}

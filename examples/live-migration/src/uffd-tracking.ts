@@ -1,0 +1,132 @@
+/**
+ * uffd-wp dirty tracking on the source, through @uffd/sdk (see dirty-tracking.ts for the
+ * methods and why each exists).
+ *
+ * - wp-async: UFFD_FEATURE_WP_ASYNC; writes unprotect pages by themselves, no fault is delivered.
+ *   collect() uses PAGEMAP_SCAN with PM_SCAN_WP_MATCHING (find written pages and protect them
+ *   again in one call, Linux 6.7) when the kernel offers /proc/pid/pagemap ioctls; otherwise the
+ *   SDK's DirtyTracker reads /proc/pid/pagemap (a written page has lost its uffd-wp bit) and
+ *   re-protects with UFFDIO_WRITEPROTECT.
+ * - wp-sync: every first write to a protected page is a wp fault; the SDK's DirtyTracker records
+ *   the page and unprotects it, and the write goes on.
+ * Both need write-protect markers on never-touched pages (UFFD_FEATURE_WP_UNPOPULATED, implied
+ * by WP_ASYNC): without them a first write to an empty page would go unseen.
+ */
+import type { Process } from "@uffd/kernel";
+import { PAGE_IS_WRITTEN, PAGE_SIZE, PAGEMAP_SCAN, PM_SCAN_CHECK_WPASYNC, PM_SCAN_WP_MATCHING, type PageRegion, type PmScanArg } from "@uffd/kernel/uapi";
+import { DirtyTracker as SdkDirtyTracker, Userfaultfd } from "@uffd/sdk";
+import type { DirtyTracker, TrackingMethod } from "./dirty-tracking.ts";
+import type { Guest } from "./guest.ts";
+
+/** Process.openPagemap exists once the kernel offers ioctls on /proc/pid/pagemap. */
+type PagemapOpener = { openPagemap(): Promise<number> };
+
+function pagemapOpener(proc: Process): PagemapOpener | null {
+  const p = proc as unknown as Partial<PagemapOpener>;
+  return typeof p.openPagemap === "function" ? (p as PagemapOpener) : null;
+}
+
+export async function createUffdTracker(guest: Guest, mode: "wp-async" | "wp-sync"): Promise<DirtyTracker> {
+  const uffd = await Userfaultfd.open(guest.proc, {
+    features: mode === "wp-async" ? ["wp-async"] : ["wp-unpopulated"],
+    optionalFeatures: ["thread-id"],
+    deadline: { virtualMs: null, wallMs: null },
+  });
+  try {
+    await uffd.register(guest.base, guest.pages * PAGE_SIZE, "wp");
+  } catch (e) {
+    await uffd.close();
+    throw e;
+  }
+  const opener = mode === "wp-async" ? pagemapOpener(guest.proc) : null;
+  if (opener !== null) return new PagemapScanTracker(guest, uffd, opener);
+  const method: TrackingMethod = mode === "wp-async" ? "wp-async+pagemap" : "wp-sync";
+  return new SdkTracker(guest, uffd, mode === "wp-async" ? "async" : "sync", method);
+}
+
+/** The SDK's DirtyTracker over the whole guest RAM. */
+class SdkTracker implements DirtyTracker {
+  readonly method: TrackingMethod;
+  readonly #guest: Guest;
+  readonly #uffd: Userfaultfd;
+  readonly #tracker: SdkDirtyTracker;
+
+  constructor(guest: Guest, uffd: Userfaultfd, mode: "sync" | "async", method: TrackingMethod) {
+    this.method = method;
+    this.#guest = guest;
+    this.#uffd = uffd;
+    this.#tracker = new SdkDirtyTracker(uffd, guest.base, guest.pages * PAGE_SIZE, { mode });
+  }
+
+  start(): Promise<void> {
+    return this.#tracker.begin();
+  }
+
+  async collect(): Promise<Uint32Array> {
+    const addrs = await this.#tracker.collect();
+    const base = this.#guest.base;
+    return Uint32Array.from(addrs, (a) => (a - base) / PAGE_SIZE);
+  }
+
+  async stop(): Promise<void> {
+    this.#tracker.stop();
+    await this.#uffd.unregister(this.#guest.base, this.#guest.pages * PAGE_SIZE);
+    await this.#uffd.close();
+  }
+}
+
+const SCAN_VEC_LEN = 1024;
+
+/** WP_ASYNC + PAGEMAP_SCAN: one ioctl finds the written pages and protects them again. */
+class PagemapScanTracker implements DirtyTracker {
+  readonly method: TrackingMethod = "wp-async+pagemap-scan";
+  readonly #guest: Guest;
+  readonly #uffd: Userfaultfd;
+  readonly #opener: PagemapOpener;
+  #fd = -1;
+
+  constructor(guest: Guest, uffd: Userfaultfd, opener: PagemapOpener) {
+    this.#guest = guest;
+    this.#uffd = uffd;
+    this.#opener = opener;
+  }
+
+  async start(): Promise<void> {
+    this.#fd = await this.#opener.openPagemap();
+    await this.#uffd.writeProtect(this.#guest.base, this.#guest.pages * PAGE_SIZE);
+  }
+
+  async collect(): Promise<Uint32Array> {
+    const g = this.#guest;
+    const end = g.base + g.pages * PAGE_SIZE;
+    const pages: number[] = [];
+    for (let start = g.base; start < end; ) {
+      const vec: PageRegion[] = [];
+      const arg: PmScanArg = {
+        size: 96,
+        flags: PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+        start,
+        end,
+        vec,
+        vecLen: SCAN_VEC_LEN,
+        maxPages: 0,
+        categoryInverted: 0,
+        categoryMask: PAGE_IS_WRITTEN,
+        categoryAnyofMask: 0,
+        returnMask: PAGE_IS_WRITTEN,
+      };
+      await g.proc.ioctl(this.#fd, PAGEMAP_SCAN, arg);
+      for (const r of vec) for (let a = r.start; a < r.end; a += PAGE_SIZE) pages.push((a - g.base) / PAGE_SIZE);
+      if (arg.walkEnd === undefined || arg.walkEnd <= start) break;
+      start = arg.walkEnd;
+    }
+    return Uint32Array.from(pages);
+  }
+
+  async stop(): Promise<void> {
+    const g = this.#guest;
+    if (this.#fd >= 0) await g.proc.close(this.#fd);
+    await this.#uffd.unregister(g.base, g.pages * PAGE_SIZE);
+    await this.#uffd.close();
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * Losing the connection in the middle of postcopy: the guest already runs on the destination
+ * with part of its memory. The run must fail with a clear error, and the destination must not
+ * paper over the missing pages: no page is filled with zeros or stale data, and the threads that
+ * touched a missing page stay blocked (QEMU's "postcopy paused"), as closing the userfaultfd
+ * would instead let the kernel map zero pages silently (peers.md, ejc3/fcvm#739).
+ */
+import { describe, expect, it } from "vitest";
+import { MigrationError, runMigration } from "../src/orchestrator.ts";
+import { smallConfig } from "./helpers.ts";
+
+async function failure(p: Promise<unknown>): Promise<MigrationError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof MigrationError) return e;
+    throw e;
+  }
+  throw new Error("the migration unexpectedly succeeded");
+}
+
+const SLOW_LINK = { latencyMs: 2, bandwidthBytesPerSec: 50e6 / 8 };
+
+describe("connection lost mid-postcopy", () => {
+  it("the source cuts the connection: a clear error, received pages correct, missing pages never filled", async () => {
+    const e = await failure(runMigration(smallConfig({ strategy: "postcopy", link: SLOW_LINK, faults: { dropLinkAfterPostcopyPages: 1500 } })));
+    expect(e.message).toMatch(/connection to the source lost during postcopy/);
+    expect(e.message).toMatch(/no missing page is filled with zeros/);
+    const v = e.verification!;
+    expect(v).toMatchObject({ ok: true, scope: "partial", mismatchedPages: 0, staleReads: 0, filledMissingPages: 0 });
+    expect(v.missingPages).toBeGreaterThan(0);
+    expect(v.pagesChecked + v.missingPages).toBe(4096);
+    expect(v.pagesChecked).toBeGreaterThanOrEqual(1000);
+    expect(e.destination!.phaseAtEnd).toBe("failed");
+    expect(e.destination!.missingPages).toBe(v.missingPages);
+  });
+
+  it("the source process is SIGKILLed: same guarantees", async () => {
+    const e = await failure(runMigration(smallConfig({ strategy: "postcopy", link: SLOW_LINK, faults: { killSourceAfterPostcopyPages: 1024 } })));
+    expect(e.message).toMatch(/connection to the source lost during postcopy/);
+    expect(e.message).toMatch(/source process killed by SIGKILL/);
+    expect(e.verification).toMatchObject({ ok: true, scope: "partial", mismatchedPages: 0, filledMissingPages: 0 });
+    expect(e.verification!.missingPages).toBeGreaterThan(0);
+  });
+});

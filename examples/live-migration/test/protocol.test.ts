@@ -1,0 +1,159 @@
+/**
+ * The wire format and the shaped link, without the rest of the migration.
+ */
+import { once } from "node:events";
+import { createServer, connect, type Socket } from "node:net";
+import { describe, expect, it } from "vitest";
+import { ShapedLink } from "../src/link.ts";
+import {
+  decodeJson,
+  decodePageList,
+  encodeFrame,
+  encodeJson,
+  encodePageList,
+  FRAME,
+  frameBytes,
+  FrameReader,
+  HEADER_SIZE,
+  PAGE_KIND,
+  PAGE_ZERO,
+  pageKindOf,
+  ProtocolError,
+} from "../src/protocol.ts";
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+describe("frames", () => {
+  const page = new Uint8Array(4096).map((_, i) => (i * 7) & 0xff);
+  const stream = concat([
+    frameBytes(encodeJson(FRAME.HELLO, { version: 1, pages: 3 })),
+    frameBytes(encodeFrame(FRAME.PAGE, PAGE_KIND.DEMAND, 2, 0, page)),
+    frameBytes(encodeFrame(FRAME.PAGE, PAGE_KIND.BACKGROUND | PAGE_ZERO, 0xfffffffe, 0)),
+    frameBytes(encodeFrame(FRAME.DISCARD, 0, 0, 3, encodePageList(Uint32Array.of(1, 5, 9)))),
+  ]);
+
+  it("a header is 16 bytes: length, type, flags, reserved, page, aux (little-endian)", () => {
+    const b = frameBytes(encodeFrame(FRAME.REQUEST, 0x12, 0x01020304, 7));
+    expect(b.length).toBe(HEADER_SIZE);
+    expect([...b]).toEqual([12, 0, 0, 0, FRAME.REQUEST, 0x12, 0, 0, 4, 3, 2, 1, 7, 0, 0, 0]);
+  });
+
+  it("reassembles the same frames whatever the chunking (every split point)", () => {
+    for (let cut = 1; cut < stream.length; cut += 97) {
+      const r = new FrameReader();
+      const frames = [...r.push(stream.subarray(0, cut)), ...r.push(stream.subarray(cut))];
+      expect(frames.map((f) => f.type)).toEqual([FRAME.HELLO, FRAME.PAGE, FRAME.PAGE, FRAME.DISCARD]);
+      expect(decodeJson(frames[0]!)).toEqual({ version: 1, pages: 3 });
+      expect(frames[1]!.page).toBe(2);
+      expect(pageKindOf(frames[1]!.flags)).toBe(PAGE_KIND.DEMAND);
+      expect(frames[1]!.payload).toEqual(page);
+      expect(frames[2]!.page).toBe(0xfffffffe);
+      expect(frames[2]!.flags & PAGE_ZERO).toBe(PAGE_ZERO);
+      expect(frames[2]!.payload.length).toBe(0);
+      expect([...decodePageList(frames[3]!.payload)]).toEqual([1, 5, 9]);
+      expect(r.buffered).toBe(0);
+    }
+  });
+
+  it("byte by byte", () => {
+    const r = new FrameReader();
+    const types: number[] = [];
+    for (let i = 0; i < stream.length; i++) for (const f of r.push(stream.subarray(i, i + 1))) types.push(f.type);
+    expect(types).toEqual([FRAME.HELLO, FRAME.PAGE, FRAME.PAGE, FRAME.DISCARD]);
+  });
+
+  it("rejects a length that cannot be a frame", () => {
+    const bad = new Uint8Array(16);
+    new DataView(bad.buffer).setUint32(0, 3, true);
+    expect(() => new FrameReader().push(bad)).toThrow(ProtocolError);
+    new DataView(bad.buffer).setUint32(0, 0xffffffff, true);
+    expect(() => new FrameReader().push(bad)).toThrow(/bad frame length/);
+  });
+});
+
+/** A connected loopback pair: the sender's socket and the receiver's collected frames. */
+async function loopback(): Promise<{ sender: Socket; frames: Array<{ page: number; at: number }>; close: () => void }> {
+  const server = createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const port = (server.address() as { port: number }).port;
+  const frames: Array<{ page: number; at: number }> = [];
+  server.on("connection", (s) => {
+    const r = new FrameReader();
+    s.on("data", (c: Buffer) => {
+      for (const f of r.push(c)) frames.push({ page: f.page, at: performance.now() });
+    });
+  });
+  const sender = connect({ host: "127.0.0.1", port });
+  await once(sender, "connect");
+  return {
+    sender,
+    frames,
+    close: () => {
+      sender.destroy();
+      server.close();
+    },
+  };
+}
+
+describe("the shaped link", () => {
+  it("paces bulk frames at the bandwidth and adds the latency", async () => {
+    const { sender, frames, close } = await loopback();
+    try {
+      const link = new ShapedLink(sender, { latencyMs: 20, bandwidthBytesPerSec: 2 * 1024 * 1024 });
+      const page = new Uint8Array(4096);
+      const t0 = performance.now();
+      for (let i = 0; i < 128; i++) link.send(encodeFrame(FRAME.PAGE, PAGE_KIND.BACKGROUND, i, 0, page), "bulk");
+      await link.flush();
+      while (frames.length < 128) await new Promise((r) => setTimeout(r, 5));
+      // 128 x 4112 bytes at 2 MiB/s is ~251 ms, minus the 64 KiB initial burst (~31 ms), plus 20 ms latency.
+      const elapsed = frames[127]!.at - t0;
+      expect(elapsed).toBeGreaterThan(200);
+      expect(elapsed).toBeLessThan(1500);
+      expect(frames[0]!.at - t0).toBeGreaterThanOrEqual(19);
+      expect(frames.map((f) => f.page)).toEqual([...Array(128).keys()]);
+      expect(link.bytesSent).toBe(128 * (4096 + HEADER_SIZE));
+    } finally {
+      close();
+    }
+  });
+
+  it("sends urgent frames ahead of queued bulk frames", async () => {
+    const { sender, frames, close } = await loopback();
+    try {
+      const link = new ShapedLink(sender, { latencyMs: 1, bandwidthBytesPerSec: 1024 * 1024 });
+      const page = new Uint8Array(4096);
+      for (let i = 0; i < 64; i++) link.send(encodeFrame(FRAME.PAGE, PAGE_KIND.BACKGROUND, i, 0, page), "bulk");
+      link.send(encodeFrame(FRAME.PAGE, PAGE_KIND.DEMAND, 1000, 0, page), "urgent");
+      await link.flush();
+      while (frames.length < 65) await new Promise((r) => setTimeout(r, 5));
+      const at = frames.findIndex((f) => f.page === 1000);
+      // Only what left in the first token-bucket burst (64 KiB = 15 frames) can precede it.
+      expect(at).toBeLessThanOrEqual(16);
+    } finally {
+      close();
+    }
+  });
+
+  it("fails waiters when the connection is cut", async () => {
+    const { sender, close } = await loopback();
+    try {
+      const link = new ShapedLink(sender, { latencyMs: 0, bandwidthBytesPerSec: 64 * 1024 });
+      for (let i = 0; i < 64; i++) link.send(encodeFrame(FRAME.PAGE, PAGE_KIND.BACKGROUND, i, 0, new Uint8Array(4096)), "bulk");
+      const room = link.waitForRoom(0);
+      link.destroy("test cut");
+      await expect(room).rejects.toThrow(/test cut/);
+      expect(() => link.send(encodeFrame(FRAME.DONE, 0, 0, 0), "urgent")).toThrow(/test cut/);
+    } finally {
+      close();
+    }
+  });
+});

@@ -1,0 +1,5 @@
+/** `npm run demo`: prints the pagemap tour. */
+import { runPagemapTour } from "./tour.ts";
+
+const { lines } = await runPagemapTour();
+for (const line of lines) console.log(line);

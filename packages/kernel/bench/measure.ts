@@ -1,0 +1,70 @@
+/**
+ * Measurement helpers for the bench: a median of timed runs after warm-up runs, and a gc() that
+ * works without `node --expose-gc` (the flag is set at run time and gc fetched from a fresh
+ * context, a documented V8 idiom).
+ */
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+
+export interface Sample {
+  /** Operations per run. */
+  ops: number;
+  /** Wall time per run, in ms. */
+  runsMs: number[];
+}
+
+export interface Rate {
+  /** Operations per second at the median run. */
+  opsPerSec: number;
+  medianMs: number;
+  minMs: number;
+  maxMs: number;
+  runs: number;
+  opsPerRun: number;
+}
+
+/** One timed run: `body` is timed and returns its operation count; `teardown` is not timed. */
+export interface Trial {
+  body: () => Promise<number>;
+  teardown?: () => Promise<void>;
+}
+
+/**
+ * Runs warmup + runs trials; `setup` prepares each (untimed) and returns it. The rate is taken
+ * at the median run, which is robust to a single gc pause.
+ */
+export async function measure(runs: number, warmup: number, setup: () => Promise<Trial>): Promise<Rate> {
+  const times: number[] = [];
+  let ops = 0;
+  for (let i = 0; i < warmup + runs; i++) {
+    const trial = await setup();
+    const t0 = performance.now();
+    ops = await trial.body();
+    const ms = performance.now() - t0;
+    await trial.teardown?.();
+    if (i >= warmup) times.push(ms);
+  }
+  const sorted = [...times].sort((a, b) => a - b);
+  const medianMs = sorted[Math.floor(sorted.length / 2)] as number;
+  return {
+    opsPerSec: ops / (medianMs / 1000),
+    medianMs,
+    minMs: sorted[0] as number,
+    maxMs: sorted[sorted.length - 1] as number,
+    runs,
+    opsPerRun: ops,
+  };
+}
+
+/** global.gc, or one obtained by enabling --expose-gc at run time; null if neither works. */
+export function getGc(): (() => void) | null {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (typeof g === "function") return g;
+  try {
+    setFlagsFromString("--expose-gc");
+    const fn = runInNewContext("gc") as unknown;
+    return typeof fn === "function" ? (fn as () => void) : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * A write-protect based dirty tracker (the QEMU background-snapshot / e2b pattern): protect a
+ * range, note every page whose write faults, unprotect it so the write goes on, and collect the
+ * dirty set, which protects those pages again for the next round.
+ *
+ * Two modes:
+ * - "sync" (default): wp faults are delivered; the tracker's listener records and unprotects.
+ * - "async" (UFFD_FEATURE_WP_ASYNC): the kernel unprotects on its own and no fault is delivered;
+ *   collect() reads /proc/pid/pagemap, where a page whose uffd-wp bit is gone was written.
+ *
+ * A REMOVE (MADV_DONTNEED ...) over tracked pages changes them (they read as zeros now), so the
+ * tracker counts them as dirty too.
+ */
+import type { Process } from "@uffd/kernel";
+import { PAGE_SIZE } from "@uffd/kernel/uapi";
+import type { RangeEvent } from "./events.ts";
+import type { Fault } from "./fault.ts";
+import type { Userfaultfd } from "./userfaultfd.ts";
+import { UffdError } from "./errors.ts";
+
+export interface DirtyTrackerOptions {
+  mode?: "sync" | "async";
+  /** The tracked process, for the pagemap reads of async mode. Default: the handling process. */
+  target?: Process;
+}
+
+export class DirtyTracker {
+  readonly uffd: Userfaultfd;
+  readonly start: number;
+  readonly end: number;
+  readonly mode: "sync" | "async";
+  readonly #target: Process;
+  readonly #dirty = new Set<number>();
+  readonly #onFault = (f: Fault): Promise<unknown> | undefined => {
+    if (f.kind !== "wp" || f.pageAddress < this.start || f.pageAddress >= this.end) return undefined;
+    this.#dirty.add(f.pageAddress);
+    return f.unprotect();
+  };
+  readonly #onRemove = (e: RangeEvent): void => {
+    for (let a = Math.max(e.start, this.start); a < Math.min(e.end, this.end); a += PAGE_SIZE) this.#dirty.add(a);
+  };
+
+  constructor(uffd: Userfaultfd, start: number, len: number, options: DirtyTrackerOptions = {}) {
+    this.uffd = uffd;
+    this.start = start;
+    this.end = start + len;
+    this.mode = options.mode ?? "sync";
+    this.#target = options.target ?? uffd.process;
+    if (this.mode === "async" && !uffd.has("wp-async")) {
+      throw new UffdError("feature-unavailable", "DirtyTracker: async mode needs a userfaultfd opened with the \"wp-async\" feature");
+    }
+  }
+
+  /** Write-protects the whole range and starts recording. */
+  async begin(): Promise<void> {
+    if (this.mode === "sync") this.uffd.on("fault", this.#onFault);
+    this.uffd.on("remove", this.#onRemove);
+    await this.uffd.writeProtect(this.start, this.end - this.start);
+  }
+
+  /** Pages written (or removed) since the last collect, in address order; they are protected again. */
+  async collect(): Promise<number[]> {
+    if (this.mode === "async") this.#scanPagemap();
+    const pages = [...this.#dirty].sort((a, b) => a - b);
+    this.#dirty.clear();
+    for (const [s, e] of runs(pages)) await this.uffd.writeProtect(s, e - s);
+    return pages;
+  }
+
+  /** Stops recording (the pages stay as they are). */
+  stop(): void {
+    this.uffd.off("fault", this.#onFault);
+    this.uffd.off("remove", this.#onRemove);
+  }
+
+  #scanPagemap(): void {
+    const n = (this.end - this.start) / PAGE_SIZE;
+    const entries = this.#target.pagemap(this.start, n);
+    for (let i = 0; i < n; i++) {
+      const e = entries[i]!;
+      // Present or swapped without uffd-wp: written since it was protected. A none pte (no
+      // marker left, e.g. an anon zap) is reported through the REMOVE event instead.
+      if ((e.present || e.swapped) && !e.uffdWp) this.#dirty.add(this.start + i * PAGE_SIZE);
+    }
+  }
+}
+
+function runs(pages: readonly number[]): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (const p of pages) {
+    const last = out[out.length - 1];
+    if (last !== undefined && last[1] === p) last[1] = p + PAGE_SIZE;
+    else out.push([p, p + PAGE_SIZE]);
+  }
+  return out;
+}

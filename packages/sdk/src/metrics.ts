@@ -1,0 +1,196 @@
+/**
+ * Handler metrics: fault counts per kind, outcomes, bytes installed per resolver, resolve latency
+ * histograms in the kernel's virtual time and in wall time, and a Chrome trace-event recorder
+ * (the JSON opens in Perfetto or chrome://tracing).
+ *
+ * Recording is O(1) and allocation-free except for trace events, which are off by default and
+ * bounded by `traceEventsMax`.
+ */
+import type { FaultKind } from "./fault.ts";
+
+/**
+ * A log-linear histogram (HdrHistogram-style): 16 sub-buckets per power of two, so any recorded
+ * value is reported within 1/16 (6.25 %) of its true value. Values are non-negative numbers.
+ */
+export class Histogram {
+  static readonly SUB_BITS = 4;
+  readonly #counts = new Float64Array(64 << Histogram.SUB_BITS);
+  #count = 0;
+  #sum = 0;
+  #min = Infinity;
+  #max = 0;
+
+  record(value: number): void {
+    const v = value > 0 ? value : 0;
+    this.#counts[Histogram.#index(v)]!++;
+    this.#count++;
+    this.#sum += v;
+    if (v < this.#min) this.#min = v;
+    if (v > this.#max) this.#max = v;
+  }
+
+  static #index(v: number): number {
+    if (v < 16) return Math.floor(v);
+    const exp = Math.floor(Math.log2(v));
+    const sub = Math.floor(v / 2 ** (exp - Histogram.SUB_BITS)) - 16;
+    return ((exp - Histogram.SUB_BITS + 1) << Histogram.SUB_BITS) + sub;
+  }
+
+  /** The value at the low edge of bucket i. */
+  static #lowEdge(i: number): number {
+    if (i < 16) return i;
+    const exp = (i >> Histogram.SUB_BITS) + Histogram.SUB_BITS - 1;
+    const sub = i & 15;
+    return (16 + sub) * 2 ** (exp - Histogram.SUB_BITS);
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  /** The value below which a fraction q (0..1) of recorded values fall (bucket midpoint, clamped to min/max). */
+  percentile(q: number): number {
+    if (this.#count === 0) return 0;
+    const rank = Math.max(1, Math.ceil(q * this.#count));
+    let seen = 0;
+    for (let i = 0; i < this.#counts.length; i++) {
+      seen += this.#counts[i]!;
+      if (seen >= rank) {
+        const lo = Histogram.#lowEdge(i);
+        const hi = Histogram.#lowEdge(i + 1);
+        return Math.min(this.#max, Math.max(this.#min, i < 16 ? lo : (lo + hi) / 2));
+      }
+    }
+    return this.#max;
+  }
+
+  snapshot(): HistogramSnapshot {
+    return {
+      count: this.#count,
+      min: this.#count === 0 ? 0 : this.#min,
+      max: this.#max,
+      mean: this.#count === 0 ? 0 : this.#sum / this.#count,
+      p50: this.percentile(0.5),
+      p99: this.percentile(0.99),
+    };
+  }
+}
+
+export interface HistogramSnapshot {
+  count: number;
+  min: number;
+  max: number;
+  mean: number;
+  p50: number;
+  p99: number;
+}
+
+/** How a fault ended. */
+export type Resolution =
+  /** This resolver installed the page (or unprotected it, or poisoned it on purpose). */
+  | "installed"
+  /** EEXIST: the page was already there (a racing resolve, a prefetch); the waiter was woken. */
+  | "present"
+  /** The app only woke the waiter (it resolved the page some other way). */
+  | "woken"
+  /** A REMOVE (MADV_DONTNEED ...) hit the page while the fault was in flight: zeros were installed. */
+  | "zeroed"
+  /** The page is no longer registered (unmap, mremap, unregister): the waiter was woken to retry. */
+  | "gone"
+  /** The faulting process exited (ESRCH). */
+  | "exited"
+  /** The userfaultfd was closed; the kernel woke every waiter. */
+  | "closed"
+  /** The handler failed and the failure policy ran (SIGBUS by poisoning the page, ...). */
+  | "failed";
+
+export type InstallKind = "copy" | "zeropage" | "continue" | "move" | "poison";
+
+export interface MetricsSnapshot {
+  faults: Record<FaultKind, number> & { duplicates: number };
+  events: { fork: number; remap: number; remove: number; unmap: number };
+  outcomes: Record<Resolution, number>;
+  /** EAGAIN retries after events were processed, and partial-progress continuations. */
+  retries: { eagain: number; partial: number };
+  /** Bytes installed by each resolver; `prefetch` counts the part of them installed by background fills. */
+  bytes: Record<InstallKind, number> & { prefetch: number };
+  /** Fault read to resolve, in ns: virtual = the kernel's clock, wall = the host clock. */
+  latency: { virtualNs: HistogramSnapshot; wallNs: HistogramSnapshot };
+  policy: { sigbus: number; retry: number; callback: number; timeouts: number; errors: number };
+}
+
+/** One Chrome trace event (the JSON Object Format's traceEvents entries). */
+export interface TraceEvent {
+  name: string;
+  cat: string;
+  ph: "X" | "i" | "M";
+  /** Microseconds. */
+  ts: number;
+  dur?: number;
+  pid: number;
+  tid: number;
+  s?: "g" | "p" | "t";
+  args?: Record<string, unknown>;
+}
+
+export interface ChromeTrace {
+  traceEvents: TraceEvent[];
+  displayTimeUnit: "ns" | "ms";
+  otherData: Record<string, unknown>;
+}
+
+export class Metrics {
+  readonly faults = { missing: 0, wp: 0, minor: 0, duplicates: 0 };
+  readonly events = { fork: 0, remap: 0, remove: 0, unmap: 0 };
+  readonly outcomes: Record<Resolution, number> = { installed: 0, present: 0, woken: 0, zeroed: 0, gone: 0, exited: 0, closed: 0, failed: 0 };
+  readonly retries = { eagain: 0, partial: 0 };
+  readonly bytes = { copy: 0, zeropage: 0, continue: 0, move: 0, poison: 0, prefetch: 0 };
+  readonly policy = { sigbus: 0, retry: 0, callback: 0, timeouts: 0, errors: 0 };
+  readonly latencyVirtualNs = new Histogram();
+  readonly latencyWallNs = new Histogram();
+  #trace: TraceEvent[] | null = null;
+  #traceEventsMax = 0;
+  #traceDropped = 0;
+
+  /** Starts recording trace events (at most eventsMax; later ones are counted as dropped). */
+  startTrace(eventsMax = 100_000): void {
+    this.#trace = [];
+    this.#traceEventsMax = eventsMax;
+    this.#traceDropped = 0;
+  }
+
+  get tracing(): boolean {
+    return this.#trace !== null;
+  }
+
+  addTraceEvent(e: TraceEvent): void {
+    const t = this.#trace;
+    if (t === null) return;
+    if (t.length >= this.#traceEventsMax) this.#traceDropped++;
+    else t.push(e);
+  }
+
+  /** The recorded trace in Chrome's JSON Object Format. Timestamps are the kernel's virtual time. */
+  exportTrace(): ChromeTrace {
+    const events = this.#trace ?? [];
+    const pids = [...new Set(events.map((e) => e.pid))];
+    const meta: TraceEvent[] = pids.map((pid) => ({ name: "process_name", cat: "__metadata", ph: "M", ts: 0, pid, tid: 0, args: { name: `uffd handler (pid ${pid})` } }));
+    return {
+      traceEvents: [...meta, ...events],
+      displayTimeUnit: "ns",
+      otherData: { clock: "simulated kernel virtual time", droppedEvents: this.#traceDropped },
+    };
+  }
+
+  snapshot(): MetricsSnapshot {
+    return {
+      faults: { ...this.faults },
+      events: { ...this.events },
+      outcomes: { ...this.outcomes },
+      retries: { ...this.retries },
+      bytes: { ...this.bytes },
+      latency: { virtualNs: this.latencyVirtualNs.snapshot(), wallNs: this.latencyWallNs.snapshot() },
+      policy: { ...this.policy },
+    };
+  }
+}

@@ -1,0 +1,345 @@
+/**
+ * The resolving ioctls, made race-safe. Every operation follows the uAPI's result protocol
+ * (fs/userfaultfd.c: the result field holds bytes done if > 0, else a negative errno) and turns
+ * the races a handler meets into outcomes instead of errors:
+ *
+ * - partial progress (field > 0, EAGAIN): the remainder is issued again from where it stopped;
+ * - EAGAIN with field -EAGAIN ("mmap changing": a non-cooperative event is queued but unread):
+ *   the operation waits until the handler loop has processed an event, then retries (bounded);
+ * - EEXIST: the page is already there (a racing resolve, a prefetch, a stale message): the page
+ *   is woken, counted as present, and a multi-page operation goes on with the next page;
+ * - ENOENT: the range is no longer registered (unmap, mremap, unregister): the rest is woken, so
+ *   a blocked thread retries and meets whatever Linux gives it now, and counted as gone;
+ * - ESRCH: the target process exited; EBADF after close(): the userfaultfd is gone.
+ *
+ * A REMOVE that arrives while an operation carrying bytes is in flight (after `sinceEpoch`)
+ * makes that page's bytes stale: the page gets zeros instead (or is skipped, for fills), as the
+ * kernel documentation asks of non-cooperative managers ("zeromap" removed areas).
+ */
+import { ErrnoError, type UffdioCopy, type UffdioMove, type UffdioZeropage } from "@uffd/kernel";
+import {
+  PAGE_SIZE,
+  UFFDIO_CONTINUE,
+  UFFDIO_CONTINUE_MODE_WP,
+  UFFDIO_COPY,
+  UFFDIO_COPY_MODE_DONTWAKE,
+  UFFDIO_COPY_MODE_WP,
+  UFFDIO_MOVE,
+  UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
+  UFFDIO_MOVE_MODE_DONTWAKE,
+  UFFDIO_POISON,
+  UFFDIO_WAKE,
+  UFFDIO_WRITEPROTECT,
+  UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
+  UFFDIO_WRITEPROTECT_MODE_WP,
+  UFFDIO_ZEROPAGE,
+} from "@uffd/kernel/uapi";
+import type { Engine } from "./engine.ts";
+import { UffdError } from "./errors.ts";
+import type { InstallKind } from "./metrics.ts";
+import { PAGE_STATE } from "./ranges.ts";
+
+/** The mfill family. "zeros" is UFFDIO_COPY of zero bytes: a zero page that can carry MODE_WP or replace a marker. */
+export type MfillOp = "copy" | "zeros" | "zeropage" | "continue" | "poison" | "move";
+
+export interface MfillOptions {
+  /** Map write-protected (COPY/CONTINUE MODE_WP; for move, a WRITEPROTECT after the move). */
+  protect: boolean;
+  /** Leave waiters asleep (the *_MODE_DONTWAKE bits); the caller wakes them later. */
+  dontWake: boolean;
+  /** REMOVEs processed after this event epoch make a page's bytes stale. */
+  sinceEpoch: number;
+  /** What to do with such a page: install zeros (a fault must be answered) or skip it (a fill). */
+  onRemoved: "zero" | "skip";
+  /** Bytes count as prefetch in the metrics. */
+  prefetch: boolean;
+  /** For move: allow holes in the source (UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES). */
+  allowSrcHoles: boolean;
+}
+
+export class MfillResult {
+  installed = 0;
+  present = 0;
+  zeroed = 0;
+  skipped = 0;
+  gone = 0;
+  exited = false;
+  closed = false;
+  /** What happened to the first page. */
+  first: "installed" | "present" | "zeroed" | "skipped" | "gone" | "exited" | "closed" | null = null;
+
+  note(what: NonNullable<MfillResult["first"]>): void {
+    if (this.first === null) this.first = what;
+  }
+}
+
+/** After this many EAGAINs in a row without progress the handler is declared stuck. */
+export const EAGAIN_SPINS_MAX = 10_000;
+
+const REQUEST: Record<MfillOp, number> = {
+  copy: UFFDIO_COPY,
+  zeros: UFFDIO_COPY,
+  zeropage: UFFDIO_ZEROPAGE,
+  continue: UFFDIO_CONTINUE,
+  poison: UFFDIO_POISON,
+  move: UFFDIO_MOVE,
+};
+
+const INSTALL_KIND: Record<MfillOp, InstallKind> = {
+  copy: "copy",
+  zeros: "zeropage",
+  zeropage: "zeropage",
+  continue: "continue",
+  poison: "poison",
+  move: "move",
+};
+
+function modeFor(op: MfillOp, protect: boolean, o: MfillOptions): number {
+  const dontWake = o.dontWake ? UFFDIO_COPY_MODE_DONTWAKE : 0; // bit 0 is DONTWAKE for every mfill ioctl
+  switch (op) {
+    case "copy":
+    case "zeros":
+      return dontWake | (protect ? UFFDIO_COPY_MODE_WP : 0);
+    case "continue":
+      return dontWake | (protect ? UFFDIO_CONTINUE_MODE_WP : 0);
+    case "move":
+      return (o.dontWake || protect ? UFFDIO_MOVE_MODE_DONTWAKE : 0) | (o.allowSrcHoles ? UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES : 0);
+    default:
+      return dontWake;
+  }
+}
+
+/**
+ * One ioctl of the mfill family. Returns the kernel's own result: bytes done (len on success,
+ * fewer on partial progress), or the error when nothing was done.
+ */
+async function mfillIoctl(engine: Engine, op: MfillOp, dst: number, len: number, src: Uint8Array | number | null, mode: number): Promise<number | ErrnoError> {
+  let arg: object & { copy?: number; zeropage?: number; mapped?: number; updated?: number; move?: number };
+  switch (op) {
+    case "copy":
+      arg = { dst, src: src!, len, mode } as UffdioCopy;
+      break;
+    case "zeros":
+      arg = { dst, src: engine.zeros(len), len, mode } as UffdioCopy;
+      break;
+    case "move":
+      arg = { dst, src: src as number, len, mode } as UffdioMove;
+      break;
+    default:
+      arg = { range: { start: dst, len }, mode } as UffdioZeropage;
+  }
+  try {
+    await engine.proc.ioctl(engine.fd, REQUEST[op], arg);
+    return len;
+  } catch (e) {
+    if (!(e instanceof ErrnoError)) throw e;
+    const field = arg.copy ?? arg.zeropage ?? arg.mapped ?? arg.updated ?? arg.move;
+    if (field !== undefined && field > 0) return field;
+    return e;
+  }
+}
+
+function srcAt(src: Uint8Array | number | null, off: number): Uint8Array | number | null {
+  if (src === null || off === 0) return src;
+  return typeof src === "number" ? src + off : src.subarray(off);
+}
+
+/** Where an mfill loop stands. */
+interface Cursor {
+  off: number;
+  spins: number;
+  /** The offset whose ZEROPAGE hit EEXIST and is retried as a zeroed UFFDIO_COPY. */
+  zeroFallback: number;
+}
+
+/** What the next ioctl of an mfill loop does. */
+interface Step {
+  op: MfillOp;
+  at: number;
+  len: number;
+  protect: boolean;
+  /** The page's bytes were made stale by a REMOVE: zeros go in instead. */
+  staleBytes: boolean;
+}
+
+/** The race-safe mfill loop (see the module comment). */
+export async function mfill(engine: Engine, op: MfillOp, dst: number, len: number, src: Uint8Array | number | null, o: MfillOptions): Promise<MfillResult> {
+  const r = new MfillResult();
+  const c: Cursor = { off: 0, spins: 0, zeroFallback: -1 };
+  while (c.off < len) {
+    const step = planStep(engine, op, dst, len, c, o, r);
+    if (step === null) continue;
+    const epoch = engine.eventEpoch;
+    const done = await mfillStep(engine, step.op, step.at, step.len, srcAt(src, c.off), step.protect, o);
+    if (typeof done === "number") {
+      accountInstall(engine, r, step.op, step.at, done, step.protect, step.staleBytes, o);
+      c.off += done;
+      c.spins = 0;
+      if (done < step.len) engine.metrics.retries.partial++;
+      continue;
+    }
+    await onError(engine, done, step, epoch, c, len, src, r, o);
+  }
+  return r;
+}
+
+/** Chooses the next step; null when the page at the cursor was skipped (a REMOVE made it stale, for a fill). */
+function planStep(engine: Engine, op: MfillOp, dst: number, len: number, c: Cursor, o: MfillOptions, r: MfillResult): Step | null {
+  const at = dst + c.off;
+  const step: Step = { op, at, len: len - c.off, protect: o.protect, staleBytes: false };
+  if ((op === "copy" || op === "move") && engine.removedSince(o.sinceEpoch, at, dst + len)) {
+    step.len = PAGE_SIZE;
+    if (engine.removedSince(o.sinceEpoch, at, at + PAGE_SIZE)) {
+      if (o.onRemoved === "skip") {
+        r.skipped += PAGE_SIZE;
+        r.note("skipped");
+        c.off += PAGE_SIZE;
+        return null;
+      }
+      step.op = "zeros";
+      step.staleBytes = true;
+    }
+  }
+  if (step.op === "zeropage" && c.zeroFallback === c.off) {
+    step.op = "zeros";
+    step.len = PAGE_SIZE;
+    step.protect ||= engine.rangeHasWp(at);
+  } else if (step.op === "zeropage" && step.protect) {
+    step.op = "zeros";
+  }
+  if (step.op === "move" && engine.crossProcess) step.op = "copy";
+  return step;
+}
+
+/** Turns a failed step into an outcome and moves the cursor (see the module comment); throws what it cannot take. */
+async function onError(engine: Engine, err: ErrnoError, step: Step, epoch: number, c: Cursor, len: number, src: Uint8Array | number | null, r: MfillResult, o: MfillOptions): Promise<void> {
+  const rest = len - c.off;
+  switch (err.code) {
+    case "EAGAIN":
+      await engine.afterEvents(epoch, ++c.spins);
+      return;
+    case "EEXIST":
+      if (step.op === "zeropage") {
+        // ZEROPAGE wants a strictly none pte: a uffd-wp marker (wp-unpopulated, shmem) makes it
+        // EEXIST although the page is missing. UFFDIO_COPY accepts markers (pte_none_mostly).
+        c.zeroFallback = c.off;
+        return;
+      }
+      r.present += PAGE_SIZE;
+      r.note("present");
+      engine.ranges.mark(step.at, step.at + PAGE_SIZE, PAGE_STATE.INSTALLED, PAGE_STATE.POISONED);
+      if (!o.dontWake) await engine.wake(step.at, PAGE_SIZE);
+      c.off += PAGE_SIZE;
+      return;
+    case "EBUSY":
+    case "EINVAL":
+      if (step.op !== "move") throw err;
+      // Linux refuses to move a page that is not exclusive (shared after fork, KSM), pinned, or
+      // not anonymous; copying from the same source address gives the page the same bytes.
+      mergeResult(r, await mfill(engine, "copy", step.at, step.len, srcAt(src, c.off), o));
+      c.off += step.len;
+      return;
+    case "ENOENT":
+      r.gone += rest;
+      r.note("gone");
+      await engine.wake(step.at, rest);
+      c.off = len;
+      return;
+    case "ESRCH":
+      r.exited = true;
+      r.note("exited");
+      c.off = len;
+      return;
+    case "EBADF":
+      r.closed = true;
+      r.note("closed");
+      c.off = len;
+      return;
+    default:
+      throw err;
+  }
+}
+
+/** One step, plus the write-protect-after-move dance (UFFDIO_MOVE always maps writable in 6.18). */
+async function mfillStep(engine: Engine, op: MfillOp, at: number, len: number, src: Uint8Array | number | null, protect: boolean, o: MfillOptions): Promise<number | ErrnoError> {
+  const done = await mfillIoctl(engine, op, at, len, src, modeFor(op, protect, o));
+  if (op === "move" && protect && typeof done === "number") {
+    await engine.writeProtect(at, done, true, false);
+    if (!o.dontWake) await engine.wake(at, done);
+  }
+  return done;
+}
+
+function accountInstall(engine: Engine, r: MfillResult, op: MfillOp, at: number, done: number, protected_: boolean, staleBytes: boolean, o: MfillOptions): void {
+  const m = engine.metrics;
+  m.bytes[INSTALL_KIND[op]] += done;
+  if (o.prefetch) m.bytes.prefetch += done;
+  if (staleBytes) {
+    r.zeroed += done;
+    r.note("zeroed");
+  } else {
+    r.installed += done;
+    r.note("installed");
+  }
+  if (op === "poison") {
+    engine.ranges.mark(at, at + done, PAGE_STATE.POISONED, PAGE_STATE.INSTALLED);
+  } else {
+    const protect = op === "zeropage" ? 0 : protected_ ? PAGE_STATE.PROTECTED : 0;
+    engine.ranges.mark(at, at + done, PAGE_STATE.INSTALLED | protect, PAGE_STATE.REMOVED | PAGE_STATE.POISONED | (protect === 0 ? PAGE_STATE.PROTECTED : 0));
+  }
+  if (!o.dontWake) engine.settleCovered(at, at + done, null);
+}
+
+function mergeResult(into: MfillResult, from: MfillResult): void {
+  into.installed += from.installed;
+  into.present += from.present;
+  into.zeroed += from.zeroed;
+  into.skipped += from.skipped;
+  into.gone += from.gone;
+  into.exited ||= from.exited;
+  into.closed ||= from.closed;
+  if (from.first !== null) into.note(from.first);
+}
+
+/** UFFDIO_WRITEPROTECT, retried across EAGAIN. "gone" = some vma in range lacks WP registration (ENOENT). */
+export async function writeProtect(engine: Engine, start: number, len: number, protect: boolean, wake: boolean): Promise<"ok" | "gone" | "exited" | "closed"> {
+  const mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE;
+  for (let spins = 0; ; ) {
+    const epoch = engine.eventEpoch;
+    try {
+      await engine.proc.ioctl(engine.fd, UFFDIO_WRITEPROTECT, { range: { start, len }, mode });
+      engine.ranges.mark(start, start + len, protect ? PAGE_STATE.PROTECTED : 0, protect ? 0 : PAGE_STATE.PROTECTED);
+      if (!protect && wake) engine.settleCovered(start, start + len, "wp");
+      return "ok";
+    } catch (e) {
+      if (!(e instanceof ErrnoError)) throw e;
+      if (e.code === "EAGAIN") {
+        await engine.afterEvents(epoch, ++spins);
+        continue;
+      }
+      if (e.code === "ENOENT") return "gone";
+      if (e.code === "ESRCH") return "exited";
+      if (e.code === "EBADF") return "closed";
+      throw e;
+    }
+  }
+}
+
+/** UFFDIO_WAKE (never EAGAIN: WAKE does not look at mmap_changing). Errors after close or exit are ignored. */
+export async function wake(engine: Engine, start: number, len: number): Promise<void> {
+  if (len <= 0) return;
+  try {
+    await engine.proc.ioctl(engine.fd, UFFDIO_WAKE, { start, len });
+  } catch (e) {
+    if (!(e instanceof ErrnoError)) throw e;
+    if (e.code !== "EBADF" && e.code !== "ESRCH") throw e;
+  }
+}
+
+export function livelockError(engine: Engine, spins: number): UffdError {
+  return new UffdError(
+    "livelock",
+    `userfaultfd ${engine.fd}: ${spins} EAGAINs in a row: a non-cooperative event stays unread. ` +
+      `Is this handler's read loop running (was the fd handed to another reader)?`,
+  );
+}

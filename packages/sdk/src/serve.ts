@@ -1,0 +1,203 @@
+/**
+ * Serving faults from a page source, and filling pages before they are faulted.
+ *
+ * serve() is the default handler: missing faults get the source's bytes (UFFDIO_COPY) or the
+ * zero page (a hole, or a page the app MADV_DONTNEED'ed since), minor faults get UFFDIO_CONTINUE,
+ * wp faults are unprotected.
+ *
+ * BackgroundFill streams a source into the registered ranges while demand faults are served, as
+ * CRIU's lazy-pages daemon does: chunks start small, double while no demand fault arrives and
+ * shrink back when one does (demand first). The two never install a page twice nor fetch it
+ * twice: the fill skips pages that are installed, removed or being filled, marks its chunk
+ * FILLING while it fetches, and a demand fault on a FILLING page waits for that chunk instead of
+ * fetching on its own. The kernel is the last line (EEXIST), and the race-safe ops take it.
+ */
+import { PAGE_SIZE, UFFDIO_REGISTER_MODE_MISSING } from "@uffd/kernel/uapi";
+import type { Engine } from "./engine.ts";
+import type { Fault } from "./fault.ts";
+import type { Resolution } from "./metrics.ts";
+import { mfill } from "./ops.ts";
+import type { PageSource } from "./page-source.ts";
+import { PAGE_STATE, type RangeEntry } from "./ranges.ts";
+
+export interface ServeOptions {
+  /** What a wp fault gets. Default "unprotect"; "ignore" leaves wp faults to other listeners. */
+  wp?: "unprotect" | "ignore";
+}
+
+/** Installs the default fault handler; returns a function that removes it. */
+export function serve(engine: Engine, source: PageSource, options: ServeOptions = {}): () => void {
+  const wp = options.wp ?? "unprotect";
+  const listener = (f: Fault): Promise<Resolution> | undefined => serveFault(engine, source, f, wp);
+  engine.subscribe("fault", listener as never, false);
+  return () => engine.unsubscribe("fault", listener as never);
+}
+
+function serveFault(engine: Engine, source: PageSource, f: Fault, wp: "unprotect" | "ignore"): Promise<Resolution> | undefined {
+  if (f.kind === "minor") return f.continue();
+  if (f.kind === "wp") return wp === "unprotect" ? f.unprotect() : undefined;
+  if (f.removed) return f.zeropage();
+  const st = engine.ranges.stateOf(f.pageAddress);
+  if ((st & PAGE_STATE.FILLING) !== 0) return engine.waitPage(f.pageAddress).then(() => (f.settled ? f.resolution ?? "present" : serveFault(engine, source, f, wp) ?? "present"));
+  // A missing fault on a page this handler already installed: a stale duplicate (the copy gets
+  // EEXIST and wakes), or the page was zapped without a REMOVE event, which makes it zero.
+  if ((st & PAGE_STATE.INSTALLED) !== 0) return f.zeropage();
+  const bytes = source.read(f.offset, PAGE_SIZE);
+  if (!(bytes instanceof Promise)) return bytes === null ? f.zeropage() : f.copy(bytes);
+  // While the bytes are on their way the page is FILLING, so a background fill leaves it alone.
+  const page = f.pageAddress;
+  engine.ranges.mark(page, page + PAGE_SIZE, PAGE_STATE.FILLING, 0);
+  return bytes
+    .then((b) => (f.settled ? f.resolution ?? "present" : b === null ? f.zeropage() : f.copy(b)))
+    .finally(() => {
+      engine.ranges.mark(page, page + PAGE_SIZE, 0, PAGE_STATE.FILLING);
+      engine.notifyPages(page, page + PAGE_SIZE);
+    });
+}
+
+export interface FillOptions {
+  /** Pages per request at first (CRIU starts at 64 KiB). Default 16. */
+  chunkPages?: number;
+  /** The most pages per request (CRIU grows to 4 MiB). Default 1024. */
+  maxChunkPages?: number;
+  /** Fill only these pages, in this order (a recorded working set); default every page of every missing range. */
+  pages?: readonly number[];
+}
+
+export interface FillStats {
+  /** Bytes this fill installed. */
+  installedBytes: number;
+  /** Bytes found present (a demand fault or another fill got there first). */
+  presentBytes: number;
+  /** Bytes skipped because a REMOVE made them zero while they were being fetched. */
+  skippedBytes: number;
+  /** Requests made to the source. */
+  requests: number;
+}
+
+/** A background fill; start it with fill(). */
+export class BackgroundFill {
+  readonly #engine: Engine;
+  readonly #source: PageSource;
+  readonly #chunkMin: number;
+  readonly #chunkMax: number;
+  readonly #pages: readonly number[] | null;
+  #stopped = false;
+  readonly stats: FillStats = { installedBytes: 0, presentBytes: 0, skippedBytes: 0, requests: 0 };
+  /** Resolves when every page was tried, or after stop(). */
+  readonly done: Promise<FillStats>;
+
+  constructor(engine: Engine, source: PageSource, options: FillOptions) {
+    this.#engine = engine;
+    this.#source = source;
+    this.#chunkMin = Math.max(1, options.chunkPages ?? 16);
+    this.#chunkMax = Math.max(this.#chunkMin, options.maxChunkPages ?? 1024);
+    this.#pages = options.pages ?? null;
+    this.done = this.#run();
+  }
+
+  /** Stops after the chunk in flight. */
+  stop(): void {
+    this.#stopped = true;
+  }
+
+  async #run(): Promise<FillStats> {
+    let chunk = this.#chunkMin;
+    let cursor = 0;
+    let sweeps = 0;
+    for (;;) {
+      if (this.#stopped || this.#engine.closed) break;
+      const faultsBefore = this.#demandFaults();
+      const run = this.#pages === null ? this.#nextRun(cursor, chunk) : this.#nextListedRun(chunk);
+      if (run === null) {
+        // One more sweep from the bottom catches ranges an mremap moved below the cursor.
+        if (this.#pages !== null || cursor === 0 || ++sweeps > 1) break;
+        cursor = 0;
+        continue;
+      }
+      cursor = run.end;
+      await this.#fillRun(run.entry, run.start, run.end);
+      chunk = this.#demandFaults() !== faultsBefore ? this.#chunkMin : Math.min(this.#chunkMax, chunk * 2);
+    }
+    return this.stats;
+  }
+
+  #demandFaults(): number {
+    const f = this.#engine.metrics.faults;
+    return f.missing + f.minor + f.wp;
+  }
+
+  /** The first run of fillable pages at or after `from` (address order), at most `chunk` pages. */
+  #nextRun(from: number, chunk: number): { entry: RangeEntry; start: number; end: number } | null {
+    for (const e of this.#engine.ranges.entries) {
+      if (e.end <= from || (e.modes & UFFDIO_REGISTER_MODE_MISSING) === 0) continue;
+      for (let a = Math.max(from, e.start); a < e.end; a += PAGE_SIZE) {
+        if (!fillable(e.state[e.stateIndex(a)]!)) continue;
+        return { entry: e, start: a, end: runEnd(e, a, chunk) };
+      }
+    }
+    return null;
+  }
+
+  #listIndex = 0;
+
+  #nextListedRun(chunk: number): { entry: RangeEntry; start: number; end: number } | null {
+    const pages = this.#pages!;
+    while (this.#listIndex < pages.length) {
+      const a = pages[this.#listIndex++]!;
+      const e = this.#engine.ranges.find(a);
+      if (e === null || (e.modes & UFFDIO_REGISTER_MODE_MISSING) === 0 || !fillable(e.state[e.stateIndex(a)]!)) continue;
+      let end = a + PAGE_SIZE;
+      while (this.#listIndex < pages.length && pages[this.#listIndex] === end && end < e.end && (end - a) / PAGE_SIZE < chunk && sameRun(e, a, end)) {
+        end += PAGE_SIZE;
+        this.#listIndex++;
+      }
+      return { entry: e, start: a, end };
+    }
+    return null;
+  }
+
+  async #fillRun(entry: RangeEntry, start: number, end: number): Promise<void> {
+    const engine = this.#engine;
+    const protect = (entry.state[entry.stateIndex(start)]! & PAGE_STATE.PROTECTED) !== 0;
+    engine.ranges.mark(start, end, PAGE_STATE.FILLING, 0);
+    const epoch = engine.eventEpoch;
+    try {
+      this.stats.requests++;
+      const bytes = await this.#source.read(entry.sourceOffset(start), end - start);
+      const r = await mfill(engine, bytes === null ? "zeropage" : "copy", start, end - start, bytes, {
+        protect,
+        dontWake: false,
+        sinceEpoch: epoch,
+        onRemoved: "skip",
+        prefetch: true,
+        allowSrcHoles: false,
+      });
+      this.stats.installedBytes += r.installed + r.zeroed;
+      this.stats.presentBytes += r.present;
+      this.stats.skippedBytes += r.skipped;
+    } catch (e) {
+      engine.report(e, null);
+    } finally {
+      engine.ranges.mark(start, end, 0, PAGE_STATE.FILLING);
+      engine.notifyPages(start, end);
+    }
+  }
+}
+
+
+function fillable(st: number): boolean {
+  return (st & (PAGE_STATE.INSTALLED | PAGE_STATE.REMOVED | PAGE_STATE.FILLING)) === 0;
+}
+
+/** Pages of one run share fillability and write protection (a copy's MODE_WP covers the whole run). */
+function sameRun(e: RangeEntry, first: number, a: number): boolean {
+  const st = e.state[e.stateIndex(a)]!;
+  return fillable(st) && (st & PAGE_STATE.PROTECTED) === (e.state[e.stateIndex(first)]! & PAGE_STATE.PROTECTED);
+}
+
+function runEnd(e: RangeEntry, start: number, chunk: number): number {
+  let end = start + PAGE_SIZE;
+  while (end < e.end && (end - start) / PAGE_SIZE < chunk && sameRun(e, start, end)) end += PAGE_SIZE;
+  return end;
+}

@@ -1,0 +1,475 @@
+/**
+ * Userfaultfd: one userfaultfd and its handler, the object an app holds instead of an fd.
+ *
+ *   const uffd = await Userfaultfd.open(proc);
+ *   await uffd.register(addr, len, "missing");
+ *   uffd.on("fault", (fault) => fault.copy(pageFor(fault.offset)));
+ *
+ * Opening folds in the API handshake and feature probing (one UFFDIO_API when everything asked
+ * for is available; otherwise a probe on the same fd, which a failed UFFDIO_API leaves
+ * uninitialised, then a fresh fd with what the kernel and the caller's privileges allow) and
+ * answers an unavailable feature or mode with an error that says what to do. The handler loop
+ * starts at once and runs until close() or until the handling process exits.
+ */
+import { ErrnoError, type Process } from "@uffd/kernel";
+import {
+  _UFFDIO_CONTINUE,
+  _UFFDIO_COPY,
+  _UFFDIO_WRITEPROTECT,
+  O_CLOEXEC,
+  PAGE_SIZE,
+  UFFD_API,
+  UFFD_FEATURE_EVENT_FORK,
+  UFFD_FEATURE_WP_ASYNC,
+  UFFD_FEATURE_WP_UNPOPULATED,
+  UFFD_USER_MODE_ONLY,
+  UFFDIO_API,
+  UFFDIO_REGISTER,
+  UFFDIO_REGISTER_MODE_MINOR,
+  UFFDIO_REGISTER_MODE_MISSING,
+  UFFDIO_REGISTER_MODE_WP,
+  UFFDIO_UNREGISTER,
+} from "@uffd/kernel/uapi";
+import { Engine, type FailurePolicy } from "./engine.ts";
+import { FeatureUnavailableError, ModeUnavailableError, UffdError } from "./errors.ts";
+import type { UffdEventName, UffdEvents } from "./events.ts";
+import { DEFAULT_OPTIONAL_FEATURES, FEATURES, featureBits, featureNames, type FeatureName, modeBits, modeNames, type RegisterMode } from "./features.ts";
+import { Metrics } from "./metrics.ts";
+import { mfill, type MfillOp, type MfillResult } from "./ops.ts";
+import type { PageSource } from "./page-source.ts";
+import { RangeSet, type RegisteredRange } from "./ranges.ts";
+import { BackgroundFill, serve, type FillOptions, type ServeOptions } from "./serve.ts";
+
+export interface HandlerOptions {
+  /** Messages per read(2) (each 32 bytes). Default 64. */
+  batch?: number;
+  /** What happens to a fault whose handler throws, rejects, or misses its deadline. Default "sigbus". */
+  onHandlerError?: FailurePolicy;
+  /** How many times the "retry" policy dispatches a fault again before SIGBUS. Default 2. */
+  retries?: number;
+  /**
+   * How long a fault may stay unresolved (no resolver called) before it goes to the policy.
+   * virtualMs is measured on the kernel's virtual clock (default 1000; null = never); wallMs on
+   * the host clock (default null). A handler that waits on real I/O looks, to the virtual clock,
+   * like one that never answers: give it a wall-clock deadline and virtualMs: null.
+   */
+  deadline?: { virtualMs?: number | null; wallMs?: number | null };
+  /** Record Chrome trace events from the start (see metrics.exportTrace()). */
+  trace?: boolean;
+  /** Share a Metrics object (fork children share their parent's by default). */
+  metrics?: Metrics;
+  /** Host clock in ms, for wall-time latencies. Default performance.now. */
+  wallClock?: () => number;
+}
+
+export interface OpenOptions extends HandlerOptions {
+  /** Features the handler cannot work without: open fails with FeatureUnavailableError if any is missing. */
+  features?: readonly FeatureName[];
+  /** Features enabled when available, silently dropped otherwise. Default DEFAULT_OPTIONAL_FEATURES. */
+  optionalFeatures?: readonly FeatureName[];
+  /** UFFD_USER_MODE_ONLY: handle user-mode faults only (kernel accesses then fail with EFAULT). Default false. */
+  userModeOnly?: boolean;
+  /** How to create the fd: /dev/userfaultfd, the syscall, or the device with a fallback to the syscall (default). */
+  via?: "auto" | "dev" | "syscall";
+}
+
+export interface AdoptOptions extends HandlerOptions {
+  /** The features the sender enabled with UFFDIO_API (the fd cannot be asked). */
+  features?: readonly FeatureName[];
+  /** The ranges the sender registered, as { start, len, modes, offset? }. */
+  ranges?: ReadonlyArray<{ start: number; len: number; modes: RegisterMode | readonly RegisterMode[]; offset?: number }>;
+  /** The process whose memory the fd serves, for /proc/pid/smaps lookups of unknown ranges. */
+  target?: Process;
+}
+
+export interface RegisterOptions {
+  /** The byte offset of `start` in the app's page source (fault.offset is measured from it). Default 0. */
+  offset?: number;
+}
+
+/** A registration as UFFDIO_REGISTER answered it. */
+export interface Registration extends RegisteredRange {
+  /** The ioctls mask the kernel returned (bit n = ioctl nr n may be used on the range). */
+  readonly ioctls: bigint;
+}
+
+export interface RangeOpOptions {
+  /** Map write-protected. Default: whether the page is currently write-protected by this handler. */
+  wp?: boolean;
+  /** Leave waiters asleep; wake them later with uffd.wake(). */
+  dontWake?: boolean;
+}
+
+/** What a range operation did, in bytes. */
+export interface RangeResult {
+  readonly installedBytes: number;
+  /** Already present (EEXIST): woken and skipped. */
+  readonly presentBytes: number;
+  /** No longer registered (ENOENT): woken and skipped. */
+  readonly goneBytes: number;
+}
+
+function rangeResult(r: MfillResult): RangeResult {
+  return { installedBytes: r.installed + r.zeroed, presentBytes: r.present, goneBytes: r.gone };
+}
+
+export class Userfaultfd {
+  readonly #e: Engine;
+  readonly #supported: number;
+
+  private constructor(engine: Engine, supported: number) {
+    this.#e = engine;
+    this.#supported = supported;
+  }
+
+  // --- creation ---------------------------------------------------------------------------
+
+  /** Opens a userfaultfd for `proc`'s own memory, with the handshake and feature probing done. */
+  static async open(proc: Process, options: OpenOptions = {}): Promise<Userfaultfd> {
+    const { fd, enabled, supported } = await handshake(proc, options);
+    return Userfaultfd.#create(proc, fd, enabled, supported, new RangeSet(), proc, false, options);
+  }
+
+  /**
+   * The handshake and feature probing of open(), without a handler: for a userfaultfd that is
+   * handed to a monitor process (sendFd, then Userfaultfd.adopt there). A handler in the sender
+   * would compete with the monitor for the messages.
+   */
+  static async prepare(proc: Process, options: Omit<OpenOptions, keyof HandlerOptions> = {}): Promise<{ fd: number; features: FeatureName[] }> {
+    const { fd, enabled } = await handshake(proc, options);
+    return { fd, features: featureNames(enabled) };
+  }
+
+  /**
+   * Takes over a userfaultfd that another process set up and passed over (sendFd): the handshake
+   * is done, so say which features and ranges it has, as Firecracker's handshake message does.
+   */
+  static adopt(proc: Process, fd: number, options: AdoptOptions = {}): Userfaultfd {
+    const ranges = new RangeSet();
+    for (const r of options.ranges ?? []) ranges.register(r.start, r.start + r.len, modeBits(r.modes), r.offset ?? 0);
+    const target = options.target ?? null;
+    return Userfaultfd.#create(proc, fd, featureBits(options.features ?? []), 0, ranges, target, target !== proc, options);
+  }
+
+  static #create(proc: Process, fd: number, features: number, supported: number, ranges: RangeSet, target: Process | null, crossProcess: boolean, o: HandlerOptions): Userfaultfd {
+    const metrics = o.metrics ?? new Metrics();
+    if (o.trace === true && !metrics.tracing) metrics.startTrace();
+    const engine = new Engine({
+      proc,
+      fd,
+      features,
+      ranges,
+      metrics,
+      batch: o.batch ?? 64,
+      policy: o.onHandlerError ?? "sigbus",
+      retries: o.retries ?? 2,
+      deadlineVirtualMs: o.deadline?.virtualMs === undefined ? 1000 : o.deadline.virtualMs,
+      deadlineWallMs: o.deadline?.wallMs ?? null,
+      wallClock: o.wallClock ?? (() => performance.now()),
+      target,
+      crossProcess,
+      onFork: (parent, ufd) => Userfaultfd.#forked(parent, ufd, o, supported),
+    });
+    return new Userfaultfd(engine, supported);
+  }
+
+  /** UFFD_EVENT_FORK: the child's fd gets its own handler with the parent's view and listeners. */
+  static #forked(parent: Engine, ufd: number, o: HandlerOptions, supported: number): void {
+    const child = Userfaultfd.#create(parent.proc, ufd, parent.features, supported, parent.ranges.clone(), null, true, { ...o, metrics: parent.metrics });
+    for (const { event, fn } of parent.inheritableListeners()) child.#e.subscribe(event, fn, false);
+    parent.emitter.emit("fork", child);
+  }
+
+  // --- facts ------------------------------------------------------------------------------
+
+  /** The fd in the handling process. */
+  get fd(): number {
+    return this.#e.fd;
+  }
+
+  /** The process that holds the fd and makes the ioctls. */
+  get process(): Process {
+    return this.#e.proc;
+  }
+
+  /** The features enabled on this fd. */
+  get features(): ReadonlySet<FeatureName> {
+    return new Set(featureNames(this.#e.features));
+  }
+
+  /** Everything the kernel offers (from UFFDIO_API; empty for an adopted fd). */
+  get supportedFeatures(): ReadonlySet<FeatureName> {
+    return new Set(featureNames(this.#supported));
+  }
+
+  has(feature: FeatureName): boolean {
+    return (this.#e.features & FEATURES[feature]) !== 0;
+  }
+
+  /** The registered ranges as the SDK currently knows them (events keep this up to date). */
+  get ranges(): readonly RegisteredRange[] {
+    return this.#e.ranges.views();
+  }
+
+  get metrics(): Metrics {
+    return this.#e.metrics;
+  }
+
+  get closed(): boolean {
+    return this.#e.closed;
+  }
+
+  /** Faults read but not yet resolved. */
+  get pendingFaults(): number {
+    return this.#e.inflight.size;
+  }
+
+  /** Resolves once every fault read so far has been resolved (or sent to the failure policy and ended). */
+  drain(): Promise<void> {
+    return this.#e.drain();
+  }
+
+  /** Resolves when the handler loop has ended (close(), or the handling process exited). */
+  get done(): Promise<void> {
+    return this.#e.done;
+  }
+
+  // --- events (the subscribe side only) -----------------------------------------------------
+
+  on<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this {
+    this.#e.subscribe(event, listener as never, false);
+    return this;
+  }
+
+  once<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this {
+    this.#e.subscribe(event, listener as never, true);
+    return this;
+  }
+
+  off<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this {
+    this.#e.unsubscribe(event, listener as never);
+    return this;
+  }
+
+  removeAllListeners<E extends UffdEventName>(event?: E): this {
+    this.#e.unsubscribeAll(event);
+    return this;
+  }
+
+  listenerCount<E extends UffdEventName>(event: E): number {
+    return this.#e.listenerCount(event);
+  }
+
+  // --- registration -------------------------------------------------------------------------
+
+  /** UFFDIO_REGISTER, with an error that names the cause when the kernel refuses. */
+  async register(start: number, len: number, modes: RegisterMode | readonly RegisterMode[], options: RegisterOptions = {}): Promise<Registration> {
+    const bits = modeBits(modes);
+    if (bits === 0) throw new TypeError("register(): give at least one mode (\"missing\", \"wp\", \"minor\")");
+    const arg = { range: { start, len }, mode: bits, ioctls: 0n };
+    try {
+      await this.#e.proc.ioctl(this.#e.fd, UFFDIO_REGISTER, arg);
+    } catch (e) {
+      throw this.#explainRegister(e, start, len, bits);
+    }
+    const needed = ((bits & UFFDIO_REGISTER_MODE_MISSING) !== 0 ? 1n << BigInt(_UFFDIO_COPY) : 0n)
+      | ((bits & UFFDIO_REGISTER_MODE_WP) !== 0 ? 1n << BigInt(_UFFDIO_WRITEPROTECT) : 0n)
+      | ((bits & UFFDIO_REGISTER_MODE_MINOR) !== 0 ? 1n << BigInt(_UFFDIO_CONTINUE) : 0n);
+    if ((arg.ioctls & needed) !== needed) {
+      throw new ModeUnavailableError(modeNames(bits), `register(): the kernel registered [0x${start.toString(16)}, +${len}) but does not offer the ioctls its modes need (ioctls 0x${arg.ioctls.toString(16)})`);
+    }
+    const offset = options.offset ?? 0;
+    for (const [s, e] of this.#mappedSpans(start, start + len)) this.#e.ranges.register(s, e, bits, offset + (s - start));
+    return Object.freeze({ start, end: start + len, modes: Object.freeze(modeNames(bits)), offset, ioctls: arg.ioctls });
+  }
+
+  /** Holes inside a registered span are not registered (Linux skips them): clip to the mappings. */
+  #mappedSpans(start: number, end: number): Array<[number, number]> {
+    const t = this.#e.target;
+    if (t === null || t.exited) return [[start, end]];
+    const spans: Array<[number, number]> = [];
+    for (const v of t.smaps()) {
+      const s = Math.max(start, v.start);
+      const e = Math.min(end, v.end);
+      if (s < e) spans.push([s, e]);
+    }
+    return spans;
+  }
+
+  #explainRegister(e: unknown, start: number, len: number, bits: number): unknown {
+    if (!(e instanceof ErrnoError)) return e;
+    const span = `[0x${start.toString(16)}, 0x${(start + len).toString(16)})`;
+    const modes = modeNames(bits);
+    const vmas = this.#e.target?.exited === false ? this.#e.target.smaps().filter((v) => v.start < start + len && v.end > start) : null;
+    if (e.code === "EBUSY") return new ModeUnavailableError(modes, `register(): ${span} is already registered with another userfaultfd (EBUSY)`, { cause: e });
+    if (e.code === "EPERM") return new ModeUnavailableError(modes, `register(): ${span} is a shared mapping that can never be writable (VM_MAYWRITE unset, e.g. a file opened O_RDONLY): EPERM`, { cause: e });
+    if (e.code !== "EINVAL" || vmas === null) return e;
+    if (vmas.length === 0) return new ModeUnavailableError(modes, `register(): nothing is mapped in ${span} (EINVAL)`, { cause: e });
+    const private_ = vmas.find((v) => !v.vmFlags.includes("sh") && v.perms.endsWith("p"));
+    if ((bits & UFFDIO_REGISTER_MODE_MINOR) !== 0 && private_ !== undefined) {
+      return new ModeUnavailableError(
+        modes,
+        `register(): minor faults need shmem memory (a memfd, or MAP_SHARED|MAP_ANONYMOUS); [0x${private_.start.toString(16)}, 0x${private_.end.toString(16)}) is ${private_.perms} memory (EINVAL)`,
+        { cause: e },
+      );
+    }
+    return e;
+  }
+
+  /** UFFDIO_UNREGISTER. Faults in flight there are woken (Linux wakes only MISSING-registered vmas). */
+  async unregister(start: number, len: number): Promise<void> {
+    await this.#e.proc.ioctl(this.#e.fd, UFFDIO_UNREGISTER, { start, len });
+    this.#e.ranges.delete(start, start + len);
+    this.#e.abandon(start, start + len);
+  }
+
+  // --- range operations (race-safe, like the fault resolvers) --------------------------------
+
+  /** UFFDIO_WRITEPROTECT: the pages' next writes become wp faults. */
+  async writeProtect(start: number, len: number): Promise<void> {
+    const r = await this.#e.writeProtect(start, len, true, false);
+    if (r === "gone") throw new ModeUnavailableError(["wp"], `writeProtect(): [0x${start.toString(16)}, +${len}) is not registered with "wp" (ENOENT)`);
+    if (r === "closed") throw new UffdError("closed", "writeProtect(): the userfaultfd is closed");
+  }
+
+  /** UFFDIO_WRITEPROTECT mode 0: unprotects, and wakes wp faults in the range unless dontWake. */
+  async unprotect(start: number, len: number, options: { dontWake?: boolean } = {}): Promise<void> {
+    const r = await this.#e.writeProtect(start, len, false, options.dontWake !== true);
+    if (r === "gone") throw new ModeUnavailableError(["wp"], `unprotect(): [0x${start.toString(16)}, +${len}) is not registered with "wp" (ENOENT)`);
+  }
+
+  /** UFFDIO_COPY of bytes (or from an address in the handling process) to [dst, dst+len). */
+  copy(dst: number, src: Uint8Array | number, len?: number, options: RangeOpOptions = {}): Promise<RangeResult> {
+    const n = len ?? (typeof src === "number" ? PAGE_SIZE : src.length);
+    return this.#range("copy", dst, n, src, options);
+  }
+
+  zeropage(start: number, len: number, options: RangeOpOptions = {}): Promise<RangeResult> {
+    return this.#range("zeropage", start, len, null, options);
+  }
+
+  continue(start: number, len: number, options: RangeOpOptions = {}): Promise<RangeResult> {
+    return this.#range("continue", start, len, null, options);
+  }
+
+  poison(start: number, len: number, options: { dontWake?: boolean } = {}): Promise<RangeResult> {
+    return this.#range("poison", start, len, null, { ...options, wp: false });
+  }
+
+  move(dst: number, src: number, len: number, options: RangeOpOptions & { allowSrcHoles?: boolean } = {}): Promise<RangeResult> {
+    return this.#range("move", dst, len, src, options, options.allowSrcHoles === true);
+  }
+
+  /** UFFDIO_WAKE: wakes every thread waiting on [start, start+len). */
+  async wake(start: number, len: number): Promise<void> {
+    await this.#e.wake(start, len);
+    this.#e.settleCovered(start, start + len, null);
+    this.#e.settleCovered(start, start + len, "wp");
+  }
+
+  async #range(op: MfillOp, dst: number, len: number, src: Uint8Array | number | null, o: RangeOpOptions, allowSrcHoles = false): Promise<RangeResult> {
+    const e = this.#e;
+    const protect = o.wp ?? (e.ranges.stateOf(dst) & 4) !== 0;
+    const r = await mfill(e, op, dst, len, src, { protect, dontWake: o.dontWake === true, sinceEpoch: e.eventEpoch, onRemoved: "zero", prefetch: false, allowSrcHoles });
+    return rangeResult(r);
+  }
+
+  // --- page sources ---------------------------------------------------------------------------
+
+  /**
+   * Serves every fault from `source` (the default handler): missing faults get its bytes or the
+   * zero page, minor faults UFFDIO_CONTINUE, wp faults an unprotect. Returns an uninstaller.
+   */
+  serve(source: PageSource, options: ServeOptions = {}): () => void {
+    return serve(this.#e, source, options);
+  }
+
+  /** Fills the registered missing ranges from `source` in the background, alongside demand faults. */
+  fill(source: PageSource, options: FillOptions = {}): BackgroundFill {
+    return new BackgroundFill(this.#e, source, options);
+  }
+
+  // --- lifetime -------------------------------------------------------------------------------
+
+  /**
+   * Closes the userfaultfd. Linux then wakes every blocked thread and unregisters the ranges, so
+   * pending faults are retried as ordinary faults (anonymous memory reads zeros).
+   */
+  async close(): Promise<void> {
+    await this.#e.shutdown(true);
+  }
+
+  /** @internal For the SDK's helpers (serve, fills, trackers). */
+  static engineOf(uffd: Userfaultfd): Engine {
+    return uffd.#e;
+  }
+}
+
+/**
+ * UFFDIO_API with everything asked for; if the kernel or the caller's privileges refuse some of
+ * it, probe on the same fd (a failed UFFDIO_API leaves it uninitialised), then start over on a
+ * fresh fd with what is allowed, or fail if a required feature is missing.
+ */
+async function handshake(proc: Process, options: Omit<OpenOptions, keyof HandlerOptions>): Promise<{ fd: number; enabled: number; supported: number }> {
+  const required = featureBits(options.features ?? []);
+  const optional = featureBits(options.optionalFeatures ?? DEFAULT_OPTIONAL_FEATURES) & ~required;
+  const flags = O_CLOEXEC | (options.userModeOnly === true ? UFFD_USER_MODE_ONLY : 0);
+  const via = options.via ?? "auto";
+  let fd = await createFd(proc, flags, via);
+  let enabled = required | optional;
+  let supported: number;
+  try {
+    const api = { api: UFFD_API, features: enabled, ioctls: 0n };
+    await proc.ioctl(fd, UFFDIO_API, api);
+    supported = api.features; // UFFDIO_API writes back everything the kernel offers
+  } catch (e) {
+    if (!(e instanceof ErrnoError) || (e.code !== "EINVAL" && e.code !== "EPERM")) {
+      await proc.close(fd).catch(() => {});
+      throw e;
+    }
+    const probe = { api: UFFD_API, features: 0, ioctls: 0n };
+    await proc.ioctl(fd, UFFDIO_API, probe);
+    await proc.close(fd);
+    supported = probe.features;
+    const allowed = supported & ~(e.code === "EPERM" ? UFFD_FEATURE_EVENT_FORK : 0);
+    const missing = required & ~allowed;
+    if (missing !== 0) throw featureError(missing, supported, e);
+    fd = await createFd(proc, flags, via);
+    enabled = required | (optional & allowed);
+    await proc.ioctl(fd, UFFDIO_API, { api: UFFD_API, features: enabled, ioctls: 0n });
+  }
+  if ((enabled & UFFD_FEATURE_WP_ASYNC) !== 0) enabled |= UFFD_FEATURE_WP_UNPOPULATED; // userfaultfd_api(): WP_ASYNC implies it
+  return { fd, enabled, supported };
+}
+
+async function createFd(proc: Process, flags: number, via: "auto" | "dev" | "syscall"): Promise<number> {
+  if (via !== "syscall") {
+    try {
+      return await proc.openDevUserfaultfd(flags);
+    } catch (e) {
+      // /dev/userfaultfd is missing (before 6.1) or root-only (mode 0600): fall back to the syscall.
+      if (via === "dev" || !(e instanceof ErrnoError) || !["ENOENT", "EACCES", "EPERM", "ENODEV", "ENOSYS"].includes(e.code)) throw e;
+    }
+  }
+  try {
+    return await proc.userfaultfd(flags);
+  } catch (e) {
+    if (e instanceof ErrnoError && e.code === "EPERM") {
+      throw new UffdError(
+        "permission",
+        "userfaultfd(): EPERM: handling kernel-mode faults needs CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1; " +
+          "open with { userModeOnly: true } to handle user-mode faults only (kernel accesses to registered memory then fail with EFAULT)",
+        { cause: e },
+      );
+    }
+    throw e;
+  }
+}
+
+function featureError(missing: number, supported: number, cause: ErrnoError): FeatureUnavailableError {
+  const names = featureNames(missing);
+  const why = names.map((n) =>
+    FEATURES[n] === UFFD_FEATURE_EVENT_FORK && (supported & UFFD_FEATURE_EVENT_FORK) !== 0 ? `${n} (needs CAP_SYS_PTRACE)` : `${n} (not offered by this kernel)`,
+  );
+  return new FeatureUnavailableError(names, `userfaultfd: required features unavailable: ${why.join(", ")}; the kernel offers ${featureNames(supported).join(", ") || "none"}`, { cause });
+}
