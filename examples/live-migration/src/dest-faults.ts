@@ -29,6 +29,8 @@ export interface PostcopyBackend {
   start(onFault: (page: number, raced: boolean) => void): Promise<void>;
   /** Installs a page (null = zeros) and wakes its waiters; "exists" if it was already present. */
   install(page: number, data: Uint8Array | null): Promise<"installed" | "exists">;
+  /** The page was dropped (hybrid DISCARD): it is missing again and will fault. */
+  forget(page: number): void;
   /** Every page arrived: unregisters the range and closes the userfaultfd. */
   stop(): Promise<void>;
 }
@@ -97,6 +99,11 @@ class UffdPostcopyBackend implements PostcopyBackend {
     }
     this.#installed[page] = 1;
     return present ? "exists" : "installed";
+  }
+
+  forget(page: number): void {
+    this.#installing[page] = 0;
+    this.#installed[page] = 0;
   }
 
   async stop(): Promise<void> {

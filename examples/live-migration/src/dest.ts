@@ -12,7 +12,7 @@ import { createPostcopyBackend, type PostcopyBackend } from "./dest-faults.ts";
 import { Endpoint } from "./endpoint.ts";
 import { Guest, NOT_KNOWN, WriteLog } from "./guest.ts";
 import { KIND_NAMES, LatencyRecorder, nowEpochMs, Timeline, type LatencySummary, type OpsSample, type TimelineData, type VerificationResult } from "./metrics.ts";
-import { decodeJson, decodePageList, encodeFrame, FRAME, PAGE_KIND, PAGE_ZERO, pageKindOf, PROTOCOL_VERSION, type Frame } from "./protocol.ts";
+import { decodeJson, decodePageList, DISCARD_AT_SWITCHOVER, encodeFrame, FRAME, PAGE_KIND, PAGE_ZERO, pageKindOf, PROTOCOL_VERSION, type Frame } from "./protocol.ts";
 import type { DeviceState, Hello } from "./source.ts";
 import { verifyGuest } from "./verify.ts";
 import { Workload } from "./workload.ts";
@@ -40,7 +40,7 @@ export interface DestMetrics {
   virtualNs: { hello: number; switchover: number; deviceState: number; resume: number; complete: number };
   received: Record<(typeof KIND_NAMES)[number], number> & { zero: number; discarded: number };
   missingPages: number;
-  faults: LatencySummary & { raced: number; requests: number; localZeroFills: number };
+  faults: LatencySummary & { raced: number; requests: number };
   bytesSent: number;
   bytesReceived: number;
   timeline: TimelineData;
@@ -73,7 +73,6 @@ export class MigrationDestination {
   #faultCount = 0;
   #raced = 0;
   #requests = 0;
-  #localZeroFills = 0;
   #urgentInFlight = 0;
   readonly #slice = new TimeSlice();
 
@@ -151,10 +150,11 @@ export class MigrationDestination {
       case FRAME.PAGE:
         return this.#onPage(f);
       case FRAME.ROUND_END:
+        console.error("DBG dst round end at", (nowEpochMs() - this.#timeline.startEpochMs).toFixed(0));
         this.#hooks.progress(`precopy round ${f.page}`, f.aux, f.aux);
         return;
       case FRAME.DISCARD:
-        return this.#onDiscard(decodePageList(f.payload));
+        return this.#onDiscard(decodePageList(f.payload), (f.flags & DISCARD_AT_SWITCHOVER) !== 0);
       case FRAME.DEVICE_STATE:
         return this.#onDeviceState(decodeJson<DeviceState>(f));
       case FRAME.COMPLETE:
@@ -171,16 +171,17 @@ export class MigrationDestination {
     this.#m.virtualNs.hello = this.#guest.virtualNs;
     this.#timeline = new Timeline(h.startEpochMs);
     this.#phase = "precopy";
-    if (h.strategy === "postcopy") await this.#startPostcopy();
+    // Register for MISSING faults now, while the guest does not run here, so the registration
+    // costs no downtime. Precopy pages then arrive through UFFDIO_COPY, which cannot fault.
+    if (h.strategy !== "precopy") await this.#registerMissing();
     this.#ep!.link.send(encodeFrame(FRAME.HELLO_ACK, 0, 0, 0), "urgent");
   }
 
-  async #startPostcopy(): Promise<void> {
+  async #registerMissing(): Promise<void> {
     const backend = await createPostcopyBackend(this.#guest);
     await backend.start((page, raced) => this.#onFault(page, raced));
     this.#backend = backend;
     this.#m.postcopyMethod = backend.method;
-    this.#phase = "postcopy";
   }
 
   async #onPage(f: Frame): Promise<void> {
@@ -196,14 +197,17 @@ export class MigrationDestination {
     this.#m.received[kind]++;
     if (zero) this.#m.received.zero++;
     const data = zero ? null : f.payload;
-    if (this.#backend !== null) {
+    if (this.#have[page] === 0 && this.#backend !== null) {
+      // A missing page: install it atomically, waking whoever waits for it.
       this.#have[page] = 1;
       await this.#backend.install(page, data);
       this.#resolveFaults(page);
-    } else {
-      if (data !== null) await this.#guest.writePage(page, data);
-      else if (this.#have[page] === 1) await this.#guest.writePage(page, new Uint8Array(4096));
+    } else if (this.#have[page] === 1 || data !== null) {
+      // Precopy: a resent page (it is mapped) or a first copy with no userfaultfd registered.
+      await this.#guest.writePage(page, data ?? new Uint8Array(4096));
       this.#have[page] = 1;
+    } else {
+      this.#have[page] = 1; // a zero page nobody mapped yet: it already reads as zeros
     }
   }
 
@@ -211,12 +215,6 @@ export class MigrationDestination {
     this.#faultCount++;
     if (raced) {
       this.#raced++;
-      return;
-    }
-    if (this.#have[page] === 1) {
-      // Hybrid: a zero page from precopy was never mapped here, so it faults now; it is current.
-      this.#localZeroFills++;
-      this.#backend?.install(page, null).catch((e: unknown) => this.#fatal(e));
       return;
     }
     const list = this.#pendingFaults.get(page);
@@ -236,26 +234,29 @@ export class MigrationDestination {
     this.#pendingFaults.delete(page);
   }
 
-  async #onDiscard(pages: Uint32Array): Promise<void> {
-    this.#m.virtualNs.switchover = this.#guest.virtualNs;
+  /** Hybrid: drop our stale copies of pages dirtied on the source, so touching them faults. */
+  async #onDiscard(pages: Uint32Array, atSwitchover: boolean): Promise<void> {
+    if (atSwitchover) this.#m.virtualNs.switchover = this.#guest.virtualNs;
+    if (this.#backend === null) throw new Error("DISCARD without a userfaultfd registration (precopy?)");
     for (const p of pages) {
       if (p >= this.#guest.pages) throw new Error(`discard of page ${p} outside the guest`);
       this.#have[p] = 0;
+      this.#backend.forget(p);
     }
-    const T0 = performance.now();
+    const T = nowEpochMs();
     await this.#guest.discard(pages);
-    console.error("DBG discard ms", (performance.now() - T0).toFixed(1), pages.length, "lag", (nowEpochMs() - this.#timeline.startEpochMs).toFixed(0));
+    console.error("DBG dst discard", pages.length, "took", (nowEpochMs() - T).toFixed(0), "at", (nowEpochMs() - this.#timeline.startEpochMs).toFixed(0));
     this.#m.received.discarded += pages.length;
+    if (!atSwitchover) this.#ep!.link.send(encodeFrame(FRAME.DISCARD_ACK, 0, 0, pages.length), "urgent");
   }
 
   async #onDeviceState(state: DeviceState): Promise<void> {
     this.#m.virtualNs.deviceState = this.#guest.virtualNs;
     if (this.#m.virtualNs.switchover === 0) this.#m.virtualNs.switchover = this.#guest.virtualNs;
     this.#m.sourcePauseEpochMs = state.pauseEpochMs;
-    const T0 = performance.now();
-    if (state.mode === "postcopy" && this.#backend === null) await this.#startPostcopy();
-    console.error("DBG startPostcopy ms", (performance.now() - T0).toFixed(1), "since pause", (nowEpochMs() - state.pauseEpochMs).toFixed(1));
+    if (state.mode === "postcopy" && this.#backend === null) throw new Error("postcopy without a userfaultfd registration");
     if (state.mode === "resume") this.#checkAllPresent("DEVICE_STATE");
+    this.#phase = state.mode === "postcopy" ? "postcopy" : "precopy";
     const workload = new Workload(this.#guest, state.workload, this.#log);
     this.#workload = workload;
     workload.start();
@@ -264,6 +265,7 @@ export class MigrationDestination {
     this.#opsSampler = setInterval(() => this.#sampleOps(), 50);
     this.#ep!.link.send(encodeFrame(FRAME.RESUMED, 0, 0, 0), "urgent");
     this.#hooks.resumed();
+    if (state.mode === "resume") await this.#finish(); // precopy: every page is already here
   }
 
   #checkAllPresent(when: string): void {
@@ -272,9 +274,15 @@ export class MigrationDestination {
     if (missing > 0) throw new Error(`${missing} pages never arrived before ${when}`);
   }
 
+  /** Postcopy's end: every page has been sent; wait for the demand pages still being installed. */
   async #onComplete(): Promise<void> {
     while (this.#urgentInFlight > 0) await new Promise<void>((resolve) => setImmediate(resolve));
     this.#checkAllPresent("COMPLETE");
+    await this.#finish();
+  }
+
+  /** The guest has all of its memory here: release the userfaultfd and tell the source. */
+  async #finish(): Promise<void> {
     if (this.#backend !== null) await this.#backend.stop();
     this.#backend = null;
     this.#phase = "running";
@@ -329,7 +337,7 @@ export class MigrationDestination {
   metrics(): DestMetrics {
     const m = this.#m;
     m.phaseAtEnd = this.#phase;
-    m.faults = { ...this.#latency.summary(), raced: this.#raced, requests: this.#requests, localZeroFills: this.#localZeroFills };
+    m.faults = { ...this.#latency.summary(), raced: this.#raced, requests: this.#requests };
     m.faults.count = this.#faultCount;
     m.bytesSent = this.#ep?.link.bytesSent ?? 0;
     m.bytesReceived = this.#ep?.bytesReceived ?? 0;
@@ -352,7 +360,7 @@ function emptyDestMetrics(): DestMetrics {
     virtualNs: { hello: 0, switchover: 0, deviceState: 0, resume: 0, complete: 0 },
     received: { precopy: 0, "stop-copy": 0, demand: 0, background: 0, zero: 0, discarded: 0 },
     missingPages: 0,
-    faults: { count: 0, p50Us: 0, p99Us: 0, maxUs: 0, meanUs: 0, histogram: [], raced: 0, requests: 0, localZeroFills: 0 },
+    faults: { count: 0, p50Us: 0, p99Us: 0, maxUs: 0, meanUs: 0, histogram: [], raced: 0, requests: 0 },
     bytesSent: 0,
     bytesReceived: 0,
     timeline: { bucketMs: 10, series: { precopy: [], "stop-copy": [], demand: [], background: [] } },

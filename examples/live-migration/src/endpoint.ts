@@ -1,6 +1,6 @@
 /**
  * One end of the migration connection: the shaped sending link, the frame reader, and a mailbox
- * for the control frames a side waits for (HELLO_ACK, RESUMED, DONE). Everything else goes to the
+ * for the control frames a side waits for (HELLO_ACK, DISCARD_ACK, RESUMED, DONE). Everything else goes to the
  * side's frame handler in arrival order. A peer's ERROR frame or a lost connection fails every
  * pending wait with a message that says which phase was interrupted.
  */
@@ -8,7 +8,7 @@ import type { Socket } from "node:net";
 import { LinkClosedError, ShapedLink, type LinkShape } from "./link.ts";
 import { decodeJson, FRAME, FrameReader, ProtocolError, type Frame, type FrameType } from "./protocol.ts";
 
-const MAILBOX_TYPES: ReadonlySet<number> = new Set([FRAME.HELLO_ACK, FRAME.RESUMED, FRAME.DONE]);
+const MAILBOX_TYPES: ReadonlySet<number> = new Set([FRAME.HELLO_ACK, FRAME.RESUMED, FRAME.DONE, FRAME.DISCARD_ACK]);
 
 export class Endpoint {
   readonly link: ShapedLink;

@@ -147,11 +147,8 @@ export interface MigrationResult {
   rounds: RoundInfo[];
   bytes: { sourceToDestination: number; destinationToSource: number; total: number };
   throughputMBps: number;
-  /**
-   * raced: faults on pages already being installed (no request sent); localZeroFills: hybrid
-   * faults on zero pages precopy delivered as "zero" and the destination never mapped.
-   */
-  faults: LatencySummary & { raced: number; requests: number; localZeroFills: number };
+  /** raced: faults on pages already being installed (no request sent, no latency sample). */
+  faults: LatencySummary & { raced: number; requests: number };
   guest: { opsOnSource: number; opsOnDestination: number; sourceMismatches: number; corruptReads: number };
   timeline: TimelineData;
   opsTimeline: OpsSample[];

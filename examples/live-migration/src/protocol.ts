@@ -14,7 +14,8 @@
  *
  * Conversation: source HELLO -> destination HELLO_ACK; precopy rounds of PAGE frames, each
  * closed by ROUND_END; at switchover an optional DISCARD (hybrid) and DEVICE_STATE; the
- * destination answers RESUMED once its guest runs. In postcopy the destination sends REQUEST
+ * destination answers RESUMED once its guest runs. A DISCARD sent ahead of switchover is
+ * acknowledged with DISCARD_ACK, so its cost stays out of the downtime. In postcopy the destination sends REQUEST
  * for faulting pages and the source answers with PAGE (kind DEMAND) ahead of its background
  * push; COMPLETE ends the stream and DONE acknowledges it. ERROR carries a UTF-8 reason.
  */
@@ -31,6 +32,7 @@ export const FRAME = {
   COMPLETE: 9,
   DONE: 10,
   ERROR: 11,
+  DISCARD_ACK: 12,
 } as const;
 export type FrameType = (typeof FRAME)[keyof typeof FRAME];
 
@@ -48,6 +50,9 @@ export const PAGE_KIND_NAMES: Readonly<Record<PageKind, string>> = {
   3: "demand",
   4: "background",
 };
+
+/** DISCARD flag: sent at switchover (in the downtime), not ahead of it. */
+export const DISCARD_AT_SWITCHOVER = 0x01;
 
 /** PAGE flag: the page is all zeros and no payload follows. */
 export const PAGE_ZERO = 0x80;

@@ -19,7 +19,7 @@ import { Endpoint } from "./endpoint.ts";
 import { Guest, type WriteLog } from "./guest.ts";
 import { nowEpochMs, type OpsSample, type RoundInfo } from "./metrics.ts";
 import { isZeroPage } from "./pages.ts";
-import { encodeFrame, encodeJson, encodePageList, FRAME, PAGE_KIND, PAGE_ZERO, PROTOCOL_VERSION, type Frame, type PageKind } from "./protocol.ts";
+import { DISCARD_AT_SWITCHOVER, encodeFrame, encodeJson, encodePageList, FRAME, PAGE_KIND, PAGE_ZERO, PROTOCOL_VERSION, type Frame, type PageKind } from "./protocol.ts";
 import { initialWorkloadState, Workload, type WorkloadState } from "./workload.ts";
 import { TimeSlice } from "./yield.ts";
 
@@ -186,7 +186,9 @@ export class MigrationSource {
     await this.#sendList(pages, PAGE_KIND.PRECOPY, (done) => this.#hooks.progress(phase, done, total));
     this.#ep!.link.send(encodeFrame(FRAME.ROUND_END, 0, round, total), "bulk");
     await this.#ep!.link.flush();
+    console.error("DBG src round end flushed at", (nowEpochMs() - this.#m.startEpochMs).toFixed(0));
     const dirty = await tracker.collect();
+    console.error("DBG src collected at", (nowEpochMs() - this.#m.startEpochMs).toFixed(0));
     this.#m.rounds.push({ round, pages: total, zeroPages: this.#m.sent.zero - zero0, durationMs: performance.now() - t0, dirtyAfter: dirty.length });
     return dirty;
   }
@@ -204,9 +206,7 @@ export class MigrationSource {
   async #stopGuest(tracker: DirtyTracker | null, pending: Uint32Array): Promise<Uint32Array> {
     this.#m.pauseEpochMs = nowEpochMs();
     this.#m.virtualNs.pause = this.#guest.virtualNs;
-    const T1 = performance.now();
     await this.#workload.pause();
-    console.error("DBG pause ms", (performance.now() - T1).toFixed(1));
     if (tracker === null) return pending;
     const last = await tracker.collect();
     await tracker.stop();
@@ -216,12 +216,10 @@ export class MigrationSource {
   }
 
   async #stopAndCopy(tracker: DirtyTracker, pending: Uint32Array): Promise<void> {
-    const ep = this.#ep!;
     const final = await this.#stopGuest(tracker, pending);
     await this.#sendList(final, PAGE_KIND.STOP_COPY, (done) => this.#hooks.progress("stop-and-copy", done, final.length));
     this.#sendDeviceState("resume");
-    await ep.waitFor(FRAME.RESUMED, PHASE_TIMEOUT_MS, "the destination to resume the guest");
-    ep.link.send(encodeFrame(FRAME.COMPLETE, 0, 0, this.#guest.pages), "bulk");
+    await this.#ep!.waitFor(FRAME.RESUMED, PHASE_TIMEOUT_MS, "the destination to resume the guest");
   }
 
   #sendDeviceState(mode: DeviceState["mode"]): void {
@@ -233,17 +231,27 @@ export class MigrationSource {
 
   // --- postcopy -------------------------------------------------------------------------
 
+  /**
+   * Stops the guest and lets it run on the destination with missing pages. Hybrid: the pages
+   * dirtied since their precopy copy are discarded on the destination first, most of them while
+   * the guest still runs here (the destination is not running it yet), the rest at switchover.
+   */
   async #switchToPostcopy(tracker: DirtyTracker | null, pending: Uint32Array): Promise<void> {
     const ep = this.#ep!;
-    const T0 = performance.now();
-    const stale = await this.#stopGuest(tracker, pending);
-    console.error("DBG stopGuest ms", (performance.now() - T0).toFixed(1), "stale", stale.length);
     const needed = new Uint8Array(this.#guest.pages);
+    if (tracker !== null) {
+      ep.link.send(encodeFrame(FRAME.DISCARD, 0, 0, pending.length, encodePageList(pending)), "bulk");
+      for (const p of pending) needed[p] = 1;
+      await ep.waitFor(FRAME.DISCARD_ACK, PHASE_TIMEOUT_MS, "the destination to discard stale pages");
+      console.error("DBG src discard ack at", (nowEpochMs() - this.#m.startEpochMs).toFixed(0));
+    }
+    const stale = await this.#stopGuest(tracker, pending);
     if (tracker === null) {
       needed.fill(1);
     } else {
-      for (const p of stale) needed[p] = 1;
-      ep.link.send(encodeFrame(FRAME.DISCARD, 0, 0, stale.length, encodePageList(stale)), "bulk");
+      const late = stale.filter((p) => needed[p] === 0);
+      for (const p of late) needed[p] = 1;
+      ep.link.send(encodeFrame(FRAME.DISCARD, DISCARD_AT_SWITCHOVER, 0, late.length, encodePageList(late)), "bulk");
     }
     this.#remaining = tracker === null ? this.#guest.pages : stale.length;
     this.#postcopyTotal = this.#remaining;

@@ -38,7 +38,7 @@ import {
   UFFDIO_ZEROPAGE,
 } from "@uffd/kernel/uapi";
 import { EventEmitter } from "eventemitter3";
-import { HandlerError, UffdError } from "./errors.ts";
+import { HandlerError } from "./errors.ts";
 import type { UffdEventName, UffdEvents } from "./events.ts";
 import { FAULT_STATE, type Fault, FaultImpl, type FaultKind } from "./fault.ts";
 import type { Metrics, Resolution } from "./metrics.ts";
@@ -241,7 +241,7 @@ export class Engine {
       try {
         bytes = await this.proc.read(this.fd, len);
       } catch (e) {
-        if (this.closed) break;
+        if (this.closed || this.proc.exited) break; // closed by us, or the handling process died in read(2)
         if (e instanceof ErrnoError && e.code === "EAGAIN") {
           await this.#pollIn();
           continue;

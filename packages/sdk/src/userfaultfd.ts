@@ -37,7 +37,7 @@ import { DEFAULT_OPTIONAL_FEATURES, FEATURES, featureBits, featureNames, type Fe
 import { Metrics } from "./metrics.ts";
 import { mfill, type MfillOp, type MfillResult } from "./ops.ts";
 import type { PageSource } from "./page-source.ts";
-import { RangeSet, type RegisteredRange } from "./ranges.ts";
+import { PAGE_STATE, RangeSet, type RegisteredRange } from "./ranges.ts";
 import { BackgroundFill, serve, type FillOptions, type ServeOptions } from "./serve.ts";
 
 export interface HandlerOptions {
@@ -369,7 +369,7 @@ export class Userfaultfd {
 
   async #range(op: MfillOp, dst: number, len: number, src: Uint8Array | number | null, o: RangeOpOptions, allowSrcHoles = false): Promise<RangeResult> {
     const e = this.#e;
-    const protect = o.wp ?? (e.ranges.stateOf(dst) & 4) !== 0;
+    const protect = o.wp ?? (e.ranges.stateOf(dst) & PAGE_STATE.PROTECTED) !== 0;
     const r = await mfill(e, op, dst, len, src, { protect, dontWake: o.dontWake === true, sinceEpoch: e.eventEpoch, onRemoved: "zero", prefetch: false, allowSrcHoles });
     return rangeResult(r);
   }

@@ -77,30 +77,28 @@ describe("docs/sdk-guide.md", () => {
     await proc.ioctl(uffd, UFFDIO_API, { api: UFFD_API, features: UFFD_FEATURE_EVENT_UNMAP });
     await proc.ioctl(uffd, UFFDIO_REGISTER, { range: { start: addr, len }, mode: UFFDIO_REGISTER_MODE_MISSING });
     const unmapped: Array<[number, number]> = [];
+    let deferred: number[] = []; // faults that met EAGAIN: an event is unread, read it first
     const serveForever = async (): Promise<void> => {
       for (;;) {
         const msgs = decodeUffdMsgs(await proc.read(uffd, 64 * 32));
         // read(2) returns faults before events: apply the events first.
         for (const m of msgs) if (m.event === UFFD_EVENT_UNMAP) unmapped.push([m.arg.remove.start, m.arg.remove.end]);
-        for (const m of msgs) {
-          if (m.event !== UFFD_EVENT_PAGEFAULT) continue;
-          const page = m.arg.pagefault.address - (m.arg.pagefault.address % PAGE_SIZE);
+        const pages = deferred;
+        deferred = [];
+        for (const m of msgs) if (m.event === UFFD_EVENT_PAGEFAULT) pages.push(m.arg.pagefault.address - (m.arg.pagefault.address % PAGE_SIZE));
+        for (const page of pages) {
           if (unmapped.some(([s, e]) => page >= s && page < e)) {
             await proc.ioctl(uffd, UFFDIO_WAKE, { start: page, len: PAGE_SIZE }); // let it meet SIGSEGV
             continue;
           }
-          const off = page - addr;
-          for (;;) {
-            const arg = { dst: page, src: image.subarray(off, off + PAGE_SIZE), len: PAGE_SIZE, mode: 0, copy: 0 };
-            try {
-              await proc.ioctl(uffd, UFFDIO_COPY, arg);
-            } catch (e) {
-              if (!(e instanceof ErrnoError)) throw e;
-              if (e.code === "EAGAIN") { await new Promise((r) => setImmediate(r)); continue; } // an event is unread
-              if (e.code === "EEXIST") await proc.ioctl(uffd, UFFDIO_WAKE, { start: page, len: PAGE_SIZE });
-              else if (e.code !== "ENOENT") throw e;
-            }
-            break;
+          const src = image.subarray(page - addr, page - addr + PAGE_SIZE);
+          try {
+            await proc.ioctl(uffd, UFFDIO_COPY, { dst: page, src, len: PAGE_SIZE, mode: 0 });
+          } catch (e) {
+            if (!(e instanceof ErrnoError)) throw e;
+            if (e.code === "EAGAIN") deferred.push(page);
+            else if (e.code === "EEXIST") await proc.ioctl(uffd, UFFDIO_WAKE, { start: page, len: PAGE_SIZE });
+            else if (e.code !== "ENOENT") throw e;
           }
         }
       }

@@ -8,16 +8,23 @@ import {
   decodeUffdMsgs,
   F_GETFD,
   F_GETFL,
+  MADV_DONTNEED,
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_PRIVATE,
+  MREMAP_FIXED,
+  MREMAP_MAYMOVE,
   O_CLOEXEC,
   O_NONBLOCK,
   UFFD_API,
   UFFD_EVENT_FORK,
   UFFD_EVENT_PAGEFAULT,
+  UFFD_EVENT_REMAP,
+  UFFD_EVENT_REMOVE,
   UFFD_EVENT_UNMAP,
   UFFD_FEATURE_EVENT_FORK,
+  UFFD_FEATURE_EVENT_REMAP,
+  UFFD_FEATURE_EVENT_REMOVE,
   UFFD_FEATURE_EVENT_UNMAP,
   UFFDIO_API,
   UFFDIO_CONTINUE,
@@ -218,6 +225,65 @@ describe("UFFD_EVENT_UNMAP", () => {
     await register(p, uffd, addr + PS, PS, UFFDIO_REGISTER_MODE_WP);
     await readMsgs(p, uffd);
     await un;
+    k.checkInvariants();
+  });
+});
+
+describe("UFFD_EVENT_REMOVE and UFFD_EVENT_REMAP", () => {
+  it("MADV_DONTNEED on a registered vma raises REMOVE and waits; the vma stays registered (§4)", async () => {
+    const { k, p, uffd } = await setup(UFFD_FEATURE_EVENT_REMOVE);
+    const { addr } = await mapArea(p, "anon", 2);
+    await register(p, uffd, addr, 2 * PS, UFFDIO_REGISTER_MODE_MISSING);
+    await p.ioctl(uffd, UFFDIO_COPY, { dst: addr, src: fill(1, 2 * PS), len: 2 * PS, mode: 0 });
+    const md = p.madvise(addr, 2 * PS, MADV_DONTNEED);
+    expect(await isBlocked(k, md)).toBe(true);
+    const a = { dst: addr, src: fill(1), len: PS, mode: 0, copy: 0 };
+    expect(await errnoOf(p.ioctl(uffd, UFFDIO_COPY, a))).toBe("EAGAIN");
+    expect(a.copy).toBe(-11);
+    expect(await readMsgs(p, uffd)).toEqual([{ event: UFFD_EVENT_REMOVE, arg: { remove: { start: addr, end: addr + 2 * PS } } }]);
+    await md;
+    expect(p.pagemap(addr, 2).map((e) => e.present)).toEqual([false, false]);
+    // Still registered: the next access is a MISSING fault again.
+    const r = p.mainThread.read(addr, 1);
+    await k.idle();
+    expect(await readMsgs(p, uffd)).toMatchObject([{ event: UFFD_EVENT_PAGEFAULT }]);
+    await p.ioctl(uffd, UFFDIO_COPY, a);
+    expect(await r).toEqual(new Uint8Array([1]));
+    k.checkInvariants();
+  });
+
+  it("mremap move with EVENT_REMAP|EVENT_UNMAP: REMAP (old len) then UNMAP of the old range; the registration moves (§4, §8.15)", async () => {
+    const { k, p, uffd } = await setup(UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_UNMAP);
+    const { addr } = await mapArea(p, "anon", 2);
+    await register(p, uffd, addr, 2 * PS, UFFDIO_REGISTER_MODE_MISSING);
+    const target = await p.mmap(0, 2 * PS, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+    const mr = p.mremap(addr, 2 * PS, 2 * PS, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+    expect(await isBlocked(k, mr)).toBe(true);
+    expect(await readMsgs(p, uffd, 1)).toEqual([{ event: UFFD_EVENT_REMAP, arg: { remap: { from: addr, to: target, len: 2 * PS } } }]);
+    // The old range's UNMAP is queued once the REMAP has been read.
+    expect(await isBlocked(k, mr)).toBe(true);
+    const rest = await readMsgs(p, uffd);
+    expect(rest.map((m) => m.event)).toEqual([UFFD_EVENT_UNMAP]);
+    expect(await mr).toBe(target);
+    expect(p.smaps().find((v) => v.start === target)!.vmFlags).toContain("um");
+    const r = p.mainThread.read(target, 1);
+    await k.idle();
+    expect(await readMsgs(p, uffd)).toMatchObject([{ event: UFFD_EVENT_PAGEFAULT, arg: { pagefault: { address: target } } }]);
+    await p.ioctl(uffd, UFFDIO_ZEROPAGE, { range: { start: target, len: PS }, mode: 0 });
+    await r;
+    k.checkInvariants();
+  });
+
+  it("mremap without EVENT_REMAP silently unregisters the moved vma and clears its uffd-wp (uffd-wp-mremap.c)", async () => {
+    const { k, p, uffd } = await setup();
+    const { addr } = await mapArea(p, "anon", 1);
+    await register(p, uffd, addr, PS, UFFDIO_REGISTER_MODE_WP);
+    await p.mainThread.write(addr, fill(1, 1));
+    await p.ioctl(uffd, UFFDIO_WRITEPROTECT, { range: { start: addr, len: PS }, mode: UFFDIO_WRITEPROTECT_MODE_WP });
+    const target = await p.mmap(0, PS, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+    expect(await p.mremap(addr, PS, PS, MREMAP_MAYMOVE | MREMAP_FIXED, target)).toBe(target);
+    expect(p.pagemap(target, 1)[0]).toMatchObject({ present: true, uffdWp: false });
+    expect(await errnoOf(p.ioctl(uffd, UFFDIO_WRITEPROTECT, { range: { start: target, len: PS }, mode: UFFDIO_WRITEPROTECT_MODE_WP }))).toBe("ENOENT");
     k.checkInvariants();
   });
 });
