@@ -150,9 +150,7 @@ export class MigrationDestination {
       case FRAME.PAGE:
         return this.#onPage(f);
       case FRAME.ROUND_END:
-        console.error("DBG dst round end at", (nowEpochMs() - this.#timeline.startEpochMs).toFixed(0));
-        this.#hooks.progress(`precopy round ${f.page}`, f.aux, f.aux);
-        return;
+        return; // the source reports round progress; nothing to do here
       case FRAME.DISCARD:
         return this.#onDiscard(decodePageList(f.payload), (f.flags & DISCARD_AT_SWITCHOVER) !== 0);
       case FRAME.DEVICE_STATE:
@@ -243,9 +241,7 @@ export class MigrationDestination {
       this.#have[p] = 0;
       this.#backend.forget(p);
     }
-    const T = nowEpochMs();
     await this.#guest.discard(pages);
-    console.error("DBG dst discard", pages.length, "took", (nowEpochMs() - T).toFixed(0), "at", (nowEpochMs() - this.#timeline.startEpochMs).toFixed(0));
     this.#m.received.discarded += pages.length;
     if (!atSwitchover) this.#ep!.link.send(encodeFrame(FRAME.DISCARD_ACK, 0, 0, pages.length), "urgent");
   }

@@ -30,10 +30,12 @@ const MAX_BARS = 160;
 
 const fmt = (n: number): string => (Number.isInteger(n) ? String(n) : n.toFixed(1));
 
-function niceMax(v: number): number {
+/** A round axis maximum; counts below 100 get a multiple of 4 so the quarter ticks are integers. */
+function niceMax(v: number, counts = false): number {
+  if (counts && v < 100) return Math.max(4, 4 * Math.ceil(v / 4));
   if (v <= 0) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+  for (const m of counts ? [1, 2, 4, 5, 8, 10] : [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
   return 10 * p;
 }
 
@@ -74,7 +76,7 @@ export function pagesChart(r: MigrationResult): string {
   const group = Math.ceil(n / MAX_BARS);
   const bars = Math.ceil(n / group);
   const sums = KIND_NAMES.map((k) => Array.from({ length: bars }, (_, b) => series[k].slice(b * group, (b + 1) * group).reduce((a, v) => a + v, 0)));
-  const yMax = niceMax(Math.max(1, ...Array.from({ length: bars }, (_, b) => sums.reduce((a, s) => a + s[b]!, 0))));
+  const yMax = niceMax(Math.max(1, ...Array.from({ length: bars }, (_, b) => sums.reduce((a, s) => a + s[b]!, 0))), true);
   const spanMs = Math.max(bars * group * bucketMs, r.totalTimeMs);
   const bw = (PLOT_W * group * bucketMs) / spanMs;
   const rects: string[] = [];
@@ -94,7 +96,11 @@ export function pagesChart(r: MigrationResult): string {
     ["resumed", r.switchoverAtMs + r.downtimeMs],
     ["complete", r.totalTimeMs],
   ] as const;
-  const lines = markers.map(([label, t], i) => `<line x1="${fmt(x(t))}" y1="${PAD.top}" x2="${fmt(x(t))}" y2="${PAD.top + PLOT_H}" class="marker" /><text x="${fmt(x(t) + 3)}" y="${PAD.top + 10 + i * 12}" class="marker-label">${label}</text>`);
+  const lines = markers.map(([label, t], i) => {
+    const right = x(t) > PAD.left + PLOT_W * 0.8;
+    const lx = right ? x(t) - 3 : x(t) + 3;
+    return `<line x1="${fmt(x(t))}" y1="${PAD.top}" x2="${fmt(x(t))}" y2="${PAD.top + PLOT_H}" class="marker" /><text x="${fmt(lx)}" y="${PAD.top + 10 + i * 12}" text-anchor="${right ? "end" : "start"}" class="marker-label">${label} ${esc(ms(t))}</text>`;
+  });
   const body = axes(`time since migration start (bucket ${ms(group * bucketMs)})`, "pages received", yMax, timeTicks(spanMs)) + rects.join("") + lines.join("");
   return svg(`Pages received over time by kind (${r.strategy})`, body, "pages-over-time");
 }
@@ -103,7 +109,7 @@ export function pagesChart(r: MigrationResult): string {
 export function latencyChart(r: MigrationResult): string {
   const h = r.faults.histogram;
   if (h.length === 0) return `<p class="empty">No missing-page faults on the destination: the guest resumed with all of its memory.</p>`;
-  const yMax = niceMax(Math.max(...h.map((b) => b.count)));
+  const yMax = niceMax(Math.max(...h.map((b) => b.count)), true);
   const bw = PLOT_W / h.length;
   const parts = h.map((b, i) => {
     const hh = (b.count / yMax) * PLOT_H;

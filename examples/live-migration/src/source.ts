@@ -186,9 +186,7 @@ export class MigrationSource {
     await this.#sendList(pages, PAGE_KIND.PRECOPY, (done) => this.#hooks.progress(phase, done, total));
     this.#ep!.link.send(encodeFrame(FRAME.ROUND_END, 0, round, total), "bulk");
     await this.#ep!.link.flush();
-    console.error("DBG src round end flushed at", (nowEpochMs() - this.#m.startEpochMs).toFixed(0));
     const dirty = await tracker.collect();
-    console.error("DBG src collected at", (nowEpochMs() - this.#m.startEpochMs).toFixed(0));
     this.#m.rounds.push({ round, pages: total, zeroPages: this.#m.sent.zero - zero0, durationMs: performance.now() - t0, dirtyAfter: dirty.length });
     return dirty;
   }
@@ -209,7 +207,6 @@ export class MigrationSource {
     await this.#workload.pause();
     if (tracker === null) return pending;
     const last = await tracker.collect();
-    await tracker.stop();
     const set = new Set<number>(pending);
     for (const p of last) set.add(p);
     return Uint32Array.from(set).sort();
@@ -219,6 +216,7 @@ export class MigrationSource {
     const final = await this.#stopGuest(tracker, pending);
     await this.#sendList(final, PAGE_KIND.STOP_COPY, (done) => this.#hooks.progress("stop-and-copy", done, final.length));
     this.#sendDeviceState("resume");
+    await tracker.stop(); // after the device state left: releasing the userfaultfd is not downtime
     await this.#ep!.waitFor(FRAME.RESUMED, PHASE_TIMEOUT_MS, "the destination to resume the guest");
   }
 
@@ -243,7 +241,6 @@ export class MigrationSource {
       ep.link.send(encodeFrame(FRAME.DISCARD, 0, 0, pending.length, encodePageList(pending)), "bulk");
       for (const p of pending) needed[p] = 1;
       await ep.waitFor(FRAME.DISCARD_ACK, PHASE_TIMEOUT_MS, "the destination to discard stale pages");
-      console.error("DBG src discard ack at", (nowEpochMs() - this.#m.startEpochMs).toFixed(0));
     }
     const stale = await this.#stopGuest(tracker, pending);
     if (tracker === null) {
@@ -257,6 +254,7 @@ export class MigrationSource {
     this.#postcopyTotal = this.#remaining;
     this.#needed = needed;
     this.#sendDeviceState("postcopy");
+    await tracker?.stop();
     await this.#backgroundPush();
     while (this.#pendingDemand > 0) await new Promise<void>((resolve) => setImmediate(resolve));
     ep.link.send(encodeFrame(FRAME.COMPLETE, 0, 0, this.#guest.pages), "bulk");

@@ -3,28 +3,20 @@
  * methods and why each exists).
  *
  * - wp-async: UFFD_FEATURE_WP_ASYNC; writes unprotect pages by themselves, no fault is delivered.
- *   collect() uses PAGEMAP_SCAN with PM_SCAN_WP_MATCHING (find written pages and protect them
- *   again in one call, Linux 6.7) when the kernel offers /proc/pid/pagemap ioctls; otherwise the
- *   SDK's DirtyTracker reads /proc/pid/pagemap (a written page has lost its uffd-wp bit) and
- *   re-protects with UFFDIO_WRITEPROTECT.
+ *   collect() uses PAGEMAP_SCAN with PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC (find the
+ *   written pages and protect them again in one call, Linux 6.7); where /proc/pid/pagemap cannot
+ *   be opened, the SDK's DirtyTracker reads pagemap entries (a written page has lost its uffd-wp
+ *   bit) and re-protects them with UFFDIO_WRITEPROTECT.
  * - wp-sync: every first write to a protected page is a wp fault; the SDK's DirtyTracker records
  *   the page and unprotects it, and the write goes on.
  * Both need write-protect markers on never-touched pages (UFFD_FEATURE_WP_UNPOPULATED, implied
  * by WP_ASYNC): without them a first write to an empty page would go unseen.
  */
-import type { Process } from "@uffd/kernel";
+import { ErrnoError, type Process } from "@uffd/kernel";
 import { PAGE_IS_WRITTEN, PAGE_SIZE, PAGEMAP_SCAN, PM_SCAN_CHECK_WPASYNC, PM_SCAN_WP_MATCHING, type PageRegion, type PmScanArg } from "@uffd/kernel/uapi";
 import { DirtyTracker as SdkDirtyTracker, Userfaultfd } from "@uffd/sdk";
 import type { DirtyTracker, TrackingMethod } from "./dirty-tracking.ts";
 import type { Guest } from "./guest.ts";
-
-/** Process.openPagemap exists once the kernel offers ioctls on /proc/pid/pagemap. */
-type PagemapOpener = { openPagemap(): Promise<number> };
-
-function pagemapOpener(proc: Process): PagemapOpener | null {
-  const p = proc as unknown as Partial<PagemapOpener>;
-  return typeof p.openPagemap === "function" ? (p as PagemapOpener) : null;
-}
 
 export async function createUffdTracker(guest: Guest, mode: "wp-async" | "wp-sync"): Promise<DirtyTracker> {
   const uffd = await Userfaultfd.open(guest.proc, {
@@ -38,8 +30,10 @@ export async function createUffdTracker(guest: Guest, mode: "wp-async" | "wp-syn
     await uffd.close();
     throw e;
   }
-  const opener = mode === "wp-async" ? pagemapOpener(guest.proc) : null;
-  if (opener !== null) return new PagemapScanTracker(guest, uffd, opener);
+  if (mode === "wp-async") {
+    const fd = await openPagemap(guest.proc);
+    if (fd !== null) return new PagemapScanTracker(guest, uffd, fd);
+  }
   const method: TrackingMethod = mode === "wp-async" ? "wp-async+pagemap" : "wp-sync";
   return new SdkTracker(guest, uffd, mode === "wp-async" ? "async" : "sync", method);
 }
@@ -77,22 +71,30 @@ class SdkTracker implements DirtyTracker {
 
 const SCAN_VEC_LEN = 1024;
 
+/** open("/proc/self/pagemap"), or null where the kernel does not offer it. */
+async function openPagemap(proc: Process): Promise<number | null> {
+  try {
+    return await proc.openPagemap();
+  } catch (e) {
+    if (e instanceof ErrnoError && (e.code === "ENOSYS" || e.code === "ENOENT")) return null;
+    throw e;
+  }
+}
+
 /** WP_ASYNC + PAGEMAP_SCAN: one ioctl finds the written pages and protects them again. */
 class PagemapScanTracker implements DirtyTracker {
   readonly method: TrackingMethod = "wp-async+pagemap-scan";
   readonly #guest: Guest;
   readonly #uffd: Userfaultfd;
-  readonly #opener: PagemapOpener;
-  #fd = -1;
+  readonly #fd: number;
 
-  constructor(guest: Guest, uffd: Userfaultfd, opener: PagemapOpener) {
+  constructor(guest: Guest, uffd: Userfaultfd, pagemapFd: number) {
     this.#guest = guest;
     this.#uffd = uffd;
-    this.#opener = opener;
+    this.#fd = pagemapFd;
   }
 
   async start(): Promise<void> {
-    this.#fd = await this.#opener.openPagemap();
     await this.#uffd.writeProtect(this.#guest.base, this.#guest.pages * PAGE_SIZE);
   }
 
@@ -125,7 +127,7 @@ class PagemapScanTracker implements DirtyTracker {
 
   async stop(): Promise<void> {
     const g = this.#guest;
-    if (this.#fd >= 0) await g.proc.close(this.#fd);
+    await g.proc.close(this.#fd);
     await this.#uffd.unregister(g.base, g.pages * PAGE_SIZE);
     await this.#uffd.close();
   }

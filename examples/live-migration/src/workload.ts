@@ -59,6 +59,7 @@ export class Workload {
   readonly #runners: Runner[] = [];
   #stopping = false;
   #started = false;
+  readonly #napWaiters = new Set<() => void>();
   /** The first error a thread hit (a signal, the process dying); the thread stops. */
   error: Error | null = null;
   readonly #hdr = new Uint32Array(4);
@@ -96,6 +97,7 @@ export class Workload {
    */
   async pause(timeoutMs = Infinity): Promise<boolean> {
     this.#stopping = true;
+    for (const wake of [...this.#napWaiters]) wake();
     const all = Promise.all(this.#runners.map((r) => r.done)).then(() => true);
     if (!Number.isFinite(timeoutMs)) return all;
     let timer: NodeJS.Timeout | undefined;
@@ -131,11 +133,24 @@ export class Workload {
           r.busy = false;
           r.state.ops++;
         }
-        await new Promise<void>((resolve) => setTimeout(resolve, 1));
+        await this.#nap();
       }
     } catch (e) {
       this.error ??= e instanceof Error ? e : new Error(String(e));
     }
+  }
+
+  /** Sleeps about 1 ms between batches; pause() cuts the nap short. */
+  #nap(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#napWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, 1);
+      this.#napWaiters.add(done);
+    });
   }
 
   #step(r: Runner): Promise<void> {

@@ -1,4 +1,4 @@
-/** `npm run demo`: prints the pagemap tour. */
+/** `npm start -w @uffd/example-pagemap-tour`: prints the pagemap tour. */
 import { runPagemapTour } from "./tour.ts";
 
 const { lines } = await runPagemapTour();

@@ -8,7 +8,10 @@
  *   wp+unprotect      writes to write-protected anon pages (MODE_WP), UFFDIO_WRITEPROTECT mode 0
  *   minor+continue    reads of a memfd whose page cache is full (MODE_MINOR), UFFDIO_CONTINUE
  *
- * One round trip = one fault raised, read, resolved and the access retried.
+ * One round trip = one fault raised, read, resolved and the access retried. `threads` faulting
+ * threads touch their own slices of the range; one read(2) returns up to `batch` messages. With
+ * one thread and a batch of 1 the loop is the one the native benchmark times (uffd-bench.c's rt*
+ * metrics: a blocking read of one uffd_msg, one ioctl, the access retried).
  */
 import { ErrnoError, Kernel, type Process, type Thread } from "@uffd/kernel";
 import {
@@ -39,10 +42,13 @@ import { measure, type Rate } from "./measure.ts";
 export const ROUND_TRIPS = ["missing+copy", "missing+zeropage", "wp+unprotect", "minor+continue"] as const;
 export type RoundTrip = (typeof ROUND_TRIPS)[number];
 
-/** Faulting threads per run; each touches its own slice of pages in order. */
-const THREADS = 4;
-/** Messages one read(2) may return. */
-const READ_BATCH = 64;
+/** How the round trips are driven. */
+export interface RoundTripShape {
+  /** Faulting threads; each touches its own slice of the range in order. */
+  threads: number;
+  /** Messages one read(2) may return. */
+  batch: number;
+}
 
 /** null when userfaultfd works; otherwise why the round trips cannot run yet. */
 export async function userfaultfdUnavailable(): Promise<string | null> {
@@ -105,10 +111,10 @@ async function setUp(kind: RoundTrip, pages: number): Promise<Setup> {
 }
 
 /** The handler: reads fault messages and resolves each until `expected` faults were served. */
-async function serve(s: Setup, expected: number): Promise<void> {
+async function serve(s: Setup, expected: number, batch: number): Promise<void> {
   let served = 0;
   while (served < expected) {
-    const msgs = decodeUffdMsgs(await s.p.read(s.uffd, READ_BATCH * UFFD_MSG_SIZE));
+    const msgs = decodeUffdMsgs(await s.p.read(s.uffd, batch * UFFD_MSG_SIZE));
     for (const m of msgs) {
       if (m.event !== UFFD_EVENT_PAGEFAULT) throw new Error(`unexpected uffd event 0x${m.event.toString(16)}`);
       const a = m.arg.pagefault.address;
@@ -118,14 +124,14 @@ async function serve(s: Setup, expected: number): Promise<void> {
   }
 }
 
-export async function roundTripRate(kind: RoundTrip, pages: number, runs: number, warmup: number): Promise<Rate> {
+export async function roundTripRate(kind: RoundTrip, shape: RoundTripShape, pages: number, runs: number, warmup: number): Promise<Rate> {
   return measure(runs, warmup, async () => {
     const s = await setUp(kind, pages);
-    const threads = Array.from({ length: THREADS }, (_, i) => (i === 0 ? s.p.mainThread : s.p.spawnThread(`faulter-${i}`)));
-    const perThread = Math.ceil(pages / THREADS);
+    const threads = Array.from({ length: shape.threads }, (_, i) => (i === 0 ? s.p.mainThread : s.p.spawnThread(`faulter-${i}`)));
+    const perThread = Math.ceil(pages / shape.threads);
     return {
       body: async () => {
-        const handler = serve(s, pages);
+        const handler = serve(s, pages, shape.batch);
         await Promise.all(
           threads.map(async (t, i) => {
             const from = s.addr + i * perThread * PAGE_SIZE;

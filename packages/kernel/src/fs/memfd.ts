@@ -10,6 +10,14 @@ import { ZAP_DEFAULT, unmapMappingRange } from "../mm/memory.ts";
 import { shmemAllocPage, shmemDeleteEntry, shmemFindPage, ShmemInode } from "../mm/shmem.ts";
 import { ErrnoError } from "../uapi/errno.ts";
 import {
+  F_ADD_SEALS,
+  F_GET_SEALS,
+  F_SEAL_EXEC,
+  F_SEAL_FUTURE_WRITE,
+  F_SEAL_GROW,
+  F_SEAL_SEAL,
+  F_SEAL_SHRINK,
+  F_SEAL_WRITE,
   MFD_ALLOW_SEALING,
   MFD_CLOEXEC,
   MFD_EXEC,
@@ -24,6 +32,7 @@ import {
   SEEK_SET,
 } from "../uapi/fcntl.ts";
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, PAGE_SIZE } from "../uapi/mman.ts";
+import { VM_SHARED, VM_WRITE } from "../mm/vma.ts";
 import { type FileOps, OpenFile } from "./file.ts";
 
 /** MAX_LFS_FILESIZE on 64-bit. */
@@ -55,10 +64,43 @@ export class ShmemFileOps implements FileOps {
     return n;
   }
 
+  fcntl(file: OpenFile, cmd: number, arg: number): number | undefined {
+    if (cmd === F_GET_SEALS) return this.inode.seals;
+    if (cmd === F_ADD_SEALS) {
+      memfdAddSeals(file, this.inode, arg);
+      return 0;
+    }
+    return undefined;
+  }
+
   release(): void {
     this.inode.openFiles--;
     this.#release(this.inode);
   }
+}
+
+const F_ALL_SEALS = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE | F_SEAL_EXEC;
+
+/**
+ * Mirrors mm/memfd.c:memfd_add_seals(): the fd must be writable (EPERM), the seals known (EINVAL),
+ * F_SEAL_SEAL not set yet (EPERM), and F_SEAL_WRITE needs no writable shared mapping (EBUSY).
+ */
+function memfdAddSeals(file: OpenFile, inode: ShmemInode, seals: number): void {
+  if (!file.writable) throw new ErrnoError("EPERM", "fcntl");
+  if ((seals & ~F_ALL_SEALS) !== 0) throw new ErrnoError("EINVAL", "fcntl");
+  if ((inode.seals & F_SEAL_SEAL) !== 0) throw new ErrnoError("EPERM", "fcntl");
+  if ((seals & F_SEAL_WRITE) !== 0 && (inode.seals & F_SEAL_WRITE) === 0) {
+    for (const vma of inode.mappings) {
+      if ((vma.flags & (VM_SHARED | VM_WRITE)) === (VM_SHARED | VM_WRITE)) throw new ErrnoError("EBUSY", "fcntl");
+    }
+  }
+  inode.seals |= seals;
+}
+
+/** The initial seals of a new memfd (mm/memfd.c:memfd_create()). */
+export function memfdInitialSeals(flags: number): number {
+  if ((flags & MFD_NOEXEC_SEAL) !== 0) return F_SEAL_EXEC;
+  return (flags & MFD_ALLOW_SEALING) !== 0 ? 0 : F_SEAL_SEAL;
 }
 
 /** memfd_create() argument checks; returns the O_ flags of the new fd. */
@@ -91,6 +133,9 @@ export function shmemRead(proc: Process, inode: ShmemInode, pos: number, length:
 /** Writes data at pos, allocating pages and growing i_size. Returns bytes written. */
 export function shmemWrite(proc: Process, inode: ShmemInode, pos: number, data: Uint8Array): number {
   const mem = proc.kernel.core.mem;
+  // shmem_file_write_iter(): sealed contents and a sealed size (mm/memfd.c seals).
+  if (inode.writeSealed) throw new ErrnoError("EPERM", "pwrite64");
+  if ((inode.seals & F_SEAL_GROW) !== 0 && pos + data.length > inode.size) throw new ErrnoError("EPERM", "pwrite64");
   let done = 0;
   while (done < data.length) {
     const at = pos + done;
@@ -114,6 +159,10 @@ export function shmemWrite(proc: Process, inode: ShmemInode, pos: number, data: 
 /** Mirrors mm/shmem.c:shmem_setattr() size change: truncate_setsize() + truncate_pagecache(). */
 export function shmemTruncate(proc: Process, inode: ShmemInode, length: number): void {
   const core = proc.kernel.core;
+  // shmem_setattr(): F_SEAL_SHRINK / F_SEAL_GROW.
+  if ((length < inode.size && (inode.seals & F_SEAL_SHRINK) !== 0) || (length > inode.size && (inode.seals & F_SEAL_GROW) !== 0)) {
+    throw new ErrnoError("EPERM", "ftruncate");
+  }
   if (length < inode.size) {
     const firstGone = Math.ceil(length / PAGE_SIZE);
     const lastPage = Math.max(inode.sizePages, ...[...inode.pages.keys()].map((k) => k + 1)) - 1;
@@ -141,6 +190,7 @@ function zeroPartialPage(proc: Process, inode: ShmemInode, from: number, to = (M
 export function shmemFallocate(proc: Process, inode: ShmemInode, mode: number, offset: number, len: number): void {
   const core = proc.kernel.core;
   if ((mode & FALLOC_FL_PUNCH_HOLE) !== 0) {
+    if (inode.writeSealed) throw new ErrnoError("EPERM", "fallocate");
     const first = Math.ceil(offset / PAGE_SIZE);
     const end = offset + len;
     const lastFull = Math.floor(end / PAGE_SIZE) - 1;
@@ -156,6 +206,7 @@ export function shmemFallocate(proc: Process, inode: ShmemInode, mode: number, o
     }
     return;
   }
+  if ((inode.seals & F_SEAL_GROW) !== 0 && (mode & FALLOC_FL_KEEP_SIZE) === 0 && offset + len > inode.size) throw new ErrnoError("EPERM", "fallocate");
   const first = Math.floor(offset / PAGE_SIZE);
   const last = Math.ceil((offset + len) / PAGE_SIZE) - 1;
   for (let pgoff = first; pgoff <= last; pgoff++) {

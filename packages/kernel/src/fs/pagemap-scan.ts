@@ -182,7 +182,7 @@ function walkPageRange(p: ScanState, start: number, end: number): number {
     const to = Math.min(end, vma.end);
     for (let addr = Math.max(start, vma.start); addr < to; ) {
       const next = Math.min(to, (Math.floor(addr / span) + 1) * span);
-      const err = p.mm.pt.hasTable(addr / PAGE_SIZE) ? pagemapScanPmdEntry(p, vma, addr, next) : pagemapScanPteHole(p, vma, addr, next);
+      const err = p.mm.pt.hasTable(addr / PAGE_SIZE) ? pagemapScanPmdEntry(p, addr, next) : pagemapScanPteHole(p, vma, addr, next);
       if (err !== 0) return err;
       addr = next;
     }
@@ -247,7 +247,7 @@ function makeUffdWpPte(pte: Pte): Pte {
 }
 
 /** Mirrors fs/proc/task_mmu.c:pagemap_scan_pmd_entry() for a populated page table. */
-function pagemapScanPmdEntry(p: ScanState, vma: Vma, start: number, end: number): number {
+function pagemapScanPmdEntry(p: ScanState, start: number, end: number): number {
   const pt = p.mm.pt;
   const wp = (p.flags & PM_SCAN_WP_MATCHING) !== 0;
   if (wp && !p.hasBuf) {

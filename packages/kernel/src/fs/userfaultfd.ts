@@ -46,7 +46,7 @@ import {
 } from "../mm/userfaultfd.ts";
 import { type Vma, VM_MAYWRITE, VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP, userfaultfdMissing } from "../mm/vma.ts";
 import { type ErrnoCode, ErrnoError, errnoCode } from "../uapi/errno.ts";
-import { O_CLOEXEC, O_NONBLOCK, O_RDONLY, POLLERR, POLLIN } from "../uapi/fcntl.ts";
+import { O_CLOEXEC, O_NONBLOCK, O_RDONLY, POLLERR, POLLHUP, POLLIN } from "../uapi/fcntl.ts";
 import { PAGE_SIZE } from "../uapi/mman.ts";
 import { encodeUffdMsg, UFFD_MSG_SIZE, type UffdMsg } from "../uapi/msg.ts";
 import {
@@ -313,7 +313,9 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
    */
   eventWaitCompletion(msg: UffdMsg, forkCtx: UserfaultfdCtx | null): Promise<void> {
     const ev: EventWaiter = { msg, forkCtx, waiter: new Waiter(), finished: false };
-    if (this.released) {
+    // A released context, or a raiser already dead (events come from the owner of `mm`; a
+    // fatal signal ends the killable wait at once): nothing is queued.
+    if (this.released || !this.mm.alive) {
       this.#finishEvent(ev, false);
       return Promise.resolve();
     }
@@ -431,6 +433,9 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
    * queued.
    */
   poll(file: OpenFile): number {
+    // Linux signals the release only as the EPOLLHUP wake key: a file still referenced cannot
+    // be released, so this branch serves stale references only.
+    if (this.released) return POLLHUP;
     if (!this.initialized) return POLLERR;
     if ((file.flags & O_NONBLOCK) === 0) return POLLERR;
     return this.#pending.length > 0 || this.#events.length > 0 ? POLLIN : 0;

@@ -22,7 +22,7 @@ import type { Mm } from "../mm/mm.ts";
 import { PTE_DIRTY, PTE_KIND_MASK, PTE_PRESENT, PTE_WRITE, PTE_YOUNG, ptePfn } from "../mm/page-table.ts";
 import { VM_READ, VM_WRITE, VM_EXEC } from "../mm/vma.ts";
 import { PAGE_SIZE } from "../uapi/mman.ts";
-import { COST, type Scheduler } from "./sched.ts";
+import { COST, type SchedPoint, type Scheduler } from "./sched.ts";
 
 /** Why an access stopped short. */
 export type AccessFault = "SIGSEGV" | "SIGBUS";
@@ -72,6 +72,8 @@ async function walkUser(ctx: AccessContext, addr: number, len: number, buf: Uint
   let spins = 0;
   while (done < len) {
     const a = addr + done;
+    const preempted = ctx.sched.preemption === null ? null : preemptPoint(ctx, "access");
+    if (preempted !== null) await preempted;
     const pageOff = a % PAGE_SIZE;
     const chunk = Math.min(len - done, PAGE_SIZE - pageOff);
     const vma = mm.vmaLookup(a);
@@ -103,8 +105,14 @@ async function walkUser(ctx: AccessContext, addr: number, len: number, buf: Uint
       continue;
     }
     if ((ret & VM_FAULT_RETRY) !== 0) {
-      if (vmf.waiter !== null) await Promise.race([vmf.waiter, ctx.killed]);
+      if (vmf.waiter !== null) {
+        ctx.sched.observer?.({ kind: "block", tid: ctx.task.tid, address: a, write, user, now: ctx.sched.now });
+        await Promise.race([vmf.waiter, ctx.killed]);
+        if (!ctx.isDead()) ctx.sched.observer?.({ kind: "wake", tid: ctx.task.tid, address: a, now: ctx.sched.now });
+      }
       if (ctx.isDead()) throw new DeadTaskError();
+      const rescheduled = vmf.waiter === null || ctx.sched.preemption === null ? null : preemptPoint(ctx, "wake");
+      if (rescheduled !== null) await rescheduled;
       spins = 0;
       continue;
     }
@@ -113,6 +121,18 @@ async function walkUser(ctx: AccessContext, addr: number, len: number, buf: Uint
     BUG(`unexpected fault result 0x${ret.toString(16)}`);
   }
   return { done, fault: null, address: addr + done };
+}
+
+/**
+ * A scheduling point (KernelOptions.preemption): the policy may preempt the task here; it then
+ * resumes when picked, and stops if its process died meanwhile.
+ */
+function preemptPoint(ctx: AccessContext, point: SchedPoint): Promise<void> | null {
+  const yielded = ctx.sched.schedPoint(ctx.task.tid, point);
+  if (yielded === null) return null;
+  return yielded.then(() => {
+    if (ctx.isDead()) throw new DeadTaskError();
+  });
 }
 
 /** The process died while one of its threads slept in the kernel. */

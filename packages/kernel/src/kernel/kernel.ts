@@ -13,7 +13,7 @@ import { createUffdMmHooks } from "../fs/userfaultfd.ts";
 import { kpagecount, kpageflags, type KPageFlags } from "../fs/procfs.ts";
 import { checkInvariants, type RefHolder } from "./invariants.ts";
 import { type Creds, Process } from "./process.ts";
-import { Scheduler } from "./sched.ts";
+import { type Preemption, Scheduler, seededPreemption } from "./sched.ts";
 
 export interface KernelOptions {
   /** Seeds every nondeterministic choice (wake order, scheduling, frame allocation order). */
@@ -24,6 +24,12 @@ export interface KernelOptions {
   swapPages?: number;
   /** The vm.unprivileged_userfaultfd sysctl (default false, as on the reference host). */
   unprivilegedUserfaultfd?: boolean;
+  /**
+   * Preemption at scheduling points (before each page access, after a userfault wake, at
+   * Kernel.schedPoint()): a probability in [0, 1] drawn from the seed, or a policy (a test kit's
+   * explorer). 0, the default, never preempts: a thread runs until it blocks.
+   */
+  preemption?: number | Preemption;
 }
 
 export interface SpawnOptions {
@@ -53,7 +59,8 @@ export class KernelCore implements MmCore {
 
   constructor(options: Required<KernelOptions>) {
     this.prng = new Prng(options.seed);
-    this.sched = new Scheduler(this.prng);
+    const p = options.preemption;
+    this.sched = new Scheduler(this.prng, typeof p !== "number" ? p : p > 0 ? seededPreemption(this.prng, p) : null);
     this.mem = new PhysMem(options.memoryPages);
     this.swap = options.swapPages > 0 ? new SwapDevice(options.swapPages, this.mem) : null;
     this.unprivilegedUserfaultfd = options.unprivilegedUserfaultfd;
@@ -90,7 +97,10 @@ export class Kernel {
       memoryPages: options.memoryPages ?? DEFAULT_MEMORY_PAGES,
       swapPages: options.swapPages ?? 0,
       unprivilegedUserfaultfd: options.unprivilegedUserfaultfd ?? false,
+      preemption: options.preemption ?? 0,
     });
+    const p = this.options.preemption;
+    if (typeof p === "number" && !(p >= 0 && p <= 1)) throw new RangeError(`KernelOptions.preemption must be a probability in [0, 1] or a policy, got ${p}`);
     this.core = new KernelCore(this.options);
   }
 
@@ -130,6 +140,23 @@ export class Kernel {
   /** Resolves once every simulated thread is blocked or finished and no kernel work is queued. */
   idle(): Promise<void> {
     return this.core.sched.idle();
+  }
+
+  /**
+   * A scheduling point for code outside the kernel (a test kit's handler threads), named by a
+   * task id of the caller's choosing: with KernelOptions.preemption the caller may be preempted
+   * here like a thread before a page access. Null when it keeps running (always without preemption).
+   */
+  schedPoint(tid: number): Promise<void> | null {
+    return this.core.sched.schedPoint(tid, "user");
+  }
+
+  /** /dev/mem: a copy of one frame's 4 KiB (introspection; no page is faulted or touched). */
+  readFrame(pfn: number): Uint8Array {
+    const mem = this.core.mem;
+    if (!Number.isInteger(pfn) || pfn < 0 || pfn >= mem.totalFrames) throw new RangeError(`readFrame: no frame ${pfn}`);
+    // A frame never handed out has no storage yet; it reads as zeros.
+    return (mem.bytes(pfn) as Uint8Array | undefined) === undefined ? new Uint8Array(4096) : mem.readPage(pfn);
   }
 
   /** The pfn of the shared zero page. */

@@ -9,7 +9,7 @@ import type { Kernel } from "./kernel.ts";
 import { dupMmap } from "./fork.ts";
 import { COST } from "./sched.ts";
 import { FdTable, OpenFile } from "../fs/file.ts";
-import { checkMemfdCreate, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemTruncate, shmemWrite } from "../fs/memfd.ts";
+import { checkMemfdCreate, memfdInitialSeals, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemTruncate, shmemWrite } from "../fs/memfd.ts";
 import { pipeFcntl, sysPipe2 } from "../fs/pipe.ts";
 import { pagemapEntry, smapsEntry, type PagemapEntry, type VmaInfo } from "../fs/procfs.ts";
 import { sysOpenDevUserfaultfd, sysUserfaultfd } from "../fs/userfaultfd.ts";
@@ -24,7 +24,7 @@ import { doMprotect } from "../mm/mprotect.ts";
 import { sysMremap } from "../mm/mremap.ts";
 import { ShmemInode } from "../mm/shmem.ts";
 import { ErrnoError, SignalError } from "../uapi/errno.ts";
-import { F_GETFD, F_GETFL, F_GETPIPE_SZ, F_SETFD, F_SETFL, F_SETPIPE_SZ, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLERR, POLLHUP, POLLNVAL, SIGKILL } from "../uapi/fcntl.ts";
+import { F_ADD_SEALS, F_GETFD, F_GETFL, F_GETPIPE_SZ, F_SETFD, F_SETFL, F_SETPIPE_SZ, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLERR, POLLHUP, POLLNVAL, SIGKILL } from "../uapi/fcntl.ts";
 import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_TYPE, PAGE_SIZE } from "../uapi/mman.ts";
 
 /** A user-memory buffer named by address, for syscalls that copy to or from user memory. */
@@ -78,6 +78,10 @@ export class Thread implements FaultingTask {
     const r = await accessUser(proc.accessContext(this), addr, buf, write, true);
     if (r.fault !== null) throw new SignalError(r.fault, r.address, write ? "write" : "read");
   }
+}
+
+function failEinval(syscall: string): never {
+  throw new ErrnoError("EINVAL", syscall);
 }
 
 /** SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGWINCH: default action is not to terminate. */
@@ -232,6 +236,7 @@ export class Process {
     this.enter("memfd_create");
     const oflags = checkMemfdCreate(name, flags);
     const inode = this.kernel.newShmemInode(name);
+    inode.seals = memfdInitialSeals(flags);
     const file = new OpenFile(new ShmemFileOps(inode, (i) => this.kernel.core.inodeUnreferenced(i)), oflags & ~0o2000000);
     return this.fds.install(file, oflags, "memfd_create");
   }
@@ -345,6 +350,10 @@ export class Process {
       case F_SETPIPE_SZ:
       case F_GETPIPE_SZ:
         return pipeFcntl(this, file, cmd, arg);
+      case F_ADD_SEALS:
+        // memfd_add_seals() checks FMODE_WRITE before it checks that the file is a memfd.
+        if (!file.writable) throw new ErrnoError("EPERM", "fcntl");
+        return file.ops.fcntl?.(file, cmd, arg) ?? failEinval("fcntl");
       default: {
         const r = file.ops.fcntl?.(file, cmd, arg);
         if (r === undefined) throw new ErrnoError("EINVAL", "fcntl");

@@ -9,6 +9,13 @@
  * to the next timer deadline when nothing else can run. Timers (poll timeouts) fire only
  * through this clock; there are no real timers. Quiescence is observed by yielding one
  * macrotask (setImmediate) so that every microtask-driven continuation has run first.
+ *
+ * Preemption (KernelOptions.preemption, off by default): a thread may be preempted at a
+ * scheduling point (before each page access, after a userfault wake, or where outside code
+ * asks with Kernel.schedPoint()). A preempted thread joins the ready list; once every other
+ * runnable continuation has run (one macrotask later), the policy picks which ready thread
+ * resumes, one per macrotask, as on a single CPU. Both choices come from the policy (seeded),
+ * so a run still replays exactly. With preemption off no scheduling point costs anything.
  */
 import { BUG_ON } from "../lib/assert.ts";
 import type { Prng } from "../lib/prng.ts";
@@ -20,6 +27,35 @@ export const COST = {
   pageCopy: 250,
   userfaultRoundTrip: 2000,
 } as const;
+
+/** Where a thread may be preempted: before a page access, after a userfault wake, or at Kernel.schedPoint(). */
+export type SchedPoint = "access" | "wake" | "user";
+
+/**
+ * A preemption policy: at each scheduling point, whether the running task yields; when the CPU
+ * is free, which of the yielded tasks (tids, in the order they yielded) resumes (an index).
+ * Must be deterministic (seeded), or runs stop replaying.
+ */
+export interface Preemption {
+  preempt(tid: number, point: SchedPoint): boolean;
+  pick(ready: readonly number[]): number;
+}
+
+/** What Scheduler.observer is told: scheduling decisions, userfault sleeps and wakes, at virtual time `now`. */
+export type SchedEvent =
+  | { kind: "preempt"; tid: number; point: SchedPoint; now: number }
+  | { kind: "resume"; tid: number; now: number }
+  | { kind: "block"; tid: number; address: number; write: boolean; user: boolean; now: number }
+  | { kind: "wake"; tid: number; address: number; now: number };
+
+/** The built-in policy of KernelOptions.preemption = p: each point yields with probability p; uniform pick. */
+export function seededPreemption(prng: Prng, probability: number): Preemption {
+  const threshold = probability * 0x1_0000_0000;
+  return {
+    preempt: () => prng.nextU32() < threshold,
+    pick: (ready) => prng.below(ready.length),
+  };
+}
 
 export class Waiter {
   readonly promise: Promise<void>;
@@ -96,6 +132,10 @@ interface Timer {
 
 export class Scheduler {
   readonly prng: Prng;
+  /** The preemption policy (KernelOptions.preemption); null: threads run until they block. */
+  readonly preemption: Preemption | null;
+  /** Told about scheduling decisions, userfault sleeps and wakes (a test kit's recorder). Null by default. */
+  observer: ((e: SchedEvent) => void) | null = null;
   /** Virtual time in ns. */
   now = 0;
   #seq = 0;
@@ -103,9 +143,13 @@ export class Scheduler {
   /** Bumped by every kernel operation; quiescence = unchanged across one macrotask. */
   #activity = 0;
   #checkScheduled = false;
+  /** Preempted tasks, in the order they yielded. */
+  readonly #ready: Array<{ tid: number; resume: () => void }> = [];
+  #dispatchScheduled = false;
 
-  constructor(prng: Prng) {
+  constructor(prng: Prng, preemption: Preemption | null = null) {
     this.prng = prng;
+    this.preemption = preemption;
   }
 
   nextSeq(): number {
@@ -124,6 +168,41 @@ export class Scheduler {
     if (waiters.length > 1) this.prng.shuffle(waiters);
     for (const w of waiters) w.wake();
     this.#activity++;
+  }
+
+  /**
+   * A scheduling point of task `tid`: null when it keeps running (always, with preemption off),
+   * else a promise that resolves when the policy picks it to resume.
+   */
+  schedPoint(tid: number, point: SchedPoint): Promise<void> | null {
+    const policy = this.preemption;
+    if (policy === null || !policy.preempt(tid, point)) return null;
+    this.#activity++;
+    this.observer?.({ kind: "preempt", tid, point, now: this.now });
+    return new Promise<void>((resume) => {
+      this.#ready.push({ tid, resume });
+      this.#scheduleDispatch();
+    });
+  }
+
+  #scheduleDispatch(): void {
+    if (this.#dispatchScheduled) return;
+    this.#dispatchScheduled = true;
+    setImmediate(() => this.#dispatch());
+  }
+
+  /** The CPU is free (every other continuation ran): the policy picks one ready task to resume. */
+  #dispatch(): void {
+    this.#dispatchScheduled = false;
+    const ready = this.#ready;
+    if (ready.length === 0) return;
+    const i = ready.length === 1 ? 0 : (this.preemption as Preemption).pick(ready.map((r) => r.tid));
+    BUG_ON(!Number.isInteger(i) || i < 0 || i >= ready.length, `preemption policy picked ${i} of ${ready.length} ready tasks`);
+    const [r] = ready.splice(i, 1);
+    this.#activity++;
+    this.observer?.({ kind: "resume", tid: r!.tid, now: this.now });
+    r!.resume();
+    if (ready.length > 0) this.#scheduleDispatch();
   }
 
   /** Calls fire() once virtual time reaches now + ns. Returns a cancel function. */
@@ -153,7 +232,7 @@ export class Scheduler {
     setImmediate(() => {
       this.#checkScheduled = false;
       if (this.#timers.length === 0) return;
-      if (this.#activity === seen) {
+      if (this.#activity === seen && this.#ready.length === 0) {
         const t = this.#timers[0] as Timer;
         this.now = Math.max(this.now, t.deadline);
         this.#fireDue();
@@ -170,7 +249,7 @@ export class Scheduler {
     for (let steps = 0; steps < stepsMax; steps++) {
       const seen = this.#activity;
       await new Promise<void>((resolve) => setImmediate(resolve));
-      if (this.#activity !== seen) continue;
+      if (this.#activity !== seen || this.#ready.length > 0) continue;
       if (this.#timers.length === 0) return;
       const t = this.#timers[0] as Timer;
       this.now = Math.max(this.now, t.deadline);

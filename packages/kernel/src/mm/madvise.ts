@@ -60,6 +60,7 @@ import {
   VM_FAULT_SIGBUS,
   VM_FAULT_SIGSEGV,
   VmFault,
+  freeSwapAndCache,
   vmNormalPfn,
   ZAP_DEFAULT,
   zapPageRange,
@@ -331,7 +332,13 @@ async function madviseDontneedFree(mm: Mm, vma: Vma, range: MadviseRange, advice
  */
 function reclaimEmptyPageTables(mm: Mm, start: number, end: number): void {
   const span = PTRS_PER_PTE * PAGE_SIZE;
-  for (let key = Math.ceil(start / span); (key + 1) * span <= end; key++) {
+  const first = Math.ceil(start / span);
+  const last = Math.floor(end / span); // exclusive
+  if (last <= first) return;
+  // Walk whichever is smaller: the PMDs in range, or the tables that exist.
+  const keys = last - first <= mm.pt.tables.size ? Array.from({ length: last - first }, (_, i) => first + i) : [...mm.pt.tables.keys()];
+  for (const key of keys) {
+    if (key < first || key >= last) continue;
     const t = mm.pt.tables.get(key);
     if (t !== undefined && t.every((pte) => pte === 0)) mm.pt.freeTable(key);
   }
@@ -370,14 +377,6 @@ function madviseFreePteRange(mm: Mm, start: number, end: number): void {
       mem.setFlag(pfn, PG.lazyfree);
     }
   }
-}
-
-/** Mirrors mm/swapfile.c:free_swap_and_cache_nr() for one entry. */
-function freeSwapAndCache(mm: Mm, slot: number): void {
-  const swap = mm.core.swap!;
-  swap.free(slot);
-  const cached = swap.cache.get(slot);
-  if (cached !== undefined && mm.core.mem.mapcount[cached] === 0) swap.folioFreeSwap(cached);
 }
 
 /**

@@ -431,10 +431,12 @@ export function zapPte(mm: Mm, vma: Vma, vpn: number, details: ZapDetails): void
       if (!details.evenCows && mem.folioTestAnon(pfn)) return;
       if (pteDirtyOf(pte)) mem.setFlag(pfn, PG.dirty);
       folioRemoveRmapPte(mm, pfn);
+      // free_pages_and_swap_cache(): the last unmap of a swap-cache folio drops it from the cache.
+      if (mem.testFlag(pfn, PG.swapcache) && mem.mapcount[pfn] === 0) mm.core.swap!.folioFreeSwap(pfn);
     }
   } else if (isSwapPte(pte)) {
     if (!details.evenCows) return;
-    mm.core.swap!.free(swpOffset(pte));
+    freeSwapAndCache(mm, swpOffset(pte));
     mm.swapEnts--;
   } else if ((pte & MARKER_GUARD) !== 0 && !details.dropGuard) {
     return;
@@ -446,6 +448,17 @@ export function zapPte(mm: Mm, vma: Vma, vpn: number, details: ZapDetails): void
 }
 
 const pteDirtyOf = (pte: Pte): boolean => (pte & PTE_DIRTY) !== 0;
+
+/**
+ * Mirrors mm/swapfile.c:free_swap_and_cache_nr() for one entry: drops the swap reference and,
+ * once no entry refers to the slot, the unmapped folio that still sits in the swap cache.
+ */
+export function freeSwapAndCache(mm: Mm, slot: number): void {
+  const swap = mm.core.swap!;
+  swap.free(slot);
+  const cached = swap.cache.get(slot);
+  if (cached !== undefined && mm.core.mem.mapcount[cached] === 0) swap.folioFreeSwap(cached);
+}
 
 /** zap_page_range_single() over [start, end) of one vma. */
 export function zapPageRange(mm: Mm, vma: Vma, start: number, end: number, details: ZapDetails): void {

@@ -127,6 +127,12 @@ export function planMmap(
       fail("EINVAL");
     }
   }
+  // mm/memfd.c:memfd_check_seals_mmap(): no shared writable mapping of write-sealed contents, and a
+  // read-only shared one may never become writable.
+  if (file !== null && file.inode.writeSealed && (vmFlags & VM_SHARED) !== 0) {
+    if ((vmFlags & VM_WRITE) !== 0) fail("EPERM");
+    vmFlags &= ~VM_MAYWRITE;
+  }
   if ((flags & MAP_NORESERVE) !== 0) vmFlags |= VM_NORESERVE;
   // accountable_mapping(): private writable memory is charged (VM_ACCOUNT).
   if ((vmFlags & (VM_NORESERVE | VM_SHARED | VM_WRITE)) === VM_WRITE) vmFlags |= VM_ACCOUNT;

@@ -27,6 +27,8 @@ export class ShmemInode {
   readonly mappings = new Set<Vma>();
   /** Open file descriptions referring to the inode (struct file count summed). */
   openFiles = 0;
+  /** memfd seals (F_SEAL_*). Only memfd_create(MFD_ALLOW_SEALING) starts without F_SEAL_SEAL. */
+  seals = 1;
 
   constructor(id: number, name: string) {
     this.id = id;
@@ -35,6 +37,11 @@ export class ShmemInode {
 
   get sizePages(): number {
     return Math.ceil(this.size / PAGE_SIZE);
+  }
+
+  /** F_SEAL_WRITE or F_SEAL_FUTURE_WRITE: the contents may not change through fds or new shared writable mappings. */
+  get writeSealed(): boolean {
+    return (this.seals & (0x8 | 0x10)) !== 0;
   }
 
   /** Whether some vma maps the inode, or some fd still refers to it. */

@@ -20,6 +20,7 @@
  * leaves the swap cache at once; on the reference host (an asynchronous swap file) it lingers
  * there until a later reclaim pass, and mincore() reports it resident meanwhile.
  */
+import { PAGE_SIZE } from "../uapi/mman.ts";
 import { PG, type Pfn } from "./folio.ts";
 import { vmNormalPfn, ZAP_DEFAULT, zapPte } from "./memory.ts";
 import type { Mm } from "./mm.ts";
@@ -36,7 +37,7 @@ import {
 import { folioTryShareAnonRmapPte } from "./rmap.ts";
 import { swapCacheEntry, type ShmemInode } from "./shmem.ts";
 import type { SwapDevice } from "./swap.ts";
-import { type Vma } from "./vma.ts";
+import type { Vma } from "./vma.ts";
 
 /**
  * Reclaims the page one present pte maps, if it can. Returns whether the pte changed (the page
@@ -125,7 +126,7 @@ function swapOutShmem(mm: Mm, vma: Vma, vpn: number, pfn: Pfn): boolean {
   const mem = mm.core.mem;
   const swap = mm.core.swap;
   const inode = vma.file as ShmemInode;
-  const pgoff = vma.pgoffOf(vpn * 4096);
+  const pgoff = vma.pgoffOf(vpn * PAGE_SIZE);
   if (swap === null || inode.pages.get(pgoff) !== pfn || mem.refcount[pfn] !== 2) return false;
   const slot = swap.allocSlot();
   if (slot < 0) return false;

@@ -8,6 +8,8 @@
  * - a rejected call changes nothing observable (pagemap and smaps of both processes), except the
  *   two documented partial effects: EAGAIN with partial progress, and a WRITEPROTECT that stops
  *   with ENOENT after earlier vmas were already changed (§2.7: no rollback);
+ * - the result field follows §2.0 (len on success, 0 < field < len on EAGAIN, untouched or
+ *   -errno on other errors, untouched when the fd is no initialised uffd);
  * - checkInvariants() holds after every sequence.
  * Both uffds are UFFD_USER_MODE_ONLY, so a COPY whose source is itself a userfault region fails
  * with EFAULT instead of blocking (§3.2 step 4).
@@ -16,6 +18,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { ErrnoError, Kernel, type Process } from "@uffd/kernel";
 import {
+  ERRNO,
   MAP_SHARED,
   UFFD_API,
   UFFD_FEATURE_MINOR_SHMEM,
@@ -181,6 +184,30 @@ function observe(w: World, srcRange: { start: number; end: number } | null = nul
   return JSON.stringify([maps, smaps, w.q.pagemap(w.areas[3]!, AREA_PAGES), w.q.smaps()]);
 }
 
+/** The out field of the requests that have one (§2.0 result-field protocol). */
+const RESULT_FIELD = new Map<number, string>([
+  [UFFDIO_COPY, "copy"],
+  [UFFDIO_ZEROPAGE, "zeropage"],
+  [UFFDIO_MOVE, "move"],
+  [UFFDIO_CONTINUE, "mapped"],
+  [UFFDIO_POISON, "updated"],
+]);
+
+/**
+ * §2.0: success means field == len; EAGAIN here (no events are ever pending) means partial
+ * progress 0 < field < len; any other error leaves the field alone (found before the operation
+ * started) or sets it to -errno; an fd that is no uffd, or one not initialised, never touches it.
+ */
+function checkResultField(c: Cmd, arg: object, code: string, preDispatch: boolean): void {
+  const key = RESULT_FIELD.get(c.req);
+  if (key === undefined) return;
+  const field = (arg as Record<string, unknown>)[key];
+  if (preDispatch) expect(field, `${key} untouched`).toBe(777);
+  else if (code === "OK") expect(field).toBe(c.len);
+  else if (code === "EAGAIN") expect(typeof field === "number" && field > 0 && field < c.len, `${key} = ${String(field)}`).toBe(true);
+  else expect([777, -ERRNO[code as keyof typeof ERRNO]]).toContain(field);
+}
+
 async function runCommands(cmds: Cmd[]): Promise<void> {
   const w = await buildWorld();
   for (const c of cmds) {
@@ -188,15 +215,18 @@ async function runCommands(cmds: Cmd[]): Promise<void> {
     const srcRange = c.req === UFFDIO_COPY ? { start: src - (src % PAGE), end: src + c.len } : null;
     const before = observe(w, srcRange);
     let code = "OK";
+    const arg = argFor(w, c);
+    const uninit = c.fd === "uninit" && !w.uninitReady;
     try {
-      await settle(w.k, w.p.ioctl(w.fds[c.fd], c.req, argFor(w, c)), `ioctl 0x${c.req.toString(16)}`);
+      await settle(w.k, w.p.ioctl(w.fds[c.fd], c.req, arg), `ioctl 0x${c.req.toString(16)}`);
     } catch (e) {
       if (!(e instanceof ErrnoError)) throw e;
       code = e.code;
     }
     if (c.fd === "closed") expect(code).toBe("EBADF");
     if (c.fd === "memfd") expect(code).toBe("ENOTTY");
-    if (c.fd === "uninit" && c.req !== UFFDIO_API && !w.uninitReady) expect(code).toBe("EINVAL");
+    if (uninit && c.req !== UFFDIO_API) expect(code).toBe("EINVAL");
+    checkResultField(c, arg, code, c.fd === "closed" || c.fd === "memfd" || uninit);
     if (c.fd === "uninit" && c.req === UFFDIO_API && code === "OK") w.uninitReady = true;
     const partialEffect = code === "EAGAIN" || (code === "ENOENT" && c.req === UFFDIO_WRITEPROTECT);
     if (code !== "OK" && !partialEffect) expect(observe(w, srcRange), `rejected ${code} changed state: ${JSON.stringify(c)}`).toBe(before);

@@ -27,7 +27,6 @@ import {
   UFFD_EVENT_PAGEFAULT,
   UFFD_EVENT_REMAP,
   UFFD_EVENT_REMOVE,
-  UFFD_FEATURE_EVENT_UNMAP,
   UFFD_PAGEFAULT_FLAG_MINOR,
   UFFD_PAGEFAULT_FLAG_WP,
   UFFD_PAGEFAULT_FLAG_WRITE,
@@ -250,8 +249,6 @@ export interface UffdTestCtx {
   features: number;
   countVerify: number[];
   pipe: [number, number];
-  /** The stand-in for the pipe when the kernel has none (see PollThread). */
-  stopArea: number | null;
 }
 
 export interface CtxOptions {
@@ -338,7 +335,6 @@ export async function uffdTestCtxInit(o: CtxOptions): Promise<UffdTestCtx> {
     features: 0,
     countVerify: [],
     pipe: [-1, -1],
-    stopArea: null,
   };
   const allocate = o.mem === "anon" ? anonAllocateArea : shmemAllocateArea;
   await allocate(ctx, true);
@@ -471,12 +467,9 @@ export async function uffdHandlePageFault(ctx: UffdTestCtx, msg: UffdMsg, args: 
 /**
  * uffd-common.c:uffd_poll_thread(): poll {uffd, pipe}; handle PAGEFAULT / FORK / REMOVE / REMAP.
  *
- * Divergences from the C harness, in the stop signal only: the C test writes one byte to the
+ * Divergence from the C harness, in the stop signal only: the C test writes one byte to the
  * pipe; the public API has no write(2) for pipes, so stop() closes the write end and the thread
  * exits on the resulting POLLHUP (callers only stop after every child holding the pipe exited).
- * If the kernel has no pipes yet (pipe2 -> ENOSYS), a second userfaultfd stands in for the pipe:
- * it has UFFD_FEATURE_EVENT_UNMAP and one registered page, and stop() munmaps that page, so the
- * UNMAP event makes it readable. Neither changes what the thread does with the tested uffd.
  */
 export class PollThread {
   readonly args: UffdArgs;
@@ -496,17 +489,7 @@ export class PollThread {
 
   /** pthread_create(uffd_poll_thread); creates pipefd[] (pipe2(O_CLOEXEC | O_NONBLOCK)) if needed. */
   static async start(ctx: UffdTestCtx, args: UffdArgs): Promise<PollThread> {
-    if (ctx.pipe[0] < 0) {
-      try {
-        ctx.pipe = await ctx.p.pipe2(O_CLOEXEC | O_NONBLOCK);
-      } catch (e) {
-        if (!(e instanceof ErrnoError && e.code === "ENOSYS")) throw e;
-        const stopFd = await uffdOpen(ctx.p, UFFD_FEATURE_EVENT_UNMAP);
-        ctx.stopArea = await ctx.p.mmap(0, PAGE, RW, ANON_PRIVATE);
-        await register(ctx.p, stopFd, ctx.stopArea, PAGE, UFFDIO_REGISTER_MODE_MISSING);
-        ctx.pipe = [stopFd, -1];
-      }
-    }
+    if (ctx.pipe[0] < 0) ctx.pipe = await ctx.p.pipe2(O_CLOEXEC | O_NONBLOCK);
     return new PollThread(ctx, args);
   }
 
@@ -521,10 +504,7 @@ export class PollThread {
       ];
       const ret = await p.poll(fds, -1);
       if (ret <= 0) throw new Error(`poll error: ${ret}`);
-      if (fds[1]!.revents !== 0) {
-        if (ctx.stopArea !== null) await readMsgs(p, ctx.pipe[0], 1); // completes stop()'s munmap
-        break;
-      }
+      if (fds[1]!.revents !== 0) break;
       if ((fds[0]!.revents & POLLIN) === 0) throw new Error(`pollfd[0].revents ${fds[0]!.revents}`);
       const msgs = await readMsgs(p, ctx.uffd, 1);
       if (msgs.length === 0) continue;
@@ -563,15 +543,11 @@ export class PollThread {
   /** write(pipefd[1]) + pthread_join(), see the class comment. */
   async stop(): Promise<UffdArgs> {
     const ctx = this.#ctx;
-    let unmapped: Promise<void> = Promise.resolve();
-    if (ctx.stopArea !== null) {
-      unmapped = ctx.p.munmap(ctx.stopArea, PAGE);
-      ctx.stopArea = null;
-    } else if (ctx.pipe[1] >= 0) {
+    if (ctx.pipe[1] >= 0) {
       await ctx.p.close(ctx.pipe[1]);
       ctx.pipe[1] = -1;
     }
-    await settle(ctx.k, Promise.all([this.#done, unmapped]), "poll thread exit");
+    await settle(ctx.k, this.#done, "poll thread exit");
     if (this.#error !== null) throw this.#error;
     return this.args;
   }

@@ -376,7 +376,7 @@ describe("MADV_FREE (madvise_free_pte_range)", () => {
     await expectErrno(p.madvise(f, PS, MADV_FREE), "EINVAL");
   });
 
-  it("the data stays until reclaim: PAGEOUT then discards a clean lazyfree page, even without swap [host]", async () => {
+  it("the data stays until reclaim: PAGEOUT discards a clean lazyfree page, a rewritten one stays [host]; no swap needed (shrink_folio_list)", async () => {
     const { k, p } = boot();
     const a = await p.mmap(0, 3 * PS, RW, ANON);
     await p.mainThread.write(a, fill(1, 1));

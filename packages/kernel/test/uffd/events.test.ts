@@ -215,6 +215,21 @@ describe("UFFD_EVENT_UNMAP", () => {
     k.checkInvariants();
   });
 
+  it("killing the process blocked on its UNMAP event abandons it: no stale message, mmap_changing back to 0", async () => {
+    const { k, p, uffd } = await setup(UFFD_FEATURE_EVENT_UNMAP);
+    const { addr } = await mapArea(p, "anon", 2);
+    await register(p, uffd, addr, 2 * PS, UFFDIO_REGISTER_MODE_MISSING);
+    const monitor = k.spawn({ name: "monitor" });
+    const mfd = await p.sendFd(uffd, monitor);
+    const un = p.munmap(addr, PS);
+    await k.idle();
+    await monitor.kill(p.pid, 9);
+    await un;
+    expect(await readMsgs(monitor, mfd)).toEqual([]);
+    expect(await errnoOf(monitor.ioctl(mfd, UFFDIO_COPY, { dst: addr + PS, src: fill(0), len: PS, mode: 0 }))).toBe("ESRCH");
+    k.checkInvariants();
+  });
+
   it("UNREGISTER and REGISTER work while an event is pending; unregistering a range without vmas registered is 0", async () => {
     const { k, p, uffd } = await setup(UFFD_FEATURE_EVENT_UNMAP);
     const { addr } = await mapArea(p, "anon", 2);

@@ -100,6 +100,19 @@ describe("UFFDIO_COPY", () => {
     k.checkInvariants();
   });
 
+  it("the source is read before the destination pte is checked: bad source over a present page is EFAULT (host probe)", async () => {
+    const { k, p, uffd } = await setup();
+    const { addr } = await mapArea(p, "anon", 1);
+    await p.mainThread.write(addr, fill(1, 1));
+    await register(p, uffd, addr, PS, UFFDIO_REGISTER_MODE_MISSING);
+    const gone = await p.mmap(0, PS, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+    await p.munmap(gone, PS);
+    const a = { dst: addr, src: gone, len: PS, mode: 0, copy: 0 };
+    expect(await errnoOf(p.ioctl(uffd, UFFDIO_COPY, a))).toBe("EFAULT");
+    expect(a.copy).toBe(-14);
+    k.checkInvariants();
+  });
+
   it("a source on a registered range of the monitor itself blocks the COPY until that fault is resolved", async () => {
     const { k, p, uffd } = await setup();
     const { addr } = await mapArea(p, "anon", 2);

@@ -120,6 +120,16 @@ describe("UFFDIO_MOVE", () => {
     k.checkInvariants();
   });
 
+  it("a dst uffd-wp marker counts as populated: EEXIST (host probe)", async () => {
+    const { k, p, uffd, src, dst } = await moveSetup(UFFD_FEATURE_WP_UNPOPULATED);
+    await p.ioctl(uffd, UFFDIO_WRITEPROTECT, { range: { start: dst, len: PS }, mode: UFFDIO_WRITEPROTECT_MODE_WP });
+    await p.mainThread.write(src, fill(5, 1));
+    const a = { dst, src, len: PS, mode: 0, move: 0 };
+    expect(await errnoOf(p.ioctl(uffd, UFFDIO_MOVE, a))).toBe("EEXIST");
+    expect(a.move).toBe(-17);
+    k.checkInvariants();
+  });
+
   it("a src marker is EFAULT; a MISSING-only dst through this ctx works, another vma kind is EINVAL (§2.10)", async () => {
     const { k, p, uffd, src, dst } = await moveSetup(UFFD_FEATURE_WP_UNPOPULATED);
     await register(p, uffd, src, PS, UFFDIO_REGISTER_MODE_MISSING);

@@ -1,0 +1,301 @@
+/**
+ * Swap-out (MADV_PAGEOUT -> mm/vmscan.ts) and swap-in (do_swap_page), with the
+ * PageAnonExclusive rules of kernel-semantics.md §5.5 and §8.12 and seed 004 ("reuse
+ * PG_mappedtodisk as PG_anon_exclusive": PAE is cleared on swap-out, exclusivity is remembered in
+ * the swap pte, and restored on swap-in where Linux does). PAE is observed through UFFDIO_MOVE,
+ * which refuses a non-PAE page or a non-exclusive swap pte with EBUSY, as on the host.
+ */
+import { describe, expect, it } from "vitest";
+import { Kernel, type Process } from "@uffd/kernel";
+import {
+  MADV_PAGEOUT,
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  O_NONBLOCK,
+  PAGE_SIZE,
+  PROT_READ,
+  PROT_WRITE,
+  UFFD_API,
+  UFFD_EVENT_PAGEFAULT,
+  UFFD_FEATURE_WP_UNPOPULATED,
+  UFFD_PAGEFAULT_FLAG_WP,
+  UFFD_PAGEFAULT_FLAG_WRITE,
+  UFFDIO_API,
+  UFFDIO_MOVE,
+  UFFDIO_REGISTER_MODE_MISSING,
+  UFFDIO_REGISTER_MODE_WP,
+  UFFDIO_WRITEPROTECT,
+  UFFDIO_WRITEPROTECT_MODE_WP,
+} from "@uffd/kernel/uapi";
+import { boot } from "../core/helpers.ts";
+import { errnoOf, fill, isBlocked, readMsgs, register } from "../uffd/helpers.ts";
+
+const PS = PAGE_SIZE;
+const RW = PROT_READ | PROT_WRITE;
+const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
+
+interface Rig {
+  k: Kernel;
+  p: Process;
+  uffd: number;
+  /** One anon page to swap (src of the MOVE probe). */
+  src: number;
+  /** A registered, empty anon page: the MOVE destination. */
+  dst: number;
+}
+
+/** A kernel with swap, a written anon page `src`, and a MOVE destination registered on a uffd. */
+async function rig(features = 0): Promise<Rig> {
+  const k = new Kernel({ seed: 1, swapPages: 256 });
+  const p = k.spawn();
+  const uffd = await p.userfaultfd(O_NONBLOCK);
+  await p.ioctl(uffd, UFFDIO_API, { api: UFFD_API, features });
+  const src = await p.mmap(0, PS, RW, ANON);
+  await p.mainThread.write(src, fill(0x5a));
+  const dst = await p.mmap(0, PS, RW, ANON);
+  await register(p, uffd, dst, PS, UFFDIO_REGISTER_MODE_MISSING);
+  return { k, p, uffd, src, dst };
+}
+
+/** UFFDIO_MOVE of the src page: "OK" iff the page (or swap pte) is exclusive. */
+function move(r: Rig): Promise<string> {
+  return errnoOf(r.p.ioctl(r.uffd, UFFDIO_MOVE, { dst: r.dst, src: r.src, len: PS, mode: 0 }));
+}
+
+/** fork, then the child exits: the page is mapped once again but PAE stays clear (§5.1, §8.11). */
+async function previouslyShared(r: Rig): Promise<void> {
+  const c = await r.p.fork();
+  await c.exit(0);
+  await r.p.waitpid(c.pid);
+  expect(r.p.pagemap(r.src, 1)[0]!.exclusive).toBe(true);
+}
+
+describe("MADV_PAGEOUT of anon pages", () => {
+  it("swaps an exclusive page out: pagemap swapped, not present, no pfn; rss moves to Swap; the frame is freed", async () => {
+    const { k, p } = boot(1, { swapPages: 64 });
+    const a = await p.mmap(0, 2 * PS, RW, ANON);
+    await p.mainThread.write(a, fill(7, 2 * PS));
+    const pfn = p.pagemap(a, 1)[0]!.pfn!;
+    await p.madvise(a, PS, MADV_PAGEOUT);
+    expect(p.pagemap(a, 1)[0]).toMatchObject({ present: false, swapped: true, exclusive: false, file: false, pfn: null });
+    expect(p.smaps()[0]).toMatchObject({ rssBytes: PS, anonBytes: PS, swapBytes: PS });
+    expect(k.kpagecount(pfn)).toBe(0);
+    expect(await p.mainThread.read(a, 2)).toEqual(new Uint8Array([7, 7]));
+    expect(p.pagemap(a, 1)[0]).toMatchObject({ present: true, exclusive: true });
+    expect(p.smaps()[0]).toMatchObject({ rssBytes: 2 * PS, swapBytes: 0 });
+    k.checkInvariants();
+  });
+
+  it("without a swap device nothing changes (KernelOptions.swapPages 0)", async () => {
+    const { k, p } = boot();
+    const a = await p.mmap(0, PS, RW, ANON);
+    await p.mainThread.write(a, fill(7));
+    const before = p.pagemap(a, 1)[0];
+    await p.madvise(a, PS, MADV_PAGEOUT);
+    expect(p.pagemap(a, 1)[0]).toEqual(before);
+    k.checkInvariants();
+  });
+
+  it("never a page mapped twice (COW-shared after fork) nor a maybe-pinned one [host]", async () => {
+    const { k, p } = boot(1, { swapPages: 64 });
+    const a = await p.mmap(0, 2 * PS, RW, ANON);
+    await p.mainThread.write(a, fill(1, 2 * PS));
+    const c = await p.fork();
+    await p.madvise(a, PS, MADV_PAGEOUT);
+    expect(p.pagemap(a, 1)[0]).toMatchObject({ present: true, swapped: false });
+    await c.exit(0);
+    await p.waitpid(c.pid);
+    await p.mainThread.write(a + PS, fill(2, 1)); // exclusive again (COW or reuse)
+    const pin = await p.gupTestPin(a + PS, PS, { write: true, longterm: true, fast: false });
+    await p.madvise(a + PS, PS, MADV_PAGEOUT);
+    expect(p.pagemap(a + PS, 1)[0]).toMatchObject({ present: true, swapped: false });
+    await pin.unregister();
+    await p.madvise(a + PS, PS, MADV_PAGEOUT);
+    expect(p.pagemap(a + PS, 1)[0]!.swapped).toBe(true);
+    k.checkInvariants();
+  });
+
+  it("a page a pipe still references is swapped out but stays in the swap cache; swap-in finds the same frame", async () => {
+    const { k, p } = boot(1, { swapPages: 64 });
+    const a = await p.mmap(0, PS, RW, ANON);
+    await p.mainThread.write(a, fill(9));
+    const pfn = p.pagemap(a, 1)[0]!.pfn!;
+    const [rd, w] = await p.pipe();
+    expect(await p.vmsplice(w, a, PS)).toBe(PS);
+    await p.madvise(a, PS, MADV_PAGEOUT);
+    expect(p.pagemap(a, 1)[0]).toMatchObject({ present: false, swapped: true });
+    expect(k.kpageflags(pfn)).toMatchObject({ anon: true, swapcache: true });
+    expect(k.kpagecount(pfn)).toBe(0);
+    expect(await p.read(rd, PS)).toEqual(fill(9));
+    expect(await p.mainThread.read(a, 1)).toEqual(new Uint8Array([9]));
+    expect(p.pagemap(a, 1)[0]!.pfn).toBe(pfn);
+    k.checkInvariants();
+  });
+
+  it("stops when the device is full: the pages that fit go, the rest stay mapped", async () => {
+    const { k, p } = boot(1, { swapPages: 1 });
+    const a = await p.mmap(0, 2 * PS, RW, ANON);
+    await p.mainThread.write(a, fill(3, 2 * PS));
+    await p.madvise(a, 2 * PS, MADV_PAGEOUT);
+    expect(p.pagemap(a, 2).map((e) => e.swapped)).toEqual([true, false]);
+    expect(await p.mainThread.read(a, 1)).toEqual(new Uint8Array([3]));
+    k.checkInvariants();
+  });
+});
+
+describe("PageAnonExclusive across swap (§5.5, §8.12, seed 004)", () => {
+  it("an exclusive page: the swap pte is swp-exclusive (MOVE of the swap pte succeeds) [host]", async () => {
+    const r = await rig();
+    await r.p.madvise(r.src, PS, MADV_PAGEOUT);
+    expect(await move(r)).toBe("OK");
+    expect(r.p.pagemap(r.dst, 1)[0]).toMatchObject({ swapped: true });
+    expect(await r.p.mainThread.read(r.dst, 1)).toEqual(new Uint8Array([0x5a]));
+    r.k.checkInvariants();
+  });
+
+  it("an exclusive page swapped out and read back in is exclusive again (MOVE OK) [host]", async () => {
+    const r = await rig();
+    await r.p.madvise(r.src, PS, MADV_PAGEOUT);
+    await r.p.mainThread.read(r.src, 1);
+    expect(r.p.pagemap(r.src, 1)[0]).toMatchObject({ present: true, exclusive: true });
+    expect(await move(r)).toBe("OK");
+    r.k.checkInvariants();
+  });
+
+  it("a previously shared page swapped out: not swp-exclusive; a read swap-in keeps it non-exclusive (MOVE EBUSY) [host]", async () => {
+    const r = await rig();
+    await previouslyShared(r);
+    expect(await move(r)).toBe("EBUSY");
+    await r.p.madvise(r.src, PS, MADV_PAGEOUT);
+    expect(r.p.pagemap(r.src, 1)[0]!.swapped).toBe(true);
+    expect(await move(r)).toBe("EBUSY");
+    expect(await r.p.mainThread.read(r.src, 1)).toEqual(new Uint8Array([0x5a]));
+    expect(await move(r)).toBe("EBUSY");
+    r.k.checkInvariants();
+  });
+
+  it("a previously shared page swapped out: a write swap-in makes it exclusive (MOVE OK) [host]", async () => {
+    const r = await rig();
+    await previouslyShared(r);
+    await r.p.madvise(r.src, PS, MADV_PAGEOUT);
+    await r.p.mainThread.write(r.src, fill(1, 1));
+    expect(r.p.pagemap(r.src, 1)[0]).toMatchObject({ present: true, exclusive: true });
+    expect(await move(r)).toBe("OK");
+    r.k.checkInvariants();
+  });
+
+  it("fork of a swapped-out exclusive page: both see the swap entry and neither is exclusive any more [host]", async () => {
+    const r = await rig();
+    await r.p.madvise(r.src, PS, MADV_PAGEOUT);
+    const c = await r.p.fork();
+    expect(c.pagemap(r.src, 1)[0]).toMatchObject({ swapped: true });
+    expect(r.p.pagemap(r.src, 1)[0]).toMatchObject({ swapped: true });
+    expect(await move(r)).toBe("EBUSY");
+    expect(await c.mainThread.read(r.src, 1)).toEqual(new Uint8Array([0x5a]));
+    r.k.checkInvariants();
+  });
+});
+
+describe("uffd-wp across swap (§5.5, §5.7)", () => {
+  it("a write-protected page keeps uffd-wp in the swap pte and after swap-in; a write is a WP fault [host]", async () => {
+    const k = new Kernel({ seed: 1, swapPages: 64 });
+    const p = k.spawn();
+    const uffd = await p.userfaultfd(O_NONBLOCK);
+    await p.ioctl(uffd, UFFDIO_API, { api: UFFD_API, features: 0 });
+    const a = await p.mmap(0, PS, RW, ANON);
+    await p.mainThread.write(a, fill(2));
+    await register(p, uffd, a, PS, UFFDIO_REGISTER_MODE_WP);
+    await p.ioctl(uffd, UFFDIO_WRITEPROTECT, { range: { start: a, len: PS }, mode: UFFDIO_WRITEPROTECT_MODE_WP });
+    await p.madvise(a, PS, MADV_PAGEOUT);
+    expect(p.pagemap(a, 1)[0]).toMatchObject({ present: false, swapped: true, uffdWp: true });
+    expect(await p.mainThread.read(a, 1)).toEqual(new Uint8Array([2]));
+    expect(p.pagemap(a, 1)[0]).toMatchObject({ present: true, uffdWp: true });
+    const wr = p.mainThread.write(a, fill(3, 1));
+    expect(await isBlocked(k, wr)).toBe(true);
+    expect(await readMsgs(p, uffd)).toEqual([
+      { event: UFFD_EVENT_PAGEFAULT, arg: { pagefault: { flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: a, feat: { ptid: 0 } } } },
+    ]);
+    await p.ioctl(uffd, UFFDIO_WRITEPROTECT, { range: { start: a, len: PS }, mode: 0 });
+    await wr;
+    k.checkInvariants();
+  });
+});
+
+describe("MADV_PAGEOUT of shmem (page-cache) pages", () => {
+  it("a page mapped once goes to swap: pte none, Swap in smaps, data back on access and via pread", async () => {
+    const { k, p } = boot(1, { swapPages: 64 });
+    const fd = await p.memfdCreate("s");
+    await p.ftruncate(fd, 2 * PS);
+    const m1 = await p.mmap(0, 2 * PS, RW, MAP_SHARED, fd, 0);
+    const m2 = await p.mmap(0, 2 * PS, RW, MAP_SHARED, fd, 0);
+    await p.mainThread.write(m1, fill(1, 1));
+    await p.mainThread.write(m1 + PS, fill(2, 1));
+    await p.mainThread.read(m2, 1); // page 0 is mapped twice
+    await p.madvise(m1, 2 * PS, MADV_PAGEOUT);
+    expect(p.pagemap(m1, 2).map((e) => [e.present, e.swapped])).toEqual([
+      [true, false],
+      [false, false],
+    ]);
+    expect(p.smaps().find((v) => v.start === m1)).toMatchObject({ rssBytes: PS, swapBytes: PS });
+    expect(Array.from(await p.pread(fd, 1, PS))).toEqual([2]);
+    expect(await p.mainThread.read(m1 + PS, 1)).toEqual(new Uint8Array([2]));
+    expect(p.pagemap(m1 + PS, 1)[0]).toMatchObject({ present: true, file: true });
+    k.checkInvariants();
+  });
+
+  it("a uffd-wp'd shmem page leaves a uffd-wp marker behind (§5.7: page-out on shmem keeps it)", async () => {
+    const k = new Kernel({ seed: 1, swapPages: 64 });
+    const p = k.spawn();
+    const uffd = await p.userfaultfd(O_NONBLOCK);
+    await p.ioctl(uffd, UFFDIO_API, { api: UFFD_API, features: UFFD_FEATURE_WP_UNPOPULATED });
+    const s = await p.mmap(0, PS, RW, MAP_SHARED | MAP_ANONYMOUS);
+    await p.mainThread.write(s, fill(4));
+    await register(p, uffd, s, PS, UFFDIO_REGISTER_MODE_WP);
+    await p.ioctl(uffd, UFFDIO_WRITEPROTECT, { range: { start: s, len: PS }, mode: UFFDIO_WRITEPROTECT_MODE_WP });
+    await p.madvise(s, PS, MADV_PAGEOUT);
+    expect(p.pagemap(s, 1)[0]).toMatchObject({ present: false, swapped: true, uffdWp: true, guard: false });
+    expect(await p.mainThread.read(s, 1)).toEqual(new Uint8Array([4]));
+    expect(p.pagemap(s, 1)[0]).toMatchObject({ present: true, uffdWp: true });
+    k.checkInvariants();
+  });
+});
+
+describe("swap slots are released with the last user (free_pages_and_swap_cache / free_swap_and_cache)", () => {
+  it("unmapping a page swapped back in frees its swap-cache slot for the next page-out", async () => {
+    // Two slots: not "full" (vm_swap_full()) with one in use, so a read swap-in keeps its slot.
+    const { k, p } = boot(1, { swapPages: 2 });
+    const a = await p.mmap(0, PS, RW, ANON);
+    const b = await p.mmap(0, 2 * PS, RW, ANON);
+    await p.mainThread.write(a, fill(1));
+    await p.mainThread.write(b, fill(2, 2 * PS));
+    await p.madvise(a, PS, MADV_PAGEOUT);
+    await p.mainThread.read(a, 1); // back in, still in the swap cache
+    const pfn = p.pagemap(a, 1)[0]!.pfn!;
+    expect(k.kpageflags(pfn).swapcache).toBe(true);
+    await p.munmap(a, PS);
+    expect(k.kpageflags(pfn).swapcache).toBe(false);
+    await p.madvise(b, 2 * PS, MADV_PAGEOUT);
+    expect(p.pagemap(b, 2).map((e) => e.swapped)).toEqual([true, true]);
+    k.checkInvariants();
+  });
+
+  it("zapping a swap pte whose page a pipe keeps in the swap cache drops it from the cache", async () => {
+    const { k, p } = boot(1, { swapPages: 1 });
+    const a = await p.mmap(0, PS, RW, ANON);
+    await p.mainThread.write(a, fill(1));
+    const pfn = p.pagemap(a, 1)[0]!.pfn!;
+    const [rd, w] = await p.pipe();
+    await p.vmsplice(w, a, PS);
+    await p.madvise(a, PS, MADV_PAGEOUT);
+    expect(k.kpageflags(pfn).swapcache).toBe(true);
+    await p.munmap(a, PS);
+    expect(k.kpageflags(pfn).swapcache).toBe(false);
+    expect(await p.read(rd, PS)).toEqual(fill(1));
+    const b = await p.mmap(0, PS, RW, ANON);
+    await p.mainThread.write(b, fill(2));
+    await p.madvise(b, PS, MADV_PAGEOUT);
+    expect(p.pagemap(b, 1)[0]!.swapped).toBe(true);
+    k.checkInvariants();
+  });
+});
