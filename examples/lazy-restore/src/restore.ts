@@ -239,7 +239,7 @@ class Guest {
     }
     const [v0, v1] = [this.#vm.spawnThread("vcpu0"), this.#vm.spawnThread("vcpu1")];
     let matches = true;
-    let firstRead = { page: -1, bytes: new Uint8Array(0) };
+    let firstRead: { page: number; bytes: Uint8Array } = { page: -1, bytes: new Uint8Array(0) };
     const reader = async (): Promise<void> => {
       for (const p of reads) {
         const bytes = await v0.read(this.#ram + p * PAGE_SIZE, PAGE_SIZE);

@@ -221,10 +221,11 @@ export class MigrationSource {
   }
 
   #sendDeviceState(mode: DeviceState["mode"]): void {
-    this.#hooks.oracle(this.#log.known.slice());
     const state: DeviceState = { mode, workload: this.#workload.state(), pauseEpochMs: this.#m.pauseEpochMs };
     this.#ep!.link.send(encodeJson(FRAME.DEVICE_STATE, state), "bulk");
     this.#m.virtualNs.deviceStateSent = this.#guest.virtualNs;
+    // The test oracle goes to the orchestrator out of band, once the device state is on its way.
+    setImmediate(() => this.#hooks.oracle(this.#log.known.slice()));
   }
 
   // --- postcopy -------------------------------------------------------------------------
