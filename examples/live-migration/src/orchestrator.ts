@@ -119,15 +119,12 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 /** Runs one migration end to end. Rejects with MigrationError when it did not complete. */
 export async function runMigration(config: MigrationConfig, hooks: RunHooks = {}): Promise<MigrationResult> {
-  let oracle: Uint32Array | null = null;
   let resumed = false;
   const onMessage = (role: Role) => (m: FromChild) => {
     if (m.ev === "progress") {
       hooks.progress?.(role, m.phase, m.done, m.total);
       const kill = config.faults.killSourceAfterPostcopyPages;
       if (role === "source" && m.phase === "postcopy" && kill !== undefined && m.done >= kill) source.kill();
-    } else if (m.ev === "oracle") {
-      oracle = m.versions;
     } else if (m.ev === "resumed" || m.ev === "complete" || m.ev === "failed") {
       if (m.ev === "resumed" && role === "destination") resumed = true;
       hooks.event?.(role, m.ev === "failed" ? `failed: ${m.message}` : m.ev);
@@ -141,7 +138,8 @@ export async function runMigration(config: MigrationConfig, hooks: RunHooks = {}
   };
   process.once("exit", killBoth);
   try {
-    return await withTimeout(drive(config, source, dest, () => (resumed ? oracle : null)), config.timeoutMs, `running the ${config.strategy} migration (--timeout)`);
+    const run: Run = { config, source, dest, resumed: () => resumed, oracle: source.next(is("oracle")).then((m) => m.versions) };
+    return await withTimeout(drive(run), config.timeoutMs, `running the ${config.strategy} migration (--timeout)`);
   } finally {
     source.send({ cmd: "exit" });
     dest.send({ cmd: "exit" });
@@ -151,7 +149,17 @@ export async function runMigration(config: MigrationConfig, hooks: RunHooks = {}
   }
 }
 
-async function drive(config: MigrationConfig, source: Child, dest: Child, oracle: () => Uint32Array | null): Promise<MigrationResult> {
+/** One run's moving parts. The oracle (the source's page versions) arrives after switchover. */
+interface Run {
+  config: MigrationConfig;
+  source: Child;
+  dest: Child;
+  resumed: () => boolean;
+  oracle: Promise<Uint32Array>;
+}
+
+async function drive(run: Run): Promise<MigrationResult> {
+  const { config, source, dest } = run;
   for (const c of [source, dest]) c.send({ cmd: "init", role: c.role, config });
   const failed = Promise.race([source.failure.then((m) => ({ side: source, m })), dest.failure.then((m) => ({ side: dest, m }))]);
   const ready = Promise.all([source.next(is("ready")), dest.next(is("ready"))]);
@@ -160,10 +168,9 @@ async function drive(config: MigrationConfig, source: Child, dest: Child, oracle
   const startEpochMs = nowEpochMs();
   source.send({ cmd: "migrate", port: first[1].port!, startEpochMs });
   const outcome = await Promise.race([dest.next(is("complete")).then(() => null), failed]);
-  if (outcome !== null) return fail(outcome.side, outcome.m, source, dest, oracle);
+  if (outcome !== null) return fail(run, outcome.side, outcome.m);
   await sleep(config.runAfterMs);
-  const o = oracle();
-  if (o === null) throw new MigrationError("the source never sent its page versions (oracle)");
+  const o = await Promise.race([run.oracle, failed.then((f) => Promise.reject(new MigrationError(f.m)))]);
   dest.send({ cmd: "verify", oracle: o });
   const [d, s] = await Promise.all([
     Promise.race([dest.next(is("dest-result")), failed.then((f) => Promise.reject(new MigrationError(f.m)))]),
@@ -177,7 +184,8 @@ async function drive(config: MigrationConfig, source: Child, dest: Child, oracle
  * what it has, so the error can say whether memory stayed correct. The message leads with the
  * destination's account (it knows what the guest lost), then each side's own words.
  */
-async function fail(side: Child, message: string, source: Child, dest: Child, oracle: () => Uint32Array | null): Promise<never> {
+async function fail(run: Run, side: Child, message: string): Promise<never> {
+  const { source, dest } = run;
   const other = side === source ? dest : source;
   const otherView = await Promise.race([other.failure, sleep(SIDE_REPORT_GRACE_MS).then(() => null)]);
   const views = new Map<Role, string>([[side.role, message]]);
@@ -188,8 +196,9 @@ async function fail(side: Child, message: string, source: Child, dest: Child, or
     .filter(([role]) => role !== leadRole)
     .map(([role, text]) => `\n  ${role} reported: ${stripRole(text)}`)
     .join("");
-  const o = oracle();
-  if (o === null) throw new MigrationError(`migration failed before the destination ran the guest (its memory on the source is intact): ${stripRole(lead)}${details}`);
+  if (!run.resumed()) throw new MigrationError(`migration failed before the destination ran the guest (its memory on the source is intact): ${stripRole(lead)}${details}`);
+  const o = await Promise.race([run.oracle, sleep(SIDE_REPORT_GRACE_MS).then(() => null)]);
+  if (o === null) throw new MigrationError(`migration failed after the guest moved: ${stripRole(lead)}${details}\n  the source died before handing over its page versions: the destination's memory cannot be checked`);
   if (dest.exited !== null) throw new MigrationError(`migration failed after the guest moved: ${stripRole(lead)}${details}\n  the destination process ${dest.exited}`);
   dest.send({ cmd: "verify", oracle: o });
   const result = await Promise.race([dest.next(is("dest-result")), sleep(SIDE_REPORT_GRACE_MS * 4).then(() => null)]);

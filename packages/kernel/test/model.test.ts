@@ -43,6 +43,9 @@ import {
   MAP_FIXED,
   MAP_PRIVATE,
   MAP_SHARED,
+  MREMAP_DONTUNMAP,
+  MREMAP_FIXED,
+  MREMAP_MAYMOVE,
   PAGE_SIZE,
   PROT_NONE,
   PROT_READ,
@@ -98,6 +101,9 @@ function pageBytes(p: MPage): Uint8Array {
   if (p.kind === "anon-private") return ZERO_PAGE;
   return p.obj!.pages.get(p.pgoff) ?? ZERO_PAGE;
 }
+
+/** A file page past the end of its object (a mapping grown by mremap): any access is SIGBUS. */
+const beyondEof = (p: MPage): boolean => p.obj !== null && p.pgoff >= p.obj.sizePages;
 
 /** The frame a store (or a FOLL_WRITE pin) lands in: breaks COW for private pages. */
 function writableFrame(p: MPage): Uint8Array {
@@ -294,6 +300,7 @@ const ADVICE = [
 
 /** Which pages each advice is valid on (so the call must succeed), per mm/madvise.c. */
 function adviceFits(name: (typeof ADVICE)[number][0], p: MPage): boolean {
+  if (beyondEof(p)) return name === "MADV_DONTFORK" || name === "MADV_DOFORK" || name === "MADV_DONTNEED";
   switch (name) {
     case "MADV_REMOVE":
       return p.kind === "anon-shared" || p.kind === "memfd-shared"; // madvise_remove(): shared file mappings only
@@ -360,6 +367,70 @@ function applyAdvice(name: (typeof ADVICE)[number][0], p: MPage): void {
       break;
     default:
       break; // PAGEOUT, COLD, POPULATE_READ: contents unchanged
+  }
+}
+
+/**
+ * mremap(MREMAP_MAYMOVE), sometimes with MREMAP_FIXED or MREMAP_DONTUNMAP, of a range inside one
+ * vma (the real smaps says where vmas end; the model only tracks pages). Pages keep their frames
+ * as they move; a grown tail is new: zeros for anon, the file (or SIGBUS past its end) otherwise.
+ */
+class MremapCmd implements Cmd {
+  readonly sel: number;
+  readonly pageSel: number;
+  readonly oldPages: number;
+  readonly newPages: number;
+  readonly mode: number;
+  readonly cov: Coverage;
+  constructor(sel: number, pageSel: number, oldPages: number, newPages: number, mode: number, cov: Coverage) {
+    this.sel = sel;
+    this.pageSel = pageSel;
+    this.oldPages = oldPages;
+    this.newPages = newPages;
+    this.mode = mode;
+    this.cov = cov;
+  }
+  check = (m: Model): boolean => [...m.procs.values()].some((p) => p.pages.size > 0);
+  async run(m: Model, r: Real): Promise<void> {
+    const pid = pick(livePids(m).filter((q) => m.procs.get(q)!.pages.size > 0), this.sel);
+    const mp = m.procs.get(pid)!;
+    const proc = r.procs.get(pid)!;
+    const first = pick(mappedVpns(mp), this.pageSel);
+    const vma = proc.smaps().find((v) => v.start <= first * PAGE_SIZE && first * PAGE_SIZE < v.end)!;
+    const oldPages = Math.min(this.oldPages, vma.end / PAGE_SIZE - first);
+    // mode 0: MAYMOVE; 1: MAYMOVE|FIXED to a page elsewhere; 2: MAYMOVE|DONTUNMAP (same size).
+    const dontunmap = this.mode % 3 === 2;
+    const newPages = dontunmap ? oldPages : this.newPages;
+    let flags = MREMAP_MAYMOVE;
+    let target = 0;
+    if (this.mode % 3 === 1) {
+      const away = mappedVpns(mp).filter((v) => v + newPages <= first || v >= first + oldPages);
+      if (away.length === 0) return;
+      target = pick(away, this.pageSel >> 3) * PAGE_SIZE;
+      flags |= MREMAP_FIXED;
+    } else if (dontunmap) {
+      flags |= MREMAP_DONTUNMAP;
+    }
+    const to = await proc.mremap(first * PAGE_SIZE, oldPages * PAGE_SIZE, newPages * PAGE_SIZE, flags, target);
+    this.cov.ran.mremap = (this.cov.ran.mremap ?? 0) + 1;
+    if (target !== 0) expect(to).toBe(target);
+    applyMremap(mp, first, oldPages, vpnOf(to), newPages, dontunmap);
+  }
+  toString = (): string => `mremap(sel=${this.sel}, page=${this.pageSel}, old=${this.oldPages}, new=${this.newPages}, mode=${this.mode})`;
+}
+
+function applyMremap(mp: MProc, from: number, oldPages: number, to: number, newPages: number, dontunmap: boolean): void {
+  const moved: MPage[] = [];
+  for (let i = 0; i < oldPages; i++) moved.push(mp.pages.get(from + i)!);
+  const last = moved[moved.length - 1]!;
+  for (let i = 0; i < oldPages; i++) {
+    if (dontunmap) mp.pages.set(from + i, { ...moved[i]!, own: null }); // the old range stays, empty
+    else mp.pages.delete(from + i);
+  }
+  for (let v = to; v < to + newPages; v++) mp.pages.delete(v); // MREMAP_FIXED replaces the target
+  for (let i = 0; i < newPages; i++) {
+    const page = i < oldPages ? moved[i]! : { ...last, pgoff: last.pgoff + (i - oldPages + 1), own: null };
+    mp.pages.set(to + i, page);
   }
 }
 
@@ -443,13 +514,13 @@ class AccessCmd implements Cmd {
     const allowed = page !== undefined && (this.write ? (page.prot & PROT_WRITE) !== 0 : page.prot !== PROT_NONE);
     const access = this.write ? t.write(addr, this.data.subarray(0, len)) : t.read(addr, len);
     this.cov.ran[this.write ? "write" : "read"] = (this.cov.ran[this.write ? "write" : "read"] ?? 0) + 1;
-    if (!allowed) {
+    if (!allowed || beyondEof(page!)) {
       const err = await access.then(
         () => null,
         (e: unknown) => e,
       );
       expect(err).toBeInstanceOf(SignalError);
-      expect(err).toMatchObject({ signal: "SIGSEGV", address: addr });
+      expect(err).toMatchObject({ signal: allowed ? "SIGBUS" : "SIGSEGV", address: addr });
       return;
     }
     const got = await access;
@@ -517,7 +588,7 @@ class PinCmd implements Cmd {
   async run(m: Model, r: Real): Promise<void> {
     const pid = pick(livePids(m).filter((q) => m.procs.get(q)!.pages.size > 0), this.sel);
     const mp = m.procs.get(pid)!;
-    const run = mappedRun(mp, this.pageSel, this.pages, (p) => (p.prot & PROT_WRITE) !== 0);
+    const run = mappedRun(mp, this.pageSel, this.pages, (p) => (p.prot & PROT_WRITE) !== 0 && !beyondEof(p));
     if (run.length === 0) return;
     const buf = await orSkip(() => r.procs.get(pid)!.ioUringRegisterBuffers(run[0]! * PAGE_SIZE, run.length * PAGE_SIZE), this.cov, "pin");
     if (buf === SKIP) return;
@@ -580,7 +651,7 @@ class CheckAllCmd implements Cmd {
     for (const [pid, mp] of m.procs) {
       const t = r.procs.get(pid)!.mainThread;
       for (const [vpn, page] of mp.pages) {
-        if (page.prot === PROT_NONE) continue;
+        if (page.prot === PROT_NONE || beyondEof(page)) continue;
         const got = await t.read(vpn * PAGE_SIZE, PAGE_SIZE);
         expect(Buffer.from(got).equals(pageBytes(page)), `pid ${pid} page 0x${(vpn * PAGE_SIZE).toString(16)} (${page.kind})`).toBe(true);
       }
@@ -613,6 +684,7 @@ function commandArbs(cov: Coverage): Array<fc.Arbitrary<Cmd>> {
     fc.tuple(sel, sel, small).map(([a, b, c]) => new MunmapCmd(a, b, c, cov)),
     fc.tuple(sel, sel, small, sel).map(([a, b, c, d]) => new MprotectCmd(a, b, c, d, cov)),
     fc.tuple(sel, sel, small, sel).map(([a, b, c, d]) => new MadviseCmd(a, b, c, d, cov)),
+    fc.tuple(sel, sel, small, small, fc.nat(5)).map(([a, b, c, d, e]) => new MremapCmd(a, b, c, d, e, cov)),
     sel.map((a) => new ForkCmd(a, cov)),
     sel.map((a) => new ExitCmd(a, cov)),
     fc.tuple(fc.boolean(), sel, sel, fc.nat(PAGE_SIZE - 1), bytes).map(([w, a, b, o, d]) => new AccessCmd(w, a, b, o, d, cov)),
@@ -624,7 +696,7 @@ function commandArbs(cov: Coverage): Array<fc.Arbitrary<Cmd>> {
     fc.constant(null).map(() => new CheckAllCmd(cov)),
   ];
   // Accesses dominate, as they do in programs.
-  const access = arbs[6]!;
+  const access = arbs[7]!;
   return [...arbs, access, access, access].map((a) => a.map((c) => new Checked(c) as Cmd));
 }
 
@@ -651,7 +723,7 @@ describe("model: process memory under mmap/munmap/mprotect/madvise/fork/pins mat
     );
     console.info(`model coverage: ran ${JSON.stringify(cov.ran)}; skipped (ENOSYS) ${JSON.stringify(cov.skipped)}`);
     // Every operation must have been exercised, and none may answer ENOSYS any more.
-    for (const op of ["mmap", "munmap", "mprotect", "fork", "exit", "read", "write", "pwrite", "pread", "pin", "MADV_DONTNEED"]) {
+    for (const op of ["mmap", "munmap", "mprotect", "mremap", "fork", "exit", "read", "write", "pwrite", "pread", "pin", "MADV_DONTNEED"]) {
       expect(cov.ran[op] ?? 0, op).toBeGreaterThan(20);
     }
     for (const [name] of ADVICE) expect(cov.ran[name] ?? 0, name).toBeGreaterThan(5);
