@@ -52,6 +52,8 @@ import {
   type UffdioMove,
   type UffdioRegister,
 } from "@uffd/kernel/uapi";
+import { errnoOf } from "../helpers.ts";
+export { errnoOf };
 
 export const PAGE = PAGE_SIZE;
 export const RW = PROT_READ | PROT_WRITE;
@@ -64,16 +66,6 @@ export const UFFD_FLAGS = O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY;
 // Outcome helpers: exact errnos and signals, never "it threw something".
 // ---------------------------------------------------------------------------------------------
 
-/** "OK" when the promise resolves, else the ErrnoError code. Anything else (KernelBug, TypeError) is rethrown. */
-export async function errnoOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return "OK";
-  } catch (e) {
-    if (e instanceof ErrnoError) return e.code;
-    throw e;
-  }
-}
 
 /** "OK" when the access completes, else the signal ("SIGBUS" / "SIGSEGV"). */
 export async function signalOf(p: Promise<unknown>): Promise<string> {

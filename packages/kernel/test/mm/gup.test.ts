@@ -34,6 +34,7 @@ import {
   UFFDIO_WRITEPROTECT,
   UFFDIO_WRITEPROTECT_MODE_WP,
 } from "@uffd/kernel/uapi";
+import { errnoOf } from "../helpers.ts";
 
 const PAGE = PAGE_SIZE;
 const RW = PROT_READ | PROT_WRITE;
@@ -41,15 +42,6 @@ const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
 const TASK_SIZE = 0x7ffffffff000;
 const MAX_RW_COUNT = 0x7ffff000;
 
-async function errnoOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof ErrnoError) return e.code;
-    throw e;
-  }
-  return "OK";
-}
 
 const bytes = (n: number, fill: number): Uint8Array => new Uint8Array(n).fill(fill);
 

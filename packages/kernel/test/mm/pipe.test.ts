@@ -28,6 +28,7 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from "@uffd/kernel/uapi";
+import { errnoOf } from "../helpers.ts";
 
 const PAGE = PAGE_SIZE;
 const O_DIRECT = 0o40000;
@@ -37,15 +38,6 @@ const POLLRDNORM = 0x40;
 const POLLWRNORM = 0x100;
 const ALL_POLL = POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM;
 
-async function errnoOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof ErrnoError) return e.code;
-    throw e;
-  }
-  return "OK";
-}
 
 function bytes(n: number, fill: number): Uint8Array {
   return new Uint8Array(n).fill(fill);

@@ -14,6 +14,8 @@ import {
   UFFDIO_REGISTER,
   type UffdMsg,
 } from "@uffd/kernel/uapi";
+import { errnoOf } from "../helpers.ts";
+export { errnoOf };
 
 export const RW = PROT_READ | PROT_WRITE;
 export const PS = PAGE_SIZE;
@@ -50,16 +52,6 @@ export async function register(p: Process, uffd: number, start: number, len: num
   return arg.ioctls!;
 }
 
-/** The errno code a promise rejects with, or "OK". */
-export async function errnoOf(pr: Promise<unknown>): Promise<string> {
-  try {
-    await pr;
-    return "OK";
-  } catch (e) {
-    if (e instanceof ErrnoError) return e.code;
-    throw e;
-  }
-}
 
 /** Reads every queued message without blocking (the fd must be O_NONBLOCK). */
 export async function readMsgs(p: Process, uffd: number, max = 64): Promise<UffdMsg[]> {
