@@ -17,7 +17,7 @@
  * wrote to memory the whole time. Run with `protect: false` to see what the same saver writes
  * without write protection: pages the guest changed before the saver reached them come out torn.
  */
-import { Kernel, type Process } from "@uffd/kernel";
+import { Kernel, type PagemapEntry, type Process } from "@uffd/kernel";
 import { MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from "@uffd/kernel/uapi";
 import { Userfaultfd, type Fault, type MetricsSnapshot, type Resolution } from "@uffd/sdk";
 
@@ -45,6 +45,8 @@ export interface BackgroundSnapshotResult {
   pages: number;
   /** Pages with uffd-wp set (pagemap bit 57) right after protection: present pages and markers. */
   protectedAtStart: { present: number; markers: number };
+  /** pagemap right after protection of one page of each kind the guest left behind at boot. */
+  samplesAtStart: { written: PageSample; zeroPage: PageSample; untouched: PageSample };
   /** The image file's bytes, and the memory at the instant of protection (the test's model). */
   image: Uint8Array;
   memoryAtStart: Uint8Array;
@@ -69,6 +71,12 @@ export interface BackgroundSnapshotResult {
   lines: string[];
 }
 
+export interface PageSample {
+  page: number;
+  entry: PagemapEntry;
+  kpagecount: number;
+}
+
 /** A small deterministic PRNG (mulberry32). */
 function prng(seed: number): () => number {
   let a = seed >>> 0;
@@ -82,20 +90,27 @@ function prng(seed: number): () => number {
 }
 
 /** Boots the guest: most pages written with a pattern, a few only read (zero page), a few never touched. */
-async function boot(vm: Process, ram: number, pages: number, rnd: () => number, model: Uint8Array): Promise<void> {
+async function boot(vm: Process, ram: number, pages: number, rnd: () => number, model: Uint8Array): Promise<Record<"written" | "zeroPage" | "untouched", number>> {
+  const kinds = { written: -1, zeroPage: -1, untouched: -1 };
   const vcpu = vm.spawnThread("vcpu0");
   for (let i = 0; i < pages; i++) {
     const roll = rnd();
-    if (roll < 0.15) continue;
-    if (roll < 0.25) {
-      await vcpu.read(ram + i * PAGE_SIZE, 1);
+    if (roll < 0.15) {
+      if (kinds.untouched < 0) kinds.untouched = i;
       continue;
     }
+    if (roll < 0.25) {
+      await vcpu.read(ram + i * PAGE_SIZE, 1);
+      if (kinds.zeroPage < 0) kinds.zeroPage = i;
+      continue;
+    }
+    if (kinds.written < 0) kinds.written = i;
     const bytes = new Uint8Array(PAGE_SIZE).fill((i * 29 + 7) & 0xff);
     bytes.set(new TextEncoder().encode(`boot page ${i};`));
     await vcpu.write(ram + i * PAGE_SIZE, bytes);
     model.set(bytes, i * PAGE_SIZE);
   }
+  return kinds;
 }
 
 /** Runs the whole scenario on a fresh kernel. */
@@ -108,7 +123,7 @@ export async function runBackgroundSnapshot(options: BackgroundSnapshotOptions =
   const ram = await vm.mmap(0, pages * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
   const rnd = prng(seed);
   const model = new Uint8Array(pages * PAGE_SIZE);
-  await boot(vm, ram, pages, rnd, model);
+  const kinds = await boot(vm, ram, pages, rnd, model);
 
   // Stop the vCPUs, protect everything, note what memory holds now: the image must equal it.
   const uffd = protect ? await Userfaultfd.open(vm, { features: ["wp-unpopulated"], deadline: { virtualMs: null } }) : null;
@@ -117,6 +132,11 @@ export async function runBackgroundSnapshot(options: BackgroundSnapshotOptions =
     await uffd.writeProtect(ram, pages * PAGE_SIZE);
   }
   const protectedAtStart = countProtected(vm, ram, pages);
+  const sample = (page: number): PageSample => {
+    const entry = vm.pagemap(ram + page * PAGE_SIZE, 1)[0]!;
+    return { page, entry, kpagecount: entry.pfn === null ? 0 : k.kpagecount(entry.pfn) };
+  };
+  const samplesAtStart = { written: sample(kinds.written), zeroPage: sample(kinds.zeroPage), untouched: sample(kinds.untouched) };
   const memoryAtStart = model.slice();
   const img = await vm.memfdCreate("snapshot.img");
   await vm.ftruncate(img, pages * PAGE_SIZE);
@@ -135,7 +155,7 @@ export async function runBackgroundSnapshot(options: BackgroundSnapshotOptions =
   const memoryAtEnd = await vm.spawnThread("checker").read(ram, pages * PAGE_SIZE);
   k.checkInvariants();
   const r = {
-    protect, pages, protectedAtStart, image, memoryAtStart, memoryAtEnd, modelAtEnd: model,
+    protect, pages, protectedAtStart, samplesAtStart, image, memoryAtStart, memoryAtEnd, modelAtEnd: model,
     imageMismatches: diffPages(image, memoryAtStart), changedDuringSnapshot: diffPages(memoryAtStart, model),
     savedInOrder: saver.savedInOrder, savedOnFault: saver.savedOnFault, zeroPagesSkipped: saver.zeroPagesSkipped,
     wpFaults: saver.faults, stillProtected: stillProtected.present + stillProtected.markers,
@@ -265,7 +285,8 @@ function narrate(r: Omit<BackgroundSnapshotResult, "lines">): string[] {
   lines.push(`Background snapshot of ${r.pages} pages of guest RAM, ${how}.`);
   if (r.protect) {
     lines.push(`1. vCPUs paused; UFFDIO_REGISTER (WP) and UFFDIO_WRITEPROTECT over all RAM: ${r.protectedAtStart.present} present pages`);
-    lines.push(`   now read-only with uffd-wp (pagemap bit 57), ${r.protectedAtStart.markers} empty pages carry a uffd-wp marker (WP_UNPOPULATED).`);
+    lines.push(`   now read-only with uffd-wp (pagemap bit 57), ${r.protectedAtStart.markers} empty pages carry a uffd-wp marker (WP_UNPOPULATED):`);
+    for (const [what, s] of Object.entries(r.samplesAtStart)) lines.push(`     ${what.padEnd(9)} page ${String(s.page).padEnd(3)} ${bits(s.entry)}  kpagecount ${s.kpagecount}`);
   } else {
     lines.push("1. vCPUs paused for a moment, but nothing is protected.");
   }
@@ -281,4 +302,9 @@ function narrate(r: Omit<BackgroundSnapshotResult, "lines">): string[] {
   lines.push(`4. Image vs memory at snapshot start: ${ok ? "identical" : `${r.imageMismatches.length} torn pages (${r.imageMismatches.join(", ")})`}.`);
   lines.push(`   Memory now (the guest kept running) differs from the image in ${diffPages(r.image, r.memoryAtEnd).length} pages; it matches the guest's own model: ${diffPages(r.memoryAtEnd, r.modelAtEnd).length === 0}.`);
   return lines;
+}
+
+function bits(e: PagemapEntry): string {
+  const b = (x: boolean): string => (x ? "1" : "0");
+  return `present ${b(e.present)} swapped/marker ${b(e.swapped)} exclusive ${b(e.exclusive)} uffd-wp ${b(e.uffdWp)} pfn ${e.pfn ?? "-"}`;
 }

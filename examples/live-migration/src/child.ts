@@ -12,8 +12,13 @@ function send(msg: FromChild): void {
   process.send?.(msg);
 }
 
+/** Programming errors (and kernel bugs) keep a few stack frames: they are bugs to chase, not outcomes. */
+const BUG_NAMES: ReadonlySet<string> = new Set(["TypeError", "ReferenceError", "KernelBug", "SyntaxError"]);
+
 function errorMessage(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+  if (!(e instanceof Error)) return String(e);
+  if (!BUG_NAMES.has(e.name) || e.stack === undefined) return e.message;
+  return e.stack.split("\n").slice(0, 5).join("\n    ");
 }
 
 async function runSource(first: Extract<ToChild, { cmd: "init" }>): Promise<void> {

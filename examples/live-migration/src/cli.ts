@@ -29,8 +29,8 @@ import {
 import type { MigrationResult } from "./metrics.ts";
 import { MigrationError, runMigration } from "./orchestrator.ts";
 import { ProgressView, type ProgressMode } from "./progress.ts";
-import { readResults, reportName, writeReport } from "./report.ts";
-import { formatComparisonTable, formatResultTable } from "./report-text.ts";
+import { readResults, ReportFormatError, reportName, writeReport } from "./report.ts";
+import { formatComparisonTable, formatResultTable, succeeded } from "./report-text.ts";
 
 interface RunOptions {
   memory: string;
@@ -61,13 +61,20 @@ function positiveInt(text: string, what: string): number {
   return n;
 }
 
+/** A size as an option value: "256MiB", "16MiB", "4096". */
+function sizeArg(bytes: number): string {
+  if (bytes % 1024 ** 3 === 0) return `${bytes / 1024 ** 3}GiB`;
+  if (bytes % 1024 ** 2 === 0) return `${bytes / 1024 ** 2}MiB`;
+  return String(bytes);
+}
+
 function addRunOptions(cmd: Command): Command {
   const d = DEFAULT_CONFIG;
   return cmd
-    .option("--memory <size>", "guest memory (e.g. 256MiB, 1GiB)", formatBytes(d.memoryBytes).replace(" ", ""))
+    .option("--memory <size>", "guest memory (e.g. 256MiB, 1GiB)", sizeArg(d.memoryBytes))
     .option("--populate <fraction>", "fraction of guest pages the guest writes at boot; the rest stay zero", String(d.populate))
     .option("--workload <threads>", "guest threads as kind:ops-per-second (kinds: hot, scan, random; or none)", d.workload.map((t) => `${t.kind}:${t.rate}`).join(","))
-    .option("--hot-set <size>", "size of the hot thread's working set", formatBytes(d.hotSetBytes).replace(" ", ""))
+    .option("--hot-set <size>", "size of the hot thread's working set", sizeArg(d.hotSetBytes))
     .option("--warmup <duration>", "workload time on the source before migrating", `${d.warmupMs}ms`)
     .option("--run-after <duration>", "workload time on the destination after migrating", `${d.runAfterMs}ms`)
     .option("--latency <duration>", "one-way link latency", `${d.link.latencyMs}ms`)
@@ -128,7 +135,7 @@ async function report(results: MigrationResult[], o: RunOptions, kind: string): 
   const written = await writeReport(results, { outDir: o.out, name: reportName(kind, new Date()), json: true, html: o.html, ...(o.json !== undefined ? { jsonPath: o.json } : {}) });
   if (written.jsonPath !== null) console.log(`JSON report: ${written.jsonPath}`);
   if (written.htmlPath !== null) console.log(`HTML report: ${written.htmlPath}`);
-  if (results.some((r) => !r.verification.ok)) process.exitCode = 1;
+  if (!results.every(succeeded)) process.exitCode = 1;
 }
 
 async function migrate(o: RunOptions & { strategy: Strategy }): Promise<void> {
@@ -144,8 +151,14 @@ async function compare(o: RunOptions): Promise<void> {
   await report(results, o, "comparison");
 }
 
+async function renderReport(file: string, outDir: string): Promise<void> {
+  const results = await readResults(file);
+  const written = await writeReport(results, { outDir, name: reportName("report", new Date()), json: false, html: true });
+  console.log(`HTML report: ${written.htmlPath}`);
+}
+
 function fail(e: unknown): void {
-  if (e instanceof MigrationError || e instanceof RangeError) console.error(`\nerror: ${e.message}`);
+  if (e instanceof MigrationError || e instanceof RangeError || e instanceof ReportFormatError) console.error(`\nerror: ${e.message}`);
   else console.error(e);
   process.exitCode = 1;
 }
@@ -164,11 +177,7 @@ export function buildProgram(): Command {
     .description("render the HTML report of a JSON result file")
     .argument("<json>", "a JSON file written by migrate or compare")
     .option("--out <dir>", "output directory", "reports")
-    .action(async (file: string, o: { out: string }) => {
-      const results = await readResults(file);
-      const written = await writeReport(results, { outDir: o.out, name: reportName("report", new Date()), json: false, html: true });
-      console.log(`HTML report: ${written.htmlPath}`);
-    });
+    .action((file: string, o: { out: string }) => renderReport(file, o.out).catch(fail));
   return program;
 }
 

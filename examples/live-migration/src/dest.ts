@@ -38,7 +38,7 @@ export interface DestMetrics {
   completeEpochMs: number;
   sourcePauseEpochMs: number;
   virtualNs: { hello: number; switchover: number; deviceState: number; resume: number; complete: number };
-  received: Record<(typeof KIND_NAMES)[number], number> & { zero: number; discarded: number };
+  received: Record<(typeof KIND_NAMES)[number], number> & { zero: number; discarded: number; alreadyPresent: number };
   missingPages: number;
   faults: LatencySummary & { raced: number; requests: number };
   bytesSent: number;
@@ -195,10 +195,11 @@ export class MigrationDestination {
     this.#m.received[kind]++;
     if (zero) this.#m.received.zero++;
     const data = zero ? null : f.payload;
-    if (this.#have[page] === 0 && this.#backend !== null) {
-      // A missing page: install it atomically, waking whoever waits for it.
+    if (this.#backend !== null && (this.#have[page] === 0 || this.#phase === "postcopy")) {
+      // A missing page: install it atomically, waking whoever waits for it. Once the guest runs
+      // here a page is never written over: a second copy meets EEXIST and changes nothing.
       this.#have[page] = 1;
-      await this.#backend.install(page, data);
+      if ((await this.#backend.install(page, data)) === "exists") this.#m.received.alreadyPresent++;
       this.#resolveFaults(page);
     } else if (this.#have[page] === 1 || data !== null) {
       // Precopy: a resent page (it is mapped) or a first copy with no userfaultfd registered.
@@ -354,7 +355,7 @@ function emptyDestMetrics(): DestMetrics {
     completeEpochMs: 0,
     sourcePauseEpochMs: 0,
     virtualNs: { hello: 0, switchover: 0, deviceState: 0, resume: 0, complete: 0 },
-    received: { precopy: 0, "stop-copy": 0, demand: 0, background: 0, zero: 0, discarded: 0 },
+    received: { precopy: 0, "stop-copy": 0, demand: 0, background: 0, zero: 0, discarded: 0, alreadyPresent: 0 },
     missingPages: 0,
     faults: { count: 0, p50Us: 0, p99Us: 0, maxUs: 0, meanUs: 0, histogram: [], raced: 0, requests: 0 },
     bytesSent: 0,

@@ -6,8 +6,8 @@
  * Page contents and the write bookkeeping (WriteLog) are what the end-of-run verification uses:
  * the destination's memory must equal, byte for byte, what the guest wrote.
  */
-import { ErrnoError, Kernel, type Process, type Thread } from "@uffd/kernel";
-import { MADV_DONTNEED, MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from "@uffd/kernel/uapi";
+import { Kernel, type Process, type Thread } from "@uffd/kernel";
+import { MADV_DONTNEED, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from "@uffd/kernel/uapi";
 import { fillInitialPage, UNPOPULATED, WORDS_PER_PAGE } from "./pages.ts";
 import { mix32 } from "./prng.ts";
 
@@ -59,7 +59,6 @@ export class Guest {
   readonly seed: number;
   /** The VMM's own thread: reads pages to send (source), writes received pages (destination). */
   readonly vmmThread: Thread;
-  #madviseMissing = false;
 
   private constructor(kernel: Kernel, proc: Process, base: number, options: GuestOptions) {
     this.kernel = kernel;
@@ -124,30 +123,13 @@ export class Guest {
     return this.vmmThread.write(this.addr(page), data);
   }
 
-  /**
-   * Drops pages, coalescing runs: the destination's postcopy DISCARD. MADV_DONTNEED as QEMU does;
-   * where the kernel lacks madvise (ENOSYS), an mmap(MAP_FIXED) of fresh anonymous memory over
-   * the run drops the pages just as well (the range is not registered with userfaultfd yet).
-   */
+  /** Drops pages with MADV_DONTNEED, coalescing runs: the destination's postcopy DISCARD (as QEMU). */
   async discard(pages: Uint32Array): Promise<void> {
     for (let i = 0; i < pages.length; ) {
       let j = i + 1;
       while (j < pages.length && pages[j] === pages[j - 1]! + 1) j++;
-      await this.#dropRun(this.addr(pages[i]!), (j - i) * PAGE_SIZE);
+      await this.proc.madvise(this.addr(pages[i]!), (j - i) * PAGE_SIZE, MADV_DONTNEED);
       i = j;
     }
-  }
-
-  async #dropRun(addr: number, len: number): Promise<void> {
-    if (!this.#madviseMissing) {
-      try {
-        await this.proc.madvise(addr, len, MADV_DONTNEED);
-        return;
-      } catch (e) {
-        if (!(e instanceof ErrnoError) || e.code !== "ENOSYS") throw e;
-        this.#madviseMissing = true;
-      }
-    }
-    await this.proc.mmap(addr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED);
   }
 }

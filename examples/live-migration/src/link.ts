@@ -146,9 +146,10 @@ export class ShapedLink {
   }
 
   #clearTimer(): void {
-    if (this.#timer === null) return;
-    if ("hasRef" in this.#timer && "refresh" in this.#timer) clearTimeout(this.#timer);
-    else clearImmediate(this.#timer as NodeJS.Immediate);
+    const t = this.#timer;
+    if (t === null) return;
+    if ("refresh" in t) clearTimeout(t);
+    else clearImmediate(t);
     this.#timer = null;
   }
 

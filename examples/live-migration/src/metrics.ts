@@ -149,7 +149,8 @@ export interface MigrationResult {
   throughputMBps: number;
   /** raced: faults on pages already being installed (no request sent, no latency sample). */
   faults: LatencySummary & { raced: number; requests: number };
-  guest: { opsOnSource: number; opsOnDestination: number; sourceMismatches: number; corruptReads: number };
+  /** errors: a guest thread that stopped on a signal or error (the guest "crashed"). */
+  guest: { opsOnSource: number; opsOnDestination: number; sourceMismatches: number; corruptReads: number; errors: string[] };
   timeline: TimelineData;
   opsTimeline: OpsSample[];
   verification: VerificationResult;

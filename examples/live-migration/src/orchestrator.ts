@@ -71,7 +71,7 @@ class Child {
       if (m.ev === "error" || m.ev === "failed") this.#reportFailure(m.message);
       const i = this.#waiters.findIndex((w) => w.match(m));
       if (i >= 0) this.#waiters.splice(i, 1)[0]!.resolve(m);
-      else this.#inbox.push(m);
+      else if (m.ev !== "progress") this.#inbox.push(m);
     });
     this.exitedPromise = new Promise((resolve) => this.proc.once("exit", () => resolve()));
     this.proc.on("exit", (code, signal) => {
@@ -245,7 +245,13 @@ function buildResult(config: MigrationConfig, startEpochMs: number, s: SourceMet
     bytes: { sourceToDestination: bytesS2D, destinationToSource: d.bytesSent, total: bytesS2D + d.bytesSent },
     throughputMBps: totalTimeMs > 0 ? bytesS2D / 1e6 / (totalTimeMs / 1000) : 0,
     faults: d.faults,
-    guest: { opsOnSource: s.guestOps, opsOnDestination: d.guestOps, sourceMismatches: s.mismatches, corruptReads: s.corruptReads + d.corruptReads },
+    guest: {
+      opsOnSource: s.guestOps,
+      opsOnDestination: d.guestOps,
+      sourceMismatches: s.mismatches,
+      corruptReads: s.corruptReads + d.corruptReads,
+      errors: [...(s.workloadError !== null ? [`source: ${s.workloadError}`] : []), ...(d.workloadError !== null ? [`destination: ${d.workloadError}`] : [])],
+    },
     timeline: d.timeline,
     opsTimeline: [...s.opsTimeline, ...d.opsTimeline],
     verification,

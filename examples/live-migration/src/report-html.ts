@@ -52,6 +52,11 @@ function axes(xLabel: string, yLabel: string, yMax: number, xTicks: Array<[numbe
   return parts.join("");
 }
 
+/** Short latency labels for histogram buckets: "512µs", "1.0ms", "16ms". */
+function shortUs(n: number): string {
+  return n < 1000 ? `${n}µs` : `${+(n / 1000).toPrecision(2)}ms`;
+}
+
 function compact(n: number): string {
   if (n >= 1e6) return `${+(n / 1e6).toFixed(1)}M`;
   if (n >= 1e3) return `${+(n / 1e3).toFixed(1)}k`;
@@ -115,7 +120,7 @@ export function latencyChart(r: MigrationResult): string {
     const hh = (b.count / yMax) * PLOT_H;
     return `<rect x="${fmt(PAD.left + i * bw + 2)}" y="${fmt(PAD.top + PLOT_H - hh)}" width="${fmt(Math.max(bw - 4, 1))}" height="${fmt(hh)}" fill="#e15759" class="bar latency"><title>${b.count} faults took at most ${us(b.leUs)}</title></rect>`;
   });
-  const ticks = h.map((b, i): [number, string] => [PAD.left + i * bw + bw / 2, `≤${us(b.leUs)}`]);
+  const ticks = h.map((b, i): [number, string] => [PAD.left + i * bw + bw / 2, `≤${shortUs(b.leUs)}`]);
   const body = axes("fault latency (from the fault to the page install)", "faults", yMax, ticks) + parts.join("");
   return svg(`Fault latency histogram (${r.strategy})`, body, "latency-histogram");
 }

@@ -52,6 +52,7 @@ export const ROWS: ReadonlyArray<readonly [string, (r: MigrationResult) => strin
 
 export function verdict(r: MigrationResult): string {
   const v = r.verification;
+  if (r.guest.errors.length > 0) return `FAILED (guest error: ${r.guest.errors[0]})`;
   if (v.ok) return `OK (${int(v.pagesChecked)} pages byte for byte)`;
   return `FAILED (${int(v.mismatchedPages)} wrong pages, ${int(v.staleReads)} stale reads)`;
 }
@@ -80,5 +81,11 @@ export function formatComparisonTable(results: readonly MigrationResult[]): stri
 }
 
 function notes(r: MigrationResult): string {
-  return r.notes.map((n) => `  note (${r.strategy}): ${n}\n`).join("");
+  const lines = [...r.notes.map((n) => `note: ${n}`), ...r.guest.errors.map((e) => `guest error: ${e}`)];
+  return lines.map((n) => `  ${n} (${r.strategy})\n`).join("");
+}
+
+/** A run is good when the memory verified and no guest thread died. */
+export function succeeded(r: MigrationResult): boolean {
+  return r.verification.ok && r.guest.errors.length === 0 && r.guest.sourceMismatches === 0 && r.guest.corruptReads === 0;
 }

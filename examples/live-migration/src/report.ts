@@ -41,14 +41,27 @@ export async function writeReport(results: readonly MigrationResult[], options: 
   return out;
 }
 
+/** A JSON file that is not a migration result this version can render. */
+export class ReportFormatError extends Error {
+  override name = "ReportFormatError";
+}
+
+const REQUIRED_KEYS = ["strategy", "config", "pages", "bytes", "faults", "guest", "timeline", "opsTimeline", "verification", "rounds"] as const;
+
 /** Reads results back from a JSON report (one result or an array). */
 export async function readResults(path: string): Promise<MigrationResult[]> {
-  const data = JSON.parse(await readFile(path, "utf8")) as MigrationResult | MigrationResult[];
-  const list = Array.isArray(data) ? data : [data];
-  for (const r of list) {
-    if (typeof r !== "object" || r === null || typeof r.strategy !== "string" || typeof r.timeline !== "object") {
-      throw new Error(`${path} does not hold migration results`);
-    }
+  let data: unknown;
+  try {
+    data = JSON.parse(await readFile(path, "utf8"));
+  } catch (e) {
+    throw new ReportFormatError(`${path}: ${e instanceof Error ? e.message : String(e)}`);
   }
-  return list;
+  const list = (Array.isArray(data) ? data : [data]) as unknown[];
+  for (const r of list) {
+    const missing = typeof r === "object" && r !== null ? REQUIRED_KEYS.filter((k) => !(k in r)) : REQUIRED_KEYS;
+    if (missing.length > 0) throw new ReportFormatError(`${path} does not hold migration results from this version (missing: ${missing.join(", ")})`);
+  }
+  const results = list as MigrationResult[];
+  for (const r of results) r.guest.errors ??= []; // written before guest errors were recorded
+  return results;
 }

@@ -57,6 +57,7 @@ export interface SourceMetrics {
   bytesSent: number;
   bytesReceived: number;
   guestOps: number;
+  workloadError: string | null;
   mismatches: number;
   corruptReads: number;
   opsTimeline: OpsSample[];
@@ -357,6 +358,7 @@ export class MigrationSource {
     m.bytesSent = this.#ep?.link.bytesSent ?? 0;
     m.bytesReceived = this.#ep?.bytesReceived ?? 0;
     m.guestOps = this.#workload.ops;
+    m.workloadError = this.#workload.error?.message ?? null;
     m.mismatches = this.#log.mismatches;
     m.corruptReads = this.#log.corruptReads;
     return m;
@@ -382,6 +384,7 @@ function emptySourceMetrics(): SourceMetrics {
     bytesSent: 0,
     bytesReceived: 0,
     guestOps: 0,
+    workloadError: null,
     mismatches: 0,
     corruptReads: 0,
     opsTimeline: [],

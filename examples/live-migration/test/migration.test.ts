@@ -14,6 +14,7 @@ function expectVerified(r: MigrationResult): void {
   expect(r.verification.pagesChecked).toBe(r.guestPages);
   expect(r.guest.sourceMismatches).toBe(0);
   expect(r.guest.corruptReads).toBe(0);
+  expect(r.guest.errors).toEqual([]);
   expect(r.guest.opsOnSource).toBeGreaterThan(0);
   expect(r.guest.opsOnDestination).toBeGreaterThan(0);
   expect(r.downtimeMs).toBeGreaterThan(0);

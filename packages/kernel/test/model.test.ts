@@ -1,7 +1,8 @@
 /**
- * Model-based test: random sequences of memory syscalls across a few processes, every read
- * checked against a reference model of each process's memory bytes, kernel.checkInvariants()
- * after every command.
+ * Model-based test: random sequences of mmap (anon private/shared, memfd shared/private),
+ * munmap, mprotect, madvise, mremap, fork, exit, loads and stores, memfd pread/pwrite and
+ * long-term pins across a few processes, every read checked against a reference model of each
+ * process's memory bytes, kernel.checkInvariants() after every command.
  *
  * The model is per page. A private page reads its own bytes once written (anon: zeros before;
  * a private memfd mapping: the file's page before, copy-on-write after). A shared page (anon
@@ -16,8 +17,9 @@
  * keeps seeing device writes; MADV_DONTNEED or munmap detaches it.
  *
  * Calls are generated valid (no ranges over holes, no advice on the wrong kind of mapping), so
- * each must succeed; memory accesses to unmapped or protected pages must fail with SIGSEGV. The
- * kernel has a small swap device, so MADV_PAGEOUT really swaps anon pages out and accesses
+ * each must succeed; memory accesses to unmapped or protected pages must fail with SIGSEGV, and
+ * to a file page past the end of its file (a mapping grown by mremap) with SIGBUS. The kernel
+ * has a small swap device, so MADV_PAGEOUT really swaps anon pages out and accesses
  * swap them back in. A madvise or pin answering ENOSYS would be skipped with the model left
  * alone (how the test ran before those syscalls existed); the coverage check at the end now
  * fails on any such skip, and on any operation that was not exercised.
@@ -134,6 +136,11 @@ function mappedVpns(p: MProc): number[] {
   return [...p.pages.keys()].sort((a, b) => a - b);
 }
 
+function overlapsMapped(p: MProc, vpn: number, pages: number): boolean {
+  for (let v = vpn; v < vpn + pages; v++) if (p.pages.has(v)) return true;
+  return false;
+}
+
 /** A run of up to `want` mapped pages starting at a chosen mapped page, stopping at a hole or where `ok` fails. */
 function mappedRun(p: MProc, sel: number, want: number, ok: (pg: MPage) => boolean = () => true): number[] {
   const starts = mappedVpns(p).filter((v) => ok(p.pages.get(v)!));
@@ -227,6 +234,8 @@ class MmapCmd implements Cmd {
       addr = await proc.mmap(fixed, pages * PAGE_SIZE, prot, flags | (kind === "memfd-shared" ? MAP_SHARED : MAP_PRIVATE), fd, pgoff * PAGE_SIZE);
     }
     if (fixed !== 0) expect(addr).toBe(fixed);
+    // Without MAP_FIXED the kernel picks a free range: it never replaces a mapping.
+    else expect(overlapsMapped(mp, vpnOf(addr), pages), `mmap at 0x${addr.toString(16)} overlaps a mapping`).toBe(false);
     this.cov.ran.mmap = (this.cov.ran.mmap ?? 0) + 1;
     for (let i = 0; i < pages; i++) {
       mp.pages.set(vpnOf(addr) + i, { kind, prot, obj, pgoff: pgoff + i, own: null, dontfork: false, wipeonfork: false });
@@ -414,6 +423,8 @@ class MremapCmd implements Cmd {
     const to = await proc.mremap(first * PAGE_SIZE, oldPages * PAGE_SIZE, newPages * PAGE_SIZE, flags, target);
     this.cov.ran.mremap = (this.cov.ran.mremap ?? 0) + 1;
     if (target !== 0) expect(to).toBe(target);
+    // A move the kernel placed lands in free space (or in place, over the old range).
+    else if (vpnOf(to) !== first) expect(overlapsMapped(mp, vpnOf(to), newPages), `mremap to 0x${to.toString(16)} overlaps a mapping`).toBe(false);
     applyMremap(mp, first, oldPages, vpnOf(to), newPages, dontunmap);
   }
   toString = (): string => `mremap(sel=${this.sel}, page=${this.pageSel}, old=${this.oldPages}, new=${this.newPages}, mode=${this.mode})`;
@@ -700,7 +711,25 @@ function commandArbs(cov: Coverage): Array<fc.Arbitrary<Cmd>> {
   return [...arbs, access, access, access].map((a) => a.map((c) => new Checked(c) as Cmd));
 }
 
-describe("model: process memory under mmap/munmap/mprotect/madvise/fork/pins matches a byte model", () => {
+describe("model: process memory under mmap/munmap/mprotect/madvise/mremap/fork/pins matches a byte model", () => {
+  // Found by this model test: get_unmapped_area() ignored a vma straddling mmap_base, so a plain
+  // mmap() silently replaced part of an existing MAP_FIXED mapping (mm/mmap.c:
+  // unmapped_area_topdown() only returns gaps between vmas).
+  it("a mmap without MAP_FIXED never replaces a mapping that straddles mmap_base", async () => {
+    const k = new Kernel({ seed: 1 });
+    const p = k.spawn();
+    const fixed = await p.mmap(0x7efffffff000, 2 * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS);
+    await p.mainThread.write(fixed, Uint8Array.of(0xaa));
+    const addr = await p.mmap(0, 2 * PAGE_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS);
+    expect(addr).toBe(0x7effffffd000);
+    expect(await p.mainThread.read(fixed, 1)).toEqual(Uint8Array.of(0xaa));
+    expect(p.smaps().map((v) => [v.start, v.end, v.perms])).toEqual([
+      [0x7effffffd000, 0x7efffffff000, "r--p"],
+      [0x7efffffff000, 0x7f0000001000, "rw-p"],
+    ]);
+    k.checkInvariants();
+  });
+
   it("random command sequences (seeded) keep every read equal to the model and the invariants intact", async () => {
     const cov: Coverage = { ran: {}, skipped: {} };
     const seed = Number(process.env.MODEL_SEED ?? 20261122);

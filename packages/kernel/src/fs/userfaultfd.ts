@@ -106,13 +106,19 @@ export const UFFD_FEATURE_INITIALIZED = 0x80000000;
 /** The userfaultfd(2) flags that are also file flags. */
 const UFFD_SHARED_FCNTL_FLAGS = O_CLOEXEC | O_NONBLOCK;
 
-/** A thread blocked in handle_userfault() (struct userfaultfd_wait_queue for a fault). */
-interface FaultWaiter {
+/** A thread blocked in handle_userfault() (struct userfaultfd_wait_queue for a fault): its message and its wait. */
+class FaultWaiter extends Waiter {
   /** msg.arg.pagefault.address: page-aligned, or exact with UFFD_FEATURE_EXACT_ADDRESS. Wakes match it. */
   readonly address: number;
   readonly flags: number;
   readonly ptid: number;
-  readonly waiter: Waiter;
+
+  constructor(address: number, flags: number, ptid: number) {
+    super();
+    this.address = address;
+    this.flags = flags;
+    this.ptid = ptid;
+  }
 }
 
 /** A syscall blocked until its event is read (struct userfaultfd_wait_queue for an event). */
@@ -197,8 +203,10 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   readonly #pending: FaultWaiter[] = [];
   readonly #read: FaultWaiter[] = [];
   readonly #events: EventWaiter[] = [];
-  /** fd_wqh: readers and pollers to tell about a new message or the release. */
-  readonly #fdWaiters = new Set<() => void>();
+  /** fd_wqh: readers (their Waiter) and pollers (a callback) to tell about a new message or the release. */
+  readonly #fdWaiters = new Set<Waiter | (() => void)>();
+  /** wakeRange()'s scratch list, empty between calls. */
+  readonly #woken: Waiter[] = [];
   /** The process owning `mm`, whose death aborts the faults and events queued here. */
   #owner: Process | null = null;
   readonly #ownerExit = (): void => this.#ownerExited();
@@ -252,8 +260,8 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
    */
   #ownerExited(): void {
     this.#owner = null;
-    const faults = this.#pending.splice(0).concat(this.#read.splice(0));
-    this.#sched.wakeAll(faults.map((f) => f.waiter));
+    const faults: Waiter[] = this.#pending.splice(0).concat(this.#read.splice(0));
+    this.#sched.wakeAll(faults);
     for (const ev of this.#events.slice()) this.#finishEvent(ev, false);
   }
 
@@ -274,14 +282,11 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     if ((vmf.flags & FAULT_FLAG_WRITE) !== 0) flags |= UFFD_PAGEFAULT_FLAG_WRITE;
     if ((reason & VM_UFFD_WP) !== 0) flags |= UFFD_PAGEFAULT_FLAG_WP;
     if ((reason & VM_UFFD_MINOR) !== 0) flags |= UFFD_PAGEFAULT_FLAG_MINOR;
-    const waiter = new Waiter();
-    this.#pending.push({
-      address: (features & UFFD_FEATURE_EXACT_ADDRESS) !== 0 ? vmf.realAddress : vmf.address,
-      flags,
-      ptid: (features & UFFD_FEATURE_THREAD_ID) !== 0 ? vmf.task.tid : 0,
-      waiter,
-    });
+    const address = (features & UFFD_FEATURE_EXACT_ADDRESS) !== 0 ? vmf.realAddress : vmf.address;
+    const waiter = new FaultWaiter(address, flags, (features & UFFD_FEATURE_THREAD_ID) !== 0 ? vmf.task.tid : 0);
+    this.#pending.push(waiter);
     vmf.waiter = waiter.promise;
+    vmf.sleeper = waiter;
     this.#sched.charge(COST.userfaultRoundTrip);
     this.#notifyFd();
     return VM_FAULT_RETRY;
@@ -293,15 +298,22 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
    */
   wakeRange(start: number, len: number): void {
     if (this.#pending.length === 0 && this.#read.length === 0) return;
-    const woken: Waiter[] = [];
+    const woken = this.#woken;
     takeWaiters(this.#pending, start, len, woken);
     takeWaiters(this.#read, start, len, woken);
     if (woken.length > 0) this.#sched.wakeAll(woken);
+    woken.length = 0;
   }
 
+  /** wake_up_poll(&ctx->fd_wqh): every reader and poller, in the order they started waiting. */
   #notifyFd(): void {
-    if (this.#fdWaiters.size === 0) return;
-    for (const fn of [...this.#fdWaiters]) fn();
+    const n = this.#fdWaiters.size;
+    if (n === 0) return;
+    if (n === 1) {
+      for (const w of this.#fdWaiters) notifyFdWaiter(w);
+      return;
+    }
+    for (const w of [...this.#fdWaiters]) notifyFdWaiter(w);
   }
 
   // --- events ------------------------------------------------------------------------------
@@ -352,42 +364,43 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
    * Mirrors fs/userfaultfd.c:userfaultfd_read_iter(): as many 32-byte messages as fit, faults
    * first, then events; blocks only for the first one, and not at all with O_NONBLOCK.
    */
-  async read(file: OpenFile, proc: Process, length: number): Promise<Uint8Array> {
-    if (!this.initialized) throw new ErrnoError("EINVAL", "read");
-    if (length < UFFD_MSG_SIZE) throw new ErrnoError("EINVAL", "read");
-    const max = Math.floor(length / UFFD_MSG_SIZE);
-    let out = this.#readMsgs(proc, max);
-    if (out !== null) return out;
-    if ((file.flags & O_NONBLOCK) !== 0) throw new ErrnoError("EAGAIN", "read");
+  read(file: OpenFile, proc: Process, length: number): Promise<Uint8Array> {
+    let max: number;
+    try {
+      if (!this.initialized) throw new ErrnoError("EINVAL", "read");
+      if (length < UFFD_MSG_SIZE) throw new ErrnoError("EINVAL", "read");
+      max = Math.floor(length / UFFD_MSG_SIZE);
+      const out = this.#readMsgs(proc, max);
+      if (out !== null) return Promise.resolve(out);
+      if ((file.flags & O_NONBLOCK) !== 0) throw new ErrnoError("EAGAIN", "read");
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#readBlocking(file, proc, max);
+  }
+
+  /**
+   * A read(2) that found nothing queued: sleeps on fd_wqh until a message arrives, or throws
+   * DeadTaskError if the reader dies meanwhile (its exit wakes the waiter).
+   */
+  async #readBlocking(file: OpenFile, proc: Process, max: number): Promise<Uint8Array> {
     // The blocked read holds the file, so closing the fd meanwhile does not release it.
     file.get();
     try {
       for (;;) {
-        await this.#waitFd(proc);
-        out = this.#readMsgs(proc, max);
+        const w = new Waiter();
+        this.#fdWaiters.add(w);
+        proc.sleepers.add(w);
+        await w.promise;
+        this.#fdWaiters.delete(w);
+        proc.sleepers.delete(w);
+        if (proc.exited) throw new DeadTaskError();
+        const out = this.#readMsgs(proc, max);
         if (out !== null) return out;
       }
     } finally {
       file.put();
     }
-  }
-
-  /** Sleeps on fd_wqh until a message arrives, or rejects with DeadTaskError if the reader dies. */
-  #waitFd(proc: Process): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const onExit = (): void => {
-        this.#fdWaiters.delete(onMsg);
-        reject(new DeadTaskError());
-      };
-      const onMsg = (): void => {
-        this.#fdWaiters.delete(onMsg);
-        const i = proc.exitHooks.indexOf(onExit);
-        if (i >= 0) proc.exitHooks.splice(i, 1);
-        resolve();
-      };
-      this.#fdWaiters.add(onMsg);
-      proc.exitHooks.push(onExit);
-    });
   }
 
   /** Mirrors fs/userfaultfd.c:userfaultfd_ctx_read() in a loop; null when nothing is queued. */
@@ -396,14 +409,13 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     if (avail === 0) return null;
     const n = Math.min(max, avail);
     const out = new Uint8Array(n * UFFD_MSG_SIZE);
-    const view = new DataView(out.buffer);
     let count = 0;
     while (count < n) {
       const off = count * UFFD_MSG_SIZE;
       const f = this.#pending.shift();
       if (f !== undefined) {
         this.#read.push(f);
-        encodeFaultMsg(view, off, f);
+        encodeFaultMsg(out, off, f);
         count++;
         continue;
       }
@@ -631,7 +643,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     let srcAddr = 0;
     let src: MfillSource;
     if (srcArg instanceof Uint8Array) {
-      src = bytesSource(srcArg);
+      src = new BytesSource(srcArg);
     } else {
       srcAddr = u64(a, "src", what);
       if (!validateUnalignedRange(srcAddr, len)) fail("EINVAL", what);
@@ -708,19 +720,32 @@ function takeWaiters(q: FaultWaiter[], start: number, len: number, woken: Waiter
   let kept = 0;
   for (let i = 0; i < q.length; i++) {
     const f = q[i]!;
-    if (len === 0 || (f.address >= start && f.address < end)) woken.push(f.waiter);
+    if (len === 0 || (f.address >= start && f.address < end)) woken.push(f);
     else q[kept++] = f;
   }
   q.length = kept;
 }
 
+function notifyFdWaiter(w: Waiter | (() => void)): void {
+  if (typeof w === "function") w();
+  else w.wake();
+}
+
 /** Writes one UFFD_EVENT_PAGEFAULT record (msg_init() zeroing is the fresh buffer's). */
-function encodeFaultMsg(view: DataView, off: number, f: FaultWaiter): void {
-  view.setUint8(off, UFFD_EVENT_PAGEFAULT);
-  view.setUint32(off + 8, f.flags, true);
-  view.setUint32(off + 16, f.address % 0x1_0000_0000, true);
-  view.setUint32(off + 20, Math.floor(f.address / 0x1_0000_0000), true);
-  view.setUint32(off + 24, f.ptid, true);
+function encodeFaultMsg(out: Uint8Array, off: number, f: FaultWaiter): void {
+  out[off] = UFFD_EVENT_PAGEFAULT;
+  putU32(out, off + 8, f.flags);
+  putU32(out, off + 16, f.address % 0x1_0000_0000);
+  putU32(out, off + 20, Math.floor(f.address / 0x1_0000_0000));
+  putU32(out, off + 24, f.ptid);
+}
+
+/** A little-endian u32 (what DataView.setUint32(off, v, true) writes), without a DataView. */
+function putU32(out: Uint8Array, off: number, v: number): void {
+  out[off] = v & 0xff;
+  out[off + 1] = (v >>> 8) & 0xff;
+  out[off + 2] = (v >>> 16) & 0xff;
+  out[off + 3] = (v >>> 24) & 0xff;
 }
 
 /** UFFDIO_COPY's source in the caller's memory: first with faults disabled, then with faults. */
@@ -735,13 +760,23 @@ function userSource(proc: Process): MfillSource {
  * UFFDIO_COPY's source given as bytes (`src` is a Uint8Array): offset 0 is the first byte; a
  * page reaching past the end of the buffer faults like an unmapped source (EFAULT).
  */
-function bytesSource(bytes: Uint8Array): MfillSource {
-  const copy = (addr: number, dst: Uint8Array, off: number): boolean => {
+class BytesSource implements MfillSource {
+  readonly #bytes: Uint8Array;
+
+  constructor(bytes: Uint8Array) {
+    this.#bytes = bytes;
+  }
+
+  copyAtomic(addr: number, dst: Uint8Array, off: number): boolean {
+    const bytes = this.#bytes;
     if (addr + PAGE_SIZE > bytes.length) return false;
-    dst.set(bytes.subarray(addr, addr + PAGE_SIZE), off);
+    dst.set(addr === 0 && bytes.length === PAGE_SIZE ? bytes : bytes.subarray(addr, addr + PAGE_SIZE), off);
     return true;
-  };
-  return { copyAtomic: copy, copySlow: async (addr, dst, off) => copy(addr, dst, off) };
+  }
+
+  copySlow(addr: number, dst: Uint8Array, off: number): Promise<boolean> {
+    return Promise.resolve(this.copyAtomic(addr, dst, off));
+  }
 }
 
 function ioctlName(cmd: number): string {

@@ -20,9 +20,9 @@ import {
 } from "../mm/memory.ts";
 import type { Mm } from "../mm/mm.ts";
 import { PTE_DIRTY, PTE_KIND_MASK, PTE_PRESENT, PTE_WRITE, PTE_YOUNG, ptePfn } from "../mm/page-table.ts";
-import { VM_READ, VM_WRITE, VM_EXEC } from "../mm/vma.ts";
+import { type Vma, VM_READ, VM_WRITE, VM_EXEC } from "../mm/vma.ts";
 import { PAGE_SIZE } from "../uapi/mman.ts";
-import { COST, type SchedPoint, type Scheduler } from "./sched.ts";
+import { COST, type SchedPoint, type Scheduler, type Waiter } from "./sched.ts";
 
 /** Why an access stopped short. */
 export type AccessFault = "SIGSEGV" | "SIGBUS";
@@ -39,21 +39,49 @@ export interface AccessResult {
 /** How many times one page may be faulted without blocking before we call it a kernel bug. */
 const FAULT_SPINS_MAX = 16;
 
-export interface AccessContext {
+/**
+ * A task's view of its process for user-memory accesses. One per thread, reused by every access
+ * of that thread; the step* fields are walkStep()'s scratch, read right after it returns (before
+ * any await), so concurrent accesses of one task never see each other's.
+ */
+export class AccessContext {
   readonly mm: Mm;
   readonly sched: Scheduler;
   readonly task: FaultingTask;
   /** Resolves when the process dies; a blocked access then stops. */
   readonly killed: Promise<void>;
   readonly isDead: () => boolean;
+  /** The process's sleeping accesses: its exit wakes them all (they then see isDead()). */
+  readonly sleepers: Set<Waiter>;
+  /** walkStep(): bytes done when it returned. */
+  stepDone = 0;
+  /** walkStep() returned STEP.SLEEP: what to sleep on (null: retry at once). */
+  stepSleeper: Waiter | null = null;
+  stepWaiter: Promise<void> | null = null;
+  /** walkStep() returned STEP.YIELD: resolves when the task is picked to run again. */
+  stepYield: Promise<void> | null = null;
+  /** The fault record walkStep() reuses (nothing holds it once handleMmFault() returned). */
+  vmf: VmFault | null = null;
+
+  constructor(mm: Mm, sched: Scheduler, task: FaultingTask, killed: Promise<void>, isDead: () => boolean, sleepers: Set<Waiter>) {
+    this.mm = mm;
+    this.sched = sched;
+    this.task = task;
+    this.killed = killed;
+    this.isDead = isDead;
+    this.sleepers = sleepers;
+  }
 }
+
+/** What walkStep() stopped at. */
+export const STEP = { DONE: 0, SIGSEGV: 1, SIGBUS: 2, SLEEP: 3, YIELD: 4 } as const;
 
 /**
  * Copies between user memory [addr, addr+len) and `buf`: a store when `write`, else a load.
  * Returns how far it got; never throws for an access fault (the caller turns it into a signal
  * or EFAULT). Throws DeadTaskError if the process died while the access slept.
  */
-export async function accessUser(ctx: AccessContext, addr: number, buf: Uint8Array, write: boolean, user: boolean): Promise<AccessResult> {
+export function accessUser(ctx: AccessContext, addr: number, buf: Uint8Array, write: boolean, user: boolean): Promise<AccessResult> {
   return walkUser(ctx, addr, buf.length, buf, write, user);
 }
 
@@ -61,43 +89,124 @@ export async function accessUser(ctx: AccessContext, addr: number, buf: Uint8Arr
  * Faults [addr, addr+len) in without copying anything, as GUP does for MAP_POPULATE and
  * MADV_POPULATE_*: a write fault (FOLL_WRITE) breaks COW and allocates, a read fault maps.
  */
-export async function faultInUser(ctx: AccessContext, addr: number, len: number, write: boolean, user: boolean): Promise<AccessResult> {
+export function faultInUser(ctx: AccessContext, addr: number, len: number, write: boolean, user: boolean): Promise<AccessResult> {
   return walkUser(ctx, addr, len, null, write, user);
 }
 
-async function walkUser(ctx: AccessContext, addr: number, len: number, buf: Uint8Array | null, write: boolean, user: boolean): Promise<AccessResult> {
-  const { mm } = ctx;
+function walkUser(ctx: AccessContext, addr: number, len: number, buf: Uint8Array | null, write: boolean, user: boolean): Promise<AccessResult> {
+  let code: number;
+  try {
+    code = walkStep(ctx, addr, len, buf, write, user, 0, false);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  if (code === STEP.SLEEP || code === STEP.YIELD) return walkUserSlow(ctx, addr, len, buf, write, user, code);
+  return Promise.resolve(stepResult(ctx, addr, code));
+}
+
+/** The AccessResult of a walkStep() that finished (DONE, SIGSEGV or SIGBUS). */
+export function stepResult(ctx: AccessContext, addr: number, code: number): AccessResult {
+  const done = ctx.stepDone;
+  return { done, fault: code === STEP.DONE ? null : code === STEP.SIGSEGV ? "SIGSEGV" : "SIGBUS", address: addr + done };
+}
+
+/**
+ * The part of an access that sleeps: on a userfault until woken (then the access is retried, as
+ * the CPU re-executes the instruction), or at a scheduling point until picked again.
+ */
+export async function walkUserSlow(ctx: AccessContext, addr: number, len: number, buf: Uint8Array | null, write: boolean, user: boolean, code: number): Promise<AccessResult> {
+  for (;;) {
+    // Read the step's results before awaiting: another access of this task may reuse them.
+    const done = ctx.stepDone;
+    let resumed = false;
+    if (code === STEP.YIELD) {
+      await (ctx.stepYield as Promise<void>);
+      resumed = true;
+    } else if (code === STEP.SLEEP) {
+      const sleeper = ctx.stepSleeper;
+      await sleepBegin(ctx, addr + done, write, user);
+      const rescheduled = sleepEnd(ctx, sleeper, addr + done);
+      if (rescheduled !== null) await rescheduled;
+    } else {
+      return stepResult(ctx, addr, code);
+    }
+    code = walkStep(ctx, addr, len, buf, write, user, done, resumed);
+  }
+}
+
+/**
+ * Goes to sleep on the userfault walkStep() stopped at (ctx.stepWaiter): returns what to await.
+ * The process's exit wakes the sleeper (or, for a fault without one, ends the race).
+ */
+export function sleepBegin(ctx: AccessContext, a: number, write: boolean, user: boolean): Promise<unknown> {
+  const sched = ctx.sched;
+  sched.observer?.({ kind: "block", tid: ctx.task.tid, address: a, write, user, now: sched.now });
+  const sleeper = ctx.stepSleeper;
+  if (sleeper === null) return Promise.race([ctx.stepWaiter, ctx.killed]);
+  ctx.sleepers.add(sleeper);
+  return ctx.stepWaiter as Promise<void>;
+}
+
+/**
+ * Back from sleepBegin()'s wait: throws DeadTaskError if the process died meanwhile; else passes
+ * the "wake" scheduling point (a promise to await when preempted there, else null).
+ */
+export function sleepEnd(ctx: AccessContext, sleeper: Waiter | null, a: number): Promise<void> | null {
+  if (sleeper !== null) ctx.sleepers.delete(sleeper);
+  if (ctx.isDead()) throw new DeadTaskError();
+  const sched = ctx.sched;
+  sched.observer?.({ kind: "wake", tid: ctx.task.tid, address: a, now: sched.now });
+  return sched.preemption === null ? null : preemptPoint(ctx, "wake");
+}
+
+/**
+ * One synchronous stretch of an access from `done`: copies page by page, handling faults,
+ * until it is complete (STEP.DONE), stops at an access fault (SIGSEGV / SIGBUS), must sleep on
+ * a userfault (SLEEP: ctx.stepWaiter) or was preempted (YIELD: ctx.stepYield). ctx.stepDone says
+ * how far it got. `resumed`: the first page's scheduling point was already passed.
+ */
+export function walkStep(ctx: AccessContext, addr: number, len: number, buf: Uint8Array | null, write: boolean, user: boolean, done: number, resumed: boolean): number {
+  const mm = ctx.mm;
   const mem = mm.core.mem;
-  let done = 0;
+  const pt = mm.pt;
+  const preemptible = ctx.sched.preemption !== null;
   let spins = 0;
+  let skipPoint = resumed;
   while (done < len) {
     const a = addr + done;
-    const preempted = ctx.sched.preemption === null ? null : preemptPoint(ctx, "access");
-    if (preempted !== null) await preempted;
+    if (preemptible && !skipPoint) {
+      const preempted = preemptPoint(ctx, "access");
+      if (preempted !== null) {
+        ctx.stepDone = done;
+        ctx.stepYield = preempted;
+        return STEP.YIELD;
+      }
+    }
+    skipPoint = false;
     const pageOff = a % PAGE_SIZE;
     const chunk = Math.min(len - done, PAGE_SIZE - pageOff);
     const vma = mm.vmaLookup(a);
-    if (vma === null) return { done, fault: "SIGSEGV", address: a };
-    if (write ? (vma.flags & VM_WRITE) === 0 : (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) === 0) {
-      return { done, fault: "SIGSEGV", address: a };
+    if (vma === null || (write ? (vma.flags & VM_WRITE) === 0 : (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) === 0)) {
+      ctx.stepDone = done;
+      return STEP.SIGSEGV;
     }
     const vpn = (a - pageOff) / PAGE_SIZE;
-    const pte = mm.pt.get(vpn);
+    const pte = pt.get(vpn);
     if ((pte & PTE_KIND_MASK) === PTE_PRESENT && (!write || (pte & PTE_WRITE) !== 0)) {
       const want = write ? PTE_YOUNG | PTE_DIRTY : PTE_YOUNG;
-      if ((pte & want) !== want) mm.pt.set(vpn, (pte | want) >>> 0);
+      if ((pte & want) !== want) pt.set(vpn, (pte | want) >>> 0);
       if (buf !== null) {
         const pfn = ptePfn(pte);
-        const bytes = mem.bytes(pfn);
         const off = mem.offset(pfn) + pageOff;
-        if (write) bytes.set(buf.subarray(done, done + chunk), off);
-        else buf.set(bytes.subarray(off, off + chunk), done);
+        if (write) mem.bytes(pfn).set(chunk === buf.length ? buf : buf.subarray(done, done + chunk), off);
+        else buf.set(mem.bytes(pfn).subarray(off, off + chunk), done);
       }
       done += chunk;
       spins = 0;
       continue;
     }
-    const vmf = new VmFault(mm, vma, a, (write ? FAULT_FLAG_WRITE : 0) | (user ? FAULT_FLAG_USER : 0), ctx.task);
+    const flags = (write ? FAULT_FLAG_WRITE : 0) | (user ? FAULT_FLAG_USER : 0);
+    const vmf = ctx.vmf === null ? newVmf(ctx, vma, a, flags) : ctx.vmf.reinit(vma, a, flags);
     ctx.sched.charge(COST.fault);
     const ret = handleMmFault(vmf);
     if (ret === 0) {
@@ -106,21 +215,29 @@ async function walkUser(ctx: AccessContext, addr: number, len: number, buf: Uint
     }
     if ((ret & VM_FAULT_RETRY) !== 0) {
       if (vmf.waiter !== null) {
-        ctx.sched.observer?.({ kind: "block", tid: ctx.task.tid, address: a, write, user, now: ctx.sched.now });
-        await Promise.race([vmf.waiter, ctx.killed]);
-        if (!ctx.isDead()) ctx.sched.observer?.({ kind: "wake", tid: ctx.task.tid, address: a, now: ctx.sched.now });
+        ctx.stepDone = done;
+        ctx.stepWaiter = vmf.waiter;
+        ctx.stepSleeper = vmf.sleeper;
+        return STEP.SLEEP;
       }
       if (ctx.isDead()) throw new DeadTaskError();
-      const rescheduled = vmf.waiter === null || ctx.sched.preemption === null ? null : preemptPoint(ctx, "wake");
-      if (rescheduled !== null) await rescheduled;
       spins = 0;
       continue;
     }
-    if ((ret & VM_FAULT_SIGSEGV) !== 0) return { done, fault: "SIGSEGV", address: a };
-    if ((ret & (VM_FAULT_SIGBUS | VM_FAULT_HWPOISON | VM_FAULT_OOM)) !== 0) return { done, fault: "SIGBUS", address: a };
+    ctx.stepDone = done;
+    if ((ret & VM_FAULT_SIGSEGV) !== 0) return STEP.SIGSEGV;
+    if ((ret & (VM_FAULT_SIGBUS | VM_FAULT_HWPOISON | VM_FAULT_OOM)) !== 0) return STEP.SIGBUS;
     BUG(`unexpected fault result 0x${ret.toString(16)}`);
   }
-  return { done, fault: null, address: addr + done };
+  ctx.stepDone = done;
+  return STEP.DONE;
+}
+
+/** The context's reusable fault record, made on its first fault. */
+function newVmf(ctx: AccessContext, vma: Vma, a: number, flags: number): VmFault {
+  const vmf = new VmFault(ctx.mm, vma, a, flags, ctx.task);
+  ctx.vmf = vmf;
+  return vmf;
 }
 
 /**

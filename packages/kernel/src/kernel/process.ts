@@ -4,10 +4,10 @@
  * on a rejected call. Syscalls on a Process run as if each on its own thread of that process,
  * so one that blocks (fork waiting for its FORK event to be read) does not stop the next.
  */
-import { DeadTaskError, accessUser, faultInUser, type AccessContext } from "./access.ts";
+import { AccessContext, DeadTaskError, accessUser, faultInUser, sleepBegin, sleepEnd, STEP, walkStep } from "./access.ts";
 import type { Kernel } from "./kernel.ts";
 import { dupMmap } from "./fork.ts";
-import { COST } from "./sched.ts";
+import { COST, type Waiter } from "./sched.ts";
 import { FdTable, OpenFile } from "../fs/file.ts";
 import { checkMemfdCreate, memfdInitialSeals, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemTruncate, shmemWrite } from "../fs/memfd.ts";
 import { pipeFcntl, sysPipe2 } from "../fs/pipe.ts";
@@ -60,25 +60,86 @@ export class Thread implements FaultingTask {
     this.name = name;
   }
 
+  /** This thread's access context (made on first use; see AccessContext). */
+  get accessCtx(): AccessContext {
+    return (this.#ctx ??= this.process.newAccessContext(this));
+  }
+
+  #ctx: AccessContext | null = null;
+
   /** A user-mode load. Blocks on userfaults; rejects with SignalError for SIGSEGV / SIGBUS. */
-  async read(addr: number, length: number): Promise<Uint8Array> {
-    const buf = new Uint8Array(checkLength(length, "read"));
-    await this.#access(addr, buf, false);
-    return buf;
+  read(addr: number, length: number): Promise<Uint8Array> {
+    let buf: Uint8Array;
+    try {
+      buf = new Uint8Array(checkLength(length, "read"));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const code = this.#access(addr, buf, false);
+    if (code === STEP.DONE) return Promise.resolve(buf);
+    return this.#accessSlow(addr, buf, false, code).then(() => buf);
   }
 
   /** A user-mode store. */
-  async write(addr: number, data: Uint8Array): Promise<void> {
-    await this.#access(addr, data, true);
+  write(addr: number, data: Uint8Array): Promise<void> {
+    const code = this.#access(addr, data, true);
+    return code === STEP.DONE ? RESOLVED : this.#accessSlow(addr, data, true, code);
   }
 
-  async #access(addr: number, buf: Uint8Array, write: boolean): Promise<void> {
-    const proc = this.process;
-    if (proc.exited) throw new ErrnoError("ESRCH", write ? "store" : "load");
-    const r = await accessUser(proc.accessContext(this), addr, buf, write, true);
-    if (r.fault !== null) throw new SignalError(r.fault, r.address, write ? "write" : "read");
+  /**
+   * The synchronous part of an access (every access that does not sleep): a STEP code, or -1
+   * when the process is gone or the walk threw (this.#error says what).
+   */
+  #access(addr: number, buf: Uint8Array, write: boolean): number {
+    if (this.process.exited) {
+      this.#error = new ErrnoError("ESRCH", write ? "store" : "load");
+      return -1;
+    }
+    try {
+      return walkStep(this.accessCtx, addr, buf.length, buf, write, true, 0, false);
+    } catch (e) {
+      this.#error = e;
+      return -1;
+    }
+  }
+
+  #error: unknown = null;
+
+  /**
+   * The rest of an access that faulted, slept or failed: rejects with the signal or error.
+   * walkUserSlow()'s loop, inlined so that a woken access completes in one promise hop.
+   */
+  async #accessSlow(addr: number, buf: Uint8Array, write: boolean, code: number): Promise<void> {
+    if (code < 0) {
+      const e = this.#error;
+      this.#error = null;
+      throw e;
+    }
+    const ctx = this.accessCtx;
+    const len = buf.length;
+    for (;;) {
+      // The step's results are read before any await: another access of this thread may reuse them.
+      const done = ctx.stepDone;
+      let resumed = false;
+      if (code === STEP.SLEEP) {
+        const sleeper = ctx.stepSleeper;
+        await sleepBegin(ctx, addr + done, write, true);
+        const rescheduled = sleepEnd(ctx, sleeper, addr + done);
+        if (rescheduled !== null) await rescheduled;
+      } else if (code === STEP.YIELD) {
+        await (ctx.stepYield as Promise<void>);
+        resumed = true;
+      } else {
+        if (code === STEP.DONE) return;
+        throw new SignalError(code === STEP.SIGSEGV ? "SIGSEGV" : "SIGBUS", addr + done, write ? "write" : "read");
+      }
+      code = walkStep(ctx, addr, len, buf, write, true, done, resumed);
+    }
   }
 }
+
+/** What a store that never slept returns (an already-settled promise carries no state). */
+const RESOLVED: Promise<void> = Promise.resolve();
 
 function failEinval(syscall: string): never {
   throw new ErrnoError("EINVAL", syscall);
@@ -144,9 +205,18 @@ export class Process {
     return t;
   }
 
+  /** The access context of a task of this process (a thread's own, reused across its accesses). */
   accessContext(task: FaultingTask): AccessContext {
-    return { mm: this.mm, sched: this.kernel.sched, task, killed: this.#killed, isDead: () => this.exited };
+    return task instanceof Thread && task.process === this ? task.accessCtx : this.newAccessContext(task);
   }
+
+  newAccessContext(task: FaultingTask): AccessContext {
+    return new AccessContext(this.mm, this.kernel.sched, task, this.#killed, this.#isDead, this.sleepers);
+  }
+
+  readonly #isDead = (): boolean => this.exited;
+  /** Waits of this process that its death must end (userfaults, uffd reads); do_exit() wakes them, they then see `exited`. */
+  readonly sleepers = new Set<Waiter>();
 
   /** Syscall entry: a dead process makes no calls; each call costs virtual time. */
   enter(syscall: string): void {
@@ -426,12 +496,17 @@ export class Process {
     return sysVmsplice(this, fd, addr, length, flags);
   }
 
-  async read(fd: number, length: number): Promise<Uint8Array> {
-    this.enter("read");
-    const file = this.fds.lookup(fd, "read");
-    if (!file.readable) throw new ErrnoError("EBADF", "read");
-    if (file.ops.read === undefined) throw new ErrnoError("EINVAL", "read");
-    return file.ops.read(file, this, checkLength(length, "read"));
+  /** read(2). Not an async function: a read that has its data settles without extra promise hops. */
+  read(fd: number, length: number): Promise<Uint8Array> {
+    try {
+      this.enter("read");
+      const file = this.fds.lookup(fd, "read");
+      if (!file.readable) throw new ErrnoError("EBADF", "read");
+      if (file.ops.read === undefined) throw new ErrnoError("EINVAL", "read");
+      return file.ops.read(file, this, checkLength(length, "read"));
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** write(2): bytes given directly, or read from user memory { addr, length } (a kernel-mode access that may userfault). */
@@ -481,11 +556,16 @@ export class Process {
     return sysOpenPagemap(this, pid);
   }
 
-  async ioctl(fd: number, request: number, arg: object): Promise<number> {
-    this.enter("ioctl");
-    const file = this.fds.lookup(fd, "ioctl");
-    if (file.ops.ioctl === undefined) throw new ErrnoError("ENOTTY", "ioctl");
-    return file.ops.ioctl(file, this, request, arg);
+  /** ioctl(2). Not an async function: an ioctl that completes at once settles without extra promise hops. */
+  ioctl(fd: number, request: number, arg: object): Promise<number> {
+    try {
+      this.enter("ioctl");
+      const file = this.fds.lookup(fd, "ioctl");
+      if (file.ops.ioctl === undefined) throw new ErrnoError("ENOTTY", "ioctl");
+      return file.ops.ioctl(file, this, request, arg);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   async ioUringRegisterBuffers(addr: number, length: number): Promise<PinnedBuffer> {
@@ -530,6 +610,8 @@ export class Process {
     this.#resolveKilled();
     this.mm.users = 0;
     unmapRange(this.mm, 0, 0x7ffffffff000);
+    for (const w of this.sleepers) w.wake();
+    this.sleepers.clear();
     for (const hook of this.exitHooks.splice(0)) hook();
     this.fds.closeAll();
     this.kernel.reap(this);

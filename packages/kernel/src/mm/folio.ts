@@ -38,7 +38,7 @@ export const PG = {
 /** include/linux/mm.h:GUP_PIN_COUNTING_BIAS. */
 export const GUP_PIN_COUNTING_BIAS = 1024;
 
-const CHUNK_SHIFT = 12; // 4096 frames = 16 MiB per chunk
+const CHUNK_SHIFT = 8; // 256 frames = 1 MiB per chunk: a new kernel costs 1 MiB up front, not 16 (explore() builds thousands)
 const CHUNK_FRAMES = 1 << CHUNK_SHIFT;
 const CHUNK_MASK = CHUNK_FRAMES - 1;
 

@@ -9,6 +9,7 @@
  * means "handled": the caller re-checks the pte and may fault again (a write that first mapped
  * a page read-only with uffd-wp takes a second, WP fault, exactly as on the host).
  */
+import type { Waiter } from "../kernel/sched.ts";
 import { UFFD_FEATURE_WP_ASYNC, UFFD_FEATURE_WP_UNPOPULATED } from "../uapi/userfaultfd.ts";
 import { BUG_ON } from "../lib/assert.ts";
 import { PAGE_SIZE } from "../uapi/mman.ts";
@@ -92,6 +93,8 @@ export class VmFault {
   origPte: Pte = 0;
   task: FaultingTask;
   waiter: Promise<void> | null = null;
+  /** The Waiter behind `waiter` (set with it), so that the sleeper's exit can wake it directly. */
+  sleeper: Waiter | null = null;
 
   constructor(mm: Mm, vma: Vma, realAddress: number, flags: number, task: FaultingTask) {
     this.mm = mm;
@@ -100,6 +103,21 @@ export class VmFault {
     this.address = realAddress - (realAddress % PAGE_SIZE);
     this.flags = flags;
     this.task = task;
+  }
+
+  /**
+   * Makes this record a fresh one for another fault of the same task and mm (the access path
+   * keeps one per task: nothing holds a VmFault once the fault returned and `waiter` was taken).
+   */
+  reinit(vma: Vma, realAddress: number, flags: number): this {
+    this.vma = vma;
+    this.realAddress = realAddress;
+    this.address = realAddress - (realAddress % PAGE_SIZE);
+    this.flags = flags;
+    this.origPte = 0;
+    this.waiter = null;
+    this.sleeper = null;
+    return this;
   }
 
   get vpn(): number {
@@ -214,12 +232,11 @@ function doAnonymousPage(vmf: VmFault): number {
     mm.pt.set(vmf.vpn, entry);
     return 0;
   }
+  // Linux allocates (and zeroes) the folio first and frees it again when MISSING is registered:
+  // only the OOM outcome of that allocation is observable, so only the check is kept.
+  if (userfaultfdMissing(vma)) return mm.core.mem.freeFrames === 0 ? VM_FAULT_OOM : handleUserfault(vmf, VM_UFFD_MISSING);
   const pfn = mm.core.mem.allocFrame(true);
   if (pfn < 0) return VM_FAULT_OOM;
-  if (userfaultfdMissing(vma)) {
-    mm.core.mem.folioPut(pfn);
-    return handleUserfault(vmf, VM_UFFD_MISSING);
-  }
   let entry = maybeMkwrite(mkPte(pfn, PTE_DIRTY | PTE_YOUNG), vma);
   if (uffdWp) entry = pteMkuffdWp(entry);
   folioAddNewAnonRmap(mm, vma, pfn, vmf.address, true);

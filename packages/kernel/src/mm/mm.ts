@@ -232,7 +232,11 @@ export class Mm {
       if (addr >= MMAP_MIN_ADDR && addr + len <= TASK_SIZE && this.vmasIn(addr, addr + len).length === 0) return addr;
     }
     let high = MMAP_BASE;
-    for (let i = this.#indexAfter(MMAP_BASE) - 1; i >= -1; i--) {
+    // A vma straddling MMAP_BASE (a MAP_FIXED mapping) bounds the first gap too.
+    const above = this.#indexAfter(MMAP_BASE);
+    const straddling = this.vmas[above];
+    if (straddling !== undefined && straddling.start < high) high = straddling.start;
+    for (let i = above - 1; i >= -1; i--) {
       const v = this.vmas[i];
       const low = v === undefined ? MMAP_MIN_ADDR : v.end;
       if (v !== undefined && v.end > high) {

@@ -1,0 +1,283 @@
+/**
+ * Instrumenting a process at the uAPI boundary: its userfaultfd syscalls (read, ioctl), its mm
+ * syscalls that raise non-cooperative events (madvise, munmap, mremap, fork, exit) and its
+ * threads' loads and stores are recorded in the kernel's trace; every userfaultfd read and
+ * ioctl becomes a scheduling point (Kernel.schedPoint), so under an explorer the seed decides
+ * how the handler's calls interleave with the guest threads; and an interceptor (fault
+ * injection) may take over a resolving ioctl.
+ *
+ * The wrappers are own properties on the Process and Thread objects; the real methods stay on
+ * the prototype and are what the wrappers (and the interceptor's own calls) invoke. Without
+ * preemption a wrapper calls through synchronously, so the call's synchronous effects (an event
+ * queued by madvise, say) happen exactly when they would without the kit.
+ */
+import { decodeUffdMsgs, ErrnoError, type Process, type Thread, type UffdMsg } from "@uffd/kernel";
+import {
+  UFFD_EVENT_FORK,
+  UFFD_EVENT_PAGEFAULT,
+  UFFD_EVENT_REMAP,
+  UFFD_EVENT_REMOVE,
+  UFFD_EVENT_UNMAP,
+  UFFDIO_API,
+  UFFDIO_CONTINUE,
+  UFFDIO_COPY,
+  UFFDIO_MOVE,
+  UFFDIO_POISON,
+  UFFDIO_REGISTER,
+  UFFDIO_UNREGISTER,
+  UFFDIO_WAKE,
+  UFFDIO_WRITEPROTECT,
+  UFFDIO_ZEROPAGE,
+} from "@uffd/kernel/uapi";
+import { hex, type Recorder, recorderOf } from "./trace.ts";
+
+/** The userfaultfd ioctls by request number, with where their range and out field are. */
+export const UFFD_IOCTLS: ReadonlyMap<number, { op: string; out: string | null; range: "range" | "dst" | "flat" | "none" }> = new Map([
+  [UFFDIO_API, { op: "API", out: null, range: "none" }],
+  [UFFDIO_REGISTER, { op: "REGISTER", out: null, range: "range" }],
+  [UFFDIO_UNREGISTER, { op: "UNREGISTER", out: null, range: "flat" }],
+  [UFFDIO_WAKE, { op: "WAKE", out: null, range: "flat" }],
+  [UFFDIO_COPY, { op: "COPY", out: "copy", range: "dst" }],
+  [UFFDIO_ZEROPAGE, { op: "ZEROPAGE", out: "zeropage", range: "range" }],
+  [UFFDIO_WRITEPROTECT, { op: "WRITEPROTECT", out: null, range: "range" }],
+  [UFFDIO_CONTINUE, { op: "CONTINUE", out: "mapped", range: "range" }],
+  [UFFDIO_POISON, { op: "POISON", out: "updated", range: "range" }],
+  [UFFDIO_MOVE, { op: "MOVE", out: "move", range: "dst" }],
+]);
+
+/** A userfaultfd ioctl as the instrumentation sees it, before it runs. */
+export interface IoctlCall {
+  readonly proc: Process;
+  readonly fd: number;
+  readonly request: number;
+  readonly arg: Record<string, unknown>;
+  /** "COPY", "ZEROPAGE", ... */
+  readonly op: string;
+  readonly start: number;
+  readonly len: number;
+  readonly mode: number;
+  /** The real ioctl (traced as `who`), for an interceptor's own calls. */
+  real(fd: number, request: number, arg: object, who?: string): Promise<number>;
+}
+
+/** Takes over an ioctl (fault injection): returns the ioctl's promise, or null to let it run normally. */
+export type IoctlInterceptor = (call: IoctlCall) => Promise<number> | null;
+
+export interface Instrumented {
+  readonly proc: Process;
+  readonly recorder: Recorder;
+  /** The trace label of the process's syscalls. */
+  readonly label: string;
+  /** The pseudo task id of the process's syscalls at scheduling points (negative: never a tid). */
+  readonly sysTid: number;
+  /** The fds known to be userfaultfds (created here, received in a FORK message, or passed in). */
+  readonly uffds: Set<number>;
+  interceptor: IoctlInterceptor | null;
+}
+
+const INSTRUMENTED = new WeakMap<Process, Instrumented>();
+
+const num = (v: unknown): number => (typeof v === "number" ? v : typeof v === "bigint" ? Number(v) : 0);
+const field = (o: unknown, k: string): unknown => (typeof o === "object" && o !== null ? (o as Record<string, unknown>)[k] : undefined);
+const errName = (e: unknown): string => (e instanceof ErrnoError ? e.code : e instanceof Error ? e.name : "threw");
+
+/** The instrumentation of `proc`, installed on first use (idempotent). */
+export function instrument(proc: Process, options: { label?: string } = {}): Instrumented {
+  const known = INSTRUMENTED.get(proc);
+  if (known !== undefined) return known;
+  const recorder = recorderOf(proc.kernel);
+  const ins: Instrumented = { proc, recorder, label: options.label ?? proc.name, sysTid: -proc.pid, uffds: new Set(), interceptor: null };
+  recorder.setLabel(ins.sysTid, ins.label);
+  INSTRUMENTED.set(proc, ins);
+  wrapUffdSyscalls(ins);
+  wrapMmSyscalls(ins);
+  for (const t of proc.threads) instrumentThread(t);
+  const spawnThread = proc.spawnThread.bind(proc);
+  proc.spawnThread = (name?: string): Thread => instrumentThread(spawnThread(name));
+  return ins;
+}
+
+/** Tells the instrumentation that `fd` in `proc` is a userfaultfd (one passed in with sendFd, say). */
+export function markUserfaultfd(proc: Process, fd: number): void {
+  instrument(proc).uffds.add(fd);
+}
+
+function schedPoint(ins: Instrumented): Promise<void> | null {
+  return ins.proc.kernel.schedPoint(ins.sysTid);
+}
+
+function wrapUffdSyscalls(ins: Instrumented): void {
+  const proc = ins.proc;
+  const proto = Object.getPrototypeOf(proc) as Process;
+  const createFd = (name: "userfaultfd" | "openDevUserfaultfd") => async (flags: number): Promise<number> => {
+    const fd = await proto[name].call(proc, flags);
+    ins.uffds.add(fd);
+    return fd;
+  };
+  proc.userfaultfd = createFd("userfaultfd");
+  proc.openDevUserfaultfd = createFd("openDevUserfaultfd");
+  proc.close = (fd: number): Promise<void> => {
+    ins.uffds.delete(fd);
+    return proto.close.call(proc, fd);
+  };
+  proc.sendFd = async (fd: number, to: Process): Promise<number> => {
+    const got = await proto.sendFd.call(proc, fd, to);
+    if (ins.uffds.has(fd)) markUserfaultfd(to, got);
+    return got;
+  };
+  proc.read = (fd: number, length: number): Promise<Uint8Array> => {
+    if (!ins.uffds.has(fd)) return proto.read.call(proc, fd, length);
+    const run = (): Promise<Uint8Array> => proto.read.call(proc, fd, length).then((bytes) => recordMsgs(ins, fd, bytes));
+    const yielded = schedPoint(ins);
+    return yielded === null ? run() : yielded.then(run);
+  };
+  proc.ioctl = (fd: number, request: number, arg: object): Promise<number> => {
+    const info = UFFD_IOCTLS.get(request >>> 0);
+    if (info === undefined) return proto.ioctl.call(proc, fd, request, arg);
+    const run = (): Promise<number> => runIoctl(ins, proto, fd, request, arg, info.op);
+    const yielded = schedPoint(ins);
+    return yielded === null ? run() : yielded.then(run);
+  };
+}
+
+function runIoctl(ins: Instrumented, proto: Process, fd: number, request: number, arg: object, op: string): Promise<number> {
+  const real = (f: number, r: number, a: object, who = ins.label): Promise<number> => traced(ins, proto, f, r, a, who);
+  const icpt = ins.interceptor;
+  if (icpt !== null && typeof arg === "object" && arg !== null) {
+    const { start, len, mode } = ioctlRange(request, arg);
+    const p = icpt({ proc: ins.proc, fd, request, arg: arg as Record<string, unknown>, op, start, len, mode, real });
+    if (p !== null) return p;
+  }
+  return real(fd, request, arg);
+}
+
+/** The range an ioctl acts on, read defensively (a malformed struct is the kernel's to reject). */
+export function ioctlRange(request: number, arg: unknown): { start: number; len: number; mode: number; src?: number } {
+  const info = UFFD_IOCTLS.get(request >>> 0);
+  const mode = num(field(arg, "mode"));
+  switch (info?.range) {
+    case "range": {
+      const r = field(arg, "range");
+      return { start: num(field(r, "start")), len: num(field(r, "len")), mode };
+    }
+    case "dst": {
+      const src = field(arg, "src");
+      return { start: num(field(arg, "dst")), len: num(field(arg, "len")), mode, ...(typeof src === "number" ? { src } : {}) };
+    }
+    case "flat":
+      return { start: num(field(arg, "start")), len: num(field(arg, "len")), mode: 0 };
+    default:
+      return { start: 0, len: 0, mode: 0 };
+  }
+}
+
+function traced(ins: Instrumented, proto: Process, fd: number, request: number, arg: object, who: string): Promise<number> {
+  const info = UFFD_IOCTLS.get(request >>> 0)!;
+  const { start, len, mode, src } = ioctlRange(request, arg);
+  const rec = ins.recorder;
+  const done = (result: string): void => {
+    const out = info.out === null ? null : num(field(arg, info.out));
+    rec.add({ t: rec.now, who, kind: "ioctl", fd, op: info.op, start, len, mode, ...(src === undefined ? {} : { src }), result, out });
+  };
+  return proto.ioctl.call(ins.proc, fd, request, arg).then(
+    (r) => {
+      done("ok");
+      return r;
+    },
+    (e: unknown) => {
+      done(errName(e));
+      throw e;
+    },
+  );
+}
+
+function recordMsgs(ins: Instrumented, fd: number, bytes: Uint8Array): Uint8Array {
+  let msgs: UffdMsg[];
+  try {
+    msgs = decodeUffdMsgs(bytes);
+  } catch {
+    return bytes;
+  }
+  const rec = ins.recorder;
+  for (const m of msgs) {
+    const base = { t: rec.now, who: ins.label, kind: "msg" as const, fd };
+    if (m.event === UFFD_EVENT_PAGEFAULT) {
+      const pf = m.arg.pagefault;
+      rec.add({ ...base, event: "PAGEFAULT", address: pf.address, flags: pf.flags, ptid: pf.feat.ptid });
+    } else if (m.event === UFFD_EVENT_FORK) {
+      // The child's userfaultfd is installed in the reader's fd table.
+      ins.uffds.add(m.arg.fork.ufd);
+      rec.add({ ...base, event: "FORK", ufd: m.arg.fork.ufd });
+    } else if (m.event === UFFD_EVENT_REMAP) {
+      rec.add({ ...base, event: "REMAP", ...m.arg.remap });
+    } else {
+      rec.add({ ...base, event: m.event === UFFD_EVENT_REMOVE ? "REMOVE" : "UNMAP", ...m.arg.remove });
+    }
+  }
+  return bytes;
+}
+
+// --- mm syscalls that raise events, and exit ------------------------------------------------------
+
+const MADVICE: Record<number, string> = { 4: "MADV_DONTNEED", 8: "MADV_FREE", 9: "MADV_REMOVE", 21: "MADV_PAGEOUT" };
+
+function wrapMmSyscalls(ins: Instrumented): void {
+  const proc = ins.proc;
+  const proto = Object.getPrototypeOf(proc) as Process;
+  const rec = ins.recorder;
+  /** Records the call when it is made and its result when it returns (it may wait for an event to be read). */
+  const around = <T>(name: string, args: string, p: Promise<T>, show: (v: T) => string = () => "ok"): Promise<T> => {
+    rec.add({ t: rec.now, who: ins.label, kind: "syscall", name, args, result: "..." });
+    return p.then(
+      (v) => {
+        rec.add({ t: rec.now, who: ins.label, kind: "syscall", name, args, result: show(v) });
+        return v;
+      },
+      (e: unknown) => {
+        rec.add({ t: rec.now, who: ins.label, kind: "syscall", name, args, result: errName(e) });
+        throw e;
+      },
+    );
+  };
+  proc.madvise = (addr, length, advice) => around("madvise", `${hex(addr)}, ${length}, ${MADVICE[advice] ?? advice}`, proto.madvise.call(proc, addr, length, advice));
+  proc.munmap = (addr, length) => around("munmap", `${hex(addr)}, ${length}`, proto.munmap.call(proc, addr, length));
+  proc.mremap = (oldAddress, oldSize, newSize, flags, newAddress = 0) =>
+    around("mremap", `${hex(oldAddress)}, ${oldSize}, ${newSize}, ${flags}, ${hex(newAddress)}`, proto.mremap.call(proc, oldAddress, oldSize, newSize, flags, newAddress), hex);
+  proc.fork = () => around("fork", "", proto.fork.call(proc), (child) => `pid ${child.pid}`);
+  proc.exit = (status = 0) => around("exit", String(status), proto.exit.call(proc, status));
+}
+
+// --- threads --------------------------------------------------------------------------------------
+
+const THREADS = new WeakSet<Thread>();
+
+/** Records a thread's loads and stores (start, completion, signal). Idempotent. */
+export function instrumentThread(thread: Thread): Thread {
+  if (THREADS.has(thread)) return thread;
+  THREADS.add(thread);
+  const rec = recorderOf(thread.process.kernel);
+  const proto = Object.getPrototypeOf(thread) as Thread;
+  const who = (): string => rec.label(thread.tid);
+  const settle = <T>(op: "load" | "store", addr: number, len: number, p: Promise<T>): Promise<T> =>
+    p.then(
+      (v) => {
+        rec.add({ t: rec.now, who: who(), kind: "done", op, addr, len });
+        return v;
+      },
+      (e: unknown) => {
+        const sig = field(e, "signal");
+        if (typeof sig === "string") rec.add({ t: rec.now, who: who(), kind: "signal", signal: sig, address: num(field(e, "address")) });
+        else rec.add({ t: rec.now, who: who(), kind: "died", reason: e instanceof Error ? `${e.name}: ${e.message}` : String(e) });
+        throw e;
+      },
+    );
+  thread.read = (addr: number, length: number): Promise<Uint8Array> => {
+    rec.add({ t: rec.now, who: who(), kind: "access", op: "load", addr, len: length });
+    return settle("load", addr, length, proto.read.call(thread, addr, length));
+  };
+  thread.write = (addr: number, data: Uint8Array): Promise<void> => {
+    rec.add({ t: rec.now, who: who(), kind: "access", op: "store", addr, len: data.length });
+    return settle("store", addr, data.length, proto.write.call(thread, addr, data));
+  };
+  return thread;
+}

@@ -1,0 +1,48 @@
+/**
+ * The kit's own seeded randomness (the kernel's PRNG is internal): sfc32 seeded through
+ * splitmix32, the same construction as the kernel's, so a seed means the same thing everywhere.
+ * The explorer draws its preemption decisions from here; the kernel keeps its own stream for
+ * wake order.
+ */
+export class SeededRandom {
+  #a: number;
+  #b: number;
+  #c: number;
+  #d: number;
+
+  constructor(seed: number) {
+    let s = seed >>> 0;
+    const next = (): number => {
+      s = (s + 0x9e3779b9) >>> 0;
+      let z = s;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+      return (z ^ (z >>> 16)) >>> 0;
+    };
+    this.#a = next();
+    this.#b = next();
+    this.#c = next();
+    this.#d = next();
+    for (let i = 0; i < 12; i++) this.nextU32();
+  }
+
+  nextU32(): number {
+    const t = (((this.#a + this.#b) >>> 0) + this.#d) >>> 0;
+    this.#d = (this.#d + 1) >>> 0;
+    this.#a = this.#b ^ (this.#b >>> 9);
+    this.#b = (this.#c + (this.#c << 3)) >>> 0;
+    this.#c = ((this.#c << 21) | (this.#c >>> 11)) >>> 0;
+    this.#c = (this.#c + t) >>> 0;
+    return t;
+  }
+
+  /** An integer in [0, n). */
+  below(n: number): number {
+    return n <= 1 ? 0 : this.nextU32() % n;
+  }
+
+  /** True with probability p. */
+  chance(p: number): boolean {
+    return this.nextU32() < p * 0x1_0000_0000;
+  }
+}
