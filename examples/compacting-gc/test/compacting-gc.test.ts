@@ -82,10 +82,8 @@ describe("compacting GC with UFFDIO_MOVE (ART CMC style)", () => {
     }
   });
 
-  it("prints a deterministic narrative, quickly", async () => {
-    const t0 = performance.now();
+  it("prints a deterministic narrative", async () => {
     const a = await compactingGcNarrative(4);
-    expect(performance.now() - t0).toBeLessThan(4000);
     expect(await compactingGcNarrative(4)).toEqual(a);
     expect(a.some((l) => /EBUSY \(move = -16\)$/.test(l))).toBe(true);
   });

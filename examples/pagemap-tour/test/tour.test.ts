@@ -73,9 +73,4 @@ describe("pagemap tour", () => {
     expect(a.lines.some((l) => /^ {2}100 +0 +yes +0 \(zero\) +0 +0 +ZERO_PAGE +0x00$/.test(l))).toBe(true);
   });
 
-  it("finishes well under a second", async () => {
-    const t0 = performance.now();
-    await runPagemapTour(3);
-    expect(performance.now() - t0).toBeLessThan(1000);
-  });
 });

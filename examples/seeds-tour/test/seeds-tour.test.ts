@@ -101,10 +101,8 @@ describe("seeds tour", () => {
     c.kernel.checkInvariants();
   });
 
-  it("prints every chapter, deterministically and quickly", async () => {
-    const t0 = performance.now();
+  it("prints every chapter, deterministically", async () => {
     const a = await runSeedsTour();
-    expect(performance.now() - t0).toBeLessThan(4000);
     expect(a.chapters.map((c) => c.seed)).toEqual(["000", "001", "002", "003 + 004"]);
     expect((await runSeedsTour()).lines).toEqual(a.lines);
     expect(a.lines.filter((l) => l.startsWith("=== Seed "))).toHaveLength(4);
