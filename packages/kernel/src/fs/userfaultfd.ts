@@ -144,9 +144,11 @@ function argObject(arg: unknown, what: string): Arg {
   return arg as Arg;
 }
 
-/** A __u64 field: a non-negative integer number or bigint; negative values wrap as in C. */
-function u64(o: Arg, key: string, what: string): number {
-  const v = o[key];
+/**
+ * A __u64 field's value: a non-negative integer number or bigint; negative values wrap as in C.
+ * Callers read the field by name (a.dst), which keeps the property load monomorphic.
+ */
+function u64(v: unknown, what: string): number {
   if (typeof v === "number" && Number.isInteger(v)) return v < 0 ? v + 2 ** 64 : v;
   if (typeof v === "bigint") return Number(BigInt.asUintN(64, v));
   return fail("EFAULT", what);
@@ -156,6 +158,35 @@ function u64(o: Arg, key: string, what: string): number {
 function putUser(o: Arg, key: string, value: unknown): boolean {
   try {
     o[key] = value;
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The result field of an mfill-style ioctl.*/
+type ResultField = "copy" | "zeropage" | "mapped" | "updated" | "move";
+
+/** putUser() of a result field, by name (named stores stay monomorphic on the hot ioctls). */
+function putResult(o: Arg, field: ResultField, value: number): boolean {
+  try {
+    switch (field) {
+      case "copy":
+        o.copy = value;
+        break;
+      case "zeropage":
+        o.zeropage = value;
+        break;
+      case "mapped":
+        o.mapped = value;
+        break;
+      case "updated":
+        o.updated = value;
+        break;
+      case "move":
+        o.move = value;
+        break;
+    }
     return true;
   } catch {
     return false;
@@ -181,7 +212,7 @@ function validateRange(start: number, len: number): boolean {
 
 function readRange(arg: Arg, what: string): { start: number; len: number } {
   const range = argObject(arg.range, what);
-  return { start: u64(range, "start", what), len: u64(range, "len", what) };
+  return { start: u64(range.start, what), len: u64(range.len, what) };
 }
 
 // --- the context ---------------------------------------------------------------------------
@@ -204,7 +235,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   readonly #read: FaultWaiter[] = [];
   readonly #events: EventWaiter[] = [];
   /** fd_wqh: readers (their Waiter) and pollers (a callback) to tell about a new message or the release. */
-  readonly #fdWaiters = new Set<Waiter | (() => void)>();
+  readonly #fdWaiters: Array<Waiter | (() => void)> = [];
   /** wakeRange()'s scratch list, empty between calls. */
   readonly #woken: Waiter[] = [];
   /** The process owning `mm`, whose death aborts the faults and events queued here. */
@@ -301,19 +332,23 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     const woken = this.#woken;
     takeWaiters(this.#pending, start, len, woken);
     takeWaiters(this.#read, start, len, woken);
-    if (woken.length > 0) this.#sched.wakeAll(woken);
-    woken.length = 0;
+    if (woken.length === 1) (woken.pop() as Waiter).wake();
+    else if (woken.length > 1) {
+      this.#sched.wakeAll(woken);
+      // Emptied by pops, not `length = 0`, which would give the backing store back.
+      while (woken.length > 0) woken.pop();
+    }
   }
 
   /** wake_up_poll(&ctx->fd_wqh): every reader and poller, in the order they started waiting. */
   #notifyFd(): void {
-    const n = this.#fdWaiters.size;
+    const n = this.#fdWaiters.length;
     if (n === 0) return;
     if (n === 1) {
-      for (const w of this.#fdWaiters) notifyFdWaiter(w);
+      notifyFdWaiter(this.#fdWaiters[0]!);
       return;
     }
-    for (const w of [...this.#fdWaiters]) notifyFdWaiter(w);
+    for (const w of this.#fdWaiters.slice()) notifyFdWaiter(w);
   }
 
   // --- events ------------------------------------------------------------------------------
@@ -389,10 +424,10 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     try {
       for (;;) {
         const w = new Waiter();
-        this.#fdWaiters.add(w);
+        this.#fdWaiters.push(w);
         proc.sleepers.add(w);
         await w.promise;
-        this.#fdWaiters.delete(w);
+        removeItem(this.#fdWaiters, w);
         proc.sleepers.delete(w);
         if (proc.exited) throw new DeadTaskError();
         const out = this.#readMsgs(proc, max);
@@ -454,8 +489,8 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   }
 
   pollWait(_file: OpenFile, notify: () => void): () => void {
-    this.#fdWaiters.add(notify);
-    return () => this.#fdWaiters.delete(notify);
+    if (!this.#fdWaiters.includes(notify)) this.#fdWaiters.push(notify);
+    return () => removeItem(this.#fdWaiters, notify);
   }
 
   /**
@@ -518,8 +553,8 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   #api(proc: Process, arg: object): number {
     const what = "UFFDIO_API";
     const a = argObject(arg, what);
-    const api = u64(a, "api", what);
-    let features = BigInt(u64(a, "features", what));
+    const api = u64(a.api, what);
+    let features = BigInt(u64(a.features, what));
     const reject = (code: ErrnoCode): never => {
       if (!putUser(a, "api", 0) || !putUser(a, "features", 0) || !putUser(a, "ioctls", 0n)) fail("EFAULT", what);
       return fail(code, what);
@@ -542,7 +577,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     const what = "UFFDIO_REGISTER";
     const a = argObject(arg, what);
     const { start, len } = readRange(a, what);
-    const mode = u64(a, "mode", what);
+    const mode = u64(a.mode, what);
     if (mode === 0 || hasBitsOutside(mode, UFFD_API_REGISTER_MODES)) fail("EINVAL", what);
     let vmFlags = 0;
     if ((mode & UFFDIO_REGISTER_MODE_MISSING) !== 0) vmFlags |= VM_UFFD_MISSING;
@@ -577,8 +612,8 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   #unregister(arg: object): number {
     const what = "UFFDIO_UNREGISTER";
     const a = argObject(arg, what);
-    const start = u64(a, "start", what);
-    const len = u64(a, "len", what);
+    const start = u64(a.start, what);
+    const len = u64(a.len, what);
     if (!validateRange(start, len)) fail("EINVAL", what);
     if (!this.mm.alive) fail("ENOMEM", what);
     const end = start + len;
@@ -604,8 +639,8 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   #wake(arg: object): number {
     const what = "UFFDIO_WAKE";
     const a = argObject(arg, what);
-    const start = u64(a, "start", what);
-    const len = u64(a, "len", what);
+    const start = u64(a.start, what);
+    const len = u64(a.len, what);
     if (!validateRange(start, len)) fail("EINVAL", what);
     this.wakeRange(start, len);
     return 0;
@@ -616,8 +651,8 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
    * the bytes done or -errno; [start, start+done) is woken unless DONTWAKE; a short result is
    * EAGAIN.
    */
-  #finishResult(a: Arg, field: string, what: string, ret: number, start: number, len: number, dontwake: boolean): number {
-    if (!putUser(a, field, ret)) fail("EFAULT", what);
+  #finishResult(a: Arg, field: ResultField, what: string, ret: number, start: number, len: number, dontwake: boolean): number {
+    if (!putResult(a, field, ret)) fail("EFAULT", what);
     if (ret < 0) fail(errnoCode(-ret), what);
     if (!dontwake) this.wakeRange(start, ret);
     if (ret !== len) fail("EAGAIN", what);
@@ -625,9 +660,9 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   }
 
   /** While an event is being delivered: field = -EAGAIN before the arguments are even read. */
-  #checkMmapChanging(arg: object, field: string, what: string): void {
+  #checkMmapChanging(arg: object, field: ResultField, what: string): void {
     if (this.mmapChanging === 0) return;
-    if (typeof arg !== "object" || arg === null || !putUser(arg as Arg, field, -11)) fail("EFAULT", what);
+    if (typeof arg !== "object" || arg === null || !putResult(arg as Arg, field, -11)) fail("EFAULT", what);
     fail("EAGAIN", what);
   }
 
@@ -636,16 +671,16 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     const what = "UFFDIO_COPY";
     this.#checkMmapChanging(arg, "copy", what);
     const a = argObject(arg, what);
-    const dst = u64(a, "dst", what);
-    const len = u64(a, "len", what);
-    const mode = u64(a, "mode", what);
+    const dst = u64(a.dst, what);
+    const len = u64(a.len, what);
+    const mode = u64(a.mode, what);
     const srcArg = a.src;
     let srcAddr = 0;
     let src: MfillSource;
     if (srcArg instanceof Uint8Array) {
       src = new BytesSource(srcArg);
     } else {
-      srcAddr = u64(a, "src", what);
+      srcAddr = u64(a.src, what);
       if (!validateUnalignedRange(srcAddr, len)) fail("EINVAL", what);
       src = userSource(proc);
     }
@@ -664,11 +699,11 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   }
 
   /** ZEROPAGE, CONTINUE and POISON: fs/userfaultfd.c:userfaultfd_zeropage() / _continue() / _poison(). */
-  #mfillRange(arg: object, what: string, field: string, dontwakeBit: number, wpBit: number, kind: MfillAtomicMode): number {
+  #mfillRange(arg: object, what: string, field: ResultField, dontwakeBit: number, wpBit: number, kind: MfillAtomicMode): number {
     this.#checkMmapChanging(arg, field, what);
     const a = argObject(arg, what);
     const { start, len } = readRange(a, what);
-    const mode = u64(a, "mode", what);
+    const mode = u64(a.mode, what);
     if (!validateRange(start, len)) fail("EINVAL", what);
     if (hasBitsOutside(mode, dontwakeBit | wpBit)) fail("EINVAL", what);
     if (!this.mm.alive) fail("ESRCH", what);
@@ -682,7 +717,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     if (this.mmapChanging !== 0) fail("EAGAIN", what);
     const a = argObject(arg, what);
     const { start, len } = readRange(a, what);
-    const mode = u64(a, "mode", what);
+    const mode = u64(a.mode, what);
     if (!validateRange(start, len)) fail("EINVAL", what);
     if (hasBitsOutside(mode, UFFDIO_WRITEPROTECT_MODE_WP | UFFDIO_WRITEPROTECT_MODE_DONTWAKE)) fail("EINVAL", what);
     const modeWp = (mode & UFFDIO_WRITEPROTECT_MODE_WP) !== 0;
@@ -700,10 +735,10 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     const what = "UFFDIO_MOVE";
     this.#checkMmapChanging(arg, "move", what);
     const a = argObject(arg, what);
-    const dst = u64(a, "dst", what);
-    const src = u64(a, "src", what);
-    const len = u64(a, "len", what);
-    const mode = u64(a, "mode", what);
+    const dst = u64(a.dst, what);
+    const src = u64(a.src, what);
+    const len = u64(a.len, what);
+    const mode = u64(a.mode, what);
     // No cross-mm moves.
     if (this.mm !== proc.mm) fail("EINVAL", what);
     if (!validateRange(dst, len) || !validateRange(src, len)) fail("EINVAL", what);
@@ -723,7 +758,16 @@ function takeWaiters(q: FaultWaiter[], start: number, len: number, woken: Waiter
     if (len === 0 || (f.address >= start && f.address < end)) woken.push(f);
     else q[kept++] = f;
   }
-  q.length = kept;
+  // Shrunk by pops: `length = n` would give the backing store back (and reallocate on the next push).
+  while (q.length > kept) q.pop();
+}
+
+/** Removes the first `x` from `list`, keeping the order; nothing if absent. */
+function removeItem<T>(list: T[], x: T): void {
+  const i = list.indexOf(x);
+  if (i < 0) return;
+  for (let j = i + 1; j < list.length; j++) list[j - 1] = list[j]!;
+  list.pop();
 }
 
 function notifyFdWaiter(w: Waiter | (() => void)): void {

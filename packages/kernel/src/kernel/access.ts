@@ -22,7 +22,7 @@ import type { Mm } from "../mm/mm.ts";
 import { PTE_DIRTY, PTE_KIND_MASK, PTE_PRESENT, PTE_WRITE, PTE_YOUNG, ptePfn } from "../mm/page-table.ts";
 import { type Vma, VM_READ, VM_WRITE, VM_EXEC } from "../mm/vma.ts";
 import { PAGE_SIZE } from "../uapi/mman.ts";
-import { COST, type SchedPoint, type Scheduler, type Waiter } from "./sched.ts";
+import { COST, type SchedPoint, type Scheduler, type Sleepers, type Waiter } from "./sched.ts";
 
 /** Why an access stopped short. */
 export type AccessFault = "SIGSEGV" | "SIGBUS";
@@ -52,7 +52,7 @@ export class AccessContext {
   readonly killed: Promise<void>;
   readonly isDead: () => boolean;
   /** The process's sleeping accesses: its exit wakes them all (they then see isDead()). */
-  readonly sleepers: Set<Waiter>;
+  readonly sleepers: Sleepers;
   /** walkStep(): bytes done when it returned. */
   stepDone = 0;
   /** walkStep() returned STEP.SLEEP: what to sleep on (null: retry at once). */
@@ -63,7 +63,7 @@ export class AccessContext {
   /** The fault record walkStep() reuses (nothing holds it once handleMmFault() returned). */
   vmf: VmFault | null = null;
 
-  constructor(mm: Mm, sched: Scheduler, task: FaultingTask, killed: Promise<void>, isDead: () => boolean, sleepers: Set<Waiter>) {
+  constructor(mm: Mm, sched: Scheduler, task: FaultingTask, killed: Promise<void>, isDead: () => boolean, sleepers: Sleepers) {
     this.mm = mm;
     this.sched = sched;
     this.task = task;

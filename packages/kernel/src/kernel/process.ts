@@ -7,7 +7,7 @@
 import { AccessContext, DeadTaskError, accessUser, faultInUser, sleepBegin, sleepEnd, STEP, walkStep } from "./access.ts";
 import type { Kernel } from "./kernel.ts";
 import { dupMmap } from "./fork.ts";
-import { COST, type Waiter } from "./sched.ts";
+import { COST, Sleepers } from "./sched.ts";
 import { FdTable, OpenFile } from "../fs/file.ts";
 import { checkMemfdCreate, memfdInitialSeals, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemTruncate, shmemWrite } from "../fs/memfd.ts";
 import { pipeFcntl, sysPipe2 } from "../fs/pipe.ts";
@@ -25,7 +25,7 @@ import { sysMremap } from "../mm/mremap.ts";
 import { ShmemInode } from "../mm/shmem.ts";
 import { ErrnoError, SignalError } from "../uapi/errno.ts";
 import { F_ADD_SEALS, F_GETFD, F_GETFL, F_GETPIPE_SZ, F_SETFD, F_SETFL, F_SETPIPE_SZ, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLERR, POLLHUP, POLLNVAL, SIGKILL } from "../uapi/fcntl.ts";
-import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_TYPE, PAGE_SIZE } from "../uapi/mman.ts";
+import { MAP_ANONYMOUS, MAP_HUGETLB, MAP_PRIVATE, MAP_TYPE, PAGE_SIZE } from "../uapi/mman.ts";
 
 /** A user-memory buffer named by address, for syscalls that copy to or from user memory. */
 export interface UserBuffer {
@@ -216,7 +216,7 @@ export class Process {
 
   readonly #isDead = (): boolean => this.exited;
   /** Waits of this process that its death must end (userfaults, uffd reads); do_exit() wakes them, they then see `exited`. */
-  readonly sleepers = new Set<Waiter>();
+  readonly sleepers = new Sleepers();
 
   /** Syscall entry: a dead process makes no calls; each call costs virtual time. */
   enter(syscall: string): void {
@@ -242,8 +242,14 @@ export class Process {
     let file: MmapFile | null = null;
     if ((flags & MAP_ANONYMOUS) === 0) {
       const of = this.fds.lookup(fd, "mmap");
+      // ksys_mmap_pgoff(): MAP_HUGETLB on a file that is not on hugetlbfs.
+      if ((flags & MAP_HUGETLB) !== 0) throw new ErrnoError("EINVAL", "mmap");
       if (!(of.ops instanceof ShmemFileOps)) throw new ErrnoError("ENODEV", "mmap");
       file = { inode: of.ops.inode, readable: of.readable, writable: of.writable };
+    } else if ((flags & MAP_HUGETLB) !== 0) {
+      // Divergence from Linux: no hugetlbfs. Anonymous MAP_HUGETLB answers as the reference host
+      // does with vm.nr_hugepages = 0: hugetlb_file_setup() cannot reserve pages (ENOMEM).
+      throw new ErrnoError("ENOMEM", "mmap");
     }
     const plan = planMmap(this.mm, addr, length, prot, flags, file, offset, this.capable("CAP_SYS_RAWIO"));
     let inode = file?.inode ?? null;
@@ -610,8 +616,7 @@ export class Process {
     this.#resolveKilled();
     this.mm.users = 0;
     unmapRange(this.mm, 0, 0x7ffffffff000);
-    for (const w of this.sleepers) w.wake();
-    this.sleepers.clear();
+    this.sleepers.wakeAll();
     for (const hook of this.exitHooks.splice(0)) hook();
     this.fds.closeAll();
     this.kernel.reap(this);

@@ -61,6 +61,8 @@ export class Waiter {
   readonly promise: Promise<void>;
   #resolve!: () => void;
   woken = false;
+  /** Its index in the Sleepers set holding it, or -1 (owned by Sleepers). */
+  sleeperSlot = -1;
 
   constructor() {
     this.promise = new Promise<void>((resolve) => {
@@ -72,6 +74,45 @@ export class Waiter {
     if (this.woken) return;
     this.woken = true;
     this.#resolve();
+  }
+}
+
+/**
+ * The waits one process must end when it dies (a blocked access, a blocked read): O(1) add and
+ * delete without allocating (a Set of short-lived entries reallocates its table as it empties).
+ * A waiter is in at most one Sleepers at a time.
+ */
+export class Sleepers {
+  readonly #list: Waiter[] = [];
+
+  get size(): number {
+    return this.#list.length;
+  }
+
+  add(w: Waiter): void {
+    if (w.sleeperSlot >= 0) return;
+    w.sleeperSlot = this.#list.length;
+    this.#list.push(w);
+  }
+
+  delete(w: Waiter): void {
+    const i = w.sleeperSlot;
+    if (i < 0 || this.#list[i] !== w) return;
+    const last = this.#list.pop() as Waiter;
+    if (last !== w) {
+      this.#list[i] = last;
+      last.sleeperSlot = i;
+    }
+    w.sleeperSlot = -1;
+  }
+
+  /** Wakes and forgets every waiter, in the order they went to sleep (for a given set of adds and deletes). */
+  wakeAll(): void {
+    const list = this.#list.splice(0);
+    for (const w of list) {
+      w.sleeperSlot = -1;
+      w.wake();
+    }
   }
 }
 

@@ -16,7 +16,7 @@
  * - `pincount` is our own record of FOLL_PIN references, so checkInvariants() can recount them;
  *   kernel logic reads pins only through folioMaybeDmaPinned(), as Linux does.
  */
-import { BUG_ON } from "../lib/assert.ts";
+import { BUG, BUG_ON } from "../lib/assert.ts";
 import { PAGE_SHIFT, PAGE_SIZE } from "../uapi/mman.ts";
 
 export type Pfn = number;
@@ -127,8 +127,9 @@ export class PhysMem {
   }
 
   #freeFrame(pfn: Pfn): void {
-    BUG_ON(this.mapcount[pfn] !== 0, `freeing pfn ${pfn} with mapcount ${this.mapcount[pfn]}`);
-    BUG_ON(pfn === this.zeroPfn, "freeing the zero page");
+    // `if ... BUG()` rather than BUG_ON(): the message is built only when the check fails (a hot path).
+    if (this.mapcount[pfn] !== 0) BUG(`freeing pfn ${pfn} with mapcount ${this.mapcount[pfn]}`);
+    if (pfn === this.zeroPfn) BUG("freeing the zero page");
     this.flags[pfn] = 0;
     this.mapping[pfn] = 0;
     if (this.#freeCount === this.#freeList.length) {
@@ -193,7 +194,7 @@ export class PhysMem {
   folioPut(pfn: Pfn): void {
     if (pfn === this.zeroPfn) return;
     const r = --this.refcount[pfn]!;
-    BUG_ON(r < 0, `refcount underflow on pfn ${pfn}`);
+    if (r < 0) BUG(`refcount underflow on pfn ${pfn}`);
     if (r === 0) this.#freeFrame(pfn);
   }
 

@@ -12,7 +12,7 @@ import { offsetInPage, PAGE_ALIGN, calcVmProtBits } from "./mmap.ts";
 import { pteDirty, ptePresent, pteUffdWp, pteWrite, pteWrprotect, pteMkwrite } from "./page-table.ts";
 import { type Vma, VM_ACCESS_FLAGS, VM_ACCOUNT, VM_SHARED, VM_WRITE, VM_NORESERVE } from "./vma.ts";
 
-/** Validates and applies mprotect; throws ErrnoError with nothing changed on a rejected call. */
+/** Mirrors mm/mprotect.c:do_mprotect_pkey(): argument checks, then the per-vma loop. */
 export function doMprotect(mm: Mm, start: number, length: number, prot: number): void {
   if (offsetInPage(start) !== 0) throw new ErrnoError("EINVAL", "mprotect");
   if (length === 0) return;
@@ -21,22 +21,30 @@ export function doMprotect(mm: Mm, start: number, length: number, prot: number):
   if (end <= start) throw new ErrnoError("ENOMEM", "mprotect");
   if ((prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM | PROT_GROWSDOWN | PROT_GROWSUP)) !== 0) throw new ErrnoError("EINVAL", "mprotect");
   if ((prot & (PROT_GROWSDOWN | PROT_GROWSUP)) === (PROT_GROWSDOWN | PROT_GROWSUP)) throw new ErrnoError("EINVAL", "mprotect");
-  const vmas = mm.vmasIn(start, end);
-  const first = vmas[0];
+  const first = mm.vmasIn(start, end)[0];
   if (first === undefined || first.start > start) throw new ErrnoError("ENOMEM", "mprotect");
   const newProt = calcVmProtBits(prot);
-  // Check every vma first (the EACCES and ENOMEM of the loop) so a rejected call changes nothing.
+  // Linux applies the change vma by vma: a hole (ENOMEM) or a vma lacking VM_MAYx (EACCES) stops
+  // the loop, and the vmas before it keep their new protection [host].
   let at = start;
-  for (const vma of vmas) {
-    if (vma.start > at) throw new ErrnoError("ENOMEM", "mprotect");
+  let error: "ENOMEM" | "EACCES" | null = null;
+  for (const vma of mm.isolateRange(start, end)) {
+    if (vma.start > at) {
+      error = "ENOMEM";
+      break;
+    }
     const newflags = newProt | (vma.flags & ~VM_ACCESS_FLAGS);
     // Each VM_x needs its VM_MAYx (VM_MAYREAD = VM_READ << 4).
-    if ((newflags & ~(newflags >>> 4) & VM_ACCESS_FLAGS) !== 0) throw new ErrnoError("EACCES", "mprotect");
+    if ((newflags & ~(newflags >>> 4) & VM_ACCESS_FLAGS) !== 0) {
+      error = "EACCES";
+      break;
+    }
+    mprotectFixup(mm, vma, newProt);
     at = vma.end;
   }
-  if (at < end) throw new ErrnoError("ENOMEM", "mprotect");
-  for (const vma of mm.isolateRange(start, end)) mprotectFixup(mm, vma, newProt);
+  if (error === null && at < end) error = "ENOMEM";
   mm.mergeRange(start, end);
+  if (error !== null) throw new ErrnoError(error, "mprotect");
 }
 
 /** Mirrors mm/mprotect.c:mprotect_fixup() for one whole vma. */

@@ -82,20 +82,59 @@ export const PTRS_PER_PTE = 512;
 const PTE_TABLE_SHIFT = 9;
 const PTE_INDEX_MASK = PTRS_PER_PTE - 1;
 
+/**
+ * The PTE tables of one mm by PMD key, with a one-entry lookup cache (faults and ioctls touch
+ * the same table over and over). Every change of the key set goes through set/delete/clear,
+ * which drop the cache, so code may use it as a plain Map.
+ */
+export class PteTables extends Map<number, Uint32Array> {
+  #lastKey = -1;
+  #lastTable: Uint32Array | undefined = undefined;
+
+  /** get(), through the cache. */
+  lookup(key: number): Uint32Array | undefined {
+    if (key === this.#lastKey) return this.#lastTable;
+    const t = super.get(key);
+    if (t !== undefined) {
+      this.#lastKey = key;
+      this.#lastTable = t;
+    }
+    return t;
+  }
+
+  override set(key: number, table: Uint32Array): this {
+    this.#lastKey = -1;
+    this.#lastTable = undefined;
+    return super.set(key, table);
+  }
+
+  override delete(key: number): boolean {
+    this.#lastKey = -1;
+    this.#lastTable = undefined;
+    return super.delete(key);
+  }
+
+  override clear(): void {
+    this.#lastKey = -1;
+    this.#lastTable = undefined;
+    super.clear();
+  }
+}
+
 /** One mm's page tables, indexed by virtual page number. */
 export class PageTable {
   /** PTE tables by (vpn >> 9); a present key is a populated PMD. */
-  readonly tables = new Map<number, Uint32Array>();
+  readonly tables = new PteTables();
 
   get(vpn: number): Pte {
-    const t = this.tables.get(Math.floor(vpn / PTRS_PER_PTE));
+    const t = this.tables.lookup(Math.floor(vpn / PTRS_PER_PTE));
     return t === undefined ? 0 : (t[vpn & PTE_INDEX_MASK] as number);
   }
 
   /** set_pte_at(): allocates the PTE table on first use (pte_alloc). */
   set(vpn: number, pte: Pte): void {
     const key = Math.floor(vpn / PTRS_PER_PTE);
-    let t = this.tables.get(key);
+    let t = this.tables.lookup(key);
     if (t === undefined) {
       if (pte === 0) return;
       t = new Uint32Array(PTRS_PER_PTE);
@@ -107,7 +146,7 @@ export class PageTable {
   /** The PTE table for a vpn, allocating it (pte_alloc()). */
   table(vpn: number): Uint32Array {
     const key = Math.floor(vpn / PTRS_PER_PTE);
-    let t = this.tables.get(key);
+    let t = this.tables.lookup(key);
     if (t === undefined) {
       t = new Uint32Array(PTRS_PER_PTE);
       this.tables.set(key, t);
@@ -117,7 +156,7 @@ export class PageTable {
 
   /** Whether the PMD covering vpn has a PTE table (false = a pte hole). */
   hasTable(vpn: number): boolean {
-    return this.tables.has(Math.floor(vpn / PTRS_PER_PTE));
+    return this.tables.lookup(Math.floor(vpn / PTRS_PER_PTE)) !== undefined;
   }
 
   static tableKey(vpn: number): number {
@@ -130,7 +169,7 @@ export class PageTable {
     while (vpn < endVpn) {
       const key = Math.floor(vpn / PTRS_PER_PTE);
       const tableEnd = Math.min(endVpn, (key + 1) * PTRS_PER_PTE);
-      const t = this.tables.get(key);
+      const t = this.tables.lookup(key);
       if (t !== undefined) {
         for (let v = vpn; v < tableEnd; v++) {
           const pte = t[v & PTE_INDEX_MASK] as number;

@@ -6,7 +6,7 @@
  * Every present pte to a normal page (not the zero page) owns one mapcount and one reference,
  * and one unit of the mm's rss counter for its kind (anon, or shmem for page-cache pages).
  */
-import { BUG_ON } from "../lib/assert.ts";
+import { BUG } from "../lib/assert.ts";
 import { PAGE_SIZE } from "../uapi/mman.ts";
 import { PG, type Pfn } from "./folio.ts";
 import type { Mm } from "./mm.ts";
@@ -18,7 +18,7 @@ import type { Vma } from "./vma.ts";
  */
 export function folioAddNewAnonRmap(mm: Mm, vma: Vma, pfn: Pfn, addr: number, exclusive: boolean): void {
   const mem = mm.core.mem;
-  BUG_ON(mem.mapcount[pfn] !== 0, `new anon rmap on mapped pfn ${pfn}`);
+  if (mem.mapcount[pfn] !== 0) BUG(`new anon rmap on mapped pfn ${pfn}`);
   mm.anonVmaPrepare(vma);
   mem.setFlag(pfn, PG.anon | PG.swapbacked | PG.lru);
   if (exclusive) mem.setFlag(pfn, PG.anonExclusive);
@@ -49,7 +49,7 @@ export function folioRemoveRmapPte(mm: Mm, pfn: Pfn): void {
   const mem = mm.core.mem;
   if (pfn === mem.zeroPfn) return;
   const mc = --mem.mapcount[pfn]!;
-  BUG_ON(mc < 0, `mapcount underflow on pfn ${pfn}`);
+  if (mc < 0) BUG(`mapcount underflow on pfn ${pfn}`);
   if (mem.folioTestAnon(pfn)) {
     mm.rssAnon--;
   } else {

@@ -7,6 +7,7 @@ import {
   MAP_FIXED,
   MAP_FIXED_NOREPLACE,
   MAP_GROWSDOWN,
+  MAP_HUGETLB,
   MAP_POPULATE,
   MAP_PRIVATE,
   MAP_SHARED,
@@ -30,6 +31,16 @@ describe("mmap argument checks", () => {
     await expectErrno(p.mmap(0, 4096, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_GROWSDOWN), "EINVAL");
     expect(p.smaps()).toEqual([]);
     k.checkInvariants();
+  });
+
+  it("MAP_HUGETLB: anonymous is ENOMEM (no huge pages reserved, as on the host), on a shmem file EINVAL", async () => {
+    const { p } = boot();
+    await expectErrno(p.mmap(0, 2 << 20, RW, ANON | MAP_HUGETLB), "ENOMEM");
+    await expectErrno(p.mmap(0, 2 << 20, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB), "ENOMEM");
+    const fd = await p.memfdCreate("m");
+    await p.ftruncate(fd, 4096);
+    await expectErrno(p.mmap(0, 4096, RW, MAP_SHARED | MAP_HUGETLB, fd), "EINVAL");
+    expect(p.smaps()).toEqual([]);
   });
 
   it("rejects a file mapping of a bad fd with EBADF", async () => {
@@ -127,8 +138,23 @@ describe("mprotect", () => {
     await expectErrno(p.mprotect(a + 1, 4096, PROT_READ), "EINVAL");
     await expectErrno(p.mprotect(a, 4096, 0x10), "EINVAL");
     await expectErrno(p.mprotect(0x200000000, 4096, PROT_READ), "ENOMEM");
-    await expectErrno(p.mprotect(a, 2 * 4096, PROT_READ), "ENOMEM");
     expect(p.smaps()[0]!.perms).toBe("rw-p");
+    k.checkInvariants();
+  });
+
+  it("applies vma by vma: the part before a hole or an EACCES vma keeps its new protection [host]", async () => {
+    const { k, p } = boot();
+    const a = await p.mmap(0x7e0000000000, 3 * 4096, PROT_READ, ANON | MAP_FIXED);
+    await p.munmap(a + 4096, 4096);
+    await expectErrno(p.mprotect(a, 3 * 4096, RW), "ENOMEM");
+    expect(p.smaps().map((v) => v.perms)).toEqual(["rw-p", "r--p"]);
+    const fd = await p.memfdCreate("m");
+    await p.ftruncate(fd, 4096);
+    const ro = await p.reopen(fd, O_RDONLY);
+    const b = await p.mmap(0x7e0000010000, 4096, PROT_READ, ANON | MAP_FIXED);
+    await p.mmap(b + 4096, 4096, PROT_READ, MAP_SHARED | MAP_FIXED, ro);
+    await expectErrno(p.mprotect(b, 2 * 4096, RW), "EACCES");
+    expect(p.smaps().filter((v) => v.start >= b).map((v) => v.perms)).toEqual(["rw-p", "r--s"]);
     k.checkInvariants();
   });
 
