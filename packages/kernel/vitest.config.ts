@@ -3,6 +3,7 @@ import { defineProject } from "vitest/config";
 export default defineProject({
   test: {
     name: "kernel",
+    setupFiles: ["../../test/invariants.setup.ts"],
     include: ["src/**/*.test.ts", "test/**/*.test.ts"],
   },
 });
