@@ -4,6 +4,7 @@
  * the end). Exported for `npm run bench`; `npx tsx packages/testing/bench/explore-bench.ts`
  * runs it alone.
  */
+import "../src/setup.ts"; // the scenario checks memory with toHaveMemory
 import { explore } from "../src/index.ts";
 import { prefetchScenario } from "../test/handlers.ts";
 

@@ -275,9 +275,10 @@ function report(seeds: readonly number[], seedsRun: number, failures: readonly R
   const f = failures[0];
   const range = seeds.length > 1 ? ` (${seeds.length} seeds ${seeds[0]}..${seeds[seeds.length - 1]})` : "";
   if (f === undefined) return `explore: ${seedsRun} seeds passed${range}`;
-  const others = failures.length > 1 ? `; also failing: seeds ${failures.slice(1).map((x) => x.seed).join(", ")}` : "";
+  const more = failures.length > 11 ? `, ... (${failures.length} failing in all)` : "";
+  const others = failures.length > 1 ? `; also failing: seeds ${failures.slice(1, 11).map((x) => x.seed).join(", ")}${more}` : "";
   return [
-    `explore: seed ${f.seed} failed after ${seedsRun - failures.length} passing seeds${range}${others}`,
+    `explore: seed ${f.seed} failed after ${seeds.indexOf(f.seed)} passing seeds${range}${others}`,
     f.format({ limit: lines }),
     `reproduce: ${repro(f.seed)}`,
   ].join("\n");

@@ -219,7 +219,7 @@ export class Injector {
     if (via === "munmap") {
       if (this.guest.exited) return null;
       this.#note(`ENOENT: the guest unmaps [${hex(start)}, ${hex(start + len)})`);
-      this.pending.push(this.guest.munmap(start, len).catch(() => {}));
+      this.pending.push(instrument(this.guest).direct.munmap(start, len).catch(() => {}));
       return call.real(call.fd, call.request, call.arg);
     }
     this.#note(`ENOENT: [${hex(start)}, ${hex(start + len)}) is unregistered`);
@@ -233,7 +233,7 @@ export class Injector {
   #exitGuest(call: IoctlCall): Promise<number> | null {
     if (this.guest.exited) return null;
     this.#note(`ESRCH: the guest (pid ${this.guest.pid}) exits`);
-    return this.guest.exit(0).then(
+    return instrument(this.guest).direct.exit(0).then(
       () => call.real(call.fd, call.request, call.arg),
       () => call.real(call.fd, call.request, call.arg),
     );
@@ -245,11 +245,15 @@ export class Injector {
     const a = call.arg;
     const out = op === "copy" ? "copy" : op === "zeropage" ? "zeropage" : op === "continue" ? "mapped" : op === "move" ? "move" : "updated";
     this.#note(`the wake of [${hex(call.start)}, +${call.len}) is delayed by ${ms} ms`);
+    const before = a[out];
     a.mode = call.mode | DONTWAKE;
     const p = call.real(call.fd, call.request, a);
+    // The caller may reuse its struct once a synchronous ioctl returned: read the result now if it is there.
+    const after = a[out];
+    if (a.mode === (call.mode | DONTWAKE)) a.mode = call.mode;
     const wakeLater = (): void => {
-      a.mode = call.mode;
-      const done = typeof a[out] === "number" && (a[out] as number) > 0 ? (a[out] as number) : 0;
+      const field = after !== before ? after : a[out];
+      const done = typeof field === "number" && field > 0 ? field : 0;
       if (done === 0) return;
       const wake = this.proc
         .poll([], ms)
@@ -272,7 +276,7 @@ export class Injector {
     const start = call.start - (call.start % PAGE_SIZE);
     const len = Math.ceil((call.start + call.len) / PAGE_SIZE) * PAGE_SIZE - start;
     this.#note(`REMOVE: the guest MADV_DONTNEEDs [${hex(start)}, ${hex(start + len)}) before the resolve`);
-    this.pending.push(this.guest.madvise(start, len, MADV_DONTNEED).catch(() => {}));
+    this.pending.push(instrument(this.guest).direct.madvise(start, len, MADV_DONTNEED).catch(() => {}));
     return call.real(call.fd, call.request, call.arg);
   }
 }

@@ -76,16 +76,18 @@ const kib = (n: number): string => `${n / 1024}K`;
 
 /**
  * /proc/pid/smaps as text, one line per vma: range, perms, rss / anon / swap, VmFlags. With
- * `base`, addresses are shown relative to it (stable across layouts).
+ * `base`, ranges are shown relative to it (stable across layouts); `start`/`end` select vmas.
  *
- *     0x7f0000000000-0x7f0000004000 rw-p  rss 8K anon 8K swap 0K  rd wr mr mw me ac um
+ *     0x7effffffc000-0x7f0000000000 rw-p  rss 8K anon 8K swap 0K  rd wr mr mw me um ac
+ *     [+0x0, +0x4000) rw-p  rss 8K anon 8K swap 0K  rd wr mr mw me um ac
  */
 export function smapsText(proc: Process, options: { base?: number; start?: number; end?: number } = {}): string {
   const { base, start = 0, end = Number.MAX_SAFE_INTEGER } = options;
-  const at = (a: number): string => (base === undefined ? hex(a) : `+${hex(a - base)}`);
+  const at = (a: number): string => (a >= (base ?? 0) ? `+${hex(a - (base ?? 0))}` : `-${hex((base ?? 0) - a)}`);
+  const range = (a: number, b: number): string => (base === undefined ? `${hex(a)}-${hex(b)}` : `[${at(a)}, ${at(b)})`);
   return proc
     .smaps()
     .filter((v) => v.end > start && v.start < end)
-    .map((v) => `${at(v.start)}-${at(v.end)} ${v.perms}  rss ${kib(v.rssBytes)} anon ${kib(v.anonBytes)} swap ${kib(v.swapBytes)}  ${v.vmFlags.join(" ")}`)
+    .map((v) => `${range(v.start, v.end)} ${v.perms}  rss ${kib(v.rssBytes)} anon ${kib(v.anonBytes)} swap ${kib(v.swapBytes)}  ${v.vmFlags.join(" ")}`)
     .join("\n");
 }

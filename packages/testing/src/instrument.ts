@@ -1,9 +1,9 @@
 /**
  * Instrumenting a process at the uAPI boundary: its userfaultfd syscalls (read, ioctl), its mm
  * syscalls that raise non-cooperative events (madvise, munmap, mremap, fork, exit) and its
- * threads' loads and stores are recorded in the kernel's trace; every userfaultfd read and
- * ioctl becomes a scheduling point (Kernel.schedPoint), so under an explorer the seed decides
- * how the handler's calls interleave with the guest threads; and an interceptor (fault
+ * threads' loads and stores are recorded in the kernel's trace; each of those syscalls becomes
+ * a scheduling point (Kernel.schedPoint), so under an explorer the seed decides how the
+ * handler's calls and the events interleave with the guest threads; and an interceptor (fault
  * injection) may take over a resolving ioctl.
  *
  * The wrappers are own properties on the Process and Thread objects; the real methods stay on
@@ -17,7 +17,6 @@ import {
   UFFD_EVENT_PAGEFAULT,
   UFFD_EVENT_REMAP,
   UFFD_EVENT_REMOVE,
-  UFFD_EVENT_UNMAP,
   UFFDIO_API,
   UFFDIO_CONTINUE,
   UFFDIO_COPY,
@@ -73,6 +72,12 @@ export interface Instrumented {
   /** The fds known to be userfaultfds (created here, received in a FORK message, or passed in). */
   readonly uffds: Set<number>;
   interceptor: IoctlInterceptor | null;
+  /** The event-raising syscalls without their scheduling point (traced): fault injection produces its state at once. */
+  direct: {
+    madvise(addr: number, length: number, advice: number): Promise<void>;
+    munmap(addr: number, length: number): Promise<void>;
+    exit(status: number): Promise<void>;
+  };
 }
 
 const INSTRUMENTED = new WeakMap<Process, Instrumented>();
@@ -86,7 +91,9 @@ export function instrument(proc: Process, options: { label?: string } = {}): Ins
   const known = INSTRUMENTED.get(proc);
   if (known !== undefined) return known;
   const recorder = recorderOf(proc.kernel);
-  const ins: Instrumented = { proc, recorder, label: options.label ?? proc.name, sysTid: -proc.pid, uffds: new Set(), interceptor: null };
+  const unset = (): Promise<void> => Promise.reject(new Error("not instrumented yet"));
+  const direct = { madvise: unset, munmap: unset, exit: unset };
+  const ins: Instrumented = { proc, recorder, label: options.label ?? proc.name, sysTid: -proc.pid, uffds: new Set(), interceptor: null, direct };
   recorder.setLabel(ins.sysTid, ins.label);
   INSTRUMENTED.set(proc, ins);
   wrapUffdSyscalls(ins);
@@ -175,11 +182,17 @@ function traced(ins: Instrumented, proto: Process, fd: number, request: number, 
   const info = UFFD_IOCTLS.get(request >>> 0)!;
   const { start, len, mode, src } = ioctlRange(request, arg);
   const rec = ins.recorder;
+  const key = info.out;
+  const before = key === null ? undefined : field(arg, key);
+  const p = proto.ioctl.call(ins.proc, fd, request, arg);
+  // A synchronous ioctl has written its out field by now, and the caller may reuse the struct
+  // as soon as the call returns (the SDK does): read it now when it changed, else at the end.
+  const after = key === null ? undefined : field(arg, key);
   const done = (result: string): void => {
-    const out = info.out === null ? null : num(field(arg, info.out));
+    const out = key === null ? null : num(after !== before ? after : field(arg, key));
     rec.add({ t: rec.now, who, kind: "ioctl", fd, op: info.op, start, len, mode, ...(src === undefined ? {} : { src }), result, out });
   };
-  return proto.ioctl.call(ins.proc, fd, request, arg).then(
+  return p.then(
     (r) => {
       done("ok");
       return r;
@@ -226,9 +239,9 @@ function wrapMmSyscalls(ins: Instrumented): void {
   const proto = Object.getPrototypeOf(proc) as Process;
   const rec = ins.recorder;
   /** Records the call when it is made and its result when it returns (it may wait for an event to be read). */
-  const around = <T>(name: string, args: string, p: Promise<T>, show: (v: T) => string = () => "ok"): Promise<T> => {
+  const around = <T>(name: string, args: string, run: () => Promise<T>, show: (v: T) => string = () => "ok"): Promise<T> => {
     rec.add({ t: rec.now, who: ins.label, kind: "syscall", name, args, result: "..." });
-    return p.then(
+    return run().then(
       (v) => {
         rec.add({ t: rec.now, who: ins.label, kind: "syscall", name, args, result: show(v) });
         return v;
@@ -239,12 +252,23 @@ function wrapMmSyscalls(ins: Instrumented): void {
       },
     );
   };
-  proc.madvise = (addr, length, advice) => around("madvise", `${hex(addr)}, ${length}, ${MADVICE[advice] ?? advice}`, proto.madvise.call(proc, addr, length, advice));
-  proc.munmap = (addr, length) => around("munmap", `${hex(addr)}, ${length}`, proto.munmap.call(proc, addr, length));
+  /** The same call after a scheduling point: the seed decides when an event-raising syscall lands. */
+  const scheduled = <T>(name: string, args: string, run: () => Promise<T>, show?: (v: T) => string): Promise<T> => {
+    const yielded = schedPoint(ins);
+    return yielded === null ? around(name, args, run, show) : yielded.then(() => around(name, args, run, show));
+  };
+  const madviseArgs = (addr: number, length: number, advice: number): string => `${hex(addr)}, ${length}, ${MADVICE[advice] ?? advice}`;
+  ins.direct = {
+    madvise: (addr, length, advice) => around("madvise", madviseArgs(addr, length, advice), () => proto.madvise.call(proc, addr, length, advice)),
+    munmap: (addr, length) => around("munmap", `${hex(addr)}, ${length}`, () => proto.munmap.call(proc, addr, length)),
+    exit: (status) => around("exit", String(status), () => proto.exit.call(proc, status)),
+  };
+  proc.madvise = (addr, length, advice) => scheduled("madvise", madviseArgs(addr, length, advice), () => proto.madvise.call(proc, addr, length, advice));
+  proc.munmap = (addr, length) => scheduled("munmap", `${hex(addr)}, ${length}`, () => proto.munmap.call(proc, addr, length));
   proc.mremap = (oldAddress, oldSize, newSize, flags, newAddress = 0) =>
-    around("mremap", `${hex(oldAddress)}, ${oldSize}, ${newSize}, ${flags}, ${hex(newAddress)}`, proto.mremap.call(proc, oldAddress, oldSize, newSize, flags, newAddress), hex);
-  proc.fork = () => around("fork", "", proto.fork.call(proc), (child) => `pid ${child.pid}`);
-  proc.exit = (status = 0) => around("exit", String(status), proto.exit.call(proc, status));
+    scheduled("mremap", `${hex(oldAddress)}, ${oldSize}, ${newSize}, ${flags}, ${hex(newAddress)}`, () => proto.mremap.call(proc, oldAddress, oldSize, newSize, flags, newAddress), hex);
+  proc.fork = () => scheduled("fork", "", () => proto.fork.call(proc), (child) => `pid ${child.pid}`);
+  proc.exit = (status = 0) => scheduled("exit", String(status), () => proto.exit.call(proc, status));
 }
 
 // --- threads --------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ export function parseRun(input: string | RecordedRun): RecordedRun {
 
 /** Runs `scenario` along a recorded run's scheduling decisions. */
 export function replay(scenario: Scenario, recorded: string | RecordedRun | RunResult, options: Omit<RunOptions, "preemption"> = {}): Promise<RunResult> {
-  const r = "toJSON" in (recorded as object) ? (recorded as RunResult).toJSON() : parseRun(recorded as string | RecordedRun);
+  const r = typeof recorded === "object" && "world" in recorded ? recorded.toJSON() : parseRun(recorded as string | RecordedRun);
   return runSeed(scenario, r.seed, { ...options, preemption: r.probability }, r.decisions);
 }
 
@@ -42,7 +42,7 @@ export interface RunDiff {
 function lines(run: RunResult | RecordedRun, scheduling: boolean): string[] {
   const events: readonly TraceEvent[] = run.events;
   const out = events.filter((e) => scheduling || (e.kind !== "preempt" && e.kind !== "resume")).map((e) => `${e.who}  ${describe(e)}`);
-  const guests = "toJSON" in run ? run.toJSON().guests : run.guests;
+  const guests = "world" in run ? run.toJSON().guests : run.guests;
   for (const [label, end] of Object.entries(guests)) out.push(`end  ${label}: ${end}`);
   for (const p of run.problems) out.push(`problem  ${p}`);
   return out;
