@@ -105,7 +105,6 @@ describe("native companion benchmark (real kernel)", () => {
       expect.fail(describeUnavailable(result));
     }
     checkReport(result);
-    expect(result.elapsedMs).toBeLessThan(10_000);
   });
 
   // fs/userfaultfd.c:userfaultfd_syscall_allowed(): without CAP_SYS_PTRACE (and with
