@@ -1,12 +1,16 @@
 /**
- * Page-fault throughput through the public API: a thread touching fresh private anonymous
- * memory one byte per page. Each access is one Thread.read/write call, so the figure includes
- * the promise round trip a user-mode access costs in the simulation, as a real fault includes
- * the trap.
+ * Page-fault throughput through the public API: a thread touching private anonymous memory one
+ * byte per page. Each access is one Thread.read/write call, so the figure includes the promise a
+ * user-mode access costs in the simulation, as a real fault includes the trap.
+ *
+ * faultRate() runs on a warm kernel (one kernel, a fresh mapping per run, unmapped untimed), as
+ * uffd-bench.c's anonFault does on the real one. scaleRun() populates 1 or 4 GiB on a fresh
+ * kernel instead: what filling a large guest costs, host memory included.
  */
 import { Kernel } from "@uffd/kernel";
-import { MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from "@uffd/kernel/uapi";
+import { MADV_DONTNEED, MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from "@uffd/kernel/uapi";
 import { measure, type Rate } from "./measure.ts";
+import { hostMemory, type HostMemory } from "./memory.ts";
 
 export type FaultKind = "write" | "read" | "write-present";
 
@@ -20,8 +24,8 @@ export async function faultRate(kind: FaultKind, pages: number, runs: number, wa
   const p = k.spawn({ name: "bench" });
   const t = p.mainThread;
   const one = Uint8Array.of(1);
+  const len = pages * PAGE_SIZE;
   return measure(runs, warmup, async () => {
-    const len = pages * PAGE_SIZE;
     const addr = await p.mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
     if (kind === "write-present") for (let a = addr; a < addr + len; a += PAGE_SIZE) await t.write(a, one);
     return {
@@ -36,4 +40,44 @@ export async function faultRate(kind: FaultKind, pages: number, runs: number, wa
       },
     };
   });
+}
+
+export interface ScaleResult {
+  /** Resident guest memory populated, in MiB. */
+  mib: number;
+  pages: number;
+  /** Write faults per second while populating (fresh kernel: host memory is touched for the first time). */
+  faultsPerSec: number;
+  /** Write faults per second over the same pages once the kernel is warm (MADV_DONTNEED, then faulted again). */
+  warmFaultsPerSec: number;
+  memory: HostMemory;
+}
+
+/**
+ * Populates `mib` MiB of private anonymous memory with write faults on a fresh kernel, timed,
+ * measures host memory per resident page, then drops the pages (MADV_DONTNEED) and faults them
+ * in again, timed: the cost of a fault once the simulator's frames are warm.
+ */
+export async function scaleRun(mib: number, gc: (() => void) | null): Promise<ScaleResult> {
+  const pages = (mib * 1024 * 1024) / PAGE_SIZE;
+  const k = new Kernel({ seed: 1, memoryPages: pages + 1024 });
+  const p = k.spawn({ name: "bench-scale" });
+  const before = hostMemory.sample(gc);
+  const len = pages * PAGE_SIZE;
+  const addr = await p.mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+  const one = Uint8Array.of(1);
+  const t = p.mainThread;
+  let t0 = performance.now();
+  for (let a = addr; a < addr + len; a += PAGE_SIZE) await t.write(a, one);
+  const coldMs = performance.now() - t0;
+  const memory = hostMemory.perPage(before, hostMemory.sample(gc), pages);
+  const resident = p.smaps().reduce((sum, v) => sum + v.rssBytes, 0) / PAGE_SIZE;
+  if (resident !== pages) throw new Error(`expected ${pages} resident pages, smaps says ${resident}`);
+  await p.madvise(addr, len, MADV_DONTNEED);
+  t0 = performance.now();
+  for (let a = addr; a < addr + len; a += PAGE_SIZE) await t.write(a, one);
+  const warmMs = performance.now() - t0;
+  k.checkInvariants();
+  await p.exit(0);
+  return { mib, pages, faultsPerSec: pages / (coldMs / 1000), warmFaultsPerSec: pages / (warmMs / 1000), memory };
 }

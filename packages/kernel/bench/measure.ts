@@ -68,3 +68,23 @@ export function getGc(): (() => void) | null {
     return null;
   }
 }
+
+/**
+ * The simulator's physical limit: TypedArray.prototype.set() of `bytes` between two buffers
+ * allocated (and touched) beforehand, `ops` copies per run; the counterpart of uffd-bench.c's
+ * memcpy4k / memcpy2m (the 4 KiB copy is cache-warm there too).
+ */
+export async function memcpyRate(bytes: number, ops: number, runs: number, warmup: number): Promise<Rate> {
+  const src = new Uint8Array(bytes).fill(0xa5);
+  const dst = new Uint8Array(bytes).fill(1);
+  return measure(runs, warmup, async () => ({
+    body: async () => {
+      for (let i = 0; i < ops; i++) {
+        src[i & 1023] = i;
+        dst.set(src);
+      }
+      if (dst[0] === 0x100) throw new Error("unreachable: keeps the copies observable");
+      return ops;
+    },
+  }));
+}

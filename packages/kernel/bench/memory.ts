@@ -1,48 +1,67 @@
 /**
- * Host memory per simulated resident page: heap + external bytes (process.memoryUsage()) before
- * and after populating a mapping with write faults, each after a full gc. A frame's 4096 data
- * bytes live in pooled ArrayBuffers (external memory); the rest is metadata (struct page arrays,
- * page tables, vmas).
+ * Host memory per simulated page: heap + external bytes (process.memoryUsage()) before and after,
+ * each after a full gc. A frame's 4096 data bytes live in pooled ArrayBuffers (external memory);
+ * the rest is metadata (struct page fields as typed arrays, page tables, vmas).
+ *
+ * Three states of a 256 MiB private anonymous mapping, each on a fresh kernel:
+ *   resident    every page written (a frame each)
+ *   zero page   every page read (the shared zero page: a pte each, no frame)
+ *   untouched   mapped, never accessed (nothing but the vma)
+ * The scale rows (faults.ts) give the resident figure at 1 and 4 GiB.
  */
 import { Kernel } from "@uffd/kernel";
 import { MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from "@uffd/kernel/uapi";
 
-export interface MemoryPerPage {
-  pages: number;
-  /** (heapUsed + external) growth divided by resident pages. */
+export interface HostMemory {
+  /** (heapUsed + external) growth divided by the pages. */
   bytesPerPage: number;
-  /** bytesPerPage - PAGE_SIZE: what the simulation adds to the page's own bytes. */
-  overheadBytesPerPage: number;
   heapBytesPerPage: number;
   externalBytesPerPage: number;
+  /** Whether a full gc preceded each sample (else the figure is noisy). */
   gc: boolean;
 }
 
-export async function memoryPerPage(mib: number, gc: (() => void) | null): Promise<MemoryPerPage> {
+interface Sample {
+  heapUsed: number;
+  external: number;
+  gc: boolean;
+}
+
+export const hostMemory = {
+  sample(gc: (() => void) | null): Sample {
+    gc?.();
+    gc?.();
+    const m = process.memoryUsage();
+    return { heapUsed: m.heapUsed, external: m.external, gc: gc !== null };
+  },
+  perPage(before: Sample, after: Sample, pages: number): HostMemory {
+    const heap = (after.heapUsed - before.heapUsed) / pages;
+    const external = (after.external - before.external) / pages;
+    return { bytesPerPage: heap + external, heapBytesPerPage: heap, externalBytesPerPage: external, gc: before.gc && after.gc };
+  },
+};
+
+export type MemoryState = "resident" | "zero page" | "untouched";
+
+/** Host bytes per page of a `mib` MiB mapping left in `state`. */
+export async function memoryPerPage(state: MemoryState, mib: number, gc: (() => void) | null): Promise<HostMemory> {
   const pages = (mib * 1024 * 1024) / PAGE_SIZE;
-  const settle = (): NodeJS.MemoryUsage => {
-    gc?.();
-    gc?.();
-    return process.memoryUsage();
-  };
-  const before = settle();
+  // The kernel and its fixed costs (the zero page's chunk, the first metadata arrays) come
+  // before the first sample: the figure is what each page adds.
   const k = new Kernel({ seed: 1 });
   const p = k.spawn({ name: "bench-mem" });
+  const before = hostMemory.sample(gc);
   const addr = await p.mmap(0, pages * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
   const one = Uint8Array.of(1);
-  for (let i = 0; i < pages; i++) await p.mainThread.write(addr + i * PAGE_SIZE, one);
-  const after = settle();
-  const resident = p.smaps().reduce((sum, v) => sum + v.rssBytes, 0) / PAGE_SIZE;
-  if (resident !== pages) throw new Error(`expected ${pages} resident pages, smaps says ${resident}`);
+  for (let i = 0; state !== "untouched" && i < pages; i++) {
+    if (state === "resident") await p.mainThread.write(addr + i * PAGE_SIZE, one);
+    else await p.mainThread.read(addr + i * PAGE_SIZE, 1);
+  }
+  const after = hostMemory.sample(gc);
+  const rss = p.smaps().reduce((sum, v) => sum + v.rssBytes, 0) / PAGE_SIZE;
+  if (rss !== (state === "resident" ? pages : 0)) throw new Error(`${state}: smaps says ${rss} resident pages of ${pages}`);
   k.checkInvariants();
-  const heap = (after.heapUsed - before.heapUsed) / pages;
-  const external = (after.external - before.external) / pages;
-  return {
-    pages,
-    bytesPerPage: heap + external,
-    overheadBytesPerPage: heap + external - PAGE_SIZE,
-    heapBytesPerPage: heap,
-    externalBytesPerPage: external,
-    gc: gc !== null,
-  };
+  const m = hostMemory.perPage(before, after, pages);
+  await p.exit(0);
+  return m;
 }

@@ -1,12 +1,21 @@
 /**
- * Single operations without a faulting thread, the simulated side of the native benchmark's
- * ioctl and fork metrics (uffd-bench.c): UFFDIO_COPY of 4 KiB and 2 MiB into a MISSING range
- * nobody faults on, UFFDIO_MOVE of one present exclusive page, UFFDIO_WRITEPROTECT on+off of one
- * page and of 512 pages, fork() of a process with 64 MiB of present exclusive anon pages, and
- * fork + exit + waitpid. Resetting state between runs is not timed.
+ * Single operations without a faulting thread, the simulated side of uffd-bench.c's ioctl and
+ * fork metrics, with its sizes and its method (one warm scene per metric; resets untimed):
+ *
+ *   uffdCopy4k / uffdCopy2m  UFFDIO_COPY of 4 KiB (16384 per run) / 2 MiB (32 per run) into a
+ *                            MISSING range nobody faults on; MADV_DONTNEED empties it after a run
+ *   uffdMove4k               UFFDIO_MOVE of one present exclusive page, 16384 per run, between the
+ *                            two halves of one registered mapping (runs alternate the direction)
+ *   wpToggle4k / wpToggle2m  UFFDIO_WRITEPROTECT mode WP then mode 0 of one page (cycling over a
+ *                            2 MiB region, 20000 pairs per run) / of all 512 pages (200 pairs)
+ *   fork64m                  the parent's fork() with 16384 present, dirty, exclusive anon pages
+ *   forkExitWait64m          fork(), the child's exit(0), the parent's waitpid()
+ *
+ * `OpScene` is the shape the SDK bench reuses: the same scene with the SDK's range operations.
  */
 import { Kernel, type Process } from "@uffd/kernel";
 import {
+  MADV_DONTNEED,
   MAP_ANONYMOUS,
   MAP_PRIVATE,
   O_CLOEXEC,
@@ -14,6 +23,8 @@ import {
   PROT_READ,
   PROT_WRITE,
   UFFD_API,
+  UFFD_FEATURE_MOVE,
+  UFFD_FEATURE_PAGEFAULT_FLAG_WP,
   UFFDIO_API,
   UFFDIO_COPY,
   UFFDIO_MOVE,
@@ -28,139 +39,174 @@ import { measure, type Rate } from "./measure.ts";
 export const OPS = ["uffdCopy4k", "uffdCopy2m", "uffdMove4k", "wpToggle4k", "wpToggle2m", "fork64m", "forkExitWait64m"] as const;
 export type Op = (typeof OPS)[number];
 
-const RW = PROT_READ | PROT_WRITE;
+export const RW = PROT_READ | PROT_WRITE;
 const HUGE = 512; // pages per 2 MiB
-const FORK_PAGES = 16384; // 64 MiB
+const ONE = Uint8Array.of(1);
 
-interface Env {
-  k: Kernel;
-  p: Process;
-  uffd: number;
+/** Operations per run of each op, as uffd-bench.c counts them (`quick` divides by 8, as its scaled() does). */
+export function opCount(op: Op, quick: boolean): number {
+  const full: Record<Op, number> = { uffdCopy4k: 16384, uffdCopy2m: 32, uffdMove4k: 16384, wpToggle4k: 20000, wpToggle2m: 200, fork64m: 1, forkExitWait64m: 1 };
+  return op.startsWith("fork") || !quick ? full[op] : Math.max(4, full[op] / 8);
 }
 
-async function env(): Promise<Env> {
+/** One metric's scene: a timed run returning its operation count, an untimed reset before each run. */
+export interface OpScene {
+  run(): Promise<number>;
+  reset(): Promise<void>;
+  /** Checked after every run. */
+  k: Kernel;
+  close(): Promise<void>;
+}
+
+/** Writes one byte to each page (untimed population: present, dirty, exclusive). */
+export async function populate(p: Process, addr: number, pages: number): Promise<void> {
+  for (let i = 0; i < pages; i++) await p.mainThread.write(addr + i * PAGE_SIZE, ONE);
+}
+
+/** The rate of a scene: the median run of `runs` after `warmup`, invariants checked after each. */
+export async function sceneRate(scene: OpScene, runs: number, warmup: number): Promise<Rate> {
+  const rate = await measure(runs, warmup, async () => {
+    await scene.reset();
+    return { body: () => scene.run(), teardown: async () => scene.k.checkInvariants() };
+  });
+  await scene.close();
+  return rate;
+}
+
+async function uffdProcess(features: number): Promise<{ k: Kernel; p: Process; uffd: number }> {
   const k = new Kernel({ seed: 1 });
   const p = k.spawn({ name: "bench-ops" });
   const uffd = await p.userfaultfd(O_CLOEXEC);
-  await p.ioctl(uffd, UFFDIO_API, { api: UFFD_API, features: 0 });
+  await p.ioctl(uffd, UFFDIO_API, { api: UFFD_API, features });
   return { k, p, uffd };
 }
 
-async function populated(p: Process, pages: number): Promise<number> {
-  const addr = await p.mmap(0, pages * PAGE_SIZE, RW, MAP_PRIVATE | MAP_ANONYMOUS);
-  const one = Uint8Array.of(1);
-  for (let i = 0; i < pages; i++) await p.mainThread.write(addr + i * PAGE_SIZE, one);
-  return addr;
-}
-
-/** UFFDIO_COPY of `chunk` pages per ioctl into a fresh MISSING-registered range; ops = ioctls. */
-async function copyRate(chunk: number, pages: number, runs: number, warmup: number): Promise<Rate> {
-  const { k, p, uffd } = await env();
-  const src = new Uint8Array(chunk * PAGE_SIZE).fill(0x5a);
-  return measure(runs, warmup, async () => {
-    const addr = await p.mmap(0, pages * PAGE_SIZE, RW, MAP_PRIVATE | MAP_ANONYMOUS);
-    await p.ioctl(uffd, UFFDIO_REGISTER, { range: { start: addr, len: pages * PAGE_SIZE }, mode: UFFDIO_REGISTER_MODE_MISSING });
-    return {
-      body: async () => {
-        for (let a = addr; a < addr + pages * PAGE_SIZE; a += chunk * PAGE_SIZE) {
-          await p.ioctl(uffd, UFFDIO_COPY, { dst: a, src, len: chunk * PAGE_SIZE, mode: 0 });
-        }
-        return pages / chunk;
-      },
-      teardown: async () => {
-        k.checkInvariants();
-        await p.munmap(addr, pages * PAGE_SIZE);
-      },
-    };
-  });
-}
-
-/** UFFDIO_MOVE of one page at a time from a populated half to the registered other half. */
-async function moveRate(pages: number, runs: number, warmup: number): Promise<Rate> {
-  const { k, p, uffd } = await env();
-  return measure(runs, warmup, async () => {
-    const src = await populated(p, pages);
-    const dst = await p.mmap(0, pages * PAGE_SIZE, RW, MAP_PRIVATE | MAP_ANONYMOUS);
-    await p.ioctl(uffd, UFFDIO_REGISTER, { range: { start: dst, len: pages * PAGE_SIZE }, mode: UFFDIO_REGISTER_MODE_MISSING });
-    return {
-      body: async () => {
-        for (let i = 0; i < pages; i++) await p.ioctl(uffd, UFFDIO_MOVE, { dst: dst + i * PAGE_SIZE, src: src + i * PAGE_SIZE, len: PAGE_SIZE, mode: 0 });
-        return pages;
-      },
-      teardown: async () => {
-        k.checkInvariants();
-        await p.munmap(src, pages * PAGE_SIZE);
-        await p.munmap(dst, pages * PAGE_SIZE);
-      },
-    };
-  });
-}
-
-/** UFFDIO_WRITEPROTECT on then off, `chunk` pages at a time; one op = the pair. */
-async function wpToggleRate(chunk: number, pages: number, runs: number, warmup: number): Promise<Rate> {
-  const { k, p, uffd } = await env();
-  const addr = await populated(p, pages);
-  await p.ioctl(uffd, UFFDIO_REGISTER, { range: { start: addr, len: pages * PAGE_SIZE }, mode: UFFDIO_REGISTER_MODE_WP });
-  return measure(runs, warmup, async () => ({
-    body: async () => {
-      for (let a = addr; a < addr + pages * PAGE_SIZE; a += chunk * PAGE_SIZE) {
-        const range = { start: a, len: chunk * PAGE_SIZE };
-        await p.ioctl(uffd, UFFDIO_WRITEPROTECT, { range, mode: UFFDIO_WRITEPROTECT_MODE_WP });
-        await p.ioctl(uffd, UFFDIO_WRITEPROTECT, { range, mode: 0 });
+/** UFFDIO_COPY of `chunk` pages per ioctl, `ops` ioctls per run, into a MISSING range. */
+async function copyScene(chunk: number, ops: number): Promise<OpScene> {
+  const { k, p, uffd } = await uffdProcess(0);
+  const len = chunk * ops * PAGE_SIZE;
+  const dst = await p.mmap(0, len, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+  await p.ioctl(uffd, UFFDIO_REGISTER, { range: { start: dst, len }, mode: UFFDIO_REGISTER_MODE_MISSING });
+  const arg = { dst: 0, src: new Uint8Array(chunk * PAGE_SIZE).fill(0xa5), len: chunk * PAGE_SIZE, mode: 0, copy: 0 };
+  return {
+    k,
+    run: async () => {
+      for (let i = 0; i < ops; i++) {
+        arg.dst = dst + i * chunk * PAGE_SIZE;
+        await p.ioctl(uffd, UFFDIO_COPY, arg);
       }
-      return pages / chunk;
+      return ops;
     },
-    teardown: async () => k.checkInvariants(),
-  }));
+    reset: () => p.madvise(dst, len, MADV_DONTNEED),
+    close: () => p.exit(0),
+  };
+}
+
+/** UFFDIO_MOVE of one page at a time between the halves of one MISSING-registered mapping. */
+async function moveScene(pages: number): Promise<OpScene> {
+  const { k, p, uffd } = await uffdProcess(UFFD_FEATURE_MOVE);
+  const half = pages * PAGE_SIZE;
+  const base = await p.mmap(0, 2 * half, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+  await populate(p, base, pages);
+  await p.ioctl(uffd, UFFDIO_REGISTER, { range: { start: base, len: 2 * half }, mode: UFFDIO_REGISTER_MODE_MISSING });
+  const arg = { dst: 0, src: 0, len: PAGE_SIZE, mode: 0, move: 0 };
+  let from = 0;
+  return {
+    k,
+    run: async () => {
+      const src = base + from * half;
+      const dst = base + (1 - from) * half;
+      for (let i = 0; i < pages; i++) {
+        arg.src = src + i * PAGE_SIZE;
+        arg.dst = dst + i * PAGE_SIZE;
+        await p.ioctl(uffd, UFFDIO_MOVE, arg);
+      }
+      from = 1 - from;
+      return pages;
+    },
+    reset: async () => {},
+    close: () => p.exit(0),
+  };
+}
+
+/** UFFDIO_WRITEPROTECT on then off of `chunk` pages, `ops` pairs per run, in a 2 MiB WP region. */
+async function wpScene(chunk: number, ops: number): Promise<OpScene> {
+  const { k, p, uffd } = await uffdProcess(UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+  const len = HUGE * PAGE_SIZE;
+  const base = await p.mmap(0, len, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+  await populate(p, base, HUGE);
+  await p.ioctl(uffd, UFFDIO_REGISTER, { range: { start: base, len }, mode: UFFDIO_REGISTER_MODE_WP });
+  const range = { start: base, len: chunk * PAGE_SIZE };
+  const on = { range, mode: UFFDIO_WRITEPROTECT_MODE_WP };
+  const off = { range, mode: 0 };
+  return {
+    k,
+    run: async () => {
+      for (let i = 0; i < ops; i++) {
+        range.start = base + ((i * chunk) % HUGE) * PAGE_SIZE;
+        await p.ioctl(uffd, UFFDIO_WRITEPROTECT, on);
+        await p.ioctl(uffd, UFFDIO_WRITEPROTECT, off);
+      }
+      return ops;
+    },
+    reset: async () => {},
+    close: () => p.exit(0),
+  };
 }
 
 /** fork() of a process with 64 MiB of present exclusive pages (re-dirtied untimed before each run). */
-async function forkRate(withExit: boolean, runs: number, warmup: number): Promise<Rate> {
+async function forkScene(withExit: boolean): Promise<OpScene> {
   const k = new Kernel({ seed: 1 });
   const p = k.spawn({ name: "bench-fork" });
-  const addr = await populated(p, FORK_PAGES);
-  const one = Uint8Array.of(2);
-  return measure(runs, warmup, async () => {
-    // After the last child exited its pages are shared no more; a write makes them exclusive again.
-    for (let i = 0; i < FORK_PAGES; i++) await p.mainThread.write(addr + i * PAGE_SIZE, one);
-    let child: Process | null = null;
-    return {
-      body: async () => {
-        child = await p.fork();
-        if (withExit) {
-          await child.exit(0);
-          await p.waitpid(child.pid);
-        }
-        return 1;
-      },
-      teardown: async () => {
-        k.checkInvariants();
-        if (!withExit && child !== null) {
-          await child.exit(0);
-          await p.waitpid(child.pid);
-        }
-      },
-    };
-  });
+  const pages = 16384;
+  const addr = await p.mmap(0, pages * PAGE_SIZE, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+  let child: Process | null = null;
+  return {
+    k,
+    run: async () => {
+      child = await p.fork();
+      if (withExit) {
+        await child.exit(0);
+        await p.waitpid(child.pid);
+        child = null;
+      }
+      return 1;
+    },
+    reset: async () => {
+      if (child !== null) {
+        await child.exit(0);
+        await p.waitpid(child.pid);
+        child = null;
+      }
+      // After the last child exited its pages are shared no more; a write makes them exclusive again.
+      await populate(p, addr, pages);
+    },
+    close: () => p.exit(0),
+  };
 }
 
-/** The rate of one operation: 8192 pages per run (1024 with --quick), 64 MiB for the forks. */
-export function opRate(op: Op, quick: boolean, runs: number, warmup: number): Promise<Rate> {
-  const pages = quick ? 1024 : 8192;
+/** The scene of one op through the raw uAPI. */
+export function opScene(op: Op, quick: boolean): Promise<OpScene> {
+  const n = opCount(op, quick);
   switch (op) {
     case "uffdCopy4k":
-      return copyRate(1, pages, runs, warmup);
+      return copyScene(1, n);
     case "uffdCopy2m":
-      return copyRate(HUGE, pages, runs, warmup);
+      return copyScene(HUGE, n);
     case "uffdMove4k":
-      return moveRate(pages, runs, warmup);
+      return moveScene(n);
     case "wpToggle4k":
-      return wpToggleRate(1, pages, runs, warmup);
+      return wpScene(1, n);
     case "wpToggle2m":
-      return wpToggleRate(HUGE, pages, runs, warmup);
+      return wpScene(HUGE, n);
     case "fork64m":
-      return forkRate(false, runs, warmup);
+      return forkScene(false);
     case "forkExitWait64m":
-      return forkRate(true, runs, warmup);
+      return forkScene(true);
   }
+}
+
+/** The rate of one op through the raw uAPI. */
+export async function opRate(op: Op, quick: boolean, runs: number, warmup: number): Promise<Rate> {
+  return sceneRate(await opScene(op, quick), runs, warmup);
 }

@@ -40,7 +40,8 @@ import {
 import { EventEmitter } from "eventemitter3";
 import { HandlerError } from "./errors.ts";
 import type { UffdEventName, UffdEvents } from "./events.ts";
-import { FAULT_STATE, type Fault, FaultImpl, type FaultKind } from "./fault.ts";
+import { FAULT_STATE, type Fault, FaultImpl, type FaultKind, NO_DEADLINE } from "./fault.ts";
+import { FaultTable } from "./fault-table.ts";
 import type { Metrics, Resolution } from "./metrics.ts";
 import { u32, u64 } from "./msg.ts";
 import { EAGAIN_SPINS_MAX, livelockError, mfill, type MfillOp, type MfillOptions, wake, writeProtect } from "./ops.ts";
@@ -98,7 +99,7 @@ export class Engine {
   readonly config: EngineConfig;
   readonly emitter = new EventEmitter<UffdEvents>();
   /** In-flight faults by page address + kind index. */
-  readonly inflight = new Map<number, FaultImpl>();
+  readonly inflight = new FaultTable<FaultImpl>();
   /** Bumped once per event processed; ops compare it across an await. */
   eventEpoch = 0;
   closed = false;
@@ -114,6 +115,11 @@ export class Engine {
   #drainWaiters: Array<() => void> = [];
   /** Demand faults waiting for a background fill to finish their page. */
   readonly #pageWaiters = new Map<number, Array<() => void>>();
+  /** #handleBatch() is dispatching: settles defer their wall-clock reading to its end. */
+  #inBatch = false;
+  readonly #settledInBatch: FaultImpl[] = [];
+  /** The fast path's UFFDIO_COPY struct, reused while every ioctl using it finished at once. */
+  #copyArg: { dst: number; src: Uint8Array; len: number; mode: number; copy: number } | null = null;
   readonly done: Promise<void>;
 
   constructor(config: EngineConfig) {
@@ -283,14 +289,41 @@ export class Engine {
     }
     if (events > 0) this.#wakeEpochWaiters();
     if (faults === 0) return;
-    for (let off = 0; off < n; off += UFFD_MSG_SIZE) {
-      if (bytes[off] === UFFD_EVENT_PAGEFAULT) this.#handleFault(u64(view, off + 8), u64(view, off + 16), u32(view, off + 24));
+    // The faults of one read(2) were read at one moment: one wall-clock reading serves them
+    // all, and those settled while the batch is dispatched share one settle-time reading too.
+    const wallMs = this.config.wallClock();
+    this.#inBatch = true;
+    try {
+      for (let off = 0; off < n; off += UFFD_MSG_SIZE) {
+        if (bytes[off] === UFFD_EVENT_PAGEFAULT) this.#handleFault(u64(view, off + 8), u64(view, off + 16), u32(view, off + 24), wallMs);
+      }
+    } finally {
+      this.#inBatch = false;
+      this.#finishBatch();
     }
+  }
+
+  /**
+   * The faults settled while their batch was being dispatched leave the in-flight set, and get
+   * their wall latency from one clock reading for all.
+   */
+  #finishBatch(): void {
+    const settled = this.#settledInBatch;
+    if (settled.length === 0) return;
+    const nowMs = this.config.wallClock();
+    const h = this.metrics.latencyWallNs;
+    for (let i = 0; i < settled.length; i++) {
+      const f = settled[i]!;
+      h.record((nowMs - f.readAtWallMs) * 1e6);
+      if (this.inflight.get(f.key) === f) this.inflight.delete(f.key);
+    }
+    while (settled.length > 0) settled.pop();
+    if (this.inflight.size === 0 && this.#drainWaiters.length > 0) for (const w of this.#drainWaiters.splice(0)) w();
   }
 
   // --- faults -----------------------------------------------------------------------------
 
-  #handleFault(flags: number, address: number, ptid: number): void {
+  #handleFault(flags: number, address: number, ptid: number, wallMs: number): void {
     const page = address - (address % PAGE_SIZE);
     const kind: FaultKind = (flags & UFFD_PAGEFAULT_FLAG_MINOR) !== 0 ? "minor" : (flags & UFFD_PAGEFAULT_FLAG_WP) !== 0 ? "wp" : "missing";
     const key = page + KIND_INDEX[kind];
@@ -304,10 +337,7 @@ export class Engine {
     const st = entry === null ? 0 : entry.state[entry.stateIndex(page)]!;
     const removed = kind === "missing" && (st & PAGE_STATE.REMOVED) !== 0;
     const now = this.nowNs();
-    const f = new FaultImpl(this, kind, flags, address, page, ptid, entry, key, removed, this.eventEpoch, now, this.config.wallClock());
-    const { deadlineVirtualMs, deadlineWallMs } = this.config;
-    if (deadlineVirtualMs !== null) f.deadlineNs = now + deadlineVirtualMs * 1e6;
-    if (deadlineWallMs !== null) f.deadlineWallMs = f.readAtWallMs + deadlineWallMs;
+    const f = new FaultImpl(this, kind, flags, address, page, ptid, entry, removed, this.eventEpoch, now, wallMs);
     this.inflight.set(key, f);
     this.metrics.faults[kind]++;
     this.#dispatch(f);
@@ -316,6 +346,12 @@ export class Engine {
   #dispatch(f: FaultImpl): void {
     f.error = undefined;
     const heard = this.emitter.emit("fault", f);
+    if (f.state === FAULT_STATE.SETTLED) return;
+    // Deadlines count from the read. Only a fault its dispatch did not settle can need one (most
+    // settle in it), so they are set here, once: a renewed deadline stays.
+    const { deadlineVirtualMs, deadlineWallMs } = this.config;
+    if (deadlineVirtualMs !== null && f.deadlineNs === NO_DEADLINE) f.deadlineNs = f.readAtNs + deadlineVirtualMs * 1e6;
+    if (deadlineWallMs !== null && f.deadlineWallMs === NO_DEADLINE) f.deadlineWallMs = f.readAtWallMs + deadlineWallMs;
     if (f.state !== FAULT_STATE.PENDING) return;
     if (f.error !== undefined) {
       this.#fail(f, "handler-threw", f.error);
@@ -361,23 +397,34 @@ export class Engine {
    */
   #fastPath(f: FaultImpl, op: MfillOp | "unprotect" | "wake", src: Uint8Array | number | null, wp: boolean | undefined): Promise<Resolution> | null {
     const page = f.pageAddress;
-    let arg: object;
     let req: number;
     const protect = wp ?? (this.ranges.stateOf(page) & PAGE_STATE.PROTECTED) !== 0;
+    let arg: FastArg;
     if (op === "copy" && src instanceof Uint8Array && src.length === PAGE_SIZE && !this.crossProcess) {
-      arg = { dst: page, src, len: PAGE_SIZE, mode: protect ? UFFDIO_COPY_MODE_WP : 0 };
+      const a = (this.#copyArg ??= { dst: 0, src, len: PAGE_SIZE, mode: 0, copy: 0 });
+      a.dst = page;
+      a.src = src;
+      a.mode = protect ? UFFDIO_COPY_MODE_WP : 0;
+      a.copy = 0;
+      arg = a;
       req = UFFDIO_COPY;
     } else if (op === "zeropage" && !protect) {
-      arg = { range: { start: page, len: PAGE_SIZE }, mode: 0 };
+      arg = { range: { start: page, len: PAGE_SIZE }, mode: 0, zeropage: 0 };
       req = UFFDIO_ZEROPAGE;
     } else if (op === "continue") {
-      arg = { range: { start: page, len: PAGE_SIZE }, mode: protect ? UFFDIO_CONTINUE_MODE_WP : 0 };
+      arg = { range: { start: page, len: PAGE_SIZE }, mode: protect ? UFFDIO_CONTINUE_MODE_WP : 0, mapped: 0 };
       req = UFFDIO_CONTINUE;
     } else {
       return null;
     }
     if (op !== "continue" && this.removedSince(f.epoch, page, page + PAGE_SIZE)) return null;
-    return this.proc.ioctl(this.fd, req, arg).then(
+    const p = this.proc.ioctl(this.fd, req, arg);
+    // The result field is written before the ioctl returns (as in Linux): a whole page done
+    // means it succeeded, and the fault settles now, without waiting for the promise. Only
+    // the COPY struct is reused, and only once the kernel is done with it.
+    if (fastArgDone(arg)) return this.#fastDone(f, op as "copy" | "zeropage" | "continue", protect) === "installed" ? INSTALLED : Promise.resolve(f.outcome!);
+    if (arg === this.#copyArg) this.#copyArg = null;
+    return p.then(
       () => this.#fastDone(f, op as "copy" | "zeropage" | "continue", protect),
       (e: unknown) => {
         if (e instanceof ErrnoError && e.code === "EAGAIN") this.metrics.retries.eagain++;
@@ -443,14 +490,18 @@ export class Engine {
     if (f.state === FAULT_STATE.SETTLED) return;
     f.state = FAULT_STATE.SETTLED;
     f.outcome = outcome;
-    if (this.inflight.get(f.key) === f) this.inflight.delete(f.key);
+    // Settled while its batch is dispatched: it leaves the in-flight set when the batch is done,
+    // so that a duplicate message later in the same batch (another thread on the page, already
+    // woken by this resolve) is still coalesced into it.
+    if (this.#inBatch) this.#settledInBatch.push(f);
+    else if (this.inflight.get(f.key) === f) this.inflight.delete(f.key);
     if (f.settleWaiters !== null) for (const w of f.settleWaiters.splice(0)) w(outcome);
     if (this.inflight.size === 0 && this.#drainWaiters.length > 0) for (const w of this.#drainWaiters.splice(0)) w();
     const m = this.metrics;
     m.outcomes[outcome]++;
     const now = this.nowNs();
     m.latencyVirtualNs.record(now - f.readAtNs);
-    m.latencyWallNs.record((this.config.wallClock() - f.readAtWallMs) * 1e6);
+    if (!this.#inBatch) m.latencyWallNs.record((this.config.wallClock() - f.readAtWallMs) * 1e6);
     if (m.tracing) {
       m.addTraceEvent({
         name: `${f.kind} fault`,
@@ -474,9 +525,10 @@ export class Engine {
     if (n === 0) return;
     if ((end - start) / PAGE_SIZE <= n) {
       // Few pages: look their faults up by key instead of scanning everything in flight.
+      const keys = kind === "wp" ? WP_KEYS : INSTALL_KEYS;
       for (let a = start; a < end; a += PAGE_SIZE) {
-        for (const idx of kind === "wp" ? WP_KEYS : INSTALL_KEYS) {
-          const f = this.inflight.get(a + idx);
+        for (let k = 0; k < keys.length; k++) {
+          const f = this.inflight.get(a + keys[k]!);
           if (f !== undefined && f.state === FAULT_STATE.PENDING) this.settle(f, kind === "wp" ? "woken" : "present");
         }
       }
@@ -758,7 +810,7 @@ export class Engine {
   async #virtualWatchdog(): Promise<void> {
     while (!this.closed) {
       let next = Infinity;
-      for (const f of this.inflight.values()) if (f.state === FAULT_STATE.PENDING && f.deadlineNs < next) next = f.deadlineNs;
+      for (const f of this.inflight.values()) if (f.state === FAULT_STATE.PENDING && f.deadlineNs !== NO_DEADLINE && f.deadlineNs < next) next = f.deadlineNs;
       if (next === Infinity) return;
       const waitNs = next - this.nowNs();
       if (waitNs > 0) {
@@ -770,20 +822,20 @@ export class Engine {
       }
       const now = this.nowNs();
       for (const f of [...this.inflight.values()]) {
-        if (f.state === FAULT_STATE.PENDING && f.deadlineNs <= now) void this.#fail(f, this.#unheard.includes(f) ? "unhandled" : "handler-timeout", undefined);
+        if (f.state === FAULT_STATE.PENDING && f.deadlineNs !== NO_DEADLINE && f.deadlineNs <= now) void this.#fail(f, this.#unheard.includes(f) ? "unhandled" : "handler-timeout", undefined);
       }
     }
   }
 
   #armWallTimer(): void {
     let next = Infinity;
-    for (const f of this.inflight.values()) if (f.state === FAULT_STATE.PENDING && f.deadlineWallMs < next) next = f.deadlineWallMs;
+    for (const f of this.inflight.values()) if (f.state === FAULT_STATE.PENDING && f.deadlineWallMs !== NO_DEADLINE && f.deadlineWallMs < next) next = f.deadlineWallMs;
     if (next === Infinity || this.closed) return;
     this.#wallTimer = setTimeout(() => {
       this.#wallTimer = null;
       const now = this.config.wallClock();
       for (const f of [...this.inflight.values()]) {
-        if (f.state === FAULT_STATE.PENDING && f.deadlineWallMs <= now) void this.#fail(f, "handler-timeout", undefined);
+        if (f.state === FAULT_STATE.PENDING && f.deadlineWallMs !== NO_DEADLINE && f.deadlineWallMs <= now) void this.#fail(f, "handler-timeout", undefined);
       }
       this.#armWallTimer();
     }, Math.max(0, next - this.config.wallClock()));
@@ -833,6 +885,22 @@ export class Engine {
     this.emitter.emit("close");
   }
 }
+
+/** The fast path's ioctl structs, with their result fields. */
+type FastArg =
+  | { dst: number; src: Uint8Array; len: number; mode: number; copy: number }
+  | { range: { start: number; len: number }; mode: number; zeropage: number }
+  | { range: { start: number; len: number }; mode: number; mapped: number };
+
+/** The fast path's ioctl finished a whole page (its result field says so). */
+function fastArgDone(arg: FastArg): boolean {
+  if ("copy" in arg) return arg.copy === PAGE_SIZE;
+  if ("zeropage" in arg) return arg.zeropage === PAGE_SIZE;
+  return arg.mapped === PAGE_SIZE;
+}
+
+/** A settled "installed" (an already-settled promise carries no state, so every fast resolve shares it). */
+const INSTALLED: Promise<Resolution> = Promise.resolve("installed");
 
 function isThenable(x: unknown): x is PromiseLike<unknown> {
   return typeof x === "object" && x !== null && typeof (x as { then?: unknown }).then === "function";

@@ -15,6 +15,12 @@ import { PAGE_SIZE } from "@uffd/kernel/uapi";
 
 export type FaultKind = "missing" | "wp" | "minor";
 
+/**
+ * @internal A deadline not set yet. The watchdogs look only at faults left pending after their
+ * dispatch, which always have one; a small integer (not Infinity) keeps the field unboxed.
+ */
+export const NO_DEADLINE = -1;
+
 /** Fault lifecycle. pending: nobody has started to resolve it; resolving: an ioctl is under way. */
 export const FAULT_STATE = { PENDING: 0, RESOLVING: 1, SETTLED: 2 } as const;
 
@@ -102,14 +108,19 @@ export class FaultImpl implements Fault {
   /** @internal */ readonly engine: Engine;
   /** @internal */ readonly entry: RangeEntry | null;
   /** @internal */ state: number = FAULT_STATE.PENDING;
-  /** @internal */ key: number;
+  /** @internal The in-flight table's key: page address + kind index. */
+  get key(): number {
+    return this.pageAddress + (this.kind === "missing" ? 0 : this.kind === "wp" ? 1 : 2);
+  }
   /** @internal */ extraThreads: number[] | null = null;
   /** @internal The event epoch when the fault was read; REMOVEs after it race with the resolve. */
   readonly epoch: number;
   /** @internal */ readonly readAtNs: number;
   /** @internal */ readonly readAtWallMs: number;
-  /** @internal */ deadlineNs = Infinity;
-  /** @internal */ deadlineWallMs = Infinity;
+  /** @internal Virtual-time deadline, or NO_DEADLINE until the engine arms one (pending after dispatch). */
+  deadlineNs: number = NO_DEADLINE;
+  /** @internal Wall-clock deadline, or NO_DEADLINE. */
+  deadlineWallMs: number = NO_DEADLINE;
   /** @internal */ attempts = 0;
   /** @internal */ outcome: Resolution | null = null;
   /** @internal */ result: Promise<Resolution> | null = null;
@@ -118,7 +129,7 @@ export class FaultImpl implements Fault {
   settleWaiters: Array<(r: Resolution) => void> | null = null;
 
   /** @internal */
-  constructor(engine: Engine, kind: FaultKind, flags: number, address: number, page: number, threadId: number, entry: RangeEntry | null, key: number, removed: boolean, epoch: number, nowNs: number, wallMs: number) {
+  constructor(engine: Engine, kind: FaultKind, flags: number, address: number, page: number, threadId: number, entry: RangeEntry | null, removed: boolean, epoch: number, nowNs: number, wallMs: number) {
     this.engine = engine;
     this.kind = kind;
     this.flags = flags;
@@ -129,7 +140,6 @@ export class FaultImpl implements Fault {
     this.entry = entry;
     this.range = entry === null ? null : entry.view;
     this.offset = entry === null ? page : entry.sourceOffset(page);
-    this.key = key;
     this.removed = removed;
     this.epoch = epoch;
     this.readAtNs = nowNs;

@@ -31,6 +31,13 @@ export class Histogram {
 
   static #index(v: number): number {
     if (v < 16) return Math.floor(v);
+    if (v < 0x1_0000_0000) {
+      // The same bucket, from the integer part with bit operations (floor(v / 2^k) is
+      // floor(floor(v) / 2^k) for k >= 0): no log2, no division on the fault path.
+      const n = v >>> 0;
+      const exp = 31 - Math.clz32(n);
+      return ((exp - Histogram.SUB_BITS + 1) << Histogram.SUB_BITS) + ((n >>> (exp - Histogram.SUB_BITS)) - 16);
+    }
     const exp = Math.floor(Math.log2(v));
     const sub = Math.floor(v / 2 ** (exp - Histogram.SUB_BITS)) - 16;
     return ((exp - Histogram.SUB_BITS + 1) << Histogram.SUB_BITS) + sub;

@@ -33,6 +33,7 @@ import {
   copyFromUserAtomic,
   MFILL_ATOMIC,
   type MfillAtomicMode,
+  type MfillOp,
   type MfillSource,
   mfillAtomic,
   movePages,
@@ -100,6 +101,11 @@ import {
   UFFD_API_REGISTER_MODES,
 } from "../uapi/userfaultfd.ts";
 import { type FileOps, OpenFile } from "./file.ts";
+
+const NO_BYTES = new Uint8Array(0);
+
+/** What a successful ioctl returns (an already-settled promise carries no state, so all share it). */
+const RESOLVED_ZERO: Promise<number> = Promise.resolve(0);
 
 /** Internal: set in ctx->features by a successful UFFDIO_API. Not uapi. */
 export const UFFD_FEATURE_INITIALIZED = 0x80000000;
@@ -229,10 +235,14 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   released = false;
   /** ctx->mmap_changing: events being delivered. Changed only by the event machinery below. */
   mmapChanging = 0;
+  /** mfillAtomic()'s spare record (see MfillOp). */
+  mfillScratch: MfillOp | null = null;
+  /** #copy()'s spare source for bytes given directly, free while no COPY is using it. */
+  #bytesSource: BytesSource | null = null;
   readonly #kernel: Kernel;
   readonly #sched: Scheduler;
-  readonly #pending: FaultWaiter[] = [];
-  readonly #read: FaultWaiter[] = [];
+  readonly #pending = new FaultQueue();
+  readonly #read = new FaultQueue();
   readonly #events: EventWaiter[] = [];
   /** fd_wqh: readers (their Waiter) and pollers (a callback) to tell about a new message or the release. */
   readonly #fdWaiters: Array<Waiter | (() => void)> = [];
@@ -291,7 +301,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
    */
   #ownerExited(): void {
     this.#owner = null;
-    const faults: Waiter[] = this.#pending.splice(0).concat(this.#read.splice(0));
+    const faults: Waiter[] = this.#pending.takeAll().concat(this.#read.takeAll());
     this.#sched.wakeAll(faults);
     for (const ev of this.#events.slice()) this.#finishEvent(ev, false);
   }
@@ -316,7 +326,6 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     const address = (features & UFFD_FEATURE_EXACT_ADDRESS) !== 0 ? vmf.realAddress : vmf.address;
     const waiter = new FaultWaiter(address, flags, (features & UFFD_FEATURE_THREAD_ID) !== 0 ? vmf.task.tid : 0);
     this.#pending.push(waiter);
-    vmf.waiter = waiter.promise;
     vmf.sleeper = waiter;
     this.#sched.charge(COST.userfaultRoundTrip);
     this.#notifyFd();
@@ -330,8 +339,8 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   wakeRange(start: number, len: number): void {
     if (this.#pending.length === 0 && this.#read.length === 0) return;
     const woken = this.#woken;
-    takeWaiters(this.#pending, start, len, woken);
-    takeWaiters(this.#read, start, len, woken);
+    this.#pending.take(start, len, woken);
+    this.#read.take(start, len, woken);
     if (woken.length === 1) (woken.pop() as Waiter).wake();
     else if (woken.length > 1) {
       this.#sched.wakeAll(woken);
@@ -515,7 +524,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   ioctl(_file: OpenFile, proc: Process, request: number, arg: object): Promise<number> {
     try {
       const r = this.#dispatch(proc, request >>> 0, arg);
-      return typeof r === "number" ? Promise.resolve(r) : r;
+      return typeof r === "number" ? (r === 0 ? RESOLVED_ZERO : Promise.resolve(r)) : r;
     } catch (e) {
       return Promise.reject(e);
     }
@@ -678,7 +687,8 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     let srcAddr = 0;
     let src: MfillSource;
     if (srcArg instanceof Uint8Array) {
-      src = new BytesSource(srcArg);
+      src = (this.#bytesSource ?? new BytesSource()).use(srcArg);
+      this.#bytesSource = null;
     } else {
       srcAddr = u64(a.src, what);
       if (!validateUnalignedRange(srcAddr, len)) fail("EINVAL", what);
@@ -689,7 +699,11 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     if (!this.mm.alive) fail("ESRCH", what);
     const ret = mfillAtomic(this, dst, srcAddr, len, MFILL_ATOMIC.COPY, (mode & UFFDIO_COPY_MODE_WP) !== 0, src);
     const dontwake = (mode & UFFDIO_COPY_MODE_DONTWAKE) !== 0;
-    if (typeof ret === "number") return this.#copyDone(a, ret, dst, len, dontwake);
+    if (typeof ret === "number") {
+      // Done with the source: it may serve the next COPY (a slow copy keeps its own).
+      if (src instanceof BytesSource) this.#bytesSource = src.use(NO_BYTES);
+      return this.#copyDone(a, ret, dst, len, dontwake);
+    }
     return ret.then((done) => this.#copyDone(a, done, dst, len, dontwake));
   }
 
@@ -749,17 +763,88 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   }
 }
 
-/** Removes from `q` (keeping its order) every waiter whose address is in [start, start+len), or all for len 0. */
-function takeWaiters(q: FaultWaiter[], start: number, len: number, woken: Waiter[]): void {
-  const end = start + len;
-  let kept = 0;
-  for (let i = 0; i < q.length; i++) {
-    const f = q[i]!;
-    if (len === 0 || (f.address >= start && f.address < end)) woken.push(f);
-    else q[kept++] = f;
+/**
+ * A FIFO of blocked faults (a wait queue of handle_userfault()): push at the tail, shift at the
+ * head, and take() every entry in an address range, keeping the order of the rest. Taken entries
+ * become holes that later scans skip and a compaction squeezes out once they outnumber the live
+ * ones, so a wake of one page costs a scan and one store, not a shift of the whole queue.
+ */
+class FaultQueue {
+  readonly #slots: Array<FaultWaiter | null> = [];
+  #head = 0;
+  #live = 0;
+
+  get length(): number {
+    return this.#live;
   }
-  // Shrunk by pops: `length = n` would give the backing store back (and reallocate on the next push).
-  while (q.length > kept) q.pop();
+
+  push(f: FaultWaiter): void {
+    this.#slots.push(f);
+    this.#live++;
+  }
+
+  shift(): FaultWaiter | undefined {
+    const slots = this.#slots;
+    while (this.#head < slots.length) {
+      const f = slots[this.#head];
+      slots[this.#head++] = null;
+      if (f !== null && f !== undefined) {
+        this.#live--;
+        this.#tidy();
+        return f;
+      }
+    }
+    return undefined;
+  }
+
+  /** Moves every entry whose address is in [start, start+len) (all, for len 0) to `out`, in queue order. */
+  take(start: number, len: number, out: Waiter[]): void {
+    if (this.#live === 0) return;
+    const slots = this.#slots;
+    const end = start + len;
+    for (let i = this.#head; i < slots.length; i++) {
+      const f = slots[i];
+      if (f === null || f === undefined) continue;
+      if (len === 0 || (f.address >= start && f.address < end)) {
+        out.push(f);
+        slots[i] = null;
+        this.#live--;
+      }
+    }
+    this.#tidy();
+  }
+
+  /** Empties the queue; returns its entries in order. */
+  takeAll(): FaultWaiter[] {
+    const out: FaultWaiter[] = [];
+    for (let i = this.#head; i < this.#slots.length; i++) {
+      const f = this.#slots[i];
+      if (f !== null && f !== undefined) out.push(f);
+    }
+    this.#live = 0;
+    this.#tidy();
+    return out;
+  }
+
+  /** Drops holes: all of them once the queue is empty, else when they outnumber the live entries. */
+  #tidy(): void {
+    const slots = this.#slots;
+    if (this.#live === 0) {
+      // Emptied by pops, not `length = 0`, which would give the backing store back.
+      while (slots.length > 0) slots.pop();
+      this.#head = 0;
+      return;
+    }
+    // Holes before the head (shifted) and after it (taken) both count.
+    if (slots.length - this.#live <= this.#live + 16) return;
+    let kept = 0;
+    for (let i = this.#head; i < slots.length; i++) {
+      const f = slots[i];
+      if (f !== null && f !== undefined) slots[kept++] = f;
+    }
+    while (slots.length > kept) slots.pop();
+    this.#head = 0;
+  }
 }
 
 /** Removes the first `x` from `list`, keeping the order; nothing if absent. */
@@ -805,10 +890,12 @@ function userSource(proc: Process): MfillSource {
  * page reaching past the end of the buffer faults like an unmapped source (EFAULT).
  */
 class BytesSource implements MfillSource {
-  readonly #bytes: Uint8Array;
+  #bytes: Uint8Array = NO_BYTES;
 
-  constructor(bytes: Uint8Array) {
+  /** Points the source at `bytes` (the ioctl's src). */
+  use(bytes: Uint8Array): this {
     this.#bytes = bytes;
+    return this;
   }
 
   copyAtomic(addr: number, dst: Uint8Array, off: number): boolean {

@@ -22,7 +22,8 @@ import type { Mm } from "../mm/mm.ts";
 import { PTE_DIRTY, PTE_KIND_MASK, PTE_PRESENT, PTE_WRITE, PTE_YOUNG, ptePfn } from "../mm/page-table.ts";
 import { type Vma, VM_READ, VM_WRITE, VM_EXEC } from "../mm/vma.ts";
 import { PAGE_SIZE } from "../uapi/mman.ts";
-import { COST, type SchedPoint, type Scheduler, type Sleepers, type Waiter } from "./sched.ts";
+import { SignalError } from "../uapi/errno.ts";
+import { COST, type Resumable, type SchedPoint, type Scheduler, type Sleepers, type Waiter } from "./sched.ts";
 
 /** Why an access stopped short. */
 export type AccessFault = "SIGSEGV" | "SIGBUS";
@@ -35,6 +36,9 @@ export interface AccessResult {
   /** The address that faulted. */
   address: number;
 }
+
+/** Up to this many bytes, an access copies byte by byte. */
+const SMALL_COPY = 16;
 
 /** How many times one page may be faulted without blocking before we call it a kernel bug. */
 const FAULT_SPINS_MAX = 16;
@@ -55,9 +59,8 @@ export class AccessContext {
   readonly sleepers: Sleepers;
   /** walkStep(): bytes done when it returned. */
   stepDone = 0;
-  /** walkStep() returned STEP.SLEEP: what to sleep on (null: retry at once). */
+  /** walkStep() returned STEP.SLEEP: the wait to sleep on. */
   stepSleeper: Waiter | null = null;
-  stepWaiter: Promise<void> | null = null;
   /** walkStep() returned STEP.YIELD: resolves when the task is picked to run again. */
   stepYield: Promise<void> | null = null;
   /** The fault record walkStep() reuses (nothing holds it once handleMmFault() returned). */
@@ -135,16 +138,21 @@ export async function walkUserSlow(ctx: AccessContext, addr: number, len: number
 }
 
 /**
- * Goes to sleep on the userfault walkStep() stopped at (ctx.stepWaiter): returns what to await.
- * The process's exit wakes the sleeper (or, for a fault without one, ends the race).
+ * Goes to sleep on the userfault walkStep() stopped at (ctx.stepSleeper): returns what to await.
+ * The process's exit wakes the sleeper.
  */
 export function sleepBegin(ctx: AccessContext, a: number, write: boolean, user: boolean): Promise<unknown> {
+  const sleeper = sleepRegister(ctx, a, write, user);
+  return sleeper.promise;
+}
+
+/** sleepBegin() for a sleeper that is told by its Waiter's `resumable` instead of a promise: returns the Waiter. */
+export function sleepRegister(ctx: AccessContext, a: number, write: boolean, user: boolean): Waiter {
   const sched = ctx.sched;
   sched.observer?.({ kind: "block", tid: ctx.task.tid, address: a, write, user, now: sched.now });
-  const sleeper = ctx.stepSleeper;
-  if (sleeper === null) return Promise.race([ctx.stepWaiter, ctx.killed]);
+  const sleeper = ctx.stepSleeper as Waiter;
   ctx.sleepers.add(sleeper);
-  return ctx.stepWaiter as Promise<void>;
+  return sleeper;
 }
 
 /**
@@ -160,9 +168,88 @@ export function sleepEnd(ctx: AccessContext, sleeper: Waiter | null, a: number):
 }
 
 /**
+ * A user-mode access (Thread.read / Thread.write) that could not complete at once: asleep on a
+ * userfault, preempted, or failed. `promise` resolves with `result` once the access is done and
+ * rejects with the SignalError (or DeadTaskError, KernelBug). A userfault sleep takes no promise
+ * of its own: the wake puts the access in the scheduler's resume batch (Waiter.resumable), which
+ * retries it and settles `promise`, so a woken access costs one promise hop.
+ */
+export class BlockedAccess implements Resumable {
+  readonly promise: Promise<unknown>;
+  #resolve!: (value: unknown) => void;
+  #reject!: (error: unknown) => void;
+  readonly #ctx: AccessContext;
+  readonly #addr: number;
+  readonly #buf: Uint8Array;
+  readonly #write: boolean;
+  readonly #result: unknown;
+  #done = 0;
+  #sleeper: Waiter | null = null;
+
+  constructor(ctx: AccessContext, addr: number, buf: Uint8Array, write: boolean, result: unknown) {
+    this.#ctx = ctx;
+    this.#addr = addr;
+    this.#buf = buf;
+    this.#write = write;
+    this.#result = result;
+    this.promise = new Promise<unknown>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  /** Goes on after a walkStep() of this access returned `code` (its results are still in the context). */
+  continueAfter(code: number): void {
+    const ctx = this.#ctx;
+    this.#done = ctx.stepDone;
+    if (code === STEP.DONE) {
+      this.#resolve(this.#result);
+    } else if (code === STEP.SLEEP) {
+      const sleeper = sleepRegister(ctx, this.#addr + this.#done, this.#write, true);
+      this.#sleeper = sleeper;
+      sleeper.resumable = this;
+    } else if (code === STEP.YIELD) {
+      (ctx.stepYield as Promise<void>).then(() => this.#retry(true), this.#reject);
+    } else {
+      this.#reject(new SignalError(code === STEP.SIGSEGV ? "SIGSEGV" : "SIGBUS", this.#addr + this.#done, this.#write ? "write" : "read"));
+    }
+  }
+
+  /** The userfault wake (or the process's death): resume in the next batch. */
+  woken(): void {
+    this.#ctx.sched.resumeLater(this);
+  }
+
+  resume(): void {
+    let rescheduled: Promise<void> | null;
+    try {
+      rescheduled = sleepEnd(this.#ctx, this.#sleeper, this.#addr + this.#done);
+    } catch (e) {
+      this.#reject(e);
+      return;
+    }
+    this.#sleeper = null;
+    if (rescheduled !== null) rescheduled.then(() => this.#retry(false), this.#reject);
+    else this.#retry(false);
+  }
+
+  /** The access again from where it stopped (the CPU re-executing the instruction). */
+  #retry(resumed: boolean): void {
+    let code: number;
+    try {
+      code = walkStep(this.#ctx, this.#addr, this.#buf.length, this.#buf, this.#write, true, this.#done, resumed);
+    } catch (e) {
+      this.#reject(e);
+      return;
+    }
+    this.continueAfter(code);
+  }
+}
+
+/**
  * One synchronous stretch of an access from `done`: copies page by page, handling faults,
  * until it is complete (STEP.DONE), stops at an access fault (SIGSEGV / SIGBUS), must sleep on
- * a userfault (SLEEP: ctx.stepWaiter) or was preempted (YIELD: ctx.stepYield). ctx.stepDone says
+ * a userfault (SLEEP: ctx.stepSleeper) or was preempted (YIELD: ctx.stepYield). ctx.stepDone says
  * how far it got. `resumed`: the first page's scheduling point was already passed.
  */
 export function walkStep(ctx: AccessContext, addr: number, len: number, buf: Uint8Array | null, write: boolean, user: boolean, done: number, resumed: boolean): number {
@@ -198,8 +285,13 @@ export function walkStep(ctx: AccessContext, addr: number, len: number, buf: Uin
       if (buf !== null) {
         const pfn = ptePfn(pte);
         const off = mem.offset(pfn) + pageOff;
-        if (write) mem.bytes(pfn).set(chunk === buf.length ? buf : buf.subarray(done, done + chunk), off);
-        else buf.set(mem.bytes(pfn).subarray(off, off + chunk), done);
+        const bytes = mem.bytes(pfn);
+        if (chunk <= SMALL_COPY) {
+          // A few bytes (a typical load or store) copy faster by hand than through set() and subarray().
+          if (write) for (let i = 0; i < chunk; i++) bytes[off + i] = buf[done + i]!;
+          else for (let i = 0; i < chunk; i++) buf[done + i] = bytes[off + i]!;
+        } else if (write) bytes.set(chunk === buf.length ? buf : buf.subarray(done, done + chunk), off);
+        else buf.set(bytes.subarray(off, off + chunk), done);
       }
       done += chunk;
       spins = 0;
@@ -214,9 +306,8 @@ export function walkStep(ctx: AccessContext, addr: number, len: number, buf: Uin
       continue;
     }
     if ((ret & VM_FAULT_RETRY) !== 0) {
-      if (vmf.waiter !== null) {
+      if (vmf.sleeper !== null) {
         ctx.stepDone = done;
-        ctx.stepWaiter = vmf.waiter;
         ctx.stepSleeper = vmf.sleeper;
         return STEP.SLEEP;
       }

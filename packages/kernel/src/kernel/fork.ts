@@ -25,6 +25,7 @@ import {
   pteMkwrite,
   pteWrite,
   pteWrprotect,
+  PTRS_PER_PTE,
   SWP_EXCLUSIVE,
   SWP_UFFD_WP,
   swpOffset,
@@ -61,14 +62,32 @@ function vmaNeedsCopy(dst: Vma, src: Vma): boolean {
   return src.anonVma !== 0;
 }
 
-/** Mirrors mm/memory.c:copy_page_range() at the pte level. */
+/**
+ * Mirrors mm/memory.c:copy_page_range() at the pte level: one PTE table (PMD) at a time, the
+ * parent's table walked in place (fork of a large address space is a tight loop over typed
+ * arrays, no per-pte callback or allocation). The child's table is made on its first entry.
+ */
 function copyPageRange(parent: Mm, child: Mm, dst: Vma, src: Vma): void {
-  const entries: Array<[number, Pte]> = [];
-  parent.pt.forEachPresentEntry(src.start / PAGE_SIZE, src.end / PAGE_SIZE, (vpn, pte) => entries.push([vpn, pte]));
-  for (const [vpn, pte] of entries) {
-    if (isSwapPte(pte)) copyNonpresentPte(parent, child, dst, vpn, pte);
-    else if (isPteMarker(pte)) copyPteMarker(child, dst, vpn, pte);
-    else copyPresentPte(parent, child, dst, src, vpn, pte);
+  const endVpn = src.end / PAGE_SIZE;
+  for (let vpn = src.start / PAGE_SIZE; vpn < endVpn; ) {
+    const key = Math.floor(vpn / PTRS_PER_PTE);
+    const tableEnd = Math.min(endVpn, (key + 1) * PTRS_PER_PTE);
+    const table = parent.pt.tables.lookup(key);
+    if (table !== undefined) copyPteRange(parent, child, dst, src, table, vpn, tableEnd);
+    vpn = tableEnd;
+  }
+}
+
+/** Mirrors mm/memory.c:copy_pte_range(): [vpn, endVpn) within one parent PTE table. */
+function copyPteRange(parent: Mm, child: Mm, dst: Vma, src: Vma, table: Uint32Array, vpn: number, endVpn: number): void {
+  const base = vpn - (vpn % PTRS_PER_PTE);
+  for (let i = vpn - base; i < endVpn - base; i++) {
+    const pte = table[i] as number;
+    if (pte === 0) continue;
+    const v = base + i;
+    if (isSwapPte(pte)) copyNonpresentPte(parent, child, dst, v, pte);
+    else if (isPteMarker(pte)) copyPteMarker(child, dst, v, pte);
+    else copyPresentPte(parent, child, dst, src, v, pte);
   }
 }
 

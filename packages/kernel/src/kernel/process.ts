@@ -4,7 +4,7 @@
  * on a rejected call. Syscalls on a Process run as if each on its own thread of that process,
  * so one that blocks (fork waiting for its FORK event to be read) does not stop the next.
  */
-import { AccessContext, DeadTaskError, accessUser, faultInUser, sleepBegin, sleepEnd, STEP, walkStep } from "./access.ts";
+import { AccessContext, BlockedAccess, DeadTaskError, accessUser, faultInUser, STEP, walkStep } from "./access.ts";
 import type { Kernel } from "./kernel.ts";
 import { dupMmap } from "./fork.ts";
 import { COST, Sleepers } from "./sched.ts";
@@ -76,14 +76,13 @@ export class Thread implements FaultingTask {
       return Promise.reject(e);
     }
     const code = this.#access(addr, buf, false);
-    if (code === STEP.DONE) return Promise.resolve(buf);
-    return this.#accessSlow(addr, buf, false, code).then(() => buf);
+    return code === STEP.DONE ? Promise.resolve(buf) : (this.#accessSlow(addr, buf, false, code, buf) as Promise<Uint8Array>);
   }
 
   /** A user-mode store. */
   write(addr: number, data: Uint8Array): Promise<void> {
     const code = this.#access(addr, data, true);
-    return code === STEP.DONE ? RESOLVED : this.#accessSlow(addr, data, true, code);
+    return code === STEP.DONE ? RESOLVED : (this.#accessSlow(addr, data, true, code, undefined) as Promise<void>);
   }
 
   /**
@@ -105,36 +104,16 @@ export class Thread implements FaultingTask {
 
   #error: unknown = null;
 
-  /**
-   * The rest of an access that faulted, slept or failed: rejects with the signal or error.
-   * walkUserSlow()'s loop, inlined so that a woken access completes in one promise hop.
-   */
-  async #accessSlow(addr: number, buf: Uint8Array, write: boolean, code: number): Promise<void> {
+  /** The rest of an access that slept, was preempted or failed: settles with `result` or rejects. */
+  #accessSlow(addr: number, buf: Uint8Array, write: boolean, code: number, result: unknown): Promise<unknown> {
     if (code < 0) {
       const e = this.#error;
       this.#error = null;
-      throw e;
+      return Promise.reject(e);
     }
-    const ctx = this.accessCtx;
-    const len = buf.length;
-    for (;;) {
-      // The step's results are read before any await: another access of this thread may reuse them.
-      const done = ctx.stepDone;
-      let resumed = false;
-      if (code === STEP.SLEEP) {
-        const sleeper = ctx.stepSleeper;
-        await sleepBegin(ctx, addr + done, write, true);
-        const rescheduled = sleepEnd(ctx, sleeper, addr + done);
-        if (rescheduled !== null) await rescheduled;
-      } else if (code === STEP.YIELD) {
-        await (ctx.stepYield as Promise<void>);
-        resumed = true;
-      } else {
-        if (code === STEP.DONE) return;
-        throw new SignalError(code === STEP.SIGSEGV ? "SIGSEGV" : "SIGBUS", addr + done, write ? "write" : "read");
-      }
-      code = walkStep(ctx, addr, len, buf, write, true, done, resumed);
-    }
+    const blocked = new BlockedAccess(this.accessCtx, addr, buf, write, result);
+    blocked.continueAfter(code);
+    return blocked.promise;
   }
 }
 

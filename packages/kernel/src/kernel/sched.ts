@@ -57,25 +57,47 @@ export function seededPreemption(prng: Prng, probability: number): Preemption {
   };
 }
 
+/**
+ * What a sleeper that needs no promise of its own does when woken: a blocked user access
+ * continues in the scheduler's next resume batch (Scheduler.resumeLater()).
+ */
+export interface Resumable {
+  woken(): void;
+}
+
+/**
+ * One wait. Whoever sleeps either awaits `promise` (made on first use) or sets `resumable`;
+ * wake() settles both, once.
+ */
 export class Waiter {
-  readonly promise: Promise<void>;
-  #resolve!: () => void;
+  #promise: Promise<void> | null = null;
+  #resolve: (() => void) | null = null;
   woken = false;
   /** Its index in the Sleepers set holding it, or -1 (owned by Sleepers). */
   sleeperSlot = -1;
+  /** Told by wake() instead of a promise (set by the sleeper right after it queued this waiter). */
+  resumable: Resumable | null = null;
 
-  constructor() {
-    this.promise = new Promise<void>((resolve) => {
-      this.#resolve = resolve;
-    });
+  get promise(): Promise<void> {
+    if (this.#promise === null) {
+      this.#promise = this.woken
+        ? RESOLVED
+        : new Promise<void>((resolve) => {
+            this.#resolve = resolve;
+          });
+    }
+    return this.#promise;
   }
 
   wake(): void {
     if (this.woken) return;
     this.woken = true;
-    this.#resolve();
+    this.#resolve?.();
+    this.resumable?.woken();
   }
 }
+
+const RESOLVED: Promise<void> = Promise.resolve();
 
 /**
  * The waits one process must end when it dies (a blocked access, a blocked read): O(1) add and
@@ -187,6 +209,10 @@ export class Scheduler {
   /** Preempted tasks, in the order they yielded. */
   readonly #ready: Array<{ tid: number; resume: () => void }> = [];
   #dispatchScheduled = false;
+  /** Woken sleepers to resume in the next batch (resumeLater()). */
+  readonly #resumes: Array<{ resume(): void }> = [];
+  #resumesScheduled = false;
+  readonly #runResumes = (): void => this.#drainResumes();
 
   constructor(prng: Prng, preemption: Preemption | null = null) {
     this.prng = prng;
@@ -209,6 +235,37 @@ export class Scheduler {
     if (waiters.length > 1) this.prng.shuffle(waiters);
     for (const w of waiters) w.wake();
     this.#activity++;
+  }
+
+  /**
+   * Calls r.resume() in a microtask, after the sleepers woken before it, as each would resume in
+   * its own promise reaction; the wakes of one synchronous stretch (a handler resolving a batch
+   * of faults) share one microtask. resume() must not throw.
+   */
+  resumeLater(r: { resume(): void }): void {
+    this.#resumes.push(r);
+    if (this.#resumesScheduled) return;
+    this.#resumesScheduled = true;
+    void RESOLVED.then(this.#runResumes);
+  }
+
+  #drainResumes(): void {
+    this.#resumesScheduled = false;
+    const q = this.#resumes;
+    // Those woken while this batch runs wait for the next one, like reactions queued meanwhile.
+    const n = q.length;
+    this.#activity++;
+    for (let i = 0; i < n; i++) (q[i] as { resume(): void }).resume();
+    // Drop the first n without splice()'s result array.
+    if (q.length === n) while (q.length > 0) q.pop();
+    else {
+      for (let i = n; i < q.length; i++) q[i - n] = q[i]!;
+      for (let i = 0; i < n; i++) q.pop();
+    }
+    if (q.length > 0 && !this.#resumesScheduled) {
+      this.#resumesScheduled = true;
+      void RESOLVED.then(this.#runResumes);
+    }
   }
 
   /**

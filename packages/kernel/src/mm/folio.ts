@@ -1,7 +1,7 @@
 /**
  * Physical memory: 4 KiB frames with the struct page fields the simulation needs, kept as
  * parallel typed arrays (one slot per pfn) so a resident page costs a few dozen bytes of
- * metadata, and the bytes carved out of large pooled ArrayBuffers (chunks of 4096 frames).
+ * metadata, and the bytes carved out of pooled ArrayBuffers (chunks of 256 frames, 1 MiB).
  * Untouched memory costs nothing: a chunk exists only once a frame in it has been handed out.
  *
  * Mirrors include/linux/mm_types.h:struct page / struct folio (order-0 folios only: the
@@ -79,13 +79,17 @@ export class PhysMem {
     this.flags[zero] = PG.reserved | PG.uptodate;
   }
 
-  /** Capacity of the metadata arrays; grows by doubling up to totalFrames. */
+  /** Capacity of the metadata arrays; grows by a quarter up to totalFrames. */
   get capacity(): number {
     return this.refcount.length;
   }
 
+  /**
+   * Grows the metadata arrays by a quarter (at least 1024 frames): at most a quarter of the
+   * 26 bytes per frame is spare, and the copies stay amortized O(1) per frame.
+   */
   #grow(): void {
-    const cap = Math.min(this.totalFrames, this.capacity * 2);
+    const cap = Math.min(this.totalFrames, Math.ceil((this.capacity * 1.25) / 1024) * 1024);
     const grow = <T extends Int32Array | Uint16Array | Float64Array>(a: T, make: (n: number) => T): T => {
       const b = make(cap);
       b.set(a);

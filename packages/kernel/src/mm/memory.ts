@@ -39,6 +39,7 @@ import {
   pteSpecial,
   pteUffdWp,
   pteWrite,
+  PTRS_PER_PTE,
   SWP_SOFT_DIRTY,
   SWP_UFFD_WP,
   swpExclusive,
@@ -92,9 +93,15 @@ export class VmFault {
   flags: number;
   origPte: Pte = 0;
   task: FaultingTask;
-  waiter: Promise<void> | null = null;
-  /** The Waiter behind `waiter` (set with it), so that the sleeper's exit can wake it directly. */
+  /**
+   * Set by handleUserfault() with VM_FAULT_RETRY: the wait the access sleeps on (its exit can
+   * wake it directly). `waiter` is its promise, made only if someone awaits it.
+   */
   sleeper: Waiter | null = null;
+
+  get waiter(): Promise<void> | null {
+    return this.sleeper === null ? null : this.sleeper.promise;
+  }
 
   constructor(mm: Mm, vma: Vma, realAddress: number, flags: number, task: FaultingTask) {
     this.mm = mm;
@@ -115,7 +122,6 @@ export class VmFault {
     this.address = realAddress - (realAddress % PAGE_SIZE);
     this.flags = flags;
     this.origPte = 0;
-    this.waiter = null;
     this.sleeper = null;
     return this;
   }
@@ -477,12 +483,22 @@ export function freeSwapAndCache(mm: Mm, slot: number): void {
   if (cached !== undefined && mm.core.mem.mapcount[cached] === 0) swap.folioFreeSwap(cached);
 }
 
-/** zap_page_range_single() over [start, end) of one vma. */
+/**
+ * zap_page_range_single() over [start, end) of one vma: each PTE table walked in place, every
+ * non-none entry zapped (zapPte() only rewrites the entry it is given, so the walk is safe).
+ */
 export function zapPageRange(mm: Mm, vma: Vma, start: number, end: number, details: ZapDetails): void {
   const endVpn = end / PAGE_SIZE;
-  const vpns: number[] = [];
-  mm.pt.forEachPresentEntry(start / PAGE_SIZE, endVpn, (vpn) => vpns.push(vpn));
-  for (const vpn of vpns) zapPte(mm, vma, vpn, details);
+  for (let vpn = start / PAGE_SIZE; vpn < endVpn; ) {
+    const key = Math.floor(vpn / PTRS_PER_PTE);
+    const base = key * PTRS_PER_PTE;
+    const tableEnd = Math.min(endVpn, base + PTRS_PER_PTE);
+    const table = mm.pt.tables.lookup(key);
+    if (table !== undefined) {
+      for (let i = vpn - base; i < tableEnd - base; i++) if (table[i] !== 0) zapPte(mm, vma, base + i, details);
+    }
+    vpn = tableEnd;
+  }
 }
 
 /**

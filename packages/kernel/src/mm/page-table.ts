@@ -83,43 +83,51 @@ const PTE_TABLE_SHIFT = 9;
 const PTE_INDEX_MASK = PTRS_PER_PTE - 1;
 
 /**
- * The PTE tables of one mm by PMD key, with a one-entry lookup cache (faults and ioctls touch
- * the same table over and over). Every change of the key set goes through set/delete/clear,
- * which drop the cache, so code may use it as a plain Map.
+ * The PTE tables of one mm by PMD key, with a small direct-mapped lookup cache (faults and
+ * ioctls touch the same few tables over and over; threads working on their own regions
+ * alternate between a handful). Every change of the key set goes through set/delete/clear,
+ * which empty the cache, so code may use it as a plain Map.
  */
 export class PteTables extends Map<number, Uint32Array> {
-  #lastKey = -1;
-  #lastTable: Uint32Array | undefined = undefined;
+  /** Cache slot i holds the table of key #cacheKeys[i] (-1: empty); a key's slot is its low bits. */
+  readonly #cacheKeys = new Float64Array(PTE_TABLE_CACHE).fill(-1);
+  readonly #cacheTables: Array<Uint32Array | undefined> = new Array<Uint32Array | undefined>(PTE_TABLE_CACHE).fill(undefined);
 
   /** get(), through the cache. */
   lookup(key: number): Uint32Array | undefined {
-    if (key === this.#lastKey) return this.#lastTable;
+    const slot = key & (PTE_TABLE_CACHE - 1);
+    if (this.#cacheKeys[slot] === key) return this.#cacheTables[slot];
     const t = super.get(key);
     if (t !== undefined) {
-      this.#lastKey = key;
-      this.#lastTable = t;
+      this.#cacheKeys[slot] = key;
+      this.#cacheTables[slot] = t;
     }
     return t;
   }
 
+  #flush(): void {
+    this.#cacheKeys.fill(-1);
+    this.#cacheTables.fill(undefined);
+  }
+
   override set(key: number, table: Uint32Array): this {
-    this.#lastKey = -1;
-    this.#lastTable = undefined;
+    this.#flush();
     return super.set(key, table);
   }
 
   override delete(key: number): boolean {
-    this.#lastKey = -1;
-    this.#lastTable = undefined;
+    this.#flush();
     return super.delete(key);
   }
 
   override clear(): void {
-    this.#lastKey = -1;
-    this.#lastTable = undefined;
+    this.#flush();
     super.clear();
   }
 }
+
+/** Entries of the PteTables lookup cache (a power of two). */
+const PTE_TABLE_CACHE = 16;
 
 /** One mm's page tables, indexed by virtual page number. */
 export class PageTable {

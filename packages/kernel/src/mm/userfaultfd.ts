@@ -76,6 +76,8 @@ export interface UffdCtxRef extends VmaUffdCtx {
   readonly mm: Mm;
   /** Non-zero while a non-cooperative event is being delivered (ctx->mmap_changing). */
   readonly mmapChanging: number;
+  /** A spare MfillOp for the next mfillAtomic() (owned by mfillAtomic()). */
+  mfillScratch: MfillOp | null;
 }
 
 /** enum mfill_atomic_mode. */
@@ -97,20 +99,42 @@ const E = ERRNO;
  */
 const MFILL_NEED_COPY = -4096;
 
-/** The state of one mfill_atomic() call, kept across the retry after a slow source copy. */
-interface MfillOp {
-  readonly ctx: UffdCtxRef;
-  readonly mode: MfillAtomicMode;
-  readonly wp: boolean;
-  readonly dstStart: number;
-  readonly srcStart: number;
-  readonly len: number;
-  readonly src: MfillSource | null;
-  dstAddr: number;
-  srcAddr: number;
-  copied: number;
+/**
+ * The state of one mfill_atomic() call, kept across the retry after a slow source copy. A call
+ * that completes without a slow copy hands its record back to the context for the next call
+ * (UffdCtxRef.mfillScratch), so the common ioctl allocates none.
+ */
+export class MfillOp {
+  ctx: UffdCtxRef;
+  mode: MfillAtomicMode = MFILL_ATOMIC.COPY;
+  wp = false;
+  dstStart = 0;
+  srcStart = 0;
+  len = 0;
+  src: MfillSource | null = null;
+  dstAddr = 0;
+  srcAddr = 0;
+  copied = 0;
   /** A frame already holding the source bytes (the kernel's *foliop), or -1. */
-  folio: Pfn;
+  folio: Pfn = -1;
+
+  constructor(ctx: UffdCtxRef) {
+    this.ctx = ctx;
+  }
+
+  reset(mode: MfillAtomicMode, wp: boolean, dstStart: number, srcStart: number, len: number, src: MfillSource | null): this {
+    this.mode = mode;
+    this.wp = wp;
+    this.dstStart = dstStart;
+    this.srcStart = srcStart;
+    this.len = len;
+    this.src = src;
+    this.dstAddr = dstStart;
+    this.srcAddr = srcStart;
+    this.copied = 0;
+    this.folio = -1;
+    return this;
+  }
 }
 
 /**
@@ -127,10 +151,14 @@ export function mfillAtomic(
   wp: boolean,
   src: MfillSource | null,
 ): number | Promise<number> {
-  const op: MfillOp = { ctx, mode, wp, dstStart, srcStart, len, src, dstAddr: dstStart, srcAddr: srcStart, copied: 0, folio: -1 };
+  const op = (ctx.mfillScratch ?? new MfillOp(ctx)).reset(mode, wp, dstStart, srcStart, len, src);
+  ctx.mfillScratch = null;
   const err = mfillAtomicPass(op);
   if (err === MFILL_NEED_COPY) return mfillAtomicSlow(op);
-  return mfillFinish(op, err);
+  const ret = mfillFinish(op, err);
+  op.src = null;
+  ctx.mfillScratch = op;
+  return ret;
 }
 
 /** The `out:` of mfill_atomic(): drop a prepared frame nobody took, report bytes done or the error. */

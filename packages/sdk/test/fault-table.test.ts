@@ -1,0 +1,41 @@
+/** The engine's in-flight fault table must behave exactly like the Map it replaces (model-based, fast-check). */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { FaultTable } from "../src/fault-table.ts";
+
+const PAGE = 4096;
+/** Keys as the engine makes them: a page address (a few clustered regions, some above 2^32) plus a kind index 0..2. */
+const key = fc
+  .tuple(fc.constantFrom(0x10000, 0x7f00_0000_0000, 0x1_0000_0000), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 2 }))
+  .map(([base, page, kind]) => base + page * PAGE + kind);
+const op = fc.oneof(
+  fc.record({ kind: fc.constant("set" as const), key, value: fc.integer() }),
+  fc.record({ kind: fc.constant("delete" as const), key }),
+  fc.record({ kind: fc.constant("get" as const), key }),
+);
+
+describe("FaultTable", () => {
+  it("agrees with a Map on set/get/has/delete/size and iterates in insertion order", () => {
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 600 }), (ops) => {
+        const t = new FaultTable<number>(16);
+        const m = new Map<number, number>();
+        for (const o of ops) {
+          if (o.kind === "set") {
+            t.set(o.key, o.value);
+            m.set(o.key, o.value);
+          } else if (o.kind === "delete") {
+            expect(t.delete(o.key)).toBe(m.delete(o.key));
+          } else {
+            expect(t.get(o.key)).toBe(m.get(o.key));
+            expect(t.has(o.key)).toBe(m.has(o.key));
+          }
+          expect(t.size).toBe(m.size);
+        }
+        expect(t.values()).toEqual([...m.values()]);
+        for (const k of m.keys()) expect(t.get(k)).toBe(m.get(k));
+      }),
+      { numRuns: 300, seed: 7 },
+    );
+  });
+});
