@@ -1,12 +1,12 @@
 /**
  * The explorer's preemption policy: the kernel asks it, at every scheduling point, whether the
  * running task yields, and, when the CPU is free, which yielded task resumes. Decisions come
- * from the seed (SeededRandom) and are logged per actor, so a run can be replayed against a
+ * from the seed (Prng) and are logged per actor, so a run can be replayed against a
  * changed handler: the replay follows the log by actor label and position, and falls back to
  * the seed where the changed run asks a question the recorded one never did.
  */
 import type { Preemption, SchedPoint } from "@uffd/kernel";
-import { SeededRandom } from "./prng.ts";
+import { Prng } from "@uffd/kernel";
 
 /** The scheduling decisions of a run, keyed by actor label (thread names, process syscall labels). */
 export interface Decisions {
@@ -21,13 +21,13 @@ export class ExplorePolicy implements Preemption {
   readonly decisions: Decisions = { preempt: {}, pick: [] };
   /** Names a task id; set once the kernel's recorder exists. */
   label: (tid: number) => string = (tid) => `tid${tid}`;
-  readonly #rng: SeededRandom;
+  readonly #rng: Prng;
   readonly #replay: Decisions | null;
   #picks = 0;
 
   constructor(seed: number, probability: number, replay: Decisions | null = null) {
     this.probability = probability;
-    this.#rng = new SeededRandom((seed ^ 0x5eed_0b5e) >>> 0);
+    this.#rng = new Prng((seed ^ 0x5eed_0b5e) >>> 0);
     this.#replay = replay;
   }
 
@@ -62,5 +62,5 @@ export const VARIED_PROBABILITIES = [0, 0.1, 0.25, 0.5] as const;
 /** The probability a seed explores with. */
 export function probabilityFor(seed: number, preemption: number | "varied"): number {
   if (preemption !== "varied") return preemption;
-  return VARIED_PROBABILITIES[new SeededRandom(seed).below(VARIED_PROBABILITIES.length)]!;
+  return VARIED_PROBABILITIES[new Prng(seed).below(VARIED_PROBABILITIES.length)]!;
 }

@@ -40,6 +40,11 @@ export class Prng {
     return n <= 1 ? 0 : this.nextU32() % n;
   }
 
+  /** True with probability p. */
+  chance(p: number): boolean {
+    return this.nextU32() < p * 0x1_0000_0000;
+  }
+
   /** Shuffles `items` in place (Fisher-Yates) and returns it. */
   shuffle<T>(items: T[]): T[] {
     for (let i = items.length - 1; i > 0; i--) {
