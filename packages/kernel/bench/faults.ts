@@ -48,6 +48,11 @@ export interface ScaleResult {
   pages: number;
   /** Write faults per second while populating (fresh kernel: host memory is touched for the first time). */
   faultsPerSec: number;
+  /**
+   * The share of the populating time this process spent in the host kernel (system CPU time):
+   * the first touch of fresh host memory for the frames' bytes, which a warm kernel does not pay.
+   */
+  hostKernelShare: number;
   /** Write faults per second over the same pages once the kernel is warm (MADV_DONTNEED, then faulted again). */
   warmFaultsPerSec: number;
   memory: HostMemory;
@@ -68,8 +73,10 @@ export async function scaleRun(mib: number, gc: (() => void) | null): Promise<Sc
   const one = Uint8Array.of(1);
   const t = p.mainThread;
   let t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   for (let a = addr; a < addr + len; a += PAGE_SIZE) await t.write(a, one);
   const coldMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
   const memory = hostMemory.perPage(before, hostMemory.sample(gc), pages);
   const resident = p.smaps().reduce((sum, v) => sum + v.rssBytes, 0) / PAGE_SIZE;
   if (resident !== pages) throw new Error(`expected ${pages} resident pages, smaps says ${resident}`);
@@ -79,5 +86,6 @@ export async function scaleRun(mib: number, gc: (() => void) | null): Promise<Sc
   const warmMs = performance.now() - t0;
   k.checkInvariants();
   await p.exit(0);
-  return { mib, pages, faultsPerSec: pages / (coldMs / 1000), warmFaultsPerSec: pages / (warmMs / 1000), memory };
+  const hostKernelShare = cpu.system / 1000 / coldMs;
+  return { mib, pages, faultsPerSec: pages / (coldMs / 1000), hostKernelShare, warmFaultsPerSec: pages / (warmMs / 1000), memory };
 }

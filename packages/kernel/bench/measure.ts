@@ -30,19 +30,19 @@ export interface Trial {
 }
 
 /**
- * Runs warmup + runs trials; `setup` prepares each (untimed) and returns it. The rate is taken
- * at the median run, which is robust to a single gc pause.
+ * Runs warm-up trials (at least `warmup`, and for at least WARMUP_MS, so the JIT has settled
+ * whatever the size of one run), then `runs` timed trials; `setup` prepares each (untimed) and
+ * returns it. The rate is taken at the median run, which is robust to a single gc pause.
  */
 export async function measure(runs: number, warmup: number, setup: () => Promise<Trial>): Promise<Rate> {
   const times: number[] = [];
   let ops = 0;
-  for (let i = 0; i < warmup + runs; i++) {
-    const trial = await setup();
-    const t0 = performance.now();
-    ops = await trial.body();
-    const ms = performance.now() - t0;
-    await trial.teardown?.();
-    if (i >= warmup) times.push(ms);
+  const warmupEnd = performance.now() + (warmup > 0 ? WARMUP_MS : 0);
+  for (let w = 0; w < warmup || performance.now() < warmupEnd; w++) await trial(await setup());
+  for (let i = 0; i < runs; i++) {
+    const t = await trial(await setup());
+    ops = t.ops;
+    times.push(t.ms);
   }
   const sorted = [...times].sort((a, b) => a - b);
   const medianMs = sorted[Math.floor(sorted.length / 2)] as number;
@@ -54,6 +54,17 @@ export async function measure(runs: number, warmup: number, setup: () => Promise
     runs,
     opsPerRun: ops,
   };
+}
+
+/** Minimum warm-up time per measurement, in ms. */
+const WARMUP_MS = 300;
+
+async function trial(t: Trial): Promise<{ ops: number; ms: number }> {
+  const t0 = performance.now();
+  const ops = await t.body();
+  const ms = performance.now() - t0;
+  await t.teardown?.();
+  return { ops, ms };
 }
 
 /** global.gc, or one obtained by enabling --expose-gc at run time; null if neither works. */

@@ -8,9 +8,10 @@
  * saying whether this run reached it and, where not, what bounds it. Everything also goes to
  * bench-results/bench.json (gitignored).
  *
- * Method: each simulated rate is the median of RUNS timed runs after WARMUP warm-up runs, on one
- * warm scene per row (as uffd-bench.c does on the real kernel); setup and resets are not timed.
- * The real kernel runs last, alone, so the simulator's gc and JIT do not disturb it.
+ * Method: each simulated rate is the median of RUNS timed runs after warm-up runs (WARMUP, and
+ * at least 300 ms), on one warm scene per row (as uffd-bench.c does on the real kernel), each
+ * row in its own process (jobs.ts); setup and resets are not timed. The real kernel runs last,
+ * alone, so the simulator's processes do not disturb it.
  *
  *   tsx packages/kernel/bench/run.ts            about a minute
  *   ... --quick (or UFFD_BENCH_QUICK=1)         smaller sizes, fewer runs: a smoke run
@@ -19,39 +20,58 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
-import { faultRate, scaleRun, type FaultKind } from "./faults.ts";
-import { getGc, memcpyRate, type Rate } from "./measure.ts";
-import { memoryPerPage } from "./memory.ts";
+import type { FaultKind } from "./faults.ts";
+import { type Job, type JobResult, type JobSettings, runJobInChild } from "./jobs.ts";
+import type { Rate } from "./measure.ts";
+import type { HostMemory, MemoryState } from "./memory.ts";
 import { describeUnavailable, NATIVE_METRICS, type NativeBenchResult, type NativeMetricId, runNativeBench } from "./native/native.ts";
-import { type Op, OPS, opRate } from "./ops.ts";
-import { isSdkOp, loadSdk, type SdkModule, sdkOpRate, sdkRoundTripRate } from "./sdk.ts";
-import { formatTable, type Row, type Target, checkTargets } from "./table.ts";
-import { type RoundTrip, roundTripRate, type RoundTripShape, userfaultfdUnavailable } from "./uffd.ts";
+import { type Op, OPS } from "./ops.ts";
+import { isSdkOp } from "./sdk.ts";
+import { checkTargets, formatTable, type Row, type Target } from "./table.ts";
+import { type RoundTrip, type RoundTripShape, userfaultfdUnavailable } from "./uffd.ts";
 
 const quickEnv = process.env["UFFD_BENCH_QUICK"];
 const quick = process.argv.includes("--quick") || (quickEnv !== undefined && quickEnv !== "" && quickEnv !== "0");
 const withNative = !process.argv.includes("--no-native");
-const RUNS = quick ? 3 : 7;
+const RUNS = quick ? 3 : 11;
 const WARMUP = quick ? 1 : 2;
 /** uffd-bench.c's sizes (divided by 8 with --quick, as its scaled() does). */
 const FAULT_PAGES = quick ? 2048 : 16384;
 const RT_PAGES = quick ? 625 : 5000;
-const FAST_PAGES = quick ? 2048 : 8192;
+/** As many pages as uffd-bench.c's round trips: the working set decides how warm the frames are. */
+const FAST_PAGES = RT_PAGES;
 /** The SDK's fastest path: many faulting threads, so one read(2) returns a batch. */
-const FAST_SHAPE: RoundTripShape = { threads: 16, batch: 64 };
+const FAST_SHAPE: RoundTripShape = { threads: 32, batch: 64 };
 const ONE_BY_ONE: RoundTripShape = { threads: 1, batch: 1 };
-const MEMORY_MIB = quick ? 64 : 256;
+/** Memory rows use 256 MiB even with --quick: smaller mappings drown in heap noise. */
+const MEMORY_MIB = 256;
 const SCALE_MIB = quick ? [128, 256] : [1024, 4096];
 
-const rate = (r: Rate | null): number | null => (r === null ? null : r.opsPerSec);
+const SETTINGS: JobSettings = { quick, runs: RUNS, warmup: WARMUP };
+
+/** One job in its own process (see jobs.ts); its error, if any, goes to the row's note. */
+async function job(j: Job): Promise<{ rate: Rate | null; error: string | null; result: JobResult }> {
+  const result = await runJobInChild(j, SETTINGS);
+  if ("error" in result) {
+    const line = result.error.split("\n")[0] ?? result.error;
+    console.error(`bench: ${JSON.stringify(j)} failed: ${result.error}`);
+    return { rate: null, error: line, result };
+  }
+  return { rate: "rate" in result ? result.rate : null, error: null, result };
+}
+
+const notes = (...parts: Array<string | null>): string => parts.filter((p) => p !== null && p !== "").join("; ");
 
 async function physicalRows(): Promise<Row[]> {
-  const m4k = await memcpyRate(4096, quick ? 25_000 : 200_000, RUNS, WARMUP);
-  const m2m = await memcpyRate(2 << 20, quick ? 25 : 200, RUNS, WARMUP);
-  return [
-    { id: "memcpy4k", operation: "memcpy 4 KiB (the physical limit)", unit: "copies/s", native: "memcpy4k", raw: rate(m4k), sdk: null, rawRate: m4k, sdkRate: null, note: "sim: Uint8Array.set() in V8" },
-    { id: "memcpy2m", operation: "memcpy 2 MiB", unit: "copies/s", native: "memcpy2m", raw: rate(m2m), sdk: null, rawRate: m2m, sdkRate: null, note: "sim: Uint8Array.set() in V8" },
-  ];
+  const rows: Row[] = [];
+  for (const [id, bytes, ops, operation] of [
+    ["memcpy4k", 4096, quick ? 25_000 : 200_000, "memcpy 4 KiB (the physical limit)"],
+    ["memcpy2m", 2 << 20, quick ? 25 : 200, "memcpy 2 MiB"],
+  ] as const) {
+    const m = await job({ kind: "memcpy", bytes, ops });
+    rows.push({ id, operation, unit: "copies/s", native: id, raw: m.rate?.opsPerSec ?? null, sdk: null, rawRate: m.rate, sdkRate: null, note: notes("sim: Uint8Array.set() in V8", m.error) });
+  }
+  return rows;
 }
 
 async function faultRows(): Promise<Row[]> {
@@ -61,9 +81,9 @@ async function faultRows(): Promise<Row[]> {
     ["write-present", "store to a present page (no fault)", "accesses/s", null],
   ];
   const rows: Row[] = [];
-  for (const [kind, operation, unit, native] of kinds) {
-    const r = await faultRate(kind, FAULT_PAGES, RUNS, WARMUP);
-    rows.push({ id: `fault-${kind}`, operation, unit, native, raw: r.opsPerSec, sdk: null, rawRate: r, sdkRate: null, note: "" });
+  for (const [fault, operation, unit, native] of kinds) {
+    const r = await job({ kind: "fault", fault, pages: FAULT_PAGES });
+    rows.push({ id: `fault-${fault}`, operation, unit, native, raw: r.rate?.opsPerSec ?? null, sdk: null, rawRate: r.rate, sdkRate: null, note: notes(r.error) });
   }
   return rows;
 }
@@ -75,28 +95,18 @@ const ROUND_TRIPS: Array<[RoundTrip, NativeMetricId]> = [
   ["minor+continue", "rtMinorContinuePinned"],
 ];
 
-async function roundTripRows(sdk: SdkModule | string): Promise<Row[]> {
+async function roundTripRow(id: string, operation: string, trip: RoundTrip, shape: RoundTripShape, native: NativeMetricId, note: string): Promise<Row> {
+  const raw = await job({ kind: "roundTrip", via: "raw", trip, shape, pages: RT_PAGES });
+  const sdk = await job({ kind: "roundTrip", via: "sdk", trip, shape, pages: RT_PAGES });
+  const err = notes(raw.error === null ? null : `raw: ${raw.error}`, sdk.error === null ? null : `sdk: ${sdk.error}`);
+  return { id, operation, unit: "round trips/s", native, raw: raw.rate?.opsPerSec ?? null, sdk: sdk.rate?.opsPerSec ?? null, rawRate: raw.rate, sdkRate: sdk.rate, note: notes(note, err) };
+}
+
+async function roundTripRows(): Promise<Row[]> {
   const rows: Row[] = [];
-  const sdkNote = typeof sdk === "string" ? sdk : "";
-  for (const [kind, native] of ROUND_TRIPS) {
-    const raw = await roundTripRate(kind, ONE_BY_ONE, RT_PAGES, RUNS, WARMUP);
-    const viaSdk = typeof sdk === "string" ? null : await sdkRoundTripRate(sdk, kind, ONE_BY_ONE, RT_PAGES, RUNS, WARMUP);
-    const operation = `${kind} round trip, same CPU`;
-    rows.push({ id: `rt-${kind}`, operation, unit: "round trips/s", native, raw: rate(raw), sdk: rate(viaSdk), rawRate: raw, sdkRate: viaSdk, note: sdkNote || "1 thread, 1 msg per read" });
-  }
-  const raw = await roundTripRate("missing+copy", FAST_SHAPE, FAST_PAGES, RUNS, WARMUP);
-  const viaSdk = typeof sdk === "string" ? null : await sdkRoundTripRate(sdk, "missing+copy", FAST_SHAPE, FAST_PAGES, RUNS, WARMUP);
-  rows.push({
-    id: "rt-fast",
-    operation: "missing+copy round trip, SDK fastest path",
-    unit: "round trips/s",
-    native: "rtMissingCopyPinned",
-    raw: rate(raw),
-    sdk: rate(viaSdk),
-    rawRate: raw,
-    sdkRate: viaSdk,
-    note: sdkNote || `${FAST_SHAPE.threads} threads, <=${FAST_SHAPE.batch} msgs per read; real: same CPU, 1 thread`,
-  });
+  for (const [trip, native] of ROUND_TRIPS) rows.push(await roundTripRow(`rt-${trip}`, `${trip} round trip, same CPU`, trip, ONE_BY_ONE, native, "1 thread, 1 msg per read"));
+  const fastNote = `${FAST_SHAPE.threads} threads, <=${FAST_SHAPE.batch} msgs per read; real: same CPU, 1 thread`;
+  rows.push(await roundTripRow("rt-fast", "missing+copy round trip, SDK fastest path", "missing+copy", FAST_SHAPE, "rtMissingCopyPinned", fastNote));
   return rows;
 }
 
@@ -110,16 +120,15 @@ const OP_LABELS: Record<Op, [string, string]> = {
   forkExitWait64m: ["fork+exit+waitpid, 64 MiB", "forks/s"],
 };
 
-async function opRows(sdk: SdkModule | string): Promise<Row[]> {
+async function opRows(): Promise<Row[]> {
   const rows: Row[] = [];
   for (const op of OPS) {
-    // Forks are few and cheap per run: take more runs, as uffd-bench.c does.
-    const runs = op.startsWith("fork") && !quick ? 2 * RUNS - 1 : RUNS;
-    const raw = await opRate(op, quick, runs, WARMUP);
-    const viaSdk = typeof sdk !== "string" && isSdkOp(op) ? await sdkOpRate(sdk, op, quick, RUNS, WARMUP) : null;
+    const raw = await job({ kind: "op", via: "raw", op });
+    const sdk = isSdkOp(op) ? await job({ kind: "op", via: "sdk", op }) : null;
     const [operation, unit] = OP_LABELS[op];
-    const note = isSdkOp(op) ? (typeof sdk === "string" ? sdk : "sdk: race-safe range op") : "";
-    rows.push({ id: op, operation, unit, native: op, raw: rate(raw), sdk: rate(viaSdk), rawRate: raw, sdkRate: viaSdk, note });
+    const err = notes(raw.error === null ? null : `raw: ${raw.error}`, sdk?.error == null ? null : `sdk: ${sdk.error}`);
+    const note = notes(sdk === null ? null : "sdk: race-safe range op", err);
+    rows.push({ id: op, operation, unit, native: op, raw: raw.rate?.opsPerSec ?? null, sdk: sdk?.rate?.opsPerSec ?? null, rawRate: raw.rate, sdkRate: sdk?.rate ?? null, note });
   }
   return rows;
 }
@@ -133,54 +142,71 @@ function realOnlyRows(): Row[] {
   });
 }
 
-async function memoryRows(gc: (() => void) | null): Promise<{ rows: Row[]; resident: number; zero: number; untouched: number }> {
-  const resident = await memoryPerPage("resident", MEMORY_MIB, gc);
-  const zero = await memoryPerPage("zero page", MEMORY_MIB, gc);
-  const untouched = await memoryPerPage("untouched", MEMORY_MIB, gc);
-  const split = (m: typeof resident): string => `heap ${m.heapBytesPerPage.toFixed(1)} + external ${m.externalBytesPerPage.toFixed(1)}${m.gc ? "" : " (no gc: noisy)"}`;
-  const row = (id: string, operation: string, value: number, real: number, note: string): Row => ({ id, operation, unit: "B/page", native: null, realValue: real, raw: value, sdk: null, rawRate: null, sdkRate: null, note });
-  const rows = [
-    row("mem-resident", `host memory per resident page (${MEMORY_MIB} MiB)`, resident.bytesPerPage, 4168, `${split(resident)}; real: 4096 + 64 (struct page) + 8 (pte)`),
-    row("mem-zero", `per zero-page-backed page (${MEMORY_MIB} MiB read)`, zero.bytesPerPage, 8, `${split(zero)}; real: the 8-byte pte`),
-    row("mem-untouched", `per untouched page (${MEMORY_MIB} MiB mapped)`, untouched.bytesPerPage, 0, split(untouched)),
-  ];
-  return { rows, resident: resident.bytesPerPage, zero: zero.bytesPerPage, untouched: untouched.bytesPerPage };
+interface MemoryFigures {
+  resident: number;
+  zero: number;
+  untouched: number;
 }
 
-async function scaleRows(gc: (() => void) | null): Promise<Row[]> {
+async function memoryRows(): Promise<{ rows: Row[]; figures: MemoryFigures }> {
+  const get = async (state: MemoryState): Promise<HostMemory | null> => {
+    const r = (await job({ kind: "memory", state, mib: MEMORY_MIB })).result;
+    return "memory" in r ? r.memory : null;
+  };
+  const resident = await get("resident");
+  const zero = await get("zero page");
+  const untouched = await get("untouched");
+  const split = (m: HostMemory | null): string => (m === null ? "not measured" : `heap ${m.heapBytesPerPage.toFixed(1)} + external ${m.externalBytesPerPage.toFixed(1)}${m.gc ? "" : " (no gc: noisy)"}`);
+  const row = (id: string, operation: string, m: HostMemory | null, real: number, note: string): Row => ({
+    id,
+    operation,
+    unit: "B/page",
+    native: null,
+    realValue: real,
+    raw: m?.bytesPerPage ?? null,
+    sdk: null,
+    rawRate: null,
+    sdkRate: null,
+    note,
+  });
+  const rows = [
+    row("mem-resident", `host memory per resident page (${MEMORY_MIB} MiB)`, resident, 4168, `${split(resident)}; real: 4096 + 64 (struct page) + 8 (pte)`),
+    row("mem-zero", `per zero-page-backed page (${MEMORY_MIB} MiB read)`, zero, 8, `${split(zero)}; real: the 8-byte pte`),
+    row("mem-untouched", `per untouched page (${MEMORY_MIB} MiB mapped)`, untouched, 0, split(untouched)),
+  ];
+  const fig = (m: HostMemory | null): number => m?.bytesPerPage ?? Number.NaN;
+  return { rows, figures: { resident: fig(resident), zero: fig(zero), untouched: fig(untouched) } };
+}
+
+async function scaleRows(): Promise<Row[]> {
   const rows: Row[] = [];
   for (const mib of SCALE_MIB) {
-    const r = await scaleRun(mib, gc);
+    const res = await job({ kind: "scale", mib });
+    const r = "scale" in res.result ? res.result.scale : null;
     const size = mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`;
-    rows.push({
-      id: `scale-${mib}`,
-      operation: `anon write faults populating ${size}`,
-      unit: "faults/s",
-      native: "anonFault",
-      raw: r.faultsPerSec,
-      sdk: null,
-      rawRate: null,
-      sdkRate: null,
-      note: `fresh kernel; warm again ${Math.round(r.warmFaultsPerSec).toLocaleString("en-US")}/s; ${r.memory.bytesPerPage.toFixed(0)} B/page`,
-      scale: r,
-    });
+    const note =
+      r === null
+        ? (res.error ?? "not measured")
+        : `fresh kernel, ${Math.round(100 * r.hostKernelShare)}% host-kernel time (first touch of host memory); warm again ${Math.round(r.warmFaultsPerSec).toLocaleString("en-US")}/s; ${r.memory.bytesPerPage.toFixed(0)} B/page`;
+    const row: Row = { id: `scale-${mib}`, operation: `anon write faults populating ${size}`, unit: "faults/s", native: "anonFault", raw: r?.faultsPerSec ?? null, sdk: null, rawRate: null, sdkRate: null, note };
+    if (r !== null) row.scale = r;
+    rows.push(row);
   }
   return rows;
 }
 
 async function main(): Promise<void> {
-  const gc = getGc();
   const t0 = performance.now();
-  console.log(`uffd bench${quick ? " (--quick)" : ""}: node ${process.version}, ${cpus()[0]?.model ?? "unknown cpu"} x${cpus().length}, median of ${RUNS} runs after ${WARMUP} warm-up`);
+  console.log(`uffd bench${quick ? " (--quick)" : ""}: node ${process.version}, ${cpus()[0]?.model ?? "unknown cpu"} x${cpus().length}, median of ${RUNS} runs after ${WARMUP}+ warm-up, each row in its own process`);
   const why = await userfaultfdUnavailable();
   if (why !== null) throw new Error(`the simulated userfaultfd does not work (${why}): nothing to measure`);
-  const sdk = await loadSdk();
-  const rows = [...(await physicalRows()), ...(await faultRows()), ...(await roundTripRows(sdk)), ...(await opRows(sdk))];
-  const mem = await memoryRows(gc);
-  const scale = await scaleRows(gc);
+  const rows = [...(await physicalRows()), ...(await faultRows()), ...(await roundTripRows()), ...(await opRows())];
+  const mem = await memoryRows();
+  const scale = await scaleRows();
+  // The real kernel runs last, alone, so the simulator's processes do not disturb it.
   const native: NativeBenchResult | null = withNative ? await runNativeBench({ quick }) : null;
   const all = [...rows, ...(native?.available === true ? realOnlyRows() : []), ...mem.rows, ...scale];
-  const targets = checkTargets(all, native, mem);
+  const targets = checkTargets(all, native, mem.figures);
   console.log("");
   console.log(formatTable(all, native));
   console.log("");
@@ -190,10 +216,26 @@ async function main(): Promise<void> {
   console.log("");
   console.log("targets (issue 7):");
   for (const t of targets) console.log(`  ${t.status.padEnd(4)}  ${t.line}`);
-  writeJson(all, targets, native, mem, (performance.now() - t0) / 1000);
+  const explore = await exploreLine();
+  if (explore !== null) console.log(`\n@uffd/testing:\n${explore}`);
+  writeJson(all, targets, native, mem.figures, (performance.now() - t0) / 1000);
 }
 
-function writeJson(rows: Row[], targets: Target[], native: NativeBenchResult | null, mem: { resident: number; zero: number; untouched: number }, seconds: number): void {
+/** The testing kit's exploration speed (packages/testing/bench), when that package is there. */
+async function exploreLine(): Promise<string | null> {
+  interface ExploreBench {
+    exploreSeedsPerSecond(seeds?: number): Promise<unknown>;
+    formatExploreBench(r: unknown): string;
+  }
+  try {
+    const m = (await import(new URL("../../testing/bench/explore-bench.ts", import.meta.url).href)) as ExploreBench;
+    return m.formatExploreBench(await m.exploreSeedsPerSecond(quick ? 200 : 1000));
+  } catch (e) {
+    return `  explore: not measured (${e instanceof Error ? e.message : String(e)})`;
+  }
+}
+
+function writeJson(rows: Row[], targets: Target[], native: NativeBenchResult | null, mem: MemoryFigures, seconds: number): void {
   const dir = fileURLToPath(new URL("../../../bench-results/", import.meta.url));
   mkdirSync(dir, { recursive: true });
   const file = `${dir}bench.json`;

@@ -80,7 +80,9 @@ export async function sdkRoundTripRate(sdk: SdkModule, kind: RoundTrip, shape: R
   else if (kind === "missing+zeropage") uffd.on("fault", (f) => f.zeropage());
   else if (kind === "wp+unprotect") uffd.on("fault", (f) => f.unprotect());
   else uffd.on("fault", (f) => f.continue());
+  let trials = 0;
   const rate = await measure(runs, warmup, async () => {
+    trials++;
     await s.reset();
     return {
       body: async () => {
@@ -94,7 +96,7 @@ export async function sdkRoundTripRate(sdk: SdkModule, kind: RoundTrip, shape: R
     };
   });
   const installed = uffd.metrics.snapshot().outcomes.installed;
-  if (installed !== pages * (runs + warmup)) throw new Error(`sdk bench ${kind}: ${installed} of ${pages * (runs + warmup)} faults installed`);
+  if (installed !== pages * trials) throw new Error(`sdk bench ${kind}: ${installed} of ${pages * trials} faults installed`);
   await uffd.close();
   await p.exit(0);
   return rate;

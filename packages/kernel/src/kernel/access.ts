@@ -108,7 +108,7 @@ function walkUser(ctx: AccessContext, addr: number, len: number, buf: Uint8Array
 }
 
 /** The AccessResult of a walkStep() that finished (DONE, SIGSEGV or SIGBUS). */
-export function stepResult(ctx: AccessContext, addr: number, code: number): AccessResult {
+function stepResult(ctx: AccessContext, addr: number, code: number): AccessResult {
   const done = ctx.stepDone;
   return { done, fault: code === STEP.DONE ? null : code === STEP.SIGSEGV ? "SIGSEGV" : "SIGBUS", address: addr + done };
 }
@@ -117,7 +117,7 @@ export function stepResult(ctx: AccessContext, addr: number, code: number): Acce
  * The part of an access that sleeps: on a userfault until woken (then the access is retried, as
  * the CPU re-executes the instruction), or at a scheduling point until picked again.
  */
-export async function walkUserSlow(ctx: AccessContext, addr: number, len: number, buf: Uint8Array | null, write: boolean, user: boolean, code: number): Promise<AccessResult> {
+async function walkUserSlow(ctx: AccessContext, addr: number, len: number, buf: Uint8Array | null, write: boolean, user: boolean, code: number): Promise<AccessResult> {
   for (;;) {
     // Read the step's results before awaiting: another access of this task may reuse them.
     const done = ctx.stepDone;
@@ -141,13 +141,13 @@ export async function walkUserSlow(ctx: AccessContext, addr: number, len: number
  * Goes to sleep on the userfault walkStep() stopped at (ctx.stepSleeper): returns what to await.
  * The process's exit wakes the sleeper.
  */
-export function sleepBegin(ctx: AccessContext, a: number, write: boolean, user: boolean): Promise<unknown> {
+function sleepBegin(ctx: AccessContext, a: number, write: boolean, user: boolean): Promise<unknown> {
   const sleeper = sleepRegister(ctx, a, write, user);
   return sleeper.promise;
 }
 
 /** sleepBegin() for a sleeper that is told by its Waiter's `resumable` instead of a promise: returns the Waiter. */
-export function sleepRegister(ctx: AccessContext, a: number, write: boolean, user: boolean): Waiter {
+function sleepRegister(ctx: AccessContext, a: number, write: boolean, user: boolean): Waiter {
   const sched = ctx.sched;
   sched.observer?.({ kind: "block", tid: ctx.task.tid, address: a, write, user, now: sched.now });
   const sleeper = ctx.stepSleeper as Waiter;
@@ -159,7 +159,7 @@ export function sleepRegister(ctx: AccessContext, a: number, write: boolean, use
  * Back from sleepBegin()'s wait: throws DeadTaskError if the process died meanwhile; else passes
  * the "wake" scheduling point (a promise to await when preempted there, else null).
  */
-export function sleepEnd(ctx: AccessContext, sleeper: Waiter | null, a: number): Promise<void> | null {
+function sleepEnd(ctx: AccessContext, sleeper: Waiter | null, a: number): Promise<void> | null {
   if (sleeper !== null) ctx.sleepers.delete(sleeper);
   if (ctx.isDead()) throw new DeadTaskError();
   const sched = ctx.sched;

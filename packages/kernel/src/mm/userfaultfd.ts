@@ -208,12 +208,45 @@ function mfillAtomicPass(op: MfillOp): number {
   if (op.wp && (vma.flags & VM_UFFD_WP) === 0) return -E.EINVAL;
   if (!vmaIsAnonymous(vma) && !vmaIsShmem(vma)) return -E.EINVAL;
   if (!vmaIsShmem(vma) && mode === MFILL_ATOMIC.CONTINUE) return -E.EINVAL;
+  if (mode === MFILL_ATOMIC.COPY && vmaIsAnonymous(vma)) return mfillCopyAnon(op, vma);
   const end = op.srcStart + op.len;
   while (op.srcAddr < end) {
     // mm_alloc_pmd() + __pte_alloc(): the page table exists from here on, whatever the outcome.
     mm.pt.table(op.dstAddr / PAGE_SIZE);
     const err = mfillAtomicPte(op, vma);
     if (err !== 0) return err;
+    op.dstAddr += PAGE_SIZE;
+    op.srcAddr += PAGE_SIZE;
+    op.copied += PAGE_SIZE;
+  }
+  return 0;
+}
+
+/**
+ * The page loop of mfill_atomic() for COPY into (private) anonymous memory, the common case:
+ * mfill_atomic_pte_copy() and mfill_atomic_install_pte() folded into one loop over the PTE
+ * table, in the same order (the source is read before the destination pte is looked at).
+ */
+function mfillCopyAnon(op: MfillOp, vma: Vma): number {
+  const mm = op.ctx.mm;
+  const mem = mm.core.mem;
+  // A new anon page: dirty, young, writable iff VM_WRITE (uffd-wp, read-only, with MODE_WP).
+  const bits = PTE_DIRTY | PTE_YOUNG | ((vma.flags & VM_WRITE) !== 0 ? PTE_WRITE : 0);
+  const end = op.srcStart + op.len;
+  while (op.srcAddr < end) {
+    const vpn = op.dstAddr / PAGE_SIZE;
+    // mm_alloc_pmd() + __pte_alloc(): the page table exists from here on, whatever the outcome.
+    const table = mm.pt.table(vpn);
+    const pfn = mfillGetFolio(op, mm);
+    if (pfn < 0) return pfn;
+    const i = vpn % PTRS_PER_PTE;
+    if (!pteNoneMostly(table[i] as number)) {
+      mem.folioPut(pfn);
+      return -E.EEXIST;
+    }
+    folioAddNewAnonRmap(mm, vma, pfn, op.dstAddr, true);
+    mem.setFlag(pfn, PG.dirty);
+    table[i] = op.wp ? pteMkuffdWp(mkPte(pfn, bits)) : mkPte(pfn, bits);
     op.dstAddr += PAGE_SIZE;
     op.srcAddr += PAGE_SIZE;
     op.copied += PAGE_SIZE;
