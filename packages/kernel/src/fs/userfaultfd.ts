@@ -153,6 +153,8 @@ function argObject(arg: unknown, what: string): Arg {
 /**
  * A __u64 field's value: a non-negative integer number or bigint; negative values wrap as in C.
  * Callers read the field by name (a.dst), which keeps the property load monomorphic.
+ * Divergence from Linux: fields are JS numbers, so values above 2^53 lose precision; a missing or
+ * mistyped field is EFAULT, as an unreadable struct would be.
  */
 function u64(v: unknown, what: string): number {
   if (typeof v === "number" && Number.isInteger(v)) return v < 0 ? v + 2 ** 64 : v;
@@ -393,6 +395,9 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
       userfaultfdReleaseNew(ev.forkCtx.mm, ev.forkCtx);
       ev.forkCtx.#unhookOwner();
     }
+    // Divergence from Linux: mmap_changing drops here, when the event is read (or abandoned);
+    // Linux drops it when the woken syscall runs again, so a resolve issued right after reading
+    // an event may still see EAGAIN there. Here it never does.
     this.mmapChanging--;
     this.#sched.wakeAll([ev.waiter]);
   }

@@ -156,6 +156,8 @@ function sleepRegister(ctx: AccessContext, a: number, write: boolean, user: bool
 }
 
 /**
+ * Divergence from Linux: there are no signals, so a sleep never ends in EINTR/ERESTARTSYS; a
+ * sleeper whose process dies gets DeadTaskError instead (the effect of a killable wait).
  * Back from sleepBegin()'s wait: throws DeadTaskError if the process died meanwhile; else passes
  * the "wake" scheduling point (a promise to await when preempted there, else null).
  */
