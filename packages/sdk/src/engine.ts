@@ -392,8 +392,9 @@ export class Engine {
 
   /**
    * The hot path: one page by COPY of bytes, ZEROPAGE or CONTINUE, when no REMOVE raced the
-   * fault. One ioctl and one continuation; any error falls back to the general path, which
-   * issues the ioctl again and handles every outcome (EEXIST, EAGAIN, ENOENT ...).
+   * fault. One ioctl and one continuation; EEXIST settles as "present" at once, any other error
+   * falls back to the general path, which issues the ioctl again and handles every outcome
+   * (EAGAIN, ENOENT, partial progress ...).
    */
   #fastPath(f: FaultImpl, op: MfillOp | "unprotect" | "wake", src: Uint8Array | number | null, wp: boolean | undefined): Promise<Resolution> | null {
     const page = f.pageAddress;
@@ -428,9 +429,21 @@ export class Engine {
       () => this.#fastDone(f, op as "copy" | "zeropage" | "continue", protect),
       (e: unknown) => {
         if (e instanceof ErrnoError && e.code === "EAGAIN") this.metrics.retries.eagain++;
+        // EEXIST from COPY or CONTINUE: a racing resolve won. Settle as the general path would,
+        // without issuing the ioctl a second time. (ZEROPAGE's EEXIST may be a uffd-wp marker,
+        // which the general path answers with a zeroed COPY.)
+        if (e instanceof ErrnoError && e.code === "EEXIST" && op !== "zeropage") return this.#fastExists(f);
         return this.#resolve(f, op, src, wp);
       },
     );
+  }
+
+  async #fastExists(f: FaultImpl): Promise<Resolution> {
+    const page = f.pageAddress;
+    this.ranges.mark(page, page + PAGE_SIZE, PAGE_STATE.INSTALLED, PAGE_STATE.POISONED);
+    await this.wake(page, PAGE_SIZE);
+    this.settle(f, "present");
+    return f.outcome!;
   }
 
   #fastDone(f: FaultImpl, op: "copy" | "zeropage" | "continue", protect: boolean): Resolution {
