@@ -116,8 +116,8 @@ describe("the shaped link", () => {
       while (frames.length < 128) await new Promise((r) => setTimeout(r, 5));
       // 128 x 4112 bytes at 2 MiB/s is ~251 ms, minus the 64 KiB initial burst (~31 ms), plus 20 ms latency.
       const elapsed = frames[127]!.at - t0;
+      // Pacing gives a lower bound only: a loaded host may deliver later, never sooner.
       expect(elapsed).toBeGreaterThan(200);
-      expect(elapsed).toBeLessThan(1500);
       expect(frames[0]!.at - t0).toBeGreaterThanOrEqual(19);
       expect(frames.map((f) => f.page)).toEqual([...Array(128).keys()]);
       expect(link.bytesSent).toBe(128 * (4096 + HEADER_SIZE));

@@ -79,12 +79,15 @@ describe("bench jobs (tiny sizes, in-process)", () => {
     }
   });
 
-  it("memory per page: a resident page costs its 4 KiB and a few dozen bytes; an untouched one nothing", async () => {
-    const resident = await runJob({ kind: "memory", state: "resident", mib: 16 }, settings);
-    const untouched = await runJob({ kind: "memory", state: "untouched", mib: 16 }, settings);
-    if (!("memory" in resident) || !("memory" in untouched)) throw new Error("no memory figure");
-    // Only meaningful with a gc (the bench enables one at run time); loose bounds: a small heap is noisy.
-    if (resident.memory.gc) expect(resident.memory.bytesPerPage).toBeGreaterThan(4096);
-    expect(untouched.memory.externalBytesPerPage).toBeLessThan(1);
+  // The job itself checks the deterministic part (smaps counts every page of a resident mapping
+  // and none of an untouched one, and the invariants hold); the host-memory figures are measured
+  // values whose magnitude depends on the gc and the host, so only their form is checked here.
+  it("memory per page: the job populates the mapping as smaps counts it and reports finite figures", async () => {
+    for (const state of ["resident", "zero page", "untouched"] as const) {
+      const r = await runJob({ kind: "memory", state, mib: 16 }, settings);
+      if (!("memory" in r)) throw new Error(`${state}: no memory figure`);
+      expect(Number.isFinite(r.memory.bytesPerPage), state).toBe(true);
+      expect(r.memory.bytesPerPage, state).toBeCloseTo(r.memory.heapBytesPerPage + r.memory.externalBytesPerPage, 6);
+    }
   });
 });
