@@ -290,3 +290,36 @@ describe("fork and files under pressure", () => {
     expect(e).not.toBeInstanceOf(SignalError);
   });
 });
+
+describe("kernel options", () => {
+  it("an invalid option is a plain error naming it, never a KernelBug", () => {
+    const cases: Array<[object, RegExp]> = [
+      [{ memoryPages: 1 }, /memoryPages must be an integer in \[2, 16777216\], got 1/],
+      [{ memoryPages: NaN }, /memoryPages/],
+      [{ memoryPages: "8" }, /memoryPages/],
+      [{ swapPages: -1 }, /swapPages/],
+      [{ seed: 0.5 }, /seed/],
+      [{ unprivilegedUserfaultfd: 1 }, /unprivilegedUserfaultfd must be a boolean/],
+      [{ preemption: 2 }, /preemption/],
+      [{ preemption: {} }, /preemption/],
+    ];
+    for (const [opts, msg] of cases) {
+      let thrown: unknown = null;
+      try {
+        new Kernel(opts as never);
+      } catch (e) {
+        thrown = e;
+      }
+      expect(thrown, JSON.stringify(opts)).toBeInstanceOf(Error);
+      expect((thrown as Error).name).not.toBe("KernelBug");
+      expect((thrown as Error).message).toMatch(msg);
+    }
+  });
+
+  it("readFrame of a frame that does not exist is EINVAL", () => {
+    const k = new Kernel({ seed: 1, memoryPages: 16 });
+    for (const bad of [16, -1, 0.5, NaN]) {
+      expect(() => k.readFrame(bad)).toThrow(ErrnoError);
+    }
+  });
+});
