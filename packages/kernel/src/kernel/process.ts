@@ -193,6 +193,16 @@ function sourceBuffer(source: unknown, syscall: string): Uint8Array | { addr: nu
   throw new ErrnoError("EFAULT", syscall, `(buf: ${describe(source)})`);
 }
 
+/**
+ * poll(2)'s int timeout. Divergence from Linux: the clock is virtual, so a finite fractional
+ * timeout is a sub-millisecond wait; integers take C's int truncation (2^32 is 0); NaN, the
+ * infinities and non-numbers are EINVAL.
+ */
+function pollTimeout(v: unknown): number {
+  if (typeof v === "number" && Number.isFinite(v) && !Number.isInteger(v) && Math.abs(v) < 2 ** 31) return v;
+  return argInt(v, "poll", "timeout");
+}
+
 /** poll(2)'s array: nfds above RLIMIT_NOFILE is EINVAL; a struct pollfd that cannot be read is EFAULT. */
 function checkPollFds(fds: unknown): asserts fds is PollFd[] {
   if (!Array.isArray(fds)) throw new ErrnoError("EFAULT", "poll", `(fds: ${describe(fds)})`);
@@ -585,7 +595,7 @@ export class Process {
    */
   async poll(fds: PollFd[], timeoutMs: number): Promise<number> {
     this.enter("poll");
-    timeoutMs = argInt(timeoutMs, "poll", "timeout");
+    timeoutMs = pollTimeout(timeoutMs);
     checkPollFds(fds);
     const scan = (): number => {
       let ready = 0;
