@@ -26,6 +26,17 @@ export interface KernelOptions {
   /** The vm.unprivileged_userfaultfd sysctl (default false, as on the reference host). */
   unprivilegedUserfaultfd?: boolean;
   /**
+   * vm.max_map_count: the most vmas a process may have (default 65530, as Linux). mmap() past it,
+   * and a munmap() or mprotect() that would split past it, fail with ENOMEM.
+   */
+  maxMapCount?: number;
+  /**
+   * vm.overcommit_memory: 0 (the default) is Linux's heuristic, which refuses one private
+   * writable mapping larger than memory plus swap (ENOMEM) unless MAP_NORESERVE; 1 never refuses.
+   * 2 (strict accounting) is not simulated and is refused here.
+   */
+  overcommitMemory?: 0 | 1;
+  /**
    * Preemption at scheduling points (before each page access, after a userfault wake, at
    * Kernel.schedPoint()): a probability in [0, 1] drawn from the seed, or a policy (a test kit's
    * explorer). 0, the default, never preempts: a thread runs until it blocks.
@@ -40,6 +51,9 @@ export interface SpawnOptions {
   capabilities?: readonly string[];
 }
 
+/** vm.max_map_count's default (include/linux/mm.h DEFAULT_MAX_MAP_COUNT: USHRT_MAX - 5). */
+export const DEFAULT_MAX_MAP_COUNT = 65530;
+
 /** Default physical memory: 8 GiB worth of frames (metadata grows only as frames are used). */
 export const DEFAULT_MEMORY_PAGES = 1 << 21;
 
@@ -51,6 +65,8 @@ export class KernelCore implements MmCore {
   readonly sched: Scheduler;
   readonly prng: Prng;
   readonly unprivilegedUserfaultfd: boolean;
+  readonly maxMapCount: number;
+  readonly overcommitMemory: 0 | 1;
   /** Live shmem inodes (memfds and shared anonymous mappings). */
   readonly inodes = new Set<ShmemInode>();
   /** Whoever holds frame references outside page tables and caches (pipes, pins) reports them here. */
@@ -65,6 +81,8 @@ export class KernelCore implements MmCore {
     this.mem = new PhysMem(options.memoryPages);
     this.swap = options.swapPages > 0 ? new SwapDevice(options.swapPages, this.mem) : null;
     this.unprivilegedUserfaultfd = options.unprivilegedUserfaultfd;
+    this.maxMapCount = options.maxMapCount;
+    this.overcommitMemory = options.overcommitMemory;
     this.uffd = createUffdMmHooks();
   }
 
@@ -122,6 +140,8 @@ function validateOptions(options: KernelOptions): Required<KernelOptions> {
     swapPages: intOption(o, "swapPages", 0, 1 << 24, 0),
     unprivilegedUserfaultfd: (upf as boolean | undefined) ?? false,
     preemption: (p as number | Preemption | undefined) ?? 0,
+    maxMapCount: intOption(o, "maxMapCount", 1, 2 ** 31 - 1, DEFAULT_MAX_MAP_COUNT),
+    overcommitMemory: intOption(o, "overcommitMemory", 0, 1, 0) as 0 | 1,
   };
 }
 

@@ -682,7 +682,7 @@ export function userfaultfdReleaseAll(mm: Mm, ctx: VmaUffdCtx): void {
     userfaultfdClearVma(vma);
     cleared.push(vma);
   }
-  for (const vma of cleared) if (mm.vmas.includes(vma)) mm.mergeAround(vma);
+  for (const vma of cleared) if (mm.hasVma(vma)) mm.mergeAround(vma);
 }
 
 /**
