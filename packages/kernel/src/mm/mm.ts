@@ -54,8 +54,20 @@ export interface UffdMmHooks {
   dupFail(list: unknown[]): void;
 }
 
+/** Something that holds frame references outside page tables and caches (pipe buffers, pins, a syscall mid-way). */
+export interface RefHolder {
+  /** Reports each frame it holds: plain references (get_page) and FOLL_PIN pins. */
+  forEachRef(fn: (pfn: number, refs: number, pins: number) => void): void;
+}
+
 /** The machine-wide state mm code reaches: physical memory, swap, id allocation, uffd hooks. */
 export interface MmCore {
+  /**
+   * Whoever holds frame references outside page tables and caches reports them here, including
+   * a syscall that holds them across a sleep (a GUP waiting on a userfault, a COPY faulting its
+   * source in), so that Kernel.checkInvariants() holds whenever it is called.
+   */
+  readonly refHolders: Set<RefHolder>;
   readonly mem: PhysMem;
   readonly swap: SwapDevice | null;
   readonly uffd: UffdMmHooks;

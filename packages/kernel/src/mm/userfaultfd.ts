@@ -176,9 +176,14 @@ async function mfillAtomicSlow(op: MfillOp): Promise<number> {
   for (;;) {
     const pfn = op.folio;
     let ok = false;
+    // The prepared frame is this COPY's reference while the source faults in: checkInvariants() counts it.
+    const holder = { forEachRef: (fn: (pfn: number, refs: number, pins: number) => void): void => fn(pfn, 1, 0) };
+    const holders = op.ctx.mm.core.refHolders;
+    holders.add(holder);
     try {
       ok = await op.src!.copySlow(op.srcAddr, mem.bytes(pfn), mem.offset(pfn));
     } finally {
+      holders.delete(holder);
       if (!ok) {
         mem.folioPut(pfn);
         op.folio = -1;
