@@ -9,6 +9,8 @@
  */
 import { Kernel, type Process } from "@uffd/kernel";
 import {
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_NORESERVE,
@@ -18,6 +20,7 @@ import {
   PAGE_SIZE,
   PROT_READ,
   PROT_WRITE,
+  SEEK_DATA,
   UFFD_API,
   UFFDIO_API,
   UFFDIO_REGISTER,
@@ -130,6 +133,23 @@ describe("bounded work over huge ranges", () => {
     await p.munmap(a, len);
     await child.exit(0);
   }, 60_000);
+
+  it("a memfd hole punched over 2^52 bytes, SEEK_DATA across it, and a fallocate beyond memory cost what the cache holds", async () => {
+    const k = new Kernel({ seed: 1, memoryPages: 256 });
+    const p = k.spawn();
+    const fd = await p.memfdCreate("f");
+    const huge = 2 ** 52;
+    await p.ftruncate(fd, huge);
+    await p.pwrite(fd, new Uint8Array([1]), huge - PS);
+    // SEEK_DATA from 0 finds the one cached page at the far end (it used to walk 2^40 pages).
+    expect(await p.lseek(fd, 0, SEEK_DATA)).toBe(huge - PS);
+    await p.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, huge);
+    await expectErrno(p.lseek(fd, 0, SEEK_DATA), "ENXIO");
+    // More pages than memory: ENOSPC, and the pages this call allocated are given back.
+    const free = k.core.mem.freeFrames;
+    await expectErrno(p.fallocate(fd, 0, 0, 1024 * PS), "ENOSPC");
+    expect(k.core.mem.freeFrames).toBe(free);
+  });
 
   it("100,000 vmas build, register, unregister and unmap with O(log n) vma operations", async () => {
     // More vmas than the default vm.max_map_count allows.
