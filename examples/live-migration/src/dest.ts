@@ -13,7 +13,7 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { guestPages, type MigrationConfig, type ProtocolLimits } from "./config.ts";
 import { createPostcopyBackend, type PostcopyBackend } from "./dest-faults.ts";
-import { Endpoint } from "./endpoint.ts";
+import { Endpoint, PeerProtocolError, PeerReportedError } from "./endpoint.ts";
 import { Guest, NOT_KNOWN, WriteLog } from "./guest.ts";
 import { KIND_NAMES, LatencyRecorder, nowEpochMs, Timeline, type LatencySummary, type OpsSample, type TimelineData, type VerificationResult } from "./metrics.ts";
 import { DestProtocol, frameName, MAX_JSON_PAYLOAD, ProtocolViolation, type DeviceState, type Hello, type PageFrame } from "./protocol-state.ts";
@@ -71,6 +71,8 @@ export interface DestMetrics {
   rejections: string[];
   /** Times the receive queue reached its bound and the socket was paused. */
   backpressurePauses: number;
+  /** The most frames and bytes the receive queue ever held. */
+  queuePeak: { frames: number; bytes: number };
 }
 
 export class MigrationDestination {
@@ -105,6 +107,8 @@ export class MigrationDestination {
   #requests = 0;
   #urgentInFlight = 0;
   readonly #slice = new TimeSlice();
+  /** Our own failure (not the peer's), when that is what ended the migration. */
+  #localError: string | null = null;
 
   private constructor(config: MigrationConfig, guest: Guest, hooks: DestHooks, token: string) {
     this.#config = config;
@@ -216,10 +220,7 @@ export class MigrationDestination {
     ep.maxPayload = Math.max(MAX_JSON_PAYLOAD, 4096, this.#guest.pages * 4);
     ep.setIdleTimeout(this.#limits.idleTimeoutMs, "from the source");
     ep.onFrame = (f) => this.#onFrame(f);
-    ep.onClose((e) => {
-      this.#proto.close();
-      this.#linkLost(e.message);
-    });
+    ep.onClose((e) => this.#linkLost(e));
     this.#push({ t: "hello", hello, bytes: 0 });
   }
 
@@ -265,6 +266,8 @@ export class MigrationDestination {
   #push(w: Work): void {
     this.#queue.push(w);
     this.#queuedBytes += w.bytes;
+    if (this.queuedFrames > this.#m.queuePeak.frames) this.#m.queuePeak.frames = this.queuedFrames;
+    if (this.#queuedBytes > this.#m.queuePeak.bytes) this.#m.queuePeak.bytes = this.#queuedBytes;
     if (this.queuedFrames >= this.#limits.maxQueuedFrames || this.#queuedBytes >= this.#limits.maxQueuedBytes) {
       this.#m.backpressurePauses++;
       this.#ep?.pause();
@@ -328,7 +331,11 @@ export class MigrationDestination {
   async #onHello(h: Hello): Promise<void> {
     this.#m.helloEpochMs = nowEpochMs();
     this.#m.virtualNs.hello = this.#guest.virtualNs;
-    this.#timeline = new Timeline(h.startEpochMs);
+    // The source's start time aligns both sides' charts; a clock that is off by more than the run
+    // could last (another host's, or a hostile one) is not trusted.
+    const now = nowEpochMs();
+    const start = Math.abs(now - h.startEpochMs) < this.#config.timeoutMs ? h.startEpochMs : now;
+    this.#timeline = new Timeline(start);
     this.#phase = "precopy";
     // Register for MISSING faults now, while the guest does not run here, so the registration
     // costs no downtime. Precopy pages then arrive through UFFDIO_COPY, which cannot fault.
@@ -459,20 +466,28 @@ export class MigrationDestination {
     if (w !== null) this.#m.opsTimeline.push({ tMs: nowEpochMs() - this.#timeline.startEpochMs, ops: w.ops, side: "destination" });
   }
 
-  /** The connection died before COMPLETE. */
-  #linkLost(reason: string): void {
+  /** The connection died, or was closed for a protocol violation, before COMPLETE. */
+  #linkLost(e: Error): void {
     if (this.#phase === "running" || this.#phase === "failed") return;
     const was = this.#phase;
     this.#phase = "failed";
-    if (this.#opsSampler !== null && this.#workload === null) clearInterval(this.#opsSampler);
     let missing = 0;
     for (let p = 0; p < this.#have.length; p++) if (this.#have[p] === 0) missing++;
     this.#m.missingPages = missing;
+    const during = was === "postcopy" && this.#workload !== null ? "postcopy" : was === "postcopy" ? "postcopy setup" : "precopy";
+    const what =
+      this.#localError !== null
+        ? `migration stopped by a destination error during ${during} (${this.#localError})`
+        : e instanceof PeerProtocolError
+          ? `migration stopped: the source broke the protocol during ${during} (${e.message})`
+          : e instanceof PeerReportedError
+            ? `migration stopped by the source during ${during} (${e.message})`
+            : `connection to the source lost during ${during} (${e.message})`;
     const msg =
-      was === "postcopy" && this.#workload !== null
-        ? `connection to the source lost during postcopy (${reason}); ${missing} of ${this.#guest.pages} pages never arrived. ` +
+      during === "postcopy"
+        ? `${what}; ${missing} of ${this.#guest.pages} pages never arrived. ` +
           `The destination guest is paused: threads that touch a missing page stay blocked, and no missing page is filled with zeros`
-        : `connection to the source lost during ${was === "postcopy" ? "postcopy setup" : "precopy"} (${reason}); the guest never left the source`;
+        : `${what}; the guest never left the source`;
     this.#m.failure = msg;
     this.#hooks.failed(msg);
   }
@@ -480,8 +495,18 @@ export class MigrationDestination {
   #fatal(e: unknown): void {
     const msg = e instanceof Error ? e.message : String(e);
     if (this.#phase === "failed") return;
-    if (this.#ep === null) return this.#linkLost(`destination error: ${msg}`);
+    this.#localError ??= msg;
+    if (this.#ep === null) return this.#linkLost(new Error(msg));
     this.#ep.violation(new Error(`destination error: ${msg}`)); // tells the source, closes, and lands in #linkLost
+  }
+
+  /** Stops listening, closes the connection and the guest's workload (tests; the CLI exits instead). */
+  async dispose(): Promise<void> {
+    this.close();
+    if (this.#opsSampler !== null) clearInterval(this.#opsSampler);
+    this.#opsSampler = null;
+    this.#ep?.destroy("the destination was disposed");
+    await this.#workload?.pause(0);
   }
 
   /** Stops the guest (bounded wait: a thread blocked on a missing page never stops) and checks its memory. */
@@ -533,5 +558,6 @@ function emptyDestMetrics(): DestMetrics {
     rejectedConnections: 0,
     rejections: [],
     backpressurePauses: 0,
+    queuePeak: { frames: 0, bytes: 0 },
   };
 }

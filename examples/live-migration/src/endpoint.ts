@@ -23,9 +23,14 @@ export interface EndpointOptions {
   stallTimeoutMs?: number;
 }
 
-/** The peer broke the protocol (or we did, as the peer told us). */
+/** The peer broke the protocol: we closed the connection. */
 export class PeerProtocolError extends LinkClosedError {
   override name = "PeerProtocolError";
+}
+
+/** The peer sent a (well-formed) ERROR frame and closed: its side failed. */
+export class PeerReportedError extends LinkClosedError {
+  override name = "PeerReportedError";
 }
 
 export class Endpoint {
@@ -206,7 +211,7 @@ export class Endpoint {
   #dispatch(f: Frame): void {
     if (f.type === FRAME.ERROR) {
       const message = parseErrorFrame(f, this.#state());
-      this.#fail(new PeerProtocolError(`the peer reported an error: ${message}`));
+      this.#fail(new PeerReportedError(`the peer reported an error: ${message}`));
       this.link.destroy(`the peer reported an error: ${message}`);
       return;
     }

@@ -98,7 +98,7 @@ export class ShapedLink {
       this.#stallTimer = null;
       this.#schedule(0);
     });
-    socket.on("close", () => this.#fail(new LinkClosedError("the connection was closed")));
+    socket.on("close", () => this.#fail(new LinkClosedError("the connection was closed by the peer")));
     socket.on("error", (e) => this.#fail(new LinkClosedError(`the connection failed: ${e.message}`)));
   }
 

@@ -157,7 +157,7 @@ export interface PageFrame {
  *   and not yet answered; background), COMPLETE.
  * resumed (precopy's end) and complete: nothing more may arrive.
  */
-export type DestProtocolState = "awaiting-hello" | "precopy" | "postcopy" | "resumed" | "complete" | "closed";
+export type DestProtocolState = "awaiting-hello" | "precopy" | "postcopy" | "resumed" | "complete";
 
 export class DestProtocol {
   #state: DestProtocolState = "awaiting-hello";
@@ -185,10 +185,6 @@ export class DestProtocol {
   /** Demand requests still waiting for their page. */
   get outstandingRequests(): number {
     return this.#outstanding;
-  }
-
-  close(): void {
-    this.#state = "closed";
   }
 
   /** We asked the source for `page`: a DEMAND page for it becomes valid (once). */
@@ -294,7 +290,7 @@ export class DestProtocol {
  *   (after RESUMED).
  * done: DONE received, nothing more.
  */
-export type SourceProtocolState = "connecting" | "awaiting-hello-ack" | "precopy" | "switched-over" | "done" | "closed";
+export type SourceProtocolState = "connecting" | "awaiting-hello-ack" | "precopy" | "switched-over" | "done";
 
 export class SourceProtocol {
   #state: SourceProtocolState = "connecting";
@@ -309,10 +305,6 @@ export class SourceProtocol {
 
   get state(): SourceProtocolState {
     return this.#state;
-  }
-
-  close(): void {
-    this.#state = "closed";
   }
 
   sentHello(): void {

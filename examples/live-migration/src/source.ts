@@ -125,9 +125,19 @@ export class MigrationSource {
       m.virtualNs.end = this.#guest.virtualNs;
       await ep.end();
       return this.#finalMetrics();
+    } catch (e) {
+      // Say where the conversation broke; the guest still runs here unless it had switched over.
+      const where = this.#m.pauseEpochMs === 0 ? "the guest still runs on the source" : "the guest was stopped on the source for the switchover";
+      throw new Error(`migration failed in protocol state "${this.#proto.state}" (${where}): ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     } finally {
       clearInterval(sampler);
     }
+  }
+
+  /** Cuts the connection and stops the guest's workload (tests; the CLI exits instead). */
+  async dispose(): Promise<void> {
+    this.#ep?.destroy("the source was disposed");
+    await this.#workload.pause(1000);
   }
 
   /** Cuts the connection now (used by fault injection and on fatal errors). */
@@ -141,7 +151,6 @@ export class MigrationSource {
         socket.off("error", reject);
         const ep = new Endpoint(socket, this.#config.link, { maxPayload: MAX_JSON_PAYLOAD, state: () => this.#proto.state, stallTimeoutMs: this.#config.protocol.stallTimeoutMs });
         ep.onFrame = (f) => this.#onFrame(f);
-        ep.onClose(() => this.#proto.close());
         this.#ep = ep;
         resolve(ep);
       });
