@@ -5,7 +5,8 @@
  */
 import { Prng } from "../lib/prng.ts";
 import { PhysMem } from "../mm/folio.ts";
-import { Mm, type MmCore, type UffdMmHooks } from "../mm/mm.ts";
+import { DEFAULT_MMAP_MIN_ADDR, Mm, type MmCore, TASK_SIZE, type UffdMmHooks } from "../mm/mm.ts";
+import { PAGE_SIZE } from "../uapi/mman.ts";
 import { ShmemInode, shmemDeleteEntry } from "../mm/shmem.ts";
 import { SwapDevice } from "../mm/swap.ts";
 import { FdTable } from "../fs/file.ts";
@@ -24,6 +25,11 @@ export interface KernelOptions {
   swapPages?: number;
   /** The vm.unprivileged_userfaultfd sysctl (default false, as on the reference host). */
   unprivilegedUserfaultfd?: boolean;
+  /**
+   * The vm.mmap_min_addr sysctl in bytes, a multiple of 4096 (default 4096, as on the reference
+   * host): mmap and mremap below it need CAP_SYS_RAWIO, and address-space searches start there.
+   */
+  mmapMinAddr?: number;
   /**
    * Preemption at scheduling points (before each page access, after a userfault wake, at
    * Kernel.schedPoint()): a probability in [0, 1] drawn from the seed, or a policy (a test kit's
@@ -50,6 +56,7 @@ export class KernelCore implements MmCore {
   readonly sched: Scheduler;
   readonly prng: Prng;
   readonly unprivilegedUserfaultfd: boolean;
+  readonly mmapMinAddr: number;
   /** Live shmem inodes (memfds and shared anonymous mappings). */
   readonly inodes = new Set<ShmemInode>();
   /** Whoever holds frame references outside page tables and caches (pipes, pins) reports them here. */
@@ -64,6 +71,7 @@ export class KernelCore implements MmCore {
     this.mem = new PhysMem(options.memoryPages);
     this.swap = options.swapPages > 0 ? new SwapDevice(options.swapPages, this.mem) : null;
     this.unprivilegedUserfaultfd = options.unprivilegedUserfaultfd;
+    this.mmapMinAddr = options.mmapMinAddr;
     this.uffd = createUffdMmHooks();
   }
 
@@ -97,8 +105,13 @@ export class Kernel {
       memoryPages: options.memoryPages ?? DEFAULT_MEMORY_PAGES,
       swapPages: options.swapPages ?? 0,
       unprivilegedUserfaultfd: options.unprivilegedUserfaultfd ?? false,
+      mmapMinAddr: options.mmapMinAddr ?? DEFAULT_MMAP_MIN_ADDR,
       preemption: options.preemption ?? 0,
     });
+    const minAddr = this.options.mmapMinAddr;
+    if (!Number.isSafeInteger(minAddr) || minAddr < 0 || minAddr % PAGE_SIZE !== 0 || minAddr >= TASK_SIZE) {
+      throw new RangeError(`KernelOptions.mmapMinAddr must be a multiple of ${PAGE_SIZE} below TASK_SIZE, got ${minAddr}`);
+    }
     const p = this.options.preemption;
     if (typeof p === "number" && !(p >= 0 && p <= 1)) throw new RangeError(`KernelOptions.preemption must be a probability in [0, 1] or a policy, got ${p}`);
     this.core = new KernelCore(this.options);
