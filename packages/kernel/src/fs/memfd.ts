@@ -211,12 +211,18 @@ export function shmemFallocate(proc: Process, inode: ShmemInode, mode: number, o
   const first = Math.floor(offset / PAGE_SIZE);
   const last = Math.ceil((offset + len) / PAGE_SIZE) - 1;
   for (let pgoff = first; pgoff <= last; pgoff++) {
-    if (inode.pages.has(pgoff)) continue;
-    const pfn = shmemAllocPage(core.mem, inode, pgoff);
+    // shmem_get_folio(SGP_FALLOC): an existing folio is swapped in if needed (and uptodate from
+    // then on); a new one stays !uptodate until something other than read(2) looks it up (it
+    // is zeroed then), so fault-around skips it (mm/filemap.c:next_uptodate_folio()).
+    let pfn = shmemFindPage(core.mem, core.swap, inode, pgoff);
+    if (pfn === -1) {
+      pfn = shmemAllocPage(core.mem, inode, pgoff);
+      if (pfn >= 0) core.mem.clearFlag(pfn, PG.uptodate);
+    }
     if (pfn < 0) throw new ErrnoError("ENOSPC", "fallocate");
-    // A fallocated folio stays !uptodate until something other than read(2) looks it up (it is
-    // zeroed then): fault-around skips it (mm/filemap.c:next_uptodate_folio()).
-    core.mem.clearFlag(pfn, PG.uptodate);
+    // Every folio of the range is marked dirty [host: kpageflags dirty 1 for a clean page
+    // fallocated over, and for a new one].
+    core.mem.setFlag(pfn, PG.dirty);
   }
   if ((mode & FALLOC_FL_KEEP_SIZE) === 0 && offset + len > inode.size) inode.size = offset + len;
 }

@@ -245,8 +245,9 @@ function doAnonymousPage(vmf: VmFault): number {
   if (pfn < 0) return VM_FAULT_OOM;
   let entry = maybeMkwrite(mkPte(pfn, PTE_DIRTY | PTE_YOUNG), vma);
   if (uffdWp) entry = pteMkuffdWp(entry);
+  // Only the pte is dirty: an anon folio's PG_dirty is not set by faults (fs/proc/page.c
+  // reports PG_dirty) [host: kpageflags dirty 0 after a write fault].
   folioAddNewAnonRmap(mm, vma, pfn, vmf.address, true);
-  mm.core.mem.setFlag(pfn, PG.dirty);
   mm.pt.set(vmf.vpn, entry);
   return 0;
 }
@@ -359,6 +360,7 @@ function doFault(vmf: VmFault): number {
   }
   // finish_fault() -> set_pte_range() for the page-cache page.
   let entry = write ? maybeMkwrite(pteMkdirty(mkPte(page, PTE_YOUNG)), vma) : readFaultFilePte(vma, mm.core.mem.testFlag(page, PG.dirty), page);
+  // do_shared_fault() -> fault_dirty_shared_page(); a private read fault dirties nothing.
   if (write) mm.core.mem.setFlag(page, PG.dirty);
   if (uffdWp) entry = pteMkuffdWp(entry);
   folioAddFileRmapPte(mm, page);
@@ -385,7 +387,8 @@ export function doWpPage(vmf: VmFault): number {
   }
   const pfn = vmNormalPfn(pte);
   if (vmaIsShared(vma)) {
-    // wp_page_shared(): write-notify done, the shared page becomes writable. Nothing to unshare.
+    // wp_page_shared(): write-notify done, the shared page becomes writable and
+    // fault_dirty_shared_page() marks it dirty. Nothing to unshare.
     if (unshare) return 0;
     mm.pt.set(vmf.vpn, pteMkwrite(pteMkdirty(pteMkyoung(pte))));
     if (pfn >= 0) mem.setFlag(pfn, PG.dirty);
@@ -394,9 +397,8 @@ export function doWpPage(vmf: VmFault): number {
   if (pfn >= 0 && mem.folioTestAnon(pfn) && (mem.pageAnonExclusive(pfn) || wpCanReuseAnonFolio(mm, pfn))) {
     if (!mem.pageAnonExclusive(pfn)) mem.setFlag(pfn, PG.anonExclusive);
     if (unshare) return 0;
-    // wp_page_reuse()
+    // wp_page_reuse(): the pte becomes dirty, the folio's PG_dirty is left alone.
     mm.pt.set(vmf.vpn, maybeMkwrite(pteMkdirty(pteMkyoung(pte)), vma));
-    mem.setFlag(pfn, PG.dirty);
     return 0;
   }
   return wpPageCopy(vmf);
@@ -434,7 +436,6 @@ function wpPageCopy(vmf: VmFault): number {
     entry |= old & (PTE_SOFT_DIRTY | PTE_UFFD_WP);
   } else {
     entry = maybeMkwrite(pteMkdirty(entry), vma);
-    mem.setFlag(pfn, PG.dirty);
   }
   folioAddNewAnonRmap(mm, vma, pfn, vmf.address, true);
   if (oldPfn >= 0) folioRemoveRmapPte(mm, oldPfn);
@@ -513,8 +514,10 @@ export function zapPte(mm: Mm, vma: Vma, vpn: number, details: ZapDetails): void
   if (ptePresent(pte)) {
     const pfn = vmNormalPfn(pte);
     if (pfn >= 0) {
-      if (!details.evenCows && mem.folioTestAnon(pfn)) return;
-      if (pteDirtyOf(pte)) mem.setFlag(pfn, PG.dirty);
+      const anon = mem.folioTestAnon(pfn);
+      if (!details.evenCows && anon) return;
+      // zap_present_folio_ptes(): the pte's dirty bit goes to the folio for file folios only.
+      if (!anon && pteDirtyOf(pte)) mem.setFlag(pfn, PG.dirty);
       folioRemoveRmapPte(mm, pfn);
       // free_pages_and_swap_cache(): the last unmap of a swap-cache folio drops it from the cache.
       if (mem.testFlag(pfn, PG.swapcache) && mem.mapcount[pfn] === 0) mm.core.swap!.folioFreeSwap(pfn);
