@@ -31,6 +31,7 @@ import { FAULT_FLAG_USER, FAULT_FLAG_WRITE, type UserfaultHandler, VM_FAULT_RETR
 import { type Mm, MMAP_MIN_ADDR, TASK_SIZE, type UffdMmHooks } from "../mm/mm.ts";
 import {
   copyFromUserAtomic,
+  copyFromUserAtomicRun,
   MFILL_ATOMIC,
   type MfillAtomicMode,
   type MfillOp,
@@ -887,6 +888,7 @@ function userSource(proc: Process): MfillSource {
   return {
     copyAtomic: (addr, dst, off) => copyFromUserAtomic(proc.mm, addr, dst, off),
     copySlow: async (addr, dst, off) => (await proc.copyUser(addr, dst.subarray(off, off + PAGE_SIZE), false)) === PAGE_SIZE,
+    copyAtomicRun: (addr, dst, off, len) => copyFromUserAtomicRun(proc.mm, addr, dst, off, len),
   };
 }
 
@@ -912,6 +914,13 @@ class BytesSource implements MfillSource {
 
   copySlow(addr: number, dst: Uint8Array, off: number): Promise<boolean> {
     return Promise.resolve(this.copyAtomic(addr, dst, off));
+  }
+
+  copyAtomicRun(addr: number, dst: Uint8Array, off: number, len: number): number {
+    const bytes = this.#bytes;
+    const whole = Math.max(0, Math.min(len, Math.floor((bytes.length - addr) / PAGE_SIZE) * PAGE_SIZE));
+    if (whole > 0) dst.set(bytes.subarray(addr, addr + whole), off);
+    return whole;
   }
 }
 

@@ -30,6 +30,14 @@ export interface KernelOptions {
    * explorer). 0, the default, never preempts: a thread runs until it blocks.
    */
   preemption?: number | Preemption;
+  /**
+   * Host memory for this many frames (true: all of memoryPages) is taken and touched when the
+   * kernel is created, so the host's first-touch page faults are paid up front rather than by
+   * the first operations that allocate frames (for predictable timing). Default 0: frames get
+   * host memory as they are first used (from a process-wide pool of chunks earlier kernels used,
+   * when it has some). Changes timing and host memory only, never what the kernel does.
+   */
+  pretouch?: boolean | number;
 }
 
 export interface SpawnOptions {
@@ -61,7 +69,8 @@ export class KernelCore implements MmCore {
     this.prng = new Prng(options.seed);
     const p = options.preemption;
     this.sched = new Scheduler(this.prng, typeof p !== "number" ? p : p > 0 ? seededPreemption(this.prng, p) : null);
-    this.mem = new PhysMem(options.memoryPages);
+    const t = options.pretouch;
+    this.mem = new PhysMem(options.memoryPages, t === true ? options.memoryPages : t === false ? 0 : t);
     this.swap = options.swapPages > 0 ? new SwapDevice(options.swapPages, this.mem) : null;
     this.unprivilegedUserfaultfd = options.unprivilegedUserfaultfd;
     this.uffd = createUffdMmHooks();
@@ -98,6 +107,7 @@ export class Kernel {
       swapPages: options.swapPages ?? 0,
       unprivilegedUserfaultfd: options.unprivilegedUserfaultfd ?? false,
       preemption: options.preemption ?? 0,
+      pretouch: options.pretouch ?? 0,
     });
     const p = this.options.preemption;
     if (typeof p === "number" && !(p >= 0 && p <= 1)) throw new RangeError(`KernelOptions.preemption must be a probability in [0, 1] or a policy, got ${p}`);

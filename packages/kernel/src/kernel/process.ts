@@ -11,7 +11,7 @@ import { COST, Sleepers } from "./sched.ts";
 import { FdTable, OpenFile } from "../fs/file.ts";
 import { checkMemfdCreate, memfdInitialSeals, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemTruncate, shmemWrite } from "../fs/memfd.ts";
 import { pipeFcntl, sysPipe2 } from "../fs/pipe.ts";
-import { pagemapEntry, smapsEntry, type PagemapEntry, type VmaInfo } from "../fs/procfs.ts";
+import { pagemapEntry, pagemapWords, smapsEntry, type PagemapEntry, type VmaInfo } from "../fs/procfs.ts";
 import { sysOpenDevUserfaultfd, sysUserfaultfd } from "../fs/userfaultfd.ts";
 import { sysOpenPagemap } from "../fs/pagemap-scan.ts";
 import { sysGupTestPin, sysIoUringRegisterBuffers, sysVmsplice, type GupTestPinOptions, type PinnedBuffer } from "../mm/gup.ts";
@@ -626,7 +626,22 @@ export class Process {
 
   // --- introspection ----------------------------------------------------------------------
 
-  pagemap(addr: number, pages: number): PagemapEntry[] {
+  /**
+   * /proc/<pid>/pagemap for `pages` pages from `addr`: one decoded object per page, or with
+   * `{ format: "raw" }` the raw 64-bit entries in a BigUint64Array (one word per page, bits as
+   * the kernel's file gives them to a privileged reader: PM_PRESENT 63, PM_SWAP 62,
+   * PM_FILE 61, PM_GUARD_REGION 58, PM_UFFD_WP 57, PM_MMAP_EXCLUSIVE 56, the pfn or swap entry
+   * in bits 0-54). The raw form allocates nothing per page: use it for large ranges (pass
+   * `into` to reuse an array of at least `pages` words).
+   */
+  pagemap(addr: number, pages: number): PagemapEntry[];
+  pagemap(addr: number, pages: number, options: { format: "raw"; into?: BigUint64Array }): BigUint64Array;
+  pagemap(addr: number, pages: number, options?: { format: "raw"; into?: BigUint64Array }): PagemapEntry[] | BigUint64Array {
+    if (options?.format === "raw") {
+      const into = options.into;
+      if (into !== undefined && into.length < pages) throw new RangeError(`pagemap: ${pages} pages need ${pages} words, the array has ${into.length}`);
+      return pagemapWords(this.mm, Math.floor(addr / PAGE_SIZE), pages, into ?? new BigUint64Array(pages));
+    }
     const out: PagemapEntry[] = [];
     const first = Math.floor(addr / PAGE_SIZE);
     for (let i = 0; i < pages; i++) out.push(pagemapEntry(this.mm, first + i));
