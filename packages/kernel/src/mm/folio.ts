@@ -137,14 +137,14 @@ export class PhysMem {
     this.totalFrames = totalFrames;
     this.#chunks = [];
     this.#set = { chunks: this.#chunks, used: 0 };
-    chunkReclaim.register(this, this.#set);
+    chunkReclaim.register(this, this.#set, this.#set);
     const touched = Math.min(totalFrames, Math.max(0, Math.floor(pretouch)));
     while (this.#chunks.length * CHUNK_FRAMES < touched) {
       const c = takeChunk();
       touchChunk(c);
       this.#chunks.push(c);
     }
-    const initial = Math.min(totalFrames, 1024);
+    const initial = Math.min(totalFrames, 256); // a kernel per explored seed uses a handful
     this.refcount = new Int32Array(initial);
     this.mapcount = new Int32Array(initial);
     this.pincount = new Int32Array(initial);
@@ -268,6 +268,17 @@ export class PhysMem {
     }
     this.#freeList[this.#freeCount++] = pfn;
     this.inUse--;
+  }
+
+  /**
+   * Hands this machine's chunks to the process-wide pool now instead of when the PhysMem is
+   * garbage-collected (for tools that create a kernel per run and know when a run is over, like
+   * @uffd/testing's explore()). The kernel must not be used afterwards: its frames have no bytes
+   * any more (an access throws a TypeError).
+   */
+  releaseToPool(): void {
+    chunkReclaim.unregister(this.#set);
+    returnChunks(this.#set);
   }
 
   /** Frames available to allocate. */

@@ -180,6 +180,28 @@ describe("host memory options", () => {
     expect(() => new Kernel({ pretouch: -1 })).not.toThrow(); // a negative count touches nothing
   });
 
+  it("a released kernel's chunks are reused by the next kernel, zeroed where they held bytes", async () => {
+    const k1 = new Kernel({ seed: 1 });
+    const p1 = k1.spawn();
+    const a1 = await p1.mmap(0, 300 * PS, RW, MAP_PRIVATE | MAP_ANONYMOUS); // two chunks' worth
+    for (let i = 0; i < 300; i++) await p1.mainThread.write(a1 + i * PS, new Uint8Array(PS).fill(0xff));
+    k1.checkInvariants();
+    const pool = framePoolBytes();
+    k1.core.mem.releaseToPool();
+    expect(framePoolBytes()).toBe(pool + 2 * 256 * PS);
+    await expect(p1.mainThread.read(a1, 1)).rejects.toThrow(TypeError); // no bytes any more
+    const before = framePoolBytes(); // (a collected kernel may have added chunks meanwhile)
+    const k2 = new Kernel({ seed: 1 });
+    expect(framePoolBytes()).toBe(before - 256 * PS); // the zero page's chunk came from the pool
+    const p2 = k2.spawn();
+    const a2 = await p2.mmap(0, 300 * PS, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+    for (let i = 0; i < 300; i++) await p2.mainThread.write(a2 + i * PS, Uint8Array.of(1));
+    const want = new Uint8Array(PS);
+    want[0] = 1;
+    for (let i = 0; i < 300; i++) expect(same(await p2.mainThread.read(a2 + i * PS, PS), want), `page ${i}`).toBe(true);
+    k2.checkInvariants();
+  });
+
   it("setFramePoolLimit() returns the previous limit and rejects nonsense", () => {
     const before = setFramePoolLimit(8 << 20);
     try {
