@@ -78,6 +78,8 @@ interface Subscription {
   event: UffdEventName;
   fn: (...args: never[]) => unknown;
   once: boolean;
+  /** An SDK client's listener: called with the engine that read the event as an extra last argument. */
+  withEngine: boolean;
   wrapped: (...args: never[]) => void;
 }
 
@@ -131,7 +133,8 @@ export class Engine {
     this.metrics = config.metrics;
     this.crossProcess = config.crossProcess;
     this.target = config.target;
-    this.done = this.#loop();
+    // Nobody has to await done: the loop reports what it cannot handle and always resolves.
+    this.done = this.#loop().catch((e: unknown) => this.report(e, null));
   }
 
   // --- clocks -----------------------------------------------------------------------------
@@ -148,8 +151,8 @@ export class Engine {
 
   // --- subscriptions ----------------------------------------------------------------------
 
-  subscribe(event: UffdEventName, fn: (...args: never[]) => unknown, once: boolean): void {
-    const sub: Subscription = { event, fn, once, wrapped: () => {} };
+  subscribe(event: UffdEventName, fn: (...args: never[]) => unknown, once: boolean, withEngine = false): void {
+    const sub: Subscription = { event, fn, once, withEngine, wrapped: () => {} };
     sub.wrapped = event === "fault" ? this.#wrapFaultListener(sub) : this.#wrapListener(sub);
     this.#subs.push(sub);
     if (once) this.emitter.once(event, sub.wrapped as never);
@@ -181,8 +184,8 @@ export class Engine {
   }
 
   /** The app's persistent listeners, for a forked child to inherit. */
-  inheritableListeners(): Array<{ event: UffdEventName; fn: (...args: never[]) => unknown }> {
-    return this.#subs.filter((s) => !s.once).map((s) => ({ event: s.event, fn: s.fn }));
+  inheritableListeners(): Array<{ event: UffdEventName; fn: (...args: never[]) => unknown; withEngine: boolean }> {
+    return this.#subs.filter((s) => !s.once).map((s) => ({ event: s.event, fn: s.fn, withEngine: s.withEngine }));
   }
 
   #forget(sub: Subscription): void {
@@ -191,12 +194,12 @@ export class Engine {
   }
 
   #wrapFaultListener(sub: Subscription): (f: FaultImpl) => void {
-    const fn = sub.fn as unknown as (f: Fault) => unknown;
+    const fn = sub.fn as unknown as (f: Fault, e?: Engine) => unknown;
     return (f: FaultImpl) => {
       if (sub.once) this.#forget(sub);
       let r: unknown;
       try {
-        r = fn(f);
+        r = sub.withEngine ? fn(f, this) : fn(f);
       } catch (e) {
         if (f.state === FAULT_STATE.PENDING) f.error ??= e;
         else this.report(e, f);
@@ -211,7 +214,7 @@ export class Engine {
     return (...args: unknown[]) => {
       if (sub.once) this.#forget(sub);
       try {
-        const r = fn(...args);
+        const r = sub.withEngine ? fn(...args, this) : fn(...args);
         if (isThenable(r)) r.then(undefined, (e: unknown) => this.report(e, null));
       } catch (e) {
         if (sub.event === "error") return; // an error listener that throws has nowhere left to report to
@@ -556,13 +559,28 @@ export class Engine {
 
   /** Ends every in-flight fault in [start, end) as gone and wakes the span (UNMAP, REMAP, UNREGISTER). */
   abandon(start: number, end: number): void {
-    let any = false;
+    let lo = Infinity;
+    let hi = -Infinity;
     for (const f of [...this.inflight.values()]) {
       if (f.pageAddress < start || f.pageAddress >= end) continue;
       this.settle(f, "gone");
-      any = true;
+      lo = Math.min(lo, f.pageAddress);
+      hi = Math.max(hi, f.pageAddress + PAGE_SIZE);
     }
-    if (any) void this.wake(start, end - start);
+    if (lo >= hi) return;
+    // Wake the span of the faults, not the event's: an UNMAP carries the munmap's own start,
+    // which may lie below mmap_min_addr, where UFFDIO_WAKE is EINVAL (validate_unaligned_range()).
+    // Nobody awaits this wake: a failure is reported, never left to reject unhandled.
+    void this.wakeReporting(lo, hi - lo, null);
+  }
+
+  /** UFFDIO_WAKE whose failure is reported on "error" instead of rejecting: for wakes nobody awaits. */
+  async wakeReporting(start: number, len: number, f: Fault | null): Promise<void> {
+    try {
+      await this.wake(start, len);
+    } catch (e) {
+      this.report(e, f);
+    }
   }
 
   // --- ops (delegates, so Fault and the facade share one implementation) -----------------
@@ -757,7 +775,7 @@ export class Engine {
       }
     } catch (e) {
       this.report(e, f);
-      await this.wake(page, PAGE_SIZE);
+      await this.wakeReporting(page, PAGE_SIZE, f);
       outcome = "failed";
     }
     this.settle(f, outcome);
@@ -810,7 +828,9 @@ export class Engine {
   #armDeadlines(): void {
     if (this.config.deadlineVirtualMs !== null && !this.#watchdog) {
       this.#watchdog = true;
-      void this.#virtualWatchdog().finally(() => (this.#watchdog = false));
+      this.#virtualWatchdog()
+        .catch((e: unknown) => this.report(e, null))
+        .finally(() => (this.#watchdog = false));
     }
     if (this.config.deadlineWallMs !== null && this.#wallTimer === null) this.#armWallTimer();
   }

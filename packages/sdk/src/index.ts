@@ -31,5 +31,5 @@ export { DirtyTracker } from "./dirty.ts";
 export type { DirtyTrackerOptions } from "./dirty.ts";
 
 /* Metrics and tracing */
-export { Metrics, Histogram } from "./metrics.ts";
+export { Metrics, Histogram, TRACE_EVENTS_MAX } from "./metrics.ts";
 export type { MetricsSnapshot, HistogramSnapshot, Resolution, InstallKind, ChromeTrace, TraceEvent } from "./metrics.ts";

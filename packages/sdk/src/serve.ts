@@ -25,11 +25,16 @@ export interface ServeOptions {
   wp?: "unprotect" | "ignore";
 }
 
-/** Installs the default fault handler; returns a function that removes it. */
+/**
+ * Installs the default fault handler; returns a function that removes it. The listener is
+ * inherited by fork children's handlers, so it serves each fault against the page states of the
+ * userfaultfd that read it (the engine passed with the fault), never those of the one it was
+ * installed on.
+ */
 export function serve(engine: Engine, source: PageSource, options: ServeOptions = {}): () => void {
   const wp = options.wp ?? "unprotect";
-  const listener = (f: Fault): Promise<Resolution> | undefined => serveFault(engine, source, f, wp);
-  engine.subscribe("fault", listener as never, false);
+  const listener = (f: Fault, reader: Engine): Promise<Resolution> | undefined => serveFault(reader, source, f, wp);
+  engine.subscribe("fault", listener as never, false, true);
   return () => engine.unsubscribe("fault", listener as never);
 }
 

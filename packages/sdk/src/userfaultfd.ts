@@ -54,8 +54,12 @@ export interface HandlerOptions {
    * like one that never answers: give it a wall-clock deadline and virtualMs: null.
    */
   deadline?: { virtualMs?: number | null; wallMs?: number | null };
-  /** Record Chrome trace events from the start (see metrics.exportTrace()). */
-  trace?: boolean;
+  /**
+   * Record Chrome trace events from the start (see metrics.exportTrace()), into a ring that keeps
+   * the most recent `eventsMax` events (default 100,000, TRACE_EVENTS_MAX; older ones are
+   * overwritten and counted in the export's otherData.droppedEvents).
+   */
+  trace?: boolean | { eventsMax?: number };
   /** Share a Metrics object (fork children share their parent's by default). */
   metrics?: Metrics;
   /** Host clock in ms, for wall-time latencies. Default performance.now. */
@@ -153,7 +157,7 @@ export class Userfaultfd {
 
   static #create(proc: Process, fd: number, features: number, supported: number, ranges: RangeSet, target: Process | null, crossProcess: boolean, o: HandlerOptions): Userfaultfd {
     const metrics = o.metrics ?? new Metrics();
-    if (o.trace === true && !metrics.tracing) metrics.startTrace();
+    if (o.trace !== undefined && o.trace !== false && !metrics.tracing) metrics.startTrace(o.trace === true ? undefined : o.trace.eventsMax);
     const engine = new Engine({
       proc,
       fd,
@@ -176,7 +180,7 @@ export class Userfaultfd {
   /** UFFD_EVENT_FORK: the child's fd gets its own handler with the parent's view and listeners. */
   static #forked(parent: Engine, ufd: number, o: HandlerOptions, supported: number): void {
     const child = Userfaultfd.#create(parent.proc, ufd, parent.features, supported, parent.ranges.clone(), null, true, { ...o, metrics: parent.metrics });
-    for (const { event, fn } of parent.inheritableListeners()) child.#e.subscribe(event, fn, false);
+    for (const { event, fn, withEngine } of parent.inheritableListeners()) child.#e.subscribe(event, fn, false, withEngine);
     parent.emitter.emit("fork", child);
   }
 
