@@ -58,6 +58,24 @@ it("serves a missing fault under every explored seed", async () => {
 }, 60_000);
 `;
 
+/** A scenario module in plain JavaScript, for explore()'s worker threads. */
+const SCENARIO_MODULE = `import { MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from "@uffd/kernel/uapi";
+import { Userfaultfd } from "@uffd/sdk";
+
+export async function serveOnePage(w) {
+  const app = w.spawn({ name: "app" });
+  const addr = await app.mmap(0, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+  const uffd = await Userfaultfd.open(app);
+  await uffd.register(addr, PAGE_SIZE, "missing");
+  uffd.on("fault", (fault) => fault.copy(new Uint8Array(PAGE_SIZE).fill(7)));
+  w.guest(w.thread(app, "reader"), async (t) => t.read(addr, 2));
+}
+`;
+const EXPLORE_IN_WORKERS = `import { explore, scenarioRef } from "@uffd/testing";
+const result = await explore(scenarioRef(new URL("./scenario.mjs", import.meta.url), "serveOnePage"), { seeds: 40, workers: 2 });
+console.log(JSON.stringify({ ok: result.ok, seedsRun: result.seedsRun }));
+`;
+
 let work = "";
 let consumer = "";
 const packed = new Map<string, { filename: string; files: string[] }>();
@@ -103,6 +121,8 @@ describe("the packed packages, installed into a fresh project outside the worksp
     run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"]);
     writeFileSync(join(consumer, "handler.ts"), HANDLER);
     writeFileSync(join(consumer, "handler.test.ts"), VITEST_TEST);
+    writeFileSync(join(consumer, "scenario.mjs"), SCENARIO_MODULE);
+    writeFileSync(join(consumer, "explore-workers.mjs"), EXPLORE_IN_WORKERS);
   }, 300_000);
 
   afterAll(() => {
@@ -116,7 +136,7 @@ describe("the packed packages, installed into a fresh project outside the worksp
     for (const required of ["package.json", "README.md", "LICENSE", "CHANGELOG.md", "dist/index.js", "dist/index.d.ts"]) {
       expect(files).toContain(required);
     }
-    const unexpected = files.filter((f) => !["package.json", "README.md", "LICENSE", "CHANGELOG.md"].includes(f) && !/^dist\/.+\.(js|d\.ts)$/.test(f));
+    const unexpected = files.filter((f) => !["package.json", "README.md", "LICENSE", "CHANGELOG.md"].includes(f) && !/^dist\/.+\.(js|mjs|d\.ts|d\.mts)$/.test(f));
     expect(unexpected).toEqual([]);
     expect(files.filter((f) => /(^|\/)(test|bench|native)\/|\.test\.|tsbuildinfo/.test(f))).toEqual([]);
     const manifest = JSON.parse(readFileSync(join(consumer, "node_modules", "@uffd", name, "package.json"), "utf8")) as Record<string, unknown>;
@@ -138,6 +158,10 @@ describe("the packed packages, installed into a fresh project outside the worksp
   it("esbuild bundles the handler for node and the bundle runs", () => {
     run(ESBUILD, ["handler.ts", "--bundle", "--platform=node", "--format=esm", "--outfile=bundle.mjs", "--log-level=warning"]);
     expect(run("node", ["bundle.mjs"]).trim()).toBe(HANDLER_OUTPUT);
+  });
+
+  it("plain node explores seeds in worker threads with the built explore worker", () => {
+    expect(JSON.parse(run("node", ["explore-workers.mjs"]))).toEqual({ ok: true, seedsRun: 40 });
   });
 
   it("vitest runs a test that explores seeds with @uffd/testing and its matchers", () => {
