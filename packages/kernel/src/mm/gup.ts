@@ -414,16 +414,21 @@ const VMSPLICE_BATCH_PAGES = 16;
  */
 export async function sysVmsplice(proc: Process, fd: number, addr: number, len: number, flags: number): Promise<number> {
   if (!Number.isInteger(flags) || (flags >>> 0 & ~SPLICE_F_ALL) !== 0) throw new ErrnoError("EINVAL", "vmsplice");
-  const file = proc.fds.lookup(fd, "vmsplice");
-  const toPipe = file.writable;
-  if (!toPipe && !file.readable) throw new ErrnoError("EBADF", "vmsplice");
-  if (!Number.isSafeInteger(len) || len < 0) throw new ErrnoError("EINVAL", "vmsplice");
-  if (!Number.isSafeInteger(addr) || addr < 0 || addr + len > TASK_SIZE) throw new ErrnoError("EFAULT", "vmsplice");
-  const count = Math.min(len, MAX_RW_COUNT);
-  if (count === 0) return 0;
-  const pipe = getPipeInfo(file);
-  if (pipe === null) throw new ErrnoError("EBADF", "vmsplice");
-  return toPipe ? vmspliceToPipe(proc, pipe, addr, count, flags) : vmspliceToUser(proc, pipe, addr, count, flags);
+  // fdget(): the file stays referenced until the call returns, however long it sleeps.
+  const file = proc.fds.lookup(fd, "vmsplice").get();
+  try {
+    const toPipe = file.writable;
+    if (!toPipe && !file.readable) throw new ErrnoError("EBADF", "vmsplice");
+    if (!Number.isSafeInteger(len) || len < 0) throw new ErrnoError("EINVAL", "vmsplice");
+    if (!Number.isSafeInteger(addr) || addr < 0 || addr + len > TASK_SIZE) throw new ErrnoError("EFAULT", "vmsplice");
+    const count = Math.min(len, MAX_RW_COUNT);
+    if (count === 0) return 0;
+    const pipe = getPipeInfo(file);
+    if (pipe === null) throw new ErrnoError("EBADF", "vmsplice");
+    return await (toPipe ? vmspliceToPipe(proc, pipe, addr, count, flags) : vmspliceToUser(proc, pipe, addr, count, flags));
+  } finally {
+    file.put();
+  }
 }
 
 /** Mirrors fs/splice.c:wait_for_space(): EPIPE without readers, then wait for a free slot. */

@@ -45,6 +45,8 @@ export interface UffdMmHooks {
   dupVma(parentVma: Vma, childVma: Vma, list: unknown[]): void;
   /** dup_userfaultfd_complete(): queues the FORK events and waits for them to be read. */
   dupComplete(list: unknown[]): Promise<void>;
+  /** dup_userfaultfd_fail(): the fork failed; releases the child contexts and lowers mmap_changing again. */
+  dupFail(list: unknown[]): void;
 }
 
 /** The machine-wide state mm code reaches: physical memory, swap, id allocation, uffd hooks. */

@@ -101,6 +101,7 @@ export function planMmap(
     addr = found;
   }
   if ((flags & MAP_FIXED_NOREPLACE) !== 0 && mm.vmasIn(addr, addr + len).length > 0) fail("EEXIST");
+  if (file !== null && !fileMmapOk(pgoff, len)) fail("EOVERFLOW");
   let vmFlags = calcVmProtBits(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
   if ((flags & MAP_GROWSDOWN) !== 0) vmFlags |= VM_GROWSDOWN;
   const type = flags & MAP_TYPE;
@@ -139,6 +140,15 @@ export function planMmap(
   fixed = fixed && (flags & MAP_FIXED_NOREPLACE) === 0;
   const populate = (flags & MAP_LOCKED) !== 0 || (flags & (MAP_POPULATE | MAP_NONBLOCK)) === MAP_POPULATE;
   return { addr, len, flags: vmFlags, pgoff: mapPgoff, populate };
+}
+
+/**
+ * Mirrors mm/mmap.c:file_mmap_ok() for a shmem file, whose file_mmap_size_max() is
+ * MAX_LFS_FILESIZE (2^63 - 1): the mapping must end within it. pgoff <= (2^63 - 1 - len) >> 12 is
+ * pgoff <= 2^51 - len / 4096 - 1 for a page-aligned len, exact in doubles.
+ */
+function fileMmapOk(pgoff: number, len: number): boolean {
+  return pgoff <= 2 ** 51 - len / PAGE_SIZE - 1;
 }
 
 /** Flags that only matter for the rejections Linux gives them, kept for callers. */
