@@ -30,15 +30,63 @@ import {
   UFFDIO_REGISTER_MODE_WP,
   UFFDIO_UNREGISTER,
 } from "@uffd/kernel/uapi";
-import { Engine, type FailurePolicy } from "./engine.ts";
+// typed-emitter ships CommonJS-style typings whose `export default` an ESM import sees as `.default`.
+import type TypedEmitterModule from "typed-emitter";
+import { type FailurePolicy, UffdContext } from "./context.ts";
+import { inheritableListeners, plugPolicy, shutdown, subscribe, unsubscribe, unsubscribeAll, dispatchEvent } from "./dispatch.ts";
 import { FeatureUnavailableError, ModeUnavailableError, UffdError } from "./errors.ts";
-import type { UffdEventName, UffdEvents } from "./events.ts";
+import type { RangeEvent, RemapEvent } from "./events.ts";
 import { DEFAULT_OPTIONAL_FEATURES, FEATURES, featureBits, featureNames, type FeatureName, modeBits, modeNames, type RegisterMode } from "./features.ts";
 import { Metrics } from "./metrics.ts";
-import { mfill, type MfillOp, type MfillResult } from "./ops.ts";
+import { abandon, mfill, type MfillOp, type MfillResult, wake, writeProtect } from "./ops.ts";
 import type { PageSource } from "./page-source.ts";
 import { PAGE_STATE, RangeSet, type RegisteredRange } from "./ranges.ts";
+import { startReader } from "./reader.ts";
 import { BackgroundFill, serve, type FillOptions, type ServeOptions } from "./serve.ts";
+import type { Fault } from "./types.ts";
+
+/**
+ * The typed event map, one entry per UFFD_EVENT_* plus the SDK's own "error" and "close".
+ * Backed by eventemitter3 and typed with typed-emitter; the SDK exposes only the subscribe side
+ * (on / once / off / removeAllListeners / listenerCount). eventemitter3 has no prependListener,
+ * rawListeners or get/setMaxListeners, so the SDK does not promise them.
+ *
+ * A listener may return a promise: the SDK watches it, and a rejection goes to the failure
+ * policy like a throw. Listeners never run inside the kernel: a throw is caught and reported.
+ */
+export type UffdEvents = {
+  /** UFFD_EVENT_PAGEFAULT (duplicates for one page are coalesced into one fault). */
+  fault: (fault: Fault) => void;
+  /** UFFD_EVENT_FORK: the child's userfaultfd, already running with this handler's listeners. */
+  fork: (child: Userfaultfd) => void;
+  /** UFFD_EVENT_REMAP: the SDK's ranges already moved. */
+  remap: (event: RemapEvent) => void;
+  /** UFFD_EVENT_REMOVE: the pages are marked removed (their next fault should be zero-filled). */
+  remove: (event: RangeEvent) => void;
+  /** UFFD_EVENT_UNMAP: the SDK's ranges already dropped the span. */
+  unmap: (event: RangeEvent) => void;
+  /** A listener failed, a fault went to the failure policy, or the read loop hit an error. */
+  error: (error: UffdError | Error, fault: Fault | null) => void;
+  /** The userfaultfd was closed (by close(), or because the handler process exited). */
+  close: () => void;
+};
+
+export type UffdEventName = keyof UffdEvents;
+
+/** typed-emitter's interface over this map (eventemitter3 implements only part of it). */
+export type UffdTypedEmitter = TypedEmitterModule.default<UffdEvents>;
+
+/**
+ * The subscribe side of UffdTypedEmitter: the same signatures, returning the subscriber itself
+ * for chaining. test/types.test.ts proves UffdTypedEmitter is assignable to it (a strict subset).
+ */
+export interface UffdEventSubscriber {
+  on<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this;
+  once<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this;
+  off<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this;
+  removeAllListeners<E extends UffdEventName>(event?: E): this;
+  listenerCount<E extends UffdEventName>(event: E): number;
+}
 
 export interface HandlerOptions {
   /** Messages per read(2) (each 32 bytes). Default 64. */
@@ -54,8 +102,12 @@ export interface HandlerOptions {
    * like one that never answers: give it a wall-clock deadline and virtualMs: null.
    */
   deadline?: { virtualMs?: number | null; wallMs?: number | null };
-  /** Record Chrome trace events from the start (see metrics.exportTrace()). */
-  trace?: boolean;
+  /**
+   * Record Chrome trace events from the start (see metrics.exportTrace()), into a ring that keeps
+   * the most recent `eventsMax` events (default 100,000, TRACE_EVENTS_MAX; older ones are
+   * overwritten and counted in the export's otherData.droppedEvents).
+   */
+  trace?: boolean | { eventsMax?: number };
   /** Share a Metrics object (fork children share their parent's by default). */
   metrics?: Metrics;
   /** Host clock in ms, for wall-time latencies. Default performance.now. */
@@ -114,12 +166,15 @@ function rangeResult(r: MfillResult): RangeResult {
 }
 
 export class Userfaultfd {
-  readonly #e: Engine;
+  readonly #e: UffdContext;
   readonly #supported: number;
+  readonly #done: Promise<void>;
 
-  private constructor(engine: Engine, supported: number) {
-    this.#e = engine;
+  private constructor(ctx: UffdContext, supported: number, onFork: (parent: UffdContext, ufd: number) => void) {
+    this.#e = ctx;
     this.#supported = supported;
+    plugPolicy(ctx);
+    this.#done = startReader(ctx, onFork);
   }
 
   // --- creation ---------------------------------------------------------------------------
@@ -153,8 +208,8 @@ export class Userfaultfd {
 
   static #create(proc: Process, fd: number, features: number, supported: number, ranges: RangeSet, target: Process | null, crossProcess: boolean, o: HandlerOptions): Userfaultfd {
     const metrics = o.metrics ?? new Metrics();
-    if (o.trace === true && !metrics.tracing) metrics.startTrace();
-    const engine = new Engine({
+    if (o.trace !== undefined && o.trace !== false && !metrics.tracing) metrics.startTrace(o.trace === true ? undefined : o.trace.eventsMax);
+    const ctx = new UffdContext({
       proc,
       fd,
       features,
@@ -168,16 +223,19 @@ export class Userfaultfd {
       wallClock: o.wallClock ?? (() => performance.now()),
       target,
       crossProcess,
-      onFork: (parent, ufd) => Userfaultfd.#forked(parent, ufd, o, supported),
     });
-    return new Userfaultfd(engine, supported);
+    return new Userfaultfd(ctx, supported, (parent, ufd) => Userfaultfd.#forked(parent, ufd, o, supported));
   }
 
-  /** UFFD_EVENT_FORK: the child's fd gets its own handler with the parent's view and listeners. */
-  static #forked(parent: Engine, ufd: number, o: HandlerOptions, supported: number): void {
+  /**
+   * UFFD_EVENT_FORK: the child's fd gets its own handler and its own context, starting from a
+   * copy of the parent's view (ranges and page states as they were at the fork) and the
+   * parent's persistent listeners; it shares the parent's metrics.
+   */
+  static #forked(parent: UffdContext, ufd: number, o: HandlerOptions, supported: number): void {
     const child = Userfaultfd.#create(parent.proc, ufd, parent.features, supported, parent.ranges.clone(), null, true, { ...o, metrics: parent.metrics });
-    for (const { event, fn } of parent.inheritableListeners()) child.#e.subscribe(event, fn, false);
-    parent.emitter.emit("fork", child);
+    for (const { event, fn, withContext } of inheritableListeners(parent)) subscribe(child.#e, event, fn, false, withContext);
+    dispatchEvent(parent, "fork", child, Object.freeze({ type: "fork", child }));
   }
 
   // --- facts ------------------------------------------------------------------------------
@@ -231,33 +289,33 @@ export class Userfaultfd {
 
   /** Resolves when the handler loop has ended (close(), or the handling process exited). */
   get done(): Promise<void> {
-    return this.#e.done;
+    return this.#done;
   }
 
   // --- events (the subscribe side only) -----------------------------------------------------
 
   on<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this {
-    this.#e.subscribe(event, listener as never, false);
+    subscribe(this.#e, event, listener as never, false);
     return this;
   }
 
   once<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this {
-    this.#e.subscribe(event, listener as never, true);
+    subscribe(this.#e, event, listener as never, true);
     return this;
   }
 
   off<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this {
-    this.#e.unsubscribe(event, listener as never);
+    unsubscribe(this.#e, event, listener as never);
     return this;
   }
 
   removeAllListeners<E extends UffdEventName>(event?: E): this {
-    this.#e.unsubscribeAll(event);
+    unsubscribeAll(this.#e, event);
     return this;
   }
 
   listenerCount<E extends UffdEventName>(event: E): number {
-    return this.#e.listenerCount(event);
+    return this.#e.emitter.listenerCount(event);
   }
 
   // --- registration -------------------------------------------------------------------------
@@ -320,21 +378,21 @@ export class Userfaultfd {
   async unregister(start: number, len: number): Promise<void> {
     await this.#e.proc.ioctl(this.#e.fd, UFFDIO_UNREGISTER, { start, len });
     this.#e.ranges.delete(start, start + len);
-    this.#e.abandon(start, start + len);
+    abandon(this.#e, start, start + len);
   }
 
   // --- range operations (race-safe, like the fault resolvers) --------------------------------
 
   /** UFFDIO_WRITEPROTECT: the pages' next writes become wp faults. */
   async writeProtect(start: number, len: number): Promise<void> {
-    const r = await this.#e.writeProtect(start, len, true, false);
+    const r = await writeProtect(this.#e, start, len, true, false);
     if (r === "gone") throw new ModeUnavailableError(["wp"], `writeProtect(): [0x${start.toString(16)}, +${len}) is not registered with "wp" (ENOENT)`);
     if (r === "closed") throw new UffdError("closed", "writeProtect(): the userfaultfd is closed");
   }
 
   /** UFFDIO_WRITEPROTECT mode 0: unprotects, and wakes wp faults in the range unless dontWake. */
   async unprotect(start: number, len: number, options: { dontWake?: boolean } = {}): Promise<void> {
-    const r = await this.#e.writeProtect(start, len, false, options.dontWake !== true);
+    const r = await writeProtect(this.#e, start, len, false, options.dontWake !== true);
     if (r === "gone") throw new ModeUnavailableError(["wp"], `unprotect(): [0x${start.toString(16)}, +${len}) is not registered with "wp" (ENOENT)`);
   }
 
@@ -362,7 +420,7 @@ export class Userfaultfd {
 
   /** UFFDIO_WAKE: wakes every thread waiting on [start, start+len). */
   async wake(start: number, len: number): Promise<void> {
-    await this.#e.wake(start, len);
+    await wake(this.#e, start, len);
     this.#e.settleCovered(start, start + len, null);
     this.#e.settleCovered(start, start + len, "wp");
   }
@@ -396,11 +454,11 @@ export class Userfaultfd {
    * pending faults are retried as ordinary faults (anonymous memory reads zeros).
    */
   async close(): Promise<void> {
-    await this.#e.shutdown(true);
+    await shutdown(this.#e, true);
   }
 
-  /** @internal For the SDK's helpers (serve, fills, trackers). */
-  static engineOf(uffd: Userfaultfd): Engine {
+  /** @internal The context behind a Userfaultfd, for the SDK's clients (trackers). */
+  static contextOf(uffd: Userfaultfd): UffdContext {
     return uffd.#e;
   }
 }

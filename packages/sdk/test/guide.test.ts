@@ -226,7 +226,7 @@ describe("docs/sdk-guide.md", () => {
       deadline: { virtualMs: 100 }, // a fault nobody resolves within 100 ms (virtual) fails too
     });
     await uffd.register(addr, PAGE_SIZE, "missing");
-    uffd.on("error", (err) => console.log(err.message)); // missing fault at 0x...: the handler failed
+    uffd.on("error", (err) => console.log(err.message)); // missing fault at 0x...: the handler failed: page server unreachable
     uffd.on("fault", () => {
       throw new Error("page server unreachable");
     });
@@ -234,7 +234,7 @@ describe("docs/sdk-guide.md", () => {
     console.log(outcome); // SignalError (SIGBUS), as with UFFD_FEATURE_SIGBUS
     // #endregion
     expect(outcome).toBe("SignalError");
-    expect(logged).toEqual([[`missing fault at 0x${addr.toString(16)}: the handler failed`], ["SignalError"]]);
+    expect(logged).toEqual([[`missing fault at 0x${addr.toString(16)}: the handler failed: page server unreachable`], ["SignalError"]]);
     await uffd.close();
     k.checkInvariants();
   });

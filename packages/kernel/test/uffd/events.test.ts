@@ -41,6 +41,7 @@ import {
   type UffdMsg,
 } from "@uffd/kernel/uapi";
 import { errnoOf, fill, isBlocked, mapArea, PS, readMsgs, register, RW, setup } from "./helpers.ts";
+import { DeadTaskError } from "@uffd/kernel";
 
 function forkFd(m: UffdMsg | undefined): number {
   if (m?.event !== UFFD_EVENT_FORK) throw new Error(`not a FORK message: ${JSON.stringify(m)}`);
@@ -151,7 +152,9 @@ describe("UFFD_EVENT_FORK", () => {
     const forked = p.fork();
     await k.idle();
     await monitor.kill(p.pid, 9);
-    const child = await forked;
+    // The parent died inside fork(): the call never returns (a killable wait), but the child exists.
+    await expect(forked).rejects.toBeInstanceOf(DeadTaskError);
+    const child = [...k.processes.values()].find((q) => q.parent === p)!;
     expect(await readMsgs(monitor, mfd)).toEqual([]);
     expect(child.smaps().find((v) => v.start === addr)!.vmFlags).not.toContain("um");
     k.checkInvariants();
@@ -224,7 +227,7 @@ describe("UFFD_EVENT_UNMAP", () => {
     const un = p.munmap(addr, PS);
     await k.idle();
     await monitor.kill(p.pid, 9);
-    await un;
+    await expect(un).rejects.toBeInstanceOf(DeadTaskError);
     expect(await readMsgs(monitor, mfd)).toEqual([]);
     expect(await errnoOf(monitor.ioctl(mfd, UFFDIO_COPY, { dst: addr + PS, src: fill(0), len: PS, mode: 0 }))).toBe("ESRCH");
     k.checkInvariants();
