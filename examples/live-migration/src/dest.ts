@@ -18,6 +18,7 @@ import { Guest, NOT_KNOWN, WriteLog } from "./guest.ts";
 import { KIND_NAMES, LatencyRecorder, nowEpochMs, Timeline, type LatencySummary, type OpsSample, type TimelineData, type VerificationResult } from "./metrics.ts";
 import { DestProtocol, frameName, isZeroInRun, MAX_JSON_PAYLOAD, ProtocolViolation, type DeviceState, type Hello, type PageFrame, type PagesFrame } from "./protocol-state.ts";
 import { encodeFrame, FRAME, HEADER_SIZE, MAX_RUN_PAGES, PAGE_KIND, ProtocolError, zeroBitmapBytes, type Frame } from "./protocol.ts";
+import { parseHeader, UNPOPULATED, wordsOf } from "./pages.ts";
 import { verifyGuest } from "./verify.ts";
 import { Workload } from "./workload.ts";
 import { TimeSlice } from "./yield.ts";
@@ -613,6 +614,28 @@ export class MigrationDestination {
     this.#m.blockedThreads = stopped ? 0 : (this.#workload?.busyThreads ?? 0);
     const scope = this.#phase === "running" ? "full" : "partial";
     return verifyGuest(this.#guest, this.#log, oracle, this.#have, scope, onProgress);
+  }
+
+  /**
+   * An oracle without the source's help (two hosts, no shared file): each page's version is the
+   * one the guest first read here (the source's, as far as this side can know), else the one
+   * the page's own header names. Verifying against it checks that every page is exactly the bytes
+   * of a version of itself: wrong, mixed or torn pages fail; a page that missed its last update
+   * on the source does not.
+   */
+  async selfOracle(): Promise<Uint32Array> {
+    const g = this.#guest;
+    const out = new Uint32Array(g.pages).fill(UNPOPULATED);
+    for (let first = 0; first < g.pages; first += 512) {
+      const n = Math.min(512, g.pages - first);
+      const present = g.presentMap(first, n);
+      for (let i = 0; i < n; i++) {
+        const p = first + i;
+        if (this.#log.firstSeen[p] !== NOT_KNOWN) out[p] = this.#log.firstSeen[p]!;
+        else if (present[i]) out[p] = parseHeader(wordsOf(await g.readPage(p)), g.seed, p);
+      }
+    }
+    return out;
   }
 
   metrics(): DestMetrics {
