@@ -45,8 +45,11 @@ export class LinkClosedError extends Error {
 
 /** Bytes a frame may occupy the wire before a higher-priority channel can cut in. */
 export const SEGMENT_BYTES = 64 * 1024;
-/** Idle wire time that may be "caught up" in one burst, in ms (a token bucket's depth). */
-const BURST_MS = 1;
+/**
+ * Wire time that may be caught up in one pump, in ms (a token bucket's depth): timers fire late
+ * on a busy event loop, and the bytes the wire could have carried meanwhile leave at once.
+ */
+export const BURST_MS = 10;
 
 interface Item {
   parts: readonly Uint8Array[];
@@ -119,9 +122,14 @@ export class Wire {
     return Math.max(0, this.#busyUntil - now);
   }
 
-  /** Runs the pump soon (within this event-loop turn's end). */
+  /**
+   * A frame was queued: run the pump soon. An idle wire starts now: a frame cannot leave before
+   * it was sent (idle time is not banked).
+   */
   kick(): void {
-    this.#schedule(performance.now());
+    const now = performance.now();
+    if (this.#busyUntil < now && !this.#channels.some((ch) => ch.hasUndepartedBefore())) this.#busyUntil = now;
+    this.#schedule(now);
   }
 
   #clearTimer(): void {
@@ -196,6 +204,7 @@ export class ShapedLink {
   #undelivered = 0;
   /** Bytes queued and not yet on the wire. */
   #undeparted = 0;
+  #lastQueued = 0;
   readonly sendBuffer: number;
   #closedError: Error | null = null;
   readonly #roomWaiters: Array<{ limit: number; resolve: () => void; reject: (e: Error) => void }> = [];
@@ -254,7 +263,9 @@ export class ShapedLink {
     this.#queue.push({ parts, size, departed: 0, arrivalMs: 0 });
     this.#undelivered += size;
     this.#undeparted += size;
+    this.#lastQueued = size;
     this.wire.kick();
+    this.#lastQueued = 0;
     return ahead;
   }
 
@@ -296,6 +307,11 @@ export class ShapedLink {
 
   hasUndeparted(): boolean {
     return this.#undeparted > 0 && this.#closedError === null;
+  }
+
+  /** Whether bytes other than the frame just queued wait for the wire. */
+  hasUndepartedBefore(): boolean {
+    return this.#closedError === null && this.#undeparted > this.#lastQueued;
   }
 
   /** Unlimited bandwidth: everything queued departs now and arrives at `arrivalMs`. */
