@@ -62,7 +62,7 @@ describe("docs/testing-your-handler.md", () => {
     expect(diffRuns(JSON.parse(recorded), same, { scheduling: true }).equal).toBe(true);
   });
 
-  it("injections under explore: the SDK's handler meets EEXIST and a late wake and still completes every thread", async () => {
+  it("injections under explore: the SDK's handler meets EEXIST and a late wake and still completes every thread", { timeout: 60_000 }, async () => {
     const image = makeImage(4);
     // #region inject
     await explore(

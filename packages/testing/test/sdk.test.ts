@@ -35,7 +35,8 @@ function sdkScenario(rules: readonly InjectionRule[], expectPage: (i: number, go
 
 const SEEDS = { seeds: 150, resolvedOnce: { allowPresent: true } } as const;
 
-describe("the SDK under injected failures, explored", () => {
+// Budget: each test explores 100 to 150 seeds of an SDK scenario (0.5 s each when idle).
+describe("the SDK under injected failures, explored", { timeout: 60_000 }, () => {
   it("EEXIST from a racing resolve that did not wake: the SDK wakes (peers §5.1)", async () => {
     const r = await explore(sdkScenario([{ op: "copy", times: 2, inject: inject.eexist() }]), SEEDS);
     expect(r.seedsRun).toBe(150);
