@@ -78,6 +78,7 @@ import {
   ptePresent,
   pteWrite,
   swpOffset,
+  pteDirty,
 } from "./page-table.ts";
 import { cacheEntryIsSwap, cacheEntrySlot } from "./shmem.ts";
 import { reclaimPte } from "./vmscan.ts";
@@ -523,9 +524,11 @@ async function faultinPageRange(proc: Process, start: number, end: number, write
     const vpn = addr / PAGE_SIZE;
     const pte = mm.pt.get(vpn);
     if (ptePresent(pte) && (!write || pteWrite(pte))) {
-      // FOLL_TOUCH: a write marks the folio dirty (the pte is left as it is).
+      // follow_page_pte() with FOLL_TOUCH: a write through a clean pte marks the folio dirty
+      // (the pte is left as it is) [host: MADV_FREE then MADV_POPULATE_WRITE: dirty 1; after a
+      // write fault, whose pte is dirty: 0].
       const pfn = vmNormalPfn(pte);
-      if (write && pfn >= 0) mm.core.mem.setFlag(pfn, PG.dirty);
+      if (write && pfn >= 0 && !pteDirty(pte)) mm.core.mem.setFlag(pfn, PG.dirty);
       addr += PAGE_SIZE;
       spins = 0;
       continue;

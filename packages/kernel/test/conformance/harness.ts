@@ -7,7 +7,7 @@
  * release_pages) lives here so that the unit-test port, the stress test and the seeds share it.
  */
 import { expect } from "vitest";
-import { decodeUffdMsgs, ErrnoError, Kernel, SignalError, type PagemapEntry, type Process, type UffdMsg } from "@uffd/kernel";
+import { decodeUffdMsgs, ErrnoError, Kernel, type KernelOptions, SignalError, type PagemapEntry, type Process, type UffdMsg } from "@uffd/kernel";
 import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
@@ -550,8 +550,8 @@ export class PollThread {
 // ---------------------------------------------------------------------------------------------
 
 /** A fresh machine and one root process. */
-export function machine(opts: { seed?: number; swapPages?: number; memoryPages?: number } = {}): { k: Kernel; p: Process } {
-  const k = new Kernel({ seed: opts.seed ?? 1, swapPages: opts.swapPages ?? 0, ...(opts.memoryPages !== undefined ? { memoryPages: opts.memoryPages } : {}) });
+export function machine(opts: Omit<KernelOptions, "seed" | "swapPages"> & { seed?: number; swapPages?: number } = {}): { k: Kernel; p: Process } {
+  const k = new Kernel({ ...opts, seed: opts.seed ?? 1, swapPages: opts.swapPages ?? 0 });
   return { k, p: k.spawn() };
 }
 

@@ -30,6 +30,8 @@ export interface KernelOptions {
   swapPages?: number;
   /** The vm.unprivileged_userfaultfd sysctl (default false, as on the reference host). */
   unprivilegedUserfaultfd?: boolean;
+  /** The vm.mmap_min_addr sysctl in bytes, a multiple of 4096 (default 4096, as on the reference host). */
+  mmapMinAddr?: number;
 }
 
 export interface SpawnOptions {

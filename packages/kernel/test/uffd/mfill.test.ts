@@ -33,7 +33,6 @@ describe("UFFDIO_COPY", () => {
     const { addr } = await mapArea(p, "anon", 2);
     await register(p, uffd, addr, 2 * PS, UFFDIO_REGISTER_MODE_MISSING);
     const cases: Array<[object, string]> = [
-      [{ dst: addr, src: 0, len: PS, mode: 0 }, "EINVAL"],
       [{ dst: addr + 1, src: addr + PS, len: PS, mode: 0 }, "EINVAL"],
       [{ dst: addr, src: addr + PS, len: 0, mode: 0 }, "EINVAL"],
       [{ dst: addr, src: addr + PS, len: PS, mode: 4 }, "EINVAL"],
@@ -45,6 +44,11 @@ describe("UFFDIO_COPY", () => {
       expect(await errnoOf(p.ioctl(uffd, UFFDIO_COPY, a)), JSON.stringify(arg)).toBe(code);
       expect(a.copy).toBe(12345);
     }
+    // A src below vm.mmap_min_addr is no early EINVAL in 6.18.y (validate_unaligned_range() lost
+    // that check): the copy from user memory fails, and the field says so [host: EFAULT, -14].
+    const low = { dst: addr, src: 0, len: PS, mode: 0, copy: 12345 };
+    expect(await errnoOf(p.ioctl(uffd, UFFDIO_COPY, low))).toBe("EFAULT");
+    expect(low.copy).toBe(-14);
     k.checkInvariants();
   });
 
