@@ -6,7 +6,8 @@
 import { Prng } from "../lib/prng.ts";
 import { ErrnoError } from "../uapi/errno.ts";
 import { PhysMem } from "../mm/folio.ts";
-import { Mm, type MmCore, type UffdMmHooks } from "../mm/mm.ts";
+import { DEFAULT_MMAP_MIN_ADDR, Mm, type MmCore, TASK_SIZE, type UffdMmHooks } from "../mm/mm.ts";
+import { PAGE_SIZE } from "../uapi/mman.ts";
 import { ShmemInode, shmemDeleteEntry } from "../mm/shmem.ts";
 import { SwapDevice } from "../mm/swap.ts";
 import { FdTable } from "../fs/file.ts";
@@ -25,6 +26,11 @@ export interface KernelOptions {
   swapPages?: number;
   /** The vm.unprivileged_userfaultfd sysctl (default false, as on the reference host). */
   unprivilegedUserfaultfd?: boolean;
+  /**
+   * The vm.mmap_min_addr sysctl in bytes, a multiple of 4096 (default 4096, as on the reference
+   * host): mmap and mremap below it need CAP_SYS_RAWIO, and address-space searches start there.
+   */
+  mmapMinAddr?: number;
   /**
    * Preemption at scheduling points (before each page access, after a userfault wake, at
    * Kernel.schedPoint()): a probability in [0, 1] drawn from the seed, or a policy (a test kit's
@@ -59,6 +65,7 @@ export class KernelCore implements MmCore {
   readonly sched: Scheduler;
   readonly prng: Prng;
   readonly unprivilegedUserfaultfd: boolean;
+  readonly mmapMinAddr: number;
   /** Live shmem inodes (memfds and shared anonymous mappings). */
   readonly inodes = new Set<ShmemInode>();
   /** Whoever holds frame references outside page tables and caches (pipes, pins) reports them here. */
@@ -74,6 +81,7 @@ export class KernelCore implements MmCore {
     this.mem = new PhysMem(options.memoryPages, t === true ? options.memoryPages : t === false ? 0 : t);
     this.swap = options.swapPages > 0 ? new SwapDevice(options.swapPages, this.mem) : null;
     this.unprivilegedUserfaultfd = options.unprivilegedUserfaultfd;
+    this.mmapMinAddr = options.mmapMinAddr;
     this.uffd = createUffdMmHooks();
   }
 
@@ -112,6 +120,16 @@ function intOption(options: Record<string, unknown>, name: string, min: number, 
   return v;
 }
 
+/** vm.mmap_min_addr: a page-aligned byte count below TASK_SIZE. */
+function mmapMinAddrOption(o: Record<string, unknown>): number {
+  const v = o.mmapMinAddr;
+  if (v === undefined) return DEFAULT_MMAP_MIN_ADDR;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0 || v % PAGE_SIZE !== 0 || v >= TASK_SIZE) {
+    badOption("mmapMinAddr", `a multiple of ${PAGE_SIZE} in [0, TASK_SIZE)`, v);
+  }
+  return v;
+}
+
 /** Checks every option before anything is built (an invalid one is the caller's error, not a KernelBug). */
 function validateOptions(options: KernelOptions): Required<KernelOptions> {
   if (typeof options !== "object" || options === null) badOption("(options)", "an object", options);
@@ -131,6 +149,7 @@ function validateOptions(options: KernelOptions): Required<KernelOptions> {
     swapPages: intOption(o, "swapPages", 0, 1 << 24, 0),
     unprivilegedUserfaultfd: (upf as boolean | undefined) ?? false,
     preemption: (p as number | Preemption | undefined) ?? 0,
+    mmapMinAddr: mmapMinAddrOption(o),
     pretouch: typeof o.pretouch === "boolean" ? o.pretouch : intOption(o, "pretouch", 0, 1 << 24, 0),
   };
 }
