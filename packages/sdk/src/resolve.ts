@@ -101,7 +101,9 @@ function fastDone(f: FaultState, op: "copy" | "zeropage" | "continue", protect: 
   ctx.metrics.bytes[op] += PAGE_SIZE;
   const keep = protect && op !== "zeropage" ? PAGE_STATE.PROTECTED : 0;
   ctx.ranges.markPage(page, PAGE_STATE.INSTALLED | keep, PAGE_STATE.REMOVED | PAGE_STATE.POISONED | (keep === 0 ? PAGE_STATE.PROTECTED : 0));
-  ctx.settleCovered(page, page + PAGE_SIZE, null);
+  // Other faults on the page (a missing and a minor one at once) are answered too; with this
+  // fault alone in flight there is none to look for.
+  if (ctx.inflight.size > 1) ctx.settleCovered(page, page + PAGE_SIZE, null);
   ctx.settle(f, "installed");
   return f.outcome!;
 }
