@@ -1,6 +1,3 @@
 #!/usr/bin/env node
-// Runs the TypeScript entry through tsx (the workspace's loader) until the package ships built JS.
-import { register } from "tsx/esm/api";
-
-register();
-await import("../src/uffd-conform.ts");
+// npx uffd-conform: the built entry (dist is made by `npm ci`/`npm run build`, tsc -b).
+await import("../dist/uffd-conform.js");
