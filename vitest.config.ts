@@ -16,6 +16,21 @@ if (!(process.env["NODE_OPTIONS"] ?? "").includes("--conditions=@uffd/source")) 
   process.env["NODE_OPTIONS"] = `${process.env["NODE_OPTIONS"] ?? ""} --conditions=@uffd/source`.trim();
 }
 
+/**
+ * vitest's default budget of 5 s per test is a wall-clock limit that a loaded 2-CPU machine can
+ * break for a test that takes 2 s when idle. Every project gets 60 s per test and hook unless its
+ * own config says otherwise; a test that needs more states its own budget.
+ */
+const DEFAULT_BUDGET_MS = 60_000;
+const defaultBudget = {
+  name: "uffd:default-test-budget",
+  config(config: { test?: { testTimeout?: number; hookTimeout?: number } }) {
+    config.test ??= {};
+    config.test.testTimeout ??= DEFAULT_BUDGET_MS;
+    config.test.hookTimeout ??= DEFAULT_BUDGET_MS;
+  },
+};
+
 const projectDirs = ["packages", "examples", "test"].flatMap((parent) =>
   readdirSync(parent)
     .map((name) => `${parent}/${name}`)
@@ -29,6 +44,7 @@ export default defineConfig({
       root: `./${dir}`,
       resolve: { conditions: SOURCE_CONDITIONS },
       ssr: { resolve: { conditions: SOURCE_CONDITIONS } },
+      plugins: [defaultBudget],
     })),
   },
 });

@@ -383,7 +383,7 @@ function madviseFreePteRange(mm: Mm, start: number, end: number): void {
 /**
  * Mirrors mm/madvise.c:madvise_remove(): punches a hole in the file like
  * fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE): shared mappings of the hole are zapped
- * (keeping uffd-wp markers, §8.13), private COW copies stay.
+ * (keeping uffd-wp markers, docs/linux-rules.md §8.13), private COW copies stay.
  */
 async function madviseRemove(proc: Process, vma: Vma, range: MadviseRange): Promise<VisitResult> {
   if ((vma.flags & VM_LOCKED) !== 0) return "EINVAL";

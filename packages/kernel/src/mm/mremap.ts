@@ -16,7 +16,7 @@
  * what it moved) and unmaps the old range, unless MREMAP_DONTUNMAP keeps the old vma, empty.
  *
  * Userfaultfd events are sent after the lock is dropped, in this order (notify_uffd()): UNMAP of
- * the FIXED target, REMAP, then UNMAP of the shrunk tail or the old range (§8.15).
+ * the FIXED target, REMAP, then UNMAP of the shrunk tail or the old range (docs/linux-rules.md §8.15).
  */
 import type { Process } from "../kernel/process.ts";
 import { ErrnoError, type ErrnoCode } from "../uapi/errno.ts";

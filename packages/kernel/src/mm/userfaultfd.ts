@@ -801,5 +801,5 @@ export function userfaultfdReleaseNew(mm: Mm, ctx: VmaUffdCtx): void {
   for (const vma of mm.vmas) if (vma.uffdCtx === ctx) userfaultfdResetCtx(vma);
 }
 
-/** Whether UNREGISTER must wake blocked faults of this vma (only MISSING mode does, see §8.7). */
+/** Whether UNREGISTER must wake blocked faults of this vma (only MISSING mode does, see docs/linux-rules.md §8.7). */
 export const unregisterWakes = userfaultfdMissing;

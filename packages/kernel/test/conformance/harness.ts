@@ -227,7 +227,7 @@ export interface UffdTestCtx {
   k: Kernel;
   p: Process;
   mem: MemType;
-  /** mem_type->shared: false for anon and for "shmem-private" (whose mapping is MAP_SHARED anyway, §8.18). */
+  /** mem_type->shared: false for anon and for "shmem-private" (whose mapping is MAP_SHARED anyway, docs/linux-rules.md §8.18). */
   shared: boolean;
   pageSize: number;
   nrPages: number;
