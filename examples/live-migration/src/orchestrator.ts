@@ -269,6 +269,7 @@ function buildResult(config: MigrationConfig, startEpochMs: number, s: SourceMet
     verification,
     guestDowntimeMs: d.firstProgressEpochMs > 0 ? d.firstProgressEpochMs - d.sourcePauseEpochMs : downtimeMs,
     faultBlockedMs: (d.faults.meanUs * d.faults.count) / 1000,
+    hostMemory: { sourceMaxRssBytes: s.maxRssBytes, destinationMaxRssBytes: d.maxRssBytes, guestBytes: config.memoryBytes },
     transport: {
       preempt: s.preempt,
       sendBufferBytes: sendBufferBytes(config.link),
