@@ -50,7 +50,7 @@ const ONE_BY_ONE: RoundTripShape = { threads: 1, batch: 1 };
 /** Memory rows use 256 MiB even with --quick: smaller mappings drown in heap noise. */
 const MEMORY_MIB = 256;
 const SCALE_MIB = quick ? [128, 256] : [1024, 4096];
-const EXPLORE_SEEDS = quick ? 200 : 1000;
+const EXPLORE_SEEDS = quick ? 200 : 3000;
 
 const SETTINGS: JobSettings = { quick, runs: RUNS, warmup: WARMUP };
 
@@ -175,7 +175,7 @@ function specs(): Spec[] {
     { id: "memcpyStream2m", operation: "memcpy 2 MiB, streaming", unit: "copies/s", raw: { kind: "memcpyStream", ops: quick ? 4 : 32 }, native: "memcpyStream2m", note: "into successive 2 MiB of a resident 64 MiB" },
   ];
   const faults: Array<[FaultKind, string, string, NativeMetricId | undefined, string]> = [
-    ["write-cold", "anon write fault, cold", "faults/s", "anonFault", "fresh memory each run (sim: a new kernel, no pooled chunks)"],
+    ["write-cold", "anon write fault, cold", "faults/s", "anonFault", "fresh memory each run (sim: a new kernel, no pooled chunks; the host allocator may reuse memory it had)"],
     ["write", "anon write fault, warm", "faults/s", "anonFaultWarm", "the same pages again after MADV_DONTNEED"],
     ["read", "anon read fault (zero page)", "faults/s", undefined, ""],
     ["write-present", "store to a present page (no fault)", "accesses/s", undefined, ""],

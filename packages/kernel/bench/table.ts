@@ -103,13 +103,13 @@ export function formatMicroCosts(costs: readonly MicroCost[]): string[] {
   for (const c of costs) {
     const ref = BARE_METAL_NS[c.id];
     if (c.ns === null) {
-      out.push(`  ${c.label.padEnd(34)} not measured`);
+      out.push(`  ${c.label.padEnd(38)} not measured`);
       continue;
     }
     const x = c.ns.median / ref;
     far ||= x >= FAR_FACTOR;
     const mark = x >= FAR_FACTOR ? `  FAR: ${x.toFixed(1)}x bare metal` : `  ${x.toFixed(1)}x bare metal`;
-    out.push(`  ${c.label.padEnd(34)} ${num(c.ns.median, "ns").padStart(7)} ns ${spread(c.ns).padStart(5)}   (bare metal ~${num(ref, "ns")} ns)${mark}`);
+    out.push(`  ${c.label.padEnd(38)} ${num(c.ns.median, "ns").padStart(8)} ns ${spread(c.ns).padStart(5)}   (bare metal ~${num(ref, "ns").padStart(5)} ns)${mark}`);
   }
   out.push(
     far

@@ -25,7 +25,7 @@ export interface ExploreBenchResult {
 /** Explores `seeds` seeds of the two-thread, four-page scenario with the fixed handler. */
 export async function exploreSeedsPerSecond(seeds = 1000, workers = 1): Promise<ExploreBenchResult> {
   const scenario = workers > 1 ? scenarioRef(new URL("../test/handlers.ts", import.meta.url), "prefetchScenario", true) : prefetchScenario(true);
-  await explore(prefetchScenario(true), { seeds: 200, workers: 1 }); // warm-up (JIT, the chunk pool)
+  await explore(prefetchScenario(true), { seeds: 500, workers: 1 }); // warm-up (JIT, the chunk pool)
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   const r = await explore(scenario, { seeds, workers });
