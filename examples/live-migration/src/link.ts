@@ -81,17 +81,24 @@ export class ShapedLink {
   /** Bytes handed to the socket (frames and their headers). */
   bytesSent = 0;
   framesSent = 0;
+  readonly #stallTimeoutMs: number;
+  #stallTimer: NodeJS.Timeout | null = null;
+  /** Called when the socket stayed unwritable (the peer stopped reading) for the stall timeout. */
+  onStall: (e: LinkClosedError) => void = () => {};
 
-  constructor(socket: Socket, shape: LinkShape) {
+  constructor(socket: Socket, shape: LinkShape, stallTimeoutMs = 0) {
     this.#socket = socket;
     this.#shape = shape;
+    this.#stallTimeoutMs = stallTimeoutMs;
     this.#burst = Math.max(64 * 1024, shape.bandwidthBytesPerSec * 0.01);
     this.#tokens = this.#burst;
     socket.on("drain", () => {
       this.#blocked = false;
+      if (this.#stallTimer !== null) clearTimeout(this.#stallTimer);
+      this.#stallTimer = null;
       this.#schedule(0);
     });
-    socket.on("close", () => this.#fail(new LinkClosedError("the connection was closed")));
+    socket.on("close", () => this.#fail(new LinkClosedError("the connection was closed by the peer")));
     socket.on("error", (e) => this.#fail(new LinkClosedError(`the connection failed: ${e.message}`)));
   }
 
@@ -127,10 +134,24 @@ export class ShapedLink {
     return new Promise((resolve, reject) => this.#flushWaiters.push({ resolve, reject }));
   }
 
-  /** Cuts the connection at once (fault injection, fatal errors). */
-  destroy(reason: string): void {
+  /** Writes a frame to the socket at once, ahead of everything queued (an ERROR before closing). */
+  sendNow(parts: readonly Uint8Array[]): void {
+    if (this.#closedError !== null || this.#socket.destroyed) return;
+    for (const p of parts) this.#socket.write(p);
+  }
+
+  /**
+   * Cuts the connection (fault injection, fatal errors). `graceful`: what was already written
+   * (an ERROR frame) still goes out, for a short while, if the peer reads it.
+   */
+  destroy(reason: string, graceful = false): void {
     this.#fail(new LinkClosedError(reason));
-    this.#socket.destroy();
+    if (!graceful) {
+      this.#socket.destroy();
+      return;
+    }
+    this.#socket.end();
+    setTimeout(() => this.#socket.destroy(), 200).unref();
   }
 
   #idle(): boolean {
@@ -141,6 +162,8 @@ export class ShapedLink {
     if (this.#closedError !== null) return;
     this.#closedError = e;
     this.#clearTimer();
+    if (this.#stallTimer !== null) clearTimeout(this.#stallTimer);
+    this.#stallTimer = null;
     for (const w of this.#roomWaiters.splice(0)) w.reject(e);
     for (const w of this.#flushWaiters.splice(0)) w.reject(e);
   }
@@ -213,7 +236,19 @@ export class ShapedLink {
     }
     this.bytesSent += size;
     this.framesSent += batch.length;
-    if (!this.#socket.write(buf)) this.#blocked = true;
+    if (!this.#socket.write(buf)) this.#block();
+  }
+
+  #block(): void {
+    this.#blocked = true;
+    if (this.#stallTimeoutMs <= 0 || this.#stallTimer !== null) return;
+    this.#stallTimer = setTimeout(() => {
+      this.#stallTimer = null;
+      if (!this.#blocked || this.#closedError !== null) return;
+      const e = new LinkClosedError(`the peer stopped reading: nothing could be written for ${this.#stallTimeoutMs} ms`);
+      this.onStall(e);
+      this.destroy(e.message);
+    }, this.#stallTimeoutMs);
   }
 
   #notify(): void {

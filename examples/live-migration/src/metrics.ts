@@ -76,8 +76,12 @@ export class Timeline {
     this.bucketMs = bucketMs;
   }
 
+  /** Most buckets kept per series (a day at 10 ms would be 8.6 million: arrivals past this are dropped). */
+  static readonly MAX_BUCKETS = 1 << 20;
+
   add(kind: KindName, atEpochMs: number): void {
     const i = Math.max(0, Math.floor((atEpochMs - this.startEpochMs) / this.bucketMs));
+    if (!(i < Timeline.MAX_BUCKETS)) return;
     const s = this.series[kind];
     while (s.length <= i) s.push(0);
     s[i]!++;

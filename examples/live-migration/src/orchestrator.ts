@@ -7,6 +7,7 @@
  * a failure, and both children are killed in `finally` (and on this process's exit).
  */
 import { fork, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { guestPages, type MigrationConfig } from "./config.ts";
@@ -169,7 +170,10 @@ interface Run {
 
 async function drive(run: Run): Promise<MigrationResult> {
   const { config, source, dest } = run;
-  for (const c of [source, dest]) c.send({ cmd: "init", role: c.role, config });
+  // The HELLO token: a fresh secret per run, handed to both sides over IPC, so the destination
+  // accepts only this source, not the first process on the host to connect to its port.
+  const token = randomBytes(16).toString("hex");
+  for (const c of [source, dest]) c.send({ cmd: "init", role: c.role, config, token });
   const failed = Promise.race([source.failure.then((m) => ({ side: source, m })), dest.failure.then((m) => ({ side: dest, m }))]);
   const ready = Promise.all([source.next(is("ready")), dest.next(is("ready"))]);
   const first = await Promise.race([ready, failed]);

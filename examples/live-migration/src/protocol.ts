@@ -141,6 +141,12 @@ export class ProtocolError extends Error {
 export class FrameReader {
   #chunks: Uint8Array[] = [];
   #buffered = 0;
+  /** The largest payload accepted; a longer frame is refused from its header, before buffering it. */
+  maxPayload: number;
+
+  constructor(maxPayload = MAX_FRAME_PAYLOAD) {
+    this.maxPayload = maxPayload;
+  }
 
   get buffered(): number {
     return this.#buffered;
@@ -163,7 +169,8 @@ export class FrameReader {
     if (head.byteLength < HEADER_SIZE) head = this.#coalesce(HEADER_SIZE);
     const dv = new DataView(head.buffer, head.byteOffset, HEADER_SIZE);
     const len = dv.getUint32(0, true);
-    if (len < HEADER_SIZE - 4 || len - (HEADER_SIZE - 4) > MAX_FRAME_PAYLOAD) throw new ProtocolError(`bad frame length ${len}`);
+    if (len < HEADER_SIZE - 4) throw new ProtocolError(`bad frame length ${len} (a header alone is ${HEADER_SIZE - 4})`);
+    if (len - (HEADER_SIZE - 4) > this.maxPayload) throw new ProtocolError(`bad frame length ${len}: a payload of ${len - (HEADER_SIZE - 4)} bytes exceeds the limit of ${this.maxPayload}`);
     const total = len + 4;
     if (this.#buffered < total) return null;
     if (head.byteLength < total) head = this.#coalesce(total);

@@ -19,24 +19,12 @@ import { Endpoint } from "./endpoint.ts";
 import { Guest, type WriteLog } from "./guest.ts";
 import { nowEpochMs, type OpsSample, type RoundInfo } from "./metrics.ts";
 import { isZeroPage } from "./pages.ts";
+import { MAX_JSON_PAYLOAD, SourceProtocol, type DeviceState, type Hello } from "./protocol-state.ts";
 import { DISCARD_AT_SWITCHOVER, encodeFrame, encodeJson, encodePageList, FRAME, PAGE_KIND, PAGE_ZERO, PROTOCOL_VERSION, type Frame, type PageKind } from "./protocol.ts";
-import { initialWorkloadState, Workload, type WorkloadState } from "./workload.ts";
+import { initialWorkloadState, Workload } from "./workload.ts";
 import { TimeSlice } from "./yield.ts";
 
-/** What travels in the DEVICE_STATE frame: the guest's CPU-side state. */
-export interface DeviceState {
-  mode: "resume" | "postcopy";
-  workload: WorkloadState;
-  pauseEpochMs: number;
-}
-
-export interface Hello {
-  version: number;
-  pages: number;
-  seed: number;
-  strategy: MigrationConfig["strategy"];
-  startEpochMs: number;
-}
+export type { DeviceState, Hello } from "./protocol-state.ts";
 
 export interface SourceHooks {
   progress(phase: string, done: number, total: number): void;
@@ -63,8 +51,6 @@ export interface SourceMetrics {
   opsTimeline: OpsSample[];
 }
 
-const HANDSHAKE_TIMEOUT_MS = 10_000;
-const PHASE_TIMEOUT_MS = 60_000;
 
 export class MigrationSource {
   readonly #config: MigrationConfig;
@@ -82,6 +68,7 @@ export class MigrationSource {
   #postcopySent = 0;
   #postcopyTotal = 0;
   readonly #m: SourceMetrics;
+  readonly #proto: SourceProtocol;
 
   private constructor(config: MigrationConfig, guest: Guest, log: WriteLog, workload: Workload, hooks: SourceHooks) {
     this.#config = config;
@@ -91,6 +78,7 @@ export class MigrationSource {
     this.#hooks = hooks;
     this.#sentCount = new Uint16Array(guest.pages);
     this.#m = emptySourceMetrics();
+    this.#proto = new SourceProtocol(guest.pages);
   }
 
   /** Creates and boots the guest and starts its workload. */
@@ -108,28 +96,48 @@ export class MigrationSource {
     return this.#workload;
   }
 
-  /** Connects to the destination and migrates; resolves with the source's metrics. */
-  async migrate(port: number, startEpochMs: number): Promise<SourceMetrics> {
+  /** The protocol state (for tests and error reports). */
+  get protocolState(): string {
+    return this.#proto.state;
+  }
+
+  /**
+   * Connects to the destination and migrates; resolves with the source's metrics. `token` is the
+   * secret both sides were handed out of band; the destination refuses a HELLO without it.
+   */
+  async migrate(target: { host?: string; port: number }, startEpochMs: number, token: string): Promise<SourceMetrics> {
     const m = this.#m;
+    const limits = this.#config.protocol;
     m.startEpochMs = startEpochMs;
     m.virtualNs.start = this.#guest.virtualNs;
     const sampler = setInterval(() => this.#sampleOps(), 50);
     try {
-      const ep = await this.#connect(port);
-      const hello: Hello = { version: PROTOCOL_VERSION, pages: this.#guest.pages, seed: this.#config.seed, strategy: this.#config.strategy, startEpochMs };
+      const ep = await this.#connect(target.host ?? "127.0.0.1", target.port);
+      const hello: Hello = { version: PROTOCOL_VERSION, pages: this.#guest.pages, seed: this.#config.seed, strategy: this.#config.strategy, startEpochMs, token };
       ep.link.send(encodeJson(FRAME.HELLO, hello), "urgent");
-      await ep.waitFor(FRAME.HELLO_ACK, HANDSHAKE_TIMEOUT_MS, "the destination's HELLO_ACK");
+      this.#proto.sentHello();
+      await ep.waitFor(FRAME.HELLO_ACK, limits.handshakeTimeoutMs, "the destination's HELLO_ACK");
       if (this.#config.strategy === "postcopy") await this.#switchToPostcopy(null, new Uint32Array(0));
       else await this.#precopyPhase();
-      await ep.waitFor(FRAME.DONE, PHASE_TIMEOUT_MS, "the destination's DONE");
+      await ep.waitFor(FRAME.DONE, limits.phaseTimeoutMs, "the destination's DONE");
       ep.finish();
       m.endEpochMs = nowEpochMs();
       m.virtualNs.end = this.#guest.virtualNs;
       await ep.end();
       return this.#finalMetrics();
+    } catch (e) {
+      // Say where the conversation broke; the guest still runs here unless it had switched over.
+      const where = this.#m.pauseEpochMs === 0 ? "the guest still runs on the source" : "the guest was stopped on the source for the switchover";
+      throw new Error(`migration failed in protocol state "${this.#proto.state}" (${where}): ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     } finally {
       clearInterval(sampler);
     }
+  }
+
+  /** Cuts the connection and stops the guest's workload (tests; the CLI exits instead). */
+  async dispose(): Promise<void> {
+    this.#ep?.destroy("the source was disposed");
+    await this.#workload.pause(1000);
   }
 
   /** Cuts the connection now (used by fault injection and on fatal errors). */
@@ -137,11 +145,11 @@ export class MigrationSource {
     this.#ep?.destroy(reason);
   }
 
-  #connect(port: number): Promise<Endpoint> {
+  #connect(host: string, port: number): Promise<Endpoint> {
     return new Promise((resolve, reject) => {
-      const socket = connect({ host: "127.0.0.1", port }, () => {
+      const socket = connect({ host, port }, () => {
         socket.off("error", reject);
-        const ep = new Endpoint(socket, this.#config.link);
+        const ep = new Endpoint(socket, this.#config.link, { maxPayload: MAX_JSON_PAYLOAD, state: () => this.#proto.state, stallTimeoutMs: this.#config.protocol.stallTimeoutMs });
         ep.onFrame = (f) => this.#onFrame(f);
         this.#ep = ep;
         resolve(ep);
@@ -150,9 +158,11 @@ export class MigrationSource {
     });
   }
 
+  /** Every frame from the destination, checked against the protocol state first. */
   #onFrame(f: Frame): void {
-    if (f.type === FRAME.REQUEST) this.#onRequest(f.page);
-    else this.abort(`unexpected frame type ${f.type} from the destination`);
+    const page = this.#proto.accept(f);
+    if (f.type === FRAME.REQUEST) this.#onRequest(page);
+    else this.#ep!.post(f);
   }
 
   #sampleOps(): void {
@@ -218,12 +228,13 @@ export class MigrationSource {
     await this.#sendList(final, PAGE_KIND.STOP_COPY, (done) => this.#hooks.progress("stop-and-copy", done, final.length));
     this.#sendDeviceState("resume");
     await tracker.stop(); // after the device state left: releasing the userfaultfd is not downtime
-    await this.#ep!.waitFor(FRAME.RESUMED, PHASE_TIMEOUT_MS, "the destination to resume the guest");
+    await this.#ep!.waitFor(FRAME.RESUMED, this.#config.protocol.phaseTimeoutMs, "the destination to resume the guest");
   }
 
   #sendDeviceState(mode: DeviceState["mode"]): void {
     const state: DeviceState = { mode, workload: this.#workload.state(), pauseEpochMs: this.#m.pauseEpochMs };
     this.#ep!.link.send(encodeJson(FRAME.DEVICE_STATE, state), "bulk");
+    this.#proto.sentDeviceState(mode);
     this.#m.virtualNs.deviceStateSent = this.#guest.virtualNs;
     // The test oracle goes to the orchestrator out of band, once the device state is on its way.
     setImmediate(() => this.#hooks.oracle(this.#log.known.slice()));
@@ -241,8 +252,9 @@ export class MigrationSource {
     const needed = new Uint8Array(this.#guest.pages);
     if (tracker !== null) {
       ep.link.send(encodeFrame(FRAME.DISCARD, 0, 0, pending.length, encodePageList(pending)), "bulk");
+      this.#proto.sentDiscard(pending.length);
       for (const p of pending) needed[p] = 1;
-      await ep.waitFor(FRAME.DISCARD_ACK, PHASE_TIMEOUT_MS, "the destination to discard stale pages");
+      await ep.waitFor(FRAME.DISCARD_ACK, this.#config.protocol.phaseTimeoutMs, "the destination to discard stale pages");
     }
     const stale = await this.#stopGuest(tracker, pending);
     if (tracker === null) {
@@ -260,7 +272,7 @@ export class MigrationSource {
     await this.#backgroundPush();
     while (this.#pendingDemand > 0) await new Promise<void>((resolve) => setImmediate(resolve));
     ep.link.send(encodeFrame(FRAME.COMPLETE, 0, 0, this.#guest.pages), "bulk");
-    await ep.waitFor(FRAME.RESUMED, PHASE_TIMEOUT_MS, "the destination to resume the guest");
+    await ep.waitFor(FRAME.RESUMED, this.#config.protocol.phaseTimeoutMs, "the destination to resume the guest");
   }
 
   /** Streams every still-needed page, continuing after the most recently requested one. */
@@ -288,7 +300,7 @@ export class MigrationSource {
     const m = this.#m;
     m.requests.received++;
     const needed = this.#needed;
-    if (needed === null || page >= this.#guest.pages) return;
+    if (needed === null) return; // the protocol state admits REQUEST only in postcopy
     if (needed[page] === 0) {
       m.requests.alreadySent++;
       return;

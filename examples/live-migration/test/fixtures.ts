@@ -74,5 +74,9 @@ export function fixtureFailedDestination(): DestMetrics {
     corruptReads: 0,
     blockedThreads: 2,
     failure: "connection to the source lost during postcopy",
+    rejectedConnections: 0,
+    rejections: [],
+    backpressurePauses: 0,
+    queuePeak: { frames: 0, bytes: 0 },
   };
 }

@@ -4,9 +4,12 @@
  * (the JSON opens in Perfetto or chrome://tracing).
  *
  * Recording is O(1) and allocation-free except for trace events, which are off by default and
- * bounded by `traceEventsMax`.
+ * kept in a ring of at most TRACE_EVENTS_MAX (100,000) events by default: a long run keeps its
+ * most recent events and counts the older ones it overwrote as dropped.
  */
-import type { FaultKind } from "./fault.ts";
+import type { FaultKind, InstallKind, Resolution } from "./types.ts";
+
+export type { InstallKind, Resolution } from "./types.ts";
 
 /**
  * A log-linear histogram (HdrHistogram-style): 16 sub-buckets per power of two, so any recorded
@@ -92,27 +95,6 @@ export interface HistogramSnapshot {
   p99: number;
 }
 
-/** How a fault ended. */
-export type Resolution =
-  /** This resolver installed the page (or unprotected it, or poisoned it on purpose). */
-  | "installed"
-  /** EEXIST: the page was already there (a racing resolve, a prefetch); the waiter was woken. */
-  | "present"
-  /** The app only woke the waiter (it resolved the page some other way). */
-  | "woken"
-  /** A REMOVE (MADV_DONTNEED ...) hit the page while the fault was in flight: zeros were installed. */
-  | "zeroed"
-  /** The page is no longer registered (unmap, mremap, unregister): the waiter was woken to retry. */
-  | "gone"
-  /** The faulting process exited (ESRCH). */
-  | "exited"
-  /** The userfaultfd was closed; the kernel woke every waiter. */
-  | "closed"
-  /** The handler failed and the failure policy ran (SIGBUS by poisoning the page, ...). */
-  | "failed";
-
-export type InstallKind = "copy" | "zeropage" | "continue" | "move" | "poison";
-
 export interface MetricsSnapshot {
   faults: Record<FaultKind, number> & { duplicates: number };
   events: { fork: number; remap: number; remove: number; unmap: number };
@@ -146,6 +128,9 @@ export interface ChromeTrace {
   otherData: Record<string, unknown>;
 }
 
+/** The default size of the trace ring, in events (about 25 MB of trace objects at most). */
+export const TRACE_EVENTS_MAX = 100_000;
+
 export class Metrics {
   readonly faults = { missing: 0, wp: 0, minor: 0, duplicates: 0 };
   readonly events = { fork: 0, remap: 0, remove: 0, unmap: 0 };
@@ -155,14 +140,21 @@ export class Metrics {
   readonly policy = { sigbus: 0, retry: 0, callback: 0, timeouts: 0, errors: 0 };
   readonly latencyVirtualNs = new Histogram();
   readonly latencyWallNs = new Histogram();
+  /** The trace ring: the newest event is at #traceHead - 1 (mod the ring's length, once full). */
   #trace: TraceEvent[] | null = null;
   #traceEventsMax = 0;
+  #traceHead = 0;
   #traceDropped = 0;
 
-  /** Starts recording trace events (at most eventsMax; later ones are counted as dropped). */
-  startTrace(eventsMax = 100_000): void {
+  /**
+   * Starts recording trace events into a ring of `eventsMax` events (default TRACE_EVENTS_MAX):
+   * once full, each new event overwrites the oldest, which is counted as dropped.
+   */
+  startTrace(eventsMax = TRACE_EVENTS_MAX): void {
+    if (!Number.isSafeInteger(eventsMax) || eventsMax < 1) throw new RangeError(`startTrace(): eventsMax must be a positive integer, got ${String(eventsMax)}`);
     this.#trace = [];
     this.#traceEventsMax = eventsMax;
+    this.#traceHead = 0;
     this.#traceDropped = 0;
   }
 
@@ -170,16 +162,30 @@ export class Metrics {
     return this.#trace !== null;
   }
 
+  /** The ring's size (0 when not tracing). */
+  get traceEventsMax(): number {
+    return this.#trace === null ? 0 : this.#traceEventsMax;
+  }
+
   addTraceEvent(e: TraceEvent): void {
     const t = this.#trace;
     if (t === null) return;
-    if (t.length >= this.#traceEventsMax) this.#traceDropped++;
-    else t.push(e);
+    if (t.length < this.#traceEventsMax) {
+      t.push(e);
+      return;
+    }
+    t[this.#traceHead] = e;
+    this.#traceHead = (this.#traceHead + 1) % this.#traceEventsMax;
+    this.#traceDropped++;
   }
 
-  /** The recorded trace in Chrome's JSON Object Format. Timestamps are the kernel's virtual time. */
+  /**
+   * The recorded trace in Chrome's JSON Object Format, oldest event first. Timestamps are the
+   * kernel's virtual time; otherData.droppedEvents counts the events the ring overwrote.
+   */
   exportTrace(): ChromeTrace {
-    const events = this.#trace ?? [];
+    const ring = this.#trace ?? [];
+    const events = this.#traceHead === 0 ? ring : [...ring.slice(this.#traceHead), ...ring.slice(0, this.#traceHead)];
     const pids = [...new Set(events.map((e) => e.pid))];
     const meta: TraceEvent[] = pids.map((pid) => ({ name: "process_name", cat: "__metadata", ph: "M", ts: 0, pid, tid: 0, args: { name: `uffd handler (pid ${pid})` } }));
     return {

@@ -1,10 +1,11 @@
 /**
  * A wp-based dirty tracker, sync (wp faults) and async (UFFD_FEATURE_WP_ASYNC + pagemap).
- * References: kernel-semantics.md §2.7 (WRITEPROTECT, markers only with wp-unpopulated on anon),
+ * References: docs/linux-rules.md §2.7 (WRITEPROTECT, markers only with wp-unpopulated on anon),
  * §3.1 (a write to a marker in a WP-only range: zero page, then a WP fault; WP_ASYNC resolves
- * silently), §7.1 (pagemap bit 57); peers.md §3.H (e2b dirty tracking, QEMU background snapshot).
+ * silently), §7.1 (pagemap bit 57); docs/peers.md §3.H (e2b dirty tracking, QEMU background snapshot).
  */
 import { describe, expect, it } from "vitest";
+import { MADV_DONTNEED } from "@uffd/kernel/uapi";
 import { DirtyTracker, Userfaultfd } from "@uffd/sdk";
 import { anon, PAGE_SIZE, setup } from "./helpers.ts";
 
@@ -30,6 +31,36 @@ describe("DirtyTracker", () => {
     expect(await tracker.collect()).toEqual([]);
     expect(await p.mainThread.read(a + PAGE_SIZE, 1)).toEqual(Uint8Array.of(5));
     tracker.stop();
+    await uffd.close();
+    k.checkInvariants();
+  });
+
+  it("sync, across fork: the child's writes and removes are the child's, not the parent's dirty pages; the child's writes still go through", async () => {
+    const { k, p } = setup();
+    const uffd = await Userfaultfd.open(p);
+    expect(uffd.has("event-fork")).toBe(true);
+    const a = await anon(p, 4);
+    for (let i = 0; i < 4; i++) await p.mainThread.write(a + i * PAGE_SIZE, one);
+    await uffd.register(a, 4 * PAGE_SIZE, "wp");
+    const tracker = new DirtyTracker(uffd, a, 4 * PAGE_SIZE);
+    await tracker.begin();
+    const kids: Userfaultfd[] = [];
+    uffd.on("fork", (c) => kids.push(c));
+    const c = await p.fork();
+    expect(kids).toHaveLength(1);
+    // With EVENT_FORK the child keeps the uffd-wp bits (kernel/fork.c:copy_present_pte() keeps
+    // them when the child vma stays registered), so its writes are wp faults on its own fd.
+    await c.mainThread.write(a + 2 * PAGE_SIZE, Uint8Array.of(9));
+    await c.madvise(a + 3 * PAGE_SIZE, PAGE_SIZE, MADV_DONTNEED);
+    await p.mainThread.write(a, Uint8Array.of(8));
+    expect((await tracker.collect()).map((x) => (x - a) / PAGE_SIZE)).toEqual([0]);
+    expect(await c.mainThread.read(a + 2 * PAGE_SIZE, 1)).toEqual(Uint8Array.of(9));
+    expect(await p.mainThread.read(a + 2 * PAGE_SIZE, 1)).toEqual(one);
+    await kids[0]!.drain();
+    expect(uffd.metrics.snapshot().policy.errors).toBe(0);
+    tracker.stop();
+    await c.exit(0);
+    await kids[0]!.close();
     await uffd.close();
     k.checkInvariants();
   });

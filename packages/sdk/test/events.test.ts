@@ -1,6 +1,6 @@
 /**
  * Non-cooperative events as typed events, and the SDK's view of the ranges following them.
- * References: kernel-semantics.md §4 (FORK, REMAP, REMOVE, UNMAP; mmap(MAP_FIXED) over a range is
+ * References: docs/linux-rules.md §4 (FORK, REMAP, REMOVE, UNMAP; mmap(MAP_FIXED) over a range is
  * an UNMAP); uffd-unit-tests.c: test "events" (fork, mremap, MADV_DONTNEED on a registered range).
  */
 import { describe, expect, it } from "vitest";
@@ -43,6 +43,38 @@ describe("the range view follows the events", () => {
     k.checkInvariants();
   });
 
+  it("an UNMAP that starts below the lowest mappable address still wakes the fault in flight, and nothing rejects unhandled", async () => {
+    const { k, p } = setup();
+    // The handler never answers; the fault stays in flight until the UNMAP ends it.
+    const uffd = await Userfaultfd.open(p, { deadline: { virtualMs: null } });
+    const a = await anon(p, 1);
+    await uffd.register(a, PAGE_SIZE, "missing");
+    uffd.on("fault", () => new Promise(() => {}));
+    const unmaps: RangeEvent[] = [];
+    uffd.on("unmap", (e) => unmaps.push(e));
+    const errors: Error[] = [];
+    uffd.on("error", (e) => errors.push(e));
+    const load = p.mainThread.read(a, 1).then(
+      () => "read",
+      (e: Error) => e.name,
+    );
+    await k.idle();
+    expect(uffd.pendingFaults).toBe(1);
+    // munmap(0, ...) is valid (mm/vma.c:do_vmi_munmap() checks only alignment and TASK_SIZE),
+    // and UFFD_EVENT_UNMAP carries the munmap's own start (mm/userfaultfd.c:userfaultfd_unmap_prep()),
+    // but UFFDIO_WAKE refuses a range that starts below mmap_min_addr (fs/userfaultfd.c:
+    // validate_unaligned_range(): EINVAL). The wake must cover only what can be woken.
+    await p.munmap(0, a + PAGE_SIZE);
+    expect(unmaps).toEqual([{ start: 0, end: a + PAGE_SIZE }]);
+    // Woken, the thread retries the access and finds nothing mapped: SIGSEGV.
+    expect(await load).toBe("SignalError");
+    expect(uffd.pendingFaults).toBe(0);
+    expect(uffd.metrics.snapshot().outcomes.gone).toBe(1);
+    expect(errors).toEqual([]);
+    await uffd.close();
+    k.checkInvariants();
+  });
+
   it("mmap(MAP_FIXED) over a registered range is an UNMAP: the replacement is not registered", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p);
@@ -58,7 +90,7 @@ describe("the range view follows the events", () => {
     k.checkInvariants();
   });
 
-  it("unregister() forgets the range and wakes what waits there, even in a wp-only range (Linux wakes MISSING only, §2.3)", async () => {
+  it("unregister() forgets the range and wakes what waits there, even in a wp-only range (Linux wakes MISSING only, linux-rules §2.3)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p, { deadline: { virtualMs: null } });
     const a = await anon(p, 1);
@@ -102,7 +134,7 @@ describe("the range view follows the events", () => {
     k.checkInvariants();
   });
 
-  it("without event-fork the child's copy of the range is unregistered: no child handler (§4 without EVENT_FORK)", async () => {
+  it("without event-fork the child's copy of the range is unregistered: no child handler (linux-rules §4 without EVENT_FORK)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p, { optionalFeatures: ["thread-id"] });
     const a = await anon(p, 1);

@@ -1,6 +1,6 @@
 /** Metrics (counts, bytes, latency in virtual and wall time) and the Chrome trace export. */
 import { describe, expect, it } from "vitest";
-import { Histogram, type TraceEvent, Userfaultfd } from "@uffd/sdk";
+import { Histogram, TRACE_EVENTS_MAX, type TraceEvent, Userfaultfd } from "@uffd/sdk";
 import { anon, PAGE_SIZE, pageOf, setup } from "./helpers.ts";
 
 describe("Histogram", () => {
@@ -64,6 +64,30 @@ describe("handler metrics and trace", () => {
     expect(fault!.dur).toBeGreaterThan(0);
     expect(unmap).toMatchObject({ ph: "i", s: "p", name: "unmap", args: { start: `0x${a.toString(16)}` } });
     expect(unmap!.ts).toBeGreaterThanOrEqual(fault!.ts + fault!.dur!);
+    await uffd.close();
+    k.checkInvariants();
+  });
+
+  it("the trace is a bounded ring: the default keeps 100,000 events; a small ring keeps the newest, in order, and counts what it overwrote", async () => {
+    expect(TRACE_EVENTS_MAX).toBe(100_000);
+    const { k, p } = setup();
+    const dflt = await Userfaultfd.open(p, { trace: true });
+    expect(dflt.metrics.traceEventsMax).toBe(TRACE_EVENTS_MAX);
+    await dflt.close();
+    const uffd = await Userfaultfd.open(p, { trace: { eventsMax: 3 } });
+    expect(uffd.metrics.traceEventsMax).toBe(3);
+    const n = 8;
+    const a = await anon(p, n);
+    await uffd.register(a, n * PAGE_SIZE, "missing");
+    uffd.on("fault", (f) => f.zeropage());
+    for (let i = 0; i < n; i++) await p.mainThread.read(a + i * PAGE_SIZE, 1);
+    await uffd.drain();
+    const trace = uffd.metrics.exportTrace();
+    const faults = trace.traceEvents.filter((e) => e.ph === "X");
+    // The three newest faults, oldest first; the five before them were overwritten.
+    expect(faults.map((e) => e.args!["address"])).toEqual([5, 6, 7].map((i) => `0x${(a + i * PAGE_SIZE).toString(16)}`));
+    expect(trace.otherData["droppedEvents"]).toBe(n - 3);
+    expect(() => uffd.metrics.startTrace(0)).toThrow(RangeError);
     await uffd.close();
     k.checkInvariants();
   });

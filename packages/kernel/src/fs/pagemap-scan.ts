@@ -11,6 +11,7 @@
  * on the host: once the buffer has filled, `walk_end` keeps the restart address even if the
  * scan then runs to `end`.
  */
+import { u64Value } from "../uapi/abi.ts";
 import type { Process } from "../kernel/process.ts";
 import { userfaultfdWpAsync, userfaultfdWpUseMarkers, vmNormalPfn } from "../mm/memory.ts";
 import type { Mm } from "../mm/mm.ts";
@@ -93,10 +94,8 @@ interface ScanState {
 
 /** A __u64 field of the struct (copy_from_user: anything else is EFAULT). */
 function u64(o: Record<string, unknown>, key: string): number {
-  const v = o[key];
-  if (typeof v === "number" && Number.isInteger(v)) return v < 0 ? v + 2 ** 64 : v;
-  if (typeof v === "bigint") return Number(BigInt.asUintN(64, v));
-  return fail("EFAULT");
+  const v = u64Value(o[key]);
+  return Number.isNaN(v) ? fail("EFAULT") : v;
 }
 
 const outside = (v: number, allowed: number): boolean => v >= 0x1_0000_0000 || ((v >>> 0) & ~allowed) !== 0;

@@ -24,13 +24,15 @@
  * fault that is still unresolved raises a new message (as in Linux).
  */
 import { DeadTaskError } from "../kernel/access.ts";
+import { u64Value } from "../uapi/abi.ts";
 import type { Kernel } from "../kernel/kernel.ts";
 import type { Process } from "../kernel/process.ts";
 import { COST, type Scheduler, Waiter } from "../kernel/sched.ts";
 import { FAULT_FLAG_USER, FAULT_FLAG_WRITE, type UserfaultHandler, VM_FAULT_RETRY, VM_FAULT_SIGBUS, type VmFault } from "../mm/memory.ts";
-import { type Mm, MMAP_MIN_ADDR, TASK_SIZE, type UffdMmHooks } from "../mm/mm.ts";
+import { type Mm, TASK_SIZE, type UffdMmHooks } from "../mm/mm.ts";
 import {
   copyFromUserAtomic,
+  copyFromUserAtomicRun,
   MFILL_ATOMIC,
   type MfillAtomicMode,
   type MfillOp,
@@ -157,9 +159,10 @@ function argObject(arg: unknown, what: string): Arg {
  * mistyped field is EFAULT, as an unreadable struct would be.
  */
 function u64(v: unknown, what: string): number {
-  if (typeof v === "number" && Number.isInteger(v)) return v < 0 ? v + 2 ** 64 : v;
-  if (typeof v === "bigint") return Number(BigInt.asUintN(64, v));
-  return fail("EFAULT", what);
+  // The hot ioctls pass small non-negative integers: skip the general conversion for those.
+  if (typeof v === "number" && v >= 0 && v <= Number.MAX_SAFE_INTEGER && Number.isInteger(v)) return v;
+  const r = u64Value(v);
+  return Number.isNaN(r) ? fail("EFAULT", what) : r;
 }
 
 /** put_user(): false if the field cannot be written (a frozen struct is a read-only page). */
@@ -206,10 +209,15 @@ function hasBitsOutside(v: number, allowed: number): boolean {
   return v >= 0x1_0000_0000 || ((v >>> 0) & ~allowed) !== 0;
 }
 
-/** Mirrors fs/userfaultfd.c:validate_unaligned_range(). */
+/**
+ * Mirrors fs/userfaultfd.c:validate_unaligned_range() as 6.18.y has it: there is no
+ * `start < mmap_min_addr` check any more (upstream commit 161ce69c2c89, backported to the
+ * stable series), so a range below vm.mmap_min_addr passes here and fails later like any
+ * unmapped range (ENOENT from the fill and move paths, EINVAL from REGISTER for want of a vma).
+ */
 function validateUnalignedRange(start: number, len: number): boolean {
   if (len % PAGE_SIZE !== 0 || len === 0) return false;
-  if (start < MMAP_MIN_ADDR || start >= TASK_SIZE) return false;
+  if (start >= TASK_SIZE) return false;
   return len <= TASK_SIZE - start;
 }
 
@@ -402,6 +410,12 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     this.#sched.wakeAll([ev.waiter]);
   }
 
+  /** A fork's context that will never be delivered (userfaultfd_release_new()): its vmas are unregistered. */
+  abandonFork(): void {
+    userfaultfdReleaseNew(this.mm, this);
+    this.#unhookOwner();
+  }
+
   /** A context for the child of a fork (dup_userfaultfd()): same flags and features, the child's mm. */
   forkClone(childMm: Mm): UserfaultfdCtx {
     return new UserfaultfdCtx(this.#kernel, childMm, this.flags, this.features);
@@ -526,13 +540,20 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
    * Mirrors fs/userfaultfd.c:userfaultfd_ioctl(). Synchronous ioctls settle without extra
    * promise hops; only a COPY whose source must be faulted in awaits.
    */
-  ioctl(_file: OpenFile, proc: Process, request: number, arg: object): Promise<number> {
+  ioctl(file: OpenFile, proc: Process, request: number, arg: object): Promise<number> {
+    let r: number | Promise<number>;
     try {
-      const r = this.#dispatch(proc, request >>> 0, arg);
-      return typeof r === "number" ? (r === 0 ? RESOLVED_ZERO : Promise.resolve(r)) : r;
+      r = this.#dispatch(proc, request >>> 0, arg);
     } catch (e) {
       return Promise.reject(e);
     }
+    if (typeof r === "number") return r === 0 ? RESOLVED_ZERO : Promise.resolve(r);
+    // fdget() for an ioctl that sleeps (a COPY faulting its source in): closing the fd meanwhile
+    // does not release the context under it.
+    file.get();
+    const put = (): void => file.put();
+    r.then(put, put);
+    return r;
   }
 
   #dispatch(proc: Process, cmd: number, arg: object): number | Promise<number> {
@@ -887,6 +908,7 @@ function userSource(proc: Process): MfillSource {
   return {
     copyAtomic: (addr, dst, off) => copyFromUserAtomic(proc.mm, addr, dst, off),
     copySlow: async (addr, dst, off) => (await proc.copyUser(addr, dst.subarray(off, off + PAGE_SIZE), false)) === PAGE_SIZE,
+    copyAtomicRun: (addr, dst, off, len) => copyFromUserAtomicRun(proc.mm, addr, dst, off, len),
   };
 }
 
@@ -912,6 +934,13 @@ class BytesSource implements MfillSource {
 
   copySlow(addr: number, dst: Uint8Array, off: number): Promise<boolean> {
     return Promise.resolve(this.copyAtomic(addr, dst, off));
+  }
+
+  copyAtomicRun(addr: number, dst: Uint8Array, off: number, len: number): number {
+    const bytes = this.#bytes;
+    const whole = Math.max(0, Math.min(len, Math.floor((bytes.length - addr) / PAGE_SIZE) * PAGE_SIZE));
+    if (whole > 0) dst.set(bytes.subarray(addr, addr + whole), off);
+    return whole;
   }
 }
 
@@ -1022,6 +1051,19 @@ async function dupUserfaultfdComplete(list: ForkEntry[]): Promise<void> {
   }
 }
 
+/**
+ * Mirrors fs/userfaultfd.c:dup_userfaultfd_fail(): dup_mmap() failed after some child vmas were
+ * pointed at new contexts. Each new context is released (its vmas lose their registration, as
+ * userfaultfd_release_new() does) and the parent's mmap_changing comes back down, so the parent's
+ * resolves stop answering EAGAIN.
+ */
+function dupUserfaultfdFail(list: ForkEntry[]): void {
+  for (const { orig, child } of list.splice(0)) {
+    child.abandonFork();
+    orig.mmapChanging--;
+  }
+}
+
 /** Mirrors fs/userfaultfd.c:userfaultfd_unmap_prep(): one entry per (ctx, start, end), deduplicated. */
 function userfaultfdUnmapPrep(mm: Mm, start: number, end: number, list: UnmapEntry[]): void {
   for (const vma of mm.vmasIn(start, end)) {
@@ -1088,5 +1130,6 @@ export function createUffdMmHooks(): UffdMmHooks {
     mremapComplete: (handle, from, to, len) => mremapUserfaultfdComplete(handle as UserfaultfdCtx | null, from, to, len),
     dupVma: (parent, child, list) => dupUserfaultfd(parent, child, list as ForkEntry[]),
     dupComplete: (list) => dupUserfaultfdComplete(list as ForkEntry[]),
+    dupFail: (list) => dupUserfaultfdFail(list as ForkEntry[]),
   };
 }

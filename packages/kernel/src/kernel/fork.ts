@@ -36,9 +36,11 @@ import { PAGE_SIZE } from "../uapi/mman.ts";
 
 /**
  * Mirrors mm/mmap.c:dup_mmap(): copies every vma but VM_DONTCOPY ones; VM_WIPEONFORK vmas come
- * over empty. `uffdList` collects what dup_userfaultfd() needs for the FORK events.
+ * over empty. `uffdList` collects what dup_userfaultfd() needs for the FORK events. Returns
+ * "ENOMEM" when a frame for a maybe-pinned page's copy could not be allocated: the child's mm is
+ * then half built, and the caller tears it down (and undoes dup_userfaultfd()) as fork does.
  */
-export function dupMmap(parent: Mm, child: Mm, uffdList: unknown[]): void {
+export function dupMmap(parent: Mm, child: Mm, uffdList: unknown[]): "ENOMEM" | null {
   for (const src of parent.vmas) {
     if ((src.flags & VM_DONTCOPY) !== 0) continue;
     const dst = src.clone(src.start, src.end);
@@ -49,8 +51,9 @@ export function dupMmap(parent: Mm, child: Mm, uffdList: unknown[]): void {
       dst.anonVma = 0;
       continue;
     }
-    if (vmaNeedsCopy(dst, src)) copyPageRange(parent, child, dst, src);
+    if (vmaNeedsCopy(dst, src) && !copyPageRange(parent, child, dst, src)) return "ENOMEM";
   }
+  return null;
 }
 
 /** Mirrors mm/memory.c:vma_needs_copy(): otherwise the child faults pages in lazily. */
@@ -67,19 +70,20 @@ function vmaNeedsCopy(dst: Vma, src: Vma): boolean {
  * parent's table walked in place (fork of a large address space is a tight loop over typed
  * arrays, no per-pte callback or allocation). The child's table is made on its first entry.
  */
-function copyPageRange(parent: Mm, child: Mm, dst: Vma, src: Vma): void {
+function copyPageRange(parent: Mm, child: Mm, dst: Vma, src: Vma): boolean {
   const endVpn = src.end / PAGE_SIZE;
   for (let vpn = src.start / PAGE_SIZE; vpn < endVpn; ) {
     const key = Math.floor(vpn / PTRS_PER_PTE);
     const tableEnd = Math.min(endVpn, (key + 1) * PTRS_PER_PTE);
     const table = parent.pt.tables.lookup(key);
-    if (table !== undefined) copyPteRange(parent, child, dst, src, table, vpn, tableEnd);
+    if (table !== undefined && !copyPteRange(parent, child, dst, src, table, vpn, tableEnd)) return false;
     vpn = tableEnd;
   }
+  return true;
 }
 
-/** Mirrors mm/memory.c:copy_pte_range(): [vpn, endVpn) within one parent PTE table. */
-function copyPteRange(parent: Mm, child: Mm, dst: Vma, src: Vma, table: Uint32Array, vpn: number, endVpn: number): void {
+/** Mirrors mm/memory.c:copy_pte_range(): [vpn, endVpn) within one parent PTE table; false on ENOMEM. */
+function copyPteRange(parent: Mm, child: Mm, dst: Vma, src: Vma, table: Uint32Array, vpn: number, endVpn: number): boolean {
   const base = vpn - (vpn % PTRS_PER_PTE);
   for (let i = vpn - base; i < endVpn - base; i++) {
     const pte = table[i] as number;
@@ -87,22 +91,20 @@ function copyPteRange(parent: Mm, child: Mm, dst: Vma, src: Vma, table: Uint32Ar
     const v = base + i;
     if (isSwapPte(pte)) copyNonpresentPte(parent, child, dst, v, pte);
     else if (isPteMarker(pte)) copyPteMarker(child, dst, v, pte);
-    else copyPresentPte(parent, child, dst, src, v, pte);
+    else if (!copyPresentPte(parent, child, dst, src, v, pte)) return false;
   }
+  return true;
 }
 
 /**
  * Mirrors mm/memory.c:copy_present_ptes(): share the page read-only (COW) or, for an exclusive
  * maybe-pinned anon page, give the child its own copy at once (copy_present_page()).
  */
-function copyPresentPte(parent: Mm, child: Mm, dst: Vma, src: Vma, vpn: number, pte: Pte): void {
+function copyPresentPte(parent: Mm, child: Mm, dst: Vma, src: Vma, vpn: number, pte: Pte): boolean {
   const mem = parent.core.mem;
   const pfn = vmNormalPfn(pte);
   if (pfn >= 0 && mem.folioTestAnon(pfn)) {
-    if (!folioTryDupAnonRmapPte(parent, child, pfn)) {
-      copyPresentPage(child, dst, vpn, pte, pfn);
-      return;
-    }
+    if (!folioTryDupAnonRmapPte(parent, child, pfn)) return copyPresentPage(child, dst, vpn, pte, pfn);
   } else if (pfn >= 0) {
     mem.folioGet(pfn);
     mem.mapcount[pfn]!++;
@@ -117,20 +119,25 @@ function copyPresentPte(parent: Mm, child: Mm, dst: Vma, src: Vma, vpn: number, 
   childPte = (childPte & ~PTE_YOUNG) >>> 0;
   if (!userfaultfdWp(dst)) childPte = (childPte & ~PTE_UFFD_WP) >>> 0;
   child.pt.set(vpn, childPte);
+  return true;
 }
 
-/** Mirrors mm/memory.c:copy_present_page(): the child's private copy of a maybe-pinned page. */
-function copyPresentPage(child: Mm, dst: Vma, vpn: number, srcPte: Pte, srcPfn: number): void {
+/**
+ * Mirrors mm/memory.c:copy_present_page(): the child's private copy of a maybe-pinned page.
+ * False when no frame is left (copy_pte_range() then fails the fork with ENOMEM).
+ */
+function copyPresentPage(child: Mm, dst: Vma, vpn: number, srcPte: Pte, srcPfn: number): boolean {
   const mem = child.core.mem;
   const pfn = mem.allocFrame(false);
-  if (pfn < 0) throw new RangeError("ENOMEM");
+  if (pfn < 0) return false;
   mem.copyPage(pfn, srcPfn);
-  mem.setFlag(pfn, PG.dirty);
+  // Dirty pte, clean folio [host: kpageflags dirty 0 for the child's copy of a pinned page].
   let pte = mkPte(pfn, PTE_DIRTY);
   if ((dst.flags & VM_WRITE) !== 0) pte = pteMkwrite(pte);
   if (userfaultfdWp(dst) && (srcPte & PTE_UFFD_WP) !== 0) pte = pteMkuffdWp(pte);
   folioAddNewAnonRmap(child, dst, pfn, vpn * PAGE_SIZE, true);
   child.pt.set(vpn, pte);
+  return true;
 }
 
 /**

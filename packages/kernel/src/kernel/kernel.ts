@@ -4,8 +4,10 @@
  * instances share nothing.
  */
 import { Prng } from "../lib/prng.ts";
+import { ErrnoError } from "../uapi/errno.ts";
 import { PhysMem } from "../mm/folio.ts";
-import { Mm, type MmCore, type UffdMmHooks } from "../mm/mm.ts";
+import { DEFAULT_MMAP_MIN_ADDR, Mm, type MmCore, TASK_SIZE, type UffdMmHooks } from "../mm/mm.ts";
+import { PAGE_SIZE } from "../uapi/mman.ts";
 import { ShmemInode, shmemDeleteEntry } from "../mm/shmem.ts";
 import { SwapDevice } from "../mm/swap.ts";
 import { FdTable } from "../fs/file.ts";
@@ -25,11 +27,24 @@ export interface KernelOptions {
   /** The vm.unprivileged_userfaultfd sysctl (default false, as on the reference host). */
   unprivilegedUserfaultfd?: boolean;
   /**
+   * The vm.mmap_min_addr sysctl in bytes, a multiple of 4096 (default 4096, as on the reference
+   * host): mmap and mremap below it need CAP_SYS_RAWIO, and address-space searches start there.
+   */
+  mmapMinAddr?: number;
+  /**
    * Preemption at scheduling points (before each page access, after a userfault wake, at
    * Kernel.schedPoint()): a probability in [0, 1] drawn from the seed, or a policy (a test kit's
    * explorer). 0, the default, never preempts: a thread runs until it blocks.
    */
   preemption?: number | Preemption;
+  /**
+   * Host memory for this many frames (true: all of memoryPages) is taken and touched when the
+   * kernel is created, so the host's first-touch page faults are paid up front rather than by
+   * the first operations that allocate frames (for predictable timing). Default 0: frames get
+   * host memory as they are first used (from a process-wide pool of chunks earlier kernels used,
+   * when it has some). Changes timing and host memory only, never what the kernel does.
+   */
+  pretouch?: boolean | number;
 }
 
 export interface SpawnOptions {
@@ -50,6 +65,7 @@ export class KernelCore implements MmCore {
   readonly sched: Scheduler;
   readonly prng: Prng;
   readonly unprivilegedUserfaultfd: boolean;
+  readonly mmapMinAddr: number;
   /** Live shmem inodes (memfds and shared anonymous mappings). */
   readonly inodes = new Set<ShmemInode>();
   /** Whoever holds frame references outside page tables and caches (pipes, pins) reports them here. */
@@ -61,9 +77,11 @@ export class KernelCore implements MmCore {
     this.prng = new Prng(options.seed);
     const p = options.preemption;
     this.sched = new Scheduler(this.prng, typeof p !== "number" ? p : p > 0 ? seededPreemption(this.prng, p) : null);
-    this.mem = new PhysMem(options.memoryPages);
+    const t = options.pretouch;
+    this.mem = new PhysMem(options.memoryPages, t === true ? options.memoryPages : t === false ? 0 : t);
     this.swap = options.swapPages > 0 ? new SwapDevice(options.swapPages, this.mem) : null;
     this.unprivilegedUserfaultfd = options.unprivilegedUserfaultfd;
+    this.mmapMinAddr = options.mmapMinAddr;
     this.uffd = createUffdMmHooks();
   }
 
@@ -85,6 +103,57 @@ export class KernelCore implements MmCore {
   }
 }
 
+/**
+ * An invalid `new Kernel({...})` option: a plain error naming the option, the rule and the value
+ * (RangeError for a number out of range, TypeError for a value of the wrong type), never a KernelBug.
+ */
+function badOption(name: string, rule: string, v: unknown): never {
+  const shown = typeof v === "bigint" ? `${v}n` : typeof v === "string" ? JSON.stringify(v) : typeof v === "object" && v !== null ? "an object" : String(v);
+  const E = typeof v === "number" ? RangeError : TypeError;
+  throw new E(`new Kernel(): KernelOptions.${name} must be ${rule}, got ${shown}`);
+}
+
+function intOption(options: Record<string, unknown>, name: string, min: number, max: number, dflt: number): number {
+  const v = options[name];
+  if (v === undefined) return dflt;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) badOption(name, `an integer in [${min}, ${max}]`, v);
+  return v;
+}
+
+/** vm.mmap_min_addr: a page-aligned byte count below TASK_SIZE. */
+function mmapMinAddrOption(o: Record<string, unknown>): number {
+  const v = o.mmapMinAddr;
+  if (v === undefined) return DEFAULT_MMAP_MIN_ADDR;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0 || v % PAGE_SIZE !== 0 || v >= TASK_SIZE) {
+    badOption("mmapMinAddr", `a multiple of ${PAGE_SIZE} in [0, TASK_SIZE)`, v);
+  }
+  return v;
+}
+
+/** Checks every option before anything is built (an invalid one is the caller's error, not a KernelBug). */
+function validateOptions(options: KernelOptions): Required<KernelOptions> {
+  if (typeof options !== "object" || options === null) badOption("(options)", "an object", options);
+  const o = options as Record<string, unknown>;
+  const upf = o.unprivilegedUserfaultfd;
+  if (upf !== undefined && typeof upf !== "boolean") badOption("unprivilegedUserfaultfd", "a boolean", upf);
+  const p = o.preemption;
+  if (p !== undefined && !(typeof p === "number" && p >= 0 && p <= 1)) {
+    const policy = p as Preemption | null;
+    if (typeof policy !== "object" || policy === null || typeof policy.preempt !== "function" || typeof policy.pick !== "function") {
+      badOption("preemption", "a probability in [0, 1] or a policy { preempt, pick }", p);
+    }
+  }
+  return {
+    seed: intOption(o, "seed", -(2 ** 53 - 1), 2 ** 53 - 1, 1),
+    memoryPages: intOption(o, "memoryPages", 2, 1 << 24, DEFAULT_MEMORY_PAGES),
+    swapPages: intOption(o, "swapPages", 0, 1 << 24, 0),
+    unprivilegedUserfaultfd: (upf as boolean | undefined) ?? false,
+    preemption: (p as number | Preemption | undefined) ?? 0,
+    mmapMinAddr: mmapMinAddrOption(o),
+    pretouch: typeof o.pretouch === "boolean" ? o.pretouch : intOption(o, "pretouch", 0, 1 << 24, 0),
+  };
+}
+
 export class Kernel {
   readonly core: KernelCore;
   readonly options: Readonly<Required<KernelOptions>>;
@@ -92,15 +161,7 @@ export class Kernel {
   #nextPid = 100;
 
   constructor(options: KernelOptions = {}) {
-    this.options = Object.freeze({
-      seed: options.seed ?? 1,
-      memoryPages: options.memoryPages ?? DEFAULT_MEMORY_PAGES,
-      swapPages: options.swapPages ?? 0,
-      unprivilegedUserfaultfd: options.unprivilegedUserfaultfd ?? false,
-      preemption: options.preemption ?? 0,
-    });
-    const p = this.options.preemption;
-    if (typeof p === "number" && !(p >= 0 && p <= 1)) throw new RangeError(`KernelOptions.preemption must be a probability in [0, 1] or a policy, got ${p}`);
+    this.options = Object.freeze(validateOptions(options));
     this.core = new KernelCore(this.options);
   }
 
@@ -154,7 +215,8 @@ export class Kernel {
   /** /dev/mem: a copy of one frame's 4 KiB (introspection; no page is faulted or touched). */
   readFrame(pfn: number): Uint8Array {
     const mem = this.core.mem;
-    if (!Number.isInteger(pfn) || pfn < 0 || pfn >= mem.totalFrames) throw new RangeError(`readFrame: no frame ${pfn}`);
+    // A read of /dev/mem beyond the end of memory.
+    if (typeof pfn !== "number" || !Number.isInteger(pfn) || pfn < 0 || pfn >= mem.totalFrames) throw new ErrnoError("EINVAL", "readFrame", `(no frame ${String(pfn)})`);
     // A frame never handed out has no storage yet; it reads as zeros.
     return (mem.bytes(pfn) as Uint8Array | undefined) === undefined ? new Uint8Array(4096) : mem.readPage(pfn);
   }

@@ -8,21 +8,22 @@ import { AccessContext, BlockedAccess, DeadTaskError, accessUser, faultInUser, S
 import type { Kernel } from "./kernel.ts";
 import { dupMmap } from "./fork.ts";
 import { COST, Sleepers } from "./sched.ts";
-import { FdTable, OpenFile } from "../fs/file.ts";
-import { checkMemfdCreate, memfdInitialSeals, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemTruncate, shmemWrite } from "../fs/memfd.ts";
+import { FdTable, NR_OPEN_DEFAULT, OpenFile } from "../fs/file.ts";
+import { checkMemfdCreate, MAX_LFS_FILESIZE, memfdInitialSeals, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemTruncate, shmemWrite } from "../fs/memfd.ts";
 import { pipeFcntl, sysPipe2 } from "../fs/pipe.ts";
-import { pagemapEntry, smapsEntry, type PagemapEntry, type VmaInfo } from "../fs/procfs.ts";
+import { pagemapEntry, pagemapWords, smapsEntry, type PagemapEntry, type VmaInfo } from "../fs/procfs.ts";
 import { sysOpenDevUserfaultfd, sysUserfaultfd } from "../fs/userfaultfd.ts";
 import { sysOpenPagemap } from "../fs/pagemap-scan.ts";
 import { sysGupTestPin, sysIoUringRegisterBuffers, sysVmsplice, type GupTestPinOptions, type PinnedBuffer } from "../mm/gup.ts";
 import { sysMadvise } from "../mm/madvise.ts";
 import type { FaultingTask } from "../mm/memory.ts";
 import { sysMincore } from "../mm/mincore.ts";
-import { Mm } from "../mm/mm.ts";
+import { Mm, TASK_SIZE } from "../mm/mm.ts";
 import { checkMunmap, mmapRegion, planMmap, unmapRange, type MmapFile } from "../mm/mmap.ts";
 import { doMprotect } from "../mm/mprotect.ts";
 import { sysMremap } from "../mm/mremap.ts";
 import { ShmemInode } from "../mm/shmem.ts";
+import { argFd, argFlags, argInt, argLong, argUint, argULong, argUserPtr, describe, low32, MAX_RW_COUNT } from "../uapi/abi.ts";
 import { ErrnoError, SignalError } from "../uapi/errno.ts";
 import { F_ADD_SEALS, F_GETFD, F_GETFL, F_GETPIPE_SZ, F_SETFD, F_SETFL, F_SETPIPE_SZ, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLERR, POLLHUP, POLLNVAL, SIGKILL } from "../uapi/fcntl.ts";
 import { MAP_ANONYMOUS, MAP_HUGETLB, MAP_PRIVATE, MAP_TYPE, PAGE_SIZE } from "../uapi/mman.ts";
@@ -71,7 +72,8 @@ export class Thread implements FaultingTask {
   read(addr: number, length: number): Promise<Uint8Array> {
     let buf: Uint8Array;
     try {
-      buf = new Uint8Array(checkLength(length, "read"));
+      addr = userAddress(addr);
+      buf = new Uint8Array(accessLength(length, "load"));
     } catch (e) {
       return Promise.reject(e);
     }
@@ -81,6 +83,13 @@ export class Thread implements FaultingTask {
 
   /** A user-mode store. */
   write(addr: number, data: Uint8Array): Promise<void> {
+    try {
+      addr = userAddress(addr);
+      if (!(data instanceof Uint8Array)) throw new ErrnoError("EINVAL", "store", `(data: ${describe(data)})`);
+      accessLength(data.length, "store");
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const code = this.#access(addr, data, true);
     return code === STEP.DONE ? RESOLVED : (this.#accessSlow(addr, data, true, code, undefined) as Promise<void>);
   }
@@ -117,6 +126,16 @@ export class Thread implements FaultingTask {
   }
 }
 
+/**
+ * The most entries one pagemap() call returns: 2^22, 16 GiB of address space (a 32 MiB read() of
+ * /proc/pid/pagemap; Linux clamps one read() to MAX_RW_COUNT, 2^28 entries).
+ * Divergence from Linux: a read() is bounded by the caller's buffer; pagemap() allocates its
+ * result, so it bounds the buffer itself and returns short, like a read() that stopped early.
+ * Entries of unmapped or empty pages share one frozen object, so the memory a call takes is
+ * 8 bytes per entry plus one object per present or swapped page.
+ */
+export const PAGEMAP_MAX_ENTRIES = 1 << 22;
+
 /** What a store that never slept returns (an already-settled promise carries no state). */
 const RESOLVED: Promise<void> = Promise.resolve();
 
@@ -127,9 +146,81 @@ function failEinval(syscall: string): never {
 /** SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGWINCH: default action is not to terminate. */
 const NON_TERMINATING_SIGNALS: ReadonlySet<number> = new Set([17, 18, 19, 20, 21, 22, 23, 28]);
 
-function checkLength(length: number, what: string): number {
-  if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`${what}: length must be a non-negative integer, got ${length}`);
+/**
+ * The address of a user-mode load or store, as the CPU would take it from a 64-bit register: a
+ * value no register holds (NaN, a fraction, a string...) is an access to no address, SIGSEGV.
+ */
+function userAddress(addr: unknown): number {
+  try {
+    return argULong(addr, "access", "address");
+  } catch {
+    return failSegv(addr);
+  }
+}
+
+function failSegv(addr: unknown): never {
+  throw new SignalError("SIGSEGV", typeof addr === "number" ? addr : NaN, `not an address: ${describe(addr)}`);
+}
+
+/**
+ * The length of a user-mode access. Divergence from Linux: one simulated load or store moves at
+ * most MAX_RW_COUNT bytes (a CPU has no such instruction at all); a longer or non-integer length
+ * is EINVAL, named after the access ("load" / "store").
+ */
+function accessLength(length: unknown, what: string): number {
+  if (typeof length !== "number" || !Number.isInteger(length) || length < 0 || length > MAX_RW_COUNT) {
+    throw new ErrnoError("EINVAL", what, `(length: ${describe(length)})`);
+  }
   return length;
+}
+
+/**
+ * A user buffer argument { addr, length }: the address as a user pointer (EFAULT when no register
+ * holds it) and the length as size_t (EINVAL when no register holds it), clamped to MAX_RW_COUNT
+ * as rw_verify_area() does; a buffer that cannot lie in user space is EFAULT (access_ok()).
+ */
+function userBuffer(buf: UserBuffer, syscall: string): { addr: number; length: number } {
+  const addr = argUserPtr(buf.addr, syscall, "buf");
+  const length = argULong(buf.length, syscall, "count");
+  if (length > TASK_SIZE || addr > TASK_SIZE - length) throw new ErrnoError("EFAULT", syscall);
+  return { addr, length: Math.min(length, MAX_RW_COUNT) };
+}
+
+/** A write(2)-like source: bytes given directly, or a user buffer converted by userBuffer(). */
+function sourceBuffer(source: unknown, syscall: string): Uint8Array | { addr: number; length: number } {
+  if (source instanceof Uint8Array) return source;
+  if (isUserBuffer(source)) return userBuffer(source, syscall);
+  throw new ErrnoError("EFAULT", syscall, `(buf: ${describe(source)})`);
+}
+
+/**
+ * poll(2)'s int timeout. Divergence from Linux: the clock is virtual, so a finite fractional
+ * timeout is a sub-millisecond wait; integers take C's int truncation (2^32 is 0); NaN, the
+ * infinities and non-numbers are EINVAL.
+ */
+function pollTimeout(v: unknown): number {
+  if (typeof v === "number" && Number.isFinite(v) && !Number.isInteger(v) && Math.abs(v) < 2 ** 31) return v;
+  return argInt(v, "poll", "timeout");
+}
+
+/** poll(2)'s array: nfds above RLIMIT_NOFILE is EINVAL; a struct pollfd that cannot be read is EFAULT. */
+function checkPollFds(fds: unknown): asserts fds is PollFd[] {
+  if (!Array.isArray(fds)) throw new ErrnoError("EFAULT", "poll", `(fds: ${describe(fds)})`);
+  if (fds.length > NR_OPEN_DEFAULT) throw new ErrnoError("EINVAL", "poll");
+  for (const p of fds as unknown[]) {
+    if (typeof p !== "object" || p === null) throw new ErrnoError("EFAULT", "poll");
+    const q = p as PollFd;
+    q.fd = argInt(q.fd, "poll", "fd", "EFAULT");
+    // short events: the low 16 bits.
+    q.events = argInt(q.events, "poll", "events", "EFAULT") & 0xffff;
+  }
+}
+
+/** A count whose buffer the simulation allocates (read(2)): size_t; one no user buffer could hold is EFAULT. */
+function readCount(v: unknown, syscall: string): number {
+  const n = argULong(v, syscall, "count");
+  if (n > TASK_SIZE) throw new ErrnoError("EFAULT", syscall);
+  return Math.min(n, MAX_RW_COUNT);
 }
 
 /** Credentials as the permission checks see them. */
@@ -217,7 +308,14 @@ export class Process {
 
   async mmap(addr: number, length: number, prot: number, flags: number, fd = -1, offset = 0): Promise<number> {
     this.enter("mmap");
-    if (offset % PAGE_SIZE !== 0 || offset < 0) throw new ErrnoError("EINVAL", "mmap");
+    // arch/x86/kernel/sys_x86_64.c: every argument is an unsigned long; fget() takes the fd as an int.
+    addr = argULong(addr, "mmap", "addr");
+    length = argULong(length, "mmap", "length");
+    prot = argFlags(prot, "mmap", "prot");
+    flags = low32(argULong(flags, "mmap", "flags"));
+    fd = argFd(fd, "mmap");
+    offset = argULong(offset, "mmap", "offset");
+    if (offset % PAGE_SIZE !== 0) throw new ErrnoError("EINVAL", "mmap");
     let file: MmapFile | null = null;
     if ((flags & MAP_ANONYMOUS) === 0) {
       const of = this.fds.lookup(fd, "mmap");
@@ -238,11 +336,21 @@ export class Process {
     }
     const list: unknown[] = [];
     this.kernel.core.uffd.unmapPrep(this.mm, plan.addr, plan.addr + plan.len, list);
-    mmapRegion(this.mm, plan, inode);
-    if (inode !== null && file === null) this.kernel.core.inodeUnreferenced(inode);
-    await this.kernel.core.uffd.unmapComplete(this.mm, list);
+    try {
+      mmapRegion(this.mm, plan, inode);
+    } finally {
+      if (inode !== null && file === null) this.kernel.core.inodeUnreferenced(inode);
+      // The events the prep raised complete whatever happened, or mmap_changing would stay raised.
+      await this.kernel.core.uffd.unmapComplete(this.mm, list);
+    }
+    this.#checkAlive();
     if (plan.populate) await this.populate(plan.addr, plan.addr + plan.len, (plan.flags & 0xa) === 0x2);
     return plan.addr;
+  }
+
+  /** After a wait: a process killed meanwhile does not return from the syscall (a fatal signal ends it). */
+  #checkAlive(): void {
+    if (this.exited) throw new DeadTaskError();
   }
 
   /**
@@ -258,30 +366,52 @@ export class Process {
 
   async munmap(addr: number, length: number): Promise<void> {
     this.enter("munmap");
+    addr = argULong(addr, "munmap", "addr");
+    length = argULong(length, "munmap", "length");
     const end = checkMunmap(addr, length);
     const list: unknown[] = [];
     this.kernel.core.uffd.unmapPrep(this.mm, addr, end, list);
-    unmapRange(this.mm, addr, end);
-    await this.kernel.core.uffd.unmapComplete(this.mm, list);
+    try {
+      unmapRange(this.mm, addr, end);
+    } finally {
+      await this.kernel.core.uffd.unmapComplete(this.mm, list);
+    }
+    this.#checkAlive();
   }
 
   async mprotect(addr: number, length: number, prot: number): Promise<void> {
     this.enter("mprotect");
+    addr = argULong(addr, "mprotect", "addr");
+    length = argULong(length, "mprotect", "length");
+    prot = argFlags(prot, "mprotect", "prot");
     doMprotect(this.mm, addr, length, prot);
   }
 
   async madvise(addr: number, length: number, advice: number): Promise<void> {
     this.enter("madvise");
+    addr = argULong(addr, "madvise", "addr");
+    length = argULong(length, "madvise", "length");
+    advice = argInt(advice, "madvise", "advice");
     await sysMadvise(this, addr, length, advice);
+    this.#checkAlive();
   }
 
   async mremap(oldAddress: number, oldSize: number, newSize: number, flags: number, newAddress = 0): Promise<number> {
     this.enter("mremap");
-    return sysMremap(this, oldAddress, oldSize, newSize, flags, newAddress);
+    oldAddress = argULong(oldAddress, "mremap", "old_address");
+    oldSize = argULong(oldSize, "mremap", "old_size");
+    newSize = argULong(newSize, "mremap", "new_size");
+    flags = argFlags(flags, "mremap", "flags");
+    newAddress = argULong(newAddress, "mremap", "new_address");
+    const r = await sysMremap(this, oldAddress, oldSize, newSize, flags, newAddress);
+    this.#checkAlive();
+    return r;
   }
 
   async mincore(addr: number, length: number): Promise<Uint8Array> {
     this.enter("mincore");
+    addr = argULong(addr, "mincore", "start");
+    length = argULong(length, "mincore", "length");
     return sysMincore(this, addr, length);
   }
 
@@ -289,6 +419,9 @@ export class Process {
 
   async memfdCreate(name: string, flags = 0): Promise<number> {
     this.enter("memfd_create");
+    // The name is a user string: anything else is an unreadable pointer.
+    if (typeof name !== "string") throw new ErrnoError("EFAULT", "memfd_create", `(name: ${describe(name)})`);
+    flags = argUint(flags, "memfd_create", "flags");
     const oflags = checkMemfdCreate(name, flags);
     const inode = this.kernel.newShmemInode(name);
     inode.seals = memfdInitialSeals(flags);
@@ -303,6 +436,8 @@ export class Process {
    */
   async reopen(fd: number, flags: number): Promise<number> {
     this.enter("open");
+    fd = argFd(fd, "open");
+    flags = argInt(flags, "open", "flags");
     const file = this.fds.lookup(fd, "open");
     if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError("ENXIO", "open");
     if ((flags & ~(O_ACCMODE | O_CLOEXEC | O_NONBLOCK)) !== 0 || (flags & O_ACCMODE) === O_ACCMODE) throw new ErrnoError("EINVAL", "open");
@@ -320,60 +455,93 @@ export class Process {
 
   async ftruncate(fd: number, length: number): Promise<void> {
     this.enter("ftruncate");
+    fd = argFd(fd, "ftruncate");
+    length = argLong(length, "ftruncate", "length");
     if (length < 0) throw new ErrnoError("EINVAL", "ftruncate");
     const { file, inode } = this.#shmemFile(fd, "ftruncate");
     if (!file.writable) throw new ErrnoError("EINVAL", "ftruncate");
+    // inode_newsize_ok(): beyond s_maxbytes is EFBIG.
+    if (length > MAX_LFS_FILESIZE) throw new ErrnoError("EFBIG", "ftruncate");
     shmemTruncate(this, inode, length);
   }
 
   async fallocate(fd: number, mode: number, offset: number, length: number): Promise<void> {
     this.enter("fallocate");
+    fd = argFd(fd, "fallocate");
+    mode = argInt(mode, "fallocate", "mode");
+    offset = argLong(offset, "fallocate", "offset");
+    length = argLong(length, "fallocate", "len");
     const file = this.fds.lookup(fd, "fallocate");
     if (offset < 0 || length <= 0) throw new ErrnoError("EINVAL", "fallocate");
     if ((mode & ~0x7f) !== 0) throw new ErrnoError("EOPNOTSUPP", "fallocate");
     if ((mode & 0x02) !== 0 && (mode & 0x01) === 0) throw new ErrnoError("EOPNOTSUPP", "fallocate");
     if (!file.writable) throw new ErrnoError("EBADF", "fallocate");
     if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError(file.ops.name.startsWith("pipe") ? "ESPIPE" : "ENODEV", "fallocate");
-    if (offset + length > Number.MAX_SAFE_INTEGER) throw new ErrnoError("EFBIG", "fallocate");
+    if (offset + length > MAX_LFS_FILESIZE) throw new ErrnoError("EFBIG", "fallocate");
     if ((mode & ~0x03) !== 0) throw new ErrnoError("EOPNOTSUPP", "fallocate");
     shmemFallocate(this, file.ops.inode, mode, offset, length);
   }
 
   async pwrite(fd: number, source: Uint8Array | UserBuffer, offset: number): Promise<number> {
     this.enter("pwrite64");
-    const file = this.fds.lookup(fd, "pwrite64");
-    if (offset < 0) throw new ErrnoError("EINVAL", "pwrite64");
-    if (!file.writable) throw new ErrnoError("EBADF", "pwrite64");
-    if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError("ESPIPE", "pwrite64");
-    let data: Uint8Array;
-    if (isUserBuffer(source)) {
-      data = new Uint8Array(checkLength(source.length, "pwrite"));
-      const got = await this.copyUser(source.addr, data, false);
-      if (got === 0 && data.length > 0) throw new ErrnoError("EFAULT", "pwrite64");
-      data = data.subarray(0, got);
-    } else {
-      data = source;
+    fd = argFd(fd, "pwrite64");
+    const buf = sourceBuffer(source, "pwrite64");
+    offset = argLong(offset, "pwrite64", "pos");
+    // fdget(): the file stays referenced for the whole call, so a close() while the copy from user
+    // memory sleeps on a userfault cannot release the inode under the write.
+    const file = this.fds.lookup(fd, "pwrite64").get();
+    try {
+      if (offset < 0) throw new ErrnoError("EINVAL", "pwrite64");
+      if (!file.writable) throw new ErrnoError("EBADF", "pwrite64");
+      if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError("ESPIPE", "pwrite64");
+      const inode = file.ops.inode;
+      const data = buf instanceof Uint8Array ? buf : await this.#copyIn(buf, "pwrite64");
+      this.#checkAlive();
+      // generic_write_check_limits(): nothing may be written at or beyond s_maxbytes.
+      if (data.length > 0 && offset >= MAX_LFS_FILESIZE) throw new ErrnoError("EFBIG", "pwrite64");
+      return shmemWrite(this, inode, offset, data.subarray(0, Math.min(data.length, MAX_LFS_FILESIZE - offset)));
+    } finally {
+      file.put();
     }
-    return shmemWrite(this, file.ops.inode, offset, data);
+  }
+
+  /** copy_from_user() of a user buffer for write(2)-like calls: the bytes copied, or EFAULT if none could be. */
+  async #copyIn(buf: { addr: number; length: number }, syscall: string): Promise<Uint8Array> {
+    const data = new Uint8Array(buf.length);
+    const got = await this.copyUser(buf.addr, data, false);
+    if (got === 0 && data.length > 0) throw new ErrnoError("EFAULT", syscall);
+    return data.subarray(0, got);
   }
 
   pread(fd: number, length: number, offset: number): Promise<Uint8Array>;
   pread(fd: number, destination: UserBuffer, offset: number): Promise<number>;
   async pread(fd: number, what: number | UserBuffer, offset: number): Promise<Uint8Array | number> {
     this.enter("pread64");
-    const file = this.fds.lookup(fd, "pread64");
-    if (offset < 0) throw new ErrnoError("EINVAL", "pread64");
-    if (!file.readable) throw new ErrnoError("EBADF", "pread64");
-    if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError("ESPIPE", "pread64");
-    if (!isUserBuffer(what)) return shmemRead(this, file.ops.inode, offset, checkLength(what, "pread"));
-    const data = shmemRead(this, file.ops.inode, offset, checkLength(what.length, "pread"));
-    const done = await this.copyUser(what.addr, data, true);
-    if (done === 0 && data.length > 0) throw new ErrnoError("EFAULT", "pread64");
-    return done;
+    fd = argFd(fd, "pread64");
+    const dest = isUserBuffer(what) ? userBuffer(what, "pread64") : null;
+    const count = dest === null ? readCount(what, "pread64") : dest.length;
+    offset = argLong(offset, "pread64", "pos");
+    const file = this.fds.lookup(fd, "pread64").get();
+    try {
+      if (offset < 0) throw new ErrnoError("EINVAL", "pread64");
+      if (!file.readable) throw new ErrnoError("EBADF", "pread64");
+      if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError("ESPIPE", "pread64");
+      const data = shmemRead(this, file.ops.inode, offset, count);
+      if (dest === null) return data;
+      const done = await this.copyUser(dest.addr, data, true);
+      this.#checkAlive();
+      if (done === 0 && data.length > 0) throw new ErrnoError("EFAULT", "pread64");
+      return done;
+    } finally {
+      file.put();
+    }
   }
 
   async lseek(fd: number, offset: number, whence: number): Promise<number> {
     this.enter("lseek");
+    fd = argFd(fd, "lseek");
+    offset = argLong(offset, "lseek", "offset");
+    whence = argUint(whence, "lseek", "whence");
     const file = this.fds.lookup(fd, "lseek");
     if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError("ESPIPE", "lseek");
     return shmemLlseek(file, file.ops.inode, offset, whence);
@@ -385,11 +553,16 @@ export class Process {
 
   async pipe2(flags: number): Promise<[readFd: number, writeFd: number]> {
     this.enter("pipe2");
+    flags = argInt(flags, "pipe2", "flags");
     return sysPipe2(this, flags);
   }
 
   async fcntl(fd: number, cmd: number, arg = 0): Promise<number> {
     this.enter("fcntl");
+    fd = argFd(fd, "fcntl");
+    cmd = argUint(cmd, "fcntl", "cmd");
+    // An unsigned long; every command simulated reads it as an int (F_SETPIPE_SZ, F_ADD_SEALS: unsigned int).
+    arg = argUint(arg, "fcntl", "arg");
     const file = this.fds.lookup(fd, "fcntl");
     switch (cmd) {
       case F_GETFD:
@@ -422,6 +595,8 @@ export class Process {
    */
   async poll(fds: PollFd[], timeoutMs: number): Promise<number> {
     this.enter("poll");
+    timeoutMs = pollTimeout(timeoutMs);
+    checkPollFds(fds);
     const scan = (): number => {
       let ready = 0;
       for (const p of fds) {
@@ -450,6 +625,7 @@ export class Process {
           const file = p.fd < 0 ? undefined : this.fds.get(p.fd);
           if (file?.ops.pollWait !== undefined) unregs.push(file.ops.pollWait(file, done));
         }
+        // Divergence from Linux: a timeout is virtual time, so it is a nanosecond count in a double.
         if (timeoutMs > 0) {
           unregs.push(
             this.kernel.sched.addTimer(timeoutMs * 1e6, () => {
@@ -478,17 +654,26 @@ export class Process {
 
   async vmsplice(fd: number, addr: number, length: number, flags = 0): Promise<number> {
     this.enter("vmsplice");
-    return sysVmsplice(this, fd, addr, length, flags);
+    fd = argFd(fd, "vmsplice");
+    addr = argUserPtr(addr, "vmsplice", "iov_base");
+    // iov_len is a size_t that import_iovec() checks as ssize_t (negative: EINVAL).
+    length = argLong(length, "vmsplice", "iov_len");
+    flags = argUint(flags, "vmsplice", "flags");
+    const r = await sysVmsplice(this, fd, addr, length, flags);
+    this.#checkAlive();
+    return r;
   }
 
   /** read(2). Not an async function: a read that has its data settles without extra promise hops. */
   read(fd: number, length: number): Promise<Uint8Array> {
     try {
       this.enter("read");
+      fd = argFd(fd, "read");
+      const count = readCount(length, "read");
       const file = this.fds.lookup(fd, "read");
       if (!file.readable) throw new ErrnoError("EBADF", "read");
       if (file.ops.read === undefined) throw new ErrnoError("EINVAL", "read");
-      return file.ops.read(file, this, checkLength(length, "read"));
+      return file.ops.read(file, this, count);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -497,27 +682,32 @@ export class Process {
   /** write(2): bytes given directly, or read from user memory { addr, length } (a kernel-mode access that may userfault). */
   async write(fd: number, source: Uint8Array | UserBuffer): Promise<number> {
     this.enter("write");
-    const file = this.fds.lookup(fd, "write");
-    if (!file.writable) throw new ErrnoError("EBADF", "write");
-    if (file.ops.write === undefined) throw new ErrnoError("EINVAL", "write");
-    let data = source as Uint8Array;
-    if (isUserBuffer(source)) {
-      data = new Uint8Array(Math.min(checkLength(source.length, "write"), 0x7ffff000));
-      const got = await this.copyUser(source.addr, data, false);
-      if (got === 0 && data.length > 0) throw new ErrnoError("EFAULT", "write");
-      data = data.subarray(0, got);
+    fd = argFd(fd, "write");
+    const buf = sourceBuffer(source, "write");
+    // fdget() for the whole call (see pwrite()).
+    const file = this.fds.lookup(fd, "write").get();
+    try {
+      if (!file.writable) throw new ErrnoError("EBADF", "write");
+      const write = file.ops.write;
+      if (write === undefined) throw new ErrnoError("EINVAL", "write");
+      const data = buf instanceof Uint8Array ? buf : await this.#copyIn(buf, "write");
+      this.#checkAlive();
+      return await write.call(file.ops, file, this, data);
+    } finally {
+      file.put();
     }
-    return file.ops.write(file, this, data);
   }
 
   async close(fd: number): Promise<void> {
     this.enter("close");
-    this.fds.close(fd);
+    this.fds.close(argFd(fd, "close"));
   }
 
   /** Passes an fd to another process (SCM_RIGHTS); returns the new fd number there. */
   async sendFd(fd: number, to: Process): Promise<number> {
     this.enter("sendmsg");
+    fd = argFd(fd, "sendmsg");
+    if (!(to instanceof Process) || to.kernel !== this.kernel) throw new ErrnoError("EINVAL", "sendmsg", "(not a process of this kernel)");
     const file = this.fds.lookup(fd, "sendmsg");
     if (to.exited) throw new ErrnoError("EPIPE", "sendmsg");
     return to.fds.install(file.get(), 0, "recvmsg");
@@ -527,17 +717,21 @@ export class Process {
 
   async userfaultfd(flags: number): Promise<number> {
     this.enter("userfaultfd");
-    return sysUserfaultfd(this, flags);
+    // SYSCALL_DEFINE1(userfaultfd, int, flags): the low 32 bits.
+    return sysUserfaultfd(this, argInt(flags, "userfaultfd", "flags"));
   }
 
   async openDevUserfaultfd(flags: number): Promise<number> {
     this.enter("open");
-    return sysOpenDevUserfaultfd(this, flags);
+    // USERFAULTFD_IOC_NEW's argument is an unsigned long that new_userfaultfd() takes as an int.
+    return sysOpenDevUserfaultfd(this, argInt(flags, "ioctl", "flags"));
   }
 
   /** open("/proc/<pid>/pagemap", O_RDONLY) (default: self); the fd takes the PAGEMAP_SCAN ioctl. */
   async openPagemap(pid: number = this.pid): Promise<number> {
     this.enter("openat");
+    // A pid that is no integer names no /proc directory.
+    if (typeof pid !== "number" || !Number.isInteger(pid)) throw new ErrnoError("ENOENT", "openat", `(pid: ${describe(pid)})`);
     return sysOpenPagemap(this, pid);
   }
 
@@ -545,6 +739,8 @@ export class Process {
   ioctl(fd: number, request: number, arg: object): Promise<number> {
     try {
       this.enter("ioctl");
+      fd = argFd(fd, "ioctl");
+      request = argUint(request, "ioctl", "request");
       const file = this.fds.lookup(fd, "ioctl");
       if (file.ops.ioctl === undefined) throw new ErrnoError("ENOTTY", "ioctl");
       return file.ops.ioctl(file, this, request, arg);
@@ -555,7 +751,15 @@ export class Process {
 
   async ioUringRegisterBuffers(addr: number, length: number): Promise<PinnedBuffer> {
     this.enter("io_uring_register");
-    return sysIoUringRegisterBuffers(this, addr, length);
+    // One struct iovec: both fields are read with copy_from_user(), EFAULT if they are no numbers.
+    addr = argUserPtr(addr, "io_uring_register", "iov_base");
+    length = argUserPtr(length, "io_uring_register", "iov_len");
+    const r = await sysIoUringRegisterBuffers(this, addr, length);
+    if (this.exited) {
+      await r.unregister();
+      throw new DeadTaskError();
+    }
+    return r;
   }
 
   /**
@@ -566,7 +770,17 @@ export class Process {
    */
   async gupTestPin(addr: number, length: number, options: GupTestPinOptions): Promise<PinnedBuffer> {
     this.enter("ioctl");
-    return sysGupTestPin(this, addr, length, options);
+    // struct pin_longterm_test: __u64 addr, __u64 size, __u32 flags.
+    addr = argULong(addr, "ioctl", "addr", "EFAULT");
+    length = argULong(length, "ioctl", "size", "EFAULT");
+    if (typeof options !== "object" || options === null) throw new ErrnoError("EFAULT", "ioctl", "(options)");
+    const opts: GupTestPinOptions = { write: options.write === true, longterm: options.longterm !== false, fast: options.fast === true };
+    const r = await sysGupTestPin(this, addr, length, opts);
+    if (this.exited) {
+      await r.unregister();
+      throw new DeadTaskError();
+    }
+    return r;
   }
 
   // --- processes --------------------------------------------------------------------------
@@ -575,15 +789,34 @@ export class Process {
     this.enter("fork");
     const child = this.kernel.createProcess(this.name, this.creds, this, new Mm(this.kernel.core), this.fds.clone());
     const list: unknown[] = [];
-    dupMmap(this.mm, child.mm, list);
+    if (dupMmap(this.mm, child.mm, list) !== null) {
+      // copy_process()'s bad_fork_* path: dup_userfaultfd_fail(), then the half-built child's mm
+      // (exit_mmap) and files go; the child never existed for anyone to wait for.
+      this.kernel.core.uffd.dupFail(list);
+      child.#discard();
+      throw new ErrnoError("ENOMEM", "fork");
+    }
     this.children.add(child);
     await this.kernel.core.uffd.dupComplete(list);
+    this.#checkAlive();
     return child;
+  }
+
+  /** Undoes a fork that failed before the child ran: its mm and fds go, and it leaves the process table. */
+  #discard(): void {
+    this.exited = true;
+    this.#resolveKilled();
+    this.mm.users = 0;
+    unmapRange(this.mm, 0, TASK_SIZE);
+    for (const hook of this.exitHooks.splice(0)) hook();
+    this.fds.closeAll();
+    this.kernel.processes.delete(this.pid);
   }
 
   async exit(status = 0): Promise<void> {
     if (this.exited) throw new ErrnoError("ESRCH", "exit");
-    this.doExit(status & 0xff, null);
+    // exit(int): a status no register holds is refused (EINVAL) and the process keeps running.
+    this.doExit(argInt(status, "exit", "status") & 0xff, null);
   }
 
   /** do_exit(): the mm goes first (exit_mmap), then the files, then the parent is told. */
@@ -594,7 +827,7 @@ export class Process {
     this.exitSignal = signal;
     this.#resolveKilled();
     this.mm.users = 0;
-    unmapRange(this.mm, 0, 0x7ffffffff000);
+    unmapRange(this.mm, 0, TASK_SIZE);
     this.sleepers.wakeAll();
     for (const hook of this.exitHooks.splice(0)) hook();
     this.fds.closeAll();
@@ -604,7 +837,9 @@ export class Process {
 
   async kill(pid: number, signal: number): Promise<void> {
     this.enter("kill");
-    if (!Number.isInteger(signal) || signal < 0 || signal > 64) throw new ErrnoError("EINVAL", "kill");
+    pid = argInt(pid, "kill", "pid");
+    signal = argInt(signal, "kill", "sig");
+    if (signal < 0 || signal > 64) throw new ErrnoError("EINVAL", "kill");
     const target = this.kernel.processes.get(pid);
     if (target === undefined || target.exited) throw new ErrnoError("ESRCH", "kill");
     if (signal === 0) return;
@@ -616,9 +851,20 @@ export class Process {
 
   async waitpid(pid: number): Promise<WaitStatus> {
     this.enter("wait4");
+    pid = argInt(pid, "wait4", "pid");
     const child = [...this.children].find((c) => c.pid === pid);
     if (child === undefined) throw new ErrnoError("ECHILD", "wait4");
-    if (!child.exited) await new Promise<void>((resolve) => child.#exitWaiters.push(resolve));
+    if (!child.exited) {
+      // A killable wait: the waiter's own death ends it (the child stays to be reaped by no one).
+      await new Promise<void>((resolve) => {
+        const unreg = this.#onKilled(resolve);
+        child.#exitWaiters.push(() => {
+          unreg();
+          resolve();
+        });
+      });
+      this.#checkAlive();
+    }
     this.children.delete(child);
     this.kernel.processes.delete(child.pid);
     return { pid: child.pid, exitStatus: child.exitStatus, signal: child.exitSignal };
@@ -626,10 +872,33 @@ export class Process {
 
   // --- introspection ----------------------------------------------------------------------
 
-  pagemap(addr: number, pages: number): PagemapEntry[] {
-    const out: PagemapEntry[] = [];
+  /**
+   * /proc/pid/pagemap entries for `pages` pages from `addr`, as a read() of that many 8-byte
+   * entries at offset addr / 4096 * 8: the read stops at the end of the user address space, and
+   * one call returns at most PAGEMAP_MAX_ENTRIES entries (a read into a finite buffer: ask again
+   * from where it stopped). Arguments no register holds are EINVAL.
+   *
+   * With `{ format: "raw" }` the entries are the raw 64-bit words in a BigUint64Array (one per
+   * page, bits as the kernel's file gives them to a privileged reader: PM_PRESENT 63, PM_SWAP 62,
+   * PM_FILE 61, PM_GUARD_REGION 58, PM_UFFD_WP 57, PM_MMAP_EXCLUSIVE 56, the pfn or the swap
+   * entry in bits 0-54), with no object per page: the form for large ranges. `into` (at least
+   * `pages` words) is reused: the result is a view of its first words.
+   */
+  pagemap(addr: number, pages: number): PagemapEntry[];
+  pagemap(addr: number, pages: number, options: { format: "raw"; into?: BigUint64Array }): BigUint64Array;
+  pagemap(addr: number, pages: number, options?: { format: "raw"; into?: BigUint64Array }): PagemapEntry[] | BigUint64Array {
+    addr = argULong(addr, "pagemap", "addr");
+    pages = argULong(pages, "pagemap", "pages");
     const first = Math.floor(addr / PAGE_SIZE);
-    for (let i = 0; i < pages; i++) out.push(pagemapEntry(this.mm, first + i));
+    const last = Math.min(first + Math.min(pages, PAGEMAP_MAX_ENTRIES), TASK_SIZE / PAGE_SIZE);
+    if (options?.format === "raw") {
+      const n = Math.max(0, last - first);
+      const into = options.into;
+      if (into !== undefined && !(into instanceof BigUint64Array && into.length >= n)) throw new RangeError(`pagemap: ${n} entries need a BigUint64Array of at least ${n} words`);
+      return pagemapWords(this.mm, first, n, into === undefined ? new BigUint64Array(n) : into.subarray(0, n));
+    }
+    const out: PagemapEntry[] = [];
+    for (let vpn = first; vpn < last; vpn++) out.push(pagemapEntry(this.mm, vpn));
     return out;
   }
 

@@ -23,7 +23,7 @@ import {
   PROT_WRITE,
 } from "../uapi/mman.ts";
 import { ZAP_UNMAP, zapPageRange } from "./memory.ts";
-import { type Mm, MMAP_MIN_ADDR, TASK_SIZE } from "./mm.ts";
+import { type Mm, TASK_SIZE } from "./mm.ts";
 import type { ShmemInode } from "./shmem.ts";
 import {
   Vma,
@@ -84,7 +84,7 @@ export function planMmap(
   };
   if (length === 0) fail("EINVAL");
   let fixed = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) !== 0;
-  if (!fixed && addr !== 0) addr = Math.max(PAGE_ALIGN(addr), MMAP_MIN_ADDR);
+  if (!fixed && addr !== 0) addr = Math.max(PAGE_ALIGN(addr), mm.core.mmapMinAddr);
   const len = PAGE_ALIGN(length);
   if (len === 0 || len > TASK_SIZE) fail("ENOMEM");
   const pgoff = offset / PAGE_SIZE;
@@ -94,13 +94,14 @@ export function planMmap(
     if (offsetInPage(addr) !== 0) fail("EINVAL");
     if (addr + len > TASK_SIZE) fail("ENOMEM");
     // security_mmap_addr() -> cap_mmap_addr(): below mmap_min_addr needs CAP_SYS_RAWIO (root may) [host].
-    if (addr < MMAP_MIN_ADDR && !capSysRawio) fail("EPERM");
+    if (addr < mm.core.mmapMinAddr && !capSysRawio) fail("EPERM");
   } else {
     const found = mm.getUnmappedArea(len, addr);
     if (found < 0) fail("ENOMEM");
     addr = found;
   }
   if ((flags & MAP_FIXED_NOREPLACE) !== 0 && mm.vmasIn(addr, addr + len).length > 0) fail("EEXIST");
+  if (file !== null && !fileMmapOk(pgoff, len)) fail("EOVERFLOW");
   let vmFlags = calcVmProtBits(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
   if ((flags & MAP_GROWSDOWN) !== 0) vmFlags |= VM_GROWSDOWN;
   const type = flags & MAP_TYPE;
@@ -139,6 +140,15 @@ export function planMmap(
   fixed = fixed && (flags & MAP_FIXED_NOREPLACE) === 0;
   const populate = (flags & MAP_LOCKED) !== 0 || (flags & (MAP_POPULATE | MAP_NONBLOCK)) === MAP_POPULATE;
   return { addr, len, flags: vmFlags, pgoff: mapPgoff, populate };
+}
+
+/**
+ * Mirrors mm/mmap.c:file_mmap_ok() for a shmem file, whose file_mmap_size_max() is
+ * MAX_LFS_FILESIZE (2^63 - 1): the mapping must end within it. pgoff <= (2^63 - 1 - len) >> 12 is
+ * pgoff <= 2^51 - len / 4096 - 1 for a page-aligned len, exact in doubles.
+ */
+function fileMmapOk(pgoff: number, len: number): boolean {
+  return pgoff <= 2 ** 51 - len / PAGE_SIZE - 1;
 }
 
 /** Flags that only matter for the rejections Linux gives them, kept for callers. */

@@ -4,6 +4,7 @@
  * granted at once only where can_change_pte_writable() allows it (an exclusive anon page, or a
  * dirty shared page, never a uffd-wp one); uffd-wp and soft-dirty survive (pte_modify()).
  */
+import { pageAlignU64 } from "../uapi/abi.ts";
 import { ErrnoError } from "../uapi/errno.ts";
 import { PAGE_SIZE, PROT_EXEC, PROT_GROWSDOWN, PROT_GROWSUP, PROT_READ, PROT_SEM, PROT_WRITE } from "../uapi/mman.ts";
 import { vmaPageProtWritable, vmNormalPfn } from "./memory.ts";
@@ -16,9 +17,10 @@ import { type Vma, VM_ACCESS_FLAGS, VM_ACCOUNT, VM_SHARED, VM_WRITE, VM_NORESERV
 export function doMprotect(mm: Mm, start: number, length: number, prot: number): void {
   if (offsetInPage(start) !== 0) throw new ErrnoError("EINVAL", "mprotect");
   if (length === 0) return;
-  const len = PAGE_ALIGN(length);
+  // end = start + PAGE_ALIGN(len) in unsigned long arithmetic: a wrap makes end <= start.
+  const len = pageAlignU64(length);
   const end = start + len;
-  if (end <= start) throw new ErrnoError("ENOMEM", "mprotect");
+  if (len === 0 || end >= 2 ** 64) throw new ErrnoError("ENOMEM", "mprotect");
   if ((prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM | PROT_GROWSDOWN | PROT_GROWSUP)) !== 0) throw new ErrnoError("EINVAL", "mprotect");
   if ((prot & (PROT_GROWSDOWN | PROT_GROWSUP)) === (PROT_GROWSDOWN | PROT_GROWSUP)) throw new ErrnoError("EINVAL", "mprotect");
   const first = mm.vmasIn(start, end)[0];

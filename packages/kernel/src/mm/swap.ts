@@ -118,13 +118,15 @@ export class SwapDevice {
 
   /**
    * Mirrors mm/swapfile.c:folio_free_swap(): drops a folio from the swap cache if no swap
-   * entry references its slot any more. Returns whether it did.
+   * entry references its slot any more, and marks it dirty (its only copy is now in memory).
+   * Returns whether it did.
    */
   folioFreeSwap(pfn: Pfn): boolean {
     if (!this.#mem.testFlag(pfn, PG.swapcache)) return false;
     const slot = this.#mem.index[pfn] as number;
     if (this.swapped(slot)) return false;
     this.deleteFromSwapCache(pfn);
+    this.#mem.setFlag(pfn, PG.dirty);
     return true;
   }
 

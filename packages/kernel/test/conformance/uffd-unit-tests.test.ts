@@ -1,6 +1,6 @@
 /**
  * Port of tools/testing/selftests/mm/uffd-unit-tests.c (+ uffd-common.c), Linux 6.18, against
- * the public API (reference: kernel-semantics.md §6.1).
+ * the public API (reference: docs/linux-rules.md §6.1).
  *
  * 40 runs are ported: the 2 API tests ("UFFDIO_API (with syscall)", "UFFDIO_API (with
  * /dev/userfaultfd)") plus 38 test x mem-type instances:
@@ -19,7 +19,7 @@
  *   out, which is the case the selftest means to cover ("Uffd-wp should persist even swapped out").
  * - The poll thread is stopped by closing the pipe's write end (POLLHUP) instead of writing a byte.
  *
- * Left out (need what the simulation cannot have; kernel-semantics.md §6.1 lists them):
+ * Left out (need what the simulation cannot have; docs/linux-rules.md §6.1 lists them):
  * - every hugetlb / hugetlb-private instance (no hugetlbfs in the simulation): 27 instances;
  * - move-pmd and move-pmd-split (need a PMD-mapped THP source: no THP in the simulation);
  * - minor-collapse (needs MADV_COLLAPSE into a shmem THP and check_huge_shmem());

@@ -1,5 +1,5 @@
 /**
- * PageAnonExclusive (PAE) and the mechanisms around it that live in mm (kernel-semantics.md
+ * PageAnonExclusive (PAE) and the mechanisms around it that live in mm (docs/linux-rules.md
  * §5.1-§5.5, seed 004 "reuse PG_mappedtodisk as PG_anon_exclusive", seed 001 on GUP pins):
  * set on the first write fault, cleared by fork, restored by a write fault (do_wp_page reuse)
  * but not by a read, kept by a pinned page across fork (the child gets a copy), the zero page
@@ -348,7 +348,7 @@ describe("pagemap bits 56/57/61/62/63 and what they mean (fs/proc/task_mmu.c:pte
   });
 });
 
-describe("swap and PAE (§5.5; §8.12: a read swap-in does not restore PAE)", () => {
+describe("swap and PAE (linux-rules §5.5; linux-rules §8.12: a read swap-in does not restore PAE)", () => {
   /** MADV_PAGEOUT, as cow.c uses it: returns whether the page is now swapped out. */
   async function pageout(p: Process, addr: number): Promise<boolean> {
     await p.madvise(addr, PAGE, MADV_PAGEOUT).catch(() => undefined);

@@ -1,6 +1,6 @@
 /**
  * Swap-out (MADV_PAGEOUT -> mm/vmscan.ts) and swap-in (do_swap_page), with the
- * PageAnonExclusive rules of kernel-semantics.md §5.5 and §8.12 and seed 004 ("reuse
+ * PageAnonExclusive rules of docs/linux-rules.md §5.5 and §8.12 and seed 004 ("reuse
  * PG_mappedtodisk as PG_anon_exclusive": PAE is cleared on swap-out, exclusivity is remembered in
  * the swap pte, and restored on swap-in where Linux does). PAE is observed through UFFDIO_MOVE,
  * which refuses a non-PAE page or a non-exclusive swap pte with EBUSY, as on the host.
@@ -144,7 +144,7 @@ describe("MADV_PAGEOUT of anon pages", () => {
   });
 });
 
-describe("PageAnonExclusive across swap (§5.5, §8.12, seed 004)", () => {
+describe("PageAnonExclusive across swap (linux-rules §5.5, linux-rules §8.12, seed 004)", () => {
   it("an exclusive page: the swap pte is swp-exclusive (MOVE of the swap pte succeeds) [host]", async () => {
     const r = await rig();
     await r.p.madvise(r.src, PS, MADV_PAGEOUT);
@@ -197,7 +197,7 @@ describe("PageAnonExclusive across swap (§5.5, §8.12, seed 004)", () => {
   });
 });
 
-describe("uffd-wp across swap (§5.5, §5.7)", () => {
+describe("uffd-wp across swap (linux-rules §5.5, linux-rules §5.7)", () => {
   it("a write-protected page keeps uffd-wp in the swap pte and after swap-in; a write is a WP fault [host]", async () => {
     const k = new Kernel({ seed: 1, swapPages: 64 });
     const p = k.spawn();
@@ -228,7 +228,8 @@ describe("MADV_PAGEOUT of shmem (page-cache) pages", () => {
     const fd = await p.memfdCreate("s");
     await p.ftruncate(fd, 2 * PS);
     const m1 = await p.mmap(0, 2 * PS, RW, MAP_SHARED, fd, 0);
-    const m2 = await p.mmap(0, 2 * PS, RW, MAP_SHARED, fd, 0);
+    // One page only: a read fault in a two-page m2 would map page 1 too (fault-around).
+    const m2 = await p.mmap(0, PS, RW, MAP_SHARED, fd, 0);
     await p.mainThread.write(m1, fill(1, 1));
     await p.mainThread.write(m1 + PS, fill(2, 1));
     await p.mainThread.read(m2, 1); // page 0 is mapped twice
@@ -244,7 +245,7 @@ describe("MADV_PAGEOUT of shmem (page-cache) pages", () => {
     k.checkInvariants();
   });
 
-  it("a uffd-wp'd shmem page leaves a uffd-wp marker behind (§5.7: page-out on shmem keeps it)", async () => {
+  it("a uffd-wp'd shmem page leaves a uffd-wp marker behind (linux-rules §5.7: page-out on shmem keeps it)", async () => {
     const k = new Kernel({ seed: 1, swapPages: 64 });
     const p = k.spawn();
     const uffd = await p.userfaultfd(O_NONBLOCK);
