@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { guestPages, type MigrationConfig } from "./config.ts";
+import { sendBufferBytes } from "./link.ts";
 import type { DestMetrics } from "./dest.ts";
 import type { FromChild, Role, ToChild } from "./ipc.ts";
 import { nowEpochMs, type MigrationResult, type VerificationResult } from "./metrics.ts";
@@ -229,16 +230,23 @@ function stripRole(text: string): string {
 
 function buildResult(config: MigrationConfig, startEpochMs: number, s: SourceMetrics, d: DestMetrics, verification: VerificationResult): MigrationResult {
   const totalTimeMs = d.completeEpochMs - startEpochMs;
+  const downtimeMs = d.resumeEpochMs - d.sourcePauseEpochMs;
+  const receiverBound = s.linkBlockedMs >= 0.1 * totalTimeMs;
   const sent = s.sent;
   const bytesS2D = s.bytesSent;
   return {
     strategy: config.strategy,
     config,
     trackingMethod: s.trackingMethod,
-    notes: [...s.notes, ...(d.postcopyMethod !== null ? [`postcopy faults: ${d.postcopyMethod}`] : [])],
+    notes: [
+      ...s.notes,
+      ...(d.postcopyMethod !== null ? [`postcopy faults: ${d.postcopyMethod}`] : []),
+      ...(config.strategy !== "precopy" ? [s.preempt ? "postcopy-preempt: demand requests and pages on their own connection" : "single stream: demand pages queue behind the bulk connection's send buffer"] : []),
+      ...(receiverBound ? [`the destination, not the link, bounded throughput (the bulk socket refused data for ${Math.round(s.linkBlockedMs)} ms)`] : []),
+    ],
     guestPages: guestPages(config),
     totalTimeMs,
-    downtimeMs: d.resumeEpochMs - d.sourcePauseEpochMs,
+    downtimeMs,
     switchoverAtMs: s.pauseEpochMs - startEpochMs,
     virtual: {
       sourceNs: s.virtualNs.end - s.virtualNs.start,
@@ -268,5 +276,14 @@ function buildResult(config: MigrationConfig, startEpochMs: number, s: SourceMet
     timeline: d.timeline,
     opsTimeline: [...s.opsTimeline, ...d.opsTimeline],
     verification,
+    guestDowntimeMs: d.firstProgressEpochMs > 0 ? d.firstProgressEpochMs - d.sourcePauseEpochMs : downtimeMs,
+    faultBlockedMs: (d.faults.meanUs * d.faults.count) / 1000,
+    transport: {
+      preempt: s.preempt,
+      sendBufferBytes: sendBufferBytes(config.link),
+      receiverBlockedMs: s.linkBlockedMs,
+      receiverBound,
+      demandQueuedAhead: s.demandQueuedAhead,
+    },
   };
 }
