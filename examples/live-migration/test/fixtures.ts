@@ -78,5 +78,7 @@ export function fixtureFailedDestination(): DestMetrics {
     rejections: [],
     backpressurePauses: 0,
     queuePeak: { frames: 0, bytes: 0 },
+    firstProgressEpochMs: 1060,
+    preempt: true,
   };
 }
