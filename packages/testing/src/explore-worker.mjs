@@ -2,7 +2,11 @@
 // workerData.ref, then runs the batches of seeds the main thread sends and answers with the
 // indexes of the seeds that failed. Plain JavaScript so that it starts without a loader; when
 // the package runs from TypeScript sources, tsx (if installed) is registered first.
+import { existsSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
+
+// Beside the built package's explore.js (dist), or the workspace's explore.ts (src).
+const ext = existsSync(new URL("./explore.js", import.meta.url)) ? ".js" : ".ts";
 
 try {
   const { register } = await import("tsx/esm/api");
@@ -12,8 +16,8 @@ try {
 }
 
 try {
-  await import(new URL("./setup.ts", import.meta.url).href); // the kit's matchers, as in vitest
-  const { runSeed, loadScenario } = await import(new URL("./explore.ts", import.meta.url).href);
+  await import(new URL(`./setup${ext}`, import.meta.url).href); // the kit's matchers, as in vitest
+  const { runSeed, loadScenario } = await import(new URL(`./explore${ext}`, import.meta.url).href);
   const { setErrnoStackTraces } = await import("@uffd/kernel");
   setErrnoStackTraces(workerData.options.errnoStacks === true);
   const scenario = await loadScenario(workerData.ref);

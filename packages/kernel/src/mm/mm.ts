@@ -19,8 +19,8 @@ import { type Vma, VM_STICKY, VM_UFFD_FLAGS } from "./vma.ts";
 
 /** x86-64 TASK_SIZE_MAX with 4-level paging. */
 export const TASK_SIZE = 0x7ffffffff000;
-/** /proc/sys/vm/mmap_min_addr default. */
-export const MMAP_MIN_ADDR = 0x10000;
+/** The default of /proc/sys/vm/mmap_min_addr (KernelOptions.mmapMinAddr): the reference host's 4096. */
+export const DEFAULT_MMAP_MIN_ADDR = 0x1000;
 /** Where top-down mmap allocation starts (mm->mmap_base); fixed rather than randomised. */
 export const MMAP_BASE = 0x7f0000000000;
 
@@ -54,6 +54,8 @@ export interface MmCore {
   readonly mem: PhysMem;
   readonly swap: SwapDevice | null;
   readonly uffd: UffdMmHooks;
+  /** vm.mmap_min_addr (mm/util.c:mmap_min_addr), page-aligned. */
+  readonly mmapMinAddr: number;
   nextAnonVmaId(): number;
   /** Called when a vma of a shmem inode goes away: frees the inode once nothing refers to it. */
   inodeUnreferenced(inode: ShmemInode): void;
@@ -228,10 +230,11 @@ export class Mm {
    * MMAP_BASE, or -1. A free, in-range hint is used as is (the non-MAP_FIXED hint rule).
    */
   getUnmappedArea(len: number, hint: number): number {
-    if (len > TASK_SIZE - MMAP_MIN_ADDR) return -1;
+    const minAddr = this.core.mmapMinAddr;
+    if (len > TASK_SIZE - minAddr) return -1;
     if (hint !== 0) {
       const addr = Math.ceil(hint / PAGE_SIZE) * PAGE_SIZE;
-      if (addr >= MMAP_MIN_ADDR && addr + len <= TASK_SIZE && this.vmasIn(addr, addr + len).length === 0) return addr;
+      if (addr >= minAddr && addr + len <= TASK_SIZE && this.vmasIn(addr, addr + len).length === 0) return addr;
     }
     let high = MMAP_BASE;
     // A vma straddling MMAP_BASE (a MAP_FIXED mapping) bounds the first gap too.
@@ -240,7 +243,7 @@ export class Mm {
     if (straddling !== undefined && straddling.start < high) high = straddling.start;
     for (let i = above - 1; i >= -1; i--) {
       const v = this.vmas[i];
-      const low = v === undefined ? MMAP_MIN_ADDR : v.end;
+      const low = v === undefined ? minAddr : v.end;
       if (v !== undefined && v.end > high) {
         high = Math.min(high, v.start);
         continue;

@@ -255,8 +255,8 @@ function mfillCopyAnon(op: MfillOp, vma: Vma): number {
       mem.folioPut(pfn);
       return -E.EEXIST;
     }
+    // Only the pte is dirty (mfill_atomic_install_pte()); the folio's PG_dirty stays clear.
     folioAddNewAnonRmap(mm, vma, pfn, op.dstAddr, true);
-    mem.setFlag(pfn, PG.dirty);
     table[i] = op.wp ? pteMkuffdWp(mkPte(pfn, bits)) : mkPte(pfn, bits);
     op.dstAddr += PAGE_SIZE;
     op.srcAddr += PAGE_SIZE;
@@ -420,8 +420,9 @@ function shmemMfillAtomicPte(op: MfillOp, vma: Vma): number {
   if (pgoff >= inode.sizePages) ret = -E.EFAULT;
   else if (inode.pages.has(pgoff)) ret = -E.EEXIST;
   else {
+    // No folio_mark_dirty() here: only the new pte is dirty, and a zap passes that on
+    // [host: kpageflags dirty 0 after COPY/ZEROPAGE into shmem, 1 after the munmap].
     shmemAddToPageCache(mem, inode, pgoff, pfn);
-    mem.setFlag(pfn, PG.dirty);
     ret = mfillAtomicInstallPte(vma, op.dstAddr, pfn, op.wp);
     if (ret !== 0) shmemDeleteEntry(mem, mm.core.swap, inode, pgoff);
   }
@@ -458,7 +459,6 @@ export function mfillAtomicInstallPte(vma: Vma, dstAddr: number, pfn: Pfn, wp: b
     folioAddFileRmapPte(mm, pfn);
   } else {
     folioAddNewAnonRmap(mm, vma, pfn, dstAddr, true);
-    mem.setFlag(pfn, PG.dirty);
   }
   mm.pt.set(vpn, pte);
   return 0;
@@ -801,5 +801,5 @@ export function userfaultfdReleaseNew(mm: Mm, ctx: VmaUffdCtx): void {
   for (const vma of mm.vmas) if (vma.uffdCtx === ctx) userfaultfdResetCtx(vma);
 }
 
-/** Whether UNREGISTER must wake blocked faults of this vma (only MISSING mode does, see §8.7). */
+/** Whether UNREGISTER must wake blocked faults of this vma (only MISSING mode does, see docs/linux-rules.md §8.7). */
 export const unregisterWakes = userfaultfdMissing;
