@@ -24,6 +24,15 @@ export interface KernelOptions {
   memoryPages?: number;
   /** Swap device size in pages. 0 (the default) means no swap: MADV_PAGEOUT keeps anon pages. */
   swapPages?: number;
+  /**
+   * What the swap device is (default "zram"). "zram" is a SWP_SYNCHRONOUS_IO device: writeback
+   * completes within the reclaim pass, so a paged-out folio leaves the swap cache at once, and a
+   * fault on an entry with swap count 1 reads it into a new folio that never enters the swap
+   * cache (mm/memory.c:do_swap_page()). "file" is a swap file or disk: every swap-in goes through
+   * the swap cache, and a paged-out folio stays there (clean, mincore() resident) until it is
+   * faulted back or its entry is freed.
+   */
+  swapDevice?: "zram" | "file";
   /** The vm.unprivileged_userfaultfd sysctl (default false, as on the reference host). */
   unprivilegedUserfaultfd?: boolean;
   /**
@@ -79,7 +88,7 @@ export class KernelCore implements MmCore {
     this.sched = new Scheduler(this.prng, typeof p !== "number" ? p : p > 0 ? seededPreemption(this.prng, p) : null);
     const t = options.pretouch;
     this.mem = new PhysMem(options.memoryPages, t === true ? options.memoryPages : t === false ? 0 : t);
-    this.swap = options.swapPages > 0 ? new SwapDevice(options.swapPages, this.mem) : null;
+    this.swap = options.swapPages > 0 ? new SwapDevice(options.swapPages, this.mem, options.swapDevice === "zram") : null;
     this.unprivilegedUserfaultfd = options.unprivilegedUserfaultfd;
     this.mmapMinAddr = options.mmapMinAddr;
     this.uffd = createUffdMmHooks();
@@ -120,6 +129,13 @@ function intOption(options: Record<string, unknown>, name: string, min: number, 
   return v;
 }
 
+function swapDeviceOption(o: Record<string, unknown>): "zram" | "file" {
+  const v = o.swapDevice;
+  if (v === undefined) return "zram";
+  if (v !== "zram" && v !== "file") badOption("swapDevice", '"zram" or "file"', v);
+  return v;
+}
+
 /** vm.mmap_min_addr: a page-aligned byte count below TASK_SIZE. */
 function mmapMinAddrOption(o: Record<string, unknown>): number {
   const v = o.mmapMinAddr;
@@ -147,6 +163,7 @@ function validateOptions(options: KernelOptions): Required<KernelOptions> {
     seed: intOption(o, "seed", -(2 ** 53 - 1), 2 ** 53 - 1, 1),
     memoryPages: intOption(o, "memoryPages", 2, 1 << 24, DEFAULT_MEMORY_PAGES),
     swapPages: intOption(o, "swapPages", 0, 1 << 24, 0),
+    swapDevice: swapDeviceOption(o),
     unprivilegedUserfaultfd: (upf as boolean | undefined) ?? false,
     preemption: (p as number | Preemption | undefined) ?? 0,
     mmapMinAddr: mmapMinAddrOption(o),
