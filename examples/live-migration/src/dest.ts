@@ -80,7 +80,7 @@ export interface DestMetrics {
   /** Demand pages arrived on a postcopy-preempt connection. */
   preempt: boolean;
   /** Peak resident memory of this process. */
-  maxRssBytes: number;
+  maxRssBytes?: number;
 }
 
 export class MigrationDestination {

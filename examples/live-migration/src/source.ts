@@ -57,7 +57,7 @@ export interface SourceMetrics {
   /** Bytes queued ahead of each demand page on its connection when it was sent. */
   demandQueuedAhead: QueuedAhead;
   /** Peak resident memory of this process. */
-  maxRssBytes: number;
+  maxRssBytes?: number;
 }
 
 /** What demand pages waited behind, in bytes and in link time (the shaper's model). */

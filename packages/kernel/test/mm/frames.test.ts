@@ -7,7 +7,7 @@
  * contiguous run); what a fill returns and maps follows mm/userfaultfd.c:mfill_atomic() page for
  * page, whatever frames it got.
  */
-import { framePoolBytes, Kernel, type PagemapEntry, type Process, setFramePoolLimit } from "@uffd/kernel";
+import { ErrnoError, framePoolBytes, Kernel, type PagemapEntry, type Process, setErrnoStackTraces, setFramePoolLimit } from "@uffd/kernel";
 import {
   MADV_DONTNEED,
   MADV_GUARD_INSTALL,
@@ -213,6 +213,26 @@ describe("host memory options", () => {
       expect(() => setFramePoolLimit(Number.NaN)).toThrow(RangeError);
     } finally {
       setFramePoolLimit(before);
+    }
+  });
+});
+
+describe("setErrnoStackTraces()", () => {
+  it("turns the stack trace of new ErrnoErrors off and on; nothing else about them changes", async () => {
+    const p = new Kernel({ seed: 1 }).spawn();
+    const fail = (): Promise<unknown> => p.munmap(1, PS).catch((e: unknown) => e);
+    const before = setErrnoStackTraces(false);
+    try {
+      const quiet = (await fail()) as ErrnoError;
+      expect(quiet).toBeInstanceOf(ErrnoError);
+      expect([quiet.code, quiet.errno, quiet.syscall]).toEqual(["EINVAL", 22, "munmap"]);
+      expect(quiet.stack).toBe(`ErrnoError: ${quiet.message}`); // no frames
+      expect(setErrnoStackTraces(true)).toBe(false);
+      const loud = (await fail()) as ErrnoError;
+      expect(loud.stack).toMatch(/\n\s+at /);
+      expect(loud.message).toBe(quiet.message);
+    } finally {
+      setErrnoStackTraces(before);
     }
   });
 });
