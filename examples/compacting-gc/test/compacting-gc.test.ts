@@ -1,7 +1,7 @@
 /**
  * The compacting-gc example end to end. The kernel facts it relies on:
  * - mremap(MREMAP_MAYMOVE | MREMAP_DONTUNMAP) moves the pages and leaves the old range mapped
- *   and empty (mm/mremap.c; kernel-semantics.md §4 for the registration side);
+ *   and empty (mm/mremap.c; docs/linux-rules.md §4 for the registration side);
  * - UFFDIO_MOVE of a PageAnonExclusive page moves the frame (dst pfn = src pfn, src pte cleared);
  *   of a page shared with a fork child it fails with EBUSY and `move` = -EBUSY, and UFFDIO_COPY is
  *   the fallback (§2.10, §8.11; seed 003 "userfaultfd: UFFDIO_REMAP uABI");

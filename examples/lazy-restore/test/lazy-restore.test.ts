@@ -1,12 +1,12 @@
 /**
  * The lazy-restore example end to end. The facts it relies on:
  * - UFFDIO_REGISTER MISSING on anon and on shmem returns WAKE|COPY|ZEROPAGE|MOVE|POISON
- *   (kernel-semantics.md §1.4, §8.5);
+ *   (docs/linux-rules.md §1.4, §8.5);
  * - MADV_DONTNEED (anon) and MADV_REMOVE (shared shmem) on a registered range send
  *   UFFD_EVENT_REMOVE with the range, and the madvise waits until it is read (§4);
  * - UFFDIO_ZEROPAGE maps the shared zero page on anon, and a new zeroed page-cache page on
  *   shared shmem (§3.4);
- * - peers.md §1.4 (Firecracker's handler must zero-fill removed ranges) and the admin guide's
+ * - docs/peers.md §1.4 (Firecracker's handler must zero-fill removed ranges) and the admin guide's
  *   "zeromap" advice for REMOVE (§4).
  */
 import { describe, expect, it } from "vitest";

@@ -29,7 +29,7 @@ async function runSource(first: Extract<ToChild, { cmd: "init" }>): Promise<void
   await new Promise((resolve) => setTimeout(resolve, first.config.warmupMs));
   process.on("message", (msg: ToChild) => {
     if (msg.cmd !== "migrate") return;
-    source.migrate(msg.port, msg.startEpochMs).then(
+    source.migrate({ port: msg.port }, msg.startEpochMs, first.token).then(
       (metrics) => send({ ev: "source-result", metrics }),
       (e: unknown) => send({ ev: "error", message: `source: ${errorMessage(e)}`, source: source.partialMetrics() }),
     );
@@ -43,7 +43,7 @@ async function runDestination(first: Extract<ToChild, { cmd: "init" }>): Promise
     resumed: () => send({ ev: "resumed" }),
     complete: () => send({ ev: "complete" }),
     failed: (message) => send({ ev: "failed", message }),
-  });
+  }, first.token);
   process.on("message", (msg: ToChild) => {
     if (msg.cmd !== "verify") return;
     dest.verify(msg.oracle, (done, total) => send({ ev: "progress", phase: "verify", done, total })).then(

@@ -27,6 +27,40 @@ export interface FaultInjection {
   killSourceAfterPostcopyPages?: number;
 }
 
+/**
+ * The protocol's own bounds: how long a peer may stay silent, and how much received work may
+ * wait before the socket is paused. Tests make the timeouts small; nothing here is a speed.
+ */
+export interface ProtocolLimits {
+  /** A connection must deliver an authenticated HELLO within this. */
+  helloTimeoutMs: number;
+  /** The source's HELLO_ACK, DISCARD_ACK and the destination's RESUMED must come within this. */
+  handshakeTimeoutMs: number;
+  /** The end of a phase (DONE) must come within this. */
+  phaseTimeoutMs: number;
+  /** The destination fails when nothing arrives for this long before the guest has all its memory. */
+  idleTimeoutMs: number;
+  /** A side fails when its peer stops reading for this long. */
+  stallTimeoutMs: number;
+  /** Received frames waiting to be handled, in bytes, before the socket is paused. */
+  maxQueuedBytes: number;
+  /** ... and in frames (a flood of small frames costs memory per frame, not per byte). */
+  maxQueuedFrames: number;
+  /** Connections that have not yet authenticated, at most (more are refused at once). */
+  maxPendingConnections: number;
+}
+
+export const DEFAULT_PROTOCOL_LIMITS: Readonly<ProtocolLimits> = Object.freeze({
+  helloTimeoutMs: 10_000,
+  handshakeTimeoutMs: 10_000,
+  phaseTimeoutMs: 60_000,
+  idleTimeoutMs: 30_000,
+  stallTimeoutMs: 30_000,
+  maxQueuedBytes: 8 * 1024 * 1024,
+  maxQueuedFrames: 4096,
+  maxPendingConnections: 4,
+});
+
 export interface MigrationConfig {
   strategy: Strategy;
   seed: number;
@@ -47,9 +81,15 @@ export interface MigrationConfig {
   /** Hybrid: precopy rounds before switching to postcopy. */
   hybridRounds: number;
   tracking: TrackingChoice;
+  /**
+   * Postcopy and hybrid: demand requests and their pages travel on a second TCP connection
+   * (QEMU's postcopy-preempt channel), so they never queue behind bulk bytes. false: one stream.
+   */
+  postcopyPreempt: boolean;
   /** Hard bound on a whole run, including process start-up. */
   timeoutMs: number;
   faults: FaultInjection;
+  protocol: ProtocolLimits;
 }
 
 const DEFAULTS: MigrationConfig = {
@@ -70,13 +110,18 @@ const DEFAULTS: MigrationConfig = {
   maxRounds: 30,
   hybridRounds: 1,
   tracking: "auto",
+  postcopyPreempt: true,
   timeoutMs: 120_000,
   faults: {},
+  protocol: { ...DEFAULT_PROTOCOL_LIMITS },
 };
 export const DEFAULT_CONFIG: Readonly<MigrationConfig> = Object.freeze(DEFAULTS);
 
-export function makeConfig(overrides: Partial<MigrationConfig> = {}): MigrationConfig {
-  const c: MigrationConfig = { ...DEFAULT_CONFIG, ...overrides, link: { ...DEFAULT_CONFIG.link, ...overrides.link }, faults: { ...overrides.faults } };
+/** What makeConfig accepts: any field, and any subset of the link and protocol limits. */
+export type ConfigOverrides = Partial<Omit<MigrationConfig, "link" | "protocol">> & { link?: Partial<LinkShape>; protocol?: Partial<ProtocolLimits> };
+
+export function makeConfig(overrides: ConfigOverrides = {}): MigrationConfig {
+  const c: MigrationConfig = { ...DEFAULT_CONFIG, ...overrides, link: { ...DEFAULT_CONFIG.link, ...overrides.link }, faults: { ...overrides.faults }, protocol: { ...DEFAULT_PROTOCOL_LIMITS, ...overrides.protocol } };
   validateConfig(c);
   return c;
 }
@@ -105,6 +150,10 @@ export function validateConfig(c: MigrationConfig): void {
   if (!Number.isInteger(c.hybridRounds) || c.hybridRounds < 1 || c.hybridRounds > c.maxRounds) fail("hybrid rounds must be within [1, max rounds]");
   if (!TRACKING_METHODS.includes(c.tracking)) fail(`unknown tracking method "${c.tracking}" (one of ${TRACKING_METHODS.join(", ")})`);
   if (c.timeoutMs < 1000) fail("the timeout must be at least 1s");
+  if (typeof c.postcopyPreempt !== "boolean") fail("postcopyPreempt must be true or false");
+  const sb = c.link.sendBufferBytes;
+  if (sb !== undefined && !(Number.isInteger(sb) && sb >= 4096 && sb <= 1 << 30)) fail("the send buffer must be between 4 KiB and 1 GiB");
+  for (const [k, v] of Object.entries(c.protocol)) if (!(Number.isInteger(v) && v >= 1)) fail(`protocol limit ${k} must be a positive integer, got ${v}`);
 }
 
 // --- parsers for the CLI -------------------------------------------------------------------

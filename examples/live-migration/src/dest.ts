@@ -3,17 +3,22 @@
  * from the stream, resumes the guest's workload from the device state, and in postcopy serves
  * the guest's missing faults by asking the source for the pages (dest-faults.ts installs them).
  *
- * Frames are handled strictly in arrival order (one async chain), so DISCARD happens before the
- * postcopy registration and every page of a precopy stream is in place before DEVICE_STATE.
+ * Only a connection whose HELLO carries the token handed to both sides out of band becomes the
+ * migration's; every frame after it is checked against the protocol state (protocol-state.ts)
+ * as it comes off the socket, so a frame the state does not allow closes the connection before
+ * anything acts on it. Valid frames are handled strictly in arrival order from one bounded queue
+ * (past its limit the socket is paused), so DISCARD happens before the postcopy registration and
+ * every page of a precopy stream is in place before DEVICE_STATE.
  */
 import { createServer, type Server, type Socket } from "node:net";
-import { guestPages, type MigrationConfig } from "./config.ts";
+import { guestPages, type MigrationConfig, type ProtocolLimits } from "./config.ts";
 import { createPostcopyBackend, type PostcopyBackend } from "./dest-faults.ts";
-import { Endpoint } from "./endpoint.ts";
+import { Endpoint, PeerProtocolError, PeerReportedError } from "./endpoint.ts";
 import { Guest, NOT_KNOWN, WriteLog } from "./guest.ts";
 import { KIND_NAMES, LatencyRecorder, nowEpochMs, Timeline, type LatencySummary, type OpsSample, type TimelineData, type VerificationResult } from "./metrics.ts";
-import { decodeJson, decodePageList, DISCARD_AT_SWITCHOVER, encodeFrame, FRAME, PAGE_KIND, PAGE_ZERO, pageKindOf, PROTOCOL_VERSION, type Frame } from "./protocol.ts";
-import type { DeviceState, Hello } from "./source.ts";
+import { DestProtocol, frameName, isZeroInRun, MAX_JSON_PAYLOAD, ProtocolViolation, type DeviceState, type Hello, type PageFrame, type PagesFrame } from "./protocol-state.ts";
+import { encodeFrame, FRAME, HEADER_SIZE, MAX_RUN_PAGES, PAGE_KIND, ProtocolError, zeroBitmapBytes, type Frame } from "./protocol.ts";
+import { parseHeader, UNPOPULATED, wordsOf } from "./pages.ts";
 import { verifyGuest } from "./verify.ts";
 import { Workload } from "./workload.ts";
 import { TimeSlice } from "./yield.ts";
@@ -28,7 +33,19 @@ export interface DestHooks {
   complete(): void;
   /** The migration failed on this side (details in the metrics). */
   failed(message: string): void;
+  /** A connection was refused before it authenticated (the destination keeps listening). */
+  rejected?(reason: string): void;
 }
+
+/** Received work, validated, in arrival order. `bytes`: its size on the wire (for the queue bound). */
+type Work =
+  | { t: "hello"; hello: Hello; bytes: number }
+  | { t: "page"; p: PageFrame; bytes: number }
+  | { t: "run"; r: PagesFrame; bytes: number }
+  | { t: "round-end"; bytes: number }
+  | { t: "discard"; pages: Uint32Array; atSwitchover: boolean; bytes: number }
+  | { t: "device-state"; state: DeviceState; bytes: number }
+  | { t: "complete"; demandPages: number; bytes: number };
 
 export interface DestMetrics {
   phaseAtEnd: DestPhase;
@@ -50,10 +67,26 @@ export interface DestMetrics {
   corruptReads: number;
   blockedThreads: number;
   failure: string | null;
+  /** Connections closed before they authenticated (wrong token, no HELLO in time, garbage). */
+  rejectedConnections: number;
+  /** The first few of their reasons. */
+  rejections: string[];
+  /** Times the receive queue reached its bound and the socket was paused. */
+  backpressurePauses: number;
+  /** The most frames and bytes the receive queue ever held. */
+  queuePeak: { frames: number; bytes: number };
+  /** When the guest first completed an operation here (epoch ms; 0 = never). */
+  firstProgressEpochMs: number;
+  /** Demand pages arrived on a postcopy-preempt connection. */
+  preempt: boolean;
+  /** Peak resident memory of this process. */
+  maxRssBytes?: number;
 }
 
 export class MigrationDestination {
   readonly #config: MigrationConfig;
+  readonly #limits: ProtocolLimits;
+  readonly #token: string;
   readonly #guest: Guest;
   readonly #hooks: DestHooks;
   readonly #log: WriteLog;
@@ -62,8 +95,17 @@ export class MigrationDestination {
   readonly #pendingFaults = new Map<number, number[]>();
   readonly #latency = new LatencyRecorder();
   #server: Server | null = null;
+  /** Connections that have not authenticated yet. */
+  readonly #candidates = new Set<Endpoint>();
   #ep: Endpoint | null = null;
-  #chain: Promise<void> = Promise.resolve();
+  /** The postcopy-preempt connection: demand pages in, requests out. */
+  #preemptEp: Endpoint | null = null;
+  #proto: DestProtocol;
+  /** Validated frames waiting for the handler, in arrival order (bounded: the socket pauses). */
+  readonly #queue: Work[] = [];
+  #queueHead = 0;
+  #queuedBytes = 0;
+  #draining = false;
   #phase: DestPhase = "waiting";
   #backend: PostcopyBackend | null = null;
   #workload: Workload | null = null;
@@ -75,32 +117,57 @@ export class MigrationDestination {
   #requests = 0;
   #urgentInFlight = 0;
   readonly #slice = new TimeSlice();
+  /** Our own failure (not the peer's), when that is what ended the migration. */
+  #localError: string | null = null;
 
-  private constructor(config: MigrationConfig, guest: Guest, hooks: DestHooks) {
+  private constructor(config: MigrationConfig, guest: Guest, hooks: DestHooks, token: string) {
     this.#config = config;
+    this.#limits = config.protocol;
+    this.#token = token;
     this.#guest = guest;
     this.#hooks = hooks;
     this.#log = new WriteLog(guest.pages, NOT_KNOWN);
     this.#have = new Uint8Array(guest.pages);
     this.#requested = new Uint8Array(guest.pages);
     this.#m = emptyDestMetrics();
+    this.#proto = this.#newProtocol();
   }
 
-  static async create(config: MigrationConfig, hooks: DestHooks): Promise<MigrationDestination> {
+  /** `token`: the secret the source's HELLO must carry (handed to both sides out of band). */
+  static async create(config: MigrationConfig, hooks: DestHooks, token: string): Promise<MigrationDestination> {
     const guest = await Guest.create({ seed: config.seed, pages: guestPages(config) }, "destination");
-    return new MigrationDestination(config, guest, hooks);
+    return new MigrationDestination(config, guest, hooks, token);
   }
 
   get phase(): DestPhase {
     return this.#phase;
   }
 
-  /** Listens on an ephemeral loopback port for the source's one connection; returns the port. */
-  listen(): Promise<number> {
+  /** The protocol state of the authenticated connection ("awaiting-hello" before one). */
+  get protocolState(): string {
+    return this.#proto.state;
+  }
+
+  /** The guest (tests inspect its memory after hostile sessions). */
+  get guest(): Guest {
+    return this.#guest;
+  }
+
+  /** Frames received and not yet handled (bounded by the protocol limits plus one socket read). */
+  get queuedFrames(): number {
+    return this.#queue.length - this.#queueHead;
+  }
+
+  #newProtocol(): DestProtocol {
+    return new DestProtocol({ token: this.#token, pages: this.#guest.pages, seed: this.#config.seed });
+  }
+
+  /** Listens for the source (default: an ephemeral loopback port); returns the port. */
+  listen(host = "127.0.0.1", port = 0): Promise<number> {
     return new Promise((resolve, reject) => {
       const server = createServer((socket) => this.#accept(socket));
       server.once("error", reject);
-      server.listen(0, "127.0.0.1", () => {
+      server.listen(port, host, () => {
         const addr = server.address();
         if (addr === null || typeof addr === "string") reject(new Error("no TCP address"));
         else resolve(addr.port);
@@ -109,70 +176,218 @@ export class MigrationDestination {
     });
   }
 
-  #accept(socket: Socket): void {
-    if (this.#ep !== null) {
-      socket.destroy();
-      return;
-    }
+  /** Stops listening and drops connections that never authenticated. */
+  close(): void {
     this.#server?.close();
-    const ep = new Endpoint(socket, this.#config.link);
-    this.#ep = ep;
-    ep.onFrame = (f) => this.#enqueue(f);
-    ep.onClose((e) => {
-      this.#chain = this.#chain.then(() => this.#linkLost(e.message));
-    });
+    this.#server = null;
+    for (const c of this.#candidates) c.destroy("the destination stopped listening");
+    this.#candidates.clear();
   }
 
   /**
-   * Frames run in arrival order on one chain, which hands the event loop over every couple of ms
-   * (so fault requests leave promptly). Demand pages skip the queue: they are independent of
-   * everything but COMPLETE, which waits for them.
+   * A new connection: it must send a HELLO with the token within the HELLO timeout, else it is
+   * closed and recorded as rejected, and the destination keeps waiting for its source. Only the
+   * first authenticated connection becomes the migration's.
    */
-  #enqueue(f: Frame): void {
-    if (f.type === FRAME.PAGE && pageKindOf(f.flags) === PAGE_KIND.DEMAND) {
-      this.#urgentInFlight++;
-      this.#onPage(f)
-        .catch((e: unknown) => this.#fatal(e))
-        .finally(() => this.#urgentInFlight--);
+  #accept(socket: Socket): void {
+    const full = this.#ep !== null && !this.#proto.awaitingPreempt;
+    if (full || this.#candidates.size >= this.#limits.maxPendingConnections) {
+      this.#reject(`connection from ${socket.remoteAddress}:${socket.remotePort} refused: ${full ? "a source is already connected" : "too many unauthenticated connections"}`);
+      socket.destroy();
       return;
     }
-    this.#chain = this.#chain
-      .then(() => this.#slice.tick())
-      .then(() => this.#handle(f))
-      .catch((e: unknown) => this.#fatal(e));
+    const proto = this.#newProtocol();
+    const ep = new Endpoint(socket, this.#config.link, { maxPayload: MAX_JSON_PAYLOAD, state: () => proto.state, stallTimeoutMs: this.#limits.stallTimeoutMs });
+    const who = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.#candidates.add(ep);
+    const timer = setTimeout(() => ep.violation(new ProtocolError(`no HELLO within ${this.#limits.helloTimeoutMs} ms`)), this.#limits.helloTimeoutMs);
+    ep.onClose((e) => {
+      clearTimeout(timer);
+      if (this.#candidates.delete(ep)) this.#reject(`connection from ${who} rejected: ${e.message}`);
+    });
+    ep.onFrame = (f) => {
+      if (f.type !== FRAME.HELLO) throw new ProtocolViolation(frameName(f.type), proto.state, "the first frame must be HELLO");
+      if (this.#ep !== null) {
+        // The migration's second connection: its postcopy-preempt channel.
+        this.#proto.preemptHelloFrame(f);
+        clearTimeout(timer);
+        this.#candidates.delete(ep);
+        this.#attachPreempt(ep);
+        return;
+      }
+      const hello = proto.helloFrame(f);
+      clearTimeout(timer);
+      this.#candidates.delete(ep);
+      this.#adopt(ep, proto, hello);
+    };
   }
 
-  async #handle(f: Frame): Promise<void> {
-    if (this.#phase === "failed") return;
+  #reject(reason: string): void {
+    this.#m.rejectedConnections++;
+    if (this.#m.rejections.length < 16) this.#m.rejections.push(reason);
+    this.#hooks.rejected?.(reason);
+  }
+
+  #stopListening(why: string): void {
+    this.#server?.close();
+    this.#server = null;
+    for (const c of this.#candidates) c.destroy(why);
+    this.#candidates.clear();
+  }
+
+  /** The connection authenticated: it is the migration's from now on. */
+  #adopt(ep: Endpoint, proto: DestProtocol, hello: Hello): void {
+    // With a preempt channel announced, keep listening for it (and only for it).
+    if (!hello.preempt) this.#stopListening("another connection authenticated as the source");
+    this.#ep = ep;
+    this.#proto = proto;
+    ep.maxPayload = Math.max(MAX_JSON_PAYLOAD, zeroBitmapBytes(MAX_RUN_PAGES) + MAX_RUN_PAGES * 4096, this.#guest.pages * 4);
+    ep.setIdleTimeout(this.#limits.idleTimeoutMs, "from the source");
+    ep.onFrame = (f) => this.#onFrame(f);
+    ep.onClose((e) => this.#linkLost(e));
+    this.#push({ t: "hello", hello, bytes: 0 });
+  }
+
+  /** The preempt connection authenticated: demand pages arrive here, requests leave here. */
+  #attachPreempt(ep: Endpoint): void {
+    this.#stopListening("the source has both its connections");
+    this.#preemptEp = ep;
+    ep.maxPayload = 4096;
+    ep.onFrame = (f) => this.#onDemand(this.#proto.preemptFrame(f));
+    // Losing either connection loses the migration.
+    ep.onClose((e) => this.#ep?.destroy(`the preempt channel failed: ${e.message}`));
+    this.#ep?.onClose((e) => ep.destroy(e.message));
+    ep.link.send(encodeFrame(FRAME.HELLO_ACK, 0, 0, 0));
+  }
+
+  /**
+   * Demand pages skip the queue: they depend on nothing but the registration (done before
+   * HELLO_ACK), and COMPLETE waits for them. Their number is bounded by our requests.
+   */
+  #onDemand(p: PageFrame): void {
+    this.#urgentInFlight++;
+    this.#onPage(p)
+      .catch((e: unknown) => this.#fatal(e))
+      .finally(() => this.#urgentInFlight--);
+  }
+
+  /** Checks a frame against the protocol state (throwing a violation), then queues its work. */
+  #onFrame(f: Frame): void {
+    const proto = this.#proto;
+    const bytes = HEADER_SIZE + f.payload.byteLength;
     switch (f.type) {
-      case FRAME.HELLO:
-        return this.#onHello(decodeJson<Hello>(f));
-      case FRAME.PAGE:
-        return this.#onPage(f);
+      case FRAME.PAGE: {
+        const p = proto.pageFrame(f);
+        if (p.kind === PAGE_KIND.DEMAND) {
+          if (this.#preemptEp !== null) throw new ProtocolViolation("PAGE", proto.state, "demand pages travel on the preempt channel");
+          return this.#onDemand(p);
+        }
+        return this.#push({ t: "page", p, bytes });
+      }
+      case FRAME.PAGES:
+        return this.#push({ t: "run", r: proto.pagesFrame(f), bytes });
       case FRAME.ROUND_END:
-        return; // the source reports round progress; nothing to do here
-      case FRAME.DISCARD:
-        return this.#onDiscard(decodePageList(f.payload), (f.flags & DISCARD_AT_SWITCHOVER) !== 0);
+        proto.roundEndFrame(f);
+        return this.#push({ t: "round-end", bytes });
+      case FRAME.DISCARD: {
+        const d = proto.discardFrame(f);
+        return this.#push({ t: "discard", pages: d.pages, atSwitchover: d.atSwitchover, bytes });
+      }
       case FRAME.DEVICE_STATE:
-        return this.#onDeviceState(decodeJson<DeviceState>(f));
-      case FRAME.COMPLETE:
-        return this.#onComplete();
+        return this.#push({ t: "device-state", state: proto.deviceStateFrame(f), bytes });
+      case FRAME.COMPLETE: {
+        const demandPages = proto.completeFrame(f);
+        this.#ep?.setIdleTimeout(0, "");
+        return this.#push({ t: "complete", demandPages, bytes });
+      }
+      case FRAME.HELLO:
+        throw new ProtocolViolation("HELLO", proto.state, "a second HELLO would reset the migration");
       default:
-        throw new Error(`unexpected frame type ${f.type} from the source`);
+        throw proto.unexpected(f);
+    }
+  }
+
+  /** Queues validated work; past the limits the socket is paused until the handler catches up. */
+  #push(w: Work): void {
+    this.#queue.push(w);
+    this.#queuedBytes += w.bytes;
+    if (this.queuedFrames > this.#m.queuePeak.frames) this.#m.queuePeak.frames = this.queuedFrames;
+    if (this.#queuedBytes > this.#m.queuePeak.bytes) this.#m.queuePeak.bytes = this.#queuedBytes;
+    if (this.queuedFrames >= this.#limits.maxQueuedFrames || this.#queuedBytes >= this.#limits.maxQueuedBytes) {
+      this.#m.backpressurePauses++;
+      this.#ep?.pause();
+    }
+    if (!this.#draining) void this.#drain();
+  }
+
+  /**
+   * Handles queued work strictly in arrival order, handing the event loop over every couple of
+   * ms (so fault requests leave promptly).
+   */
+  async #drain(): Promise<void> {
+    this.#draining = true;
+    try {
+      while (this.#queueHead < this.#queue.length) {
+        if (this.#phase === "failed") {
+          this.#queue.length = 0;
+          this.#queueHead = 0;
+          this.#queuedBytes = 0;
+          return;
+        }
+        const w = this.#queue[this.#queueHead]!;
+        this.#queue[this.#queueHead++] = undefined as unknown as Work;
+        this.#queuedBytes -= w.bytes;
+        if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
+          this.#queue.splice(0, this.#queueHead);
+          this.#queueHead = 0;
+        }
+        if (this.queuedFrames <= this.#limits.maxQueuedFrames / 2 && this.#queuedBytes <= this.#limits.maxQueuedBytes / 2) this.#ep?.resume();
+        const tick = this.#slice.tick();
+        if (tick !== undefined) await tick;
+        try {
+          await this.#handle(w);
+        } catch (e) {
+          this.#fatal(e);
+        }
+      }
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  async #handle(w: Work): Promise<void> {
+    if (this.#phase === "failed") return;
+    switch (w.t) {
+      case "hello":
+        return this.#onHello(w.hello);
+      case "page":
+        return this.#onPage(w.p);
+      case "run":
+        return this.#onRun(w.r);
+      case "round-end":
+        return; // the source reports round progress; nothing to do here
+      case "discard":
+        return this.#onDiscard(w.pages, w.atSwitchover);
+      case "device-state":
+        return this.#onDeviceState(w.state);
+      case "complete":
+        return this.#onComplete(w.demandPages);
     }
   }
 
   async #onHello(h: Hello): Promise<void> {
-    if (h.version !== PROTOCOL_VERSION) throw new Error(`protocol version ${h.version}, expected ${PROTOCOL_VERSION}`);
-    if (h.pages !== this.#guest.pages || h.seed !== this.#config.seed) throw new Error(`guest mismatch: source has ${h.pages} pages (seed ${h.seed}), we have ${this.#guest.pages} (seed ${this.#config.seed})`);
     this.#m.helloEpochMs = nowEpochMs();
     this.#m.virtualNs.hello = this.#guest.virtualNs;
-    this.#timeline = new Timeline(h.startEpochMs);
+    // The source's start time aligns both sides' charts; a clock that is off by more than the run
+    // could last (another host's, or a hostile one) is not trusted.
+    const now = nowEpochMs();
+    const start = Math.abs(now - h.startEpochMs) < this.#config.timeoutMs ? h.startEpochMs : now;
+    this.#timeline = new Timeline(start);
     this.#phase = "precopy";
     // Register for MISSING faults now, while the guest does not run here, so the registration
     // costs no downtime. Precopy pages then arrive through UFFDIO_COPY, which cannot fault.
     if (h.strategy !== "precopy") await this.#registerMissing();
-    this.#ep!.link.send(encodeFrame(FRAME.HELLO_ACK, 0, 0, 0), "urgent");
+    this.#ep!.link.send(encodeFrame(FRAME.HELLO_ACK, 0, 0, 0));
   }
 
   async #registerMissing(): Promise<void> {
@@ -182,31 +397,71 @@ export class MigrationDestination {
     this.#m.postcopyMethod = backend.method;
   }
 
-  async #onPage(f: Frame): Promise<void> {
+  async #onPage(f: PageFrame): Promise<void> {
+    if (this.#phase === "failed") return;
     const page = f.page;
-    if (page >= this.#guest.pages) throw new Error(`page ${page} is outside the guest`);
-    const zero = (f.flags & PAGE_ZERO) !== 0;
-    const kind = KIND_NAMES[pageKindOf(f.flags) - 1];
-    if (kind === undefined) throw new Error(`page ${page} has an unknown kind ${f.flags}`);
-    if (!zero && f.payload.byteLength !== 4096) throw new Error(`page ${page} carries ${f.payload.byteLength} bytes`);
+    const kind = KIND_NAMES[f.kind - 1]!;
     const at = nowEpochMs();
     if (kind === "stop-copy" && this.#m.virtualNs.switchover === 0) this.#m.virtualNs.switchover = this.#guest.virtualNs;
     this.#timeline.add(kind, at);
     this.#m.received[kind]++;
-    if (zero) this.#m.received.zero++;
-    const data = zero ? null : f.payload;
-    if (this.#backend !== null && (this.#have[page] === 0 || this.#phase === "postcopy")) {
-      // A missing page: install it atomically, waking whoever waits for it. Once the guest runs
-      // here a page is never written over: a second copy meets EEXIST and changes nothing.
+    if (f.data === null) this.#m.received.zero++;
+    const postcopyKind = f.kind === PAGE_KIND.DEMAND || f.kind === PAGE_KIND.BACKGROUND;
+    if (postcopyKind || (this.#backend !== null && this.#have[page] === 0)) {
+      // A missing page: install it atomically (UFFDIO_COPY / UFFDIO_ZEROPAGE), waking whoever
+      // waits for it. Once the guest runs here this is the only way a page goes in: a page the
+      // guest already has meets EEXIST and nothing is written over it.
+      if (this.#backend === null) throw new Error(`page ${page} of a postcopy kind without a userfaultfd registration`);
       this.#have[page] = 1;
-      if ((await this.#backend.install(page, data)) === "exists") this.#m.received.alreadyPresent++;
+      if ((await this.#backend.install(page, f.data)) === "exists") this.#m.received.alreadyPresent++;
       this.#resolveFaults(page);
-    } else if (this.#have[page] === 1 || data !== null) {
-      // Precopy: a resent page (it is mapped) or a first copy with no userfaultfd registered.
-      await this.#guest.writePage(page, data ?? new Uint8Array(4096));
+    } else if (this.#have[page] === 1 || f.data !== null) {
+      // Precopy, the guest not running here: a resent page (it is mapped) or a first copy with no
+      // userfaultfd registered.
+      await this.#guest.writePage(page, f.data ?? new Uint8Array(4096));
       this.#have[page] = 1;
     } else {
       this.#have[page] = 1; // a zero page nobody mapped yet: it already reads as zeros
+    }
+  }
+
+  /** A run of contiguous pages: one range operation per stretch of pages handled alike. */
+  async #onRun(r: PagesFrame): Promise<void> {
+    if (this.#phase === "failed") return;
+    const kind = KIND_NAMES[r.kind - 1]!;
+    const at = nowEpochMs();
+    if (kind === "stop-copy" && this.#m.virtualNs.switchover === 0) this.#m.virtualNs.switchover = this.#guest.virtualNs;
+    this.#timeline.add(kind, at, r.n);
+    this.#m.received[kind] += r.n;
+    const postcopyKind = r.kind === PAGE_KIND.BACKGROUND;
+    const backend = this.#backend;
+    if (postcopyKind && backend === null) throw new Error(`pages ${r.first}.. of a postcopy kind without a userfaultfd registration`);
+    // How page i goes in: 0 install (UFFDIO_COPY / ZEROPAGE: a missing page, or any page once the
+    // guest runs here), 1 write (precopy resend over our own earlier copy), 2 nothing (a zero page
+    // never mapped, no userfaultfd: it already reads as zeros).
+    const how = (i: number, zero: boolean): number => {
+      const p = r.first + i;
+      if (postcopyKind || (backend !== null && this.#have[p] === 0)) return 0;
+      return this.#have[p] === 1 || !zero ? 1 : 2;
+    };
+    let dataAt = 0;
+    for (let i = 0; i < r.n; ) {
+      const zero = isZeroInRun(r, i);
+      const h = how(i, zero);
+      let j = i + 1;
+      while (j < r.n && isZeroInRun(r, j) === zero && how(j, zero) === h) j++;
+      const k = j - i;
+      if (zero) this.#m.received.zero += k;
+      const data = zero ? null : r.data.subarray(dataAt, dataAt + k * 4096);
+      if (!zero) dataAt += k * 4096;
+      for (let q = r.first + i; q < r.first + j; q++) this.#have[q] = 1;
+      if (h === 0) {
+        this.#m.received.alreadyPresent += await backend!.installRun(r.first + i, k, data);
+        for (let q = r.first + i; q < r.first + j; q++) this.#resolveFaults(q);
+      } else if (h === 1) {
+        await this.#guest.writePages(r.first + i, data ?? new Uint8Array(k * 4096));
+      }
+      i = j;
     }
   }
 
@@ -222,7 +477,8 @@ export class MigrationDestination {
     if (this.#requested[page] === 1 || this.#ep === null || this.#ep.error !== null) return;
     this.#requested[page] = 1;
     this.#requests++;
-    this.#ep.link.send(encodeFrame(FRAME.REQUEST, 0, page, 1), "urgent");
+    this.#proto.requested(page);
+    (this.#preemptEp ?? this.#ep).link.send(encodeFrame(FRAME.REQUEST, 0, page, 1));
   }
 
   #resolveFaults(page: number): void {
@@ -236,15 +492,15 @@ export class MigrationDestination {
   /** Hybrid: drop our stale copies of pages dirtied on the source, so touching them faults. */
   async #onDiscard(pages: Uint32Array, atSwitchover: boolean): Promise<void> {
     if (atSwitchover) this.#m.virtualNs.switchover = this.#guest.virtualNs;
-    if (this.#backend === null) throw new Error("DISCARD without a userfaultfd registration (precopy?)");
+    if (this.#backend === null) throw new Error("DISCARD without a userfaultfd registration");
+    if (this.#workload !== null) throw new Error("DISCARD while the guest runs here"); // the protocol state already refuses it
     for (const p of pages) {
-      if (p >= this.#guest.pages) throw new Error(`discard of page ${p} outside the guest`);
       this.#have[p] = 0;
       this.#backend.forget(p);
     }
     await this.#guest.discard(pages);
     this.#m.received.discarded += pages.length;
-    if (!atSwitchover) this.#ep!.link.send(encodeFrame(FRAME.DISCARD_ACK, 0, 0, pages.length), "urgent");
+    if (!atSwitchover) this.#ep!.link.send(encodeFrame(FRAME.DISCARD_ACK, 0, 0, pages.length));
   }
 
   async #onDeviceState(state: DeviceState): Promise<void> {
@@ -260,7 +516,7 @@ export class MigrationDestination {
     this.#m.resumeEpochMs = nowEpochMs();
     this.#m.virtualNs.resume = this.#guest.virtualNs;
     this.#opsSampler = setInterval(() => this.#sampleOps(), 50);
-    this.#ep!.link.send(encodeFrame(FRAME.RESUMED, 0, 0, 0), "urgent");
+    this.#ep!.link.send(encodeFrame(FRAME.RESUMED, 0, 0, 0));
     this.#hooks.resumed();
     if (state.mode === "resume") await this.#finish(); // precopy: every page is already here
   }
@@ -271,9 +527,17 @@ export class MigrationDestination {
     if (missing > 0) throw new Error(`${missing} pages never arrived before ${when}`);
   }
 
-  /** Postcopy's end: every page has been sent; wait for the demand pages still being installed. */
-  async #onComplete(): Promise<void> {
-    while (this.#urgentInFlight > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+  /**
+   * Postcopy's end: every page has been sent. Wait for the demand pages COMPLETE counted (some
+   * may still be on the preempt connection) and those still being installed.
+   */
+  async #onComplete(demandPages: number): Promise<void> {
+    const t0 = performance.now();
+    while (this.#proto.demandReceived < demandPages || this.#urgentInFlight > 0) {
+      if (this.#phase === "failed") return;
+      if (performance.now() - t0 > this.#limits.phaseTimeoutMs) throw new Error(`${demandPages - this.#proto.demandReceived} demand pages counted by COMPLETE never arrived`);
+      await new Promise<void>((resolve) => setTimeout(resolve, 1));
+    }
     this.#checkAllPresent("COMPLETE");
     await this.#finish();
   }
@@ -286,8 +550,11 @@ export class MigrationDestination {
     this.#m.completeEpochMs = nowEpochMs();
     this.#m.virtualNs.complete = this.#guest.virtualNs;
     const ep = this.#ep!;
-    ep.link.send(encodeFrame(FRAME.DONE, 0, 0, 0), "urgent");
+    ep.link.send(encodeFrame(FRAME.DONE, 0, 0, 0));
     ep.finish();
+    // The preempt connection stays open for the source to close once it has DONE (on the main
+    // connection, which may be read after the preempt connection's close would be).
+    this.#preemptEp?.finish();
     await ep.end().catch(() => {});
     this.#hooks.complete();
   }
@@ -297,18 +564,28 @@ export class MigrationDestination {
     if (w !== null) this.#m.opsTimeline.push({ tMs: nowEpochMs() - this.#timeline.startEpochMs, ops: w.ops, side: "destination" });
   }
 
-  /** The connection died before COMPLETE. */
-  #linkLost(reason: string): void {
+  /** The connection died, or was closed for a protocol violation, before COMPLETE. */
+  #linkLost(e: Error): void {
     if (this.#phase === "running" || this.#phase === "failed") return;
     const was = this.#phase;
     this.#phase = "failed";
-    const missing = this.#have.reduce((n, h) => n + (h === 0 ? 1 : 0), 0);
+    let missing = 0;
+    for (let p = 0; p < this.#have.length; p++) if (this.#have[p] === 0) missing++;
     this.#m.missingPages = missing;
+    const during = was === "postcopy" && this.#workload !== null ? "postcopy" : was === "postcopy" ? "postcopy setup" : "precopy";
+    const what =
+      this.#localError !== null
+        ? `migration stopped by a destination error during ${during} (${this.#localError})`
+        : e instanceof PeerProtocolError
+          ? `migration stopped: the source broke the protocol during ${during} (${e.message})`
+          : e instanceof PeerReportedError
+            ? `migration stopped by the source during ${during} (${e.message})`
+            : `connection to the source lost during ${during} (${e.message})`;
     const msg =
-      was === "postcopy" && this.#workload !== null
-        ? `connection to the source lost during postcopy (${reason}); ${missing} of ${this.#guest.pages} pages never arrived. ` +
+      during === "postcopy"
+        ? `${what}; ${missing} of ${this.#guest.pages} pages never arrived. ` +
           `The destination guest is paused: threads that touch a missing page stay blocked, and no missing page is filled with zeros`
-        : `connection to the source lost during ${was === "postcopy" ? "postcopy setup" : "precopy"} (${reason}); the guest never left the source`;
+        : `${what}; the guest never left the source`;
     this.#m.failure = msg;
     this.#hooks.failed(msg);
   }
@@ -316,9 +593,19 @@ export class MigrationDestination {
   #fatal(e: unknown): void {
     const msg = e instanceof Error ? e.message : String(e);
     if (this.#phase === "failed") return;
-    this.#ep?.link.send(encodeFrame(FRAME.ERROR, 0, 0, 0, new TextEncoder().encode(JSON.stringify({ message: msg }))), "urgent");
-    this.#ep?.destroy(`destination error: ${msg}`);
-    this.#linkLost(`destination error: ${msg}`);
+    this.#localError ??= msg;
+    if (this.#ep === null) return this.#linkLost(new Error(msg));
+    this.#ep.violation(new Error(`destination error: ${msg}`)); // tells the source, closes, and lands in #linkLost
+  }
+
+  /** Stops listening, closes the connection and the guest's workload (tests; the CLI exits instead). */
+  async dispose(): Promise<void> {
+    this.close();
+    if (this.#opsSampler !== null) clearInterval(this.#opsSampler);
+    this.#opsSampler = null;
+    this.#ep?.destroy("the destination was disposed");
+    this.#preemptEp?.destroy("the destination was disposed");
+    await this.#workload?.pause(0);
   }
 
   /** Stops the guest (bounded wait: a thread blocked on a missing page never stops) and checks its memory. */
@@ -331,13 +618,38 @@ export class MigrationDestination {
     return verifyGuest(this.#guest, this.#log, oracle, this.#have, scope, onProgress);
   }
 
+  /**
+   * An oracle without the source's help (two hosts, no shared file): each page's version is the
+   * one the guest first read here (the source's, as far as this side can know), else the one
+   * the page's own header names. Verifying against it checks that every page is exactly the bytes
+   * of a version of itself: wrong, mixed or torn pages fail; a page that missed its last update
+   * on the source does not.
+   */
+  async selfOracle(): Promise<Uint32Array> {
+    const g = this.#guest;
+    const out = new Uint32Array(g.pages).fill(UNPOPULATED);
+    for (let first = 0; first < g.pages; first += 512) {
+      const n = Math.min(512, g.pages - first);
+      const present = g.presentMap(first, n);
+      for (let i = 0; i < n; i++) {
+        const p = first + i;
+        if (this.#log.firstSeen[p] !== NOT_KNOWN) out[p] = this.#log.firstSeen[p]!;
+        else if (present[i]) out[p] = parseHeader(wordsOf(await g.readPage(p)), g.seed, p);
+      }
+    }
+    return out;
+  }
+
   metrics(): DestMetrics {
     const m = this.#m;
     m.phaseAtEnd = this.#phase;
     m.faults = { ...this.#latency.summary(), raced: this.#raced, requests: this.#requests };
     m.faults.count = this.#faultCount;
-    m.bytesSent = this.#ep?.link.bytesSent ?? 0;
-    m.bytesReceived = this.#ep?.bytesReceived ?? 0;
+    m.bytesSent = (this.#ep?.link.bytesSent ?? 0) + (this.#preemptEp?.link.bytesSent ?? 0);
+    m.bytesReceived = (this.#ep?.bytesReceived ?? 0) + (this.#preemptEp?.bytesReceived ?? 0);
+    m.firstProgressEpochMs = this.#workload?.firstOpEpochMs ?? 0;
+    m.preempt = this.#preemptEp !== null;
+    m.maxRssBytes = process.resourceUsage().maxRSS * 1024;
     m.timeline = this.#timeline.toJSON();
     m.guestOps = this.#workload?.ops ?? 0;
     m.workloadError = this.#workload?.error?.message ?? null;
@@ -367,5 +679,12 @@ function emptyDestMetrics(): DestMetrics {
     corruptReads: 0,
     blockedThreads: 0,
     failure: null,
+    rejectedConnections: 0,
+    rejections: [],
+    backpressurePauses: 0,
+    queuePeak: { frames: 0, bytes: 0 },
+    firstProgressEpochMs: 0,
+    preempt: false,
+    maxRssBytes: 0,
   };
 }

@@ -12,7 +12,8 @@ import type { SourceMetrics } from "./source.ts";
 export type Role = "source" | "destination";
 
 export type ToChild =
-  | { cmd: "init"; role: Role; config: MigrationConfig }
+  /** token: the HELLO secret, handed to both sides here (out of band), never over the TCP link. */
+  | { cmd: "init"; role: Role; config: MigrationConfig; token: string }
   | { cmd: "migrate"; port: number; startEpochMs: number }
   | { cmd: "verify"; oracle: Uint32Array }
   | { cmd: "exit" };

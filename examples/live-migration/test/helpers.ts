@@ -1,7 +1,7 @@
-import { makeConfig, type MigrationConfig } from "../src/config.ts";
+import { makeConfig, type ConfigOverrides, type MigrationConfig } from "../src/config.ts";
 
 /** The CI configuration: a 16 MiB guest, a light workload, a 1 ms link; small and fast. */
-export function smallConfig(overrides: Partial<MigrationConfig> = {}): MigrationConfig {
+export function smallConfig(overrides: ConfigOverrides = {}): MigrationConfig {
   return makeConfig({
     memoryBytes: 16 * 1024 * 1024,
     hotSetBytes: 1024 * 1024,

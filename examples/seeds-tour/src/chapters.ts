@@ -1,6 +1,6 @@
 /**
  * The chapters of the seeds tour: each replays, on the simulated kernel, the behaviour one of the
- * linux-mm threads in /work/shared/seeds argues about, with the kernel's own view (pagemap bits,
+ * linux-mm threads of docs/linux-rules.md §10 argues about, with the kernel's own view (pagemap bits,
  * pfns, kpagecount) after every step. The uAPI is used raw here: the point is the mechanism.
  */
 import { decodeUffdMsgs, ErrnoError, Kernel, type Process, type UffdioContinue, type UffdioCopy, type UffdioMove } from "@uffd/kernel";

@@ -1,6 +1,6 @@
 /**
  * `npx tsx examples/seeds-tour/src/main.ts`: a guided tour of the linux-mm threads this project
- * grew from (/work/shared/seeds), each replayed step by step with pagemap bits, pfns and
+ * grew from (docs/linux-rules.md §10), each replayed step by step with pagemap bits, pfns and
  * kpagecount printed after every step.
  */
 import { pathToFileURL } from "node:url";

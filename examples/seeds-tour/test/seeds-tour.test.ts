@@ -1,6 +1,6 @@
 /**
  * The seeds tour: each chapter's key facts, as pagemap bits, pfns, kpagecount and errnos.
- * References (kernel-semantics.md): §5.2 do_wp_page (copy unless the page is exclusive or
+ * References (docs/linux-rules.md): §5.2 do_wp_page (copy unless the page is exclusive or
  * reusable by refcount), §5.3 fork (early COW of maybe-pinned pages; uffd-wp dropped without
  * EVENT_FORK), §5.5/§5.7 uffd-wp kept across swap-out, §3.4 CONTINUE on MAP_PRIVATE maps the cache
  * page read-only, §2.8 CONTINUE over a present pte = EEXIST with mapped = -EEXIST (the selftest's

@@ -13,10 +13,11 @@
  */
 import type { Process } from "@uffd/kernel";
 import { PAGE_SIZE } from "@uffd/kernel/uapi";
+import type { UffdContext } from "./context.ts";
+import { subscribe, unsubscribe } from "./dispatch.ts";
 import type { RangeEvent } from "./events.ts";
-import type { Fault } from "./fault.ts";
+import type { Fault } from "./types.ts";
 import { Userfaultfd } from "./userfaultfd.ts";
-import type { Engine } from "./engine.ts";
 import { UffdError } from "./errors.ts";
 
 export interface DirtyTrackerOptions {
@@ -32,25 +33,25 @@ export class DirtyTracker {
   readonly mode: "sync" | "async";
   readonly #target: Process;
   readonly #dirty = new Set<number>();
-  readonly #engine: Engine;
+  readonly #ctx: UffdContext;
   /**
    * A fork child's handler inherits these listeners. A child's write is in the child's memory,
    * not in the tracked one: it is let through (unprotected) but not recorded; a child's REMOVE
    * is ignored.
    */
-  readonly #onFault = (f: Fault, reader: Engine): Promise<unknown> | undefined => {
+  readonly #onFault = (f: Fault, reader: UffdContext): Promise<unknown> | undefined => {
     if (f.kind !== "wp" || f.pageAddress < this.start || f.pageAddress >= this.end) return undefined;
-    if (reader === this.#engine) this.#dirty.add(f.pageAddress);
+    if (reader === this.#ctx) this.#dirty.add(f.pageAddress);
     return f.unprotect();
   };
-  readonly #onRemove = (e: RangeEvent, reader: Engine): void => {
-    if (reader !== this.#engine) return;
+  readonly #onRemove = (e: RangeEvent, reader: UffdContext): void => {
+    if (reader !== this.#ctx) return;
     for (let a = Math.max(e.start, this.start); a < Math.min(e.end, this.end); a += PAGE_SIZE) this.#dirty.add(a);
   };
 
   constructor(uffd: Userfaultfd, start: number, len: number, options: DirtyTrackerOptions = {}) {
     this.uffd = uffd;
-    this.#engine = Userfaultfd.engineOf(uffd);
+    this.#ctx = Userfaultfd.contextOf(uffd);
     this.start = start;
     this.end = start + len;
     this.mode = options.mode ?? "sync";
@@ -62,8 +63,8 @@ export class DirtyTracker {
 
   /** Write-protects the whole range and starts recording. */
   async begin(): Promise<void> {
-    if (this.mode === "sync") this.#engine.subscribe("fault", this.#onFault as never, false, true);
-    this.#engine.subscribe("remove", this.#onRemove as never, false, true);
+    if (this.mode === "sync") subscribe(this.#ctx, "fault", this.#onFault as never, false, true);
+    subscribe(this.#ctx, "remove", this.#onRemove as never, false, true);
     await this.uffd.writeProtect(this.start, this.end - this.start);
   }
 
@@ -78,8 +79,8 @@ export class DirtyTracker {
 
   /** Stops recording (the pages stay as they are). */
   stop(): void {
-    this.#engine.unsubscribe("fault", this.#onFault as never);
-    this.#engine.unsubscribe("remove", this.#onRemove as never);
+    unsubscribe(this.#ctx, "fault", this.#onFault as never);
+    unsubscribe(this.#ctx, "remove", this.#onRemove as never);
   }
 
   #scanPagemap(): void {

@@ -1,5 +1,5 @@
 /**
- * The engine's in-flight faults by key (page address + kind index): a Map without the Map's
+ * A context's in-flight faults by key (page address + kind index): a Map without the Map's
  * cost on the fault path. Every fault is added, looked up a few times and deleted within
  * microseconds; a JS Map allocates as it does that (its table is rebuilt as deleted entries pile
  * up and shrunk as it empties), which showed as a tenth of the SDK's time per fault.

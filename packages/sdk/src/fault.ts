@@ -1,90 +1,35 @@
 /**
  * A page fault as the app sees it: read-only facts from the uffd_msg plus the range it belongs
  * to, and resolvers named after the ioctls that resolve it. Every resolver is race-safe by
- * default (see engine.ts) and settles the fault exactly once; calling a second resolver returns
+ * default (see resolve.ts and ops.ts) and settles the fault exactly once; calling a second resolver returns
  * the first one's result without another ioctl.
  *
  * Resolvers refuse combinations that cannot make progress: a wp fault is only resolved by
  * unprotect() (or wake() after the app unprotected the page itself); copying onto a present,
  * write-protected page would fail with EEXIST, wake the thread, and fault again forever.
  */
-import type { Engine } from "./engine.ts";
-import type { Resolution } from "./metrics.ts";
-import type { RangeEntry, RegisteredRange } from "./ranges.ts";
 import { PAGE_SIZE } from "@uffd/kernel/uapi";
+import type { FaultState, UffdContext } from "./context.ts";
+import type { RangeEntry, RegisteredRange } from "./ranges.ts";
+import { resolveFault } from "./resolve.ts";
+import { type CopyOptions, FAULT_STATE, type Fault, type FaultKind, NO_DEADLINE, type Resolution } from "./types.ts";
 
-export type FaultKind = "missing" | "wp" | "minor";
+export type { CopyOptions, Fault, FaultKind } from "./types.ts";
 
-/**
- * @internal A deadline not set yet. The watchdogs look only at faults left pending after their
- * dispatch, which always have one; a small integer (not Infinity) keeps the field unboxed.
- */
-export const NO_DEADLINE = -1;
-
-/** Fault lifecycle. pending: nobody has started to resolve it; resolving: an ioctl is under way. */
-export const FAULT_STATE = { PENDING: 0, RESOLVING: 1, SETTLED: 2 } as const;
-
-export interface CopyOptions {
-  /**
-   * Map the page write-protected (UFFDIO_COPY_MODE_WP). Default: true iff the app write-protected
-   * this page (uffd.writeProtect) and has not unprotected it since, so a page fetched into a
-   * tracked range stays tracked.
-   */
-  wp?: boolean;
+/** The context that read a fault: SDK clients (serve, fills, trackers) act on its state, and nobody else's. */
+export function contextOf(f: Fault): UffdContext {
+  return (f as FaultImpl).ctx;
 }
 
-/** A fault as listeners see it: read-only facts and the resolvers. */
-export interface Fault {
-  readonly kind: FaultKind;
-  /** The faulting access was a write (UFFD_PAGEFAULT_FLAG_WRITE). */
-  readonly write: boolean;
-  /** The fault address: page-aligned, or exact with the "exact-address" feature. */
-  readonly address: number;
-  readonly pageAddress: number;
-  /** The faulting thread (needs the "thread-id" feature, else 0). */
-  readonly threadId: number;
-  /** Every thread waiting on this page: duplicate messages for the page are coalesced into one fault. */
-  readonly threadIds: readonly number[];
-  /** The registered range holding the page, or null if the SDK does not know it. */
-  readonly range: RegisteredRange | null;
-  /** The page's byte offset in the app's page source (the range's offset plus the page's place in it). */
-  readonly offset: number;
-  /** The raw uffd_msg.arg.pagefault.flags. */
-  readonly flags: number;
-  /**
-   * A REMOVE (MADV_DONTNEED, MADV_FREE, MADV_REMOVE) covered this page after it was last
-   * installed: the app expects zeros here, not the source's bytes.
-   */
-  readonly removed: boolean;
-  /** Whether some resolver or the failure policy already took charge of this fault. */
-  readonly settled: boolean;
-  /** How the fault ended, once it has. */
-  readonly resolution: Resolution | null;
-  /**
-   * UFFDIO_COPY: installs `src` (bytes, a whole number of pages starting at this page, or a
-   * source address in the handler's own process) at the fault page.
-   */
-  copy(src: Uint8Array | number, options?: CopyOptions): Promise<Resolution>;
-  /** UFFDIO_ZEROPAGE: the page reads as zeros (in a write-protected page: a zeroed copy that stays protected). */
-  zeropage(): Promise<Resolution>;
-  /** UFFDIO_CONTINUE: maps the page already in the shmem page cache (minor faults). */
-  continue(options?: CopyOptions): Promise<Resolution>;
-  /**
-   * UFFDIO_MOVE: moves the page at `src` (page-aligned, in the faulting process) here. Falls back
-   * to UFFDIO_COPY from `src` where Linux refuses the move (EBUSY: a shared or pinned page;
-   * EINVAL: shmem, or a handler in another process), leaving the source in place.
-   */
-  move(src: number, options?: CopyOptions): Promise<Resolution>;
-  /** UFFDIO_WRITEPROTECT mode 0 on the page: lets the faulting write through (wp faults). */
-  unprotect(): Promise<Resolution>;
-  /** UFFDIO_POISON: the faulting thread and every later access get SIGBUS, until a page is installed over it. */
-  poison(): Promise<Resolution>;
-  /** UFFDIO_WAKE on the page: for a page the app resolved another way (pwrite into a memfd, a range op with dontWake). */
-  wake(): Promise<Resolution>;
+const KIND_INDEX: Record<FaultKind, number> = { missing: 0, wp: 1, minor: 2 };
+
+/** The in-flight table's key of a page's fault of one kind. */
+export function faultKey(page: number, kind: FaultKind): number {
+  return page + KIND_INDEX[kind];
 }
 
-/** @internal The record behind a Fault; its mutable fields belong to the engine. */
-export class FaultImpl implements Fault {
+/** @internal The record behind a Fault; its mutable fields belong to its context. */
+export class FaultImpl implements FaultState {
   readonly kind: FaultKind;
   /** The faulting access was a write (UFFD_PAGEFAULT_FLAG_WRITE). */
   readonly write: boolean;
@@ -105,19 +50,17 @@ export class FaultImpl implements Fault {
    */
   readonly removed: boolean;
 
-  /** @internal */ readonly engine: Engine;
+  /** @internal */ readonly ctx: UffdContext;
   /** @internal */ readonly entry: RangeEntry | null;
   /** @internal */ state: number = FAULT_STATE.PENDING;
   /** @internal The in-flight table's key: page address + kind index. */
-  get key(): number {
-    return this.pageAddress + (this.kind === "missing" ? 0 : this.kind === "wp" ? 1 : 2);
-  }
+  readonly key: number;
   /** @internal */ extraThreads: number[] | null = null;
   /** @internal The event epoch when the fault was read; REMOVEs after it race with the resolve. */
   readonly epoch: number;
   /** @internal */ readonly readAtNs: number;
   /** @internal */ readonly readAtWallMs: number;
-  /** @internal Virtual-time deadline, or NO_DEADLINE until the engine arms one (pending after dispatch). */
+  /** @internal Virtual-time deadline, or NO_DEADLINE until the dispatcher arms one (pending after dispatch). */
   deadlineNs: number = NO_DEADLINE;
   /** @internal Wall-clock deadline, or NO_DEADLINE. */
   deadlineWallMs: number = NO_DEADLINE;
@@ -129,9 +72,10 @@ export class FaultImpl implements Fault {
   settleWaiters: Array<(r: Resolution) => void> | null = null;
 
   /** @internal */
-  constructor(engine: Engine, kind: FaultKind, flags: number, address: number, page: number, threadId: number, entry: RangeEntry | null, removed: boolean, epoch: number, nowNs: number, wallMs: number) {
-    this.engine = engine;
+  constructor(ctx: UffdContext, kind: FaultKind, key: number, flags: number, address: number, page: number, threadId: number, entry: RangeEntry | null, removed: boolean, epoch: number, nowNs: number, wallMs: number) {
+    this.ctx = ctx;
     this.kind = kind;
+    this.key = key;
     this.flags = flags;
     this.write = (flags & 1) !== 0;
     this.address = address;
@@ -168,21 +112,21 @@ export class FaultImpl implements Fault {
     if (typeof src !== "number" && (src.length === 0 || src.length % PAGE_SIZE !== 0)) {
       throw new RangeError(`copy(): ${src.length} bytes is not a whole number of ${PAGE_SIZE}-byte pages`);
     }
-    return this.engine.resolveFault(this, "copy", src, options?.wp);
+    return resolveFault(this, "copy", src, options?.wp);
   }
 
   /** UFFDIO_ZEROPAGE: the page reads as zeros (in a write-protected page: a zeroed copy that stays protected). */
   zeropage(): Promise<Resolution> {
     this.#refuseOnWp("zeropage");
     if (this.state !== FAULT_STATE.PENDING) return this.#again();
-    return this.engine.resolveFault(this, "zeropage", null, undefined);
+    return resolveFault(this, "zeropage", null, undefined);
   }
 
   /** UFFDIO_CONTINUE: maps the page already in the shmem page cache (minor faults). */
   continue(options?: CopyOptions): Promise<Resolution> {
     this.#refuseOnWp("continue");
     if (this.state !== FAULT_STATE.PENDING) return this.#again();
-    return this.engine.resolveFault(this, "continue", null, options?.wp);
+    return resolveFault(this, "continue", null, options?.wp);
   }
 
   /**
@@ -194,7 +138,7 @@ export class FaultImpl implements Fault {
     this.#refuseOnWp("move");
     if (this.state !== FAULT_STATE.PENDING) return this.#again();
     if (src % PAGE_SIZE !== 0) throw new RangeError(`move(): source 0x${src.toString(16)} is not page-aligned (UFFDIO_MOVE needs an aligned source)`);
-    return this.engine.resolveFault(this, "move", src, options?.wp);
+    return resolveFault(this, "move", src, options?.wp);
   }
 
   /** UFFDIO_WRITEPROTECT mode 0 on the page: lets the faulting write through. */
@@ -203,20 +147,20 @@ export class FaultImpl implements Fault {
       throw new TypeError(`unprotect() resolves wp faults; this is a ${this.kind} fault (use copy, zeropage${this.kind === "minor" ? ", continue" : ""} or poison)`);
     }
     if (this.state !== FAULT_STATE.PENDING) return this.#again();
-    return this.engine.resolveFault(this, "unprotect", null, undefined);
+    return resolveFault(this, "unprotect", null, undefined);
   }
 
   /** UFFDIO_POISON: the faulting thread and every later access get SIGBUS, until a page is installed over it. */
   poison(): Promise<Resolution> {
     this.#refuseOnWp("poison");
     if (this.state !== FAULT_STATE.PENDING) return this.#again();
-    return this.engine.resolveFault(this, "poison", null, undefined);
+    return resolveFault(this, "poison", null, undefined);
   }
 
   /** UFFDIO_WAKE on the page: for a page the app resolved another way (pwrite into a memfd, a range op with dontWake). */
   wake(): Promise<Resolution> {
     if (this.state !== FAULT_STATE.PENDING) return this.#again();
-    return this.engine.resolveFault(this, "wake", null, undefined);
+    return resolveFault(this, "wake", null, undefined);
   }
 
   #again(): Promise<Resolution> {

@@ -6,12 +6,14 @@
 
 /* The handler */
 export { Userfaultfd } from "./userfaultfd.ts";
-export type { OpenOptions, AdoptOptions, HandlerOptions, RegisterOptions, Registration, RangeOpOptions, RangeResult } from "./userfaultfd.ts";
-export type { FailurePolicy } from "./engine.ts";
+export { DEFAULT_DEADLINE_WALL_MS } from "./userfaultfd.ts";
+export type { OpenOptions, AdoptOptions, HandlerOptions, RegisterOptions, Registration, RangeOpOptions, RangeResult, WakeOptions, UffdEvent } from "./userfaultfd.ts";
+export type { FailurePolicy } from "./context.ts";
 
 /* Faults and events */
-export type { Fault, FaultKind, CopyOptions } from "./fault.ts";
-export type { UffdEvents, UffdEventName, UffdEventSubscriber, UffdTypedEmitter, RemapEvent, RangeEvent } from "./events.ts";
+export type { Fault, FaultKind, CopyOptions } from "./types.ts";
+export type { UffdEvents, UffdEventName, UffdEventSubscriber, UffdTypedEmitter } from "./userfaultfd.ts";
+export type { RemapEvent, RangeEvent } from "./events.ts";
 export type { RegisteredRange } from "./ranges.ts";
 
 /* Features and modes */

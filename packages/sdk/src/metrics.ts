@@ -7,7 +7,9 @@
  * kept in a ring of at most TRACE_EVENTS_MAX (100,000) events by default: a long run keeps its
  * most recent events and counts the older ones it overwrote as dropped.
  */
-import type { FaultKind } from "./fault.ts";
+import type { FaultKind, InstallKind, Resolution } from "./types.ts";
+
+export type { InstallKind, Resolution } from "./types.ts";
 
 /**
  * A log-linear histogram (HdrHistogram-style): 16 sub-buckets per power of two, so any recorded
@@ -92,27 +94,6 @@ export interface HistogramSnapshot {
   p50: number;
   p99: number;
 }
-
-/** How a fault ended. */
-export type Resolution =
-  /** This resolver installed the page (or unprotected it, or poisoned it on purpose). */
-  | "installed"
-  /** EEXIST: the page was already there (a racing resolve, a prefetch); the waiter was woken. */
-  | "present"
-  /** The app only woke the waiter (it resolved the page some other way). */
-  | "woken"
-  /** A REMOVE (MADV_DONTNEED ...) hit the page while the fault was in flight: zeros were installed. */
-  | "zeroed"
-  /** The page is no longer registered (unmap, mremap, unregister): the waiter was woken to retry. */
-  | "gone"
-  /** The faulting process exited (ESRCH). */
-  | "exited"
-  /** The userfaultfd was closed; the kernel woke every waiter. */
-  | "closed"
-  /** The handler failed and the failure policy ran (SIGBUS by poisoning the page, ...). */
-  | "failed";
-
-export type InstallKind = "copy" | "zeropage" | "continue" | "move" | "poison";
 
 export interface MetricsSnapshot {
   faults: Record<FaultKind, number> & { duplicates: number };

@@ -15,6 +15,9 @@
  * A REMOVE that arrives while an operation carrying bytes is in flight (after `sinceEpoch`)
  * makes that page's bytes stale: the page gets zeros instead (or is skipped, for fills), as the
  * kernel documentation asks of non-cooperative managers ("zeromap" removed areas).
+ *
+ * Every operation takes the context whose fd it uses and whose page states it updates; this
+ * module sits below everything that dispatches faults and knows nothing of listeners.
  */
 import { ErrnoError, type UffdioCopy, type UffdioMove, type UffdioZeropage } from "@uffd/kernel";
 import {
@@ -28,16 +31,16 @@ import {
   UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
   UFFDIO_MOVE_MODE_DONTWAKE,
   UFFDIO_POISON,
+  UFFDIO_UNREGISTER,
   UFFDIO_WAKE,
   UFFDIO_WRITEPROTECT,
   UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
   UFFDIO_WRITEPROTECT_MODE_WP,
   UFFDIO_ZEROPAGE,
 } from "@uffd/kernel/uapi";
-import type { Engine } from "./engine.ts";
-import { UffdError } from "./errors.ts";
-import type { InstallKind } from "./metrics.ts";
+import type { UffdContext } from "./context.ts";
 import { PAGE_STATE } from "./ranges.ts";
+import type { Fault, InstallKind, Resolution } from "./types.ts";
 
 /** The mfill family. "zeros" is UFFDIO_COPY of zero bytes: a zero page that can carry MODE_WP or replace a marker. */
 export type MfillOp = "copy" | "zeros" | "zeropage" | "continue" | "poison" | "move";
@@ -72,9 +75,6 @@ export class MfillResult {
     if (this.first === null) this.first = what;
   }
 }
-
-/** After this many EAGAINs in a row without progress the handler is declared stuck. */
-export const EAGAIN_SPINS_MAX = 10_000;
 
 const REQUEST: Record<MfillOp, number> = {
   copy: UFFDIO_COPY,
@@ -113,14 +113,14 @@ function modeFor(op: MfillOp, protect: boolean, o: MfillOptions): number {
  * One ioctl of the mfill family. Returns the kernel's own result: bytes done (len on success,
  * fewer on partial progress), or the error when nothing was done.
  */
-async function mfillIoctl(engine: Engine, op: MfillOp, dst: number, len: number, src: Uint8Array | number | null, mode: number): Promise<number | ErrnoError> {
+async function mfillIoctl(ctx: UffdContext, op: MfillOp, dst: number, len: number, src: Uint8Array | number | null, mode: number): Promise<number | ErrnoError> {
   let arg: object & { copy?: number; zeropage?: number; mapped?: number; updated?: number; move?: number };
   switch (op) {
     case "copy":
       arg = { dst, src: src!, len, mode } as UffdioCopy;
       break;
     case "zeros":
-      arg = { dst, src: engine.zeros(len), len, mode } as UffdioCopy;
+      arg = { dst, src: ctx.zeros(len), len, mode } as UffdioCopy;
       break;
     case "move":
       arg = { dst, src: src as number, len, mode } as UffdioMove;
@@ -129,7 +129,7 @@ async function mfillIoctl(engine: Engine, op: MfillOp, dst: number, len: number,
       arg = { range: { start: dst, len }, mode } as UffdioZeropage;
   }
   try {
-    await engine.proc.ioctl(engine.fd, REQUEST[op], arg);
+    await ctx.proc.ioctl(ctx.fd, REQUEST[op], arg);
     return len;
   } catch (e) {
     if (!(e instanceof ErrnoError)) throw e;
@@ -163,33 +163,33 @@ interface Step {
 }
 
 /** The race-safe mfill loop (see the module comment). */
-export async function mfill(engine: Engine, op: MfillOp, dst: number, len: number, src: Uint8Array | number | null, o: MfillOptions): Promise<MfillResult> {
+export async function mfill(ctx: UffdContext, op: MfillOp, dst: number, len: number, src: Uint8Array | number | null, o: MfillOptions): Promise<MfillResult> {
   const r = new MfillResult();
   const c: Cursor = { off: 0, spins: 0, zeroFallback: -1 };
   while (c.off < len) {
-    const step = planStep(engine, op, dst, len, c, o, r);
+    const step = planStep(ctx, op, dst, len, c, o, r);
     if (step === null) continue;
-    const epoch = engine.eventEpoch;
-    const done = await mfillStep(engine, step.op, step.at, step.len, srcAt(src, c.off), step.protect, o);
+    const epoch = ctx.eventEpoch;
+    const done = await mfillStep(ctx, step.op, step.at, step.len, srcAt(src, c.off), step.protect, o);
     if (typeof done === "number") {
-      accountInstall(engine, r, step.op, step.at, done, step.protect, step.staleBytes, o);
+      accountInstall(ctx, r, step.op, step.at, done, step.protect, step.staleBytes, o);
       c.off += done;
       c.spins = 0;
-      if (done < step.len) engine.metrics.retries.partial++;
+      if (done < step.len) ctx.metrics.retries.partial++;
       continue;
     }
-    await onError(engine, done, step, epoch, c, len, src, r, o);
+    await onError(ctx, done, step, epoch, c, len, src, r, o);
   }
   return r;
 }
 
 /** Chooses the next step; null when the page at the cursor was skipped (a REMOVE made it stale, for a fill). */
-function planStep(engine: Engine, op: MfillOp, dst: number, len: number, c: Cursor, o: MfillOptions, r: MfillResult): Step | null {
+function planStep(ctx: UffdContext, op: MfillOp, dst: number, len: number, c: Cursor, o: MfillOptions, r: MfillResult): Step | null {
   const at = dst + c.off;
   const step: Step = { op, at, len: len - c.off, protect: o.protect, staleBytes: false };
-  if ((op === "copy" || op === "move") && engine.removedSince(o.sinceEpoch, at, dst + len)) {
+  if ((op === "copy" || op === "move") && ctx.removedSince(o.sinceEpoch, at, dst + len)) {
     step.len = PAGE_SIZE;
-    if (engine.removedSince(o.sinceEpoch, at, at + PAGE_SIZE)) {
+    if (ctx.removedSince(o.sinceEpoch, at, at + PAGE_SIZE)) {
       if (o.onRemoved === "skip") {
         r.skipped += PAGE_SIZE;
         r.note("skipped");
@@ -203,20 +203,20 @@ function planStep(engine: Engine, op: MfillOp, dst: number, len: number, c: Curs
   if (step.op === "zeropage" && c.zeroFallback === c.off) {
     step.op = "zeros";
     step.len = PAGE_SIZE;
-    step.protect ||= engine.rangeHasWp(at);
+    step.protect ||= ctx.rangeHasWp(at);
   } else if (step.op === "zeropage" && step.protect) {
     step.op = "zeros";
   }
-  if (step.op === "move" && engine.crossProcess) step.op = "copy";
+  if (step.op === "move" && ctx.crossProcess) step.op = "copy";
   return step;
 }
 
 /** Turns a failed step into an outcome and moves the cursor (see the module comment); throws what it cannot take. */
-async function onError(engine: Engine, err: ErrnoError, step: Step, epoch: number, c: Cursor, len: number, src: Uint8Array | number | null, r: MfillResult, o: MfillOptions): Promise<void> {
+async function onError(ctx: UffdContext, err: ErrnoError, step: Step, epoch: number, c: Cursor, len: number, src: Uint8Array | number | null, r: MfillResult, o: MfillOptions): Promise<void> {
   const rest = len - c.off;
   switch (err.code) {
     case "EAGAIN":
-      await engine.afterEvents(epoch, ++c.spins);
+      await ctx.afterEvents(epoch, ++c.spins);
       return;
     case "EEXIST":
       if (step.op === "zeropage") {
@@ -227,8 +227,8 @@ async function onError(engine: Engine, err: ErrnoError, step: Step, epoch: numbe
       }
       r.present += PAGE_SIZE;
       r.note("present");
-      engine.ranges.mark(step.at, step.at + PAGE_SIZE, PAGE_STATE.INSTALLED, PAGE_STATE.POISONED);
-      if (!o.dontWake) await engine.wake(step.at, PAGE_SIZE);
+      ctx.ranges.mark(step.at, step.at + PAGE_SIZE, PAGE_STATE.INSTALLED, PAGE_STATE.POISONED);
+      if (!o.dontWake) await wake(ctx, step.at, PAGE_SIZE);
       c.off += PAGE_SIZE;
       return;
     case "EBUSY":
@@ -236,13 +236,13 @@ async function onError(engine: Engine, err: ErrnoError, step: Step, epoch: numbe
       if (step.op !== "move") throw err;
       // Linux refuses to move a page that is not exclusive (shared after fork, KSM), pinned, or
       // not anonymous; copying from the same source address gives the page the same bytes.
-      mergeResult(r, await mfill(engine, "copy", step.at, step.len, srcAt(src, c.off), o));
+      mergeResult(r, await mfill(ctx, "copy", step.at, step.len, srcAt(src, c.off), o));
       c.off += step.len;
       return;
     case "ENOENT":
       r.gone += rest;
       r.note("gone");
-      await engine.wake(step.at, rest);
+      await wake(ctx, step.at, rest);
       c.off = len;
       return;
     case "ESRCH":
@@ -261,17 +261,17 @@ async function onError(engine: Engine, err: ErrnoError, step: Step, epoch: numbe
 }
 
 /** One step, plus the write-protect-after-move dance (UFFDIO_MOVE always maps writable in 6.18). */
-async function mfillStep(engine: Engine, op: MfillOp, at: number, len: number, src: Uint8Array | number | null, protect: boolean, o: MfillOptions): Promise<number | ErrnoError> {
-  const done = await mfillIoctl(engine, op, at, len, src, modeFor(op, protect, o));
+async function mfillStep(ctx: UffdContext, op: MfillOp, at: number, len: number, src: Uint8Array | number | null, protect: boolean, o: MfillOptions): Promise<number | ErrnoError> {
+  const done = await mfillIoctl(ctx, op, at, len, src, modeFor(op, protect, o));
   if (op === "move" && protect && typeof done === "number") {
-    await engine.writeProtect(at, done, true, false);
-    if (!o.dontWake) await engine.wake(at, done);
+    await writeProtect(ctx, at, done, true, false);
+    if (!o.dontWake) await wake(ctx, at, done);
   }
   return done;
 }
 
-function accountInstall(engine: Engine, r: MfillResult, op: MfillOp, at: number, done: number, protected_: boolean, staleBytes: boolean, o: MfillOptions): void {
-  const m = engine.metrics;
+function accountInstall(ctx: UffdContext, r: MfillResult, op: MfillOp, at: number, done: number, protected_: boolean, staleBytes: boolean, o: MfillOptions): void {
+  const m = ctx.metrics;
   m.bytes[INSTALL_KIND[op]] += done;
   if (o.prefetch) m.bytes.prefetch += done;
   if (staleBytes) {
@@ -282,12 +282,12 @@ function accountInstall(engine: Engine, r: MfillResult, op: MfillOp, at: number,
     r.note("installed");
   }
   if (op === "poison") {
-    engine.ranges.mark(at, at + done, PAGE_STATE.POISONED, PAGE_STATE.INSTALLED);
+    ctx.ranges.mark(at, at + done, PAGE_STATE.POISONED, PAGE_STATE.INSTALLED);
   } else {
     const protect = op === "zeropage" ? 0 : protected_ ? PAGE_STATE.PROTECTED : 0;
-    engine.ranges.mark(at, at + done, PAGE_STATE.INSTALLED | protect, PAGE_STATE.REMOVED | PAGE_STATE.POISONED | (protect === 0 ? PAGE_STATE.PROTECTED : 0));
+    ctx.ranges.mark(at, at + done, PAGE_STATE.INSTALLED | protect, PAGE_STATE.REMOVED | PAGE_STATE.POISONED | (protect === 0 ? PAGE_STATE.PROTECTED : 0));
   }
-  if (!o.dontWake) engine.settleCovered(at, at + done, null);
+  if (!o.dontWake) ctx.settleCovered(at, at + done, null);
 }
 
 function mergeResult(into: MfillResult, from: MfillResult): void {
@@ -302,19 +302,19 @@ function mergeResult(into: MfillResult, from: MfillResult): void {
 }
 
 /** UFFDIO_WRITEPROTECT, retried across EAGAIN. "gone" = some vma in range lacks WP registration (ENOENT). */
-export async function writeProtect(engine: Engine, start: number, len: number, protect: boolean, wake: boolean): Promise<"ok" | "gone" | "exited" | "closed"> {
+export async function writeProtect(ctx: UffdContext, start: number, len: number, protect: boolean, wake: boolean): Promise<"ok" | "gone" | "exited" | "closed"> {
   const mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE;
   for (let spins = 0; ; ) {
-    const epoch = engine.eventEpoch;
+    const epoch = ctx.eventEpoch;
     try {
-      await engine.proc.ioctl(engine.fd, UFFDIO_WRITEPROTECT, { range: { start, len }, mode });
-      engine.ranges.mark(start, start + len, protect ? PAGE_STATE.PROTECTED : 0, protect ? 0 : PAGE_STATE.PROTECTED);
-      if (!protect && wake) engine.settleCovered(start, start + len, "wp");
+      await ctx.proc.ioctl(ctx.fd, UFFDIO_WRITEPROTECT, { range: { start, len }, mode });
+      ctx.ranges.mark(start, start + len, protect ? PAGE_STATE.PROTECTED : 0, protect ? 0 : PAGE_STATE.PROTECTED);
+      if (!protect && wake) ctx.settleCovered(start, start + len, "wp");
       return "ok";
     } catch (e) {
       if (!(e instanceof ErrnoError)) throw e;
       if (e.code === "EAGAIN") {
-        await engine.afterEvents(epoch, ++spins);
+        await ctx.afterEvents(epoch, ++spins);
         continue;
       }
       if (e.code === "ENOENT") return "gone";
@@ -326,20 +326,86 @@ export async function writeProtect(engine: Engine, start: number, len: number, p
 }
 
 /** UFFDIO_WAKE (never EAGAIN: WAKE does not look at mmap_changing). Errors after close or exit are ignored. */
-export async function wake(engine: Engine, start: number, len: number): Promise<void> {
+export async function wake(ctx: UffdContext, start: number, len: number): Promise<void> {
   if (len <= 0) return;
   try {
-    await engine.proc.ioctl(engine.fd, UFFDIO_WAKE, { start, len });
+    await ctx.proc.ioctl(ctx.fd, UFFDIO_WAKE, { start, len });
   } catch (e) {
     if (!(e instanceof ErrnoError)) throw e;
     if (e.code !== "EBADF" && e.code !== "ESRCH") throw e;
   }
 }
 
-export function livelockError(engine: Engine, spins: number): UffdError {
-  return new UffdError(
-    "livelock",
-    `userfaultfd ${engine.fd}: ${spins} EAGAINs in a row: a non-cooperative event stays unread. ` +
-      `Is this handler's read loop running (was the fd handed to another reader)?`,
-  );
+/** UFFDIO_WAKE whose failure is reported on "error" instead of rejecting: for wakes nobody awaits. */
+export async function wakeReporting(ctx: UffdContext, start: number, len: number, f: Fault | null): Promise<void> {
+  try {
+    await wake(ctx, start, len);
+  } catch (e) {
+    ctx.report(e, f);
+  }
+}
+
+/** Ends every in-flight fault in [start, end) as gone and wakes them (UNMAP, REMAP, UNREGISTER). */
+export function abandon(ctx: UffdContext, start: number, end: number): void {
+  const { lo, hi } = ctx.settleGone(start, end);
+  if (lo >= hi) return;
+  // Wake the span of the faults, not the event's: an UNMAP carries the munmap's own start,
+  // which may lie below mmap_min_addr, where UFFDIO_WAKE is EINVAL (validate_unaligned_range()).
+  // Nobody awaits this wake: a failure is reported, never left to reject unhandled.
+  void wakeReporting(ctx, lo, hi - lo, null);
+}
+
+/**
+ * UFFDIO_POISON of one page (the failure policy's SIGBUS), retried across EAGAIN. A uffd-wp
+ * marker would make POISON fail with EEXIST, so a wp-registered page is unprotected first
+ * (DONTWAKE). "present" when a page got installed meanwhile (the thread gets it).
+ */
+export async function poisonPage(ctx: UffdContext, page: number, wpRegistered: boolean): Promise<Resolution> {
+  for (let spins = 0; ; ) {
+    const epoch = ctx.eventEpoch;
+    if (wpRegistered) {
+      try {
+        await ctx.proc.ioctl(ctx.fd, UFFDIO_WRITEPROTECT, { range: { start: page, len: PAGE_SIZE }, mode: UFFDIO_WRITEPROTECT_MODE_DONTWAKE });
+      } catch {
+        // Best effort: a failure here shows up as EEXIST from POISON below.
+      }
+    }
+    const arg = { range: { start: page, len: PAGE_SIZE }, mode: 0, updated: 0 };
+    try {
+      await ctx.proc.ioctl(ctx.fd, UFFDIO_POISON, arg);
+      ctx.metrics.bytes.poison += PAGE_SIZE;
+      ctx.ranges.mark(page, page + PAGE_SIZE, PAGE_STATE.POISONED, PAGE_STATE.INSTALLED);
+      return "failed";
+    } catch (e) {
+      if (!(e instanceof ErrnoError)) throw e;
+      if (e.code === "EAGAIN" && arg.updated <= 0) {
+        await ctx.afterEvents(epoch, ++spins);
+        continue;
+      }
+      await wake(ctx, page, PAGE_SIZE);
+      if (e.code === "EEXIST") return "present";
+      if (e.code === "ENOENT") return "gone";
+      if (e.code === "ESRCH") return "exited";
+      if (e.code === "EBADF") return "closed";
+      throw e;
+    }
+  }
+}
+
+/**
+ * close(): what the release of the file would do for the ranges this context knows, done first:
+ * UNREGISTER them (which also clears their uffd-wp bits) and wake every fault in flight, so
+ * blocked threads retry as ordinary faults now. The read loop's blocked read(2) holds the file,
+ * as in Linux, so closing the fd alone would not release the context until the next message.
+ */
+export async function releaseKnown(ctx: UffdContext): Promise<void> {
+  const pages = ctx.inflight.values().map((f) => f.pageAddress);
+  for (const e of [...ctx.ranges.entries]) {
+    try {
+      await ctx.proc.ioctl(ctx.fd, UFFDIO_UNREGISTER, { start: e.start, len: e.end - e.start });
+    } catch {
+      // Unmapped meanwhile, or the process is gone: nothing left to unregister.
+    }
+  }
+  for (const page of pages) await wakeReporting(ctx, page, PAGE_SIZE, null);
 }

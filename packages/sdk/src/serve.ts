@@ -13,12 +13,12 @@
  * fetching on its own. The kernel is the last line (EEXIST), and the race-safe ops take it.
  */
 import { PAGE_SIZE, UFFDIO_REGISTER_MODE_MISSING } from "@uffd/kernel/uapi";
-import type { Engine } from "./engine.ts";
-import type { Fault } from "./fault.ts";
-import type { Resolution } from "./metrics.ts";
+import type { UffdContext } from "./context.ts";
+import { subscribe, unsubscribe } from "./dispatch.ts";
 import { mfill } from "./ops.ts";
 import type { PageSource } from "./page-source.ts";
 import { PAGE_STATE, type RangeEntry } from "./ranges.ts";
+import type { Fault, Resolution } from "./types.ts";
 
 export interface ServeOptions {
   /** What a wp fault gets. Default "unprotect"; "ignore" leaves wp faults to other listeners. */
@@ -28,22 +28,22 @@ export interface ServeOptions {
 /**
  * Installs the default fault handler; returns a function that removes it. The listener is
  * inherited by fork children's handlers, so it serves each fault against the page states of the
- * userfaultfd that read it (the engine passed with the fault), never those of the one it was
+ * userfaultfd that read it (the context passed with the fault), never those of the one it was
  * installed on.
  */
-export function serve(engine: Engine, source: PageSource, options: ServeOptions = {}): () => void {
+export function serve(ctx: UffdContext, source: PageSource, options: ServeOptions = {}): () => void {
   const wp = options.wp ?? "unprotect";
-  const listener = (f: Fault, reader: Engine): Promise<Resolution> | undefined => serveFault(reader, source, f, wp);
-  engine.subscribe("fault", listener as never, false, true);
-  return () => engine.unsubscribe("fault", listener as never);
+  const listener = (f: Fault, reader: UffdContext): Promise<Resolution> | undefined => serveFault(reader, source, f, wp);
+  subscribe(ctx, "fault", listener as never, false, true);
+  return () => unsubscribe(ctx, "fault", listener as never);
 }
 
-function serveFault(engine: Engine, source: PageSource, f: Fault, wp: "unprotect" | "ignore"): Promise<Resolution> | undefined {
+function serveFault(ctx: UffdContext, source: PageSource, f: Fault, wp: "unprotect" | "ignore"): Promise<Resolution> | undefined {
   if (f.kind === "minor") return f.continue();
   if (f.kind === "wp") return wp === "unprotect" ? f.unprotect() : undefined;
   if (f.removed) return f.zeropage();
-  const st = engine.ranges.stateOf(f.pageAddress);
-  if ((st & PAGE_STATE.FILLING) !== 0) return engine.waitPage(f.pageAddress).then(() => (f.settled ? f.resolution ?? "present" : serveFault(engine, source, f, wp) ?? "present"));
+  const st = ctx.ranges.stateOf(f.pageAddress);
+  if ((st & PAGE_STATE.FILLING) !== 0) return ctx.waitPage(f.pageAddress).then(() => (f.settled ? f.resolution ?? "present" : serveFault(ctx, source, f, wp) ?? "present"));
   // A missing fault on a page this handler already installed: a stale duplicate (the copy gets
   // EEXIST and wakes), or the page was zapped without a REMOVE event, which makes it zero.
   if ((st & PAGE_STATE.INSTALLED) !== 0) return f.zeropage();
@@ -51,12 +51,12 @@ function serveFault(engine: Engine, source: PageSource, f: Fault, wp: "unprotect
   if (!(bytes instanceof Promise)) return bytes === null ? f.zeropage() : f.copy(bytes);
   // While the bytes are on their way the page is FILLING, so a background fill leaves it alone.
   const page = f.pageAddress;
-  engine.ranges.mark(page, page + PAGE_SIZE, PAGE_STATE.FILLING, 0);
+  ctx.ranges.mark(page, page + PAGE_SIZE, PAGE_STATE.FILLING, 0);
   return bytes
     .then((b) => (f.settled ? f.resolution ?? "present" : b === null ? f.zeropage() : f.copy(b)))
     .finally(() => {
-      engine.ranges.mark(page, page + PAGE_SIZE, 0, PAGE_STATE.FILLING);
-      engine.notifyPages(page, page + PAGE_SIZE);
+      ctx.ranges.mark(page, page + PAGE_SIZE, 0, PAGE_STATE.FILLING);
+      ctx.notifyPages(page, page + PAGE_SIZE);
     });
 }
 
@@ -82,7 +82,7 @@ export interface FillStats {
 
 /** A background fill; start it with fill(). */
 export class BackgroundFill {
-  readonly #engine: Engine;
+  readonly #ctx: UffdContext;
   readonly #source: PageSource;
   readonly #chunkMin: number;
   readonly #chunkMax: number;
@@ -92,13 +92,18 @@ export class BackgroundFill {
   /** Resolves when every page was tried, or after stop(). */
   readonly done: Promise<FillStats>;
 
-  constructor(engine: Engine, source: PageSource, options: FillOptions) {
-    this.#engine = engine;
+  /** @internal Fills the ranges of `ctx` (a fill belongs to the userfaultfd it was started on). */
+  constructor(ctx: UffdContext, source: PageSource, options: FillOptions) {
+    this.#ctx = ctx;
     this.#source = source;
     this.#chunkMin = Math.max(1, options.chunkPages ?? 16);
     this.#chunkMax = Math.max(this.#chunkMin, options.maxChunkPages ?? 1024);
     this.#pages = options.pages ?? null;
-    this.done = this.#run();
+    // Nobody has to await done: a failure is reported on "error" and the stats so far returned.
+    this.done = this.#run().catch((e: unknown) => {
+      ctx.report(e, null);
+      return this.stats;
+    });
   }
 
   /** Stops after the chunk in flight. */
@@ -111,7 +116,7 @@ export class BackgroundFill {
     let cursor = 0;
     let sweeps = 0;
     for (;;) {
-      if (this.#stopped || this.#engine.closed) break;
+      if (this.#stopped || this.#ctx.closed) break;
       const faultsBefore = this.#demandFaults();
       const run = this.#pages === null ? this.#nextRun(cursor, chunk) : this.#nextListedRun(chunk);
       if (run === null) {
@@ -128,13 +133,13 @@ export class BackgroundFill {
   }
 
   #demandFaults(): number {
-    const f = this.#engine.metrics.faults;
+    const f = this.#ctx.metrics.faults;
     return f.missing + f.minor + f.wp;
   }
 
   /** The first run of fillable pages at or after `from` (address order), at most `chunk` pages. */
   #nextRun(from: number, chunk: number): { entry: RangeEntry; start: number; end: number } | null {
-    for (const e of this.#engine.ranges.entries) {
+    for (const e of this.#ctx.ranges.entries) {
       if (e.end <= from || (e.modes & UFFDIO_REGISTER_MODE_MISSING) === 0) continue;
       for (let a = Math.max(from, e.start); a < e.end; a += PAGE_SIZE) {
         if (!fillable(e.state[e.stateIndex(a)]!)) continue;
@@ -150,7 +155,7 @@ export class BackgroundFill {
     const pages = this.#pages!;
     while (this.#listIndex < pages.length) {
       const a = pages[this.#listIndex++]!;
-      const e = this.#engine.ranges.find(a);
+      const e = this.#ctx.ranges.find(a);
       if (e === null || (e.modes & UFFDIO_REGISTER_MODE_MISSING) === 0 || !fillable(e.state[e.stateIndex(a)]!)) continue;
       let end = a + PAGE_SIZE;
       while (this.#listIndex < pages.length && pages[this.#listIndex] === end && end < e.end && (end - a) / PAGE_SIZE < chunk && sameRun(e, a, end)) {
@@ -163,14 +168,14 @@ export class BackgroundFill {
   }
 
   async #fillRun(entry: RangeEntry, start: number, end: number): Promise<void> {
-    const engine = this.#engine;
+    const ctx = this.#ctx;
     const protect = (entry.state[entry.stateIndex(start)]! & PAGE_STATE.PROTECTED) !== 0;
-    engine.ranges.mark(start, end, PAGE_STATE.FILLING, 0);
-    const epoch = engine.eventEpoch;
+    ctx.ranges.mark(start, end, PAGE_STATE.FILLING, 0);
+    const epoch = ctx.eventEpoch;
     try {
       this.stats.requests++;
       const bytes = await this.#source.read(entry.sourceOffset(start), end - start);
-      const r = await mfill(engine, bytes === null ? "zeropage" : "copy", start, end - start, bytes, {
+      const r = await mfill(ctx, bytes === null ? "zeropage" : "copy", start, end - start, bytes, {
         protect,
         dontWake: false,
         sinceEpoch: epoch,
@@ -182,10 +187,10 @@ export class BackgroundFill {
       this.stats.presentBytes += r.present;
       this.stats.skippedBytes += r.skipped;
     } catch (e) {
-      engine.report(e, null);
+      ctx.report(e, null);
     } finally {
-      engine.ranges.mark(start, end, 0, PAGE_STATE.FILLING);
-      engine.notifyPages(start, end);
+      ctx.ranges.mark(start, end, 0, PAGE_STATE.FILLING);
+      ctx.notifyPages(start, end);
     }
   }
 }

@@ -30,15 +30,74 @@ import {
   UFFDIO_REGISTER_MODE_WP,
   UFFDIO_UNREGISTER,
 } from "@uffd/kernel/uapi";
-import { Engine, type FailurePolicy } from "./engine.ts";
+import { type ContextConfig, type FailurePolicy, UffdContext } from "./context.ts";
+import { dispatchEvent, inheritableListeners, plugPolicy, pullQueue, shutdown, subscribe, unsubscribe, unsubscribeAll } from "./dispatch.ts";
 import { FeatureUnavailableError, ModeUnavailableError, UffdError } from "./errors.ts";
-import type { UffdEventName, UffdEvents } from "./events.ts";
+import type { TypedEventEmitter } from "./emitter.ts";
+import type { RangeEvent, RemapEvent } from "./events.ts";
 import { DEFAULT_OPTIONAL_FEATURES, FEATURES, featureBits, featureNames, type FeatureName, modeBits, modeNames, type RegisterMode } from "./features.ts";
-import { Metrics } from "./metrics.ts";
-import { mfill, type MfillOp, type MfillResult } from "./ops.ts";
+import { Metrics, TRACE_EVENTS_MAX } from "./metrics.ts";
+import { abandon, mfill, type MfillOp, type MfillResult, wake, writeProtect } from "./ops.ts";
 import type { PageSource } from "./page-source.ts";
 import { PAGE_STATE, RangeSet, type RegisteredRange } from "./ranges.ts";
+import { startReader } from "./reader.ts";
 import { BackgroundFill, serve, type FillOptions, type ServeOptions } from "./serve.ts";
+import type { Fault } from "./types.ts";
+
+/**
+ * The typed event map, one entry per UFFD_EVENT_* plus the SDK's own "error" and "close".
+ * Backed by eventemitter3 and typed with typed-emitter's interface (src/emitter.ts); the SDK exposes only the subscribe side
+ * (on / once / off / removeAllListeners / listenerCount). eventemitter3 has no prependListener,
+ * rawListeners or get/setMaxListeners, so the SDK does not promise them.
+ *
+ * A listener may return a promise: the SDK watches it, and a rejection goes to the failure
+ * policy like a throw. Listeners never run inside the kernel: a throw is caught and reported.
+ */
+export type UffdEvents = {
+  /** UFFD_EVENT_PAGEFAULT (duplicates for one page are coalesced into one fault). */
+  fault: (fault: Fault) => void;
+  /** UFFD_EVENT_FORK: the child's userfaultfd, already running with this handler's listeners. */
+  fork: (child: Userfaultfd) => void;
+  /** UFFD_EVENT_REMAP: the SDK's ranges already moved. */
+  remap: (event: RemapEvent) => void;
+  /** UFFD_EVENT_REMOVE: the pages are marked removed (their next fault should be zero-filled). */
+  remove: (event: RangeEvent) => void;
+  /** UFFD_EVENT_UNMAP: the SDK's ranges already dropped the span. */
+  unmap: (event: RangeEvent) => void;
+  /** A listener failed, a fault went to the failure policy, or the read loop hit an error. */
+  error: (error: UffdError | Error, fault: Fault | null) => void;
+  /** The userfaultfd was closed (by close(), or because the handler process exited). */
+  close: () => void;
+};
+
+export type UffdEventName = keyof UffdEvents;
+
+/**
+ * What the pull-style API (readEvent(), `for await (const event of uffd)`) returns: a fault,
+ * resolved with the same race-safe resolvers as in a listener, or a non-cooperative event that
+ * the SDK's view of the ranges already follows (as for the push events).
+ */
+export type UffdEvent =
+  | { readonly type: "fault"; readonly fault: Fault }
+  | { readonly type: "fork"; readonly child: Userfaultfd }
+  | ({ readonly type: "remap" } & RemapEvent)
+  | ({ readonly type: "remove" } & RangeEvent)
+  | ({ readonly type: "unmap" } & RangeEvent);
+
+/** typed-emitter's interface over this map (eventemitter3 implements only part of it). */
+export type UffdTypedEmitter = TypedEventEmitter<UffdEvents>;
+
+/**
+ * The subscribe side of UffdTypedEmitter: the same signatures, returning the subscriber itself
+ * for chaining. test/types.test.ts proves UffdTypedEmitter is assignable to it (a strict subset).
+ */
+export interface UffdEventSubscriber {
+  on<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this;
+  once<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this;
+  off<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this;
+  removeAllListeners<E extends UffdEventName>(event?: E): this;
+  listenerCount<E extends UffdEventName>(event: E): number;
+}
 
 export interface HandlerOptions {
   /** Messages per read(2) (each 32 bytes). Default 64. */
@@ -49,9 +108,16 @@ export interface HandlerOptions {
   retries?: number;
   /**
    * How long a fault may stay unresolved (no resolver called) before it goes to the policy.
-   * virtualMs is measured on the kernel's virtual clock (default 1000; null = never); wallMs on
-   * the host clock (default null). A handler that waits on real I/O looks, to the virtual clock,
-   * like one that never answers: give it a wall-clock deadline and virtualMs: null.
+   *
+   * wallMs is measured on the host clock: time in which the handler could really have run.
+   * Default DEFAULT_DEADLINE_WALL_MS (10,000 ms); null = never.
+   *
+   * virtualMs is measured on the kernel's virtual clock. Default null (never), because the
+   * virtual clock jumps ahead whenever every simulated thread waits (kernel.idle(), or nothing
+   * runnable for a macrotask turn): a test that awaits kernel.idle() while its handler waits for
+   * the test would see the deadline pass at once. Set it for deterministic deadline tests (a
+   * handler that must answer within so much virtual time); a handler waiting on real I/O then
+   * looks like one that never answers.
    */
   deadline?: { virtualMs?: number | null; wallMs?: number | null };
   /**
@@ -97,11 +163,67 @@ export interface Registration extends RegisteredRange {
   readonly ioctls: bigint;
 }
 
-export interface RangeOpOptions {
+/** Whether a range operation wakes the threads waiting on its pages (the *_MODE_DONTWAKE bit). */
+export interface WakeOptions {
+  /** Wake the threads waiting on the range (default true). `{ wake: false }` is `{ dontWake: true }`. */
+  wake?: boolean;
+  /** Leave waiters asleep (the ioctl's *_MODE_DONTWAKE); wake them later with uffd.wake(). Same as `{ wake: false }`. */
+  dontWake?: boolean;
+}
+
+export interface RangeOpOptions extends WakeOptions {
   /** Map write-protected. Default: whether the page is currently write-protected by this handler. */
   wp?: boolean;
-  /** Leave waiters asleep; wake them later with uffd.wake(). */
-  dontWake?: boolean;
+}
+
+/** The default wall-clock deadline of a fault (HandlerOptions.deadline.wallMs), in ms. */
+export const DEFAULT_DEADLINE_WALL_MS = 10_000;
+
+function checkedDeadline(name: string, v: number | null | undefined, dflt: number | null): number | null {
+  if (v === undefined) return dflt;
+  if (v === null) return null;
+  if (typeof v !== "number" || !(v >= 0) || v === Infinity) throw new RangeError(`deadline.${name} must be a finite number of ms >= 0 or null, got ${String(v)}`);
+  return v;
+}
+
+/** HandlerOptions, checked and with their defaults. */
+interface HandlerConfig {
+  config: Pick<ContextConfig, "batch" | "policy" | "retries" | "deadlineVirtualMs" | "deadlineWallMs" | "wallClock">;
+  /** The trace ring's size, or null when not tracing. */
+  traceEventsMax: number | null;
+}
+
+function handlerConfig(o: HandlerOptions): HandlerConfig {
+  const policy = o.onHandlerError ?? "sigbus";
+  if (policy !== "sigbus" && policy !== "retry" && typeof policy !== "function") throw new TypeError(`onHandlerError must be "sigbus", "retry" or a function, got ${String(policy)}`);
+  const trace = o.trace ?? false;
+  let traceEventsMax: number | null = null;
+  if (trace !== false) {
+    traceEventsMax = trace === true ? TRACE_EVENTS_MAX : checkedCount("trace.eventsMax", trace.eventsMax, TRACE_EVENTS_MAX, 1);
+  }
+  return {
+    config: {
+      batch: checkedCount("batch", o.batch, 64, 1),
+      policy,
+      retries: checkedCount("retries", o.retries, 2, 0),
+      deadlineVirtualMs: checkedDeadline("virtualMs", o.deadline?.virtualMs, null),
+      deadlineWallMs: checkedDeadline("wallMs", o.deadline?.wallMs, DEFAULT_DEADLINE_WALL_MS),
+      wallClock: o.wallClock ?? (() => performance.now()),
+    },
+    traceEventsMax,
+  };
+}
+
+function checkedCount(name: string, v: number | undefined, dflt: number, min: number): number {
+  if (v === undefined) return dflt;
+  if (!Number.isSafeInteger(v) || v < min) throw new RangeError(`${name} must be an integer >= ${min}, got ${String(v)}`);
+  return v;
+}
+
+/** The DONTWAKE bit a range operation's options ask for; a contradiction is refused. */
+function dontWakeOf(o: WakeOptions, what: string): boolean {
+  if (o.wake === true && o.dontWake === true) throw new TypeError(`${what}(): { wake: true } and { dontWake: true } contradict each other`);
+  return o.wake === false || o.dontWake === true;
 }
 
 /** What a range operation did, in bytes. */
@@ -118,20 +240,24 @@ function rangeResult(r: MfillResult): RangeResult {
 }
 
 export class Userfaultfd {
-  readonly #e: Engine;
+  readonly #e: UffdContext;
   readonly #supported: number;
+  readonly #done: Promise<void>;
 
-  private constructor(engine: Engine, supported: number) {
-    this.#e = engine;
+  private constructor(ctx: UffdContext, supported: number, onFork: (parent: UffdContext, ufd: number) => void) {
+    this.#e = ctx;
     this.#supported = supported;
+    plugPolicy(ctx);
+    this.#done = startReader(ctx, onFork);
   }
 
   // --- creation ---------------------------------------------------------------------------
 
   /** Opens a userfaultfd for `proc`'s own memory, with the handshake and feature probing done. */
   static async open(proc: Process, options: OpenOptions = {}): Promise<Userfaultfd> {
+    const h = handlerConfig(options); // before any syscall: a bad option costs no fd
     const { fd, enabled, supported } = await handshake(proc, options);
-    return Userfaultfd.#create(proc, fd, enabled, supported, new RangeSet(), proc, false, options);
+    return Userfaultfd.#create(proc, fd, enabled, supported, new RangeSet(), proc, false, options, h);
   }
 
   /**
@@ -149,39 +275,29 @@ export class Userfaultfd {
    * is done, so say which features and ranges it has, as Firecracker's handshake message does.
    */
   static adopt(proc: Process, fd: number, options: AdoptOptions = {}): Userfaultfd {
+    const h = handlerConfig(options);
     const ranges = new RangeSet();
     for (const r of options.ranges ?? []) ranges.register(r.start, r.start + r.len, modeBits(r.modes), r.offset ?? 0);
     const target = options.target ?? null;
-    return Userfaultfd.#create(proc, fd, featureBits(options.features ?? []), 0, ranges, target, target !== proc, options);
+    return Userfaultfd.#create(proc, fd, featureBits(options.features ?? []), 0, ranges, target, target !== proc, options, h);
   }
 
-  static #create(proc: Process, fd: number, features: number, supported: number, ranges: RangeSet, target: Process | null, crossProcess: boolean, o: HandlerOptions): Userfaultfd {
+  static #create(proc: Process, fd: number, features: number, supported: number, ranges: RangeSet, target: Process | null, crossProcess: boolean, o: HandlerOptions, h: HandlerConfig): Userfaultfd {
     const metrics = o.metrics ?? new Metrics();
-    if (o.trace !== undefined && o.trace !== false && !metrics.tracing) metrics.startTrace(o.trace === true ? undefined : o.trace.eventsMax);
-    const engine = new Engine({
-      proc,
-      fd,
-      features,
-      ranges,
-      metrics,
-      batch: o.batch ?? 64,
-      policy: o.onHandlerError ?? "sigbus",
-      retries: o.retries ?? 2,
-      deadlineVirtualMs: o.deadline?.virtualMs === undefined ? 1000 : o.deadline.virtualMs,
-      deadlineWallMs: o.deadline?.wallMs ?? null,
-      wallClock: o.wallClock ?? (() => performance.now()),
-      target,
-      crossProcess,
-      onFork: (parent, ufd) => Userfaultfd.#forked(parent, ufd, o, supported),
-    });
-    return new Userfaultfd(engine, supported);
+    if (h.traceEventsMax !== null && !metrics.tracing) metrics.startTrace(h.traceEventsMax);
+    const ctx = new UffdContext({ proc, fd, features, ranges, metrics, ...h.config, target, crossProcess });
+    return new Userfaultfd(ctx, supported, (parent, ufd) => Userfaultfd.#forked(parent, ufd, o, h, supported));
   }
 
-  /** UFFD_EVENT_FORK: the child's fd gets its own handler with the parent's view and listeners. */
-  static #forked(parent: Engine, ufd: number, o: HandlerOptions, supported: number): void {
-    const child = Userfaultfd.#create(parent.proc, ufd, parent.features, supported, parent.ranges.clone(), null, true, { ...o, metrics: parent.metrics });
-    for (const { event, fn, withEngine } of parent.inheritableListeners()) child.#e.subscribe(event, fn, false, withEngine);
-    parent.emitter.emit("fork", child);
+  /**
+   * UFFD_EVENT_FORK: the child's fd gets its own handler and its own context, starting from a
+   * copy of the parent's view (ranges and page states as they were at the fork) and the
+   * parent's persistent listeners; it shares the parent's metrics.
+   */
+  static #forked(parent: UffdContext, ufd: number, o: HandlerOptions, h: HandlerConfig, supported: number): void {
+    const child = Userfaultfd.#create(parent.proc, ufd, parent.features, supported, parent.ranges.clone(), null, true, { ...o, metrics: parent.metrics }, h);
+    for (const { event, fn, withContext } of inheritableListeners(parent)) subscribe(child.#e, event, fn, false, withContext);
+    dispatchEvent(parent, "fork", child, Object.freeze({ type: "fork", child }));
   }
 
   // --- facts ------------------------------------------------------------------------------
@@ -235,33 +351,64 @@ export class Userfaultfd {
 
   /** Resolves when the handler loop has ended (close(), or the handling process exited). */
   get done(): Promise<void> {
-    return this.#e.done;
+    return this.#done;
   }
 
   // --- events (the subscribe side only) -----------------------------------------------------
 
   on<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this {
-    this.#e.subscribe(event, listener as never, false);
+    subscribe(this.#e, event, listener as never, false);
     return this;
   }
 
   once<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this {
-    this.#e.subscribe(event, listener as never, true);
+    subscribe(this.#e, event, listener as never, true);
     return this;
   }
 
   off<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this {
-    this.#e.unsubscribe(event, listener as never);
+    unsubscribe(this.#e, event, listener as never);
     return this;
   }
 
   removeAllListeners<E extends UffdEventName>(event?: E): this {
-    this.#e.unsubscribeAll(event);
+    unsubscribeAll(this.#e, event);
     return this;
   }
 
   listenerCount<E extends UffdEventName>(event: E): number {
-    return this.#e.listenerCount(event);
+    return this.#e.emitter.listenerCount(event);
+  }
+
+  // --- events (the pull side) ------------------------------------------------------------------
+
+  /**
+   * The next fault or event, in the order the read loop read them (faults of one read(2) after
+   * its events, as the push side sees them); null once the userfaultfd is closed and everything
+   * read was taken. For code ported from userfaultfd-rs (`read_event()`), Firecracker or e2b:
+   *
+   *   for (let ev; (ev = await uffd.readEvent()) !== null; ) {
+   *     if (ev.type === "fault") await ev.fault.copy(pageFor(ev.fault.offset));
+   *   }
+   *
+   * Pulling starts at the first call: faults read before it and still unresolved come first.
+   * Pulled faults keep their deadline and failure policy; listeners, if any, see them too (the
+   * first resolver wins). Concurrent calls take successive items.
+   */
+  readEvent(): Promise<UffdEvent | null> {
+    return pullQueue(this.#e).next() as Promise<UffdEvent | null>;
+  }
+
+  /** `for await (const event of uffd)`: readEvent() until the userfaultfd is closed. Leaving the loop does not close it. */
+  [Symbol.asyncIterator](): AsyncIterator<UffdEvent, undefined> {
+    const q = pullQueue(this.#e);
+    return {
+      next: async (): Promise<IteratorResult<UffdEvent, undefined>> => {
+        const e = (await q.next()) as UffdEvent | null;
+        return e === null ? { done: true, value: undefined } : { done: false, value: e };
+      },
+      return: (): Promise<IteratorResult<UffdEvent, undefined>> => Promise.resolve({ done: true, value: undefined }),
+    };
   }
 
   // --- registration -------------------------------------------------------------------------
@@ -324,57 +471,76 @@ export class Userfaultfd {
   async unregister(start: number, len: number): Promise<void> {
     await this.#e.proc.ioctl(this.#e.fd, UFFDIO_UNREGISTER, { start, len });
     this.#e.ranges.delete(start, start + len);
-    this.#e.abandon(start, start + len);
+    abandon(this.#e, start, start + len);
   }
 
   // --- range operations (race-safe, like the fault resolvers) --------------------------------
 
   /** UFFDIO_WRITEPROTECT: the pages' next writes become wp faults. */
   async writeProtect(start: number, len: number): Promise<void> {
-    const r = await this.#e.writeProtect(start, len, true, false);
+    const r = await writeProtect(this.#e, start, len, true, false);
     if (r === "gone") throw new ModeUnavailableError(["wp"], `writeProtect(): [0x${start.toString(16)}, +${len}) is not registered with "wp" (ENOENT)`);
     if (r === "closed") throw new UffdError("closed", "writeProtect(): the userfaultfd is closed");
   }
 
-  /** UFFDIO_WRITEPROTECT mode 0: unprotects, and wakes wp faults in the range unless dontWake. */
-  async unprotect(start: number, len: number, options: { dontWake?: boolean } = {}): Promise<void> {
-    const r = await this.#e.writeProtect(start, len, false, options.dontWake !== true);
+  /** UFFDIO_WRITEPROTECT mode 0: unprotects, and wakes wp faults in the range unless `{ wake: false }` (dontWake). */
+  async unprotect(start: number, len: number, options: WakeOptions = {}): Promise<void> {
+    const r = await writeProtect(this.#e, start, len, false, !dontWakeOf(options, "unprotect"));
     if (r === "gone") throw new ModeUnavailableError(["wp"], `unprotect(): [0x${start.toString(16)}, +${len}) is not registered with "wp" (ENOENT)`);
   }
 
-  /** UFFDIO_COPY of bytes (or from an address in the handling process) to [dst, dst+len). */
+  /**
+   * UFFDIO_COPY to [dst, dst+len), from bytes or from an address in the handling process.
+   * Arguments in C's order (struct uffdio_copy): destination first, then source.
+   *
+   * @param dst where the pages go: a page-aligned address in the registered range.
+   * @param src where they come from: bytes (a whole number of pages), or an address in the handling process.
+   * @param len bytes; default the length of `src` (one page for an address).
+   */
   copy(dst: number, src: Uint8Array | number, len?: number, options: RangeOpOptions = {}): Promise<RangeResult> {
     const n = len ?? (typeof src === "number" ? PAGE_SIZE : src.length);
     return this.#range("copy", dst, n, src, options);
   }
 
+  /** UFFDIO_ZEROPAGE of [start, start+len) (in a write-protected range: zeroed copies that stay protected). */
   zeropage(start: number, len: number, options: RangeOpOptions = {}): Promise<RangeResult> {
     return this.#range("zeropage", start, len, null, options);
   }
 
+  /** UFFDIO_CONTINUE of [start, start+len): maps the pages already in the shmem page cache. */
   continue(start: number, len: number, options: RangeOpOptions = {}): Promise<RangeResult> {
     return this.#range("continue", start, len, null, options);
   }
 
-  poison(start: number, len: number, options: { dontWake?: boolean } = {}): Promise<RangeResult> {
+  /** UFFDIO_POISON of [start, start+len): accesses get SIGBUS until a page is installed over them. */
+  poison(start: number, len: number, options: WakeOptions = {}): Promise<RangeResult> {
     return this.#range("poison", start, len, null, { ...options, wp: false });
   }
 
+  /**
+   * UFFDIO_MOVE of [src, src+len) to [dst, dst+len) in the faulting process. Arguments in C's
+   * order (struct uffdio_move): destination first, then source. Falls back to UFFDIO_COPY where
+   * Linux refuses the move (see Fault.move).
+   *
+   * @param dst where the pages go: a page-aligned address in the registered range.
+   * @param src where they come from: a page-aligned address in the same process.
+   */
   move(dst: number, src: number, len: number, options: RangeOpOptions & { allowSrcHoles?: boolean } = {}): Promise<RangeResult> {
     return this.#range("move", dst, len, src, options, options.allowSrcHoles === true);
   }
 
   /** UFFDIO_WAKE: wakes every thread waiting on [start, start+len). */
   async wake(start: number, len: number): Promise<void> {
-    await this.#e.wake(start, len);
+    await wake(this.#e, start, len);
     this.#e.settleCovered(start, start + len, null);
     this.#e.settleCovered(start, start + len, "wp");
   }
 
   async #range(op: MfillOp, dst: number, len: number, src: Uint8Array | number | null, o: RangeOpOptions, allowSrcHoles = false): Promise<RangeResult> {
     const e = this.#e;
+    const dontWake = dontWakeOf(o, op);
     const protect = o.wp ?? (e.ranges.stateOf(dst) & PAGE_STATE.PROTECTED) !== 0;
-    const r = await mfill(e, op, dst, len, src, { protect, dontWake: o.dontWake === true, sinceEpoch: e.eventEpoch, onRemoved: "zero", prefetch: false, allowSrcHoles });
+    const r = await mfill(e, op, dst, len, src, { protect, dontWake, sinceEpoch: e.eventEpoch, onRemoved: "zero", prefetch: false, allowSrcHoles });
     return rangeResult(r);
   }
 
@@ -400,11 +566,11 @@ export class Userfaultfd {
    * pending faults are retried as ordinary faults (anonymous memory reads zeros).
    */
   async close(): Promise<void> {
-    await this.#e.shutdown(true);
+    await shutdown(this.#e, true);
   }
 
-  /** @internal For the SDK's helpers (serve, fills, trackers). */
-  static engineOf(uffd: Userfaultfd): Engine {
+  /** @internal The context behind a Userfaultfd, for the SDK's clients (trackers). */
+  static contextOf(uffd: Userfaultfd): UffdContext {
     return uffd.#e;
   }
 }

@@ -1,6 +1,6 @@
 /**
  * Non-cooperative events as typed events, and the SDK's view of the ranges following them.
- * References: kernel-semantics.md §4 (FORK, REMAP, REMOVE, UNMAP; mmap(MAP_FIXED) over a range is
+ * References: docs/linux-rules.md §4 (FORK, REMAP, REMOVE, UNMAP; mmap(MAP_FIXED) over a range is
  * an UNMAP); uffd-unit-tests.c: test "events" (fork, mremap, MADV_DONTNEED on a registered range).
  */
 import { describe, expect, it } from "vitest";
@@ -90,7 +90,7 @@ describe("the range view follows the events", () => {
     k.checkInvariants();
   });
 
-  it("unregister() forgets the range and wakes what waits there, even in a wp-only range (Linux wakes MISSING only, §2.3)", async () => {
+  it("unregister() forgets the range and wakes what waits there, even in a wp-only range (Linux wakes MISSING only, linux-rules §2.3)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p, { deadline: { virtualMs: null } });
     const a = await anon(p, 1);
@@ -134,7 +134,7 @@ describe("the range view follows the events", () => {
     k.checkInvariants();
   });
 
-  it("without event-fork the child's copy of the range is unregistered: no child handler (§4 without EVENT_FORK)", async () => {
+  it("without event-fork the child's copy of the range is unregistered: no child handler (linux-rules §4 without EVENT_FORK)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p, { optionalFeatures: ["thread-id"] });
     const a = await anon(p, 1);

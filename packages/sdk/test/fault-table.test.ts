@@ -1,10 +1,10 @@
-/** The engine's in-flight fault table must behave exactly like the Map it replaces (model-based, fast-check). */
+/** A context's in-flight fault table must behave exactly like the Map it replaces (model-based, fast-check). */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FaultTable } from "../src/fault-table.ts";
 
 const PAGE = 4096;
-/** Keys as the engine makes them: a page address (a few clustered regions, some above 2^32) plus a kind index 0..2. */
+/** Keys as the read loop makes them: a page address (a few clustered regions, some above 2^32) plus a kind index 0..2. */
 const key = fc
   .tuple(fc.constantFrom(0x10000, 0x7f00_0000_0000, 0x1_0000_0000), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 2 }))
   .map(([base, page, kind]) => base + page * PAGE + kind);

@@ -1,8 +1,8 @@
 /**
  * Opening: the API handshake and feature probing folded in, and clear errors when a feature or
- * mode is unavailable. References: kernel-semantics.md §1.1 (creation, EPERM before flags),
+ * mode is unavailable. References: docs/linux-rules.md §1.1 (creation, EPERM before flags),
  * §1.3 (features; EVENT_FORK needs CAP_SYS_PTRACE; a failed API leaves the ctx uninitialised),
- * §1.4 (register ioctls masks), §2.2 (register errors); peers.md §3.D (ltp#1289: probe at run
+ * §1.4 (register ioctls masks), §2.2 (register errors); docs/peers.md §3.D (ltp#1289: probe at run
  * time; criu#3035: suggest the sysctl on EPERM).
  */
 import { describe, expect, it } from "vitest";
@@ -41,7 +41,7 @@ describe("Userfaultfd.open", () => {
     await uffd.close();
   });
 
-  it("EPERM for kernel-mode faults explains CAP_SYS_PTRACE, the sysctl and userModeOnly (§1.1)", async () => {
+  it("EPERM for kernel-mode faults explains CAP_SYS_PTRACE, the sysctl and userModeOnly (linux-rules §1.1)", async () => {
     const k = new Kernel();
     const p = k.spawn({ uid: 1000 });
     const err = await Userfaultfd.open(p).catch((e: unknown) => e);
@@ -69,7 +69,7 @@ describe("Userfaultfd.open", () => {
 });
 
 describe("register", () => {
-  it("returns the kernel's ioctls mask (0x13c for MISSING on anon, 0x1bc for MINOR on shmem, §1.4)", async () => {
+  it("returns the kernel's ioctls mask (0x13c for MISSING on anon, 0x1bc for MINOR on shmem, linux-rules §1.4)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p);
     const a = await anon(p, 2);
@@ -84,7 +84,7 @@ describe("register", () => {
     k.checkInvariants();
   });
 
-  it("MINOR on private anonymous memory is ModeUnavailableError saying what memory is needed (EINVAL, §2.2 9a)", async () => {
+  it("MINOR on private anonymous memory is ModeUnavailableError saying what memory is needed (EINVAL, linux-rules §2.2 9a)", async () => {
     const { p } = setup();
     const uffd = await Userfaultfd.open(p);
     const a = await anon(p, 1);
@@ -96,7 +96,7 @@ describe("register", () => {
     await uffd.close();
   });
 
-  it("a range with nothing mapped is ModeUnavailableError (EINVAL, §2.2 7)", async () => {
+  it("a range with nothing mapped is ModeUnavailableError (EINVAL, linux-rules §2.2 7)", async () => {
     const { p } = setup();
     const uffd = await Userfaultfd.open(p);
     const a = await anon(p, 1);
@@ -105,7 +105,7 @@ describe("register", () => {
     await uffd.close();
   });
 
-  it("a range another userfaultfd registered is ModeUnavailableError (EBUSY, §2.2 9d)", async () => {
+  it("a range another userfaultfd registered is ModeUnavailableError (EBUSY, linux-rules §2.2 9d)", async () => {
     const { p } = setup();
     const one = await Userfaultfd.open(p);
     const two = await Userfaultfd.open(p);
@@ -116,7 +116,7 @@ describe("register", () => {
     await two.close();
   });
 
-  it("all three modes on a shared memfd mapping: ioctls 0x1fc (§1.4)", async () => {
+  it("all three modes on a shared memfd mapping: ioctls 0x1fc (linux-rules §1.4)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p);
     const fd = await p.memfdCreate("guest");
@@ -128,7 +128,7 @@ describe("register", () => {
     k.checkInvariants();
   });
 
-  it("holes inside the range are skipped, as Linux does (§2.2: vma–hole–vma is OK)", async () => {
+  it("holes inside the range are skipped, as Linux does (linux-rules §2.2: vma–hole–vma is OK)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p);
     const a = await anon(p, 3);
@@ -150,5 +150,14 @@ describe("register", () => {
     expect(err).toBeInstanceOf(ErrnoError);
     expect(err).toMatchObject({ code: "EINVAL", syscall: "ioctl" });
     await uffd.close();
+  });
+  it("handler options are checked up front: a batch, retry count or deadline that is not a sane number is a RangeError", async () => {
+    const { k, p } = setup();
+    for (const bad of [{ batch: 0 }, { batch: 1.5 }, { batch: Number.NaN }, { retries: -1 }, { deadline: { wallMs: -1 } }, { deadline: { virtualMs: Infinity } }, { trace: { eventsMax: 0 } }]) {
+      await expect(Userfaultfd.open(p, bad), JSON.stringify(bad)).rejects.toThrow(RangeError);
+    }
+    const uffd = await Userfaultfd.open(p, { batch: 1, retries: 0, deadline: { wallMs: 0, virtualMs: null } });
+    await uffd.close();
+    k.checkInvariants();
   });
 });

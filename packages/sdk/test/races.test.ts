@@ -3,8 +3,8 @@
  * behaviour asserted: every faulting thread completes with the right bytes (or the signal Linux
  * gives it), and no fault is lost (every fault read ends with exactly one outcome).
  *
- * References: kernel-semantics.md §1.7 (two threads, two messages), §2.0 (result field,
- * mmap_changing), §2.5 (EEXIST, partial progress), §3.3 (wake), §4 (events); peers.md §5.
+ * References: docs/linux-rules.md §1.7 (two threads, two messages), §2.0 (result field,
+ * mmap_changing), §2.5 (EEXIST, partial progress), §3.3 (wake), §4 (events); docs/peers.md §5.
  */
 import { describe, expect, it } from "vitest";
 import { SignalError } from "@uffd/kernel";
@@ -29,7 +29,7 @@ const hasMadvise = await syscallWorks("madvise");
 const hasMremap = await syscallWorks("mremap");
 
 describe("races, forced deterministically", () => {
-  it("two threads on one page: one fault, one copy, both threads get the bytes (§1.7: two messages, no dedup in the kernel)", async () => {
+  it("two threads on one page: one fault, one copy, both threads get the bytes (linux-rules §1.7: two messages, no dedup in the kernel)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p);
     const a = await anon(p, 2);
@@ -81,7 +81,7 @@ describe("races, forced deterministically", () => {
     k.checkInvariants();
   });
 
-  it("EAGAIN while an event is unread is retried once the event is processed (§2.0 mmap_changing, §4)", async () => {
+  it("EAGAIN while an event is unread is retried once the event is processed (linux-rules §2.0 mmap_changing, linux-rules §4)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p);
     const a = await anon(p, 1);
@@ -109,7 +109,7 @@ describe("races, forced deterministically", () => {
     k.checkInvariants();
   });
 
-  it("partial progress is continued and the present page is skipped, not overwritten (§2.0: field 4096 + EAGAIN)", async () => {
+  it("partial progress is continued and the present page is skipped, not overwritten (linux-rules §2.0: field 4096 + EAGAIN)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p);
     const a = await anon(p, 4);
@@ -237,7 +237,7 @@ describe("races, forced deterministically", () => {
     k.checkInvariants();
   });
 
-  it("fork mid-handling: the resolve waits out the FORK event, and the child's userfaultfd gets the same handlers (§4 FORK)", async () => {
+  it("fork mid-handling: the resolve waits out the FORK event, and the child's userfaultfd gets the same handlers (linux-rules §4 FORK)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p);
     expect(uffd.has("event-fork")).toBe(true);
@@ -332,7 +332,7 @@ describe("races, forced deterministically", () => {
     k.checkInvariants();
   });
 
-  it("close() mid-handling: blocked threads retry as ordinary faults (zero page), in-flight faults end as 'closed' (§3.5)", async () => {
+  it("close() mid-handling: blocked threads retry as ordinary faults (zero page), in-flight faults end as 'closed' (linux-rules §3.5)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p, { deadline: { virtualMs: null } });
     const a = await anon(p, 1);

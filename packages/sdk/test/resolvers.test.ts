@@ -1,8 +1,8 @@
 /**
  * Each resolver against the memory it is meant for, with the pte it leaves checked through
  * pagemap, and the combinations that cannot make progress refused. References:
- * kernel-semantics.md §3.1 (where faults fire), §3.4 (what each ioctl maps), §2.10 (MOVE), §8.3
- * (ZEROPAGE vs markers); seeds/003 (MOVE is EBUSY after fork: fall back to COPY).
+ * docs/linux-rules.md §3.1 (where faults fire), §3.4 (what each ioctl maps), §2.10 (MOVE), §8.3
+ * (ZEROPAGE vs markers); seed 003 (MOVE is EBUSY after fork: fall back to COPY).
  */
 import { describe, expect, it } from "vitest";
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, MAP_SHARED } from "@uffd/kernel/uapi";
@@ -23,7 +23,7 @@ describe("fault resolvers", () => {
     k.checkInvariants();
   });
 
-  it("zeropage() maps the shared zero page (§3.4: P1 X0, pfn = zero page)", async () => {
+  it("zeropage() maps the shared zero page (linux-rules §3.4: P1 X0, pfn = zero page)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p);
     const a = await anon(p, 1);
@@ -37,7 +37,7 @@ describe("fault resolvers", () => {
     k.checkInvariants();
   });
 
-  it("a write-protected page stays protected through its missing fault: copy keeps MODE_WP, the write then faults wp (wp-unpopulated markers, §3.1)", async () => {
+  it("a write-protected page stays protected through its missing fault: copy keeps MODE_WP, the write then faults wp (wp-unpopulated markers, linux-rules §3.1)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p);
     const a = await anon(p, 2);
@@ -64,7 +64,7 @@ describe("fault resolvers", () => {
     k.checkInvariants();
   });
 
-  it("continue() maps the page cache page on a minor fault (§3.4: shared shmem, file page)", async () => {
+  it("continue() maps the page cache page on a minor fault (linux-rules §3.4: shared shmem, file page)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p);
     const fd = await p.memfdCreate("snapshot");
@@ -108,7 +108,7 @@ describe("fault resolvers", () => {
     k.checkInvariants();
   });
 
-  it("move() moves the source page here: the source becomes empty (§2.10)", async () => {
+  it("move() moves the source page here: the source becomes empty (linux-rules §2.10)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p);
     const src = await anon(p, 1);
@@ -124,7 +124,7 @@ describe("fault resolvers", () => {
     k.checkInvariants();
   });
 
-  it("move() of a page shared after fork is EBUSY in Linux: the SDK copies from the same address instead (seeds/003)", async () => {
+  it("move() of a page shared after fork is EBUSY in Linux: the SDK copies from the same address instead (seed 003)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p, { optionalFeatures: [] });
     const src = await anon(p, 1);
@@ -142,7 +142,7 @@ describe("fault resolvers", () => {
     k.checkInvariants();
   });
 
-  it("poison() makes the faulting access SIGBUS (§2.9)", async () => {
+  it("poison() makes the faulting access SIGBUS (linux-rules §2.9)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p);
     const a = await anon(p, 1);
@@ -170,7 +170,7 @@ describe("fault resolvers", () => {
     k.checkInvariants();
   });
 
-  it("a kernel-mode access (pread into registered memory) is a fault like any other (no user-mode-only by default, §3.2)", async () => {
+  it("a kernel-mode access (pread into registered memory) is a fault like any other (no user-mode-only by default, linux-rules §3.2)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p);
     const fd = await p.memfdCreate("data");

@@ -9,8 +9,16 @@
  * on a userfault when nothing can run any more is a lost fault), a check throws, the kernel's
  * invariants break, or (opt-in) a fault was resolved twice. The failure report has the seed, the
  * interleaving as a readable trace, and a one-line reproduction.
+ *
+ * Seeds can run in worker threads (`workers`, for a scenario made with scenarioRef(): a closure
+ * cannot cross threads) and a run can take one shard of the seeds (`shard: "k/n"`, as
+ * `vitest --shard`): the result (seeds run, failures, the failing seed, the report and its
+ * reproduction line) is the same whatever the number of workers, and a seed fails the same way
+ * whichever shard runs it.
  */
-import { Kernel, type KernelOptions, type Process, type SpawnOptions, type Thread } from "@uffd/kernel";
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+import { Kernel, type KernelOptions, type Process, setErrnoStackTraces, type SpawnOptions, type Thread } from "@uffd/kernel";
 import { expect } from "vitest";
 import { analyzeFaults, explainDuplicate, explainLost, type FaultResolutionOptions } from "./faults.ts";
 import { type GuestOptions, GuestThread } from "./guest.ts";
@@ -88,6 +96,26 @@ export interface RunOptions {
 export interface ExploreOptions extends RunOptions {
   /** How many seeds (1..n), or which. Default 100. The env var UFFD_EXPLORE_SEED runs just that seed. */
   seeds?: number | readonly number[];
+  /**
+   * Run only shard k of n of the seeds ("k/n", 1 <= k <= n: the k-th of n contiguous slices, as
+   * `vitest --shard`), so a CI matrix splits the seeds between machines. Default: the env var
+   * UFFD_EXPLORE_SHARD, else all seeds. Ignored when UFFD_EXPLORE_SEED names one seed.
+   */
+  shard?: string;
+  /**
+   * Worker threads that run seeds in parallel. Default: the core count
+   * (os.availableParallelism()), at most one per 50 seeds, for a scenario made with
+   * scenarioRef(); 1 for any other scenario (a closure cannot be sent to a thread). The result
+   * is the same whatever the count: a failing seed found in a worker is run again here, so
+   * `failures` hold full RunResults.
+   */
+  workers?: number;
+  /**
+   * Whether an ErrnoError raised in an explored run captures a stack trace. Default false:
+   * handlers catch expected errnos (EEXIST, EAGAIN) by the thousand and a trace is most of an
+   * error's cost. Reports never print them; turn them on to debug a seed.
+   */
+  errnoStacks?: boolean;
   /** Stop at the first failing seed. Default true. */
   stopOnFailure?: boolean;
   /** Throw an ExploreError with the report when a seed fails. Default true. */
@@ -153,10 +181,12 @@ export async function runSeed(scenario: Scenario, seed: number, options: RunOpti
 
 async function judge(world: World, options: RunOptions, problems: string[]): Promise<void> {
   const events = world.recorder.events;
-  const faults = analyzeFaults(events, typeof options.resolvedOnce === "object" ? options.resolvedOnce : {});
+  // Only a guest that did not end as expected, or resolvedOnce, needs the fault analysis.
+  let analysis: ReturnType<typeof analyzeFaults> | null = null;
+  const analyzed = (): ReturnType<typeof analyzeFaults> => (analysis ??= analyzeFaults(events, typeof options.resolvedOnce === "object" ? options.resolvedOnce : {}));
   for (const g of world.guests) {
     if (g.asExpected) continue;
-    const lost = faults.lost.find((l) => l.who === g.label);
+    const lost = analyzed().lost.find((l) => l.who === g.label);
     const want = g.expectation === "complete" ? "complete" : g.expectation === "any" ? "end" : `get ${g.expectation}`;
     problems.push(`${g.label} did not ${want}: ${lost !== undefined ? explainLost(lost) : g.describe()}`);
   }
@@ -176,6 +206,7 @@ async function judge(world: World, options: RunOptions, problems: string[]): Pro
   }
   if (options.resolvedOnce !== undefined && options.resolvedOnce !== false) {
     const guestLabels = new Set(world.guests.map((g) => g.label));
+    const faults = analyzed();
     for (const l of faults.lost) if (!guestLabels.has(l.who)) problems.push(`lost fault: ${l.who} ${explainLost(l)}`);
     for (const d of faults.duplicates) problems.push(explainDuplicate(d));
   }
@@ -238,17 +269,64 @@ export class ExploreError extends Error {
 /** The env var that makes explore() run just one seed. */
 export const SEED_ENV = "UFFD_EXPLORE_SEED";
 
-function seedList(options: ExploreOptions): readonly number[] {
+function seedList(options: ExploreOptions): { seeds: readonly number[]; shard: string | null } {
   const env = typeof process !== "undefined" ? process.env[SEED_ENV] : undefined;
-  if (env !== undefined && env !== "") return [Number(env)];
+  if (env !== undefined && env !== "") return { seeds: [Number(env)], shard: null };
   const s = options.seeds ?? 100;
-  if (typeof s !== "number") return s;
-  return Array.from({ length: s }, (_, i) => i + 1);
+  const all = typeof s !== "number" ? s : Array.from({ length: s }, (_, i) => i + 1);
+  const shard = options.shard ?? (typeof process !== "undefined" ? process.env[SHARD_ENV] : undefined);
+  if (shard === undefined || shard === "") return { seeds: all, shard: null };
+  const [k, n] = parseShard(shard);
+  return { seeds: all.slice(Math.floor(((k - 1) * all.length) / n), Math.floor((k * all.length) / n)), shard: `${k}/${n}` };
 }
+
+/** The env var that makes explore() run one shard of its seeds ("k/n"). */
+export const SHARD_ENV = "UFFD_EXPLORE_SHARD";
+
+/** "k/n" with integers 1 <= k <= n, as vitest's --shard takes it. */
+export function parseShard(shard: string): [number, number] {
+  const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(shard);
+  const k = m === null ? Number.NaN : Number(m[1]);
+  const n = m === null ? Number.NaN : Number(m[2]);
+  if (!(Number.isSafeInteger(k) && Number.isSafeInteger(n) && k >= 1 && n >= 1 && k <= n)) {
+    throw new RangeError(`explore: shard must be "k/n" with 1 <= k <= n, got ${JSON.stringify(shard)}`);
+  }
+  return [k, n];
+}
+
+/** Seeds per worker below which another worker does not pay for its start-up. */
+const SEEDS_PER_WORKER = 50;
 
 /** Runs the scenario under each seed; by default stops and throws at the first failure. */
 export async function explore(scenario: Scenario, options: ExploreOptions = {}): Promise<ExploreResult> {
-  const seeds = seedList(options);
+  const { seeds, shard } = seedList(options);
+  const ref = refOf(scenario);
+  const wanted = options.workers ?? (ref === null ? 1 : Math.min(availableParallelism(), Math.ceil(seeds.length / SEEDS_PER_WORKER)));
+  if (!(Number.isSafeInteger(wanted) && wanted >= 1)) throw new RangeError(`explore: workers must be an integer >= 1, got ${wanted}`);
+  if (wanted > 1 && ref === null) throw new TypeError("explore: workers > 1 needs a scenario made with scenarioRef() (a closure cannot be sent to a worker thread)");
+  const stopOnFailure = options.stopOnFailure !== false;
+  const stacks = setErrnoStackTraces(options.errnoStacks === true);
+  let outcome: { seedsRun: number; failures: RunResult[] };
+  try {
+    outcome = wanted > 1 && seeds.length > 1 ? await exploreInWorkers(ref!, scenario, seeds, options, Math.min(wanted, seeds.length), stopOnFailure) : await exploreHere(scenario, seeds, options, stopOnFailure);
+  } finally {
+    setErrnoStackTraces(stacks);
+  }
+  const { seedsRun, failures } = outcome;
+  const repro = reproduction(options.name);
+  const result: ExploreResult = {
+    ok: failures.length === 0,
+    seedsRun,
+    failures,
+    firstFailure: failures[0] ?? null,
+    report: () => report(seeds, seedsRun, failures, options.traceLines ?? 80, repro, shard),
+  };
+  if (!result.ok && options.throwOnFailure !== false) throw new ExploreError(result);
+  return result;
+}
+
+/** The seeds one after the other on this thread; a passing seed's host memory goes back to the pool at once. */
+async function exploreHere(scenario: Scenario, seeds: readonly number[], options: ExploreOptions, stopOnFailure: boolean): Promise<{ seedsRun: number; failures: RunResult[] }> {
   const failures: RunResult[] = [];
   let seedsRun = 0;
   for (const seed of seeds) {
@@ -256,24 +334,149 @@ export async function explore(scenario: Scenario, options: ExploreOptions = {}):
     seedsRun++;
     if (!r.ok) {
       failures.push(r);
-      if (options.stopOnFailure !== false) break;
-    }
+      if (stopOnFailure) break;
+    } else r.world.kernel.core.mem.releaseToPool();
   }
-  const repro = reproduction(options.name);
-  const result: ExploreResult = {
-    ok: failures.length === 0,
-    seedsRun,
-    failures,
-    firstFailure: failures[0] ?? null,
-    report: () => report(seeds, seedsRun, failures, options.traceLines ?? 80, repro),
-  };
-  if (!result.ok && options.throwOnFailure !== false) throw new ExploreError(result);
-  return result;
+  return { seedsRun, failures };
 }
 
-function report(seeds: readonly number[], seedsRun: number, failures: readonly RunResult[], lines: number, repro: (seed: number) => string): string {
+// --- scenarios that cross threads ------------------------------------------------------------------
+
+/** Where a portable scenario comes from: a module's export (a scenario, or a factory called with `args`). */
+export interface ScenarioRef {
+  /** The module's URL (import.meta.url, or new URL("./x.ts", import.meta.url).href). */
+  readonly module: string;
+  /** The export's name. */
+  readonly export: string;
+  /** Arguments (structured-cloneable) to call the export with; absent: the export is the scenario. */
+  readonly args?: readonly unknown[];
+}
+
+const REF = Symbol("uffd-testing.scenarioRef");
+
+type Portable = Scenario & { [REF]: ScenarioRef };
+
+/**
+ * A scenario that explore() can run in worker threads: the export `exportName` of the module at
+ * `module` (a scenario, or with `args` a factory returning one). Each thread imports the module
+ * itself, so it must have no side effects beyond defining things (keep scenarios in a module
+ * of their own, not in a test file). On this thread the module is imported on first use.
+ */
+export function scenarioRef(module: string | URL, exportName: string, ...args: unknown[]): Scenario {
+  const ref: ScenarioRef = { module: String(module), export: exportName, ...(args.length > 0 ? { args } : {}) };
+  let loaded: Promise<Scenario> | null = null;
+  const run = (w: World): Promise<unknown> => {
+    loaded ??= loadScenario(ref);
+    return loaded.then((s) => s(w));
+  };
+  return Object.assign(run, { [REF]: ref });
+}
+
+function refOf(s: Scenario): ScenarioRef | null {
+  return (s as Partial<Portable>)[REF] ?? null;
+}
+
+/** Imports a ScenarioRef's module and makes its scenario. */
+export async function loadScenario(ref: ScenarioRef): Promise<Scenario> {
+  const mod = (await import(ref.module)) as Record<string, unknown>;
+  const exp = mod[ref.export];
+  if (typeof exp !== "function") throw new TypeError(`scenarioRef: ${ref.module} has no function export ${ref.export}`);
+  const s = ref.args === undefined ? exp : (exp as (...a: unknown[]) => unknown)(...ref.args);
+  if (typeof s !== "function") throw new TypeError(`scenarioRef: ${ref.export}(...) of ${ref.module} did not return a scenario`);
+  return s as Scenario;
+}
+
+/** What a worker is told: the scenario, the options a run needs, and its seeds come in batches. */
+export interface WorkerSetup {
+  readonly ref: ScenarioRef;
+  readonly options: RunOptions & { errnoStacks?: boolean };
+}
+
+/** Main -> worker: run these seeds (one batch), or stop. */
+export type ToWorker = { readonly batch: number; readonly seeds: readonly number[] } | { readonly stop: true };
+/** Worker -> main: which seeds of a batch failed (by index in the batch), or a crash. */
+export type FromWorker = { readonly batch: number; readonly failed: readonly number[] } | { readonly error: string };
+
+const WORKER_URL = new URL("./explore-worker.mjs", import.meta.url);
+
+/** Seeds per batch: small enough to balance the load and stop early, large enough to be cheap. */
+const BATCH = 16;
+
+/**
+ * The seeds across `count` worker threads in batches, each worker taking the next batch when it
+ * is done. Batch results are put in seed order; the outcome is what exploreHere() would give:
+ * with stopOnFailure, the first failing seed in order once every seed before it has passed.
+ * Failing seeds run again on this thread for their full RunResult (a seed replays exactly).
+ */
+async function exploreInWorkers(ref: ScenarioRef, scenario: Scenario, seeds: readonly number[], options: ExploreOptions, count: number, stopOnFailure: boolean): Promise<{ seedsRun: number; failures: RunResult[] }> {
+  const setup: WorkerSetup = {
+    ref,
+    options: Object.fromEntries(
+      (["preemption", "kernel", "invariants", "resolvedOnce", "errnoStacks"] as const).filter((k) => options[k] !== undefined).map((k) => [k, options[k]]),
+    ) as WorkerSetup["options"],
+  };
+  const batches = Math.ceil(seeds.length / BATCH);
+  const done = new Uint8Array(batches); // 1 when its result is in
+  const failedIdx: number[] = [];
+  let next = 0;
+  let firstFailed = Number.POSITIVE_INFINITY; // index into seeds
+  const workers: Worker[] = [];
+  /** Every batch up to the first failure (or all) has its result. */
+  const complete = (): boolean => {
+    const last = stopOnFailure && firstFailed !== Number.POSITIVE_INFINITY ? Math.floor(firstFailed / BATCH) : batches - 1;
+    for (let b = 0; b <= last; b++) if (done[b] === 0) return false;
+    return true;
+  };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const feed = (w: Worker): void => {
+        const stopAt = stopOnFailure ? Math.floor(Math.min(firstFailed, seeds.length - 1) / BATCH) : batches - 1;
+        if (next > stopAt) {
+          w.postMessage({ stop: true } satisfies ToWorker);
+          return;
+        }
+        const b = next++;
+        w.postMessage({ batch: b, seeds: seeds.slice(b * BATCH, (b + 1) * BATCH) } satisfies ToWorker);
+      };
+      for (let i = 0; i < count; i++) {
+        const w = new Worker(WORKER_URL, { workerData: setup });
+        workers.push(w);
+        w.on("message", (m: FromWorker) => {
+          if ("error" in m) return reject(new Error(`explore: a worker failed: ${m.error}`));
+          done[m.batch] = 1;
+          for (const i of m.failed) {
+            const idx = m.batch * BATCH + i;
+            failedIdx.push(idx);
+            firstFailed = Math.min(firstFailed, idx);
+          }
+          if (complete()) resolve();
+          else feed(w);
+        });
+        w.on("error", reject);
+        w.on("exit", (code) => {
+          if (code !== 0) reject(new Error(`explore: a worker exited with code ${code}`));
+        });
+        feed(w);
+      }
+    });
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+  failedIdx.sort((a, b) => a - b);
+  const keep = stopOnFailure ? failedIdx.slice(0, 1) : failedIdx;
+  const failures: RunResult[] = [];
+  for (const idx of keep) {
+    const r = await runSeed(scenario, seeds[idx]!, options);
+    if (r.ok) throw new Error(`explore: seed ${seeds[idx]} failed in a worker thread but passed here: the scenario does not replay from its seed (does it keep state between runs?)`);
+    failures.push(r);
+  }
+  return { seedsRun: stopOnFailure && keep.length > 0 ? keep[0]! + 1 : seeds.length, failures };
+}
+
+function report(seeds: readonly number[], seedsRun: number, failures: readonly RunResult[], lines: number, repro: (seed: number) => string, shard: string | null): string {
   const f = failures[0];
-  const range = seeds.length > 1 ? ` (${seeds.length} seeds ${seeds[0]}..${seeds[seeds.length - 1]})` : "";
+  const of = shard === null ? "" : `, shard ${shard}`;
+  const range = seeds.length > 1 ? ` (${seeds.length} seeds ${seeds[0]}..${seeds[seeds.length - 1]}${of})` : shard === null ? "" : ` (shard ${shard})`;
   if (f === undefined) return `explore: ${seedsRun} seeds passed${range}`;
   const more = failures.length > 11 ? `, ... (${failures.length} failing in all)` : "";
   const others = failures.length > 1 ? `; also failing: seeds ${failures.slice(1, 11).map((x) => x.seed).join(", ")}${more}` : "";

@@ -62,7 +62,7 @@ describe("docs/testing-your-handler.md", () => {
     expect(diffRuns(JSON.parse(recorded), same, { scheduling: true }).equal).toBe(true);
   });
 
-  it("injections under explore: the SDK's handler meets EEXIST and a late wake and still completes every thread", async () => {
+  it("injections under explore: the SDK's handler meets EEXIST and a late wake and still completes every thread", { timeout: 60_000 }, async () => {
     const image = makeImage(4);
     // #region inject
     await explore(
@@ -133,7 +133,7 @@ describe("docs/testing-your-handler.md", () => {
     const regionsOf = (file: URL): RegExpMatchArray[] => [...readFileSync(file, "utf8").matchAll(/^( *)\/\/ #region ([\w-]+)\n([\s\S]*?)^ *\/\/ #endregion/gm)];
     const regions = [...regionsOf(new URL("./handlers.ts", import.meta.url)), ...regionsOf(new URL(import.meta.url))];
     const guide = readFileSync(new URL("../../../docs/testing-your-handler.md", import.meta.url), "utf8");
-    expect(regions.map((r) => r[2])).toEqual(["handler", "scenario", "find-bug", "fixed", "reproduce", "replay", "inject", "matchers", "snapshots"]);
+    expect(regions.map((r) => r[2])).toEqual(["image", "handler", "register", "scenario", "find-bug", "fixed", "reproduce", "replay", "inject", "matchers", "snapshots"]);
     const body = (r: RegExpMatchArray): string =>
       r[3]!
         .split("\n")

@@ -2,7 +2,7 @@
  * The handlers the kit's tests and the guide put under test: a raw-uAPI handler that serves
  * missing faults from an image while a prefetcher copies the whole image in the background.
  *
- * The planted bug (peers.md §5.1): the prefetcher installs pages with UFFDIO_COPY_MODE_DONTWAKE
+ * The planted bug (docs/peers.md §5.1): the prefetcher installs pages with UFFDIO_COPY_MODE_DONTWAKE
  * ("nobody waits for a page we fetch ahead"), and the demand path takes EEXIST to mean "someone
  * else already did the work" and returns without waking. When the prefetcher wins the race for a
  * page a thread is already asleep on, nobody ever wakes that thread. The fix: wake on EEXIST.
@@ -28,12 +28,14 @@ import { peekMemory, type World } from "@uffd/testing";
 
 export { PAGE_SIZE };
 
+// #region image
 /** An image of `pages` pages, page i filled with 0x40 + i. */
 export function makeImage(pages: number): Uint8Array {
   const image = new Uint8Array(pages * PAGE_SIZE);
   for (let i = 0; i < pages; i++) image.fill(0x40 + i, i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
   return image;
 }
+// #endregion image
 
 // #region handler
 /** Serves missing faults in [base, base + image.length) from `image`, prefetching in the background. */
@@ -74,6 +76,7 @@ export function serveWithPrefetch(proc: Process, uffd: number, base: number, ima
 }
 // #endregion handler
 
+// #region register
 /** A process with `pages` pages of anonymous memory registered for missing faults on a raw userfaultfd. */
 export async function registeredAnon(proc: Process, pages: number): Promise<{ uffd: number; base: number }> {
   const base = await proc.mmap(0, pages * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
@@ -82,6 +85,7 @@ export async function registeredAnon(proc: Process, pages: number): Promise<{ uf
   await proc.ioctl(uffd, UFFDIO_REGISTER, { range: { start: base, len: pages * PAGE_SIZE }, mode: UFFDIO_REGISTER_MODE_MISSING });
   return { uffd, base };
 }
+// #endregion register
 
 // #region scenario
 /** Two threads read the four pages (in opposite orders) that the prefetching handler serves. */
@@ -101,7 +105,7 @@ export function prefetchScenario(fixed: boolean) {
     w.guest(w.thread(app, "t2"), reader([3, 2, 1, 0]));
     w.check(() => {
       const { bytes, notPresent } = peekMemory(app, base, image.length); // read without faulting
-      if (notPresent.length > 0 || bytes.some((b, i) => b !== image[i])) throw new Error("memory differs from the image");
+      if (notPresent.length > 0 || Buffer.compare(bytes, image) !== 0) throw new Error("memory differs from the image");
     });
   };
 }

@@ -3,9 +3,9 @@
  * answer. Every test asserts the errno, the out field, the pages and the fate of the faulting
  * thread, then the kernel invariants.
  *
- * Rules cited: kernel-semantics.md §2.0 (result-field protocol, mmap_changing, ESRCH), §2.3
+ * Rules cited: docs/linux-rules.md §2.0 (result-field protocol, mmap_changing, ESRCH), §2.3
  * (UNREGISTER wakes MISSING waiters), §2.5 (COPY: ENOENT without a registered vma, EEXIST on a
- * present pte, partial progress), §3.3 (wake), §4 (REMOVE / UNMAP events); peers.md §5.1-5.5.
+ * present pte, partial progress), §3.3 (wake), §4 (REMOVE / UNMAP events); docs/peers.md §5.1-5.5.
  */
 import { describe, expect, it } from "vitest";
 import { type Process } from "@uffd/kernel";
@@ -30,7 +30,7 @@ function reader(p: Process, addr: number, name = "t1") {
 
 const copyArg = (dst: number, src: Uint8Array, len = src.length) => ({ dst, src, len, mode: 0, copy: 12345 });
 
-describe("inject.eagainAfter: partial progress (§2.0: COPY 3 pages, the 2nd mapped -> field 4096, EAGAIN)", () => {
+describe("inject.eagainAfter: partial progress (linux-rules §2.0: COPY 3 pages, the 2nd mapped -> field 4096, EAGAIN)", () => {
   it("installs the first bytes for real, a racer's page stops the loop: out = bytes done, EAGAIN, only the done range woken", async () => {
     const { k, p, uffd, base } = await rawSetup(4);
     const inj = injectFaults(p, [{ op: "copy", inject: inject.eagainAfter(PAGE_SIZE) }]);
@@ -73,7 +73,7 @@ describe("inject.eagainAfter: partial progress (§2.0: COPY 3 pages, the 2nd map
   });
 });
 
-describe("inject.eexist: a racing resolve won (§2.5: pte not none -> -EEXIST; peers §5.1)", () => {
+describe("inject.eexist: a racing resolve won (linux-rules §2.5: pte not none -> -EEXIST; peers §5.1)", () => {
   it("the racer installs the page without waking: out -17, EEXIST, and the thread sleeps until the handler wakes it", async () => {
     const { k, p, uffd, base } = await rawSetup(2);
     injectFaults(p, [{ op: "copy", inject: inject.eexist() }]);
@@ -106,8 +106,8 @@ describe("inject.eexist: a racing resolve won (§2.5: pte not none -> -EEXIST; p
   });
 });
 
-describe("inject.enoent: the range went away (§2.5: no vma or no uffd ctx -> -ENOENT)", () => {
-  it("via unregister: UNREGISTER wakes the MISSING waiter (§2.3), which maps the zero page; COPY answers out -2, ENOENT", async () => {
+describe("inject.enoent: the range went away (linux-rules §2.5: no vma or no uffd ctx -> -ENOENT)", () => {
+  it("via unregister: UNREGISTER wakes the MISSING waiter (linux-rules §2.3), which maps the zero page; COPY answers out -2, ENOENT", async () => {
     const { k, p, uffd, base } = await rawSetup(2);
     injectFaults(p, [{ inject: inject.enoent() }]);
     const g = reader(p, base);
@@ -142,7 +142,7 @@ describe("inject.enoent: the range went away (§2.5: no vma or no uffd ctx -> -E
     k.checkInvariants();
   });
 
-  it("via munmap with EVENT_UNMAP: EAGAIN (out -11) while the UNMAP is unread (§2.0 mmap_changing), ENOENT once it is read", async () => {
+  it("via munmap with EVENT_UNMAP: EAGAIN (out -11) while the UNMAP is unread (linux-rules §2.0 mmap_changing), ENOENT once it is read", async () => {
     const { k, p, uffd, base } = await rawSetup(2, UFFD_FEATURE_EVENT_UNMAP);
     const inj = injectFaults(p, [{ inject: inject.enoent({ via: "munmap" }) }]);
     reader(p, base);
@@ -160,7 +160,7 @@ describe("inject.enoent: the range went away (§2.5: no vma or no uffd ctx -> -E
   });
 });
 
-describe("inject.esrch: the process exited (§2.0: mmget_not_zero fails -> ESRCH, field untouched)", () => {
+describe("inject.esrch: the process exited (linux-rules §2.0: mmget_not_zero fails -> ESRCH, field untouched)", () => {
   it("a monitor's COPY after the guest exits: ESRCH, out untouched; the guest's thread died with it", async () => {
     const { k, p: app, uffd, base } = await rawSetup(2);
     const monitor = k.spawn({ name: "monitor" });
@@ -179,7 +179,7 @@ describe("inject.esrch: the process exited (§2.0: mmget_not_zero fails -> ESRCH
   });
 });
 
-describe("inject.delayWake: the wake comes later (DONTWAKE, then UFFDIO_WAKE; §3.3)", () => {
+describe("inject.delayWake: the wake comes later (DONTWAKE, then UFFDIO_WAKE; linux-rules §3.3)", () => {
   it("the page is installed at once, the thread stays asleep until the WAKE 5 ms (virtual) later", async () => {
     const { k, p, uffd, base } = await rawSetup(1);
     injectFaults(p, [{ inject: inject.delayWake(5) }]);
@@ -201,7 +201,7 @@ describe("inject.delayWake: the wake comes later (DONTWAKE, then UFFDIO_WAKE; §
   });
 });
 
-describe("inject.removeBefore: a REMOVE between a fault and its resolve (§4, peers §5.3-5.4)", () => {
+describe("inject.removeBefore: a REMOVE between a fault and its resolve (linux-rules §4, peers §5.3-5.4)", () => {
   it("with EVENT_REMOVE: the guest's MADV_DONTNEED queues REMOVE, the resolve answers EAGAIN (out -11), the retry after reading it succeeds", async () => {
     const { k, p, uffd, base } = await rawSetup(2, UFFD_FEATURE_EVENT_REMOVE);
     const inj = injectFaults(p, [{ inject: inject.removeBefore() }]);

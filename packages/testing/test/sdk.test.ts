@@ -1,7 +1,7 @@
 /**
  * The SDK's handler under explore() and each injection: every guest completes with the bytes
  * Linux gives it, no fault is lost, the kernel invariants hold, over many seeds. This is the
- * kit used as intended (peers.md §5: EEXIST without wake, EAGAIN with partial progress, REMOVE
+ * kit used as intended (docs/peers.md §5: EEXIST without wake, EAGAIN with partial progress, REMOVE
  * racing faults, ENOENT after unregister).
  */
 import { describe, expect, it } from "vitest";
@@ -35,7 +35,8 @@ function sdkScenario(rules: readonly InjectionRule[], expectPage: (i: number, go
 
 const SEEDS = { seeds: 150, resolvedOnce: { allowPresent: true } } as const;
 
-describe("the SDK under injected failures, explored", () => {
+// Budget: each test explores 100 to 150 seeds of an SDK scenario (0.5 s each when idle).
+describe("the SDK under injected failures, explored", { timeout: 60_000 }, () => {
   it("EEXIST from a racing resolve that did not wake: the SDK wakes (peers §5.1)", async () => {
     const r = await explore(sdkScenario([{ op: "copy", times: 2, inject: inject.eexist() }]), SEEDS);
     expect(r.seedsRun).toBe(150);
@@ -45,17 +46,17 @@ describe("the SDK under injected failures, explored", () => {
     await explore(sdkScenario([{ op: "copy", times: Infinity, inject: inject.delayWake(1) }]), SEEDS);
   });
 
-  it("a REMOVE between a fault and its resolve: EAGAIN until the SDK reads it, then the removed page reads zeros (§4)", async () => {
+  it("a REMOVE between a fault and its resolve: EAGAIN until the SDK reads it, then the removed page reads zeros (linux-rules §4)", async () => {
     // MADV_DONTNEED of an empty page leaves it empty: Linux fills it with zeros next time, and so does the SDK.
     const r = await explore(sdkScenario([{ op: "copy", inject: inject.removeBefore() }], (i, got) => got === 0x40 + i || got === 0), SEEDS);
     expect(r.ok).toBe(true);
   });
 
-  it("ENOENT after the range was unregistered: the SDK wakes the thread, which then reads the zero page (§2.3)", async () => {
+  it("ENOENT after the range was unregistered: the SDK wakes the thread, which then reads the zero page (linux-rules §2.3)", async () => {
     await explore(sdkScenario([{ op: "copy", inject: inject.enoent() }], (i, got) => got === 0x40 + i || got === 0), SEEDS);
   });
 
-  it("partial progress: a 4-page copy that stops after one page is continued, skipping the racer's page (§2.0)", async () => {
+  it("partial progress: a 4-page copy that stops after one page is continued, skipping the racer's page (linux-rules §2.0)", async () => {
     await explore(
       async (w) => {
         const app = w.spawn({ name: "app" });

@@ -7,6 +7,7 @@
  */
 import type { Process } from "../kernel/process.ts";
 import { ZAP_DEFAULT, unmapMappingRange } from "../mm/memory.ts";
+import { PG } from "../mm/folio.ts";
 import { shmemAllocPage, shmemDeleteEntry, shmemFindPage, ShmemInode } from "../mm/shmem.ts";
 import { ErrnoError } from "../uapi/errno.ts";
 import {
@@ -123,7 +124,7 @@ export function shmemRead(proc: Process, inode: ShmemInode, pos: number, length:
     const pgoff = Math.floor(at / PAGE_SIZE);
     const off = at % PAGE_SIZE;
     const n = Math.min(PAGE_SIZE - off, end - at);
-    const pfn = shmemFindPage(mem, proc.kernel.core.swap, inode, pgoff);
+    const pfn = shmemFindPage(mem, proc.kernel.core.swap, inode, pgoff, true);
     if (pfn >= 0) out.set(mem.bytes(pfn).subarray(mem.offset(pfn) + off, mem.offset(pfn) + off + n), at - pos);
     at += n;
   }
@@ -149,7 +150,7 @@ export function shmemWrite(proc: Process, inode: ShmemInode, pos: number, data: 
       break;
     }
     mem.bytes(pfn).set(data.subarray(done, done + n), mem.offset(pfn) + off);
-    mem.setFlag(pfn, 1 << 2 /* PG.dirty */);
+    mem.setFlag(pfn, PG.dirty);
     done += n;
     if (at + n > inode.size) inode.size = at + n;
   }
@@ -183,7 +184,7 @@ function zeroPartialPage(proc: Process, inode: ShmemInode, from: number, to = (M
   const mem = proc.kernel.core.mem;
   const e = inode.pages.get(Math.floor(from / PAGE_SIZE));
   if (e === undefined) return;
-  const pfn = shmemFindPage(mem, proc.kernel.core.swap, inode, Math.floor(from / PAGE_SIZE));
+  const pfn = shmemFindPage(mem, proc.kernel.core.swap, inode, Math.floor(from / PAGE_SIZE), true);
   if (pfn >= 0) mem.bytes(pfn).fill(0, mem.offset(pfn) + off, mem.offset(pfn) + off + (to - from));
 }
 
@@ -218,12 +219,25 @@ export function shmemFallocate(proc: Process, inode: ShmemInode, mode: number, o
   if (last - first + 1 - cached > core.mem.freeFrames) throw new ErrnoError("ENOSPC", "fallocate");
   const added: number[] = [];
   for (let pgoff = first; pgoff <= last; pgoff++) {
-    if (inode.pages.has(pgoff)) continue;
-    if (shmemAllocPage(core.mem, inode, pgoff) < 0) {
+    // shmem_get_folio(SGP_FALLOC): an existing folio is swapped in if needed (and uptodate from
+    // then on); a new one stays !uptodate until something other than read(2) looks it up (it
+    // is zeroed then), so fault-around skips it (mm/filemap.c:next_uptodate_folio()).
+    let pfn = shmemFindPage(core.mem, core.swap, inode, pgoff);
+    if (pfn === -1) {
+      pfn = shmemAllocPage(core.mem, inode, pgoff);
+      if (pfn >= 0) {
+        core.mem.clearFlag(pfn, PG.uptodate);
+        added.push(pgoff);
+      }
+    }
+    if (pfn < 0) {
+      // The undo of shmem_fallocate(): the pages this call allocated go again.
       for (const k of added) shmemDeleteEntry(core.mem, core.swap, inode, k);
       throw new ErrnoError("ENOSPC", "fallocate");
     }
-    added.push(pgoff);
+    // Every folio of the range is marked dirty [host: kpageflags dirty 1 for a clean page
+    // fallocated over, and for a new one].
+    core.mem.setFlag(pfn, PG.dirty);
   }
   if ((mode & FALLOC_FL_KEEP_SIZE) === 0 && offset + len > inode.size) inode.size = offset + len;
 }

@@ -88,6 +88,61 @@ export function pagemapWord(mm: Mm, vpn: number): bigint {
   return w;
 }
 
+/** Pagemap bits in the high 32-bit half of a 64-bit entry (bit 63 is 1 << 31 here). */
+const HI_PRESENT = 2 ** 31;
+const HI_SWAPPED = 1 << 30;
+const HI_FILE = 1 << 29;
+const HI_GUARD = 1 << 26;
+const HI_UFFD_WP = 1 << 25;
+const HI_EXCLUSIVE = 1 << 24;
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * The raw 64-bit entries of `pages` pages from vpn `first` (what pagemapWord() gives one at a
+ * time, as a privileged pread() of /proc/pid/pagemap returns them), written into `out` (whose
+ * length must be at least `pages`): one pass over the vmas and PTE tables of the range, no
+ * object per page.
+ */
+export function pagemapWords(mm: Mm, first: number, pages: number, out: BigUint64Array): BigUint64Array {
+  out.fill(0n, 0, pages);
+  if (!LITTLE_ENDIAN) {
+    for (let i = 0; i < pages; i++) out[i] = pagemapWord(mm, first + i);
+    return out;
+  }
+  const w = new Uint32Array(out.buffer, out.byteOffset, pages * 2);
+  const mem = mm.core.mem;
+  const end = first + pages;
+  for (const vma of mm.vmasIn(first * PAGE_SIZE, end * PAGE_SIZE)) {
+    const from = Math.max(first, vma.start / PAGE_SIZE);
+    const to = Math.min(end, vma.end / PAGE_SIZE);
+    mm.pt.forEachPresentEntry(from, to, (vpn, pte) => {
+      const i = 2 * (vpn - first);
+      let hi = 0;
+      let lo = 0;
+      if (ptePresent(pte)) {
+        const pfn = vmNormalPfn(pte);
+        hi = HI_PRESENT;
+        if (pfn >= 0) {
+          if (!mem.folioTestAnon(pfn)) hi += HI_FILE;
+          if (mem.mapcount[pfn] === 1) hi += HI_EXCLUSIVE;
+          lo = pfn;
+        } else lo = mem.zeroPfn;
+        if (pteUffdWp(pte)) hi += HI_UFFD_WP;
+      } else {
+        const swap = isSwapPte(pte);
+        if (swap || isPteMarker(pte)) hi += HI_SWAPPED;
+        if (pteUffdWp(pte)) hi += HI_UFFD_WP;
+        if (isPteMarker(pte) && (pte & MARKER_GUARD) !== 0) hi += HI_GUARD;
+        if (swap) lo = swpOffset(pte) * 32;
+      }
+      w[i] = lo;
+      w[i + 1] = hi;
+    });
+  }
+  return out;
+}
+
 /** One /proc/pid/smaps entry. */
 export interface VmaInfo {
   start: number;

@@ -29,9 +29,10 @@ import type { Kernel } from "../kernel/kernel.ts";
 import type { Process } from "../kernel/process.ts";
 import { COST, type Scheduler, Waiter } from "../kernel/sched.ts";
 import { FAULT_FLAG_USER, FAULT_FLAG_WRITE, type UserfaultHandler, VM_FAULT_RETRY, VM_FAULT_SIGBUS, type VmFault } from "../mm/memory.ts";
-import { type Mm, MMAP_MIN_ADDR, TASK_SIZE, type UffdMmHooks } from "../mm/mm.ts";
+import { type Mm, TASK_SIZE, type UffdMmHooks } from "../mm/mm.ts";
 import {
   copyFromUserAtomic,
+  copyFromUserAtomicRun,
   MFILL_ATOMIC,
   type MfillAtomicMode,
   type MfillOp,
@@ -208,10 +209,15 @@ function hasBitsOutside(v: number, allowed: number): boolean {
   return v >= 0x1_0000_0000 || ((v >>> 0) & ~allowed) !== 0;
 }
 
-/** Mirrors fs/userfaultfd.c:validate_unaligned_range(). */
+/**
+ * Mirrors fs/userfaultfd.c:validate_unaligned_range() as 6.18.y has it: there is no
+ * `start < mmap_min_addr` check any more (upstream commit 161ce69c2c89, backported to the
+ * stable series), so a range below vm.mmap_min_addr passes here and fails later like any
+ * unmapped range (ENOENT from the fill and move paths, EINVAL from REGISTER for want of a vma).
+ */
 function validateUnalignedRange(start: number, len: number): boolean {
   if (len % PAGE_SIZE !== 0 || len === 0) return false;
-  if (start < MMAP_MIN_ADDR || start >= TASK_SIZE) return false;
+  if (start >= TASK_SIZE) return false;
   return len <= TASK_SIZE - start;
 }
 
@@ -903,6 +909,7 @@ function userSource(proc: Process): MfillSource {
   return {
     copyAtomic: (addr, dst, off) => copyFromUserAtomic(proc.mm, addr, dst, off),
     copySlow: async (addr, dst, off) => (await proc.copyUser(addr, dst.subarray(off, off + PAGE_SIZE), false)) === PAGE_SIZE,
+    copyAtomicRun: (addr, dst, off, len) => copyFromUserAtomicRun(proc.mm, addr, dst, off, len),
   };
 }
 
@@ -928,6 +935,13 @@ class BytesSource implements MfillSource {
 
   copySlow(addr: number, dst: Uint8Array, off: number): Promise<boolean> {
     return Promise.resolve(this.copyAtomic(addr, dst, off));
+  }
+
+  copyAtomicRun(addr: number, dst: Uint8Array, off: number, len: number): number {
+    const bytes = this.#bytes;
+    const whole = Math.max(0, Math.min(len, Math.floor((bytes.length - addr) / PAGE_SIZE) * PAGE_SIZE));
+    if (whole > 0) dst.set(bytes.subarray(addr, addr + whole), off);
+    return whole;
   }
 }
 

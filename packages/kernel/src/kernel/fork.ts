@@ -141,7 +141,7 @@ function copyPresentPage(child: Mm, dst: Vma, vpn: number, srcPte: Pte, srcPfn: 
   const pfn = mem.allocFrame(false);
   if (pfn < 0) return false;
   mem.copyPage(pfn, srcPfn);
-  mem.setFlag(pfn, PG.dirty);
+  // Dirty pte, clean folio [host: kpageflags dirty 0 for the child's copy of a pinned page].
   let pte = mkPte(pfn, PTE_DIRTY);
   if ((dst.flags & VM_WRITE) !== 0) pte = pteMkwrite(pte);
   if (userfaultfdWp(dst) && (srcPte & PTE_UFFD_WP) !== 0) pte = pteMkuffdWp(pte);

@@ -6,7 +6,8 @@
 import { Prng } from "../lib/prng.ts";
 import { ErrnoError } from "../uapi/errno.ts";
 import { PhysMem } from "../mm/folio.ts";
-import { Mm, type MmCore, type UffdMmHooks } from "../mm/mm.ts";
+import { DEFAULT_MMAP_MIN_ADDR, Mm, type MmCore, TASK_SIZE, type UffdMmHooks } from "../mm/mm.ts";
+import { PAGE_SIZE } from "../uapi/mman.ts";
 import { ShmemInode, shmemDeleteEntry } from "../mm/shmem.ts";
 import { SwapDevice } from "../mm/swap.ts";
 import { FdTable } from "../fs/file.ts";
@@ -23,6 +24,15 @@ export interface KernelOptions {
   memoryPages?: number;
   /** Swap device size in pages. 0 (the default) means no swap: MADV_PAGEOUT keeps anon pages. */
   swapPages?: number;
+  /**
+   * What the swap device is (default "zram"). "zram" is a SWP_SYNCHRONOUS_IO device: writeback
+   * completes within the reclaim pass, so a paged-out folio leaves the swap cache at once, and a
+   * fault on an entry with swap count 1 reads it into a new folio that never enters the swap
+   * cache (mm/memory.c:do_swap_page()). "file" is a swap file or disk: every swap-in goes through
+   * the swap cache, and a paged-out folio stays there (clean, mincore() resident) until it is
+   * faulted back or its entry is freed.
+   */
+  swapDevice?: "zram" | "file";
   /** The vm.unprivileged_userfaultfd sysctl (default false, as on the reference host). */
   unprivilegedUserfaultfd?: boolean;
   /**
@@ -37,11 +47,24 @@ export interface KernelOptions {
    */
   overcommitMemory?: 0 | 1;
   /**
+   * The vm.mmap_min_addr sysctl in bytes, a multiple of 4096 (default 4096, as on the reference
+   * host): mmap and mremap below it need CAP_SYS_RAWIO, and address-space searches start there.
+   */
+  mmapMinAddr?: number;
+  /**
    * Preemption at scheduling points (before each page access, after a userfault wake, at
    * Kernel.schedPoint()): a probability in [0, 1] drawn from the seed, or a policy (a test kit's
    * explorer). 0, the default, never preempts: a thread runs until it blocks.
    */
   preemption?: number | Preemption;
+  /**
+   * Host memory for this many frames (true: all of memoryPages) is taken and touched when the
+   * kernel is created, so the host's first-touch page faults are paid up front rather than by
+   * the first operations that allocate frames (for predictable timing). Default 0: frames get
+   * host memory as they are first used (from a process-wide pool of chunks earlier kernels used,
+   * when it has some). Changes timing and host memory only, never what the kernel does.
+   */
+  pretouch?: boolean | number;
 }
 
 export interface SpawnOptions {
@@ -67,6 +90,7 @@ export class KernelCore implements MmCore {
   readonly unprivilegedUserfaultfd: boolean;
   readonly maxMapCount: number;
   readonly overcommitMemory: 0 | 1;
+  readonly mmapMinAddr: number;
   /** Live shmem inodes (memfds and shared anonymous mappings). */
   readonly inodes = new Set<ShmemInode>();
   /** Whoever holds frame references outside page tables and caches (pipes, pins) reports them here. */
@@ -78,11 +102,13 @@ export class KernelCore implements MmCore {
     this.prng = new Prng(options.seed);
     const p = options.preemption;
     this.sched = new Scheduler(this.prng, typeof p !== "number" ? p : p > 0 ? seededPreemption(this.prng, p) : null);
-    this.mem = new PhysMem(options.memoryPages);
-    this.swap = options.swapPages > 0 ? new SwapDevice(options.swapPages, this.mem) : null;
+    const t = options.pretouch;
+    this.mem = new PhysMem(options.memoryPages, t === true ? options.memoryPages : t === false ? 0 : t);
+    this.swap = options.swapPages > 0 ? new SwapDevice(options.swapPages, this.mem, options.swapDevice === "zram") : null;
     this.unprivilegedUserfaultfd = options.unprivilegedUserfaultfd;
     this.maxMapCount = options.maxMapCount;
     this.overcommitMemory = options.overcommitMemory;
+    this.mmapMinAddr = options.mmapMinAddr;
     this.uffd = createUffdMmHooks();
   }
 
@@ -121,6 +147,23 @@ function intOption(options: Record<string, unknown>, name: string, min: number, 
   return v;
 }
 
+function swapDeviceOption(o: Record<string, unknown>): "zram" | "file" {
+  const v = o.swapDevice;
+  if (v === undefined) return "zram";
+  if (v !== "zram" && v !== "file") badOption("swapDevice", '"zram" or "file"', v);
+  return v;
+}
+
+/** vm.mmap_min_addr: a page-aligned byte count below TASK_SIZE. */
+function mmapMinAddrOption(o: Record<string, unknown>): number {
+  const v = o.mmapMinAddr;
+  if (v === undefined) return DEFAULT_MMAP_MIN_ADDR;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0 || v % PAGE_SIZE !== 0 || v >= TASK_SIZE) {
+    badOption("mmapMinAddr", `a multiple of ${PAGE_SIZE} in [0, TASK_SIZE)`, v);
+  }
+  return v;
+}
+
 /** Checks every option before anything is built (an invalid one is the caller's error, not a KernelBug). */
 function validateOptions(options: KernelOptions): Required<KernelOptions> {
   if (typeof options !== "object" || options === null) badOption("(options)", "an object", options);
@@ -138,10 +181,13 @@ function validateOptions(options: KernelOptions): Required<KernelOptions> {
     seed: intOption(o, "seed", -(2 ** 53 - 1), 2 ** 53 - 1, 1),
     memoryPages: intOption(o, "memoryPages", 2, 1 << 24, DEFAULT_MEMORY_PAGES),
     swapPages: intOption(o, "swapPages", 0, 1 << 24, 0),
+    swapDevice: swapDeviceOption(o),
     unprivilegedUserfaultfd: (upf as boolean | undefined) ?? false,
     preemption: (p as number | Preemption | undefined) ?? 0,
     maxMapCount: intOption(o, "maxMapCount", 1, 2 ** 31 - 1, DEFAULT_MAX_MAP_COUNT),
     overcommitMemory: intOption(o, "overcommitMemory", 0, 1, 0) as 0 | 1,
+    mmapMinAddr: mmapMinAddrOption(o),
+    pretouch: typeof o.pretouch === "boolean" ? o.pretouch : intOption(o, "pretouch", 0, 1 << 24, 0),
   };
 }
 

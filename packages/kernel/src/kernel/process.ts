@@ -11,7 +11,7 @@ import { COST, Sleepers } from "./sched.ts";
 import { FdTable, NR_OPEN_DEFAULT, OpenFile } from "../fs/file.ts";
 import { checkMemfdCreate, MAX_LFS_FILESIZE, memfdInitialSeals, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemTruncate, shmemWrite } from "../fs/memfd.ts";
 import { pipeFcntl, sysPipe2 } from "../fs/pipe.ts";
-import { pagemapEntry, smapsEntry, type PagemapEntry, type VmaInfo } from "../fs/procfs.ts";
+import { pagemapEntry, pagemapWords, smapsEntry, type PagemapEntry, type VmaInfo } from "../fs/procfs.ts";
 import { sysOpenDevUserfaultfd, sysUserfaultfd } from "../fs/userfaultfd.ts";
 import { sysOpenPagemap } from "../fs/pagemap-scan.ts";
 import { sysGupTestPin, sysIoUringRegisterBuffers, sysVmsplice, type GupTestPinOptions, type PinnedBuffer } from "../mm/gup.ts";
@@ -878,12 +878,26 @@ export class Process {
    * entries at offset addr / 4096 * 8: the read stops at the end of the user address space, and
    * one call returns at most PAGEMAP_MAX_ENTRIES entries (a read into a finite buffer: ask again
    * from where it stopped). Arguments no register holds are EINVAL.
+   *
+   * With `{ format: "raw" }` the entries are the raw 64-bit words in a BigUint64Array (one per
+   * page, bits as the kernel's file gives them to a privileged reader: PM_PRESENT 63, PM_SWAP 62,
+   * PM_FILE 61, PM_GUARD_REGION 58, PM_UFFD_WP 57, PM_MMAP_EXCLUSIVE 56, the pfn or the swap
+   * entry in bits 0-54), with no object per page: the form for large ranges. `into` (at least
+   * `pages` words) is reused: the result is a view of its first words.
    */
-  pagemap(addr: number, pages: number): PagemapEntry[] {
+  pagemap(addr: number, pages: number): PagemapEntry[];
+  pagemap(addr: number, pages: number, options: { format: "raw"; into?: BigUint64Array }): BigUint64Array;
+  pagemap(addr: number, pages: number, options?: { format: "raw"; into?: BigUint64Array }): PagemapEntry[] | BigUint64Array {
     addr = argULong(addr, "pagemap", "addr");
     pages = argULong(pages, "pagemap", "pages");
     const first = Math.floor(addr / PAGE_SIZE);
     const last = Math.min(first + Math.min(pages, PAGEMAP_MAX_ENTRIES), TASK_SIZE / PAGE_SIZE);
+    if (options?.format === "raw") {
+      const n = Math.max(0, last - first);
+      const into = options.into;
+      if (into !== undefined && !(into instanceof BigUint64Array && into.length >= n)) throw new RangeError(`pagemap: ${n} entries need a BigUint64Array of at least ${n} words`);
+      return pagemapWords(this.mm, first, n, into === undefined ? new BigUint64Array(n) : into.subarray(0, n));
+    }
     const out: PagemapEntry[] = [];
     for (let vpn = first; vpn < last; vpn++) out.push(pagemapEntry(this.mm, vpn));
     return out;

@@ -4,6 +4,15 @@
  * metadata, and the bytes carved out of pooled ArrayBuffers (chunks of 256 frames, 1 MiB).
  * Untouched memory costs nothing: a chunk exists only once a frame in it has been handed out.
  *
+ * Chunks can outlive their kernel: a tool that creates a kernel per run and knows when a run is
+ * over (explore() of @uffd/testing) hands the kernel's chunks to a process-wide pool with
+ * releaseToPool() (zeroed where they were used), and the next kernel takes them from there, so a
+ * kernel per explored seed does not pay the host's first-touch page faults (one per 4 KiB of a
+ * fresh ArrayBuffer) and a 1 MiB allocation over and over. `setFramePoolLimit()` bounds the pool;
+ * `KernelOptions.pretouch` takes and touches a kernel's chunks up front. (Returning chunks from
+ * a FinalizationRegistry instead made every kernel 2-3x dearer to create and collect: measured,
+ * see docs/benchmarks.md.)
+ *
  * Mirrors include/linux/mm_types.h:struct page / struct folio (order-0 folios only: the
  * simulation has no THP or hugetlb, see docs/divergences.md).
  *
@@ -41,6 +50,60 @@ export const GUP_PIN_COUNTING_BIAS = 1024;
 const CHUNK_SHIFT = 8; // 256 frames = 1 MiB per chunk: a new kernel costs 1 MiB up front, not 16 (explore() builds thousands)
 const CHUNK_FRAMES = 1 << CHUNK_SHIFT;
 const CHUNK_MASK = CHUNK_FRAMES - 1;
+const CHUNK_BYTES = CHUNK_FRAMES * PAGE_SIZE;
+
+/** A kernel's chunks and how far its bump allocator got (what releaseToPool() hands over). */
+interface ChunkSet {
+  readonly chunks: Uint8Array[];
+  /** The PhysMem's next never-used pfn: frames below it may hold bytes. */
+  used: number;
+}
+
+/** Already-touched chunks, zeroed, free for the next kernel of this process (LIFO). */
+const chunkPool: Uint8Array[] = [];
+/** How many chunks the pool keeps (the rest are left to the GC). */
+let poolLimitChunks = 256;
+
+function returnChunks(set: ChunkSet): void {
+  const { chunks } = set;
+  for (let i = 0; i < chunks.length; i++) {
+    if (chunkPool.length >= poolLimitChunks) break;
+    const c = chunks[i] as Uint8Array;
+    // Only the frames the kernel handed out can hold bytes; the rest of a chunk is still zero.
+    const usedBytes = Math.min(CHUNK_BYTES, Math.max(0, set.used - i * CHUNK_FRAMES) * PAGE_SIZE);
+    if (usedBytes > 0) c.fill(0, 0, usedBytes);
+    chunkPool.push(c);
+  }
+  chunks.length = 0;
+}
+
+/** A zeroed chunk: from the pool if it has one (touched already), else a new ArrayBuffer. */
+function takeChunk(): Uint8Array {
+  return chunkPool.pop() ?? new Uint8Array(CHUNK_BYTES);
+}
+
+/** Writes one byte per host page, so the host maps the chunk now rather than on first use. */
+function touchChunk(c: Uint8Array): void {
+  for (let o = 0; o < c.length; o += 4096) c[o] = 0;
+}
+
+/**
+ * Bounds the process-wide pool of frame chunks kept for the next kernels (default 256 MiB);
+ * 0 disables it. Returns the previous limit. The pool changes timing and host memory only,
+ * never what a simulated kernel does.
+ */
+export function setFramePoolLimit(bytes: number): number {
+  const before = poolLimitChunks * CHUNK_BYTES;
+  if (!(bytes >= 0)) throw new RangeError(`frame pool limit must be a byte count >= 0, got ${bytes}`);
+  poolLimitChunks = Math.floor(bytes / CHUNK_BYTES);
+  chunkPool.length = Math.min(chunkPool.length, poolLimitChunks);
+  return before;
+}
+
+/** Bytes of chunks the pool holds right now. */
+export function framePoolBytes(): number {
+  return chunkPool.length * CHUNK_BYTES;
+}
 
 export class PhysMem {
   /** Frames the machine has (KernelOptions.memoryPages). */
@@ -53,7 +116,8 @@ export class PhysMem {
   mapping: Int32Array;
   /** For page-cache pages: the page offset in the file; for swap-cache pages: the swap slot. */
   index: Float64Array;
-  readonly #chunks: Uint8Array[] = [];
+  readonly #chunks: Uint8Array[];
+  readonly #set: ChunkSet;
   #freeList: Int32Array;
   #freeCount = 0;
   /** The next never-used pfn. */
@@ -62,10 +126,22 @@ export class PhysMem {
   inUse = 0;
   readonly zeroPfn: Pfn;
 
-  constructor(totalFrames: number) {
+  /**
+   * `pretouch` frames (0 by default) get their chunks now, touched, so the host's first-touch
+   * faults do not land in the first operations that allocate them.
+   */
+  constructor(totalFrames: number, pretouch = 0) {
     BUG_ON(totalFrames < 2 || totalFrames > 1 << 24, `memoryPages must be within [2, 2^24], got ${totalFrames}`);
     this.totalFrames = totalFrames;
-    const initial = Math.min(totalFrames, 1024);
+    this.#chunks = [];
+    this.#set = { chunks: this.#chunks, used: 0 };
+    const touched = Math.min(totalFrames, Math.max(0, Math.floor(pretouch)));
+    while (this.#chunks.length * CHUNK_FRAMES < touched) {
+      const c = takeChunk();
+      touchChunk(c);
+      this.#chunks.push(c);
+    }
+    const initial = Math.min(totalFrames, 256); // a kernel per explored seed uses a handful
     this.refcount = new Int32Array(initial);
     this.mapcount = new Int32Array(initial);
     this.pincount = new Int32Array(initial);
@@ -113,11 +189,8 @@ export class PhysMem {
       pfn = this.#freeList[--this.#freeCount] as number;
     } else {
       if (this.#nextPfn >= this.totalFrames) return -1;
-      pfn = this.#nextPfn++;
-      if (pfn >= this.capacity) this.#grow();
-      const chunk = pfn >>> CHUNK_SHIFT;
-      if (this.#chunks.length <= chunk) this.#chunks.push(new Uint8Array(CHUNK_FRAMES * PAGE_SIZE));
-      zero = false; // a fresh chunk is zero already
+      pfn = this.#bumpFrame();
+      zero = false; // a never-used frame is zero already
     }
     this.refcount[pfn] = 1;
     this.mapcount[pfn] = 0;
@@ -128,6 +201,55 @@ export class PhysMem {
     this.inUse++;
     if (zero) this.bytes(pfn).fill(0, this.offset(pfn), this.offset(pfn) + PAGE_SIZE);
     return pfn;
+  }
+
+  /** The next never-used frame (the caller checked there is one): metadata room and its chunk. */
+  #bumpFrame(): Pfn {
+    const pfn = this.#nextPfn++;
+    this.#set.used = this.#nextPfn;
+    if (pfn >= this.capacity) this.#grow();
+    if (this.#chunks.length <= pfn >>> CHUNK_SHIFT) this.#chunks.push(takeChunk());
+    return pfn;
+  }
+
+  /**
+   * Allocates up to `n` frames for one multi-page fill, refcount 1 and no flags like
+   * allocFrame(false) (the caller overwrites every byte), into out[0..count), and returns the
+   * count (less than n only when physical memory runs out). The frames come in an order that
+   * makes neighbours in `out` neighbours in memory where it can: the most recently freed frames
+   * in the order they were freed (a range zapped in address order comes back in address order),
+   * then never-used frames in pfn order, so a fill into fresh memory copies each contiguous run
+   * of frames with one copy (see runLength()).
+   */
+  allocFrames(n: number, out: Int32Array): number {
+    const fromFree = Math.min(n, this.#freeCount);
+    const base = this.#freeCount - fromFree;
+    for (let k = 0; k < fromFree; k++) out[k] = this.#freeList[base + k] as number;
+    this.#freeCount = base;
+    let count = fromFree;
+    while (count < n && this.#nextPfn < this.totalFrames) out[count++] = this.#bumpFrame();
+    for (let k = 0; k < count; k++) {
+      const pfn = out[k] as number;
+      this.refcount[pfn] = 1;
+      this.mapcount[pfn] = 0;
+      this.pincount[pfn] = 0;
+      this.flags[pfn] = PG.uptodate;
+      this.mapping[pfn] = 0;
+      this.index[pfn] = 0;
+    }
+    this.inUse += count;
+    return count;
+  }
+
+  /**
+   * How many of pfns[from..to) follow pfns[from] contiguously in one chunk (so their bytes are
+   * one range of bytes(pfns[from])).
+   */
+  static runLength(pfns: Int32Array, from: number, to: number): number {
+    const first = pfns[from] as number;
+    let k = from + 1;
+    while (k < to && pfns[k] === first + (k - from) && (pfns[k] as number) >>> CHUNK_SHIFT === first >>> CHUNK_SHIFT) k++;
+    return k - from;
   }
 
   #freeFrame(pfn: Pfn): void {
@@ -143,6 +265,15 @@ export class PhysMem {
     }
     this.#freeList[this.#freeCount++] = pfn;
     this.inUse--;
+  }
+
+  /**
+   * Hands this machine's chunks to the process-wide pool (for tools that create a kernel per run
+   * and know when a run is over, like @uffd/testing's explore()). The kernel must not be used
+   * afterwards: its frames have no bytes any more (an access throws a TypeError).
+   */
+  releaseToPool(): void {
+    returnChunks(this.#set);
   }
 
   /** Frames available to allocate. */

@@ -49,7 +49,7 @@ import {
   vmNormalPfn,
 } from "./memory.ts";
 import { type Mm, type RefHolder, TASK_SIZE } from "./mm.ts";
-import { ptePresent, pteWrite } from "./page-table.ts";
+import { type Pte, pteDirty, ptePresent, pteWrite } from "./page-table.ts";
 import { isCowMapping, type Vma, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE } from "./vma.ts";
 
 /** enum foll_flags (include/linux/mm_types.h) and the internal ones of mm/internal.h we use. */
@@ -59,6 +59,8 @@ export const FOLL = {
   LONGTERM: 1 << 8,
   /** Internal: pin_user_pages*() (mutually exclusive with GET). */
   PIN: 1 << 17,
+  /** Internal: mark the page accessed, and dirty for a write through a clean pte (follow_page_pte()). */
+  TOUCH: 1 << 18,
 } as const;
 
 /** What a GUP walk got: the frames (each with a reference or pin taken), and why it stopped early. */
@@ -111,8 +113,14 @@ function followPagePte(mm: Mm, vma: Vma, vpn: number, gupFlags: number): number 
   return pfn;
 }
 
-/** Mirrors mm/gup.c:try_grab_folio() plus FOLL_TOUCH's set_page_dirty() for writes. */
-function tryGrabFolio(mm: Mm, pfn: Pfn, gupFlags: number): void {
+/**
+ * Mirrors mm/gup.c:try_grab_folio() plus follow_page_pte()'s FOLL_TOUCH step: a write through a
+ * pte that is not dirty marks a folio that is not dirty either (folio_mark_dirty(), anon or not).
+ * GUP-fast (gup_fast_pte_range()) takes no FOLL_TOUCH and leaves the folio alone [host:
+ * kpageflags after an io_uring buffer registration of a clean MADV_FREE page: dirty 0, after
+ * MADV_POPULATE_WRITE of the same: dirty 1].
+ */
+function tryGrabFolio(mm: Mm, pfn: Pfn, pte: Pte, gupFlags: number): void {
   const mem = mm.core.mem;
   if (pfn === mem.zeroPfn) return;
   if ((gupFlags & FOLL.PIN) !== 0) {
@@ -121,7 +129,7 @@ function tryGrabFolio(mm: Mm, pfn: Pfn, gupFlags: number): void {
   } else {
     mem.folioGet(pfn);
   }
-  if ((gupFlags & FOLL.WRITE) !== 0) mem.setFlag(pfn, PG.dirty);
+  if ((gupFlags & (FOLL.TOUCH | FOLL.WRITE)) === (FOLL.TOUCH | FOLL.WRITE) && !pteDirty(pte)) mem.setFlag(pfn, PG.dirty);
 }
 
 /** Mirrors include/linux/mm.h:vm_fault_to_errno() (no FOLL_HWPOISON). */
@@ -161,10 +169,13 @@ async function faultinPage(proc: Process, vma: Vma, addr: number, gupFlags: numb
  * vma flags, fault error, or the process died while a userfault slept: EINTR) and reports what
  * it got, as Linux returns the count or, for the first page, the error.
  */
-export async function getUserPages(proc: Process, start: number, nrPages: number, gupFlags: number): Promise<GupResult> {
+export async function getUserPages(proc: Process, start: number, nrPages: number, gupFlags: number, fast = false): Promise<GupResult> {
   BUG_ON(((gupFlags & FOLL.PIN) !== 0) === ((gupFlags & FOLL.GET) !== 0), "GUP needs exactly one of FOLL_GET and FOLL_PIN");
   const mm = proc.mm;
   if ((gupFlags & FOLL.PIN) !== 0) mm.hasPinned = true; // mm_set_has_pinned_flag()
+  // get_user_pages() adds FOLL_TOUCH; pin_user_pages() does not; the fast variants add it only
+  // for their slow-path fallback.
+  let touch = (gupFlags & FOLL.GET) !== 0 && !fast ? FOLL.TOUCH : 0;
   const pfns: Pfn[] = [];
   let addr = start - (start % PAGE_SIZE);
   let spins = 0;
@@ -179,13 +190,19 @@ export async function getUserPages(proc: Process, start: number, nrPages: number
       if (bad !== null) return { pfns, err: bad };
       const got = followPagePte(mm, vma, addr / PAGE_SIZE, gupFlags);
       if (got >= 0) {
-        tryGrabFolio(mm, got, gupFlags);
+        // GUP-fast takes every page it can without a fault; from the first one it cannot, the
+        // rest goes through the slow path with FOLL_TOUCH (gup_fast_fallback()).
+        tryGrabFolio(mm, got, mm.pt.get(addr / PAGE_SIZE), fast ? gupFlags : gupFlags | touch);
         pfns.push(got);
         addr += PAGE_SIZE;
         spins = 0;
         continue;
       }
       if (++spins > FAULT_SPINS_MAX) BUG(`GUP at 0x${addr.toString(16)} faulted ${spins} times without progress`);
+      if (fast) {
+        fast = false;
+        touch = FOLL.TOUCH;
+      }
       if (holder === null && pfns.length > 0) holder = gupHolder(mm, pfns, gupFlags);
       const err = await faultinPage(proc, vma, addr, gupFlags, got === FOLLOW_UNSHARE);
       if (err !== null) return { pfns, err };
@@ -209,9 +226,9 @@ function gupHolder(mm: Mm, pfns: readonly Pfn[], gupFlags: number): RefHolder {
   return holder;
 }
 
-/** pin_user_pages(): getUserPages() with FOLL_PIN. */
-export function pinUserPages(proc: Process, start: number, nrPages: number, gupFlags: number): Promise<GupResult> {
-  return getUserPages(proc, start, nrPages, (gupFlags & ~FOLL.GET) | FOLL.PIN);
+/** pin_user_pages() (or pin_user_pages_fast() with `fast`): getUserPages() with FOLL_PIN. */
+export function pinUserPages(proc: Process, start: number, nrPages: number, gupFlags: number, fast = false): Promise<GupResult> {
+  return getUserPages(proc, start, nrPages, (gupFlags & ~FOLL.GET) | FOLL.PIN, fast);
 }
 
 /** Mirrors mm/gup.c:unpin_user_pages(): the zero page was never pinned. */
@@ -361,7 +378,8 @@ export async function sysIoUringRegisterBuffers(proc: Process, addr: number, len
   }
   if (len === 0 || len > IORING_MAX_BUF_SIZE) throw new ErrnoError("EFAULT", "io_uring_register");
   const nrPages = Math.ceil((addr + len) / PAGE_SIZE) - Math.floor(addr / PAGE_SIZE);
-  const got = await pinUserPages(proc, addr, nrPages, FOLL.WRITE | FOLL.LONGTERM);
+  // io_uring/rsrc.c:io_pin_pages() -> pin_user_pages_fast().
+  const got = await pinUserPages(proc, addr, nrPages, FOLL.WRITE | FOLL.LONGTERM, true);
   if (got.pfns.length === nrPages) return new PinnedPages(proc, addr, len, got.pfns, true, IO_URING);
   unpinUserPages(proc.kernel.core.mem, got.pfns);
   throw gupError(proc, got.pfns.length === 0 && got.err !== null ? got.err : "EFAULT", "io_uring_register");
@@ -372,7 +390,7 @@ export interface GupTestPinOptions {
   write: boolean;
   /** FOLL_LONGTERM (gup_test's PIN_LONGTERM_TEST always sets it; false gives a PIN_BASIC_TEST-style pin). */
   longterm: boolean;
-  /** PIN_LONGTERM_TEST_FLAG_USE_FAST: pin_user_pages_fast(); same outcome as the slow path here. */
+  /** PIN_LONGTERM_TEST_FLAG_USE_FAST: pin_user_pages_fast() (no FOLL_TOUCH unless it falls back), else pin_user_pages(). */
   fast: boolean;
 }
 
@@ -391,7 +409,7 @@ export async function sysGupTestPin(proc: Process, addr: number, len: number, op
   if (opts.longterm) flags |= FOLL.LONGTERM;
   if (opts.write) flags |= FOLL.WRITE;
   const nrPages = len / PAGE_SIZE;
-  const got = await pinUserPages(proc, addr, nrPages, flags);
+  const got = await pinUserPages(proc, addr, nrPages, flags, opts.fast);
   if (got.err !== null) {
     unpinUserPages(proc.kernel.core.mem, got.pfns);
     throw gupError(proc, got.err, "ioctl");
@@ -461,7 +479,8 @@ async function vmspliceToPipe(proc: Process, pipe: PipeInodeInfo, addr: number, 
       const a = addr + total;
       let start = a % PAGE_SIZE;
       const nrPages = Math.min(VMSPLICE_BATCH_PAGES, Math.ceil((len - total + start) / PAGE_SIZE));
-      const got = await getUserPages(proc, a - start, nrPages, FOLL.GET);
+      // iov_iter_get_pages2() -> get_user_pages_fast().
+      const got = await getUserPages(proc, a - start, nrPages, FOLL.GET, true);
       if (got.pfns.length === 0) {
         err = got.err ?? "EFAULT";
         break;

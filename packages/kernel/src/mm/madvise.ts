@@ -78,6 +78,7 @@ import {
   ptePresent,
   pteWrite,
   swpOffset,
+  pteDirty,
 } from "./page-table.ts";
 import { cacheEntryIsSwap, cacheEntrySlot } from "./shmem.ts";
 import { reclaimPte } from "./vmscan.ts";
@@ -382,7 +383,7 @@ function madviseFreePteRange(mm: Mm, start: number, end: number): void {
 /**
  * Mirrors mm/madvise.c:madvise_remove(): punches a hole in the file like
  * fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE): shared mappings of the hole are zapped
- * (keeping uffd-wp markers, §8.13), private COW copies stay.
+ * (keeping uffd-wp markers, docs/linux-rules.md §8.13), private COW copies stay.
  */
 async function madviseRemove(proc: Process, vma: Vma, range: MadviseRange): Promise<VisitResult> {
   if ((vma.flags & VM_LOCKED) !== 0) return "EINVAL";
@@ -523,9 +524,11 @@ async function faultinPageRange(proc: Process, start: number, end: number, write
     const vpn = addr / PAGE_SIZE;
     const pte = mm.pt.get(vpn);
     if (ptePresent(pte) && (!write || pteWrite(pte))) {
-      // FOLL_TOUCH: a write marks the folio dirty (the pte is left as it is).
+      // follow_page_pte() with FOLL_TOUCH: a write through a clean pte marks the folio dirty
+      // (the pte is left as it is) [host: MADV_FREE then MADV_POPULATE_WRITE: dirty 1; after a
+      // write fault, whose pte is dirty: 0].
       const pfn = vmNormalPfn(pte);
-      if (write && pfn >= 0) mm.core.mem.setFlag(pfn, PG.dirty);
+      if (write && pfn >= 0 && !pteDirty(pte)) mm.core.mem.setFlag(pfn, PG.dirty);
       addr += PAGE_SIZE;
       spins = 0;
       continue;

@@ -46,7 +46,7 @@ import {
   swpOffset,
 } from "./page-table.ts";
 import { folioAddFileRmapPte, folioAddNewAnonRmap, folioAddAnonRmapPte, folioRemoveRmapPte } from "./rmap.ts";
-import { shmemAllocPage, shmemFindPage, type ShmemInode } from "./shmem.ts";
+import { cacheEntryIsSwap, shmemAllocPage, shmemFindPage, type ShmemInode } from "./shmem.ts";
 import {
   userfaultfdMinor,
   userfaultfdMissing,
@@ -245,8 +245,9 @@ function doAnonymousPage(vmf: VmFault): number {
   if (pfn < 0) return VM_FAULT_OOM;
   let entry = maybeMkwrite(mkPte(pfn, PTE_DIRTY | PTE_YOUNG), vma);
   if (uffdWp) entry = pteMkuffdWp(entry);
+  // Only the pte is dirty: an anon folio's PG_dirty is not set by faults (fs/proc/page.c
+  // reports PG_dirty) [host: kpageflags dirty 0 after a write fault].
   folioAddNewAnonRmap(mm, vma, pfn, vmf.address, true);
-  mm.core.mem.setFlag(pfn, PG.dirty);
   mm.pt.set(vmf.vpn, entry);
   return 0;
 }
@@ -269,14 +270,78 @@ function shmemFaultGetPage(vmf: VmFault, inode: ShmemInode, pgoff: number): numb
   return pfn < 0 ? -VM_FAULT_OOM : pfn;
 }
 
+/** mm/memory.c:fault_around_pages: fault_around_bytes (64 KiB, the default) in pages. */
+export const FAULT_AROUND_PAGES = 16;
+
+/** Mirrors include/linux/userfaultfd_k.h:uffd_disable_fault_around(): WP or MINOR armed. */
+const uffdDisableFaultAround = (vma: Vma): boolean => (vma.flags & (VM_UFFD_WP | VM_UFFD_MINOR)) !== 0;
+
 /**
- * Mirrors mm/memory.c:do_fault() for shmem: do_read_fault(), do_cow_fault() (a write to a
- * private mapping copies the cache page into a new anon page) and do_shared_fault().
+ * Mirrors mm/memory.c:do_fault_around() (called from do_read_fault() when should_fault_around():
+ * shmem's vm_ops have ->map_pages, and the vma is not armed for WP or MINOR). The window is
+ * FAULT_AROUND_PAGES ptes starting at the aligned pte index, or at the vma start if that is
+ * later, and ends at the vma end; it never crosses a PTE table. Returns whether the faulting
+ * pte itself was mapped (VM_FAULT_NOPAGE: ->fault is not called).
+ */
+function doFaultAround(vmf: VmFault, inode: ShmemInode, pgoff: number): boolean {
+  const vma = vmf.vma;
+  const pteOff = vmf.vpn % PTRS_PER_PTE;
+  const vmaOff = pgoff - vma.pgoff;
+  const vmaPages = (vma.end - vma.start) / PAGE_SIZE;
+  const fromPte = Math.max(pteOff - (pteOff % FAULT_AROUND_PAGES), pteOff - Math.min(pteOff, vmaOff));
+  const toPte = Math.min(fromPte + FAULT_AROUND_PAGES, PTRS_PER_PTE, pteOff + vmaPages - vmaOff) - 1;
+  return filemapMapPages(vmf, inode, pgoff + fromPte - pteOff, pgoff + toPte - pteOff);
+}
+
+/**
+ * Mirrors mm/filemap.c:filemap_map_pages() for shmem: maps every page-cache page of
+ * [startPgoff, endPgoff] (clipped to i_size) that is uptodate and not poisoned, where the pte is
+ * none; swapped-out entries, holes and ptes that are present, swap entries or markers (guard,
+ * poison) are skipped. Each pte is built as set_pte_range() builds a read fault's.
+ */
+function filemapMapPages(vmf: VmFault, inode: ShmemInode, startPgoff: number, endPgoff: number): boolean {
+  const { mm, vma } = vmf;
+  const mem = mm.core.mem;
+  const end = Math.min(endPgoff, inode.sizePages - 1);
+  const faultPgoff = vma.pgoffOf(vmf.address);
+  let mappedFault = false;
+  for (let pgoff = startPgoff; pgoff <= end; pgoff++) {
+    const e = inode.pages.get(pgoff);
+    if (e === undefined || cacheEntryIsSwap(e)) continue;
+    if (!mem.testFlag(e, PG.uptodate) || mem.testFlag(e, PG.hwpoison)) continue;
+    const vpn = vmf.vpn + (pgoff - faultPgoff);
+    if (mm.pt.get(vpn) !== 0) continue;
+    mm.pt.set(vpn, readFaultFilePte(vma, mem.testFlag(e, PG.dirty), e));
+    folioAddFileRmapPte(mm, e);
+    if (vpn === vmf.vpn) mappedFault = true;
+  }
+  return mappedFault;
+}
+
+/**
+ * set_pte_range() for a read fault on a page-cache page: young, writable where vm_page_prot is
+ * (a shared writable mapping without write-notify), and then dirty if the folio is.
+ */
+function readFaultFilePte(vma: Vma, folioDirty: boolean, pfn: Pfn): Pte {
+  let entry = mkPte(pfn, PTE_YOUNG);
+  if (vmaPageProtWritable(vma)) {
+    entry = pteMkwrite(entry);
+    if (folioDirty) entry = pteMkdirty(entry);
+  }
+  return entry;
+}
+
+/**
+ * Mirrors mm/memory.c:do_fault() for shmem: do_read_fault() (fault-around first), do_cow_fault()
+ * (a write to a private mapping copies the cache page into a new anon page) and do_shared_fault().
  */
 function doFault(vmf: VmFault): number {
   const { mm, vma } = vmf;
   const inode = vma.file as ShmemInode;
   const pgoff = vma.pgoffOf(vmf.address);
+  // do_read_fault(): ->map_pages() before ->fault(), so the neighbours are mapped even when the
+  // faulting page then raises a userfault or SIGBUS [host: a MISSING read of a hole].
+  if ((vmf.flags & FAULT_FLAG_WRITE) === 0 && !uffdDisableFaultAround(vma) && doFaultAround(vmf, inode, pgoff)) return 0;
   const got = shmemFaultGetPage(vmf, inode, pgoff);
   if (got < 0) return -got;
   const page = got;
@@ -294,9 +359,8 @@ function doFault(vmf: VmFault): number {
     return 0;
   }
   // finish_fault() -> set_pte_range() for the page-cache page.
-  let entry = mkPte(page, PTE_YOUNG);
-  if (write) entry = maybeMkwrite(pteMkdirty(entry), vma);
-  else if (vmaPageProtWritable(vma)) entry = pteMkwrite(entry);
+  let entry = write ? maybeMkwrite(pteMkdirty(mkPte(page, PTE_YOUNG)), vma) : readFaultFilePte(vma, mm.core.mem.testFlag(page, PG.dirty), page);
+  // do_shared_fault() -> fault_dirty_shared_page(); a private read fault dirties nothing.
   if (write) mm.core.mem.setFlag(page, PG.dirty);
   if (uffdWp) entry = pteMkuffdWp(entry);
   folioAddFileRmapPte(mm, page);
@@ -323,7 +387,8 @@ export function doWpPage(vmf: VmFault): number {
   }
   const pfn = vmNormalPfn(pte);
   if (vmaIsShared(vma)) {
-    // wp_page_shared(): write-notify done, the shared page becomes writable. Nothing to unshare.
+    // wp_page_shared(): write-notify done, the shared page becomes writable and
+    // fault_dirty_shared_page() marks it dirty. Nothing to unshare.
     if (unshare) return 0;
     mm.pt.set(vmf.vpn, pteMkwrite(pteMkdirty(pteMkyoung(pte))));
     if (pfn >= 0) mem.setFlag(pfn, PG.dirty);
@@ -332,9 +397,8 @@ export function doWpPage(vmf: VmFault): number {
   if (pfn >= 0 && mem.folioTestAnon(pfn) && (mem.pageAnonExclusive(pfn) || wpCanReuseAnonFolio(mm, pfn))) {
     if (!mem.pageAnonExclusive(pfn)) mem.setFlag(pfn, PG.anonExclusive);
     if (unshare) return 0;
-    // wp_page_reuse()
+    // wp_page_reuse(): the pte becomes dirty, the folio's PG_dirty is left alone.
     mm.pt.set(vmf.vpn, maybeMkwrite(pteMkdirty(pteMkyoung(pte)), vma));
-    mem.setFlag(pfn, PG.dirty);
     return 0;
   }
   return wpPageCopy(vmf);
@@ -372,7 +436,6 @@ function wpPageCopy(vmf: VmFault): number {
     entry |= old & (PTE_SOFT_DIRTY | PTE_UFFD_WP);
   } else {
     entry = maybeMkwrite(pteMkdirty(entry), vma);
-    mem.setFlag(pfn, PG.dirty);
   }
   folioAddNewAnonRmap(mm, vma, pfn, vmf.address, true);
   if (oldPfn >= 0) folioRemoveRmapPte(mm, oldPfn);
@@ -381,10 +444,13 @@ function wpPageCopy(vmf: VmFault): number {
 }
 
 /**
- * Mirrors mm/memory.c:do_swap_page(): swap-in through the swap cache. The page is exclusive
- * (PageAnonExclusive, and writable when allowed) if the swap pte had swp-exclusive or we hold
- * the only reference once the swap cache let go of it; otherwise it is mapped read-only and a
- * write goes through do_wp_page(). uffd-wp and soft-dirty come back from the swap pte.
+ * Mirrors mm/memory.c:do_swap_page(). A folio already in the swap cache is used; otherwise, on a
+ * SWP_SYNCHRONOUS_IO device (zram) an entry with swap count 1 is read straight into a new folio
+ * that never enters the swap cache, and anything else is read in through the swap cache
+ * (swapin_readahead() without the readahead). The page is exclusive (PageAnonExclusive, and
+ * writable when allowed) if the swap pte had swp-exclusive or we hold the only reference once
+ * the swap cache let go of it; otherwise it is mapped read-only and a write goes through
+ * do_wp_page(). uffd-wp and soft-dirty come back from the swap pte.
  */
 function doSwapPage(vmf: VmFault): number {
   const { mm, vma } = vmf;
@@ -393,7 +459,8 @@ function doSwapPage(vmf: VmFault): number {
   BUG_ON(swap === null, "swap pte without a swap device");
   const orig = vmf.origPte;
   const slot = swpOffset(orig);
-  const pfn = swap!.swapIn(slot);
+  const skipSwapcache = swap!.synchronousIo && !swap!.cache.has(slot) && swap!.swapCount(slot) === 1;
+  const pfn = skipSwapcache ? swap!.readIntoNewFolio(slot) : swap!.swapIn(slot);
   if (pfn < 0) return VM_FAULT_OOM;
   const exclusive = swpExclusive(orig);
   swap!.free(slot);
@@ -451,8 +518,10 @@ export function zapPte(mm: Mm, vma: Vma, vpn: number, details: ZapDetails): void
   if (ptePresent(pte)) {
     const pfn = vmNormalPfn(pte);
     if (pfn >= 0) {
-      if (!details.evenCows && mem.folioTestAnon(pfn)) return;
-      if (pteDirtyOf(pte)) mem.setFlag(pfn, PG.dirty);
+      const anon = mem.folioTestAnon(pfn);
+      if (!details.evenCows && anon) return;
+      // zap_present_folio_ptes(): the pte's dirty bit goes to the folio for file folios only.
+      if (!anon && pteDirtyOf(pte)) mem.setFlag(pfn, PG.dirty);
       folioRemoveRmapPte(mm, pfn);
       // free_pages_and_swap_cache(): the last unmap of a swap-cache folio drops it from the cache.
       if (mem.testFlag(pfn, PG.swapcache) && mem.mapcount[pfn] === 0) mm.core.swap!.folioFreeSwap(pfn);

@@ -24,8 +24,8 @@ const BTree: BTreeClass = (btree as unknown as { default?: BTreeClass }).default
 
 /** x86-64 TASK_SIZE_MAX with 4-level paging. */
 export const TASK_SIZE = 0x7ffffffff000;
-/** /proc/sys/vm/mmap_min_addr default. */
-export const MMAP_MIN_ADDR = 0x10000;
+/** The default of /proc/sys/vm/mmap_min_addr (KernelOptions.mmapMinAddr): the reference host's 4096. */
+export const DEFAULT_MMAP_MIN_ADDR = 0x1000;
 /** Where top-down mmap allocation starts (mm->mmap_base); fixed rather than randomised. */
 export const MMAP_BASE = 0x7f0000000000;
 
@@ -71,6 +71,8 @@ export interface MmCore {
   readonly mem: PhysMem;
   readonly swap: SwapDevice | null;
   readonly uffd: UffdMmHooks;
+  /** vm.mmap_min_addr (mm/util.c:mmap_min_addr), page-aligned. */
+  readonly mmapMinAddr: number;
   nextAnonVmaId(): number;
   /** vm.max_map_count (KernelOptions.maxMapCount). */
   readonly maxMapCount: number;
@@ -302,10 +304,11 @@ export class Mm {
    * The walk starts below the gaps a previous search already found too small (#searchTop).
    */
   getUnmappedArea(len: number, hint: number): number {
-    if (len > TASK_SIZE - MMAP_MIN_ADDR) return -1;
+    const minAddr = this.core.mmapMinAddr;
+    if (len > TASK_SIZE - minAddr) return -1;
     if (hint !== 0) {
       const addr = Math.ceil(hint / PAGE_SIZE) * PAGE_SIZE;
-      if (addr >= MMAP_MIN_ADDR && addr + len <= TASK_SIZE) {
+      if (addr >= minAddr && addr + len <= TASK_SIZE) {
         const next = this.findVma(addr);
         if (next === null || next.start >= addr + len) return addr;
       }
@@ -322,7 +325,7 @@ export class Mm {
       v = v === null ? this.#lastBelow(high) : this.prevVma(v);
     }
     for (;;) {
-      const low = v === null ? MMAP_MIN_ADDR : v.end;
+      const low = v === null ? minAddr : v.end;
       if (high - low >= len) {
         // Every gap walked above `high` was too small; the found gap itself stays below the cache
         // (the mmap may yet fail and leave it free).

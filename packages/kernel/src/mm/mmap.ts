@@ -23,7 +23,7 @@ import {
   PROT_WRITE,
 } from "../uapi/mman.ts";
 import { ZAP_UNMAP, zapPageRange } from "./memory.ts";
-import { type Mm, type MmCore, MMAP_MIN_ADDR, TASK_SIZE } from "./mm.ts";
+import { type Mm, type MmCore, TASK_SIZE } from "./mm.ts";
 import type { ShmemInode } from "./shmem.ts";
 import {
   Vma,
@@ -84,7 +84,7 @@ export function planMmap(
   };
   if (length === 0) fail("EINVAL");
   let fixed = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) !== 0;
-  if (!fixed && addr !== 0) addr = Math.max(PAGE_ALIGN(addr), MMAP_MIN_ADDR);
+  if (!fixed && addr !== 0) addr = Math.max(PAGE_ALIGN(addr), mm.core.mmapMinAddr);
   const len = PAGE_ALIGN(length);
   if (len === 0 || len > TASK_SIZE) fail("ENOMEM");
   const pgoff = offset / PAGE_SIZE;
@@ -96,7 +96,7 @@ export function planMmap(
     if (offsetInPage(addr) !== 0) fail("EINVAL");
     if (addr + len > TASK_SIZE) fail("ENOMEM");
     // security_mmap_addr() -> cap_mmap_addr(): below mmap_min_addr needs CAP_SYS_RAWIO (root may) [host].
-    if (addr < MMAP_MIN_ADDR && !capSysRawio) fail("EPERM");
+    if (addr < mm.core.mmapMinAddr && !capSysRawio) fail("EPERM");
   } else {
     const found = mm.getUnmappedArea(len, addr);
     if (found < 0) fail("ENOMEM");

@@ -16,13 +16,13 @@
  * what it moved) and unmaps the old range, unless MREMAP_DONTUNMAP keeps the old vma, empty.
  *
  * Userfaultfd events are sent after the lock is dropped, in this order (notify_uffd()): UNMAP of
- * the FIXED target, REMAP, then UNMAP of the shrunk tail or the old range (§8.15).
+ * the FIXED target, REMAP, then UNMAP of the shrunk tail or the old range (docs/linux-rules.md §8.15).
  */
 import type { Process } from "../kernel/process.ts";
 import { ErrnoError, type ErrnoCode } from "../uapi/errno.ts";
 import { MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE_SIZE } from "../uapi/mman.ts";
 import { UFFD_FEATURE_EVENT_REMAP } from "../uapi/userfaultfd.ts";
-import { type Mm, MMAP_MIN_ADDR, TASK_SIZE } from "./mm.ts";
+import { type Mm, TASK_SIZE } from "./mm.ts";
 import { PAGE_ALIGN, unmapRange } from "./mmap.ts";
 import { isPteMarker, isSwapPte, MARKER_UFFD_WP, type Pte, PTE_UFFD_WP, PTRS_PER_PTE, ptePresent, SWP_UFFD_WP } from "./page-table.ts";
 import { userfaultfdArmed, type Vma, VM_DONTEXPAND, VM_MAYSHARE, VM_PFNMAP, VM_SHARED, vmaIsAnonymous } from "./vma.ts";
@@ -216,7 +216,7 @@ function mremapTo(mm: Mm, vrm: VmaRemap): RemapResult {
  * target as a hint for MREMAP_DONTUNMAP alone, and anywhere otherwise.
  */
 function vrmSetNewAddr(mm: Mm, vrm: VmaRemap): ErrnoCode | null {
-  if ((vrm.flags & MREMAP_FIXED) !== 0) return vrm.newAddr < MMAP_MIN_ADDR && !vrm.rawio ? "EPERM" : null;
+  if ((vrm.flags & MREMAP_FIXED) !== 0) return vrm.newAddr < mm.core.mmapMinAddr && !vrm.rawio ? "EPERM" : null;
   const hint = vrmImpliesNewAddr(vrm) ? vrm.newAddr : 0;
   const addr = mm.getUnmappedArea(vrm.newLen, hint);
   if (addr < 0) return "ENOMEM";

@@ -75,11 +75,19 @@ export function shmemAllocPage(mem: PhysMem, inode: ShmemInode, pgoff: number): 
 /**
  * Looks up the page at pgoff, swapping it in if it was swapped out (shmem_swapin_folio()).
  * Returns the frame (no extra reference), -1 for a hole, -2 when memory is exhausted.
+ *
+ * `sgpRead` is shmem_get_folio_gfp()'s SGP_READ (read(2), a partial truncate): a folio that
+ * fallocate() left !uptodate stays so. Every other caller (faults, UFFDIO_CONTINUE, write(2))
+ * takes the `clear:` step, which zeroes such a folio and marks it uptodate; its bytes are
+ * zero already here, so only the flag changes.
  */
-export function shmemFindPage(mem: PhysMem, swap: SwapDevice | null, inode: ShmemInode, pgoff: number): number {
+export function shmemFindPage(mem: PhysMem, swap: SwapDevice | null, inode: ShmemInode, pgoff: number, sgpRead = false): number {
   const e = inode.pages.get(pgoff);
   if (e === undefined) return -1;
-  if (!cacheEntryIsSwap(e)) return e;
+  if (!cacheEntryIsSwap(e)) {
+    if (!sgpRead) mem.setFlag(e, PG.uptodate);
+    return e;
+  }
   BUG_ON(swap === null, "swapped shmem entry without a swap device");
   const slot = cacheEntrySlot(e);
   const pfn = swap!.swapIn(slot); // caller ref + swap cache ref
@@ -101,7 +109,11 @@ export function shmemDeleteEntry(mem: PhysMem, swap: SwapDevice | null, inode: S
   if (e === undefined) return;
   inode.pages.delete(pgoff);
   if (cacheEntryIsSwap(e)) {
-    swap!.free(cacheEntrySlot(e));
+    // free_swap_and_cache_nr(): a folio still in the swap cache goes once nothing refers to it.
+    const slot = cacheEntrySlot(e);
+    swap!.free(slot);
+    const cached = swap!.cache.get(slot);
+    if (cached !== undefined && mem.mapcount[cached] === 0) swap!.folioFreeSwap(cached);
     return;
   }
   mem.mapping[e] = 0;

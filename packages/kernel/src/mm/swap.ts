@@ -21,12 +21,23 @@ export class SwapDevice {
   readonly #blocks: Uint8Array[] = [];
   #cursor = 0;
   inUse = 0;
+  /**
+   * SWP_SYNCHRONOUS_IO (zram): writeback completes within the reclaim pass, and do_swap_page()
+   * may bypass the swap cache. False for a swap file (KernelOptions.swapDevice "file").
+   */
+  readonly synchronousIo: boolean;
   readonly #mem: PhysMem;
 
-  constructor(nrSlots: number, mem: PhysMem) {
+  constructor(nrSlots: number, mem: PhysMem, synchronousIo = true) {
     this.nrSlots = nrSlots;
     this.swapMap = new Uint16Array(nrSlots);
     this.#mem = mem;
+    this.synchronousIo = synchronousIo;
+  }
+
+  /** __swap_count(): references from swap ptes and shmem entries (SWAP_HAS_CACHE not counted). */
+  swapCount(slot: number): number {
+    return this.swapMap[slot] as number;
   }
 
   #slotInUse(slot: number): boolean {
@@ -96,6 +107,19 @@ export class SwapDevice {
   }
 
   /**
+   * The skip-swapcache read of do_swap_page() on a SWP_SYNCHRONOUS_IO device: a new folio with
+   * the slot's data and one reference (the caller's), never added to the swap cache. Returns -1
+   * when physical memory is exhausted.
+   */
+  readIntoNewFolio(slot: number): Pfn {
+    const pfn = this.#mem.allocFrame(false);
+    if (pfn < 0) return -1;
+    this.readSlot(slot, pfn);
+    this.#mem.setFlag(pfn, PG.swapbacked | PG.uptodate);
+    return pfn;
+  }
+
+  /**
    * The swap-cache folio for a slot, reading it in if needed (swapin_readahead() without the
    * readahead). The returned frame carries one reference for the caller and one for the cache.
    * Returns -1 when physical memory is exhausted.
@@ -118,13 +142,15 @@ export class SwapDevice {
 
   /**
    * Mirrors mm/swapfile.c:folio_free_swap(): drops a folio from the swap cache if no swap
-   * entry references its slot any more. Returns whether it did.
+   * entry references its slot any more, and marks it dirty (its only copy is now in memory).
+   * Returns whether it did.
    */
   folioFreeSwap(pfn: Pfn): boolean {
     if (!this.#mem.testFlag(pfn, PG.swapcache)) return false;
     const slot = this.#mem.index[pfn] as number;
     if (this.swapped(slot)) return false;
     this.deleteFromSwapCache(pfn);
+    this.#mem.setFlag(pfn, PG.dirty);
     return true;
   }
 

@@ -21,7 +21,7 @@
 import { ERRNO } from "../uapi/errno.ts";
 import { PAGE_SIZE } from "../uapi/mman.ts";
 import { UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES } from "../uapi/userfaultfd.ts";
-import { PG, type Pfn } from "./folio.ts";
+import { PG, type Pfn, PhysMem } from "./folio.ts";
 import { userfaultfdWpUseMarkers, vmaMm, vmaPageProtWritable, vmNormalPfn } from "./memory.ts";
 import type { Mm } from "./mm.ts";
 import {
@@ -90,6 +90,12 @@ export interface MfillSource {
   copyAtomic(srcAddr: number, dst: Uint8Array, dstOff: number): boolean;
   /** copy_from_user() outside the locks: may fault and block. True only if every byte was copied. */
   copySlow(srcAddr: number, dst: Uint8Array, dstOff: number): Promise<boolean>;
+  /**
+   * copyAtomic() of `len` bytes (whole pages) into one contiguous destination range, as few
+   * copies as the source allows; returns the bytes of the leading pages copied in full (a page
+   * copyAtomic() would refuse stops it). Optional: without it every page is copied alone.
+   */
+  copyAtomicRun?(srcAddr: number, dst: Uint8Array, dstOff: number, len: number): number;
 }
 
 const E = ERRNO;
@@ -242,21 +248,123 @@ function mfillCopyAnon(op: MfillOp, vma: Vma): number {
     const vpn = op.dstAddr / PAGE_SIZE;
     // mm_alloc_pmd() + __pte_alloc(): the page table exists from here on, whatever the outcome.
     const table = mm.pt.table(vpn);
+    const i = vpn % PTRS_PER_PTE;
+    if (op.folio < 0 && end - op.srcAddr > PAGE_SIZE && op.src!.copyAtomicRun !== undefined) {
+      const err = mfillCopyAnonBatch(op, vma, table, i, bits);
+      if (err !== 0) return err;
+      continue;
+    }
     const pfn = mfillGetFolio(op, mm);
     if (pfn < 0) return pfn;
-    const i = vpn % PTRS_PER_PTE;
     if (!pteNoneMostly(table[i] as number)) {
       mem.folioPut(pfn);
       return -E.EEXIST;
     }
+    // Only the pte is dirty (mfill_atomic_install_pte()); the folio's PG_dirty stays clear.
     folioAddNewAnonRmap(mm, vma, pfn, op.dstAddr, true);
-    mem.setFlag(pfn, PG.dirty);
     table[i] = op.wp ? pteMkuffdWp(mkPte(pfn, bits)) : mkPte(pfn, bits);
     op.dstAddr += PAGE_SIZE;
     op.srcAddr += PAGE_SIZE;
     op.copied += PAGE_SIZE;
   }
   return 0;
+}
+
+/** Frames for one batch of mfillCopyAnonBatch(): at most a PTE table's worth. */
+const batchPfns = new Int32Array(PTRS_PER_PTE);
+
+/**
+ * The pages of mfillCopyAnon() up to the end of the PTE table `table` (from index `i`), in one
+ * go: the frames are allocated together (contiguous where the allocator can, see
+ * PhysMem.allocFrames()) and the source is copied into each contiguous run of them with one
+ * copy, then the ptes are installed page by page exactly as the page loop does. The outcome is
+ * the page loop's, page for page: every page's source is read before its destination pte is
+ * looked at, so a source page that cannot be read without a fault stops the batch there
+ * (MFILL_NEED_COPY with that page's frame kept in op.folio) after the pages before it were
+ * installed, and a populated destination stops it with EEXIST; frames not installed are freed.
+ * Returns 0 when the batch was installed, else what the page loop would return.
+ */
+function mfillCopyAnonBatch(op: MfillOp, vma: Vma, table: Uint32Array, i: number, bits: number): number {
+  const mm = op.ctx.mm;
+  const mem = mm.core.mem;
+  const want = Math.min((op.srcStart + op.len - op.srcAddr) / PAGE_SIZE, PTRS_PER_PTE - i);
+  const pfns = batchPfns;
+  const n = mem.allocFrames(want, pfns);
+  if (n === 0) return -E.ENOMEM;
+  // The source, one copy per contiguous run of frames; `copied` pages came through whole.
+  let copied = 0;
+  while (copied < n) {
+    const run = PhysMem.runLength(pfns, copied, n);
+    const first = pfns[copied] as number;
+    const len = run * PAGE_SIZE;
+    const got = op.src!.copyAtomicRun!(op.srcAddr + copied * PAGE_SIZE, mem.bytes(first), mem.offset(first), len);
+    copied += Math.floor(got / PAGE_SIZE);
+    if (got < len) break;
+  }
+  let k = 0;
+  let err = 0;
+  for (; k < copied; k++) {
+    const pfn = pfns[k] as number;
+    if (!pteNoneMostly(table[i + k] as number)) {
+      err = -E.EEXIST;
+      break;
+    }
+    folioAddNewAnonRmap(mm, vma, pfn, op.dstAddr, true);
+    mem.setFlag(pfn, PG.dirty);
+    table[i + k] = op.wp ? pteMkuffdWp(mkPte(pfn, bits)) : mkPte(pfn, bits);
+    op.dstAddr += PAGE_SIZE;
+    op.srcAddr += PAGE_SIZE;
+    op.copied += PAGE_SIZE;
+  }
+  if (err === 0 && copied < n) {
+    // The page loop would keep this page's frame for the copy with faults enabled.
+    op.folio = pfns[k++] as number;
+    err = MFILL_NEED_COPY;
+  }
+  for (; k < n; k++) mem.folioPut(pfns[k] as number);
+  return err;
+}
+
+/**
+ * copyFromUserAtomic() of `len` bytes (whole pages, `addr` page-aligned) into dst[dstOff..]:
+ * one copy per run of source pages that are contiguous in physical memory. Returns the bytes of
+ * the leading pages copied (it stops at the first page copyFromUserAtomic() would refuse).
+ */
+export function copyFromUserAtomicRun(mm: Mm, addr: number, dst: Uint8Array, dstOff: number, len: number): number {
+  if (addr % PAGE_SIZE !== 0) {
+    let done = 0;
+    while (done < len && copyFromUserAtomic(mm, addr + done, dst, dstOff + done)) done += PAGE_SIZE;
+    return done;
+  }
+  const mem = mm.core.mem;
+  let done = 0;
+  let runStart = 0;
+  let runPfn = -1;
+  let runPages = 0;
+  const flush = (): void => {
+    if (runPages === 0) return;
+    const o = mem.offset(runPfn);
+    dst.set(mem.bytes(runPfn).subarray(o, o + runPages * PAGE_SIZE), dstOff + runStart);
+    runPages = 0;
+  };
+  while (done < len) {
+    const a = addr + done;
+    const vma = mm.vmaLookup(a);
+    if (vma === null || (vma.flags & VM_ACCESS_FLAGS) === 0) break;
+    const pte = mm.pt.get(a / PAGE_SIZE);
+    if (!ptePresent(pte)) break;
+    const pfn = ptePfn(pte);
+    if (runPages > 0 && pfn === runPfn + runPages && mem.bytes(pfn) === mem.bytes(runPfn)) runPages++;
+    else {
+      flush();
+      runStart = done;
+      runPfn = pfn;
+      runPages = 1;
+    }
+    done += PAGE_SIZE;
+  }
+  flush();
+  return done;
 }
 
 /** Mirrors mm/userfaultfd.c:mfill_atomic_pte(): private mappings get anon memory, shared shmem the page cache. */
@@ -317,8 +425,9 @@ function shmemMfillAtomicPte(op: MfillOp, vma: Vma): number {
   if (pgoff >= inode.sizePages) ret = -E.EFAULT;
   else if (inode.pages.has(pgoff)) ret = -E.EEXIST;
   else {
+    // No folio_mark_dirty() here: only the new pte is dirty, and a zap passes that on
+    // [host: kpageflags dirty 0 after COPY/ZEROPAGE into shmem, 1 after the munmap].
     shmemAddToPageCache(mem, inode, pgoff, pfn);
-    mem.setFlag(pfn, PG.dirty);
     ret = mfillAtomicInstallPte(vma, op.dstAddr, pfn, op.wp);
     if (ret !== 0) shmemDeleteEntry(mem, mm.core.swap, inode, pgoff);
   }
@@ -355,7 +464,6 @@ export function mfillAtomicInstallPte(vma: Vma, dstAddr: number, pfn: Pfn, wp: b
     folioAddFileRmapPte(mm, pfn);
   } else {
     folioAddNewAnonRmap(mm, vma, pfn, dstAddr, true);
-    mem.setFlag(pfn, PG.dirty);
   }
   mm.pt.set(vpn, pte);
   return 0;
@@ -698,5 +806,5 @@ export function userfaultfdReleaseNew(mm: Mm, ctx: VmaUffdCtx): void {
   for (const vma of mm.vmas) if (vma.uffdCtx === ctx) userfaultfdResetCtx(vma);
 }
 
-/** Whether UNREGISTER must wake blocked faults of this vma (only MISSING mode does, see §8.7). */
+/** Whether UNREGISTER must wake blocked faults of this vma (only MISSING mode does, see docs/linux-rules.md §8.7). */
 export const unregisterWakes = userfaultfdMissing;

@@ -99,6 +99,19 @@ export function errnoCode(errno: number): ErrnoCode {
 }
 
 /** A failing syscall: `code` and `errno` carry the Linux errno, `syscall` names the call. */
+let errnoStackTraces = true;
+
+/**
+ * Whether a new ErrnoError captures a stack trace (default true). A tool that runs many short
+ * scenarios whose handlers catch expected errnos by the thousand (EEXIST, EAGAIN) may turn it
+ * off around its runs: capturing a trace is most of an error's cost. Returns the previous setting.
+ */
+export function setErrnoStackTraces(on: boolean): boolean {
+  const before = errnoStackTraces;
+  errnoStackTraces = on;
+  return before;
+}
+
 export class ErrnoError extends Error {
   /** "EEXIST" */
   readonly code: ErrnoCode;
@@ -108,7 +121,10 @@ export class ErrnoError extends Error {
   readonly syscall: string;
 
   constructor(code: ErrnoCode, syscall: string, detail?: string) {
+    const limit = Error.stackTraceLimit;
+    if (!errnoStackTraces) Error.stackTraceLimit = 0;
     super(`${code}: ${STRERROR[code]}, ${syscall}${detail === undefined ? "" : ` ${detail}`}`);
+    Error.stackTraceLimit = limit;
     this.name = "ErrnoError";
     this.code = code;
     this.errno = ERRNO[code];

@@ -1,5 +1,5 @@
 /**
- * Port of tools/testing/selftests/mm/cow.c (kernel-semantics.md §6.2): COW must be broken so
+ * Port of tools/testing/selftests/mm/cow.c (docs/linux-rules.md §6.2): COW must be broken so
  * that neither a fork()ed process nor a GUP user (vmsplice's R/O references, io_uring's R/W
  * long-term pins, gup_test's R/O long-term pins) ever observes the other side's later stores.
  * Each test is named exactly like cow.c's "[RUN] <description> ... <runner>" log line and

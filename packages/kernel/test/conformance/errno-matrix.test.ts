@@ -1,5 +1,5 @@
 /**
- * kernel-semantics.md §2.11 "Quick errno matrix": one test per errno cause that applies to anon or
+ * docs/linux-rules.md §2.11 "Quick errno matrix": one test per errno cause that applies to anon or
  * shmem memory, each named after the rule and citing the section that states it. Every test
  * asserts the exact errno, the exact result field (written or left alone, §2.0), and that the
  * machine's invariants hold afterwards.
@@ -111,8 +111,8 @@ async function rejects(p: Process, fd: number, req: number, arg: object, code: s
   expect(snapshot(p, addr, pages), "a rejected call changes nothing").toBe(before);
 }
 
-describe("§2.11 errno matrix: EINVAL", () => {
-  it("EINVAL: every ioctl but UFFDIO_API, and read(), before UFFDIO_API; poll says POLLERR (§1.1)", async () => {
+describe("linux-rules §2.11 errno matrix: EINVAL", () => {
+  it("EINVAL: every ioctl but UFFDIO_API, and read(), before UFFDIO_API; poll says POLLERR (linux-rules §1.1)", async () => {
     const { k, p } = machine();
     const fd = await p.userfaultfd(O_NONBLOCK);
     const a = await p.mmap(0, PAGE, RW, ANON_PRIVATE);
@@ -129,7 +129,7 @@ describe("§2.11 errno matrix: EINVAL", () => {
     k.checkInvariants();
   });
 
-  it("EINVAL: UFFDIO_API with api != 0xAA writes the struct back zeroed (§2.1 #2)", async () => {
+  it("EINVAL: UFFDIO_API with api != 0xAA writes the struct back zeroed (linux-rules §2.1 #2)", async () => {
     const { k, p } = machine();
     const fd = await p.userfaultfd(O_NONBLOCK);
     const api: UffdioApi = { api: 0xab, features: 0 };
@@ -138,7 +138,7 @@ describe("§2.11 errno matrix: EINVAL", () => {
     k.checkInvariants();
   });
 
-  it("EINVAL: UFFDIO_API with a feature 6.18 lacks (bit 17, MINOR_ANON of later trees) (§2.1 #5, §9)", async () => {
+  it("EINVAL: UFFDIO_API with a feature 6.18 lacks (bit 17, MINOR_ANON of later trees) (linux-rules §2.1 #5, linux-rules §9)", async () => {
     const { k, p } = machine();
     const fd = await p.userfaultfd(O_NONBLOCK);
     const api: UffdioApi = { api: UFFD_API, features: 1 << 17 };
@@ -148,7 +148,7 @@ describe("§2.11 errno matrix: EINVAL", () => {
     k.checkInvariants();
   });
 
-  it("EINVAL: a second UFFDIO_API after a successful one (§2.1 #7)", async () => {
+  it("EINVAL: a second UFFDIO_API after a successful one (linux-rules §2.1 #7)", async () => {
     const { k, p } = machine();
     const fd = await uffdOpen(p, 0);
     const api: UffdioApi = { api: UFFD_API, features: 0 };
@@ -157,21 +157,21 @@ describe("§2.11 errno matrix: EINVAL", () => {
     k.checkInvariants();
   });
 
-  it("EINVAL: an unknown ioctl request on a userfaultfd (§2.0 dispatch)", async () => {
+  it("EINVAL: an unknown ioctl request on a userfaultfd (linux-rules §2.0 dispatch)", async () => {
     const { k, p } = machine();
     const fd = await uffdOpen(p, 0);
     expect(await errnoOf(p.ioctl(fd, 0xc018aa3e, { start: 0, len: 0 }))).toBe("EINVAL");
     k.checkInvariants();
   });
 
-  it("EINVAL: read() with a buffer shorter than one uffd_msg (§1.7)", async () => {
+  it("EINVAL: read() with a buffer shorter than one uffd_msg (linux-rules §1.7)", async () => {
     const { k, p } = machine();
     const fd = await uffdOpen(p, 0);
     expect(await errnoOf(p.read(fd, 31))).toBe("EINVAL");
     k.checkInvariants();
   });
 
-  it("EINVAL: REGISTER with mode 0 (§2.2 #2)", async () => {
+  it("EINVAL: REGISTER with mode 0 (linux-rules §2.2 #2)", async () => {
     const { k, p } = machine();
     const uffd = await uffdOpen(p, WPF);
     const a = await p.mmap(0, PAGE, RW, ANON_PRIVATE);
@@ -179,7 +179,7 @@ describe("§2.11 errno matrix: EINVAL", () => {
     k.checkInvariants();
   });
 
-  it("EINVAL: REGISTER with a mode bit beyond MISSING|WP|MINOR (§2.2 #3)", async () => {
+  it("EINVAL: REGISTER with a mode bit beyond MISSING|WP|MINOR (linux-rules §2.2 #3)", async () => {
     const { k, p } = machine();
     const uffd = await uffdOpen(p, WPF);
     const a = await p.mmap(0, PAGE, RW, ANON_PRIVATE);
@@ -189,13 +189,12 @@ describe("§2.11 errno matrix: EINVAL", () => {
     k.checkInvariants();
   });
 
-  it("EINVAL: validate_range: unaligned start, unaligned len, len 0, start below mmap_min_addr, start >= TASK_SIZE, len past TASK_SIZE (§2.0)", async () => {
+  it("EINVAL: validate_range: unaligned start, unaligned len, len 0, start >= TASK_SIZE, len past TASK_SIZE (linux-rules §2.0)", async () => {
     const { k, p, uffd, a } = await anon();
     const bad: Array<[number, number]> = [
       [a + 1, PAGE],
       [a, PAGE + 1],
       [a, 0],
-      [0, PAGE],
       [TASK_SIZE + PAGE, PAGE],
       [a, TASK_SIZE - a + PAGE],
     ];
@@ -214,7 +213,49 @@ describe("§2.11 errno matrix: EINVAL", () => {
     k.checkInvariants();
   });
 
-  it("EINVAL: bad mode bits on COPY / ZEROPAGE / POISON / CONTINUE / MOVE / WRITEPROTECT, field untouched (§2.5-§2.10)", async () => {
+  // 6.18.y validates ranges without mmap_min_addr (fs/userfaultfd.c:validate_unaligned_range()
+  // after upstream 161ce69c2c89, backported to stable; the 6.18.44 host answers exactly this for
+  // starts 0, 0x1000, 0x2000 and 0xf000 with vm.mmap_min_addr = 4096): a range below it is
+  // validated like any other and fails where an unmapped range fails.
+  for (const [start, mmapMinAddr] of [[0, 4096], [0, 0x10000], [0x1000, 0x10000], [0xf000, 0x10000]] as const) {
+    it(`below mmap_min_addr (start ${start.toString(16)}, mmap_min_addr ${mmapMinAddr.toString(16)}): ENOENT in the field for COPY/ZEROPAGE/CONTINUE/POISON/MOVE, WRITEPROTECT ENOENT, WAKE 0, REGISTER/UNREGISTER EINVAL`, async () => {
+      const { k, p } = machine({ mmapMinAddr });
+      const uffd = await uffdOpen(p, WPF);
+      const a = await p.mmap(0, PAGE, RW, ANON_PRIVATE);
+      await p.mainThread.write(a, bytes(PAGE, 5));
+      const range = { start, len: PAGE };
+      // REGISTER/UNREGISTER: no vma in the range (userfaultfd_register(): vma_find() is NULL -> -EINVAL).
+      await rejects(p, uffd, UFFDIO_REGISTER, { range, mode: MISSING }, "EINVAL", a, 1);
+      await rejects(p, uffd, UFFDIO_UNREGISTER, range, "EINVAL", a, 1);
+      expect(await p.ioctl(uffd, UFFDIO_WAKE, range), "WAKE checks no vma").toBe(0);
+      // mfill_atomic(): find_vma_and_prepare_range() finds no dst vma -> -ENOENT, written to the field.
+      const c = copy(start, bytes(PAGE, 1));
+      await rejects(p, uffd, UFFDIO_COPY, c, "ENOENT", a, 1);
+      expect(c.copy).toBe(-ERRNO.ENOENT);
+      const z = zeropage(start);
+      await rejects(p, uffd, UFFDIO_ZEROPAGE, z, "ENOENT", a, 1);
+      expect(z.zeropage).toBe(-ERRNO.ENOENT);
+      const co = cont(start);
+      await rejects(p, uffd, UFFDIO_CONTINUE, co, "ENOENT", a, 1);
+      expect(co.mapped).toBe(-ERRNO.ENOENT);
+      const po = poison(start);
+      await rejects(p, uffd, UFFDIO_POISON, po, "ENOENT", a, 1);
+      expect(po.updated).toBe(-ERRNO.ENOENT);
+      // move_pages(): either side below mmap_min_addr has no vma -> -ENOENT.
+      const mvDst = move(start, a);
+      await rejects(p, uffd, UFFDIO_MOVE, mvDst, "ENOENT", a, 1);
+      expect(mvDst.move).toBe(-ERRNO.ENOENT);
+      const mvSrc = move(a, start);
+      await rejects(p, uffd, UFFDIO_MOVE, mvSrc, "ENOENT", a, 1);
+      expect(mvSrc.move).toBe(-ERRNO.ENOENT);
+      // mwriteprotect_range(): no vma -> -ENOENT, in both directions.
+      await rejects(p, uffd, UFFDIO_WRITEPROTECT, { range, mode: UFFDIO_WRITEPROTECT_MODE_WP }, "ENOENT", a, 1);
+      await rejects(p, uffd, UFFDIO_WRITEPROTECT, { range, mode: 0 }, "ENOENT", a, 1);
+      k.checkInvariants();
+    });
+  }
+
+  it("EINVAL: bad mode bits on COPY / ZEROPAGE / POISON / CONTINUE / MOVE / WRITEPROTECT, field untouched (linux-rules §2.5-§2.10)", async () => {
     const { k, p, uffd, a } = await anon(4, modeOf(true, true, false));
     const c = copy(a, bytes(PAGE, 1), PAGE, 4);
     await rejects(p, uffd, UFFDIO_COPY, c, "EINVAL", a);
@@ -236,7 +277,7 @@ describe("§2.11 errno matrix: EINVAL", () => {
     k.checkInvariants();
   });
 
-  it("EINVAL: REGISTER MINOR on private anon (§2.2 #9a vma_can_userfault)", async () => {
+  it("EINVAL: REGISTER MINOR on private anon (linux-rules §2.2 #9a vma_can_userfault)", async () => {
     const { k, p } = machine();
     const uffd = await uffdOpen(p, 0);
     const a = await p.mmap(0, PAGE, RW, ANON_PRIVATE);
@@ -245,7 +286,7 @@ describe("§2.11 errno matrix: EINVAL", () => {
     k.checkInvariants();
   });
 
-  it("EINVAL: REGISTER and UNREGISTER of a range entirely in a hole (§2.2 #7, §2.3 #4)", async () => {
+  it("EINVAL: REGISTER and UNREGISTER of a range entirely in a hole (linux-rules §2.2 #7, linux-rules §2.3 #4)", async () => {
     const { k, p } = machine();
     const uffd = await uffdOpen(p, 0);
     const a = await p.mmap(0, 2 * PAGE, RW, ANON_PRIVATE);
@@ -255,14 +296,14 @@ describe("§2.11 errno matrix: EINVAL", () => {
     k.checkInvariants();
   });
 
-  it("EINVAL: UNREGISTER through a ctx that does not own the vma (§2.3 #6, not EBUSY)", async () => {
+  it("EINVAL: UNREGISTER through a ctx that does not own the vma (linux-rules §2.3 #6, not EBUSY)", async () => {
     const { k, p, a } = await anon();
     const other = await uffdOpen(p, 0);
     await rejects(p, other, UFFDIO_UNREGISTER, { start: a, len: PAGE }, "EINVAL", a);
     k.checkInvariants();
   });
 
-  it("EINVAL: COPY with MODE_WP into a vma registered without WP, field -EINVAL (§2.5)", async () => {
+  it("EINVAL: COPY with MODE_WP into a vma registered without WP, field -EINVAL (linux-rules §2.5)", async () => {
     const { k, p, uffd, a } = await anon(4, MISSING);
     const c = copy(a, bytes(PAGE, 1), PAGE, UFFDIO_COPY_MODE_WP);
     await rejects(p, uffd, UFFDIO_COPY, c, "EINVAL", a);
@@ -270,7 +311,7 @@ describe("§2.11 errno matrix: EINVAL", () => {
     k.checkInvariants();
   });
 
-  it("EINVAL: CONTINUE on anonymous memory, field -EINVAL (§2.8)", async () => {
+  it("EINVAL: CONTINUE on anonymous memory, field -EINVAL (linux-rules §2.8)", async () => {
     const { k, p, uffd, a } = await anon(4, MISSING);
     const co = cont(a);
     await rejects(p, uffd, UFFDIO_CONTINUE, co, "EINVAL", a);
@@ -278,7 +319,7 @@ describe("§2.11 errno matrix: EINVAL", () => {
     k.checkInvariants();
   });
 
-  it("EINVAL: CONTINUE beyond i_size, field -EINVAL (§2.8, §8.2)", async () => {
+  it("EINVAL: CONTINUE beyond i_size, field -EINVAL (linux-rules §2.8, linux-rules §8.2)", async () => {
     const { k, p } = machine();
     const uffd = await uffdOpen(p, 0);
     const { addr } = await memfdMap(p, 1, MAP_SHARED, 2);
@@ -289,7 +330,7 @@ describe("§2.11 errno matrix: EINVAL", () => {
     k.checkInvariants();
   });
 
-  it("EINVAL: UFFDIO_MOVE through a uffd of another process (cross-mm), field untouched (§2.10 #3)", async () => {
+  it("EINVAL: UFFDIO_MOVE through a uffd of another process (cross-mm), field untouched (linux-rules §2.10 #3)", async () => {
     const { k, p, uffd, a } = await anon();
     const other = k.spawn({ name: "other" });
     const theirs = await p.sendFd(uffd, other);
@@ -299,7 +340,7 @@ describe("§2.11 errno matrix: EINVAL", () => {
     k.checkInvariants();
   });
 
-  it("EINVAL: UFFDIO_MOVE vma incompatibilities: shmem src, prot mismatch, dst not registered with this ctx, src range past its vma; field -EINVAL (§2.10)", async () => {
+  it("EINVAL: UFFDIO_MOVE vma incompatibilities: shmem src, prot mismatch, dst not registered with this ctx, src range past its vma; field -EINVAL (linux-rules §2.10)", async () => {
     const { k, p, uffd, a } = await anon(4, MISSING);
     const src = await p.mmap(0, PAGE, RW, ANON_PRIVATE);
     await p.mainThread.write(src, bytes(PAGE, 1));
@@ -324,8 +365,8 @@ describe("§2.11 errno matrix: EINVAL", () => {
   });
 });
 
-describe("§2.11 errno matrix: ENOENT", () => {
-  it("ENOENT: COPY / ZEROPAGE / POISON dst outside one registered vma: unregistered page, range crossing the vma end, hole; field -ENOENT (§2.5)", async () => {
+describe("linux-rules §2.11 errno matrix: ENOENT", () => {
+  it("ENOENT: COPY / ZEROPAGE / POISON dst outside one registered vma: unregistered page, range crossing the vma end, hole; field -ENOENT (linux-rules §2.5)", async () => {
     const { k, p, uffd, a } = await anon(2, MISSING);
     const plain = await p.mmap(0, PAGE, RW, ANON_PRIVATE);
     for (const [dst, len] of [
@@ -349,7 +390,7 @@ describe("§2.11 errno matrix: ENOENT", () => {
     k.checkInvariants();
   });
 
-  it("ENOENT: CONTINUE after UNREGISTER (no ctx on the vma), field -ENOENT (§2.8)", async () => {
+  it("ENOENT: CONTINUE after UNREGISTER (no ctx on the vma), field -ENOENT (linux-rules §2.8)", async () => {
     const { k, p } = machine();
     const uffd = await uffdOpen(p, 0);
     const { fd, addr } = await memfdMap(p, 1);
@@ -362,7 +403,7 @@ describe("§2.11 errno matrix: ENOENT", () => {
     k.checkInvariants();
   });
 
-  it("ENOENT: WRITEPROTECT on a vma without WP mode, or an unregistered one (§2.7 #8)", async () => {
+  it("ENOENT: WRITEPROTECT on a vma without WP mode, or an unregistered one (linux-rules §2.7 #8)", async () => {
     const { k, p, uffd, a } = await anon(2, MISSING);
     await rejects(p, uffd, UFFDIO_WRITEPROTECT, { range: { start: a, len: PAGE }, mode: UFFDIO_WRITEPROTECT_MODE_WP }, "ENOENT", a, 2);
     const plain = await p.mmap(0, PAGE, RW, ANON_PRIVATE);
@@ -370,7 +411,7 @@ describe("§2.11 errno matrix: ENOENT", () => {
     k.checkInvariants();
   });
 
-  it("ENOENT: MOVE from a src hole without ALLOW_SRC_HOLES, and with no src vma; field -ENOENT (§2.10)", async () => {
+  it("ENOENT: MOVE from a src hole without ALLOW_SRC_HOLES, and with no src vma; field -ENOENT (linux-rules §2.10)", async () => {
     const { k, p, uffd, a } = await anon(2, MISSING);
     const src = await p.mmap(0, 2 * PAGE, RW, ANON_PRIVATE);
     const mv = move(a, src);
@@ -384,8 +425,8 @@ describe("§2.11 errno matrix: ENOENT", () => {
   });
 });
 
-describe("§2.11 errno matrix: EEXIST", () => {
-  it("EEXIST: COPY onto a present pte, field -EEXIST (§2.5)", async () => {
+describe("linux-rules §2.11 errno matrix: EEXIST", () => {
+  it("EEXIST: COPY onto a present pte, field -EEXIST (linux-rules §2.5)", async () => {
     const { k, p, uffd, a } = await anon(2, MISSING);
     await p.ioctl(uffd, UFFDIO_COPY, copy(a, bytes(PAGE, 1)));
     const c = copy(a, bytes(PAGE, 2));
@@ -395,7 +436,7 @@ describe("§2.11 errno matrix: EEXIST", () => {
     k.checkInvariants();
   });
 
-  it("EEXIST: ZEROPAGE and POISON over a uffd-wp marker (strictly none required) (§2.6, §2.9)", async () => {
+  it("EEXIST: ZEROPAGE and POISON over a uffd-wp marker (strictly none required) (linux-rules §2.6, linux-rules §2.9)", async () => {
     const { k, p, uffd, a } = await anon(2, modeOf(true, true, false), WPF | UFFD_FEATURE_WP_UNPOPULATED);
     await wpRange(p, uffd, a, PAGE, true);
     const z = zeropage(a);
@@ -407,7 +448,7 @@ describe("§2.11 errno matrix: EEXIST", () => {
     k.checkInvariants();
   });
 
-  it("EEXIST: shared shmem COPY where the pte is none but the page cache is populated (§2.5)", async () => {
+  it("EEXIST: shared shmem COPY where the pte is none but the page cache is populated (linux-rules §2.5)", async () => {
     const { k, p } = machine();
     const uffd = await uffdOpen(p, 0);
     const { fd, addr } = await memfdMap(p, 1);
@@ -421,7 +462,7 @@ describe("§2.11 errno matrix: EEXIST", () => {
     k.checkInvariants();
   });
 
-  it("EEXIST: MOVE onto a populated dst pte, field -EEXIST (§2.10)", async () => {
+  it("EEXIST: MOVE onto a populated dst pte, field -EEXIST (linux-rules §2.10)", async () => {
     const { k, p, uffd, a } = await anon(2, MISSING);
     await p.ioctl(uffd, UFFDIO_COPY, copy(a, bytes(PAGE, 1)));
     const src = await p.mmap(0, PAGE, RW, ANON_PRIVATE);
@@ -433,8 +474,8 @@ describe("§2.11 errno matrix: EEXIST", () => {
   });
 });
 
-describe("§2.11 errno matrix: EAGAIN", () => {
-  it("EAGAIN: mmap_changing while a REMOVE event is unread: mfill ioctls and MOVE set the field to -EAGAIN, WRITEPROTECT fails; REGISTER/UNREGISTER/WAKE are unaffected (§2.0, §4)", async () => {
+describe("linux-rules §2.11 errno matrix: EAGAIN", () => {
+  it("EAGAIN: mmap_changing while a REMOVE event is unread: mfill ioctls and MOVE set the field to -EAGAIN, WRITEPROTECT fails; REGISTER/UNREGISTER/WAKE are unaffected (linux-rules §2.0, linux-rules §4)", async () => {
     const { k, p } = machine();
     const uffd = await uffdOpen(p, UFFD_FEATURE_EVENT_REMOVE | WPF);
     const { addr } = await memfdMap(p, 4);
@@ -467,7 +508,7 @@ describe("§2.11 errno matrix: EAGAIN", () => {
     k.checkInvariants();
   });
 
-  it("EAGAIN: partial progress, COPY of 3 pages whose 2nd is mapped: field 4096 (§2.0 result protocol)", async () => {
+  it("EAGAIN: partial progress, COPY of 3 pages whose 2nd is mapped: field 4096 (linux-rules §2.0 result protocol)", async () => {
     const { k, p, uffd, a } = await anon(3, MISSING);
     await p.ioctl(uffd, UFFDIO_COPY, copy(a + PAGE, bytes(PAGE, 1)));
     const c = copy(a, bytes(3 * PAGE, 2), 3 * PAGE);
@@ -480,8 +521,8 @@ describe("§2.11 errno matrix: EAGAIN", () => {
   });
 });
 
-describe("§2.11 errno matrix: EFAULT", () => {
-  it("EFAULT: COPY whose src is not mapped, field -EFAULT; a src whose 2nd page is unmapped gives partial progress (§2.5)", async () => {
+describe("linux-rules §2.11 errno matrix: EFAULT", () => {
+  it("EFAULT: COPY whose src is not mapped, field -EFAULT; a src whose 2nd page is unmapped gives partial progress (linux-rules §2.5)", async () => {
     const { k, p, uffd, a } = await anon(2, MISSING);
     const src = await p.mmap(0, 2 * PAGE, RW, ANON_PRIVATE);
     await p.mainThread.write(src, bytes(PAGE, 4));
@@ -495,7 +536,7 @@ describe("§2.11 errno matrix: EFAULT", () => {
     k.checkInvariants();
   });
 
-  it("EFAULT: shmem COPY / ZEROPAGE / POISON at an index beyond i_size, field -EFAULT (§2.5, §2.6, §2.9)", async () => {
+  it("EFAULT: shmem COPY / ZEROPAGE / POISON at an index beyond i_size, field -EFAULT (linux-rules §2.5, linux-rules §2.6, linux-rules §2.9)", async () => {
     const { k, p } = machine();
     const uffd = await uffdOpen(p, 0);
     const { addr } = await memfdMap(p, 1, MAP_SHARED, 2);
@@ -512,7 +553,7 @@ describe("§2.11 errno matrix: EFAULT", () => {
     k.checkInvariants();
   });
 
-  it("EFAULT: CONTINUE on a page-cache hole inside i_size, field -EFAULT (§2.8)", async () => {
+  it("EFAULT: CONTINUE on a page-cache hole inside i_size, field -EFAULT (linux-rules §2.8)", async () => {
     const { k, p } = machine();
     const uffd = await uffdOpen(p, 0);
     const { addr } = await memfdMap(p, 2);
@@ -523,7 +564,7 @@ describe("§2.11 errno matrix: EFAULT", () => {
     k.checkInvariants();
   });
 
-  it("EFAULT: MOVE whose src pte is a marker (poison, uffd-wp), field -EFAULT (§2.10)", async () => {
+  it("EFAULT: MOVE whose src pte is a marker (poison, uffd-wp), field -EFAULT (linux-rules §2.10)", async () => {
     const { k, p } = machine();
     const uffd = await uffdOpen(p, WPF | UFFD_FEATURE_WP_UNPOPULATED);
     const src = await p.mmap(0, 2 * PAGE, RW, ANON_PRIVATE);
@@ -541,15 +582,15 @@ describe("§2.11 errno matrix: EFAULT", () => {
   });
 });
 
-describe("§2.11 errno matrix: EBUSY", () => {
-  it("EBUSY: REGISTER over a vma registered with another ctx (§2.2 #9d)", async () => {
+describe("linux-rules §2.11 errno matrix: EBUSY", () => {
+  it("EBUSY: REGISTER over a vma registered with another ctx (linux-rules §2.2 #9d)", async () => {
     const { k, p, a } = await anon();
     const other = await uffdOpen(p, 0);
     await rejects(p, other, UFFDIO_REGISTER, { range: { start: a, len: PAGE }, mode: MISSING }, "EBUSY", a);
     k.checkInvariants();
   });
 
-  it("EBUSY: MOVE of a page COW-shared with a child (not PageAnonExclusive), field -EBUSY (§2.10, §5.1)", async () => {
+  it("EBUSY: MOVE of a page COW-shared with a child (not PageAnonExclusive), field -EBUSY (linux-rules §2.10, linux-rules §5.1)", async () => {
     const { k, p, uffd, a } = await anon(1, MISSING);
     const src = await p.mmap(0, PAGE, RW, ANON_PRIVATE);
     await p.mainThread.write(src, bytes(PAGE, 1));
@@ -562,7 +603,7 @@ describe("§2.11 errno matrix: EBUSY", () => {
     k.checkInvariants();
   });
 
-  it("EBUSY: MOVE of a long-term pinned page (folio_maybe_dma_pinned) (§2.10, §5.4)", async () => {
+  it("EBUSY: MOVE of a long-term pinned page (folio_maybe_dma_pinned) (linux-rules §2.10, linux-rules §5.4)", async () => {
     const { k, p, uffd, a } = await anon(1, MISSING);
     const src = await p.mmap(0, PAGE, RW, ANON_PRIVATE);
     await p.mainThread.write(src, bytes(PAGE, 1));
@@ -575,7 +616,7 @@ describe("§2.11 errno matrix: EBUSY", () => {
     k.checkInvariants();
   });
 
-  it("EBUSY: MOVE of a swap pte that lost its exclusive bit at fork (§2.10, §5.3)", async () => {
+  it("EBUSY: MOVE of a swap pte that lost its exclusive bit at fork (linux-rules §2.10, linux-rules §5.3)", async () => {
     const { k, p } = machine({ swapPages: 8 });
     const uffd = await uffdOpen(p, 0);
     const src = await p.mmap(0, PAGE, RW, ANON_PRIVATE);
@@ -595,8 +636,8 @@ describe("§2.11 errno matrix: EBUSY", () => {
   });
 });
 
-describe("§2.11 errno matrix: EPERM", () => {
-  it("EPERM: userfaultfd() without UFFD_USER_MODE_ONLY and without CAP_SYS_PTRACE; the permission check comes before the flags check (§1.1)", async () => {
+describe("linux-rules §2.11 errno matrix: EPERM", () => {
+  it("EPERM: userfaultfd() without UFFD_USER_MODE_ONLY and without CAP_SYS_PTRACE; the permission check comes before the flags check (linux-rules §1.1)", async () => {
     const { k } = machine();
     const u = k.spawn({ uid: 1000, capabilities: [] });
     expect(await errnoOf(u.userfaultfd(O_NONBLOCK))).toBe("EPERM");
@@ -608,7 +649,7 @@ describe("§2.11 errno matrix: EPERM", () => {
     k.checkInvariants();
   });
 
-  it("EPERM: UFFDIO_API with EVENT_FORK without CAP_SYS_PTRACE, struct zeroed (§2.1 #3)", async () => {
+  it("EPERM: UFFDIO_API with EVENT_FORK without CAP_SYS_PTRACE, struct zeroed (linux-rules §2.1 #3)", async () => {
     const { k } = machine();
     const u = k.spawn({ uid: 1000, capabilities: [] });
     const fd = await u.userfaultfd(UFFD_USER_MODE_ONLY);
@@ -618,7 +659,7 @@ describe("§2.11 errno matrix: EPERM", () => {
     k.checkInvariants();
   });
 
-  it("EPERM: REGISTER on a vma without VM_MAYWRITE (read-only shared mapping of a write-sealed memfd) (§2.2 #9b)", async () => {
+  it("EPERM: REGISTER on a vma without VM_MAYWRITE (read-only shared mapping of a write-sealed memfd) (linux-rules §2.2 #9b)", async () => {
     const { k, p } = machine();
     const uffd = await uffdOpen(p, 0);
     const fd = await p.memfdCreate("sealed", MFD_ALLOW_SEALING);
@@ -632,7 +673,7 @@ describe("§2.11 errno matrix: EPERM", () => {
   });
 });
 
-describe("§2.11 errno matrix: ESRCH and ENOMEM (the target mm is gone)", () => {
+describe("linux-rules §2.11 errno matrix: ESRCH and ENOMEM (the target mm is gone)", () => {
   async function orphaned(): Promise<{ k: Kernel; p: Process; fd: number; a: number; shm: number }> {
     const { k, p } = machine();
     const owner = await p.fork();
@@ -648,7 +689,7 @@ describe("§2.11 errno matrix: ESRCH and ENOMEM (the target mm is gone)", () => 
     return { k, p, fd, a, shm };
   }
 
-  it("ESRCH: COPY / ZEROPAGE / POISON / CONTINUE / WRITEPROTECT after the target process exited, fields untouched (§2.0)", async () => {
+  it("ESRCH: COPY / ZEROPAGE / POISON / CONTINUE / WRITEPROTECT after the target process exited, fields untouched (linux-rules §2.0)", async () => {
     const { k, p, fd, a, shm } = await orphaned();
     const c = copy(a, bytes(PAGE, 1));
     expect(await errnoOf(p.ioctl(fd, UFFDIO_COPY, c))).toBe("ESRCH");
@@ -666,7 +707,7 @@ describe("§2.11 errno matrix: ESRCH and ENOMEM (the target mm is gone)", () => 
     k.checkInvariants();
   });
 
-  it("ENOMEM: REGISTER and UNREGISTER after the target process exited (§2.2 #6, §2.3 #3)", async () => {
+  it("ENOMEM: REGISTER and UNREGISTER after the target process exited (linux-rules §2.2 #6, linux-rules §2.3 #3)", async () => {
     const { k, p, fd, a } = await orphaned();
     const reg: UffdioRegister = { range: { start: a, len: PAGE }, mode: MISSING };
     expect(await errnoOf(p.ioctl(fd, UFFDIO_REGISTER, reg))).toBe("ENOMEM");
@@ -676,7 +717,7 @@ describe("§2.11 errno matrix: ESRCH and ENOMEM (the target mm is gone)", () => 
     k.checkInvariants();
   });
 
-  it("ENOMEM: COPY when no page can be allocated, field -ENOMEM (§2.5 allocation failure)", async () => {
+  it("ENOMEM: COPY when no page can be allocated, field -ENOMEM (linux-rules §2.5 allocation failure)", async () => {
     const { k, p } = machine({ memoryPages: 64 });
     const uffd = await uffdOpen(p, 0);
     const dst = await p.mmap(0, PAGE, RW, ANON_PRIVATE);

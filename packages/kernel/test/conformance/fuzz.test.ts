@@ -3,7 +3,7 @@
  * seed): random requests (every UFFDIO_* number plus unknown ones), random modes, aligned,
  * unaligned, empty and overflowing ranges, issued on the right uffd, on a uffd of another process
  * passed with sendFd, on a not-yet-initialised uffd, on an fd of another kind (a memfd) and on a
- * closed fd. Properties, from §2.0 and the API contract:
+ * closed fd. Properties, from docs/linux-rules.md §2.0 and the API contract:
  * - nothing but ErrnoError ever escapes an ioctl (no KernelBug, no TypeError), and none blocks;
  * - a rejected call changes nothing observable (pagemap and smaps of both processes), except the
  *   two documented partial effects: EAGAIN with partial progress, and a WRITEPROTECT that stops

@@ -7,7 +7,7 @@
  * release_pages) lives here so that the unit-test port, the stress test and the seeds share it.
  */
 import { expect } from "vitest";
-import { decodeUffdMsgs, ErrnoError, Kernel, SignalError, type PagemapEntry, type Process, type UffdMsg } from "@uffd/kernel";
+import { decodeUffdMsgs, ErrnoError, Kernel, type KernelOptions, SignalError, type PagemapEntry, type Process, type UffdMsg } from "@uffd/kernel";
 import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
@@ -227,7 +227,7 @@ export interface UffdTestCtx {
   k: Kernel;
   p: Process;
   mem: MemType;
-  /** mem_type->shared: false for anon and for "shmem-private" (whose mapping is MAP_SHARED anyway, §8.18). */
+  /** mem_type->shared: false for anon and for "shmem-private" (whose mapping is MAP_SHARED anyway, docs/linux-rules.md §8.18). */
   shared: boolean;
   pageSize: number;
   nrPages: number;
@@ -550,8 +550,8 @@ export class PollThread {
 // ---------------------------------------------------------------------------------------------
 
 /** A fresh machine and one root process. */
-export function machine(opts: { seed?: number; swapPages?: number; memoryPages?: number } = {}): { k: Kernel; p: Process } {
-  const k = new Kernel({ seed: opts.seed ?? 1, swapPages: opts.swapPages ?? 0, ...(opts.memoryPages !== undefined ? { memoryPages: opts.memoryPages } : {}) });
+export function machine(opts: Omit<KernelOptions, "seed" | "swapPages"> & { seed?: number; swapPages?: number } = {}): { k: Kernel; p: Process } {
+  const k = new Kernel({ ...opts, seed: opts.seed ?? 1, swapPages: opts.swapPages ?? 0 });
   return { k, p: k.spawn() };
 }
 

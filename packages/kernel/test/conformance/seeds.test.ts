@@ -1,6 +1,6 @@
 /**
- * The scenarios of the linux-mm threads this project grew from (/work/shared/seeds), as
- * conformance tests against the 6.18 behaviour recorded in kernel-semantics.md.
+ * The scenarios of the linux-mm threads this project grew from (docs/linux-rules.md §10), as
+ * conformance tests against the 6.18 behaviour recorded in docs/linux-rules.md.
  *
  * - 002 "userfaultfd/shmem: fix MCOPY_ATOMIC_CONTINUE behavior": CONTINUE twice -> EEXIST with
  *   mapped = -EEXIST (the selftest's continue_range()); CONTINUE on MAP_PRIVATE maps the page-cache
@@ -107,7 +107,7 @@ describe("seed 002: UFFDIO_CONTINUE on shmem", () => {
 });
 
 describe("seed 003: UFFDIO_MOVE needs PageAnonExclusive", () => {
-  it("MOVE after fork without MADV_DONTFORK is EBUSY and UFFDIO_COPY works as the fallback; MOVE stays EBUSY after the child exits and after a read, and works after a write (§8.11)", async () => {
+  it("MOVE after fork without MADV_DONTFORK is EBUSY and UFFDIO_COPY works as the fallback; MOVE stays EBUSY after the child exits and after a read, and works after a write (linux-rules §8.11)", async () => {
     const { k, p } = machine();
     const uffd = await uffdOpen(p, 0);
     const src = await p.mmap(0, 2 * PAGE, RW, ANON_PRIVATE);

@@ -1,10 +1,10 @@
 /**
- * kernel-semantics.md §8 "Surprises and discrepancies": one test per item that applies to anon
+ * docs/linux-rules.md §8 "Surprises and discrepancies": one test per item that applies to anon
  * or shmem memory, named after the item. Every item is host-verified on Linux 6.18.44 unless the
  * reference marks it otherwise; the expectations here are the host's, not the man page's.
  *
  * Items 20 and 23 (PAGEMAP_SCAN) use Process.openPagemap(), which the kernel package offers
- * beyond spec/kernel-api.d.ts (the contract allows additions): open("/proc/self/pagemap").
+ * beyond the public contract (test/contract/kernel-api.d.ts, which allows additions): open("/proc/self/pagemap").
  */
 import { describe, expect, it } from "vitest";
 import {
@@ -103,7 +103,7 @@ async function scan(p: Process, fd: number, start: number, end: number, returnMa
 
 const copyArg = (dst: number, src: number | Uint8Array, len = PAGE, mode = 0): UffdioCopy => ({ dst, src, len, mode });
 
-describe("§8 surprises (host 6.18.44 wins over the man page)", () => {
+describe("linux-rules §8 surprises (host 6.18.44 wins over the man page)", () => {
   it("1. UFFDIO_API twice: any second API after a success is EINVAL, even with features 0; failed calls do not initialise", async () => {
     const { k, p } = machine();
     const fd = await p.userfaultfd(O_NONBLOCK);
@@ -385,8 +385,9 @@ describe("§8 surprises (host 6.18.44 wins over the man page)", () => {
     k.checkInvariants();
   });
 
-  it("12. a read swap-in does not restore PAE for a page shared before swap-out; a write swap-in does", async () => {
-    const { k, p } = machine({ swapPages: 16 });
+  it("12. a read swap-in does not restore PAE for a page shared before swap-out; a write swap-in does (a swap file)", async () => {
+    // On zram a count-1 entry skips the swap cache and comes back exclusive (test/mm/swap.test.ts).
+    const { k, p } = machine({ swapPages: 16, swapDevice: "file" });
     const uffd = await uffdOpen(p);
     const src = await p.mmap(0, 3 * PAGE, RW, ANON_PRIVATE);
     const dst = await p.mmap(0, 3 * PAGE, RW, ANON_PRIVATE);

@@ -1,5 +1,5 @@
 /**
- * Port of tools/testing/selftests/mm/uffd-wp-mremap.c (kernel-semantics.md §6.3) for base pages:
+ * Port of tools/testing/selftests/mm/uffd-wp-mremap.c (docs/linux-rules.md §6.3) for base pages:
  * the 4 base-page testcases (shared/private x swapped-out or not). The THP and hugetlb testcases
  * are left out: the simulation has neither.
  *

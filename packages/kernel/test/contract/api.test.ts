@@ -1,6 +1,6 @@
 /**
- * The package satisfies its fixed public contract (kernel-api.d.ts beside this file, a verbatim
- * copy of spec/kernel-api.d.ts). Two layers:
+ * The package satisfies its fixed public contract (kernel-api.d.ts beside this file, fixed
+ * once and never edited: names and shapes may be added to, never renamed or removed). Two layers:
  *
  * - Type level, checked by `tsc -b` (the kernel tsconfig includes test/) and by vitest's
  *   expectTypeOf: every class instance shape, constructor, function and interface the contract
@@ -11,7 +11,7 @@
  *   "@uffd/kernel/uapi" with its Linux x86-64 value. The values were printed on the reference
  *   host (Linux 6.18, x86-64) from the system headers by a C probe; the few names those libc
  *   headers predate come from the 6.18 uapi headers, with the ioctl numbers confirmed on the
- *   host (kernel-semantics.md §1.2) and MADV_GUARD_* by madvise() on the host (102/103 accepted,
+ *   host (docs/linux-rules.md §1.2) and MADV_GUARD_* by madvise() on the host (102/103 accepted,
  *   104 EINVAL).
  */
 import { readFileSync } from "node:fs";

@@ -1,7 +1,7 @@
 // mmap/munmap/mprotect argument checks, in Linux's order (mm/mmap.c:do_mmap(), mm/vma.c:do_vmi_munmap(),
 // mm/mprotect.c:do_mprotect_pkey()). Every errno below was observed on the 6.18 reference host.
 import { describe, expect, it } from "vitest";
-import { SignalError } from "@uffd/kernel";
+import { Kernel, SignalError } from "@uffd/kernel";
 import {
   MAP_ANONYMOUS,
   MAP_FIXED,
@@ -48,11 +48,24 @@ describe("mmap argument checks", () => {
     await expectErrno(p.mmap(0, 4096, RW, MAP_PRIVATE, 99), "EBADF");
   });
 
-  it("below mmap_min_addr: root (CAP_SYS_RAWIO) may map, others get EPERM", async () => {
+  it("below mmap_min_addr (4096 by default): root (CAP_SYS_RAWIO) may map, others get EPERM", async () => {
+    // security/commoncap.c:cap_mmap_addr() [host, vm.mmap_min_addr = 4096: root maps 0, uid 1000
+    // gets EPERM at 0 and maps 0x1000].
     const { k, p } = boot();
-    expect(await p.mmap(0x1000, 4096, RW, ANON | MAP_FIXED)).toBe(0x1000);
+    expect(await p.mmap(0, 4096, RW, ANON | MAP_FIXED)).toBe(0);
     const user = k.spawn({ uid: 1000 });
-    await expectErrno(user.mmap(0x1000, 4096, RW, ANON | MAP_FIXED), "EPERM");
+    await expectErrno(user.mmap(0, 4096, RW, ANON | MAP_FIXED), "EPERM");
+    expect(await user.mmap(0x1000, 4096, RW, ANON | MAP_FIXED)).toBe(0x1000);
+    k.checkInvariants();
+  });
+
+  it("KernelOptions.mmapMinAddr moves the bound; a bad value is refused", async () => {
+    const k = new Kernel({ mmapMinAddr: 0x10000 });
+    const user = k.spawn({ uid: 1000 });
+    await expectErrno(user.mmap(0xf000, 4096, RW, ANON | MAP_FIXED), "EPERM");
+    expect(await user.mmap(0x10000, 4096, RW, ANON | MAP_FIXED)).toBe(0x10000);
+    expect(await user.mmap(0x1000, 4096, RW, ANON), "a hint below the bound is raised to it").toBeGreaterThanOrEqual(0x10000);
+    for (const bad of [-4096, 100, 0x7ffffffff000, Number.NaN]) expect(() => new Kernel({ mmapMinAddr: bad })).toThrow(RangeError);
     k.checkInvariants();
   });
 

@@ -1,6 +1,6 @@
 /**
  * madvise(2) conformance (mm/madvise.c). Every errno, layout and pagemap expectation below was
- * observed on the 6.18.44 reference host with small C probes (kernel-semantics.md §0: THP
+ * observed on the 6.18.44 reference host with small C probes (docs/linux-rules.md §0: THP
  * "madvise", CONFIG_KSM, no CONFIG_MEMORY_FAILURE, CONFIG_PT_RECLAIM).
  */
 import { describe, expect, it } from "vitest";
@@ -336,7 +336,7 @@ describe("MADV_DONTNEED / MADV_DONTNEED_LOCKED (zap_page_range_single)", () => {
     k.checkInvariants();
   });
 
-  it("poison markers are dropped: the page reads zero again (uffd-unit-tests poison, §2.9)", async () => {
+  it("poison markers are dropped: the page reads zero again (uffd-unit-tests poison, linux-rules §2.9)", async () => {
     const { k, p, uffd } = await setup();
     const a = await p.mmap(0, PS, RW, ANON);
     await register(p, uffd, a, PS, UFFDIO_REGISTER_MODE_MISSING);
@@ -679,7 +679,7 @@ describe("MADV_WILLNEED and MADV_COLD", () => {
   });
 });
 
-describe("userfaultfd: UFFD_EVENT_REMOVE before zapping (§4)", () => {
+describe("userfaultfd: UFFD_EVENT_REMOVE before zapping (linux-rules §4)", () => {
   async function removeEvent(k: Kernel, p: Process, uffd: number, madv: Promise<void>): Promise<unknown> {
     expect(await isBlocked(k, madv), "madvise waits for the REMOVE event to be read").toBe(true);
     const msgs = await readMsgs(p, uffd);
@@ -720,7 +720,7 @@ describe("userfaultfd: UFFD_EVENT_REMOVE before zapping (§4)", () => {
     k.checkInvariants();
   });
 
-  it("shmem DONTNEED and REMOVE keep the uffd-wp marker; anon DONTNEED drops it (§8.13, §5.7)", async () => {
+  it("shmem DONTNEED and REMOVE keep the uffd-wp marker; anon DONTNEED drops it (linux-rules §8.13, linux-rules §5.7)", async () => {
     const { k, p, uffd } = await setup(0x2000 /* UFFD_FEATURE_WP_UNPOPULATED */);
     const s = await p.mmap(0, 2 * PS, RW, MAP_SHARED | MAP_ANONYMOUS);
     const a = await p.mmap(0, PS, RW, ANON);

@@ -1,6 +1,6 @@
 /**
  * mremap(2) conformance (mm/mremap.c, 6.18). Errnos, layouts and pagemap bits were observed on
- * the 6.18.44 reference host; the userfaultfd cases follow kernel-semantics.md §4, §5.7 and
+ * the 6.18.44 reference host; the userfaultfd cases follow docs/linux-rules.md §4, §5.7 and
  * §8.15 and the uffd-wp-mremap selftest.
  */
 import { describe, expect, it } from "vitest";
@@ -320,7 +320,7 @@ describe("move-only MREMAP_FIXED over several vmas (remap_move, 6.17+)", () => {
   });
 });
 
-describe("userfaultfd and mremap (§4, §5.7, §8.15)", () => {
+describe("userfaultfd and mremap (linux-rules §4, linux-rules §5.7, linux-rules §8.15)", () => {
   it("without EVENT_REMAP the moved vma is unregistered and loses uffd-wp on ptes, swap ptes and markers (uffd-wp-mremap.c)", async () => {
     const { k, p, uffd } = await setupSwap(UFFD_FEATURE_WP_UNPOPULATED);
     const b = await fenced(p, 4);

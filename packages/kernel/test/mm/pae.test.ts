@@ -1,5 +1,5 @@
 /**
- * PageAnonExclusive (PAE) and the mechanisms around it that live in mm (kernel-semantics.md
+ * PageAnonExclusive (PAE) and the mechanisms around it that live in mm (docs/linux-rules.md
  * §5.1-§5.5, seed 004 "reuse PG_mappedtodisk as PG_anon_exclusive", seed 001 on GUP pins):
  * set on the first write fault, cleared by fork, restored by a write fault (do_wp_page reuse)
  * but not by a read, kept by a pinned page across fork (the child gets a copy), the zero page
@@ -348,7 +348,7 @@ describe("pagemap bits 56/57/61/62/63 and what they mean (fs/proc/task_mmu.c:pte
   });
 });
 
-describe("swap and PAE (§5.5; §8.12: a read swap-in does not restore PAE)", () => {
+describe("swap and PAE (linux-rules §5.5; linux-rules §8.12: a read swap-in does not restore PAE)", () => {
   /** MADV_PAGEOUT, as cow.c uses it: returns whether the page is now swapped out. */
   async function pageout(p: Process, addr: number): Promise<boolean> {
     await p.madvise(addr, PAGE, MADV_PAGEOUT).catch(() => undefined);
@@ -366,8 +366,8 @@ describe("swap and PAE (§5.5; §8.12: a read swap-in does not restore PAE)", ()
     k.checkInvariants();
   });
 
-  it("a previously shared page swapped out and read back in stays not PAE; a write swap-in makes it PAE", async (ctx) => {
-    const k = new Kernel({ swapPages: 16 });
+  it("a previously shared page swapped out to a swap file and read back in stays not PAE; a write swap-in makes it PAE", async (ctx) => {
+    const k = new Kernel({ swapPages: 16, swapDevice: "file" });
     const p = k.spawn();
     const a = await anonPages(p, 2, 6);
     const c = await p.fork();
@@ -377,6 +377,18 @@ describe("swap and PAE (§5.5; §8.12: a read swap-in does not restore PAE)", ()
     await p.mainThread.write(a + PAGE, new Uint8Array([7]));
     expect(await observePae(p, a + PAGE)).toBe(true);
     expect(await observePae(p, a)).toBe(false);
+    k.checkInvariants();
+  });
+
+  it("on zram (SWP_SYNCHRONOUS_IO) the read swap-in of a count-1 entry gets a fresh exclusive folio: PAE", async (ctx) => {
+    const k = new Kernel({ swapPages: 16 });
+    const p = k.spawn();
+    const a = await anonPages(p, 1, 6);
+    const c = await p.fork();
+    await c.exit(0);
+    ctx.skip(!(await pageout(p, a)), "MADV_PAGEOUT did not swap the page out");
+    expect(await p.mainThread.read(a, 1)).toEqual(new Uint8Array([6]));
+    expect(await observePae(p, a)).toBe(true);
     k.checkInvariants();
   });
 });

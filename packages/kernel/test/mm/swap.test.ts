@@ -1,6 +1,6 @@
 /**
  * Swap-out (MADV_PAGEOUT -> mm/vmscan.ts) and swap-in (do_swap_page), with the
- * PageAnonExclusive rules of kernel-semantics.md §5.5 and §8.12 and seed 004 ("reuse
+ * PageAnonExclusive rules of docs/linux-rules.md §5.5 and §8.12 and seed 004 ("reuse
  * PG_mappedtodisk as PG_anon_exclusive": PAE is cleared on swap-out, exclusivity is remembered in
  * the swap pte, and restored on swap-in where Linux does). PAE is observed through UFFDIO_MOVE,
  * which refuses a non-PAE page or a non-exclusive swap pte with EBUSY, as on the host.
@@ -46,8 +46,8 @@ interface Rig {
 }
 
 /** A kernel with swap, a written anon page `src`, and a MOVE destination registered on a uffd. */
-async function rig(features = 0): Promise<Rig> {
-  const k = new Kernel({ seed: 1, swapPages: 256 });
+async function rig(features = 0, swapDevice: "zram" | "file" = "zram"): Promise<Rig> {
+  const k = new Kernel({ seed: 1, swapPages: 256, swapDevice });
   const p = k.spawn();
   const uffd = await p.userfaultfd(O_NONBLOCK);
   await p.ioctl(uffd, UFFDIO_API, { api: UFFD_API, features });
@@ -144,7 +144,7 @@ describe("MADV_PAGEOUT of anon pages", () => {
   });
 });
 
-describe("PageAnonExclusive across swap (§5.5, §8.12, seed 004)", () => {
+describe("PageAnonExclusive across swap (linux-rules §5.5, linux-rules §8.12, seed 004)", () => {
   it("an exclusive page: the swap pte is swp-exclusive (MOVE of the swap pte succeeds) [host]", async () => {
     const r = await rig();
     await r.p.madvise(r.src, PS, MADV_PAGEOUT);
@@ -163,8 +163,8 @@ describe("PageAnonExclusive across swap (§5.5, §8.12, seed 004)", () => {
     r.k.checkInvariants();
   });
 
-  it("a previously shared page swapped out: not swp-exclusive; a read swap-in keeps it non-exclusive (MOVE EBUSY) [host]", async () => {
-    const r = await rig();
+  it("a previously shared page swapped out to a swap file: not swp-exclusive; a read swap-in keeps it non-exclusive (MOVE EBUSY) [host]", async () => {
+    const r = await rig(0, "file");
     await previouslyShared(r);
     expect(await move(r)).toBe("EBUSY");
     await r.p.madvise(r.src, PS, MADV_PAGEOUT);
@@ -172,6 +172,19 @@ describe("PageAnonExclusive across swap (§5.5, §8.12, seed 004)", () => {
     expect(await move(r)).toBe("EBUSY");
     expect(await r.p.mainThread.read(r.src, 1)).toEqual(new Uint8Array([0x5a]));
     expect(await move(r)).toBe("EBUSY");
+    r.k.checkInvariants();
+  });
+
+  it("the same on zram: the read swap-in of a count-1 entry skips the swap cache, so the new folio is exclusive (MOVE OK) [host]", async () => {
+    // mm/memory.c:do_swap_page(): SWP_SYNCHRONOUS_IO and __swap_count() == 1 read into a new
+    // folio with refcount 1, which is mapped exclusive [host, zram: MOVE OK; swap file: EBUSY].
+    const r = await rig();
+    await previouslyShared(r);
+    await r.p.madvise(r.src, PS, MADV_PAGEOUT);
+    expect(await move(r)).toBe("EBUSY");
+    expect(await r.p.mainThread.read(r.src, 1)).toEqual(new Uint8Array([0x5a]));
+    expect(r.k.kpageflags(r.p.pagemap(r.src, 1)[0]!.pfn!)).toMatchObject({ swapcache: false, dirty: false });
+    expect(await move(r)).toBe("OK");
     r.k.checkInvariants();
   });
 
@@ -197,7 +210,7 @@ describe("PageAnonExclusive across swap (§5.5, §8.12, seed 004)", () => {
   });
 });
 
-describe("uffd-wp across swap (§5.5, §5.7)", () => {
+describe("uffd-wp across swap (linux-rules §5.5, linux-rules §5.7)", () => {
   it("a write-protected page keeps uffd-wp in the swap pte and after swap-in; a write is a WP fault [host]", async () => {
     const k = new Kernel({ seed: 1, swapPages: 64 });
     const p = k.spawn();
@@ -228,7 +241,8 @@ describe("MADV_PAGEOUT of shmem (page-cache) pages", () => {
     const fd = await p.memfdCreate("s");
     await p.ftruncate(fd, 2 * PS);
     const m1 = await p.mmap(0, 2 * PS, RW, MAP_SHARED, fd, 0);
-    const m2 = await p.mmap(0, 2 * PS, RW, MAP_SHARED, fd, 0);
+    // One page only: a read fault in a two-page m2 would map page 1 too (fault-around).
+    const m2 = await p.mmap(0, PS, RW, MAP_SHARED, fd, 0);
     await p.mainThread.write(m1, fill(1, 1));
     await p.mainThread.write(m1 + PS, fill(2, 1));
     await p.mainThread.read(m2, 1); // page 0 is mapped twice
@@ -244,7 +258,7 @@ describe("MADV_PAGEOUT of shmem (page-cache) pages", () => {
     k.checkInvariants();
   });
 
-  it("a uffd-wp'd shmem page leaves a uffd-wp marker behind (§5.7: page-out on shmem keeps it)", async () => {
+  it("a uffd-wp'd shmem page leaves a uffd-wp marker behind (linux-rules §5.7: page-out on shmem keeps it)", async () => {
     const k = new Kernel({ seed: 1, swapPages: 64 });
     const p = k.spawn();
     const uffd = await p.userfaultfd(O_NONBLOCK);
@@ -264,7 +278,8 @@ describe("MADV_PAGEOUT of shmem (page-cache) pages", () => {
 describe("swap slots are released with the last user (free_pages_and_swap_cache / free_swap_and_cache)", () => {
   it("unmapping a page swapped back in frees its swap-cache slot for the next page-out", async () => {
     // Two slots: not "full" (vm_swap_full()) with one in use, so a read swap-in keeps its slot.
-    const { k, p } = boot(1, { swapPages: 2 });
+    // A swap file: on zram the read swap-in of this count-1 entry would skip the swap cache.
+    const { k, p } = boot(1, { swapPages: 2, swapDevice: "file" });
     const a = await p.mmap(0, PS, RW, ANON);
     const b = await p.mmap(0, 2 * PS, RW, ANON);
     await p.mainThread.write(a, fill(1));

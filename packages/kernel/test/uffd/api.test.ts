@@ -1,5 +1,5 @@
 /**
- * userfaultfd creation and the UFFDIO_API handshake (kernel-semantics.md §1.1, §1.3, §2.1, §8.1).
+ * userfaultfd creation and the UFFDIO_API handshake (docs/linux-rules.md §1.1, §1.3, §2.1, §8.1).
  */
 import { describe, expect, it } from "vitest";
 import { ErrnoError, Kernel, type PollFd } from "@uffd/kernel";
@@ -21,7 +21,7 @@ import {
 import { errnoOf, PS } from "./helpers.ts";
 
 describe("userfaultfd(2) and /dev/userfaultfd", () => {
-  it("without UFFD_USER_MODE_ONLY an unprivileged caller gets EPERM, checked before the flags (§1.1)", async () => {
+  it("without UFFD_USER_MODE_ONLY an unprivileged caller gets EPERM, checked before the flags (linux-rules §1.1)", async () => {
     const k = new Kernel();
     const nobody = k.spawn({ uid: 65534 });
     expect(await errnoOf(nobody.userfaultfd(0))).toBe("EPERM");
@@ -59,8 +59,8 @@ describe("userfaultfd(2) and /dev/userfaultfd", () => {
   });
 });
 
-describe("UFFDIO_API (§2.1)", () => {
-  it("reports every feature and the API ioctls; a second API fails even with features 0 (§8.1)", async () => {
+describe("UFFDIO_API (linux-rules §2.1)", () => {
+  it("reports every feature and the API ioctls; a second API fails even with features 0 (linux-rules §8.1)", async () => {
     const p = new Kernel().spawn();
     const fd = await p.userfaultfd(O_NONBLOCK);
     const api = { api: UFFD_API, features: 0, ioctls: 0n };

@@ -1,7 +1,7 @@
 /**
  * Non-cooperative events: FORK (fd delivered to the reader), UNMAP (munmap, MAP_FIXED), the
  * blocking of the syscall until the read, mmap_changing, release and death while an event is
- * pending (kernel-semantics.md §4, §3.5, §5.7).
+ * pending (docs/linux-rules.md §4, §3.5, §5.7).
  */
 import { describe, expect, it } from "vitest";
 import {
@@ -75,7 +75,7 @@ describe("UFFD_EVENT_FORK", () => {
     k.checkInvariants();
   });
 
-  it("while the FORK event is unread, the parent's context answers EAGAIN (mmap_changing) (§4)", async () => {
+  it("while the FORK event is unread, the parent's context answers EAGAIN (mmap_changing) (linux-rules §4)", async () => {
     const { k, p, uffd } = await setup(UFFD_FEATURE_EVENT_FORK);
     const { addr } = await mapArea(p, "anon", 1);
     await register(p, uffd, addr, PS, UFFDIO_REGISTER_MODE_MISSING);
@@ -91,7 +91,7 @@ describe("UFFD_EVENT_FORK", () => {
     k.checkInvariants();
   });
 
-  it("without EVENT_FORK the child's vmas are unregistered and lose uffd-wp; the parent keeps it (§4, §5.7)", async () => {
+  it("without EVENT_FORK the child's vmas are unregistered and lose uffd-wp; the parent keeps it (linux-rules §4, linux-rules §5.7)", async () => {
     const { k, p, uffd } = await setup();
     const { addr } = await mapArea(p, "anon", 1);
     await register(p, uffd, addr, PS, UFFDIO_REGISTER_MODE_WP);
@@ -125,7 +125,7 @@ describe("UFFD_EVENT_FORK", () => {
     k.checkInvariants();
   });
 
-  it("the monitor closing the only uffd while the FORK event is pending lets fork return, the child unregistered (§3.5)", async () => {
+  it("the monitor closing the only uffd while the FORK event is pending lets fork return, the child unregistered (linux-rules §3.5)", async () => {
     const { k, p, uffd } = await setup(UFFD_FEATURE_EVENT_FORK);
     const { addr } = await mapArea(p, "anon", 1);
     await register(p, uffd, addr, PS, UFFDIO_REGISTER_MODE_MISSING);
@@ -162,7 +162,7 @@ describe("UFFD_EVENT_FORK", () => {
 });
 
 describe("UFFD_EVENT_UNMAP", () => {
-  it("munmap blocks until the event is read; the range loses its registration; duplicates merge (§4)", async () => {
+  it("munmap blocks until the event is read; the range loses its registration; duplicates merge (linux-rules §4)", async () => {
     const { k, p, uffd } = await setup(UFFD_FEATURE_EVENT_UNMAP);
     const { addr } = await mapArea(p, "anon", 4);
     await register(p, uffd, addr, PS, UFFDIO_REGISTER_MODE_MISSING);
@@ -248,7 +248,7 @@ describe("UFFD_EVENT_UNMAP", () => {
 });
 
 describe("UFFD_EVENT_REMOVE and UFFD_EVENT_REMAP", () => {
-  it("MADV_DONTNEED on a registered vma raises REMOVE and waits; the vma stays registered (§4)", async () => {
+  it("MADV_DONTNEED on a registered vma raises REMOVE and waits; the vma stays registered (linux-rules §4)", async () => {
     const { k, p, uffd } = await setup(UFFD_FEATURE_EVENT_REMOVE);
     const { addr } = await mapArea(p, "anon", 2);
     await register(p, uffd, addr, 2 * PS, UFFDIO_REGISTER_MODE_MISSING);
@@ -270,7 +270,7 @@ describe("UFFD_EVENT_REMOVE and UFFD_EVENT_REMAP", () => {
     k.checkInvariants();
   });
 
-  it("mremap move with EVENT_REMAP|EVENT_UNMAP: REMAP (old len) then UNMAP of the old range; the registration moves (§4, §8.15)", async () => {
+  it("mremap move with EVENT_REMAP|EVENT_UNMAP: REMAP (old len) then UNMAP of the old range; the registration moves (linux-rules §4, linux-rules §8.15)", async () => {
     const { k, p, uffd } = await setup(UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_UNMAP);
     const { addr } = await mapArea(p, "anon", 2);
     await register(p, uffd, addr, 2 * PS, UFFDIO_REGISTER_MODE_MISSING);

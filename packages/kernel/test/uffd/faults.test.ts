@@ -1,6 +1,6 @@
 /**
  * Blocking and waking: handle_userfault() messages, read(2) order, wake ranges, DONTWAKE,
- * release (kernel-semantics.md §1.6, §1.7, §3.2, §3.3, §3.5).
+ * release (docs/linux-rules.md §1.6, §1.7, §3.2, §3.3, §3.5).
  */
 import { describe, expect, it } from "vitest";
 import { type PollFd, SignalError } from "@uffd/kernel";
@@ -101,7 +101,7 @@ describe("missing faults block until resolved", () => {
     k.checkInvariants();
   });
 
-  it("COPY with DONTWAKE leaves the thread blocked; WAKE of another page does not wake it, WAKE of its page does (§3.3)", async () => {
+  it("COPY with DONTWAKE leaves the thread blocked; WAKE of another page does not wake it, WAKE of its page does (linux-rules §3.3)", async () => {
     const { k, p, uffd } = await setup();
     const { addr } = await mapArea(p, "anon", 2);
     await register(p, uffd, addr, 2 * PS, UFFDIO_REGISTER_MODE_MISSING);
@@ -118,7 +118,7 @@ describe("missing faults block until resolved", () => {
     k.checkInvariants();
   });
 
-  it("UFFD_FEATURE_SIGBUS: the access gets SIGBUS and no message is queued (§3.2 step 3)", async () => {
+  it("UFFD_FEATURE_SIGBUS: the access gets SIGBUS and no message is queued (linux-rules §3.2 step 3)", async () => {
     const { k, p, uffd } = await setup(UFFD_FEATURE_SIGBUS);
     const { addr } = await mapArea(p, "anon", 1);
     await register(p, uffd, addr, PS, UFFDIO_REGISTER_MODE_MISSING);
@@ -129,7 +129,7 @@ describe("missing faults block until resolved", () => {
     k.checkInvariants();
   });
 
-  it("UFFD_USER_MODE_ONLY: a kernel-mode access is EFAULT, a user access raises a message (§3.2 step 4)", async () => {
+  it("UFFD_USER_MODE_ONLY: a kernel-mode access is EFAULT, a user access raises a message (linux-rules §3.2 step 4)", async () => {
     const { k, p, uffd } = await setup(0, O_NONBLOCK | UFFD_USER_MODE_ONLY);
     const { addr } = await mapArea(p, "anon", 1);
     await register(p, uffd, addr, PS, UFFDIO_REGISTER_MODE_MISSING);
@@ -161,7 +161,7 @@ describe("missing faults block until resolved", () => {
     k.checkInvariants();
   });
 
-  it("closing the uffd wakes blocked faults, which then fault normally (zero page), and clears uffd-wp (§3.5)", async () => {
+  it("closing the uffd wakes blocked faults, which then fault normally (zero page), and clears uffd-wp (linux-rules §3.5)", async () => {
     const { k, p, uffd } = await setup();
     const { addr } = await mapArea(p, "anon", 2);
     await register(p, uffd, addr, 2 * PS, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP);
@@ -198,7 +198,7 @@ describe("missing faults block until resolved", () => {
     k.checkInvariants();
   });
 
-  it("UNREGISTER wakes MISSING waiters, not waiters of a WP-only vma (§2.3, §8.7)", async () => {
+  it("UNREGISTER wakes MISSING waiters, not waiters of a WP-only vma (linux-rules §2.3, linux-rules §8.7)", async () => {
     const { k, p, uffd } = await setup();
     const { addr } = await mapArea(p, "anon", 2);
     await p.mainThread.write(addr + PS, new Uint8Array([1]));

@@ -1,5 +1,5 @@
 /**
- * UFFDIO_MOVE (kernel-semantics.md §2.10, §8.11, §5.3): same-mm anon moves, PAE and swap rules,
+ * UFFDIO_MOVE (docs/linux-rules.md §2.10, §8.11, §5.3): same-mm anon moves, PAE and swap rules,
  * uffd-wp dropped, dst made writable.
  */
 import { describe, expect, it } from "vitest";
@@ -50,7 +50,7 @@ describe("UFFDIO_MOVE", () => {
     k.checkInvariants();
   });
 
-  it("early checks leave the field untouched: src must be page-aligned, bad mode, cross-mm (§2.10, §8.21)", async () => {
+  it("early checks leave the field untouched: src must be page-aligned, bad mode, cross-mm (linux-rules §2.10, linux-rules §8.21)", async () => {
     const { k, p, uffd, src, dst } = await moveSetup();
     const cases: Array<[object, string]> = [
       [{ dst, src: src + 1, len: PS, mode: 0 }, "EINVAL"],
@@ -87,7 +87,7 @@ describe("UFFDIO_MOVE", () => {
     k.checkInvariants();
   });
 
-  it("the dst pte is writable and loses uffd-wp; a zero page moves as the zero page (§2.10, §8.11)", async () => {
+  it("the dst pte is writable and loses uffd-wp; a zero page moves as the zero page (linux-rules §2.10, linux-rules §8.11)", async () => {
     const { k, p, uffd, src, dst } = await moveSetup();
     const { addr: wpsrc } = await mapArea(p, "anon", 1);
     await register(p, uffd, wpsrc, PS, UFFDIO_REGISTER_MODE_WP);
@@ -105,7 +105,7 @@ describe("UFFDIO_MOVE", () => {
     k.checkInvariants();
   });
 
-  it("a page shared with a fork child is EBUSY, even after the child exits, until a write makes it exclusive (§8.11)", async () => {
+  it("a page shared with a fork child is EBUSY, even after the child exits, until a write makes it exclusive (linux-rules §8.11)", async () => {
     const { k, p, uffd, src, dst } = await moveSetup();
     await p.mainThread.write(src, fill(5));
     const child = await p.fork();
@@ -130,7 +130,7 @@ describe("UFFDIO_MOVE", () => {
     k.checkInvariants();
   });
 
-  it("a src marker is EFAULT; a MISSING-only dst through this ctx works, another vma kind is EINVAL (§2.10)", async () => {
+  it("a src marker is EFAULT; a MISSING-only dst through this ctx works, another vma kind is EINVAL (linux-rules §2.10)", async () => {
     const { k, p, uffd, src, dst } = await moveSetup(UFFD_FEATURE_WP_UNPOPULATED);
     await register(p, uffd, src, PS, UFFDIO_REGISTER_MODE_MISSING);
     await p.ioctl(uffd, UFFDIO_POISON, { range: { start: src, len: PS }, mode: 0 });
@@ -146,7 +146,7 @@ describe("UFFDIO_MOVE", () => {
     k.checkInvariants();
   });
 
-  it("through another context of the same mm: EINVAL (§8.6); DONTWAKE leaves the reader blocked", async () => {
+  it("through another context of the same mm: EINVAL (linux-rules §8.6); DONTWAKE leaves the reader blocked", async () => {
     const { k, p, uffd, src, dst } = await moveSetup();
     const other = await p.userfaultfd(O_NONBLOCK);
     await p.ioctl(other, UFFDIO_API, { api: UFFD_API, features: 0 });
@@ -163,7 +163,7 @@ describe("UFFDIO_MOVE", () => {
     k.checkInvariants();
   });
 
-  it("an exclusive swap pte moves as is; one made non-exclusive by fork is EBUSY (§2.10)", async () => {
+  it("an exclusive swap pte moves as is; one made non-exclusive by fork is EBUSY (linux-rules §2.10)", async () => {
     const k = new Kernel({ swapPages: 16 });
     const p = k.spawn();
     const uffd = await p.userfaultfd(O_NONBLOCK);

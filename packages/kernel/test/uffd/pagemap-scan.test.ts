@@ -1,5 +1,5 @@
 /**
- * PAGEMAP_SCAN (kernel-semantics.md §7.2, §8.20, §8.23). Every expectation below is the output
+ * PAGEMAP_SCAN (docs/linux-rules.md §7.2, §8.20, §8.23). Every expectation below is the output
  * of the same sequence run as a C probe on the 6.18.44 reference host.
  */
 import { describe, expect, it } from "vitest";
@@ -129,7 +129,7 @@ describe("PAGEMAP_SCAN", () => {
     k.checkInvariants();
   });
 
-  it("argument checks in order; a non-PAGEMAP_SCAN ioctl is EINVAL (§7.2)", async () => {
+  it("argument checks in order; a non-PAGEMAP_SCAN ioctl is EINVAL (linux-rules §7.2)", async () => {
     const { k, p } = await setup();
     const pm = await p.openPagemap();
     const base = { size: 96, flags: 0, start: 0x100000, end: 0x200000, vec: [] as PageRegion[], vecLen: 4, maxPages: 0, categoryInverted: 0, categoryMask: 0, categoryAnyofMask: 0, returnMask: 0 };

@@ -1,7 +1,7 @@
 /**
  * Races around the blocking points: poll(2) wakeups, a COPY whose source must be faulted in
  * while the destination changes (mfill_atomic()'s retry after copy_from_user outside the lock),
- * put_user() failures (kernel-semantics.md §1.7, §2.0, §2.5).
+ * put_user() failures (docs/linux-rules.md §1.7, §2.0, §2.5).
  */
 import { describe, expect, it } from "vitest";
 import type { PollFd } from "@uffd/kernel";
@@ -25,7 +25,7 @@ describe("blocking points", () => {
     k.checkInvariants();
   });
 
-  it("a frozen struct fails put_user with EFAULT; REGISTER's registration stays in place (§2.2 #11)", async () => {
+  it("a frozen struct fails put_user with EFAULT; REGISTER's registration stays in place (linux-rules §2.2 #11)", async () => {
     const { k, p, uffd } = await setup();
     const { addr } = await mapArea(p, "anon", 1);
     const arg = Object.freeze({ range: { start: addr, len: PS }, mode: UFFDIO_REGISTER_MODE_MISSING });

@@ -1,6 +1,6 @@
 /**
  * REGISTER / UNREGISTER and write protection: ioctls masks, vma split and merge, re-register
- * rules, WRITEPROTECT, markers, WP_ASYNC (kernel-semantics.md §1.4, §2.2, §2.3, §2.7, §3.1, §8.8, §8.9, §8.22).
+ * rules, WRITEPROTECT, markers, WP_ASYNC (docs/linux-rules.md §1.4, §2.2, §2.3, §2.7, §3.1, §8.8, §8.9, §8.22).
  */
 import { describe, expect, it } from "vitest";
 import {
@@ -37,7 +37,7 @@ describe("UFFDIO_REGISTER", () => {
     ["shmem", MINOR, 0x1bcn],
     ["shmem", MISSING | WP | MINOR, 0x1fcn],
     ["shmem-private", MINOR, 0x1bcn],
-  ])("%s mode %i returns ioctls %s (§1.4)", async (kind, mode, want) => {
+  ])("%s mode %i returns ioctls %s (linux-rules §1.4)", async (kind, mode, want) => {
     const { k, p, uffd } = await setup();
     const { addr } = await mapArea(p, kind, 1);
     if (typeof want === "string") expect(await errnoOf(register(p, uffd, addr, PS, mode))).toBe(want);
@@ -45,7 +45,7 @@ describe("UFFDIO_REGISTER", () => {
     k.checkInvariants();
   });
 
-  it("checks mode, range, vmas in Linux's order; holes are fine, no vma at all is EINVAL (§2.2, §8.9)", async () => {
+  it("checks mode, range, vmas in Linux's order; holes are fine, no vma at all is EINVAL (linux-rules §2.2, linux-rules §8.9)", async () => {
     const { k, p, uffd } = await setup();
     const { addr } = await mapArea(p, "anon", 3);
     await p.munmap(addr + PS, PS);
@@ -62,7 +62,7 @@ describe("UFFDIO_REGISTER", () => {
     k.checkInvariants();
   });
 
-  it("a PROT_READ shared mapping of a writable memfd keeps VM_MAYWRITE, so it registers (§2.2 #9b)", async () => {
+  it("a PROT_READ shared mapping of a writable memfd keeps VM_MAYWRITE, so it registers (linux-rules §2.2 #9b)", async () => {
     const { k, p, uffd } = await setup();
     const memfd = await p.memfdCreate("ro");
     await p.ftruncate(memfd, PS);
@@ -71,7 +71,7 @@ describe("UFFDIO_REGISTER", () => {
     k.checkInvariants();
   });
 
-  it("splits at the range ends, merges back on UNREGISTER; PROT_NONE vmas register (§2.2)", async () => {
+  it("splits at the range ends, merges back on UNREGISTER; PROT_NONE vmas register (linux-rules §2.2)", async () => {
     const { k, p, uffd } = await setup();
     const { addr } = await mapArea(p, "anon", 4);
     await register(p, uffd, addr + PS, 2 * PS, MISSING);
@@ -87,7 +87,7 @@ describe("UFFDIO_REGISTER", () => {
     k.checkInvariants();
   });
 
-  it("re-register keeps a superset of modes, replaces otherwise (§8.8)", async () => {
+  it("re-register keeps a superset of modes, replaces otherwise (linux-rules §8.8)", async () => {
     const { k, p, uffd } = await setup();
     const { addr } = await mapArea(p, "anon", 2);
     await register(p, uffd, addr, PS, MISSING | WP);
@@ -103,7 +103,7 @@ describe("UFFDIO_REGISTER", () => {
 });
 
 describe("UFFDIO_WRITEPROTECT", () => {
-  it("checks: EINVAL for bad modes and WP|DONTWAKE; ENOENT without WP mode; holes skipped (§2.7)", async () => {
+  it("checks: EINVAL for bad modes and WP|DONTWAKE; ENOENT without WP mode; holes skipped (linux-rules §2.7)", async () => {
     const { k, p, uffd } = await setup();
     const { addr } = await mapArea(p, "anon", 3);
     await p.munmap(addr + PS, PS);
@@ -119,7 +119,7 @@ describe("UFFDIO_WRITEPROTECT", () => {
     k.checkInvariants();
   });
 
-  it("anon without WP_UNPOPULATED leaves none ptes alone; a write then needs no userfault (§2.7, §3.1)", async () => {
+  it("anon without WP_UNPOPULATED leaves none ptes alone; a write then needs no userfault (linux-rules §2.7, linux-rules §3.1)", async () => {
     const { k, p, uffd } = await setup();
     const { addr } = await mapArea(p, "anon", 2);
     await register(p, uffd, addr, 2 * PS, WP);
@@ -158,7 +158,7 @@ describe("UFFDIO_WRITEPROTECT", () => {
     k.checkInvariants();
   });
 
-  it("MISSING|WP over a marker: a read is a MISSING fault; ZEROPAGE cannot resolve it, COPY can (§8.3, §8.22)", async () => {
+  it("MISSING|WP over a marker: a read is a MISSING fault; ZEROPAGE cannot resolve it, COPY can (linux-rules §8.3, linux-rules §8.22)", async () => {
     const { k, p, uffd } = await setup(UFFD_FEATURE_WP_UNPOPULATED);
     const { addr } = await mapArea(p, "anon", 1);
     await register(p, uffd, addr, PS, MISSING | WP);
@@ -173,7 +173,7 @@ describe("UFFDIO_WRITEPROTECT", () => {
     k.checkInvariants();
   });
 
-  it("WP_ASYNC: a write to a protected page clears uffd-wp silently; any memory may register WP-only (§8.19)", async () => {
+  it("WP_ASYNC: a write to a protected page clears uffd-wp silently; any memory may register WP-only (linux-rules §8.19)", async () => {
     const { k, p, uffd } = await setup(UFFD_FEATURE_WP_ASYNC);
     const { addr } = await mapArea(p, "anon", 2);
     await register(p, uffd, addr, 2 * PS, WP);

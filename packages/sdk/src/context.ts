@@ -1,0 +1,437 @@
+/**
+ * One userfaultfd's state, and its only owner: the per-fd context (as fs/userfaultfd.c has its
+ * struct userfaultfd_ctx). A fork child's userfaultfd gets a context of its own; nothing is
+ * shared between contexts except a Metrics object the app chose to share.
+ *
+ * The context owns:
+ * - the registered ranges and their per-page states (ranges.ts);
+ * - the faults in flight, by page and kind, and the ordering state the race-safe resolvers rely
+ *   on: the event epoch (bumped once per non-cooperative event processed), the log of recent
+ *   REMOVEs, and the waiters for an event, for a page a fill is installing, or for no fault in
+ *   flight (drain);
+ * - the listeners (the app's and the SDK clients'), and the queue of the pull-style reader;
+ * - the metrics it records into.
+ *
+ * Who changes what: the read loop (reader.ts) applies events and creates faults; the resolvers
+ * (resolve.ts, ops.ts) install pages and settle faults through settle()/settleCovered(); the
+ * dispatcher (dispatch.ts) runs listeners and the failure policy, which it plugs in as
+ * `onUnresolved`. Every module reaches the context it works on as an argument (a fault carries
+ * its own): no module holds one in a closure that could outlive a fork.
+ */
+import type { Process } from "@uffd/kernel";
+import { PAGE_SIZE, UFFDIO_REGISTER_MODE_WP } from "@uffd/kernel/uapi";
+import { EventEmitter } from "eventemitter3";
+import { HandlerError, UffdError } from "./errors.ts";
+import type { RangeEvent, RemapEvent } from "./events.ts";
+import { FaultTable } from "./fault-table.ts";
+import type { Metrics } from "./metrics.ts";
+import { PAGE_STATE, type RangeEntry, type RangeSet } from "./ranges.ts";
+import { FAULT_STATE, type Fault, type Resolution } from "./types.ts";
+
+/** What happens to a fault whose handler threw, rejected, missed its deadline or was never there. */
+export type FailurePolicy =
+  /** SIGBUS the faulting threads, as UFFD_FEATURE_SIGBUS would (by UFFDIO_POISON of the page). */
+  | "sigbus"
+  /** Dispatch the fault to the listeners again (up to `retries` times), then SIGBUS. */
+  | "retry"
+  /** Call back; the callback may resolve the fault (fault.copy ...). If it does not, SIGBUS. */
+  | ((fault: Fault, error: HandlerError) => unknown);
+
+export type UnresolvedReason = "handler-threw" | "handler-timeout" | "unhandled";
+
+export interface ContextConfig {
+  proc: Process;
+  fd: number;
+  features: number;
+  ranges: RangeSet;
+  metrics: Metrics;
+  /** Messages per read(2). */
+  batch: number;
+  policy: FailurePolicy;
+  retries: number;
+  deadlineVirtualMs: number | null;
+  deadlineWallMs: number | null;
+  wallClock: () => number;
+  /** The process whose memory the fd serves, when known (for /proc/pid/smaps lookups). */
+  target: Process | null;
+  /** The handler is not in the faulting process (an adopted fd, a fork child's): no UFFDIO_MOVE from its memory. */
+  crossProcess: boolean;
+}
+
+/** @internal The record behind a Fault: the facts plus the lifecycle fields its context changes. */
+export interface FaultState extends Fault {
+  /** The context that read the fault: its resolvers act on this fd and these page states. */
+  readonly ctx: UffdContext;
+  readonly entry: RangeEntry | null;
+  state: number;
+  /** The in-flight table's key: page address + kind index. */
+  readonly key: number;
+  extraThreads: number[] | null;
+  /** The event epoch when the fault was read; REMOVEs after it race with the resolve. */
+  readonly epoch: number;
+  readonly readAtNs: number;
+  readonly readAtWallMs: number;
+  deadlineNs: number;
+  deadlineWallMs: number;
+  attempts: number;
+  outcome: Resolution | null;
+  result: Promise<Resolution> | null;
+  error: unknown;
+  /** Callbacks for whoever waits for the final outcome (the failure policy). */
+  settleWaiters: Array<(r: Resolution) => void> | null;
+}
+
+/** A listener as the context keeps it. */
+export interface Subscription {
+  event: string;
+  fn: (...args: never[]) => unknown;
+  once: boolean;
+  /** An SDK client's listener: called with the context that read the event as an extra last argument. */
+  withContext: boolean;
+  /** What the emitter calls (the dispatcher's wrapper around fn). */
+  wrapped: (...args: never[]) => void;
+}
+
+/** What a pull-style reader receives (the facade narrows "fork" to its own type). */
+export type PulledEvent =
+  | { readonly type: "fault"; readonly fault: Fault }
+  | ({ readonly type: "remap" } & RemapEvent)
+  | ({ readonly type: "remove" } & RangeEvent)
+  | ({ readonly type: "unmap" } & RangeEvent)
+  | { readonly type: "fork"; readonly child: unknown };
+
+/** The dispatcher's deadline watchdogs for one context. */
+export interface Watch {
+  virtualRunning: boolean;
+  wallTimer: ReturnType<typeof setTimeout> | null;
+}
+
+const KIND_INSTALL_KEYS = [0, 2] as const; // missing, minor: what an install answers
+const KIND_WP_KEYS = [1] as const; // wp: what an unprotect answers
+/** How many REMOVE spans are remembered for in-flight resolves to check against. */
+const REMOVE_LOG_MAX = 1024;
+/** After this many EAGAINs in a row without progress the handler is declared stuck. */
+export const EAGAIN_SPINS_MAX = 10_000;
+
+export class UffdContext {
+  readonly proc: Process;
+  readonly fd: number;
+  readonly features: number;
+  readonly ranges: RangeSet;
+  readonly metrics: Metrics;
+  readonly crossProcess: boolean;
+  readonly target: Process | null;
+  readonly config: ContextConfig;
+  readonly emitter = new EventEmitter();
+  readonly subs: Subscription[] = [];
+  /** In-flight faults by page address + kind index. */
+  readonly inflight = new FaultTable<FaultState>();
+  /** Faults dispatched while nobody listened: the first listener (or pull reader) gets them. */
+  unheard: FaultState[] = [];
+  /** Bumped once per event processed; resolvers compare it across an await. */
+  eventEpoch = 0;
+  closed = false;
+  /** The pull-style reader's queue, once the app has pulled (readEvent / for await). */
+  pull: PullQueue | null = null;
+  /** The dispatcher's failure policy: ends a fault nobody resolved. Plugged in by dispatch.ts. */
+  onUnresolved: (f: FaultState, reason: UnresolvedReason, cause: unknown) => Promise<Resolution> = () => Promise.resolve("failed");
+  /** The dispatcher's deadline watchdogs. */
+  readonly watch: Watch = { virtualRunning: false, wallTimer: null };
+  /** The read loop is dispatching a batch: settles defer their wall-clock reading to its end. */
+  inBatch = false;
+  readonly settledInBatch: FaultState[] = [];
+  /** The fast path's UFFDIO_COPY struct, reused while every ioctl using it finished at once. */
+  copyArg: { dst: number; src: Uint8Array; len: number; mode: number; copy: number } | null = null;
+  #epochWaiters: Array<() => void> = [];
+  readonly #removeLog: Array<{ start: number; end: number; epoch: number }> = [];
+  #removeLogHorizon = 0;
+  #zeros = new Uint8Array(PAGE_SIZE);
+  #drainWaiters: Array<() => void> = [];
+  /** Demand faults waiting for a background fill to finish their page. */
+  readonly #pageWaiters = new Map<number, Array<() => void>>();
+
+  constructor(config: ContextConfig) {
+    this.config = config;
+    this.proc = config.proc;
+    this.fd = config.fd;
+    this.features = config.features;
+    this.ranges = config.ranges;
+    this.metrics = config.metrics;
+    this.crossProcess = config.crossProcess;
+    this.target = config.target;
+  }
+
+  nowNs(): number {
+    return this.proc.kernel.now;
+  }
+
+  /** Zero bytes for UFFDIO_COPY of zeros; never written to. */
+  zeros(len: number): Uint8Array {
+    if (this.#zeros.length < len) this.#zeros = new Uint8Array(len);
+    return this.#zeros.subarray(0, len);
+  }
+
+  /** Whether the app write-protected the page (and has not unprotected it since). */
+  isProtected(page: number): boolean {
+    return (this.ranges.stateOf(page) & PAGE_STATE.PROTECTED) !== 0;
+  }
+
+  rangeHasWp(addr: number): boolean {
+    const e = this.ranges.find(addr);
+    return e !== null && (e.modes & UFFDIO_REGISTER_MODE_WP) !== 0;
+  }
+
+  // --- reporting ------------------------------------------------------------------------------
+
+  /**
+   * Tells "error" listeners (never throws). With none attached, a handler failure is not left
+   * silent: it is printed once, as a process warning naming the fault and its cause.
+   */
+  report(e: unknown, f: Fault | null): void {
+    this.metrics.policy.errors++;
+    const err = e instanceof Error ? e : new Error(String(e));
+    if (this.emitter.listenerCount("error") > 0) {
+      this.emitter.emit("error", err, f);
+      return;
+    }
+    // A HandlerError's message names its fault and cause already.
+    const text = f === null || err instanceof HandlerError ? err.message : `${err.message} (${f.kind} fault at 0x${f.pageAddress.toString(16)})`;
+    const warn = (globalThis as { process?: { emitWarning?: (w: string, o: { type: string; code: string }) => void } }).process?.emitWarning;
+    if (typeof warn === "function") warn(`userfaultfd ${this.fd}: ${text}; add an 'error' listener to handle it`, { type: "UffdWarning", code: "UFFD_HANDLER_ERROR" });
+    else console.warn(`UffdWarning: userfaultfd ${this.fd}: ${text}`);
+  }
+
+  // --- settling ---------------------------------------------------------------------------------
+
+  /** Ends a fault (first outcome wins): metrics, trace, and it leaves the in-flight set. */
+  settle(f: FaultState, outcome: Resolution): void {
+    if (f.state === FAULT_STATE.SETTLED) return;
+    f.state = FAULT_STATE.SETTLED;
+    f.outcome = outcome;
+    // Settled while its batch is dispatched: it leaves the in-flight set when the batch is done,
+    // so that a duplicate message later in the same batch (another thread on the page, already
+    // woken by this resolve) is still coalesced into it.
+    if (this.inBatch) this.settledInBatch.push(f);
+    else if (this.inflight.get(f.key) === f) this.inflight.delete(f.key);
+    if (f.settleWaiters !== null) for (const w of f.settleWaiters.splice(0)) w(outcome);
+    if (this.inflight.size === 0 && this.#drainWaiters.length > 0) this.#wakeDrainers();
+    const m = this.metrics;
+    m.outcomes[outcome]++;
+    const now = this.nowNs();
+    m.latencyVirtualNs.record(now - f.readAtNs);
+    if (!this.inBatch) m.latencyWallNs.record((this.config.wallClock() - f.readAtWallMs) * 1e6);
+    if (m.tracing) {
+      m.addTraceEvent({
+        name: `${f.kind} fault`,
+        cat: "uffd,fault",
+        ph: "X",
+        ts: f.readAtNs / 1000,
+        dur: (now - f.readAtNs) / 1000,
+        pid: this.proc.pid,
+        tid: f.threadId,
+        args: { address: `0x${f.pageAddress.toString(16)}`, write: f.write, outcome, threads: f.threadIds.length, fd: this.fd },
+      });
+    }
+  }
+
+  /**
+   * The faults settled while their batch was being dispatched leave the in-flight set, and get
+   * their wall latency from one clock reading for all.
+   */
+  finishBatch(): void {
+    this.inBatch = false;
+    const settled = this.settledInBatch;
+    if (settled.length === 0) return;
+    const nowMs = this.config.wallClock();
+    const h = this.metrics.latencyWallNs;
+    for (let i = 0; i < settled.length; i++) {
+      const f = settled[i]!;
+      h.record((nowMs - f.readAtWallMs) * 1e6);
+      if (this.inflight.get(f.key) === f) this.inflight.delete(f.key);
+    }
+    settled.length = 0;
+    if (this.inflight.size === 0 && this.#drainWaiters.length > 0) this.#wakeDrainers();
+  }
+
+  /**
+   * A range op just installed or unprotected [start, end) and woke it: pending faults there are
+   * answered. kind null = missing and minor faults (installs), "wp" = wp faults (unprotect).
+   */
+  settleCovered(start: number, end: number, kind: "wp" | null): void {
+    const n = this.inflight.size;
+    if (n === 0) return;
+    if ((end - start) / PAGE_SIZE <= n) {
+      // Few pages: look their faults up by key instead of scanning everything in flight.
+      const keys = kind === "wp" ? KIND_WP_KEYS : KIND_INSTALL_KEYS;
+      for (let a = start; a < end; a += PAGE_SIZE) {
+        for (let k = 0; k < keys.length; k++) {
+          const f = this.inflight.get(a + keys[k]!);
+          if (f !== undefined && f.state === FAULT_STATE.PENDING) this.settle(f, kind === "wp" ? "woken" : "present");
+        }
+      }
+      return;
+    }
+    for (const f of this.inflight.values()) {
+      if (f.state !== FAULT_STATE.PENDING || f.pageAddress < start || f.pageAddress >= end) continue;
+      if ((kind === "wp") !== (f.kind === "wp")) continue;
+      this.settle(f, kind === "wp" ? "woken" : "present");
+    }
+  }
+
+  /** Ends every in-flight fault in [start, end) as gone; returns the span of their pages (lo >= hi: none). */
+  settleGone(start: number, end: number): { lo: number; hi: number } {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const f of this.inflight.values()) {
+      if (f.pageAddress < start || f.pageAddress >= end) continue;
+      this.settle(f, "gone");
+      lo = Math.min(lo, f.pageAddress);
+      hi = Math.max(hi, f.pageAddress + PAGE_SIZE);
+    }
+    return { lo, hi };
+  }
+
+  /** Resolves with the fault's final outcome. */
+  whenSettled(f: FaultState): Promise<Resolution> {
+    if (f.state === FAULT_STATE.SETTLED) return Promise.resolve(f.outcome!);
+    return new Promise((resolve) => (f.settleWaiters ??= []).push(resolve));
+  }
+
+  /** Resolves once no fault is in flight. */
+  drain(): Promise<void> {
+    if (this.inflight.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  #wakeDrainers(): void {
+    for (const w of this.#drainWaiters.splice(0)) w();
+  }
+
+  // --- events and the resolvers' ordering state -----------------------------------------------
+
+  /** The read loop processed one non-cooperative event. */
+  eventProcessed(): void {
+    this.eventEpoch++;
+  }
+
+  /** A REMOVE over [start, end) was processed (after eventProcessed()). */
+  noteRemove(start: number, end: number): void {
+    this.ranges.mark(start, end, PAGE_STATE.REMOVED, PAGE_STATE.INSTALLED | PAGE_STATE.POISONED);
+    this.#removeLog.push({ start, end, epoch: this.eventEpoch });
+    if (this.#removeLog.length > REMOVE_LOG_MAX) this.#removeLogHorizon = this.#removeLog.shift()!.epoch;
+  }
+
+  /** Whether a REMOVE processed after `epoch` touched [start, end). */
+  removedSince(epoch: number, start: number, end: number): boolean {
+    const log = this.#removeLog;
+    if (log.length === 0 || log[log.length - 1]!.epoch <= epoch) return false;
+    if (epoch < this.#removeLogHorizon) {
+      // Older than what the log remembers: fall back to the page states.
+      for (let a = start; a < end; a += PAGE_SIZE) if ((this.ranges.stateOf(a) & PAGE_STATE.REMOVED) !== 0) return true;
+      return false;
+    }
+    for (let i = log.length - 1; i >= 0 && log[i]!.epoch > epoch; i--) {
+      const e = log[i]!;
+      if (e.start < end && e.end > start) return true;
+    }
+    return false;
+  }
+
+  /** EAGAIN: wait until an event was processed after `epoch` (or one macrotask, if the event was read already). */
+  async afterEvents(epoch: number, spins: number): Promise<void> {
+    this.metrics.retries.eagain++;
+    if (spins > EAGAIN_SPINS_MAX) {
+      throw new UffdError(
+        "livelock",
+        `userfaultfd ${this.fd}: ${spins} EAGAINs in a row: a non-cooperative event stays unread. ` +
+          `Is this handler's read loop running (was the fd handed to another reader)?`,
+      );
+    }
+    if (this.closed || this.eventEpoch !== epoch) return;
+    await new Promise<void>((resolve) => {
+      this.#epochWaiters.push(resolve);
+      setImmediate(resolve);
+    });
+  }
+
+  /** Lets resolvers waiting out an EAGAIN retry (events were processed, or the fd is closing). */
+  wakeEpochWaiters(): void {
+    const w = this.#epochWaiters;
+    if (w.length === 0) return;
+    this.#epochWaiters = [];
+    for (const resolve of w) resolve();
+  }
+
+  /** Resolves when a fill that marked the page FILLING is done with it. */
+  waitPage(page: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const list = this.#pageWaiters.get(page);
+      if (list === undefined) this.#pageWaiters.set(page, [resolve]);
+      else list.push(resolve);
+    });
+  }
+
+  notifyPages(start: number, end: number): void {
+    if (this.#pageWaiters.size === 0) return;
+    for (let a = start; a < end; a += PAGE_SIZE) {
+      const list = this.#pageWaiters.get(a);
+      if (list === undefined) continue;
+      this.#pageWaiters.delete(a);
+      for (const w of list) w();
+    }
+  }
+
+  /** The fd is closed: every fault in flight ends as closed and every waiter is let go. */
+  markClosed(): void {
+    this.closed = true;
+    for (const f of this.inflight.values()) this.settle(f, "closed");
+    this.wakeEpochWaiters();
+    this.#wakeDrainers();
+    for (const list of this.#pageWaiters.values()) for (const w of list) w();
+    this.#pageWaiters.clear();
+    this.pull?.end();
+  }
+}
+
+/**
+ * The pull-style reader's queue: what the read loop read, in its order, until the app takes it.
+ * It holds what was read and not yet pulled (faults are bounded by the threads waiting on them;
+ * events by the processes causing them, each of which Linux blocks until its event is read).
+ */
+export class PullQueue {
+  readonly #items: PulledEvent[] = [];
+  #head = 0;
+  #waiters: Array<(e: PulledEvent | null) => void> = [];
+  #ended = false;
+
+  push(e: PulledEvent): void {
+    if (this.#ended) return;
+    const w = this.#waiters.shift();
+    if (w !== undefined) w(e);
+    else this.#items.push(e);
+  }
+
+  /** The next item; null once the userfaultfd is closed and everything read was taken. */
+  next(): Promise<PulledEvent | null> {
+    if (this.#head < this.#items.length) {
+      const e = this.#items[this.#head++]!;
+      if (this.#head > 64 && this.#head * 2 > this.#items.length) {
+        this.#items.splice(0, this.#head);
+        this.#head = 0;
+      }
+      return Promise.resolve(e);
+    }
+    if (this.#ended) return Promise.resolve(null);
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  get size(): number {
+    return this.#items.length - this.#head;
+  }
+
+  end(): void {
+    this.#ended = true;
+    for (const w of this.#waiters.splice(0)) w(null);
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * The read loop of one context: read(2) batches of uffd_msg, apply each batch's events to the
+ * context's view, then turn its faults into Fault objects and dispatch them.
+ *
+ * Ordering rules (the why of this file):
+ * - A read(2) returns pending faults first, then events (fs/userfaultfd.c), so a fault can be
+ *   read together with the REMOVE or UNMAP that preceded it. Each batch applies its events to the
+ *   range view first and dispatches its faults second: a fault in a just-removed page is then
+ *   seen as removed (zero-filled), never served stale bytes.
+ * - Faults for one page and kind that are in flight together are one Fault (duplicate messages
+ *   are coalesced, their threads listed); the single resolve wakes them all.
+ * - The loop runs until close(), EOF, or the handling process dies; it never rejects.
+ */
+import { ErrnoError } from "@uffd/kernel";
+import {
+  PAGE_SIZE,
+  POLLIN,
+  UFFD_EVENT_FORK,
+  UFFD_EVENT_PAGEFAULT,
+  UFFD_EVENT_REMAP,
+  UFFD_EVENT_REMOVE,
+  UFFD_EVENT_UNMAP,
+  UFFD_MSG_SIZE,
+  UFFD_PAGEFAULT_FLAG_MINOR,
+  UFFD_PAGEFAULT_FLAG_WP,
+} from "@uffd/kernel/uapi";
+import type { UffdContext } from "./context.ts";
+import { dispatchEvent, dispatchFault, shutdown } from "./dispatch.ts";
+import { FaultImpl, faultKey } from "./fault.ts";
+import { ON_HEAP_BYTES_MAX, u32, u32v, u64, u64v } from "./msg.ts";
+import { abandon } from "./ops.ts";
+import { PAGE_STATE, type RangeEntry } from "./ranges.ts";
+import type { FaultKind } from "./types.ts";
+
+/** Builds the handler of a FORK event's new fd (the facade's job: it owns the public object). */
+export type OnFork = (parent: UffdContext, ufd: number) => void;
+
+/** Starts the read loop; the promise resolves when it has ended (it never rejects). */
+export function startReader(ctx: UffdContext, onFork: OnFork): Promise<void> {
+  return readLoop(ctx, onFork).catch((e: unknown) => ctx.report(e, null));
+}
+
+async function readLoop(ctx: UffdContext, onFork: OnFork): Promise<void> {
+  const len = ctx.config.batch * UFFD_MSG_SIZE;
+  let failures = 0;
+  while (!ctx.closed) {
+    let bytes: Uint8Array;
+    try {
+      bytes = await ctx.proc.read(ctx.fd, len);
+    } catch (e) {
+      if (ctx.closed || ctx.proc.exited) break; // closed by us, or the handling process died in read(2)
+      if (e instanceof ErrnoError && e.code === "EAGAIN") {
+        await pollIn(ctx);
+        continue;
+      }
+      if (e instanceof ErrnoError && (e.code === "EBADF" || e.code === "ESRCH")) break;
+      ctx.report(e, null);
+      if (++failures > 16) break;
+      await macrotask();
+      continue;
+    }
+    failures = 0;
+    if (ctx.closed) break;
+    if (bytes.length === 0) break;
+    handleBatch(ctx, bytes, onFork);
+  }
+  if (!ctx.closed) await shutdown(ctx, false);
+}
+
+/** An O_NONBLOCK fd (one passed in, or a fork child's): wait for POLLIN instead of spinning. */
+async function pollIn(ctx: UffdContext): Promise<void> {
+  try {
+    await ctx.proc.poll([{ fd: ctx.fd, events: POLLIN }], -1);
+  } catch {
+    await macrotask();
+  }
+}
+
+function handleBatch(ctx: UffdContext, bytes: Uint8Array, onFork: OnFork): void {
+  const n = bytes.length - (bytes.length % UFFD_MSG_SIZE);
+  let faults = 0;
+  let events = 0;
+  for (let off = 0; off < n; off += UFFD_MSG_SIZE) {
+    if (bytes[off] === UFFD_EVENT_PAGEFAULT) faults++;
+    else {
+      handleEvent(ctx, bytes, off, bytes[off]!, onFork);
+      events++;
+    }
+  }
+  if (events > 0) ctx.wakeEpochWaiters();
+  if (faults === 0) return;
+  // The faults of one read(2) were read at one moment: one wall-clock reading serves them
+  // all, and those settled while the batch is dispatched share one settle-time reading too.
+  const wallMs = ctx.config.wallClock();
+  ctx.inBatch = true;
+  try {
+    if (bytes.length <= ON_HEAP_BYTES_MAX) {
+      for (let off = 0; off < n; off += UFFD_MSG_SIZE) {
+        if (bytes[off] === UFFD_EVENT_PAGEFAULT) handleFault(ctx, u64(bytes, off + 8), u64(bytes, off + 16), u32(bytes, off + 24), wallMs);
+      }
+    } else {
+      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      for (let off = 0; off < n; off += UFFD_MSG_SIZE) {
+        if (bytes[off] === UFFD_EVENT_PAGEFAULT) handleFault(ctx, u64v(view, off + 8), u64v(view, off + 16), u32v(view, off + 24), wallMs);
+      }
+    }
+  } finally {
+    ctx.finishBatch();
+  }
+}
+
+function handleFault(ctx: UffdContext, flags: number, address: number, ptid: number, wallMs: number): void {
+  const page = address - (address % PAGE_SIZE);
+  const kind: FaultKind = (flags & UFFD_PAGEFAULT_FLAG_MINOR) !== 0 ? "minor" : (flags & UFFD_PAGEFAULT_FLAG_WP) !== 0 ? "wp" : "missing";
+  const key = faultKey(page, kind);
+  const dup = ctx.inflight.get(key);
+  if (dup !== undefined) {
+    (dup.extraThreads ??= []).push(ptid);
+    ctx.metrics.faults.duplicates++;
+    return;
+  }
+  const entry = ctx.ranges.find(page) ?? learnRange(ctx, page);
+  const st = entry === null ? 0 : entry.state[entry.stateIndex(page)]!;
+  const removed = kind === "missing" && (st & PAGE_STATE.REMOVED) !== 0;
+  const f = new FaultImpl(ctx, kind, key, flags, address, page, ptid, entry, removed, ctx.eventEpoch, ctx.nowNs(), wallMs);
+  ctx.inflight.set(key, f);
+  ctx.metrics.faults[kind]++;
+  dispatchFault(ctx, f);
+}
+
+/**
+ * A fault outside every known range: an adopted fd, an mremap that grew a vma in place (no
+ * event), a registration made behind the SDK's back. /proc/pid/smaps says which vma it is.
+ */
+function learnRange(ctx: UffdContext, page: number): RangeEntry | null {
+  const target = ctx.target;
+  if (target === null || target.exited) return null;
+  const vma = target.smaps().find((v) => page >= v.start && page < v.end);
+  if (vma === undefined) return null;
+  const modes = (vma.vmFlags.includes("um") ? 1 : 0) | (vma.vmFlags.includes("uw") ? 2 : 0) | (vma.vmFlags.includes("ui") ? 4 : 0);
+  if (modes === 0) return null;
+  let start = vma.start;
+  let offset = vma.start;
+  for (const e of ctx.ranges.overlapping(vma.start, vma.end)) {
+    if (e.end <= page) {
+      start = e.end;
+      offset = e.sourceOffset(e.end - PAGE_SIZE) + PAGE_SIZE;
+    }
+  }
+  const next = ctx.ranges.overlapping(page, vma.end)[0];
+  return ctx.ranges.adopt(start, next?.start ?? vma.end, modes, offset);
+}
+
+function handleEvent(ctx: UffdContext, bytes: Uint8Array, off: number, event: number, onFork: OnFork): void {
+  ctx.eventProcessed();
+  const m = ctx.metrics;
+  switch (event) {
+    case UFFD_EVENT_FORK: {
+      m.events.fork++;
+      traceEvent(ctx, "fork", { ufd: u32(bytes, off + 8) });
+      onFork(ctx, u32(bytes, off + 8));
+      return;
+    }
+    case UFFD_EVENT_REMAP: {
+      const from = u64(bytes, off + 8);
+      const to = u64(bytes, off + 16);
+      const len = u64(bytes, off + 24);
+      m.events.remap++;
+      ctx.ranges.move(from, to, len);
+      abandon(ctx, from, from + len);
+      traceEvent(ctx, "remap", { from: hex(from), to: hex(to), len });
+      dispatchEvent(ctx, "remap", Object.freeze({ from, to, len }), Object.freeze({ type: "remap", from, to, len }));
+      return;
+    }
+    case UFFD_EVENT_REMOVE: {
+      const start = u64(bytes, off + 8);
+      const end = u64(bytes, off + 16);
+      m.events.remove++;
+      ctx.noteRemove(start, end);
+      traceEvent(ctx, "remove", { start: hex(start), end: hex(end) });
+      dispatchEvent(ctx, "remove", Object.freeze({ start, end }), Object.freeze({ type: "remove", start, end }));
+      return;
+    }
+    case UFFD_EVENT_UNMAP: {
+      const start = u64(bytes, off + 8);
+      const end = u64(bytes, off + 16);
+      m.events.unmap++;
+      ctx.ranges.delete(start, end);
+      abandon(ctx, start, end);
+      traceEvent(ctx, "unmap", { start: hex(start), end: hex(end) });
+      dispatchEvent(ctx, "unmap", Object.freeze({ start, end }), Object.freeze({ type: "unmap", start, end }));
+      return;
+    }
+    default:
+      ctx.report(new Error(`unknown uffd_msg event 0x${event.toString(16)}`), null);
+  }
+}
+
+function traceEvent(ctx: UffdContext, name: string, args: Record<string, unknown>): void {
+  if (!ctx.metrics.tracing) return;
+  ctx.metrics.addTraceEvent({ name, cat: "uffd,event", ph: "i", s: "p", ts: ctx.nowNs() / 1000, pid: ctx.proc.pid, tid: 0, args: { ...args, fd: ctx.fd } });
+}
+
+function macrotask(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+function hex(n: number): string {
+  return `0x${n.toString(16)}`;
+}

@@ -1,0 +1,171 @@
+/**
+ * Resolving one fault: the fault's resolvers (fault.ts) come here, with the fault, which carries
+ * the context that read it. Two paths:
+ *
+ * - the fast path: one page by COPY of bytes, ZEROPAGE or CONTINUE, when no REMOVE raced the
+ *   fault. One ioctl; its result field is written before the ioctl returns (as in Linux), so a
+ *   whole page done settles the fault at once. EEXIST settles as "present" without issuing the
+ *   ioctl twice; any other error falls back to the general path. An unprotect is one
+ *   WRITEPROTECT (which has no result field) settled when it returns; an error falls back to the
+ *   general path, which issues it again (unprotecting twice is harmless);
+ * - the general path: the race-safe loops of ops.ts, which handle every outcome (EAGAIN, ENOENT,
+ *   partial progress, a REMOVE racing the resolve ...). A resolver that throws sends the fault to
+ *   the context's failure policy (plugged in by the dispatcher), so it always ends.
+ */
+import { ErrnoError } from "@uffd/kernel";
+import { PAGE_SIZE, UFFDIO_CONTINUE, UFFDIO_CONTINUE_MODE_WP, UFFDIO_COPY, UFFDIO_COPY_MODE_WP, UFFDIO_WRITEPROTECT, UFFDIO_ZEROPAGE } from "@uffd/kernel/uapi";
+import type { FaultState, UffdContext } from "./context.ts";
+import { mfill, type MfillOp, type MfillOptions, wake, writeProtect } from "./ops.ts";
+import { PAGE_STATE } from "./ranges.ts";
+import { FAULT_STATE, type Resolution } from "./types.ts";
+
+export type ResolveOp = MfillOp | "unprotect" | "wake";
+
+/** The fast path's ioctl structs, with their result fields. */
+type FastArg =
+  | { dst: number; src: Uint8Array; len: number; mode: number; copy: number }
+  | { range: { start: number; len: number }; mode: number; zeropage: number }
+  | { range: { start: number; len: number }; mode: number; mapped: number };
+
+/** A settled "installed" (an already-settled promise carries no state, so every fast resolve shares it). */
+const INSTALLED: Promise<Resolution> = Promise.resolve("installed");
+
+/** Starts resolving `f` with `op`; the promise is the fault's result (a second resolver gets it too). */
+export function resolveFault(f: FaultState, op: ResolveOp, src: Uint8Array | number | null, wp: boolean | undefined): Promise<Resolution> {
+  f.state = FAULT_STATE.RESOLVING;
+  const p = op === "unprotect" ? fastUnprotect(f) : (fastPath(f, op, src, wp) ?? resolveGeneral(f, op, src, wp));
+  f.result = p;
+  return p;
+}
+
+function fastPath(f: FaultState, op: ResolveOp, src: Uint8Array | number | null, wp: boolean | undefined): Promise<Resolution> | null {
+  const ctx = f.ctx;
+  const page = f.pageAddress;
+  let req: number;
+  const protect = wp ?? ctx.isProtected(page);
+  let arg: FastArg;
+  if (op === "copy" && src instanceof Uint8Array && src.length === PAGE_SIZE && !ctx.crossProcess) {
+    const a = (ctx.copyArg ??= { dst: 0, src, len: PAGE_SIZE, mode: 0, copy: 0 });
+    a.dst = page;
+    a.src = src;
+    a.mode = protect ? UFFDIO_COPY_MODE_WP : 0;
+    a.copy = 0;
+    arg = a;
+    req = UFFDIO_COPY;
+  } else if (op === "zeropage" && !protect) {
+    arg = { range: { start: page, len: PAGE_SIZE }, mode: 0, zeropage: 0 };
+    req = UFFDIO_ZEROPAGE;
+  } else if (op === "continue") {
+    arg = { range: { start: page, len: PAGE_SIZE }, mode: protect ? UFFDIO_CONTINUE_MODE_WP : 0, mapped: 0 };
+    req = UFFDIO_CONTINUE;
+  } else {
+    return null;
+  }
+  if (op !== "continue" && ctx.removedSince(f.epoch, page, page + PAGE_SIZE)) return null;
+  const p = ctx.proc.ioctl(ctx.fd, req, arg);
+  // The result field is written before the ioctl returns (as in Linux): a whole page done
+  // means it succeeded, and the fault settles now, without waiting for the promise. Only
+  // the COPY struct is reused, and only once the kernel is done with it.
+  if (fastArgDone(arg)) return fastDone(f, op as "copy" | "zeropage" | "continue", protect) === "installed" ? INSTALLED : Promise.resolve(f.outcome!);
+  if (arg === ctx.copyArg) ctx.copyArg = null;
+  return p.then(
+    () => fastDone(f, op as "copy" | "zeropage" | "continue", protect),
+    (e: unknown) => {
+      if (e instanceof ErrnoError && e.code === "EAGAIN") ctx.metrics.retries.eagain++;
+      // EEXIST from COPY or CONTINUE: a racing resolve won. Settle as the general path would,
+      // without issuing the ioctl a second time. (ZEROPAGE's EEXIST may be a uffd-wp marker,
+      // which the general path answers with a zeroed COPY.)
+      if (e instanceof ErrnoError && e.code === "EEXIST" && op !== "zeropage") return fastExists(f);
+      return resolveGeneral(f, op, src, wp);
+    },
+  );
+}
+
+function fastUnprotect(f: FaultState): Promise<Resolution> {
+  const ctx = f.ctx;
+  const page = f.pageAddress;
+  return ctx.proc.ioctl(ctx.fd, UFFDIO_WRITEPROTECT, { range: { start: page, len: PAGE_SIZE }, mode: 0 }).then(
+    () => {
+      ctx.ranges.markPage(page, 0, PAGE_STATE.PROTECTED);
+      if (ctx.inflight.size > 1) ctx.settleCovered(page, page + PAGE_SIZE, "wp");
+      ctx.settle(f, "installed");
+      return f.outcome!;
+    },
+    (e: unknown) => {
+      if (e instanceof ErrnoError && e.code === "EAGAIN") ctx.metrics.retries.eagain++;
+      return resolveGeneral(f, "unprotect", null, undefined);
+    },
+  );
+}
+
+/** The fast path's ioctl finished a whole page (its result field says so). */
+function fastArgDone(arg: FastArg): boolean {
+  if ("copy" in arg) return arg.copy === PAGE_SIZE;
+  if ("zeropage" in arg) return arg.zeropage === PAGE_SIZE;
+  return arg.mapped === PAGE_SIZE;
+}
+
+async function fastExists(f: FaultState): Promise<Resolution> {
+  const ctx = f.ctx;
+  const page = f.pageAddress;
+  ctx.ranges.mark(page, page + PAGE_SIZE, PAGE_STATE.INSTALLED, PAGE_STATE.POISONED);
+  await wake(ctx, page, PAGE_SIZE);
+  ctx.settle(f, "present");
+  return f.outcome!;
+}
+
+function fastDone(f: FaultState, op: "copy" | "zeropage" | "continue", protect: boolean): Resolution {
+  const ctx = f.ctx;
+  const page = f.pageAddress;
+  ctx.metrics.bytes[op] += PAGE_SIZE;
+  const keep = protect && op !== "zeropage" ? PAGE_STATE.PROTECTED : 0;
+  ctx.ranges.markPage(page, PAGE_STATE.INSTALLED | keep, PAGE_STATE.REMOVED | PAGE_STATE.POISONED | (keep === 0 ? PAGE_STATE.PROTECTED : 0));
+  // Other faults on the page (a missing and a minor one at once) are answered too; with this
+  // fault alone in flight there is none to look for.
+  if (ctx.inflight.size > 1) ctx.settleCovered(page, page + PAGE_SIZE, null);
+  ctx.settle(f, "installed");
+  return f.outcome!;
+}
+
+async function resolveGeneral(f: FaultState, op: ResolveOp, src: Uint8Array | number | null, wp: boolean | undefined): Promise<Resolution> {
+  const ctx = f.ctx;
+  let outcome: Resolution;
+  try {
+    outcome = await resolveOnce(ctx, f, op, src, wp);
+  } catch (e) {
+    if (f.state === FAULT_STATE.SETTLED) return f.outcome!;
+    f.state = FAULT_STATE.PENDING;
+    f.result = null;
+    return ctx.onUnresolved(f, "handler-threw", e);
+  }
+  ctx.settle(f, outcome);
+  return f.outcome!;
+}
+
+async function resolveOnce(ctx: UffdContext, f: FaultState, op: ResolveOp, src: Uint8Array | number | null, wp: boolean | undefined): Promise<Resolution> {
+  const page = f.pageAddress;
+  if (op === "wake") {
+    await wake(ctx, page, PAGE_SIZE);
+    return "woken";
+  }
+  if (op === "unprotect") {
+    const r = await writeProtect(ctx, page, PAGE_SIZE, false, true);
+    if (r === "gone") await wake(ctx, page, PAGE_SIZE);
+    return r === "ok" ? "installed" : r;
+  }
+  const len = typeof src === "object" && src !== null ? src.length : PAGE_SIZE;
+  const protect = wp ?? ctx.isProtected(page);
+  const o: MfillOptions = { protect, dontWake: false, sinceEpoch: f.epoch, onRemoved: "zero", prefetch: false, allowSrcHoles: false };
+  try {
+    const r = await mfill(ctx, op, page, len, src, o);
+    return r.first === "skipped" || r.first === null ? "installed" : r.first;
+  } catch (e) {
+    // CONTINUE finds a hole when the page cache lost the page after the minor fault (punch
+    // hole, truncate): the retried access now meets the hole, which Linux handles itself.
+    if (op === "continue" && f.kind === "minor" && e instanceof ErrnoError && e.code === "EFAULT") {
+      await wake(ctx, page, PAGE_SIZE);
+      return "gone";
+    }
+    throw e;
+  }
+}
