@@ -636,6 +636,10 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
       if ((cur.flags & VM_MAYWRITE) === 0) fail("EPERM", what);
       if (cur.uffdCtx !== null && cur.uffdCtx !== this) fail("EBUSY", what);
     }
+    // split_vma() at the range ends, for a vma whose registration changes: not past
+    // vm.max_map_count (ENOMEM), as vma_modify_flags_uffd() fails.
+    const changes = (v: Vma): boolean => !(v.uffdCtx === this && (v.flags & vmFlags) === vmFlags);
+    if (!this.mm.mayAddVmas(endSplits(vmas, start, end, changes))) fail("ENOMEM", what);
     userfaultfdRegisterRange(this, vmFlags, start, end);
     // The ioctls guaranteed to work on the range (hugetlb would get the BASIC set).
     let ioctls = UFFD_API_RANGE_IOCTLS;
@@ -666,6 +670,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
       if (!vmaCanUserfault(cur, cur.flags, wpAsync)) fail("EINVAL", what);
     }
     if (!vmas.some((v) => v.uffdCtx !== null)) return 0;
+    if (!this.mm.mayAddVmas(endSplits(vmas, start, end, (v) => v.uffdCtx !== null))) fail("ENOMEM", what);
     for (const vma of this.mm.isolateRange(start, end)) {
       if (vma.uffdCtx === null) continue;
       if (userfaultfdMissing(vma)) (vma.uffdCtx as UserfaultfdCtx).wakeRange(vma.start, vma.end - vma.start);
@@ -930,6 +935,15 @@ class EventQueue {
   live(): EventWaiter[] {
     return this.#items.slice(this.#head).filter((e) => !e.finished);
   }
+}
+
+/** How many vmas of a range (its first and last) must be split at its ends for a change. */
+function endSplits(vmas: readonly Vma[], start: number, end: number, changes: (v: Vma) => boolean): number {
+  const first = vmas[0]!;
+  const last = vmas[vmas.length - 1]!;
+  let n = first.start < start && changes(first) ? 1 : 0;
+  if (last.end > end && changes(last)) n++;
+  return n;
 }
 
 /** Removes the first `x` from `list`, keeping the order; nothing if absent. */
