@@ -674,7 +674,13 @@ export class Process {
       const file = this.fds.lookup(fd, "read");
       if (!file.readable) throw new ErrnoError("EBADF", "read");
       if (file.ops.read === undefined) throw new ErrnoError("EINVAL", "read");
-      return file.ops.read(file, this, count);
+      const r = file.ops.read(file, this, count);
+      // fdget(): a read that sleeps (an empty pipe, a uffd with nothing queued) keeps its file,
+      // so a close() meanwhile neither releases it nor drops the pipe's reader count under it.
+      file.get();
+      const put = (): void => file.put();
+      r.then(put, put);
+      return r;
     } catch (e) {
       return Promise.reject(e);
     }
