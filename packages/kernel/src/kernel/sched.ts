@@ -37,7 +37,9 @@ export type SchedPoint = "access" | "wake" | "user";
  * Must be deterministic (seeded), or runs stop replaying.
  */
 export interface Preemption {
+  /** Whether task `tid` yields the CPU at this scheduling point. */
   preempt(tid: number, point: SchedPoint): boolean;
+  /** The index in `ready` of the task that runs next. */
   pick(ready: readonly number[]): number;
 }
 

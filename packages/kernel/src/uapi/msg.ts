@@ -6,8 +6,15 @@
  */
 import { UFFD_EVENT_FORK, UFFD_EVENT_PAGEFAULT, UFFD_EVENT_REMAP, UFFD_EVENT_REMOVE, UFFD_EVENT_UNMAP } from "./userfaultfd.ts";
 
+/** sizeof(struct uffd_msg): every message read(2) returns from a userfaultfd is 32 bytes. */
 export const UFFD_MSG_SIZE = 32;
 
+/**
+ * A decoded struct uffd_msg, by event: UFFD_EVENT_PAGEFAULT (`flags`: UFFD_PAGEFAULT_FLAG_*,
+ * `address`, `feat.ptid` with UFFD_FEATURE_THREAD_ID), UFFD_EVENT_FORK (`ufd`: the child's
+ * userfaultfd), UFFD_EVENT_REMAP (`from`, `to`, `len`), UFFD_EVENT_REMOVE and UFFD_EVENT_UNMAP
+ * (`start`, `end` exclusive).
+ */
 export type UffdMsg =
   | { event: 0x12; arg: { pagefault: { flags: number; address: number; feat: { ptid: number } } } }
   | { event: 0x13; arg: { fork: { ufd: number } } }
