@@ -1,5 +1,7 @@
 /**
- * @uffd/sdk: the userspace side of userfaultfd, on top of the simulated kernel's public uAPI.
+ * @module @uffd/sdk
+ *
+ * The userspace side of userfaultfd, on top of the simulated kernel's public uAPI.
  * Open a userfaultfd, register ranges, receive faults and non-cooperative events as typed
  * events, and resolve them with race-safe resolvers named after the ioctls.
  */

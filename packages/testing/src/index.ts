@@ -1,5 +1,7 @@
 /**
- * @uffd/testing: what a handler author imports into vitest to find the bugs real handlers ship
+ * @module @uffd/testing
+ *
+ * What a handler author imports into vitest to find the bugs real handlers ship
  * with: seeded interleavings (explore), fault injection at the uAPI boundary (injectFaults),
  * matchers and text snapshots, and record / replay / diff of runs.
  */

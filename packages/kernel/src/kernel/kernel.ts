@@ -17,6 +17,7 @@ import { checkInvariants, type RefHolder } from "./invariants.ts";
 import { type Creds, Process } from "./process.ts";
 import { type Preemption, Scheduler, seededPreemption } from "./sched.ts";
 
+/** Options of `new Kernel()`; every one has a default. */
 export interface KernelOptions {
   /** Seeds every nondeterministic choice (wake order, scheduling, frame allocation order). */
   seed?: number;
@@ -47,6 +48,7 @@ export interface KernelOptions {
   pretouch?: boolean | number;
 }
 
+/** Options of Kernel.spawn(). */
 export interface SpawnOptions {
   /** A label for traces and reports (default "proc<pid>"). */
   name?: string;
