@@ -8,7 +8,8 @@
 
 /* The handler */
 export { Userfaultfd } from "./userfaultfd.ts";
-export type { OpenOptions, AdoptOptions, HandlerOptions, RegisterOptions, Registration, RangeOpOptions, RangeResult } from "./userfaultfd.ts";
+export { DEFAULT_DEADLINE_WALL_MS } from "./userfaultfd.ts";
+export type { OpenOptions, AdoptOptions, HandlerOptions, RegisterOptions, Registration, RangeOpOptions, RangeResult, WakeOptions, UffdEvent } from "./userfaultfd.ts";
 export type { FailurePolicy } from "./context.ts";
 
 /* Faults and events */

@@ -30,11 +30,10 @@ import {
   UFFDIO_REGISTER_MODE_WP,
   UFFDIO_UNREGISTER,
 } from "@uffd/kernel/uapi";
-// typed-emitter ships CommonJS-style typings whose `export default` an ESM import sees as `.default`.
-import type TypedEmitterModule from "typed-emitter";
 import { type FailurePolicy, UffdContext } from "./context.ts";
-import { inheritableListeners, plugPolicy, shutdown, subscribe, unsubscribe, unsubscribeAll, dispatchEvent } from "./dispatch.ts";
+import { dispatchEvent, inheritableListeners, plugPolicy, pullQueue, shutdown, subscribe, unsubscribe, unsubscribeAll } from "./dispatch.ts";
 import { FeatureUnavailableError, ModeUnavailableError, UffdError } from "./errors.ts";
+import type { TypedEventEmitter } from "./emitter.ts";
 import type { RangeEvent, RemapEvent } from "./events.ts";
 import { DEFAULT_OPTIONAL_FEATURES, FEATURES, featureBits, featureNames, type FeatureName, modeBits, modeNames, type RegisterMode } from "./features.ts";
 import { Metrics } from "./metrics.ts";
@@ -47,7 +46,7 @@ import type { Fault } from "./types.ts";
 
 /**
  * The typed event map, one entry per UFFD_EVENT_* plus the SDK's own "error" and "close".
- * Backed by eventemitter3 and typed with typed-emitter; the SDK exposes only the subscribe side
+ * Backed by eventemitter3 and typed with typed-emitter's interface (src/emitter.ts); the SDK exposes only the subscribe side
  * (on / once / off / removeAllListeners / listenerCount). eventemitter3 has no prependListener,
  * rawListeners or get/setMaxListeners, so the SDK does not promise them.
  *
@@ -73,8 +72,20 @@ export type UffdEvents = {
 
 export type UffdEventName = keyof UffdEvents;
 
+/**
+ * What the pull-style API (readEvent(), `for await (const event of uffd)`) returns: a fault,
+ * resolved with the same race-safe resolvers as in a listener, or a non-cooperative event that
+ * the SDK's view of the ranges already follows (as for the push events).
+ */
+export type UffdEvent =
+  | { readonly type: "fault"; readonly fault: Fault }
+  | { readonly type: "fork"; readonly child: Userfaultfd }
+  | ({ readonly type: "remap" } & RemapEvent)
+  | ({ readonly type: "remove" } & RangeEvent)
+  | ({ readonly type: "unmap" } & RangeEvent);
+
 /** typed-emitter's interface over this map (eventemitter3 implements only part of it). */
-export type UffdTypedEmitter = TypedEmitterModule.default<UffdEvents>;
+export type UffdTypedEmitter = TypedEventEmitter<UffdEvents>;
 
 /**
  * The subscribe side of UffdTypedEmitter: the same signatures, returning the subscriber itself
@@ -97,9 +108,16 @@ export interface HandlerOptions {
   retries?: number;
   /**
    * How long a fault may stay unresolved (no resolver called) before it goes to the policy.
-   * virtualMs is measured on the kernel's virtual clock (default 1000; null = never); wallMs on
-   * the host clock (default null). A handler that waits on real I/O looks, to the virtual clock,
-   * like one that never answers: give it a wall-clock deadline and virtualMs: null.
+   *
+   * wallMs is measured on the host clock: time in which the handler could really have run.
+   * Default DEFAULT_DEADLINE_WALL_MS (10,000 ms); null = never.
+   *
+   * virtualMs is measured on the kernel's virtual clock. Default null (never), because the
+   * virtual clock jumps ahead whenever every simulated thread waits (kernel.idle(), or nothing
+   * runnable for a macrotask turn): a test that awaits kernel.idle() while its handler waits for
+   * the test would see the deadline pass at once. Set it for deterministic deadline tests (a
+   * handler that must answer within so much virtual time); a handler waiting on real I/O then
+   * looks like one that never answers.
    */
   deadline?: { virtualMs?: number | null; wallMs?: number | null };
   /**
@@ -145,11 +163,33 @@ export interface Registration extends RegisteredRange {
   readonly ioctls: bigint;
 }
 
-export interface RangeOpOptions {
+/** Whether a range operation wakes the threads waiting on its pages (the *_MODE_DONTWAKE bit). */
+export interface WakeOptions {
+  /** Wake the threads waiting on the range (default true). `{ wake: false }` is `{ dontWake: true }`. */
+  wake?: boolean;
+  /** Leave waiters asleep (the ioctl's *_MODE_DONTWAKE); wake them later with uffd.wake(). Same as `{ wake: false }`. */
+  dontWake?: boolean;
+}
+
+export interface RangeOpOptions extends WakeOptions {
   /** Map write-protected. Default: whether the page is currently write-protected by this handler. */
   wp?: boolean;
-  /** Leave waiters asleep; wake them later with uffd.wake(). */
-  dontWake?: boolean;
+}
+
+/** The default wall-clock deadline of a fault (HandlerOptions.deadline.wallMs), in ms. */
+export const DEFAULT_DEADLINE_WALL_MS = 10_000;
+
+function checkedDeadline(name: string, v: number | null | undefined, dflt: number | null): number | null {
+  if (v === undefined) return dflt;
+  if (v === null) return null;
+  if (typeof v !== "number" || !(v >= 0) || v === Infinity) throw new RangeError(`deadline.${name} must be a finite number of ms >= 0 or null, got ${String(v)}`);
+  return v;
+}
+
+/** The DONTWAKE bit a range operation's options ask for; a contradiction is refused. */
+function dontWakeOf(o: WakeOptions, what: string): boolean {
+  if (o.wake === true && o.dontWake === true) throw new TypeError(`${what}(): { wake: true } and { dontWake: true } contradict each other`);
+  return o.wake === false || o.dontWake === true;
 }
 
 /** What a range operation did, in bytes. */
@@ -218,8 +258,8 @@ export class Userfaultfd {
       batch: o.batch ?? 64,
       policy: o.onHandlerError ?? "sigbus",
       retries: o.retries ?? 2,
-      deadlineVirtualMs: o.deadline?.virtualMs === undefined ? 1000 : o.deadline.virtualMs,
-      deadlineWallMs: o.deadline?.wallMs ?? null,
+      deadlineVirtualMs: checkedDeadline("virtualMs", o.deadline?.virtualMs, null),
+      deadlineWallMs: checkedDeadline("wallMs", o.deadline?.wallMs, DEFAULT_DEADLINE_WALL_MS),
       wallClock: o.wallClock ?? (() => performance.now()),
       target,
       crossProcess,
@@ -318,6 +358,37 @@ export class Userfaultfd {
     return this.#e.emitter.listenerCount(event);
   }
 
+  // --- events (the pull side) ------------------------------------------------------------------
+
+  /**
+   * The next fault or event, in the order the read loop read them (faults of one read(2) after
+   * its events, as the push side sees them); null once the userfaultfd is closed and everything
+   * read was taken. For code ported from userfaultfd-rs (`read_event()`), Firecracker or e2b:
+   *
+   *   for (let ev; (ev = await uffd.readEvent()) !== null; ) {
+   *     if (ev.type === "fault") await ev.fault.copy(pageFor(ev.fault.offset));
+   *   }
+   *
+   * Pulling starts at the first call: faults read before it and still unresolved come first.
+   * Pulled faults keep their deadline and failure policy; listeners, if any, see them too (the
+   * first resolver wins). Concurrent calls take successive items.
+   */
+  readEvent(): Promise<UffdEvent | null> {
+    return pullQueue(this.#e).next() as Promise<UffdEvent | null>;
+  }
+
+  /** `for await (const event of uffd)`: readEvent() until the userfaultfd is closed. Leaving the loop does not close it. */
+  [Symbol.asyncIterator](): AsyncIterator<UffdEvent, undefined> {
+    const q = pullQueue(this.#e);
+    return {
+      next: async (): Promise<IteratorResult<UffdEvent, undefined>> => {
+        const e = (await q.next()) as UffdEvent | null;
+        return e === null ? { done: true, value: undefined } : { done: false, value: e };
+      },
+      return: (): Promise<IteratorResult<UffdEvent, undefined>> => Promise.resolve({ done: true, value: undefined }),
+    };
+  }
+
   // --- registration -------------------------------------------------------------------------
 
   /** UFFDIO_REGISTER, with an error that names the cause when the kernel refuses. */
@@ -390,30 +461,48 @@ export class Userfaultfd {
     if (r === "closed") throw new UffdError("closed", "writeProtect(): the userfaultfd is closed");
   }
 
-  /** UFFDIO_WRITEPROTECT mode 0: unprotects, and wakes wp faults in the range unless dontWake. */
-  async unprotect(start: number, len: number, options: { dontWake?: boolean } = {}): Promise<void> {
-    const r = await writeProtect(this.#e, start, len, false, options.dontWake !== true);
+  /** UFFDIO_WRITEPROTECT mode 0: unprotects, and wakes wp faults in the range unless `{ wake: false }` (dontWake). */
+  async unprotect(start: number, len: number, options: WakeOptions = {}): Promise<void> {
+    const r = await writeProtect(this.#e, start, len, false, !dontWakeOf(options, "unprotect"));
     if (r === "gone") throw new ModeUnavailableError(["wp"], `unprotect(): [0x${start.toString(16)}, +${len}) is not registered with "wp" (ENOENT)`);
   }
 
-  /** UFFDIO_COPY of bytes (or from an address in the handling process) to [dst, dst+len). */
+  /**
+   * UFFDIO_COPY to [dst, dst+len), from bytes or from an address in the handling process.
+   * Arguments in C's order (struct uffdio_copy): destination first, then source.
+   *
+   * @param dst where the pages go: a page-aligned address in the registered range.
+   * @param src where they come from: bytes (a whole number of pages), or an address in the handling process.
+   * @param len bytes; default the length of `src` (one page for an address).
+   */
   copy(dst: number, src: Uint8Array | number, len?: number, options: RangeOpOptions = {}): Promise<RangeResult> {
     const n = len ?? (typeof src === "number" ? PAGE_SIZE : src.length);
     return this.#range("copy", dst, n, src, options);
   }
 
+  /** UFFDIO_ZEROPAGE of [start, start+len) (in a write-protected range: zeroed copies that stay protected). */
   zeropage(start: number, len: number, options: RangeOpOptions = {}): Promise<RangeResult> {
     return this.#range("zeropage", start, len, null, options);
   }
 
+  /** UFFDIO_CONTINUE of [start, start+len): maps the pages already in the shmem page cache. */
   continue(start: number, len: number, options: RangeOpOptions = {}): Promise<RangeResult> {
     return this.#range("continue", start, len, null, options);
   }
 
-  poison(start: number, len: number, options: { dontWake?: boolean } = {}): Promise<RangeResult> {
+  /** UFFDIO_POISON of [start, start+len): accesses get SIGBUS until a page is installed over them. */
+  poison(start: number, len: number, options: WakeOptions = {}): Promise<RangeResult> {
     return this.#range("poison", start, len, null, { ...options, wp: false });
   }
 
+  /**
+   * UFFDIO_MOVE of [src, src+len) to [dst, dst+len) in the faulting process. Arguments in C's
+   * order (struct uffdio_move): destination first, then source. Falls back to UFFDIO_COPY where
+   * Linux refuses the move (see Fault.move).
+   *
+   * @param dst where the pages go: a page-aligned address in the registered range.
+   * @param src where they come from: a page-aligned address in the same process.
+   */
   move(dst: number, src: number, len: number, options: RangeOpOptions & { allowSrcHoles?: boolean } = {}): Promise<RangeResult> {
     return this.#range("move", dst, len, src, options, options.allowSrcHoles === true);
   }
@@ -427,8 +516,9 @@ export class Userfaultfd {
 
   async #range(op: MfillOp, dst: number, len: number, src: Uint8Array | number | null, o: RangeOpOptions, allowSrcHoles = false): Promise<RangeResult> {
     const e = this.#e;
+    const dontWake = dontWakeOf(o, op);
     const protect = o.wp ?? (e.ranges.stateOf(dst) & PAGE_STATE.PROTECTED) !== 0;
-    const r = await mfill(e, op, dst, len, src, { protect, dontWake: o.dontWake === true, sinceEpoch: e.eventEpoch, onRemoved: "zero", prefetch: false, allowSrcHoles });
+    const r = await mfill(e, op, dst, len, src, { protect, dontWake, sinceEpoch: e.eventEpoch, onRemoved: "zero", prefetch: false, allowSrcHoles });
     return rangeResult(r);
   }
 

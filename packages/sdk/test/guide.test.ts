@@ -281,6 +281,59 @@ describe("docs/sdk-guide.md", () => {
     k.checkInvariants();
   });
 
+  it("10. a pull-style handler", async () => {
+    const image = makeImage(8);
+    const kernel = new Kernel();
+    const proc = kernel.spawn();
+    const len = 8 * PAGE_SIZE;
+    const addr = await proc.mmap(0, len, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+    const uffd = await Userfaultfd.open(proc);
+    await uffd.register(addr, len, "missing");
+    const reading = proc.mainThread.read(addr + 3 * PAGE_SIZE, 1);
+    // #region pull
+    for await (const event of uffd) {
+      switch (event.type) {
+        case "fault": // the same race-safe resolvers as in a listener
+          await event.fault.copy(image.subarray(event.fault.offset, event.fault.offset + PAGE_SIZE));
+          break;
+        case "remove": // the SDK's view already marks the pages removed
+        case "unmap":
+          console.log(event.type, event.start, event.end);
+          break;
+      }
+      if (uffd.pendingFaults === 0) break; // leaving the loop does not close the userfaultfd
+    }
+    // #endregion
+    expect(await reading).toEqual(Uint8Array.of(4));
+    expect(logged).toEqual([]);
+    await uffd.close();
+    kernel.checkInvariants();
+  });
+
+  it("11. testing a handler that waits for the test", async () => {
+    const kernel = new Kernel();
+    const proc = kernel.spawn();
+    const addr = await proc.mmap(0, PAGE_SIZE, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+    // #region idle-pattern
+    const uffd = await Userfaultfd.open(proc); // default deadline: 10 s of wall-clock time
+    await uffd.register(addr, PAGE_SIZE, "missing");
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    uffd.on("fault", async (fault) => {
+      await released; // the handler waits for the test
+      return fault.zeropage();
+    });
+    const load = proc.mainThread.read(addr, 1);
+    await kernel.idle(); // every simulated thread waits; the fault stays pending, no SIGBUS
+    console.log(uffd.pendingFaults); // 1
+    release();
+    console.log(await load); // Uint8Array(1) [ 0 ]
+    // #endregion
+    expect(logged).toEqual([[1], [Uint8Array.of(0)]]);
+    await uffd.close();
+    kernel.checkInvariants();
+  });
+
   it("the guide quotes every snippet verbatim, and the SDK restore is shorter than the raw one", () => {
     const source = readFileSync(new URL(import.meta.url), "utf8");
     const guide = readFileSync(new URL("../../../docs/sdk-guide.md", import.meta.url), "utf8");
@@ -297,6 +350,8 @@ describe("docs/sdk-guide.md", () => {
       "policy",
       "metrics",
       "fork",
+      "pull",
+      "idle-pattern",
     ]);
     const body = (r: RegExpMatchArray): string => r[3]!.split("\n").map((l) => l.slice(r[1]!.length)).join("\n").trimEnd();
     for (const r of regions) expect(guide, `region ${r[2]} is not quoted verbatim in docs/sdk-guide.md`).toContain(body(r));

@@ -11,7 +11,7 @@ const SRC = new URL("../src/", import.meta.url);
 
 /** Bottom to top. A module may import from any earlier layer, never from its own or a later one. */
 const LAYERS: readonly (readonly string[])[] = [
-  ["msg", "features", "events", "fault-table", "page-source"],
+  ["msg", "features", "events", "emitter", "fault-table", "page-source"],
   ["errors", "ranges"],
   ["types"],
   ["metrics"],
@@ -82,5 +82,31 @@ describe("the SDK's import graph", () => {
 
   it("the checks can fail: a graph with a back edge has a cycle", () => {
     expect(findCycle(new Map([["a", ["b"]], ["b", ["c"]], ["c", ["a"]]]))).toEqual(["a", "b", "c", "a"]);
+  });
+});
+
+describe("what a consumer installs", () => {
+  /** The runtime dependency closure of a package (dependencies and optionalDependencies, which npm installs by default). */
+  function closure(name: string, from: URL, seen = new Set<string>()): Set<string> {
+    if (seen.has(name)) return seen;
+    seen.add(name);
+    const pkgUrl = name === "@uffd/sdk" ? new URL("../package.json", import.meta.url) : new URL(`node_modules/${name}/package.json`, from);
+    const pkg = JSON.parse(readFileSync(pkgUrl, "utf8")) as { dependencies?: Record<string, string>; optionalDependencies?: Record<string, string> };
+    for (const dep of Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies })) closure(dep, from, seen);
+    return seen;
+  }
+
+  it("does not pull rxjs (typed-emitter's optional dependency): the SDK keeps typed-emitter's types, not the package", () => {
+    const root = new URL("../../../", import.meta.url);
+    const deps = closure("@uffd/sdk", root);
+    expect(deps.has("typed-emitter")).toBe(false);
+    expect(deps.has("rxjs")).toBe(false);
+    // The check can fail: typed-emitter itself would pull rxjs.
+    expect(closure("typed-emitter", root).has("rxjs")).toBe(true);
+  });
+
+  it("no source module imports typed-emitter (types included)", () => {
+    const offenders = readdirSync(SRC).filter((f) => f.endsWith(".ts") && /from\s+"typed-emitter"/.test(readFileSync(new URL(f, SRC), "utf8")));
+    expect(offenders).toEqual([]);
   });
 });

@@ -2,8 +2,10 @@
  * Type-level checks of the SDK's public shape (compiled by `tsc -b`, asserted by vitest's
  * expectTypeOf): only the subscribe side of the emitter, typed listeners, read-only faults.
  */
+// typed-emitter ships CommonJS-style typings whose `export default` an ESM import sees as `.default`.
+import type TypedEmitterModule from "typed-emitter";
 import { describe, expectTypeOf, it } from "vitest";
-import type { Fault, FaultKind, RangeEvent, RemapEvent, Resolution, UffdEventSubscriber, UffdTypedEmitter, Userfaultfd } from "@uffd/sdk";
+import type { Fault, FaultKind, RangeEvent, RemapEvent, Resolution, UffdEvents, UffdEventSubscriber, UffdTypedEmitter, Userfaultfd } from "@uffd/sdk";
 
 describe("public types", () => {
   it("Userfaultfd offers the subscribe side of a typed emitter, and no emit", () => {
@@ -13,6 +15,10 @@ describe("public types", () => {
     expectTypeOf<Userfaultfd>().not.toHaveProperty("emit");
     expectTypeOf<Userfaultfd>().not.toHaveProperty("prependListener");
     expectTypeOf<Userfaultfd["on"]>().toBeFunction();
+  });
+
+  it("UffdTypedEmitter is typed-emitter's interface over the event map, declared without depending on typed-emitter", () => {
+    expectTypeOf<UffdTypedEmitter>().toEqualTypeOf<TypedEmitterModule.default<UffdEvents>>();
   });
 
   it("listeners are typed per event", () => {
