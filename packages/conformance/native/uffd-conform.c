@@ -1,0 +1,756 @@
+/*
+ * uffd-conform: the native half of @uffd/conformance.
+ *
+ * Executes primitive steps (one syscall, or one user-mode access, each) on the host kernel with
+ * real processes and threads, and prints one JSON record per step. The TypeScript driver
+ * (src/native.ts) resolves a scenario to these primitives and feeds them on stdin, one per line:
+ *
+ *   <id> <proc> <op> <arg>...          numbers in decimal or 0x-hex
+ *
+ * and reads one line back for each:
+ *
+ *   {"id":<id>,"r":<result>,"done":[{"id":<earlier id>,"r":<result>}...]}
+ *
+ * <result> is {"blocked":1} when the step's thread went to sleep in the kernel on a userfault
+ * or a userfaultfd event (it is reported in a later record's "done" once it finishes), else
+ * {"ret":N,...} or {"err":errno,...} or {"sig":"SIGSEGV"|"SIGBUS"}.
+ *
+ * Processes: the runner itself is a controller that owns no scenario memory. Scenario process k
+ * (0 = the first, others created by a "fork" step) is a worker that reads steps on its own pipe.
+ * Every step runs on a new thread of its process, so a step that blocks (a fault waiting for
+ * UFFDIO_COPY, a madvise waiting for its REMOVE event to be read) does not stop the scenario.
+ *
+ * Settling: after each step every live worker waits until each of its step threads has either
+ * finished or is asleep in handle_userfault() or userfaultfd_event_wait_completion() (read from
+ * /proc/self/task/<tid>/wchan, which the kernel reports only for a task that is off the run
+ * queue). A wake done by a step has set the woken task runnable before that step's syscall
+ * returned, so a settled state does not depend on timing. The whole runner is pinned to one CPU
+ * (MADV_PAGEOUT skips folios still in another CPU's LRU-add batch).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+
+/*
+ * The uAPI of 6.18 that older system headers may lack, spelled out (include/uapi/linux/userfaultfd.h,
+ * include/uapi/linux/fs.h); the layouts are fixed by the ABI.
+ */
+struct c_uffdio_poison { struct uffdio_range range; uint64_t mode; int64_t updated; };
+struct c_uffdio_move { uint64_t dst, src, len, mode; int64_t move; };
+struct c_page_region { uint64_t start, end, categories; };
+struct c_pm_scan_arg { uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted, category_mask, category_anyof_mask, return_mask; };
+#define C_UFFDIO_POISON _IOWR(UFFDIO, 0x08, struct c_uffdio_poison)
+#define C_UFFDIO_MOVE _IOWR(UFFDIO, 0x05, struct c_uffdio_move)
+#define C_PAGEMAP_SCAN _IOWR('f', 16, struct c_pm_scan_arg)
+
+#define PAGE 4096UL
+#define MAXP 8
+#define MAXT 512
+#define MAXARGS 12
+#define OUTSZ (1 << 20)
+
+/* ---- output buffers ---------------------------------------------------------------------- */
+
+typedef struct {
+  char *buf;
+  size_t len, cap;
+} sbuf;
+
+static void sb_init(sbuf *s) {
+  s->cap = 4096;
+  s->len = 0;
+  s->buf = malloc(s->cap);
+  s->buf[0] = 0;
+}
+
+static void sb_printf(sbuf *s, const char *fmt, ...) {
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(s->buf + s->len, s->cap - s->len, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < s->cap - s->len) {
+      s->len += (size_t)n;
+      return;
+    }
+    s->cap *= 2;
+    s->buf = realloc(s->buf, s->cap);
+  }
+}
+
+/* ---- a step running on its own thread ---------------------------------------------------- */
+
+typedef struct {
+  long id;
+  char op[32];
+  int nargs;
+  uint64_t a[MAXARGS];
+  pid_t tid;
+  volatile int finished;
+  volatile int tid_ready;
+  sbuf out; /* the JSON result once finished */
+  pthread_t th;
+  int reported;
+} step_t;
+
+static step_t *steps[MAXT];
+static int nsteps;
+static int my_index; /* this worker's process index */
+static int cmd_fd[MAXP][2], res_fd[MAXP][2];
+
+static __thread sigjmp_buf access_jmp;
+static __thread volatile int in_access;
+static __thread volatile int access_sig;
+
+static void on_fault(int sig, siginfo_t *si, void *uc) {
+  (void)si;
+  (void)uc;
+  if (in_access) {
+    access_sig = sig;
+    in_access = 0;
+    siglongjmp(access_jmp, 1);
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static void res_errno(sbuf *o, int e) { sb_printf(o, "{\"err\":%d}", e); }
+
+static uint64_t read_u64(int fd, uint64_t index, int *ok) {
+  uint64_t v = 0;
+  *ok = pread(fd, &v, 8, (off_t)(index * 8)) == 8;
+  return v;
+}
+
+/* pagemap, kpagecount and kpageflags of n pages from addr: [[pagemap, count, flags], ...] as hex strings. */
+static void op_pagemap(sbuf *o, uint64_t addr, uint64_t n) {
+  int pm = open("/proc/self/pagemap", O_RDONLY);
+  int kc = open("/proc/kpagecount", O_RDONLY);
+  int kf = open("/proc/kpageflags", O_RDONLY);
+  if (pm < 0 || kc < 0 || kf < 0) {
+    res_errno(o, errno);
+    goto out;
+  }
+  sb_printf(o, "{\"ret\":0,\"pm\":[");
+  for (uint64_t i = 0; i < n; i++) {
+    int ok;
+    uint64_t e = read_u64(pm, addr / PAGE + i, &ok);
+    uint64_t cnt = 0, flags = 0;
+    if ((e >> 63) & 1) {
+      uint64_t pfn = e & ((1ULL << 55) - 1);
+      cnt = read_u64(kc, pfn, &ok);
+      flags = read_u64(kf, pfn, &ok);
+    }
+    sb_printf(o, "%s[\"%llx\",%llu,\"%llx\"]", i ? "," : "", (unsigned long long)e, (unsigned long long)cnt,
+              (unsigned long long)flags);
+  }
+  sb_printf(o, "]}");
+out:
+  if (pm >= 0) close(pm);
+  if (kc >= 0) close(kc);
+  if (kf >= 0) close(kf);
+}
+
+/* The VmFlags, Rss, Anonymous and Swap of every vma that intersects [addr, addr + len). */
+static void op_smaps(sbuf *o, uint64_t addr, uint64_t len) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  if (!f) {
+    res_errno(o, errno);
+    return;
+  }
+  char line[512];
+  int in = 0, first = 1;
+  sb_printf(o, "{\"ret\":0,\"vmas\":[");
+  while (fgets(line, sizeof line, f)) {
+    unsigned long long s, e;
+    char perms[8];
+    if (sscanf(line, "%llx-%llx %7s", &s, &e, perms) == 3 && strchr(line, '-') < strchr(line, ' ')) {
+      if (in) sb_printf(o, "}");
+      in = s < addr + len && e > addr;
+      if (in) {
+        sb_printf(o, "%s{\"start\":%llu,\"end\":%llu,\"perms\":\"%s\"", first ? "" : ",", s, e, perms);
+        first = 0;
+      }
+      continue;
+    }
+    if (!in) continue;
+    unsigned long long kb;
+    if (sscanf(line, "Rss: %llu kB", &kb) == 1) sb_printf(o, ",\"rss\":%llu", kb * 1024);
+    else if (sscanf(line, "Anonymous: %llu kB", &kb) == 1) sb_printf(o, ",\"anon\":%llu", kb * 1024);
+    else if (sscanf(line, "Swap: %llu kB", &kb) == 1) sb_printf(o, ",\"swap\":%llu", kb * 1024);
+    else if (strncmp(line, "VmFlags:", 8) == 0) {
+      char *p = line + 8;
+      p[strcspn(p, "\n")] = 0;
+      while (*p == ' ') p++;
+      size_t l = strlen(p);
+      while (l > 0 && p[l - 1] == ' ') p[--l] = 0;
+      sb_printf(o, ",\"flags\":\"%s\"", p);
+    }
+  }
+  if (in) sb_printf(o, "}");
+  sb_printf(o, "]}");
+  fclose(f);
+}
+
+static void op_readmsg(sbuf *o, int fd) {
+  struct uffd_msg msgs[16];
+  ssize_t r = read(fd, msgs, sizeof msgs);
+  if (r < 0) {
+    res_errno(o, errno);
+    return;
+  }
+  int n = (int)(r / (ssize_t)sizeof(struct uffd_msg));
+  sb_printf(o, "{\"ret\":%d,\"msgs\":[", n);
+  for (int i = 0; i < n; i++) {
+    struct uffd_msg *m = &msgs[i];
+    const char *sep = i ? "," : "";
+    switch (m->event) {
+      case UFFD_EVENT_PAGEFAULT:
+        sb_printf(o, "%s{\"event\":%u,\"flags\":%llu,\"address\":%llu,\"ptid\":%u}", sep, m->event,
+                  (unsigned long long)m->arg.pagefault.flags, (unsigned long long)m->arg.pagefault.address,
+                  m->arg.pagefault.feat.ptid);
+        break;
+      case UFFD_EVENT_FORK:
+        sb_printf(o, "%s{\"event\":%u,\"ufd\":%u}", sep, m->event, m->arg.fork.ufd);
+        break;
+      case UFFD_EVENT_REMAP:
+        sb_printf(o, "%s{\"event\":%u,\"from\":%llu,\"to\":%llu,\"len\":%llu}", sep, m->event,
+                  (unsigned long long)m->arg.remap.from, (unsigned long long)m->arg.remap.to,
+                  (unsigned long long)m->arg.remap.len);
+        break;
+      default:
+        sb_printf(o, "%s{\"event\":%u,\"start\":%llu,\"end\":%llu}", sep, m->event,
+                  (unsigned long long)m->arg.remove.start, (unsigned long long)m->arg.remove.end);
+    }
+  }
+  sb_printf(o, "]}");
+}
+
+/* A user-mode load of the first byte of each of n pages, or a store of `byte` filling them. */
+static void op_access(sbuf *o, uint64_t addr, uint64_t n, int write, int byte) {
+  unsigned char *p = (unsigned char *)(uintptr_t)addr;
+  unsigned char got[256];
+  if (n > sizeof got) n = sizeof got;
+  if (sigsetjmp(access_jmp, 1) == 0) {
+    in_access = 1;
+    for (uint64_t i = 0; i < n; i++) {
+      if (write) {
+        volatile unsigned char *q = p + i * PAGE;
+        for (size_t b = 0; b < PAGE; b += 64) q[b] = (unsigned char)byte; /* forward, line by line */
+        memset(p + i * PAGE, byte, PAGE);
+      } else {
+        got[i] = *(volatile unsigned char *)(p + i * PAGE);
+      }
+    }
+    in_access = 0;
+  } else {
+    sb_printf(o, "{\"sig\":\"%s\"}", access_sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
+    return;
+  }
+  if (write) {
+    sb_printf(o, "{\"ret\":0}");
+    return;
+  }
+  sb_printf(o, "{\"ret\":0,\"data\":[");
+  for (uint64_t i = 0; i < n; i++) sb_printf(o, "%s%u", i ? "," : "", got[i]);
+  sb_printf(o, "]}");
+}
+
+static unsigned char *scratch(size_t len, int byte) {
+  unsigned char *b = mmap(NULL, len ? len : PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (b == MAP_FAILED) return NULL;
+  memset(b, byte, len);
+  return b;
+}
+
+static void worker_loop(int k);
+
+static void run_op(step_t *s) {
+  sbuf *o = &s->out;
+  uint64_t *a = s->a;
+  const char *op = s->op;
+  long r;
+#define SYS(expr)                                     \
+  do {                                                \
+    r = (long)(expr);                                 \
+    if (r < 0) res_errno(o, errno);                   \
+    else sb_printf(o, "{\"ret\":%ld}", r);            \
+  } while (0)
+  if (!strcmp(op, "mmap")) {
+    void *p = mmap((void *)(uintptr_t)a[0], a[1], (int)a[2], (int)a[3], (int)a[4], (off_t)a[5]);
+    if (p == MAP_FAILED) res_errno(o, errno);
+    else sb_printf(o, "{\"ret\":%llu}", (unsigned long long)(uintptr_t)p);
+  } else if (!strcmp(op, "munmap")) {
+    SYS(munmap((void *)(uintptr_t)a[0], a[1]));
+  } else if (!strcmp(op, "mprotect")) {
+    SYS(mprotect((void *)(uintptr_t)a[0], a[1], (int)a[2]));
+  } else if (!strcmp(op, "madvise")) {
+    SYS(madvise((void *)(uintptr_t)a[0], a[1], (int)a[2]));
+  } else if (!strcmp(op, "mremap")) {
+    void *p = mremap((void *)(uintptr_t)a[0], a[1], a[2], (int)a[3], (void *)(uintptr_t)a[4]);
+    if (p == MAP_FAILED) res_errno(o, errno);
+    else sb_printf(o, "{\"ret\":%llu}", (unsigned long long)(uintptr_t)p);
+  } else if (!strcmp(op, "mincore")) {
+    unsigned char vec[1024];
+    size_t pages = (a[1] + PAGE - 1) / PAGE;
+    if (pages > sizeof vec) pages = sizeof vec;
+    r = mincore((void *)(uintptr_t)a[0], a[1], vec);
+    if (r < 0) res_errno(o, errno);
+    else {
+      sb_printf(o, "{\"ret\":0,\"vec\":[");
+      for (size_t i = 0; i < pages; i++) sb_printf(o, "%s%u", i ? "," : "", vec[i]);
+      sb_printf(o, "]}");
+    }
+  } else if (!strcmp(op, "memfd")) {
+    SYS(memfd_create("conform", (unsigned)a[0]));
+  } else if (!strcmp(op, "ftruncate")) {
+    SYS(ftruncate((int)a[0], (off_t)a[1]));
+  } else if (!strcmp(op, "fallocate")) {
+    SYS(fallocate((int)a[0], (int)a[1], (off_t)a[2], (off_t)a[3]));
+  } else if (!strcmp(op, "pwrite")) { /* fd off len byte: from a kernel-side buffer */
+    unsigned char *b = scratch(a[2], (int)a[3]);
+    SYS(pwrite((int)a[0], b, a[2], (off_t)a[1]));
+    munmap(b, a[2] ? a[2] : PAGE);
+  } else if (!strcmp(op, "pwriteu")) { /* fd off len addr: from user memory of this process */
+    SYS(pwrite((int)a[0], (void *)(uintptr_t)a[3], a[2], (off_t)a[1]));
+  } else if (!strcmp(op, "pread")) { /* fd off len: first byte of each page read */
+    unsigned char *b = scratch(a[2], 0xee);
+    r = pread((int)a[0], b, a[2], (off_t)a[1]);
+    if (r < 0) res_errno(o, errno);
+    else {
+      sb_printf(o, "{\"ret\":%ld,\"data\":[", r);
+      for (long i = 0; i * (long)PAGE < r; i++) sb_printf(o, "%s%u", i ? "," : "", b[i * PAGE]);
+      sb_printf(o, "]}");
+    }
+    munmap(b, a[2] ? a[2] : PAGE);
+  } else if (!strcmp(op, "preadu")) { /* fd off len addr: into user memory */
+    SYS(pread((int)a[0], (void *)(uintptr_t)a[3], a[2], (off_t)a[1]));
+  } else if (!strcmp(op, "close")) {
+    SYS(close((int)a[0]));
+  } else if (!strcmp(op, "pipe")) {
+    int p[2];
+    if (pipe2(p, O_NONBLOCK) < 0) res_errno(o, errno);
+    else sb_printf(o, "{\"ret\":0,\"fds\":[%d,%d]}", p[0], p[1]);
+  } else if (!strcmp(op, "vmsplice")) { /* fd addr len flags */
+    struct iovec iov = {(void *)(uintptr_t)a[1], a[2]};
+    SYS(vmsplice((int)a[0], &iov, 1, (unsigned)a[3]));
+  } else if (!strcmp(op, "readpipe")) { /* fd len: first byte of each page */
+    unsigned char *b = scratch(a[1], 0xee);
+    r = read((int)a[0], b, a[1]);
+    if (r < 0) res_errno(o, errno);
+    else {
+      sb_printf(o, "{\"ret\":%ld,\"data\":[", r);
+      for (long i = 0; i * (long)PAGE < r; i++) sb_printf(o, "%s%u", i ? "," : "", b[i * PAGE]);
+      sb_printf(o, "]}");
+    }
+    munmap(b, a[1] ? a[1] : PAGE);
+  } else if (!strcmp(op, "uffd")) {
+    SYS(syscall(SYS_userfaultfd, (int)a[0]));
+  } else if (!strcmp(op, "api")) {
+    struct uffdio_api api = {.api = a[1], .features = a[2]};
+    r = ioctl((int)a[0], UFFDIO_API, &api);
+    sb_printf(o, r < 0 ? "{\"err\":%d" : "{\"ret\":0", errno);
+    sb_printf(o, ",\"features\":%llu,\"ioctls\":\"%llx\"}", (unsigned long long)api.features,
+              (unsigned long long)api.ioctls);
+  } else if (!strcmp(op, "register")) {
+    struct uffdio_register reg = {.range = {a[1], a[2]}, .mode = a[3], .ioctls = 0xdead};
+    r = ioctl((int)a[0], UFFDIO_REGISTER, &reg);
+    sb_printf(o, r < 0 ? "{\"err\":%d" : "{\"ret\":0", errno);
+    sb_printf(o, ",\"ioctls\":\"%llx\"}", (unsigned long long)reg.ioctls);
+  } else if (!strcmp(op, "unregister")) {
+    struct uffdio_range rg = {a[1], a[2]};
+    SYS(ioctl((int)a[0], UFFDIO_UNREGISTER, &rg));
+  } else if (!strcmp(op, "wake")) {
+    struct uffdio_range rg = {a[1], a[2]};
+    SYS(ioctl((int)a[0], UFFDIO_WAKE, &rg));
+  } else if (!strcmp(op, "copy")) { /* fd dst len byte mode */
+    unsigned char *b = scratch(a[2], (int)a[3]);
+    struct uffdio_copy c = {.dst = a[1], .src = (uintptr_t)b, .len = a[2], .mode = a[4], .copy = 0x7eadbeef};
+    r = ioctl((int)a[0], UFFDIO_COPY, &c);
+    sb_printf(o, r < 0 ? "{\"err\":%d" : "{\"ret\":0", errno);
+    sb_printf(o, ",\"out\":%lld}", (long long)c.copy);
+    munmap(b, a[2] ? a[2] : PAGE);
+  } else if (!strcmp(op, "zeropage")) {
+    struct uffdio_zeropage z = {.range = {a[1], a[2]}, .mode = a[3], .zeropage = 0x7eadbeef};
+    r = ioctl((int)a[0], UFFDIO_ZEROPAGE, &z);
+    sb_printf(o, r < 0 ? "{\"err\":%d" : "{\"ret\":0", errno);
+    sb_printf(o, ",\"out\":%lld}", (long long)z.zeropage);
+  } else if (!strcmp(op, "wp")) {
+    struct uffdio_writeprotect w = {.range = {a[1], a[2]}, .mode = a[3]};
+    SYS(ioctl((int)a[0], UFFDIO_WRITEPROTECT, &w));
+  } else if (!strcmp(op, "continue")) {
+    struct uffdio_continue c = {.range = {a[1], a[2]}, .mode = a[3], .mapped = 0x7eadbeef};
+    r = ioctl((int)a[0], UFFDIO_CONTINUE, &c);
+    sb_printf(o, r < 0 ? "{\"err\":%d" : "{\"ret\":0", errno);
+    sb_printf(o, ",\"out\":%lld}", (long long)c.mapped);
+  } else if (!strcmp(op, "poison")) {
+    struct c_uffdio_poison p = {.range = {a[1], a[2]}, .mode = a[3], .updated = 0x7eadbeef};
+    r = ioctl((int)a[0], C_UFFDIO_POISON, &p);
+    sb_printf(o, r < 0 ? "{\"err\":%d" : "{\"ret\":0", errno);
+    sb_printf(o, ",\"out\":%lld}", (long long)p.updated);
+  } else if (!strcmp(op, "move")) { /* fd dst src len mode */
+    struct c_uffdio_move m = {.dst = a[1], .src = a[2], .len = a[3], .mode = a[4], .move = 0x7eadbeef};
+    r = ioctl((int)a[0], C_UFFDIO_MOVE, &m);
+    sb_printf(o, r < 0 ? "{\"err\":%d" : "{\"ret\":0", errno);
+    sb_printf(o, ",\"out\":%lld}", (long long)m.move);
+  } else if (!strcmp(op, "readmsg")) {
+    op_readmsg(o, (int)a[0]);
+  } else if (!strcmp(op, "read")) {
+    op_access(o, a[0], a[1], 0, 0);
+  } else if (!strcmp(op, "write")) {
+    op_access(o, a[0], a[1], 1, (int)a[2]);
+  } else if (!strcmp(op, "pagemap")) {
+    op_pagemap(o, a[0], a[1]);
+  } else if (!strcmp(op, "smaps")) {
+    op_smaps(o, a[0], a[1]);
+  } else if (!strcmp(op, "scan")) { /* start end flags mask anyof inverted return veclen maxpages */
+    struct c_page_region vec[64];
+    struct c_pm_scan_arg arg = {.size = sizeof arg, .flags = a[2], .start = a[0], .end = a[1],
+                              .vec = a[7] ? (uintptr_t)vec : 0, .vec_len = a[7] > 64 ? 64 : a[7], .max_pages = a[8],
+                              .category_inverted = a[5], .category_mask = a[3], .category_anyof_mask = a[4],
+                              .return_mask = a[6]};
+    int fd = open("/proc/self/pagemap", O_RDONLY);
+    r = ioctl(fd, C_PAGEMAP_SCAN, &arg);
+    int e = errno;
+    close(fd);
+    if (r < 0) {
+      sb_printf(o, "{\"err\":%d,\"walkEnd\":%llu}", e, (unsigned long long)arg.walk_end);
+    } else {
+      sb_printf(o, "{\"ret\":%ld,\"walkEnd\":%llu,\"regions\":[", r, (unsigned long long)arg.walk_end);
+      for (long i = 0; i < r; i++)
+        sb_printf(o, "%s[%llu,%llu,%llu]", i ? "," : "", (unsigned long long)vec[i].start,
+                  (unsigned long long)vec[i].end, (unsigned long long)vec[i].categories);
+      sb_printf(o, "]}");
+    }
+  } else if (!strcmp(op, "fork")) { /* child-index */
+    /*
+     * The raw system call, not glibc's fork(): glibc takes its stdio and malloc locks around
+     * fork, and a fork that sleeps for its UFFD_EVENT_FORK to be read would hold them while this
+     * process's other threads (the worker loop) need them.
+     */
+    pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
+    if (pid == 0) {
+      /* The child: this thread becomes the child's worker (it is the child's only thread). */
+      nsteps = 0;
+      worker_loop((int)a[0]);
+      _exit(0);
+    }
+    if (pid < 0) res_errno(o, errno);
+    else sb_printf(o, "{\"ret\":0}");
+  } else if (!strcmp(op, "exit")) {
+    _exit(0);
+  } else {
+    sb_printf(o, "{\"bad\":\"unknown op %s\"}", op);
+  }
+#undef SYS
+}
+
+static void *step_thread(void *arg) {
+  step_t *s = arg;
+  s->tid = (pid_t)syscall(SYS_gettid);
+  __atomic_store_n(&s->tid_ready, 1, __ATOMIC_RELEASE);
+  run_op(s);
+  __atomic_store_n(&s->finished, 1, __ATOMIC_RELEASE);
+  return NULL;
+}
+
+/* 1 when the thread sleeps in a userfaultfd wait (see the header), 0 while it may still run. */
+static int asleep_in_uffd(pid_t tid) {
+  char path[64], buf[128];
+  snprintf(path, sizeof path, "/proc/self/task/%d/wchan", tid);
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  return !strcmp(buf, "handle_userfault") || !strcmp(buf, "userfaultfd_event_wait_completion");
+}
+
+/* Waits until every step thread of this process has finished or sleeps on a userfaultfd. */
+static int settle(void) {
+  struct timespec ts = {0, 20000};
+  for (long spins = 0; spins < 500000; spins++) { /* 10 s at most: a stuck step is a runner bug */
+    int busy = 0;
+    for (int i = 0; i < nsteps; i++) {
+      step_t *s = steps[i];
+      if (s->reported || __atomic_load_n(&s->finished, __ATOMIC_ACQUIRE)) continue;
+      if (!__atomic_load_n(&s->tid_ready, __ATOMIC_ACQUIRE) || !asleep_in_uffd(s->tid)) {
+        busy = 1;
+        break;
+      }
+    }
+    if (!busy) return 1;
+    nanosleep(&ts, NULL);
+  }
+  return 0;
+}
+
+/* Appends the steps that finished since the last report: ,{"id":..,"r":..}... */
+static void report_done(sbuf *o, long except) {
+  for (int i = 0; i < nsteps; i++) {
+    step_t *s = steps[i];
+    if (s->reported || s->id == except || !__atomic_load_n(&s->finished, __ATOMIC_ACQUIRE)) continue;
+    sb_printf(o, "{\"id\":%ld,\"r\":%s},", s->id, s->out.buf);
+    s->reported = 1;
+    pthread_join(s->th, NULL);
+  }
+}
+
+static ssize_t read_line(int fd, char *buf, size_t cap) {
+  size_t n = 0;
+  while (n + 1 < cap) {
+    ssize_t r = read(fd, buf + n, 1);
+    if (r <= 0) return r < 0 ? -1 : (ssize_t)(n ? (ssize_t)n : -1);
+    if (buf[n] == '\n') break;
+    n++;
+  }
+  buf[n] = 0;
+  return (ssize_t)n;
+}
+
+static void write_all(int fd, const char *b, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, b, n);
+    if (w <= 0) {
+      if (w < 0 && errno == EINTR) continue;
+      _exit(3);
+    }
+    b += w;
+    n -= (size_t)w;
+  }
+}
+
+/*
+ * A worker: "S" settles and reports finished steps; "<id> <op> <args>" runs a step on a new
+ * thread, settles, and answers {"r":...,"done":[...]} where r is the step's result or blocked.
+ */
+static void worker_loop(int k) {
+  my_index = k;
+  char line[1024];
+  for (;;) {
+    if (read_line(cmd_fd[k][0], line, sizeof line) < 0) _exit(0);
+    sbuf o;
+    sb_init(&o);
+    if (line[0] == 'S') {
+      int ok = settle();
+      sb_printf(&o, "{\"settled\":%d,\"done\":[", ok);
+      report_done(&o, -1);
+      if (o.buf[o.len - 1] == ',') o.len--;
+      sb_printf(&o, "]}\n");
+      write_all(res_fd[k][1], o.buf, o.len);
+      free(o.buf);
+      continue;
+    }
+    step_t *s = calloc(1, sizeof *s);
+    char *save, *tok = strtok_r(line, " ", &save);
+    s->id = strtol(tok, NULL, 0);
+    tok = strtok_r(NULL, " ", &save);
+    snprintf(s->op, sizeof s->op, "%s", tok ? tok : "");
+    while ((tok = strtok_r(NULL, " ", &save)) && s->nargs < MAXARGS) s->a[s->nargs++] = strtoull(tok, NULL, 0);
+    sb_init(&s->out);
+    if (nsteps == MAXT) _exit(4);
+    steps[nsteps++] = s;
+    if (!strcmp(s->op, "exit")) {
+      /* Answer first: the process is gone once it exits. */
+      sb_printf(&o, "{\"r\":{\"ret\":0},\"done\":[]}\n");
+      write_all(res_fd[k][1], o.buf, o.len);
+      _exit(0);
+    }
+    pthread_create(&s->th, NULL, step_thread, s);
+    int ok = settle();
+    if (!__atomic_load_n(&s->finished, __ATOMIC_ACQUIRE)) sb_printf(&o, "{\"r\":{\"blocked\":1},\"done\":[");
+    else {
+      sb_printf(&o, "{\"r\":%s,\"done\":[", s->out.buf);
+      s->reported = 1;
+      pthread_join(s->th, NULL);
+    }
+    report_done(&o, s->id);
+    if (o.buf[o.len - 1] == ',') o.len--;
+    sb_printf(&o, "],\"settled\":%d}\n", ok);
+    write_all(res_fd[k][1], o.buf, o.len);
+    free(o.buf);
+  }
+}
+
+/* ---- the controller ---------------------------------------------------------------------- */
+
+static pid_t worker_pid0;
+static int live[MAXP];
+
+static void make_pipes(void) {
+  for (int k = 0; k < MAXP; k++) {
+    if (pipe(cmd_fd[k]) < 0 || pipe(res_fd[k]) < 0) {
+      perror("pipe");
+      exit(2);
+    }
+  }
+}
+
+static void close_pipes(void) {
+  for (int k = 0; k < MAXP; k++) {
+    close(cmd_fd[k][0]);
+    close(cmd_fd[k][1]);
+    close(res_fd[k][0]);
+    close(res_fd[k][1]);
+  }
+}
+
+static void start_world(void) {
+  make_pipes();
+  memset(live, 0, sizeof live);
+  worker_pid0 = fork();
+  if (worker_pid0 == 0) {
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* Only the controller writes commands and reads answers: when it goes, every worker's
+     * command pipe reads EOF and the worker exits. */
+    for (int k = 0; k < MAXP; k++) {
+      close(cmd_fd[k][1]);
+      close(res_fd[k][0]);
+    }
+    worker_loop(0);
+    _exit(0);
+  }
+  setpgid(worker_pid0, worker_pid0);
+  live[0] = 1;
+}
+
+/* Kills every scenario process: they all share worker 0's process group, and as a child
+ * subreaper the controller reaps the ones whose parents die first. */
+static void kill_world(void) {
+  kill(-worker_pid0, SIGKILL);
+  while (waitpid(-1, NULL, 0) > 0 || errno == EINTR) {
+  }
+}
+
+static void host_info(void) {
+  /* What the comparer needs to know about this kernel; the zero-page probe is the host quirk. */
+  char *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  volatile char c = p[0];
+  (void)c;
+  int pm = open("/proc/self/pagemap", O_RDONLY), kf = open("/proc/kpageflags", O_RDONLY);
+  int ok;
+  uint64_t e = pm >= 0 ? read_u64(pm, (uintptr_t)p / PAGE, &ok) : 0;
+  uint64_t flags = kf >= 0 ? read_u64(kf, e & ((1ULL << 55) - 1), &ok) : 0;
+  int zero = (flags >> 24) & 1;
+  if (pm >= 0) close(pm);
+  if (kf >= 0) close(kf);
+  munmap(p, PAGE);
+  int cpu = sched_getcpu();
+  printf("{\"host\":1,\"readFaultMapsZeroPage\":%d,\"kpageflagsReadable\":%d,\"cpu\":%d}\n", zero, kf >= 0, cpu);
+  fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  setvbuf(stdout, NULL, _IOFBF, OUTSZ);
+  /* One CPU for everything: the controller, the workers and their threads. */
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    int first = -1;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+      if (CPU_ISSET(c, &set)) {
+        first = c;
+        break;
+      }
+    const char *pin = getenv("UFFD_CONFORM_CPU");
+    if (pin && *pin) first = atoi(pin);
+    CPU_ZERO(&set);
+    CPU_SET(first, &set);
+    sched_setaffinity(0, sizeof set, &set);
+  }
+  prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  prctl(PR_SET_PDEATHSIG, SIGKILL); /* the driver went away: so do we (and, by EOF, the workers) */
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_fault;
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigaction(SIGSEGV, &sa, NULL);
+  sigaction(SIGBUS, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  host_info();
+  start_world();
+  char line[1024];
+  while (read_line(0, line, sizeof line) >= 0) {
+    if (!strcmp(line, "RESET")) {
+      kill_world();
+      close_pipes();
+      start_world();
+      printf("{\"reset\":1}\n");
+      fflush(stdout);
+      continue;
+    }
+    if (!strncmp(line, "LIVE ", 5)) { /* a fork step finished: its child now reads its pipe */
+      int c = atoi(line + 5);
+      if (c > 0 && c < MAXP) live[c] = 1;
+      printf("{\"live\":%d}\n", c);
+      fflush(stdout);
+      continue;
+    }
+    /* <id> <proc> <op> <args> */
+    char *save, *idtok = strtok_r(line, " ", &save), *ptok = strtok_r(NULL, " ", &save);
+    char *rest = save;
+    if (!idtok || !ptok || !rest) continue;
+    long id = strtol(idtok, NULL, 0);
+    int k = atoi(ptok);
+    char reply[OUTSZ];
+    sbuf out;
+    sb_init(&out);
+    sb_printf(&out, "{\"id\":%ld", id);
+    if (k < 0 || k >= MAXP || !live[k]) {
+      sb_printf(&out, ",\"r\":{\"bad\":\"no process %d\"},\"done\":[]}\n", k);
+    } else {
+      char cmd[1100];
+      int n = snprintf(cmd, sizeof cmd, "%ld %s\n", id, rest);
+      write_all(cmd_fd[k][1], cmd, (size_t)n);
+      if (read_line(res_fd[k][0], reply, sizeof reply) < 0) {
+        live[k] = 0;
+        sb_printf(&out, ",\"r\":{\"bad\":\"process %d died\"},\"done\":[]}\n", k);
+      } else {
+        if (!strncmp(rest, "exit", 4)) live[k] = 0;
+        /* reply is {"r":...,"done":[...],"settled":n}: splice it after the id. */
+        sb_printf(&out, ",%s", reply + 1);
+        out.len--; /* drop the closing brace */
+        /* settle every other live process and collect their finished steps */
+        for (int j = 0; j < MAXP; j++) {
+          if (j == k || !live[j]) continue;
+          write_all(cmd_fd[j][1], "S\n", 2);
+          if (read_line(res_fd[j][0], reply, sizeof reply) < 0) {
+            live[j] = 0;
+            continue;
+          }
+          sb_printf(&out, ",\"p%d\":%s", j, reply);
+        }
+        sb_printf(&out, "}\n");
+      }
+    }
+    fputs(out.buf, stdout);
+    fflush(stdout);
+    free(out.buf);
+  }
+  kill_world();
+  return 0;
+}

@@ -1,0 +1,91 @@
+/**
+ * `npm run conform -- [options]`: the long random run and scenario replay, for humans.
+ *
+ *   --seeds N          random scenarios, one per seed (default 1000)
+ *   --seed-start S     first seed (default 1); scenario k uses seed S + k
+ *   --steps N          at most N random steps after the setup (default 24)
+ *   --replay FILE      run one scenario file (or - for stdin) on both sides, print both records
+ *   --corpus           run the hand-written corpus instead
+ *   --json FILE        also write the run's report as JSON
+ *
+ * Divergences are shrunk to a minimal scenario by fast-check and printed as text with the
+ * command that replays them; the summary is a table of divergence classes.
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { describe as describeRecord } from "./compare.ts";
+import { Conformance, type CheckResult } from "./conform.ts";
+import { loadCorpus } from "./corpus.ts";
+import { probeHost } from "./native.ts";
+import { printTable, randomRun } from "./random.ts";
+import { parseScenario } from "./scenario.ts";
+
+function printRecords(r: CheckResult): void {
+  r.native.forEach((n, i) => {
+    const s = r.sim[i];
+    console.log(`${String(i + 1).padStart(3)}  ${n.text}`);
+    const dn = `${describeRecord(n.r)}${Object.keys(n.done).length ? `  done ${JSON.stringify(n.done)}` : ""}`;
+    const ds = s === undefined ? "(none)" : `${describeRecord(s.r)}${Object.keys(s.done).length ? `  done ${JSON.stringify(s.done)}` : ""}`;
+    if (dn === ds) console.log(`       both   ${dn}`);
+    else {
+      console.log(`       native ${dn}`);
+      console.log(`       sim    ${ds}`);
+    }
+  });
+  const c = r.comparison;
+  console.log(c.status === "agree" ? "agree" : `${c.status} at step ${(c.divergence?.index ?? 0) + 1} (${c.divergence?.what}): native ${c.divergence?.native} / sim ${c.divergence?.sim}${c.quirk ? ` [${c.quirk}]` : ""}`);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      seeds: { type: "string", default: "1000" },
+      "seed-start": { type: "string", default: "1" },
+      steps: { type: "string", default: "24" },
+      replay: { type: "string" },
+      corpus: { type: "boolean", default: false },
+      json: { type: "string" },
+    },
+  });
+  const probe = probeHost();
+  if (!probe.ok) {
+    console.log(`conformance: cannot run against this host: ${probe.reason}`);
+    process.exitCode = 2;
+    return;
+  }
+  const c = await Conformance.start();
+  try {
+    if (values.replay !== undefined) {
+      const text = readFileSync(values.replay === "-" ? 0 : values.replay, "utf8");
+      const r = await c.check(parseScenario(text, values.replay));
+      printRecords(r);
+      if (r.comparison.status === "diverge") process.exitCode = 1;
+      return;
+    }
+    if (values.corpus) {
+      let bad = 0;
+      for (const s of loadCorpus()) {
+        const r = await c.check(s);
+        const expect = s.meta["expect"];
+        const okay = expect === undefined ? r.comparison.status !== "diverge" : r.comparison.status === "diverge";
+        if (!okay) bad++;
+        console.log(`${okay ? "ok  " : "FAIL"} ${r.comparison.status.padEnd(7)} ${s.file} ${s.name}${expect ? ` (${expect})` : ""}`);
+      }
+      if (bad > 0) process.exitCode = 1;
+      return;
+    }
+    const seeds = Number(values.seeds);
+    const seedStart = Number(values["seed-start"]);
+    const steps = Number(values.steps);
+    const report = await randomRun(c, seedStart, seeds, steps, (n) => {
+      if (n % 500 === 0) process.stderr.write(`  ${n}/${seeds}\n`);
+    });
+    printTable(report);
+    if (values.json !== undefined) writeFileSync(values.json, `${JSON.stringify({ command: `npm run conform -- ${process.argv.slice(2).join(" ")}`, ...report }, null, 2)}\n`);
+    if (report.diverge > 0) process.exitCode = 1;
+  } finally {
+    await c.close();
+  }
+}
+
+await main();

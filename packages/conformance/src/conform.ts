@@ -1,0 +1,72 @@
+/**
+ * One scenario, two executions, one comparison.
+ *
+ *   const c = await Conformance.start();          // compiles and starts the native runner
+ *   const out = await c.check(parseScenario(text));
+ *   out.comparison.status                           // "agree" | "diverge" | "quirk"
+ *   await c.close();
+ */
+import { compareRecords, type Comparison } from "./compare.ts";
+import { Driver, type StepRecord } from "./driver.ts";
+import { type HostInfo, NativeBackend, probeHost } from "./native.ts";
+import type { Scenario } from "./scenario.ts";
+import { KNOWN_DIVERGENCES } from "./known.ts";
+import { SimBackend, type SimOptions } from "./sim.ts";
+
+export interface CheckResult {
+  scenario: Scenario;
+  native: StepRecord[];
+  sim: StepRecord[];
+  comparison: Comparison;
+}
+
+export class Conformance {
+  readonly host: HostInfo;
+  readonly #native: NativeBackend;
+  readonly #nativeDriver: Driver;
+  readonly #simOptions: SimOptions;
+
+  private constructor(native: NativeBackend, host: HostInfo, simOptions: SimOptions) {
+    this.#native = native;
+    this.host = host;
+    this.#nativeDriver = new Driver(native);
+    this.#simOptions = simOptions;
+  }
+
+  /** Throws with the one-line reason when the host cannot answer (see probeHost()). */
+  static async start(simOptions: SimOptions = {}): Promise<Conformance> {
+    const probe = probeHost();
+    if (!probe.ok) throw new Error(probe.reason);
+    const native = new NativeBackend();
+    const host = await native.start();
+    return new Conformance(native, host, simOptions);
+  }
+
+  /** The simulated records alone (no host needed). */
+  static async simulate(scenario: Scenario, simOptions: SimOptions = {}): Promise<StepRecord[]> {
+    const sim = new SimBackend(simOptions);
+    const records = await new Driver(sim).run(scenario);
+    sim.kernel.checkInvariants();
+    return records;
+  }
+
+  /**
+   * Runs `scenario` on both sides and compares. Fields masked for known divergences (known.ts)
+   * are not compared, except in a scenario that names that divergence in `# expect:`.
+   */
+  async check(scenario: Scenario, options: { unmasked?: boolean } = {}): Promise<CheckResult> {
+    const native = await this.#nativeDriver.run(scenario);
+    const sim = await Conformance.simulate(scenario, this.#simOptions);
+    const expect = scenario.meta["expect"] ?? "";
+    const mask = new Set<"dirty">();
+    if (options.unmasked !== true) {
+      for (const k of KNOWN_DIVERGENCES) if (k.mask !== undefined && !expect.includes(k.id)) mask.add(k.mask);
+    }
+    const comparison = compareRecords(native, sim, { pvmNoZeroPage: !this.host.readFaultMapsZeroPage, mask });
+    return { scenario, native, sim, comparison };
+  }
+
+  async close(): Promise<void> {
+    await this.#native.close();
+  }
+}
