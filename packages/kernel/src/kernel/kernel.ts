@@ -36,6 +36,17 @@ export interface KernelOptions {
   /** The vm.unprivileged_userfaultfd sysctl (default false, as on the reference host). */
   unprivilegedUserfaultfd?: boolean;
   /**
+   * vm.max_map_count: the most vmas a process may have (default 65530, as Linux). mmap() past it,
+   * and a munmap() or mprotect() that would split past it, fail with ENOMEM.
+   */
+  maxMapCount?: number;
+  /**
+   * vm.overcommit_memory: 0 (the default) is Linux's heuristic, which refuses one private
+   * writable mapping larger than memory plus swap (ENOMEM) unless MAP_NORESERVE; 1 never refuses.
+   * 2 (strict accounting) is not simulated and is refused here.
+   */
+  overcommitMemory?: 0 | 1;
+  /**
    * The vm.mmap_min_addr sysctl in bytes, a multiple of 4096 (default 4096, as on the reference
    * host): mmap and mremap below it need CAP_SYS_RAWIO, and address-space searches start there.
    */
@@ -63,6 +74,9 @@ export interface SpawnOptions {
   capabilities?: readonly string[];
 }
 
+/** vm.max_map_count's default (include/linux/mm.h DEFAULT_MAX_MAP_COUNT: USHRT_MAX - 5). */
+export const DEFAULT_MAX_MAP_COUNT = 65530;
+
 /** Default physical memory: 8 GiB worth of frames (metadata grows only as frames are used). */
 export const DEFAULT_MEMORY_PAGES = 1 << 21;
 
@@ -74,6 +88,8 @@ export class KernelCore implements MmCore {
   readonly sched: Scheduler;
   readonly prng: Prng;
   readonly unprivilegedUserfaultfd: boolean;
+  readonly maxMapCount: number;
+  readonly overcommitMemory: 0 | 1;
   readonly mmapMinAddr: number;
   /** Live shmem inodes (memfds and shared anonymous mappings). */
   readonly inodes = new Set<ShmemInode>();
@@ -90,6 +106,8 @@ export class KernelCore implements MmCore {
     this.mem = new PhysMem(options.memoryPages, t === true ? options.memoryPages : t === false ? 0 : t);
     this.swap = options.swapPages > 0 ? new SwapDevice(options.swapPages, this.mem, options.swapDevice === "zram") : null;
     this.unprivilegedUserfaultfd = options.unprivilegedUserfaultfd;
+    this.maxMapCount = options.maxMapCount;
+    this.overcommitMemory = options.overcommitMemory;
     this.mmapMinAddr = options.mmapMinAddr;
     this.uffd = createUffdMmHooks();
   }
@@ -166,6 +184,8 @@ function validateOptions(options: KernelOptions): Required<KernelOptions> {
     swapDevice: swapDeviceOption(o),
     unprivilegedUserfaultfd: (upf as boolean | undefined) ?? false,
     preemption: (p as number | Preemption | undefined) ?? 0,
+    maxMapCount: intOption(o, "maxMapCount", 1, 2 ** 31 - 1, DEFAULT_MAX_MAP_COUNT),
+    overcommitMemory: intOption(o, "overcommitMemory", 0, 1, 0) as 0 | 1,
     mmapMinAddr: mmapMinAddrOption(o),
     pretouch: typeof o.pretouch === "boolean" ? o.pretouch : intOption(o, "pretouch", 0, 1 << 24, 0),
   };
