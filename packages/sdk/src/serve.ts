@@ -103,7 +103,11 @@ export class BackgroundFill {
     this.#chunkMin = Math.max(1, options.chunkPages ?? 16);
     this.#chunkMax = Math.max(this.#chunkMin, options.maxChunkPages ?? 1024);
     this.#pages = options.pages ?? null;
-    this.done = this.#run();
+    // Nobody has to await done: a failure is reported on "error" and the stats so far returned.
+    this.done = this.#run().catch((e: unknown) => {
+      ctx.report(e, null);
+      return this.stats;
+    });
   }
 
   /** Stops after the chunk in flight. */

@@ -30,13 +30,13 @@ import {
   UFFDIO_REGISTER_MODE_WP,
   UFFDIO_UNREGISTER,
 } from "@uffd/kernel/uapi";
-import { type FailurePolicy, UffdContext } from "./context.ts";
+import { type ContextConfig, type FailurePolicy, UffdContext } from "./context.ts";
 import { dispatchEvent, inheritableListeners, plugPolicy, pullQueue, shutdown, subscribe, unsubscribe, unsubscribeAll } from "./dispatch.ts";
 import { FeatureUnavailableError, ModeUnavailableError, UffdError } from "./errors.ts";
 import type { TypedEventEmitter } from "./emitter.ts";
 import type { RangeEvent, RemapEvent } from "./events.ts";
 import { DEFAULT_OPTIONAL_FEATURES, FEATURES, featureBits, featureNames, type FeatureName, modeBits, modeNames, type RegisterMode } from "./features.ts";
-import { Metrics } from "./metrics.ts";
+import { Metrics, TRACE_EVENTS_MAX } from "./metrics.ts";
 import { abandon, mfill, type MfillOp, type MfillResult, wake, writeProtect } from "./ops.ts";
 import type { PageSource } from "./page-source.ts";
 import { PAGE_STATE, RangeSet, type RegisteredRange } from "./ranges.ts";
@@ -235,6 +235,40 @@ function checkedDeadline(name: string, v: number | null | undefined, dflt: numbe
   return v;
 }
 
+/** HandlerOptions, checked and with their defaults. */
+interface HandlerConfig {
+  config: Pick<ContextConfig, "batch" | "policy" | "retries" | "deadlineVirtualMs" | "deadlineWallMs" | "wallClock">;
+  /** The trace ring's size, or null when not tracing. */
+  traceEventsMax: number | null;
+}
+
+function handlerConfig(o: HandlerOptions): HandlerConfig {
+  const policy = o.onHandlerError ?? "sigbus";
+  if (policy !== "sigbus" && policy !== "retry" && typeof policy !== "function") throw new TypeError(`onHandlerError must be "sigbus", "retry" or a function, got ${String(policy)}`);
+  const trace = o.trace ?? false;
+  let traceEventsMax: number | null = null;
+  if (trace !== false) {
+    traceEventsMax = trace === true ? TRACE_EVENTS_MAX : checkedCount("trace.eventsMax", trace.eventsMax, TRACE_EVENTS_MAX, 1);
+  }
+  return {
+    config: {
+      batch: checkedCount("batch", o.batch, 64, 1),
+      policy,
+      retries: checkedCount("retries", o.retries, 2, 0),
+      deadlineVirtualMs: checkedDeadline("virtualMs", o.deadline?.virtualMs, null),
+      deadlineWallMs: checkedDeadline("wallMs", o.deadline?.wallMs, DEFAULT_DEADLINE_WALL_MS),
+      wallClock: o.wallClock ?? (() => performance.now()),
+    },
+    traceEventsMax,
+  };
+}
+
+function checkedCount(name: string, v: number | undefined, dflt: number, min: number): number {
+  if (v === undefined) return dflt;
+  if (!Number.isSafeInteger(v) || v < min) throw new RangeError(`${name} must be an integer >= ${min}, got ${String(v)}`);
+  return v;
+}
+
 /** The DONTWAKE bit a range operation's options ask for; a contradiction is refused. */
 function dontWakeOf(o: WakeOptions, what: string): boolean {
   if (o.wake === true && o.dontWake === true) throw new TypeError(`${what}(): { wake: true } and { dontWake: true } contradict each other`);
@@ -272,8 +306,9 @@ export class Userfaultfd {
 
   /** Opens a userfaultfd for `proc`'s own memory, with the handshake and feature probing done. */
   static async open(proc: Process, options: OpenOptions = {}): Promise<Userfaultfd> {
+    const h = handlerConfig(options); // before any syscall: a bad option costs no fd
     const { fd, enabled, supported } = await handshake(proc, options);
-    return Userfaultfd.#create(proc, fd, enabled, supported, new RangeSet(), proc, false, options);
+    return Userfaultfd.#create(proc, fd, enabled, supported, new RangeSet(), proc, false, options, h);
   }
 
   /**
@@ -299,31 +334,18 @@ export class Userfaultfd {
    * is done, so say which features and ranges it has, as Firecracker's handshake message does.
    */
   static adopt(proc: Process, fd: number, options: AdoptOptions = {}): Userfaultfd {
+    const h = handlerConfig(options);
     const ranges = new RangeSet();
     for (const r of options.ranges ?? []) ranges.register(r.start, r.start + r.len, modeBits(r.modes), r.offset ?? 0);
     const target = options.target ?? null;
-    return Userfaultfd.#create(proc, fd, featureBits(options.features ?? []), 0, ranges, target, target !== proc, options);
+    return Userfaultfd.#create(proc, fd, featureBits(options.features ?? []), 0, ranges, target, target !== proc, options, h);
   }
 
-  static #create(proc: Process, fd: number, features: number, supported: number, ranges: RangeSet, target: Process | null, crossProcess: boolean, o: HandlerOptions): Userfaultfd {
+  static #create(proc: Process, fd: number, features: number, supported: number, ranges: RangeSet, target: Process | null, crossProcess: boolean, o: HandlerOptions, h: HandlerConfig): Userfaultfd {
     const metrics = o.metrics ?? new Metrics();
-    if (o.trace !== undefined && o.trace !== false && !metrics.tracing) metrics.startTrace(o.trace === true ? undefined : o.trace.eventsMax);
-    const ctx = new UffdContext({
-      proc,
-      fd,
-      features,
-      ranges,
-      metrics,
-      batch: o.batch ?? 64,
-      policy: o.onHandlerError ?? "sigbus",
-      retries: o.retries ?? 2,
-      deadlineVirtualMs: checkedDeadline("virtualMs", o.deadline?.virtualMs, null),
-      deadlineWallMs: checkedDeadline("wallMs", o.deadline?.wallMs, DEFAULT_DEADLINE_WALL_MS),
-      wallClock: o.wallClock ?? (() => performance.now()),
-      target,
-      crossProcess,
-    });
-    return new Userfaultfd(ctx, supported, (parent, ufd) => Userfaultfd.#forked(parent, ufd, o, supported));
+    if (h.traceEventsMax !== null && !metrics.tracing) metrics.startTrace(h.traceEventsMax);
+    const ctx = new UffdContext({ proc, fd, features, ranges, metrics, ...h.config, target, crossProcess });
+    return new Userfaultfd(ctx, supported, (parent, ufd) => Userfaultfd.#forked(parent, ufd, o, h, supported));
   }
 
   /**
@@ -331,8 +353,8 @@ export class Userfaultfd {
    * copy of the parent's view (ranges and page states as they were at the fork) and the
    * parent's persistent listeners; it shares the parent's metrics.
    */
-  static #forked(parent: UffdContext, ufd: number, o: HandlerOptions, supported: number): void {
-    const child = Userfaultfd.#create(parent.proc, ufd, parent.features, supported, parent.ranges.clone(), null, true, { ...o, metrics: parent.metrics });
+  static #forked(parent: UffdContext, ufd: number, o: HandlerOptions, h: HandlerConfig, supported: number): void {
+    const child = Userfaultfd.#create(parent.proc, ufd, parent.features, supported, parent.ranges.clone(), null, true, { ...o, metrics: parent.metrics }, h);
     for (const { event, fn, withContext } of inheritableListeners(parent)) subscribe(child.#e, event, fn, false, withContext);
     dispatchEvent(parent, "fork", child, Object.freeze({ type: "fork", child }));
   }

@@ -206,10 +206,12 @@ export async function runSeed(scenario: Scenario, seed: number, options: RunOpti
 
 async function judge(world: World, options: RunOptions, problems: string[]): Promise<void> {
   const events = world.recorder.events;
-  const faults = analyzeFaults(events, typeof options.resolvedOnce === "object" ? options.resolvedOnce : {});
+  // Only a guest that did not end as expected, or resolvedOnce, needs the fault analysis.
+  let analysis: ReturnType<typeof analyzeFaults> | null = null;
+  const analyzed = (): ReturnType<typeof analyzeFaults> => (analysis ??= analyzeFaults(events, typeof options.resolvedOnce === "object" ? options.resolvedOnce : {}));
   for (const g of world.guests) {
     if (g.asExpected) continue;
-    const lost = faults.lost.find((l) => l.who === g.label);
+    const lost = analyzed().lost.find((l) => l.who === g.label);
     const want = g.expectation === "complete" ? "complete" : g.expectation === "any" ? "end" : `get ${g.expectation}`;
     problems.push(`${g.label} did not ${want}: ${lost !== undefined ? explainLost(lost) : g.describe()}`);
   }
@@ -229,6 +231,7 @@ async function judge(world: World, options: RunOptions, problems: string[]): Pro
   }
   if (options.resolvedOnce !== undefined && options.resolvedOnce !== false) {
     const guestLabels = new Set(world.guests.map((g) => g.label));
+    const faults = analyzed();
     for (const l of faults.lost) if (!guestLabels.has(l.who)) problems.push(`lost fault: ${l.who} ${explainLost(l)}`);
     for (const d of faults.duplicates) problems.push(explainDuplicate(d));
   }

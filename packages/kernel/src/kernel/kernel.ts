@@ -25,8 +25,28 @@ export interface KernelOptions {
   memoryPages?: number;
   /** Swap device size in pages. 0 (the default) means no swap: MADV_PAGEOUT keeps anon pages. */
   swapPages?: number;
+  /**
+   * What the swap device is (default "zram"). "zram" is a SWP_SYNCHRONOUS_IO device: writeback
+   * completes within the reclaim pass, so a paged-out folio leaves the swap cache at once, and a
+   * fault on an entry with swap count 1 reads it into a new folio that never enters the swap
+   * cache (mm/memory.c:do_swap_page()). "file" is a swap file or disk: every swap-in goes through
+   * the swap cache, and a paged-out folio stays there (clean, mincore() resident) until it is
+   * faulted back or its entry is freed.
+   */
+  swapDevice?: "zram" | "file";
   /** The vm.unprivileged_userfaultfd sysctl (default false, as on the reference host). */
   unprivilegedUserfaultfd?: boolean;
+  /**
+   * vm.max_map_count: the most vmas a process may have (default 65530, as Linux). mmap() past it,
+   * and a munmap() or mprotect() that would split past it, fail with ENOMEM.
+   */
+  maxMapCount?: number;
+  /**
+   * vm.overcommit_memory: 0 (the default) is Linux's heuristic, which refuses one private
+   * writable mapping larger than memory plus swap (ENOMEM) unless MAP_NORESERVE; 1 never refuses.
+   * 2 (strict accounting) is not simulated and is refused here.
+   */
+  overcommitMemory?: 0 | 1;
   /**
    * The vm.mmap_min_addr sysctl in bytes, a multiple of 4096 (default 4096, as on the reference
    * host): mmap and mremap below it need CAP_SYS_RAWIO, and address-space searches start there.
@@ -58,6 +78,9 @@ export interface SpawnOptions {
   capabilities?: readonly string[];
 }
 
+/** vm.max_map_count's default (include/linux/mm.h DEFAULT_MAX_MAP_COUNT: USHRT_MAX - 5). */
+export const DEFAULT_MAX_MAP_COUNT = 65530;
+
 /** Default physical memory: 8 GiB worth of frames (metadata grows only as frames are used). */
 export const DEFAULT_MEMORY_PAGES = 1 << 21;
 
@@ -69,6 +92,8 @@ export class KernelCore implements MmCore {
   readonly sched: Scheduler;
   readonly prng: Prng;
   readonly unprivilegedUserfaultfd: boolean;
+  readonly maxMapCount: number;
+  readonly overcommitMemory: 0 | 1;
   readonly mmapMinAddr: number;
   /** Live shmem inodes (memfds and shared anonymous mappings). */
   readonly inodes = new Set<ShmemInode>();
@@ -83,8 +108,10 @@ export class KernelCore implements MmCore {
     this.sched = new Scheduler(this.prng, typeof p !== "number" ? p : p > 0 ? seededPreemption(this.prng, p) : null);
     const t = options.pretouch;
     this.mem = new PhysMem(options.memoryPages, t === true ? options.memoryPages : t === false ? 0 : t);
-    this.swap = options.swapPages > 0 ? new SwapDevice(options.swapPages, this.mem) : null;
+    this.swap = options.swapPages > 0 ? new SwapDevice(options.swapPages, this.mem, options.swapDevice === "zram") : null;
     this.unprivilegedUserfaultfd = options.unprivilegedUserfaultfd;
+    this.maxMapCount = options.maxMapCount;
+    this.overcommitMemory = options.overcommitMemory;
     this.mmapMinAddr = options.mmapMinAddr;
     this.uffd = createUffdMmHooks();
   }
@@ -124,6 +151,13 @@ function intOption(options: Record<string, unknown>, name: string, min: number, 
   return v;
 }
 
+function swapDeviceOption(o: Record<string, unknown>): "zram" | "file" {
+  const v = o.swapDevice;
+  if (v === undefined) return "zram";
+  if (v !== "zram" && v !== "file") badOption("swapDevice", '"zram" or "file"', v);
+  return v;
+}
+
 /** vm.mmap_min_addr: a page-aligned byte count below TASK_SIZE. */
 function mmapMinAddrOption(o: Record<string, unknown>): number {
   const v = o.mmapMinAddr;
@@ -151,8 +185,11 @@ function validateOptions(options: KernelOptions): Required<KernelOptions> {
     seed: intOption(o, "seed", -(2 ** 53 - 1), 2 ** 53 - 1, 1),
     memoryPages: intOption(o, "memoryPages", 2, 1 << 24, DEFAULT_MEMORY_PAGES),
     swapPages: intOption(o, "swapPages", 0, 1 << 24, 0),
+    swapDevice: swapDeviceOption(o),
     unprivilegedUserfaultfd: (upf as boolean | undefined) ?? false,
     preemption: (p as number | Preemption | undefined) ?? 0,
+    maxMapCount: intOption(o, "maxMapCount", 1, 2 ** 31 - 1, DEFAULT_MAX_MAP_COUNT),
+    overcommitMemory: intOption(o, "overcommitMemory", 0, 1, 0) as 0 | 1,
     mmapMinAddr: mmapMinAddrOption(o),
     pretouch: typeof o.pretouch === "boolean" ? o.pretouch : intOption(o, "pretouch", 0, 1 << 24, 0),
   };

@@ -19,7 +19,7 @@ import { sysMadvise } from "../mm/madvise.ts";
 import type { FaultingTask } from "../mm/memory.ts";
 import { sysMincore } from "../mm/mincore.ts";
 import { Mm, TASK_SIZE } from "../mm/mm.ts";
-import { checkMunmap, mmapRegion, planMmap, unmapRange, type MmapFile } from "../mm/mmap.ts";
+import { checkMunmap, mmapRegion, munmapSplitOk, planMmap, unmapRange, type MmapFile } from "../mm/mmap.ts";
 import { doMprotect } from "../mm/mprotect.ts";
 import { sysMremap } from "../mm/mremap.ts";
 import { ShmemInode } from "../mm/shmem.ts";
@@ -401,6 +401,7 @@ export class Process {
     addr = argULong(addr, "munmap", "addr");
     length = argULong(length, "munmap", "length");
     const end = checkMunmap(addr, length);
+    if (!munmapSplitOk(this.mm, addr, end)) throw new ErrnoError("ENOMEM", "munmap");
     const list: unknown[] = [];
     this.kernel.core.uffd.unmapPrep(this.mm, addr, end, list);
     try {
