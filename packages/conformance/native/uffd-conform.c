@@ -482,8 +482,15 @@ static void *step_thread(void *arg) {
  * asleep, a lock sleeper's holder is asleep too, so none of these states ends by itself.
  */
 static const char *const STABLE_SLEEPS[] = {
-    "handle_userfault", "userfaultfd_event_wait_completion", "shmem_file_write_iter", "rwsem_down_write_slowpath",
-    "rwsem_down_read_slowpath", "__mutex_lock", "mutex_lock", "folio_wait_bit_common", "__folio_lock", NULL,
+    /* userfaultfd waits */
+    "handle_userfault", "userfaultfd_event_wait_completion",
+    /* the shmem inode lock (wchan names the caller of the rwsem slow path): write, truncate,
+     * fallocate (and MADV_REMOVE through it), seals, SEEK_DATA/SEEK_HOLE */
+    "shmem_file_write_iter", "do_truncate", "shmem_fallocate", "vfs_fallocate", "memfd_add_seals", "memfd_fcntl",
+    "shmem_file_llseek",
+    /* other sleeping locks a userfault-blocked thread may hold */
+    "rwsem_down_write_slowpath", "rwsem_down_read_slowpath", "__mutex_lock", "mutex_lock", "folio_wait_bit_common",
+    "__folio_lock", NULL,
 };
 
 /* 1 when the thread sleeps in one of STABLE_SLEEPS (see the header), 0 while it may still run. */
