@@ -81,6 +81,11 @@ export interface MigrationConfig {
   /** Hybrid: precopy rounds before switching to postcopy. */
   hybridRounds: number;
   tracking: TrackingChoice;
+  /**
+   * Postcopy and hybrid: demand requests and their pages travel on a second TCP connection
+   * (QEMU's postcopy-preempt channel), so they never queue behind bulk bytes. false: one stream.
+   */
+  postcopyPreempt: boolean;
   /** Hard bound on a whole run, including process start-up. */
   timeoutMs: number;
   faults: FaultInjection;
@@ -105,6 +110,7 @@ const DEFAULTS: MigrationConfig = {
   maxRounds: 30,
   hybridRounds: 1,
   tracking: "auto",
+  postcopyPreempt: true,
   timeoutMs: 120_000,
   faults: {},
   protocol: { ...DEFAULT_PROTOCOL_LIMITS },
@@ -144,6 +150,9 @@ export function validateConfig(c: MigrationConfig): void {
   if (!Number.isInteger(c.hybridRounds) || c.hybridRounds < 1 || c.hybridRounds > c.maxRounds) fail("hybrid rounds must be within [1, max rounds]");
   if (!TRACKING_METHODS.includes(c.tracking)) fail(`unknown tracking method "${c.tracking}" (one of ${TRACKING_METHODS.join(", ")})`);
   if (c.timeoutMs < 1000) fail("the timeout must be at least 1s");
+  if (typeof c.postcopyPreempt !== "boolean") fail("postcopyPreempt must be true or false");
+  const sb = c.link.sendBufferBytes;
+  if (sb !== undefined && !(Number.isInteger(sb) && sb >= 4096 && sb <= 1 << 30)) fail("the send buffer must be between 4 KiB and 1 GiB");
   for (const [k, v] of Object.entries(c.protocol)) if (!(Number.isInteger(v) && v >= 1)) fail(`protocol limit ${k} must be a positive integer, got ${v}`);
 }
 

@@ -29,6 +29,12 @@ export interface PostcopyBackend {
   start(onFault: (page: number, raced: boolean) => void): Promise<void>;
   /** Installs a page (null = zeros) and wakes its waiters; "exists" if it was already present. */
   install(page: number, data: Uint8Array | null): Promise<"installed" | "exists">;
+  /**
+   * Installs pages [first, first+n) (data: n pages of bytes, or null = zeros) with one range
+   * UFFDIO_COPY / UFFDIO_ZEROPAGE, except pages a fault waits on (settled one by one). Pages
+   * already present meet EEXIST and are skipped, never overwritten. Returns how many were present.
+   */
+  installRun(first: number, n: number, data: Uint8Array | null): Promise<number>;
   /** The page was dropped (hybrid DISCARD): it is missing again and will fault. */
   forget(page: number): void;
   /** Every page arrived: unregisters the range and closes the userfaultfd. */
@@ -99,6 +105,29 @@ class UffdPostcopyBackend implements PostcopyBackend {
     }
     this.#installed[page] = 1;
     return present ? "exists" : "installed";
+  }
+
+  async installRun(first: number, n: number, data: Uint8Array | null): Promise<number> {
+    let present = 0;
+    for (let i = 0; i < n; ) {
+      if (this.#pending.has(first + i)) {
+        const d = data === null ? null : data.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+        if ((await this.install(first + i, d)) === "exists") present++;
+        i++;
+        continue;
+      }
+      let j = i + 1;
+      while (j < n && !this.#pending.has(first + j)) j++;
+      for (let k = i; k < j; k++) this.#installing[first + k] = 1;
+      const addr = this.#guest.addr(first + i);
+      const len = (j - i) * PAGE_SIZE;
+      const r = data === null ? await this.#uffd.zeropage(addr, len) : await this.#uffd.copy(addr, data.subarray(i * PAGE_SIZE, j * PAGE_SIZE));
+      if (r.goneBytes > 0) throw new Error(`pages ${first + i}..${first + j - 1} are no longer registered (ENOENT)`);
+      present += r.presentBytes / PAGE_SIZE;
+      for (let k = i; k < j; k++) this.#installed[first + k] = 1;
+      i = j;
+    }
+    return present;
   }
 
   forget(page: number): void {

@@ -16,8 +16,9 @@ import { createPostcopyBackend, type PostcopyBackend } from "./dest-faults.ts";
 import { Endpoint, PeerProtocolError, PeerReportedError } from "./endpoint.ts";
 import { Guest, NOT_KNOWN, WriteLog } from "./guest.ts";
 import { KIND_NAMES, LatencyRecorder, nowEpochMs, Timeline, type LatencySummary, type OpsSample, type TimelineData, type VerificationResult } from "./metrics.ts";
-import { DestProtocol, frameName, MAX_JSON_PAYLOAD, ProtocolViolation, type DeviceState, type Hello, type PageFrame } from "./protocol-state.ts";
-import { encodeFrame, FRAME, HEADER_SIZE, PAGE_KIND, ProtocolError, type Frame } from "./protocol.ts";
+import { DestProtocol, frameName, isZeroInRun, MAX_JSON_PAYLOAD, ProtocolViolation, type DeviceState, type Hello, type PageFrame, type PagesFrame } from "./protocol-state.ts";
+import { encodeFrame, FRAME, HEADER_SIZE, MAX_RUN_PAGES, PAGE_KIND, ProtocolError, zeroBitmapBytes, type Frame } from "./protocol.ts";
+import { parseHeader, UNPOPULATED, wordsOf } from "./pages.ts";
 import { verifyGuest } from "./verify.ts";
 import { Workload } from "./workload.ts";
 import { TimeSlice } from "./yield.ts";
@@ -40,10 +41,11 @@ export interface DestHooks {
 type Work =
   | { t: "hello"; hello: Hello; bytes: number }
   | { t: "page"; p: PageFrame; bytes: number }
+  | { t: "run"; r: PagesFrame; bytes: number }
   | { t: "round-end"; bytes: number }
   | { t: "discard"; pages: Uint32Array; atSwitchover: boolean; bytes: number }
   | { t: "device-state"; state: DeviceState; bytes: number }
-  | { t: "complete"; bytes: number };
+  | { t: "complete"; demandPages: number; bytes: number };
 
 export interface DestMetrics {
   phaseAtEnd: DestPhase;
@@ -73,6 +75,12 @@ export interface DestMetrics {
   backpressurePauses: number;
   /** The most frames and bytes the receive queue ever held. */
   queuePeak: { frames: number; bytes: number };
+  /** When the guest first completed an operation here (epoch ms; 0 = never). */
+  firstProgressEpochMs: number;
+  /** Demand pages arrived on a postcopy-preempt connection. */
+  preempt: boolean;
+  /** Peak resident memory of this process. */
+  maxRssBytes?: number;
 }
 
 export class MigrationDestination {
@@ -90,6 +98,8 @@ export class MigrationDestination {
   /** Connections that have not authenticated yet. */
   readonly #candidates = new Set<Endpoint>();
   #ep: Endpoint | null = null;
+  /** The postcopy-preempt connection: demand pages in, requests out. */
+  #preemptEp: Endpoint | null = null;
   #proto: DestProtocol;
   /** Validated frames waiting for the handler, in arrival order (bounded: the socket pauses). */
   readonly #queue: Work[] = [];
@@ -180,8 +190,9 @@ export class MigrationDestination {
    * first authenticated connection becomes the migration's.
    */
   #accept(socket: Socket): void {
-    if (this.#ep !== null || this.#candidates.size >= this.#limits.maxPendingConnections) {
-      this.#reject(`connection from ${socket.remoteAddress}:${socket.remotePort} refused: ${this.#ep !== null ? "a source is already connected" : "too many unauthenticated connections"}`);
+    const full = this.#ep !== null && !this.#proto.awaitingPreempt;
+    if (full || this.#candidates.size >= this.#limits.maxPendingConnections) {
+      this.#reject(`connection from ${socket.remoteAddress}:${socket.remotePort} refused: ${full ? "a source is already connected" : "too many unauthenticated connections"}`);
       socket.destroy();
       return;
     }
@@ -196,6 +207,14 @@ export class MigrationDestination {
     });
     ep.onFrame = (f) => {
       if (f.type !== FRAME.HELLO) throw new ProtocolViolation(frameName(f.type), proto.state, "the first frame must be HELLO");
+      if (this.#ep !== null) {
+        // The migration's second connection: its postcopy-preempt channel.
+        this.#proto.preemptHelloFrame(f);
+        clearTimeout(timer);
+        this.#candidates.delete(ep);
+        this.#attachPreempt(ep);
+        return;
+      }
       const hello = proto.helloFrame(f);
       clearTimeout(timer);
       this.#candidates.delete(ep);
@@ -209,19 +228,47 @@ export class MigrationDestination {
     this.#hooks.rejected?.(reason);
   }
 
-  /** The connection authenticated: it is the migration's from now on. */
-  #adopt(ep: Endpoint, proto: DestProtocol, hello: Hello): void {
+  #stopListening(why: string): void {
     this.#server?.close();
     this.#server = null;
-    for (const c of this.#candidates) c.destroy("another connection authenticated as the source");
+    for (const c of this.#candidates) c.destroy(why);
     this.#candidates.clear();
+  }
+
+  /** The connection authenticated: it is the migration's from now on. */
+  #adopt(ep: Endpoint, proto: DestProtocol, hello: Hello): void {
+    // With a preempt channel announced, keep listening for it (and only for it).
+    if (!hello.preempt) this.#stopListening("another connection authenticated as the source");
     this.#ep = ep;
     this.#proto = proto;
-    ep.maxPayload = Math.max(MAX_JSON_PAYLOAD, 4096, this.#guest.pages * 4);
+    ep.maxPayload = Math.max(MAX_JSON_PAYLOAD, zeroBitmapBytes(MAX_RUN_PAGES) + MAX_RUN_PAGES * 4096, this.#guest.pages * 4);
     ep.setIdleTimeout(this.#limits.idleTimeoutMs, "from the source");
     ep.onFrame = (f) => this.#onFrame(f);
     ep.onClose((e) => this.#linkLost(e));
     this.#push({ t: "hello", hello, bytes: 0 });
+  }
+
+  /** The preempt connection authenticated: demand pages arrive here, requests leave here. */
+  #attachPreempt(ep: Endpoint): void {
+    this.#stopListening("the source has both its connections");
+    this.#preemptEp = ep;
+    ep.maxPayload = 4096;
+    ep.onFrame = (f) => this.#onDemand(this.#proto.preemptFrame(f));
+    // Losing either connection loses the migration.
+    ep.onClose((e) => this.#ep?.destroy(`the preempt channel failed: ${e.message}`));
+    this.#ep?.onClose((e) => ep.destroy(e.message));
+    ep.link.send(encodeFrame(FRAME.HELLO_ACK, 0, 0, 0));
+  }
+
+  /**
+   * Demand pages skip the queue: they depend on nothing but the registration (done before
+   * HELLO_ACK), and COMPLETE waits for them. Their number is bounded by our requests.
+   */
+  #onDemand(p: PageFrame): void {
+    this.#urgentInFlight++;
+    this.#onPage(p)
+      .catch((e: unknown) => this.#fatal(e))
+      .finally(() => this.#urgentInFlight--);
   }
 
   /** Checks a frame against the protocol state (throwing a violation), then queues its work. */
@@ -231,17 +278,14 @@ export class MigrationDestination {
     switch (f.type) {
       case FRAME.PAGE: {
         const p = proto.pageFrame(f);
-        // Demand pages skip the queue: they depend on nothing but the registration (done before
-        // HELLO_ACK), and COMPLETE waits for them. Their number is bounded by our requests.
         if (p.kind === PAGE_KIND.DEMAND) {
-          this.#urgentInFlight++;
-          this.#onPage(p)
-            .catch((e: unknown) => this.#fatal(e))
-            .finally(() => this.#urgentInFlight--);
-          return;
+          if (this.#preemptEp !== null) throw new ProtocolViolation("PAGE", proto.state, "demand pages travel on the preempt channel");
+          return this.#onDemand(p);
         }
         return this.#push({ t: "page", p, bytes });
       }
+      case FRAME.PAGES:
+        return this.#push({ t: "run", r: proto.pagesFrame(f), bytes });
       case FRAME.ROUND_END:
         proto.roundEndFrame(f);
         return this.#push({ t: "round-end", bytes });
@@ -251,10 +295,11 @@ export class MigrationDestination {
       }
       case FRAME.DEVICE_STATE:
         return this.#push({ t: "device-state", state: proto.deviceStateFrame(f), bytes });
-      case FRAME.COMPLETE:
-        proto.completeFrame(f);
+      case FRAME.COMPLETE: {
+        const demandPages = proto.completeFrame(f);
         this.#ep?.setIdleTimeout(0, "");
-        return this.#push({ t: "complete", bytes });
+        return this.#push({ t: "complete", demandPages, bytes });
+      }
       case FRAME.HELLO:
         throw new ProtocolViolation("HELLO", proto.state, "a second HELLO would reset the migration");
       default:
@@ -317,6 +362,8 @@ export class MigrationDestination {
         return this.#onHello(w.hello);
       case "page":
         return this.#onPage(w.p);
+      case "run":
+        return this.#onRun(w.r);
       case "round-end":
         return; // the source reports round progress; nothing to do here
       case "discard":
@@ -324,7 +371,7 @@ export class MigrationDestination {
       case "device-state":
         return this.#onDeviceState(w.state);
       case "complete":
-        return this.#onComplete();
+        return this.#onComplete(w.demandPages);
     }
   }
 
@@ -340,7 +387,7 @@ export class MigrationDestination {
     // Register for MISSING faults now, while the guest does not run here, so the registration
     // costs no downtime. Precopy pages then arrive through UFFDIO_COPY, which cannot fault.
     if (h.strategy !== "precopy") await this.#registerMissing();
-    this.#ep!.link.send(encodeFrame(FRAME.HELLO_ACK, 0, 0, 0), "urgent");
+    this.#ep!.link.send(encodeFrame(FRAME.HELLO_ACK, 0, 0, 0));
   }
 
   async #registerMissing(): Promise<void> {
@@ -378,6 +425,46 @@ export class MigrationDestination {
     }
   }
 
+  /** A run of contiguous pages: one range operation per stretch of pages handled alike. */
+  async #onRun(r: PagesFrame): Promise<void> {
+    if (this.#phase === "failed") return;
+    const kind = KIND_NAMES[r.kind - 1]!;
+    const at = nowEpochMs();
+    if (kind === "stop-copy" && this.#m.virtualNs.switchover === 0) this.#m.virtualNs.switchover = this.#guest.virtualNs;
+    this.#timeline.add(kind, at, r.n);
+    this.#m.received[kind] += r.n;
+    const postcopyKind = r.kind === PAGE_KIND.BACKGROUND;
+    const backend = this.#backend;
+    if (postcopyKind && backend === null) throw new Error(`pages ${r.first}.. of a postcopy kind without a userfaultfd registration`);
+    // How page i goes in: 0 install (UFFDIO_COPY / ZEROPAGE: a missing page, or any page once the
+    // guest runs here), 1 write (precopy resend over our own earlier copy), 2 nothing (a zero page
+    // never mapped, no userfaultfd: it already reads as zeros).
+    const how = (i: number, zero: boolean): number => {
+      const p = r.first + i;
+      if (postcopyKind || (backend !== null && this.#have[p] === 0)) return 0;
+      return this.#have[p] === 1 || !zero ? 1 : 2;
+    };
+    let dataAt = 0;
+    for (let i = 0; i < r.n; ) {
+      const zero = isZeroInRun(r, i);
+      const h = how(i, zero);
+      let j = i + 1;
+      while (j < r.n && isZeroInRun(r, j) === zero && how(j, zero) === h) j++;
+      const k = j - i;
+      if (zero) this.#m.received.zero += k;
+      const data = zero ? null : r.data.subarray(dataAt, dataAt + k * 4096);
+      if (!zero) dataAt += k * 4096;
+      for (let q = r.first + i; q < r.first + j; q++) this.#have[q] = 1;
+      if (h === 0) {
+        this.#m.received.alreadyPresent += await backend!.installRun(r.first + i, k, data);
+        for (let q = r.first + i; q < r.first + j; q++) this.#resolveFaults(q);
+      } else if (h === 1) {
+        await this.#guest.writePages(r.first + i, data ?? new Uint8Array(k * 4096));
+      }
+      i = j;
+    }
+  }
+
   #onFault(page: number, raced: boolean): void {
     this.#faultCount++;
     if (raced) {
@@ -391,7 +478,7 @@ export class MigrationDestination {
     this.#requested[page] = 1;
     this.#requests++;
     this.#proto.requested(page);
-    this.#ep.link.send(encodeFrame(FRAME.REQUEST, 0, page, 1), "urgent");
+    (this.#preemptEp ?? this.#ep).link.send(encodeFrame(FRAME.REQUEST, 0, page, 1));
   }
 
   #resolveFaults(page: number): void {
@@ -413,7 +500,7 @@ export class MigrationDestination {
     }
     await this.#guest.discard(pages);
     this.#m.received.discarded += pages.length;
-    if (!atSwitchover) this.#ep!.link.send(encodeFrame(FRAME.DISCARD_ACK, 0, 0, pages.length), "urgent");
+    if (!atSwitchover) this.#ep!.link.send(encodeFrame(FRAME.DISCARD_ACK, 0, 0, pages.length));
   }
 
   async #onDeviceState(state: DeviceState): Promise<void> {
@@ -429,7 +516,7 @@ export class MigrationDestination {
     this.#m.resumeEpochMs = nowEpochMs();
     this.#m.virtualNs.resume = this.#guest.virtualNs;
     this.#opsSampler = setInterval(() => this.#sampleOps(), 50);
-    this.#ep!.link.send(encodeFrame(FRAME.RESUMED, 0, 0, 0), "urgent");
+    this.#ep!.link.send(encodeFrame(FRAME.RESUMED, 0, 0, 0));
     this.#hooks.resumed();
     if (state.mode === "resume") await this.#finish(); // precopy: every page is already here
   }
@@ -440,9 +527,17 @@ export class MigrationDestination {
     if (missing > 0) throw new Error(`${missing} pages never arrived before ${when}`);
   }
 
-  /** Postcopy's end: every page has been sent; wait for the demand pages still being installed. */
-  async #onComplete(): Promise<void> {
-    while (this.#urgentInFlight > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+  /**
+   * Postcopy's end: every page has been sent. Wait for the demand pages COMPLETE counted (some
+   * may still be on the preempt connection) and those still being installed.
+   */
+  async #onComplete(demandPages: number): Promise<void> {
+    const t0 = performance.now();
+    while (this.#proto.demandReceived < demandPages || this.#urgentInFlight > 0) {
+      if (this.#phase === "failed") return;
+      if (performance.now() - t0 > this.#limits.phaseTimeoutMs) throw new Error(`${demandPages - this.#proto.demandReceived} demand pages counted by COMPLETE never arrived`);
+      await new Promise<void>((resolve) => setTimeout(resolve, 1));
+    }
     this.#checkAllPresent("COMPLETE");
     await this.#finish();
   }
@@ -455,8 +550,11 @@ export class MigrationDestination {
     this.#m.completeEpochMs = nowEpochMs();
     this.#m.virtualNs.complete = this.#guest.virtualNs;
     const ep = this.#ep!;
-    ep.link.send(encodeFrame(FRAME.DONE, 0, 0, 0), "urgent");
+    ep.link.send(encodeFrame(FRAME.DONE, 0, 0, 0));
     ep.finish();
+    // The preempt connection stays open for the source to close once it has DONE (on the main
+    // connection, which may be read after the preempt connection's close would be).
+    this.#preemptEp?.finish();
     await ep.end().catch(() => {});
     this.#hooks.complete();
   }
@@ -506,6 +604,7 @@ export class MigrationDestination {
     if (this.#opsSampler !== null) clearInterval(this.#opsSampler);
     this.#opsSampler = null;
     this.#ep?.destroy("the destination was disposed");
+    this.#preemptEp?.destroy("the destination was disposed");
     await this.#workload?.pause(0);
   }
 
@@ -519,13 +618,38 @@ export class MigrationDestination {
     return verifyGuest(this.#guest, this.#log, oracle, this.#have, scope, onProgress);
   }
 
+  /**
+   * An oracle without the source's help (two hosts, no shared file): each page's version is the
+   * one the guest first read here (the source's, as far as this side can know), else the one
+   * the page's own header names. Verifying against it checks that every page is exactly the bytes
+   * of a version of itself: wrong, mixed or torn pages fail; a page that missed its last update
+   * on the source does not.
+   */
+  async selfOracle(): Promise<Uint32Array> {
+    const g = this.#guest;
+    const out = new Uint32Array(g.pages).fill(UNPOPULATED);
+    for (let first = 0; first < g.pages; first += 512) {
+      const n = Math.min(512, g.pages - first);
+      const present = g.presentMap(first, n);
+      for (let i = 0; i < n; i++) {
+        const p = first + i;
+        if (this.#log.firstSeen[p] !== NOT_KNOWN) out[p] = this.#log.firstSeen[p]!;
+        else if (present[i]) out[p] = parseHeader(wordsOf(await g.readPage(p)), g.seed, p);
+      }
+    }
+    return out;
+  }
+
   metrics(): DestMetrics {
     const m = this.#m;
     m.phaseAtEnd = this.#phase;
     m.faults = { ...this.#latency.summary(), raced: this.#raced, requests: this.#requests };
     m.faults.count = this.#faultCount;
-    m.bytesSent = this.#ep?.link.bytesSent ?? 0;
-    m.bytesReceived = this.#ep?.bytesReceived ?? 0;
+    m.bytesSent = (this.#ep?.link.bytesSent ?? 0) + (this.#preemptEp?.link.bytesSent ?? 0);
+    m.bytesReceived = (this.#ep?.bytesReceived ?? 0) + (this.#preemptEp?.bytesReceived ?? 0);
+    m.firstProgressEpochMs = this.#workload?.firstOpEpochMs ?? 0;
+    m.preempt = this.#preemptEp !== null;
+    m.maxRssBytes = process.resourceUsage().maxRSS * 1024;
     m.timeline = this.#timeline.toJSON();
     m.guestOps = this.#workload?.ops ?? 0;
     m.workloadError = this.#workload?.error?.message ?? null;
@@ -559,5 +683,8 @@ function emptyDestMetrics(): DestMetrics {
     rejections: [],
     backpressurePauses: 0,
     queuePeak: { frames: 0, bytes: 0 },
+    firstProgressEpochMs: 0,
+    preempt: false,
+    maxRssBytes: 0,
   };
 }

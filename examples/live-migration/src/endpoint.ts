@@ -10,7 +10,7 @@
  * interrupted.
  */
 import type { Socket } from "node:net";
-import { LinkClosedError, ShapedLink, type LinkShape } from "./link.ts";
+import { LinkClosedError, ShapedLink, type LinkShape, type Wire } from "./link.ts";
 import { parseErrorFrame } from "./protocol-state.ts";
 import { encodeFrame, FRAME, FrameReader, ProtocolError, type Frame, type FrameType } from "./protocol.ts";
 
@@ -21,6 +21,10 @@ export interface EndpointOptions {
   state: () => string;
   /** The peer stopped reading what we send for this long: give up (0 = never). */
   stallTimeoutMs?: number;
+  /** Share another connection's wire (the postcopy-preempt channel) ... */
+  wire?: Wire;
+  /** ... ahead of it. */
+  priority?: boolean;
 }
 
 /** The peer broke the protocol: we closed the connection. */
@@ -54,7 +58,11 @@ export class Endpoint {
     this.#reader = new FrameReader(options.maxPayload);
     this.#state = options.state;
     socket.setNoDelay(true);
-    this.link = new ShapedLink(socket, shape, options.stallTimeoutMs ?? 0);
+    this.link = new ShapedLink(socket, shape, {
+      stallTimeoutMs: options.stallTimeoutMs ?? 0,
+      ...(options.wire !== undefined ? { wire: options.wire } : {}),
+      priority: options.priority ?? false,
+    });
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     socket.on("close", () => {
       if (!this.#finished) this.#fail(new LinkClosedError("the connection was closed by the peer"));

@@ -119,6 +119,16 @@ export class Guest {
     return this.vmmThread.read(this.addr(page), PAGE_SIZE);
   }
 
+  /** Pages [first, first+n) in one read (one syscall, one promise). */
+  readPages(first: number, n: number): Promise<Uint8Array> {
+    return this.vmmThread.read(this.addr(first), n * PAGE_SIZE);
+  }
+
+  /** Writes pages [first, first + data.length / 4096) in one write. */
+  writePages(first: number, data: Uint8Array): Promise<void> {
+    return this.vmmThread.write(this.addr(first), data);
+  }
+
   writePage(page: number, data: Uint8Array): Promise<void> {
     return this.vmmThread.write(this.addr(page), data);
   }

@@ -1,10 +1,22 @@
 /**
- * The sending half of a shaped network link: frames wait in two queues (urgent ahead of bulk,
- * like QEMU's postcopy-preempt channel), leave at the configured bandwidth (a token bucket) and
- * reach the socket after the configured one-way latency. A frame that has left can no longer be
- * overtaken, as on a real wire. Unlimited bandwidth and zero latency still batch writes per tick.
+ * The sending half of a shaped network link.
  *
- * Real timers drive it: this is the one place where wall-clock time shapes the demo.
+ * A `Wire` is the physical link: one bandwidth and one one-way latency, shared by every TCP
+ * connection of a migration. Each connection's sending side is a `ShapedLink` (a channel): a FIFO
+ * that models the connection's socket send buffer. Bytes leave the FIFOs onto the wire in
+ * segments of at most 64 KiB (a TSO segment); a channel with priority (the postcopy-preempt
+ * connection) gets the wire at the next segment boundary, so a demand page waits for at most one
+ * bulk segment, never for the bulk connection's buffer. Within one channel nothing overtakes: a
+ * frame queued behind a full send buffer (single-stream postcopy) arrives after all of it, as on
+ * a real TCP stream. A frame reaches the real socket once its last byte has crossed the wire plus
+ * the latency.
+ *
+ * Departure times are computed from the wire's model (bytes / bandwidth from the moment the wire
+ * frees), not from timers: one timer per wire wakes the pump when the next frame is due, and
+ * every frame due by then is written in one corked write (writev). Unlimited bandwidth and zero
+ * latency still batch writes per event-loop turn.
+ *
+ * This is the one place where wall-clock time shapes the demo.
  */
 import type { Socket } from "node:net";
 
@@ -13,48 +25,65 @@ export interface LinkShape {
   latencyMs: number;
   /** Bytes per second; 0 means unlimited. */
   bandwidthBytesPerSec: number;
+  /**
+   * The modelled socket send buffer of each connection, in bytes: how much a sender may queue
+   * before it must wait. Default: max(256 KiB, 10 ms of bandwidth); 1 MiB when unlimited.
+   */
+  sendBufferBytes?: number;
 }
 
-export type Priority = "urgent" | "bulk";
+/** The modelled send buffer for a shape. */
+export function sendBufferBytes(shape: LinkShape): number {
+  if (shape.sendBufferBytes !== undefined) return shape.sendBufferBytes;
+  return shape.bandwidthBytesPerSec > 0 ? Math.max(256 * 1024, Math.round(shape.bandwidthBytesPerSec * 0.01)) : 1024 * 1024;
+}
 
 /** The link is gone: the peer closed it, it failed, or we destroyed it. */
 export class LinkClosedError extends Error {
   override name = "LinkClosedError";
 }
 
-interface InFlight {
-  arrivalMs: number;
-  item: Item;
-}
+/** Bytes a frame may occupy the wire before a higher-priority channel can cut in. */
+export const SEGMENT_BYTES = 64 * 1024;
+/**
+ * Wire time that may be caught up in one pump, in ms (a token bucket's depth): timers fire late
+ * on a busy event loop, and the bytes the wire could have carried meanwhile leave at once.
+ */
+export const BURST_MS = 10;
 
-/** A frame on its way: its parts (header, payload) and total size. */
 interface Item {
   parts: readonly Uint8Array[];
   size: number;
+  /** Bytes of this frame already on the wire. */
+  departed: number;
+  /** When its last byte arrives (valid once departed === size). */
+  arrivalMs: number;
 }
 
-/** A FIFO of frames with O(1) push/shift and a running byte count. */
-class FrameQueue {
-  #items: Item[] = [];
+/** A FIFO with O(1) push/shift. */
+class Fifo<T> {
+  #items: T[] = [];
   #head = 0;
-  bytes = 0;
 
   get length(): number {
     return this.#items.length - this.#head;
   }
 
-  push(item: Item): void {
+  push(item: T): void {
     this.#items.push(item);
-    this.bytes += item.size;
   }
 
-  peek(): Item | undefined {
+  peek(): T | undefined {
     return this.#items[this.#head];
   }
 
-  shift(): Item {
-    const item = this.#items[this.#head++]!;
-    this.bytes -= item.size;
+  at(i: number): T | undefined {
+    return this.#items[this.#head + i];
+  }
+
+  shift(): T {
+    const item = this.#items[this.#head]!;
+    this.#items[this.#head++] = undefined as unknown as T;
     if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
       this.#items = this.#items.slice(this.#head);
       this.#head = 0;
@@ -63,41 +92,144 @@ class FrameQueue {
   }
 }
 
+/** The shared physical link: bandwidth, latency and the pump that drives every channel. */
+export class Wire {
+  readonly shape: LinkShape;
+  /** Channels in priority order (a preempt channel first). */
+  readonly #channels: ShapedLink[] = [];
+  /** When the wire finishes the bytes already scheduled on it (performance.now() ms). */
+  #busyUntil = 0;
+  #timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
+  #timerAt = Infinity;
+
+  constructor(shape: LinkShape) {
+    this.shape = shape;
+  }
+
+  attach(ch: ShapedLink, priority: boolean): void {
+    if (priority) this.#channels.unshift(ch);
+    else this.#channels.push(ch);
+  }
+
+  detach(ch: ShapedLink): void {
+    const i = this.#channels.indexOf(ch);
+    if (i >= 0) this.#channels.splice(i, 1);
+    if (this.#channels.length === 0) this.#clearTimer();
+  }
+
+  /** Wire time (ms) still owed to bytes already scheduled, as seen now. */
+  backlogMs(now = performance.now()): number {
+    return Math.max(0, this.#busyUntil - now);
+  }
+
+  /**
+   * A frame was queued: run the pump soon. An idle wire starts now: a frame cannot leave before
+   * it was sent (idle time is not banked).
+   */
+  kick(): void {
+    const now = performance.now();
+    if (this.#busyUntil < now && !this.#channels.some((ch) => ch.hasUndepartedBefore())) this.#busyUntil = now;
+    this.#schedule(now);
+  }
+
+  #clearTimer(): void {
+    const t = this.#timer;
+    if (t === null) return;
+    if ("refresh" in t) clearTimeout(t);
+    else clearImmediate(t);
+    this.#timer = null;
+    this.#timerAt = Infinity;
+  }
+
+  #schedule(atMs: number): void {
+    if (atMs >= this.#timerAt) return;
+    this.#clearTimer();
+    const delay = atMs - performance.now();
+    const run = (): void => {
+      this.#timer = null;
+      this.#timerAt = Infinity;
+      this.#pump();
+    };
+    this.#timerAt = atMs;
+    this.#timer = delay < 0.5 ? setImmediate(run) : setTimeout(run, Math.max(1, Math.ceil(delay)));
+  }
+
+  #pump(): void {
+    const now = performance.now();
+    this.#depart(now);
+    let next = Infinity;
+    for (const ch of [...this.#channels]) {
+      const t = ch.deliver(now);
+      if (t < next) next = t;
+    }
+    if (this.#channels.some((ch) => ch.hasUndeparted())) next = Math.min(next, Math.max(this.#busyUntil, now + 0.5));
+    if (next < Infinity) this.#schedule(next);
+  }
+
+  /** Puts bytes on the wire, segment by segment, up to the present; highest priority first. */
+  #depart(now: number): void {
+    const bw = this.shape.bandwidthBytesPerSec;
+    const lat = this.shape.latencyMs;
+    if (bw <= 0) {
+      for (const ch of this.#channels) ch.departAll(now + lat);
+      return;
+    }
+    let t = Math.max(this.#busyUntil, now - BURST_MS);
+    while (t <= now) {
+      const ch = this.#channels.find((c) => c.hasUndeparted());
+      if (ch === undefined) break;
+      t = ch.departSegment(t, bw, lat);
+    }
+    this.#busyUntil = Math.max(t, this.#busyUntil);
+  }
+}
+
+export interface LinkOptions {
+  /** Share this wire (the preempt channel shares the bulk connection's link). Default: a new one. */
+  wire?: Wire;
+  /** This channel gets the wire ahead of the others (postcopy preempt). */
+  priority?: boolean;
+  /** Fail when the socket stays unwritable (the peer stopped reading) this long; 0 = never. */
+  stallTimeoutMs?: number;
+}
+
+/** One connection's sending side over a (possibly shared) wire. */
 export class ShapedLink {
   readonly #socket: Socket;
-  readonly #shape: LinkShape;
-  readonly #urgent = new FrameQueue();
-  readonly #bulk = new FrameQueue();
-  readonly #inflight: InFlight[] = [];
-  #inflightHead = 0;
-  #tokens: number;
-  readonly #burst: number;
-  #lastRefill = performance.now();
-  #timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
-  #blocked = false;
+  readonly wire: Wire;
+  readonly #queue = new Fifo<Item>();
+  /** Index (in #queue) of the first frame not fully departed. */
+  #departIdx = 0;
+  /** Bytes queued and not yet written to the socket. */
+  #undelivered = 0;
+  /** Bytes queued and not yet on the wire. */
+  #undeparted = 0;
+  #lastQueued = 0;
+  readonly sendBuffer: number;
   #closedError: Error | null = null;
   readonly #roomWaiters: Array<{ limit: number; resolve: () => void; reject: (e: Error) => void }> = [];
   readonly #flushWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  readonly #stallTimeoutMs: number;
+  readonly #priority: boolean;
+  #stallTimer: NodeJS.Timeout | null = null;
+  #blockedSince: number | null = null;
   /** Bytes handed to the socket (frames and their headers). */
   bytesSent = 0;
   framesSent = 0;
-  readonly #stallTimeoutMs: number;
-  #stallTimer: NodeJS.Timeout | null = null;
+  /** Total ms the socket refused more data (the receiver, not the link, was the bottleneck). */
+  blockedMs = 0;
   /** Called when the socket stayed unwritable (the peer stopped reading) for the stall timeout. */
   onStall: (e: LinkClosedError) => void = () => {};
 
-  constructor(socket: Socket, shape: LinkShape, stallTimeoutMs = 0) {
+  constructor(socket: Socket, shape: LinkShape, options: LinkOptions | number = {}) {
+    const o: LinkOptions = typeof options === "number" ? { stallTimeoutMs: options } : options;
     this.#socket = socket;
-    this.#shape = shape;
-    this.#stallTimeoutMs = stallTimeoutMs;
-    this.#burst = Math.max(64 * 1024, shape.bandwidthBytesPerSec * 0.01);
-    this.#tokens = this.#burst;
-    socket.on("drain", () => {
-      this.#blocked = false;
-      if (this.#stallTimer !== null) clearTimeout(this.#stallTimer);
-      this.#stallTimer = null;
-      this.#schedule(0);
-    });
+    this.wire = o.wire ?? new Wire(shape);
+    this.sendBuffer = sendBufferBytes(this.wire.shape);
+    this.#stallTimeoutMs = o.stallTimeoutMs ?? 0;
+    this.#priority = o.priority ?? false;
+    this.wire.attach(this, this.#priority);
+    socket.on("drain", () => this.#drained());
     socket.on("close", () => this.#fail(new LinkClosedError("the connection was closed by the peer")));
     socket.on("error", (e) => this.#fail(new LinkClosedError(`the connection failed: ${e.message}`)));
   }
@@ -106,24 +238,41 @@ export class ShapedLink {
     return this.#closedError !== null;
   }
 
-  /** Bytes waiting in the bulk queue (not yet on the wire). */
-  get queuedBulkBytes(): number {
-    return this.#bulk.bytes;
+  /** Bytes queued here (modelled send buffer) plus what Node still holds for the kernel. */
+  get occupancy(): number {
+    return this.#undelivered + this.#socket.writableLength;
   }
 
-  /** Queues a frame given as its parts (written back to back, never copied before the wire). */
-  send(parts: readonly Uint8Array[], priority: Priority): void {
+  /** Whether a sender may queue more without waiting (occupancy below `limit`). */
+  hasRoom(limit = this.sendBuffer): boolean {
+    return this.occupancy < limit;
+  }
+
+  /**
+   * Queues a frame given as its parts (written back to back, never copied before the wire).
+   * Returns the bytes queued ahead of it on this connection: what it must wait behind.
+   */
+  send(parts: readonly Uint8Array[]): number {
     if (this.#closedError !== null) throw this.#closedError;
     let size = 0;
     for (const p of parts) size += p.byteLength;
-    (priority === "urgent" ? this.#urgent : this.#bulk).push({ parts, size });
-    this.#schedule(0);
+    // Ahead of it: this connection's queued bytes, and on a priority channel the other channels'
+    // bytes the wire has already committed to (at most about one segment).
+    const bw = this.wire.shape.bandwidthBytesPerSec;
+    const ahead = this.occupancy + (this.#priority && bw > 0 ? Math.round((this.wire.backlogMs() * bw) / 1000) : 0);
+    this.#queue.push({ parts, size, departed: 0, arrivalMs: 0 });
+    this.#undelivered += size;
+    this.#undeparted += size;
+    this.#lastQueued = size;
+    this.wire.kick();
+    this.#lastQueued = 0;
+    return ahead;
   }
 
-  /** Resolves once the bulk queue holds at most `limit` bytes: the sender's backpressure. */
-  waitForRoom(limit: number): Promise<void> {
+  /** Resolves once occupancy is below `limit` (default: the send buffer): the sender's backpressure. */
+  waitForRoom(limit = this.sendBuffer): Promise<void> {
     if (this.#closedError !== null) return Promise.reject(this.#closedError);
-    if (this.#bulk.bytes <= limit) return Promise.resolve();
+    if (this.occupancy < limit) return Promise.resolve();
     return new Promise((resolve, reject) => this.#roomWaiters.push({ limit, resolve, reject }));
   }
 
@@ -154,126 +303,115 @@ export class ShapedLink {
     setTimeout(() => this.#socket.destroy(), 200).unref();
   }
 
-  #idle(): boolean {
-    return this.#urgent.length === 0 && this.#bulk.length === 0 && this.#inflight.length === this.#inflightHead && !this.#blocked;
+  // --- driven by the wire ------------------------------------------------------------------
+
+  hasUndeparted(): boolean {
+    return this.#undeparted > 0 && this.#closedError === null;
   }
 
-  #fail(e: Error): void {
+  /** Whether bytes other than the frame just queued wait for the wire. */
+  hasUndepartedBefore(): boolean {
+    return this.#closedError === null && this.#undeparted > this.#lastQueued;
+  }
+
+  /** Unlimited bandwidth: everything queued departs now and arrives at `arrivalMs`. */
+  departAll(arrivalMs: number): void {
     if (this.#closedError !== null) return;
-    this.#closedError = e;
-    this.#clearTimer();
-    if (this.#stallTimer !== null) clearTimeout(this.#stallTimer);
-    this.#stallTimer = null;
-    for (const w of this.#roomWaiters.splice(0)) w.reject(e);
-    for (const w of this.#flushWaiters.splice(0)) w.reject(e);
-  }
-
-  #clearTimer(): void {
-    const t = this.#timer;
-    if (t === null) return;
-    if ("refresh" in t) clearTimeout(t);
-    else clearImmediate(t);
-    this.#timer = null;
-  }
-
-  #schedule(delayMs: number): void {
-    if (this.#timer !== null || this.#closedError !== null || this.#blocked) return;
-    const run = (): void => {
-      this.#timer = null;
-      this.#pump();
-    };
-    this.#timer = delayMs <= 0 ? setImmediate(run) : setTimeout(run, Math.max(1, Math.ceil(delayMs)));
-  }
-
-  #pump(): void {
-    if (this.#closedError !== null) return;
-    const now = performance.now();
-    this.#depart(now);
-    this.#deliver(now);
-    this.#notify();
-    const next = this.#nextWakeMs(performance.now());
-    if (next !== null) this.#schedule(next);
-  }
-
-  /** Moves frames from the queues onto the wire as far as the token bucket allows. */
-  #depart(now: number): void {
-    const bw = this.#shape.bandwidthBytesPerSec;
-    if (bw > 0) {
-      this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#lastRefill) * bw) / 1000);
-      this.#lastRefill = now;
+    for (let it = this.#queue.at(this.#departIdx); it !== undefined; it = this.#queue.at(++this.#departIdx)) {
+      it.departed = it.size;
+      it.arrivalMs = arrivalMs;
     }
-    for (;;) {
-      const q = this.#urgent.length > 0 ? this.#urgent : this.#bulk;
-      const head = q.peek();
-      if (head === undefined) return;
-      if (bw > 0 && this.#tokens < Math.min(head.size, this.#burst)) return;
-      q.shift();
-      if (bw > 0) this.#tokens -= head.size;
-      this.#inflight.push({ arrivalMs: now + this.#shape.latencyMs, item: head });
-    }
+    this.#undeparted = 0;
   }
 
-  /** Writes every frame whose latency has elapsed, in one corked batch. */
-  #deliver(now: number): void {
-    if (this.#blocked) return;
-    let end = this.#inflightHead;
-    while (end < this.#inflight.length && this.#inflight[end]!.arrivalMs <= now) end++;
-    if (end === this.#inflightHead) return;
-    const batch = this.#inflight.slice(this.#inflightHead, end);
-    this.#inflightHead = end;
-    if (this.#inflightHead > 1024 && this.#inflightHead * 2 > this.#inflight.length) {
-      this.#inflight.splice(0, this.#inflightHead);
-      this.#inflightHead = 0;
+  /** One segment of the first frame not yet on the wire leaves at `t`; returns when the wire frees. */
+  departSegment(t: number, bw: number, latencyMs: number): number {
+    const it = this.#queue.at(this.#departIdx)!;
+    const seg = Math.min(SEGMENT_BYTES, it.size - it.departed);
+    it.departed += seg;
+    this.#undeparted -= seg;
+    const end = t + (seg * 1000) / bw;
+    if (it.departed === it.size) {
+      it.arrivalMs = end + latencyMs;
+      this.#departIdx++;
     }
-    const size = batch.reduce((n, f) => n + f.item.size, 0);
-    const buf = Buffer.allocUnsafe(size);
-    let at = 0;
-    for (const f of batch) {
-      for (const part of f.item.parts) {
-        buf.set(part, at);
-        at += part.byteLength;
+    return end;
+  }
+
+  /** Writes every frame that has arrived by `now` in one corked batch; returns the next arrival. */
+  deliver(now: number): number {
+    if (this.#closedError !== null) return Infinity;
+    let n = 0;
+    while (n < this.#departIdx && this.#queue.at(n)!.arrivalMs <= now) n++;
+    if (n > 0) {
+      const s = this.#socket;
+      s.cork();
+      let ok = true;
+      for (let i = 0; i < n; i++) {
+        const it = this.#queue.shift();
+        for (const p of it.parts) ok = s.write(p);
+        this.#undelivered -= it.size;
+        this.bytesSent += it.size;
+        this.framesSent++;
       }
+      this.#departIdx -= n;
+      s.uncork();
+      if (!ok) this.#block();
     }
-    this.bytesSent += size;
-    this.framesSent += batch.length;
-    if (!this.#socket.write(buf)) this.#block();
+    this.#notify();
+    const head = this.#queue.peek();
+    return head !== undefined && this.#departIdx > 0 ? head.arrivalMs : Infinity;
+  }
+
+  // --- internals --------------------------------------------------------------------------
+
+  #idle(): boolean {
+    return this.#queue.length === 0 && this.#blockedSince === null;
   }
 
   #block(): void {
-    this.#blocked = true;
+    if (this.#blockedSince === null) this.#blockedSince = performance.now();
     if (this.#stallTimeoutMs <= 0 || this.#stallTimer !== null) return;
     this.#stallTimer = setTimeout(() => {
       this.#stallTimer = null;
-      if (!this.#blocked || this.#closedError !== null) return;
+      if (this.#blockedSince === null || this.#closedError !== null) return;
       const e = new LinkClosedError(`the peer stopped reading: nothing could be written for ${this.#stallTimeoutMs} ms`);
       this.onStall(e);
       this.destroy(e.message);
     }, this.#stallTimeoutMs);
   }
 
-  #notify(): void {
-    for (let i = 0; i < this.#roomWaiters.length; ) {
-      const w = this.#roomWaiters[i]!;
-      if (this.#bulk.bytes <= w.limit) {
-        this.#roomWaiters.splice(i, 1);
-        w.resolve();
-      } else {
-        i++;
-      }
-    }
-    if (this.#idle()) for (const w of this.#flushWaiters.splice(0)) w.resolve();
+  #drained(): void {
+    if (this.#blockedSince !== null) this.blockedMs += performance.now() - this.#blockedSince;
+    this.#blockedSince = null;
+    if (this.#stallTimer !== null) clearTimeout(this.#stallTimer);
+    this.#stallTimer = null;
+    this.#notify();
   }
 
-  /** When the pump must run again, or null when there is nothing to do. */
-  #nextWakeMs(now: number): number | null {
-    let next: number | null = null;
-    if (this.#inflightHead < this.#inflight.length) next = this.#inflight[this.#inflightHead]!.arrivalMs - now;
-    const head = this.#urgent.peek() ?? this.#bulk.peek();
-    if (head !== undefined) {
-      const bw = this.#shape.bandwidthBytesPerSec;
-      const wait = bw > 0 ? ((Math.min(head.size, this.#burst) - this.#tokens) * 1000) / bw : 0;
-      next = next === null ? wait : Math.min(next, wait);
+  #notify(): void {
+    if (this.#roomWaiters.length > 0) {
+      const occ = this.occupancy;
+      for (let i = 0; i < this.#roomWaiters.length; ) {
+        const w = this.#roomWaiters[i]!;
+        if (occ < w.limit) {
+          this.#roomWaiters.splice(i, 1);
+          w.resolve();
+        } else {
+          i++;
+        }
+      }
     }
-    return next;
+    if (this.#flushWaiters.length > 0 && this.#idle()) for (const w of this.#flushWaiters.splice(0)) w.resolve();
+  }
+
+  #fail(e: Error): void {
+    if (this.#closedError !== null) return;
+    this.#closedError = e;
+    this.wire.detach(this);
+    if (this.#stallTimer !== null) clearTimeout(this.#stallTimer);
+    this.#stallTimer = null;
+    for (const w of this.#roomWaiters.splice(0)) w.reject(e);
+    for (const w of this.#flushWaiters.splice(0)) w.reject(e);
   }
 }

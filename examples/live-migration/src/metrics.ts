@@ -79,12 +79,12 @@ export class Timeline {
   /** Most buckets kept per series (a day at 10 ms would be 8.6 million: arrivals past this are dropped). */
   static readonly MAX_BUCKETS = 1 << 20;
 
-  add(kind: KindName, atEpochMs: number): void {
+  add(kind: KindName, atEpochMs: number, n = 1): void {
     const i = Math.max(0, Math.floor((atEpochMs - this.startEpochMs) / this.bucketMs));
     if (!(i < Timeline.MAX_BUCKETS)) return;
     const s = this.series[kind];
     while (s.length <= i) s.push(0);
-    s[i]!++;
+    s[i]! += n;
   }
 
   toJSON(): TimelineData {
@@ -158,4 +158,35 @@ export interface MigrationResult {
   timeline: TimelineData;
   opsTimeline: OpsSample[];
   verification: VerificationResult;
+  /**
+   * Downtime as the guest saw it: from the guest stopping on the source to its first completed
+   * operation on the destination (downtimeMs is the protocol's: stop to resume). Absent in older reports.
+   */
+  guestDowntimeMs?: number;
+  /** Total time guest threads spent blocked in missing faults (sum over faults, fault to wake). */
+  faultBlockedMs?: number;
+  transport?: TransportSummary;
+  /** Peak resident memory of each process (its simulated kernel and guest included). */
+  hostMemory?: { sourceMaxRssBytes: number; destinationMaxRssBytes: number; guestBytes: number };
+}
+
+/** How the bytes travelled, and what bounded them. */
+export interface TransportSummary {
+  /** Demand pages had their own (postcopy-preempt) connection. */
+  preempt: boolean;
+  /** The modelled socket send buffer per connection. */
+  sendBufferBytes: number;
+  /** Ms the bulk socket refused data although the modelled link had room: the receiver was the bottleneck. */
+  receiverBlockedMs: number;
+  /** receiverBlockedMs is at least a tenth of the run: the destination, not the link, bounded throughput. */
+  receiverBound: boolean;
+  /** Bytes queued ahead of each demand page on its connection when the source sent it. */
+  demandQueuedAhead: {
+    count: number;
+    p50Bytes: number;
+    p99Bytes: number;
+    maxBytes: number;
+    p99LinkMs: number | null;
+    maxLinkMs: number | null;
+  };
 }

@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { guestPages, type MigrationConfig } from "./config.ts";
+import { sendBufferBytes } from "./link.ts";
 import type { DestMetrics } from "./dest.ts";
 import type { FromChild, Role, ToChild } from "./ipc.ts";
 import { nowEpochMs, type MigrationResult, type VerificationResult } from "./metrics.ts";
@@ -106,6 +107,15 @@ const is =
   (m: FromChild): m is Extract<FromChild, { ev: E }> =>
     (evs as string[]).includes(m.ev);
 
+/** `p`, or null once `ms` have passed; the timer is cleared when `p` settles first, so it keeps no process alive. */
+function within<T>(p: Promise<T>, ms: number): Promise<T | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -144,7 +154,7 @@ export async function runMigration(config: MigrationConfig, hooks: RunHooks = {}
   } finally {
     source.send({ cmd: "exit" });
     dest.send({ cmd: "exit" });
-    await Promise.race([Promise.all([source.exitedPromise, dest.exitedPromise]), sleep(EXIT_GRACE_MS)]);
+    await within(Promise.all([source.exitedPromise, dest.exitedPromise]), EXIT_GRACE_MS);
     killBoth();
     process.off("exit", killBoth);
   }
@@ -191,7 +201,7 @@ async function drive(run: Run): Promise<MigrationResult> {
 async function fail(run: Run, side: Child, message: string): Promise<never> {
   const { source, dest } = run;
   const other = side === source ? dest : source;
-  const otherView = await Promise.race([other.failure, sleep(SIDE_REPORT_GRACE_MS).then(() => null)]);
+  const otherView = await within(other.failure, SIDE_REPORT_GRACE_MS);
   const views = new Map<Role, string>([[side.role, message]]);
   if (otherView !== null) views.set(other.role, otherView);
   const leadRole: Role = views.has("destination") ? "destination" : side.role;
@@ -201,11 +211,11 @@ async function fail(run: Run, side: Child, message: string): Promise<never> {
     .map(([role, text]) => `\n  ${role} reported: ${stripRole(text)}`)
     .join("");
   if (!run.resumed()) throw new MigrationError(`migration failed before the destination ran the guest (its memory on the source is intact): ${stripRole(lead)}${details}`);
-  const o = await Promise.race([run.oracle, sleep(SIDE_REPORT_GRACE_MS).then(() => null)]);
+  const o = await within(run.oracle, SIDE_REPORT_GRACE_MS);
   if (o === null) throw new MigrationError(`migration failed after the guest moved: ${stripRole(lead)}${details}\n  the source died before handing over its page versions: the destination's memory cannot be checked`);
   if (dest.exited !== null) throw new MigrationError(`migration failed after the guest moved: ${stripRole(lead)}${details}\n  the destination process ${dest.exited}`);
   dest.send({ cmd: "verify", oracle: o });
-  const result = await Promise.race([dest.next(is("dest-result")), sleep(SIDE_REPORT_GRACE_MS * 4).then(() => null)]);
+  const result = await within(dest.next(is("dest-result")), SIDE_REPORT_GRACE_MS * 4);
   if (result === null) throw new MigrationError(`migration failed after the guest moved: ${stripRole(lead)}${details}\n  the destination could not check its memory`);
   const v = result.verification;
   const memory = v.ok
@@ -220,16 +230,23 @@ function stripRole(text: string): string {
 
 function buildResult(config: MigrationConfig, startEpochMs: number, s: SourceMetrics, d: DestMetrics, verification: VerificationResult): MigrationResult {
   const totalTimeMs = d.completeEpochMs - startEpochMs;
+  const downtimeMs = d.resumeEpochMs - d.sourcePauseEpochMs;
+  const receiverBound = s.linkBlockedMs >= 0.1 * totalTimeMs;
   const sent = s.sent;
   const bytesS2D = s.bytesSent;
   return {
     strategy: config.strategy,
     config,
     trackingMethod: s.trackingMethod,
-    notes: [...s.notes, ...(d.postcopyMethod !== null ? [`postcopy faults: ${d.postcopyMethod}`] : [])],
+    notes: [
+      ...s.notes,
+      ...(d.postcopyMethod !== null ? [`postcopy faults: ${d.postcopyMethod}`] : []),
+      ...(config.strategy !== "precopy" ? [s.preempt ? "postcopy-preempt: demand requests and pages on their own connection" : "single stream: demand pages queue behind the bulk connection's send buffer"] : []),
+      ...(receiverBound ? [`the destination, not the link, bounded throughput (the bulk socket refused data for ${Math.round(s.linkBlockedMs)} ms)`] : []),
+    ],
     guestPages: guestPages(config),
     totalTimeMs,
-    downtimeMs: d.resumeEpochMs - d.sourcePauseEpochMs,
+    downtimeMs,
     switchoverAtMs: s.pauseEpochMs - startEpochMs,
     virtual: {
       sourceNs: s.virtualNs.end - s.virtualNs.start,
@@ -259,5 +276,15 @@ function buildResult(config: MigrationConfig, startEpochMs: number, s: SourceMet
     timeline: d.timeline,
     opsTimeline: [...s.opsTimeline, ...d.opsTimeline],
     verification,
+    guestDowntimeMs: d.firstProgressEpochMs > 0 ? d.firstProgressEpochMs - d.sourcePauseEpochMs : downtimeMs,
+    faultBlockedMs: (d.faults.meanUs * d.faults.count) / 1000,
+    hostMemory: { sourceMaxRssBytes: s.maxRssBytes ?? 0, destinationMaxRssBytes: d.maxRssBytes ?? 0, guestBytes: config.memoryBytes },
+    transport: {
+      preempt: s.preempt,
+      sendBufferBytes: sendBufferBytes(config.link),
+      receiverBlockedMs: s.linkBlockedMs,
+      receiverBound,
+      demandQueuedAhead: s.demandQueuedAhead,
+    },
   };
 }

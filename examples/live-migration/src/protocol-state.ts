@@ -19,6 +19,8 @@ import {
   pageKindOf,
   ProtocolError,
   PROTOCOL_VERSION,
+  MAX_RUN_PAGES,
+  zeroBitmapBytes,
   type Frame,
   type PageKind,
 } from "./protocol.ts";
@@ -58,6 +60,10 @@ export interface Hello {
   startEpochMs: number;
   /** The shared secret the orchestrator (or the operator) handed both sides out of band. */
   token: string;
+  /** "main" opens the migration; "preempt" is its postcopy-preempt connection. */
+  channel: "main" | "preempt";
+  /** Main HELLO: demand requests and pages will travel on a second (preempt) connection. */
+  preempt: boolean;
 }
 
 /** Largest HELLO / ERROR / DEVICE_STATE payload accepted (a DEVICE_STATE with 64 threads is ~6 KiB). */
@@ -104,6 +110,8 @@ export function parseHello(f: Frame, state: string): Hello {
   if (!(STRATEGIES as readonly unknown[]).includes(v["strategy"])) bad(`unknown strategy ${JSON.stringify(v["strategy"])}`);
   if (typeof v["startEpochMs"] !== "number" || !Number.isFinite(v["startEpochMs"])) bad('"startEpochMs" is not a finite number');
   if (typeof v["token"] !== "string" || v["token"].length > 256) bad('"token" is not a string of at most 256 characters');
+  if (v["channel"] !== "main" && v["channel"] !== "preempt") bad(`unknown channel ${JSON.stringify(v["channel"])}`);
+  if (typeof v["preempt"] !== "boolean") bad('"preempt" is not a boolean');
   return v as unknown as Hello;
 }
 
@@ -147,6 +155,21 @@ export interface PageFrame {
   data: Uint8Array | null;
 }
 
+/** A validated PAGES frame: `n` pages from `first`; zero(i) says page first+i is zeros. */
+export interface PagesFrame {
+  first: number;
+  n: number;
+  kind: PageKind;
+  /** The zero bitmap (bit i of word i >> 5). */
+  zeroBits: Uint32Array;
+  /** The non-zero pages' bytes, in order. */
+  data: Uint8Array;
+}
+
+export function isZeroInRun(r: PagesFrame, i: number): boolean {
+  return ((r.zeroBits[i >>> 5]! >>> (i & 31)) & 1) === 1;
+}
+
 // --- the destination's side -------------------------------------------------------------
 
 /**
@@ -171,6 +194,9 @@ export class DestProtocol {
   /** Demand requests sent and not yet answered by a DEMAND page, per page. */
   #requested: Uint8Array | null = null;
   #outstanding = 0;
+  #preempt: "none" | "expected" | "attached" = "none";
+  #demandReceived = 0;
+  #demandExpected = -1;
 
   constructor(expected: { token: string; pages: number; seed: number }) {
     this.#expectedToken = expected.token;
@@ -205,16 +231,44 @@ export class DestProtocol {
     if (h.pages !== this.#expectedPages || h.seed !== this.#expectedSeed) {
       throw this.#violation(f, `guest mismatch: source has ${h.pages} pages (seed ${h.seed}), we have ${this.#expectedPages} (seed ${this.#expectedSeed})`);
     }
+    if (h.channel !== "main") throw this.#violation(f, "a preempt channel before the main connection");
     this.#pages = h.pages;
     this.#strategy = h.strategy;
     this.#requested = new Uint8Array(h.pages);
+    this.#preempt = h.preempt ? "expected" : "none";
     this.#state = "precopy";
     return h;
   }
 
+  /** Whether the main HELLO announced a preempt connection that has not arrived yet. */
+  get awaitingPreempt(): boolean {
+    return this.#preempt === "expected";
+  }
+
+  /** The HELLO of a second connection: valid once, as the announced preempt channel, with the token. */
+  preemptHelloFrame(f: Frame): Hello {
+    const st = `${this.#state}, preempt ${this.#preempt}`;
+    const bad = (what: string): ProtocolViolation => new ProtocolViolation("HELLO", st, what);
+    const h = parseHello(f, st);
+    if (!tokensEqual(h.token, this.#expectedToken)) throw bad("wrong token (the peer is not the source this destination was given)");
+    if (h.channel !== "preempt") throw bad("a second main connection (a source is already connected)");
+    if (this.#preempt !== "expected") throw bad(this.#preempt === "none" ? "no preempt channel was announced" : "a second preempt channel");
+    if (h.pages !== this.#pages || h.seed !== this.#expectedSeed) throw bad("guest mismatch with the main connection");
+    this.#preempt = "attached";
+    return h;
+  }
+
+  /** Only demand pages travel on the preempt channel. */
+  preemptFrame(f: Frame): PageFrame {
+    if (f.type !== FRAME.PAGE || pageKindOf(f.flags) !== PAGE_KIND.DEMAND) throw new ProtocolViolation(frameName(f.type), `${this.#state}, preempt channel`, "only demand pages travel on the preempt channel");
+    return this.pageFrame(f);
+  }
+
   pageFrame(f: Frame): PageFrame {
     const st = this.#state;
-    if (st !== "precopy" && st !== "postcopy") throw this.#violation(f, "no page is expected");
+    // After COMPLETE only the demand pages it counted may still arrive (on the preempt channel).
+    const lateDemand = st === "complete" && pageKindOf(f.flags) === PAGE_KIND.DEMAND && this.#demandReceived < this.#demandExpected;
+    if (st !== "precopy" && st !== "postcopy" && !lateDemand) throw this.#violation(f, "no page is expected");
     const kind = pageKindOf(f.flags);
     if ((f.flags & ~(PAGE_ZERO | 0x0f)) !== 0 || kind < PAGE_KIND.PRECOPY || kind > PAGE_KIND.BACKGROUND) throw this.#violation(f, `unknown flags 0x${f.flags.toString(16)}`);
     if (f.page >= this.#pages) throw this.#violation(f, `page ${f.page} is outside the guest (${this.#pages} pages)`);
@@ -223,15 +277,42 @@ export class DestProtocol {
     if (!zero && f.payload.byteLength !== 4096) throw this.#violation(f, `page ${f.page} carries ${f.payload.byteLength} bytes, not 4096`);
     if (f.aux !== 0) throw this.#violation(f, `aux is ${f.aux}, not 0`);
     if (st === "precopy" && kind !== PAGE_KIND.PRECOPY && kind !== PAGE_KIND.STOP_COPY) throw this.#violation(f, `page ${f.page} of postcopy kind ${kind} before the switchover`);
-    if (st === "postcopy") {
+    if (st !== "precopy") {
       if (kind !== PAGE_KIND.DEMAND && kind !== PAGE_KIND.BACKGROUND) throw this.#violation(f, `page ${f.page} of precopy kind ${kind} after the guest resumed here`);
       if (kind === PAGE_KIND.DEMAND) {
         if (this.#requested![f.page] !== 1) throw this.#violation(f, `demand page ${f.page} was not requested (or was already answered)`);
         this.#requested![f.page] = 2;
         this.#outstanding--;
+        this.#demandReceived++;
       }
     }
     return { page: f.page, kind, data: zero ? null : f.payload };
+  }
+
+  pagesFrame(f: Frame): PagesFrame {
+    const st = this.#state;
+    if (st !== "precopy" && st !== "postcopy") throw this.#violation(f, "no page is expected");
+    const kind = f.flags as PageKind;
+    if (st === "precopy" && kind !== PAGE_KIND.PRECOPY && kind !== PAGE_KIND.STOP_COPY) throw this.#violation(f, `a run of kind ${f.flags} before the switchover`);
+    if (st === "postcopy" && kind !== PAGE_KIND.BACKGROUND) throw this.#violation(f, `a run of kind ${f.flags} after the guest resumed here (only background runs)`);
+    const n = f.aux;
+    if (n < 1 || n > MAX_RUN_PAGES) throw this.#violation(f, `a run of ${n} pages (1 to ${MAX_RUN_PAGES})`);
+    if (f.page >= this.#pages || f.page + n > this.#pages) throw this.#violation(f, `pages ${f.page}..${f.page + n - 1} are outside the guest (${this.#pages} pages)`);
+    const bm = zeroBitmapBytes(n);
+    if (f.payload.byteLength < bm) throw this.#violation(f, `payload of ${f.payload.byteLength} bytes has no room for the zero bitmap`);
+    const zeroBits = new Uint32Array(bm / 4);
+    const dv = new DataView(f.payload.buffer, f.payload.byteOffset, bm);
+    let zeros = 0;
+    for (let w = 0; w < zeroBits.length; w++) {
+      const bits = dv.getUint32(w * 4, true);
+      const valid = n - w * 32 >= 32 ? 0xffff_ffff : (1 << (n - w * 32)) - 1;
+      if ((bits & ~valid) !== 0) throw this.#violation(f, "zero bits set past the end of the run");
+      zeroBits[w] = bits;
+      for (let b = bits; b !== 0; b &= b - 1) zeros++;
+    }
+    const expect = bm + (n - zeros) * 4096;
+    if (f.payload.byteLength !== expect) throw this.#violation(f, `payload of ${f.payload.byteLength} bytes for ${n - zeros} data pages (expected ${expect})`);
+    return { first: f.page, n, kind, zeroBits, data: f.payload.subarray(bm) };
   }
 
   roundEndFrame(f: Frame): void {
@@ -269,10 +350,19 @@ export class DestProtocol {
     return s;
   }
 
-  completeFrame(f: Frame): void {
+  /** COMPLETE: `page` counts the demand pages the source sent (some may still be on the preempt channel). */
+  completeFrame(f: Frame): number {
     if (this.#state !== "postcopy") throw this.#violation(f, "COMPLETE outside postcopy");
     if (f.aux !== this.#pages || f.payload.byteLength !== 0) throw this.#violation(f, `COMPLETE for ${f.aux} pages, the guest has ${this.#pages}`);
+    if (f.page > this.#demandReceived + this.#outstanding) throw this.#violation(f, `counts ${f.page} demand pages, more than the ${this.#demandReceived + this.#outstanding} requested`);
+    this.#demandExpected = f.page;
     this.#state = "complete";
+    return f.page;
+  }
+
+  /** Demand pages received so far. */
+  get demandReceived(): number {
+    return this.#demandReceived;
   }
 
   /** Any frame a source never sends. */
@@ -298,6 +388,7 @@ export class SourceProtocol {
   #discardOutstanding: number | null = null;
   #mode: DeviceState["mode"] | null = null;
   #resumed = false;
+  #preempt: "none" | "hello-sent" | "open" = "none";
 
   constructor(pages: number) {
     this.#pages = pages;
@@ -309,6 +400,23 @@ export class SourceProtocol {
 
   sentHello(): void {
     this.#state = "awaiting-hello-ack";
+  }
+
+  sentPreemptHello(): void {
+    this.#preempt = "hello-sent";
+  }
+
+  /** Checks a frame from the destination's preempt connection; returns the page of a valid REQUEST. */
+  acceptPreempt(f: Frame): number {
+    const st = `${this.#state}, preempt channel`;
+    if (f.type === FRAME.HELLO_ACK) {
+      if (this.#preempt !== "hello-sent") throw new ProtocolViolation("HELLO_ACK", st, "HELLO_ACK without a pending HELLO");
+      this.#empty(f);
+      this.#preempt = "open";
+      return -1;
+    }
+    if (f.type !== FRAME.REQUEST) throw new ProtocolViolation(frameName(f.type), st, "only REQUEST travels on the preempt channel");
+    return this.accept(f);
   }
 
   sentDiscard(count: number): void {

@@ -33,6 +33,7 @@ export const FRAME = {
   DONE: 10,
   ERROR: 11,
   DISCARD_ACK: 12,
+  PAGES: 13,
 } as const;
 export type FrameType = (typeof FRAME)[keyof typeof FRAME];
 
@@ -53,6 +54,26 @@ export const PAGE_KIND_NAMES: Readonly<Record<PageKind, string>> = {
 
 /** DISCARD flag: sent at switchover (in the downtime), not ahead of it. */
 export const DISCARD_AT_SWITCHOVER = 0x01;
+
+/** Most pages one PAGES frame may carry (a 256 KiB run). */
+export const MAX_RUN_PAGES = 64;
+
+/** Bytes of a PAGES frame's zero bitmap for a run of `n` pages (whole u32 words). */
+export function zeroBitmapBytes(n: number): number {
+  return ((n + 31) >>> 5) * 4;
+}
+
+/**
+ * A PAGES frame: a run of `n` contiguous pages from `first`. Payload: a bitmap (bit i set = page
+ * first+i is all zeros and carries no bytes), then the bytes of the other pages in order. The
+ * parts are referenced, not copied (a contiguous read of the run is one part).
+ */
+export function encodePagesFrame(kind: PageKind, first: number, n: number, zeroBits: Uint32Array, data: readonly Uint8Array[]): Uint8Array[] {
+  const bitmap = new Uint8Array(zeroBits.buffer, zeroBits.byteOffset, zeroBitmapBytes(n));
+  let len = bitmap.byteLength;
+  for (const d of data) len += d.byteLength;
+  return [encodeHeader(FRAME.PAGES, kind, first, n, len), bitmap, ...data];
+}
 
 /** PAGE flag: the page is all zeros and no payload follows. */
 export const PAGE_ZERO = 0x80;

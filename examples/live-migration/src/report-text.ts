@@ -1,8 +1,10 @@
 /**
- * The metrics as a terminal table: one run, or several strategies side by side.
+ * The metrics as a terminal table: one run, or several strategies side by side. Rows whose name
+ * can mislead carry a footnote (printed under the table, and under the HTML report's table).
  */
-import { formatBandwidth, formatBytes } from "./config.ts";
+import { formatBandwidth, formatBytes, guestPages } from "./config.ts";
 import type { MigrationResult } from "./metrics.ts";
+import type { FailedRun, RunRecord } from "./report.ts";
 
 const int = (n: number): string => Math.round(n).toLocaleString("en-US");
 
@@ -20,47 +22,113 @@ export function ns(n: number): string {
   return n >= 1e6 ? ms(n / 1e6) : `${(n / 1000).toFixed(1)} µs`;
 }
 
-/** The rows of the metrics table: label and a value formatter. */
-export const ROWS: ReadonlyArray<readonly [string, (r: MigrationResult) => string]> = [
-  ["total time", (r) => ms(r.totalTimeMs)],
-  ["downtime", (r) => ms(r.downtimeMs)],
-  ["switchover after", (r) => ms(r.switchoverAtMs)],
-  ["virtual time: source kernel", (r) => ns(r.virtual.sourceNs)],
-  ["virtual time: destination kernel", (r) => ns(r.virtual.destinationNs)],
-  ["virtual downtime", (r) => ns(r.virtual.downtimeNs)],
-  ["precopy rounds", (r) => int(r.rounds.length)],
-  ["pages sent: precopy", (r) => int(r.pages.precopy)],
-  ["pages sent: stop-and-copy", (r) => int(r.pages.stopCopy)],
-  ["pages sent: postcopy demand", (r) => int(r.pages.demand)],
-  ["pages sent: background push", (r) => int(r.pages.background)],
-  ["pages sent: total", (r) => int(r.pages.total)],
-  ["  of which zero pages", (r) => int(r.pages.zero)],
-  ["  of which duplicates", (r) => int(r.pages.duplicate)],
-  ["bytes on the wire", (r) => formatBytes(r.bytes.total)],
-  ["  source -> destination", (r) => formatBytes(r.bytes.sourceToDestination)],
-  ["  destination -> source", (r) => formatBytes(r.bytes.destinationToSource)],
-  ["throughput", (r) => `${r.throughputMBps.toFixed(1)} MB/s`],
-  ["destination faults", (r) => int(r.faults.count)],
-  ["  resolved by a page in flight", (r) => int(r.faults.raced)],
-  ["fault latency p50", (r) => (r.faults.p50Us > 0 ? us(r.faults.p50Us) : "-")],
-  ["fault latency p99", (r) => (r.faults.p99Us > 0 ? us(r.faults.p99Us) : "-")],
-  ["fault latency max", (r) => (r.faults.maxUs > 0 ? us(r.faults.maxUs) : "-")],
-  ["guest ops on source / destination", (r) => `${int(r.guest.opsOnSource)} / ${int(r.guest.opsOnDestination)}`],
-  ["dirty tracking", (r) => r.trackingMethod],
-  ["verification", (r) => verdict(r)],
+function isFailed(r: RunRecord): r is FailedRun {
+  return "failure" in r && typeof r.failure === "string";
+}
+
+/** Footnotes for the rows whose name alone can mislead. */
+export const FOOTNOTES = {
+  downtime:
+    "Wall-clock time from the guest stopping on the source to the guest running on the destination. Postcopy and hybrid guests then still wait for each missing page they touch; that waiting is not in this figure (see the fault latency).",
+  virtual:
+    "Simulated kernel time: the virtual ns the kernels spent on syscalls, faults and copies. The network and Node's event loop cost no virtual time, so these are far below the wall-clock figures and not comparable with them.",
+  virtualDowntime:
+    "The virtual kernel time of the switchover on both kernels (source: stop to device state sent; destination: switchover to resume). Not the downtime the guest saw: that is the wall-clock downtime above.",
+  total: "Every page sent, duplicates included, so it can exceed the guest's page count.",
+  zero: "Pages that were all zeros, sent as a 16-byte header without payload; they are also counted in the rows above.",
+  duplicate:
+    "Pages sent more than once: precopy and hybrid resend the pages the guest wrote after they were sent. This is the price of migrating a running guest, not a retransmission.",
+  throughput: "Bytes from source to destination divided by the total time, including time the link was idle.",
+  raced: "Faults on a page already requested or already on its way: no request is sent and they have no latency sample.",
+  latency:
+    "Wall-clock time on the destination from the fault to the page install: the request's trip, queueing behind bulk pages, and timer granularity (about 1 ms per hop).",
+} as const;
+
+export interface Row {
+  label: string;
+  /** The cell; null when the run did not measure it (the row is left out if no run did). */
+  value: (r: MigrationResult) => string | null;
+  note?: keyof typeof FOOTNOTES;
+}
+
+/** The rows of the metrics table. */
+export const ROWS: readonly Row[] = [
+  { label: "total time", value: (r) => ms(r.totalTimeMs) },
+  { label: "downtime", value: (r) => ms(r.downtimeMs), note: "downtime" },
+  { label: "switchover after", value: (r) => ms(r.switchoverAtMs) },
+  { label: "virtual time: source kernel", value: (r) => ns(r.virtual.sourceNs), note: "virtual" },
+  { label: "virtual time: destination kernel", value: (r) => ns(r.virtual.destinationNs), note: "virtual" },
+  { label: "virtual downtime", value: (r) => ns(r.virtual.downtimeNs), note: "virtualDowntime" },
+  { label: "precopy rounds", value: (r) => int(r.rounds.length) },
+  { label: "pages sent: precopy", value: (r) => int(r.pages.precopy) },
+  { label: "pages sent: stop-and-copy", value: (r) => int(r.pages.stopCopy) },
+  { label: "pages sent: postcopy demand", value: (r) => int(r.pages.demand) },
+  { label: "pages sent: background push", value: (r) => int(r.pages.background) },
+  { label: "pages sent: total", value: (r) => int(r.pages.total), note: "total" },
+  { label: "  of which zero pages", value: (r) => int(r.pages.zero), note: "zero" },
+  { label: "  of which duplicates", value: (r) => int(r.pages.duplicate), note: "duplicate" },
+  { label: "bytes on the wire", value: (r) => formatBytes(r.bytes.total) },
+  { label: "  source -> destination", value: (r) => formatBytes(r.bytes.sourceToDestination) },
+  { label: "  destination -> source", value: (r) => formatBytes(r.bytes.destinationToSource) },
+  { label: "throughput", value: (r) => `${r.throughputMBps.toFixed(1)} MB/s`, note: "throughput" },
+  { label: "destination faults", value: (r) => int(r.faults.count) },
+  { label: "  resolved by a page in flight", value: (r) => int(r.faults.raced), note: "raced" },
+  { label: "fault latency p50", value: (r) => (r.faults.p50Us > 0 ? us(r.faults.p50Us) : "-"), note: "latency" },
+  { label: "fault latency p99", value: (r) => (r.faults.p99Us > 0 ? us(r.faults.p99Us) : "-"), note: "latency" },
+  { label: "fault latency max", value: (r) => (r.faults.maxUs > 0 ? us(r.faults.maxUs) : "-"), note: "latency" },
+  { label: "guest ops on source / destination", value: (r) => `${int(r.guest.opsOnSource)} / ${int(r.guest.opsOnDestination)}` },
+  { label: "dirty tracking", value: (r) => r.trackingMethod },
+  { label: "verification", value: (r) => verdict(r) },
 ];
 
-export function verdict(r: MigrationResult): string {
+/** One table cell: a failed run has only its verdict. */
+export function cell(row: Row, r: RunRecord): string | null {
+  if (!isFailed(r)) return row.value(r);
+  return row.label === "verification" ? "FAILED (did not complete)" : "-";
+}
+
+/** The rows some run measured, each with its footnote number (1-based, in order of first use). */
+export function tableRows(results: readonly RunRecord[]): Array<{ row: Row; cells: string[]; footnote: number | null }> {
+  const numbers = new Map<string, number>();
+  const out: Array<{ row: Row; cells: string[]; footnote: number | null }> = [];
+  for (const row of ROWS) {
+    const cells = results.map((r) => cell(row, r));
+    if (results.length > 0 && cells.every((c) => c === null)) continue;
+    let footnote: number | null = null;
+    if (row.note !== undefined) {
+      footnote = numbers.get(row.note) ?? numbers.size + 1;
+      numbers.set(row.note, footnote);
+    }
+    out.push({ row, cells: cells.map((c) => c ?? "-"), footnote });
+  }
+  return out;
+}
+
+/** The footnotes the rows use, in number order. */
+export function footnotes(rows: ReturnType<typeof tableRows>): Array<{ n: number; text: string }> {
+  const seen = new Map<number, string>();
+  for (const { row, footnote } of rows) if (footnote !== null && row.note !== undefined) seen.set(footnote, FOOTNOTES[row.note]);
+  return [...seen].map(([n, text]) => ({ n, text }));
+}
+
+export function verdict(r: RunRecord): string {
+  if (isFailed(r)) {
+    const v = r.verification;
+    if (v === null) return "FAILED (the migration did not complete)";
+    return v.ok
+      ? `FAILED (the migration did not complete; ${int(v.pagesChecked)} received pages are correct, ${int(v.missingPages)} never arrived)`
+      : `FAILED (the migration did not complete; ${int(v.mismatchedPages)} wrong pages, ${int(v.filledMissingPages)} missing pages filled)`;
+  }
   const v = r.verification;
   if (r.guest.errors.length > 0) return `FAILED (guest error: ${r.guest.errors[0]})`;
   if (v.ok) return `OK (${int(v.pagesChecked)} pages byte for byte)`;
   return `FAILED (${int(v.mismatchedPages)} wrong pages, ${int(v.staleReads)} stale reads)`;
 }
 
-export function describeSetup(r: MigrationResult): string {
+export function describeSetup(r: RunRecord): string {
   const c = r.config;
   const threads = c.workload.map((t) => `${t.kind}:${t.rate}/s`).join(", ") || "idle";
-  return `${formatBytes(c.memoryBytes)} guest (${int(r.guestPages)} pages), link ${formatBandwidth(c.link.bandwidthBytesPerSec)} + ${c.link.latencyMs} ms, workload ${threads}, seed ${c.seed}`;
+  return `${formatBytes(c.memoryBytes)} guest (${int(guestPages(c))} pages), link ${formatBandwidth(c.link.bandwidthBytesPerSec)} + ${c.link.latencyMs} ms, workload ${threads}, seed ${c.seed}`;
 }
 
 function table(header: string[], rows: string[][]): string {
@@ -69,23 +137,32 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), widths.map((w) => "-".repeat(w)).join("   "), ...rows.map(line)].join("\n");
 }
 
-export function formatResultTable(r: MigrationResult): string {
-  const rows = ROWS.map(([label, f]) => [label, f(r)]);
-  return `Live migration (${r.strategy}): ${describeSetup(r)}\n\n${table(["metric", r.strategy], rows)}\n${notes(r)}`;
+function textTable(results: readonly RunRecord[]): string {
+  const rows = tableRows(results);
+  const body = table(
+    ["metric", ...results.map((r) => (isFailed(r) ? `${r.strategy} (failed)` : r.strategy))],
+    rows.map(({ row, cells, footnote }) => [`${row.label}${footnote === null ? "" : ` [${footnote}]`}`, ...cells]),
+  );
+  const notes = footnotes(rows).map(({ n, text }) => `[${n}] ${text}`);
+  return `${body}\n\n${notes.join("\n")}\n`;
 }
 
-export function formatComparisonTable(results: readonly MigrationResult[]): string {
-  const rows = ROWS.map(([label, f]) => [label, ...results.map(f)]);
+export function formatResultTable(r: RunRecord): string {
+  return `Live migration (${r.strategy}): ${describeSetup(r)}\n\n${textTable([r])}${notes(r)}`;
+}
+
+export function formatComparisonTable(results: readonly RunRecord[]): string {
   const head = results[0] === undefined ? "" : `Strategies compared on the same workload: ${describeSetup(results[0])}\n\n`;
-  return `${head}${table(["metric", ...results.map((r) => r.strategy)], rows)}\n${results.map(notes).join("")}`;
+  return `${head}${textTable(results)}${results.map(notes).join("")}`;
 }
 
-function notes(r: MigrationResult): string {
-  const lines = [...r.notes.map((n) => `note: ${n}`), ...r.guest.errors.map((e) => `guest error: ${e}`)];
+function notes(r: RunRecord): string {
+  const lines = isFailed(r) ? [] : [...r.notes.map((n) => `note: ${n}`), ...r.guest.errors.map((e) => `guest error: ${e}`)];
   return lines.map((n) => `  ${n} (${r.strategy})\n`).join("");
 }
 
-/** A run is good when the memory verified and no guest thread died. */
-export function succeeded(r: MigrationResult): boolean {
+/** A run is good when it completed, the memory verified and no guest thread died. */
+export function succeeded(r: RunRecord): boolean {
+  if (isFailed(r)) return false;
   return r.verification.ok && r.guest.errors.length === 0 && r.guest.sourceMismatches === 0 && r.guest.corruptReads === 0;
 }

@@ -19,8 +19,8 @@ import { Endpoint } from "./endpoint.ts";
 import { Guest, type WriteLog } from "./guest.ts";
 import { nowEpochMs, type OpsSample, type RoundInfo } from "./metrics.ts";
 import { isZeroPage } from "./pages.ts";
-import { MAX_JSON_PAYLOAD, SourceProtocol, type DeviceState, type Hello } from "./protocol-state.ts";
-import { DISCARD_AT_SWITCHOVER, encodeFrame, encodeJson, encodePageList, FRAME, PAGE_KIND, PAGE_ZERO, PROTOCOL_VERSION, type Frame, type PageKind } from "./protocol.ts";
+import { MAX_JSON_PAYLOAD, ProtocolViolation, SourceProtocol, type DeviceState, type Hello } from "./protocol-state.ts";
+import { DISCARD_AT_SWITCHOVER, encodeFrame, encodeJson, encodePageList, encodePagesFrame, FRAME, MAX_RUN_PAGES, PAGE_KIND, PAGE_ZERO, PROTOCOL_VERSION, type Frame, type PageKind } from "./protocol.ts";
 import { initialWorkloadState, Workload } from "./workload.ts";
 import { TimeSlice } from "./yield.ts";
 
@@ -41,7 +41,8 @@ export interface SourceMetrics {
   virtualNs: { start: number; pause: number; deviceStateSent: number; end: number };
   sent: { precopy: number; stopCopy: number; demand: number; background: number; zero: number; duplicate: number };
   rounds: RoundInfo[];
-  requests: { received: number; alreadySent: number };
+  /** alreadySent: already answered on demand; resentFromBulk: pushed on the bulk connection, sent again on demand. */
+  requests: { received: number; alreadySent: number; resentFromBulk: number };
   bytesSent: number;
   bytesReceived: number;
   guestOps: number;
@@ -49,8 +50,37 @@ export interface SourceMetrics {
   mismatches: number;
   corruptReads: number;
   opsTimeline: OpsSample[];
+  /** Demand pages travelled on their own (postcopy-preempt) connection. */
+  preempt: boolean;
+  /** Ms the bulk socket refused data: the receiver, not the modelled link, was the bottleneck. */
+  linkBlockedMs: number;
+  /** Bytes queued ahead of each demand page on its connection when it was sent. */
+  demandQueuedAhead: QueuedAhead;
+  /** Peak resident memory of this process. */
+  maxRssBytes?: number;
 }
 
+/** What demand pages waited behind, in bytes and in link time (the shaper's model). */
+export interface QueuedAhead {
+  count: number;
+  p50Bytes: number;
+  p99Bytes: number;
+  maxBytes: number;
+  /** (bytes ahead + the page) / bandwidth + latency, in ms; null on an unlimited link. */
+  p99LinkMs: number | null;
+  maxLinkMs: number | null;
+}
+
+function summarizeAhead(samples: readonly number[], shape: MigrationConfig["link"]): QueuedAhead {
+  const s = Float64Array.from(samples).sort();
+  const pct = (p: number): number => (s.length === 0 ? 0 : s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!);
+  const bw = shape.bandwidthBytesPerSec;
+  const linkMs = (bytes: number): number | null => (bw > 0 ? ((bytes + PAGE_BYTES + 16) * 1000) / bw + shape.latencyMs : null);
+  const max = s.length === 0 ? 0 : s[s.length - 1]!;
+  return { count: s.length, p50Bytes: pct(50), p99Bytes: pct(99), maxBytes: max, p99LinkMs: linkMs(pct(99)), maxLinkMs: linkMs(max) };
+}
+
+const PAGE_BYTES = 4096;
 
 export class MigrationSource {
   readonly #config: MigrationConfig;
@@ -59,6 +89,12 @@ export class MigrationSource {
   readonly #workload: Workload;
   readonly #hooks: SourceHooks;
   #ep: Endpoint | null = null;
+  /** The postcopy-preempt connection (null: single stream). */
+  #preemptEp: Endpoint | null = null;
+  readonly #demandAhead: number[] = [];
+  /** Postcopy: 1 = pushed on the bulk connection, 2 = then also answered on demand. */
+  #pushed: Uint8Array = new Uint8Array(0);
+  #completeSent = false;
   readonly #sentCount: Uint16Array;
   /** Postcopy: pages the destination still lacks and that have not been queued yet. */
   #needed: Uint8Array | null = null;
@@ -112,18 +148,31 @@ export class MigrationSource {
     m.virtualNs.start = this.#guest.virtualNs;
     const sampler = setInterval(() => this.#sampleOps(), 50);
     try {
-      const ep = await this.#connect(target.host ?? "127.0.0.1", target.port);
-      const hello: Hello = { version: PROTOCOL_VERSION, pages: this.#guest.pages, seed: this.#config.seed, strategy: this.#config.strategy, startEpochMs, token };
-      ep.link.send(encodeJson(FRAME.HELLO, hello), "urgent");
+      const host = target.host ?? "127.0.0.1";
+      const ep = await this.#connect(host, target.port, null);
+      this.#ep = ep;
+      const preempt = this.#config.strategy !== "precopy" && this.#config.postcopyPreempt;
+      const hello: Hello = { version: PROTOCOL_VERSION, pages: this.#guest.pages, seed: this.#config.seed, strategy: this.#config.strategy, startEpochMs, token, channel: "main", preempt };
+      ep.link.send(encodeJson(FRAME.HELLO, hello));
       this.#proto.sentHello();
       await ep.waitFor(FRAME.HELLO_ACK, limits.handshakeTimeoutMs, "the destination's HELLO_ACK");
+      if (preempt) {
+        // The postcopy-preempt connection (QEMU's): demand requests and their pages only, on the
+        // same wire, ahead of the bulk connection at every segment boundary.
+        const pe = await this.#connect(host, target.port, ep);
+        this.#preemptEp = pe;
+        pe.link.send(encodeJson(FRAME.HELLO, { ...hello, channel: "preempt", preempt: false }));
+        this.#proto.sentPreemptHello();
+        await pe.waitFor(FRAME.HELLO_ACK, limits.handshakeTimeoutMs, "the destination's HELLO_ACK on the preempt channel");
+      }
       if (this.#config.strategy === "postcopy") await this.#switchToPostcopy(null, new Uint32Array(0));
       else await this.#precopyPhase();
       await ep.waitFor(FRAME.DONE, limits.phaseTimeoutMs, "the destination's DONE");
       ep.finish();
+      this.#preemptEp?.finish();
       m.endEpochMs = nowEpochMs();
       m.virtualNs.end = this.#guest.virtualNs;
-      await ep.end();
+      await Promise.all([ep.end(), this.#preemptEp?.end()]);
       return this.#finalMetrics();
     } catch (e) {
       // Say where the conversation broke; the guest still runs here unless it had switched over.
@@ -136,22 +185,33 @@ export class MigrationSource {
 
   /** Cuts the connection and stops the guest's workload (tests; the CLI exits instead). */
   async dispose(): Promise<void> {
-    this.#ep?.destroy("the source was disposed");
+    this.abort("the source was disposed");
     await this.#workload.pause(1000);
   }
 
-  /** Cuts the connection now (used by fault injection and on fatal errors). */
+  /** Cuts the connections now (used by fault injection and on fatal errors). */
   abort(reason: string): void {
     this.#ep?.destroy(reason);
+    this.#preemptEp?.destroy(reason);
   }
 
-  #connect(host: string, port: number): Promise<Endpoint> {
+  /** Opens the main connection (main = null) or the preempt connection sharing main's wire. */
+  #connect(host: string, port: number, main: Endpoint | null): Promise<Endpoint> {
     return new Promise((resolve, reject) => {
       const socket = connect({ host, port }, () => {
         socket.off("error", reject);
-        const ep = new Endpoint(socket, this.#config.link, { maxPayload: MAX_JSON_PAYLOAD, state: () => this.#proto.state, stallTimeoutMs: this.#config.protocol.stallTimeoutMs });
-        ep.onFrame = (f) => this.#onFrame(f);
-        this.#ep = ep;
+        const ep = new Endpoint(socket, this.#config.link, {
+          maxPayload: MAX_JSON_PAYLOAD,
+          state: () => (main === null ? this.#proto.state : `${this.#proto.state}, preempt channel`),
+          stallTimeoutMs: this.#config.protocol.stallTimeoutMs,
+          ...(main !== null ? { wire: main.link.wire, priority: true } : {}),
+        });
+        ep.onFrame = main === null ? (f) => this.#onFrame(f) : (f) => this.#onPreemptFrame(f);
+        if (main !== null) {
+          // Losing either connection loses the migration.
+          ep.onClose((e) => main.destroy(`the preempt channel failed: ${e.message}`));
+          main.onClose((e) => ep.destroy(e.message));
+        }
         resolve(ep);
       });
       socket.once("error", reject);
@@ -161,8 +221,18 @@ export class MigrationSource {
   /** Every frame from the destination, checked against the protocol state first. */
   #onFrame(f: Frame): void {
     const page = this.#proto.accept(f);
+    if (f.type === FRAME.REQUEST) {
+      if (this.#preemptEp !== null) throw new ProtocolViolation("REQUEST", this.#proto.state, "requests travel on the preempt channel");
+      this.#onRequest(page);
+    } else {
+      this.#ep!.post(f);
+    }
+  }
+
+  #onPreemptFrame(f: Frame): void {
+    const page = this.#proto.acceptPreempt(f);
     if (f.type === FRAME.REQUEST) this.#onRequest(page);
-    else this.#ep!.post(f);
+    else this.#preemptEp!.post(f);
   }
 
   #sampleOps(): void {
@@ -195,7 +265,7 @@ export class MigrationSource {
     const total = pages?.length ?? this.#guest.pages;
     const phase = `precopy round ${round}`;
     await this.#sendList(pages, PAGE_KIND.PRECOPY, (done) => this.#hooks.progress(phase, done, total));
-    this.#ep!.link.send(encodeFrame(FRAME.ROUND_END, 0, round, total), "bulk");
+    this.#ep!.link.send(encodeFrame(FRAME.ROUND_END, 0, round, total));
     await this.#ep!.link.flush();
     const dirty = await tracker.collect();
     this.#m.rounds.push({ round, pages: total, zeroPages: this.#m.sent.zero - zero0, durationMs: performance.now() - t0, dirtyAfter: dirty.length });
@@ -233,7 +303,7 @@ export class MigrationSource {
 
   #sendDeviceState(mode: DeviceState["mode"]): void {
     const state: DeviceState = { mode, workload: this.#workload.state(), pauseEpochMs: this.#m.pauseEpochMs };
-    this.#ep!.link.send(encodeJson(FRAME.DEVICE_STATE, state), "bulk");
+    this.#ep!.link.send(encodeJson(FRAME.DEVICE_STATE, state));
     this.#proto.sentDeviceState(mode);
     this.#m.virtualNs.deviceStateSent = this.#guest.virtualNs;
     // The test oracle goes to the orchestrator out of band, once the device state is on its way.
@@ -251,7 +321,7 @@ export class MigrationSource {
     const ep = this.#ep!;
     const needed = new Uint8Array(this.#guest.pages);
     if (tracker !== null) {
-      ep.link.send(encodeFrame(FRAME.DISCARD, 0, 0, pending.length, encodePageList(pending)), "bulk");
+      ep.link.send(encodeFrame(FRAME.DISCARD, 0, 0, pending.length, encodePageList(pending)));
       this.#proto.sentDiscard(pending.length);
       for (const p of pending) needed[p] = 1;
       await ep.waitFor(FRAME.DISCARD_ACK, this.#config.protocol.phaseTimeoutMs, "the destination to discard stale pages");
@@ -262,37 +332,52 @@ export class MigrationSource {
     } else {
       const late = stale.filter((p) => needed[p] === 0);
       for (const p of late) needed[p] = 1;
-      ep.link.send(encodeFrame(FRAME.DISCARD, DISCARD_AT_SWITCHOVER, 0, late.length, encodePageList(late)), "bulk");
+      ep.link.send(encodeFrame(FRAME.DISCARD, DISCARD_AT_SWITCHOVER, 0, late.length, encodePageList(late)));
     }
     this.#remaining = tracker === null ? this.#guest.pages : stale.length;
     this.#postcopyTotal = this.#remaining;
     this.#needed = needed;
+    this.#pushed = new Uint8Array(this.#guest.pages);
     this.#sendDeviceState("postcopy");
     await tracker?.stop();
     await this.#backgroundPush();
     while (this.#pendingDemand > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-    ep.link.send(encodeFrame(FRAME.COMPLETE, 0, 0, this.#guest.pages), "bulk");
+    // COMPLETE counts the demand pages: the destination waits for those still on the preempt channel.
+    ep.link.send(encodeFrame(FRAME.COMPLETE, 0, this.#m.sent.demand, this.#guest.pages));
+    this.#completeSent = true; // from now on a request is for a page already on its way
     await ep.waitFor(FRAME.RESUMED, this.#config.protocol.phaseTimeoutMs, "the destination to resume the guest");
   }
 
-  /** Streams every still-needed page, continuing after the most recently requested one. */
+  /**
+   * Streams every still-needed page, continuing after the most recently requested one, as runs of
+   * contiguous needed pages (one read, one PAGES frame each). It queues while the bulk
+   * connection's send buffer has room and yields when it is full, so requests are answered
+   * between runs; in single-stream mode their pages queue behind that buffer.
+   */
   async #backgroundPush(): Promise<void> {
     const needed = this.#needed!;
     const link = this.#ep!.link;
-    const highWater = this.#highWater();
     const pages = this.#guest.pages;
     const slice = new TimeSlice();
     while (this.#remaining > 0) {
-      await slice.tick();
-      await link.waitForRoom(highWater);
+      if (!link.hasRoom()) await link.waitForRoom();
+      else {
+        const t = slice.tick();
+        if (t !== undefined) await t;
+      }
       if (this.#remaining === 0) break;
       let p = this.#pushCursor % pages;
       while (needed[p] === 0) p = (p + 1) % pages;
-      needed[p] = 0;
-      this.#remaining--;
-      this.#pushCursor = p + 1;
-      await this.#sendPage(p, PAGE_KIND.BACKGROUND, "bulk");
-      this.#countPostcopy();
+      let n = 1;
+      while (n < MAX_RUN_PAGES && p + n < pages && needed[p + n] === 1) n++;
+      for (let i = 0; i < n; i++) {
+        needed[p + i] = 0;
+        this.#pushed[p + i] = 1;
+      }
+      this.#remaining -= n;
+      this.#pushCursor = p + n;
+      await this.#sendRun(p, n, PAGE_KIND.BACKGROUND);
+      for (let i = 0; i < n; i++) this.#countPostcopy();
     }
   }
 
@@ -302,14 +387,22 @@ export class MigrationSource {
     const needed = this.#needed;
     if (needed === null) return; // the protocol state admits REQUEST only in postcopy
     if (needed[page] === 0) {
-      m.requests.alreadySent++;
-      return;
+      if (this.#pushed[page] !== 1 || this.#completeSent) {
+        m.requests.alreadySent++;
+        return;
+      }
+      // Already pushed on the bulk connection, where it may sit behind a full send buffer (or
+      // the destination's receive queue): answer on the demand path too. The later copy meets
+      // EEXIST on the destination and changes nothing.
+      this.#pushed[page] = 2;
+      m.requests.resentFromBulk++;
+    } else {
+      needed[page] = 0;
+      this.#remaining--;
+      this.#pushCursor = page + 1;
     }
-    needed[page] = 0;
-    this.#remaining--;
-    this.#pushCursor = page + 1;
     this.#pendingDemand++;
-    this.#sendPage(page, PAGE_KIND.DEMAND, "urgent")
+    this.#sendDemand(page)
       .then(() => this.#countPostcopy())
       .catch((e: unknown) => this.abort(`sending page ${page}: ${String(e)}`))
       .finally(() => this.#pendingDemand--);
@@ -324,36 +417,76 @@ export class MigrationSource {
 
   // --- sending pages --------------------------------------------------------------------
 
-  #highWater(): number {
-    const bw = this.#config.link.bandwidthBytesPerSec;
-    return bw > 0 ? Math.max(64 * 1024, bw * 0.005) : 1024 * 1024;
-  }
-
-  /** Sends `list` (null = every page) in order, with backpressure from the link. */
+  /** Sends `list` (null = every page) in order as runs of contiguous pages, with backpressure from the link. */
   async #sendList(list: Uint32Array | null, kind: PageKind, progress: (done: number) => void): Promise<void> {
     const link = this.#ep!.link;
-    const highWater = this.#highWater();
     const total = list?.length ?? this.#guest.pages;
-    const BATCH = 256;
     const slice = new TimeSlice();
-    for (let i = 0; i < total; i += BATCH) {
-      const n = Math.min(BATCH, total - i);
-      const present = list === null ? this.#guest.presentMap(i, n) : null;
-      for (let j = 0; j < n; j++) {
-        await slice.tick();
-        await link.waitForRoom(highWater);
-        await this.#sendPage(list === null ? i + j : list[i + j]!, kind, "bulk", present?.[j]);
+    let reported = 0;
+    for (let i = 0; i < total; ) {
+      if (!link.hasRoom()) await link.waitForRoom();
+      else {
+        const t = slice.tick();
+        if (t !== undefined) await t;
       }
-      progress(i + n);
+      const first = list === null ? i : list[i]!;
+      let n = 1;
+      while (n < MAX_RUN_PAGES && i + n < total && (list === null || list[i + n] === first + n)) n++;
+      await this.#sendRun(first, n, kind);
+      i += n;
+      if (i - reported >= 4096 || i === total) {
+        progress(i);
+        reported = i;
+      }
     }
   }
 
-  async #sendPage(page: number, kind: PageKind, priority: "urgent" | "bulk", present?: boolean): Promise<void> {
+  /** Reads pages [first, first+n) (present sub-runs in one read each) and queues one PAGES frame. */
+  async #sendRun(first: number, n: number, kind: PageKind): Promise<void> {
     const g = this.#guest;
-    const has = present ?? g.presentMap(page, 1)[0]!;
-    const data = has ? await g.readPage(page) : null;
+    const present = g.presentMap(first, n);
+    const zeroBits = new Uint32Array((n + 31) >>> 5);
+    const data: Uint8Array[] = [];
+    for (let i = 0; i < n; ) {
+      if (!present[i]) {
+        zeroBits[i >>> 5]! |= 1 << (i & 31);
+        i++;
+        continue;
+      }
+      let j = i + 1;
+      while (j < n && present[j]) j++;
+      const bytes = await g.readPages(first + i, j - i);
+      // Split the read into zero pages (bits) and runs of data pages (views, no copy).
+      let runStart = -1;
+      for (let k = 0; k < j - i; k++) {
+        const view = bytes.subarray(k * PAGE_BYTES, (k + 1) * PAGE_BYTES);
+        if (isZeroPage(view)) {
+          zeroBits[(i + k) >>> 5]! |= 1 << ((i + k) & 31);
+          if (runStart >= 0) data.push(bytes.subarray(runStart * PAGE_BYTES, k * PAGE_BYTES));
+          runStart = -1;
+        } else if (runStart < 0) {
+          runStart = k;
+        }
+      }
+      if (runStart >= 0) data.push(bytes.subarray(runStart * PAGE_BYTES, (j - i) * PAGE_BYTES));
+      i = j;
+    }
+    this.#ep!.link.send(encodePagesFrame(kind, first, n, zeroBits, data));
+    for (let i = 0; i < n; i++) this.#countSent(first + i, kind, ((zeroBits[i >>> 5]! >>> (i & 31)) & 1) === 1);
+  }
+
+  /** One demand page, on the preempt connection when there is one; records what it queued behind. */
+  async #sendDemand(page: number): Promise<void> {
+    const g = this.#guest;
+    const data = g.presentMap(page, 1)[0]! ? await g.readPage(page) : null;
     const zero = data === null || isZeroPage(data);
-    this.#ep!.link.send(encodeFrame(FRAME.PAGE, kind | (zero ? PAGE_ZERO : 0), page, 0, zero ? undefined : data), priority);
+    const link = (this.#preemptEp ?? this.#ep!).link;
+    const ahead = link.send(encodeFrame(FRAME.PAGE, PAGE_KIND.DEMAND | (zero ? PAGE_ZERO : 0), page, 0, zero ? undefined : data));
+    this.#demandAhead.push(ahead);
+    this.#countSent(page, PAGE_KIND.DEMAND, zero);
+  }
+
+  #countSent(page: number, kind: PageKind, zero: boolean): void {
     const s = this.#m.sent;
     if (zero) s.zero++;
     const times = this.#sentCount[page]!;
@@ -367,8 +500,12 @@ export class MigrationSource {
 
   #finalMetrics(): SourceMetrics {
     const m = this.#m;
-    m.bytesSent = this.#ep?.link.bytesSent ?? 0;
-    m.bytesReceived = this.#ep?.bytesReceived ?? 0;
+    m.bytesSent = (this.#ep?.link.bytesSent ?? 0) + (this.#preemptEp?.link.bytesSent ?? 0);
+    m.bytesReceived = (this.#ep?.bytesReceived ?? 0) + (this.#preemptEp?.bytesReceived ?? 0);
+    m.preempt = this.#preemptEp !== null;
+    m.maxRssBytes = process.resourceUsage().maxRSS * 1024;
+    m.linkBlockedMs = this.#ep?.link.blockedMs ?? 0;
+    m.demandQueuedAhead = summarizeAhead(this.#demandAhead, this.#config.link);
     m.guestOps = this.#workload.ops;
     m.workloadError = this.#workload.error?.message ?? null;
     m.mismatches = this.#log.mismatches;
@@ -392,7 +529,7 @@ function emptySourceMetrics(): SourceMetrics {
     virtualNs: { start: 0, pause: 0, deviceStateSent: 0, end: 0 },
     sent: { precopy: 0, stopCopy: 0, demand: 0, background: 0, zero: 0, duplicate: 0 },
     rounds: [],
-    requests: { received: 0, alreadySent: 0 },
+    requests: { received: 0, alreadySent: 0, resentFromBulk: 0 },
     bytesSent: 0,
     bytesReceived: 0,
     guestOps: 0,
@@ -400,6 +537,10 @@ function emptySourceMetrics(): SourceMetrics {
     mismatches: 0,
     corruptReads: 0,
     opsTimeline: [],
+    preempt: false,
+    maxRssBytes: 0,
+    linkBlockedMs: 0,
+    demandQueuedAhead: { count: 0, p50Bytes: 0, p99Bytes: 0, maxBytes: 0, p99LinkMs: null, maxLinkMs: null },
   };
 }
 

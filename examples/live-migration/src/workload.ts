@@ -60,6 +60,8 @@ export class Workload {
   #stopping = false;
   #started = false;
   readonly #napWaiters = new Set<() => void>();
+  /** When a thread first completed an operation here (epoch ms): the guest's first useful progress. */
+  firstOpEpochMs: number | null = null;
   /** The first error a thread hit (a signal, the process dying); the thread stops. */
   error: Error | null = null;
   readonly #hdr = new Uint32Array(4);
@@ -132,6 +134,7 @@ export class Workload {
           await this.#step(r);
           r.busy = false;
           r.state.ops++;
+          this.firstOpEpochMs ??= performance.timeOrigin + performance.now();
         }
         await this.#nap();
       }

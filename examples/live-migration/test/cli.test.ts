@@ -1,22 +1,30 @@
 /**
- * The command line as `npm run demo` runs it (a smaller guest): exit status 0, the metrics
- * table, and the report paths, whose files exist.
+ * The command line as a user runs it, in a child process: a migration as `npm run demo` runs it
+ * (a smaller guest), `--version`, usage errors (the error and a pointer to --help, not the whole
+ * help), options checked and report paths prepared before anything runs, a failed run that still
+ * writes its report, and `report <run>.json` writing `<run>.html`.
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
+import { bandwidthArg, configFromOptions } from "../src/cli.ts";
+import { DEFAULT_CONFIG } from "../src/config.ts";
+import { isFailedRun, readResults } from "../src/report.ts";
+import { fixtureResult } from "./fixtures.ts";
 
 const CLI = fileURLToPath(new URL("../src/cli.ts", import.meta.url));
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
+const PACKAGE = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
 
-function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Runs the CLI; a run that outlives `killAfterMs` is killed (and then fails its test on the exit status). */
+function run(args: string[], killAfterMs = 90_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, ["--import", TSX, CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const p = spawn(process.execPath, ["--import", TSX, CLI, ...args], { stdio: ["ignore", "pipe", "pipe"], timeout: killAfterMs, killSignal: "SIGKILL" });
     let stdout = "";
     let stderr = "";
     p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -25,26 +33,131 @@ function run(args: string[]): Promise<{ code: number | null; stdout: string; std
   });
 }
 
-const SMALL = ["--memory", "8MiB", "--hot-set", "1MiB", "--workload", "hot:2000,scan:2000,random:500", "--warmup", "100ms", "--run-after", "100ms", "--bandwidth", "400mbit"];
+/** The demo's workload on an 8 MiB guest; no --hot-set, so the default 16 MiB hot set must be clamped to the guest. */
+const SMALL = ["--memory", "8MiB", "--workload", "hot:2000,scan:2000,random:500", "--warmup", "100ms", "--run-after", "100ms", "--bandwidth", "400mbit", "--no-progress"];
+
+/** What a usage error looks like: status 1, the error, a pointer to --help, no help text, nothing run. */
+function expectUsageError(r: { code: number | null; stdout: string; stderr: string }, message: RegExp, command = "migrate"): void {
+  expect(r.code).toBe(1);
+  expect(r.stderr).toMatch(message);
+  expect(r.stderr).toContain(`(see ${command} --help for the options)`);
+  expect(r.stderr).not.toContain("Options:");
+  expect(r.stdout).toBe("");
+}
 
 describe("the CLI", () => {
-  it("migrate prints the metrics table and the report paths", async () => {
+  it("migrate prints the metrics table and the report paths, with the hot set clamped to a guest smaller than it", async () => {
     const out = await mkdtemp(join(tmpdir(), "lm-cli-"));
     const r = await run(["migrate", ...SMALL, "--out", out]);
     expect(r.stderr).not.toMatch(/error:/);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/Live migration \(hybrid\)/);
-    expect(r.stdout).toMatch(/downtime/);
+    expect(r.stdout).toMatch(/downtime \[1\]/);
     expect(r.stdout).toMatch(/verification\s+OK/);
     const html = /HTML report: (.+\.html)/.exec(r.stdout)?.[1];
     const json = /JSON report: (.+\.json)/.exec(r.stdout)?.[1];
     expect(html !== undefined && existsSync(html)).toBe(true);
     expect(json !== undefined && existsSync(json)).toBe(true);
+    const [result] = await readResults(json!);
+    expect(result!.config.hotSetBytes).toBe(8 * 1024 * 1024);
   });
 
-  it("rejects bad options with a message and status 1", async () => {
-    const r = await run(["migrate", "--memory", "lots", "--out", tmpdir()]);
+  it("--version prints the package's version", async () => {
+    const r = await run(["--version"]);
+    expect(r).toEqual({ code: 0, stdout: `${PACKAGE.version}\n`, stderr: "" });
+  });
+
+  it("a bad option value: the error and a pointer to --help, not the whole help", async () => {
+    expectUsageError(await run(["migrate", "--memory", "lots"]), /^error: not a size: "lots"/);
+  });
+
+  it("an unknown option or command: the same", async () => {
+    expectUsageError(await run(["migrate", "--bogus"]), /^error: unknown option '--bogus'/);
+    const r = await run(["migrat"]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/not a size: "lots"/);
+    expect(r.stderr).toMatch(/unknown command 'migrat'/);
+    expect(r.stderr).toContain("(see --help for the commands and options)");
+    expect(r.stderr).not.toContain("Options:");
+  });
+
+  it("--bandwidth 0 is refused (it would be a dead link), unlimited is how to ask for no limit", async () => {
+    expectUsageError(await run(["migrate", "--bandwidth", "0"]), /--bandwidth 0 would be a link that carries nothing; say --bandwidth unlimited/);
+    expect(() => bandwidthArg("0mbit")).toThrow(/--bandwidth 0mbit would be a link that carries nothing/);
+    expect(bandwidthArg("unlimited")).toBe(0);
+    expect(bandwidthArg("8mbit")).toBe(1e6);
+  });
+
+  it("an --out that cannot be created fails at once, before the run (it used to hang in Node's recursive mkdir)", async () => {
+    const r = await run(["compare", "--out", "/proc/nope"], 30_000);
+    expectUsageError(r, /^error: cannot write the JSON report \/proc\/nope\/comparison-[^ ]+\.json: cannot create the directory \/proc\/nope: ENOENT/, "compare");
+  });
+
+  it("a --json that is a directory, or an --out that is a file, fails before the run", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "lm-cli-"));
+    expectUsageError(await run(["migrate", "--json", dir]), new RegExp(`^error: cannot write the JSON report ${dir}: ${dir} is a directory, not a file`));
+    await writeFile(join(dir, "file"), "");
+    expectUsageError(await run(["migrate", "--out", join(dir, "file")]), /a part of the path is a file, not a directory|exists and is not a directory/);
+  });
+
+  it("a failed run prints its error, still writes its report, and exits 1", async () => {
+    const out = await mkdtemp(join(tmpdir(), "lm-cli-"));
+    const r = await run(["migrate", "--strategy", "postcopy", ...SMALL, "--drop-link-after", "200", "--out", out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error: migration failed: connection to the source lost during postcopy/);
+    const json = /JSON report: (.+\.json)/.exec(r.stdout)?.[1];
+    const html = /HTML report: (.+\.html)/.exec(r.stdout)?.[1];
+    expect(json !== undefined && html !== undefined).toBe(true);
+    const [record] = await readResults(json!);
+    expect(isFailedRun(record!)).toBe(true);
+    if (!isFailedRun(record!)) return;
+    expect(record.failure).toMatch(/fault injection: connection dropped after 200 postcopy pages/);
+    expect(record.verification).toMatchObject({ ok: true, scope: "partial", filledMissingPages: 0 });
+    expect(await readFile(html!, "utf8")).toContain('<pre class="failure">migration failed: connection to the source lost during postcopy');
+  });
+
+  it("report <run>.json writes <run>.html beside it, or into --out", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "lm-cli-"));
+    const json = join(dir, "my-run.json");
+    await writeFile(json, JSON.stringify(fixtureResult()));
+    const r = await run(["report", json]);
+    expect(r).toMatchObject({ code: 0, stdout: `HTML report: ${join(dir, "my-run.html")}\n` });
+    expect(await readFile(join(dir, "my-run.html"), "utf8")).toMatch(/^<!DOCTYPE html>/);
+    const r2 = await run(["report", json, "--out", join(dir, "elsewhere")]);
+    expect(r2).toMatchObject({ code: 0, stdout: `HTML report: ${join(dir, "elsewhere", "my-run.html")}\n` });
+    const bad = await run(["report", join(dir, "missing.json")]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^error: .*missing\.json: ENOENT/);
+  });
+});
+
+describe("options to configuration", () => {
+  const options = {
+    memory: "8MiB",
+    populate: "0.5",
+    workload: "none",
+    warmup: "0",
+    runAfter: "0",
+    latency: "1ms",
+    bandwidth: "1gbit",
+    maxDowntime: "50ms",
+    maxRounds: "30",
+    hybridRounds: "1",
+    tracking: "auto" as const,
+    seed: "1",
+    timeout: "10s",
+    out: "reports",
+    html: true,
+    progress: false,
+  };
+
+  it("the default hot set is at most the guest; an explicit one larger than the guest is an error", () => {
+    expect(configFromOptions(options, "hybrid").hotSetBytes).toBe(8 * 1024 * 1024);
+    expect(configFromOptions({ ...options, memory: "256MiB" }, "hybrid").hotSetBytes).toBe(DEFAULT_CONFIG.hotSetBytes);
+    expect(() => configFromOptions({ ...options, hotSet: "16MiB" }, "hybrid")).toThrow(/the hot set must be between one page and the guest size/);
+  });
+
+  it("numbers must be numbers", () => {
+    expect(() => configFromOptions({ ...options, seed: "" }, "hybrid")).toThrow(/--seed must be a non-negative integer, got ""/);
+    expect(() => configFromOptions({ ...options, populate: "half" }, "hybrid")).toThrow(/--populate must be a number within \[0, 1\], got "half"/);
   });
 });

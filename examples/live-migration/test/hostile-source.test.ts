@@ -257,6 +257,54 @@ describe("after the HELLO: every frame is checked against the protocol state", (
   });
 });
 
+describe("the postcopy-preempt connection", () => {
+  async function announced(): Promise<{ d: DestHarness; src: RawPeer }> {
+    const d = await dest();
+    const src = await peer(d.port);
+    src.send(hello({ strategy: "postcopy", preempt: true }));
+    await src.waitFrame(FRAME.HELLO_ACK);
+    return { d, src };
+  }
+
+  it("is accepted once, with the token, as announced; a second one, a main HELLO or a wrong token is refused", async () => {
+    const { d } = await announced();
+    const wrong = await peer(d.port);
+    wrong.send(hello({ channel: "preempt", token: "x".repeat(32) }));
+    expect(await d.rejection()).toMatch(/HELLO frame in state "precopy, preempt expected": wrong token/);
+    const main2 = await peer(d.port);
+    main2.send(hello({ channel: "main" }));
+    expect(await d.rejection(2)).toMatch(/a second main connection/);
+    const pre = await peer(d.port);
+    pre.send(hello({ channel: "preempt" }));
+    await pre.waitFrame(FRAME.HELLO_ACK);
+    expect(d.failures).toEqual([]);
+    expectUntouched(d);
+  });
+
+  it("carries demand pages only: anything else closes the migration", async () => {
+    const { d, src } = await announced();
+    const pre = await peer(d.port);
+    pre.send(hello({ channel: "preempt" }));
+    await pre.waitFrame(FRAME.HELLO_ACK);
+    src.send(deviceState("postcopy"));
+    await src.waitFrame(FRAME.RESUMED);
+    pre.send(page(3, PK.BACKGROUND));
+    expect(await d.failure()).toMatch(/PAGE frame in state "postcopy, preempt channel": only demand pages travel on the preempt channel/);
+    await src.waitClosed();
+    await pre.waitClosed();
+    const v = await d.dest.verify(d.oracle, () => {});
+    expect(v).toMatchObject({ ok: true, scope: "partial", pagesChecked: 0, missingPages: PAGES, filledMissingPages: 0 });
+  });
+
+  it("before the main connection, a preempt HELLO is refused", async () => {
+    const d = await dest();
+    const pre = await peer(d.port);
+    pre.send(hello({ channel: "preempt" }));
+    expect(await d.rejection()).toMatch(/a preempt channel before the main connection/);
+    expectUntouched(d);
+  });
+});
+
 describe("the source dies at every phase", () => {
   const phases: Array<[string, (src: RawPeer, d: DestHarness) => Promise<void>, RegExp, "untouched" | "verified"]> = [
     ["after connecting", async () => {}, /rejected: the connection was closed by the peer/, "untouched"],

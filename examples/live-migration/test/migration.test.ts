@@ -34,13 +34,15 @@ describe("live migration between two processes", () => {
     expect(r.pages.duplicate).toBe(r.pages.total - r.guestPages);
   });
 
-  it("postcopy: every page travels exactly once, by demand or by background push", async () => {
+  it("postcopy: every page travels by demand or by background push; only demand answers repeat a pushed page", async () => {
     const r = await runMigration(smallConfig({ strategy: "postcopy" }));
     expectVerified(r);
     expect(r.trackingMethod).toBe("none");
     expect(r.pages.precopy + r.pages.stopCopy).toBe(0);
-    expect(r.pages.demand + r.pages.background).toBe(r.guestPages);
-    expect(r.pages.duplicate).toBe(0);
+    // A page requested while its pushed copy was still on the bulk connection is answered on
+    // the demand path as well: that is the only way a page travels twice.
+    expect(r.pages.demand + r.pages.background - r.pages.duplicate).toBe(r.guestPages);
+    expect(r.pages.duplicate).toBeLessThanOrEqual(r.pages.demand);
     expect(r.faults.count).toBeGreaterThan(0);
     expect(r.notes.join(" ")).toMatch(/userfaultfd MISSING/);
   });

@@ -102,7 +102,7 @@ export class RawPeer {
 // --- a fake source's frames --------------------------------------------------------------
 
 export function hello(overrides: Partial<Hello> = {}, seed = 1): EncodedFrame {
-  const h: Hello = { version: PROTOCOL_VERSION, pages: PAGES, seed, strategy: "postcopy", startEpochMs: 0, token: TOKEN, ...overrides };
+  const h: Hello = { version: PROTOCOL_VERSION, pages: PAGES, seed, strategy: "postcopy", startEpochMs: 0, token: TOKEN, channel: "main", preempt: false, ...overrides };
   return encodeJson(FRAME.HELLO, h);
 }
 

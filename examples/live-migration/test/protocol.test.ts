@@ -4,7 +4,7 @@
 import { once } from "node:events";
 import { createServer, connect, type Socket } from "node:net";
 import { describe, expect, it } from "vitest";
-import { ShapedLink } from "../src/link.ts";
+import { BURST_MS, SEGMENT_BYTES, ShapedLink } from "../src/link.ts";
 import {
   decodeJson,
   decodePageList,
@@ -111,7 +111,7 @@ describe("the shaped link", () => {
       const link = new ShapedLink(sender, { latencyMs: 20, bandwidthBytesPerSec: 2 * 1024 * 1024 });
       const page = new Uint8Array(4096);
       const t0 = performance.now();
-      for (let i = 0; i < 128; i++) link.send(encodeFrame(FRAME.PAGE, PAGE_KIND.BACKGROUND, i, 0, page), "bulk");
+      for (let i = 0; i < 128; i++) link.send(encodeFrame(FRAME.PAGE, PAGE_KIND.BACKGROUND, i, 0, page));
       await link.flush();
       while (frames.length < 128) await new Promise((r) => setTimeout(r, 5));
       // 128 x 4112 bytes at 2 MiB/s is ~251 ms, minus the 64 KiB initial burst (~31 ms), plus 20 ms latency.
@@ -126,26 +126,56 @@ describe("the shaped link", () => {
     }
   });
 
-  it("sends urgent frames ahead of queued bulk frames", async () => {
+  it("one stream: a frame queued behind the send buffer arrives after all of it, and send() says how much was ahead", async () => {
     const { sender, frames, close } = await loopback();
     try {
       const link = new ShapedLink(sender, { latencyMs: 1, bandwidthBytesPerSec: 1024 * 1024 });
       const page = new Uint8Array(4096);
-      for (let i = 0; i < 64; i++) link.send(encodeFrame(FRAME.PAGE, PAGE_KIND.BACKGROUND, i, 0, page), "bulk");
-      // The link's first pump (an immediate) lets the first token-bucket burst (64 KiB = 15 frames)
-      // leave; the next departs only after a timer, so right after it the rest is still queued,
-      // however loaded the host is.
-      await new Promise((r) => setImmediate(r));
-      const queuedFrames = link.queuedBulkBytes / (4096 + HEADER_SIZE);
-      link.send(encodeFrame(FRAME.PAGE, PAGE_KIND.DEMAND, 1000, 0, page), "urgent");
+      for (let i = 0; i < 64; i++) link.send(encodeFrame(FRAME.PAGE, PAGE_KIND.BACKGROUND, i, 0, page));
+      // Nothing has left yet (the pump runs after this turn): all 64 frames are ahead.
+      expect(link.send(encodeFrame(FRAME.PAGE, PAGE_KIND.DEMAND, 1000, 0, page))).toBe(64 * (4096 + HEADER_SIZE));
       await link.flush();
       while (frames.length < 65) await new Promise((r) => setTimeout(r, 5));
-      const at = frames.findIndex((f) => f.page === 1000);
-      // Frames already on the wire cannot be overtaken; every frame still queued is.
-      expect(queuedFrames).toBe(64 - 15);
-      expect(at).toBe(64 - queuedFrames);
+      expect(frames.map((f) => f.page)).toEqual([...Array(64).keys(), 1000]);
     } finally {
       close();
+    }
+  });
+
+  it("the preempt channel shares the wire and cuts in at the next segment: at most one segment ahead of a demand page", async () => {
+    const bulk = await loopback();
+    const pre = await loopback();
+    try {
+      // The order in which frames reach the two sockets (writes happen in the model's delivery order).
+      const order: string[] = [];
+      for (const [name, sock] of [["bulk", bulk.sender], ["preempt", pre.sender]] as const) {
+        const write = sock.write.bind(sock) as (chunk: Uint8Array) => boolean;
+        sock.write = ((chunk: Uint8Array) => {
+          if (chunk.byteLength === HEADER_SIZE) order.push(name);
+          return write(chunk);
+        }) as typeof sock.write;
+      }
+      const link = new ShapedLink(bulk.sender, { latencyMs: 1, bandwidthBytesPerSec: 1024 * 1024 });
+      const preempt = new ShapedLink(pre.sender, link.wire.shape, { wire: link.wire, priority: true });
+      const page = new Uint8Array(4096);
+      for (let i = 0; i < 64; i++) link.send(encodeFrame(FRAME.PAGE, PAGE_KIND.BACKGROUND, i, 0, page));
+      // One pump (the wire's first turn) puts the first bulk frames on the wire: idle time is
+      // caught up for at most BURST_MS, whatever the load.
+      await new Promise((r) => setImmediate(r));
+      const ahead = preempt.send(encodeFrame(FRAME.PAGE, PAGE_KIND.DEMAND, 1000, 0, page));
+      expect(ahead).toBeLessThanOrEqual(SEGMENT_BYTES);
+      await Promise.all([link.flush(), preempt.flush()]);
+      while (bulk.frames.length < 64 || pre.frames.length < 1) await new Promise((r) => setTimeout(r, 5));
+      // The demand page left the wire ahead of every bulk frame still queued: only those the
+      // first pump put on the wire (BURST_MS of bandwidth, plus the frame that ends past it) precede it.
+      const first = Math.ceil((BURST_MS * 1024 * 1024) / 1000 / (4096 + HEADER_SIZE)) + 1;
+      // (A late pump may write both sockets in one turn, preempt first: no lower bound.)
+      expect(order.indexOf("preempt")).toBeLessThanOrEqual(first);
+      expect(order.filter((o) => o === "bulk")).toHaveLength(64);
+      expect(link.bytesSent + preempt.bytesSent).toBe(65 * (4096 + HEADER_SIZE));
+    } finally {
+      bulk.close();
+      pre.close();
     }
   });
 
@@ -153,11 +183,11 @@ describe("the shaped link", () => {
     const { sender, close } = await loopback();
     try {
       const link = new ShapedLink(sender, { latencyMs: 0, bandwidthBytesPerSec: 64 * 1024 });
-      for (let i = 0; i < 64; i++) link.send(encodeFrame(FRAME.PAGE, PAGE_KIND.BACKGROUND, i, 0, new Uint8Array(4096)), "bulk");
+      for (let i = 0; i < 64; i++) link.send(encodeFrame(FRAME.PAGE, PAGE_KIND.BACKGROUND, i, 0, new Uint8Array(4096)));
       const room = link.waitForRoom(0);
       link.destroy("test cut");
       await expect(room).rejects.toThrow(/test cut/);
-      expect(() => link.send(encodeFrame(FRAME.DONE, 0, 0, 0), "urgent")).toThrow(/test cut/);
+      expect(() => link.send(encodeFrame(FRAME.DONE, 0, 0, 0))).toThrow(/test cut/);
     } finally {
       close();
     }

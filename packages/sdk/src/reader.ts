@@ -27,7 +27,7 @@ import {
 import type { UffdContext } from "./context.ts";
 import { dispatchEvent, dispatchFault, shutdown } from "./dispatch.ts";
 import { FaultImpl, faultKey } from "./fault.ts";
-import { u32, u64 } from "./msg.ts";
+import { ON_HEAP_BYTES_MAX, u32, u32v, u64, u64v } from "./msg.ts";
 import { abandon } from "./ops.ts";
 import { PAGE_STATE, type RangeEntry } from "./ranges.ts";
 import type { FaultKind } from "./types.ts";
@@ -77,14 +77,13 @@ async function pollIn(ctx: UffdContext): Promise<void> {
 }
 
 function handleBatch(ctx: UffdContext, bytes: Uint8Array, onFork: OnFork): void {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = bytes.length - (bytes.length % UFFD_MSG_SIZE);
   let faults = 0;
   let events = 0;
   for (let off = 0; off < n; off += UFFD_MSG_SIZE) {
     if (bytes[off] === UFFD_EVENT_PAGEFAULT) faults++;
     else {
-      handleEvent(ctx, view, off, bytes[off]!, onFork);
+      handleEvent(ctx, bytes, off, bytes[off]!, onFork);
       events++;
     }
   }
@@ -95,8 +94,15 @@ function handleBatch(ctx: UffdContext, bytes: Uint8Array, onFork: OnFork): void 
   const wallMs = ctx.config.wallClock();
   ctx.inBatch = true;
   try {
-    for (let off = 0; off < n; off += UFFD_MSG_SIZE) {
-      if (bytes[off] === UFFD_EVENT_PAGEFAULT) handleFault(ctx, u64(view, off + 8), u64(view, off + 16), u32(view, off + 24), wallMs);
+    if (bytes.length <= ON_HEAP_BYTES_MAX) {
+      for (let off = 0; off < n; off += UFFD_MSG_SIZE) {
+        if (bytes[off] === UFFD_EVENT_PAGEFAULT) handleFault(ctx, u64(bytes, off + 8), u64(bytes, off + 16), u32(bytes, off + 24), wallMs);
+      }
+    } else {
+      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      for (let off = 0; off < n; off += UFFD_MSG_SIZE) {
+        if (bytes[off] === UFFD_EVENT_PAGEFAULT) handleFault(ctx, u64v(view, off + 8), u64v(view, off + 16), u32v(view, off + 24), wallMs);
+      }
     }
   } finally {
     ctx.finishBatch();
@@ -145,20 +151,20 @@ function learnRange(ctx: UffdContext, page: number): RangeEntry | null {
   return ctx.ranges.adopt(start, next?.start ?? vma.end, modes, offset);
 }
 
-function handleEvent(ctx: UffdContext, view: DataView, off: number, event: number, onFork: OnFork): void {
+function handleEvent(ctx: UffdContext, bytes: Uint8Array, off: number, event: number, onFork: OnFork): void {
   ctx.eventProcessed();
   const m = ctx.metrics;
   switch (event) {
     case UFFD_EVENT_FORK: {
       m.events.fork++;
-      traceEvent(ctx, "fork", { ufd: u32(view, off + 8) });
-      onFork(ctx, u32(view, off + 8));
+      traceEvent(ctx, "fork", { ufd: u32(bytes, off + 8) });
+      onFork(ctx, u32(bytes, off + 8));
       return;
     }
     case UFFD_EVENT_REMAP: {
-      const from = u64(view, off + 8);
-      const to = u64(view, off + 16);
-      const len = u64(view, off + 24);
+      const from = u64(bytes, off + 8);
+      const to = u64(bytes, off + 16);
+      const len = u64(bytes, off + 24);
       m.events.remap++;
       ctx.ranges.move(from, to, len);
       abandon(ctx, from, from + len);
@@ -167,8 +173,8 @@ function handleEvent(ctx: UffdContext, view: DataView, off: number, event: numbe
       return;
     }
     case UFFD_EVENT_REMOVE: {
-      const start = u64(view, off + 8);
-      const end = u64(view, off + 16);
+      const start = u64(bytes, off + 8);
+      const end = u64(bytes, off + 16);
       m.events.remove++;
       ctx.noteRemove(start, end);
       traceEvent(ctx, "remove", { start: hex(start), end: hex(end) });
@@ -176,8 +182,8 @@ function handleEvent(ctx: UffdContext, view: DataView, off: number, event: numbe
       return;
     }
     case UFFD_EVENT_UNMAP: {
-      const start = u64(view, off + 8);
-      const end = u64(view, off + 16);
+      const start = u64(bytes, off + 8);
+      const end = u64(bytes, off + 16);
       m.events.unmap++;
       ctx.ranges.delete(start, end);
       abandon(ctx, start, end);

@@ -5,13 +5,15 @@
  * - the fast path: one page by COPY of bytes, ZEROPAGE or CONTINUE, when no REMOVE raced the
  *   fault. One ioctl; its result field is written before the ioctl returns (as in Linux), so a
  *   whole page done settles the fault at once. EEXIST settles as "present" without issuing the
- *   ioctl twice; any other error falls back to the general path;
+ *   ioctl twice; any other error falls back to the general path. An unprotect is one
+ *   WRITEPROTECT (which has no result field) settled when it returns; an error falls back to the
+ *   general path, which issues it again (unprotecting twice is harmless);
  * - the general path: the race-safe loops of ops.ts, which handle every outcome (EAGAIN, ENOENT,
  *   partial progress, a REMOVE racing the resolve ...). A resolver that throws sends the fault to
  *   the context's failure policy (plugged in by the dispatcher), so it always ends.
  */
 import { ErrnoError } from "@uffd/kernel";
-import { PAGE_SIZE, UFFDIO_CONTINUE, UFFDIO_CONTINUE_MODE_WP, UFFDIO_COPY, UFFDIO_COPY_MODE_WP, UFFDIO_ZEROPAGE } from "@uffd/kernel/uapi";
+import { PAGE_SIZE, UFFDIO_CONTINUE, UFFDIO_CONTINUE_MODE_WP, UFFDIO_COPY, UFFDIO_COPY_MODE_WP, UFFDIO_WRITEPROTECT, UFFDIO_ZEROPAGE } from "@uffd/kernel/uapi";
 import type { FaultState, UffdContext } from "./context.ts";
 import { mfill, type MfillOp, type MfillOptions, wake, writeProtect } from "./ops.ts";
 import { PAGE_STATE } from "./ranges.ts";
@@ -31,7 +33,7 @@ const INSTALLED: Promise<Resolution> = Promise.resolve("installed");
 /** Starts resolving `f` with `op`; the promise is the fault's result (a second resolver gets it too). */
 export function resolveFault(f: FaultState, op: ResolveOp, src: Uint8Array | number | null, wp: boolean | undefined): Promise<Resolution> {
   f.state = FAULT_STATE.RESOLVING;
-  const p = fastPath(f, op, src, wp) ?? resolveGeneral(f, op, src, wp);
+  const p = op === "unprotect" ? fastUnprotect(f) : (fastPath(f, op, src, wp) ?? resolveGeneral(f, op, src, wp));
   f.result = p;
   return p;
 }
@@ -79,6 +81,23 @@ function fastPath(f: FaultState, op: ResolveOp, src: Uint8Array | number | null,
   );
 }
 
+function fastUnprotect(f: FaultState): Promise<Resolution> {
+  const ctx = f.ctx;
+  const page = f.pageAddress;
+  return ctx.proc.ioctl(ctx.fd, UFFDIO_WRITEPROTECT, { range: { start: page, len: PAGE_SIZE }, mode: 0 }).then(
+    () => {
+      ctx.ranges.markPage(page, 0, PAGE_STATE.PROTECTED);
+      if (ctx.inflight.size > 1) ctx.settleCovered(page, page + PAGE_SIZE, "wp");
+      ctx.settle(f, "installed");
+      return f.outcome!;
+    },
+    (e: unknown) => {
+      if (e instanceof ErrnoError && e.code === "EAGAIN") ctx.metrics.retries.eagain++;
+      return resolveGeneral(f, "unprotect", null, undefined);
+    },
+  );
+}
+
 /** The fast path's ioctl finished a whole page (its result field says so). */
 function fastArgDone(arg: FastArg): boolean {
   if ("copy" in arg) return arg.copy === PAGE_SIZE;
@@ -101,7 +120,9 @@ function fastDone(f: FaultState, op: "copy" | "zeropage" | "continue", protect: 
   ctx.metrics.bytes[op] += PAGE_SIZE;
   const keep = protect && op !== "zeropage" ? PAGE_STATE.PROTECTED : 0;
   ctx.ranges.markPage(page, PAGE_STATE.INSTALLED | keep, PAGE_STATE.REMOVED | PAGE_STATE.POISONED | (keep === 0 ? PAGE_STATE.PROTECTED : 0));
-  ctx.settleCovered(page, page + PAGE_SIZE, null);
+  // Other faults on the page (a missing and a minor one at once) are answered too; with this
+  // fault alone in flight there is none to look for.
+  if (ctx.inflight.size > 1) ctx.settleCovered(page, page + PAGE_SIZE, null);
   ctx.settle(f, "installed");
   return f.outcome!;
 }

@@ -214,7 +214,8 @@ export function shmemTruncate(proc: Process, inode: ShmemInode, length: number):
   }
   if (length < inode.size) {
     const firstGone = Math.ceil(length / PAGE_SIZE);
-    const lastPage = Math.max(inode.sizePages, ...[...inode.pages.keys()].map((k) => k + 1)) - 1;
+    let lastPage = inode.sizePages - 1;
+    for (const k of inode.pages.keys()) if (k > lastPage) lastPage = k;
     if (firstGone <= lastPage) {
       unmapMappingRange(inode, firstGone, lastPage, { dropMarker: false, evenCows: true, dropGuard: false });
       for (const pgoff of [...inode.pages.keys()]) if (pgoff >= firstGone) shmemDeleteEntry(core.mem, core.swap, inode, pgoff);
@@ -245,7 +246,8 @@ export function shmemFallocate(proc: Process, inode: ShmemInode, mode: number, o
     const lastFull = Math.floor(end / PAGE_SIZE) - 1;
     if (first <= lastFull) {
       unmapMappingRange(inode, first, lastFull, { ...ZAP_DEFAULT, evenCows: false });
-      for (let pgoff = first; pgoff <= lastFull; pgoff++) shmemDeleteEntry(core.mem, core.swap, inode, pgoff);
+      // Only the entries the cache holds (a hole punched over 2^40 pages costs what is cached).
+      for (const pgoff of [...inode.pages.keys()]) if (pgoff >= first && pgoff <= lastFull) shmemDeleteEntry(core.mem, core.swap, inode, pgoff);
     }
     // Partial pages at either end are zeroed, not removed.
     if (offset % PAGE_SIZE !== 0) zeroPartialPage(proc, inode, offset, Math.min(end, Math.ceil(offset / PAGE_SIZE) * PAGE_SIZE));
@@ -258,6 +260,12 @@ export function shmemFallocate(proc: Process, inode: ShmemInode, mode: number, o
   if ((inode.seals & F_SEAL_GROW) !== 0 && (mode & FALLOC_FL_KEEP_SIZE) === 0 && offset + len > inode.size) throw new ErrnoError("EPERM", "fallocate");
   const first = Math.floor(offset / PAGE_SIZE);
   const last = Math.ceil((offset + len) / PAGE_SIZE) - 1;
+  // shmem_fallocate() allocates page by page and, when memory runs out, undoes what this call
+  // allocated (ENOSPC). A range needing more pages than are free fails the same way at once.
+  let cached = 0;
+  for (const k of inode.pages.keys()) if (k >= first && k <= last) cached++;
+  if (last - first + 1 - cached > core.mem.freeFrames) throw new ErrnoError("ENOSPC", "fallocate");
+  const added: number[] = [];
   for (let pgoff = first; pgoff <= last; pgoff++) {
     // shmem_get_folio(SGP_FALLOC): an existing folio is swapped in if needed (and uptodate from
     // then on); a new one stays !uptodate until something other than read(2) looks it up (it
@@ -265,9 +273,16 @@ export function shmemFallocate(proc: Process, inode: ShmemInode, mode: number, o
     let pfn = shmemFindPage(core.mem, core.swap, inode, pgoff);
     if (pfn === -1) {
       pfn = shmemAllocPage(core.mem, inode, pgoff);
-      if (pfn >= 0) core.mem.clearFlag(pfn, PG.uptodate);
+      if (pfn >= 0) {
+        core.mem.clearFlag(pfn, PG.uptodate);
+        added.push(pgoff);
+      }
     }
-    if (pfn < 0) throw new ErrnoError("ENOSPC", "fallocate");
+    if (pfn < 0) {
+      // The undo of shmem_fallocate(): the pages this call allocated go again.
+      for (const k of added) shmemDeleteEntry(core.mem, core.swap, inode, k);
+      throw new ErrnoError("ENOSPC", "fallocate");
+    }
     // Every folio of the range is marked dirty [host: kpageflags dirty 1 for a clean page
     // fallocated over, and for a new one].
     core.mem.setFlag(pfn, PG.dirty);
@@ -293,7 +308,14 @@ export function shmemLlseek(file: OpenFile, inode: ShmemInode, offset: number, w
       if (offset < 0 || offset >= inode.size) throw new ErrnoError("ENXIO", "lseek");
       const wantData = whence === SEEK_DATA;
       let pgoff = Math.floor(offset / PAGE_SIZE);
-      while (pgoff * PAGE_SIZE < inode.size && inode.pages.has(pgoff) !== wantData) pgoff++;
+      if (wantData) {
+        // The first cached page at or after pgoff (a walk of the cache, not of the size).
+        let next = Infinity;
+        for (const k of inode.pages.keys()) if (k >= pgoff && k < next) next = k;
+        pgoff = Number.isFinite(next) ? next : Math.ceil(inode.size / PAGE_SIZE);
+      } else {
+        while (pgoff * PAGE_SIZE < inode.size && inode.pages.has(pgoff)) pgoff++;
+      }
       if (pgoff * PAGE_SIZE >= inode.size) {
         if (wantData) throw new ErrnoError("ENXIO", "lseek");
         pos = inode.size;

@@ -444,10 +444,13 @@ function wpPageCopy(vmf: VmFault): number {
 }
 
 /**
- * Mirrors mm/memory.c:do_swap_page(): swap-in through the swap cache. The page is exclusive
- * (PageAnonExclusive, and writable when allowed) if the swap pte had swp-exclusive or we hold
- * the only reference once the swap cache let go of it; otherwise it is mapped read-only and a
- * write goes through do_wp_page(). uffd-wp and soft-dirty come back from the swap pte.
+ * Mirrors mm/memory.c:do_swap_page(). A folio already in the swap cache is used; otherwise, on a
+ * SWP_SYNCHRONOUS_IO device (zram) an entry with swap count 1 is read straight into a new folio
+ * that never enters the swap cache, and anything else is read in through the swap cache
+ * (swapin_readahead() without the readahead). The page is exclusive (PageAnonExclusive, and
+ * writable when allowed) if the swap pte had swp-exclusive or we hold the only reference once
+ * the swap cache let go of it; otherwise it is mapped read-only and a write goes through
+ * do_wp_page(). uffd-wp and soft-dirty come back from the swap pte.
  */
 function doSwapPage(vmf: VmFault): number {
   const { mm, vma } = vmf;
@@ -456,7 +459,8 @@ function doSwapPage(vmf: VmFault): number {
   BUG_ON(swap === null, "swap pte without a swap device");
   const orig = vmf.origPte;
   const slot = swpOffset(orig);
-  const pfn = swap!.swapIn(slot);
+  const skipSwapcache = swap!.synchronousIo && !swap!.cache.has(slot) && swap!.swapCount(slot) === 1;
+  const pfn = skipSwapcache ? swap!.readIntoNewFolio(slot) : swap!.swapIn(slot);
   if (pfn < 0) return VM_FAULT_OOM;
   const exclusive = swpExclusive(orig);
   swap!.free(slot);
@@ -554,6 +558,14 @@ export function freeSwapAndCache(mm: Mm, slot: number): void {
  */
 export function zapPageRange(mm: Mm, vma: Vma, start: number, end: number, details: ZapDetails): void {
   const endVpn = end / PAGE_SIZE;
+  // A huge, sparsely populated range: visit only the tables that exist.
+  const sparse = mm.pt.tables.sparseKeys(Math.floor(start / PAGE_SIZE / PTRS_PER_PTE), Math.ceil(endVpn / PTRS_PER_PTE));
+  if (sparse !== null) {
+    for (const key of sparse) {
+      zapPageRange(mm, vma, Math.max(start, key * PTRS_PER_PTE * PAGE_SIZE), Math.min(end, (key + 1) * PTRS_PER_PTE * PAGE_SIZE), details);
+    }
+    return;
+  }
   for (let vpn = start / PAGE_SIZE; vpn < endVpn; ) {
     const key = Math.floor(vpn / PTRS_PER_PTE);
     const base = key * PTRS_PER_PTE;

@@ -109,7 +109,11 @@ export function shmemDeleteEntry(mem: PhysMem, swap: SwapDevice | null, inode: S
   if (e === undefined) return;
   inode.pages.delete(pgoff);
   if (cacheEntryIsSwap(e)) {
-    swap!.free(cacheEntrySlot(e));
+    // free_swap_and_cache_nr(): a folio still in the swap cache goes once nothing refers to it.
+    const slot = cacheEntrySlot(e);
+    swap!.free(slot);
+    const cached = swap!.cache.get(slot);
+    if (cached !== undefined && mem.mapcount[cached] === 0) swap!.folioFreeSwap(cached);
     return;
   }
   mem.mapping[e] = 0;

@@ -21,12 +21,23 @@ export class SwapDevice {
   readonly #blocks: Uint8Array[] = [];
   #cursor = 0;
   inUse = 0;
+  /**
+   * SWP_SYNCHRONOUS_IO (zram): writeback completes within the reclaim pass, and do_swap_page()
+   * may bypass the swap cache. False for a swap file (KernelOptions.swapDevice "file").
+   */
+  readonly synchronousIo: boolean;
   readonly #mem: PhysMem;
 
-  constructor(nrSlots: number, mem: PhysMem) {
+  constructor(nrSlots: number, mem: PhysMem, synchronousIo = true) {
     this.nrSlots = nrSlots;
     this.swapMap = new Uint16Array(nrSlots);
     this.#mem = mem;
+    this.synchronousIo = synchronousIo;
+  }
+
+  /** __swap_count(): references from swap ptes and shmem entries (SWAP_HAS_CACHE not counted). */
+  swapCount(slot: number): number {
+    return this.swapMap[slot] as number;
   }
 
   #slotInUse(slot: number): boolean {
@@ -93,6 +104,19 @@ export class SwapDevice {
     const block = this.#block(slot);
     const o = (slot % BLOCK_SLOTS) * PAGE_SIZE;
     this.#mem.bytes(pfn).set(block.subarray(o, o + PAGE_SIZE), this.#mem.offset(pfn));
+  }
+
+  /**
+   * The skip-swapcache read of do_swap_page() on a SWP_SYNCHRONOUS_IO device: a new folio with
+   * the slot's data and one reference (the caller's), never added to the swap cache. Returns -1
+   * when physical memory is exhausted.
+   */
+  readIntoNewFolio(slot: number): Pfn {
+    const pfn = this.#mem.allocFrame(false);
+    if (pfn < 0) return -1;
+    this.readSlot(slot, pfn);
+    this.#mem.setFlag(pfn, PG.swapbacked | PG.uptodate);
+    return pfn;
   }
 
   /**

@@ -16,9 +16,15 @@
  * - a page-cache (shmem) page is unmapped (leaving a uffd-wp marker where the pte had uffd-wp,
  *   pte_install_uffd_wp_if_needed()) and its cache entry becomes a swap entry.
  *
- * Divergence from Linux: writeback completes synchronously (as on zram), so a swapped-out page
- * leaves the swap cache at once; on the reference host (an asynchronous swap file) it lingers
- * there until a later reclaim pass, and mincore() reports it resident meanwhile.
+ * The device kind decides what happens after writeback (KernelOptions.swapDevice):
+ * - zram (SWP_SYNCHRONOUS_IO, the default): writeback completes inside the reclaim pass, so
+ *   __remove_mapping() drops the folio from the swap cache at once, as on Linux;
+ * - a swap file: writeback is asynchronous, so the folio goes back to the LRU still in the swap
+ *   cache (clean, mincore() resident) and a fault finds it there.
+ *   Divergence from Linux: it stays there until faulted or its entry is freed; Linux frees it
+ *   on a later reclaim pass under memory pressure, which the simulation does not have, and while
+ *   the write is in flight (or the folio sits in a per-CPU LRU batch) Linux's swap-in sees extra
+ *   references that the simulation never has (it may copy where the simulation reuses).
  */
 import { PAGE_SIZE } from "../uapi/mman.ts";
 import { PG, type Pfn } from "./folio.ts";
@@ -101,7 +107,7 @@ function swapOutAnon(mm: Mm, vpn: number, pte: Pte, pfn: Pfn): boolean {
   mem.folioPut(pfn); // the pte's reference; the swap cache still holds one
   swap.writeSlot(slot, pfn);
   mem.clearFlag(pfn, PG.dirty);
-  if (mem.refcount[pfn] === 1) swap.deleteFromSwapCache(pfn);
+  if (swap.synchronousIo && mem.refcount[pfn] === 1) swap.deleteFromSwapCache(pfn);
   return true;
 }
 
@@ -135,6 +141,14 @@ function swapOutShmem(mm: Mm, vma: Vma, vpn: number, pfn: Pfn): boolean {
   inode.pages.set(pgoff, swapCacheEntry(slot));
   mem.mapping[pfn] = 0;
   mem.clearFlag(pfn, PG.dirty);
-  mem.folioPut(pfn); // the page cache's reference: the frame is free
+  if (swap.synchronousIo) {
+    mem.folioPut(pfn); // the page cache's reference: the frame is free
+  } else {
+    // shmem_writeout() moved the folio to the swap cache, which keeps the page cache's
+    // reference while the asynchronous write completes (see the module comment).
+    mem.setFlag(pfn, PG.swapcache);
+    mem.index[pfn] = slot;
+    swap.cache.set(slot, pfn);
+  }
   return true;
 }

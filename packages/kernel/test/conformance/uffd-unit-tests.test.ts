@@ -23,16 +23,10 @@
  * - every hugetlb / hugetlb-private instance (no hugetlbfs in the simulation): 27 instances;
  * - move-pmd and move-pmd-split (need a PMD-mapped THP source: no THP in the simulation);
  * - minor-collapse (needs MADV_COLLAPSE into a shmem THP and check_huge_shmem());
- * - part (2) of wp-fork-pin / wp-fork-pin-with-event: "fork, then the child takes a R/O longterm
- *   pin", which must unshare (FAULT_FLAG_UNSHARE). The only pin in the public API is
- *   ioUringRegisterBuffers (FOLL_PIN | FOLL_LONGTERM | FOLL_WRITE), a write pin: it takes a write
- *   fault instead of an unshare, and on a wp'd pte with a UFFD_USER_MODE_ONLY ctx it fails with
- *   EFAULT (host-verified), so it cannot exercise the unshare path.
- * Part (1) of wp-fork-pin (pin, then fork: the early-COW path of copy_present_page) is ported with
- * the io_uring write pin, taken *before* UFFDIO_WRITEPROTECT (a write pin needs a writable pte);
- * fork then sees the same maybe-pinned PAE page with a uffd-wp pte. Host-verified (6.18.44): the
- * anon child gets its own copy, with uffd-wp iff EVENT_FORK; the shmem child maps the same page
- * only with EVENT_FORK (vma_needs_copy) and has no pte otherwise.
+ * wp-fork-pin and wp-fork-pin-with-event run as upstream writes them: a read-only long-term pin
+ * (gup_test's PIN_LONGTERM_TEST_START with flags 0, here Process.gupTestPin) taken after
+ * write-protecting, then fork (early COW of a maybe-pinned anon page); then fork first and pin in
+ * the child (unsharing the COW-shared page), checking the child's uffd-wp bit each time.
  */
 import { describe, expect, it } from "vitest";
 import type { Process, UffdMsg } from "@uffd/kernel";
@@ -315,38 +309,65 @@ async function uffdWpForkTestCommon(ctx: UffdTestCtx, withEvent: boolean): Promi
 }
 
 // ---------------------------------------------------------------------------------------------
-// wp-fork-pin, wp-fork-pin-with-event: uffd_wp_fork_pin_test_common(), part (1)
+// wp-fork-pin, wp-fork-pin-with-event: uffd_wp_fork_pin_test_common()
 // ---------------------------------------------------------------------------------------------
+
+/** pin_pages(): a read-only long-term pin through gup_test (PIN_LONGTERM_TEST_START, flags 0). */
+const pinPages = (p: Process, addr: number, size: number) => p.gupTestPin(addr, size, { write: false, longterm: true, fast: false });
+
+/**
+ * pagemap_test_fork(uffd, with_event, test_pin): as pagemapTestFork(), but the child first takes
+ * a read-only long-term pin of area_dst (and drops it after reading its pagemap entry).
+ */
+async function pagemapTestForkPin(ctx: UffdTestCtx, withEvent: boolean) {
+  const { p, k } = ctx;
+  const consumer = withEvent
+    ? waitMsg(p, ctx.uffd).then((m) => {
+        if (m.event !== UFFD_EVENT_FORK) throw new Error(`wrong message: ${m.event}`);
+        return m.arg.fork.ufd;
+      })
+    : null;
+  const child = await settle(k, p.fork(), "fork");
+  // "Normally when reach here we have pinned in previous tests, so shouldn't fail anymore."
+  const pin = await settle(k, pinPages(child, ctx.areaDst, ctx.pageSize), "pin page in child");
+  const entry = pm(child, ctx.areaDst);
+  await pin.unregister();
+  await child.exit(0);
+  expect((await p.waitpid(child.pid)).exitStatus).toBe(0);
+  if (consumer !== null) {
+    const childUffd = await consumer;
+    expect(childUffd).toBeGreaterThanOrEqual(0);
+    await p.close(childUffd);
+  }
+  return entry;
+}
 
 async function uffdWpForkPinTestCommon(ctx: UffdTestCtx, withEvent: boolean): Promise<void> {
   const { p } = ctx;
   await register(p, ctx.uffd, ctx.areaDst, ctx.pageSize, modeOf(false, true, false));
   // Touch the page.
   await p.mainThread.write(ctx.areaDst, bytes(1, 1));
-  // 1. First pin, then fork(). See the header: the write pin is taken before write-protecting.
-  const pin = await p.ioUringRegisterBuffers(ctx.areaDst, ctx.pageSize);
   await wpRange(p, ctx.uffd, ctx.areaDst, ctx.pageSize, true);
+  // 1. First pin, then fork(). This tests fork() special path when doing early CoW if the page
+  // is private.
+  const pin = await pinPages(p, ctx.areaDst, ctx.pageSize);
   const parent = pm(p, ctx.areaDst);
-  expect(parent).toMatchObject({ present: true, uffdWp: true });
-  // Why the order is swapped: a FOLL_WRITE pin of a wp'd pte faults in kernel mode, and a
-  // UFFD_USER_MODE_ONLY ctx answers that with SIGBUS, i.e. EFAULT (host-verified).
-  expect(await errnoOf(p.ioUringRegisterBuffers(ctx.areaDst, ctx.pageSize))).toBe("EFAULT");
+  expect(parent, "a read-only pin leaves the wp'd pte alone").toMatchObject({ present: true, uffdWp: true });
   const child = await pagemapTestFork(ctx, withEvent);
-  expect(child.uffdWp, "child wp bit after fork of a pinned page").toBe(withEvent);
+  expect(child.uffdWp, `Detected ${withEvent ? "missing" : "stall"} uffd-wp bit in early CoW of fork()`).toBe(withEvent);
   if (ctx.mem === "anon") {
-    // copy_present_page(): early COW, the child gets its own exclusive copy.
+    // copy_present_page(): the child gets its own exclusive copy of the maybe-pinned page.
     expect(child).toMatchObject({ present: true, exclusive: true });
     expect(child.pfn).not.toBe(parent.pfn);
-  } else if (withEvent) {
-    expect(child).toMatchObject({ present: true, file: true });
-    expect(child.pfn).toBe(parent.pfn);
-  } else {
-    expect(child.present, "shmem child without uffd-wp copies no page table").toBe(false);
   }
-  // The parent keeps its pinned page, still write-protected, and the pin sees its bytes.
-  expect(pm(p, ctx.areaDst)).toMatchObject({ present: true, uffdWp: true, pfn: parent.pfn });
   expect(pin.read(0, 1)).toEqual(bytes(1, 1));
   await pin.unregister();
+  // 2. First fork(), then pin (in the child). This tests COR, aka page unsharing on private
+  // memory: the child's read-only long-term pin of a shared anon page unshares it
+  // (FAULT_FLAG_UNSHARE), which must keep (or not have) the uffd-wp bit as fork left it.
+  const pinned = await pagemapTestForkPin(ctx, withEvent);
+  expect(pinned.uffdWp, `Detected ${withEvent ? "missing" : "stall"} uffd-wp bit when RO pin`).toBe(withEvent);
+  expect(pinned.present, "the pinned page is mapped in the child").toBe(true);
   await unregister(p, ctx.uffd, ctx.areaDst, ctx.pageSize);
 }
 

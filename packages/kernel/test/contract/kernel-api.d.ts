@@ -28,6 +28,8 @@ export interface KernelOptions {
   memoryPages?: number;
   /** Swap device size in pages. 0 (the default) means no swap: MADV_PAGEOUT keeps anon pages. */
   swapPages?: number;
+  /** The swap device: "zram" (SWP_SYNCHRONOUS_IO, the default) or "file" (a swap file: every swap-in goes through the swap cache). */
+  swapDevice?: "zram" | "file";
   /** The vm.unprivileged_userfaultfd sysctl (default false, as on the reference host). */
   unprivilegedUserfaultfd?: boolean;
   /** The vm.mmap_min_addr sysctl in bytes, a multiple of 4096 (default 4096, as on the reference host). */

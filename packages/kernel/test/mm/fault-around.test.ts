@@ -29,6 +29,7 @@ import {
   UFFD_FEATURE_SIGBUS,
   UFFDIO_API,
   UFFDIO_CONTINUE,
+  UFFDIO_COPY,
   UFFDIO_REGISTER,
   UFFDIO_REGISTER_MODE_MINOR,
   UFFDIO_REGISTER_MODE_MISSING,
@@ -166,6 +167,26 @@ describe("fault-around on shmem read faults (mm/memory.c:do_fault_around)", () =
       }
       k.checkInvariants();
     }
+  });
+
+  it("what a handler sees: a private mapping's faulted-around neighbour answers UFFDIO_COPY with EEXIST", async () => {
+    // [host: page 1 cached, a MISSING read of hole page 0 maps page 1 read-only; COPY to page 1
+    // is EEXIST (-17), COPY to page 0 succeeds]
+    const { k, p } = boot();
+    const fd = await p.memfdCreate("e");
+    await p.ftruncate(fd, 16 * PS);
+    await p.pwrite(fd, page(7), PS);
+    const a = await amap(p, 16, RW, MAP_PRIVATE, fd);
+    const uffd = await uffdWith(p, UFFD_FEATURE_SIGBUS, a, 16 * PS, UFFDIO_REGISTER_MODE_MISSING);
+    await expect(p.mainThread.read(a, 1)).rejects.toBeInstanceOf(SignalError);
+    expect(presence(p, a, 16)).toBe(".P..............");
+    const c1 = { dst: a + PS, src: page(9), len: PS, mode: 0, copy: 0 };
+    await expect(p.ioctl(uffd, UFFDIO_COPY, c1)).rejects.toMatchObject({ code: "EEXIST" });
+    expect(c1.copy).toBe(-17);
+    const c0 = { dst: a, src: page(9), len: PS, mode: 0, copy: 0 };
+    await p.ioctl(uffd, UFFDIO_COPY, c0);
+    expect(c0.copy).toBe(PS);
+    k.checkInvariants();
   });
 
   it("not in vmas registered for WP (alone or with MISSING) or MINOR (uffd_disable_fault_around)", async () => {

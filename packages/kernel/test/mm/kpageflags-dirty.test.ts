@@ -25,11 +25,13 @@ import {
   PROT_WRITE,
   UFFD_API,
   UFFD_FEATURE_MOVE,
+  UFFD_FEATURE_PAGEFAULT_FLAG_WP,
   UFFDIO_API,
   UFFDIO_COPY,
   UFFDIO_MOVE,
   UFFDIO_REGISTER,
   UFFDIO_REGISTER_MODE_MISSING,
+  UFFDIO_REGISTER_MODE_WP,
   UFFDIO_ZEROPAGE,
 } from "@uffd/kernel/uapi";
 import { boot, page } from "../core/helpers.ts";
@@ -214,6 +216,20 @@ describe("kpageflags dirty of shmem folios", () => {
     const buf = await p.ioUringRegisterBuffers(s1, PS);
     expect(dirtyAt(k, p, s1), "shmem clean, io_uring pin").toBe(false);
     await buf.unregister();
+    k.checkInvariants();
+  });
+
+  it("a write through a write-notify pte (a WP-registered vma) dirties it: wp_page_shared()", async () => {
+    const { k, p } = boot();
+    const fd = await memfd(p, 4);
+    const s = await p.mmap(0, 4 * PS, RW, MAP_SHARED, fd, 0);
+    const uffd = await p.userfaultfd(O_NONBLOCK);
+    await p.ioctl(uffd, UFFDIO_API, { api: UFFD_API, features: UFFD_FEATURE_PAGEFAULT_FLAG_WP });
+    await p.ioctl(uffd, UFFDIO_REGISTER, { range: { start: s, len: 4 * PS }, mode: UFFDIO_REGISTER_MODE_WP });
+    await p.mainThread.read(s, 1);
+    expect(dirtyAt(k, p, s), "shmem WP-registered read fault").toBe(false);
+    await p.mainThread.write(s, page(1, 1));
+    expect(dirtyAt(k, p, s), "  then write (wp_page_shared)").toBe(true);
     k.checkInvariants();
   });
 

@@ -366,8 +366,8 @@ describe("swap and PAE (linux-rules §5.5; linux-rules §8.12: a read swap-in do
     k.checkInvariants();
   });
 
-  it("a previously shared page swapped out and read back in stays not PAE; a write swap-in makes it PAE", async (ctx) => {
-    const k = new Kernel({ swapPages: 16 });
+  it("a previously shared page swapped out to a swap file and read back in stays not PAE; a write swap-in makes it PAE", async (ctx) => {
+    const k = new Kernel({ swapPages: 16, swapDevice: "file" });
     const p = k.spawn();
     const a = await anonPages(p, 2, 6);
     const c = await p.fork();
@@ -377,6 +377,18 @@ describe("swap and PAE (linux-rules §5.5; linux-rules §8.12: a read swap-in do
     await p.mainThread.write(a + PAGE, new Uint8Array([7]));
     expect(await observePae(p, a + PAGE)).toBe(true);
     expect(await observePae(p, a)).toBe(false);
+    k.checkInvariants();
+  });
+
+  it("on zram (SWP_SYNCHRONOUS_IO) the read swap-in of a count-1 entry gets a fresh exclusive folio: PAE", async (ctx) => {
+    const k = new Kernel({ swapPages: 16 });
+    const p = k.spawn();
+    const a = await anonPages(p, 1, 6);
+    const c = await p.fork();
+    await c.exit(0);
+    ctx.skip(!(await pageout(p, a)), "MADV_PAGEOUT did not swap the page out");
+    expect(await p.mainThread.read(a, 1)).toEqual(new Uint8Array([6]));
+    expect(await observePae(p, a)).toBe(true);
     k.checkInvariants();
   });
 });

@@ -46,8 +46,8 @@ interface Rig {
 }
 
 /** A kernel with swap, a written anon page `src`, and a MOVE destination registered on a uffd. */
-async function rig(features = 0): Promise<Rig> {
-  const k = new Kernel({ seed: 1, swapPages: 256 });
+async function rig(features = 0, swapDevice: "zram" | "file" = "zram"): Promise<Rig> {
+  const k = new Kernel({ seed: 1, swapPages: 256, swapDevice });
   const p = k.spawn();
   const uffd = await p.userfaultfd(O_NONBLOCK);
   await p.ioctl(uffd, UFFDIO_API, { api: UFFD_API, features });
@@ -163,8 +163,8 @@ describe("PageAnonExclusive across swap (linux-rules §5.5, linux-rules §8.12, 
     r.k.checkInvariants();
   });
 
-  it("a previously shared page swapped out: not swp-exclusive; a read swap-in keeps it non-exclusive (MOVE EBUSY) [host]", async () => {
-    const r = await rig();
+  it("a previously shared page swapped out to a swap file: not swp-exclusive; a read swap-in keeps it non-exclusive (MOVE EBUSY) [host]", async () => {
+    const r = await rig(0, "file");
     await previouslyShared(r);
     expect(await move(r)).toBe("EBUSY");
     await r.p.madvise(r.src, PS, MADV_PAGEOUT);
@@ -172,6 +172,19 @@ describe("PageAnonExclusive across swap (linux-rules §5.5, linux-rules §8.12, 
     expect(await move(r)).toBe("EBUSY");
     expect(await r.p.mainThread.read(r.src, 1)).toEqual(new Uint8Array([0x5a]));
     expect(await move(r)).toBe("EBUSY");
+    r.k.checkInvariants();
+  });
+
+  it("the same on zram: the read swap-in of a count-1 entry skips the swap cache, so the new folio is exclusive (MOVE OK) [host]", async () => {
+    // mm/memory.c:do_swap_page(): SWP_SYNCHRONOUS_IO and __swap_count() == 1 read into a new
+    // folio with refcount 1, which is mapped exclusive [host, zram: MOVE OK; swap file: EBUSY].
+    const r = await rig();
+    await previouslyShared(r);
+    await r.p.madvise(r.src, PS, MADV_PAGEOUT);
+    expect(await move(r)).toBe("EBUSY");
+    expect(await r.p.mainThread.read(r.src, 1)).toEqual(new Uint8Array([0x5a]));
+    expect(r.k.kpageflags(r.p.pagemap(r.src, 1)[0]!.pfn!)).toMatchObject({ swapcache: false, dirty: false });
+    expect(await move(r)).toBe("OK");
     r.k.checkInvariants();
   });
 
@@ -265,7 +278,8 @@ describe("MADV_PAGEOUT of shmem (page-cache) pages", () => {
 describe("swap slots are released with the last user (free_pages_and_swap_cache / free_swap_and_cache)", () => {
   it("unmapping a page swapped back in frees its swap-cache slot for the next page-out", async () => {
     // Two slots: not "full" (vm_swap_full()) with one in use, so a read swap-in keeps its slot.
-    const { k, p } = boot(1, { swapPages: 2 });
+    // A swap file: on zram the read swap-in of this count-1 entry would skip the swap cache.
+    const { k, p } = boot(1, { swapPages: 2, swapDevice: "file" });
     const a = await p.mmap(0, PS, RW, ANON);
     const b = await p.mmap(0, 2 * PS, RW, ANON);
     await p.mainThread.write(a, fill(1));
