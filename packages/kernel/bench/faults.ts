@@ -7,19 +7,25 @@
  * uffd-bench.c's anonFault does on the real one. scaleRun() populates 1 or 4 GiB on a fresh
  * kernel instead: what filling a large guest costs, host memory included.
  */
-import { Kernel } from "@uffd/kernel";
+import { Kernel, setFramePoolLimit } from "@uffd/kernel";
 import { MADV_DONTNEED, MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from "@uffd/kernel/uapi";
 import { measure, type Rate } from "./measure.ts";
 import { hostMemory, type HostMemory } from "./memory.ts";
 
-export type FaultKind = "write" | "read" | "write-present";
+export type FaultKind = "write" | "write-cold" | "read" | "write-present";
 
 /**
  * Fault rate for `pages` pages: "write" allocates a zeroed anon page per access
- * (do_anonymous_page), "read" maps the shared zero page, "write-present" stores to pages that are
- * already mapped writable (no fault: the access baseline).
+ * (do_anonymous_page) on a warm kernel: the mapping's pages were dropped with MADV_DONTNEED
+ * (untimed), as uffd-bench.c's anonFaultWarm does; "write-cold" does the same on a fresh kernel
+ * and a fresh mapping per run with the chunk pool off, so every frame is new host memory (the
+ * first-touch faults of the host included), as anonFault maps fresh memory per run; "read" maps
+ * the shared zero page; "write-present" stores to pages that are already mapped writable (no
+ * fault: the access baseline).
  */
 export async function faultRate(kind: FaultKind, pages: number, runs: number, warmup: number): Promise<Rate> {
+  if (kind === "write-cold") return coldFaultRate(pages, runs, warmup);
+  if (kind === "write") return warmFaultRate(pages, runs, warmup);
   const k = new Kernel({ seed: 1 });
   const p = k.spawn({ name: "bench" });
   const t = p.mainThread;
@@ -38,6 +44,58 @@ export async function faultRate(kind: FaultKind, pages: number, runs: number, wa
         k.checkInvariants();
         await p.munmap(addr, len);
       },
+    };
+  });
+}
+
+/** "write-cold": a fresh kernel per run, no pooled chunks: frames are new host memory. */
+async function coldFaultRate(pages: number, runs: number, warmup: number): Promise<Rate> {
+  const limit = setFramePoolLimit(0);
+  try {
+    return await coldRuns(pages, runs, warmup);
+  } finally {
+    setFramePoolLimit(limit);
+  }
+}
+
+async function coldRuns(pages: number, runs: number, warmup: number): Promise<Rate> {
+  const one = Uint8Array.of(1);
+  const len = pages * PAGE_SIZE;
+  return measure(runs, warmup, async () => {
+    const k = new Kernel({ seed: 1 });
+    const p = k.spawn({ name: "bench" });
+    const t = p.mainThread;
+    const addr = await p.mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    return {
+      body: async () => {
+        for (let a = addr; a < addr + len; a += PAGE_SIZE) await t.write(a, one);
+        return pages;
+      },
+      teardown: async () => {
+        k.checkInvariants();
+        await p.exit(0);
+      },
+    };
+  });
+}
+
+/** "write": one mapping on one kernel, its pages dropped (untimed) before each run. */
+async function warmFaultRate(pages: number, runs: number, warmup: number): Promise<Rate> {
+  const k = new Kernel({ seed: 1 });
+  const p = k.spawn({ name: "bench" });
+  const t = p.mainThread;
+  const one = Uint8Array.of(1);
+  const len = pages * PAGE_SIZE;
+  const addr = await p.mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+  for (let a = addr; a < addr + len; a += PAGE_SIZE) await t.write(a, one);
+  return measure(runs, warmup, async () => {
+    await p.madvise(addr, len, MADV_DONTNEED);
+    return {
+      body: async () => {
+        for (let a = addr; a < addr + len; a += PAGE_SIZE) await t.write(a, one);
+        return pages;
+      },
+      teardown: async () => k.checkInvariants(),
     };
   });
 }

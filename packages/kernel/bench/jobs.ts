@@ -7,10 +7,10 @@
  * about 10% slower, the SDK's more). A fresh process per job gives each row its steady state,
  * independent of the order, as uffd-bench.c's rows are on the real kernel.
  */
-import { fork } from "node:child_process";
+import { fork, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { faultRate, type FaultKind, scaleRun, type ScaleResult } from "./faults.ts";
-import { getGc, memcpyRate, type Rate } from "./measure.ts";
+import { getGc, memcpyRate, memcpyStreamRate, type Rate } from "./measure.ts";
 import { type HostMemory, memoryPerPage, type MemoryState } from "./memory.ts";
 import { type Op, opRate } from "./ops.ts";
 import { isSdkOp, loadSdk, sdkOpRate, sdkRoundTripRate } from "./sdk.ts";
@@ -18,6 +18,8 @@ import { type RoundTrip, roundTripRate, type RoundTripShape } from "./uffd.ts";
 
 export type Job =
   | { kind: "memcpy"; bytes: number; ops: number }
+  | { kind: "memcpyStream"; ops: number }
+  | { kind: "explore"; seeds: number; workers: number }
   | { kind: "fault"; fault: FaultKind; pages: number }
   | { kind: "roundTrip"; via: "raw" | "sdk"; trip: RoundTrip; shape: RoundTripShape; pages: number }
   | { kind: "op"; via: "raw" | "sdk"; op: Op }
@@ -30,13 +32,28 @@ export interface JobSettings {
   warmup: number;
 }
 
-export type JobResult = { rate: Rate } | { memory: HostMemory } | { scale: ScaleResult } | { error: string };
+/** explore() of the testing kit's two-thread, four-page scenario: wall and CPU time. */
+export interface ExploreFigures {
+  seeds: number;
+  workers: number;
+  ms: number;
+  /** CPU time of the whole process (every thread), user + system. */
+  cpuMs: number;
+  seedsPerSec: number;
+  cpuSeedsPerSec: number;
+}
+
+export type JobResult = { rate: Rate } | { memory: HostMemory } | { scale: ScaleResult } | { explore: ExploreFigures } | { error: string };
 
 /** Runs one job in this process. */
 export async function runJob(job: Job, s: JobSettings): Promise<JobResult> {
   switch (job.kind) {
     case "memcpy":
       return { rate: await memcpyRate(job.bytes, job.ops, s.runs, s.warmup) };
+    case "memcpyStream":
+      return { rate: await memcpyStreamRate(job.ops, s.runs, s.warmup) };
+    case "explore":
+      return { explore: await exploreFigures(job.seeds, job.workers) };
     case "fault":
       return { rate: await faultRate(job.fault, job.pages, s.runs, s.warmup) };
     case "roundTrip": {
@@ -61,12 +78,30 @@ export async function runJob(job: Job, s: JobSettings): Promise<JobResult> {
   }
 }
 
+/** The testing kit's exploration bench (packages/testing/bench), loaded when there is one. */
+async function exploreFigures(seeds: number, workers: number): Promise<ExploreFigures> {
+  interface ExploreBench {
+    exploreSeedsPerSecond(seeds: number, workers?: number): Promise<{ seeds: number; workers: number; ms: number; cpuMs: number }>;
+  }
+  const m = (await import(new URL("../../testing/bench/explore-bench.ts", import.meta.url).href)) as ExploreBench;
+  const r = await m.exploreSeedsPerSecond(seeds, workers);
+  return { ...r, seedsPerSec: (r.seeds * 1000) / r.ms, cpuSeedsPerSec: (r.seeds * 1000) / r.cpuMs };
+}
+
 const SELF = fileURLToPath(import.meta.url);
 
-/** Runs one job in a fresh child process; a crash or a throw comes back as { error }. */
-export function runJobInChild(job: Job, s: JobSettings): Promise<JobResult> {
+/**
+ * Runs one job in a fresh child process; a crash or a throw comes back as { error }. With `cpu`
+ * the child is bound to that CPU (taskset), as uffd-bench.c's processes are.
+ */
+export function runJobInChild(job: Job, s: JobSettings, cpu?: number): Promise<JobResult> {
   return new Promise((resolve) => {
-    const child = fork(SELF, ["--job", JSON.stringify({ job, settings: s })], { execArgv: process.execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const args = [...process.execArgv, SELF, "--job", JSON.stringify({ job, settings: s })];
+    const stdio: ["ignore", "inherit", "inherit", "ipc"] = ["ignore", "inherit", "inherit", "ipc"];
+    const child =
+      cpu === undefined
+        ? fork(SELF, ["--job", JSON.stringify({ job, settings: s })], { execArgv: process.execArgv, stdio })
+        : spawn("taskset", ["-c", String(cpu), process.execPath, ...args], { stdio });
     let result: JobResult | null = null;
     child.on("message", (m) => {
       result = m as JobResult;

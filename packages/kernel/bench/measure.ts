@@ -21,6 +21,8 @@ export interface Rate {
   maxMs: number;
   runs: number;
   opsPerRun: number;
+  /** CPU time (user + system, this process) over wall time, summed over the timed runs. */
+  cpuShare: number;
 }
 
 /** One timed run: `body` is timed and returns its operation count; `teardown` is not timed. */
@@ -37,10 +39,12 @@ export interface Trial {
 export async function measure(runs: number, warmup: number, setup: () => Promise<Trial>): Promise<Rate> {
   const times: number[] = [];
   let ops = 0;
+  let cpuUs = 0;
   const warmupEnd = performance.now() + (warmup > 0 ? WARMUP_MS : 0);
   for (let w = 0; w < warmup || performance.now() < warmupEnd; w++) await trial(await setup());
   for (let i = 0; i < runs; i++) {
     const t = await trial(await setup());
+    cpuUs += t.cpuUs;
     ops = t.ops;
     times.push(t.ms);
   }
@@ -53,18 +57,21 @@ export async function measure(runs: number, warmup: number, setup: () => Promise
     maxMs: sorted[sorted.length - 1] as number,
     runs,
     opsPerRun: ops,
+    cpuShare: cpuUs / 1000 / times.reduce((a, b) => a + b, 0),
   };
 }
 
 /** Minimum warm-up time per measurement, in ms. */
 const WARMUP_MS = 300;
 
-async function trial(t: Trial): Promise<{ ops: number; ms: number }> {
+async function trial(t: Trial): Promise<{ ops: number; ms: number; cpuUs: number }> {
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const ops = await t.body();
   const ms = performance.now() - t0;
+  const c = process.cpuUsage(c0);
   await t.teardown?.();
-  return { ops, ms };
+  return { ops, ms, cpuUs: c.user + c.system };
 }
 
 /** global.gc, or one obtained by enabling --expose-gc at run time; null if neither works. */
@@ -93,6 +100,28 @@ export async function memcpyRate(bytes: number, ops: number, runs: number, warmu
       for (let i = 0; i < ops; i++) {
         src[i & 1023] = i;
         dst.set(src);
+      }
+      if (dst[0] === 0x100) throw new Error("unreachable: keeps the copies observable");
+      return ops;
+    },
+  }));
+}
+
+/**
+ * The counterpart of uffd-bench.c's memcpyStream2m: Uint8Array.prototype.set() of a 2 MiB source
+ * into successive 2 MiB windows of a resident 64 MiB destination (touched beforehand), `ops`
+ * copies per run: a streaming copy into memory that is present but not cache-hot.
+ */
+export async function memcpyStreamRate(ops: number, runs: number, warmup: number): Promise<Rate> {
+  const chunk = 2 << 20;
+  const len = 64 << 20;
+  const src = new Uint8Array(chunk).fill(0xa5);
+  const dst = new Uint8Array(len).fill(1);
+  return measure(runs, warmup, async () => ({
+    body: async () => {
+      for (let i = 0; i < ops; i++) {
+        src[i & 1023] = i;
+        dst.set(src, (i * chunk) % len);
       }
       if (dst[0] === 0x100) throw new Error("unreachable: keeps the copies observable");
       return ops;

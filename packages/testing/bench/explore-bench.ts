@@ -1,33 +1,47 @@
 /**
  * Exploration speed: seeds per second for the small scenario of the brief (two threads, four
  * pages, one handler: the prefetching handler of test/handlers.ts, fixed, so every seed runs to
- * the end). Exported for `npm run bench`; `npx tsx packages/testing/bench/explore-bench.ts`
- * runs it alone.
+ * the end), in wall time and in CPU time (the process's user + system time, every thread: on a
+ * machine other work shares, CPU time is what the exploration itself costs). Exported for
+ * `npm run bench`;
+ *
+ *   npx tsx packages/testing/bench/explore-bench.ts [seeds] [workers]
+ *
+ * runs it alone (workers default 1: this thread; more go through scenarioRef()).
  */
-import "../src/setup.ts"; // the scenario checks memory with toHaveMemory
-import { explore } from "../src/index.ts";
+import "../src/setup.ts"; // the kit's matchers, as a test file has them
+import { explore, scenarioRef } from "../src/index.ts";
 import { prefetchScenario } from "../test/handlers.ts";
 
 export interface ExploreBenchResult {
   seeds: number;
+  workers: number;
   ms: number;
+  cpuMs: number;
   seedsPerSec: number;
+  cpuSeedsPerSec: number;
 }
 
 /** Explores `seeds` seeds of the two-thread, four-page scenario with the fixed handler. */
-export async function exploreSeedsPerSecond(seeds = 1000): Promise<ExploreBenchResult> {
-  await explore(prefetchScenario(true), { seeds: 20 }); // warm-up
+export async function exploreSeedsPerSecond(seeds = 1000, workers = 1): Promise<ExploreBenchResult> {
+  const scenario = workers > 1 ? scenarioRef(new URL("../test/handlers.ts", import.meta.url), "prefetchScenario", true) : prefetchScenario(true);
+  await explore(prefetchScenario(true), { seeds: 500, workers: 1 }); // warm-up (JIT, the chunk pool)
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
-  await explore(prefetchScenario(true), { seeds });
+  const r = await explore(scenario, { seeds, workers });
   const ms = performance.now() - t0;
-  return { seeds, ms, seedsPerSec: (seeds * 1000) / ms };
+  const c = process.cpuUsage(c0);
+  if (r.seedsRun !== seeds) throw new Error(`explore ran ${r.seedsRun} seeds of ${seeds}`);
+  const cpuMs = (c.user + c.system) / 1000;
+  return { seeds, workers, ms, cpuMs, seedsPerSec: (seeds * 1000) / ms, cpuSeedsPerSec: (seeds * 1000) / cpuMs };
 }
 
-/** The line `npm run bench` prints. */
+/** One line: wall and CPU rates. */
 export function formatExploreBench(r: ExploreBenchResult): string {
-  return `  explore (2 threads, 4 pages, 1 handler)  ${Math.round(r.seedsPerSec).toLocaleString("en-US").padStart(8)} seeds/s  (${r.seeds} seeds in ${r.ms.toFixed(0)} ms)`;
+  const n = (v: number): string => Math.round(v).toLocaleString("en-US");
+  return `explore (2 threads, 4 pages, 1 handler), ${r.workers} worker${r.workers > 1 ? "s" : ""}: ${n(r.seedsPerSec)} seeds/s wall, ${n(r.cpuSeedsPerSec)} seeds/s of CPU time (${r.seeds} seeds in ${r.ms.toFixed(0)} ms, ${r.cpuMs.toFixed(0)} ms CPU)`;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  console.log(formatExploreBench(await exploreSeedsPerSecond(Number(process.argv[2] ?? 1000))));
+  console.log(formatExploreBench(await exploreSeedsPerSecond(Number(process.argv[2] ?? 1000), Number(process.argv[3] ?? 1))));
 }

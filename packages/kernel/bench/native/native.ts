@@ -20,9 +20,13 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 
 /** Every metric the C program reports, in its output order; `id` is the key in `results`. */
 export const NATIVE_METRICS = [
+  { id: "nullSyscall", label: "null syscall", what: "syscall(SYS_getppid)" },
+  { id: "pipePingPong", label: "pipe ping-pong, same CPU", what: "1 byte there and back between two threads on one CPU" },
   { id: "memcpy4k", label: "memcpy 4 KiB", what: "memcpy() of a cache-warm 4 KiB buffer" },
-  { id: "memcpy2m", label: "memcpy 2 MiB", what: "memcpy() of a 2 MiB buffer" },
+  { id: "memcpy2m", label: "memcpy 2 MiB", what: "memcpy() of a cache-warm 2 MiB buffer" },
+  { id: "memcpyStream2m", label: "memcpy 2 MiB, streaming", what: "memcpy() of 2 MiB into successive windows of a resident 64 MiB buffer" },
   { id: "anonFault", label: "anon write fault", what: "first write to a page of a fresh private anon mapping" },
+  { id: "anonFaultWarm", label: "anon write fault, warm", what: "write to a page dropped by MADV_DONTNEED" },
   { id: "fork64m", label: "fork(), 64 MiB anon", what: "the parent's fork() with 16384 present exclusive pages" },
   { id: "forkExitWait64m", label: "fork+exit+wait, 64 MiB", what: "fork(), child _exit(0), parent waitpid()" },
   { id: "uffdCopy4k", label: "UFFDIO_COPY 4 KiB", what: "fill one missing page, no faulting thread" },
@@ -39,6 +43,7 @@ export const NATIVE_METRICS = [
   { id: "rtMinorContinuePinned", label: "minor+CONTINUE round trip, same CPU", what: "shmem read fault resolved by UFFDIO_CONTINUE" },
   { id: "rtMinorContinueUnpinned", label: "minor+CONTINUE round trip, unpinned", what: "shmem read fault resolved by UFFDIO_CONTINUE" },
   { id: "rtMissingCopySplit", label: "missing+COPY round trip, two CPUs", what: "handler pinned to another CPU than the faulting thread" },
+  { id: "rtMissingCopyBatched", label: "missing+COPY round trip, 32 threads, <=64 msgs per read", what: "32 faulting threads and one handler reading up to 64 messages, all on one CPU" },
 ] as const;
 
 export type NativeMetricId = (typeof NATIVE_METRICS)[number]["id"];
@@ -80,6 +85,8 @@ export interface NativeBenchReport {
   /** Bumped when the JSON shape changes. */
   readonly schema: typeof NATIVE_SCHEMA;
   readonly quick: boolean;
+  /** Only the metrics asked for were measured (NativeBenchOptions.metrics). */
+  readonly partial?: boolean;
   readonly warmupRuns: number;
   readonly runs: number;
   readonly elapsedMs: number;
@@ -110,6 +117,10 @@ export interface NativeBenchOptions {
   readonly outDir?: string;
   /** Kill the run after this long. Default 120 s. */
   readonly timeoutMs?: number;
+  /** Measure only these metrics (default: all). */
+  readonly metrics?: readonly NativeMetricId[];
+  /** Run the program bound to this CPU (taskset), as the simulator's processes are. Default: unbound. */
+  readonly cpu?: number;
 }
 
 /** The JSON shape version this module understands. */
@@ -214,7 +225,7 @@ function isMetric(value: unknown): value is NativeMetric {
  * Parses the one JSON object uffd-bench prints. Checks the shape the consumers rely on: an
  * available report must account for every id of NATIVE_METRICS in `results` or `skipped`.
  */
-export function parseNativeReport(stdout: string): NativeBenchResult {
+export function parseNativeReport(stdout: string, asked: readonly NativeMetricId[] | null = null): NativeBenchResult {
   const line = stdout.trim().split("\n").pop() ?? "";
   let parsed: unknown;
   try {
@@ -233,7 +244,7 @@ export function parseNativeReport(stdout: string): NativeBenchResult {
   const report = obj as unknown as NativeBenchReport;
   const results = report.results as Record<string, unknown>;
   const skipped = report.skipped as Record<string, unknown>;
-  for (const { id } of NATIVE_METRICS) {
+  for (const id of asked ?? NATIVE_METRICS.map((m) => m.id)) {
     if (!isMetric(results[id]) && typeof skipped[id] !== "string") {
       return unavailable("failed", `uffd-bench reported neither a result nor a skip reason for ${id}`);
     }
@@ -256,12 +267,14 @@ export async function runNativeBench(options: NativeBenchOptions = {}): Promise<
   if (!("binary" in built)) return built;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const env = { ...process.env, UFFD_BENCH_QUICK: isQuick(options) ? "1" : "0" };
-  const { error, stdout, stderr } = await run(built.binary, [], env, timeoutMs);
+  const ids = options.metrics ?? [];
+  const [file, args] = options.cpu === undefined ? [built.binary, [...ids]] : ["taskset", ["-c", String(options.cpu), built.binary, ...ids]];
+  const { error, stdout, stderr } = await run(file, args, env, timeoutMs);
   if (error?.killed || error?.signal) {
     const why = error.killed ? `timed out after ${timeoutMs} ms` : `was killed by ${error.signal}`;
     return unavailable("failed", `uffd-bench ${why}: ${tail(stderr)}`);
   }
-  const result = parseNativeReport(stdout);
+  const result = parseNativeReport(stdout, options.metrics ?? null);
   if (result.available && error) return unavailable("failed", `uffd-bench exited with ${error.code}: ${tail(stderr)}`);
   return result;
 }

@@ -689,6 +689,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   #finishResult(a: Arg, field: ResultField, what: string, ret: number, start: number, len: number, dontwake: boolean): number {
     if (!putResult(a, field, ret)) fail("EFAULT", what);
     if (ret < 0) fail(errnoCode(-ret), what);
+    if (ret > 0) this.#sched.progress++;
     if (!dontwake) this.wakeRange(start, ret);
     if (ret !== len) fail("EAGAIN", what);
     return 0;

@@ -4,11 +4,14 @@
  * metadata, and the bytes carved out of pooled ArrayBuffers (chunks of 256 frames, 1 MiB).
  * Untouched memory costs nothing: a chunk exists only once a frame in it has been handed out.
  *
- * Chunks outlive their kernel: when a PhysMem is garbage-collected its chunks go back to a
- * process-wide pool (zeroed where they were used) and the next kernel takes them from there, so
- * creating a kernel per test or per explored seed does not pay the host's first-touch page
- * faults (one per 4 KiB of a fresh ArrayBuffer) over and over. `setFramePoolLimit()` bounds the
- * pool; `KernelOptions.pretouch` takes and touches a kernel's chunks up front.
+ * Chunks can outlive their kernel: a tool that creates a kernel per run and knows when a run is
+ * over (explore() of @uffd/testing) hands the kernel's chunks to a process-wide pool with
+ * releaseToPool() (zeroed where they were used), and the next kernel takes them from there, so a
+ * kernel per explored seed does not pay the host's first-touch page faults (one per 4 KiB of a
+ * fresh ArrayBuffer) and a 1 MiB allocation over and over. `setFramePoolLimit()` bounds the pool;
+ * `KernelOptions.pretouch` takes and touches a kernel's chunks up front. (Returning chunks from
+ * a FinalizationRegistry instead made every kernel 2-3x dearer to create and collect: measured,
+ * see docs/benchmarks.md.)
  *
  * Mirrors include/linux/mm_types.h:struct page / struct folio (order-0 folios only: the
  * simulation has no THP or hugetlb, see docs/divergences.md).
@@ -49,10 +52,7 @@ const CHUNK_FRAMES = 1 << CHUNK_SHIFT;
 const CHUNK_MASK = CHUNK_FRAMES - 1;
 const CHUNK_BYTES = CHUNK_FRAMES * PAGE_SIZE;
 
-/**
- * A kernel's chunks and how far its bump allocator got, held apart from the PhysMem so the
- * FinalizationRegistry can hand them to the pool once the PhysMem is unreachable.
- */
+/** A kernel's chunks and how far its bump allocator got (what releaseToPool() hands over). */
 interface ChunkSet {
   readonly chunks: Uint8Array[];
   /** The PhysMem's next never-used pfn: frames below it may hold bytes. */
@@ -76,8 +76,6 @@ function returnChunks(set: ChunkSet): void {
   }
   chunks.length = 0;
 }
-
-const chunkReclaim = new FinalizationRegistry<ChunkSet>(returnChunks);
 
 /** A zeroed chunk: from the pool if it has one (touched already), else a new ArrayBuffer. */
 function takeChunk(): Uint8Array {
@@ -137,7 +135,6 @@ export class PhysMem {
     this.totalFrames = totalFrames;
     this.#chunks = [];
     this.#set = { chunks: this.#chunks, used: 0 };
-    chunkReclaim.register(this, this.#set, this.#set);
     const touched = Math.min(totalFrames, Math.max(0, Math.floor(pretouch)));
     while (this.#chunks.length * CHUNK_FRAMES < touched) {
       const c = takeChunk();
@@ -271,13 +268,11 @@ export class PhysMem {
   }
 
   /**
-   * Hands this machine's chunks to the process-wide pool now instead of when the PhysMem is
-   * garbage-collected (for tools that create a kernel per run and know when a run is over, like
-   * @uffd/testing's explore()). The kernel must not be used afterwards: its frames have no bytes
-   * any more (an access throws a TypeError).
+   * Hands this machine's chunks to the process-wide pool (for tools that create a kernel per run
+   * and know when a run is over, like @uffd/testing's explore()). The kernel must not be used
+   * afterwards: its frames have no bytes any more (an access throws a TypeError).
    */
   releaseToPool(): void {
-    chunkReclaim.unregister(this.#set);
     returnChunks(this.#set);
   }
 

@@ -182,9 +182,14 @@ async function mfillAtomicSlow(op: MfillOp): Promise<number> {
   for (;;) {
     const pfn = op.folio;
     let ok = false;
+    // The prepared frame is this COPY's reference while the source faults in: checkInvariants() counts it.
+    const holder = { forEachRef: (fn: (pfn: number, refs: number, pins: number) => void): void => fn(pfn, 1, 0) };
+    const holders = op.ctx.mm.core.refHolders;
+    holders.add(holder);
     try {
       ok = await op.src!.copySlow(op.srcAddr, mem.bytes(pfn), mem.offset(pfn));
     } finally {
+      holders.delete(holder);
       if (!ok) {
         mem.folioPut(pfn);
         op.folio = -1;
@@ -304,8 +309,8 @@ function mfillCopyAnonBatch(op: MfillOp, vma: Vma, table: Uint32Array, i: number
       err = -E.EEXIST;
       break;
     }
+    // Only the pte is dirty, as in the page loop.
     folioAddNewAnonRmap(mm, vma, pfn, op.dstAddr, true);
-    mem.setFlag(pfn, PG.dirty);
     table[i + k] = op.wp ? pteMkuffdWp(mkPte(pfn, bits)) : mkPte(pfn, bits);
     op.dstAddr += PAGE_SIZE;
     op.srcAddr += PAGE_SIZE;
@@ -790,7 +795,7 @@ export function userfaultfdReleaseAll(mm: Mm, ctx: VmaUffdCtx): void {
     userfaultfdClearVma(vma);
     cleared.push(vma);
   }
-  for (const vma of cleared) if (mm.vmas.includes(vma)) mm.mergeAround(vma);
+  for (const vma of cleared) if (mm.hasVma(vma)) mm.mergeAround(vma);
 }
 
 /**

@@ -18,6 +18,7 @@ import {
 const COPY_BYTES: Partial<Record<NativeMetricId, number>> = {
   memcpy4k: 4096,
   memcpy2m: 2 * 1024 * 1024,
+  memcpyStream2m: 2 * 1024 * 1024,
   uffdCopy4k: 4096,
   uffdCopy2m: 2 * 1024 * 1024,
   uffdMove4k: 4096,
@@ -87,7 +88,7 @@ function checkReport(report: NativeBenchReport): void {
     if (!id.startsWith("rt")) expect(m.crossCpuRatio, id).toBeUndefined();
   }
   // Pinning is real: both threads on one CPU never cross, threads on two CPUs always do.
-  for (const id of ["rtMissingCopyPinned", "rtMissingZeropagePinned", "rtWpUnprotectPinned", "rtMinorContinuePinned"] as const) {
+  for (const id of ["rtMissingCopyPinned", "rtMissingZeropagePinned", "rtWpUnprotectPinned", "rtMinorContinuePinned", "rtMissingCopyBatched"] as const) {
     if (report.results[id]) expect(report.results[id].crossCpuRatio, id).toBe(0);
   }
   if (report.results.rtMissingCopySplit) expect(report.results.rtMissingCopySplit.crossCpuRatio).toBe(1);
@@ -158,6 +159,25 @@ describe("native companion benchmark (real kernel)", () => {
     }
   });
 
+  // The bench driver runs one metric per process, bound to one CPU, alternating with the
+  // simulator's processes: the program measures just the metrics named on its command line.
+  it("measures only the metrics asked for, bound to a CPU with taskset", { timeout: 120_000 }, async (ctx) => {
+    if (!existsSync("/usr/bin/taskset")) ctx.skip("needs taskset (util-linux)");
+    const metrics = ["nullSyscall", "rtMissingCopyBatched"] as const;
+    const result = await runNativeBench({ quick: true, metrics, cpu: 0 });
+    if (!result.available) {
+      if (result.kind !== "failed") ctx.skip(describeUnavailable(result));
+      return expect.fail(describeUnavailable(result));
+    }
+    expect(result.partial).toBe(true);
+    expect(result.host.allowedCpus).toBe(1);
+    expect(result.host.pinCpu).toBe(0);
+    expect(Object.keys(result.results).sort()).toEqual([...metrics].sort());
+    expect(result.results.rtMissingCopyBatched?.crossCpuRatio).toBe(0);
+    // A metric the program was asked for must be accounted for.
+    expect(parseNativeReport(JSON.stringify({ ...result, results: {} }), metrics)).toMatchObject({ available: false, kind: "failed" });
+  });
+
   it("a missing compiler is reported, not thrown", async () => {
     const dir = mkdtempSync(join(tmpdir(), "uffd-bench-"));
     try {
@@ -185,7 +205,7 @@ describe("native companion benchmark (real kernel)", () => {
       reason: "UFFDIO_COPY: EEXIST",
     });
     expect(parseNativeReport("Segmentation fault")).toMatchObject({ available: false, kind: "failed" });
-    const partial = { available: true, schema: 1, results: {}, skipped: { memcpy4k: "x" } };
+    const partial = { available: true, schema: 1, results: {}, skipped: { nullSyscall: "x", pipePingPong: "x", memcpy4k: "x" } };
     expect(parseNativeReport(JSON.stringify(partial))).toEqual({
       available: false,
       kind: "failed",

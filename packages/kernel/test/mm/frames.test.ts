@@ -7,12 +7,13 @@
  * contiguous run); what a fill returns and maps follows mm/userfaultfd.c:mfill_atomic() page for
  * page, whatever frames it got.
  */
-import { framePoolBytes, Kernel, type PagemapEntry, type Process, setFramePoolLimit } from "@uffd/kernel";
+import { ErrnoError, framePoolBytes, Kernel, type PagemapEntry, type Process, setErrnoStackTraces, setFramePoolLimit } from "@uffd/kernel";
 import {
   MADV_DONTNEED,
   MADV_GUARD_INSTALL,
   MADV_PAGEOUT,
   MAP_ANONYMOUS,
+  MAP_NORESERVE,
   MAP_PRIVATE,
   MAP_SHARED,
   O_NONBLOCK,
@@ -135,7 +136,8 @@ describe("multi-page UFFDIO_COPY: contiguous frames, the page loop's outcome", (
   it("physical memory running out part way: the frames there are filled, then ENOMEM", async () => {
     const k = new Kernel({ seed: 1, memoryPages: 16 });
     const p = k.spawn();
-    const addr = await p.mmap(0, 32 * PS, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+    // More than memory: MAP_NORESERVE, or the overcommit heuristic refuses it (mm/util.c:__vm_enough_memory()).
+    const addr = await p.mmap(0, 32 * PS, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
     const uffd = await uffdOn(p, addr, 32 * PS, UFFDIO_REGISTER_MODE_MISSING);
     const free = k.core.mem.freeFrames;
     const arg = { dst: addr, src: pattern(32, 9), len: 32 * PS, mode: 0, copy: 0 };
@@ -213,6 +215,26 @@ describe("host memory options", () => {
       expect(() => setFramePoolLimit(Number.NaN)).toThrow(RangeError);
     } finally {
       setFramePoolLimit(before);
+    }
+  });
+});
+
+describe("setErrnoStackTraces()", () => {
+  it("turns the stack trace of new ErrnoErrors off and on; nothing else about them changes", async () => {
+    const p = new Kernel({ seed: 1 }).spawn();
+    const fail = (): Promise<unknown> => p.munmap(1, PS).catch((e: unknown) => e);
+    const before = setErrnoStackTraces(false);
+    try {
+      const quiet = (await fail()) as ErrnoError;
+      expect(quiet).toBeInstanceOf(ErrnoError);
+      expect([quiet.code, quiet.errno, quiet.syscall]).toEqual(["EINVAL", 22, "munmap"]);
+      expect(quiet.stack).toBe(`ErrnoError: ${quiet.message}`); // no frames
+      expect(setErrnoStackTraces(true)).toBe(false);
+      const loud = (await fail()) as ErrnoError;
+      expect(loud.stack).toMatch(/\n\s+at /);
+      expect(loud.message).toBe(quiet.message);
+    } finally {
+      setErrnoStackTraces(before);
     }
   });
 });
