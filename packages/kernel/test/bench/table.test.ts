@@ -151,6 +151,10 @@ describe("bench jobs (tiny sizes, in-process)", () => {
     }
     const s = await runJob({ kind: "memcpyStream", ops: 2 }, settings);
     expect("rate" in s && s.rate.opsPerRun === 2).toBe(true);
+    for (const format of ["objects", "raw"] as const) {
+      const r = await runJob({ kind: "pagemap", format, pages: 64 }, settings);
+      expect("rate" in r && r.rate.opsPerRun === 64, format).toBe(true);
+    }
   });
 
   // The job itself checks the deterministic part (smaps counts every page of a resident mapping
