@@ -599,13 +599,16 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
       if (!putUser(a, "api", 0) || !putUser(a, "features", 0) || !putUser(a, "ioctls", 0n)) fail("EFAULT", what);
       return fail(code, what);
     };
+    const offered = this.#kernel.core.profile.apiFeatures;
     if (api !== UFFD_API) reject("EINVAL");
+    // Release policy (5.10): unknown feature bits are EINVAL before the EPERM of EVENT_FORK; from
+    // 6.10 (1723f04caacb) they are checked after it, against the features the kernel offers.
+    if (this.#kernel.core.profile.apiFeatureCheckFirst && (features & ~BigInt(offered)) !== 0n) reject("EINVAL");
     if ((features & BigInt(UFFD_FEATURE_EVENT_FORK)) !== 0n && !proc.capable("CAP_SYS_PTRACE")) reject("EPERM");
     // WP_ASYNC relies on WP_UNPOPULATED: it is chosen unconditionally.
     if ((features & BigInt(UFFD_FEATURE_WP_ASYNC)) !== 0n) features |= BigInt(UFFD_FEATURE_WP_UNPOPULATED);
     // Release policy (5.10-6.18): the features offered, and accepted, are the release's
     // UFFD_API_FEATURES; a bit the release does not know is EINVAL on every profile.
-    const offered = this.#kernel.core.profile.apiFeatures;
     if ((features & ~BigInt(offered)) !== 0n) reject("EINVAL");
     if (!putUser(a, "api", UFFD_API) || !putUser(a, "features", offered) || !putUser(a, "ioctls", UFFD_API_IOCTLS)) {
       fail("EFAULT", what);

@@ -74,6 +74,11 @@ export interface ReleaseProfile {
   readonly devUserfaultfd: boolean;
   /** The PAGEMAP_SCAN ioctl of /proc/pid/pagemap (6.7). */
   readonly pagemapScan: boolean;
+  /**
+   * UFFDIO_API checks unknown feature bits together with the API number, before the EPERM of
+   * EVENT_FORK (5.10.y: the 6.10 reordering, 1723f04caacb, failed to apply there).
+   */
+  readonly apiFeatureCheckFirst: boolean;
 }
 
 const bit = (nr: number): bigint => 1n << BigInt(nr);
@@ -107,26 +112,32 @@ const PROFILES: Readonly<Record<KernelRelease, ReleaseProfile>> = {
   "5.10": {
     release: "5.10", apiFeatures: FEATURES_5_10, rangeIoctls: RANGE_5_10, registerModes: MODES_5_10,
     minorShmem: false, wpShmem: false, continueModeWp: false, userModeOnly: false, devUserfaultfd: false, pagemapScan: false,
+    apiFeatureCheckFirst: true,
   },
   "5.15": {
     release: "5.15", apiFeatures: FEATURES_5_15, rangeIoctls: RANGE_5_15, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: false, continueModeWp: false, userModeOnly: true, devUserfaultfd: false, pagemapScan: false,
+    apiFeatureCheckFirst: false,
   },
   "6.1": {
     release: "6.1", apiFeatures: FEATURES_6_1, rangeIoctls: RANGE_5_15, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: false, userModeOnly: true, devUserfaultfd: true, pagemapScan: false,
+    apiFeatureCheckFirst: false,
   },
   "6.6": {
     release: "6.6", apiFeatures: FEATURES_6_6, rangeIoctls: RANGE_6_6, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: false,
+    apiFeatureCheckFirst: false,
   },
   "6.12": {
     release: "6.12", apiFeatures: FEATURES_6_12, rangeIoctls: RANGE_6_12, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: true,
+    apiFeatureCheckFirst: false,
   },
   "6.18": {
     release: "6.18", apiFeatures: FEATURES_6_12, rangeIoctls: RANGE_6_12, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: true,
+    apiFeatureCheckFirst: false,
   },
 };
 
