@@ -19,6 +19,7 @@ const CFLAGS = ["-O2", "-Wall", "-pthread"];
 
 /** What the runner found out about the host kernel when it started. */
 export interface HostInfo {
+  /** uname -r. */
   release: string;
   /** An anonymous read fault mapped the shared zero page (false on a pvm_no_zero_page host). */
   readFaultMapsZeroPage: boolean;
@@ -30,7 +31,18 @@ export interface HostInfo {
   swaps: string[];
 }
 
-export type HostProbe = { ok: true } | { ok: false; reason: string };
+/** Whether this host can run the native side, and why not. */
+export type HostProbe =
+  | {
+      /** The native side can run. */
+      ok: true;
+    }
+  | {
+      /** The native side cannot run. */
+      ok: false;
+      /** Why (no compiler, no /dev/userfaultfd, not root, ...). */
+      reason: string;
+    };
 
 function canRead(path: string): boolean {
   try {
@@ -120,13 +132,16 @@ function decodePm(raw: [string, number, string]): PmEntry {
   };
 }
 
+/** The real-kernel side: the C runner (native/uffd-conform.c), compiled on first use and driven over a pipe. */
 export class NativeBackend implements Backend {
+  /** "native". */
   readonly kind = "native" as const;
   #child: ChildProcessWithoutNullStreams | null = null;
   #lines: Interface | null = null;
   #queue: string[] = [];
   #waiters: Array<(line: string | null) => void> = [];
   #stderr = "";
+  /** What the runner reported about the host, once started. */
   host: HostInfo | null = null;
 
   /** Starts the runner (compiling it if needed) and reads its host line. */
@@ -200,6 +215,7 @@ export class NativeBackend implements Backend {
     return { r, done };
   }
 
+  /** Stops the runner. */
   async close(): Promise<void> {
     const child = this.#child;
     if (child === null) return;

@@ -1,6 +1,9 @@
 /**
- * Entry "@uffd/kernel": a simulated Linux 6.18 kernel (memory management and userfaultfd).
- * Constants, ioctl structs and the message codec live in "@uffd/kernel/uapi".
+ * A simulated Linux 6.18 kernel (memory management and userfaultfd): `Kernel`, `Process`,
+ * `Thread`, the errors and the procfs views. Constants, ioctl structs and the message codec live
+ * in `@uffd/kernel/uapi`.
+ *
+ * @module @uffd/kernel
  */
 export { Kernel, type KernelOptions, type SpawnOptions } from "./kernel/kernel.ts";
 export {

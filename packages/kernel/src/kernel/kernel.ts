@@ -18,6 +18,7 @@ import { type Creds, Process } from "./process.ts";
 import { type Preemption, Scheduler, seededPreemption } from "./sched.ts";
 import { DEFAULT_RELEASE, KERNEL_RELEASES, type KernelRelease, type ReleaseProfile, releaseProfile, type Utsname, utsname } from "./release.ts";
 
+/** Options of `new Kernel()`; every one has a default. */
 export interface KernelOptions {
   /**
    * The Linux release the kernel answers as (default "6.18", the reference host's): the
@@ -74,10 +75,13 @@ export interface KernelOptions {
   pretouch?: boolean | number;
 }
 
+/** Options of Kernel.spawn(). */
 export interface SpawnOptions {
+  /** A label for traces and reports (default "proc<pid>"). */
   name?: string;
   /** 0 is root. Root, or a process with CAP_SYS_PTRACE, may create kernel-mode userfaultfds. */
   uid?: number;
+  /** Capabilities beyond what uid 0 implies, e.g. ["CAP_SYS_PTRACE"] for an unprivileged process. */
   capabilities?: readonly string[];
 }
 
@@ -206,9 +210,16 @@ function validateOptions(options: KernelOptions): Required<KernelOptions> {
   };
 }
 
+/**
+ * A simulated Linux 6.18 kernel: physical memory, swap, a seeded scheduler with a virtual clock,
+ * and the processes on it. Everything random comes from `options.seed`, so a run replays exactly.
+ */
 export class Kernel {
+  /** @internal The memory manager's shared state (physical memory, swap, scheduler, PRNG). */
   readonly core: KernelCore;
+  /** The options the kernel was created with, defaults filled in. */
   readonly options: Readonly<Required<KernelOptions>>;
+  /** Every live process by pid. */
   readonly processes = new Map<number, Process>();
   #nextPid = 100;
 
@@ -217,6 +228,7 @@ export class Kernel {
     this.core = new KernelCore(this.options);
   }
 
+  /** @internal The scheduler and its virtual clock. */
   get sched(): Scheduler {
     return this.core.sched;
   }
@@ -236,21 +248,25 @@ export class Kernel {
     return this.core.sched.now;
   }
 
+  /** Creates a process with an empty address space and a main thread (uid 0 unless `options.uid` says otherwise). */
   spawn(options: SpawnOptions = {}): Process {
     const creds: Creds = { uid: options.uid ?? 0, capabilities: new Set(options.capabilities ?? []) };
     return this.createProcess(options.name ?? "init", creds, null, new Mm(this.core), new FdTable());
   }
 
+  /** @internal Creates a process around an existing mm and fd table (fork's path). */
   createProcess(name: string, creds: Creds, parent: Process | null, mm: Mm, fds: FdTable): Process {
     const p = new Process(this, this.allocPid(), name, creds, parent, mm, fds);
     this.processes.set(p.pid, p);
     return p;
   }
 
+  /** @internal The next pid or tid. */
   allocPid(): number {
     return this.#nextPid++;
   }
 
+  /** @internal A new shmem inode (memfd_create's backing file). */
   newShmemInode(name: string): ShmemInode {
     return this.core.newInode(name);
   }

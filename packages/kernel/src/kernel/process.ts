@@ -31,19 +31,29 @@ import { MAP_ANONYMOUS, MAP_HUGETLB, MAP_PRIVATE, MAP_TYPE, PAGE_SIZE } from "..
 
 /** A user-memory buffer named by address, for syscalls that copy to or from user memory. */
 export interface UserBuffer {
+  /** Start address in the process's memory. */
   addr: number;
+  /** Length in bytes. */
   length: number;
 }
 
+/** One entry of poll(2)'s array (struct pollfd). */
 export interface PollFd {
+  /** The fd to watch. */
   fd: number;
+  /** POLL* bits wanted. */
   events: number;
+  /** Out: POLL* bits that happened. */
   revents?: number;
 }
 
+/** What waitpid(2) reports about a child that ended. */
 export interface WaitStatus {
+  /** The child that ended. */
   pid: number;
+  /** Its exit status, or null when a signal ended it. */
   exitStatus: number | null;
+  /** The signal that ended it, or null. */
   signal: number | null;
 }
 
@@ -51,9 +61,13 @@ function isUserBuffer(x: unknown): x is UserBuffer {
   return typeof x === "object" && x !== null && !(x instanceof Uint8Array) && "addr" in x && "length" in x;
 }
 
+/** A thread of a simulated process: its loads and stores go through the fault path and may block on a userfault. */
 export class Thread implements FaultingTask {
+  /** Thread id (the main thread's equals the pid). */
   readonly tid: number;
+  /** The process the thread belongs to. */
   readonly process: Process;
+  /** A label for traces and reports. */
   readonly name: string;
 
   constructor(process: Process, tid: number, name: string) {
@@ -230,19 +244,33 @@ export interface Creds {
   capabilities: ReadonlySet<string>;
 }
 
+/** A simulated process: its memory (mm), its file descriptors and threads, and the syscall facade (every syscall returns a promise; failures reject with ErrnoError, signals with SignalError). */
 export class Process {
+  /** Process id. */
   readonly pid: number;
+  /** The kernel the process runs on. */
   readonly kernel: Kernel;
+  /** A label for traces and reports (comm). */
   readonly name: string;
+  /** @internal The memory map (struct mm_struct). */
   readonly mm: Mm;
+  /** @internal The file descriptor table. */
   fds: FdTable;
+  /** Credentials: uid and capabilities, as the permission checks see them. */
   readonly creds: Creds;
+  /** Every thread, the main thread first. */
   readonly threads: Thread[] = [];
+  /** The thread the process started with (tid = pid). */
   readonly mainThread: Thread;
+  /** The process that forked this one, or null. */
   readonly parent: Process | null;
+  /** Children not yet reaped. */
   readonly children = new Set<Process>();
+  /** Whether the process has exited (a dead process makes no more syscalls: ESRCH). */
   exited = false;
+  /** The exit status once exited normally, else null. */
   exitStatus: number | null = null;
+  /** The signal that killed the process, else null. */
   exitSignal: number | null = null;
   /** Work to undo at exit (io_uring buffers registered by this process, ...). */
   readonly exitHooks: Array<() => void> = [];
@@ -276,6 +304,7 @@ export class Process {
     return this.creds.uid === 0 || this.creds.capabilities.has(cap);
   }
 
+  /** Creates a thread in this process (clone(CLONE_VM | CLONE_THREAD)). */
   spawnThread(name?: string): Thread {
     const t = new Thread(this, this.kernel.allocPid(), name ?? `${this.name}-${this.threads.length}`);
     this.threads.push(t);
@@ -287,6 +316,7 @@ export class Process {
     return task instanceof Thread && task.process === this ? task.accessCtx : this.newAccessContext(task);
   }
 
+  /** @internal A fresh access context for a task of this process. */
   newAccessContext(task: FaultingTask): AccessContext {
     return new AccessContext(this.mm, this.kernel.sched, task, this.#killed, this.#isDead, this.sleepers);
   }
@@ -313,6 +343,7 @@ export class Process {
 
   // --- memory mappings --------------------------------------------------------------------
 
+  /** mmap(2): maps `length` bytes; resolves to the address. `fd` -1 with MAP_ANONYMOUS, or a memfd. */
   async mmap(addr: number, length: number, prot: number, flags: number, fd = -1, offset = 0): Promise<number> {
     this.enter("mmap");
     // arch/x86/kernel/sys_x86_64.c: every argument is an unsigned long; fget() takes the fd as an int.
@@ -371,6 +402,7 @@ export class Process {
     }
   }
 
+  /** munmap(2): unmaps a range (a UFFD_EVENT_UNMAP for registered ranges with that feature). */
   async munmap(addr: number, length: number): Promise<void> {
     this.enter("munmap");
     addr = argULong(addr, "munmap", "addr");
@@ -387,6 +419,7 @@ export class Process {
     this.#checkAlive();
   }
 
+  /** mprotect(2): changes the protection of a range. */
   async mprotect(addr: number, length: number, prot: number): Promise<void> {
     this.enter("mprotect");
     addr = argULong(addr, "mprotect", "addr");
@@ -395,6 +428,7 @@ export class Process {
     doMprotect(this.mm, addr, length, prot);
   }
 
+  /** madvise(2): gives advice about a range (MADV_* from `@uffd/kernel/uapi`). */
   async madvise(addr: number, length: number, advice: number): Promise<void> {
     this.enter("madvise");
     addr = argULong(addr, "madvise", "addr");
@@ -404,6 +438,7 @@ export class Process {
     this.#checkAlive();
   }
 
+  /** mremap(2): resizes or moves a mapping; resolves to the new address. */
   async mremap(oldAddress: number, oldSize: number, newSize: number, flags: number, newAddress = 0): Promise<number> {
     this.enter("mremap");
     oldAddress = argULong(oldAddress, "mremap", "old_address");
@@ -416,6 +451,7 @@ export class Process {
     return r;
   }
 
+  /** mincore(2): one byte per page, bit 0 set when the page is resident. */
   async mincore(addr: number, length: number): Promise<Uint8Array> {
     this.enter("mincore");
     addr = argULong(addr, "mincore", "start");
@@ -425,6 +461,7 @@ export class Process {
 
   // --- files ------------------------------------------------------------------------------
 
+  /** memfd_create(2): an anonymous shmem file; resolves to its fd. */
   async memfdCreate(name: string, flags = 0): Promise<number> {
     this.enter("memfd_create");
     // The name is a user string: anything else is an unreadable pointer.
@@ -461,6 +498,7 @@ export class Process {
     return { file, inode: file.ops.inode };
   }
 
+  /** ftruncate(2): sets a memfd's size. */
   async ftruncate(fd: number, length: number): Promise<void> {
     this.enter("ftruncate");
     fd = argFd(fd, "ftruncate");
@@ -473,6 +511,7 @@ export class Process {
     shmemTruncate(this, inode, length);
   }
 
+  /** fallocate(2): allocates or punches holes in a memfd (FALLOC_FL_*). */
   async fallocate(fd: number, mode: number, offset: number, length: number): Promise<void> {
     this.enter("fallocate");
     fd = argFd(fd, "fallocate");
@@ -490,6 +529,7 @@ export class Process {
     shmemFallocate(this, file.ops.inode, mode, offset, length);
   }
 
+  /** pwrite(2): writes bytes (or user memory) at an offset of a memfd; resolves to the bytes written. */
   async pwrite(fd: number, source: Uint8Array | UserBuffer, offset: number): Promise<number> {
     this.enter("pwrite64");
     fd = argFd(fd, "pwrite64");
@@ -521,7 +561,9 @@ export class Process {
     return data.subarray(0, got);
   }
 
+  /** pread(2) into a new buffer: resolves to the bytes read (short at end of file). */
   pread(fd: number, length: number, offset: number): Promise<Uint8Array>;
+  /** pread(2) into user memory: resolves to the number of bytes read. */
   pread(fd: number, destination: UserBuffer, offset: number): Promise<number>;
   async pread(fd: number, what: number | UserBuffer, offset: number): Promise<Uint8Array | number> {
     this.enter("pread64");
@@ -545,6 +587,7 @@ export class Process {
     }
   }
 
+  /** lseek(2): moves the file offset (SEEK_*); resolves to the new offset. */
   async lseek(fd: number, offset: number, whence: number): Promise<number> {
     this.enter("lseek");
     fd = argFd(fd, "lseek");
@@ -555,16 +598,19 @@ export class Process {
     return shmemLlseek(file, file.ops.inode, offset, whence);
   }
 
+  /** pipe(2): resolves to [readFd, writeFd]. */
   async pipe(): Promise<[readFd: number, writeFd: number]> {
     return this.pipe2(0);
   }
 
+  /** pipe2(2): pipe(2) with O_CLOEXEC / O_NONBLOCK / O_DIRECT flags. */
   async pipe2(flags: number): Promise<[readFd: number, writeFd: number]> {
     this.enter("pipe2");
     flags = argInt(flags, "pipe2", "flags");
     return sysPipe2(this, flags);
   }
 
+  /** fcntl(2): F_GETFD, F_SETFD, F_GETFL, F_SETFL, pipe sizes and memfd seals. */
   async fcntl(fd: number, cmd: number, arg = 0): Promise<number> {
     this.enter("fcntl");
     fd = argFd(fd, "fcntl");
@@ -660,6 +706,7 @@ export class Process {
     };
   }
 
+  /** vmsplice(2): splices user pages into a pipe (pinning them like GUP); resolves to the bytes spliced. */
   async vmsplice(fd: number, addr: number, length: number, flags = 0): Promise<number> {
     this.enter("vmsplice");
     fd = argFd(fd, "vmsplice");
@@ -706,6 +753,7 @@ export class Process {
     }
   }
 
+  /** close(2). Closing a userfaultfd wakes its waiters and ends its registrations. */
   async close(fd: number): Promise<void> {
     this.enter("close");
     this.fds.close(argFd(fd, "close"));
@@ -723,12 +771,14 @@ export class Process {
 
   // --- userfaultfd ------------------------------------------------------------------------
 
+  /** userfaultfd(2): a new userfaultfd (flags: O_CLOEXEC, O_NONBLOCK, UFFD_USER_MODE_ONLY); resolves to its fd. */
   async userfaultfd(flags: number): Promise<number> {
     this.enter("userfaultfd");
     // SYSCALL_DEFINE1(userfaultfd, int, flags): the low 32 bits.
     return sysUserfaultfd(this, argInt(flags, "userfaultfd", "flags"));
   }
 
+  /** open("/dev/userfaultfd") then ioctl(USERFAULTFD_IOC_NEW): the device path to a userfaultfd (root only by default). */
   async openDevUserfaultfd(flags: number): Promise<number> {
     this.enter("open");
     // USERFAULTFD_IOC_NEW's argument is an unsigned long that new_userfaultfd() takes as an int.
@@ -757,6 +807,7 @@ export class Process {
     }
   }
 
+  /** io_uring_register(IORING_REGISTER_BUFFERS): a long-term pin (FOLL_LONGTERM) of a user buffer. */
   async ioUringRegisterBuffers(addr: number, length: number): Promise<PinnedBuffer> {
     this.enter("io_uring_register");
     // One struct iovec: both fields are read with copy_from_user(), EFAULT if they are no numbers.
@@ -793,6 +844,7 @@ export class Process {
 
   // --- processes --------------------------------------------------------------------------
 
+  /** fork(2): a child with a copy-on-write copy of the memory; resolves to the child. */
   async fork(): Promise<Process> {
     this.enter("fork");
     const child = this.kernel.createProcess(this.name, this.creds, this, new Mm(this.kernel.core), this.fds.clone());
@@ -821,6 +873,7 @@ export class Process {
     this.kernel.processes.delete(this.pid);
   }
 
+  /** exit(2): ends the process (its memory, fds and waiters go). */
   async exit(status = 0): Promise<void> {
     if (this.exited) throw new ErrnoError("ESRCH", "exit");
     // exit(int): a status no register holds is refused (EINVAL) and the process keeps running.
@@ -843,6 +896,7 @@ export class Process {
     for (const w of this.#exitWaiters.splice(0)) w();
   }
 
+  /** kill(2): sends a signal (SIGKILL ends the target at once). */
   async kill(pid: number, signal: number): Promise<void> {
     this.enter("kill");
     pid = argInt(pid, "kill", "pid");
@@ -857,6 +911,7 @@ export class Process {
     target.doExit(null, signal === SIGKILL ? SIGKILL : signal);
   }
 
+  /** waitpid(2): resolves when the child has ended, and reaps it. */
   async waitpid(pid: number): Promise<WaitStatus> {
     this.enter("wait4");
     pid = argInt(pid, "wait4", "pid");
@@ -910,6 +965,7 @@ export class Process {
     return out;
   }
 
+  /** /proc/pid/smaps: one entry per vma with its rss, anonymous and swap sizes. */
   smaps(): VmaInfo[] {
     return this.mm.vmas.map((v) => smapsEntry(this.mm, v));
   }
