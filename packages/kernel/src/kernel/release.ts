@@ -40,21 +40,28 @@ import {
 
 /** The releases a Kernel can be: the long-term series handler authors deploy on. */
 export const KERNEL_RELEASES = ["5.10", "5.15", "6.1", "6.6", "6.12", "6.18"] as const;
+/** A release profile's name: the long-term series, "5.10" to "6.18". */
 export type KernelRelease = (typeof KERNEL_RELEASES)[number];
 /** The default release, and the one the reference host runs. */
 export const DEFAULT_RELEASE: KernelRelease = "6.18";
 
 /** The uname(2) fields (struct new_utsname) a process sees. */
 export interface Utsname {
+  /** Always "Linux". */
   readonly sysname: string;
+  /** The host name: "uffd". */
   readonly nodename: string;
+  /** `<series>-uffd`, e.g. "6.18-uffd" (the stable sublevel is not modelled). */
   readonly release: string;
+  /** The build string, naming the simulated release. */
   readonly version: string;
+  /** Always "x86_64" (the simulated machine's page size and ABI). */
   readonly machine: string;
 }
 
 /** What a release offers a userfaultfd handler. */
 export interface ReleaseProfile {
+  /** The profile's name. */
   readonly release: KernelRelease;
   /** UFFD_API_FEATURES of the release: what UFFDIO_API reports, and the bits it accepts. */
   readonly apiFeatures: number;
