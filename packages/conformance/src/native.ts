@@ -210,7 +210,7 @@ export class NativeBackend implements Backend {
     for (const [k, v] of Object.entries(reply)) if (/^p\d+$/.test(k)) collect((v as { done: unknown }).done);
     let r = fix(reply["r"] as RawResult);
     const unsettled = reply["settled"] === 0 || Object.entries(reply).some(([k, v]) => /^p\d+$/.test(k) && (v as { settled: number }).settled === 0);
-    if (unsettled) r = { ...r, bad: "a step thread neither finished nor slept on a userfaultfd within 10 s" };
+    if (unsettled) r = { ...r, bad: `a step thread neither finished nor slept on a userfaultfd within 10 s (wchan ${String(reply["wchan"] ?? "?")})` };
     done.sort((a, b) => a.id - b.id);
     return { r, done };
   }

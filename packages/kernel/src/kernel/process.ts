@@ -10,7 +10,7 @@ import type { Utsname } from "./release.ts";
 import { dupMmap } from "./fork.ts";
 import { COST, Sleepers } from "./sched.ts";
 import { FdTable, NR_OPEN_DEFAULT, OpenFile } from "../fs/file.ts";
-import { checkMemfdCreate, MAX_LFS_FILESIZE, memfdInitialSeals, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemTruncate, shmemWrite } from "../fs/memfd.ts";
+import { checkMemfdCreate, MAX_LFS_FILESIZE, memfdInitialSeals, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemTruncate, shmemWrite, shmemWriteUser } from "../fs/memfd.ts";
 import { pipeFcntl, sysPipe2 } from "../fs/pipe.ts";
 import { pagemapEntry, pagemapWords, smapsEntry, type PagemapEntry, type VmaInfo } from "../fs/procfs.ts";
 import { sysOpenDevUserfaultfd, sysUserfaultfd } from "../fs/userfaultfd.ts";
@@ -543,11 +543,11 @@ export class Process {
       if (!file.writable) throw new ErrnoError("EBADF", "pwrite64");
       if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError("ESPIPE", "pwrite64");
       const inode = file.ops.inode;
-      const data = buf instanceof Uint8Array ? buf : await this.#copyIn(buf, "pwrite64");
-      this.#checkAlive();
       // generic_write_check_limits(): nothing may be written at or beyond s_maxbytes.
-      if (data.length > 0 && offset >= MAX_LFS_FILESIZE) throw new ErrnoError("EFBIG", "pwrite64");
-      return shmemWrite(this, inode, offset, data.subarray(0, Math.min(data.length, MAX_LFS_FILESIZE - offset)));
+      if (buf.length > 0 && offset >= MAX_LFS_FILESIZE) throw new ErrnoError("EFBIG", "pwrite64");
+      const len = Math.min(buf.length, MAX_LFS_FILESIZE - offset);
+      if (!(buf instanceof Uint8Array)) return await shmemWriteUser(this, inode, offset, buf.addr, len, "pwrite64");
+      return shmemWrite(this, inode, offset, buf.subarray(0, len));
     } finally {
       file.put();
     }
@@ -745,6 +745,8 @@ export class Process {
       if (!file.writable) throw new ErrnoError("EBADF", "write");
       const write = file.ops.write;
       if (write === undefined) throw new ErrnoError("EINVAL", "write");
+      // A shmem file copies from user memory page by page after finding its page (shmemWriteUser()).
+      if (!(buf instanceof Uint8Array) && file.ops instanceof ShmemFileOps) return await file.ops.writeUser(file, this, buf.addr, buf.length);
       const data = buf instanceof Uint8Array ? buf : await this.#copyIn(buf, "write");
       this.#checkAlive();
       return await write.call(file.ops, file, this, data);

@@ -309,8 +309,8 @@ function mfillCopyAnonBatch(op: MfillOp, vma: Vma, table: Uint32Array, i: number
       err = -E.EEXIST;
       break;
     }
+    // Only the pte is dirty, as in the page loop.
     folioAddNewAnonRmap(mm, vma, pfn, op.dstAddr, true);
-    mem.setFlag(pfn, PG.dirty);
     table[i + k] = op.wp ? pteMkuffdWp(mkPte(pfn, bits)) : mkPte(pfn, bits);
     op.dstAddr += PAGE_SIZE;
     op.srcAddr += PAGE_SIZE;
