@@ -79,6 +79,8 @@ export interface DestMetrics {
   firstProgressEpochMs: number;
   /** Demand pages arrived on a postcopy-preempt connection. */
   preempt: boolean;
+  /** Peak resident memory of this process. */
+  maxRssBytes?: number;
 }
 
 export class MigrationDestination {
@@ -647,6 +649,7 @@ export class MigrationDestination {
     m.bytesReceived = (this.#ep?.bytesReceived ?? 0) + (this.#preemptEp?.bytesReceived ?? 0);
     m.firstProgressEpochMs = this.#workload?.firstOpEpochMs ?? 0;
     m.preempt = this.#preemptEp !== null;
+    m.maxRssBytes = process.resourceUsage().maxRSS * 1024;
     m.timeline = this.#timeline.toJSON();
     m.guestOps = this.#workload?.ops ?? 0;
     m.workloadError = this.#workload?.error?.message ?? null;
@@ -682,5 +685,6 @@ function emptyDestMetrics(): DestMetrics {
     queuePeak: { frames: 0, bytes: 0 },
     firstProgressEpochMs: 0,
     preempt: false,
+    maxRssBytes: 0,
   };
 }

@@ -166,6 +166,8 @@ export interface MigrationResult {
   /** Total time guest threads spent blocked in missing faults (sum over faults, fault to wake). */
   faultBlockedMs?: number;
   transport?: TransportSummary;
+  /** Peak resident memory of each process (its simulated kernel and guest included). */
+  hostMemory?: { sourceMaxRssBytes: number; destinationMaxRssBytes: number; guestBytes: number };
 }
 
 /** How the bytes travelled, and what bounded them. */

@@ -56,6 +56,8 @@ export interface SourceMetrics {
   linkBlockedMs: number;
   /** Bytes queued ahead of each demand page on its connection when it was sent. */
   demandQueuedAhead: QueuedAhead;
+  /** Peak resident memory of this process. */
+  maxRssBytes?: number;
 }
 
 /** What demand pages waited behind, in bytes and in link time (the shaper's model). */
@@ -501,6 +503,7 @@ export class MigrationSource {
     m.bytesSent = (this.#ep?.link.bytesSent ?? 0) + (this.#preemptEp?.link.bytesSent ?? 0);
     m.bytesReceived = (this.#ep?.bytesReceived ?? 0) + (this.#preemptEp?.bytesReceived ?? 0);
     m.preempt = this.#preemptEp !== null;
+    m.maxRssBytes = process.resourceUsage().maxRSS * 1024;
     m.linkBlockedMs = this.#ep?.link.blockedMs ?? 0;
     m.demandQueuedAhead = summarizeAhead(this.#demandAhead, this.#config.link);
     m.guestOps = this.#workload.ops;
@@ -535,6 +538,7 @@ function emptySourceMetrics(): SourceMetrics {
     corruptReads: 0,
     opsTimeline: [],
     preempt: false,
+    maxRssBytes: 0,
     linkBlockedMs: 0,
     demandQueuedAhead: { count: 0, p50Bytes: 0, p99Bytes: 0, maxBytes: 0, p99LinkMs: null, maxLinkMs: null },
   };

@@ -6,6 +6,7 @@
  * field in the other scenarios so they keep checking everything else meanwhile.
  */
 import type { Divergence } from "./compare.ts";
+import type { Scenario } from "./scenario.ts";
 
 export interface KnownDivergence {
   readonly id: string;
@@ -17,19 +18,64 @@ export interface KnownDivergence {
    * Recognises this divergence's signature in a random scenario's first divergence, so a random
    * run can tell it from an unexplained one while the fix is pending.
    */
-  readonly signature?: (d: Divergence) => boolean;
+  readonly signature?: (d: Divergence, scenario: Scenario) => boolean;
+}
+
+/** Per-page categories of a PAGEMAP_SCAN answer's regions (from a record's JSON text). */
+function scanPages(text: string): Map<string, number> | null {
+  try {
+    const r = JSON.parse(text) as { regions?: [string, string, string][] };
+    if (r.regions === undefined) return null;
+    const pages = new Map<string, number>();
+    for (const [start, end, cat] of r.regions) {
+      const [name, from] = start.split("+") as [string, string];
+      const to = Number(end.split("+")[1]);
+      for (let p = Number(from); p < to; p++) pages.set(`${name}+${p}`, Number(cat));
+    }
+    return pages;
+  } catch {
+    return null;
+  }
 }
 
 /**
- * Empty while every divergence the engine found is fixed. Earlier entries (kpf-dirty,
- * mmap-min-addr, fault-around) went when their fixes landed; their scenarios in
- * corpus/known.scn now must agree.
+ * Found by this engine, not fixed yet (each is in docs/conformance.md with its scenario; the
+ * kernel areas they touch are owned by other work). Earlier entries (kpf-dirty, mmap-min-addr,
+ * fault-around) went when their fixes landed; their scenarios in corpus/known.scn agree now.
  */
-export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [];
+export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
+  {
+    id: "shmem-pageout-unmap",
+    reason:
+      "MADV_PAGEOUT reclaims an exclusively mapped shmem folio even without swap: mm/vmscan.c:shrink_folio_list() unmaps it (try_to_unmap(); a uffd-wp pte becomes a marker through pte_install_uffd_wp_if_needed()) before shmem_writeout() fails for want of swap and the folio stays in the page cache. The simulation leaves the page mapped.",
+    signature: (d, s) =>
+      s.steps.slice(0, d.index).some((x) => x.verb === "advise" && x.args[3] === "pageout") && /: page \d+$/.test(d.what) && (d.native === "-" || d.native === "S WP") && /^P F\b/.test(d.sim),
+  },
+  {
+    id: "anon-uffd-pagetable",
+    reason:
+      "mm/memory.c:do_anonymous_page() allocates the pte table (pte_alloc()) before it hands a MISSING fault to handle_userfault(), so the faulted range has a populated table with none ptes, which PAGEMAP_SCAN reports as PAGE_IS_WRITTEN; the simulation allocates no table for a fault that goes to userspace, and reports a pte hole (not written in a vma without uffd-wp).",
+    signature: (d) => {
+      if (!/^(@\S+ )?scan /.test(d.text)) return false;
+      const n = scanPages(d.native);
+      const m = scanPages(d.sim);
+      if (n === null || m === null) return false;
+      for (const [k, v] of n) if (((v ^ (m.get(k) ?? 0)) & ~0x2) !== 0) return false;
+      for (const k of m.keys()) if (!n.has(k)) return false;
+      return true;
+    },
+  },
+  {
+    id: "shmem-inode-lock",
+    reason:
+      "shmem_file_write_iter() holds the inode lock for the whole write, also while its copy from user memory sleeps on a userfault; ftruncate (do_truncate), fallocate and MADV_REMOVE (shmem_fallocate), another write, F_ADD_SEALS and SEEK_DATA/SEEK_HOLE on that file sleep until it is released. The simulation has no inode lock: they complete at once.",
+    signature: (d) => d.native === "blocked" && d.sim !== "blocked" && /^(@\S+ )?(pwrite|truncate|punch|fallocate|advise \S+ \d+ \d+ remove)\b/.test(d.text),
+  },
+];
 
 /** The known divergence whose signature a divergence carries, if any. */
-export function explain(d: Divergence): KnownDivergence | undefined {
-  return KNOWN_DIVERGENCES.find((k) => k.signature?.(d) === true);
+export function explain(d: Divergence, scenario: Scenario): KnownDivergence | undefined {
+  return KNOWN_DIVERGENCES.find((k) => k.signature?.(d, scenario) === true);
 }
 
 export function knownDivergence(id: string): KnownDivergence | undefined {

@@ -167,7 +167,7 @@ export interface TargetInputs {
 }
 
 /**
- * One line per target (issue 7's and the hot-path targets), decided on medians across processes.
+ * One line per target (the performance targets in docs/benchmarks.md and the hot-path targets), decided on medians across processes.
  * A comparison with the real kernel is N/A when this run has no real-kernel figure.
  */
 export function checkTargets({ rows, memory, explore }: TargetInputs): Target[] {

@@ -30,13 +30,13 @@ import {
   UFFDIO_REGISTER_MODE_WP,
   UFFDIO_UNREGISTER,
 } from "@uffd/kernel/uapi";
-import { type FailurePolicy, UffdContext } from "./context.ts";
+import { type ContextConfig, type FailurePolicy, UffdContext } from "./context.ts";
 import { dispatchEvent, inheritableListeners, plugPolicy, pullQueue, shutdown, subscribe, unsubscribe, unsubscribeAll } from "./dispatch.ts";
 import { FeatureUnavailableError, ModeUnavailableError, UffdError } from "./errors.ts";
 import type { TypedEventEmitter } from "./emitter.ts";
 import type { RangeEvent, RemapEvent } from "./events.ts";
 import { DEFAULT_OPTIONAL_FEATURES, FEATURES, featureBits, featureNames, type FeatureName, modeBits, modeNames, type RegisterMode } from "./features.ts";
-import { Metrics } from "./metrics.ts";
+import { Metrics, TRACE_EVENTS_MAX } from "./metrics.ts";
 import { abandon, mfill, type MfillOp, type MfillResult, wake, writeProtect } from "./ops.ts";
 import type { PageSource } from "./page-source.ts";
 import { PAGE_STATE, RangeSet, type RegisteredRange } from "./ranges.ts";
@@ -70,6 +70,7 @@ export type UffdEvents = {
   close: () => void;
 };
 
+/** The name of an event of UffdEvents ("fault", "fork", "remap", "remove", "unmap", "error", "close"). */
 export type UffdEventName = keyof UffdEvents;
 
 /**
@@ -78,11 +79,30 @@ export type UffdEventName = keyof UffdEvents;
  * the SDK's view of the ranges already follows (as for the push events).
  */
 export type UffdEvent =
-  | { readonly type: "fault"; readonly fault: Fault }
-  | { readonly type: "fork"; readonly child: Userfaultfd }
-  | ({ readonly type: "remap" } & RemapEvent)
-  | ({ readonly type: "remove" } & RangeEvent)
-  | ({ readonly type: "unmap" } & RangeEvent);
+  | {
+      /** A userfault. */
+      readonly type: "fault";
+      /** The fault, with its resolvers. */
+      readonly fault: Fault;
+    }
+  | {
+      /** UFFD_EVENT_FORK. */
+      readonly type: "fork";
+      /** The child's handler (adopted with the parent's options). */
+      readonly child: Userfaultfd;
+    }
+  | ({
+      /** UFFD_EVENT_REMAP. */
+      readonly type: "remap";
+    } & RemapEvent)
+  | ({
+      /** UFFD_EVENT_REMOVE. */
+      readonly type: "remove";
+    } & RangeEvent)
+  | ({
+      /** UFFD_EVENT_UNMAP. */
+      readonly type: "unmap";
+    } & RangeEvent);
 
 /** typed-emitter's interface over this map (eventemitter3 implements only part of it). */
 export type UffdTypedEmitter = TypedEventEmitter<UffdEvents>;
@@ -92,13 +112,19 @@ export type UffdTypedEmitter = TypedEventEmitter<UffdEvents>;
  * for chaining. test/types.test.ts proves UffdTypedEmitter is assignable to it (a strict subset).
  */
 export interface UffdEventSubscriber {
+  /** Adds a listener. */
   on<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this;
+  /** Adds a listener called at most once. */
   once<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this;
+  /** Removes a listener. */
   off<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this;
+  /** Removes every listener of an event, or of all events. */
   removeAllListeners<E extends UffdEventName>(event?: E): this;
+  /** How many listeners an event has. */
   listenerCount<E extends UffdEventName>(event: E): number;
 }
 
+/** How the handler runs: read batch, failure policy, deadlines, tracing and metrics. Common to open() and adopt(). */
 export interface HandlerOptions {
   /** Messages per read(2) (each 32 bytes). Default 64. */
   batch?: number;
@@ -119,19 +145,30 @@ export interface HandlerOptions {
    * handler that must answer within so much virtual time); a handler waiting on real I/O then
    * looks like one that never answers.
    */
-  deadline?: { virtualMs?: number | null; wallMs?: number | null };
+  deadline?: {
+    /** Virtual milliseconds (the kernel's clock); null = never (the default). */
+    virtualMs?: number | null;
+    /** Host milliseconds; null = never. Default DEFAULT_DEADLINE_WALL_MS. */
+    wallMs?: number | null;
+  };
   /**
    * Record Chrome trace events from the start (see metrics.exportTrace()), into a ring that keeps
    * the most recent `eventsMax` events (default 100,000, TRACE_EVENTS_MAX; older ones are
    * overwritten and counted in the export's otherData.droppedEvents).
    */
-  trace?: boolean | { eventsMax?: number };
+  trace?:
+    | boolean
+    | {
+        /** The size of the trace ring in events (default TRACE_EVENTS_MAX). */
+        eventsMax?: number;
+      };
   /** Share a Metrics object (fork children share their parent's by default). */
   metrics?: Metrics;
   /** Host clock in ms, for wall-time latencies. Default performance.now. */
   wallClock?: () => number;
 }
 
+/** Options of Userfaultfd.open(): the features to ask for and how to create the fd, plus the HandlerOptions. */
 export interface OpenOptions extends HandlerOptions {
   /** Features the handler cannot work without: open fails with FeatureUnavailableError if any is missing. */
   features?: readonly FeatureName[];
@@ -143,15 +180,26 @@ export interface OpenOptions extends HandlerOptions {
   via?: "auto" | "dev" | "syscall";
 }
 
+/** Options of Userfaultfd.adopt(): what the process that created the fd set up (features, ranges), plus the HandlerOptions. */
 export interface AdoptOptions extends HandlerOptions {
   /** The features the sender enabled with UFFDIO_API (the fd cannot be asked). */
   features?: readonly FeatureName[];
   /** The ranges the sender registered, as { start, len, modes, offset? }. */
-  ranges?: ReadonlyArray<{ start: number; len: number; modes: RegisterMode | readonly RegisterMode[]; offset?: number }>;
+  ranges?: ReadonlyArray<{
+    /** Start address. */
+    start: number;
+    /** Length in bytes. */
+    len: number;
+    /** The modes the range was registered with. */
+    modes: RegisterMode | readonly RegisterMode[];
+    /** The range's offset in the page source (default 0). */
+    offset?: number;
+  }>;
   /** The process whose memory the fd serves, for /proc/pid/smaps lookups of unknown ranges. */
   target?: Process;
 }
 
+/** Options of register(). */
 export interface RegisterOptions {
   /** The byte offset of `start` in the app's page source (fault.offset is measured from it). Default 0. */
   offset?: number;
@@ -171,6 +219,7 @@ export interface WakeOptions {
   dontWake?: boolean;
 }
 
+/** Options of the range operations that map pages (copy, zeropage, continue, move). */
 export interface RangeOpOptions extends WakeOptions {
   /** Map write-protected. Default: whether the page is currently write-protected by this handler. */
   wp?: boolean;
@@ -186,6 +235,40 @@ function checkedDeadline(name: string, v: number | null | undefined, dflt: numbe
   return v;
 }
 
+/** HandlerOptions, checked and with their defaults. */
+interface HandlerConfig {
+  config: Pick<ContextConfig, "batch" | "policy" | "retries" | "deadlineVirtualMs" | "deadlineWallMs" | "wallClock">;
+  /** The trace ring's size, or null when not tracing. */
+  traceEventsMax: number | null;
+}
+
+function handlerConfig(o: HandlerOptions): HandlerConfig {
+  const policy = o.onHandlerError ?? "sigbus";
+  if (policy !== "sigbus" && policy !== "retry" && typeof policy !== "function") throw new TypeError(`onHandlerError must be "sigbus", "retry" or a function, got ${String(policy)}`);
+  const trace = o.trace ?? false;
+  let traceEventsMax: number | null = null;
+  if (trace !== false) {
+    traceEventsMax = trace === true ? TRACE_EVENTS_MAX : checkedCount("trace.eventsMax", trace.eventsMax, TRACE_EVENTS_MAX, 1);
+  }
+  return {
+    config: {
+      batch: checkedCount("batch", o.batch, 64, 1),
+      policy,
+      retries: checkedCount("retries", o.retries, 2, 0),
+      deadlineVirtualMs: checkedDeadline("virtualMs", o.deadline?.virtualMs, null),
+      deadlineWallMs: checkedDeadline("wallMs", o.deadline?.wallMs, DEFAULT_DEADLINE_WALL_MS),
+      wallClock: o.wallClock ?? (() => performance.now()),
+    },
+    traceEventsMax,
+  };
+}
+
+function checkedCount(name: string, v: number | undefined, dflt: number, min: number): number {
+  if (v === undefined) return dflt;
+  if (!Number.isSafeInteger(v) || v < min) throw new RangeError(`${name} must be an integer >= ${min}, got ${String(v)}`);
+  return v;
+}
+
 /** The DONTWAKE bit a range operation's options ask for; a contradiction is refused. */
 function dontWakeOf(o: WakeOptions, what: string): boolean {
   if (o.wake === true && o.dontWake === true) throw new TypeError(`${what}(): { wake: true } and { dontWake: true } contradict each other`);
@@ -194,6 +277,7 @@ function dontWakeOf(o: WakeOptions, what: string): boolean {
 
 /** What a range operation did, in bytes. */
 export interface RangeResult {
+  /** Installed by this call (copied, zero-filled, continued, moved or poisoned). */
   readonly installedBytes: number;
   /** Already present (EEXIST): woken and skipped. */
   readonly presentBytes: number;
@@ -205,6 +289,7 @@ function rangeResult(r: MfillResult): RangeResult {
   return { installedBytes: r.installed + r.zeroed, presentBytes: r.present, goneBytes: r.gone };
 }
 
+/** A userfaultfd with its read loop: registers ranges, delivers faults and non-cooperative events (as events, or pulled with readEvent() / for await), and resolves them race-safely. Create one with Userfaultfd.open(proc), or adopt() an fd another process made. */
 export class Userfaultfd {
   readonly #e: UffdContext;
   readonly #supported: number;
@@ -221,8 +306,9 @@ export class Userfaultfd {
 
   /** Opens a userfaultfd for `proc`'s own memory, with the handshake and feature probing done. */
   static async open(proc: Process, options: OpenOptions = {}): Promise<Userfaultfd> {
+    const h = handlerConfig(options); // before any syscall: a bad option costs no fd
     const { fd, enabled, supported } = await handshake(proc, options);
-    return Userfaultfd.#create(proc, fd, enabled, supported, new RangeSet(), proc, false, options);
+    return Userfaultfd.#create(proc, fd, enabled, supported, new RangeSet(), proc, false, options, h);
   }
 
   /**
@@ -230,7 +316,15 @@ export class Userfaultfd {
    * handed to a monitor process (sendFd, then Userfaultfd.adopt there). A handler in the sender
    * would compete with the monitor for the messages.
    */
-  static async prepare(proc: Process, options: Omit<OpenOptions, keyof HandlerOptions> = {}): Promise<{ fd: number; features: FeatureName[] }> {
+  static async prepare(
+    proc: Process,
+    options: Omit<OpenOptions, keyof HandlerOptions> = {},
+  ): Promise<{
+    /** The userfaultfd, in `proc`'s fd table. */
+    fd: number;
+    /** The features enabled. */
+    features: FeatureName[];
+  }> {
     const { fd, enabled } = await handshake(proc, options);
     return { fd, features: featureNames(enabled) };
   }
@@ -240,31 +334,18 @@ export class Userfaultfd {
    * is done, so say which features and ranges it has, as Firecracker's handshake message does.
    */
   static adopt(proc: Process, fd: number, options: AdoptOptions = {}): Userfaultfd {
+    const h = handlerConfig(options);
     const ranges = new RangeSet();
     for (const r of options.ranges ?? []) ranges.register(r.start, r.start + r.len, modeBits(r.modes), r.offset ?? 0);
     const target = options.target ?? null;
-    return Userfaultfd.#create(proc, fd, featureBits(options.features ?? []), 0, ranges, target, target !== proc, options);
+    return Userfaultfd.#create(proc, fd, featureBits(options.features ?? []), 0, ranges, target, target !== proc, options, h);
   }
 
-  static #create(proc: Process, fd: number, features: number, supported: number, ranges: RangeSet, target: Process | null, crossProcess: boolean, o: HandlerOptions): Userfaultfd {
+  static #create(proc: Process, fd: number, features: number, supported: number, ranges: RangeSet, target: Process | null, crossProcess: boolean, o: HandlerOptions, h: HandlerConfig): Userfaultfd {
     const metrics = o.metrics ?? new Metrics();
-    if (o.trace !== undefined && o.trace !== false && !metrics.tracing) metrics.startTrace(o.trace === true ? undefined : o.trace.eventsMax);
-    const ctx = new UffdContext({
-      proc,
-      fd,
-      features,
-      ranges,
-      metrics,
-      batch: o.batch ?? 64,
-      policy: o.onHandlerError ?? "sigbus",
-      retries: o.retries ?? 2,
-      deadlineVirtualMs: checkedDeadline("virtualMs", o.deadline?.virtualMs, null),
-      deadlineWallMs: checkedDeadline("wallMs", o.deadline?.wallMs, DEFAULT_DEADLINE_WALL_MS),
-      wallClock: o.wallClock ?? (() => performance.now()),
-      target,
-      crossProcess,
-    });
-    return new Userfaultfd(ctx, supported, (parent, ufd) => Userfaultfd.#forked(parent, ufd, o, supported));
+    if (h.traceEventsMax !== null && !metrics.tracing) metrics.startTrace(h.traceEventsMax);
+    const ctx = new UffdContext({ proc, fd, features, ranges, metrics, ...h.config, target, crossProcess });
+    return new Userfaultfd(ctx, supported, (parent, ufd) => Userfaultfd.#forked(parent, ufd, o, h, supported));
   }
 
   /**
@@ -272,8 +353,8 @@ export class Userfaultfd {
    * copy of the parent's view (ranges and page states as they were at the fork) and the
    * parent's persistent listeners; it shares the parent's metrics.
    */
-  static #forked(parent: UffdContext, ufd: number, o: HandlerOptions, supported: number): void {
-    const child = Userfaultfd.#create(parent.proc, ufd, parent.features, supported, parent.ranges.clone(), null, true, { ...o, metrics: parent.metrics });
+  static #forked(parent: UffdContext, ufd: number, o: HandlerOptions, h: HandlerConfig, supported: number): void {
+    const child = Userfaultfd.#create(parent.proc, ufd, parent.features, supported, parent.ranges.clone(), null, true, { ...o, metrics: parent.metrics }, h);
     for (const { event, fn, withContext } of inheritableListeners(parent)) subscribe(child.#e, event, fn, false, withContext);
     dispatchEvent(parent, "fork", child, Object.freeze({ type: "fork", child }));
   }
@@ -300,6 +381,7 @@ export class Userfaultfd {
     return new Set(featureNames(this.#supported));
   }
 
+  /** Whether a feature was enabled by the handshake. */
   has(feature: FeatureName): boolean {
     return (this.#e.features & FEATURES[feature]) !== 0;
   }
@@ -309,10 +391,12 @@ export class Userfaultfd {
     return this.#e.ranges.views();
   }
 
+  /** Counters, latency histograms and the trace of this handler (shared with fork children). */
   get metrics(): Metrics {
     return this.#e.metrics;
   }
 
+  /** Whether the userfaultfd is closed. */
   get closed(): boolean {
     return this.#e.closed;
   }
@@ -334,26 +418,31 @@ export class Userfaultfd {
 
   // --- events (the subscribe side only) -----------------------------------------------------
 
+  /** Adds a listener (see UffdEvents). */
   on<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this {
     subscribe(this.#e, event, listener as never, false);
     return this;
   }
 
+  /** Adds a listener called at most once. */
   once<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this {
     subscribe(this.#e, event, listener as never, true);
     return this;
   }
 
+  /** Removes a listener. */
   off<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this {
     unsubscribe(this.#e, event, listener as never);
     return this;
   }
 
+  /** Removes every listener of an event, or of all events. */
   removeAllListeners<E extends UffdEventName>(event?: E): this {
     unsubscribeAll(this.#e, event);
     return this;
   }
 
+  /** How many listeners an event has. */
   listenerCount<E extends UffdEventName>(event: E): number {
     return this.#e.emitter.listenerCount(event);
   }

@@ -151,4 +151,13 @@ describe("register", () => {
     expect(err).toMatchObject({ code: "EINVAL", syscall: "ioctl" });
     await uffd.close();
   });
+  it("handler options are checked up front: a batch, retry count or deadline that is not a sane number is a RangeError", async () => {
+    const { k, p } = setup();
+    for (const bad of [{ batch: 0 }, { batch: 1.5 }, { batch: Number.NaN }, { retries: -1 }, { deadline: { wallMs: -1 } }, { deadline: { virtualMs: Infinity } }, { trace: { eventsMax: 0 } }]) {
+      await expect(Userfaultfd.open(p, bad), JSON.stringify(bad)).rejects.toThrow(RangeError);
+    }
+    const uffd = await Userfaultfd.open(p, { batch: 1, retries: 0, deadline: { wallMs: 0, virtualMs: null } });
+    await uffd.close();
+    k.checkInvariants();
+  });
 });

@@ -65,6 +65,13 @@ export class ShmemFileOps implements FileOps {
     return n;
   }
 
+  /** write(2) from user memory (see shmemWriteUser()). */
+  async writeUser(file: OpenFile, proc: Process, addr: number, length: number): Promise<number> {
+    const n = await shmemWriteUser(proc, this.inode, file.pos, addr, length, "write");
+    file.pos += n;
+    return n;
+  }
+
   fcntl(file: OpenFile, cmd: number, arg: number): number | undefined {
     if (cmd === F_GET_SEALS) return this.inode.seals;
     if (cmd === F_ADD_SEALS) {
@@ -157,6 +164,47 @@ export function shmemWrite(proc: Process, inode: ShmemInode, pos: number, data: 
   return done;
 }
 
+/**
+ * write(2)/pwrite(2) of user memory into a shmem file, as mm/filemap.c:generic_perform_write()
+ * runs it for shmem_file_write_iter(): page by page, shmem_write_begin() finds or allocates the
+ * page-cache folio *before* the bytes are copied from user memory, so a source that is a mapping
+ * of the same file finds that page in the cache when its fault is taken (no MISSING userfault for
+ * it). An unfaultable source stops the write: the bytes done so far, or EFAULT for none.
+ */
+export async function shmemWriteUser(proc: Process, inode: ShmemInode, pos: number, addr: number, length: number, syscall: string): Promise<number> {
+  const core = proc.kernel.core;
+  let done = 0;
+  while (done < length) {
+    const at = pos + done;
+    const pgoff = Math.floor(at / PAGE_SIZE);
+    const n = Math.min(PAGE_SIZE - (at % PAGE_SIZE), length - done);
+    // shmem_write_begin(): the seals, then shmem_get_folio(SGP_WRITE) finds or allocates the folio.
+    if (inode.writeSealed || ((inode.seals & F_SEAL_GROW) !== 0 && at + n > inode.size)) {
+      if (done === 0) throw new ErrnoError("EPERM", syscall);
+      break;
+    }
+    let pfn = shmemFindPage(core.mem, core.swap, inode, pgoff);
+    if (pfn === -1) pfn = shmemAllocPage(core.mem, inode, pgoff);
+    if (pfn < 0) {
+      if (done === 0) throw new ErrnoError("ENOSPC", syscall);
+      break;
+    }
+    const chunk = new Uint8Array(n);
+    const got = await proc.copyUser(addr + done, chunk, false);
+    // shmem_write_end(): the copied bytes (the folio may have been punched meanwhile: write again
+    // through the cache), i_size, and the folio dirty even when nothing was copied.
+    if (got > 0) shmemWrite(proc, inode, at, chunk.subarray(0, got));
+    else {
+      const e = shmemFindPage(core.mem, core.swap, inode, pgoff);
+      if (e >= 0) core.mem.setFlag(e, PG.dirty);
+    }
+    done += got;
+    if (got < n) break;
+  }
+  if (done === 0 && length > 0) throw new ErrnoError("EFAULT", syscall);
+  return done;
+}
+
 /** Mirrors mm/shmem.c:shmem_setattr() size change: truncate_setsize() + truncate_pagecache(). */
 export function shmemTruncate(proc: Process, inode: ShmemInode, length: number): void {
   const core = proc.kernel.core;
@@ -166,7 +214,8 @@ export function shmemTruncate(proc: Process, inode: ShmemInode, length: number):
   }
   if (length < inode.size) {
     const firstGone = Math.ceil(length / PAGE_SIZE);
-    const lastPage = Math.max(inode.sizePages, ...[...inode.pages.keys()].map((k) => k + 1)) - 1;
+    let lastPage = inode.sizePages - 1;
+    for (const k of inode.pages.keys()) if (k > lastPage) lastPage = k;
     if (firstGone <= lastPage) {
       unmapMappingRange(inode, firstGone, lastPage, { dropMarker: false, evenCows: true, dropGuard: false });
       for (const pgoff of [...inode.pages.keys()]) if (pgoff >= firstGone) shmemDeleteEntry(core.mem, core.swap, inode, pgoff);
@@ -197,7 +246,8 @@ export function shmemFallocate(proc: Process, inode: ShmemInode, mode: number, o
     const lastFull = Math.floor(end / PAGE_SIZE) - 1;
     if (first <= lastFull) {
       unmapMappingRange(inode, first, lastFull, { ...ZAP_DEFAULT, evenCows: false });
-      for (let pgoff = first; pgoff <= lastFull; pgoff++) shmemDeleteEntry(core.mem, core.swap, inode, pgoff);
+      // Only the entries the cache holds (a hole punched over 2^40 pages costs what is cached).
+      for (const pgoff of [...inode.pages.keys()]) if (pgoff >= first && pgoff <= lastFull) shmemDeleteEntry(core.mem, core.swap, inode, pgoff);
     }
     // Partial pages at either end are zeroed, not removed.
     if (offset % PAGE_SIZE !== 0) zeroPartialPage(proc, inode, offset, Math.min(end, Math.ceil(offset / PAGE_SIZE) * PAGE_SIZE));
@@ -210,6 +260,12 @@ export function shmemFallocate(proc: Process, inode: ShmemInode, mode: number, o
   if ((inode.seals & F_SEAL_GROW) !== 0 && (mode & FALLOC_FL_KEEP_SIZE) === 0 && offset + len > inode.size) throw new ErrnoError("EPERM", "fallocate");
   const first = Math.floor(offset / PAGE_SIZE);
   const last = Math.ceil((offset + len) / PAGE_SIZE) - 1;
+  // shmem_fallocate() allocates page by page and, when memory runs out, undoes what this call
+  // allocated (ENOSPC). A range needing more pages than are free fails the same way at once.
+  let cached = 0;
+  for (const k of inode.pages.keys()) if (k >= first && k <= last) cached++;
+  if (last - first + 1 - cached > core.mem.freeFrames) throw new ErrnoError("ENOSPC", "fallocate");
+  const added: number[] = [];
   for (let pgoff = first; pgoff <= last; pgoff++) {
     // shmem_get_folio(SGP_FALLOC): an existing folio is swapped in if needed (and uptodate from
     // then on); a new one stays !uptodate until something other than read(2) looks it up (it
@@ -217,9 +273,16 @@ export function shmemFallocate(proc: Process, inode: ShmemInode, mode: number, o
     let pfn = shmemFindPage(core.mem, core.swap, inode, pgoff);
     if (pfn === -1) {
       pfn = shmemAllocPage(core.mem, inode, pgoff);
-      if (pfn >= 0) core.mem.clearFlag(pfn, PG.uptodate);
+      if (pfn >= 0) {
+        core.mem.clearFlag(pfn, PG.uptodate);
+        added.push(pgoff);
+      }
     }
-    if (pfn < 0) throw new ErrnoError("ENOSPC", "fallocate");
+    if (pfn < 0) {
+      // The undo of shmem_fallocate(): the pages this call allocated go again.
+      for (const k of added) shmemDeleteEntry(core.mem, core.swap, inode, k);
+      throw new ErrnoError("ENOSPC", "fallocate");
+    }
     // Every folio of the range is marked dirty [host: kpageflags dirty 1 for a clean page
     // fallocated over, and for a new one].
     core.mem.setFlag(pfn, PG.dirty);
@@ -245,7 +308,14 @@ export function shmemLlseek(file: OpenFile, inode: ShmemInode, offset: number, w
       if (offset < 0 || offset >= inode.size) throw new ErrnoError("ENXIO", "lseek");
       const wantData = whence === SEEK_DATA;
       let pgoff = Math.floor(offset / PAGE_SIZE);
-      while (pgoff * PAGE_SIZE < inode.size && inode.pages.has(pgoff) !== wantData) pgoff++;
+      if (wantData) {
+        // The first cached page at or after pgoff (a walk of the cache, not of the size).
+        let next = Infinity;
+        for (const k of inode.pages.keys()) if (k >= pgoff && k < next) next = k;
+        pgoff = Number.isFinite(next) ? next : Math.ceil(inode.size / PAGE_SIZE);
+      } else {
+        while (pgoff * PAGE_SIZE < inode.size && inode.pages.has(pgoff)) pgoff++;
+      }
       if (pgoff * PAGE_SIZE >= inode.size) {
         if (wantData) throw new ErrnoError("ENXIO", "lseek");
         pos = inode.size;

@@ -22,7 +22,7 @@
  * power-of-two number of pages and refuses (EBUSY) to drop below the buffers in use.
  */
 import type { KernelCore } from "../kernel/kernel.ts";
-import type { RefHolder } from "../kernel/invariants.ts";
+import type { RefHolder } from "../mm/mm.ts";
 import { DeadTaskError } from "../kernel/access.ts";
 import type { Process } from "../kernel/process.ts";
 import { COST, WaitQueue } from "../kernel/sched.ts";

@@ -261,11 +261,13 @@ export function walkStep(ctx: AccessContext, addr: number, len: number, buf: Uin
   const preemptible = ctx.sched.preemption !== null;
   let spins = 0;
   let skipPoint = resumed;
+  const from = done;
   while (done < len) {
     const a = addr + done;
     if (preemptible && !skipPoint) {
       const preempted = preemptPoint(ctx, "access");
       if (preempted !== null) {
+        if (done > from) ctx.sched.progress++;
         ctx.stepDone = done;
         ctx.stepYield = preempted;
         return STEP.YIELD;
@@ -309,6 +311,7 @@ export function walkStep(ctx: AccessContext, addr: number, len: number, buf: Uin
     }
     if ((ret & VM_FAULT_RETRY) !== 0) {
       if (vmf.sleeper !== null) {
+        if (done > from) ctx.sched.progress++;
         ctx.stepDone = done;
         ctx.stepSleeper = vmf.sleeper;
         return STEP.SLEEP;
@@ -322,6 +325,7 @@ export function walkStep(ctx: AccessContext, addr: number, len: number, buf: Uin
     if ((ret & (VM_FAULT_SIGBUS | VM_FAULT_HWPOISON | VM_FAULT_OOM)) !== 0) return STEP.SIGBUS;
     BUG(`unexpected fault result 0x${ret.toString(16)}`);
   }
+  ctx.sched.progress++;
   ctx.stepDone = done;
   return STEP.DONE;
 }

@@ -72,6 +72,16 @@ function vmaNeedsCopy(dst: Vma, src: Vma): boolean {
  */
 function copyPageRange(parent: Mm, child: Mm, dst: Vma, src: Vma): boolean {
   const endVpn = src.end / PAGE_SIZE;
+  const sparse = parent.pt.tables.sparseKeys(Math.floor(src.start / PAGE_SIZE / PTRS_PER_PTE), Math.ceil(endVpn / PTRS_PER_PTE));
+  if (sparse !== null) {
+    // A huge, sparsely populated vma: only the tables that exist (copy_page_range() skips empty levels).
+    for (const key of sparse) {
+      const from = Math.max(src.start / PAGE_SIZE, key * PTRS_PER_PTE);
+      const table = parent.pt.tables.lookup(key) as Uint32Array;
+      if (!copyPteRange(parent, child, dst, src, table, from, Math.min(endVpn, (key + 1) * PTRS_PER_PTE))) return false;
+    }
+    return true;
+  }
   for (let vpn = src.start / PAGE_SIZE; vpn < endVpn; ) {
     const key = Math.floor(vpn / PTRS_PER_PTE);
     const tableEnd = Math.min(endVpn, (key + 1) * PTRS_PER_PTE);

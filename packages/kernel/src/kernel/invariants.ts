@@ -14,11 +14,7 @@ import { VM_UFFD_FLAGS, VM_SHARED } from "../mm/vma.ts";
 import { PAGE_SIZE } from "../uapi/mman.ts";
 import type { Kernel } from "./kernel.ts";
 
-/** Something that holds frame references outside page tables and caches. */
-export interface RefHolder {
-  /** Reports each frame it holds: plain references (get_page) and FOLL_PIN pins. */
-  forEachRef(fn: (pfn: number, refs: number, pins: number) => void): void;
-}
+export type { RefHolder } from "../mm/mm.ts";
 
 function bump(map: Map<number, number>, key: number, by = 1): void {
   map.set(key, (map.get(key) ?? 0) + by);

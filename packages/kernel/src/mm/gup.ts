@@ -27,7 +27,7 @@
  * path to race with.
  */
 import { DeadTaskError } from "../kernel/access.ts";
-import type { RefHolder } from "../kernel/invariants.ts";
+
 import type { Process } from "../kernel/process.ts";
 import { COST } from "../kernel/sched.ts";
 import { BUG, BUG_ON } from "../lib/assert.ts";
@@ -48,7 +48,7 @@ import {
   VmFault,
   vmNormalPfn,
 } from "./memory.ts";
-import { type Mm, TASK_SIZE } from "./mm.ts";
+import { type Mm, type RefHolder, TASK_SIZE } from "./mm.ts";
 import { type Pte, pteDirty, ptePresent, pteWrite } from "./page-table.ts";
 import { isCowMapping, type Vma, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE } from "./vma.ts";
 
@@ -179,31 +179,51 @@ export async function getUserPages(proc: Process, start: number, nrPages: number
   const pfns: Pfn[] = [];
   let addr = start - (start % PAGE_SIZE);
   let spins = 0;
-  while (pfns.length < nrPages) {
-    if (proc.exited) return { pfns, err: "EINTR" };
-    const vma = mm.vmaLookup(addr);
-    if (vma === null) return { pfns, err: "EFAULT" };
-    const bad = checkVmaFlags(vma, gupFlags);
-    if (bad !== null) return { pfns, err: bad };
-    const got = followPagePte(mm, vma, addr / PAGE_SIZE, gupFlags);
-    if (got >= 0) {
-      // GUP-fast takes every page it can without a fault; from the first one it cannot, the
-      // rest goes through the slow path with FOLL_TOUCH (gup_fast_fallback()).
-      tryGrabFolio(mm, got, mm.pt.get(addr / PAGE_SIZE), fast ? gupFlags : gupFlags | touch);
-      pfns.push(got);
-      addr += PAGE_SIZE;
-      spins = 0;
-      continue;
+  // The pages taken so far, reported to checkInvariants() while a fault in this call sleeps.
+  let holder: RefHolder | null = null;
+  try {
+    while (pfns.length < nrPages) {
+      if (proc.exited) return { pfns, err: "EINTR" };
+      const vma = mm.vmaLookup(addr);
+      if (vma === null) return { pfns, err: "EFAULT" };
+      const bad = checkVmaFlags(vma, gupFlags);
+      if (bad !== null) return { pfns, err: bad };
+      const got = followPagePte(mm, vma, addr / PAGE_SIZE, gupFlags);
+      if (got >= 0) {
+        // GUP-fast takes every page it can without a fault; from the first one it cannot, the
+        // rest goes through the slow path with FOLL_TOUCH (gup_fast_fallback()).
+        tryGrabFolio(mm, got, mm.pt.get(addr / PAGE_SIZE), fast ? gupFlags : gupFlags | touch);
+        pfns.push(got);
+        addr += PAGE_SIZE;
+        spins = 0;
+        continue;
+      }
+      if (++spins > FAULT_SPINS_MAX) BUG(`GUP at 0x${addr.toString(16)} faulted ${spins} times without progress`);
+      if (fast) {
+        fast = false;
+        touch = FOLL.TOUCH;
+      }
+      if (holder === null && pfns.length > 0) holder = gupHolder(mm, pfns, gupFlags);
+      const err = await faultinPage(proc, vma, addr, gupFlags, got === FOLLOW_UNSHARE);
+      if (err !== null) return { pfns, err };
     }
-    if (++spins > FAULT_SPINS_MAX) BUG(`GUP at 0x${addr.toString(16)} faulted ${spins} times without progress`);
-    if (fast) {
-      fast = false;
-      touch = FOLL.TOUCH;
-    }
-    const err = await faultinPage(proc, vma, addr, gupFlags, got === FOLLOW_UNSHARE);
-    if (err !== null) return { pfns, err };
+    return { pfns, err: null };
+  } finally {
+    if (holder !== null) mm.core.refHolders.delete(holder);
   }
-  return { pfns, err: null };
+}
+
+/** Registers the references or pins a GUP call holds so far (the zero page is never counted). */
+function gupHolder(mm: Mm, pfns: readonly Pfn[], gupFlags: number): RefHolder {
+  const pin = (gupFlags & FOLL.PIN) !== 0;
+  const zero = mm.core.mem.zeroPfn;
+  const holder: RefHolder = {
+    forEachRef(fn) {
+      for (const pfn of pfns) if (pfn !== zero) fn(pfn, pin ? 0 : 1, pin ? 1 : 0);
+    },
+  };
+  mm.core.refHolders.add(holder);
+  return holder;
 }
 
 /** pin_user_pages() (or pin_user_pages_fast() with `fast`): getUserPages() with FOLL_PIN. */
@@ -230,8 +250,11 @@ function gupError(proc: Process, err: ErrnoCode, syscall: string): Error {
 
 /** The device's view of long-term pinned pages: reads and writes go to the pinned frames, not through page tables. */
 export interface PinnedBuffer {
+  /** Reads through the pin, as the device would (no fault, no userfault). */
   read(offset: number, length: number): Uint8Array;
+  /** Writes through the pin, as the device would. */
   write(offset: number, data: Uint8Array): void;
+  /** Releases the pin (io_uring_unregister_buffers). */
   unregister(): Promise<void>;
 }
 

@@ -558,6 +558,14 @@ export function freeSwapAndCache(mm: Mm, slot: number): void {
  */
 export function zapPageRange(mm: Mm, vma: Vma, start: number, end: number, details: ZapDetails): void {
   const endVpn = end / PAGE_SIZE;
+  // A huge, sparsely populated range: visit only the tables that exist.
+  const sparse = mm.pt.tables.sparseKeys(Math.floor(start / PAGE_SIZE / PTRS_PER_PTE), Math.ceil(endVpn / PTRS_PER_PTE));
+  if (sparse !== null) {
+    for (const key of sparse) {
+      zapPageRange(mm, vma, Math.max(start, key * PTRS_PER_PTE * PAGE_SIZE), Math.min(end, (key + 1) * PTRS_PER_PTE * PAGE_SIZE), details);
+    }
+    return;
+  }
   for (let vpn = start / PAGE_SIZE; vpn < endVpn; ) {
     const key = Math.floor(vpn / PTRS_PER_PTE);
     const base = key * PTRS_PER_PTE;

@@ -1,6 +1,6 @@
 /**
  * The address space of a process. Mirrors include/linux/mm_types.h:struct mm_struct: the vma
- * tree (here a sorted array), the page tables, the rss counters and MMF_HAS_PINNED, plus the vma
+ * tree (here a B+ tree keyed by start), the page tables, the rss counters and MMF_HAS_PINNED, plus the vma
  * operations of mm/vma.c (find, split, merge, insert, remove) and mm/mmap.c's top-down
  * get_unmapped_area().
  *
@@ -9,6 +9,7 @@
  * - no pte outside a vma is anything but none;
  * - rss counters equal what the page tables hold.
  */
+import btree from "sorted-btree";
 import { BUG_ON } from "../lib/assert.ts";
 import { PAGE_SIZE } from "../uapi/mman.ts";
 import type { PhysMem } from "./folio.ts";
@@ -16,6 +17,10 @@ import { PageTable, PTRS_PER_PTE } from "./page-table.ts";
 import type { ShmemInode } from "./shmem.ts";
 import type { SwapDevice } from "./swap.ts";
 import { type Vma, VM_STICKY, VM_UFFD_FLAGS } from "./vma.ts";
+
+/** sorted-btree is CommonJS: Node's ESM loader gives its exports object, bundlers the class itself. */
+type BTreeClass = typeof btree.default;
+const BTree: BTreeClass = (btree as unknown as { default?: BTreeClass }).default ?? (btree as unknown as BTreeClass);
 
 /** x86-64 TASK_SIZE_MAX with 4-level paging. */
 export const TASK_SIZE = 0x7ffffffff000;
@@ -49,22 +54,42 @@ export interface UffdMmHooks {
   dupFail(list: unknown[]): void;
 }
 
+/** Something that holds frame references outside page tables and caches (pipe buffers, pins, a syscall mid-way). */
+export interface RefHolder {
+  /** Reports each frame it holds: plain references (get_page) and FOLL_PIN pins. */
+  forEachRef(fn: (pfn: number, refs: number, pins: number) => void): void;
+}
+
 /** The machine-wide state mm code reaches: physical memory, swap, id allocation, uffd hooks. */
 export interface MmCore {
+  /**
+   * Whoever holds frame references outside page tables and caches reports them here, including
+   * a syscall that holds them across a sleep (a GUP waiting on a userfault, a COPY faulting its
+   * source in), so that Kernel.checkInvariants() holds whenever it is called.
+   */
+  readonly refHolders: Set<RefHolder>;
   readonly mem: PhysMem;
   readonly swap: SwapDevice | null;
   readonly uffd: UffdMmHooks;
   /** vm.mmap_min_addr (mm/util.c:mmap_min_addr), page-aligned. */
   readonly mmapMinAddr: number;
   nextAnonVmaId(): number;
+  /** vm.max_map_count (KernelOptions.maxMapCount). */
+  readonly maxMapCount: number;
+  /** vm.overcommit_memory (KernelOptions.overcommitMemory): 0 heuristic, 1 always. */
+  readonly overcommitMemory: 0 | 1;
   /** Called when a vma of a shmem inode goes away: frees the inode once nothing refers to it. */
   inodeUnreferenced(inode: ShmemInode): void;
 }
 
 export class Mm {
   readonly core: MmCore;
-  /** Sorted by start; never overlapping. Change only through the methods below. */
-  vmas: Vma[] = [];
+  /**
+   * The vma tree (mm->mm_mt): vmas keyed by start, sorted, never overlapping; a B+ tree, so
+   * lookup, insert, remove, split and merge cost O(log n). Change only through the methods below
+   * (a vma's start never changes while it is in the tree; its end only through them, or grows).
+   */
+  readonly #tree = new BTree<number, Vma>();
   readonly pt = new PageTable();
   /** MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS. */
   rssAnon = 0;
@@ -76,6 +101,15 @@ export class Mm {
   /** mm_users: 0 once the owner exited (ioctls then see "mm gone"). */
   users = 1;
   #lastVma: Vma | null = null;
+  /** Scratch pair for the tree's neighbour queries (no allocation per lookup). */
+  readonly #pair: [number, Vma] = [0, null as unknown as Vma];
+  /**
+   * The top-down search cache (the free_area_cache of old Linux, exact here): every gap in
+   * [#searchTop, MMAP_BASE) is smaller than #gapMax, so a request for more than that starts its
+   * search at #searchTop. Anything that opens a gap at or above it resets both.
+   */
+  #searchTop = MMAP_BASE;
+  #gapMax = 0;
 
   constructor(core: MmCore) {
     this.core = core;
@@ -85,48 +119,60 @@ export class Mm {
     return this.users > 0;
   }
 
-  /** Index of the first vma with end > addr (find_vma()), or vmas.length. */
-  #indexAfter(addr: number): number {
-    let lo = 0;
-    let hi = this.vmas.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if ((this.vmas[mid] as Vma).end <= addr) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
+  /** mm->map_count: how many vmas the mm has. */
+  get mapCount(): number {
+    return this.#tree.size;
+  }
+
+  /** Every vma in address order (a copy: O(n); for whole-mm walks such as fork, smaps, exit). */
+  get vmas(): Vma[] {
+    return this.#tree.valuesArray();
+  }
+
+  /** Whether this very vma is in the tree (it may have been merged away or unmapped). */
+  hasVma(vma: Vma): boolean {
+    return this.#tree.get(vma.start) === vma;
   }
 
   /** find_vma(): the first vma ending above addr (it may start above addr). */
   findVma(addr: number): Vma | null {
-    return this.vmas[this.#indexAfter(addr)] ?? null;
+    const below = this.#tree.getPairOrNextLower(addr, this.#pair);
+    if (below !== undefined && below[1].end > addr) return below[1];
+    const above = this.#tree.nextHigherPair(addr, this.#pair);
+    return above === undefined ? null : above[1];
   }
 
   /** vma_lookup(): the vma containing addr. */
   vmaLookup(addr: number): Vma | null {
     const last = this.#lastVma;
     if (last !== null && addr >= last.start && addr < last.end) return last;
-    const vma = this.findVma(addr);
-    if (vma === null || vma.start > addr) return null;
-    this.#lastVma = vma;
-    return vma;
+    const below = this.#tree.getPairOrNextLower(addr, this.#pair);
+    if (below === undefined || below[1].end <= addr) return null;
+    this.#lastVma = below[1];
+    return below[1];
+  }
+
+  /** The vma right after `vma` in address order, or null. */
+  nextVma(vma: Vma): Vma | null {
+    return this.#tree.nextHigherPair(vma.start, this.#pair)?.[1] ?? null;
+  }
+
+  /** The vma right before `vma` in address order, or null. */
+  prevVma(vma: Vma): Vma | null {
+    return this.#tree.nextLowerPair(vma.start, this.#pair)?.[1] ?? null;
   }
 
   /** The vmas intersecting [start, end), in address order. */
   vmasIn(start: number, end: number): Vma[] {
     const out: Vma[] = [];
-    for (let i = this.#indexAfter(start); i < this.vmas.length; i++) {
-      const v = this.vmas[i] as Vma;
-      if (v.start >= end) break;
-      out.push(v);
-    }
+    for (let v = this.findVma(start); v !== null && v.start < end; v = this.nextVma(v)) out.push(v);
     return out;
   }
 
   /** Whether [start, end) is fully covered by vmas with no gap. */
   rangeFullyMapped(start: number, end: number): boolean {
     let at = start;
-    for (const v of this.vmasIn(start, end)) {
+    for (let v = this.findVma(start); v !== null && v.start < end; v = this.nextVma(v)) {
       if (v.start > at) return false;
       at = v.end;
       if (at >= end) return true;
@@ -136,18 +182,22 @@ export class Mm {
 
   insertVma(vma: Vma): void {
     BUG_ON(vma.start >= vma.end || vma.start % PAGE_SIZE !== 0 || vma.end % PAGE_SIZE !== 0, `bad vma [${vma.start}, ${vma.end})`);
-    const i = this.#indexAfter(vma.start);
-    const next = this.vmas[i];
-    BUG_ON(next !== undefined && next.start < vma.end, `vma [${vma.start.toString(16)}, ${vma.end.toString(16)}) overlaps`);
-    this.vmas.splice(i, 0, vma);
+    const next = this.findVma(vma.start);
+    BUG_ON(next !== null && next.start < vma.end, `vma [${vma.start.toString(16)}, ${vma.end.toString(16)}) overlaps`);
+    this.#tree.set(vma.start, vma);
     vma.mm = this;
     vma.file?.mappings.add(vma);
   }
 
   removeVma(vma: Vma): void {
-    const i = this.vmas.indexOf(vma);
-    BUG_ON(i < 0, "removing a vma that is not in the mm");
-    this.vmas.splice(i, 1);
+    this.#gapOpened(vma.end);
+    this.#detach(vma);
+  }
+
+  /** Takes a vma out of the tree without opening a gap (a merge that covers it). */
+  #detach(vma: Vma): void {
+    BUG_ON(this.#tree.get(vma.start) !== vma, "removing a vma that is not in the mm");
+    this.#tree.delete(vma.start);
     if (this.#lastVma === vma) this.#lastVma = null;
     if (vma.file !== null) {
       vma.file.mappings.delete(vma);
@@ -155,18 +205,41 @@ export class Mm {
     }
   }
 
+  /** Address space up to `end` became free: the top-down search cache no longer holds above it. */
+  #gapOpened(end: number): void {
+    if (end > this.#searchTop) {
+      this.#searchTop = MMAP_BASE;
+      this.#gapMax = 0;
+    }
+  }
+
   /**
-   * Mirrors mm/vma.c:split_vma(): splits vma at addr; `vma` keeps [start, addr) and the new vma
-   * [addr, end) is returned (already inserted).
+   * Mirrors mm/vma.c:__split_vma(): splits vma at addr; `vma` keeps [start, addr) and the new vma
+   * [addr, end) is returned (already inserted). No map count check (callers that must, check
+   * mayAddVmas() first, as split_vma() does).
    */
   splitVma(vma: Vma, addr: number): Vma {
     BUG_ON(addr <= vma.start || addr >= vma.end || addr % PAGE_SIZE !== 0, "split outside the vma");
     const tail = vma.clone(addr, vma.end);
     vma.end = addr;
-    const i = this.vmas.indexOf(vma);
-    this.vmas.splice(i + 1, 0, tail);
+    this.#tree.set(addr, tail);
     tail.file?.mappings.add(tail);
     return tail;
+  }
+
+  /** vm.max_map_count: whether `n` more vmas may be made (split_vma()'s map_count >= max check). */
+  mayAddVmas(n: number): boolean {
+    return n <= 0 || this.mapCount + n - 1 < this.core.maxMapCount;
+  }
+
+  /** How many splits isolateRange(start, end) would make (0, 1 or 2). */
+  splitsFor(start: number, end: number): number {
+    let n = 0;
+    const first = this.vmaLookup(start);
+    if (first !== null && first.start < start) n++;
+    const last = this.vmaLookup(end - 1);
+    if (last !== null && last.end > end) n++;
+    return n;
   }
 
   /**
@@ -191,32 +264,32 @@ export class Mm {
 
   /** vma_merge(): merges vma with its neighbours where Linux would; returns the surviving vma. */
   mergeAround(vma: Vma): Vma {
-    let i = this.vmas.indexOf(vma);
-    BUG_ON(i < 0, "merging a vma that is not in the mm");
+    BUG_ON(!this.hasVma(vma), "merging a vma that is not in the mm");
     let cur = vma;
-    const prev = this.vmas[i - 1];
-    if (prev !== undefined && Mm.canMerge(prev, cur)) {
+    const prev = this.prevVma(cur);
+    if (prev !== null && Mm.canMerge(prev, cur)) {
+      this.#detach(cur);
       prev.end = cur.end;
       prev.flags = (prev.flags | (cur.flags & VM_STICKY)) >>> 0;
       if (prev.anonVma === 0) prev.anonVma = cur.anonVma;
-      this.removeVma(cur);
       cur = prev;
-      i--;
     }
-    const next = this.vmas[i + 1];
-    if (next !== undefined && Mm.canMerge(cur, next)) {
+    const next = this.nextVma(cur);
+    if (next !== null && Mm.canMerge(cur, next)) {
+      this.#detach(next);
       cur.end = next.end;
       cur.flags = (cur.flags | (next.flags & VM_STICKY)) >>> 0;
       if (cur.anonVma === 0) cur.anonVma = next.anonVma;
-      this.removeVma(next);
     }
     return cur;
   }
 
   /** Merges every vma intersecting [start, end] with its neighbours. */
   mergeRange(start: number, end: number): void {
-    for (const v of this.vmasIn(Math.max(0, start - 1), end + 1)) {
-      if (this.vmas.includes(v)) this.mergeAround(v);
+    let v = this.findVma(Math.max(0, start - 1));
+    while (v !== null && v.start <= end) {
+      const merged = this.mergeAround(v);
+      v = this.nextVma(merged);
     }
   }
 
@@ -228,31 +301,48 @@ export class Mm {
   /**
    * Mirrors mm/mmap.c:unmapped_area_topdown(): the highest free range of len bytes below
    * MMAP_BASE, or -1. A free, in-range hint is used as is (the non-MAP_FIXED hint rule).
+   * The walk starts below the gaps a previous search already found too small (#searchTop).
    */
   getUnmappedArea(len: number, hint: number): number {
     const minAddr = this.core.mmapMinAddr;
     if (len > TASK_SIZE - minAddr) return -1;
     if (hint !== 0) {
       const addr = Math.ceil(hint / PAGE_SIZE) * PAGE_SIZE;
-      if (addr >= minAddr && addr + len <= TASK_SIZE && this.vmasIn(addr, addr + len).length === 0) return addr;
-    }
-    let high = MMAP_BASE;
-    // A vma straddling MMAP_BASE (a MAP_FIXED mapping) bounds the first gap too.
-    const above = this.#indexAfter(MMAP_BASE);
-    const straddling = this.vmas[above];
-    if (straddling !== undefined && straddling.start < high) high = straddling.start;
-    for (let i = above - 1; i >= -1; i--) {
-      const v = this.vmas[i];
-      const low = v === undefined ? minAddr : v.end;
-      if (v !== undefined && v.end > high) {
-        high = Math.min(high, v.start);
-        continue;
+      if (addr >= minAddr && addr + len <= TASK_SIZE) {
+        const next = this.findVma(addr);
+        if (next === null || next.start >= addr + len) return addr;
       }
-      if (high - low >= len) return high - len;
-      if (v === undefined) break;
-      high = v.start;
     }
-    return -1;
+    const fromCache = len > this.#gapMax;
+    let high = fromCache ? this.#searchTop : MMAP_BASE;
+    let gapMax = fromCache ? this.#gapMax : 0;
+    // A vma straddling `high` (a MAP_FIXED mapping across MMAP_BASE) bounds the first gap too.
+    let v = this.findVma(high - 1);
+    if (v !== null && v.start < high) {
+      high = v.start;
+      v = this.prevVma(v);
+    } else {
+      v = v === null ? this.#lastBelow(high) : this.prevVma(v);
+    }
+    for (;;) {
+      const low = v === null ? minAddr : v.end;
+      if (high - low >= len) {
+        // Every gap walked above `high` was too small; the found gap itself stays below the cache
+        // (the mmap may yet fail and leave it free).
+        this.#searchTop = high;
+        this.#gapMax = gapMax;
+        return high - len;
+      }
+      gapMax = Math.max(gapMax, high - low);
+      if (v === null) return -1;
+      high = v.start;
+      v = this.prevVma(v);
+    }
+  }
+
+  /** The last vma starting below addr, or null. */
+  #lastBelow(addr: number): Vma | null {
+    return this.#tree.nextLowerPair(addr, this.#pair)?.[1] ?? null;
   }
 
   /** free_pgtables(): drops PTE tables in [start, end) that no vma covers any more. */

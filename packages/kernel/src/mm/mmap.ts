@@ -23,7 +23,7 @@ import {
   PROT_WRITE,
 } from "../uapi/mman.ts";
 import { ZAP_UNMAP, zapPageRange } from "./memory.ts";
-import { type Mm, TASK_SIZE } from "./mm.ts";
+import { type Mm, type MmCore, TASK_SIZE } from "./mm.ts";
 import type { ShmemInode } from "./shmem.ts";
 import {
   Vma,
@@ -89,6 +89,8 @@ export function planMmap(
   if (len === 0 || len > TASK_SIZE) fail("ENOMEM");
   const pgoff = offset / PAGE_SIZE;
   if (pgoff + len / PAGE_SIZE > Number.MAX_SAFE_INTEGER) fail("EOVERFLOW");
+  // Too many mappings? (a merge may still keep the count; Linux lets it go one past the limit)
+  if (mm.mapCount > mm.core.maxMapCount) fail("ENOMEM");
   // __get_unmapped_area()
   if (fixed) {
     if (offsetInPage(addr) !== 0) fail("EINVAL");
@@ -138,6 +140,12 @@ export function planMmap(
   // accountable_mapping(): private writable memory is charged (VM_ACCOUNT).
   if ((vmFlags & (VM_NORESERVE | VM_SHARED | VM_WRITE)) === VM_WRITE) vmFlags |= VM_ACCOUNT;
   fixed = fixed && (flags & MAP_FIXED_NOREPLACE) === 0;
+  // __mmap_region(): unmapping the middle of a vma would add one (vms_gather_munmap_vmas()).
+  if (!munmapSplitOk(mm, addr, addr + len)) fail("ENOMEM");
+  // accountable_mapping(): the commit charge, less what the replaced mappings had charged.
+  if ((vmFlags & VM_ACCOUNT) !== 0 && !vmEnoughMemory(mm.core, len / PAGE_SIZE - accountedPages(mm, addr, addr + len))) fail("ENOMEM");
+  // shmem_zero_setup() -> shmem_acct_size(): a shared anonymous mapping charges its size too [host].
+  if (file === null && (vmFlags & VM_SHARED) !== 0 && (vmFlags & VM_NORESERVE) === 0 && !vmEnoughMemory(mm.core, len / PAGE_SIZE)) fail("ENOMEM");
   const populate = (flags & MAP_LOCKED) !== 0 || (flags & (MAP_POPULATE | MAP_NONBLOCK)) === MAP_POPULATE;
   return { addr, len, flags: vmFlags, pgoff: mapPgoff, populate };
 }
@@ -177,6 +185,35 @@ export function unmapRange(mm: Mm, start: number, end: number): void {
     mm.removeVma(vma);
   }
   if (vmas.length > 0) mm.freePgtables(start, end);
+}
+
+/**
+ * vms_gather_munmap_vmas()'s map count check: unmapping strictly inside one vma splits it in
+ * three and leaves one more vma, refused (ENOMEM) when the mm is at vm.max_map_count. Other
+ * splits of an unmap leave the count unchanged or lower and are always allowed.
+ */
+export function munmapSplitOk(mm: Mm, start: number, end: number): boolean {
+  const vma = mm.vmaLookup(start);
+  return vma === null || vma.start >= start || vma.end <= end || mm.mapCount < mm.core.maxMapCount;
+}
+
+/** The pages of [start, end) in VM_ACCOUNT vmas (vms->nr_accounted: already charged). */
+function accountedPages(mm: Mm, start: number, end: number): number {
+  let pages = 0;
+  for (let v = mm.findVma(start); v !== null && v.start < end; v = mm.nextVma(v)) {
+    if ((v.flags & VM_ACCOUNT) !== 0) pages += (Math.min(end, v.end) - Math.max(start, v.start)) / PAGE_SIZE;
+  }
+  return pages;
+}
+
+/**
+ * Mirrors mm/util.c:__vm_enough_memory() (security_vm_enough_memory_mm()) for the modes simulated:
+ * OVERCOMMIT_GUESS (0) refuses a single charge larger than all RAM plus swap;
+ * OVERCOMMIT_ALWAYS (1) never refuses. Nothing is tracked between calls (the heuristic needs none).
+ */
+export function vmEnoughMemory(core: MmCore, pages: number): boolean {
+  if (pages <= 0 || core.overcommitMemory === 1) return true;
+  return pages <= core.mem.totalFrames + (core.swap?.nrSlots ?? 0);
 }
 
 /** The checks of do_vmi_munmap(); returns the page-aligned end. */

@@ -9,7 +9,7 @@ import { ErrnoError } from "../uapi/errno.ts";
 import { PAGE_SIZE, PROT_EXEC, PROT_GROWSDOWN, PROT_GROWSUP, PROT_READ, PROT_SEM, PROT_WRITE } from "../uapi/mman.ts";
 import { vmaPageProtWritable, vmNormalPfn } from "./memory.ts";
 import type { Mm } from "./mm.ts";
-import { offsetInPage, PAGE_ALIGN, calcVmProtBits } from "./mmap.ts";
+import { offsetInPage, calcVmProtBits, vmEnoughMemory } from "./mmap.ts";
 import { pteDirty, ptePresent, pteUffdWp, pteWrite, pteWrprotect, pteMkwrite } from "./page-table.ts";
 import { type Vma, VM_ACCESS_FLAGS, VM_ACCOUNT, VM_SHARED, VM_WRITE, VM_NORESERVE } from "./vma.ts";
 
@@ -23,13 +23,22 @@ export function doMprotect(mm: Mm, start: number, length: number, prot: number):
   if (len === 0 || end >= 2 ** 64) throw new ErrnoError("ENOMEM", "mprotect");
   if ((prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM | PROT_GROWSDOWN | PROT_GROWSUP)) !== 0) throw new ErrnoError("EINVAL", "mprotect");
   if ((prot & (PROT_GROWSDOWN | PROT_GROWSUP)) === (PROT_GROWSDOWN | PROT_GROWSUP)) throw new ErrnoError("EINVAL", "mprotect");
-  const first = mm.vmasIn(start, end)[0];
-  if (first === undefined || first.start > start) throw new ErrnoError("ENOMEM", "mprotect");
+  const first = mm.findVma(start);
+  if (first === null || first.start > start) throw new ErrnoError("ENOMEM", "mprotect");
+  // split_vma(): no split may take the mm past vm.max_map_count (a vma whose protection does not
+  // change is not split: mprotect_fixup() returns early) [host].
+  const newProtBits = calcVmProtBits(prot);
+  const last = end < 2 ** 53 ? mm.vmaLookup(end - 1) : null;
+  let splits = 0;
+  if (first.start < start && (first.flags & VM_ACCESS_FLAGS) !== newProtBits) splits++;
+  if (last !== null && last.end > end && (last.flags & VM_ACCESS_FLAGS) !== newProtBits) splits++;
+  if (!mm.mayAddVmas(splits)) throw new ErrnoError("ENOMEM", "mprotect");
   const newProt = calcVmProtBits(prot);
   // Linux applies the change vma by vma: a hole (ENOMEM) or a vma lacking VM_MAYx (EACCES) stops
   // the loop, and the vmas before it keep their new protection [host].
   let at = start;
   let error: "ENOMEM" | "EACCES" | null = null;
+  // With a length up to 2^64 the loop stops at the first hole, as Linux's does.
   for (const vma of mm.isolateRange(start, end)) {
     if (vma.start > at) {
       error = "ENOMEM";
@@ -41,7 +50,10 @@ export function doMprotect(mm: Mm, start: number, length: number, prot: number):
       error = "EACCES";
       break;
     }
-    mprotectFixup(mm, vma, newProt);
+    if (!mprotectFixup(mm, vma, newProt)) {
+      error = "ENOMEM";
+      break;
+    }
     at = vma.end;
   }
   if (error === null && at < end) error = "ENOMEM";
@@ -49,17 +61,24 @@ export function doMprotect(mm: Mm, start: number, length: number, prot: number):
   if (error !== null) throw new ErrnoError(error, "mprotect");
 }
 
-/** Mirrors mm/mprotect.c:mprotect_fixup() for one whole vma. */
-function mprotectFixup(mm: Mm, vma: Vma, newProt: number): void {
+/** Mirrors mm/mprotect.c:mprotect_fixup() for one whole vma; false when the commit charge is refused (ENOMEM). */
+function mprotectFixup(mm: Mm, vma: Vma, newProt: number): boolean {
   const old = vma.flags;
   let flags = ((old & ~VM_ACCESS_FLAGS) | newProt) >>> 0;
   if ((flags & VM_WRITE) !== 0) {
-    if ((old & (VM_ACCOUNT | VM_WRITE | VM_SHARED | VM_NORESERVE)) === 0) flags |= VM_ACCOUNT;
+    if ((old & (VM_ACCOUNT | VM_WRITE | VM_SHARED | VM_NORESERVE)) === 0) {
+      // A private mapping becoming writable is charged now (security_vm_enough_memory_mm()).
+      if (vma.file === null || (vma.flags & VM_SHARED) === 0) {
+        if (!vmEnoughMemory(mm.core, (vma.end - vma.start) / PAGE_SIZE)) return false;
+      }
+      flags |= VM_ACCOUNT;
+    }
   } else if ((old & VM_ACCOUNT) !== 0 && vma.file === null && vma.anonVma === 0) {
     flags &= ~VM_ACCOUNT;
   }
   vma.flags = flags >>> 0;
   changeProtection(mm, vma);
+  return true;
 }
 
 /**

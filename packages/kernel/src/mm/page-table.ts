@@ -105,6 +105,18 @@ export class PteTables extends Map<number, Uint32Array> {
     return t;
   }
 
+  /**
+   * The keys in [firstKey, endKey) in ascending order when the range is much wider than the
+   * populated tables (a walk over a huge, mostly empty mapping then costs O(tables), like Linux's
+   * walk skipping empty upper levels); null when a plain key-by-key loop is cheaper.
+   */
+  sparseKeys(firstKey: number, endKey: number): number[] | null {
+    if (endKey - firstKey <= this.size * 8 + 64) return null;
+    const keys: number[] = [];
+    for (const k of this.keys()) if (k >= firstKey && k < endKey) keys.push(k);
+    return keys.sort((a, b) => a - b);
+  }
+
   #flush(): void {
     this.#cacheKeys.fill(-1);
     this.#cacheTables.fill(undefined);
@@ -173,6 +185,11 @@ export class PageTable {
 
   /** Calls fn for every non-none pte in [startVpn, endVpn), in address order. */
   forEachPresentEntry(startVpn: number, endVpn: number, fn: (vpn: number, pte: Pte) => void): void {
+    const sparse = this.tables.sparseKeys(Math.floor(startVpn / PTRS_PER_PTE), Math.ceil(endVpn / PTRS_PER_PTE));
+    if (sparse !== null) {
+      for (const key of sparse) this.forEachPresentEntry(Math.max(startVpn, key * PTRS_PER_PTE), Math.min(endVpn, (key + 1) * PTRS_PER_PTE), fn);
+      return;
+    }
     let vpn = startVpn;
     while (vpn < endVpn) {
       const key = Math.floor(vpn / PTRS_PER_PTE);

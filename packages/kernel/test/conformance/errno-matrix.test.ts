@@ -48,6 +48,7 @@ import {
   type UffdioPoison,
   type UffdioRegister,
   type UffdioZeropage,
+  MAP_NORESERVE,
 } from "@uffd/kernel/uapi";
 import {
   ANON_PRIVATE,
@@ -721,7 +722,8 @@ describe("linux-rules §2.11 errno matrix: ESRCH and ENOMEM (the target mm is go
     const uffd = await uffdOpen(p, 0);
     const dst = await p.mmap(0, PAGE, RW, ANON_PRIVATE);
     await register(p, uffd, dst, PAGE, MISSING);
-    const hog = await p.mmap(0, 128 * PAGE, RW, ANON_PRIVATE);
+    // More than memory: MAP_NORESERVE, or the overcommit heuristic refuses it (mm/util.c:__vm_enough_memory()).
+    const hog = await p.mmap(0, 128 * PAGE, RW, ANON_PRIVATE | MAP_NORESERVE);
     for (let i = 0; i < 128; i++) {
       if ((await signalOf(p.mainThread.write(hog + i * PAGE, bytes(1, 1)))) !== "OK") break;
     }

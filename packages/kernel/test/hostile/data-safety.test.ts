@@ -24,6 +24,7 @@ import {
   UFFDIO_COPY,
   UFFDIO_REGISTER,
   UFFDIO_REGISTER_MODE_MISSING,
+  MAP_NORESERVE,
 } from "@uffd/kernel/uapi";
 import { describe, expect, it } from "vitest";
 import { errnoOf, expectErrno } from "../helpers.ts";
@@ -220,7 +221,7 @@ describe("fork and files under pressure", () => {
   it("fork() out of memory copying a maybe-pinned page is ENOMEM: no child is left and the FORK context is undone", async () => {
     const k = new Kernel({ seed: 1, memoryPages: 32 });
     const p = k.spawn();
-    const a = await p.mmap(0, 64 * PS, RW, ANON);
+    const a = await p.mmap(0, 64 * PS, RW, ANON | MAP_NORESERVE);
     // A registered page, with EVENT_FORK: dup_userfaultfd() makes a child context and raises mmap_changing.
     const uffd = await uffdFor(p, UFFD_FEATURE_EVENT_FORK, a + 63 * PS, PS);
     // A long-term pinned page must be copied at fork (copy_present_page()).

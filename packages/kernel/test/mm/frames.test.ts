@@ -13,6 +13,7 @@ import {
   MADV_GUARD_INSTALL,
   MADV_PAGEOUT,
   MAP_ANONYMOUS,
+  MAP_NORESERVE,
   MAP_PRIVATE,
   MAP_SHARED,
   O_NONBLOCK,
@@ -135,7 +136,8 @@ describe("multi-page UFFDIO_COPY: contiguous frames, the page loop's outcome", (
   it("physical memory running out part way: the frames there are filled, then ENOMEM", async () => {
     const k = new Kernel({ seed: 1, memoryPages: 16 });
     const p = k.spawn();
-    const addr = await p.mmap(0, 32 * PS, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+    // More than memory: MAP_NORESERVE, or the overcommit heuristic refuses it (mm/util.c:__vm_enough_memory()).
+    const addr = await p.mmap(0, 32 * PS, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
     const uffd = await uffdOn(p, addr, 32 * PS, UFFDIO_REGISTER_MODE_MISSING);
     const free = k.core.mem.freeFrames;
     const arg = { dst: addr, src: pattern(32, 9), len: 32 * PS, mode: 0, copy: 0 };

@@ -1,0 +1,190 @@
+#!/usr/bin/env -S node --import tsx
+/**
+ * The migration benchmark: end-to-end migrations next to the physical limits measured in the same
+ * run on the same machine — memcpy into fresh (never touched) memory, and loopback TCP between two
+ * Node processes — so the numbers are ratios to what the machine can do, not absolute claims.
+ *
+ *   tsx src/bench.ts [--memory 1GiB,4GiB] [--strategy postcopy,hybrid] [--link default,unlimited] [--json file]
+ *
+ * `benchMigration()` is the function a bench table (packages/kernel/bench) can call for one row.
+ */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { writeFile } from "node:fs/promises";
+import { createServer, type AddressInfo } from "node:net";
+import { pathToFileURL } from "node:url";
+import { DEFAULT_CONFIG, formatBytes, makeConfig, parseSize, STRATEGIES, type Strategy } from "./config.ts";
+import type { LinkShape } from "./link.ts";
+import { runMigration } from "./orchestrator.ts";
+
+export interface Limits {
+  /** Bytes per second copied into freshly allocated (untouched) memory. */
+  memcpyFreshBytesPerSec: number;
+  /** Bytes per second from one Node process to another over loopback TCP. */
+  loopbackTcpBytesPerSec: number;
+}
+
+export interface MigrationBenchRow {
+  memoryBytes: number;
+  strategy: Strategy;
+  link: "default" | "unlimited";
+  ok: boolean;
+  totalTimeMs: number;
+  /** Guest bytes moved per second of total time (source -> destination wire bytes). */
+  bytesPerSec: number;
+  vsLoopbackTcp: number;
+  vsMemcpy: number;
+  downtimeMs: number;
+  guestDowntimeMs: number | null;
+  faultP50Us: number;
+  faultP99Us: number;
+  receiverBound: boolean;
+  sourceMaxRssBytes: number | null;
+  destMaxRssBytes: number | null;
+  error: string | null;
+}
+
+/** memcpy into fresh memory: `bytes` (in 1 MiB copies) into a buffer nobody has touched. */
+export function measureMemcpyFresh(bytes = 256 * 1024 * 1024): number {
+  const src = Buffer.alloc(1024 * 1024, 0x5a);
+  const t0 = performance.now();
+  const dst = Buffer.allocUnsafeSlow(bytes);
+  for (let at = 0; at < bytes; at += src.byteLength) src.copy(dst, at);
+  const ms = performance.now() - t0;
+  if (dst[bytes - 1] !== 0x5a) throw new Error("memcpy check failed");
+  return (bytes * 1000) / ms;
+}
+
+const SENDER = `
+const net = require("node:net");
+const [port, total] = process.argv.slice(1).map(Number);
+const chunk = Buffer.alloc(1 << 20, 7);
+const s = net.connect({ host: "127.0.0.1", port }, () => {
+  let sent = 0;
+  const pump = () => { while (sent < total) { sent += chunk.length; if (!s.write(chunk)) return s.once("drain", pump); } s.end(); };
+  pump();
+});
+`;
+
+/** Loopback TCP between two Node processes: a child writes `bytes`, this process reads them. */
+export async function measureLoopbackTcp(bytes = 512 * 1024 * 1024): Promise<number> {
+  const server = createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const port = (server.address() as AddressInfo).port;
+  const child = spawn(process.execPath, ["-e", SENDER, String(port), String(bytes)], { stdio: "ignore" });
+  try {
+    const [socket] = (await once(server, "connection")) as [import("node:net").Socket];
+    let got = 0;
+    let t0 = 0;
+    socket.on("data", (c: Buffer) => {
+      if (got === 0) t0 = performance.now();
+      got += c.byteLength;
+    });
+    await once(socket, "end");
+    return (got * 1000) / (performance.now() - t0);
+  } finally {
+    child.kill();
+    server.close();
+  }
+}
+
+export async function measureLimits(): Promise<Limits> {
+  return { memcpyFreshBytesPerSec: measureMemcpyFresh(), loopbackTcpBytesPerSec: await measureLoopbackTcp() };
+}
+
+const LINKS: Record<MigrationBenchRow["link"], LinkShape> = {
+  default: DEFAULT_CONFIG.link,
+  unlimited: { latencyMs: 0, bandwidthBytesPerSec: 0 },
+};
+
+/** One migration row: the demo's default workload, `memoryBytes` of guest, against `limits`. */
+export async function benchMigration(memoryBytes: number, strategy: Strategy, link: MigrationBenchRow["link"], limits: Limits): Promise<MigrationBenchRow> {
+  const config = makeConfig({ strategy, memoryBytes, link: LINKS[link], timeoutMs: 30 * 60_000, runAfterMs: 100 });
+  const row: MigrationBenchRow = {
+    memoryBytes,
+    strategy,
+    link,
+    ok: false,
+    totalTimeMs: 0,
+    bytesPerSec: 0,
+    vsLoopbackTcp: 0,
+    vsMemcpy: 0,
+    downtimeMs: 0,
+    guestDowntimeMs: null,
+    faultP50Us: 0,
+    faultP99Us: 0,
+    receiverBound: false,
+    sourceMaxRssBytes: null,
+    destMaxRssBytes: null,
+    error: null,
+  };
+  try {
+    const r = await runMigration(config);
+    row.ok = r.verification.ok;
+    row.totalTimeMs = r.totalTimeMs;
+    row.bytesPerSec = (r.bytes.sourceToDestination * 1000) / r.totalTimeMs;
+    row.vsLoopbackTcp = row.bytesPerSec / limits.loopbackTcpBytesPerSec;
+    row.vsMemcpy = row.bytesPerSec / limits.memcpyFreshBytesPerSec;
+    row.downtimeMs = r.downtimeMs;
+    row.guestDowntimeMs = r.guestDowntimeMs ?? null;
+    row.faultP50Us = r.faults.p50Us;
+    row.faultP99Us = r.faults.p99Us;
+    row.receiverBound = r.transport?.receiverBound ?? false;
+    row.sourceMaxRssBytes = r.hostMemory?.sourceMaxRssBytes ?? null;
+    row.destMaxRssBytes = r.hostMemory?.destinationMaxRssBytes ?? null;
+  } catch (e) {
+    row.error = e instanceof Error ? e.message.split("\n")[0]! : String(e);
+  }
+  return row;
+}
+
+export function formatBenchTable(limits: Limits, rows: readonly MigrationBenchRow[]): string {
+  const mb = (b: number): string => `${(b / 1e6).toFixed(0)} MB/s`;
+  const lines = [
+    `limits measured in the same run: memcpy into fresh memory ${mb(limits.memcpyFreshBytesPerSec)}, loopback TCP between two Node processes ${mb(limits.loopbackTcpBytesPerSec)}`,
+    "",
+    "| guest | strategy | link | total | throughput | vs loopback TCP | downtime (protocol / guest) | fault p50 / p99 | receiver-bound | max RSS source / dest |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+  ];
+  for (const r of rows) {
+    if (r.error !== null) {
+      lines.push(`| ${formatBytes(r.memoryBytes)} | ${r.strategy} | ${r.link} | failed: ${r.error} | | | | | | |`);
+      continue;
+    }
+    const rss = (b: number | null): string => (b === null ? "-" : formatBytes(b));
+    lines.push(
+      `| ${formatBytes(r.memoryBytes)} | ${r.strategy} | ${r.link} | ${(r.totalTimeMs / 1000).toFixed(2)} s | ${mb(r.bytesPerSec)} | ${(100 * r.vsLoopbackTcp).toFixed(0)}% | ${r.downtimeMs.toFixed(0)} / ${r.guestDowntimeMs?.toFixed(0) ?? "-"} ms | ${(r.faultP50Us / 1000).toFixed(1)} / ${(r.faultP99Us / 1000).toFixed(1)} ms | ${r.receiverBound ? "yes" : "no"} | ${rss(r.sourceMaxRssBytes)} / ${rss(r.destMaxRssBytes)} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+async function main(): Promise<void> {
+  const arg = (name: string, def: string): string => {
+    const i = process.argv.indexOf(name);
+    return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : def;
+  };
+  const sizes = arg("--memory", "256MiB,1GiB").split(",").map(parseSize);
+  const strategies = arg("--strategy", STRATEGIES.join(",")).split(",") as Strategy[];
+  const links = arg("--link", "default,unlimited").split(",") as Array<MigrationBenchRow["link"]>;
+  const limits = await measureLimits();
+  const rows: MigrationBenchRow[] = [];
+  for (const size of sizes)
+    for (const link of links)
+      for (const strategy of strategies) {
+        const row = await benchMigration(size, strategy, link, limits);
+        rows.push(row);
+        console.error(`${formatBytes(size)} ${strategy} ${link}: ${row.error ?? `${(row.bytesPerSec / 1e6).toFixed(0)} MB/s`}`);
+      }
+  console.log(formatBenchTable(limits, rows));
+  const json = process.argv.indexOf("--json");
+  if (json >= 0) await writeFile(process.argv[json + 1]!, JSON.stringify({ limits, rows }, null, 2) + "\n");
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((e: unknown) => {
+    console.error(e);
+    process.exitCode = 1;
+  });
+}
