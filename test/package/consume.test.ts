@@ -8,7 +8,7 @@
  * cache first and falls back to the registry). Nothing here depends on how long a step takes.
  */
 import { execFileSync, type ExecFileSyncOptions } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -16,7 +16,9 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const PACKAGES = ["kernel", "sdk", "testing"] as const;
+const PACKAGES = ["kernel", "sdk", "testing", "conformance"] as const;
+/** Files a tarball may hold beyond package.json, README.md, LICENSE, CHANGELOG.md and dist/: the conformance CLI, its C runner and its corpus. */
+const EXTRA_FILES: Record<(typeof PACKAGES)[number], RegExp | null> = { kernel: null, sdk: null, testing: null, conformance: /^(bin\/[\w-]+\.js|native\/[\w-]+\.c|corpus\/[\w-]+\.scn)$/ };
 const require_ = createRequire(join(ROOT, "package.json"));
 const TSC = join(dirname(require_.resolve("typescript/package.json")), "bin", "tsc");
 const TSX = require_.resolve("tsx/cli");
@@ -76,6 +78,13 @@ const result = await explore(scenarioRef(new URL("./scenario.mjs", import.meta.u
 console.log(JSON.stringify({ ok: result.ok, seedsRun: result.seedsRun }));
 `;
 
+/** The conformance engine's simulation side, from plain node: one corpus-style scenario, step by step. */
+const CONFORMANCE_RUN = `import { Driver, SimBackend, parseScenario } from "@uffd/conformance";
+const scenario = parseScenario(["map A 2 anon", "write A 0 1 7", "read A 0 1"].join("\\n"), "consumer");
+const records = await new Driver(new SimBackend({ seed: 1 })).run(scenario);
+console.log(JSON.stringify({ steps: records.length, blocked: records.some((r) => r.r === "blocked") }));
+`;
+
 let work = "";
 let consumer = "";
 const packed = new Map<string, { filename: string; files: string[] }>();
@@ -123,6 +132,7 @@ describe("the packed packages, installed into a fresh project outside the worksp
     writeFileSync(join(consumer, "handler.test.ts"), VITEST_TEST);
     writeFileSync(join(consumer, "scenario.mjs"), SCENARIO_MODULE);
     writeFileSync(join(consumer, "explore-workers.mjs"), EXPLORE_IN_WORKERS);
+    writeFileSync(join(consumer, "conformance.mjs"), CONFORMANCE_RUN);
   }, 300_000);
 
   afterAll(() => {
@@ -136,9 +146,9 @@ describe("the packed packages, installed into a fresh project outside the worksp
     for (const required of ["package.json", "README.md", "LICENSE", "CHANGELOG.md", "dist/index.js", "dist/index.d.ts"]) {
       expect(files).toContain(required);
     }
-    const unexpected = files.filter((f) => !["package.json", "README.md", "LICENSE", "CHANGELOG.md"].includes(f) && !/^dist\/.+\.(js|mjs|d\.ts|d\.mts)$/.test(f));
+    const unexpected = files.filter((f) => !["package.json", "README.md", "LICENSE", "CHANGELOG.md"].includes(f) && !/^dist\/.+\.(js|mjs|d\.ts|d\.mts)$/.test(f) && !(EXTRA_FILES[name]?.test(f) ?? false));
     expect(unexpected).toEqual([]);
-    expect(files.filter((f) => /(^|\/)(test|bench|native)\/|\.test\.|tsbuildinfo/.test(f))).toEqual([]);
+    expect(files.filter((f) => /(^|\/)(test|bench)\/|\.test\.|tsbuildinfo|uffd-bench|\.o$/.test(f))).toEqual([]);
     const manifest = JSON.parse(readFileSync(join(consumer, "node_modules", "@uffd", name, "package.json"), "utf8")) as Record<string, unknown>;
     expect(manifest["license"]).toBe("MIT");
     expect(manifest["publishConfig"]).toEqual({ access: "public" });
@@ -149,6 +159,11 @@ describe("the packed packages, installed into a fresh project outside the worksp
     run(process.execPath, [TSC, "--init"]);
     run(process.execPath, [TSC, "-p", "."]); // exits non-zero on any type error
     expect(run("node", ["handler.js"]).trim()).toBe(HANDLER_OUTPUT);
+  });
+
+  it("the kernel's and the SDK's declarations type-check on their own (skipLibCheck off, no @types/node), and the SDK installs no rxjs", () => {
+    run(process.execPath, [TSC, "--noEmit", "--module", "nodenext", "--target", "esnext", "--strict", "--exactOptionalPropertyTypes", "--noUncheckedIndexedAccess", "--types", "", "--skipLibCheck", "false", "--ignoreConfig", "handler.ts"]);
+    expect(existsSync(join(consumer, "node_modules", "rxjs"))).toBe(false);
   });
 
   it("tsx runs the handler's TypeScript directly", () => {
@@ -162,6 +177,11 @@ describe("the packed packages, installed into a fresh project outside the worksp
 
   it("plain node explores seeds in worker threads with the built explore worker", () => {
     expect(JSON.parse(run("node", ["explore-workers.mjs"]))).toEqual({ ok: true, seedsRun: 40 });
+  });
+
+  it("plain node runs a scenario through @uffd/conformance's simulation side, and its CLI starts", () => {
+    expect(JSON.parse(run("node", ["conformance.mjs"]))).toEqual({ steps: 3, blocked: false });
+    expect(run(join(consumer, "node_modules", ".bin", "uffd-conform"), ["--help"])).toMatch(/uffd-conform/);
   });
 
   it("vitest runs a test that explores seeds with @uffd/testing and its matchers", () => {

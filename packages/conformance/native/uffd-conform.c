@@ -474,18 +474,42 @@ static void *step_thread(void *arg) {
   return NULL;
 }
 
-/* 1 when the thread sleeps in a userfaultfd wait (see the header), 0 while it may still run. */
-static int asleep_in_uffd(pid_t tid) {
-  char path[64], buf[128];
+/*
+ * Where a step thread may sleep for as long as the scenario leaves it there: a userfault, a
+ * userfaultfd event waiting to be read, or a lock held by a thread that sleeps in one of those
+ * (a second write(2) to a shmem file waits for the inode lock a first one holds while its copy
+ * from user memory sleeps on a userfault). Once every thread of the process is finished or
+ * asleep, a lock sleeper's holder is asleep too, so none of these states ends by itself.
+ */
+static const char *const STABLE_SLEEPS[] = {
+    /* userfaultfd waits */
+    "handle_userfault", "userfaultfd_event_wait_completion",
+    /* the shmem inode lock (wchan names the caller of the rwsem slow path): write, truncate,
+     * fallocate (and MADV_REMOVE through it), seals, SEEK_DATA/SEEK_HOLE */
+    "shmem_file_write_iter", "do_truncate", "shmem_fallocate", "vfs_fallocate", "memfd_add_seals", "memfd_fcntl",
+    "shmem_file_llseek",
+    /* other sleeping locks a userfault-blocked thread may hold */
+    "rwsem_down_write_slowpath", "rwsem_down_read_slowpath", "__mutex_lock", "mutex_lock", "folio_wait_bit_common",
+    "__folio_lock", NULL,
+};
+
+/* 1 when the thread sleeps in one of STABLE_SLEEPS (see the header), 0 while it may still run. */
+static int asleep_in_uffd(pid_t tid, char *wchan, size_t cap) {
+  char path[64];
   snprintf(path, sizeof path, "/proc/self/task/%d/wchan", tid);
   int fd = open(path, O_RDONLY);
+  wchan[0] = 0;
   if (fd < 0) return 0;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
+  ssize_t n = read(fd, wchan, cap - 1);
   close(fd);
   if (n <= 0) return 0;
-  buf[n] = 0;
-  return !strcmp(buf, "handle_userfault") || !strcmp(buf, "userfaultfd_event_wait_completion");
+  wchan[n] = 0;
+  for (int i = 0; STABLE_SLEEPS[i]; i++)
+    if (!strcmp(wchan, STABLE_SLEEPS[i])) return 1;
+  return 0;
 }
+
+static char unsettled_wchan[64];
 
 /* Waits until every step thread of this process has finished or sleeps on a userfaultfd. */
 static int settle(void) {
@@ -495,7 +519,7 @@ static int settle(void) {
     for (int i = 0; i < nsteps; i++) {
       step_t *s = steps[i];
       if (s->reported || __atomic_load_n(&s->finished, __ATOMIC_ACQUIRE)) continue;
-      if (!__atomic_load_n(&s->tid_ready, __ATOMIC_ACQUIRE) || !asleep_in_uffd(s->tid)) {
+      if (!__atomic_load_n(&s->tid_ready, __ATOMIC_ACQUIRE) || !asleep_in_uffd(s->tid, unsettled_wchan, sizeof unsettled_wchan)) {
         busy = 1;
         break;
       }
@@ -587,7 +611,7 @@ static void worker_loop(int k) {
     }
     report_done(&o, s->id);
     if (o.buf[o.len - 1] == ',') o.len--;
-    sb_printf(&o, "],\"settled\":%d}\n", ok);
+    sb_printf(&o, "],\"settled\":%d,\"wchan\":\"%s\"}\n", ok, ok ? "" : unsettled_wchan);
     write_all(res_fd[k][1], o.buf, o.len);
     free(o.buf);
   }

@@ -17,16 +17,27 @@ export interface RawResult {
   sig?: "SIGSEGV" | "SIGBUS";
   /** The backend could not run the primitive (a harness problem, never a kernel answer). */
   bad?: string;
+  /** The ioctl's out field (copy, zeropage, mapped, updated, move). */
   out?: number;
+  /** UFFDIO_API: the features field. */
   features?: number;
+  /** UFFDIO_API / REGISTER: the ioctls mask, in hex. */
   ioctls?: string;
+  /** Bytes read. */
   data?: number[];
+  /** mincore vector. */
   vec?: number[];
+  /** pipe: [readFd, writeFd]. */
   fds?: [number, number];
+  /** uffd_msg records read. */
   msgs?: RawMsg[];
+  /** pagemap entries. */
   pm?: PmEntry[];
+  /** smaps entries. */
   vmas?: RawVma[];
+  /** PAGEMAP_SCAN: walk_end. */
   walkEnd?: number;
+  /** PAGEMAP_SCAN: [start, end, categories] regions. */
   regions?: [number, number, number][];
 }
 
@@ -45,18 +56,29 @@ export interface RawMsg {
 
 /** One page of /proc/pid/pagemap with /proc/kpagecount and /proc/kpageflags of its frame. */
 export interface PmEntry {
+  /** Bit 63: present. */
   present: boolean;
+  /** Bit 62: swapped. */
   swapped: boolean;
+  /** Bit 61: file-page or shared-anon. */
   file: boolean;
+  /** Bit 56: exclusively mapped. */
   exclusive: boolean;
+  /** Bit 57: uffd-wp write-protected. */
   uffdWp: boolean;
+  /** Bit 58: guard region. */
   guard: boolean;
   /** The frame when present, else null. */
   pfn: number | null;
+  /** kpagecount of the frame. */
   count: number;
+  /** kpageflags ANON. */
   anon: boolean;
+  /** kpageflags DIRTY. */
   dirty: boolean;
+  /** kpageflags SWAPCACHE. */
   swapcache: boolean;
+  /** kpageflags ZERO_PAGE. */
   zero: boolean;
 }
 
@@ -70,13 +92,22 @@ export interface RawVma {
   swap: number;
 }
 
+/** A backend's answer to one primitive. */
 export interface ExecReply {
+  /** This primitive's result. */
   r: RawResult;
   /** Earlier primitives (by id) that finished during this one. */
-  done: { id: number; r: RawResult }[];
+  done: {
+    /** The primitive's id. */
+    id: number;
+    /** Its result. */
+    r: RawResult;
+  }[];
 }
 
+/** An execution of primitives, on the real kernel or on the simulation. */
 export interface Backend {
+  /** Which side. */
   readonly kind: "native" | "sim";
   /** Starts a fresh world: one process (index 0) with nothing mapped. */
   reset(): Promise<void>;
@@ -89,6 +120,7 @@ export interface Backend {
    * comparer's frame labels. Only the simulation can say; the native side returns null.
    */
   churn(): readonly number[] | null;
+  /** Releases the backend. */
   close(): Promise<void>;
 }
 

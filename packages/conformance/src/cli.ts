@@ -41,7 +41,7 @@ async function main(): Promise<void> {
     options: {
       seeds: { type: "string", default: "1000" },
       "seed-start": { type: "string", default: "1" },
-      steps: { type: "string", default: "24" },
+      steps: { type: "string", default: "32" },
       replay: { type: "string" },
       corpus: { type: "boolean", default: false },
       json: { type: "string" },

@@ -21,6 +21,7 @@
 import type { PmEntry } from "./backend.ts";
 import type { Norm, StepRecord } from "./driver.ts";
 
+/** Options of the comparison. */
 export interface CompareOptions {
   /** The host's anonymous read faults map a private page instead of the zero page. */
   pvmNoZeroPage?: boolean;
@@ -28,6 +29,7 @@ export interface CompareOptions {
   mask?: ReadonlySet<"dirty">;
 }
 
+/** Where the two sides first disagree. */
 export interface Divergence {
   /** 0-based step index. */
   index: number;
@@ -35,11 +37,15 @@ export interface Divergence {
   text: string;
   /** What differs: "result", "result of step N", a pagemap field, "frame identity". */
   what: string;
+  /** The real kernel's answer, as text. */
   native: string;
+  /** The simulation's answer, as text. */
   sim: string;
 }
 
+/** The verdict on one scenario. */
 export interface Comparison {
+  /** agree, diverge, or quirk (a divergence explained by a documented host quirk). */
   status: "agree" | "diverge" | "quirk";
   /** The first divergence, when status is not agree. */
   divergence: Divergence | null;

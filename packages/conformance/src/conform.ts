@@ -13,14 +13,21 @@ import type { Scenario } from "./scenario.ts";
 import { KNOWN_DIVERGENCES } from "./known.ts";
 import { SimBackend, type SimOptions } from "./sim.ts";
 
+/** A scenario run on both sides, and the verdict. */
 export interface CheckResult {
+  /** The scenario. */
   scenario: Scenario;
+  /** The real kernel's records. */
   native: StepRecord[];
+  /** The simulation's records. */
   sim: StepRecord[];
+  /** The verdict. */
   comparison: Comparison;
 }
 
+/** Runs scenarios on the real kernel and on the simulation and compares them step by step. */
 export class Conformance {
+  /** What the native runner reported about the host. */
   readonly host: HostInfo;
   readonly #native: NativeBackend;
   readonly #nativeDriver: Driver;
@@ -66,6 +73,7 @@ export class Conformance {
     return { scenario, native, sim, comparison };
   }
 
+  /** Stops the native runner. */
   async close(): Promise<void> {
     await this.#native.close();
   }

@@ -98,8 +98,11 @@ interface DProc {
 /** A normalised answer. JSON-comparable except `pm`, whose frames the comparer labels. */
 export type Norm = Record<string, unknown> | "blocked";
 
+/** One step as a backend answered it, normalised for comparison. */
 export interface StepRecord {
+  /** 0-based step index. */
   readonly index: number;
+  /** The step as scenario text. */
   readonly text: string;
   /** This step's answer. */
   r: Norm;
@@ -111,7 +114,9 @@ export interface StepRecord {
 
 class Skip extends Error {}
 
+/** Runs scenarios on one backend: places regions, resolves names to addresses, issues the primitives and normalises the answers. */
 export class Driver {
+  /** The backend the driver runs on. */
   readonly backend: Backend;
   #procs = new Map<string, DProc>();
   #slots = new Map<string, number>();
@@ -123,6 +128,7 @@ export class Driver {
     this.backend = backend;
   }
 
+  /** Runs a scenario from a fresh world; resolves to one record per step. */
   async run(scenario: Scenario): Promise<StepRecord[]> {
     await this.backend.reset();
     this.#procs = new Map([["p0", { index: 0, regions: new Map(), handles: new Map(), live: true, exited: false, forkFds: 0 }]]);

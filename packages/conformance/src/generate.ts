@@ -52,6 +52,8 @@ export const stepArb: fc.Arbitrary<Line> = fc.oneof(
   { weight: 6, arbitrary: fc.tuple(proc, region, off, len, byte).map(([p, r, o, n, b]) => `${p}write ${r} ${o} ${n} ${b}`) },
   { weight: 6, arbitrary: fc.tuple(proc, region).map(([p, r]) => `${p}pagemap ${r} 0 ${PAGES}`) },
   { weight: 6, arbitrary: fc.tuple(proc, region, off, len, fc.constantFrom(...ADVICE)).map(([p, r, o, n, a]) => `${p}advise ${r} ${o} ${n} ${a}`) },
+  // Reclaim and zap of the whole region, where markers and shmem meet.
+  { weight: 4, arbitrary: fc.tuple(proc, region, fc.constantFrom("pageout", "cold", "dontneed", "remove", "free")).map(([p, r, a]) => `${p}advise ${r} 0 ${PAGES} ${a}`) },
   { weight: 4, arbitrary: fc.tuple(region, off, len, fc.constantFrom("on", "off")).map(([r, o, n, m]) => `wp U ${r} ${o} ${n} ${m}`) },
   { weight: 3, arbitrary: fc.tuple(region, off, len).map(([r, o, n]) => `poison U ${r} ${o} ${n}`) },
   { weight: 4, arbitrary: fc.tuple(region, off, len, byte, fc.constantFrom("", " wp", " dontwake")).map(([r, o, n, b, f]) => `copy U ${r} ${o} ${n} ${b}${f}`) },
@@ -97,7 +99,7 @@ export const setupArb: fc.Arbitrary<Line[]> = fc
   });
 
 /** A whole random scenario as lines (setup then 1 to maxSteps steps). */
-export function scenarioArb(maxSteps = 24): fc.Arbitrary<Line[]> {
+export function scenarioArb(maxSteps = 32): fc.Arbitrary<Line[]> {
   return fc.tuple(setupArb, fc.array(stepArb, { minLength: 1, maxLength: maxSteps })).map(([s, t]) => [...s, ...t]);
 }
 

@@ -1,4 +1,9 @@
-/** Entry "@uffd/conformance": the differential conformance engine. */
+/**
+ * The differential conformance engine: scenarios run on the real Linux kernel (a C runner) and on
+ * @uffd/kernel, compared step by step.
+ *
+ * @module @uffd/conformance
+ */
 export { parseScenario, formatScenario, formatStep, ScenarioError, VERBS, type Scenario, type Step } from "./scenario.ts";
 export { Driver, ADVICE, FEATURES, type StepRecord, type Norm } from "./driver.ts";
 export { SimBackend, type SimOptions } from "./sim.ts";

@@ -6,6 +6,7 @@
  * field in the other scenarios so they keep checking everything else meanwhile.
  */
 import type { Divergence } from "./compare.ts";
+import type { Scenario } from "./scenario.ts";
 
 export interface KnownDivergence {
   readonly id: string;
@@ -17,19 +18,33 @@ export interface KnownDivergence {
    * Recognises this divergence's signature in a random scenario's first divergence, so a random
    * run can tell it from an unexplained one while the fix is pending.
    */
-  readonly signature?: (d: Divergence) => boolean;
+  readonly signature?: (d: Divergence, scenario: Scenario) => boolean;
 }
 
 /**
- * Empty while every divergence the engine found is fixed. Earlier entries (kpf-dirty,
- * mmap-min-addr, fault-around) went when their fixes landed; their scenarios in
- * corpus/known.scn now must agree.
+ * Found by this engine, not fixed yet (each is in docs/conformance.md with its scenario; the
+ * kernel areas they touch are owned by other work). Earlier entries (kpf-dirty, mmap-min-addr,
+ * fault-around, anon-uffd-pagetable) went when their fixes landed; their scenarios in corpus/known.scn agree now.
  */
-export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [];
+export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
+  {
+    id: "shmem-pageout-unmap",
+    reason:
+      "MADV_PAGEOUT reclaims an exclusively mapped shmem folio even without swap: mm/vmscan.c:shrink_folio_list() unmaps it (try_to_unmap(); a uffd-wp pte becomes a marker through pte_install_uffd_wp_if_needed()) before shmem_writeout() fails for want of swap and the folio stays in the page cache. The simulation leaves the page mapped.",
+    signature: (d, s) =>
+      s.steps.slice(0, d.index).some((x) => x.verb === "advise" && x.args[3] === "pageout") && /: page \d+$/.test(d.what) && (d.native === "-" || d.native === "S WP") && /^P F\b/.test(d.sim),
+  },
+  {
+    id: "shmem-inode-lock",
+    reason:
+      "shmem_file_write_iter() holds the inode lock for the whole write, also while its copy from user memory sleeps on a userfault; ftruncate (do_truncate), fallocate and MADV_REMOVE (shmem_fallocate), another write, F_ADD_SEALS and SEEK_DATA/SEEK_HOLE on that file sleep until it is released. The simulation has no inode lock: they complete at once.",
+    signature: (d) => d.native === "blocked" && d.sim !== "blocked" && /^(@\S+ )?(pwrite|truncate|punch|fallocate|advise \S+ \d+ \d+ remove)\b/.test(d.text),
+  },
+];
 
 /** The known divergence whose signature a divergence carries, if any. */
-export function explain(d: Divergence): KnownDivergence | undefined {
-  return KNOWN_DIVERGENCES.find((k) => k.signature?.(d) === true);
+export function explain(d: Divergence, scenario: Scenario): KnownDivergence | undefined {
+  return KNOWN_DIVERGENCES.find((k) => k.signature?.(d, scenario) === true);
 }
 
 export function knownDivergence(id: string): KnownDivergence | undefined {

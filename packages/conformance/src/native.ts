@@ -19,6 +19,7 @@ const CFLAGS = ["-O2", "-Wall", "-pthread"];
 
 /** What the runner found out about the host kernel when it started. */
 export interface HostInfo {
+  /** uname -r. */
   release: string;
   /** An anonymous read fault mapped the shared zero page (false on a pvm_no_zero_page host). */
   readFaultMapsZeroPage: boolean;
@@ -30,7 +31,18 @@ export interface HostInfo {
   swaps: string[];
 }
 
-export type HostProbe = { ok: true } | { ok: false; reason: string };
+/** Whether this host can run the native side, and why not. */
+export type HostProbe =
+  | {
+      /** The native side can run. */
+      ok: true;
+    }
+  | {
+      /** The native side cannot run. */
+      ok: false;
+      /** Why (no compiler, no /dev/userfaultfd, not root, ...). */
+      reason: string;
+    };
 
 function canRead(path: string): boolean {
   try {
@@ -120,13 +132,16 @@ function decodePm(raw: [string, number, string]): PmEntry {
   };
 }
 
+/** The real-kernel side: the C runner (native/uffd-conform.c), compiled on first use and driven over a pipe. */
 export class NativeBackend implements Backend {
+  /** "native". */
   readonly kind = "native" as const;
   #child: ChildProcessWithoutNullStreams | null = null;
   #lines: Interface | null = null;
   #queue: string[] = [];
   #waiters: Array<(line: string | null) => void> = [];
   #stderr = "";
+  /** What the runner reported about the host, once started. */
   host: HostInfo | null = null;
 
   /** Starts the runner (compiling it if needed) and reads its host line. */
@@ -195,11 +210,12 @@ export class NativeBackend implements Backend {
     for (const [k, v] of Object.entries(reply)) if (/^p\d+$/.test(k)) collect((v as { done: unknown }).done);
     let r = fix(reply["r"] as RawResult);
     const unsettled = reply["settled"] === 0 || Object.entries(reply).some(([k, v]) => /^p\d+$/.test(k) && (v as { settled: number }).settled === 0);
-    if (unsettled) r = { ...r, bad: "a step thread neither finished nor slept on a userfaultfd within 10 s" };
+    if (unsettled) r = { ...r, bad: `a step thread neither finished nor slept on a userfaultfd within 10 s (wchan ${String(reply["wchan"] ?? "?")})` };
     done.sort((a, b) => a.id - b.id);
     return { r, done };
   }
 
+  /** Stops the runner. */
   async close(): Promise<void> {
     const child = this.#child;
     if (child === null) return;

@@ -75,7 +75,7 @@ export async function randomRun(c: Conformance, seedStart: number, seeds: number
     } else if (last !== null) {
       const { result } = last as { result: CheckResult };
       const d = result.comparison.divergence as Divergence;
-      const k = explain(d);
+      const k = explain(d, result.scenario);
       if (k !== undefined) {
         known[k.id] = (known[k.id] ?? 0) + 1;
         onProgress?.(k0 + 1);

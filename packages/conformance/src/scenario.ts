@@ -18,14 +18,19 @@ export interface Step {
   readonly line: number;
   /** The process that runs the step. */
   readonly proc: string;
+  /** The primitive: a syscall or access name ("mmap", "register", "copy", "read", ...). */
   readonly verb: string;
+  /** Its arguments as written: region names, numbers, flag names. */
   readonly args: readonly string[];
 }
 
+/** A parsed scenario: its name, header fields and steps. */
 export interface Scenario {
+  /** The scenario's name (its file name, or the generator's label). */
   readonly name: string;
   /** Header fields: `# key: value` lines before the first step. */
   readonly meta: Readonly<Record<string, string>>;
+  /** The steps, in order. */
   readonly steps: readonly Step[];
 }
 
@@ -77,7 +82,9 @@ export const VERBS: Readonly<Record<string, readonly ArgKind[]>> = {
 const NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/;
 const NUM = /^(0x[0-9a-fA-F]+|\d+)$/;
 
+/** Malformed scenario text; the message names the line. */
 export class ScenarioError extends Error {
+  /** "ScenarioError". */
   override name = "ScenarioError";
 }
 
@@ -125,6 +132,7 @@ export function formatStep(step: Pick<Step, "proc" | "verb" | "args">): string {
   return `${step.proc === "p0" ? "" : `@${step.proc} `}${step.verb}${step.args.length > 0 ? ` ${step.args.join(" ")}` : ""}`;
 }
 
+/** Scenario text for steps, one per line (what parseScenario reads back). */
 export function formatScenario(steps: readonly Pick<Step, "proc" | "verb" | "args">[]): string {
   return `${steps.map(formatStep).join("\n")}\n`;
 }

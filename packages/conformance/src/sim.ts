@@ -35,6 +35,7 @@ import type { Backend, ExecReply, PmEntry, RawMsg, RawResult } from "./backend.t
 /** The field value both runners put in an out field before the ioctl, to see whether it was written. */
 export const OUT_SENTINEL = 0x7eadbeef;
 
+/** Options of the simulation backend. */
 export interface SimOptions {
   /** KernelOptions.seed of each fresh world. */
   seed?: number;
@@ -48,9 +49,12 @@ interface Pending {
   result: RawResult | null;
 }
 
+/** The simulation side: each reset() is a fresh @uffd/kernel Kernel. */
 export class SimBackend implements Backend {
+  /** "sim". */
   readonly kind = "sim" as const;
   #options: SimOptions;
+  /** The current world's kernel. */
   kernel!: Kernel;
   #procs = new Map<number, Process>();
   #pending: Pending[] = [];
@@ -85,6 +89,7 @@ export class SimBackend implements Backend {
 
   async live(): Promise<void> {}
 
+  /** Nothing to release. */
   async close(): Promise<void> {}
 
   async #settle(): Promise<void> {

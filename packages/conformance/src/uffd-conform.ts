@@ -63,7 +63,7 @@ async function main(): Promise<void> {
     const seeds = Number(values.seeds);
     if (seeds > 0) {
       console.log("");
-      printTable(await randomRun(c, 1, seeds, 24));
+      printTable(await randomRun(c, 1, seeds, 32));
     }
     if (failures.length > 0) process.exitCode = 1;
   } finally {

@@ -44,7 +44,7 @@ describe.skipIf(reason !== null)("conformance against the host kernel", () => {
   });
 
   it("500 random scenarios agree", { timeout: 180_000 }, async () => {
-    const report = await randomRun(c, 1, 500, 24);
+    const report = await randomRun(c, 1, 500, 32);
     // Divergences with the signature of a known one whose fix is pending are counted apart
     // (report.known); everything else must agree.
     expect(report.classes.map((k) => `${k.key} (seed ${k.firstSeed}):\n${k.scenario}`)).toEqual([]);

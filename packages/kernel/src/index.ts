@@ -1,8 +1,15 @@
 /**
- * Entry "@uffd/kernel": a simulated Linux 6.18 kernel (memory management and userfaultfd).
- * Constants, ioctl structs and the message codec live in "@uffd/kernel/uapi".
+ * A simulated Linux 6.18 kernel (memory management and userfaultfd): `Kernel`, `Process`,
+ * `Thread`, the errors and the procfs views. Constants, ioctl structs and the message codec live
+ * in `@uffd/kernel/uapi`.
+ *
+ * @module @uffd/kernel
  */
 export { Kernel, type KernelOptions, type SpawnOptions } from "./kernel/kernel.ts";
+export {
+  DEFAULT_RELEASE, KERNEL_RELEASES, UFFD_FEATURE_SINCE, releaseProfile,
+  type KernelRelease, type ReleaseProfile, type Utsname,
+} from "./kernel/release.ts";
 export type { Preemption, SchedPoint, SchedEvent } from "./kernel/sched.ts";
 export { Process, Thread, type PollFd, type WaitStatus, type UserBuffer } from "./kernel/process.ts";
 export type { PagemapEntry, VmaInfo, KPageFlags } from "./fs/procfs.ts";

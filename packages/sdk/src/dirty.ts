@@ -20,16 +20,23 @@ import type { Fault } from "./types.ts";
 import { Userfaultfd } from "./userfaultfd.ts";
 import { UffdError } from "./errors.ts";
 
+/** Options of new DirtyTracker(). */
 export interface DirtyTrackerOptions {
+  /** "sync" (default) or "async" (needs the wp-async feature). */
   mode?: "sync" | "async";
   /** The tracked process, for the pagemap reads of async mode. Default: the handling process. */
   target?: Process;
 }
 
+/** Tracks which pages of a range are written, with uffd-wp: begin() protects the range, collect() returns the pages written since and protects them again. */
 export class DirtyTracker {
+  /** The handler whose userfaultfd protects the range. */
   readonly uffd: Userfaultfd;
+  /** Start of the tracked range. */
   readonly start: number;
+  /** End of the tracked range (exclusive). */
   readonly end: number;
+  /** "sync" (wp faults recorded by a listener) or "async" (UFFD_FEATURE_WP_ASYNC and pagemap). */
   readonly mode: "sync" | "async";
   readonly #target: Process;
   readonly #dirty = new Set<number>();

@@ -4,6 +4,11 @@
  */
 import type { FeatureName, RegisterMode } from "./features.ts";
 
+/**
+ * Why the SDK failed: a feature or mode the kernel will not give, a permission, a listener that
+ * threw or missed its deadline, a fault nobody handled, a resolve that could not make progress,
+ * or a closed userfaultfd.
+ */
 export type UffdErrorReason =
   | "feature-unavailable"
   | "mode-unavailable"
@@ -14,7 +19,9 @@ export type UffdErrorReason =
   | "livelock"
   | "closed";
 
+/** The SDK's own errors (kernel failures stay ErrnoError). */
 export class UffdError extends Error {
+  /** Why, to match on. */
   readonly reason: UffdErrorReason;
 
   constructor(reason: UffdErrorReason, message: string, options?: { cause?: unknown }) {
@@ -26,6 +33,7 @@ export class UffdError extends Error {
 
 /** A required feature is not offered by the kernel, or not to this caller. */
 export class FeatureUnavailableError extends UffdError {
+  /** The features that are missing. */
   readonly features: readonly FeatureName[];
 
   constructor(features: readonly FeatureName[], message: string, options?: { cause?: unknown }) {
@@ -37,6 +45,7 @@ export class FeatureUnavailableError extends UffdError {
 
 /** A register mode cannot be used on this memory (MINOR on private anon, any mode on a hole ...). */
 export class ModeUnavailableError extends UffdError {
+  /** The modes refused. */
   readonly modes: readonly RegisterMode[];
 
   constructor(modes: readonly RegisterMode[], message: string, options?: { cause?: unknown }) {

@@ -6,13 +6,18 @@
 
 /** UFFD_EVENT_REMAP: [from, from+len) moved to [to, to+len) (len is the old length). */
 export interface RemapEvent {
+  /** Old start address. */
   readonly from: number;
+  /** New start address. */
   readonly to: number;
+  /** Length in bytes. */
   readonly len: number;
 }
 
 /** UFFD_EVENT_REMOVE (MADV_DONTNEED, MADV_FREE, MADV_REMOVE) and UFFD_EVENT_UNMAP (munmap, mremap, MAP_FIXED). */
 export interface RangeEvent {
+  /** Start address. */
   readonly start: number;
+  /** End address (exclusive). */
   readonly end: number;
 }

@@ -16,11 +16,6 @@ import { type CopyOptions, FAULT_STATE, type Fault, type FaultKind, NO_DEADLINE,
 
 export type { CopyOptions, Fault, FaultKind } from "./types.ts";
 
-/** The context that read a fault: SDK clients (serve, fills, trackers) act on its state, and nobody else's. */
-export function contextOf(f: Fault): UffdContext {
-  return (f as FaultImpl).ctx;
-}
-
 const KIND_INDEX: Record<FaultKind, number> = { missing: 0, wp: 1, minor: 2 };
 
 /** The in-flight table's key of a page's fault of one kind. */

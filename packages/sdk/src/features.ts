@@ -27,25 +27,43 @@ import {
 
 /** UFFD_FEATURE_* by name. */
 export const FEATURES = {
+  /** Write-protect faults. */
   "pagefault-flag-wp": UFFD_FEATURE_PAGEFAULT_FLAG_WP,
+  /** UFFD_EVENT_FORK (needs CAP_SYS_PTRACE). */
   "event-fork": UFFD_FEATURE_EVENT_FORK,
+  /** UFFD_EVENT_REMAP on mremap(2). */
   "event-remap": UFFD_FEATURE_EVENT_REMAP,
+  /** UFFD_EVENT_REMOVE on MADV_DONTNEED / MADV_REMOVE. */
   "event-remove": UFFD_FEATURE_EVENT_REMOVE,
+  /** MISSING faults on hugetlbfs. */
   "missing-hugetlbfs": UFFD_FEATURE_MISSING_HUGETLBFS,
+  /** MISSING faults on shmem. */
   "missing-shmem": UFFD_FEATURE_MISSING_SHMEM,
+  /** UFFD_EVENT_UNMAP on munmap(2). */
   "event-unmap": UFFD_FEATURE_EVENT_UNMAP,
+  /** Faults raise SIGBUS instead of waiting for a handler. */
   sigbus: UFFD_FEATURE_SIGBUS,
+  /** The faulting thread's id in each fault. */
   "thread-id": UFFD_FEATURE_THREAD_ID,
+  /** MINOR faults on hugetlbfs. */
   "minor-hugetlbfs": UFFD_FEATURE_MINOR_HUGETLBFS,
+  /** MINOR faults on shmem. */
   "minor-shmem": UFFD_FEATURE_MINOR_SHMEM,
+  /** The exact faulting address, not the page start. */
   "exact-address": UFFD_FEATURE_EXACT_ADDRESS,
+  /** Write-protect on hugetlbfs and shmem. */
   "wp-hugetlbfs-shmem": UFFD_FEATURE_WP_HUGETLBFS_SHMEM,
+  /** Write-protecting anonymous memory also protects unpopulated pages. */
   "wp-unpopulated": UFFD_FEATURE_WP_UNPOPULATED,
+  /** UFFDIO_POISON. */
   poison: UFFD_FEATURE_POISON,
+  /** The kernel resolves write-protect faults itself (dirty tracking with PAGEMAP_SCAN). */
   "wp-async": UFFD_FEATURE_WP_ASYNC,
+  /** UFFDIO_MOVE. */
   move: UFFD_FEATURE_MOVE,
 } as const;
 
+/** A feature's name: a key of FEATURES ("thread-id", "event-fork", "wp-async", ...). */
 export type FeatureName = keyof typeof FEATURES;
 
 /**
@@ -83,11 +101,15 @@ export function featureNames(bits: number): FeatureName[] {
 
 /** The three kinds of registration, as UFFDIO_REGISTER_MODE_* bits. */
 export const MODES = {
+  /** A fault on a page that is not there. */
   missing: UFFDIO_REGISTER_MODE_MISSING,
+  /** A write to a write-protected page. */
   wp: UFFDIO_REGISTER_MODE_WP,
+  /** A fault on a page in the page cache but not in the page table (shmem, hugetlbfs). */
   minor: UFFDIO_REGISTER_MODE_MINOR,
 } as const;
 
+/** A registration mode's name: "missing", "wp" or "minor". */
 export type RegisterMode = keyof typeof MODES;
 
 export function modeBits(modes: RegisterMode | readonly RegisterMode[]): number {

@@ -1,7 +1,9 @@
 /**
- * @uffd/sdk: the userspace side of userfaultfd, on top of the simulated kernel's public uAPI.
+ * The userspace side of userfaultfd, on top of the simulated kernel's public uAPI.
  * Open a userfaultfd, register ranges, receive faults and non-cooperative events as typed
  * events, and resolve them with race-safe resolvers named after the ioctls.
+ *
+ * @module @uffd/sdk
  */
 
 /* The handler */

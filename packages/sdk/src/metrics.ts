@@ -16,6 +16,7 @@ export type { InstallKind, Resolution } from "./types.ts";
  * value is reported within 1/16 (6.25 %) of its true value. Values are non-negative numbers.
  */
 export class Histogram {
+  /** log2 of the sub-buckets per power of two (16: values within 1/16). */
   static readonly SUB_BITS = 4;
   readonly #counts = new Float64Array(64 << Histogram.SUB_BITS);
   #count = 0;
@@ -23,6 +24,7 @@ export class Histogram {
   #min = Infinity;
   #max = 0;
 
+  /** Records a value (negative values count as 0). */
   record(value: number): void {
     const v = value > 0 ? value : 0;
     this.#counts[Histogram.#index(v)]!++;
@@ -54,6 +56,7 @@ export class Histogram {
     return (16 + sub) * 2 ** (exp - Histogram.SUB_BITS);
   }
 
+  /** How many values were recorded. */
   get count(): number {
     return this.#count;
   }
@@ -74,6 +77,7 @@ export class Histogram {
     return this.#max;
   }
 
+  /** count, min, max, mean, p50 and p99. */
   snapshot(): HistogramSnapshot {
     return {
       count: this.#count,
@@ -86,59 +90,175 @@ export class Histogram {
   }
 }
 
+/** A histogram's summary (values within 1/16 of the truth). */
 export interface HistogramSnapshot {
+  /** Values recorded. */
   count: number;
+  /** Smallest value (0 when empty). */
   min: number;
+  /** Largest value. */
   max: number;
+  /** Mean. */
   mean: number;
+  /** Median. */
   p50: number;
+  /** 99th percentile. */
   p99: number;
 }
 
+/** A copy of a handler's Metrics at one instant (uffd.metrics.snapshot()). */
 export interface MetricsSnapshot {
-  faults: Record<FaultKind, number> & { duplicates: number };
-  events: { fork: number; remap: number; remove: number; unmap: number };
+  /** Faults delivered, by kind; `duplicates`: messages coalesced into a fault already in flight. */
+  faults: Record<FaultKind, number> & {
+    /** Messages for a page and kind already in flight. */
+    duplicates: number;
+  };
+  /** Non-cooperative events processed. */
+  events: {
+    /** UFFD_EVENT_FORK. */
+    fork: number;
+    /** UFFD_EVENT_REMAP. */
+    remap: number;
+    /** UFFD_EVENT_REMOVE. */
+    remove: number;
+    /** UFFD_EVENT_UNMAP. */
+    unmap: number;
+  };
+  /** Faults settled, by resolution. */
   outcomes: Record<Resolution, number>;
   /** EAGAIN retries after events were processed, and partial-progress continuations. */
-  retries: { eagain: number; partial: number };
+  retries: {
+    /** EAGAIN retries. */
+    eagain: number;
+    /** Continuations after partial progress. */
+    partial: number;
+  };
   /** Bytes installed by each resolver; `prefetch` counts the part of them installed by background fills. */
-  bytes: Record<InstallKind, number> & { prefetch: number };
+  bytes: Record<InstallKind, number> & {
+    /** Bytes installed by background fills. */
+    prefetch: number;
+  };
   /** Fault read to resolve, in ns: virtual = the kernel's clock, wall = the host clock. */
-  latency: { virtualNs: HistogramSnapshot; wallNs: HistogramSnapshot };
-  policy: { sigbus: number; retry: number; callback: number; timeouts: number; errors: number };
+  latency: {
+    /** On the kernel's virtual clock. */
+    virtualNs: HistogramSnapshot;
+    /** On the host clock. */
+    wallNs: HistogramSnapshot;
+  };
+  /** What the failure policy did. */
+  policy: {
+    /** Faults answered with SIGBUS. */
+    sigbus: number;
+    /** Faults dispatched again ("retry" policy). */
+    retry: number;
+    /** Faults handed to the policy callback. */
+    callback: number;
+    /** Deadlines missed. */
+    timeouts: number;
+    /** Listener errors (throws and rejections). */
+    errors: number;
+  };
 }
 
 /** One Chrome trace event (the JSON Object Format's traceEvents entries). */
 export interface TraceEvent {
+  /** The event's name ("fault", "copy", "remove", ...). */
   name: string;
+  /** Its category. */
   cat: string;
+  /** Phase: "X" a complete event with a duration, "i" an instant, "M" metadata. */
   ph: "X" | "i" | "M";
   /** Microseconds. */
   ts: number;
+  /** Duration in microseconds ("X" events). */
   dur?: number;
+  /** Process id. */
   pid: number;
+  /** Thread id. */
   tid: number;
+  /** Scope of an instant event: global, process or thread. */
   s?: "g" | "p" | "t";
+  /** Event details. */
   args?: Record<string, unknown>;
 }
 
+/** A trace in Chrome's JSON Object Format (load it in Perfetto or chrome://tracing). */
 export interface ChromeTrace {
+  /** The events. */
   traceEvents: TraceEvent[];
+  /** How viewers display times. */
   displayTimeUnit: "ns" | "ms";
+  /** Metadata (droppedEvents when the ring overflowed). */
   otherData: Record<string, unknown>;
 }
 
 /** The default size of the trace ring, in events (about 25 MB of trace objects at most). */
 export const TRACE_EVENTS_MAX = 100_000;
 
+/** A handler's live counters, latency histograms and trace ring; snapshot() copies them. */
 export class Metrics {
-  readonly faults = { missing: 0, wp: 0, minor: 0, duplicates: 0 };
-  readonly events = { fork: 0, remap: 0, remove: 0, unmap: 0 };
+  /** Faults delivered, by kind, and duplicates coalesced. */
+  readonly faults = {
+    /** MISSING faults. */
+    missing: 0,
+    /** WP faults. */
+    wp: 0,
+    /** MINOR faults. */
+    minor: 0,
+    /** Messages for a page and kind already in flight. */
+    duplicates: 0,
+  };
+  /** Non-cooperative events processed. */
+  readonly events = {
+    /** UFFD_EVENT_FORK. */
+    fork: 0,
+    /** UFFD_EVENT_REMAP. */
+    remap: 0,
+    /** UFFD_EVENT_REMOVE. */
+    remove: 0,
+    /** UFFD_EVENT_UNMAP. */
+    unmap: 0,
+  };
+  /** Faults settled, by resolution. */
   readonly outcomes: Record<Resolution, number> = { installed: 0, present: 0, woken: 0, zeroed: 0, gone: 0, exited: 0, closed: 0, failed: 0 };
-  readonly retries = { eagain: 0, partial: 0 };
-  readonly bytes = { copy: 0, zeropage: 0, continue: 0, move: 0, poison: 0, prefetch: 0 };
-  readonly policy = { sigbus: 0, retry: 0, callback: 0, timeouts: 0, errors: 0 };
+  /** EAGAIN retries and partial-progress continuations. */
+  readonly retries = {
+    /** EAGAIN retries. */
+    eagain: 0,
+    /** Continuations after partial progress. */
+    partial: 0,
+  };
+  /** Bytes installed, by resolver; prefetch: the part installed by background fills. */
+  readonly bytes = {
+    /** By UFFDIO_COPY. */
+    copy: 0,
+    /** By UFFDIO_ZEROPAGE. */
+    zeropage: 0,
+    /** By UFFDIO_CONTINUE. */
+    continue: 0,
+    /** By UFFDIO_MOVE. */
+    move: 0,
+    /** By UFFDIO_POISON. */
+    poison: 0,
+    /** By background fills. */
+    prefetch: 0,
+  };
+  /** What the failure policy did. */
+  readonly policy = {
+    /** Faults answered with SIGBUS. */
+    sigbus: 0,
+    /** Faults dispatched again. */
+    retry: 0,
+    /** Faults handed to the policy callback. */
+    callback: 0,
+    /** Deadlines missed. */
+    timeouts: 0,
+    /** Listener errors. */
+    errors: 0,
+  };
+  /** Fault read to resolve, on the kernel's virtual clock (ns). */
   readonly latencyVirtualNs = new Histogram();
+  /** Fault read to resolve, on the host clock (ns). */
   readonly latencyWallNs = new Histogram();
   /** The trace ring: the newest event is at #traceHead - 1 (mod the ring's length, once full). */
   #trace: TraceEvent[] | null = null;
@@ -158,6 +278,7 @@ export class Metrics {
     this.#traceDropped = 0;
   }
 
+  /** Whether trace events are being recorded. */
   get tracing(): boolean {
     return this.#trace !== null;
   }
@@ -167,6 +288,7 @@ export class Metrics {
     return this.#trace === null ? 0 : this.#traceEventsMax;
   }
 
+  /** Adds an event to the trace ring (when tracing). */
   addTraceEvent(e: TraceEvent): void {
     const t = this.#trace;
     if (t === null) return;
@@ -195,6 +317,7 @@ export class Metrics {
     };
   }
 
+  /** A copy of every counter and histogram summary. */
   snapshot(): MetricsSnapshot {
     return {
       faults: { ...this.faults },

@@ -6,6 +6,7 @@
 import { ErrnoError, type Process } from "@uffd/kernel";
 import { SEEK_DATA } from "@uffd/kernel/uapi";
 
+/** Where a handler's pages come from: bytes at an offset of the registered range's source (null: no data there, zero-fill). */
 export interface PageSource {
   /** `length` is a whole number of pages. May answer synchronously (the fast path) or with a promise. */
   read(offset: number, length: number): Uint8Array | null | Promise<Uint8Array | null>;
@@ -13,6 +14,7 @@ export interface PageSource {
 
 /** A local buffer: offset 0 is its first byte; beyond its end reads as zeros. Answers synchronously, without copying. */
 export class BufferSource implements PageSource {
+  /** The image. */
   readonly bytes: Uint8Array;
 
   constructor(bytes: Uint8Array) {
@@ -35,7 +37,9 @@ export class BufferSource implements PageSource {
  * already in the page cache and serve() resolves them with UFFDIO_CONTINUE, without reading.
  */
 export class MemfdSource implements PageSource {
+  /** The process owning the memfd. */
   readonly proc: Process;
+  /** The memfd. */
   readonly fd: number;
   /** The source offset of the memfd's byte 0. */
   readonly base: number;
@@ -65,6 +69,7 @@ export class MemfdSource implements PageSource {
   }
 }
 
+/** Options of RemoteSource. */
 export interface RemoteSourceOptions {
   /**
    * Simulated latency of one request on the kernel's virtual clock (a poll with no fds in
@@ -84,8 +89,9 @@ export class RemoteSource implements PageSource {
   readonly #latencyMs: number;
   readonly #proc: Process | null;
   readonly #inflight = new Map<string, Promise<Uint8Array | null>>();
-  /** Calls made to the remote function, and the bytes they returned. */
+  /** Calls made to the remote function. */
   requests = 0;
+  /** Bytes the remote function returned. */
   bytes = 0;
 
   constructor(fetch: (offset: number, length: number) => Promise<Uint8Array | null>, options: RemoteSourceOptions = {}) {

@@ -27,8 +27,11 @@ export const PAGE_STATE = {
 
 /** A registered range as the app sees it: an immutable snapshot. */
 export interface RegisteredRange {
+  /** Start address. */
   readonly start: number;
+  /** End address (exclusive). */
   readonly end: number;
+  /** The modes it is registered with. */
   readonly modes: readonly RegisterMode[];
   /** Where `start` comes from in the page source (byte offset); survives mremap. */
   readonly offset: number;

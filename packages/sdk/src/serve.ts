@@ -20,6 +20,7 @@ import type { PageSource } from "./page-source.ts";
 import { PAGE_STATE, type RangeEntry } from "./ranges.ts";
 import type { Fault, Resolution } from "./types.ts";
 
+/** Options of uffd.serve(). */
 export interface ServeOptions {
   /** What a wp fault gets. Default "unprotect"; "ignore" leaves wp faults to other listeners. */
   wp?: "unprotect" | "ignore";
@@ -60,6 +61,7 @@ function serveFault(ctx: UffdContext, source: PageSource, f: Fault, wp: "unprote
     });
 }
 
+/** Options of uffd.fill() (a background fill). */
 export interface FillOptions {
   /** Pages per request at first (CRIU starts at 64 KiB). Default 16. */
   chunkPages?: number;
@@ -69,6 +71,7 @@ export interface FillOptions {
   pages?: readonly number[];
 }
 
+/** What a background fill did so far. */
 export interface FillStats {
   /** Bytes this fill installed. */
   installedBytes: number;
@@ -88,6 +91,7 @@ export class BackgroundFill {
   readonly #chunkMax: number;
   readonly #pages: readonly number[] | null;
   #stopped = false;
+  /** Counts so far (updated as the fill goes). */
   readonly stats: FillStats = { installedBytes: 0, presentBytes: 0, skippedBytes: 0, requests: 0 };
   /** Resolves when every page was tried, or after stop(). */
   readonly done: Promise<FillStats>;

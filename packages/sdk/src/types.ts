@@ -5,6 +5,7 @@
  */
 import type { RegisteredRange } from "./ranges.ts";
 
+/** What kind of userfault: a missing page, a write to a write-protected page, or a minor fault (page in the page cache, not in the page table). */
 export type FaultKind = "missing" | "wp" | "minor";
 
 /** How a fault ended. */
@@ -26,6 +27,7 @@ export type Resolution =
   /** The handler failed and the failure policy ran (SIGBUS by poisoning the page, ...). */
   | "failed";
 
+/** The resolvers that install pages, as Metrics.bytes counts them. */
 export type InstallKind = "copy" | "zeropage" | "continue" | "move" | "poison";
 
 /**
@@ -37,6 +39,7 @@ export const NO_DEADLINE = -1;
 /** @internal Fault lifecycle. pending: nobody has started to resolve it; resolving: an ioctl is under way. */
 export const FAULT_STATE = { PENDING: 0, RESOLVING: 1, SETTLED: 2 } as const;
 
+/** Options of fault.copy(), fault.continue() and fault.move(). */
 export interface CopyOptions {
   /**
    * Map the page write-protected (UFFDIO_COPY_MODE_WP). Default: true iff the app write-protected
@@ -48,11 +51,13 @@ export interface CopyOptions {
 
 /** A fault as listeners see it: read-only facts and the resolvers. */
 export interface Fault {
+  /** "missing", "wp" or "minor". */
   readonly kind: FaultKind;
   /** The faulting access was a write (UFFD_PAGEFAULT_FLAG_WRITE). */
   readonly write: boolean;
   /** The fault address: page-aligned, or exact with the "exact-address" feature. */
   readonly address: number;
+  /** The faulting page's start address. */
   readonly pageAddress: number;
   /** The faulting thread (needs the "thread-id" feature, else 0). */
   readonly threadId: number;

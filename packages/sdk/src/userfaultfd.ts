@@ -70,6 +70,7 @@ export type UffdEvents = {
   close: () => void;
 };
 
+/** The name of an event of UffdEvents ("fault", "fork", "remap", "remove", "unmap", "error", "close"). */
 export type UffdEventName = keyof UffdEvents;
 
 /**
@@ -78,11 +79,30 @@ export type UffdEventName = keyof UffdEvents;
  * the SDK's view of the ranges already follows (as for the push events).
  */
 export type UffdEvent =
-  | { readonly type: "fault"; readonly fault: Fault }
-  | { readonly type: "fork"; readonly child: Userfaultfd }
-  | ({ readonly type: "remap" } & RemapEvent)
-  | ({ readonly type: "remove" } & RangeEvent)
-  | ({ readonly type: "unmap" } & RangeEvent);
+  | {
+      /** A userfault. */
+      readonly type: "fault";
+      /** The fault, with its resolvers. */
+      readonly fault: Fault;
+    }
+  | {
+      /** UFFD_EVENT_FORK. */
+      readonly type: "fork";
+      /** The child's handler (adopted with the parent's options). */
+      readonly child: Userfaultfd;
+    }
+  | ({
+      /** UFFD_EVENT_REMAP. */
+      readonly type: "remap";
+    } & RemapEvent)
+  | ({
+      /** UFFD_EVENT_REMOVE. */
+      readonly type: "remove";
+    } & RangeEvent)
+  | ({
+      /** UFFD_EVENT_UNMAP. */
+      readonly type: "unmap";
+    } & RangeEvent);
 
 /** typed-emitter's interface over this map (eventemitter3 implements only part of it). */
 export type UffdTypedEmitter = TypedEventEmitter<UffdEvents>;
@@ -92,13 +112,19 @@ export type UffdTypedEmitter = TypedEventEmitter<UffdEvents>;
  * for chaining. test/types.test.ts proves UffdTypedEmitter is assignable to it (a strict subset).
  */
 export interface UffdEventSubscriber {
+  /** Adds a listener. */
   on<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this;
+  /** Adds a listener called at most once. */
   once<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this;
+  /** Removes a listener. */
   off<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this;
+  /** Removes every listener of an event, or of all events. */
   removeAllListeners<E extends UffdEventName>(event?: E): this;
+  /** How many listeners an event has. */
   listenerCount<E extends UffdEventName>(event: E): number;
 }
 
+/** How the handler runs: read batch, failure policy, deadlines, tracing and metrics. Common to open() and adopt(). */
 export interface HandlerOptions {
   /** Messages per read(2) (each 32 bytes). Default 64. */
   batch?: number;
@@ -119,19 +145,30 @@ export interface HandlerOptions {
    * handler that must answer within so much virtual time); a handler waiting on real I/O then
    * looks like one that never answers.
    */
-  deadline?: { virtualMs?: number | null; wallMs?: number | null };
+  deadline?: {
+    /** Virtual milliseconds (the kernel's clock); null = never (the default). */
+    virtualMs?: number | null;
+    /** Host milliseconds; null = never. Default DEFAULT_DEADLINE_WALL_MS. */
+    wallMs?: number | null;
+  };
   /**
    * Record Chrome trace events from the start (see metrics.exportTrace()), into a ring that keeps
    * the most recent `eventsMax` events (default 100,000, TRACE_EVENTS_MAX; older ones are
    * overwritten and counted in the export's otherData.droppedEvents).
    */
-  trace?: boolean | { eventsMax?: number };
+  trace?:
+    | boolean
+    | {
+        /** The size of the trace ring in events (default TRACE_EVENTS_MAX). */
+        eventsMax?: number;
+      };
   /** Share a Metrics object (fork children share their parent's by default). */
   metrics?: Metrics;
   /** Host clock in ms, for wall-time latencies. Default performance.now. */
   wallClock?: () => number;
 }
 
+/** Options of Userfaultfd.open(): the features to ask for and how to create the fd, plus the HandlerOptions. */
 export interface OpenOptions extends HandlerOptions {
   /** Features the handler cannot work without: open fails with FeatureUnavailableError if any is missing. */
   features?: readonly FeatureName[];
@@ -143,15 +180,26 @@ export interface OpenOptions extends HandlerOptions {
   via?: "auto" | "dev" | "syscall";
 }
 
+/** Options of Userfaultfd.adopt(): what the process that created the fd set up (features, ranges), plus the HandlerOptions. */
 export interface AdoptOptions extends HandlerOptions {
   /** The features the sender enabled with UFFDIO_API (the fd cannot be asked). */
   features?: readonly FeatureName[];
   /** The ranges the sender registered, as { start, len, modes, offset? }. */
-  ranges?: ReadonlyArray<{ start: number; len: number; modes: RegisterMode | readonly RegisterMode[]; offset?: number }>;
+  ranges?: ReadonlyArray<{
+    /** Start address. */
+    start: number;
+    /** Length in bytes. */
+    len: number;
+    /** The modes the range was registered with. */
+    modes: RegisterMode | readonly RegisterMode[];
+    /** The range's offset in the page source (default 0). */
+    offset?: number;
+  }>;
   /** The process whose memory the fd serves, for /proc/pid/smaps lookups of unknown ranges. */
   target?: Process;
 }
 
+/** Options of register(). */
 export interface RegisterOptions {
   /** The byte offset of `start` in the app's page source (fault.offset is measured from it). Default 0. */
   offset?: number;
@@ -171,6 +219,7 @@ export interface WakeOptions {
   dontWake?: boolean;
 }
 
+/** Options of the range operations that map pages (copy, zeropage, continue, move). */
 export interface RangeOpOptions extends WakeOptions {
   /** Map write-protected. Default: whether the page is currently write-protected by this handler. */
   wp?: boolean;
@@ -228,6 +277,7 @@ function dontWakeOf(o: WakeOptions, what: string): boolean {
 
 /** What a range operation did, in bytes. */
 export interface RangeResult {
+  /** Installed by this call (copied, zero-filled, continued, moved or poisoned). */
   readonly installedBytes: number;
   /** Already present (EEXIST): woken and skipped. */
   readonly presentBytes: number;
@@ -239,6 +289,7 @@ function rangeResult(r: MfillResult): RangeResult {
   return { installedBytes: r.installed + r.zeroed, presentBytes: r.present, goneBytes: r.gone };
 }
 
+/** A userfaultfd with its read loop: registers ranges, delivers faults and non-cooperative events (as events, or pulled with readEvent() / for await), and resolves them race-safely. Create one with Userfaultfd.open(proc), or adopt() an fd another process made. */
 export class Userfaultfd {
   readonly #e: UffdContext;
   readonly #supported: number;
@@ -265,7 +316,15 @@ export class Userfaultfd {
    * handed to a monitor process (sendFd, then Userfaultfd.adopt there). A handler in the sender
    * would compete with the monitor for the messages.
    */
-  static async prepare(proc: Process, options: Omit<OpenOptions, keyof HandlerOptions> = {}): Promise<{ fd: number; features: FeatureName[] }> {
+  static async prepare(
+    proc: Process,
+    options: Omit<OpenOptions, keyof HandlerOptions> = {},
+  ): Promise<{
+    /** The userfaultfd, in `proc`'s fd table. */
+    fd: number;
+    /** The features enabled. */
+    features: FeatureName[];
+  }> {
     const { fd, enabled } = await handshake(proc, options);
     return { fd, features: featureNames(enabled) };
   }
@@ -322,6 +381,7 @@ export class Userfaultfd {
     return new Set(featureNames(this.#supported));
   }
 
+  /** Whether a feature was enabled by the handshake. */
   has(feature: FeatureName): boolean {
     return (this.#e.features & FEATURES[feature]) !== 0;
   }
@@ -331,10 +391,12 @@ export class Userfaultfd {
     return this.#e.ranges.views();
   }
 
+  /** Counters, latency histograms and the trace of this handler (shared with fork children). */
   get metrics(): Metrics {
     return this.#e.metrics;
   }
 
+  /** Whether the userfaultfd is closed. */
   get closed(): boolean {
     return this.#e.closed;
   }
@@ -356,26 +418,31 @@ export class Userfaultfd {
 
   // --- events (the subscribe side only) -----------------------------------------------------
 
+  /** Adds a listener (see UffdEvents). */
   on<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this {
     subscribe(this.#e, event, listener as never, false);
     return this;
   }
 
+  /** Adds a listener called at most once. */
   once<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this {
     subscribe(this.#e, event, listener as never, true);
     return this;
   }
 
+  /** Removes a listener. */
   off<E extends UffdEventName>(event: E, listener: UffdEvents[E]): this {
     unsubscribe(this.#e, event, listener as never);
     return this;
   }
 
+  /** Removes every listener of an event, or of all events. */
   removeAllListeners<E extends UffdEventName>(event?: E): this {
     unsubscribeAll(this.#e, event);
     return this;
   }
 
+  /** How many listeners an event has. */
   listenerCount<E extends UffdEventName>(event: E): number {
     return this.#e.emitter.listenerCount(event);
   }

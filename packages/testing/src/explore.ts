@@ -29,11 +29,17 @@ import { formatTrace, type Recorder, recorderOf, type TraceEvent } from "./trace
 
 /** The world one seed runs in: build the guest and the handler here. */
 export class World {
+  /** The seed this world runs with. */
   readonly seed: number;
+  /** The kernel of this seed. */
   readonly kernel: Kernel;
+  /** The trace of this run. */
   readonly recorder: Recorder;
+  /** The guests, in the order they were created. */
   readonly guests: GuestThread[] = [];
+  /** The fault injectors installed with inject(). */
   readonly injectors: Injector[] = [];
+  /** The end-of-run checks, in order. */
   readonly checks: Array<() => unknown> = [];
 
   constructor(seed: number, kernel: Kernel) {
@@ -75,13 +81,16 @@ export class World {
     this.checks.push(fn);
   }
 
+  /** The trace so far. */
   get events(): readonly TraceEvent[] {
     return this.recorder.events;
   }
 }
 
+/** A scenario: builds one world (processes, the handler under test, guests, checks). explore() calls it once per seed, on a fresh kernel. */
 export type Scenario = (w: World) => unknown;
 
+/** How one seed runs (runSeed(), replay(), and each seed of explore()). */
 export interface RunOptions {
   /** Probability of preemption at each scheduling point, or "varied" (chosen per seed among 0, 0.1, 0.25, 0.5). Default "varied". */
   preemption?: number | "varied";
@@ -93,6 +102,7 @@ export interface RunOptions {
   resolvedOnce?: boolean | FaultResolutionOptions;
 }
 
+/** explore()'s options: which seeds, where they run, and how failures are reported. */
 export interface ExploreOptions extends RunOptions {
   /** How many seeds (1..n), or which. Default 100. The env var UFFD_EXPLORE_SEED runs just that seed. */
   seeds?: number | readonly number[];
@@ -128,13 +138,21 @@ export interface ExploreOptions extends RunOptions {
 
 /** What one seed did. */
 export interface RunResult {
+  /** The seed. */
   readonly seed: number;
+  /** The preemption probability the seed ran with. */
   readonly probability: number;
+  /** Whether the run passed. */
   readonly ok: boolean;
+  /** Why it failed, one line each (empty when ok). */
   readonly problems: readonly string[];
+  /** The guests and how each ended. */
   readonly guests: readonly GuestThread[];
+  /** The trace, in virtual-time order. */
   readonly events: readonly TraceEvent[];
+  /** Every scheduling decision, by actor (what replay() follows). */
   readonly decisions: Decisions;
+  /** The kernel and processes as the run left them. */
   readonly world: World;
   /** Problems, interleaving and the guests' ends as text. */
   format(options?: { limit?: number; times?: boolean }): string;
@@ -144,14 +162,21 @@ export interface RunResult {
 
 /** A run as JSON: enough to read it, replay it and diff it. */
 export interface RecordedRun {
+  /** The format tag, "uffd-testing/run@1". */
   readonly format: "uffd-testing/run@1";
+  /** The seed. */
   readonly seed: number;
+  /** The preemption probability. */
   readonly probability: number;
+  /** Whether the run passed. */
   readonly ok: boolean;
+  /** Why it failed, one line each. */
   readonly problems: readonly string[];
   /** label -> how it ended */
   readonly guests: Readonly<Record<string, string>>;
+  /** Every scheduling decision, by actor. */
   readonly decisions: Decisions;
+  /** The trace. */
   readonly events: readonly TraceEvent[];
 }
 
@@ -248,16 +273,23 @@ function makeResult(world: World, probability: number, decisions: Decisions, pro
 
 // --- explore ---------------------------------------------------------------------------------------
 
+/** What explore() found: the seeds it ran and the runs that failed. */
 export interface ExploreResult {
+  /** Whether every seed passed. */
   readonly ok: boolean;
+  /** How many seeds ran (fewer than asked when stopOnFailure stopped early). */
   readonly seedsRun: number;
+  /** The failing runs, in seed order. */
   readonly failures: readonly RunResult[];
+  /** The first failing run, or null. */
   readonly firstFailure: RunResult | null;
   /** The failure report (seed, problems, interleaving, reproduction), or a one-line summary. */
   report(): string;
 }
 
+/** Thrown by explore() when a seed fails (unless throwOnFailure is false); the message is the report. */
 export class ExploreError extends Error {
+  /** The exploration's result (failing runs included). */
   readonly result: ExploreResult;
   constructor(result: ExploreResult) {
     super(result.report());

@@ -17,14 +17,19 @@
 import { PAGE_SIZE } from "@uffd/kernel/uapi";
 import { describe, formatTime, hex, type TraceEvent } from "./trace.ts";
 
+/** Options of analyzeFaults() and the resolvedOnce check. */
 export interface FaultResolutionOptions {
   /** Count EEXIST outcomes as no-ops (a prefetcher racing the demand path by design). Default false. */
   allowPresent?: boolean;
 }
 
+/** A thread still asleep on a userfault at the end of a run. */
 export interface LostFault {
+  /** The sleeping thread. */
   readonly who: string;
+  /** The faulting address. */
   readonly address: number;
+  /** When it fell asleep (virtual ns). */
   readonly since: number;
   /** When a handler read the fault's message, if it did. */
   readonly readAt: number | null;
@@ -32,16 +37,23 @@ export interface LostFault {
   readonly lastResolve: TraceEvent | null;
 }
 
+/** A page resolved more than once for one fault. */
 export interface DuplicateResolve {
+  /** The page address. */
   readonly page: number;
+  /** The resolving ioctls on it, in order. */
   readonly attempts: readonly TraceEvent[];
 }
 
+/** Whether every userfault of a run was resolved, and resolved once. */
 export interface FaultResolutionReport {
+  /** No fault lost, no page resolved twice. */
   readonly ok: boolean;
   /** Userfaults taken (thread sleeps). */
   readonly faults: number;
+  /** The faults nobody resolved or woke. */
   readonly lost: readonly LostFault[];
+  /** The pages resolved twice. */
   readonly duplicates: readonly DuplicateResolve[];
   /** A readable account of what is wrong ("" when ok). */
   readonly message: string;

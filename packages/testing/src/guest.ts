@@ -7,11 +7,13 @@ import type { Thread } from "@uffd/kernel";
 import { instrument, instrumentThread } from "./instrument.ts";
 import { hex, recorderOf, type Recorder } from "./trace.ts";
 
+/** How a guest stands: running, done (the body returned), signal (SIGBUS / SIGSEGV stopped it) or died (its body threw something else, or its process exited). */
 export type GuestState = "running" | "done" | "signal" | "died";
 
 /** What a guest is expected to end with: complete (default), a given signal, or anything. */
 export type GuestExpectation = "complete" | "SIGBUS" | "SIGSEGV" | "any";
 
+/** Options of guest() and World.guest(). */
 export interface GuestOptions {
   /** The label in traces and reports. Default: the thread's name. */
   name?: string;
@@ -19,15 +21,21 @@ export interface GuestOptions {
   expect?: GuestExpectation;
 }
 
+/** A guest: a thread running a body, tracked until it ends, with what it returned or what stopped it. */
 export class GuestThread {
+  /** The thread's name, for reports. */
   readonly label: string;
+  /** The thread that runs the body. */
   readonly thread: Thread;
+  /** How the guest is expected to end. */
   readonly expectation: GuestExpectation;
+  /** How the guest stands now. */
   state: GuestState = "running";
   /** What the body returned. */
   result: unknown = undefined;
   /** The signal that stopped it ("SIGBUS", "SIGSEGV") and where. */
   signal: string | null = null;
+  /** The faulting address of the signal that stopped it, or null. */
   signalAddress: number | null = null;
   /** What the body threw, other than a signal. */
   error: unknown = null;

@@ -1,7 +1,9 @@
 /**
- * @uffd/testing: what a handler author imports into vitest to find the bugs real handlers ship
+ * What a handler author imports into vitest to find the bugs real handlers ship
  * with: seeded interleavings (explore), fault injection at the uAPI boundary (injectFaults),
  * matchers and text snapshots, and record / replay / diff of runs.
+ *
+ * @module @uffd/testing
  */
 
 /* Exploring interleavings */

@@ -22,15 +22,43 @@ import { MADV_DONTNEED, PAGE_SIZE, UFFDIO_CONTINUE, UFFDIO_COPY, UFFDIO_MOVE, UF
 import { instrument, type IoctlCall } from "./instrument.ts";
 import { hex } from "./trace.ts";
 
+/** The resolving ioctls an injection can apply to: UFFDIO_COPY, ZEROPAGE, CONTINUE, MOVE, POISON. */
 export type ResolveOp = "copy" | "zeropage" | "continue" | "move" | "poison";
 
+/** A failure to inject into a resolve; make one with the `inject` helpers (eagainAfter, eexist, enoent, esrch, delayWake, removeBefore). */
 export type Injection =
-  | { readonly kind: "eagain"; readonly afterBytes: number }
-  | { readonly kind: "eexist"; readonly racerWakes: boolean }
-  | { readonly kind: "enoent"; readonly via: "unregister" | "munmap" }
-  | { readonly kind: "esrch" }
-  | { readonly kind: "delay-wake"; readonly ms: number }
-  | { readonly kind: "remove" };
+  | {
+      /** EAGAIN with partial progress. */
+      readonly kind: "eagain";
+      /** Bytes really installed before the racer's page stops the loop. */
+      readonly afterBytes: number;
+    }
+  | {
+      /** EEXIST: a racing resolve won. */
+      readonly kind: "eexist";
+      /** Whether the racer woke the waiters. */
+      readonly racerWakes: boolean;
+    }
+  | {
+      /** ENOENT: the range went away. */
+      readonly kind: "enoent";
+      /** How: unregistered, or unmapped by the guest. */
+      readonly via: "unregister" | "munmap";
+    }
+  | {
+      /** ESRCH: the guest process exited. */
+      readonly kind: "esrch";
+    }
+  | {
+      /** The resolve does not wake; a UFFDIO_WAKE follows later. */
+      readonly kind: "delay-wake";
+      /** Virtual milliseconds until the wake. */
+      readonly ms: number;
+    }
+  | {
+      /** A REMOVE (MADV_DONTNEED by the guest) lands between the fault and its resolve. */
+      readonly kind: "remove";
+    };
 
 /** The injections, as values for InjectionRule.inject. */
 export const inject = {
@@ -51,7 +79,9 @@ export const inject = {
   removeBefore: (): Injection => ({ kind: "remove" }),
 } as const;
 
+/** Which resolves an injection applies to, and how often. */
 export interface InjectionRule {
+  /** The failure to inject. */
   readonly inject: Injection;
   /** Which resolves it applies to. Default: all five. */
   readonly op?: ResolveOp | readonly ResolveOp[];
@@ -63,6 +93,7 @@ export interface InjectionRule {
   readonly times?: number;
 }
 
+/** Options of injectFaults() and World.inject(). */
 export interface InjectOptions {
   /** The process whose memory the userfaultfd serves (a monitor's target). Default: the handler's process. */
   readonly guest?: Process;
@@ -70,10 +101,15 @@ export interface InjectOptions {
 
 /** One injection that fired. */
 export interface InjectionRecord {
+  /** Index of the rule that fired. */
   readonly rule: number;
+  /** The injection's kind. */
   readonly kind: Injection["kind"];
+  /** The resolve it hit. */
   readonly op: ResolveOp;
+  /** Start of the resolve's range. */
   readonly start: number;
+  /** Length of the resolve's range. */
   readonly len: number;
   /** The result of the real ioctl: "ok" or the errno name. */
   result: string;
@@ -99,8 +135,11 @@ interface RuleState {
 
 /** The injections installed on one process. */
 export class Injector {
+  /** The process whose resolves are intercepted (the handler's). */
   readonly proc: Process;
+  /** The process whose memory the userfaultfd serves. */
   readonly guest: Process;
+  /** Every injection that fired, in order. */
   readonly records: InjectionRecord[] = [];
   readonly #rules: RuleState[];
   /** Syscalls the injector started and did not wait for (a munmap or madvise waiting for its event). */

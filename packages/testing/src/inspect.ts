@@ -7,6 +7,7 @@ import type { PagemapEntry, Process } from "@uffd/kernel";
 import { PAGE_SIZE } from "@uffd/kernel/uapi";
 import { hex } from "./trace.ts";
 
+/** What peekMemory() read. */
 export interface PeekResult {
   /** The bytes of the range; pages that are not present read as zeros here. */
   readonly bytes: Uint8Array;

@@ -46,14 +46,21 @@ export const UFFD_IOCTLS: ReadonlyMap<number, { op: string; out: string | null; 
 
 /** A userfaultfd ioctl as the instrumentation sees it, before it runs. */
 export interface IoctlCall {
+  /** The calling process. */
   readonly proc: Process;
+  /** The fd. */
   readonly fd: number;
+  /** The ioctl request number. */
   readonly request: number;
+  /** The argument struct. */
   readonly arg: Record<string, unknown>;
   /** "COPY", "ZEROPAGE", ... */
   readonly op: string;
+  /** Start of the range the call names. */
   readonly start: number;
+  /** Length of that range. */
   readonly len: number;
+  /** The mode bits. */
   readonly mode: number;
   /** The real ioctl (traced as `who`), for an interceptor's own calls. */
   real(fd: number, request: number, arg: object, who?: string): Promise<number>;
@@ -62,8 +69,11 @@ export interface IoctlCall {
 /** Takes over an ioctl (fault injection): returns the ioctl's promise, or null to let it run normally. */
 export type IoctlInterceptor = (call: IoctlCall) => Promise<number> | null;
 
+/** A process as the kit instruments it: its trace, its userfaultfds, and the hook fault injection uses. */
 export interface Instrumented {
+  /** The instrumented process. */
   readonly proc: Process;
+  /** Where its events go. */
   readonly recorder: Recorder;
   /** The trace label of the process's syscalls. */
   readonly label: string;
@@ -71,11 +81,15 @@ export interface Instrumented {
   readonly sysTid: number;
   /** The fds known to be userfaultfds (created here, received in a FORK message, or passed in). */
   readonly uffds: Set<number>;
+  /** The ioctl interceptor (fault injection), or null. */
   interceptor: IoctlInterceptor | null;
   /** The event-raising syscalls without their scheduling point (traced): fault injection produces its state at once. */
   direct: {
+    /** madvise(2), untraced. */
     madvise(addr: number, length: number, advice: number): Promise<void>;
+    /** munmap(2), untraced. */
     munmap(addr: number, length: number): Promise<void>;
+    /** exit(2), untraced. */
     exit(status: number): Promise<void>;
   };
 }

@@ -19,7 +19,10 @@ import { pagemapFlags, peekMemory } from "./inspect.ts";
 import { hex, recorderOf, type TraceEvent } from "./trace.ts";
 
 /** A pagemap expectation: any subset of the entry's fields, plus zeroPage (the shared zero page is mapped). */
-export type PagemapExpectation = Partial<Omit<PagemapEntry, "pfn">> & { zeroPage?: boolean };
+export type PagemapExpectation = Partial<Omit<PagemapEntry, "pfn">> & {
+  /** The shared zero page is mapped (pfn equals the kernel's zero pfn). */
+  zeroPage?: boolean;
+};
 
 interface MatcherContext {
   isNot: boolean;
@@ -144,15 +147,23 @@ function toSatisfyInvariants(this: MatcherContext, received: Kernel | RunResult)
 
 /** The matchers, for expect.extend(). */
 export const uffdMatchers = {
+  /** `expect(proc).toHaveMemory(addr, bytes)`: the frames hold these bytes (read without faulting). */
   toHaveMemory,
+  /** `expect(guest).toHaveCompleted()`: the guest's body returned. */
   toHaveCompleted,
+  /** `expect(guest).toBeBlocked(addr?)`: the guest is asleep on a userfault (at addr's page). */
   toBeBlocked,
+  /** `expect(guest).toHaveSignal("SIGBUS")`: a signal (this one) stopped the guest. */
   toHaveSignal,
+  /** `expect(proc).toHavePagemap(addr, expected, pages?)`: the pagemap entries match. */
   toHavePagemap,
+  /** `expect(run | kernel).toResolveEveryFaultOnce(options?)`: no fault lost, none resolved twice. */
   toResolveEveryFaultOnce,
+  /** `expect(kernel | run).toSatisfyInvariants()`: kernel.checkInvariants() holds. */
   toSatisfyInvariants,
 };
 
+/** The kit's vitest matchers, as `expect(...)` gets them with `@uffd/testing/setup`. */
 export interface UffdMatchers<R = unknown> {
   /** The process's frames at [addr, addr+len) hold exactly these bytes (every page present; nothing is faulted in to check). */
   toHaveMemory(addr: number, expected: Uint8Array | readonly number[]): R;

@@ -16,8 +16,11 @@ export interface Decisions {
   pick: string[];
 }
 
+/** The kernel's preemption policy under explore(): seeded decisions, recorded per actor so that a run can be replayed. */
 export class ExplorePolicy implements Preemption {
+  /** The probability that a task yields at a scheduling point. */
   readonly probability: number;
+  /** The decisions taken so far. */
   readonly decisions: Decisions = { preempt: {}, pick: [] };
   /** Names a task id; set once the kernel's recorder exists. */
   label: (tid: number) => string = (tid) => `tid${tid}`;

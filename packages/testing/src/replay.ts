@@ -23,6 +23,7 @@ export function replay(scenario: Scenario, recorded: string | RecordedRun | RunR
   return runSeed(scenario, r.seed, { ...options, preemption: r.probability }, r.decisions);
 }
 
+/** Options of diffRuns(). */
 export interface DiffOptions {
   /** Include preempt/resume events. Default false. */
   scheduling?: boolean;
@@ -30,12 +31,17 @@ export interface DiffOptions {
   context?: number;
 }
 
+/** The difference of two runs, line by line. */
 export interface RunDiff {
+  /** Whether the runs match. */
   readonly equal: boolean;
+  /** Lines only in the second run. */
   readonly added: number;
+  /** Lines only in the first run. */
   readonly removed: number;
   /** Unified-style: "  " same, "- " only in the first run, "+ " only in the second; "..." skips. */
   readonly text: string;
+  /** The diff text. */
   toString(): string;
 }
 

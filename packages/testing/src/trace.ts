@@ -15,28 +15,147 @@ interface At {
   who: string;
 }
 
+/** One event of a run's trace, at virtual time `t` (ns), by `who`: guest loads and stores, userfaults and wakes, scheduling decisions, uffd messages read, ioctls with their results, other syscalls, injections and notes. */
 export type TraceEvent = At &
   (
-    | { kind: "access"; op: "load" | "store"; addr: number; len: number }
-    | { kind: "done"; op: "load" | "store"; addr: number; len: number }
-    | { kind: "signal"; signal: string; address: number }
-    | { kind: "died"; reason: string }
-    | { kind: "fault"; address: number; write: boolean; user: boolean }
-    | { kind: "wake"; address: number }
-    | { kind: "preempt"; point: string }
-    | { kind: "resume" }
-    | { kind: "msg"; fd: number; event: MsgName; address?: number; flags?: number; ptid?: number; start?: number; end?: number; from?: number; to?: number; len?: number; ufd?: number }
-    | { kind: "ioctl"; fd: number; op: string; start: number; len: number; mode: number; src?: number; result: string; out: number | null }
-    | { kind: "syscall"; name: string; args: string; result: string }
-    | { kind: "inject"; what: string }
-    | { kind: "note"; text: string }
+    | {
+        /** A guest's load or store starts. */
+        kind: "access";
+        /** Load or store. */
+        op: "load" | "store";
+        /** Start address. */
+        addr: number;
+        /** Length in bytes. */
+        len: number;
+      }
+    | {
+        /** A guest's load or store completed. */
+        kind: "done";
+        /** Load or store. */
+        op: "load" | "store";
+        /** Start address. */
+        addr: number;
+        /** Length in bytes. */
+        len: number;
+      }
+    | {
+        /** A signal stopped the guest. */
+        kind: "signal";
+        /** "SIGBUS" or "SIGSEGV". */
+        signal: string;
+        /** The faulting address. */
+        address: number;
+      }
+    | {
+        /** The guest died of something other than a signal. */
+        kind: "died";
+        /** Why. */
+        reason: string;
+      }
+    | {
+        /** A thread fell asleep on a userfault. */
+        kind: "fault";
+        /** The faulting address. */
+        address: number;
+        /** Whether the access was a write. */
+        write: boolean;
+        /** Whether it came from user mode. */
+        user: boolean;
+      }
+    | {
+        /** A thread was woken from a userfault. */
+        kind: "wake";
+        /** The address it slept on. */
+        address: number;
+      }
+    | {
+        /** A thread yielded at a scheduling point. */
+        kind: "preempt";
+        /** Which point. */
+        point: string;
+      }
+    | {
+        /** A thread got the CPU back. */
+        kind: "resume";
+      }
+    | {
+        /** A uffd_msg read from a userfaultfd. */
+        kind: "msg";
+        /** The userfaultfd. */
+        fd: number;
+        /** The event. */
+        event: MsgName;
+        /** PAGEFAULT: the address. */
+        address?: number;
+        /** PAGEFAULT: UFFD_PAGEFAULT_FLAG_* bits. */
+        flags?: number;
+        /** PAGEFAULT: the faulting thread's id. */
+        ptid?: number;
+        /** REMOVE / UNMAP: start address. */
+        start?: number;
+        /** REMOVE / UNMAP: end address (exclusive). */
+        end?: number;
+        /** REMAP: old start. */
+        from?: number;
+        /** REMAP: new start. */
+        to?: number;
+        /** REMAP: length. */
+        len?: number;
+        /** FORK: the child's userfaultfd. */
+        ufd?: number;
+      }
+    | {
+        /** A userfaultfd ioctl and its result. */
+        kind: "ioctl";
+        /** The userfaultfd. */
+        fd: number;
+        /** The ioctl, e.g. "UFFDIO_COPY". */
+        op: string;
+        /** Start of its range. */
+        start: number;
+        /** Length of its range. */
+        len: number;
+        /** Its mode bits. */
+        mode: number;
+        /** UFFDIO_COPY / MOVE: the source address, when it is one. */
+        src?: number;
+        /** "ok" or the errno name. */
+        result: string;
+        /** The out field (copy, zeropage, mapped, updated, move), or null. */
+        out: number | null;
+      }
+    | {
+        /** Another traced syscall (madvise, munmap, mremap, fork, exit). */
+        kind: "syscall";
+        /** The syscall. */
+        name: string;
+        /** Its arguments, formatted. */
+        args: string;
+        /** "ok", its return value, or the errno name. */
+        result: string;
+      }
+    | {
+        /** An injected failure. */
+        kind: "inject";
+        /** What was injected. */
+        what: string;
+      }
+    | {
+        /** A free-text note. */
+        kind: "note";
+        /** The note. */
+        text: string;
+      }
   );
 
+/** The name of a uffd_msg event, as the trace prints it. */
 export type MsgName = "PAGEFAULT" | "FORK" | "REMAP" | "REMOVE" | "UNMAP" | "UNKNOWN";
 
 /** Collects a kernel's trace. One per kernel (recorderOf); the kit installs it as the scheduler's observer. */
 export class Recorder {
+  /** The kernel being traced. */
   readonly kernel: Kernel;
+  /** The events, in order. */
   readonly events: TraceEvent[] = [];
   /** Threads asleep on a userfault: tid -> the faulting address. */
   readonly blocked = new Map<number, number>();
@@ -47,6 +166,7 @@ export class Recorder {
     kernel.sched.observer = (e) => this.#onSched(e);
   }
 
+  /** The kernel's virtual time in ns. */
   get now(): number {
     return this.kernel.now;
   }
@@ -56,6 +176,7 @@ export class Recorder {
     this.#labels.set(tid, label);
   }
 
+  /** The label of a thread (its name), or "tid<n>". */
   label(tid: number): string {
     const known = this.#labels.get(tid);
     if (known !== undefined) return known;
@@ -66,10 +187,12 @@ export class Recorder {
     return `tid${tid}`;
   }
 
+  /** Appends an event. */
   add(e: TraceEvent): void {
     this.events.push(e);
   }
 
+  /** Appends a free-text note by `who`. */
   note(who: string, text: string): void {
     this.add({ t: this.now, who, kind: "note", text });
   }

@@ -65,6 +65,13 @@ export class ShmemFileOps implements FileOps {
     return n;
   }
 
+  /** write(2) from user memory (see shmemWriteUser()). */
+  async writeUser(file: OpenFile, proc: Process, addr: number, length: number): Promise<number> {
+    const n = await shmemWriteUser(proc, this.inode, file.pos, addr, length, "write");
+    file.pos += n;
+    return n;
+  }
+
   fcntl(file: OpenFile, cmd: number, arg: number): number | undefined {
     if (cmd === F_GET_SEALS) return this.inode.seals;
     if (cmd === F_ADD_SEALS) {
@@ -154,6 +161,47 @@ export function shmemWrite(proc: Process, inode: ShmemInode, pos: number, data: 
     done += n;
     if (at + n > inode.size) inode.size = at + n;
   }
+  return done;
+}
+
+/**
+ * write(2)/pwrite(2) of user memory into a shmem file, as mm/filemap.c:generic_perform_write()
+ * runs it for shmem_file_write_iter(): page by page, shmem_write_begin() finds or allocates the
+ * page-cache folio *before* the bytes are copied from user memory, so a source that is a mapping
+ * of the same file finds that page in the cache when its fault is taken (no MISSING userfault for
+ * it). An unfaultable source stops the write: the bytes done so far, or EFAULT for none.
+ */
+export async function shmemWriteUser(proc: Process, inode: ShmemInode, pos: number, addr: number, length: number, syscall: string): Promise<number> {
+  const core = proc.kernel.core;
+  let done = 0;
+  while (done < length) {
+    const at = pos + done;
+    const pgoff = Math.floor(at / PAGE_SIZE);
+    const n = Math.min(PAGE_SIZE - (at % PAGE_SIZE), length - done);
+    // shmem_write_begin(): the seals, then shmem_get_folio(SGP_WRITE) finds or allocates the folio.
+    if (inode.writeSealed || ((inode.seals & F_SEAL_GROW) !== 0 && at + n > inode.size)) {
+      if (done === 0) throw new ErrnoError("EPERM", syscall);
+      break;
+    }
+    let pfn = shmemFindPage(core.mem, core.swap, inode, pgoff);
+    if (pfn === -1) pfn = shmemAllocPage(core.mem, inode, pgoff);
+    if (pfn < 0) {
+      if (done === 0) throw new ErrnoError("ENOSPC", syscall);
+      break;
+    }
+    const chunk = new Uint8Array(n);
+    const got = await proc.copyUser(addr + done, chunk, false);
+    // shmem_write_end(): the copied bytes (the folio may have been punched meanwhile: write again
+    // through the cache), i_size, and the folio dirty even when nothing was copied.
+    if (got > 0) shmemWrite(proc, inode, at, chunk.subarray(0, got));
+    else {
+      const e = shmemFindPage(core.mem, core.swap, inode, pgoff);
+      if (e >= 0) core.mem.setFlag(e, PG.dirty);
+    }
+    done += got;
+    if (got < n) break;
+  }
+  if (done === 0 && length > 0) throw new ErrnoError("EFAULT", syscall);
   return done;
 }
 

@@ -145,12 +145,19 @@ export function pagemapWords(mm: Mm, first: number, pages: number, out: BigUint6
 
 /** One /proc/pid/smaps entry. */
 export interface VmaInfo {
+  /** First address of the vma. */
   start: number;
+  /** End address (exclusive). */
   end: number;
+  /** Permissions as /proc/pid/maps prints them, e.g. "rw-p". */
   perms: string;
+  /** The VmFlags line of smaps, e.g. ["rd", "wr", "mr", "mw", "me", "ac", "um"] (um: registered for MISSING faults, uw: for WP, ui: for MINOR). */
   vmFlags: readonly string[];
+  /** Rss: resident bytes. */
   rssBytes: number;
+  /** Anonymous: bytes of anonymous pages. */
   anonBytes: number;
+  /** Swap: bytes swapped out. */
   swapBytes: number;
 }
 
@@ -186,13 +193,21 @@ export function smapsEntry(mm: Mm, vma: Vma): VmaInfo {
   };
 }
 
+/** The /proc/kpageflags bits of one frame that the simulation tracks (fs/proc/page.c:stable_page_flags()). */
 export interface KPageFlags {
+  /** KPF_ANON: an anonymous page. */
   anon: boolean;
+  /** KPF_KSM: a KSM-merged page. */
   ksm: boolean;
+  /** KPF_THP: part of a transparent huge page. */
   thp: boolean;
+  /** KPF_SWAPCACHE: in the swap cache. */
   swapcache: boolean;
+  /** KPF_DIRTY: dirty. */
   dirty: boolean;
+  /** KPF_LRU: on an LRU list. */
   lru: boolean;
+  /** KPF_ZERO_PAGE: the shared zero page. */
   zeroPage: boolean;
 }
 

@@ -16,8 +16,16 @@ import { kpagecount, kpageflags, type KPageFlags } from "../fs/procfs.ts";
 import { checkInvariants, type RefHolder } from "./invariants.ts";
 import { type Creds, Process } from "./process.ts";
 import { type Preemption, Scheduler, seededPreemption } from "./sched.ts";
+import { DEFAULT_RELEASE, KERNEL_RELEASES, type KernelRelease, type ReleaseProfile, releaseProfile, type Utsname, utsname } from "./release.ts";
 
+/** Options of `new Kernel()`; every one has a default. */
 export interface KernelOptions {
+  /**
+   * The Linux release the kernel answers as (default "6.18", the reference host's): the
+   * userfaultfd uAPI a handler observes (features, ioctls, register modes, /dev/userfaultfd,
+   * PAGEMAP_SCAN) follows that release; docs/releases.md lists every difference.
+   */
+  release?: KernelRelease;
   /** Seeds every nondeterministic choice (wake order, scheduling, frame allocation order). */
   seed?: number;
   /** Physical memory in 4 KiB frames. Allocation beyond it fails as Linux does. */
@@ -67,10 +75,13 @@ export interface KernelOptions {
   pretouch?: boolean | number;
 }
 
+/** Options of Kernel.spawn(). */
 export interface SpawnOptions {
+  /** A label for traces and reports (default "proc<pid>"). */
   name?: string;
   /** 0 is root. Root, or a process with CAP_SYS_PTRACE, may create kernel-mode userfaultfds. */
   uid?: number;
+  /** Capabilities beyond what uid 0 implies, e.g. ["CAP_SYS_PTRACE"] for an unprivileged process. */
   capabilities?: readonly string[];
 }
 
@@ -87,6 +98,8 @@ export class KernelCore implements MmCore {
   uffd: UffdMmHooks;
   readonly sched: Scheduler;
   readonly prng: Prng;
+  /** The release profile every release policy point asks. */
+  readonly profile: ReleaseProfile;
   readonly unprivilegedUserfaultfd: boolean;
   readonly maxMapCount: number;
   readonly overcommitMemory: 0 | 1;
@@ -100,6 +113,7 @@ export class KernelCore implements MmCore {
 
   constructor(options: Required<KernelOptions>) {
     this.prng = new Prng(options.seed);
+    this.profile = releaseProfile(options.release);
     const p = options.preemption;
     this.sched = new Scheduler(this.prng, typeof p !== "number" ? p : p > 0 ? seededPreemption(this.prng, p) : null);
     const t = options.pretouch;
@@ -177,7 +191,12 @@ function validateOptions(options: KernelOptions): Required<KernelOptions> {
       badOption("preemption", "a probability in [0, 1] or a policy { preempt, pick }", p);
     }
   }
+  const release = o.release ?? DEFAULT_RELEASE;
+  if (!(KERNEL_RELEASES as readonly unknown[]).includes(release)) {
+    badOption("release", `one of ${KERNEL_RELEASES.map((r) => JSON.stringify(r)).join(", ")}`, release);
+  }
   return {
+    release: release as KernelRelease,
     seed: intOption(o, "seed", -(2 ** 53 - 1), 2 ** 53 - 1, 1),
     memoryPages: intOption(o, "memoryPages", 2, 1 << 24, DEFAULT_MEMORY_PAGES),
     swapPages: intOption(o, "swapPages", 0, 1 << 24, 0),
@@ -191,9 +210,16 @@ function validateOptions(options: KernelOptions): Required<KernelOptions> {
   };
 }
 
+/**
+ * A simulated Linux 6.18 kernel: physical memory, swap, a seeded scheduler with a virtual clock,
+ * and the processes on it. Everything random comes from `options.seed`, so a run replays exactly.
+ */
 export class Kernel {
+  /** @internal The memory manager's shared state (physical memory, swap, scheduler, PRNG). */
   readonly core: KernelCore;
+  /** The options the kernel was created with, defaults filled in. */
   readonly options: Readonly<Required<KernelOptions>>;
+  /** Every live process by pid. */
   readonly processes = new Map<number, Process>();
   #nextPid = 100;
 
@@ -202,8 +228,19 @@ export class Kernel {
     this.core = new KernelCore(this.options);
   }
 
+  /** @internal The scheduler and its virtual clock. */
   get sched(): Scheduler {
     return this.core.sched;
+  }
+
+  /** The Linux release this kernel answers as (KernelOptions.release). */
+  get release(): KernelRelease {
+    return this.core.profile.release;
+  }
+
+  /** uname(2): `release` is `<series>-uffd`, e.g. "6.18-uffd". */
+  uname(): Utsname {
+    return utsname(this.core.profile);
   }
 
   /** Virtual time in nanoseconds. */
@@ -211,21 +248,25 @@ export class Kernel {
     return this.core.sched.now;
   }
 
+  /** Creates a process with an empty address space and a main thread (uid 0 unless `options.uid` says otherwise). */
   spawn(options: SpawnOptions = {}): Process {
     const creds: Creds = { uid: options.uid ?? 0, capabilities: new Set(options.capabilities ?? []) };
     return this.createProcess(options.name ?? "init", creds, null, new Mm(this.core), new FdTable());
   }
 
+  /** @internal Creates a process around an existing mm and fd table (fork's path). */
   createProcess(name: string, creds: Creds, parent: Process | null, mm: Mm, fds: FdTable): Process {
     const p = new Process(this, this.allocPid(), name, creds, parent, mm, fds);
     this.processes.set(p.pid, p);
     return p;
   }
 
+  /** @internal The next pid or tid. */
   allocPid(): number {
     return this.#nextPid++;
   }
 
+  /** @internal A new shmem inode (memfd_create's backing file). */
   newShmemInode(name: string): ShmemInode {
     return this.core.newInode(name);
   }

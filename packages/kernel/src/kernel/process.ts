@@ -6,10 +6,11 @@
  */
 import { AccessContext, BlockedAccess, DeadTaskError, accessUser, faultInUser, STEP, walkStep } from "./access.ts";
 import type { Kernel } from "./kernel.ts";
+import type { Utsname } from "./release.ts";
 import { dupMmap } from "./fork.ts";
 import { COST, Sleepers } from "./sched.ts";
 import { FdTable, NR_OPEN_DEFAULT, OpenFile } from "../fs/file.ts";
-import { checkMemfdCreate, MAX_LFS_FILESIZE, memfdInitialSeals, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemTruncate, shmemWrite } from "../fs/memfd.ts";
+import { checkMemfdCreate, MAX_LFS_FILESIZE, memfdInitialSeals, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemTruncate, shmemWrite, shmemWriteUser } from "../fs/memfd.ts";
 import { pipeFcntl, sysPipe2 } from "../fs/pipe.ts";
 import { pagemapEntry, pagemapWords, smapsEntry, type PagemapEntry, type VmaInfo } from "../fs/procfs.ts";
 import { sysOpenDevUserfaultfd, sysUserfaultfd } from "../fs/userfaultfd.ts";
@@ -30,19 +31,29 @@ import { MAP_ANONYMOUS, MAP_HUGETLB, MAP_PRIVATE, MAP_TYPE, PAGE_SIZE } from "..
 
 /** A user-memory buffer named by address, for syscalls that copy to or from user memory. */
 export interface UserBuffer {
+  /** Start address in the process's memory. */
   addr: number;
+  /** Length in bytes. */
   length: number;
 }
 
+/** One entry of poll(2)'s array (struct pollfd). */
 export interface PollFd {
+  /** The fd to watch. */
   fd: number;
+  /** POLL* bits wanted. */
   events: number;
+  /** Out: POLL* bits that happened. */
   revents?: number;
 }
 
+/** What waitpid(2) reports about a child that ended. */
 export interface WaitStatus {
+  /** The child that ended. */
   pid: number;
+  /** Its exit status, or null when a signal ended it. */
   exitStatus: number | null;
+  /** The signal that ended it, or null. */
   signal: number | null;
 }
 
@@ -50,9 +61,13 @@ function isUserBuffer(x: unknown): x is UserBuffer {
   return typeof x === "object" && x !== null && !(x instanceof Uint8Array) && "addr" in x && "length" in x;
 }
 
+/** A thread of a simulated process: its loads and stores go through the fault path and may block on a userfault. */
 export class Thread implements FaultingTask {
+  /** Thread id (the main thread's equals the pid). */
   readonly tid: number;
+  /** The process the thread belongs to. */
   readonly process: Process;
+  /** A label for traces and reports. */
   readonly name: string;
 
   constructor(process: Process, tid: number, name: string) {
@@ -229,19 +244,33 @@ export interface Creds {
   capabilities: ReadonlySet<string>;
 }
 
+/** A simulated process: its memory (mm), its file descriptors and threads, and the syscall facade (every syscall returns a promise; failures reject with ErrnoError, signals with SignalError). */
 export class Process {
+  /** Process id. */
   readonly pid: number;
+  /** The kernel the process runs on. */
   readonly kernel: Kernel;
+  /** A label for traces and reports (comm). */
   readonly name: string;
+  /** @internal The memory map (struct mm_struct). */
   readonly mm: Mm;
+  /** @internal The file descriptor table. */
   fds: FdTable;
+  /** Credentials: uid and capabilities, as the permission checks see them. */
   readonly creds: Creds;
+  /** Every thread, the main thread first. */
   readonly threads: Thread[] = [];
+  /** The thread the process started with (tid = pid). */
   readonly mainThread: Thread;
+  /** The process that forked this one, or null. */
   readonly parent: Process | null;
+  /** Children not yet reaped. */
   readonly children = new Set<Process>();
+  /** Whether the process has exited (a dead process makes no more syscalls: ESRCH). */
   exited = false;
+  /** The exit status once exited normally, else null. */
   exitStatus: number | null = null;
+  /** The signal that killed the process, else null. */
   exitSignal: number | null = null;
   /** Work to undo at exit (io_uring buffers registered by this process, ...). */
   readonly exitHooks: Array<() => void> = [];
@@ -264,11 +293,18 @@ export class Process {
     });
   }
 
+  /** uname(2): the kernel's release (KernelOptions.release), e.g. { release: "6.18-uffd", ... }. */
+  uname(): Utsname {
+    this.enter("uname");
+    return this.kernel.uname();
+  }
+
   /** capable(): root has every capability. */
   capable(cap: string): boolean {
     return this.creds.uid === 0 || this.creds.capabilities.has(cap);
   }
 
+  /** Creates a thread in this process (clone(CLONE_VM | CLONE_THREAD)). */
   spawnThread(name?: string): Thread {
     const t = new Thread(this, this.kernel.allocPid(), name ?? `${this.name}-${this.threads.length}`);
     this.threads.push(t);
@@ -280,6 +316,7 @@ export class Process {
     return task instanceof Thread && task.process === this ? task.accessCtx : this.newAccessContext(task);
   }
 
+  /** @internal A fresh access context for a task of this process. */
   newAccessContext(task: FaultingTask): AccessContext {
     return new AccessContext(this.mm, this.kernel.sched, task, this.#killed, this.#isDead, this.sleepers);
   }
@@ -306,6 +343,7 @@ export class Process {
 
   // --- memory mappings --------------------------------------------------------------------
 
+  /** mmap(2): maps `length` bytes; resolves to the address. `fd` -1 with MAP_ANONYMOUS, or a memfd. */
   async mmap(addr: number, length: number, prot: number, flags: number, fd = -1, offset = 0): Promise<number> {
     this.enter("mmap");
     // arch/x86/kernel/sys_x86_64.c: every argument is an unsigned long; fget() takes the fd as an int.
@@ -364,6 +402,7 @@ export class Process {
     }
   }
 
+  /** munmap(2): unmaps a range (a UFFD_EVENT_UNMAP for registered ranges with that feature). */
   async munmap(addr: number, length: number): Promise<void> {
     this.enter("munmap");
     addr = argULong(addr, "munmap", "addr");
@@ -380,6 +419,7 @@ export class Process {
     this.#checkAlive();
   }
 
+  /** mprotect(2): changes the protection of a range. */
   async mprotect(addr: number, length: number, prot: number): Promise<void> {
     this.enter("mprotect");
     addr = argULong(addr, "mprotect", "addr");
@@ -388,6 +428,7 @@ export class Process {
     doMprotect(this.mm, addr, length, prot);
   }
 
+  /** madvise(2): gives advice about a range (MADV_* from `@uffd/kernel/uapi`). */
   async madvise(addr: number, length: number, advice: number): Promise<void> {
     this.enter("madvise");
     addr = argULong(addr, "madvise", "addr");
@@ -397,6 +438,7 @@ export class Process {
     this.#checkAlive();
   }
 
+  /** mremap(2): resizes or moves a mapping; resolves to the new address. */
   async mremap(oldAddress: number, oldSize: number, newSize: number, flags: number, newAddress = 0): Promise<number> {
     this.enter("mremap");
     oldAddress = argULong(oldAddress, "mremap", "old_address");
@@ -409,6 +451,7 @@ export class Process {
     return r;
   }
 
+  /** mincore(2): one byte per page, bit 0 set when the page is resident. */
   async mincore(addr: number, length: number): Promise<Uint8Array> {
     this.enter("mincore");
     addr = argULong(addr, "mincore", "start");
@@ -418,6 +461,7 @@ export class Process {
 
   // --- files ------------------------------------------------------------------------------
 
+  /** memfd_create(2): an anonymous shmem file; resolves to its fd. */
   async memfdCreate(name: string, flags = 0): Promise<number> {
     this.enter("memfd_create");
     // The name is a user string: anything else is an unreadable pointer.
@@ -454,6 +498,7 @@ export class Process {
     return { file, inode: file.ops.inode };
   }
 
+  /** ftruncate(2): sets a memfd's size. */
   async ftruncate(fd: number, length: number): Promise<void> {
     this.enter("ftruncate");
     fd = argFd(fd, "ftruncate");
@@ -466,6 +511,7 @@ export class Process {
     shmemTruncate(this, inode, length);
   }
 
+  /** fallocate(2): allocates or punches holes in a memfd (FALLOC_FL_*). */
   async fallocate(fd: number, mode: number, offset: number, length: number): Promise<void> {
     this.enter("fallocate");
     fd = argFd(fd, "fallocate");
@@ -483,6 +529,7 @@ export class Process {
     shmemFallocate(this, file.ops.inode, mode, offset, length);
   }
 
+  /** pwrite(2): writes bytes (or user memory) at an offset of a memfd; resolves to the bytes written. */
   async pwrite(fd: number, source: Uint8Array | UserBuffer, offset: number): Promise<number> {
     this.enter("pwrite64");
     fd = argFd(fd, "pwrite64");
@@ -496,11 +543,11 @@ export class Process {
       if (!file.writable) throw new ErrnoError("EBADF", "pwrite64");
       if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError("ESPIPE", "pwrite64");
       const inode = file.ops.inode;
-      const data = buf instanceof Uint8Array ? buf : await this.#copyIn(buf, "pwrite64");
-      this.#checkAlive();
       // generic_write_check_limits(): nothing may be written at or beyond s_maxbytes.
-      if (data.length > 0 && offset >= MAX_LFS_FILESIZE) throw new ErrnoError("EFBIG", "pwrite64");
-      return shmemWrite(this, inode, offset, data.subarray(0, Math.min(data.length, MAX_LFS_FILESIZE - offset)));
+      if (buf.length > 0 && offset >= MAX_LFS_FILESIZE) throw new ErrnoError("EFBIG", "pwrite64");
+      const len = Math.min(buf.length, MAX_LFS_FILESIZE - offset);
+      if (!(buf instanceof Uint8Array)) return await shmemWriteUser(this, inode, offset, buf.addr, len, "pwrite64");
+      return shmemWrite(this, inode, offset, buf.subarray(0, len));
     } finally {
       file.put();
     }
@@ -514,7 +561,9 @@ export class Process {
     return data.subarray(0, got);
   }
 
+  /** pread(2) into a new buffer: resolves to the bytes read (short at end of file). */
   pread(fd: number, length: number, offset: number): Promise<Uint8Array>;
+  /** pread(2) into user memory: resolves to the number of bytes read. */
   pread(fd: number, destination: UserBuffer, offset: number): Promise<number>;
   async pread(fd: number, what: number | UserBuffer, offset: number): Promise<Uint8Array | number> {
     this.enter("pread64");
@@ -538,6 +587,7 @@ export class Process {
     }
   }
 
+  /** lseek(2): moves the file offset (SEEK_*); resolves to the new offset. */
   async lseek(fd: number, offset: number, whence: number): Promise<number> {
     this.enter("lseek");
     fd = argFd(fd, "lseek");
@@ -548,16 +598,19 @@ export class Process {
     return shmemLlseek(file, file.ops.inode, offset, whence);
   }
 
+  /** pipe(2): resolves to [readFd, writeFd]. */
   async pipe(): Promise<[readFd: number, writeFd: number]> {
     return this.pipe2(0);
   }
 
+  /** pipe2(2): pipe(2) with O_CLOEXEC / O_NONBLOCK / O_DIRECT flags. */
   async pipe2(flags: number): Promise<[readFd: number, writeFd: number]> {
     this.enter("pipe2");
     flags = argInt(flags, "pipe2", "flags");
     return sysPipe2(this, flags);
   }
 
+  /** fcntl(2): F_GETFD, F_SETFD, F_GETFL, F_SETFL, pipe sizes and memfd seals. */
   async fcntl(fd: number, cmd: number, arg = 0): Promise<number> {
     this.enter("fcntl");
     fd = argFd(fd, "fcntl");
@@ -653,6 +706,7 @@ export class Process {
     };
   }
 
+  /** vmsplice(2): splices user pages into a pipe (pinning them like GUP); resolves to the bytes spliced. */
   async vmsplice(fd: number, addr: number, length: number, flags = 0): Promise<number> {
     this.enter("vmsplice");
     fd = argFd(fd, "vmsplice");
@@ -697,6 +751,8 @@ export class Process {
       if (!file.writable) throw new ErrnoError("EBADF", "write");
       const write = file.ops.write;
       if (write === undefined) throw new ErrnoError("EINVAL", "write");
+      // A shmem file copies from user memory page by page after finding its page (shmemWriteUser()).
+      if (!(buf instanceof Uint8Array) && file.ops instanceof ShmemFileOps) return await file.ops.writeUser(file, this, buf.addr, buf.length);
       const data = buf instanceof Uint8Array ? buf : await this.#copyIn(buf, "write");
       this.#checkAlive();
       return await write.call(file.ops, file, this, data);
@@ -705,6 +761,7 @@ export class Process {
     }
   }
 
+  /** close(2). Closing a userfaultfd wakes its waiters and ends its registrations. */
   async close(fd: number): Promise<void> {
     this.enter("close");
     this.fds.close(argFd(fd, "close"));
@@ -722,12 +779,14 @@ export class Process {
 
   // --- userfaultfd ------------------------------------------------------------------------
 
+  /** userfaultfd(2): a new userfaultfd (flags: O_CLOEXEC, O_NONBLOCK, UFFD_USER_MODE_ONLY); resolves to its fd. */
   async userfaultfd(flags: number): Promise<number> {
     this.enter("userfaultfd");
     // SYSCALL_DEFINE1(userfaultfd, int, flags): the low 32 bits.
     return sysUserfaultfd(this, argInt(flags, "userfaultfd", "flags"));
   }
 
+  /** open("/dev/userfaultfd") then ioctl(USERFAULTFD_IOC_NEW): the device path to a userfaultfd (root only by default). */
   async openDevUserfaultfd(flags: number): Promise<number> {
     this.enter("open");
     // USERFAULTFD_IOC_NEW's argument is an unsigned long that new_userfaultfd() takes as an int.
@@ -756,6 +815,7 @@ export class Process {
     }
   }
 
+  /** io_uring_register(IORING_REGISTER_BUFFERS): a long-term pin (FOLL_LONGTERM) of a user buffer. */
   async ioUringRegisterBuffers(addr: number, length: number): Promise<PinnedBuffer> {
     this.enter("io_uring_register");
     // One struct iovec: both fields are read with copy_from_user(), EFAULT if they are no numbers.
@@ -792,6 +852,7 @@ export class Process {
 
   // --- processes --------------------------------------------------------------------------
 
+  /** fork(2): a child with a copy-on-write copy of the memory; resolves to the child. */
   async fork(): Promise<Process> {
     this.enter("fork");
     const child = this.kernel.createProcess(this.name, this.creds, this, new Mm(this.kernel.core), this.fds.clone());
@@ -820,6 +881,7 @@ export class Process {
     this.kernel.processes.delete(this.pid);
   }
 
+  /** exit(2): ends the process (its memory, fds and waiters go). */
   async exit(status = 0): Promise<void> {
     if (this.exited) throw new ErrnoError("ESRCH", "exit");
     // exit(int): a status no register holds is refused (EINVAL) and the process keeps running.
@@ -842,6 +904,7 @@ export class Process {
     for (const w of this.#exitWaiters.splice(0)) w();
   }
 
+  /** kill(2): sends a signal (SIGKILL ends the target at once). */
   async kill(pid: number, signal: number): Promise<void> {
     this.enter("kill");
     pid = argInt(pid, "kill", "pid");
@@ -856,6 +919,7 @@ export class Process {
     target.doExit(null, signal === SIGKILL ? SIGKILL : signal);
   }
 
+  /** waitpid(2): resolves when the child has ended, and reaps it. */
   async waitpid(pid: number): Promise<WaitStatus> {
     this.enter("wait4");
     pid = argInt(pid, "wait4", "pid");
@@ -909,6 +973,7 @@ export class Process {
     return out;
   }
 
+  /** /proc/pid/smaps: one entry per vma with its rss, anonymous and swap sizes. */
   smaps(): VmaInfo[] {
     return this.mm.vmas.map((v) => smapsEntry(this.mm, v));
   }

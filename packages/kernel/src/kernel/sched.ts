@@ -36,16 +36,56 @@ export type SchedPoint = "access" | "wake" | "user";
  * Must be deterministic (seeded), or runs stop replaying.
  */
 export interface Preemption {
+  /** Whether task `tid` yields the CPU at this scheduling point. */
   preempt(tid: number, point: SchedPoint): boolean;
+  /** The index in `ready` of the task that runs next. */
   pick(ready: readonly number[]): number;
 }
 
 /** What Scheduler.observer is told: scheduling decisions, userfault sleeps and wakes, at virtual time `now`. */
 export type SchedEvent =
-  | { kind: "preempt"; tid: number; point: SchedPoint; now: number }
-  | { kind: "resume"; tid: number; now: number }
-  | { kind: "block"; tid: number; address: number; write: boolean; user: boolean; now: number }
-  | { kind: "wake"; tid: number; address: number; now: number };
+  | {
+      /** Task `tid` yielded at a scheduling point. */
+      kind: "preempt";
+      /** The task. */
+      tid: number;
+      /** Where it yielded. */
+      point: SchedPoint;
+      /** Virtual time in ns. */
+      now: number;
+    }
+  | {
+      /** Task `tid` got the CPU back. */
+      kind: "resume";
+      /** The task. */
+      tid: number;
+      /** Virtual time in ns. */
+      now: number;
+    }
+  | {
+      /** Task `tid` fell asleep on a userfault. */
+      kind: "block";
+      /** The task. */
+      tid: number;
+      /** The faulting address. */
+      address: number;
+      /** Whether the access was a write. */
+      write: boolean;
+      /** Whether the access came from user mode (not a kernel copy on behalf of a syscall). */
+      user: boolean;
+      /** Virtual time in ns. */
+      now: number;
+    }
+  | {
+      /** Task `tid` was woken from a userfault. */
+      kind: "wake";
+      /** The task. */
+      tid: number;
+      /** The address it slept on. */
+      address: number;
+      /** Virtual time in ns. */
+      now: number;
+    };
 
 /** The built-in policy of KernelOptions.preemption = p: each point yields with probability p; uniform pick. */
 export function seededPreemption(prng: Prng, probability: number): Preemption {

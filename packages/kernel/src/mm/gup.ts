@@ -250,8 +250,11 @@ function gupError(proc: Process, err: ErrnoCode, syscall: string): Error {
 
 /** The device's view of long-term pinned pages: reads and writes go to the pinned frames, not through page tables. */
 export interface PinnedBuffer {
+  /** Reads through the pin, as the device would (no fault, no userfault). */
   read(offset: number, length: number): Uint8Array;
+  /** Writes through the pin, as the device would. */
   write(offset: number, data: Uint8Array): void;
+  /** Releases the pin (io_uring_unregister_buffers). */
   unregister(): Promise<void>;
 }
 

@@ -6,45 +6,83 @@
  * lower-cased strerror() text, so users match on `code` and never parse messages.
  */
 
+/** Every errno the simulation can return, by name, with its Linux x86-64 number. */
 export const ERRNO = {
+  /** Operation not permitted. */
   EPERM: 1,
+  /** No such file or directory. */
   ENOENT: 2,
+  /** No such process. */
   ESRCH: 3,
+  /** Interrupted system call. */
   EINTR: 4,
+  /** Input/output error. */
   EIO: 5,
+  /** No such device or address. */
   ENXIO: 6,
+  /** Argument list too long. */
   E2BIG: 7,
+  /** Exec format error. */
   ENOEXEC: 8,
+  /** Bad file descriptor. */
   EBADF: 9,
+  /** No child processes. */
   ECHILD: 10,
+  /** Resource temporarily unavailable. */
   EAGAIN: 11,
+  /** Cannot allocate memory. */
   ENOMEM: 12,
+  /** Permission denied. */
   EACCES: 13,
+  /** Bad address. */
   EFAULT: 14,
+  /** Device or resource busy. */
   EBUSY: 16,
+  /** File exists. */
   EEXIST: 17,
+  /** Invalid cross-device link. */
   EXDEV: 18,
+  /** No such device. */
   ENODEV: 19,
+  /** Not a directory. */
   ENOTDIR: 20,
+  /** Is a directory. */
   EISDIR: 21,
+  /** Invalid argument. */
   EINVAL: 22,
+  /** Too many open files in system. */
   ENFILE: 23,
+  /** Too many open files. */
   EMFILE: 24,
+  /** Inappropriate ioctl for device. */
   ENOTTY: 25,
+  /** File too large. */
   EFBIG: 27,
+  /** No space left on device. */
   ENOSPC: 28,
+  /** Illegal seek. */
   ESPIPE: 29,
+  /** Read-only file system. */
   EROFS: 30,
+  /** Broken pipe. */
   EPIPE: 32,
+  /** Numerical result out of range. */
   ERANGE: 34,
+  /** File name too long. */
   ENAMETOOLONG: 36,
+  /** Function not implemented. */
   ENOSYS: 38,
+  /** Package not installed. */
   ENOPKG: 65,
+  /** Value too large for defined data type. */
   EOVERFLOW: 75,
+  /** Operation not supported. */
   EOPNOTSUPP: 95,
+  /** Memory page has hardware error. */
   EHWPOISON: 133,
 } as const;
 
+/** An errno name: a key of ERRNO ("EEXIST", "EAGAIN", ...). */
 export type ErrnoCode = keyof typeof ERRNO;
 
 /** strerror() texts, lower-cased as Node prints them. */
@@ -112,6 +150,10 @@ export function setErrnoStackTraces(on: boolean): boolean {
   return before;
 }
 
+/**
+ * A failed syscall, as Node reports one: `code` ("EEXIST"), `errno` (17) and `syscall`
+ * ("ioctl UFFDIO_COPY"); the message reads `EEXIST: file exists, ioctl UFFDIO_COPY`.
+ */
 export class ErrnoError extends Error {
   /** "EEXIST" */
   readonly code: ErrnoCode;
@@ -134,7 +176,9 @@ export class ErrnoError extends Error {
 
 /** A memory access that Linux answers with a signal. */
 export class SignalError extends Error {
+  /** The signal the access got. */
   readonly signal: "SIGSEGV" | "SIGBUS";
+  /** The faulting address. */
   readonly address: number;
 
   constructor(signal: "SIGSEGV" | "SIGBUS", address: number, why?: string) {

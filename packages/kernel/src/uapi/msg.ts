@@ -6,13 +6,77 @@
  */
 import { UFFD_EVENT_FORK, UFFD_EVENT_PAGEFAULT, UFFD_EVENT_REMAP, UFFD_EVENT_REMOVE, UFFD_EVENT_UNMAP } from "./userfaultfd.ts";
 
+/** sizeof(struct uffd_msg): every message read(2) returns from a userfaultfd is 32 bytes. */
 export const UFFD_MSG_SIZE = 32;
 
+/**
+ * A decoded struct uffd_msg, by event: UFFD_EVENT_PAGEFAULT (`flags`: UFFD_PAGEFAULT_FLAG_*,
+ * `address`, `feat.ptid` with UFFD_FEATURE_THREAD_ID), UFFD_EVENT_FORK (`ufd`: the child's
+ * userfaultfd), UFFD_EVENT_REMAP (`from`, `to`, `len`), UFFD_EVENT_REMOVE and UFFD_EVENT_UNMAP
+ * (`start`, `end` exclusive).
+ */
 export type UffdMsg =
-  | { event: 0x12; arg: { pagefault: { flags: number; address: number; feat: { ptid: number } } } }
-  | { event: 0x13; arg: { fork: { ufd: number } } }
-  | { event: 0x14; arg: { remap: { from: number; to: number; len: number } } }
-  | { event: 0x15 | 0x16; arg: { remove: { start: number; end: number } } };
+  | {
+      /** UFFD_EVENT_PAGEFAULT. */
+      event: 0x12;
+      /** The message body. */
+      arg: {
+        /** The userfault. */
+        pagefault: {
+          /** UFFD_PAGEFAULT_FLAG_* bits. */
+          flags: number;
+          /** The faulting address (the page start unless UFFD_FEATURE_EXACT_ADDRESS). */
+          address: number;
+          /** Feature-dependent fields. */
+          feat: {
+            /** The faulting thread's id with UFFD_FEATURE_THREAD_ID, else 0. */
+            ptid: number;
+          };
+        };
+      };
+    }
+  | {
+      /** UFFD_EVENT_FORK. */
+      event: 0x13;
+      /** The message body. */
+      arg: {
+        /** The fork. */
+        fork: {
+          /** The child's userfaultfd, installed in the reader's fd table. */
+          ufd: number;
+        };
+      };
+    }
+  | {
+      /** UFFD_EVENT_REMAP. */
+      event: 0x14;
+      /** The message body. */
+      arg: {
+        /** The move. */
+        remap: {
+          /** Old start address. */
+          from: number;
+          /** New start address. */
+          to: number;
+          /** Length in bytes. */
+          len: number;
+        };
+      };
+    }
+  | {
+      /** UFFD_EVENT_REMOVE (0x15) or UFFD_EVENT_UNMAP (0x16). */
+      event: 0x15 | 0x16;
+      /** The message body. */
+      arg: {
+        /** The range removed or unmapped. */
+        remove: {
+          /** Start address. */
+          start: number;
+          /** End address (exclusive). */
+          end: number;
+        };
+      };
+    };
 
 function getU64(view: DataView, offset: number): number {
   return view.getUint32(offset, true) + view.getUint32(offset + 4, true) * 0x1_0000_0000;
