@@ -231,6 +231,9 @@ function handlePteMarker(vmf: VmFault): number {
 function doAnonymousPage(vmf: VmFault): number {
   const { mm, vma } = vmf;
   const uffdWp = vmfOrigPteUffdWp(vmf);
+  // pte_alloc(): the table exists from here on, also when the fault goes to userspace
+  // (PAGEMAP_SCAN reports a none pte in a table as written, a hole not).
+  mm.pt.table(vmf.vpn);
   if ((vmf.flags & FAULT_FLAG_WRITE) === 0) {
     if (userfaultfdMissing(vma)) return handleUserfault(vmf, VM_UFFD_MISSING);
     let entry = mkPte(mm.core.mem.zeroPfn, PTE_SPECIAL);
