@@ -60,16 +60,26 @@ export class ShmemFileOps implements FileOps {
   }
 
   async write(file: OpenFile, proc: Process, data: Uint8Array): Promise<number> {
-    const n = shmemWrite(proc, this.inode, file.pos, data);
-    file.pos += n;
-    return n;
+    const unlock = await inodeLock(this.inode);
+    try {
+      const n = shmemWrite(proc, this.inode, file.pos, data);
+      file.pos += n;
+      return n;
+    } finally {
+      unlock();
+    }
   }
 
-  /** write(2) from user memory (see shmemWriteUser()). */
+  /** write(2) from user memory (see shmemWriteUser()), under the inode lock. */
   async writeUser(file: OpenFile, proc: Process, addr: number, length: number): Promise<number> {
-    const n = await shmemWriteUser(proc, this.inode, file.pos, addr, length, "write");
-    file.pos += n;
-    return n;
+    const unlock = await inodeLock(this.inode);
+    try {
+      const n = await shmemWriteUser(proc, this.inode, file.pos, addr, length, "write");
+      file.pos += n;
+      return n;
+    } finally {
+      unlock();
+    }
   }
 
   fcntl(file: OpenFile, cmd: number, arg: number): number | undefined {
@@ -162,6 +172,30 @@ export function shmemWrite(proc: Process, inode: ShmemInode, pos: number, data: 
     if (at + n > inode.size) inode.size = at + n;
   }
   return done;
+}
+
+/**
+ * The inode lock (inode->i_rwsem taken for writing) of a shmem file: shmem_file_write_iter()
+ * holds it for the whole write, also while its copy from user memory sleeps on a userfault, and
+ * truncation (do_truncate()) and shmem_fallocate() (fallocate(2), MADV_REMOVE) take it too, so
+ * they wait behind such a write. Waiters get it in arrival order.
+ */
+const inodeLocks = new WeakMap<ShmemInode, { held: boolean; waiters: Array<() => void> }>();
+
+export async function inodeLock(inode: ShmemInode): Promise<() => void> {
+  let l = inodeLocks.get(inode);
+  if (l === undefined) {
+    l = { held: false, waiters: [] };
+    inodeLocks.set(inode, l);
+  }
+  const lock = l;
+  if (lock.held) await new Promise<void>((resolve) => lock.waiters.push(resolve));
+  lock.held = true;
+  return () => {
+    const next = lock.waiters.shift();
+    if (next !== undefined) next(); // handed over: stays held
+    else lock.held = false;
+  };
 }
 
 /**
