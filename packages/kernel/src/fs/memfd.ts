@@ -226,11 +226,13 @@ export async function shmemWriteUser(proc: Process, inode: ShmemInode, pos: numb
     const chunk = new Uint8Array(n);
     const got = await proc.copyUser(addr + done, chunk, false);
     // shmem_write_end(): the copied bytes (the folio may have been punched meanwhile: write again
-    // through the cache), i_size, and the folio dirty even when nothing was copied.
+    // through the cache), and even when nothing was copied the folio dirty and i_size grown to
+    // pos + copied [host: a pwrite at 4096 that copied nothing leaves i_size 4096].
     if (got > 0) shmemWrite(proc, inode, at, chunk.subarray(0, got));
     else {
       const e = shmemFindPage(core.mem, core.swap, inode, pgoff);
       if (e >= 0) core.mem.setFlag(e, PG.dirty);
+      if (at > inode.size) inode.size = at;
     }
     done += got;
     if (got < n) break;
