@@ -8,7 +8,7 @@
  * cache first and falls back to the registry). Nothing here depends on how long a step takes.
  */
 import { execFileSync, type ExecFileSyncOptions } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -159,6 +159,11 @@ describe("the packed packages, installed into a fresh project outside the worksp
     run(process.execPath, [TSC, "--init"]);
     run(process.execPath, [TSC, "-p", "."]); // exits non-zero on any type error
     expect(run("node", ["handler.js"]).trim()).toBe(HANDLER_OUTPUT);
+  });
+
+  it("the kernel's and the SDK's declarations type-check on their own (skipLibCheck off, no @types/node), and the SDK installs no rxjs", () => {
+    run(process.execPath, [TSC, "--noEmit", "--module", "nodenext", "--target", "esnext", "--strict", "--exactOptionalPropertyTypes", "--noUncheckedIndexedAccess", "--types", "", "--skipLibCheck", "false", "--ignoreConfig", "handler.ts"]);
+    expect(existsSync(join(consumer, "node_modules", "rxjs"))).toBe(false);
   });
 
   it("tsx runs the handler's TypeScript directly", () => {

@@ -267,6 +267,8 @@ export function buildProgram(): Command {
     .argument("<json>", "a JSON file written by migrate or compare")
     .option("--out <dir>", "write <run>.html into this directory instead of next to the JSON file")
     .action((file: string, o: { out?: string }) => renderReport(file, o));
+  // `npm run demo -- --version` reaches the migrate command: every command answers --version
+  for (const cmd of program.commands) cmd.version(VERSION, "-V, --version", "print the version");
   return program;
 }
 

@@ -219,6 +219,8 @@ interface TimeView {
   switchoverAtMs: number | null;
   resumedAtMs: number | null;
   completeAtMs: number | null;
+  /** The guest's first completed operation on the destination (ms since start); null when unknown. */
+  firstOpAtMs: number | null;
   spanMs: number;
 }
 
@@ -231,7 +233,7 @@ function timeView(r: RunRecord): TimeView | null {
     const d = (r as FailedRun).destination;
     if (d === null) return null;
     const last = Math.max(0, ...d.opsTimeline.map((o) => o.tMs));
-    return { strategy: r.strategy, timeline: d.timeline, opsTimeline: d.opsTimeline, switchoverAtMs: null, resumedAtMs: null, completeAtMs: null, spanMs: Math.max(1, timelineSpanMs(d.timeline), last) };
+    return { strategy: r.strategy, timeline: d.timeline, opsTimeline: d.opsTimeline, switchoverAtMs: null, resumedAtMs: null, completeAtMs: null, firstOpAtMs: null, spanMs: Math.max(1, timelineSpanMs(d.timeline), last) };
   }
   const last = Math.max(0, ...r.opsTimeline.map((o) => o.tMs));
   return {
@@ -241,6 +243,7 @@ function timeView(r: RunRecord): TimeView | null {
     switchoverAtMs: r.switchoverAtMs,
     resumedAtMs: r.switchoverAtMs + r.downtimeMs,
     completeAtMs: r.totalTimeMs,
+    firstOpAtMs: r.guestDowntimeMs === undefined ? null : r.switchoverAtMs + r.guestDowntimeMs,
     spanMs: Math.max(1, r.totalTimeMs, timelineSpanMs(r.timeline), last),
   };
 }
@@ -264,6 +267,10 @@ function phaseMarkers(v: TimeView): Array<{ x: number; text: string; cls: string
   const out: Array<{ x: number; text: string; cls: string }> = [];
   if (v.switchoverAtMs !== null) out.push({ x: timeX(v, v.switchoverAtMs), text: `switchover ${ms(v.switchoverAtMs)}`, cls: "switchover" });
   if (v.resumedAtMs !== null) out.push({ x: timeX(v, v.resumedAtMs), text: `resumed ${ms(v.resumedAtMs)}`, cls: "resumed" });
+  // the guest's first operation after the move, when it is not simply the resume
+  if (v.firstOpAtMs !== null && v.resumedAtMs !== null && v.firstOpAtMs - v.resumedAtMs >= 1) {
+    out.push({ x: timeX(v, v.firstOpAtMs), text: `guest ran ${ms(v.firstOpAtMs)}`, cls: "first-op" });
+  }
   if (v.completeAtMs !== null) out.push({ x: timeX(v, v.completeAtMs), text: `complete ${ms(v.completeAtMs)}`, cls: "complete" });
   return out;
 }
@@ -544,6 +551,7 @@ function destinationTable(d: DestMetrics): string {
     ["fault latency p50 / p99 / max", d.faults.count > 0 ? `${us(d.faults.p50Us)} / ${us(d.faults.p99Us)} / ${us(d.faults.maxUs)}` : "-"],
     ["guest ops on the destination", n(d.guestOps)],
     ["guest threads blocked on missing pages", n(d.blockedThreads)],
+    ["demand pages' connection", d.preempt ? "own (preempt)" : "shared with bulk"],
   ];
   const body = rows.map(([k, v]) => `<tr><td>${esc(k)}</td><td class="num">${esc(v)}</td></tr>`).join("");
   return `<table class="destination"><thead><tr><th>the destination recorded</th><th>value</th></tr></thead><tbody>${body}</tbody></table>`;

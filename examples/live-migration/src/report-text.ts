@@ -29,7 +29,19 @@ function isFailed(r: RunRecord): r is FailedRun {
 /** Footnotes for the rows whose name alone can mislead. */
 export const FOOTNOTES = {
   downtime:
-    "Wall-clock time from the guest stopping on the source to the guest running on the destination. Postcopy and hybrid guests then still wait for each missing page they touch; that waiting is not in this figure (see the fault latency).",
+    "The protocol's downtime: wall-clock time from the guest stopping on the source to the destination resuming it. Postcopy and hybrid guests then still wait for each missing page they touch; that waiting is not in this figure (see the guest-experienced downtime and the fault latency).",
+  guestDowntime:
+    "Downtime as the guest saw it: wall-clock time from the guest stopping on the source to its first completed operation on the destination, so it includes waiting for the first missing pages after the resume.",
+  faultBlocked:
+    "Summed over faults, from each fault to its wake: several threads blocked at once count several times, so this can exceed the run's wall-clock time.",
+  preempt:
+    "Whether postcopy demand pages had a connection of their own (postcopy-preempt, as QEMU's) or queued behind the background push on the one stream.",
+  queuedAhead:
+    "Bytes already queued on a demand page's connection when the source sent it: what the page waited behind. In brackets, the time those bytes plus the page take on the modelled link (bandwidth and latency).",
+  hostMemory:
+    "Peak resident memory of each OS process: Node.js itself, the simulated kernel and the guest's RAM together, not the guest alone (its size is in the setup line).",
+  receiverBlocked:
+    "Time the bulk socket refused data although the modelled link had room: the destination, not the link, was the bottleneck (marked receiver-bound when it is at least a tenth of the run).",
   virtual:
     "Simulated kernel time: the virtual ns the kernels spent on syscalls, faults and copies. The network and Node's event loop cost no virtual time, so these are far below the wall-clock figures and not comparable with them.",
   virtualDowntime:
@@ -55,6 +67,7 @@ export interface Row {
 export const ROWS: readonly Row[] = [
   { label: "total time", value: (r) => ms(r.totalTimeMs) },
   { label: "downtime", value: (r) => ms(r.downtimeMs), note: "downtime" },
+  { label: "guest-experienced downtime", value: (r) => (r.guestDowntimeMs === undefined ? null : ms(r.guestDowntimeMs)), note: "guestDowntime" },
   { label: "switchover after", value: (r) => ms(r.switchoverAtMs) },
   { label: "virtual time: source kernel", value: (r) => ns(r.virtual.sourceNs), note: "virtual" },
   { label: "virtual time: destination kernel", value: (r) => ns(r.virtual.destinationNs), note: "virtual" },
@@ -76,6 +89,28 @@ export const ROWS: readonly Row[] = [
   { label: "fault latency p50", value: (r) => (r.faults.p50Us > 0 ? us(r.faults.p50Us) : "-"), note: "latency" },
   { label: "fault latency p99", value: (r) => (r.faults.p99Us > 0 ? us(r.faults.p99Us) : "-"), note: "latency" },
   { label: "fault latency max", value: (r) => (r.faults.maxUs > 0 ? us(r.faults.maxUs) : "-"), note: "latency" },
+  { label: "guest time blocked in faults", value: (r) => (r.faultBlockedMs === undefined ? null : ms(r.faultBlockedMs)), note: "faultBlocked" },
+  { label: "demand pages' connection", value: (r) => (r.transport === undefined ? null : r.strategy === "precopy" ? "-" : r.transport.preempt ? "own (preempt)" : "shared with bulk"), note: "preempt" },
+  {
+    label: "queued ahead of a demand page p50 / p99",
+    value: (r) => {
+      const q = r.transport?.demandQueuedAhead;
+      if (q === undefined) return null;
+      if (q.count === 0) return "-";
+      return `${formatBytes(q.p50Bytes)} / ${formatBytes(q.p99Bytes)}${q.p99LinkMs === null ? "" : ` (${ms(q.p99LinkMs)})`}`;
+    },
+    note: "queuedAhead",
+  },
+  {
+    label: "receiver-blocked time",
+    value: (r) => (r.transport === undefined ? null : `${ms(r.transport.receiverBlockedMs)}${r.transport.receiverBound ? " (receiver-bound)" : ""}`),
+    note: "receiverBlocked",
+  },
+  {
+    label: "peak memory: source / destination process",
+    value: (r) => (r.hostMemory === undefined ? null : `${formatBytes(r.hostMemory.sourceMaxRssBytes)} / ${formatBytes(r.hostMemory.destinationMaxRssBytes)}`),
+    note: "hostMemory",
+  },
   { label: "guest ops on source / destination", value: (r) => `${int(r.guest.opsOnSource)} / ${int(r.guest.opsOnDestination)}` },
   { label: "dirty tracking", value: (r) => r.trackingMethod },
   { label: "verification", value: (r) => verdict(r) },

@@ -62,9 +62,9 @@ describe("the CLI", () => {
     expect(result!.config.hotSetBytes).toBe(8 * 1024 * 1024);
   });
 
-  it("--version prints the package's version", async () => {
-    const r = await run(["--version"]);
-    expect(r).toEqual({ code: 0, stdout: `${PACKAGE.version}\n`, stderr: "" });
+  it("--version prints the package's version, also after a command (npm run demo -- --version)", async () => {
+    expect(await run(["--version"])).toEqual({ code: 0, stdout: `${PACKAGE.version}\n`, stderr: "" });
+    expect(await run(["migrate", "--version"])).toEqual({ code: 0, stdout: `${PACKAGE.version}\n`, stderr: "" });
   });
 
   it("a bad option value: the error and a pointer to --help, not the whole help", async () => {

@@ -1,7 +1,7 @@
 /**
  * A migration result made by hand, for report tests that need exact, repeatable figures (no run,
  * no clock): a postcopy-like run whose switchover and resume are 3 ms apart (their marker labels
- * would collide if drawn naively), a few demand pages beside hundreds of background pages, and a
+ * would collide if drawn naively; the guest's first operation follows 9 ms later), a few demand pages beside hundreds of background pages, and a
  * fault latency histogram with empty buckets between its filled ones.
  */
 import { makeConfig } from "../src/config.ts";
@@ -47,6 +47,17 @@ export function fixtureResult(overrides: Partial<MigrationResult> = {}): Migrati
     timeline: { bucketMs: 10, series },
     opsTimeline,
     verification: { ok: true, scope: "full", pagesChecked: 4096, mismatchedPages: 0, staleReads: 0, missingPages: 0, filledMissingPages: 0, firstMismatches: [] },
+    // the guest's first operation on the destination 9 ms after the resume: a fourth marker near the other two
+    guestDowntimeMs: 12,
+    faultBlockedMs: 72,
+    transport: {
+      preempt: true,
+      sendBufferBytes: 262_144,
+      receiverBlockedMs: 0,
+      receiverBound: false,
+      demandQueuedAhead: { count: 4, p50Bytes: 0, p99Bytes: 8224, maxBytes: 8224, p99LinkMs: 1.2, maxLinkMs: 1.2 },
+    },
+    hostMemory: { sourceMaxRssBytes: 180 * 1024 * 1024, destinationMaxRssBytes: 170 * 1024 * 1024, guestBytes: 16 * 1024 * 1024 },
     ...overrides,
   };
 }

@@ -145,12 +145,19 @@ describe("after the HELLO: every frame is checked against the protocol state", (
     ["a DEVICE_STATE whose hot set is outside the guest", () => deviceState("postcopy", { workload: { hotBase: PAGES, hotPages: 16, threads: [] } }), /DEVICE_STATE frame in state "precopy": "workload.hotBase" puts the hot set outside the guest/],
     ["a DEVICE_STATE resuming a postcopy migration with no pages", () => deviceState("resume"), /DEVICE_STATE frame in state "precopy": resume mode in a postcopy migration/],
     ["a DISCARD in a postcopy migration", () => discard([1]), /DISCARD frame in state "precopy": DISCARD in a postcopy migration/],
+    // The largest frame after the HELLO is a 64-page run (8 bytes of bitmap + 256 KiB).
+    ["an oversized frame after the HELLO", () => rawFrame(12 + 50 * 1024 * 1024, FRAME.PAGES), /protocol error in state "precopy": bad frame length .*exceeds the limit of 262152/],
+    ["a run of 65 pages", () => encodeFrame(FRAME.PAGES, PK.PRECOPY, 0, 65, new Uint8Array(12)), /PAGES frame in state "precopy": a run of 65 pages \(1 to 64\)/],
+    ["a run past the end of the guest", () => encodeFrame(FRAME.PAGES, PK.PRECOPY, PAGES - 2, 4, Uint8Array.of(15, 0, 0, 0)), /pages 254..257 are outside the guest/],
+    ["a run whose payload disagrees with its zero bitmap", () => encodeFrame(FRAME.PAGES, PK.PRECOPY, 0, 2, Uint8Array.of(1, 0, 0, 0)), /payload of 4 bytes for 1 data pages \(expected 4100\)/],
+    ["a run with zero bits past its end", () => encodeFrame(FRAME.PAGES, PK.PRECOPY, 0, 2, Uint8Array.of(7, 0, 0, 0)), /zero bits set past the end of the run/],
   ])("%s", async (_name, frame, why) => {
     const { d, src } = await session();
     src.send(frame());
     const msg = await expectViolation(d, src, why);
     expect(msg).toMatch(/the source broke the protocol during precopy/);
     expectUntouched(d);
+    expect(d.dest.metrics().queuePeak.frames).toBeLessThanOrEqual(1); // only the HELLO was ever queued
   });
 
   it("a truncated frame, then the source dies: a clear error, nothing installed", async () => {

@@ -169,6 +169,7 @@ describe("the report of a hand-made run", () => {
     for (const cls of ["pages-over-time", "guest-throughput"]) {
       const chart = new RegExp(`<svg class="chart ${cls}"[^]*?</svg>`).exec(html)![0];
       for (const m of ["switchover", "resumed", "complete"]) expect(chart).toMatch(new RegExp(`class="marker-label ${m}">${m} `));
+      expect(chart).toContain('class="marker-label first-op">guest ran 612 ms<');
       expect(chart).toContain('<g class="legend">');
       expect(chart).toContain('class="stopped"');
     }
@@ -179,15 +180,31 @@ describe("the report of a hand-made run", () => {
 
   it("footnotes the two downtimes, the virtual times and the duplicates, in the HTML and in the terminal table", () => {
     const text = formatResultTable(r);
-    for (const key of ["downtime", "virtualDowntime", "virtual", "duplicate", "total"] as const) {
+    for (const key of ["downtime", "guestDowntime", "virtualDowntime", "virtual", "duplicate", "total", "faultBlocked", "queuedAhead"] as const) {
       expect(html).toContain(FOOTNOTES[key]);
       expect(text).toContain(FOOTNOTES[key]);
     }
     expect(text).toMatch(/^downtime \[1\] /m);
-    expect(text).toMatch(/^virtual downtime \[3\] /m);
-    expect(text).toMatch(/^ {2}of which duplicates \[6\] /m);
+    expect(text).toMatch(/^guest-experienced downtime \[2\] +12\.0 ms$/m);
+    expect(text).toMatch(/^virtual downtime \[4\] /m);
+    expect(text).toMatch(/^ {2}of which duplicates \[7\] /m);
+    expect(text).toMatch(/^demand pages' connection \[12\] +own \(preempt\)$/m);
+    expect(text).toMatch(/^queued ahead of a demand page p50 \/ p99 \[13\] +0 B \/ 8\.0 KiB \(1\.20 ms\)$/m);
     expect(html).toMatch(/<td>downtime<sup class="fn-ref">1<\/sup><\/td>/);
-    expect((html.match(/<li value="/g) ?? []).length).toBe(9);
+    expect(text).toMatch(/^peak memory: source \/ destination process \[15\] +180 MiB \/ 170 MiB$/m);
+    expect((html.match(/<li value="/g) ?? []).length).toBe(15);
+  });
+
+  it("leaves out the rows a result from before those metrics does not have", () => {
+    const old = fixtureResult();
+    delete old.guestDowntimeMs;
+    delete old.faultBlockedMs;
+    delete old.transport;
+    delete old.hostMemory;
+    const text = formatResultTable(old);
+    expect(text).not.toMatch(/^(guest-experienced downtime|guest time blocked in faults|demand pages' connection|queued ahead|receiver-blocked|peak memory)/m);
+    expect(text).toMatch(/^virtual downtime \[3\] /m);
+    expect(renderHtml([old], "now")).not.toContain("guest ran");
   });
 });
 

@@ -249,6 +249,8 @@ export interface CtxOptions {
   nrPages: number;
   seed?: number;
   swapPages?: number;
+  /** KernelOptions.preemption: seeded preemption points for more interleavings. */
+  preemption?: number;
   /** uffd_test_case_ops->post_alloc */
   postAlloc?: (ctx: UffdTestCtx) => Promise<void>;
 }
@@ -309,7 +311,7 @@ export function aliasMapping(ctx: UffdTestCtx, start: number, offset: number): n
  * area_dst, create the pipe.
  */
 export async function uffdTestCtxInit(o: CtxOptions): Promise<UffdTestCtx> {
-  const k = new Kernel({ seed: o.seed ?? 1, swapPages: o.swapPages ?? 0 });
+  const k = new Kernel({ seed: o.seed ?? 1, swapPages: o.swapPages ?? 0, ...(o.preemption !== undefined ? { preemption: o.preemption } : {}) });
   const p = k.spawn({ name: "uffd-unit-tests" });
   const ctx: UffdTestCtx = {
     k,
