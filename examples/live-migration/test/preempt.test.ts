@@ -19,7 +19,8 @@ const WORKLOAD = [
 
 describe("postcopy under a saturating background push", () => {
   it("with the preempt channel, no demand page waits behind more than one segment and the other threads' pages", { timeout: 120_000 }, async () => {
-    const r = await runMigration(smallConfig({ strategy: "postcopy", link: LINK, workload: WORKLOAD, postcopyPreempt: true }));
+    // The push waits for the guest's first request, so at least one demand page exists whatever the load.
+    const r = await runMigration(smallConfig({ strategy: "postcopy", link: LINK, workload: WORKLOAD, postcopyPreempt: true, faults: { holdPushUntilRequests: 1 } }));
     expect(r.verification).toMatchObject({ ok: true, scope: "full", mismatchedPages: 0 });
     expect(r.transport!.preempt).toBe(true);
     const ahead = r.transport!.demandQueuedAhead;
