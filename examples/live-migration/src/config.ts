@@ -23,7 +23,10 @@ export interface ThreadSpec {
 export interface FaultInjection {
   /** The source cuts the TCP connection after sending this many postcopy pages. */
   dropLinkAfterPostcopyPages?: number;
-  /** The orchestrator SIGKILLs the source process once this many postcopy pages were sent. */
+  /**
+   * The orchestrator SIGKILLs the source process once this many postcopy pages were sent; the
+   * source sends nothing more from that count on, so the kill's delay changes nothing.
+   */
   killSourceAfterPostcopyPages?: number;
   /**
    * Test hook (no CLI option): the postcopy background push starts only once the source has

@@ -103,6 +103,8 @@ export class MigrationSource {
   #pendingDemand = 0;
   #postcopySent = 0;
   #requestWaiter: { n: number; resolve: () => void } | null = null;
+  /** Fault injection: past killSourceAfterPostcopyPages this process only waits for its SIGKILL. */
+  #frozen = false;
   #postcopyTotal = 0;
   readonly #m: SourceMetrics;
   readonly #proto: SourceProtocol;
@@ -368,6 +370,7 @@ export class MigrationSource {
     const pages = this.#guest.pages;
     const slice = new TimeSlice();
     while (this.#remaining > 0) {
+      if (this.#frozen) await new Promise<never>(() => {}); // fault injection: waiting for SIGKILL
       if (!link.hasRoom()) await link.waitForRoom();
       else {
         const t = slice.tick();
@@ -407,6 +410,7 @@ export class MigrationSource {
     }
     const needed = this.#needed;
     if (needed === null) return; // the protocol state admits REQUEST only in postcopy
+    if (this.#frozen) return; // fault injection: about to be SIGKILLed, answers nothing
     if (needed[page] === 0) {
       if (this.#pushed[page] !== 1 || this.#completeSent) {
         m.requests.alreadySent++;
@@ -431,6 +435,15 @@ export class MigrationSource {
 
   #countPostcopy(): void {
     this.#postcopySent++;
+    const kill = this.#config.faults.killSourceAfterPostcopyPages;
+    if (kill !== undefined && this.#postcopySent >= kill && !this.#frozen) {
+      // From here on this process behaves as the dead process it is about to be: it sends
+      // nothing more. Tell the orchestrator now (it does the SIGKILL), so what the destination
+      // lacks is decided by the page count, not by how fast the kill lands on a loaded host.
+      this.#frozen = true;
+      this.#hooks.progress("postcopy", this.#postcopySent, this.#postcopyTotal);
+      return;
+    }
     if ((this.#postcopySent & 255) === 0 || this.#remaining === 0) this.#hooks.progress("postcopy", this.#postcopySent, this.#postcopyTotal);
     const drop = this.#config.faults.dropLinkAfterPostcopyPages;
     if (drop !== undefined && this.#postcopySent >= drop) this.abort(`fault injection: connection dropped after ${this.#postcopySent} postcopy pages`);
