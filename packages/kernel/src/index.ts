@@ -6,6 +6,10 @@
  * @module @uffd/kernel
  */
 export { Kernel, type KernelOptions, type SpawnOptions } from "./kernel/kernel.ts";
+export {
+  DEFAULT_RELEASE, KERNEL_RELEASES, UFFD_FEATURE_SINCE, releaseProfile,
+  type KernelRelease, type ReleaseProfile, type Utsname,
+} from "./kernel/release.ts";
 export type { Preemption, SchedPoint, SchedEvent } from "./kernel/sched.ts";
 export { Process, Thread, type PollFd, type WaitStatus, type UserBuffer } from "./kernel/process.ts";
 export type { PagemapEntry, VmaInfo, KPageFlags } from "./fs/procfs.ts";

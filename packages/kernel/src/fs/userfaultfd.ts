@@ -56,9 +56,7 @@ import {
   _UFFDIO_CONTINUE,
   _UFFDIO_WRITEPROTECT,
   UFFD_API,
-  UFFD_API_FEATURES,
   UFFD_API_IOCTLS,
-  UFFD_API_RANGE_IOCTLS,
   UFFD_EVENT_FORK,
   UFFD_EVENT_PAGEFAULT,
   UFFD_EVENT_REMAP,
@@ -282,7 +280,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
 
   /** /proc/pid/fdinfo of the file (fs/userfaultfd.c:userfaultfd_show_fdinfo()). */
   fdinfo(): string {
-    const ioctls = (UFFD_API_IOCTLS | UFFD_API_RANGE_IOCTLS).toString(16);
+    const ioctls = (UFFD_API_IOCTLS | this.#kernel.core.profile.rangeIoctls).toString(16);
     const { pending, total } = this.faultCounts;
     return `pending:\t${pending}\ntotal:\t${total}\nAPI:\t${UFFD_API.toString(16)}:${(this.features >>> 0).toString(16)}:${ioctls}\n`;
   }
@@ -558,6 +556,12 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
 
   #dispatch(proc: Process, cmd: number, arg: object): number | Promise<number> {
     if (cmd !== UFFDIO_API && !this.initialized) fail("EINVAL", ioctlName(cmd));
+    // Release policy (5.10-6.7): CONTINUE (5.13), POISON (6.6) and MOVE (6.8) exist only from the
+    // release that added them; before it the request falls to the switch's default, EINVAL.
+    const nr = cmd & 0xff;
+    if (nr <= 0x3f && (cmd === UFFDIO_CONTINUE || cmd === UFFDIO_POISON || cmd === UFFDIO_MOVE) && (this.#kernel.core.profile.rangeIoctls & (1n << BigInt(nr))) === 0n) {
+      return fail("EINVAL", `0x${cmd.toString(16)}`);
+    }
     switch (cmd) {
       case UFFDIO_API:
         return this.#api(proc, arg);
@@ -572,7 +576,8 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
       case UFFDIO_ZEROPAGE:
         return this.#mfillRange(arg, "UFFDIO_ZEROPAGE", "zeropage", UFFDIO_ZEROPAGE_MODE_DONTWAKE, 0, MFILL_ATOMIC.ZEROPAGE);
       case UFFDIO_CONTINUE:
-        return this.#mfillRange(arg, "UFFDIO_CONTINUE", "mapped", UFFDIO_CONTINUE_MODE_DONTWAKE, UFFDIO_CONTINUE_MODE_WP, MFILL_ATOMIC.CONTINUE);
+        // Release policy (5.13-6.4): UFFDIO_CONTINUE_MODE_WP came in 6.5; before it the bit is EINVAL.
+        return this.#mfillRange(arg, "UFFDIO_CONTINUE", "mapped", UFFDIO_CONTINUE_MODE_DONTWAKE, this.#kernel.core.profile.continueModeWp ? UFFDIO_CONTINUE_MODE_WP : 0, MFILL_ATOMIC.CONTINUE);
       case UFFDIO_POISON:
         return this.#mfillRange(arg, "UFFDIO_POISON", "updated", UFFDIO_POISON_MODE_DONTWAKE, 0, MFILL_ATOMIC.POISON);
       case UFFDIO_WRITEPROTECT:
@@ -594,12 +599,18 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
       if (!putUser(a, "api", 0) || !putUser(a, "features", 0) || !putUser(a, "ioctls", 0n)) fail("EFAULT", what);
       return fail(code, what);
     };
+    const offered = this.#kernel.core.profile.apiFeatures;
     if (api !== UFFD_API) reject("EINVAL");
+    // Release policy (5.10): unknown feature bits are EINVAL before the EPERM of EVENT_FORK; from
+    // 6.10 (1723f04caacb) they are checked after it, against the features the kernel offers.
+    if (this.#kernel.core.profile.apiFeatureCheckFirst && (features & ~BigInt(offered)) !== 0n) reject("EINVAL");
     if ((features & BigInt(UFFD_FEATURE_EVENT_FORK)) !== 0n && !proc.capable("CAP_SYS_PTRACE")) reject("EPERM");
     // WP_ASYNC relies on WP_UNPOPULATED: it is chosen unconditionally.
     if ((features & BigInt(UFFD_FEATURE_WP_ASYNC)) !== 0n) features |= BigInt(UFFD_FEATURE_WP_UNPOPULATED);
-    if ((features & ~BigInt(UFFD_API_FEATURES)) !== 0n) reject("EINVAL");
-    if (!putUser(a, "api", UFFD_API) || !putUser(a, "features", UFFD_API_FEATURES) || !putUser(a, "ioctls", UFFD_API_IOCTLS)) {
+    // Release policy (5.10-6.18): the features offered, and accepted, are the release's
+    // UFFD_API_FEATURES; a bit the release does not know is EINVAL on every profile.
+    if ((features & ~BigInt(offered)) !== 0n) reject("EINVAL");
+    if (!putUser(a, "api", UFFD_API) || !putUser(a, "features", offered) || !putUser(a, "ioctls", UFFD_API_IOCTLS)) {
       fail("EFAULT", what);
     }
     if (this.features !== 0) reject("EINVAL");
@@ -613,7 +624,9 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     const a = argObject(arg, what);
     const { start, len } = readRange(a, what);
     const mode = u64(a.mode, what);
-    if (mode === 0 || hasBitsOutside(mode, UFFD_API_REGISTER_MODES)) fail("EINVAL", what);
+    const profile = this.#kernel.core.profile;
+    // Release policy (5.10-5.12): UFFD_API_REGISTER_MODES lacks MINOR (added in 5.13).
+    if (mode === 0 || hasBitsOutside(mode, UFFD_API_REGISTER_MODES & profile.registerModes)) fail("EINVAL", what);
     let vmFlags = 0;
     if ((mode & UFFDIO_REGISTER_MODE_MISSING) !== 0) vmFlags |= VM_UFFD_MISSING;
     if ((mode & UFFDIO_REGISTER_MODE_WP) !== 0) vmFlags |= VM_UFFD_WP;
@@ -625,7 +638,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     if (vmas.length === 0) fail("EINVAL", what);
     const wpAsync = (this.features & UFFD_FEATURE_WP_ASYNC) !== 0;
     for (const cur of vmas) {
-      if (!vmaCanUserfault(cur, vmFlags, wpAsync)) fail("EINVAL", what);
+      if (!vmaCanUserfault(cur, vmFlags, wpAsync, profile)) fail("EINVAL", what);
       // UFFDIO_COPY fills file holes even without PROT_WRITE: a shared mapping needs write
       // permission on the file.
       if ((cur.flags & VM_MAYWRITE) === 0) fail("EPERM", what);
@@ -633,7 +646,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     }
     userfaultfdRegisterRange(this, vmFlags, start, end);
     // The ioctls guaranteed to work on the range (hugetlb would get the BASIC set).
-    let ioctls = UFFD_API_RANGE_IOCTLS;
+    let ioctls = profile.rangeIoctls;
     if ((mode & UFFDIO_REGISTER_MODE_WP) === 0) ioctls &= ~(1n << BigInt(_UFFDIO_WRITEPROTECT));
     if ((mode & UFFDIO_REGISTER_MODE_MINOR) === 0) ioctls &= ~(1n << BigInt(_UFFDIO_CONTINUE));
     if (!putUser(a, "ioctls", ioctls)) fail("EFAULT", what);
@@ -658,7 +671,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     for (const cur of vmas) {
       // Unregistering through another userfaultfd than the one that registered is refused.
       if (cur.uffdCtx !== null && cur.uffdCtx !== this) fail("EINVAL", what);
-      if (!vmaCanUserfault(cur, cur.flags, wpAsync)) fail("EINVAL", what);
+      if (!vmaCanUserfault(cur, cur.flags, wpAsync, this.#kernel.core.profile)) fail("EINVAL", what);
     }
     if (!vmas.some((v) => v.uffdCtx !== null)) return 0;
     for (const vma of this.mm.isolateRange(start, end)) {
@@ -993,6 +1006,12 @@ function newUserfaultfd(proc: Process, flags: number, syscall: string): number {
  * before the flags).
  */
 export async function sysUserfaultfd(proc: Process, flags: number): Promise<number> {
+  // Release policy (5.10): no UFFD_USER_MODE_ONLY (5.11). Without CAP_SYS_PTRACE and with
+  // vm.unprivileged_userfaultfd = 0 every call is EPERM, and the flag is an unknown bit (EINVAL).
+  if (!proc.kernel.core.profile.userModeOnly) {
+    if (!proc.capable("CAP_SYS_PTRACE") && !proc.kernel.options.unprivilegedUserfaultfd) throw new ErrnoError("EPERM", "userfaultfd");
+    if (!Number.isInteger(flags) || hasBitsOutside(flags, UFFD_SHARED_FCNTL_FLAGS)) throw new ErrnoError("EINVAL", "userfaultfd");
+  }
   const umo = Number.isInteger(flags) && (flags & UFFD_USER_MODE_ONLY) !== 0;
   if (!umo && !proc.capable("CAP_SYS_PTRACE") && !proc.kernel.options.unprivilegedUserfaultfd) {
     throw new ErrnoError("EPERM", "userfaultfd");
@@ -1009,6 +1028,8 @@ export async function sysUserfaultfd(proc: Process, flags: number): Promise<numb
  * userfaultfd gets the lowest free fd (open + ioctl + close would leave it one higher).
  */
 export async function sysOpenDevUserfaultfd(proc: Process, flags: number): Promise<number> {
+  // Release policy (5.10-5.19): /dev/userfaultfd came in 6.1; before it the path does not exist.
+  if (!proc.kernel.core.profile.devUserfaultfd) throw new ErrnoError("ENOENT", "open", "/dev/userfaultfd");
   if (!proc.capable("CAP_DAC_OVERRIDE")) throw new ErrnoError("EACCES", "open");
   return newUserfaultfd(proc, flags, "ioctl");
 }

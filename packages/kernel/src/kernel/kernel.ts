@@ -16,9 +16,16 @@ import { kpagecount, kpageflags, type KPageFlags } from "../fs/procfs.ts";
 import { checkInvariants, type RefHolder } from "./invariants.ts";
 import { type Creds, Process } from "./process.ts";
 import { type Preemption, Scheduler, seededPreemption } from "./sched.ts";
+import { DEFAULT_RELEASE, KERNEL_RELEASES, type KernelRelease, type ReleaseProfile, releaseProfile, type Utsname, utsname } from "./release.ts";
 
 /** Options of `new Kernel()`; every one has a default. */
 export interface KernelOptions {
+  /**
+   * The Linux release the kernel answers as (default "6.18", the reference host's): the
+   * userfaultfd uAPI a handler observes (features, ioctls, register modes, /dev/userfaultfd,
+   * PAGEMAP_SCAN) follows that release; docs/releases.md lists every difference.
+   */
+  release?: KernelRelease;
   /** Seeds every nondeterministic choice (wake order, scheduling, frame allocation order). */
   seed?: number;
   /** Physical memory in 4 KiB frames. Allocation beyond it fails as Linux does. */
@@ -91,6 +98,8 @@ export class KernelCore implements MmCore {
   uffd: UffdMmHooks;
   readonly sched: Scheduler;
   readonly prng: Prng;
+  /** The release profile every release policy point asks. */
+  readonly profile: ReleaseProfile;
   readonly unprivilegedUserfaultfd: boolean;
   readonly maxMapCount: number;
   readonly overcommitMemory: 0 | 1;
@@ -104,6 +113,7 @@ export class KernelCore implements MmCore {
 
   constructor(options: Required<KernelOptions>) {
     this.prng = new Prng(options.seed);
+    this.profile = releaseProfile(options.release);
     const p = options.preemption;
     this.sched = new Scheduler(this.prng, typeof p !== "number" ? p : p > 0 ? seededPreemption(this.prng, p) : null);
     const t = options.pretouch;
@@ -181,7 +191,12 @@ function validateOptions(options: KernelOptions): Required<KernelOptions> {
       badOption("preemption", "a probability in [0, 1] or a policy { preempt, pick }", p);
     }
   }
+  const release = o.release ?? DEFAULT_RELEASE;
+  if (!(KERNEL_RELEASES as readonly unknown[]).includes(release)) {
+    badOption("release", `one of ${KERNEL_RELEASES.map((r) => JSON.stringify(r)).join(", ")}`, release);
+  }
   return {
+    release: release as KernelRelease,
     seed: intOption(o, "seed", -(2 ** 53 - 1), 2 ** 53 - 1, 1),
     memoryPages: intOption(o, "memoryPages", 2, 1 << 24, DEFAULT_MEMORY_PAGES),
     swapPages: intOption(o, "swapPages", 0, 1 << 24, 0),
@@ -216,6 +231,16 @@ export class Kernel {
   /** @internal The scheduler and its virtual clock. */
   get sched(): Scheduler {
     return this.core.sched;
+  }
+
+  /** The Linux release this kernel answers as (KernelOptions.release). */
+  get release(): KernelRelease {
+    return this.core.profile.release;
+  }
+
+  /** uname(2): `release` is `<series>-uffd`, e.g. "6.18-uffd". */
+  uname(): Utsname {
+    return utsname(this.core.profile);
   }
 
   /** Virtual time in nanoseconds. */

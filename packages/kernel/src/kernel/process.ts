@@ -6,6 +6,7 @@
  */
 import { AccessContext, BlockedAccess, DeadTaskError, accessUser, faultInUser, STEP, walkStep } from "./access.ts";
 import type { Kernel } from "./kernel.ts";
+import type { Utsname } from "./release.ts";
 import { dupMmap } from "./fork.ts";
 import { COST, Sleepers } from "./sched.ts";
 import { FdTable, NR_OPEN_DEFAULT, OpenFile } from "../fs/file.ts";
@@ -290,6 +291,12 @@ export class Process {
     this.#killed = new Promise<void>((resolve) => {
       this.#resolveKilled = resolve;
     });
+  }
+
+  /** uname(2): the kernel's release (KernelOptions.release), e.g. { release: "6.18-uffd", ... }. */
+  uname(): Utsname {
+    this.enter("uname");
+    return this.kernel.uname();
   }
 
   /** capable(): root has every capability. */

@@ -730,15 +730,25 @@ function movePresentPte(mm: Mm, dstVpn: number, srcVpn: number, src: Pte, pfn: P
 
 // --- registration ----------------------------------------------------------------------------
 
+/** What vmaCanUserfault() asks of the release profile (kernel/release.ts). */
+export interface UffdVmaPolicy {
+  readonly minorShmem: boolean;
+  readonly wpShmem: boolean;
+}
+
 /**
  * Mirrors include/linux/userfaultfd_k.h:vma_can_userfault(): MINOR needs shmem (the simulation
  * has no hugetlb); WP-only registration through a WP_ASYNC context accepts any memory; otherwise
  * anon and shmem vmas qualify (every vma the simulation can create).
  */
-export function vmaCanUserfault(vma: Vma, vmFlags: number, wpAsync: boolean): boolean {
+export function vmaCanUserfault(vma: Vma, vmFlags: number, wpAsync: boolean, policy?: UffdVmaPolicy): boolean {
   const modes = vmFlags & VM_UFFD_FLAGS;
-  if ((modes & VM_UFFD_MINOR) !== 0 && !vmaIsShmem(vma)) return false;
+  // Release policy (5.10-5.13): MINOR registration on shmem came in 5.14 (before it, hugetlbfs only).
+  if ((modes & VM_UFFD_MINOR) !== 0 && (!vmaIsShmem(vma) || policy?.minorShmem === false)) return false;
   if (wpAsync && modes === VM_UFFD_WP) return true;
+  // Release policy (5.10-5.18): uffd-wp on shmem came in 5.19 with pte markers; before it
+  // WP registration accepted anonymous memory only.
+  if ((modes & VM_UFFD_WP) !== 0 && policy?.wpShmem === false && !vmaIsAnonymous(vma)) return false;
   return vmaIsAnonymous(vma) || vmaIsShmem(vma);
 }
 
