@@ -382,7 +382,6 @@ export class Userfaultfd {
     return new Set(featureNames(this.#e.features));
   }
 
-  /** Everything the kernel offers (from UFFDIO_API; empty for an adopted fd). */
   /**
    * The fallbacks taken because the kernel lacks something (an older release): the
    * userfaultfd(2) syscall where /dev/userfaultfd is missing (before 6.1), UFFDIO_COPY where
@@ -399,6 +398,7 @@ export class Userfaultfd {
     return this.#supported;
   }
 
+  /** Everything the kernel offers (from UFFDIO_API; empty for an adopted fd). */
   get supportedFeatures(): ReadonlySet<FeatureName> {
     return new Set(featureNames(this.#supported));
   }
