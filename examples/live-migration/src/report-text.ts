@@ -38,6 +38,8 @@ export const FOOTNOTES = {
     "Whether postcopy demand pages had a connection of their own (postcopy-preempt, as QEMU's) or queued behind the background push on the one stream.",
   queuedAhead:
     "Bytes already queued on a demand page's connection when the source sent it: what the page waited behind. In brackets, the time those bytes plus the page take on the modelled link (bandwidth and latency).",
+  hostMemory:
+    "Peak resident memory of each OS process: Node.js itself, the simulated kernel and the guest's RAM together, not the guest alone (its size is in the setup line).",
   receiverBlocked:
     "Time the bulk socket refused data although the modelled link had room: the destination, not the link, was the bottleneck (marked receiver-bound when it is at least a tenth of the run).",
   virtual:
@@ -103,6 +105,11 @@ export const ROWS: readonly Row[] = [
     label: "receiver-blocked time",
     value: (r) => (r.transport === undefined ? null : `${ms(r.transport.receiverBlockedMs)}${r.transport.receiverBound ? " (receiver-bound)" : ""}`),
     note: "receiverBlocked",
+  },
+  {
+    label: "peak memory: source / destination process",
+    value: (r) => (r.hostMemory === undefined ? null : `${formatBytes(r.hostMemory.sourceMaxRssBytes)} / ${formatBytes(r.hostMemory.destinationMaxRssBytes)}`),
+    note: "hostMemory",
   },
   { label: "guest ops on source / destination", value: (r) => `${int(r.guest.opsOnSource)} / ${int(r.guest.opsOnDestination)}` },
   { label: "dirty tracking", value: (r) => r.trackingMethod },

@@ -57,6 +57,7 @@ export function fixtureResult(overrides: Partial<MigrationResult> = {}): Migrati
       receiverBound: false,
       demandQueuedAhead: { count: 4, p50Bytes: 0, p99Bytes: 8224, maxBytes: 8224, p99LinkMs: 1.2, maxLinkMs: 1.2 },
     },
+    hostMemory: { sourceMaxRssBytes: 180 * 1024 * 1024, destinationMaxRssBytes: 170 * 1024 * 1024, guestBytes: 16 * 1024 * 1024 },
     ...overrides,
   };
 }

@@ -163,7 +163,7 @@ describe.skipIf(!haveChromium())(`the report in a headless Chromium${reason}`, (
       refs: [...new Set([...document.querySelectorAll("sup.fn-ref")].map((s) => Number(s.textContent)))],
       notes: [...document.querySelectorAll("ol.footnotes li")].map((li) => ({ n: li.value, visible: li.getBoundingClientRect().height > 0 })),
     })`)) as { refs: number[]; notes: Array<{ n: number; visible: boolean }> };
-    expect(refs).toEqual(Array.from({ length: 14 }, (_, i) => i + 1));
+    expect(refs).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
     expect(notes).toEqual(refs.map((n) => ({ n, visible: true })));
   });
 });

@@ -191,7 +191,8 @@ describe("the report of a hand-made run", () => {
     expect(text).toMatch(/^demand pages' connection \[12\] +own \(preempt\)$/m);
     expect(text).toMatch(/^queued ahead of a demand page p50 \/ p99 \[13\] +0 B \/ 8\.0 KiB \(1\.20 ms\)$/m);
     expect(html).toMatch(/<td>downtime<sup class="fn-ref">1<\/sup><\/td>/);
-    expect((html.match(/<li value="/g) ?? []).length).toBe(14);
+    expect(text).toMatch(/^peak memory: source \/ destination process \[15\] +180 MiB \/ 170 MiB$/m);
+    expect((html.match(/<li value="/g) ?? []).length).toBe(15);
   });
 
   it("leaves out the rows a result from before those metrics does not have", () => {
@@ -199,8 +200,9 @@ describe("the report of a hand-made run", () => {
     delete old.guestDowntimeMs;
     delete old.faultBlockedMs;
     delete old.transport;
+    delete old.hostMemory;
     const text = formatResultTable(old);
-    expect(text).not.toMatch(/^(guest-experienced downtime|guest time blocked in faults|demand pages' connection|queued ahead|receiver-blocked)/m);
+    expect(text).not.toMatch(/^(guest-experienced downtime|guest time blocked in faults|demand pages' connection|queued ahead|receiver-blocked|peak memory)/m);
     expect(text).toMatch(/^virtual downtime \[3\] /m);
     expect(renderHtml([old], "now")).not.toContain("guest ran");
   });

@@ -8,7 +8,7 @@
  * kernel instead: what filling a large guest costs, host memory included.
  */
 import { Kernel, setFramePoolLimit } from "@uffd/kernel";
-import { MADV_DONTNEED, MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from "@uffd/kernel/uapi";
+import { MADV_DONTNEED, MADV_POPULATE_WRITE, MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from "@uffd/kernel/uapi";
 import { measure, type Rate } from "./measure.ts";
 import { hostMemory, type HostMemory } from "./memory.ts";
 
@@ -146,4 +146,30 @@ export async function scaleRun(mib: number, gc: (() => void) | null): Promise<Sc
   await p.exit(0);
   const hostKernelShare = cpu.system / 1000 / coldMs;
   return { mib, pages, faultsPerSec: pages / (coldMs / 1000), hostKernelShare, warmFaultsPerSec: pages / (warmMs / 1000), memory };
+}
+
+/**
+ * Process.pagemap() over `pages` present pages (a populated private anon mapping), per page: the
+ * object form (one object per page) or the raw form (a BigUint64Array, reused), the counterparts
+ * of uffd-bench.c's pagemapRead (one pread() of /proc/self/pagemap).
+ */
+export async function pagemapRate(format: "objects" | "raw", pages: number, runs: number, warmup: number): Promise<Rate> {
+  const k = new Kernel({ seed: 1, memoryPages: pages + 1024 });
+  const p = k.spawn({ name: "bench-pagemap" });
+  const len = pages * PAGE_SIZE;
+  const addr = await p.mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+  await p.madvise(addr, len, MADV_POPULATE_WRITE);
+  const into = new BigUint64Array(pages);
+  let seen = 0;
+  const rate = await measure(runs, warmup, async () => ({
+    body: async () => {
+      seen = format === "raw" ? p.pagemap(addr, pages, { format: "raw", into }).length : p.pagemap(addr, pages).length;
+      return pages;
+    },
+  }));
+  if (seen !== pages) throw new Error(`pagemap returned ${seen} entries for ${pages} pages`);
+  const rss = p.smaps().reduce((sum, v) => sum + v.rssBytes, 0) / PAGE_SIZE;
+  if (rss !== pages) throw new Error(`MADV_POPULATE_WRITE left ${rss} of ${pages} pages resident`);
+  k.checkInvariants();
+  return rate;
 }

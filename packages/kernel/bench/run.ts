@@ -181,6 +181,17 @@ function specs(): Spec[] {
     ["write-present", "store to a present page (no fault)", "accesses/s", undefined, ""],
   ];
   for (const [fault, operation, unit, native, note] of faults) out.push({ id: `fault-${fault}`, operation, unit, raw: { kind: "fault", fault, pages: FAULT_PAGES }, ...(native ? { native } : {}), note });
+  const pm = quick ? 8192 : 65536;
+  for (const format of ["objects", "raw"] as const) {
+    out.push({
+      id: `pagemap-${format}`,
+      operation: `pagemap of ${(pm * 4) / 1024} MiB, ${format === "raw" ? "raw words" : "objects"}`,
+      unit: "entries/s",
+      raw: { kind: "pagemap", format, pages: pm },
+      native: "pagemapRead",
+      note: format === "raw" ? "sim: pagemap(addr, n, { format: \"raw\", into }); real: one pread() of /proc/self/pagemap" : "sim: pagemap(addr, n), one object per page",
+    });
+  }
   for (const [trip, native] of ROUND_TRIPS) {
     out.push({ id: `rt-${trip}`, operation: `${trip} round trip, same CPU`, unit: "round trips/s", raw: { kind: "roundTrip", via: "raw", trip, shape: ONE_BY_ONE, pages: RT_PAGES }, sdk: { kind: "roundTrip", via: "sdk", trip, shape: ONE_BY_ONE, pages: RT_PAGES }, native, note: "1 thread, 1 msg per read" });
   }

@@ -153,9 +153,10 @@ function cpuNote(a: Agg | null): string {
   return `; the simulator's processes had a CPU ${Math.round(100 * a.cpuShare)}% of the timed wall time (other work on the machine)`;
 }
 
-function target(id: string, ok: boolean | null, line: string, extra = ""): Target {
+/** A target's line; a MISS ends with what bounds it (`bound`, else the target's usual bound). */
+function target(id: string, ok: boolean | null, line: string, extra = "", bound: string = BOUNDS[id] ?? ""): Target {
   if (ok === null) return { id, status: "N/A", line };
-  return { id, status: ok ? "PASS" : "MISS", line: ok ? `${line}${extra}` : `${line}${extra}; ${BOUNDS[id]}` };
+  return { id, status: ok ? "PASS" : "MISS", line: ok ? `${line}${extra}` : `${line}${extra}; ${bound}` };
 }
 
 export interface TargetInputs {
@@ -228,8 +229,8 @@ export function checkTargets({ rows, memory, explore }: TargetInputs): Target[] 
   else {
     const { wall, cpu } = explore;
     const ok = wall.median >= 2000;
-    const machine = !ok && cpu.median >= 2000 ? `; the exploration itself runs at ${fmt(cpu.median)} seeds per second of CPU time: the wall rate is bounded by other work on the machine` : "";
-    out.push(target("explore", ok, `explore(), 2 threads, 4 pages, 1 worker: ${fmt(wall.median)} seeds/s (target >= 2,000/s); ${fmt(cpu.median)} seeds per CPU second`, howMany(wall, (v) => v >= 2000) + machine));
+    const machine = cpu.median >= 2000 ? `bounded by other work on the machine: the exploration itself runs at ${fmt(cpu.median)} seeds per second of CPU time` : undefined;
+    out.push(target("explore", ok, `explore(), 2 threads, 4 pages, 1 worker: ${fmt(wall.median)} seeds/s (target >= 2,000/s); ${fmt(cpu.median)} seeds per CPU second`, howMany(wall, (v) => v >= 2000), machine));
   }
   return out;
 }

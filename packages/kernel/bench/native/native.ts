@@ -27,6 +27,7 @@ export const NATIVE_METRICS = [
   { id: "memcpyStream2m", label: "memcpy 2 MiB, streaming", what: "memcpy() of 2 MiB into successive windows of a resident 64 MiB buffer" },
   { id: "anonFault", label: "anon write fault", what: "first write to a page of a fresh private anon mapping" },
   { id: "anonFaultWarm", label: "anon write fault, warm", what: "write to a page dropped by MADV_DONTNEED" },
+  { id: "pagemapRead", label: "pagemap read, 256 MiB", what: "one pread() of /proc/self/pagemap over 65536 present pages, per entry" },
   { id: "fork64m", label: "fork(), 64 MiB anon", what: "the parent's fork() with 16384 present exclusive pages" },
   { id: "forkExitWait64m", label: "fork+exit+wait, 64 MiB", what: "fork(), child _exit(0), parent waitpid()" },
   { id: "uffdCopy4k", label: "UFFDIO_COPY 4 KiB", what: "fill one missing page, no faulting thread" },

@@ -35,6 +35,8 @@
  *   a new mapping (new page tables): the cold case, and the host's first-touch fault cost.
  * - anonFaultWarm: the same writes to a mapping whose pages were dropped with MADV_DONTNEED
  *   (untimed) after a first touch: page tables in place, freed pages back in the allocator.
+ * - pagemapRead: one pread() of /proc/self/pagemap covering a populated 256 MiB private anon
+ *   mapping (65536 entries of 8 bytes); one op = one page's entry.
  * - fork64m: the parent's fork() call with a 64 MiB private anonymous region whose 16384 pages
  *   are present, dirty and exclusive (they are re-dirtied, untimed, before every fork so each
  *   fork copies the same state); forkExitWait64m: fork() + the child's immediate _exit(0) +
@@ -585,6 +587,49 @@ static void bench_micro(struct bench *b)
 	close(s.from_peer[0]);
 	close(s.from_peer[1]);
 	unpin_self(b);
+}
+
+/* ---------------------------------------------------------------- /proc/self/pagemap */
+
+struct pagemap_state {
+	int fd;
+	char *base;
+	long npages;
+	uint64_t *buf;
+};
+
+static uint64_t pagemap_run(struct bench *b, void *p)
+{
+	struct pagemap_state *s = p;
+	size_t len = (size_t)s->npages * sizeof(uint64_t);
+	off_t off = (off_t)((uintptr_t)s->base / (uintptr_t)b->page * sizeof(uint64_t));
+	uint64_t t0 = now_ns();
+
+	if (pread(s->fd, s->buf, len, off) != (ssize_t)len)
+		FAIL("pread(/proc/self/pagemap): %s", strerror(errno));
+	clobber(s->buf);
+	return now_ns() - t0;
+}
+
+static void bench_pagemap(struct bench *b)
+{
+	struct pagemap_state s = { .npages = scaled(b, 65536) };
+	size_t len = (size_t)s.npages * (size_t)b->page;
+
+	if (!want(b, "pagemapRead"))
+		return;
+	s.fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (s.fd < 0)
+		FAIL("open(/proc/self/pagemap): %s", strerror(errno));
+	s.base = map_anon(len);
+	touch_write(s.base, s.npages, b->page);
+	s.buf = malloc((size_t)s.npages * sizeof(uint64_t));
+	if (!s.buf)
+		FAIL("malloc");
+	measure(b, "pagemapRead", pagemap_run, &s, s.npages, 0);
+	free(s.buf);
+	unmap(s.base, len);
+	close(s.fd);
 }
 
 /* ---------------------------------------------------------------- anonymous faults */
@@ -1264,6 +1309,7 @@ int main(int argc, char **argv)
 	bench_memcpy_stream(&b);
 	bench_anon_fault(&b);
 	bench_anon_fault_warm(&b);
+	bench_pagemap(&b);
 	bench_fork(&b);
 	bench_uffd_copy(&b, "uffdCopy4k", (size_t)b.page, scaled(&b, 16384));
 	bench_uffd_copy(&b, "uffdCopy2m", 2 * MIB, scaled(&b, 32));
