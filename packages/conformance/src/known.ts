@@ -41,7 +41,8 @@ function scanPages(text: string): Map<string, number> | null {
 /**
  * Found by this engine, not fixed yet (each is in docs/conformance.md with its scenario; the
  * kernel areas they touch are owned by other work). Earlier entries (kpf-dirty, mmap-min-addr,
- * fault-around) went when their fixes landed; their scenarios in corpus/known.scn agree now.
+ * fault-around, anon-uffd-pagetable, shmem-inode-lock) went when their fixes landed; their scenarios in
+ * corpus/known.scn agree now.
  */
 export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
   {
@@ -50,26 +51,6 @@ export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
       "MADV_PAGEOUT reclaims an exclusively mapped shmem folio even without swap: mm/vmscan.c:shrink_folio_list() unmaps it (try_to_unmap(); a uffd-wp pte becomes a marker through pte_install_uffd_wp_if_needed()) before shmem_writeout() fails for want of swap and the folio stays in the page cache. The simulation leaves the page mapped.",
     signature: (d, s) =>
       s.steps.slice(0, d.index).some((x) => x.verb === "advise" && x.args[3] === "pageout") && /: page \d+$/.test(d.what) && (d.native === "-" || d.native === "S WP") && /^P F\b/.test(d.sim),
-  },
-  {
-    id: "anon-uffd-pagetable",
-    reason:
-      "mm/memory.c:do_anonymous_page() allocates the pte table (pte_alloc()) before it hands a MISSING fault to handle_userfault(), so the faulted range has a populated table with none ptes, which PAGEMAP_SCAN reports as PAGE_IS_WRITTEN; the simulation allocates no table for a fault that goes to userspace, and reports a pte hole (not written in a vma without uffd-wp).",
-    signature: (d) => {
-      if (!/^(@\S+ )?scan /.test(d.text)) return false;
-      const n = scanPages(d.native);
-      const m = scanPages(d.sim);
-      if (n === null || m === null) return false;
-      for (const [k, v] of n) if (((v ^ (m.get(k) ?? 0)) & ~0x2) !== 0) return false;
-      for (const k of m.keys()) if (!n.has(k)) return false;
-      return true;
-    },
-  },
-  {
-    id: "shmem-inode-lock",
-    reason:
-      "shmem_file_write_iter() holds the inode lock for the whole write, also while its copy from user memory sleeps on a userfault; ftruncate (do_truncate), fallocate and MADV_REMOVE (shmem_fallocate), another write, F_ADD_SEALS and SEEK_DATA/SEEK_HOLE on that file sleep until it is released. The simulation has no inode lock: they complete at once.",
-    signature: (d) => d.native === "blocked" && d.sim !== "blocked" && /^(@\S+ )?(pwrite|truncate|punch|fallocate|advise \S+ \d+ \d+ remove)\b/.test(d.text),
   },
 ];
 

@@ -68,7 +68,9 @@ function vmaNeedsCopy(dst: Vma, src: Vma): boolean {
 /**
  * Mirrors mm/memory.c:copy_page_range() at the pte level: one PTE table (PMD) at a time, the
  * parent's table walked in place (fork of a large address space is a tight loop over typed
- * arrays, no per-pte callback or allocation). The child's table is made on its first entry.
+ * arrays, no per-pte callback or allocation). The child gets a table for every table the
+ * parent has in the vma, even one whose entries there are all none (copy_pte_range() allocates
+ * the destination table before its loop) [host: the child's PAGEMAP_SCAN reads them written].
  */
 function copyPageRange(parent: Mm, child: Mm, dst: Vma, src: Vma): boolean {
   const endVpn = src.end / PAGE_SIZE;
@@ -95,6 +97,7 @@ function copyPageRange(parent: Mm, child: Mm, dst: Vma, src: Vma): boolean {
 /** Mirrors mm/memory.c:copy_pte_range(): [vpn, endVpn) within one parent PTE table; false on ENOMEM. */
 function copyPteRange(parent: Mm, child: Mm, dst: Vma, src: Vma, table: Uint32Array, vpn: number, endVpn: number): boolean {
   const base = vpn - (vpn % PTRS_PER_PTE);
+  child.pt.table(vpn);
   for (let i = vpn - base; i < endVpn - base; i++) {
     const pte = table[i] as number;
     if (pte === 0) continue;

@@ -224,12 +224,15 @@ function handlePteMarker(vmf: VmFault): number {
 }
 
 /**
- * Mirrors mm/memory.c:do_anonymous_page(). A read maps the shared zero page, unless MISSING is
- * registered: then the userfault comes first and the zero page is never mapped. A write
- * allocates an exclusive zeroed page.
+ * Mirrors mm/memory.c:do_anonymous_page(). The PTE table comes first (pte_alloc()), before any
+ * userfault: a MISSING fault handed to userspace leaves a populated table of none ptes, which
+ * PAGEMAP_SCAN reports as written [host: PAGE_IS_WRITTEN after a blocked MISSING read]. A read
+ * maps the shared zero page, unless MISSING is registered: then the userfault comes first and
+ * the zero page is never mapped. A write allocates an exclusive zeroed page.
  */
 function doAnonymousPage(vmf: VmFault): number {
   const { mm, vma } = vmf;
+  mm.pt.table(vmf.vpn);
   const uffdWp = vmfOrigPteUffdWp(vmf);
   if ((vmf.flags & FAULT_FLAG_WRITE) === 0) {
     if (userfaultfdMissing(vma)) return handleUserfault(vmf, VM_UFFD_MISSING);
