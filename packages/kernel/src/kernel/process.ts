@@ -969,8 +969,10 @@ export class Process {
    * With `{ format: "raw" }` the entries are the raw 64-bit words in a BigUint64Array (one per
    * page, bits as the kernel's file gives them to a privileged reader: PM_PRESENT 63, PM_SWAP 62,
    * PM_FILE 61, PM_GUARD_REGION 58, PM_UFFD_WP 57, PM_MMAP_EXCLUSIVE 56, the pfn or the swap
-   * entry in bits 0-54), with no object per page: the form for large ranges. `into` (at least
-   * `pages` words) is reused: the result is a view of its first words.
+   * entry in bits 0-54), with no object per page: the form for large ranges. `into` is reused as
+   * read(2) reuses a buffer: the result is a view of its first words, and an `into` shorter than
+   * the range makes a short read of `into.length` entries. An `into` that is not a BigUint64Array
+   * is a bad buffer: EFAULT.
    */
   pagemap(addr: number, pages: number): PagemapEntry[];
   pagemap(addr: number, pages: number, options: { format: "raw"; into?: BigUint64Array }): BigUint64Array;
@@ -980,9 +982,9 @@ export class Process {
     const first = Math.floor(addr / PAGE_SIZE);
     const last = Math.min(first + Math.min(pages, PAGEMAP_MAX_ENTRIES), TASK_SIZE / PAGE_SIZE);
     if (options?.format === "raw") {
-      const n = Math.max(0, last - first);
       const into = options.into;
-      if (into !== undefined && !(into instanceof BigUint64Array && into.length >= n)) throw new RangeError(`pagemap: ${n} entries need a BigUint64Array of at least ${n} words`);
+      if (into !== undefined && !(into instanceof BigUint64Array)) throw new ErrnoError("EFAULT", "pagemap", `(into: ${describe(into)})`);
+      const n = Math.min(Math.max(0, last - first), into === undefined ? Infinity : into.length);
       return pagemapWords(this.mm, first, n, into === undefined ? new BigUint64Array(n) : into.subarray(0, n));
     }
     const out: PagemapEntry[] = [];
