@@ -23,8 +23,24 @@ export interface ThreadSpec {
 export interface FaultInjection {
   /** The source cuts the TCP connection after sending this many postcopy pages. */
   dropLinkAfterPostcopyPages?: number;
-  /** The orchestrator SIGKILLs the source process once this many postcopy pages were sent. */
+  /**
+   * The orchestrator SIGKILLs the source process once this many postcopy pages were sent; the
+   * source sends nothing more from that count on, so the kill's delay changes nothing.
+   */
   killSourceAfterPostcopyPages?: number;
+  /**
+   * Test hook (no CLI option): the postcopy background push starts only once the source has
+   * received this many demand requests. Until then a page reaches the destination only because
+   * the guest faulted on it, so "the guest faulted" is certain, not a race between the push and
+   * the guest threads on a loaded host.
+   */
+  holdPushUntilRequests?: number;
+  /**
+   * Test hook (no CLI option): precopy round 1 ends only once the guest has completed this many
+   * page writes since the round began, so "pages were dirtied during the round" is certain, not
+   * a matter of the guest threads getting the CPU while the round is on the wire.
+   */
+  holdFirstRoundUntilGuestWrites?: number;
 }
 
 /**
@@ -153,6 +169,9 @@ export function validateConfig(c: MigrationConfig): void {
   if (typeof c.postcopyPreempt !== "boolean") fail("postcopyPreempt must be true or false");
   const sb = c.link.sendBufferBytes;
   if (sb !== undefined && !(Number.isInteger(sb) && sb >= 4096 && sb <= 1 << 30)) fail("the send buffer must be between 4 KiB and 1 GiB");
+  for (const [k, v] of Object.entries(c.faults)) if (v !== undefined && !(Number.isInteger(v) && v >= 0)) fail(`fault injection ${k} must be a non-negative integer, got ${v}`);
+  if ((c.faults.holdFirstRoundUntilGuestWrites ?? 0) > 0 && !c.workload.some((t) => t.kind !== "scan" && t.rate > 0)) fail("holdFirstRoundUntilGuestWrites needs a workload thread that writes (hot or random, rate > 0)");
+  if ((c.faults.holdPushUntilRequests ?? 0) > 0 && !c.workload.some((t) => t.rate > 0)) fail("holdPushUntilRequests needs a running workload: only the guest's faults send requests");
   for (const [k, v] of Object.entries(c.protocol)) if (!(Number.isInteger(v) && v >= 1)) fail(`protocol limit ${k} must be a positive integer, got ${v}`);
 }
 

@@ -610,6 +610,9 @@ export class MigrationDestination {
 
   /** Stops the guest (bounded wait: a thread blocked on a missing page never stops) and checks its memory. */
   async verify(oracle: Uint32Array, onProgress: (done: number, total: number) => void): Promise<VerificationResult> {
+    // The guest ran here before it is stopped: the orchestrator's run-after sleep is wall-clock
+    // time, and a loaded host may not schedule this process at all meanwhile.
+    if (this.#phase === "running" && this.#workload !== null && this.#config.workload.some((t) => t.rate > 0)) await this.#workload.until((w) => w.ops > 0, 10_000);
     const stopped = this.#workload === null ? true : await this.#workload.pause(this.#phase === "running" ? 10_000 : 300);
     if (this.#opsSampler !== null) clearInterval(this.#opsSampler);
     this.#sampleOps();

@@ -102,6 +102,9 @@ export class MigrationSource {
   #pushCursor = 0;
   #pendingDemand = 0;
   #postcopySent = 0;
+  #requestWaiter: { n: number; resolve: () => void } | null = null;
+  /** Fault injection: past killSourceAfterPostcopyPages this process only waits for its SIGKILL. */
+  #frozen = false;
   #postcopyTotal = 0;
   readonly #m: SourceMetrics;
   readonly #proto: SourceProtocol;
@@ -264,7 +267,12 @@ export class MigrationSource {
     const zero0 = this.#m.sent.zero;
     const total = pages?.length ?? this.#guest.pages;
     const phase = `precopy round ${round}`;
+    const writes0 = this.#workload.writes;
     await this.#sendList(pages, PAGE_KIND.PRECOPY, (done) => this.#hooks.progress(phase, done, total));
+    const hold = round === 1 ? (this.#config.faults.holdFirstRoundUntilGuestWrites ?? 0) : 0;
+    if (hold > 0 && !(await this.#workload.until((w) => w.writes - writes0 >= hold, this.#config.protocol.phaseTimeoutMs))) {
+      throw new Error(`test hook: the guest did not write ${hold} pages during round 1 (${this.#workload.writes - writes0} written${this.#workload.error !== null ? `; ${this.#workload.error.message}` : ""})`);
+    }
     this.#ep!.link.send(encodeFrame(FRAME.ROUND_END, 0, round, total));
     await this.#ep!.link.flush();
     const dirty = await tracker.collect();
@@ -340,6 +348,8 @@ export class MigrationSource {
     this.#pushed = new Uint8Array(this.#guest.pages);
     this.#sendDeviceState("postcopy");
     await tracker?.stop();
+    const hold = this.#config.faults.holdPushUntilRequests ?? 0;
+    if (hold > 0) await this.#requestsReceived(hold);
     await this.#backgroundPush();
     while (this.#pendingDemand > 0) await new Promise<void>((resolve) => setImmediate(resolve));
     // COMPLETE counts the demand pages: the destination waits for those still on the preempt channel.
@@ -360,6 +370,7 @@ export class MigrationSource {
     const pages = this.#guest.pages;
     const slice = new TimeSlice();
     while (this.#remaining > 0) {
+      if (this.#frozen) await new Promise<never>(() => {}); // fault injection: waiting for SIGKILL
       if (!link.hasRoom()) await link.waitForRoom();
       else {
         const t = slice.tick();
@@ -381,11 +392,25 @@ export class MigrationSource {
     }
   }
 
+  /** Test hook: resolves once `n` demand requests arrived (the destination's idle timeout bounds the wait). */
+  #requestsReceived(n: number): Promise<void> {
+    if (this.#m.requests.received >= n) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.#requestWaiter = { n, resolve };
+      this.#ep!.onClose((e) => reject(e));
+    });
+  }
+
   #onRequest(page: number): void {
     const m = this.#m;
     m.requests.received++;
+    if (this.#requestWaiter !== null && m.requests.received >= this.#requestWaiter.n) {
+      this.#requestWaiter.resolve();
+      this.#requestWaiter = null;
+    }
     const needed = this.#needed;
     if (needed === null) return; // the protocol state admits REQUEST only in postcopy
+    if (this.#frozen) return; // fault injection: about to be SIGKILLed, answers nothing
     if (needed[page] === 0) {
       if (this.#pushed[page] !== 1 || this.#completeSent) {
         m.requests.alreadySent++;
@@ -410,6 +435,15 @@ export class MigrationSource {
 
   #countPostcopy(): void {
     this.#postcopySent++;
+    const kill = this.#config.faults.killSourceAfterPostcopyPages;
+    if (kill !== undefined && this.#postcopySent >= kill && !this.#frozen) {
+      // From here on this process behaves as the dead process it is about to be: it sends
+      // nothing more. Tell the orchestrator now (it does the SIGKILL), so what the destination
+      // lacks is decided by the page count, not by how fast the kill lands on a loaded host.
+      this.#frozen = true;
+      this.#hooks.progress("postcopy", this.#postcopySent, this.#postcopyTotal);
+      return;
+    }
     if ((this.#postcopySent & 255) === 0 || this.#remaining === 0) this.#hooks.progress("postcopy", this.#postcopySent, this.#postcopyTotal);
     const drop = this.#config.faults.dropLinkAfterPostcopyPages;
     if (drop !== undefined && this.#postcopySent >= drop) this.abort(`fault injection: connection dropped after ${this.#postcopySent} postcopy pages`);

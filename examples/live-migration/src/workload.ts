@@ -60,6 +60,8 @@ export class Workload {
   #stopping = false;
   #started = false;
   readonly #napWaiters = new Set<() => void>();
+  readonly #progressWaiters = new Set<() => void>();
+  #writes = 0;
   /** When a thread first completed an operation here (epoch ms): the guest's first useful progress. */
   firstOpEpochMs: number | null = null;
   /** The first error a thread hit (a signal, the process dying); the thread stops. */
@@ -82,6 +84,37 @@ export class Workload {
     return this.#runners.reduce((n, r) => n + r.state.ops, 0);
   }
 
+  /** Page writes completed here (read-modify-writes and first writes of unpopulated pages). */
+  get writes(): number {
+    return this.#writes;
+  }
+
+  /**
+   * Resolves true once `done()` holds, checked after every completed operation; false when a
+   * thread failed, the workload was paused, or `timeoutMs` passed first. Waiting on the guest's
+   * progress, not on a sleep, is what keeps a test scenario the same on a loaded host.
+   */
+  until(done: (w: Workload) => boolean, timeoutMs: number): Promise<boolean> {
+    if (done(this)) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const finish = (ok: boolean): void => {
+        clearTimeout(timer);
+        this.#progressWaiters.delete(check);
+        resolve(ok);
+      };
+      const check = (): void => {
+        if (done(this)) finish(true);
+        else if (this.error !== null || this.#stopping) finish(false);
+      };
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      this.#progressWaiters.add(check);
+    });
+  }
+
+  #progress(): void {
+    for (const check of [...this.#progressWaiters]) check();
+  }
+
   /** Threads currently inside an access: after a pause times out, the ones blocked for good. */
   get busyThreads(): number {
     return this.#runners.filter((r) => r.busy).length;
@@ -100,6 +133,7 @@ export class Workload {
   async pause(timeoutMs = Infinity): Promise<boolean> {
     this.#stopping = true;
     for (const wake of [...this.#napWaiters]) wake();
+    this.#progress();
     const all = Promise.all(this.#runners.map((r) => r.done)).then(() => true);
     if (!Number.isFinite(timeoutMs)) return all;
     let timer: NodeJS.Timeout | undefined;
@@ -135,12 +169,14 @@ export class Workload {
           r.busy = false;
           r.state.ops++;
           this.firstOpEpochMs ??= performance.timeOrigin + performance.now();
+          this.#progress();
         }
         await this.#nap();
       }
     } catch (e) {
       this.error ??= e instanceof Error ? e : new Error(String(e));
     }
+    this.#progress();
   }
 
   /** Sleeps about 1 ms between batches; pause() cuts the nap short. */
@@ -189,6 +225,7 @@ export class Workload {
       fillInitialPage(wordsOf(bytes), g.seed, page);
       await thread.write(g.addr(page), bytes);
       this.#log.wrote(page, 0);
+      this.#writes++;
       return;
     }
     const next = version + 1;
@@ -197,5 +234,6 @@ export class Workload {
     fillHeader(this.#hdr, g.seed, page, next);
     await thread.write(g.addr(page), new Uint8Array(this.#hdr.buffer.slice(0)));
     this.#log.wrote(page, next);
+    this.#writes++;
   }
 }

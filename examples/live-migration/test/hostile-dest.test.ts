@@ -105,7 +105,7 @@ describe("a hostile destination", () => {
     await expectRefused(r4, /REQUEST frame in state "switched-over": request for page 300 outside the guest \(256 pages\)/);
   });
 
-  it("a flood of REQUESTs (every page, a thousand times): each page still leaves once", async () => {
+  it("a flood of REQUESTs (every page, a thousand times): each page leaves once per path, twice only if pushed first", async () => {
     const run = await start("postcopy");
     run.dst.send(ack());
     await run.dst.waitFrame(FRAME.DEVICE_STATE);
@@ -116,12 +116,21 @@ describe("a hostile destination", () => {
     await run.dst.waitFrame(FRAME.COMPLETE);
     run.dst.send(encodeFrame(FRAME.DONE, 0, 0, 0));
     expect(await run.outcome).toBe("the migration succeeded");
-    const pages = run.dst.frames.flatMap((f: Frame) => (f.type === FRAME.PAGE ? [f.page] : f.type === FRAME.PAGES ? Array.from({ length: f.aux }, (_, i) => f.page + i) : []));
-    expect(pages).toHaveLength(PAGES);
-    expect(new Set(pages).size).toBe(PAGES);
+    const demand = run.dst.frames.flatMap((f: Frame) => (f.type === FRAME.PAGE ? [f.page] : []));
+    const pushed = run.dst.frames.flatMap((f: Frame) => (f.type === FRAME.PAGES ? Array.from({ length: f.aux }, (_, i) => f.page + i) : []));
+    // Which requests find their page already pushed depends on how far the background push got
+    // before the flood arrived (it starts with the device state): a matter of scheduling. What
+    // holds whatever the interleaving: no page is answered on demand twice, none pushed twice,
+    // every page arrives, and a page travels twice only when a request found its pushed copy still
+    // on the bulk connection (then resent once on demand). A thousand requests never make more.
+    expect(new Set(demand).size).toBe(demand.length);
+    expect(new Set(pushed).size).toBe(pushed.length);
+    expect(new Set([...demand, ...pushed]).size).toBe(PAGES);
     const m = run.source.partialMetrics();
     expect(m.requests.received).toBe(1000 * PAGES);
-    expect(m.sent.duplicate).toBe(0);
+    expect(demand.length + pushed.length).toBe(PAGES + m.requests.resentFromBulk);
+    expect(m.sent.duplicate).toBe(m.requests.resentFromBulk);
+    expect(m.requests.alreadySent).toBe(1000 * PAGES - demand.length);
   });
 
   it("a silent destination: no HELLO_ACK within the handshake timeout", async () => {

@@ -1,7 +1,7 @@
 /**
  * Postcopy with a saturating background push: the bulk connection's send buffer stays full while
  * the guest faults on the destination. With the postcopy-preempt channel a demand page waits
- * behind at most one wire segment and the other threads' demand pages, whatever the buffer holds;
+ * behind at most one wire segment and the other demand pages on their way, whatever the buffer holds;
  * on a single stream it waits behind the buffer. Measured in bytes queued ahead of each demand
  * page when the source sent it (the shaper's model), never in ms.
  */
@@ -18,18 +18,26 @@ const WORKLOAD = [
 ];
 
 describe("postcopy under a saturating background push", () => {
-  it("with the preempt channel, no demand page waits behind more than one segment and the other threads' pages", { timeout: 120_000 }, async () => {
-    const r = await runMigration(smallConfig({ strategy: "postcopy", link: LINK, workload: WORKLOAD, postcopyPreempt: true }));
+  it("with the preempt channel, no demand page waits behind more than one segment and the other demand pages", { timeout: 120_000 }, async () => {
+    // The push waits for the guest's first request, so at least one demand page exists whatever the load.
+    const r = await runMigration(smallConfig({ strategy: "postcopy", link: LINK, workload: WORKLOAD, postcopyPreempt: true, faults: { holdPushUntilRequests: 1 } }));
     expect(r.verification).toMatchObject({ ok: true, scope: "full", mismatchedPages: 0 });
     expect(r.transport!.preempt).toBe(true);
     const ahead = r.transport!.demandQueuedAhead;
     expect(ahead.count).toBe(r.pages.demand);
     expect(ahead.count).toBeGreaterThan(0);
-    // Each guest thread waits on at most one fault, so at most (threads - 1) other demand pages
-    // share the preempt connection; the wire finishes the bulk segment in progress first.
-    expect(ahead.maxBytes).toBeLessThanOrEqual(SEGMENT_BYTES + (WORKLOAD.length - 1) * FRAME_BYTES);
+    // Ahead of a demand page on the preempt connection: the bulk segment the wire is finishing
+    // (at most one: the wire commits segment by segment, however late its timer fires) and the
+    // other demand frames not yet delivered. Those are the other threads' faults (each thread
+    // waits on one fault at a time) and the resends: a page requested while its pushed copy was
+    // still in flight is answered on demand too (the only postcopy duplicates), and that copy may
+    // still sit on the preempt connection when the same thread's next page is sent. How many
+    // resends happen depends on timing; the bound counts them instead of assuming none.
+    const others = WORKLOAD.length - 1 + r.pages.duplicate;
+    expect(r.pages.duplicate).toBeLessThanOrEqual(r.pages.demand);
+    expect(ahead.maxBytes).toBeLessThanOrEqual(SEGMENT_BYTES + others * FRAME_BYTES);
     // In link time: bounded by the link's own numbers, not by the bulk backlog.
-    expect(ahead.maxLinkMs!).toBeLessThanOrEqual(((SEGMENT_BYTES + WORKLOAD.length * FRAME_BYTES) * 1000) / LINK.bandwidthBytesPerSec + LINK.latencyMs);
+    expect(ahead.maxLinkMs!).toBeLessThanOrEqual(((SEGMENT_BYTES + (others + 1) * FRAME_BYTES) * 1000) / LINK.bandwidthBytesPerSec + LINK.latencyMs);
     expect(r.notes.join(" ")).toMatch(/postcopy-preempt/);
   });
 

@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -597,7 +598,7 @@ static void worker_loop(int k) {
     steps[nsteps++] = s;
     if (!strcmp(s->op, "exit")) {
       /* Answer first: the process is gone once it exits. */
-      sb_printf(&o, "{\"r\":{\"ret\":0},\"done\":[]}\n");
+      sb_printf(&o, "{\"r\":{\"ret\":0},\"done\":[],\"pid\":%d}\n", (int)getpid());
       write_all(res_fd[k][1], o.buf, o.len);
       _exit(0);
     }
@@ -754,7 +755,21 @@ int main(int argc, char **argv) {
         live[k] = 0;
         sb_printf(&out, ",\"r\":{\"bad\":\"process %d died\"},\"done\":[]}\n", k);
       } else {
-        if (!strncmp(rest, "exit", 4)) live[k] = 0;
+        if (!strncmp(rest, "exit", 4)) {
+          live[k] = 0;
+          /* The worker answered before exiting: wait until the process is gone (a pidfd reads
+           * ready once the whole thread group has exited, after exit_mm() tore the mm down), so
+           * the next step sees the exit's effects (mapcounts, freed frames). */
+          char *pp = strstr(reply, "\"pid\":");
+          if (pp) {
+            int fd = (int)syscall(434 /* SYS_pidfd_open */, atoi(pp + 6), 0);
+            if (fd >= 0) {
+              struct pollfd pfd = {.fd = fd, .events = POLLIN};
+              poll(&pfd, 1, 10000);
+              close(fd);
+            }
+          }
+        }
         /* reply is {"r":...,"done":[...],"settled":n}: splice it after the id. */
         sb_printf(&out, ",%s", reply + 1);
         out.len--; /* drop the closing brace */

@@ -70,6 +70,8 @@ async function main(): Promise<void> {
         const okay = expect === undefined ? r.comparison.status !== "diverge" : r.comparison.status === "diverge";
         if (!okay) bad++;
         console.log(`${okay ? "ok  " : "FAIL"} ${r.comparison.status.padEnd(7)} ${s.file} ${s.name}${expect ? ` (${expect})` : ""}`);
+        const d = r.comparison.divergence;
+        if (!okay && d !== null) console.log(`     step ${d.index + 1} ${d.text} (${d.what}): native ${d.native} / sim ${d.sim}`);
       }
       if (bad > 0) process.exitCode = 1;
       return;

@@ -24,16 +24,10 @@ export interface KnownDivergence {
 /**
  * Found by this engine, not fixed yet (each is in docs/conformance.md with its scenario; the
  * kernel areas they touch are owned by other work). Earlier entries (kpf-dirty, mmap-min-addr,
- * fault-around, anon-uffd-pagetable, shmem-pageout-unmap) went when their fixes landed; their scenarios in corpus/known.scn agree now.
+ * fault-around, anon-uffd-pagetable, shmem-inode-lock, shmem-pageout-unmap) went when their fixes
+ * landed; their scenarios in corpus/known.scn agree now.
  */
-export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
-  {
-    id: "shmem-inode-lock",
-    reason:
-      "shmem_file_write_iter() holds the inode lock for the whole write, also while its copy from user memory sleeps on a userfault; ftruncate (do_truncate), fallocate and MADV_REMOVE (shmem_fallocate), another write, F_ADD_SEALS and SEEK_DATA/SEEK_HOLE on that file sleep until it is released. The simulation has no inode lock: they complete at once.",
-    signature: (d) => d.native === "blocked" && d.sim !== "blocked" && /^(@\S+ )?(pwrite|truncate|punch|fallocate|advise \S+ \d+ \d+ remove)\b/.test(d.text),
-  },
-];
+export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [];
 
 /** The known divergence whose signature a divergence carries, if any. */
 export function explain(d: Divergence, scenario: Scenario): KnownDivergence | undefined {

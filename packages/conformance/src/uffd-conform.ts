@@ -17,7 +17,9 @@ const AREAS: Readonly<Record<string, string>> = {
   "cow-fork.scn": "COW, fork, PageAnonExclusive",
   "pagemap.scn": "pagemap, kpageflags, PAGEMAP_SCAN",
   "mm.scn": "madvise, mremap, mincore, memfd, pipes",
-  "known.scn": "divergences being fixed (expected to differ)",
+  "known.scn": "divergences found and fixed (and any still being fixed)",
+  "seeds.scn": "the seed threads' mechanisms (COW by refcount, wp across fork, CONTINUE, MOVE)",
+  "surprises.scn": "where man pages and the 6.18 kernel disagree",
 };
 
 async function main(): Promise<void> {

@@ -56,6 +56,23 @@ export interface ContextConfig {
   target: Process | null;
   /** The handler is not in the faulting process (an adopted fd, a fork child's): no UFFDIO_MOVE from its memory. */
   crossProcess: boolean;
+  /** The kernel does not offer UFFDIO_MOVE (before Linux 6.8): move() resolves with UFFDIO_COPY. */
+  moveMissing?: boolean;
+  /** The fallbacks taken so far, shared by a handler and its fork children. */
+  fallbacks?: Fallback[];
+}
+
+/**
+ * A fallback the SDK took because the kernel lacks something: what was wanted, what was used
+ * instead, and why (naming the Linux release that added the missing piece).
+ */
+export interface Fallback {
+  /** What the SDK would have used: "/dev/userfaultfd", "UFFDIO_MOVE", "wp-unpopulated", "wp-async". */
+  readonly wanted: string;
+  /** What it used instead. */
+  readonly used: string;
+  /** Why, e.g. "UFFDIO_MOVE came in Linux 6.8; this kernel is 6.6-uffd". */
+  readonly reason: string;
 }
 
 /** @internal The record behind a Fault: the facts plus the lifecycle fields its context changes. */
@@ -120,6 +137,10 @@ export class UffdContext {
   readonly ranges: RangeSet;
   readonly metrics: Metrics;
   readonly crossProcess: boolean;
+  /** The kernel lacks UFFDIO_MOVE (before 6.8). */
+  readonly moveMissing: boolean;
+  /** The fallbacks taken (Userfaultfd.fallbacks). */
+  readonly fallbacks: Fallback[];
   readonly target: Process | null;
   readonly config: ContextConfig;
   readonly emitter = new EventEmitter();
@@ -159,6 +180,14 @@ export class UffdContext {
     this.metrics = config.metrics;
     this.crossProcess = config.crossProcess;
     this.target = config.target;
+    this.moveMissing = config.moveMissing ?? false;
+    this.fallbacks = config.fallbacks ?? [];
+  }
+
+  /** Records a fallback once per `wanted`. */
+  noteFallback(wanted: string, used: string, since: string): void {
+    if (this.fallbacks.some((f) => f.wanted === wanted)) return;
+    this.fallbacks.push(Object.freeze({ wanted, used, reason: `${wanted} came in Linux ${since}; this kernel is ${this.proc.kernel.uname().release}` }));
   }
 
   nowNs(): number {

@@ -8,11 +8,19 @@
  * - "async" (UFFD_FEATURE_WP_ASYNC): the kernel unprotects on its own and no fault is delivered;
  *   collect() reads /proc/pid/pagemap, where a page whose uffd-wp bit is gone was written.
  *
+ * - "auto": "async" when the userfaultfd has wp-async, else "sync"; on a kernel without
+ *   WP_ASYNC (before Linux 6.7) the fallback is listed in Userfaultfd.fallbacks.
+ *
+ * On a kernel without wp-unpopulated (before Linux 6.4), write-protecting a page that was
+ * never touched leaves nothing behind, and its first write would not be seen: begin() then
+ * pre-populates the range's pages that are not registered for missing faults by reading them
+ * (mapping the zero page), so the protection sticks, and lists the fallback.
+ *
  * A REMOVE (MADV_DONTNEED ...) over tracked pages changes them (they read as zeros now), so the
  * tracker counts them as dirty too.
  */
 import type { Process } from "@uffd/kernel";
-import { PAGE_SIZE } from "@uffd/kernel/uapi";
+import { PAGE_SIZE, UFFD_FEATURE_WP_ASYNC, UFFD_FEATURE_WP_UNPOPULATED as FEATURES_WP_UNPOPULATED, UFFDIO_REGISTER_MODE_MISSING } from "@uffd/kernel/uapi";
 import type { UffdContext } from "./context.ts";
 import { subscribe, unsubscribe } from "./dispatch.ts";
 import type { RangeEvent } from "./events.ts";
@@ -22,8 +30,8 @@ import { UffdError } from "./errors.ts";
 
 /** Options of new DirtyTracker(). */
 export interface DirtyTrackerOptions {
-  /** "sync" (default) or "async" (needs the wp-async feature). */
-  mode?: "sync" | "async";
+  /** "sync" (default), "async" (needs the wp-async feature) or "auto" (async if the userfaultfd has wp-async). */
+  mode?: "sync" | "async" | "auto";
   /** The tracked process, for the pagemap reads of async mode. Default: the handling process. */
   target?: Process;
 }
@@ -61,7 +69,11 @@ export class DirtyTracker {
     this.#ctx = Userfaultfd.contextOf(uffd);
     this.start = start;
     this.end = start + len;
-    this.mode = options.mode ?? "sync";
+    const mode = options.mode ?? "sync";
+    if (mode === "auto" && !uffd.has("wp-async") && (uffd.kernelFeatureBits & UFFD_FEATURE_WP_ASYNC) === 0) {
+      this.#ctx.noteFallback("wp-async", "sync (wp-fault) dirty tracking", "6.7");
+    }
+    this.mode = mode === "auto" ? (uffd.has("wp-async") ? "async" : "sync") : mode;
     this.#target = options.target ?? uffd.process;
     if (this.mode === "async" && !uffd.has("wp-async")) {
       throw new UffdError("feature-unavailable", "DirtyTracker: async mode needs a userfaultfd opened with the \"wp-async\" feature");
@@ -72,7 +84,23 @@ export class DirtyTracker {
   async begin(): Promise<void> {
     if (this.mode === "sync") subscribe(this.#ctx, "fault", this.#onFault as never, false, true);
     subscribe(this.#ctx, "remove", this.#onRemove as never, false, true);
+    const offered = this.uffd.kernelFeatureBits;
+    if (offered !== 0 && (offered & FEATURES_WP_UNPOPULATED) === 0) await this.#prepopulate();
     await this.uffd.writeProtect(this.start, this.end - this.start);
+  }
+
+  /**
+   * Reads one byte of every page not registered for missing faults (a read there would fetch the
+   * page), so each has a pte the write protection can stay on.
+   */
+  async #prepopulate(): Promise<void> {
+    this.#ctx.noteFallback("wp-unpopulated", "pre-populating the range", "6.4");
+    const t = this.#target;
+    for (let a = this.start; a < this.end; a += PAGE_SIZE) {
+      const entry = this.#ctx.ranges.find(a);
+      if (entry !== null && (entry.modes & UFFDIO_REGISTER_MODE_MISSING) !== 0) continue;
+      await t.mainThread.read(a, 1);
+    }
   }
 
   /** Pages written (or removed) since the last collect, in address order; they are protected again. */

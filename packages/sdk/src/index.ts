@@ -32,6 +32,7 @@ export type { PageSource, RemoteSourceOptions } from "./page-source.ts";
 export { BackgroundFill } from "./serve.ts";
 export type { ServeOptions, FillOptions, FillStats } from "./serve.ts";
 export { DirtyTracker } from "./dirty.ts";
+export type { Fallback } from "./context.ts";
 export type { DirtyTrackerOptions } from "./dirty.ts";
 
 /* Metrics and tracing */

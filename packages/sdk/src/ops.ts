@@ -207,7 +207,8 @@ function planStep(ctx: UffdContext, op: MfillOp, dst: number, len: number, c: Cu
   } else if (step.op === "zeropage" && step.protect) {
     step.op = "zeros";
   }
-  if (step.op === "move" && ctx.crossProcess) step.op = "copy";
+  if (step.op === "move" && ctx.moveMissing) ctx.noteFallback("UFFDIO_MOVE", "UFFDIO_COPY", "6.8");
+  if (step.op === "move" && (ctx.crossProcess || ctx.moveMissing)) step.op = "copy";
   return step;
 }
 

@@ -11,7 +11,7 @@
  * answers an unavailable feature or mode with an error that says what to do. The handler loop
  * starts at once and runs until close() or until the handling process exits.
  */
-import { ErrnoError, type Process } from "@uffd/kernel";
+import { ErrnoError, type Process, UFFD_FEATURE_SINCE } from "@uffd/kernel";
 import {
   _UFFDIO_CONTINUE,
   _UFFDIO_COPY,
@@ -20,7 +20,10 @@ import {
   PAGE_SIZE,
   UFFD_API,
   UFFD_FEATURE_EVENT_FORK,
+  UFFD_FEATURE_MINOR_SHMEM,
+  UFFD_FEATURE_MOVE,
   UFFD_FEATURE_WP_ASYNC,
+  UFFD_FEATURE_WP_HUGETLBFS_SHMEM,
   UFFD_FEATURE_WP_UNPOPULATED,
   UFFD_USER_MODE_ONLY,
   UFFDIO_API,
@@ -30,7 +33,7 @@ import {
   UFFDIO_REGISTER_MODE_WP,
   UFFDIO_UNREGISTER,
 } from "@uffd/kernel/uapi";
-import { type ContextConfig, type FailurePolicy, UffdContext } from "./context.ts";
+import { type ContextConfig, type FailurePolicy, type Fallback, UffdContext } from "./context.ts";
 import { dispatchEvent, inheritableListeners, plugPolicy, pullQueue, shutdown, subscribe, unsubscribe, unsubscribeAll } from "./dispatch.ts";
 import { FeatureUnavailableError, ModeUnavailableError, UffdError } from "./errors.ts";
 import type { TypedEventEmitter } from "./emitter.ts";
@@ -307,8 +310,9 @@ export class Userfaultfd {
   /** Opens a userfaultfd for `proc`'s own memory, with the handshake and feature probing done. */
   static async open(proc: Process, options: OpenOptions = {}): Promise<Userfaultfd> {
     const h = handlerConfig(options); // before any syscall: a bad option costs no fd
-    const { fd, enabled, supported } = await handshake(proc, options);
-    return Userfaultfd.#create(proc, fd, enabled, supported, new RangeSet(), proc, false, options, h);
+    const fallbacks: Fallback[] = [];
+    const { fd, enabled, supported } = await handshake(proc, options, fallbacks);
+    return Userfaultfd.#create(proc, fd, enabled, supported, new RangeSet(), proc, false, options, h, fallbacks);
   }
 
   /**
@@ -341,10 +345,12 @@ export class Userfaultfd {
     return Userfaultfd.#create(proc, fd, featureBits(options.features ?? []), 0, ranges, target, target !== proc, options, h);
   }
 
-  static #create(proc: Process, fd: number, features: number, supported: number, ranges: RangeSet, target: Process | null, crossProcess: boolean, o: HandlerOptions, h: HandlerConfig): Userfaultfd {
+  static #create(proc: Process, fd: number, features: number, supported: number, ranges: RangeSet, target: Process | null, crossProcess: boolean, o: HandlerOptions, h: HandlerConfig, fallbacks: Fallback[] = []): Userfaultfd {
     const metrics = o.metrics ?? new Metrics();
     if (h.traceEventsMax !== null && !metrics.tracing) metrics.startTrace(h.traceEventsMax);
-    const ctx = new UffdContext({ proc, fd, features, ranges, metrics, ...h.config, target, crossProcess });
+    // supported is 0 when unknown (an adopted fd): then move() tries UFFDIO_MOVE as before.
+    const moveMissing = supported !== 0 && (supported & UFFD_FEATURE_MOVE) === 0;
+    const ctx = new UffdContext({ proc, fd, features, ranges, metrics, ...h.config, target, crossProcess, moveMissing, fallbacks });
     return new Userfaultfd(ctx, supported, (parent, ufd) => Userfaultfd.#forked(parent, ufd, o, h, supported));
   }
 
@@ -354,7 +360,7 @@ export class Userfaultfd {
    * parent's persistent listeners; it shares the parent's metrics.
    */
   static #forked(parent: UffdContext, ufd: number, o: HandlerOptions, h: HandlerConfig, supported: number): void {
-    const child = Userfaultfd.#create(parent.proc, ufd, parent.features, supported, parent.ranges.clone(), null, true, { ...o, metrics: parent.metrics }, h);
+    const child = Userfaultfd.#create(parent.proc, ufd, parent.features, supported, parent.ranges.clone(), null, true, { ...o, metrics: parent.metrics }, h, parent.fallbacks);
     for (const { event, fn, withContext } of inheritableListeners(parent)) subscribe(child.#e, event, fn, false, withContext);
     dispatchEvent(parent, "fork", child, Object.freeze({ type: "fork", child }));
   }
@@ -374,6 +380,22 @@ export class Userfaultfd {
   /** The features enabled on this fd. */
   get features(): ReadonlySet<FeatureName> {
     return new Set(featureNames(this.#e.features));
+  }
+
+  /**
+   * The fallbacks taken because the kernel lacks something (an older release): the
+   * userfaultfd(2) syscall where /dev/userfaultfd is missing (before 6.1), UFFDIO_COPY where
+   * UFFDIO_MOVE is (before 6.8), and those a DirtyTracker takes (pre-populating where
+   * wp-unpopulated is missing, sync tracking where wp-async is). Empty on a kernel that has
+   * everything used.
+   */
+  get fallbacks(): readonly Fallback[] {
+    return [...this.#e.fallbacks];
+  }
+
+  /** @internal The UFFD_FEATURE_* bits the kernel offers (0 when unknown: an adopted fd). */
+  get kernelFeatureBits(): number {
+    return this.#supported;
   }
 
   /** Everything the kernel offers (from UFFDIO_API; empty for an adopted fd). */
@@ -524,6 +546,17 @@ export class Userfaultfd {
     if (e.code !== "EINVAL" || vmas === null) return e;
     if (vmas.length === 0) return new ModeUnavailableError(modes, `register(): nothing is mapped in ${span} (EINVAL)`, { cause: e });
     const private_ = vmas.find((v) => !v.vmFlags.includes("sh") && v.perms.endsWith("p"));
+    const shared = vmas.find((v) => v.vmFlags.includes("sh"));
+    // An older kernel: the mode exists but not on shmem (docs/releases.md).
+    if (shared !== undefined && this.#supported !== 0) {
+      const release = this.#e.proc.kernel.uname().release;
+      if ((bits & UFFDIO_REGISTER_MODE_MINOR) !== 0 && (this.#supported & UFFD_FEATURE_MINOR_SHMEM) === 0) {
+        return new ModeUnavailableError(modes, `register(): minor faults on shmem came in Linux 5.14; this kernel is ${release} (EINVAL)`, { cause: e });
+      }
+      if ((bits & UFFDIO_REGISTER_MODE_WP) !== 0 && (this.#supported & UFFD_FEATURE_WP_HUGETLBFS_SHMEM) === 0) {
+        return new ModeUnavailableError(modes, `register(): write-protect on shmem came in Linux 5.19; this kernel is ${release} (EINVAL)`, { cause: e });
+      }
+    }
     if ((bits & UFFDIO_REGISTER_MODE_MINOR) !== 0 && private_ !== undefined) {
       return new ModeUnavailableError(
         modes,
@@ -647,12 +680,12 @@ export class Userfaultfd {
  * it, probe on the same fd (a failed UFFDIO_API leaves it uninitialised), then start over on a
  * fresh fd with what is allowed, or fail if a required feature is missing.
  */
-async function handshake(proc: Process, options: Omit<OpenOptions, keyof HandlerOptions>): Promise<{ fd: number; enabled: number; supported: number }> {
+async function handshake(proc: Process, options: Omit<OpenOptions, keyof HandlerOptions>, fallbacks: Fallback[] = []): Promise<{ fd: number; enabled: number; supported: number }> {
   const required = featureBits(options.features ?? []);
   const optional = featureBits(options.optionalFeatures ?? DEFAULT_OPTIONAL_FEATURES) & ~required;
   const flags = O_CLOEXEC | (options.userModeOnly === true ? UFFD_USER_MODE_ONLY : 0);
   const via = options.via ?? "auto";
-  let fd = await createFd(proc, flags, via);
+  let fd = await createFd(proc, flags, via, fallbacks);
   let enabled = required | optional;
   let supported: number;
   try {
@@ -670,8 +703,8 @@ async function handshake(proc: Process, options: Omit<OpenOptions, keyof Handler
     supported = probe.features;
     const allowed = supported & ~(e.code === "EPERM" ? UFFD_FEATURE_EVENT_FORK : 0);
     const missing = required & ~allowed;
-    if (missing !== 0) throw featureError(missing, supported, e);
-    fd = await createFd(proc, flags, via);
+    if (missing !== 0) throw featureError(proc, missing, supported, e);
+    fd = await createFd(proc, flags, via, []);
     enabled = required | (optional & allowed);
     await proc.ioctl(fd, UFFDIO_API, { api: UFFD_API, features: enabled, ioctls: 0n });
   }
@@ -679,13 +712,21 @@ async function handshake(proc: Process, options: Omit<OpenOptions, keyof Handler
   return { fd, enabled, supported };
 }
 
-async function createFd(proc: Process, flags: number, via: "auto" | "dev" | "syscall"): Promise<number> {
+async function createFd(proc: Process, flags: number, via: "auto" | "dev" | "syscall", fallbacks: Fallback[]): Promise<number> {
   if (via !== "syscall") {
     try {
       return await proc.openDevUserfaultfd(flags);
     } catch (e) {
       // /dev/userfaultfd is missing (before 6.1) or root-only (mode 0600): fall back to the syscall.
-      if (via === "dev" || !(e instanceof ErrnoError) || !["ENOENT", "EACCES", "EPERM", "ENODEV", "ENOSYS"].includes(e.code)) throw e;
+      if (via === "dev" || !(e instanceof ErrnoError) || !["ENOENT", "EACCES", "EPERM", "ENODEV", "ENOSYS"].includes(e.code)) {
+        if (via === "dev" && e instanceof ErrnoError && e.code === "ENOENT") {
+          throw new UffdError("feature-unavailable", `open /dev/userfaultfd: ENOENT: the device came in Linux 6.1; this kernel is ${proc.kernel.uname().release} (use via: "auto" or "syscall")`, { cause: e });
+        }
+        throw e;
+      }
+      if (e.code === "ENOENT" && !fallbacks.some((f) => f.wanted === "/dev/userfaultfd")) {
+        fallbacks.push(Object.freeze({ wanted: "/dev/userfaultfd", used: "userfaultfd(2)", reason: `/dev/userfaultfd came in Linux 6.1; this kernel is ${proc.kernel.uname().release}` }));
+      }
     }
   }
   try {
@@ -703,10 +744,13 @@ async function createFd(proc: Process, flags: number, via: "auto" | "dev" | "sys
   }
 }
 
-function featureError(missing: number, supported: number, cause: ErrnoError): FeatureUnavailableError {
+function featureError(proc: Process, missing: number, supported: number, cause: ErrnoError): FeatureUnavailableError {
   const names = featureNames(missing);
+  const release = proc.kernel.uname().release;
   const why = names.map((n) =>
-    FEATURES[n] === UFFD_FEATURE_EVENT_FORK && (supported & UFFD_FEATURE_EVENT_FORK) !== 0 ? `${n} (needs CAP_SYS_PTRACE)` : `${n} (not offered by this kernel)`,
+    FEATURES[n] === UFFD_FEATURE_EVENT_FORK && (supported & UFFD_FEATURE_EVENT_FORK) !== 0
+      ? `${n} (needs CAP_SYS_PTRACE)`
+      : `${n} (added in Linux ${UFFD_FEATURE_SINCE[FEATURES[n]] ?? "?"}; this kernel is ${release})`,
   );
   return new FeatureUnavailableError(names, `userfaultfd: required features unavailable: ${why.join(", ")}; the kernel offers ${featureNames(supported).join(", ") || "none"}`, { cause });
 }

@@ -18,7 +18,7 @@
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { Kernel, type KernelOptions, type Process, setErrnoStackTraces, type SpawnOptions, type Thread } from "@uffd/kernel";
+import { Kernel, KERNEL_RELEASES, type KernelOptions, type KernelRelease, type Process, setErrnoStackTraces, type SpawnOptions, type Thread } from "@uffd/kernel";
 import { expect } from "vitest";
 import { analyzeFaults, explainDuplicate, explainLost, type FaultResolutionOptions } from "./faults.ts";
 import { type GuestOptions, GuestThread } from "./guest.ts";
@@ -126,6 +126,12 @@ export interface ExploreOptions extends RunOptions {
    * error's cost. Reports never print them; turn them on to debug a seed.
    */
   errnoStacks?: boolean;
+  /**
+   * Run the whole exploration once per kernel release (KernelOptions.release), in this order:
+   * failures and reproduction lines name the release (UFFD_EXPLORE_RELEASE=<release> runs just
+   * that one). Default: one run on options.kernel's release (6.18 unless set).
+   */
+  releases?: readonly KernelRelease[];
   /** Stop at the first failing seed. Default true. */
   stopOnFailure?: boolean;
   /** Throw an ExploreError with the report when a seed fails. Default true. */
@@ -140,6 +146,8 @@ export interface ExploreOptions extends RunOptions {
 export interface RunResult {
   /** The seed. */
   readonly seed: number;
+  /** The kernel release the seed ran on (KernelOptions.release). */
+  readonly release: KernelRelease;
   /** The preemption probability the seed ran with. */
   readonly probability: number;
   /** Whether the run passed. */
@@ -244,6 +252,7 @@ function makeResult(world: World, probability: number, decisions: Decisions, pro
   const ends = (): string => guests.map((g) => g.describe()).join("; ");
   return {
     seed,
+    release: world.kernel.release,
     probability,
     ok: problems.length === 0,
     problems,
@@ -331,6 +340,52 @@ const SEEDS_PER_WORKER = 50;
 
 /** Runs the scenario under each seed; by default stops and throws at the first failure. */
 export async function explore(scenario: Scenario, options: ExploreOptions = {}): Promise<ExploreResult> {
+  const releases = releaseList(options);
+  if (releases === null) return exploreRelease(scenario, options, null);
+  // One exploration per release, in the order given; the first failing release stops the rest
+  // unless stopOnFailure is false. The report names the release of every failure.
+  const stopOnFailure = options.stopOnFailure !== false;
+  let seedsRun = 0;
+  const failures: RunResult[] = [];
+  const reports: string[] = [];
+  for (const release of releases) {
+    const r = await exploreRelease(scenario, { ...options, kernel: { ...options.kernel, release }, throwOnFailure: false }, release);
+    seedsRun += r.seedsRun;
+    failures.push(...r.failures);
+    if (!r.ok) {
+      reports.push(r.report());
+      if (stopOnFailure) break;
+    }
+  }
+  const result: ExploreResult = {
+    ok: failures.length === 0,
+    seedsRun,
+    failures,
+    firstFailure: failures[0] ?? null,
+    report: () => (reports.length === 0 ? `explore: ${seedsRun} seeds passed on releases ${releases.join(", ")}` : reports.join("\n\n")),
+  };
+  if (!result.ok && options.throwOnFailure !== false) throw new ExploreError(result);
+  return result;
+}
+
+/** The env var that makes explore({ releases }) run just that release. */
+export const RELEASE_ENV = "UFFD_EXPLORE_RELEASE";
+
+function releaseList(options: ExploreOptions): readonly KernelRelease[] | null {
+  const list = options.releases;
+  if (list === undefined) return null;
+  const env = typeof process !== "undefined" ? process.env[RELEASE_ENV] : undefined;
+  const chosen = env !== undefined && env !== "" ? [env] : list;
+  if (!Array.isArray(chosen) || chosen.length === 0) throw new TypeError("explore: releases must be a non-empty array of kernel releases");
+  for (const r of chosen) {
+    if (!(KERNEL_RELEASES as readonly unknown[]).includes(r)) {
+      throw new RangeError(`explore: unknown kernel release ${JSON.stringify(r)}; the profiles are ${KERNEL_RELEASES.join(", ")}`);
+    }
+  }
+  return chosen as readonly KernelRelease[];
+}
+
+async function exploreRelease(scenario: Scenario, options: ExploreOptions, release: KernelRelease | null): Promise<ExploreResult> {
   const { seeds, shard } = seedList(options);
   const ref = refOf(scenario);
   const wanted = options.workers ?? (ref === null ? 1 : Math.min(availableParallelism(), Math.ceil(seeds.length / SEEDS_PER_WORKER)));
@@ -345,13 +400,13 @@ export async function explore(scenario: Scenario, options: ExploreOptions = {}):
     setErrnoStackTraces(stacks);
   }
   const { seedsRun, failures } = outcome;
-  const repro = reproduction(options.name);
+  const repro = reproduction(options.name, release);
   const result: ExploreResult = {
     ok: failures.length === 0,
     seedsRun,
     failures,
     firstFailure: failures[0] ?? null,
-    report: () => report(seeds, seedsRun, failures, options.traceLines ?? 80, repro, shard),
+    report: () => report(seeds, seedsRun, failures, options.traceLines ?? 80, repro, shard, release),
   };
   if (!result.ok && options.throwOnFailure !== false) throw new ExploreError(result);
   return result;
@@ -505,22 +560,24 @@ async function exploreInWorkers(ref: ScenarioRef, scenario: Scenario, seeds: rea
   return { seedsRun: stopOnFailure && keep.length > 0 ? keep[0]! + 1 : seeds.length, failures };
 }
 
-function report(seeds: readonly number[], seedsRun: number, failures: readonly RunResult[], lines: number, repro: (seed: number) => string, shard: string | null): string {
+function report(seeds: readonly number[], seedsRun: number, failures: readonly RunResult[], lines: number, repro: (seed: number) => string, shard: string | null, release: KernelRelease | null): string {
   const f = failures[0];
   const of = shard === null ? "" : `, shard ${shard}`;
   const range = seeds.length > 1 ? ` (${seeds.length} seeds ${seeds[0]}..${seeds[seeds.length - 1]}${of})` : shard === null ? "" : ` (shard ${shard})`;
-  if (f === undefined) return `explore: ${seedsRun} seeds passed${range}`;
+  const on = release === null ? "" : ` on release ${release}`;
+  if (f === undefined) return `explore: ${seedsRun} seeds passed${on}${range}`;
   const more = failures.length > 11 ? `, ... (${failures.length} failing in all)` : "";
   const others = failures.length > 1 ? `; also failing: seeds ${failures.slice(1, 11).map((x) => x.seed).join(", ")}${more}` : "";
   return [
-    `explore: seed ${f.seed} failed after ${seeds.indexOf(f.seed)} passing seeds${range}${others}`,
+    `explore: seed ${f.seed}${on} failed after ${seeds.indexOf(f.seed)} passing seeds${range}${others}`,
     f.format({ limit: lines }),
     `reproduce: ${repro(f.seed)}`,
   ].join("\n");
 }
 
 /** The one-line reproduction: the env var and the vitest command for the current test. */
-function reproduction(name: string | undefined): (seed: number) => string {
+function reproduction(name: string | undefined, release: KernelRelease | null = null): (seed: number) => string {
+  const rel = release === null ? "" : `${RELEASE_ENV}=${release} `;
   let file: string | undefined;
   let test = name;
   try {
@@ -531,8 +588,12 @@ function reproduction(name: string | undefined): (seed: number) => string {
     // Not inside a vitest test.
   }
   return (seed) => {
-    if (file === undefined) return `runSeed(scenario, ${seed})  (or ${SEED_ENV}=${seed} around the explore() call)`;
+    if (file === undefined) {
+      return release === null
+        ? `runSeed(scenario, ${seed})  (or ${SEED_ENV}=${seed} around the explore() call)`
+        : `runSeed(scenario, ${seed}, { kernel: { release: "${release}" } })  (or ${rel}${SEED_ENV}=${seed} around the explore() call)`;
+    }
     const t = test === undefined ? "" : ` -t "${test.replace(/[\\^$.*+?()[\]{}|"`]/g, "\\$&")}"`;
-    return `${SEED_ENV}=${seed} npx vitest run ${file}${t}`;
+    return `${rel}${SEED_ENV}=${seed} npx vitest run ${file}${t}`;
   };
 }

@@ -7,7 +7,7 @@
  */
 
 /* Exploring interleavings */
-export { explore, runSeed, World, ExploreError, SEED_ENV, SHARD_ENV, scenarioRef, loadScenario, parseShard } from "./explore.ts";
+export { explore, runSeed, World, ExploreError, SEED_ENV, SHARD_ENV, RELEASE_ENV, scenarioRef, loadScenario, parseShard } from "./explore.ts";
 export type { Scenario, ScenarioRef, RunOptions, ExploreOptions, ExploreResult, RunResult, RecordedRun } from "./explore.ts";
 export { ExplorePolicy, VARIED_PROBABILITIES, probabilityFor } from "./policy.ts";
 export type { Decisions } from "./policy.ts";

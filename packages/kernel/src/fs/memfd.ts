@@ -60,16 +60,26 @@ export class ShmemFileOps implements FileOps {
   }
 
   async write(file: OpenFile, proc: Process, data: Uint8Array): Promise<number> {
-    const n = shmemWrite(proc, this.inode, file.pos, data);
-    file.pos += n;
-    return n;
+    const unlock = await inodeLock(this.inode);
+    try {
+      const n = shmemWrite(proc, this.inode, file.pos, data);
+      file.pos += n;
+      return n;
+    } finally {
+      unlock();
+    }
   }
 
-  /** write(2) from user memory (see shmemWriteUser()). */
+  /** write(2) from user memory (see shmemWriteUser()), under the inode lock. */
   async writeUser(file: OpenFile, proc: Process, addr: number, length: number): Promise<number> {
-    const n = await shmemWriteUser(proc, this.inode, file.pos, addr, length, "write");
-    file.pos += n;
-    return n;
+    const unlock = await inodeLock(this.inode);
+    try {
+      const n = await shmemWriteUser(proc, this.inode, file.pos, addr, length, "write");
+      file.pos += n;
+      return n;
+    } finally {
+      unlock();
+    }
   }
 
   fcntl(file: OpenFile, cmd: number, arg: number): number | undefined {
@@ -165,6 +175,30 @@ export function shmemWrite(proc: Process, inode: ShmemInode, pos: number, data: 
 }
 
 /**
+ * The inode lock (inode->i_rwsem taken for writing) of a shmem file: shmem_file_write_iter()
+ * holds it for the whole write, also while its copy from user memory sleeps on a userfault, and
+ * truncation (do_truncate()) and shmem_fallocate() (fallocate(2), MADV_REMOVE) take it too, so
+ * they wait behind such a write. Waiters get it in arrival order.
+ */
+const inodeLocks = new WeakMap<ShmemInode, { held: boolean; waiters: Array<() => void> }>();
+
+export async function inodeLock(inode: ShmemInode): Promise<() => void> {
+  let l = inodeLocks.get(inode);
+  if (l === undefined) {
+    l = { held: false, waiters: [] };
+    inodeLocks.set(inode, l);
+  }
+  const lock = l;
+  if (lock.held) await new Promise<void>((resolve) => lock.waiters.push(resolve));
+  lock.held = true;
+  return () => {
+    const next = lock.waiters.shift();
+    if (next !== undefined) next(); // handed over: stays held
+    else lock.held = false;
+  };
+}
+
+/**
  * write(2)/pwrite(2) of user memory into a shmem file, as mm/filemap.c:generic_perform_write()
  * runs it for shmem_file_write_iter(): page by page, shmem_write_begin() finds or allocates the
  * page-cache folio *before* the bytes are copied from user memory, so a source that is a mapping
@@ -192,11 +226,13 @@ export async function shmemWriteUser(proc: Process, inode: ShmemInode, pos: numb
     const chunk = new Uint8Array(n);
     const got = await proc.copyUser(addr + done, chunk, false);
     // shmem_write_end(): the copied bytes (the folio may have been punched meanwhile: write again
-    // through the cache), i_size, and the folio dirty even when nothing was copied.
+    // through the cache), and even when nothing was copied the folio dirty and i_size grown to
+    // pos + copied [host: a pwrite at 4096 that copied nothing leaves i_size 4096].
     if (got > 0) shmemWrite(proc, inode, at, chunk.subarray(0, got));
     else {
       const e = shmemFindPage(core.mem, core.swap, inode, pgoff);
       if (e >= 0) core.mem.setFlag(e, PG.dirty);
+      if (at > inode.size) inode.size = at;
     }
     done += got;
     if (got < n) break;

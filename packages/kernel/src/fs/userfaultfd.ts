@@ -114,6 +114,10 @@ const UFFD_SHARED_FCNTL_FLAGS = O_CLOEXEC | O_NONBLOCK;
 
 /** A thread blocked in handle_userfault() (struct userfaultfd_wait_queue for a fault): its message and its wait. */
 class FaultWaiter extends Waiter {
+  /** FaultQueue links and arrival order (owned by the queue holding the waiter). */
+  qPrev: FaultWaiter | null = null;
+  qNext: FaultWaiter | null = null;
+  qSeq = 0;
   /** msg.arg.pagefault.address: page-aligned, or exact with UFFD_FEATURE_EXACT_ADDRESS. Wakes match it. */
   readonly address: number;
   readonly flags: number;
@@ -134,6 +138,8 @@ interface EventWaiter {
   readonly forkCtx: UserfaultfdCtx | null;
   readonly waiter: Waiter;
   finished: boolean;
+  /** In the context's EventQueue (false for one finished before it was queued). */
+  queued: boolean;
 }
 
 function fail(code: ErrnoCode, what: string): never {
@@ -251,7 +257,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   readonly #sched: Scheduler;
   readonly #pending = new FaultQueue();
   readonly #read = new FaultQueue();
-  readonly #events: EventWaiter[] = [];
+  readonly #events = new EventQueue();
   /** fd_wqh: readers (their Waiter) and pollers (a callback) to tell about a new message or the release. */
   readonly #fdWaiters: Array<Waiter | (() => void)> = [];
   /** wakeRange()'s scratch list, empty between calls. */
@@ -311,7 +317,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     this.#owner = null;
     const faults: Waiter[] = this.#pending.takeAll().concat(this.#read.takeAll());
     this.#sched.wakeAll(faults);
-    for (const ev of this.#events.slice()) this.#finishEvent(ev, false);
+    for (const ev of this.#events.live()) this.#finishEvent(ev, false);
   }
 
   // --- faults ------------------------------------------------------------------------------
@@ -376,7 +382,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
    * incremented mmapChanging; it is decremented when the event finishes.
    */
   eventWaitCompletion(msg: UffdMsg, forkCtx: UserfaultfdCtx | null): Promise<void> {
-    const ev: EventWaiter = { msg, forkCtx, waiter: new Waiter(), finished: false };
+    const ev: EventWaiter = { msg, forkCtx, waiter: new Waiter(), finished: false, queued: false };
     // A released context, or a raiser already dead (events come from the owner of `mm`; a
     // fatal signal ends the killable wait at once): nothing is queued.
     if (this.released || !this.mm.alive) {
@@ -395,8 +401,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   #finishEvent(ev: EventWaiter, delivered: boolean): void {
     if (ev.finished) return;
     ev.finished = true;
-    const i = this.#events.indexOf(ev);
-    if (i >= 0) this.#events.splice(i, 1);
+    this.#events.finished(ev);
     if (!delivered && ev.forkCtx !== null) {
       userfaultfdReleaseNew(ev.forkCtx.mm, ev.forkCtx);
       ev.forkCtx.#unhookOwner();
@@ -480,7 +485,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
         count++;
         continue;
       }
-      const ev = this.#events[0]!;
+      const ev = this.#events.first()!;
       if (ev.forkCtx !== null) {
         let ufd: number;
         try {
@@ -527,7 +532,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     this.released = true;
     userfaultfdReleaseAll(this.mm, this);
     this.wakeRange(0, 0);
-    for (const ev of this.#events.slice()) this.#finishEvent(ev, false);
+    for (const ev of this.#events.live()) this.#finishEvent(ev, false);
     this.#notifyFd();
     this.#unhookOwner();
   }
@@ -644,6 +649,10 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
       if ((cur.flags & VM_MAYWRITE) === 0) fail("EPERM", what);
       if (cur.uffdCtx !== null && cur.uffdCtx !== this) fail("EBUSY", what);
     }
+    // split_vma() at the range ends, for a vma whose registration changes: not past
+    // vm.max_map_count (ENOMEM), as vma_modify_flags_uffd() fails.
+    const changes = (v: Vma): boolean => !(v.uffdCtx === this && (v.flags & vmFlags) === vmFlags);
+    if (!this.mm.mayAddVmas(endSplits(vmas, start, end, changes))) fail("ENOMEM", what);
     userfaultfdRegisterRange(this, vmFlags, start, end);
     // The ioctls guaranteed to work on the range (hugetlb would get the BASIC set).
     let ioctls = profile.rangeIoctls;
@@ -674,6 +683,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
       if (!vmaCanUserfault(cur, cur.flags, wpAsync, this.#kernel.core.profile)) fail("EINVAL", what);
     }
     if (!vmas.some((v) => v.uffdCtx !== null)) return 0;
+    if (!this.mm.mayAddVmas(endSplits(vmas, start, end, (v) => v.uffdCtx !== null))) fail("ENOMEM", what);
     for (const vma of this.mm.isolateRange(start, end)) {
       if (vma.uffdCtx === null) continue;
       if (userfaultfdMissing(vma)) (vma.uffdCtx as UserfaultfdCtx).wakeRange(vma.start, vma.end - vma.start);
@@ -804,13 +814,101 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
 }
 
 /**
- * A FIFO of blocked faults (a wait queue of handle_userfault()): push at the tail, shift at the
- * head, and take() every entry in an address range, keeping the order of the rest. Taken entries
- * become holes that later scans skip and a compaction squeezes out once they outnumber the live
- * ones, so a wake of one page costs a scan and one store, not a shift of the whole queue.
+ * A FIFO of blocked faults (a wait queue of handle_userfault()): O(1) push at the tail, shift at
+ * the head and removal anywhere (the links live on the waiters, each in at most one queue), plus
+ * an index by page so that waking a range costs the waiters in it, not the length of the queue.
+ * take() hands entries out in queue order, as a walk of the wait queue would.
  */
 class FaultQueue {
-  readonly #slots: Array<FaultWaiter | null> = [];
+  #head: FaultWaiter | null = null;
+  #tail: FaultWaiter | null = null;
+  #live = 0;
+  #seq = 0;
+  /** Page-aligned message address -> the waiters queued with it. */
+  readonly #byPage = new Map<number, Set<FaultWaiter>>();
+  /** take()'s scratch list, empty between calls. */
+  readonly #found: FaultWaiter[] = [];
+
+  get length(): number {
+    return this.#live;
+  }
+
+  push(f: FaultWaiter): void {
+    f.qSeq = ++this.#seq;
+    f.qPrev = this.#tail;
+    f.qNext = null;
+    if (this.#tail === null) this.#head = f;
+    else this.#tail.qNext = f;
+    this.#tail = f;
+    this.#live++;
+    const page = f.address - (f.address % PAGE_SIZE);
+    const set = this.#byPage.get(page);
+    if (set === undefined) this.#byPage.set(page, new Set([f]));
+    else set.add(f);
+  }
+
+  shift(): FaultWaiter | undefined {
+    const f = this.#head;
+    if (f === null) return undefined;
+    this.#unlink(f);
+    return f;
+  }
+
+  #unlink(f: FaultWaiter): void {
+    if (f.qPrev === null) this.#head = f.qNext;
+    else f.qPrev.qNext = f.qNext;
+    if (f.qNext === null) this.#tail = f.qPrev;
+    else f.qNext.qPrev = f.qPrev;
+    f.qPrev = null;
+    f.qNext = null;
+    this.#live--;
+    const page = f.address - (f.address % PAGE_SIZE);
+    const set = this.#byPage.get(page);
+    if (set !== undefined) {
+      set.delete(f);
+      if (set.size === 0) this.#byPage.delete(page);
+    }
+  }
+
+  /** Moves every entry whose address is in [start, start+len) (all, for len 0) to `out`, in queue order. */
+  take(start: number, len: number, out: Waiter[]): void {
+    if (this.#live === 0) return;
+    const end = start + len;
+    const found = this.#found;
+    if (len !== 0 && len / PAGE_SIZE < this.#live) {
+      // Fewer pages in the range than waiters queued: look the pages up.
+      for (let page = start - (start % PAGE_SIZE); page < end; page += PAGE_SIZE) {
+        const set = this.#byPage.get(page);
+        if (set === undefined) continue;
+        for (const f of set) if (f.address >= start && f.address < end) found.push(f);
+      }
+      if (found.length > 1) found.sort((a, b) => a.qSeq - b.qSeq);
+    } else {
+      for (let f = this.#head; f !== null; f = f.qNext) if (len === 0 || (f.address >= start && f.address < end)) found.push(f);
+    }
+    for (const f of found) {
+      this.#unlink(f);
+      out.push(f);
+    }
+    // Emptied by pops, not `length = 0`, which would give the backing store back.
+    while (found.length > 0) found.pop();
+  }
+
+  /** Empties the queue; returns its entries in order. */
+  takeAll(): FaultWaiter[] {
+    const out: FaultWaiter[] = [];
+    this.take(0, 0, out);
+    return out;
+  }
+}
+
+/**
+ * The queue of non-cooperative events (event_wqh): FIFO, O(1) per message. An event that leaves
+ * out of order (abandoned by its raiser's death or the release) is only marked finished and
+ * skipped when it reaches the head.
+ */
+class EventQueue {
+  readonly #items: EventWaiter[] = [];
   #head = 0;
   #live = 0;
 
@@ -818,73 +916,47 @@ class FaultQueue {
     return this.#live;
   }
 
-  push(f: FaultWaiter): void {
-    this.#slots.push(f);
+  push(ev: EventWaiter): void {
+    ev.queued = true;
+    this.#items.push(ev);
     this.#live++;
   }
 
-  shift(): FaultWaiter | undefined {
-    const slots = this.#slots;
-    while (this.#head < slots.length) {
-      const f = slots[this.#head];
-      slots[this.#head++] = null;
-      if (f !== null && f !== undefined) {
-        this.#live--;
-        this.#tidy();
-        return f;
-      }
-    }
-    return undefined;
-  }
-
-  /** Moves every entry whose address is in [start, start+len) (all, for len 0) to `out`, in queue order. */
-  take(start: number, len: number, out: Waiter[]): void {
-    if (this.#live === 0) return;
-    const slots = this.#slots;
-    const end = start + len;
-    for (let i = this.#head; i < slots.length; i++) {
-      const f = slots[i];
-      if (f === null || f === undefined) continue;
-      if (len === 0 || (f.address >= start && f.address < end)) {
-        out.push(f);
-        slots[i] = null;
-        this.#live--;
-      }
-    }
-    this.#tidy();
-  }
-
-  /** Empties the queue; returns its entries in order. */
-  takeAll(): FaultWaiter[] {
-    const out: FaultWaiter[] = [];
-    for (let i = this.#head; i < this.#slots.length; i++) {
-      const f = this.#slots[i];
-      if (f !== null && f !== undefined) out.push(f);
-    }
-    this.#live = 0;
-    this.#tidy();
-    return out;
-  }
-
-  /** Drops holes: all of them once the queue is empty, else when they outnumber the live entries. */
-  #tidy(): void {
-    const slots = this.#slots;
-    if (this.#live === 0) {
+  /** The oldest unfinished event, or undefined. */
+  first(): EventWaiter | undefined {
+    const items = this.#items;
+    while (this.#head < items.length && items[this.#head]!.finished) this.#head++;
+    if (this.#head === items.length) {
       // Emptied by pops, not `length = 0`, which would give the backing store back.
-      while (slots.length > 0) slots.pop();
+      while (items.length > 0) items.pop();
       this.#head = 0;
-      return;
+      return undefined;
     }
-    // Holes before the head (shifted) and after it (taken) both count.
-    if (slots.length - this.#live <= this.#live + 16) return;
-    let kept = 0;
-    for (let i = this.#head; i < slots.length; i++) {
-      const f = slots[i];
-      if (f !== null && f !== undefined) slots[kept++] = f;
+    if (this.#head > 64 && this.#head * 2 > items.length) {
+      items.splice(0, this.#head);
+      this.#head = 0;
     }
-    while (slots.length > kept) slots.pop();
-    this.#head = 0;
+    return items[this.#head];
   }
+
+  /** The caller set ev.finished: one fewer live event (if it was queued here). */
+  finished(ev: EventWaiter): void {
+    if (ev.queued) this.#live--;
+  }
+
+  /** The unfinished events, oldest first. */
+  live(): EventWaiter[] {
+    return this.#items.slice(this.#head).filter((e) => !e.finished);
+  }
+}
+
+/** How many vmas of a range (its first and last) must be split at its ends for a change. */
+function endSplits(vmas: readonly Vma[], start: number, end: number, changes: (v: Vma) => boolean): number {
+  const first = vmas[0]!;
+  const last = vmas[vmas.length - 1]!;
+  let n = first.start < start && changes(first) ? 1 : 0;
+  if (last.end > end && changes(last)) n++;
+  return n;
 }
 
 /** Removes the first `x` from `list`, keeping the order; nothing if absent. */

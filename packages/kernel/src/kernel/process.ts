@@ -10,7 +10,7 @@ import type { Utsname } from "./release.ts";
 import { dupMmap } from "./fork.ts";
 import { COST, Sleepers } from "./sched.ts";
 import { FdTable, NR_OPEN_DEFAULT, OpenFile } from "../fs/file.ts";
-import { checkMemfdCreate, MAX_LFS_FILESIZE, memfdInitialSeals, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemTruncate, shmemWrite, shmemWriteUser } from "../fs/memfd.ts";
+import { checkMemfdCreate, MAX_LFS_FILESIZE, memfdInitialSeals, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemTruncate, shmemWrite, shmemWriteUser, inodeLock } from "../fs/memfd.ts";
 import { pipeFcntl, sysPipe2 } from "../fs/pipe.ts";
 import { pagemapEntry, pagemapWords, smapsEntry, type PagemapEntry, type VmaInfo } from "../fs/procfs.ts";
 import { sysOpenDevUserfaultfd, sysUserfaultfd } from "../fs/userfaultfd.ts";
@@ -508,7 +508,13 @@ export class Process {
     if (!file.writable) throw new ErrnoError("EINVAL", "ftruncate");
     // inode_newsize_ok(): beyond s_maxbytes is EFBIG.
     if (length > MAX_LFS_FILESIZE) throw new ErrnoError("EFBIG", "ftruncate");
-    shmemTruncate(this, inode, length);
+    // do_truncate() under the inode lock (a write sleeping on a userfault holds it).
+    const unlock = await inodeLock(inode);
+    try {
+      shmemTruncate(this, inode, length);
+    } finally {
+      unlock();
+    }
   }
 
   /** fallocate(2): allocates or punches holes in a memfd (FALLOC_FL_*). */
@@ -526,7 +532,13 @@ export class Process {
     if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError(file.ops.name.startsWith("pipe") ? "ESPIPE" : "ENODEV", "fallocate");
     if (offset + length > MAX_LFS_FILESIZE) throw new ErrnoError("EFBIG", "fallocate");
     if ((mode & ~0x03) !== 0) throw new ErrnoError("EOPNOTSUPP", "fallocate");
-    shmemFallocate(this, file.ops.inode, mode, offset, length);
+    // shmem_fallocate() takes the inode lock (a write sleeping on a userfault holds it).
+    const unlock = await inodeLock(file.ops.inode);
+    try {
+      shmemFallocate(this, file.ops.inode, mode, offset, length);
+    } finally {
+      unlock();
+    }
   }
 
   /** pwrite(2): writes bytes (or user memory) at an offset of a memfd; resolves to the bytes written. */
@@ -546,8 +558,13 @@ export class Process {
       // generic_write_check_limits(): nothing may be written at or beyond s_maxbytes.
       if (buf.length > 0 && offset >= MAX_LFS_FILESIZE) throw new ErrnoError("EFBIG", "pwrite64");
       const len = Math.min(buf.length, MAX_LFS_FILESIZE - offset);
-      if (!(buf instanceof Uint8Array)) return await shmemWriteUser(this, inode, offset, buf.addr, len, "pwrite64");
-      return shmemWrite(this, inode, offset, buf.subarray(0, len));
+      const unlock = await inodeLock(inode);
+      try {
+        if (!(buf instanceof Uint8Array)) return await shmemWriteUser(this, inode, offset, buf.addr, len, "pwrite64");
+        return shmemWrite(this, inode, offset, buf.subarray(0, len));
+      } finally {
+        unlock();
+      }
     } finally {
       file.put();
     }
@@ -728,7 +745,13 @@ export class Process {
       const file = this.fds.lookup(fd, "read");
       if (!file.readable) throw new ErrnoError("EBADF", "read");
       if (file.ops.read === undefined) throw new ErrnoError("EINVAL", "read");
-      return file.ops.read(file, this, count);
+      const r = file.ops.read(file, this, count);
+      // fdget(): a read that sleeps (an empty pipe, a uffd with nothing queued) keeps its file,
+      // so a close() meanwhile neither releases it nor drops the pipe's reader count under it.
+      file.get();
+      const put = (): void => file.put();
+      r.then(put, put);
+      return r;
     } catch (e) {
       return Promise.reject(e);
     }
@@ -946,8 +969,10 @@ export class Process {
    * With `{ format: "raw" }` the entries are the raw 64-bit words in a BigUint64Array (one per
    * page, bits as the kernel's file gives them to a privileged reader: PM_PRESENT 63, PM_SWAP 62,
    * PM_FILE 61, PM_GUARD_REGION 58, PM_UFFD_WP 57, PM_MMAP_EXCLUSIVE 56, the pfn or the swap
-   * entry in bits 0-54), with no object per page: the form for large ranges. `into` (at least
-   * `pages` words) is reused: the result is a view of its first words.
+   * entry in bits 0-54), with no object per page: the form for large ranges. `into` is reused as
+   * read(2) reuses a buffer: the result is a view of its first words, and an `into` shorter than
+   * the range makes a short read of `into.length` entries. An `into` that is not a BigUint64Array
+   * is a bad buffer: EFAULT.
    */
   pagemap(addr: number, pages: number): PagemapEntry[];
   pagemap(addr: number, pages: number, options: { format: "raw"; into?: BigUint64Array }): BigUint64Array;
@@ -957,9 +982,9 @@ export class Process {
     const first = Math.floor(addr / PAGE_SIZE);
     const last = Math.min(first + Math.min(pages, PAGEMAP_MAX_ENTRIES), TASK_SIZE / PAGE_SIZE);
     if (options?.format === "raw") {
-      const n = Math.max(0, last - first);
       const into = options.into;
-      if (into !== undefined && !(into instanceof BigUint64Array && into.length >= n)) throw new RangeError(`pagemap: ${n} entries need a BigUint64Array of at least ${n} words`);
+      if (into !== undefined && !(into instanceof BigUint64Array)) throw new ErrnoError("EFAULT", "pagemap", `(into: ${describe(into)})`);
+      const n = Math.min(Math.max(0, last - first), into === undefined ? Infinity : into.length);
       return pagemapWords(this.mm, first, n, into === undefined ? new BigUint64Array(n) : into.subarray(0, n));
     }
     const out: PagemapEntry[] = [];

@@ -17,7 +17,6 @@
  * resumes, one per macrotask, as on a single CPU. Both choices come from the policy (seeded),
  * so a run still replays exactly. With preemption off no scheduling point costs anything.
  */
-import { BUG_ON } from "../lib/assert.ts";
 import type { Prng } from "../lib/prng.ts";
 
 /** Costs charged to the virtual clock, in ns. Rough figures of a 2020s x86 machine. */
@@ -335,7 +334,8 @@ export class Scheduler {
     const ready = this.#ready;
     if (ready.length === 0) return;
     const i = ready.length === 1 ? 0 : (this.preemption as Preemption).pick(ready.map((r) => r.tid));
-    BUG_ON(!Number.isInteger(i) || i < 0 || i >= ready.length, `preemption policy picked ${i} of ${ready.length} ready tasks`);
+    // A policy is the caller's code: a bad pick is its error (a plain Error), not a broken kernel invariant.
+    if (!Number.isInteger(i) || i < 0 || i >= ready.length) throw new Error(`KernelOptions.preemption: the policy picked ${String(i)} of ${ready.length} ready tasks`);
     const [r] = ready.splice(i, 1);
     this.#activity++;
     this.observer?.({ kind: "resume", tid: r!.tid, now: this.now });

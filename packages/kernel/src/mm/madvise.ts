@@ -45,7 +45,7 @@ import {
   MADV_WIPEONFORK,
   PAGE_SIZE,
 } from "../uapi/mman.ts";
-import { shmemFallocate } from "../fs/memfd.ts";
+import { inodeLock, shmemFallocate } from "../fs/memfd.ts";
 import { DeadTaskError } from "../kernel/access.ts";
 import { COST } from "../kernel/sched.ts";
 import { BUG } from "../lib/assert.ts";
@@ -394,7 +394,13 @@ async function madviseRemove(proc: Process, vma: Vma, range: MadviseRange): Prom
   const offset = range.start - vma.start + vma.pgoff * PAGE_SIZE;
   const len = range.end - range.start;
   await proc.mm.core.uffd.remove(vma, range.start, range.end);
-  shmemFallocate(proc, inode, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len);
+  // vfs_fallocate() -> shmem_fallocate(): under the inode lock.
+  const unlock = await inodeLock(inode);
+  try {
+    shmemFallocate(proc, inode, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len);
+  } finally {
+    unlock();
+  }
   return null;
 }
 

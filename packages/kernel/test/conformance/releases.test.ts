@@ -46,6 +46,8 @@ interface UapiRow {
   anonMinor: Answer;
   shmemWp: Answer;
   shmemMinor: Answer;
+  /** MINOR|WP on shmem: every range ioctl (5.13-5.18 vma_can_userfault() refuses WP on shmem first). */
+  shmemMinorWp: Answer;
   /** Which of the later range ioctls exist (an absent one is EINVAL with no out field written). */
   continue: boolean;
   poison: boolean;
@@ -97,27 +99,27 @@ interface UapiRow {
  */
 const UAPI: Record<KernelRelease, UapiRow> = {
   "5.10": {
-    features: 0x1ff, anonMissing: 0x1cn, anonWp: 0x5cn, anonMinor: "EINVAL", shmemWp: "EINVAL", shmemMinor: "EINVAL",
+    features: 0x1ff, anonMissing: 0x1cn, anonWp: 0x5cn, anonMinor: "EINVAL", shmemWp: "EINVAL", shmemMinorWp: "EINVAL", shmemMinor: "EINVAL",
     continue: false, poison: false, move: false, continueModeWp: false, devUserfaultfd: false, userModeOnly: false, pagemapScan: false,
   },
   "5.15": {
-    features: 0x7ff, anonMissing: 0x1cn, anonWp: 0x5cn, anonMinor: "EINVAL", shmemWp: "EINVAL", shmemMinor: 0x9cn,
+    features: 0x7ff, anonMissing: 0x1cn, anonWp: 0x5cn, anonMinor: "EINVAL", shmemWp: "EINVAL", shmemMinorWp: "EINVAL", shmemMinor: 0x9cn,
     continue: true, poison: false, move: false, continueModeWp: false, devUserfaultfd: false, userModeOnly: true, pagemapScan: false,
   },
   "6.1": {
-    features: 0x1fff, anonMissing: 0x1cn, anonWp: 0x5cn, anonMinor: "EINVAL", shmemWp: 0x5cn, shmemMinor: 0x9cn,
+    features: 0x1fff, anonMissing: 0x1cn, anonWp: 0x5cn, anonMinor: "EINVAL", shmemWp: 0x5cn, shmemMinorWp: 0xdcn, shmemMinor: 0x9cn,
     continue: true, poison: false, move: false, continueModeWp: false, devUserfaultfd: true, userModeOnly: true, pagemapScan: false,
   },
   "6.6": {
-    features: 0x7fff, anonMissing: 0x11cn, anonWp: 0x15cn, anonMinor: "EINVAL", shmemWp: 0x15cn, shmemMinor: 0x19cn,
+    features: 0x7fff, anonMissing: 0x11cn, anonWp: 0x15cn, anonMinor: "EINVAL", shmemWp: 0x15cn, shmemMinorWp: 0x1dcn, shmemMinor: 0x19cn,
     continue: true, poison: true, move: false, continueModeWp: true, devUserfaultfd: true, userModeOnly: true, pagemapScan: false,
   },
   "6.12": {
-    features: 0x1ffff, anonMissing: 0x13cn, anonWp: 0x17cn, anonMinor: "EINVAL", shmemWp: 0x17cn, shmemMinor: 0x1bcn,
+    features: 0x1ffff, anonMissing: 0x13cn, anonWp: 0x17cn, anonMinor: "EINVAL", shmemWp: 0x17cn, shmemMinorWp: 0x1fcn, shmemMinor: 0x1bcn,
     continue: true, poison: true, move: true, continueModeWp: true, devUserfaultfd: true, userModeOnly: true, pagemapScan: true,
   },
   "6.18": {
-    features: 0x1ffff, anonMissing: 0x13cn, anonWp: 0x17cn, anonMinor: "EINVAL", shmemWp: 0x17cn, shmemMinor: 0x1bcn,
+    features: 0x1ffff, anonMissing: 0x13cn, anonWp: 0x17cn, anonMinor: "EINVAL", shmemWp: 0x17cn, shmemMinorWp: 0x1fcn, shmemMinor: 0x1bcn,
     continue: true, poison: true, move: true, continueModeWp: true, devUserfaultfd: true, userModeOnly: true, pagemapScan: true,
   },
 };
@@ -187,6 +189,7 @@ describe.each(KERNEL_RELEASES.map((r) => [r] as const))("release %s: the userfau
     expect(await registerAnswer(p, uffd, (await shmem(p, MAP_SHARED)).addr, UFFDIO_REGISTER_MODE_MISSING)).toBe(row.anonMissing);
     expect(await registerAnswer(p, uffd, (await shmem(p, MAP_SHARED)).addr, UFFDIO_REGISTER_MODE_WP)).toBe(row.shmemWp);
     expect(await registerAnswer(p, uffd, (await shmem(p, MAP_SHARED)).addr, UFFDIO_REGISTER_MODE_MINOR)).toBe(row.shmemMinor);
+    expect(await registerAnswer(p, uffd, (await shmem(p, MAP_SHARED)).addr, UFFDIO_REGISTER_MODE_MINOR | UFFDIO_REGISTER_MODE_WP)).toBe(row.shmemMinorWp);
     k.checkInvariants();
   });
 

@@ -274,6 +274,18 @@ describe("fork and files under pressure", () => {
     k.checkInvariants();
   });
 
+  it("read(2) holds its file while it sleeps: closing the fd meanwhile leaves the pipe a reader", async () => {
+    const k = new Kernel({ seed: 1 });
+    const p = k.spawn();
+    const [r, w] = await p.pipe();
+    const reading = p.read(r, 16);
+    await k.idle();
+    await p.close(r);
+    // The blocked read still holds the read end (fdget), so this is no EPIPE.
+    expect(await p.write(w, new Uint8Array([7, 8]))).toBe(2);
+    expect(await reading).toEqual(new Uint8Array([7, 8]));
+  });
+
   it("a waitpid() whose caller is killed rejects with DeadTaskError", async () => {
     const k = new Kernel({ seed: 1 });
     const p = k.spawn();

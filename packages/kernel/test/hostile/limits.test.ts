@@ -78,6 +78,23 @@ describe("vm.max_map_count", () => {
   });
 });
 
+describe("vm.max_map_count and userfaultfd", () => {
+  it("at the limit, UFFDIO_REGISTER and UNREGISTER that must split a vma are ENOMEM (vma_modify_flags_uffd() -> split_vma())", async () => {
+    const k = new Kernel({ seed: 1, maxMapCount: 2 });
+    const p = k.spawn();
+    const big = await p.mmap(0, 8 * PS, RW, ANON);
+    await p.mmap(0, PS, PROT_READ, ANON);
+    const uffd = await p.userfaultfd(O_NONBLOCK);
+    await p.ioctl(uffd, UFFDIO_API, { api: UFFD_API, features: 0 });
+    await expectErrno(p.ioctl(uffd, UFFDIO_REGISTER, { range: { start: big + PS, len: PS }, mode: UFFDIO_REGISTER_MODE_MISSING }), "ENOMEM");
+    // The whole vma needs no split.
+    await p.ioctl(uffd, UFFDIO_REGISTER, { range: { start: big, len: 8 * PS }, mode: UFFDIO_REGISTER_MODE_MISSING });
+    await expectErrno(p.ioctl(uffd, UFFDIO_UNREGISTER, { start: big, len: PS }), "ENOMEM");
+    await p.ioctl(uffd, UFFDIO_UNREGISTER, { start: big, len: 8 * PS });
+    expect(p.smaps()).toHaveLength(2);
+  });
+});
+
 describe("overcommit (vm.overcommit_memory)", () => {
   it("heuristic by default: one private writable mapping larger than memory plus swap is ENOMEM, unless MAP_NORESERVE", async () => {
     const k = new Kernel({ seed: 1, memoryPages: 1024, swapPages: 256 });

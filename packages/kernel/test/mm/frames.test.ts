@@ -289,7 +289,14 @@ describe("Process.pagemap(addr, pages, { format: 'raw' })", () => {
     expect(view.buffer).toBe(into.buffer);
     expect([...view]).toEqual([...raw]);
     expect(into[pages]).toBe(7n);
-    expect(() => p.pagemap(start, pages, { format: "raw", into: new BigUint64Array(1) })).toThrow(RangeError);
+    // A shorter buffer is a short read, as read(2) of the pagemap file into it would be; a
+    // buffer that is no BigUint64Array is a bad pointer (EFAULT), never a JS exception.
+    const short = new BigUint64Array(2);
+    expect([...p.pagemap(start, pages, { format: "raw", into: short })]).toEqual([...raw.subarray(0, 2)]);
+    expect(p.pagemap(start, pages, { format: "raw", into: new BigUint64Array(0) }).length).toBe(0);
+    for (const bad of [new Uint32Array(8), [] as unknown, null, "x"]) {
+      expect(() => p.pagemap(start, pages, { format: "raw", into: bad as BigUint64Array })).toThrow(expect.objectContaining({ code: "EFAULT" }));
+    }
     k.checkInvariants();
   });
 });
