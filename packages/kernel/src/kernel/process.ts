@@ -694,7 +694,16 @@ export class Process {
         };
         for (const p of fds) {
           const file = p.fd < 0 ? undefined : this.fds.get(p.fd);
-          if (file?.ops.pollWait !== undefined) unregs.push(file.ops.pollWait(file, done));
+          if (file?.ops.pollWait === undefined) continue;
+          // fs/select.c:__pollwait() takes a reference on each file it waits on (dropped by
+          // free_poll_entry() when poll returns): a close() meanwhile neither releases the file
+          // nor wakes the poller.
+          file.get();
+          const unwait = file.ops.pollWait(file, done);
+          unregs.push(() => {
+            unwait();
+            file.put();
+          });
         }
         // Divergence from Linux: a timeout is virtual time, so it is a nanosecond count in a double.
         if (timeoutMs > 0) {

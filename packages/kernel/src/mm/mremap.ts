@@ -23,9 +23,9 @@ import { ErrnoError, type ErrnoCode } from "../uapi/errno.ts";
 import { MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE_SIZE } from "../uapi/mman.ts";
 import { UFFD_FEATURE_EVENT_REMAP } from "../uapi/userfaultfd.ts";
 import { type Mm, TASK_SIZE } from "./mm.ts";
-import { PAGE_ALIGN, unmapRange } from "./mmap.ts";
+import { PAGE_ALIGN, unmapRange, vmEnoughMemory } from "./mmap.ts";
 import { isPteMarker, isSwapPte, MARKER_UFFD_WP, type Pte, PTE_UFFD_WP, PTRS_PER_PTE, ptePresent, SWP_UFFD_WP } from "./page-table.ts";
-import { userfaultfdArmed, type Vma, VM_DONTEXPAND, VM_MAYSHARE, VM_PFNMAP, VM_SHARED, vmaIsAnonymous } from "./vma.ts";
+import { userfaultfdArmed, type Vma, VM_ACCOUNT, VM_DONTEXPAND, VM_MAYSHARE, VM_PFNMAP, VM_SHARED, vmaIsAnonymous } from "./vma.ts";
 
 /** enum mremap_type. */
 const REMAP = {
@@ -170,6 +170,17 @@ function shrinkVma(mm: Mm, vrm: VmaRemap, dropLock: boolean): ErrnoCode | null {
 }
 
 /**
+ * Mirrors mm/mremap.c:vrm_calc_charge(): an accounted (VM_ACCOUNT) mapping is charged the growth,
+ * or its whole new length when MREMAP_DONTUNMAP keeps the old one, against the overcommit policy
+ * (__vm_enough_memory()). Nothing is tracked between calls, as for mmap (see vmEnoughMemory()).
+ */
+function vrmCalcCharge(mm: Mm, vrm: VmaRemap): boolean {
+  if (((vrm.vma as Vma).flags & VM_ACCOUNT) === 0) return true;
+  const charged = (vrm.flags & MREMAP_DONTUNMAP) !== 0 ? vrm.newLen : vrm.newLen > vrm.oldLen ? vrm.delta : 0;
+  return vmEnoughMemory(mm.core, charged / PAGE_SIZE);
+}
+
+/**
  * Mirrors mm/mremap.c:expand_vma(): grow in place when [addr, addr + old_len) ends the vma and
  * the space after it is free (vma_merge_extend() may then merge with the next vma); else move
  * with MREMAP_MAYMOVE, or ENOMEM.
@@ -179,6 +190,8 @@ function expandVma(mm: Mm, vrm: VmaRemap): RemapResult {
   if (vma.end - vrm.addr === vrm.oldLen) {
     const end = vma.end + vrm.delta;
     if (end <= TASK_SIZE && mm.vmasIn(vma.end, end).length === 0) {
+      // expand_vma_in_place(): the growth is charged first.
+      if (!vrmCalcCharge(mm, vrm)) return "ENOMEM";
       vma.end = end;
       vrm.vma = mm.mergeAround(vma);
       return vrm.addr;
@@ -230,6 +243,7 @@ function vrmSetNewAddr(mm: Mm, vrm: VmaRemap): ErrnoCode | null {
  */
 function moveVma(mm: Mm, vrm: VmaRemap): RemapResult {
   const vma = vrm.vma as Vma;
+  if (!vrmCalcCharge(mm, vrm)) return "ENOMEM";
   const newVma = copyVma(mm, vma, vrm.newAddr, vrm.newLen, vma.pgoffOf(vrm.addr));
   movePageTables(mm, vrm.addr, vrm.newAddr, vrm.oldLen, vmaHasUffdWithoutEventRemap(vma));
   vrm.uf = mm.core.uffd.mremapPrep(newVma);

@@ -25,6 +25,8 @@ import {
   UFFDIO_REGISTER,
   UFFDIO_REGISTER_MODE_MISSING,
   MAP_NORESERVE,
+  POLLIN,
+  POLLNVAL,
 } from "@uffd/kernel/uapi";
 import { describe, expect, it } from "vitest";
 import { errnoOf, expectErrno } from "../helpers.ts";
@@ -284,6 +286,25 @@ describe("fork and files under pressure", () => {
     // The blocked read still holds the read end (fdget), so this is no EPIPE.
     expect(await p.write(w, new Uint8Array([7, 8]))).toBe(2);
     expect(await reading).toEqual(new Uint8Array([7, 8]));
+  });
+
+  // fs/select.c:__pollwait() holds a reference on each file a poll sleeps on until it returns;
+  // close() wakes nobody, and the rescan after the next wake finds the fd gone (POLLNVAL).
+  it("poll(2) holds the files it sleeps on: closing the fd meanwhile leaves the pipe a reader [host]", async () => {
+    const k = new Kernel({ seed: 1 });
+    const p = k.spawn();
+    const [r, w] = await p.pipe();
+    const fds = [{ fd: r, events: POLLIN, revents: 0 }];
+    const polling = p.poll(fds, -1);
+    await k.idle();
+    await p.close(r);
+    await k.idle();
+    // Still a reader (the poll's reference), so no EPIPE; the write wakes the poll.
+    expect(await p.write(w, new Uint8Array([1]))).toBe(1);
+    expect(await polling).toBe(1);
+    expect(fds[0]!.revents).toBe(POLLNVAL);
+    // Once poll returned, its reference is gone: the pipe has no reader left.
+    await expectErrno(p.write(w, new Uint8Array([2])), "EPIPE");
   });
 
   it("a waitpid() whose caller is killed rejects with DeadTaskError", async () => {

@@ -16,6 +16,8 @@ import {
   MAP_NORESERVE,
   MAP_PRIVATE,
   MAP_SHARED,
+  MREMAP_DONTUNMAP,
+  MREMAP_MAYMOVE,
   O_NONBLOCK,
   PAGE_SIZE,
   PROT_READ,
@@ -111,6 +113,34 @@ describe("overcommit (vm.overcommit_memory)", () => {
     // mprotect_fixup(): becoming writable charges the vma now.
     await expectErrno(p.mprotect(ro, total + PS, RW), "ENOMEM");
     expect(p.smaps().find((v) => v.start === ro)!.perms).toBe("r--p");
+  });
+
+  // mm/mremap.c:vrm_calc_charge(): growing an accounted mapping charges the growth (its whole new
+  // length with MREMAP_DONTUNMAP); a MAP_NORESERVE or read-only private mapping is not accounted.
+  // Host: a 4 KiB private writable mapping grown to 1 TiB with MREMAP_MAYMOVE is ENOMEM; the same
+  // from MAP_NORESERVE or PROT_READ succeeds.
+  it("mremap growth is charged like mmap: ENOMEM past memory plus swap for an accounted mapping [host]", async () => {
+    const k = new Kernel({ seed: 1, memoryPages: 1024, swapPages: 256 });
+    const p = k.spawn();
+    const total = (1024 + 256) * PS;
+    const rw = await p.mmap(0, PS, RW, ANON);
+    await p.mainThread.write(rw, Uint8Array.of(5));
+    await expectErrno(p.mremap(rw, PS, total + 2 * PS, MREMAP_MAYMOVE), "ENOMEM");
+    // Nothing moved or grew: the page is where it was, alone in its vma.
+    expect(p.smaps().find((v) => v.start === rw)!.end).toBe(rw + PS);
+    expect(await p.mainThread.read(rw, 1)).toEqual(Uint8Array.of(5));
+    // Only the growth is charged: a mapping of the whole limit grows by a page. MREMAP_DONTUNMAP
+    // keeps the old mapping, so it charges the whole new length: past the limit, ENOMEM.
+    const whole = await p.mmap(0, total, RW, ANON);
+    const grown = await p.mremap(whole, total, total + PS, MREMAP_MAYMOVE);
+    await expectErrno(p.mremap(grown, total + PS, total + PS, MREMAP_MAYMOVE | MREMAP_DONTUNMAP), "ENOMEM");
+    expect(p.smaps().find((v) => v.start === grown)!.end).toBe(grown + total + PS);
+    await p.mremap(rw, PS, PS, MREMAP_MAYMOVE | MREMAP_DONTUNMAP); // one page: within the limit
+    for (const [prot, flags] of [[RW, ANON | MAP_NORESERVE], [PROT_READ, ANON]] as const) {
+      const a = await p.mmap(0, PS, prot, flags);
+      const b = await p.mremap(a, PS, 4 * total, MREMAP_MAYMOVE);
+      expect(p.smaps().find((v) => v.start === b)!.end).toBe(b + 4 * total);
+    }
   });
 
   it("overcommitMemory: 1 never refuses; 2 is not simulated and refused with a clear error", async () => {
