@@ -21,38 +21,13 @@ export interface KnownDivergence {
   readonly signature?: (d: Divergence, scenario: Scenario) => boolean;
 }
 
-/** Per-page categories of a PAGEMAP_SCAN answer's regions (from a record's JSON text). */
-function scanPages(text: string): Map<string, number> | null {
-  try {
-    const r = JSON.parse(text) as { regions?: [string, string, string][] };
-    if (r.regions === undefined) return null;
-    const pages = new Map<string, number>();
-    for (const [start, end, cat] of r.regions) {
-      const [name, from] = start.split("+") as [string, string];
-      const to = Number(end.split("+")[1]);
-      for (let p = Number(from); p < to; p++) pages.set(`${name}+${p}`, Number(cat));
-    }
-    return pages;
-  } catch {
-    return null;
-  }
-}
-
 /**
  * Found by this engine, not fixed yet (each is in docs/conformance.md with its scenario; the
  * kernel areas they touch are owned by other work). Earlier entries (kpf-dirty, mmap-min-addr,
- * fault-around, anon-uffd-pagetable, shmem-inode-lock) went when their fixes landed; their scenarios in
- * corpus/known.scn agree now.
+ * fault-around, anon-uffd-pagetable, shmem-inode-lock, shmem-pageout-unmap) went when their fixes
+ * landed; their scenarios in corpus/known.scn agree now.
  */
-export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
-  {
-    id: "shmem-pageout-unmap",
-    reason:
-      "MADV_PAGEOUT reclaims an exclusively mapped shmem folio even without swap: mm/vmscan.c:shrink_folio_list() unmaps it (try_to_unmap(); a uffd-wp pte becomes a marker through pte_install_uffd_wp_if_needed()) before shmem_writeout() fails for want of swap and the folio stays in the page cache. The simulation leaves the page mapped.",
-    signature: (d, s) =>
-      s.steps.slice(0, d.index).some((x) => x.verb === "advise" && x.args[3] === "pageout") && /: page \d+$/.test(d.what) && (d.native === "-" || d.native === "S WP") && /^P F\b/.test(d.sim),
-  },
-];
+export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [];
 
 /** The known divergence whose signature a divergence carries, if any. */
 export function explain(d: Divergence, scenario: Scenario): KnownDivergence | undefined {

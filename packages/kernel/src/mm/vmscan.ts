@@ -14,7 +14,9 @@
  *   frame leaves the swap cache once nothing else holds it (a vmsplice pipe buffer keeps it
  *   there, still readable through the swap cache);
  * - a page-cache (shmem) page is unmapped (leaving a uffd-wp marker where the pte had uffd-wp,
- *   pte_install_uffd_wp_if_needed()) and its cache entry becomes a swap entry.
+ *   pte_install_uffd_wp_if_needed()), swap device or not; then a clean one leaves the page
+ *   cache, and a dirty one's cache entry becomes a swap entry if there is a free slot (else it
+ *   stays cached, dirty), unless something else still holds it.
  *
  * The device kind decides what happens after writeback (KernelOptions.swapDevice):
  * - zram (SWP_SYNCHRONOUS_IO, the default): writeback completes inside the reclaim pass, so
@@ -41,7 +43,7 @@ import {
   SWP_UFFD_WP,
 } from "./page-table.ts";
 import { folioTryShareAnonRmapPte } from "./rmap.ts";
-import { swapCacheEntry, type ShmemInode } from "./shmem.ts";
+import { shmemDeleteEntry, swapCacheEntry, type ShmemInode } from "./shmem.ts";
 import type { SwapDevice } from "./swap.ts";
 import type { Vma } from "./vma.ts";
 
@@ -57,7 +59,7 @@ export function reclaimPte(mm: Mm, vma: Vma, vpn: number, pte: Pte): boolean {
     if (mem.testFlag(pfn, PG.lazyfree)) return discardLazyfree(mm, vpn, pte, pfn);
     return swapOutAnon(mm, vpn, pte, pfn);
   }
-  return vma.file !== null && swapOutShmem(mm, vma, vpn, pfn);
+  return vma.file !== null && shrinkShmemFolio(mm, vma, vpn, pfn);
 }
 
 /**
@@ -121,22 +123,32 @@ function addToSwapCache(mm: Mm, swap: SwapDevice, slot: number, pfn: Pfn): void 
 }
 
 /**
- * Mirrors try_to_unmap_one() for a file page followed by mm/shmem.c:shmem_writeout(): the pte
- * is zapped (a uffd-wp marker stays where needed), the page-cache entry becomes a swap entry
- * and the frame is freed.
- *
- * Divergence from Linux: a page with references beyond its mapping and the page cache (a pin,
- * a pipe buffer) stays mapped; Linux would unmap it and keep it in the swap cache.
+ * Mirrors shrink_folio_list() for a shmem (page-cache) folio mapped once:
+ * - try_to_unmap_one() zaps the pte first, whatever follows: its dirty bit moves to the folio
+ *   and a uffd-wp pte leaves a marker (pte_install_uffd_wp_if_needed());
+ * - a clean folio (a hole that was only read) skips pageout(): __remove_mapping() drops it from
+ *   the page cache and frees it, unless something else (a pipe buffer, a pin) still holds it;
+ * - a dirty one goes to pageout(), which keeps it when it has references beyond the page
+ *   cache's (is_page_cache_freeable()); mm/shmem.c:shmem_writeout() then redirties it and it
+ *   stays in the page cache when there is no swap to write to (!total_swap_pages, or no free
+ *   slot) [host: no swap, MADV_PAGEOUT unmaps the page and mincore() still finds it]; otherwise
+ *   the page-cache entry becomes a swap entry.
  */
-function swapOutShmem(mm: Mm, vma: Vma, vpn: number, pfn: Pfn): boolean {
+function shrinkShmemFolio(mm: Mm, vma: Vma, vpn: number, pfn: Pfn): boolean {
   const mem = mm.core.mem;
   const swap = mm.core.swap;
   const inode = vma.file as ShmemInode;
   const pgoff = vma.pgoffOf(vpn * PAGE_SIZE);
-  if (swap === null || inode.pages.get(pgoff) !== pfn || mem.refcount[pfn] !== 2) return false;
-  const slot = swap.allocSlot();
-  if (slot < 0) return false;
+  if (inode.pages.get(pgoff) !== pfn) return false;
   zapPte(mm, vma, vpn, ZAP_DEFAULT);
+  // Now only the page cache's reference is expected; anything more keeps the folio where it is.
+  if (mem.refcount[pfn] !== 1) return true;
+  if (!mem.testFlag(pfn, PG.dirty)) {
+    shmemDeleteEntry(mem, swap, inode, pgoff);
+    return true;
+  }
+  const slot = swap === null ? -1 : swap.allocSlot();
+  if (swap === null || slot < 0) return true;
   swap.writeSlot(slot, pfn);
   inode.pages.set(pgoff, swapCacheEntry(slot));
   mem.mapping[pfn] = 0;

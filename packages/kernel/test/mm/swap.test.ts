@@ -275,6 +275,100 @@ describe("MADV_PAGEOUT of shmem (page-cache) pages", () => {
   });
 });
 
+/**
+ * mm/vmscan.c:shrink_folio_list() on a shmem folio MADV_PAGEOUT isolated (mapped once): it is
+ * unmapped first (try_to_unmap(): the pte's dirty bit moves to the folio, a uffd-wp pte leaves a
+ * marker through pte_install_uffd_wp_if_needed()), whatever happens next. A dirty folio then goes
+ * to pageout(): with references beyond the page cache's it is kept (is_page_cache_freeable());
+ * otherwise mm/shmem.c:shmem_writeout() redirties it when there is no swap to write to
+ * (!total_swap_pages, or no free slot), and it stays in the page cache. A clean folio (a hole
+ * only read) skips pageout() and __remove_mapping() drops it from the page cache, unless
+ * something else holds it. Host 6.18.44 without swap, the conformance engine's scenarios
+ * shmem-pageout-unmaps, shmem-pageout-clean and shmem-pageout-pinned (corpus/known.scn of
+ * packages/conformance): every expectation below but the last test's, which has swap.
+ */
+describe("MADV_PAGEOUT of shmem pages without swap", () => {
+  it("unmaps every page; a dirty one stays in the page cache, a clean one leaves it", async () => {
+    const { k, p } = boot();
+    const fd = await p.memfdCreate("s");
+    await p.ftruncate(fd, 4 * PS);
+    const m = await p.mmap(0, 4 * PS, RW, MAP_SHARED, fd, 0);
+    await p.mainThread.read(m, 2 * PS); // pages 0, 1: clean zero pages in the cache
+    await p.mainThread.write(m + 2 * PS, fill(5, 1)); // page 2: dirty pte
+    const dirtyPfn = p.pagemap(m + 2 * PS, 1)[0]!.pfn!;
+    await p.madvise(m, 4 * PS, MADV_PAGEOUT);
+    expect(p.pagemap(m, 4).map((e) => e.present || e.swapped)).toEqual([false, false, false, false]);
+    expect(Array.from(await p.mincore(m, 4 * PS))).toEqual([0, 0, 1, 0]);
+    expect(k.kpageflags(dirtyPfn).dirty).toBe(true); // shmem_writeout() redirtied it
+    expect(p.smaps().find((v) => v.start === m)).toMatchObject({ rssBytes: 0, swapBytes: 0 });
+    expect(Array.from(await p.pread(fd, 4 * PS, 0)).filter((_, i) => i % PS === 0)).toEqual([0, 0, 5, 0]);
+    expect(await p.mainThread.read(m + 2 * PS, 1)).toEqual(new Uint8Array([5]));
+    expect(p.pagemap(m + 2 * PS, 1)[0]).toMatchObject({ present: true, file: true, pfn: dirtyPfn });
+    k.checkInvariants();
+  });
+
+  it("a uffd-wp pte becomes a uffd-wp marker; the page stays cached and a read maps it again", async () => {
+    const { k, p } = boot();
+    const uffd = await p.userfaultfd(O_NONBLOCK);
+    await p.ioctl(uffd, UFFDIO_API, { api: UFFD_API, features: 0 });
+    const fd = await p.memfdCreate("s");
+    await p.ftruncate(fd, 4 * PS);
+    await p.pwrite(fd, fill(1, 4 * PS), 0);
+    const m = await p.mmap(0, 4 * PS, RW, MAP_SHARED, fd, 0);
+    await register(p, uffd, m, 4 * PS, UFFDIO_REGISTER_MODE_WP);
+    await p.mainThread.read(m, 4 * PS);
+    await p.ioctl(uffd, UFFDIO_WRITEPROTECT, { range: { start: m + PS, len: PS }, mode: UFFDIO_WRITEPROTECT_MODE_WP });
+    await p.madvise(m, 4 * PS, MADV_PAGEOUT);
+    expect(p.pagemap(m, 4).map((e) => [e.present, e.swapped, e.uffdWp])).toEqual([
+      [false, false, false],
+      [false, true, true],
+      [false, false, false],
+      [false, false, false],
+    ]);
+    expect(Array.from(await p.mincore(m, 4 * PS))).toEqual([1, 1, 1, 1]);
+    expect(await p.mainThread.read(m, 1)).toEqual(new Uint8Array([1]));
+    expect(p.pagemap(m, 1)[0]).toMatchObject({ present: true, file: true, uffdWp: false });
+    k.checkInvariants();
+  });
+
+  it("pages a pipe still references are unmapped and kept in the cache, clean or dirty", async () => {
+    const { k, p } = boot();
+    const fd = await p.memfdCreate("s");
+    await p.ftruncate(fd, 4 * PS);
+    const m = await p.mmap(0, 4 * PS, RW, MAP_SHARED, fd, 0);
+    await p.mainThread.read(m, 1);
+    await p.mainThread.write(m + PS, fill(6, 1));
+    const pfns = p.pagemap(m, 2).map((e) => e.pfn);
+    const [rd, w] = await p.pipe();
+    expect(await p.vmsplice(w, m, 2 * PS)).toBe(2 * PS);
+    await p.madvise(m, 4 * PS, MADV_PAGEOUT);
+    expect(p.pagemap(m, 4).map((e) => e.present || e.swapped)).toEqual([false, false, false, false]);
+    expect(Array.from(await p.mincore(m, 4 * PS))).toEqual([1, 1, 0, 0]);
+    expect(await p.mainThread.read(m, 2 * PS).then((b) => [b[0], b[PS]])).toEqual([0, 6]);
+    expect(p.pagemap(m, 2).map((e) => e.pfn)).toEqual(pfns);
+    expect(Array.from(await p.read(rd, 2 * PS)).filter((_, i) => i % PS === 0)).toEqual([0, 6]);
+    k.checkInvariants();
+  });
+
+  it("with swap, a clean page is dropped rather than written (no swap entry, no slot used)", async () => {
+    const { k, p } = boot(1, { swapPages: 64 });
+    const fd = await p.memfdCreate("s");
+    await p.ftruncate(fd, 2 * PS);
+    const m = await p.mmap(0, 2 * PS, RW, MAP_SHARED, fd, 0);
+    await p.mainThread.read(m, 1);
+    await p.mainThread.write(m + PS, fill(3, 1));
+    await p.madvise(m, 2 * PS, MADV_PAGEOUT);
+    expect(p.pagemap(m, 2).map((e) => [e.present, e.swapped])).toEqual([
+      [false, false],
+      [false, false],
+    ]);
+    expect(p.smaps().find((v) => v.start === m)).toMatchObject({ rssBytes: 0, swapBytes: PS });
+    expect(Array.from(await p.mincore(m, 2 * PS))).toEqual([0, 0]);
+    expect(Array.from(await p.pread(fd, 2 * PS, 0)).filter((_, i) => i % PS === 0)).toEqual([0, 3]);
+    k.checkInvariants();
+  });
+});
+
 describe("swap slots are released with the last user (free_pages_and_swap_cache / free_swap_and_cache)", () => {
   it("unmapping a page swapped back in frees its swap-cache slot for the next page-out", async () => {
     // Two slots: not "full" (vm_swap_full()) with one in use, so a read swap-in keeps its slot.
