@@ -1,6 +1,6 @@
 /**
  * A background snapshot of a running guest, in the way QEMU's `background-snapshot` migration
- * capability does it (docs/peers.md §1.7):
+ * capability does it (docs/handler-survey.md §1.7):
  *
  * - the vCPUs stop for a moment while every page of guest RAM is registered for write-protect
  *   faults and write-protected. QEMU touches every page first because write protection cannot

@@ -5,7 +5,7 @@
  *   (docs/linux-rules.md §2.7, §3.6, §8.16); the zero page is protected like any present pte;
  * - a write to a protected pte is a wp userfault that blocks until UFFDIO_WRITEPROTECT mode 0
  *   wakes it (§5.2 step 1, §2.7 row 12); reads are not affected;
- * - docs/peers.md §1.7: QEMU's background snapshot saves the old page on a write fault, then unprotects.
+ * - docs/handler-survey.md §1.7: QEMU's background snapshot saves the old page on a write fault, then unprotects.
  */
 import { describe, expect, it } from "vitest";
 import { PAGE_SIZE } from "@uffd/kernel/uapi";

@@ -1,6 +1,6 @@
 /**
  * A concurrent compacting collector in the way Android's ART CMC collector uses userfaultfd
- * (docs/peers.md §1.10), on the simulated kernel:
+ * (docs/handler-survey.md §1.10), on the simulated kernel:
  *
  * - pause: the heap's pages are moved aside to a from-space with mremap(MREMAP_DONTUNMAP), which
  *   leaves the heap range mapped but empty, and the empty heap is registered for MISSING faults;

@@ -1,5 +1,5 @@
 /**
- * Lazy restore of a microVM snapshot, in the shape Firecracker gives it (docs/peers.md §1.4-1.5):
+ * Lazy restore of a microVM snapshot, in the shape Firecracker gives it (docs/handler-survey.md §1.4-1.5):
  *
  * - the restored VMM maps guest RAM empty, does the userfaultfd handshake, registers the RAM for
  *   MISSING faults (raw UFFDIO_REGISTER, as the VMM does) and sends the fd, with a description of

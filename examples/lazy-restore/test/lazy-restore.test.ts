@@ -6,7 +6,7 @@
  *   UFFD_EVENT_REMOVE with the range, and the madvise waits until it is read (§4);
  * - UFFDIO_ZEROPAGE maps the shared zero page on anon, and a new zeroed page-cache page on
  *   shared shmem (§3.4);
- * - docs/peers.md §1.4 (Firecracker's handler must zero-fill removed ranges) and the admin guide's
+ * - docs/handler-survey.md §1.4 (Firecracker's handler must zero-fill removed ranges) and the admin guide's
  *   "zeromap" advice for REMOVE (§4).
  */
 import { describe, expect, it } from "vitest";

@@ -3,7 +3,7 @@
  * with part of its memory. The run must fail with a clear error, and the destination must not
  * paper over the missing pages: no page is filled with zeros or stale data, and the threads that
  * touched a missing page stay blocked (QEMU's "postcopy paused"), as closing the userfaultfd
- * would instead let the kernel map zero pages silently (docs/peers.md, ejc3/fcvm#739).
+ * would instead let the kernel map zero pages silently (docs/handler-survey.md, ejc3/fcvm#739).
  */
 import { describe, expect, it } from "vitest";
 import { MigrationError, runMigration } from "../src/orchestrator.ts";

@@ -2,7 +2,7 @@
  * A monitor process serving another process's faults through an fd passed with sendFd
  * (SCM_RIGHTS), the Firecracker / CRIU lazy-pages arrangement: the app does the handshake and
  * registration, the monitor adopts the fd. References: docs/linux-rules.md §2.0 (ioctls act on
- * the ctx's mm), §2.10 (MOVE across mms is EINVAL: the SDK copies instead); docs/peers.md §1.4.
+ * the ctx's mm), §2.10 (MOVE across mms is EINVAL: the SDK copies instead); docs/handler-survey.md §1.4.
  */
 import { describe, expect, it } from "vitest";
 import { O_CLOEXEC, UFFD_API, UFFD_FEATURE_THREAD_ID, UFFDIO_API, UFFDIO_REGISTER, UFFDIO_REGISTER_MODE_MISSING } from "@uffd/kernel/uapi";

@@ -2,7 +2,7 @@
  * A wp-based dirty tracker, sync (wp faults) and async (UFFD_FEATURE_WP_ASYNC + pagemap).
  * References: docs/linux-rules.md §2.7 (WRITEPROTECT, markers only with wp-unpopulated on anon),
  * §3.1 (a write to a marker in a WP-only range: zero page, then a WP fault; WP_ASYNC resolves
- * silently), §7.1 (pagemap bit 57); docs/peers.md §3.H (e2b dirty tracking, QEMU background snapshot).
+ * silently), §7.1 (pagemap bit 57); docs/handler-survey.md §3.H (e2b dirty tracking, QEMU background snapshot).
  */
 import { describe, expect, it } from "vitest";
 import { MADV_DONTNEED } from "@uffd/kernel/uapi";

@@ -2,7 +2,7 @@
  * Opening: the API handshake and feature probing folded in, and clear errors when a feature or
  * mode is unavailable. References: docs/linux-rules.md §1.1 (creation, EPERM before flags),
  * §1.3 (features; EVENT_FORK needs CAP_SYS_PTRACE; a failed API leaves the ctx uninitialised),
- * §1.4 (register ioctls masks), §2.2 (register errors); docs/peers.md §3.D (ltp#1289: probe at run
+ * §1.4 (register ioctls masks), §2.2 (register errors); docs/handler-survey.md §3.D (ltp#1289: probe at run
  * time; criu#3035: suggest the sysctl on EPERM).
  */
 import { describe, expect, it } from "vitest";

@@ -4,7 +4,7 @@
  * gives it), and no fault is lost (every fault read ends with exactly one outcome).
  *
  * References: docs/linux-rules.md §1.7 (two threads, two messages), §2.0 (result field,
- * mmap_changing), §2.5 (EEXIST, partial progress), §3.3 (wake), §4 (events); docs/peers.md §5.
+ * mmap_changing), §2.5 (EEXIST, partial progress), §3.3 (wake), §4 (events); docs/handler-survey.md §5.
  */
 import { describe, expect, it } from "vitest";
 import { SignalError } from "@uffd/kernel";
@@ -54,7 +54,7 @@ describe("races, forced deterministically", () => {
     k.checkInvariants();
   });
 
-  it("EEXIST from a racing resolve wakes the waiter, counts as resolved, and keeps the first page (peers §5.1)", async () => {
+  it("EEXIST from a racing resolve wakes the waiter, counts as resolved, and keeps the first page (handler survey §5.1)", async () => {
     const { k, p } = setup();
     // The handler waits at a gate while the kernel idles, which a virtual deadline would call stuck.
     const uffd = await Userfaultfd.open(p, { deadline: { virtualMs: null } });

@@ -2,7 +2,7 @@
  * The handlers the kit's tests and the guide put under test: a raw-uAPI handler that serves
  * missing faults from an image while a prefetcher copies the whole image in the background.
  *
- * The planted bug (docs/peers.md §5.1): the prefetcher installs pages with UFFDIO_COPY_MODE_DONTWAKE
+ * The planted bug (docs/handler-survey.md §5.1): the prefetcher installs pages with UFFDIO_COPY_MODE_DONTWAKE
  * ("nobody waits for a page we fetch ahead"), and the demand path takes EEXIST to mean "someone
  * else already did the work" and returns without waking. When the prefetcher wins the race for a
  * page a thread is already asleep on, nobody ever wakes that thread. The fix: wake on EEXIST.

@@ -5,7 +5,7 @@
  *
  * Rules cited: docs/linux-rules.md §2.0 (result-field protocol, mmap_changing, ESRCH), §2.3
  * (UNREGISTER wakes MISSING waiters), §2.5 (COPY: ENOENT without a registered vma, EEXIST on a
- * present pte, partial progress), §3.3 (wake), §4 (REMOVE / UNMAP events); docs/peers.md §5.1-5.5.
+ * present pte, partial progress), §3.3 (wake), §4 (REMOVE / UNMAP events); docs/handler-survey.md §5.1-5.5.
  */
 import { describe, expect, it } from "vitest";
 import { type Process } from "@uffd/kernel";
@@ -73,7 +73,7 @@ describe("inject.eagainAfter: partial progress (linux-rules §2.0: COPY 3 pages,
   });
 });
 
-describe("inject.eexist: a racing resolve won (linux-rules §2.5: pte not none -> -EEXIST; peers §5.1)", () => {
+describe("inject.eexist: a racing resolve won (linux-rules §2.5: pte not none -> -EEXIST; handler survey §5.1)", () => {
   it("the racer installs the page without waking: out -17, EEXIST, and the thread sleeps until the handler wakes it", async () => {
     const { k, p, uffd, base } = await rawSetup(2);
     injectFaults(p, [{ op: "copy", inject: inject.eexist() }]);
@@ -201,7 +201,7 @@ describe("inject.delayWake: the wake comes later (DONTWAKE, then UFFDIO_WAKE; li
   });
 });
 
-describe("inject.removeBefore: a REMOVE between a fault and its resolve (linux-rules §4, peers §5.3-5.4)", () => {
+describe("inject.removeBefore: a REMOVE between a fault and its resolve (linux-rules §4, handler survey §5.3-5.4)", () => {
   it("with EVENT_REMOVE: the guest's MADV_DONTNEED queues REMOVE, the resolve answers EAGAIN (out -11), the retry after reading it succeeds", async () => {
     const { k, p, uffd, base } = await rawSetup(2, UFFD_FEATURE_EVENT_REMOVE);
     const inj = injectFaults(p, [{ inject: inject.removeBefore() }]);

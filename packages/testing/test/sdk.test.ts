@@ -1,7 +1,7 @@
 /**
  * The SDK's handler under explore() and each injection: every guest completes with the bytes
  * Linux gives it, no fault is lost, the kernel invariants hold, over many seeds. This is the
- * kit used as intended (docs/peers.md §5: EEXIST without wake, EAGAIN with partial progress, REMOVE
+ * kit used as intended (docs/handler-survey.md §5: EEXIST without wake, EAGAIN with partial progress, REMOVE
  * racing faults, ENOENT after unregister).
  */
 import { describe, expect, it } from "vitest";
@@ -37,7 +37,7 @@ const SEEDS = { seeds: 150, resolvedOnce: { allowPresent: true } } as const;
 
 // Budget: each test explores 100 to 150 seeds of an SDK scenario (0.5 s each when idle).
 describe("the SDK under injected failures, explored", { timeout: 60_000 }, () => {
-  it("EEXIST from a racing resolve that did not wake: the SDK wakes (peers §5.1)", async () => {
+  it("EEXIST from a racing resolve that did not wake: the SDK wakes (handler survey §5.1)", async () => {
     const r = await explore(sdkScenario([{ op: "copy", times: 2, inject: inject.eexist() }]), SEEDS);
     expect(r.seedsRun).toBe(150);
   });
@@ -75,7 +75,7 @@ describe("the SDK under injected failures, explored", { timeout: 60_000 }, () =>
     );
   });
 
-  it("a REMOVE racing the faults (a guest's MADV_DONTNEED is a scheduling point): the seed decides where it lands (peers §5.4)", async () => {
+  it("a REMOVE racing the faults (a guest's MADV_DONTNEED is a scheduling point): the seed decides where it lands (handler survey §5.4)", async () => {
     const orders = new Set<string>();
     await explore(
       async (w) => {
