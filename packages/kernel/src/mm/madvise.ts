@@ -288,10 +288,23 @@ function ksmMadviseMergeable(flags: number): number {
  * Mirrors mm/madvise.c:madvise_update_vma(): the part of the vma in range gets the new flags;
  * the vma is split at the range ends as needed and merged with its neighbours where it can.
  */
-function madviseUpdateVma(mm: Mm, vma: Vma, range: MadviseRange, newFlags: number): Vma {
+function madviseUpdateVma(mm: Mm, vma: Vma, range: MadviseRange, newFlags: number): Vma | ErrnoCode {
   const flags = newFlags >>> 0;
   if (flags === vma.flags) return vma;
-  const part = mm.isolateRange(range.start, range.end)[0] as Vma;
+  // mm/vma.c:vma_modify() splits the head off, then the tail, each through split_vma(), which is
+  // ENOMEM once the mm holds vm.max_map_count vmas: a head split already made stays when the
+  // tail's is refused. Divergence from Linux: vma_modify() tries a merge with a neighbour before
+  // splitting, so at the limit an advice whose result merges into the previous vma succeeds there
+  // and is refused here.
+  let part = vma;
+  if (part.start < range.start) {
+    if (!mm.mayAddVmas(1)) return "ENOMEM";
+    part = mm.splitVma(part, range.start);
+  }
+  if (part.end > range.end) {
+    if (!mm.mayAddVmas(1)) return "ENOMEM";
+    mm.splitVma(part, range.end);
+  }
   part.flags = flags;
   return mm.mergeAround(part);
 }

@@ -16,6 +16,7 @@ import {
   MAP_NORESERVE,
   MAP_PRIVATE,
   MAP_SHARED,
+  MADV_DONTFORK,
   MREMAP_DONTUNMAP,
   MREMAP_MAYMOVE,
   O_NONBLOCK,
@@ -77,6 +78,31 @@ describe("vm.max_map_count", () => {
     expect(p.smaps()).toHaveLength(3);
     await p.munmap(big + 4 * PS, PS);
     expect(p.smaps()).toHaveLength(4);
+  });
+});
+
+describe("vm.max_map_count and madvise", () => {
+  // mm/vma.c:vma_modify(): the head is split off, then the tail, each by split_vma(), which is
+  // ENOMEM once map_count has reached the limit; a head split already made stays.
+  it("an advice that changes vm_flags splits one end at a time: at the limit ENOMEM, and a head split made with room for one stays", async () => {
+    const k = new Kernel({ seed: 1, maxMapCount: 3 });
+    const p = k.spawn();
+    const big = await p.mmap(0, 8 * PS, RW, ANON);
+    await p.mmap(0, PS, PROT_READ, ANON);
+    expect(p.smaps()).toHaveLength(2);
+    // The middle needs two splits, there is room for one: the head split happens, the tail's is refused.
+    await expectErrno(p.madvise(big + 2 * PS, 2 * PS, MADV_DONTFORK), "ENOMEM");
+    const after = p.smaps().filter((v) => v.start >= big && v.end <= big + 8 * PS);
+    expect(after.map((v) => [v.start - big, v.end - big])).toEqual([
+      [0, 2 * PS],
+      [2 * PS, 8 * PS],
+    ]);
+    expect(after.every((v) => !v.vmFlags.includes("dc"))).toBe(true);
+    // At the limit now: even the one split a head-only advice needs is refused.
+    await expectErrno(p.madvise(big + 6 * PS, 2 * PS, MADV_DONTFORK), "ENOMEM");
+    // The whole vma needs none.
+    await p.madvise(big + 2 * PS, 6 * PS, MADV_DONTFORK);
+    expect(p.smaps().find((v) => v.start === big + 2 * PS)!.vmFlags).toContain("dc");
   });
 });
 
