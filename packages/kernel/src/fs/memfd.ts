@@ -82,6 +82,18 @@ export class ShmemFileOps implements FileOps {
     }
   }
 
+  /** F_ADD_SEALS (the caller checked FMODE_WRITE): memfd_add_seals() takes the inode lock after checking the seal bits. */
+  async addSeals(file: OpenFile, seals: number): Promise<number> {
+    if ((seals & ~F_ALL_SEALS) !== 0) throw new ErrnoError("EINVAL", "fcntl");
+    const unlock = await inodeLock(this.inode);
+    try {
+      memfdAddSeals(file, this.inode, seals);
+      return 0;
+    } finally {
+      unlock();
+    }
+  }
+
   fcntl(file: OpenFile, cmd: number, arg: number): number | undefined {
     if (cmd === F_GET_SEALS) return this.inode.seals;
     if (cmd === F_ADD_SEALS) {
@@ -177,8 +189,11 @@ export function shmemWrite(proc: Process, inode: ShmemInode, pos: number, data: 
 /**
  * The inode lock (inode->i_rwsem taken for writing) of a shmem file: shmem_file_write_iter()
  * holds it for the whole write, also while its copy from user memory sleeps on a userfault, and
- * truncation (do_truncate()) and shmem_fallocate() (fallocate(2), MADV_REMOVE) take it too, so
- * they wait behind such a write. Waiters get it in arrival order.
+ * truncation (do_truncate()), shmem_fallocate() (fallocate(2), MADV_REMOVE), memfd_add_seals()
+ * (F_ADD_SEALS) and shmem_file_llseek() (SEEK_DATA, SEEK_HOLE) take it too, so they wait behind
+ * such a write [host: each sleeps until the write's userfault is resolved]. Waiters get it in
+ * arrival order (up_write() wakes the first waiter, a writer, only:
+ * kernel/locking/rwsem.c:rwsem_mark_wake()).
  */
 const inodeLocks = new WeakMap<ShmemInode, { held: boolean; waiters: Array<() => void> }>();
 

@@ -26,7 +26,7 @@ import { sysMremap } from "../mm/mremap.ts";
 import { ShmemInode } from "../mm/shmem.ts";
 import { argFd, argFlags, argInt, argLong, argUint, argULong, argUserPtr, describe, low32, MAX_RW_COUNT } from "../uapi/abi.ts";
 import { ErrnoError, SignalError } from "../uapi/errno.ts";
-import { F_ADD_SEALS, F_GETFD, F_GETFL, F_GETPIPE_SZ, F_SETFD, F_SETFL, F_SETPIPE_SZ, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLERR, POLLHUP, POLLNVAL, SIGKILL } from "../uapi/fcntl.ts";
+import { F_ADD_SEALS, F_GETFD, F_GETFL, F_GETPIPE_SZ, F_SETFD, F_SETFL, F_SETPIPE_SZ, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLERR, POLLHUP, POLLNVAL, SEEK_DATA, SEEK_HOLE, SIGKILL } from "../uapi/fcntl.ts";
 import { MAP_ANONYMOUS, MAP_HUGETLB, MAP_PRIVATE, MAP_TYPE, PAGE_SIZE } from "../uapi/mman.ts";
 
 /** A user-memory buffer named by address, for syscalls that copy to or from user memory. */
@@ -612,7 +612,16 @@ export class Process {
     whence = argUint(whence, "lseek", "whence");
     const file = this.fds.lookup(fd, "lseek");
     if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError("ESPIPE", "lseek");
-    return shmemLlseek(file, file.ops.inode, offset, whence);
+    const inode = file.ops.inode;
+    // shmem_file_llseek(): SEEK_DATA and SEEK_HOLE run under the inode lock (a negative offset
+    // is ENXIO before it); the other whences take none.
+    if ((whence !== SEEK_DATA && whence !== SEEK_HOLE) || offset < 0) return shmemLlseek(file, inode, offset, whence);
+    const unlock = await inodeLock(inode);
+    try {
+      return shmemLlseek(file, inode, offset, whence);
+    } finally {
+      unlock();
+    }
   }
 
   /** pipe(2): resolves to [readFd, writeFd]. */
@@ -652,6 +661,7 @@ export class Process {
       case F_ADD_SEALS:
         // memfd_add_seals() checks FMODE_WRITE before it checks that the file is a memfd.
         if (!file.writable) throw new ErrnoError("EPERM", "fcntl");
+        if (file.ops instanceof ShmemFileOps) return await file.ops.addSeals(file, arg);
         return file.ops.fcntl?.(file, cmd, arg) ?? failEinval("fcntl");
       default: {
         const r = file.ops.fcntl?.(file, cmd, arg);
