@@ -3,10 +3,11 @@
  *
  *   --seeds N          random scenarios, one per seed (default 1000)
  *   --seed-start S     first seed (default 1); scenario k uses seed S + k
- *   --steps N          at most N random steps after the setup (default 24)
+ *   --steps N          at most N random steps after the setup (default 32)
  *   --replay FILE      run one scenario file (or - for stdin) on both sides, print both records
  *   --corpus           run the hand-written corpus instead
  *   --json FILE        also write the run's report as JSON
+ *   --help             print this and exit
  *
  * Divergences are shrunk to a minimal scenario by fast-check and printed as text with the
  * command that replays them; the summary is a table of divergence classes.
@@ -36,17 +37,45 @@ function printRecords(r: CheckResult): void {
   console.log(c.status === "agree" ? "agree" : `${c.status} at step ${(c.divergence?.index ?? 0) + 1} (${c.divergence?.what}): native ${c.divergence?.native} / sim ${c.divergence?.sim}${c.quirk ? ` [${c.quirk}]` : ""}`);
 }
 
+const USAGE = `usage: npm run conform -- [options]
+  --seeds N          random scenarios, one per seed (default 1000)
+  --seed-start S     first seed (default 1); scenario k uses seed S + k
+  --steps N          at most N random steps after the setup (default 32)
+  --replay FILE      run one scenario file (or - for stdin) on both sides, print both records
+  --corpus           run the hand-written corpus instead
+  --json FILE        also write the run's report as JSON
+  --help             print this and exit`;
+
+function positiveInt(name: string, text: string, min: number): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, not ${JSON.stringify(text)}`);
+  return n;
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      seeds: { type: "string", default: "1000" },
-      "seed-start": { type: "string", default: "1" },
-      steps: { type: "string", default: "32" },
-      replay: { type: "string" },
-      corpus: { type: "boolean", default: false },
-      json: { type: "string" },
-    },
-  });
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        seeds: { type: "string", default: "1000" },
+        "seed-start": { type: "string", default: "1" },
+        steps: { type: "string", default: "32" },
+        replay: { type: "string" },
+        corpus: { type: "boolean", default: false },
+        json: { type: "string" },
+        help: { type: "boolean", default: false },
+      },
+    }));
+    for (const [name, min] of [["seeds", 1], ["seed-start", 0], ["steps", 1]] as const) positiveInt(name, values[name], min);
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}\n(see npm run conform -- --help)`);
+    process.exitCode = 2;
+    return;
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
   const probe = probeHost();
   if (!probe.ok) {
     console.log(`conformance: cannot run against this host: ${probe.reason}`);
