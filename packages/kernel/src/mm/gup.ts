@@ -310,7 +310,9 @@ export class PinnedPages implements PinnedBuffer, RefHolder {
   }
 
   write(offset: number, data: Uint8Array): void {
-    if (!this.writable) throw new TypeError("a read-only pin cannot be written through");
+    // A read-only pin gives the device no write access: refused as a bad address, like a range
+    // outside the buffer (io_uring's io_import_fixed() answers EFAULT), never a JS exception.
+    if (!this.writable) throw new ErrnoError("EFAULT", this.#owner.syscall, "(a read-only pin cannot be written through)");
     this.#check(offset, data.length);
     this.#copy(offset, data.length, (bytes, at, done, n) => bytes.set(data.subarray(done, done + n), at));
   }
@@ -343,7 +345,8 @@ export class PinnedPages implements PinnedBuffer, RefHolder {
   #check(offset: number, length: number): void {
     if (!this.#live) throw new ErrnoError(this.#owner.deadErrno, this.#owner.syscall);
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.length) {
-      throw new RangeError(`[${offset}, ${offset + length}) is outside the pinned buffer of ${this.length} bytes`);
+      // io_uring/rsrc.c:io_import_fixed(): a range outside the registered buffer is EFAULT.
+      throw new ErrnoError("EFAULT", this.#owner.syscall, `([${offset}, ${offset + length}) is outside the pinned buffer of ${this.length} bytes)`);
     }
   }
 
