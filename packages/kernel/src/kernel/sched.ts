@@ -248,6 +248,8 @@ export class Scheduler {
   /** Preempted tasks, in the order they yielded. */
   readonly #ready: Array<{ tid: number; resume: () => void }> = [];
   #dispatchScheduled = false;
+  /** The first error the caller's preemption policy made since the last idle() (see #policyPick()). */
+  #policyError: Error | null = null;
   /** Woken sleepers to resume in the next batch (resumeLater()). */
   readonly #resumes: Array<{ resume(): void }> = [];
   #resumesScheduled = false;
@@ -333,14 +335,31 @@ export class Scheduler {
     this.#dispatchScheduled = false;
     const ready = this.#ready;
     if (ready.length === 0) return;
-    const i = ready.length === 1 ? 0 : (this.preemption as Preemption).pick(ready.map((r) => r.tid));
-    // A policy is the caller's code: a bad pick is its error (a plain Error), not a broken kernel invariant.
-    if (!Number.isInteger(i) || i < 0 || i >= ready.length) throw new Error(`KernelOptions.preemption: the policy picked ${String(i)} of ${ready.length} ready tasks`);
+    const i = ready.length === 1 ? 0 : this.#policyPick(ready.map((r) => r.tid));
     const [r] = ready.splice(i, 1);
     this.#activity++;
     this.observer?.({ kind: "resume", tid: r!.tid, now: this.now });
     r!.resume();
     if (ready.length > 0) this.#scheduleDispatch();
+  }
+
+  /**
+   * The policy's pick among the ready tasks. A policy is the caller's code, and this runs from a
+   * macrotask where a throw would end the process: a pick that throws or is no index of `tids` is
+   * kept as the caller's error (a plain Error, not a broken kernel invariant), the first ready task
+   * resumes instead, and the next idle() rejects with that error.
+   */
+  #policyPick(tids: number[]): number {
+    let i: unknown;
+    try {
+      i = (this.preemption as Preemption).pick(tids);
+    } catch (e) {
+      this.#policyError ??= new Error(`KernelOptions.preemption: the policy threw: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      return 0;
+    }
+    if (typeof i === "number" && Number.isInteger(i) && i >= 0 && i < tids.length) return i;
+    this.#policyError ??= new Error(`KernelOptions.preemption: the policy picked ${String(i)} of ${tids.length} ready tasks`);
+    return 0;
   }
 
   /** Calls fire() once virtual time reaches now + ns. Returns a cancel function. */
@@ -379,6 +398,14 @@ export class Scheduler {
     });
   }
 
+  /** Hands the caller the error its preemption policy made (see #policyPick()), once. */
+  #throwPolicyError(): void {
+    const e = this.#policyError;
+    if (e === null) return;
+    this.#policyError = null;
+    throw e;
+  }
+
   /**
    * Resolves once every simulated thread is blocked or finished and no kernel work is queued:
    * nothing ran during one full macrotask turn and no timer is pending.
@@ -387,11 +414,13 @@ export class Scheduler {
    * `progress` (pages accessed, pages filled) count against `stepsMax`, so a long populate or a
    * gigabyte read under preemption runs as long as it needs, while threads that fault, sleep and
    * wake forever without a page ever arriving are reported. The report is a plain Error (a
-   * livelock is the caller's handler's doing, not a broken kernel invariant).
+   * livelock is the caller's handler's doing, not a broken kernel invariant). A preemption policy
+   * that threw or picked no ready task makes it reject with that error.
    */
   async idle(stepsMax = 100_000): Promise<void> {
     let idleTurns = 0;
     while (idleTurns < stepsMax) {
+      this.#throwPolicyError();
       const seen = this.#activity;
       const progress = this.progress;
       await new Promise<void>((resolve) => setImmediate(resolve));
@@ -400,7 +429,7 @@ export class Scheduler {
         continue;
       }
       idleTurns = 0;
-      if (this.#timers.length === 0) return;
+      if (this.#timers.length === 0) return this.#throwPolicyError();
       const t = this.#timers[0] as Timer;
       this.now = Math.max(this.now, t.deadline);
       this.#fireDue();

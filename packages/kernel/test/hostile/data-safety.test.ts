@@ -327,6 +327,35 @@ describe("fork and files under pressure", () => {
   });
 });
 
+describe("a preemption policy is the caller's code", () => {
+  // The scheduler asks the policy from a macrotask, where a throw would end the process: a bad pick
+  // is kept, the first ready thread runs instead, and idle() rejects with it once.
+  for (const [what, bad, msg] of [
+    ["picks no ready thread", () => 99, /the policy picked 99 of 2 ready tasks/],
+    ["throws", () => {
+      throw new Error("boom");
+    }, /the policy threw: boom/],
+  ] as const) {
+    it(`a policy that ${what} makes idle() reject with a plain Error; the threads still complete`, async () => {
+      let calls = 0;
+      const pick = (): number => (calls++ === 0 ? bad() : 0); // wrong once, then sane
+      const k = new Kernel({ seed: 1, preemption: { preempt: () => true, pick } });
+      const p = k.spawn();
+      const a = await p.mmap(0, 2 * PS, RW, ANON);
+      const t2 = p.spawnThread();
+      const writes = [p.mainThread.write(a, Uint8Array.of(1)), t2.write(a + PS, Uint8Array.of(2))];
+      const err = await k.idle().then(() => null, (e: unknown) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).name).not.toBe("KernelBug");
+      expect((err as Error).message).toMatch(msg);
+      await k.idle(); // reported once
+      await Promise.all(writes);
+      expect(await p.mainThread.read(a, 1)).toEqual(Uint8Array.of(1));
+      expect(await p.mainThread.read(a + PS, 1)).toEqual(Uint8Array.of(2));
+    });
+  }
+});
+
 describe("kernel options", () => {
   it("an invalid option is a plain error naming it, never a KernelBug", () => {
     const cases: Array<[object, RegExp]> = [
