@@ -61,6 +61,11 @@ describe.each(KERNEL_RELEASES.map((r) => [r] as const))("the SDK on release %s",
     const moved = has(release, "6.8");
     // UFFDIO_MOVE takes the page away from the source; UFFDIO_COPY copies it.
     expect(proc.pagemap(src, 1)[0]!.present).toBe(!moved);
+    // The metrics name the ioctl that really installed the page (counted once the handler's
+    // ioctl returns, which may be after the woken thread ran: wait for the handler to settle).
+    await k.idle();
+    expect(uffd.metrics.bytes.move).toBe(moved ? PAGE_SIZE : 0);
+    expect(uffd.metrics.bytes.copy).toBe(moved ? 0 : PAGE_SIZE);
     const fell = uffd.fallbacks.filter((f) => f.wanted === "UFFDIO_MOVE");
     expect(fell).toEqual(moved ? [] : [{ wanted: "UFFDIO_MOVE", used: "UFFDIO_COPY", reason: `UFFDIO_MOVE came in Linux 6.8; this kernel is ${uname}` }]);
     await uffd.close();
