@@ -19,7 +19,7 @@
  * A REMOVE (MADV_DONTNEED ...) over tracked pages changes them (they read as zeros now), so the
  * tracker counts them as dirty too.
  */
-import type { Process } from "@uffd/kernel";
+import { type Process, UFFD_FEATURE_SINCE } from "@uffd/kernel";
 import { PAGE_SIZE, UFFD_FEATURE_WP_ASYNC, UFFD_FEATURE_WP_UNPOPULATED as FEATURES_WP_UNPOPULATED, UFFDIO_REGISTER_MODE_MISSING } from "@uffd/kernel/uapi";
 import type { UffdContext } from "./context.ts";
 import { subscribe, unsubscribe } from "./dispatch.ts";
@@ -71,7 +71,7 @@ export class DirtyTracker {
     this.end = start + len;
     const mode = options.mode ?? "sync";
     if (mode === "auto" && !uffd.has("wp-async") && (uffd.kernelFeatureBits & UFFD_FEATURE_WP_ASYNC) === 0) {
-      this.#ctx.noteFallback("wp-async", "sync (wp-fault) dirty tracking", "6.7");
+      this.#ctx.noteFallback("wp-async", "sync (wp-fault) dirty tracking", UFFD_FEATURE_SINCE[UFFD_FEATURE_WP_ASYNC]!);
     }
     this.mode = mode === "auto" ? (uffd.has("wp-async") ? "async" : "sync") : mode;
     this.#target = options.target ?? uffd.process;
@@ -94,7 +94,7 @@ export class DirtyTracker {
    * page), so each has a pte the write protection can stay on.
    */
   async #prepopulate(): Promise<void> {
-    this.#ctx.noteFallback("wp-unpopulated", "pre-populating the range", "6.4");
+    this.#ctx.noteFallback("wp-unpopulated", "pre-populating the range", UFFD_FEATURE_SINCE[FEATURES_WP_UNPOPULATED]!);
     const t = this.#target;
     for (let a = this.start; a < this.end; a += PAGE_SIZE) {
       const entry = this.#ctx.ranges.find(a);

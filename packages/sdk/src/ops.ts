@@ -19,9 +19,10 @@
  * Every operation takes the context whose fd it uses and whose page states it updates; this
  * module sits below everything that dispatches faults and knows nothing of listeners.
  */
-import { ErrnoError, type UffdioCopy, type UffdioMove, type UffdioZeropage } from "@uffd/kernel";
+import { ErrnoError, UFFD_FEATURE_SINCE, type UffdioCopy, type UffdioMove, type UffdioZeropage } from "@uffd/kernel";
 import {
   PAGE_SIZE,
+  UFFD_FEATURE_MOVE,
   UFFDIO_CONTINUE,
   UFFDIO_CONTINUE_MODE_WP,
   UFFDIO_COPY,
@@ -207,7 +208,7 @@ function planStep(ctx: UffdContext, op: MfillOp, dst: number, len: number, c: Cu
   } else if (step.op === "zeropage" && step.protect) {
     step.op = "zeros";
   }
-  if (step.op === "move" && ctx.moveMissing) ctx.noteFallback("UFFDIO_MOVE", "UFFDIO_COPY", "6.8");
+  if (step.op === "move" && ctx.moveMissing) ctx.noteFallback("UFFDIO_MOVE", "UFFDIO_COPY", UFFD_FEATURE_SINCE[UFFD_FEATURE_MOVE]!);
   if (step.op === "move" && (ctx.crossProcess || ctx.moveMissing)) step.op = "copy";
   return step;
 }
