@@ -18,7 +18,7 @@
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { Kernel, KERNEL_RELEASES, type KernelOptions, type KernelRelease, type Process, setErrnoStackTraces, type SpawnOptions, type Thread } from "@uffd/kernel";
+import { Kernel, ALL_RELEASES, type KernelOptions, type AnyRelease, type Process, setErrnoStackTraces, type SpawnOptions, type Thread } from "@uffd/kernel";
 import { expect } from "vitest";
 import { analyzeFaults, explainDuplicate, explainLost, type FaultResolutionOptions } from "./faults.ts";
 import { type GuestOptions, GuestThread } from "./guest.ts";
@@ -131,7 +131,7 @@ export interface ExploreOptions extends RunOptions {
    * failures and reproduction lines name the release (UFFD_EXPLORE_RELEASE=<release> runs just
    * that one). Default: one run on options.kernel's release (6.18 unless set).
    */
-  releases?: readonly KernelRelease[];
+  releases?: readonly AnyRelease[];
   /** Stop at the first failing seed. Default true. */
   stopOnFailure?: boolean;
   /** Throw an ExploreError with the report when a seed fails. Default true. */
@@ -147,7 +147,7 @@ export interface RunResult {
   /** The seed. */
   readonly seed: number;
   /** The kernel release the seed ran on (KernelOptions.release). */
-  readonly release: KernelRelease;
+  readonly release: AnyRelease;
   /** The preemption probability the seed ran with. */
   readonly probability: number;
   /** Whether the run passed. */
@@ -371,21 +371,21 @@ export async function explore(scenario: Scenario, options: ExploreOptions = {}):
 /** The env var that makes explore({ releases }) run just that release. */
 export const RELEASE_ENV = "UFFD_EXPLORE_RELEASE";
 
-function releaseList(options: ExploreOptions): readonly KernelRelease[] | null {
+function releaseList(options: ExploreOptions): readonly AnyRelease[] | null {
   const list = options.releases;
   if (list === undefined) return null;
   const env = typeof process !== "undefined" ? process.env[RELEASE_ENV] : undefined;
   const chosen = env !== undefined && env !== "" ? [env] : list;
   if (!Array.isArray(chosen) || chosen.length === 0) throw new TypeError("explore: releases must be a non-empty array of kernel releases");
   for (const r of chosen) {
-    if (!(KERNEL_RELEASES as readonly unknown[]).includes(r)) {
-      throw new RangeError(`explore: unknown kernel release ${JSON.stringify(r)}; the profiles are ${KERNEL_RELEASES.join(", ")}`);
+    if (!(ALL_RELEASES as readonly unknown[]).includes(r)) {
+      throw new RangeError(`explore: unknown kernel release ${JSON.stringify(r)}; the profiles are ${ALL_RELEASES.join(", ")}`);
     }
   }
-  return chosen as readonly KernelRelease[];
+  return chosen as readonly AnyRelease[];
 }
 
-async function exploreRelease(scenario: Scenario, options: ExploreOptions, release: KernelRelease | null): Promise<ExploreResult> {
+async function exploreRelease(scenario: Scenario, options: ExploreOptions, release: AnyRelease | null): Promise<ExploreResult> {
   const { seeds, shard } = seedList(options);
   const ref = refOf(scenario);
   const wanted = options.workers ?? (ref === null ? 1 : Math.min(availableParallelism(), Math.ceil(seeds.length / SEEDS_PER_WORKER)));
@@ -560,7 +560,7 @@ async function exploreInWorkers(ref: ScenarioRef, scenario: Scenario, seeds: rea
   return { seedsRun: stopOnFailure && keep.length > 0 ? keep[0]! + 1 : seeds.length, failures };
 }
 
-function report(seeds: readonly number[], seedsRun: number, failures: readonly RunResult[], lines: number, repro: (seed: number) => string, shard: string | null, release: KernelRelease | null): string {
+function report(seeds: readonly number[], seedsRun: number, failures: readonly RunResult[], lines: number, repro: (seed: number) => string, shard: string | null, release: AnyRelease | null): string {
   const f = failures[0];
   const of = shard === null ? "" : `, shard ${shard}`;
   const range = seeds.length > 1 ? ` (${seeds.length} seeds ${seeds[0]}..${seeds[seeds.length - 1]}${of})` : shard === null ? "" : ` (shard ${shard})`;
@@ -576,7 +576,7 @@ function report(seeds: readonly number[], seedsRun: number, failures: readonly R
 }
 
 /** The one-line reproduction: the env var and the vitest command for the current test. */
-function reproduction(name: string | undefined, release: KernelRelease | null = null): (seed: number) => string {
+function reproduction(name: string | undefined, release: AnyRelease | null = null): (seed: number) => string {
   const rel = release === null ? "" : `${RELEASE_ENV}=${release} `;
   let file: string | undefined;
   let test = name;

@@ -358,7 +358,7 @@ export class PagemapFileOps implements FileOps {
 
   /** Mirrors fs/proc/task_mmu.c:do_pagemap_cmd(): PAGEMAP_SCAN, anything else EINVAL. */
   async ioctl(_file: OpenFile, proc: Process, request: number, arg: object): Promise<number> {
-    // Release policy (5.10-6.6): PAGEMAP_SCAN came in 6.7; before it pagemap's file_operations
+    // Release policy (5.7-6.6): PAGEMAP_SCAN came in 6.7; before it pagemap's file_operations
     // have no unlocked_ioctl and vfs_ioctl() answers ENOTTY.
     if (!proc.kernel.core.profile.pagemapScan) throw new ErrnoError("ENOTTY", "ioctl");
     if (request >>> 0 !== PAGEMAP_SCAN) throw new ErrnoError("EINVAL", "ioctl");

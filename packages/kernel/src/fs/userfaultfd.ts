@@ -561,7 +561,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
 
   #dispatch(proc: Process, cmd: number, arg: object): number | Promise<number> {
     if (cmd !== UFFDIO_API && !this.initialized) fail("EINVAL", ioctlName(cmd));
-    // Release policy (5.10-6.7): CONTINUE (5.13), POISON (6.6) and MOVE (6.8) exist only from the
+    // Release policy (5.7-6.7): CONTINUE (5.13), POISON (6.6) and MOVE (6.8) exist only from the
     // release that added them; before it the request falls to the switch's default, EINVAL.
     const nr = cmd & 0xff;
     if (nr <= 0x3f && (cmd === UFFDIO_CONTINUE || cmd === UFFDIO_POISON || cmd === UFFDIO_MOVE) && (this.#kernel.core.profile.rangeIoctls & (1n << BigInt(nr))) === 0n) {
@@ -606,13 +606,13 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     };
     const offered = this.#kernel.core.profile.apiFeatures;
     if (api !== UFFD_API) reject("EINVAL");
-    // Release policy (5.10): unknown feature bits are EINVAL before the EPERM of EVENT_FORK; from
+    // Release policy (5.7, 5.10, 5.18): unknown feature bits are EINVAL before the EPERM of EVENT_FORK; from
     // 6.10 (1723f04caacb) they are checked after it, against the features the kernel offers.
     if (this.#kernel.core.profile.apiFeatureCheckFirst && (features & ~BigInt(offered)) !== 0n) reject("EINVAL");
     if ((features & BigInt(UFFD_FEATURE_EVENT_FORK)) !== 0n && !proc.capable("CAP_SYS_PTRACE")) reject("EPERM");
     // WP_ASYNC relies on WP_UNPOPULATED: it is chosen unconditionally.
     if ((features & BigInt(UFFD_FEATURE_WP_ASYNC)) !== 0n) features |= BigInt(UFFD_FEATURE_WP_UNPOPULATED);
-    // Release policy (5.10-6.18): the features offered, and accepted, are the release's
+    // Release policy (5.7-6.18): the features offered, and accepted, are the release's
     // UFFD_API_FEATURES; a bit the release does not know is EINVAL on every profile.
     if ((features & ~BigInt(offered)) !== 0n) reject("EINVAL");
     if (!putUser(a, "api", UFFD_API) || !putUser(a, "features", offered) || !putUser(a, "ioctls", UFFD_API_IOCTLS)) {
@@ -630,7 +630,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     const { start, len } = readRange(a, what);
     const mode = u64(a.mode, what);
     const profile = this.#kernel.core.profile;
-    // Release policy (5.10-5.12): UFFD_API_REGISTER_MODES lacks MINOR (added in 5.13).
+    // Release policy (5.7, 5.10): UFFD_API_REGISTER_MODES lacks MINOR (added in 5.13).
     if (mode === 0 || hasBitsOutside(mode, UFFD_API_REGISTER_MODES & profile.registerModes)) fail("EINVAL", what);
     let vmFlags = 0;
     if ((mode & UFFDIO_REGISTER_MODE_MISSING) !== 0) vmFlags |= VM_UFFD_MISSING;
@@ -1078,7 +1078,7 @@ function newUserfaultfd(proc: Process, flags: number, syscall: string): number {
  * before the flags).
  */
 export async function sysUserfaultfd(proc: Process, flags: number): Promise<number> {
-  // Release policy (5.10): no UFFD_USER_MODE_ONLY (5.11). Without CAP_SYS_PTRACE and with
+  // Release policy (5.7, 5.10): no UFFD_USER_MODE_ONLY (5.11). Without CAP_SYS_PTRACE and with
   // vm.unprivileged_userfaultfd = 0 every call is EPERM, and the flag is an unknown bit (EINVAL).
   if (!proc.kernel.core.profile.userModeOnly) {
     if (!proc.capable("CAP_SYS_PTRACE") && !proc.kernel.options.unprivilegedUserfaultfd) throw new ErrnoError("EPERM", "userfaultfd");
@@ -1100,7 +1100,7 @@ export async function sysUserfaultfd(proc: Process, flags: number): Promise<numb
  * userfaultfd gets the lowest free fd (open + ioctl + close would leave it one higher).
  */
 export async function sysOpenDevUserfaultfd(proc: Process, flags: number): Promise<number> {
-  // Release policy (5.10-5.19): /dev/userfaultfd came in 6.1; before it the path does not exist.
+  // Release policy (5.7-5.19): /dev/userfaultfd came in 6.1; before it the path does not exist.
   if (!proc.kernel.core.profile.devUserfaultfd) throw new ErrnoError("ENOENT", "open", "/dev/userfaultfd");
   if (!proc.capable("CAP_DAC_OVERRIDE")) throw new ErrnoError("EACCES", "open");
   return newUserfaultfd(proc, flags, "ioctl");

@@ -16,16 +16,18 @@ import { kpagecount, kpageflags, type KPageFlags } from "../fs/procfs.ts";
 import { checkInvariants, type RefHolder } from "./invariants.ts";
 import { type Creds, Process } from "./process.ts";
 import { type Preemption, Scheduler, seededPreemption } from "./sched.ts";
-import { DEFAULT_RELEASE, KERNEL_RELEASES, type KernelRelease, type ReleaseProfile, releaseProfile, type Utsname, utsname } from "./release.ts";
+import { ALL_RELEASES, type AnyRelease, type CowPolicy, DEFAULT_RELEASE, type ReleaseProfile, releaseProfile, type Utsname, utsname } from "./release.ts";
 
 /** Options of `new Kernel()`; every one has a default. */
 export interface KernelOptions {
   /**
    * The Linux release the kernel answers as (default "6.18", the reference host's): the
    * userfaultfd uAPI a handler observes (features, ioctls, register modes, /dev/userfaultfd,
-   * PAGEMAP_SCAN) follows that release; docs/releases.md lists every difference.
+   * PAGEMAP_SCAN) and the copy-on-write rules (mapcount, page_count or PageAnonExclusive) follow
+   * that release; docs/releases.md lists every difference. The long-term series are
+   * KERNEL_RELEASES; HISTORY_RELEASES ("5.7", "5.18") replay the seeds' copy-on-write history.
    */
-  release?: KernelRelease;
+  release?: AnyRelease;
   /** Seeds every nondeterministic choice (wake order, scheduling, frame allocation order). */
   seed?: number;
   /** Physical memory in 4 KiB frames. Allocation beyond it fails as Linux does. */
@@ -100,6 +102,7 @@ export class KernelCore implements MmCore {
   readonly prng: Prng;
   /** The release profile every release policy point asks. */
   readonly profile: ReleaseProfile;
+  readonly cow: CowPolicy;
   readonly unprivilegedUserfaultfd: boolean;
   readonly maxMapCount: number;
   readonly overcommitMemory: 0 | 1;
@@ -114,6 +117,7 @@ export class KernelCore implements MmCore {
   constructor(options: Required<KernelOptions>) {
     this.prng = new Prng(options.seed);
     this.profile = releaseProfile(options.release);
+    this.cow = this.profile.cow;
     const p = options.preemption;
     this.sched = new Scheduler(this.prng, typeof p !== "number" ? p : p > 0 ? seededPreemption(this.prng, p) : null);
     const t = options.pretouch;
@@ -192,11 +196,11 @@ function validateOptions(options: KernelOptions): Required<KernelOptions> {
     }
   }
   const release = o.release ?? DEFAULT_RELEASE;
-  if (!(KERNEL_RELEASES as readonly unknown[]).includes(release)) {
-    badOption("release", `one of ${KERNEL_RELEASES.map((r) => JSON.stringify(r)).join(", ")}`, release);
+  if (!(ALL_RELEASES as readonly unknown[]).includes(release)) {
+    badOption("release", `one of ${ALL_RELEASES.map((r) => JSON.stringify(r)).join(", ")}`, release);
   }
   return {
-    release: release as KernelRelease,
+    release: release as AnyRelease,
     seed: intOption(o, "seed", -(2 ** 53 - 1), 2 ** 53 - 1, 1),
     memoryPages: intOption(o, "memoryPages", 2, 1 << 24, DEFAULT_MEMORY_PAGES),
     swapPages: intOption(o, "swapPages", 0, 1 << 24, 0),
@@ -234,7 +238,7 @@ export class Kernel {
   }
 
   /** The Linux release this kernel answers as (KernelOptions.release). */
-  get release(): KernelRelease {
+  get release(): AnyRelease {
     return this.core.profile.release;
   }
 

@@ -5,8 +5,13 @@
  * asks the profile at a few named policy points, each marked `Release policy (<range>):` next to
  * the check it changes. docs/releases.md is the table of every difference with its source.
  *
- * Each profile is the latest stable release of a long-term series as far as the userfaultfd uAPI
- * goes; the stable sublevel itself is not modelled (uname() reports `<series>-uffd`).
+ * Two kinds of profile:
+ * - KERNEL_RELEASES, the long-term series handler authors deploy on, each its latest stable
+ *   release (stable backports included where known);
+ * - HISTORY_RELEASES, mainline releases just before the copy-on-write fixes the seeds discuss
+ *   ("5.7": COW by mapcount, before the vmsplice fix; "5.18": COW by page_count, the last release
+ *   before PageAnonExclusive). Each names the fixes it lacks (`lacks`).
+ * The stable sublevel itself is not modelled (uname() reports `<series>-uffd`).
  */
 import {
   _UFFDIO_CONTINUE,
@@ -38,12 +43,138 @@ import {
   UFFDIO_REGISTER_MODE_WP,
 } from "../uapi/userfaultfd.ts";
 
-/** The releases a Kernel can be: the long-term series handler authors deploy on. */
+/** The long-term series handler authors deploy on (the SDK's and the uAPI conformance matrix). */
 export const KERNEL_RELEASES = ["5.10", "5.15", "6.1", "6.6", "6.12", "6.18"] as const;
-/** A release profile's name: the long-term series, "5.10" to "6.18". */
+/** A long-term profile's name: "5.10" to "6.18". */
 export type KernelRelease = (typeof KERNEL_RELEASES)[number];
+/**
+ * Mainline releases of the seeds' history, just before the copy-on-write fixes they argue about:
+ * "5.7" (the last without the vmsplice fix, COW decided by mapcount) and "5.18" (the last before
+ * PageAnonExclusive, COW decided by page_count). Not part of KERNEL_RELEASES.
+ */
+export const HISTORY_RELEASES = ["5.7", "5.18"] as const;
+/** A history profile's name. */
+export type HistoryRelease = (typeof HISTORY_RELEASES)[number];
+/** Any profile's name. */
+export type AnyRelease = KernelRelease | HistoryRelease;
+/** Every profile, oldest first. */
+export const ALL_RELEASES: readonly AnyRelease[] = ["5.7", "5.10", "5.15", "5.18", "6.1", "6.6", "6.12", "6.18"];
 /** The default release, and the one the reference host runs. */
 export const DEFAULT_RELEASE: KernelRelease = "6.18";
+
+/**
+ * How do_wp_page() decides that a write to a read-only anonymous page may reuse it instead of
+ * copying it (docs/releases.md, "Copy-on-write, release by release"):
+ * - "mapcount" (up to 5.8): reuse_swap_page(): the page is mapped once (mapcount plus swap count
+ *   is 1). Extra references (a vmsplice()d pipe buffer, a GUP pin) do not count, which is the
+ *   vmsplice leak (CVE-2020-29374).
+ * - "page_count" (5.9 to 5.18, 09854ba94c6a "mm: do_wp_page() simplification"): reuse only if
+ *   the page has no other reference at all; a pinned page is copied on the next write fault
+ *   (the pin loses coherency: the wrong COW).
+ * - "anon_exclusive" (5.19 on, 6c287605fd56): PageAnonExclusive decides; a page that may be
+ *   shared is reused when it has no other reference; GUP pins only exclusive pages.
+ */
+export type CowEra = "mapcount" | "page_count" | "anon_exclusive";
+/** The three eras, oldest first. */
+export const COW_ERAS: readonly CowEra[] = ["mapcount", "page_count", "anon_exclusive"];
+
+/** The copy-on-write rules of a release: the policy points in mm/ that changed between eras. */
+export interface CowPolicy {
+  /** do_wp_page()'s reuse decision (mm/memory.ts doWpPage). */
+  readonly era: CowEra;
+  /**
+   * do_wp_page() first drops the swap cache's reference of a page no swap entry needs any more,
+   * so a page read back from swap can be reused (5.18, 53a05ad9f21d "mm: optimize do_wp_page()
+   * for exclusive pages in the swapcache"). Before, a page still in the swap cache is copied in
+   * the page_count era.
+   */
+  readonly wpFreesSwapCache: boolean;
+  /**
+   * fork() gives the child a copy of a maybe-DMA-pinned anonymous page instead of sharing it
+   * (copy_present_page(); 5.9, 70e806e4e645). Before, the pinned page is shared read-only and
+   * the parent's next write copies away from the pin.
+   */
+  readonly forkCopiesPinned: boolean;
+  /**
+   * What a read-only FOLL_PIN unshares before pinning (gup_must_unshare()): "none" before 5.19
+   * (the page mapped is pinned, shared or not), "anon" a non-exclusive anonymous page (5.19,
+   * a7f226604170), "cow_mapping" also a page-cache or zero page in a COW mapping for a
+   * FOLL_LONGTERM pin (6.2, 84209e87c696).
+   */
+  readonly pinUnshare: "none" | "anon" | "cow_mapping";
+  /**
+   * mprotect() maps the ptes of exclusive anonymous pages writable again instead of leaving them
+   * to a write fault (can_change_pte_writable(); 6.0, 64fe24a3e05e).
+   */
+  readonly mprotectWriteUpgrade: boolean;
+  /**
+   * What a swap-in maps writable at once (do_swap_page()):
+   * - "reuse_swap_page" (up to 5.17): a write fault, when mapcount plus swap count is 1;
+   * - "page_count" (5.18, c145e0b47c77 "mm: streamline COW logic in do_swap_page()"): a write
+   *   fault, when the page has no other reference once the swap cache let go of it;
+   * - "swp_exclusive" (5.19 on, 1493a1913e34): also a read fault, when the swap pte remembered
+   *   the page was exclusive.
+   */
+  readonly swapIn: "reuse_swap_page" | "page_count" | "swp_exclusive";
+}
+
+/** An upstream copy-on-write fix a profile may lack. */
+export interface CowFix {
+  /** The upstream commit (12 hex digits). */
+  readonly commit: string;
+  /** Its subject line. */
+  readonly subject: string;
+  /** The mainline release it landed in. */
+  readonly release: string;
+  /** What a release without it shows (the cow.c test that fails, or the behaviour). */
+  readonly consequence: string;
+}
+
+/** The copy-on-write fixes the profiles are told apart by, oldest first (docs/releases.md). */
+export const COW_FIXES = {
+  vmspliceCowBreak: {
+    commit: "17839856fd58",
+    subject: 'gup: document and work around "COW can break either way" issue',
+    release: "5.8",
+    consequence: "vmsplice() of a COW-shared page leaks the other side's later writes (CVE-2020-29374)",
+  },
+  pageCountCow: {
+    commit: "09854ba94c6a",
+    subject: "mm: do_wp_page() simplification",
+    release: "5.9",
+    consequence: "do_wp_page() reuses a page that is mapped once whatever references it has",
+  },
+  swapinCow: {
+    commit: "c145e0b47c77",
+    subject: "mm: streamline COW logic in do_swap_page()",
+    release: "5.18",
+    consequence: "a write fault on a swapped-out page reuses it while a pipe still references it: the vmsplice leak again, through swap",
+  },
+  forkEarlyCow: {
+    commit: "70e806e4e645",
+    subject: "mm: Do early cow for pinned pages during fork() for ptes",
+    release: "5.9",
+    consequence: "fork() shares a pinned page; the parent's next write copies away from the pin",
+  },
+  anonExclusive: {
+    commit: "6c287605fd56",
+    subject: "mm: remember exclusively mapped anonymous pages with PG_anon_exclusive",
+    release: "5.19",
+    consequence: "a write fault copies a pinned page mapped read-only (mprotect, fork): the R/W pin loses coherency",
+  },
+  pinUnshareAnon: {
+    commit: "a7f226604170",
+    subject: "mm/gup: trigger FAULT_FLAG_UNSHARE when R/O-pinning a possibly shared anonymous page",
+    release: "5.19",
+    consequence: "a R/O pin takes a page that may be shared; the next write copies away from it",
+  },
+  pinUnshareCowMapping: {
+    commit: "84209e87c696",
+    subject: "mm/gup: reliable R/O long-term pinning in COW mappings",
+    release: "6.2",
+    consequence: "a R/O long-term pin of the zero page or a page-cache page in a private mapping loses coherency on the next write",
+  },
+} as const satisfies Record<string, CowFix>;
 
 /** The uname(2) fields (struct new_utsname) a process sees. */
 export interface Utsname {
@@ -59,10 +190,10 @@ export interface Utsname {
   readonly machine: string;
 }
 
-/** What a release offers a userfaultfd handler. */
+/** What a release offers a userfaultfd handler, and its copy-on-write rules. */
 export interface ReleaseProfile {
   /** The profile's name. */
-  readonly release: KernelRelease;
+  readonly release: AnyRelease;
   /** UFFD_API_FEATURES of the release: what UFFDIO_API reports, and the bits it accepts. */
   readonly apiFeatures: number;
   /** UFFD_API_RANGE_IOCTLS: also which range ioctls exist at all (an absent one is EINVAL). */
@@ -86,6 +217,10 @@ export interface ReleaseProfile {
    * EVENT_FORK (5.10.y: the 6.10 reordering, 1723f04caacb, failed to apply there).
    */
   readonly apiFeatureCheckFirst: boolean;
+  /** The copy-on-write rules (docs/releases.md, "Copy-on-write, release by release"). */
+  readonly cow: CowPolicy;
+  /** The copy-on-write fixes this release does not have (empty from 6.2 on). */
+  readonly lacks: readonly CowFix[];
 }
 
 const bit = (nr: number): bigint => 1n << BigInt(nr);
@@ -102,7 +237,8 @@ const FEATURES_5_10 =
   UFFD_FEATURE_SIGBUS |
   UFFD_FEATURE_THREAD_ID; // 0x1ff
 const FEATURES_5_15 = FEATURES_5_10 | UFFD_FEATURE_MINOR_HUGETLBFS | UFFD_FEATURE_MINOR_SHMEM; // 0x7ff
-const FEATURES_6_1 = FEATURES_5_15 | UFFD_FEATURE_EXACT_ADDRESS | UFFD_FEATURE_WP_HUGETLBFS_SHMEM; // 0x1fff
+const FEATURES_5_18 = FEATURES_5_15 | UFFD_FEATURE_EXACT_ADDRESS; // 0xfff
+const FEATURES_6_1 = FEATURES_5_18 | UFFD_FEATURE_WP_HUGETLBFS_SHMEM; // 0x1fff
 const FEATURES_6_6 = FEATURES_6_1 | UFFD_FEATURE_WP_UNPOPULATED | UFFD_FEATURE_POISON; // 0x7fff
 const FEATURES_6_12 = FEATURES_6_6 | UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_MOVE; // 0x1ffff
 
@@ -115,36 +251,68 @@ const RANGE_6_12 = RANGE_6_6 | bit(_UFFDIO_MOVE);
 const MODES_5_10 = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP;
 const MODES_5_13 = MODES_5_10 | UFFDIO_REGISTER_MODE_MINOR;
 
-const PROFILES: Readonly<Record<KernelRelease, ReleaseProfile>> = {
+// Divergence from Linux: the history profiles and the old long-term ones are their COW rules as
+// listed in docs/releases.md ("Not modelled, or not verified"), not the whole old mm: pinned
+// pages never enter the swap cache (feb889fb40fa is later than 5.7), UFFDIO_WRITEPROTECT's
+// un-protect and everything outside the CowPolicy points behave as 6.18's.
+//
+// The copy-on-write eras (docs/releases.md). 5.10.y and 5.15.y stay in the page_count era: the
+// PageAnonExclusive series was not backported (a 5.15-stable fix of 70e806e4e645's
+// copy_present_page() in late 2022 says fb3d824d1a46, part of that series, is not in 5.15.y).
+const COW_5_7: CowPolicy = { era: "mapcount", wpFreesSwapCache: false, forkCopiesPinned: false, pinUnshare: "none", mprotectWriteUpgrade: false, swapIn: "reuse_swap_page" };
+const COW_5_10: CowPolicy = { era: "page_count", wpFreesSwapCache: false, forkCopiesPinned: true, pinUnshare: "none", mprotectWriteUpgrade: false, swapIn: "reuse_swap_page" };
+const COW_5_18: CowPolicy = { era: "page_count", wpFreesSwapCache: true, forkCopiesPinned: true, pinUnshare: "none", mprotectWriteUpgrade: false, swapIn: "page_count" };
+const COW_6_1: CowPolicy = { era: "anon_exclusive", wpFreesSwapCache: true, forkCopiesPinned: true, pinUnshare: "anon", mprotectWriteUpgrade: true, swapIn: "swp_exclusive" };
+const COW_6_2: CowPolicy = { era: "anon_exclusive", wpFreesSwapCache: true, forkCopiesPinned: true, pinUnshare: "cow_mapping", mprotectWriteUpgrade: true, swapIn: "swp_exclusive" };
+
+const F = COW_FIXES;
+const LACKS_5_7: readonly CowFix[] = [F.vmspliceCowBreak, F.pageCountCow, F.forkEarlyCow, F.swapinCow, F.anonExclusive, F.pinUnshareAnon, F.pinUnshareCowMapping];
+const LACKS_5_10: readonly CowFix[] = [F.swapinCow, F.anonExclusive, F.pinUnshareAnon, F.pinUnshareCowMapping];
+const LACKS_5_18: readonly CowFix[] = [F.anonExclusive, F.pinUnshareAnon, F.pinUnshareCowMapping];
+
+const PROFILES: Readonly<Record<AnyRelease, ReleaseProfile>> = {
+  "5.7": {
+    // Mainline v5.7: uffd-wp for anonymous memory is new (5.7), everything later is missing.
+    release: "5.7", apiFeatures: FEATURES_5_10, rangeIoctls: RANGE_5_10, registerModes: MODES_5_10,
+    minorShmem: false, wpShmem: false, continueModeWp: false, userModeOnly: false, devUserfaultfd: false, pagemapScan: false,
+    apiFeatureCheckFirst: true, cow: COW_5_7, lacks: LACKS_5_7,
+  },
   "5.10": {
     release: "5.10", apiFeatures: FEATURES_5_10, rangeIoctls: RANGE_5_10, registerModes: MODES_5_10,
     minorShmem: false, wpShmem: false, continueModeWp: false, userModeOnly: false, devUserfaultfd: false, pagemapScan: false,
-    apiFeatureCheckFirst: true,
+    apiFeatureCheckFirst: true, cow: COW_5_10, lacks: LACKS_5_10,
   },
   "5.15": {
     release: "5.15", apiFeatures: FEATURES_5_15, rangeIoctls: RANGE_5_15, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: false, continueModeWp: false, userModeOnly: true, devUserfaultfd: false, pagemapScan: false,
-    apiFeatureCheckFirst: false,
+    apiFeatureCheckFirst: false, cow: COW_5_10, lacks: LACKS_5_10,
+  },
+  "5.18": {
+    // Mainline v5.18: EXACT_ADDRESS is new; WP on shmem, /dev/userfaultfd and the rest come later.
+    // Mainline before 6.10, so the old UFFDIO_API order (no stable tree to backport 1723f04caacb).
+    release: "5.18", apiFeatures: FEATURES_5_18, rangeIoctls: RANGE_5_15, registerModes: MODES_5_13,
+    minorShmem: true, wpShmem: false, continueModeWp: false, userModeOnly: true, devUserfaultfd: false, pagemapScan: false,
+    apiFeatureCheckFirst: true, cow: COW_5_18, lacks: LACKS_5_18,
   },
   "6.1": {
     release: "6.1", apiFeatures: FEATURES_6_1, rangeIoctls: RANGE_5_15, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: false, userModeOnly: true, devUserfaultfd: true, pagemapScan: false,
-    apiFeatureCheckFirst: false,
+    apiFeatureCheckFirst: false, cow: COW_6_1, lacks: [F.pinUnshareCowMapping],
   },
   "6.6": {
     release: "6.6", apiFeatures: FEATURES_6_6, rangeIoctls: RANGE_6_6, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: false,
-    apiFeatureCheckFirst: false,
+    apiFeatureCheckFirst: false, cow: COW_6_2, lacks: [],
   },
   "6.12": {
     release: "6.12", apiFeatures: FEATURES_6_12, rangeIoctls: RANGE_6_12, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: true,
-    apiFeatureCheckFirst: false,
+    apiFeatureCheckFirst: false, cow: COW_6_2, lacks: [],
   },
   "6.18": {
     release: "6.18", apiFeatures: FEATURES_6_12, rangeIoctls: RANGE_6_12, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: true,
-    apiFeatureCheckFirst: false,
+    apiFeatureCheckFirst: false, cow: COW_6_2, lacks: [],
   },
 };
 
@@ -174,9 +342,9 @@ export const UFFD_FEATURE_SINCE: Readonly<Record<number, string>> = {
 
 /** The profile of a release; throws a plain error naming the known releases for anything else. */
 export function releaseProfile(release: unknown): ReleaseProfile {
-  if (typeof release === "string" && Object.hasOwn(PROFILES, release)) return PROFILES[release as KernelRelease];
+  if (typeof release === "string" && Object.hasOwn(PROFILES, release)) return PROFILES[release as AnyRelease];
   const shown = typeof release === "string" ? JSON.stringify(release) : String(release);
-  throw new RangeError(`unknown kernel release ${shown}: the profiles are ${KERNEL_RELEASES.map((r) => JSON.stringify(r)).join(", ")}`);
+  throw new RangeError(`unknown kernel release ${shown}: the profiles are ${ALL_RELEASES.map((r) => JSON.stringify(r)).join(", ")}`);
 }
 
 /** uname(2) of a kernel running this release. */

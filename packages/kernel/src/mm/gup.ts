@@ -49,6 +49,7 @@ import {
   vmNormalPfn,
 } from "./memory.ts";
 import { type Mm, type RefHolder, TASK_SIZE } from "./mm.ts";
+import type { CowPolicy } from "../kernel/release.ts";
 import { type Pte, pteDirty, ptePresent, pteWrite } from "./page-table.ts";
 import { isCowMapping, type Vma, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE } from "./vma.ts";
 
@@ -90,10 +91,16 @@ function checkVmaFlags(vma: Vma, gupFlags: number): ErrnoCode | null {
  * COWed first only for a long-term pin in a COW mapping (a short-term R/O pin has no semantics
  * of observing later changes through the page table).
  */
-export function gupMustUnshare(mem: PhysMem, vma: Vma, gupFlags: number, pfn: Pfn): boolean {
+export function gupMustUnshare(mem: PhysMem, vma: Vma, gupFlags: number, pfn: Pfn, cow: CowPolicy): boolean {
   if ((gupFlags & (FOLL.WRITE | FOLL.PIN)) !== FOLL.PIN) return false;
+  // Release policy (5.7 – 6.1), CowPolicy.pinUnshare:
+  // - before 5.19 ("none"; 5.7 – 5.18): a R/O pin takes whatever page is mapped,
+  //   shared or not; the next write fault may replace it (a7f226604170 added unsharing);
+  // - 5.19 – 6.1 ("anon"): only anonymous pages are unshared; a R/O long-term pin of the zero
+  //   page or a page-cache page in a COW mapping is taken as is (84209e87c696 is 6.2).
+  if (cow.pinUnshare === "none") return false;
   if (!mem.folioTestAnon(pfn)) {
-    if ((gupFlags & FOLL.LONGTERM) === 0) return false;
+    if ((gupFlags & FOLL.LONGTERM) === 0 || cow.pinUnshare !== "cow_mapping") return false;
     return isCowMapping(vma.flags);
   }
   return !mem.pageAnonExclusive(pfn);
@@ -109,7 +116,7 @@ function followPagePte(mm: Mm, vma: Vma, vpn: number, gupFlags: number): number 
   if ((gupFlags & FOLL.WRITE) !== 0 && !pteWrite(pte)) return FOLLOW_FAULT;
   const normal = vmNormalPfn(pte);
   const pfn = normal >= 0 ? normal : mm.core.mem.zeroPfn;
-  if (!pteWrite(pte) && gupMustUnshare(mm.core.mem, vma, gupFlags, pfn)) return FOLLOW_UNSHARE;
+  if (!pteWrite(pte) && gupMustUnshare(mm.core.mem, vma, gupFlags, pfn, mm.core.cow)) return FOLLOW_UNSHARE;
   return pfn;
 }
 
@@ -124,7 +131,9 @@ function tryGrabFolio(mm: Mm, pfn: Pfn, pte: Pte, gupFlags: number): void {
   const mem = mm.core.mem;
   if (pfn === mem.zeroPfn) return;
   if ((gupFlags & FOLL.PIN) !== 0) {
-    BUG_ON(mem.folioTestAnon(pfn) && !mem.pageAnonExclusive(pfn), `pinning non-exclusive anon pfn ${pfn}`);
+    // sanity_check_pinned_pages() (5.19 on): only exclusive anon pages are pinned. Before 5.19
+    // a R/O pin takes a shared page as it is (gupMustUnshare()).
+    BUG_ON(mm.core.cow.era === "anon_exclusive" && mem.folioTestAnon(pfn) && !mem.pageAnonExclusive(pfn), `pinning non-exclusive anon pfn ${pfn}`);
     mem.folioPin(pfn);
   } else {
     mem.folioGet(pfn);

@@ -397,7 +397,9 @@ export function doWpPage(vmf: VmFault): number {
     if (pfn >= 0) mem.setFlag(pfn, PG.dirty);
     return 0;
   }
-  if (pfn >= 0 && mem.folioTestAnon(pfn) && (mem.pageAnonExclusive(pfn) || wpCanReuseAnonFolio(mm, pfn))) {
+  if (pfn >= 0 && mem.folioTestAnon(pfn) && wpCanReuse(mm, pfn)) {
+    // Before 5.19 there is no flag to set; the simulation keeps PageAnonExclusive as its record
+    // of "mapped by this mm alone" in every era (it decides nothing there, see wpCanReuse()).
     if (!mem.pageAnonExclusive(pfn)) mem.setFlag(pfn, PG.anonExclusive);
     if (unshare) return 0;
     // wp_page_reuse(): the pte becomes dirty, the folio's PG_dirty is left alone.
@@ -405,6 +407,54 @@ export function doWpPage(vmf: VmFault): number {
     return 0;
   }
   return wpPageCopy(vmf);
+}
+
+/**
+ * do_wp_page()'s decision for an anonymous page: may the faulting mm reuse it (map it writable)
+ * rather than copy it?
+ *
+ * Release policy (5.7 – 5.18): three eras (CowPolicy.era, docs/releases.md).
+ * - 5.19 on (6.1 – 6.18): PageAnonExclusive, or wp_can_reuse_anon_folio() (no other reference).
+ * - The page_count era (5.9 – 5.18, 09854ba94c6a; the profiles 5.10, 5.15, 5.18): no
+ *   PageAnonExclusive; reuse only when nothing but this pte references the page, so a pinned
+ *   page (io_uring fixed buffer, R/O long-term pin) mapped read-only is copied on the next write:
+ *   the pin loses coherency (the wrong COW of the seeds). 5.10 and 5.15 test `page_count == 1`
+ *   directly, so a page still in the swap cache is copied too; 5.18 first drops the swap cache's
+ *   reference (wpFreesSwapCache, 53a05ad9f21d) and is wp_can_reuse_anon_folio() without PAE.
+ * - The mapcount era (up to 5.8; the profile 5.7): reuse_swap_page(): reuse when the
+ *   page is mapped once and no other swap entry refers to it, whatever other references it has.
+ *   A vmsplice()d pipe buffer or a GUP pin does not prevent the reuse: the pipe then reads what
+ *   the writer stores (CVE-2020-29374, fixed in GUP by 17839856fd58 in 5.8 and for good by the
+ *   page_count rule in 5.9).
+ */
+function wpCanReuse(mm: Mm, pfn: Pfn): boolean {
+  const cow = mm.core.cow;
+  const mem = mm.core.mem;
+  switch (cow.era) {
+    case "anon_exclusive":
+      return mem.pageAnonExclusive(pfn) || wpCanReuseAnonFolio(mm, pfn);
+    case "page_count":
+      return cow.wpFreesSwapCache ? wpCanReuseAnonFolio(mm, pfn) : mem.refcount[pfn] === 1;
+    case "mapcount":
+      return reuseSwapPage(mm, pfn);
+  }
+}
+
+/**
+ * Mirrors mm/swapfile.c:reuse_swap_page() of the mapcount era (removed in 5.18): the page may be
+ * reused if its mapcount plus the swap count of its slot is 1; a page that is reused leaves the
+ * swap cache (delete_from_swap_cache(), the simulation has no writeback in flight).
+ */
+function reuseSwapPage(mm: Mm, pfn: Pfn): boolean {
+  const mem = mm.core.mem;
+  const inCache = mem.testFlag(pfn, PG.swapcache);
+  const swapCount = inCache ? mm.core.swap!.swapCount(mem.index[pfn] as number) : 0;
+  const count = (mem.mapcount[pfn] as number) + swapCount;
+  if (count === 1 && inCache) {
+    mm.core.swap!.deleteFromSwapCache(pfn);
+    mem.setFlag(pfn, PG.dirty);
+  }
+  return count <= 1;
 }
 
 /**
@@ -465,15 +515,41 @@ function doSwapPage(vmf: VmFault): number {
   const skipSwapcache = swap!.synchronousIo && !swap!.cache.has(slot) && swap!.swapCount(slot) === 1;
   const pfn = skipSwapcache ? swap!.readIntoNewFolio(slot) : swap!.swapIn(slot);
   if (pfn < 0) return VM_FAULT_OOM;
-  const exclusive = swpExclusive(orig);
-  swap!.free(slot);
-  mm.swapEnts--;
-  if (shouldTryToFreeSwap(mm, pfn, vmf.flags)) swap!.folioFreeSwap(pfn);
+  const write = (vmf.flags & FAULT_FLAG_WRITE) !== 0;
+  let mapExclusive: boolean;
+  switch (mm.core.cow.swapIn) {
+    case "swp_exclusive": {
+      const exclusive = swpExclusive(orig);
+      swap!.free(slot);
+      mm.swapEnts--;
+      if (shouldTryToFreeSwap(mm, pfn, vmf.flags)) swap!.folioFreeSwap(pfn);
+      mapExclusive = exclusive || mem.refcount[pfn] === 1;
+      break;
+    }
+    case "page_count":
+      // Release policy (5.18, c145e0b47c77): swap ptes remember no exclusivity yet (1493a1913e34
+      // is 5.19), so only a write fault on a page nobody else references maps it writable; a
+      // read fault maps it read-only and the write that follows goes through do_wp_page().
+      swap!.free(slot);
+      mm.swapEnts--;
+      if (shouldTryToFreeSwap(mm, pfn, vmf.flags)) swap!.folioFreeSwap(pfn);
+      mapExclusive = write && mem.refcount[pfn] === 1;
+      break;
+    case "reuse_swap_page":
+      // Release policy (up to 5.17): a write fault maps the page writable when
+      // reuse_swap_page() says so (mapcount plus swap count, our own entry included, is 1),
+      // which also takes it out of the swap cache; the swap cache is otherwise only trimmed
+      // when swap is full (mem_cgroup_swap_full()).
+      mapExclusive = write && reuseSwapPage(mm, pfn);
+      swap!.free(slot);
+      mm.swapEnts--;
+      if (mem.testFlag(pfn, PG.swapcache) && swap!.full) swap!.folioFreeSwap(pfn);
+      break;
+  }
   let entry = mkPte(pfn, PTE_YOUNG);
   if ((orig & SWP_SOFT_DIRTY) !== 0) entry |= PTE_SOFT_DIRTY;
   const wp = (orig & SWP_UFFD_WP) !== 0;
   if (wp) entry = pteMkuffdWp(entry);
-  const mapExclusive = exclusive || mem.refcount[pfn] === 1;
   if (mapExclusive && (vma.flags & VM_WRITE) !== 0 && !(wp && userfaultfdWp(vma))) {
     entry = pteMkwrite(entry);
     if ((vmf.flags & FAULT_FLAG_WRITE) !== 0) entry = pteMkdirty(entry);

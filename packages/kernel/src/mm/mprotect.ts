@@ -106,6 +106,9 @@ function canChangePteWritable(mm: Mm, vma: Vma, pte: number): boolean {
   if (pteUffdWp(pte)) return false;
   if ((vma.flags & VM_SHARED) === 0) {
     // Private: only an exclusive anon page may become writable without a fault.
+    // Release policy (5.7 – 5.18): before 6.0 (64fe24a3e05e) mprotect() never maps a private
+    // pte writable; the next write faults and do_wp_page() decides (CowPolicy.mprotectWriteUpgrade).
+    if (!mm.core.cow.mprotectWriteUpgrade) return false;
     const pfn = vmNormalPfn(pte);
     return pfn >= 0 && mm.core.mem.folioTestAnon(pfn) && mm.core.mem.pageAnonExclusive(pfn);
   }

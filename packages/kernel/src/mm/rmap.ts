@@ -62,10 +62,19 @@ export function folioRemoveRmapPte(mm: Mm, pfn: Pfn): void {
  * Mirrors include/linux/rmap.h:folio_try_dup_anon_rmap_pte() for fork: fails (returns false)
  * when the page is exclusive and maybe DMA-pinned, so the caller copies it instead; otherwise
  * the child's pte shares the page, which is no longer exclusive.
+ *
+ * Release policy (5.7 – 5.18):
+ * - 5.9 – 5.18 (70e806e4e645, copy_present_page() with page_needs_cow_for_dma()): there is no
+ *   PageAnonExclusive to ask; any maybe-pinned anon page of an mm that ever pinned is copied.
+ * - Up to 5.8 (the profile 5.7; no early COW, CowPolicy.forkCopiesPinned false): a
+ *   pinned page is shared like any other, and the parent's next write copies away from the pin.
  */
 export function folioTryDupAnonRmapPte(parent: Mm, child: Mm, pfn: Pfn): boolean {
   const mem = parent.core.mem;
-  if (mem.pageAnonExclusive(pfn) && parent.hasPinned && mem.folioMaybeDmaPinned(pfn)) return false;
+  const cow = parent.core.cow;
+  if (cow.forkCopiesPinned && parent.hasPinned && mem.folioMaybeDmaPinned(pfn)) {
+    if (cow.era !== "anon_exclusive" || mem.pageAnonExclusive(pfn)) return false;
+  }
   mem.clearFlag(pfn, PG.anonExclusive);
   mem.folioGet(pfn);
   mem.mapcount[pfn]!++;

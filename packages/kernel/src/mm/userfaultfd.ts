@@ -743,10 +743,10 @@ export interface UffdVmaPolicy {
  */
 export function vmaCanUserfault(vma: Vma, vmFlags: number, wpAsync: boolean, policy?: UffdVmaPolicy): boolean {
   const modes = vmFlags & VM_UFFD_FLAGS;
-  // Release policy (5.10-5.13): MINOR registration on shmem came in 5.14 (before it, hugetlbfs only).
+  // Release policy (5.7, 5.10): MINOR registration on shmem came in 5.14 (before it, hugetlbfs only).
   if ((modes & VM_UFFD_MINOR) !== 0 && (!vmaIsShmem(vma) || policy?.minorShmem === false)) return false;
   if (wpAsync && modes === VM_UFFD_WP) return true;
-  // Release policy (5.10-5.18): uffd-wp on shmem came in 5.19 with pte markers; before it
+  // Release policy (5.7-5.18): uffd-wp on shmem came in 5.19 with pte markers; before it
   // WP registration accepted anonymous memory only.
   if ((modes & VM_UFFD_WP) !== 0 && policy?.wpShmem === false && !vmaIsAnonymous(vma)) return false;
   return vmaIsAnonymous(vma) || vmaIsShmem(vma);
