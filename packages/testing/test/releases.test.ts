@@ -43,7 +43,7 @@ describe("explore({ releases })", () => {
     expect(one.report()).toBe("explore: 2 seeds passed on releases 6.6");
     delete process.env[RELEASE_ENV];
     await expect(explore(needsDevUserfaultfd, { releases: ["4.19" as never] })).rejects.toThrow(
-      new RangeError('explore: unknown kernel release "4.19"; the profiles are 5.10, 5.15, 6.1, 6.6, 6.12, 6.18'),
+      new RangeError('explore: unknown kernel release "4.19"; the profiles are 5.7, 5.10, 5.15, 5.18, 6.1, 6.6, 6.12, 6.18'),
     );
   });
 });

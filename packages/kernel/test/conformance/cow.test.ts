@@ -24,9 +24,15 @@
  * does). gup_test's PIN_LONGTERM_TEST_START/READ/STOP are Process.gupTestPin(), its read() and
  * unregister(). clear_softdirty() is a no-op: like the reference host, the simulation has no
  * CONFIG_MEM_SOFT_DIRTY.
+ *
+ * Every test runs on every release profile (ALL_RELEASES: the long-term series and the history
+ * profiles "5.7" and "5.18"). cow.c expects a PASS everywhere; on the releases that lack a fix it
+ * fails, and the table FAILS below says which test fails where, with cow.c's own failure message,
+ * each written out by hand from the fix's commit (docs/releases.md, "Copy-on-write, release by
+ * release"). A test not in the table must pass.
  */
 import { describe, expect, it } from "vitest";
-import { Kernel, type Process } from "@uffd/kernel";
+import { ALL_RELEASES, type AnyRelease, Kernel, type Process } from "@uffd/kernel";
 import { MADV_NOHUGEPAGE, MADV_PAGEOUT, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PAGE_SIZE, PROT_READ, PROT_WRITE } from "@uffd/kernel/uapi";
 
 const PAGE = PAGE_SIZE;
@@ -214,12 +220,119 @@ const anonRunners: ReadonlyArray<readonly [string, boolean]> = [
   ["with swapped out base page", true],
 ];
 
-describe("cow.c: anonymous memory tests in private mappings", () => {
+// --- which test fails on which release ----------------------------------------------------------
+
+const LEAK_CHILD = "Leak from parent into child"; // do_test_cow_in_parent()
+const LEAK_PARENT = "Leak from child into parent"; // do_test_vmsplice_in_parent()
+const RW_PIN = "Longterm R/W pin is not reliable"; // do_test_iouring()
+const RO_PIN_LOST = "Longterm R/O pin is not reliable"; // do_test_ro_pin()
+
+type Failures = Readonly<Record<string, string>>;
+const both = (desc: string, msg: string): Failures => ({ [`${desc} ... with base page`]: msg, [`${desc} ... with swapped out base page`]: msg });
+const swapped = (desc: string, msg: string): Failures => ({ [`${desc} ... with swapped out base page`]: msg });
+
+/**
+ * The mapcount era (5.7): do_wp_page() reuses a page mapped once whatever references it has.
+ * - The vmsplice leak, CVE-2020-29374 (cow.c: "CVE-2020-29374 reported by Jann Horn"): the pipe's
+ *   reference does not stop the reuse, in both directions. Fixed in GUP by 17839856fd58 (5.8),
+ *   then by the page_count rule of 09854ba94c6a (5.9).
+ * - No early COW at fork (70e806e4e645 is 5.9): the pinned page is shared, the parent's write
+ *   copies away from the io_uring buffer.
+ * - No unsharing for R/O pins (a7f226604170 is 5.19): a R/O pin of a page the child still maps is
+ *   replaced by the parent's write; once the child is gone (previously shared, or exclusive) the
+ *   page is mapped once and reused, so those pass.
+ */
+const MAPCOUNT_ERA: Failures = {
+  ...both("vmsplice() + unmap in child", LEAK_CHILD),
+  ...both("vmsplice() + unmap in child with mprotect() optimization", LEAK_CHILD),
+  ...both("vmsplice() before fork(), unmap in parent after fork()", LEAK_PARENT),
+  ...both("vmsplice() + unmap in parent after fork()", LEAK_PARENT),
+  ...both("fork() with an iouring fixed buffer", RW_PIN),
+  ...both("R/O GUP pin on R/O-mapped shared page", RO_PIN_LOST),
+  ...both("R/O GUP-fast pin on R/O-mapped shared page", RO_PIN_LOST),
+};
+
+/**
+ * The page_count era (5.9 - 5.18; the profiles 5.10, 5.15, 5.18): a page with any other
+ * reference is copied, so the vmsplice tests pass, but so is a pinned page mapped read-only: the
+ * wrong COW that PageAnonExclusive (6c287605fd56, 5.19) and R/O-pin unsharing (a7f226604170, 5.19)
+ * fixed. The io_uring buffer R/O-mapped by mprotect() is copied on the next write (mprotect() does
+ * not map it writable again before 64fe24a3e05e, 6.0), and every R/O pin loses the later write.
+ */
+const PAGE_COUNT_ERA: Failures = {
+  ...both("R/O-mapping a page registered as iouring fixed buffer", RW_PIN),
+  ...both("R/O GUP pin on R/O-mapped shared page", RO_PIN_LOST),
+  ...both("R/O GUP-fast pin on R/O-mapped shared page", RO_PIN_LOST),
+  ...both("R/O GUP pin on R/O-mapped previously-shared page", RO_PIN_LOST),
+  ...both("R/O GUP-fast pin on R/O-mapped previously-shared page", RO_PIN_LOST),
+  ...both("R/O GUP pin on R/O-mapped exclusive page", RO_PIN_LOST),
+  ...both("R/O GUP-fast pin on R/O-mapped exclusive page", RO_PIN_LOST),
+};
+
+/**
+ * Before 5.18, do_swap_page() still decided by reuse_swap_page() (mapcount plus swap count): a
+ * write fault on a swapped-out page reuses it although a pipe holds it. The cover letter of "mm:
+ * COW fixes part 1" (c145e0b47c77 "mm: streamline COW logic in do_swap_page()", 5.18) says the
+ * CVE-2020-29374 issue "currently affects anonymous pages during swapin", re-introduced by
+ * 09854ba94c6a. Only the child-side vmsplice tests reach that path: the page is still swapped
+ * out at fork, the child reads it back (through the swap cache, two entries refer to it),
+ * vmsplice()s and unmaps it, and the parent's write fault finds its own entry the only one left.
+ * The parent-side tests read the page (memcpy of the old contents) before fork, so it is mapped
+ * again when fork shares it and the child's write goes through do_wp_page(), which copies.
+ */
+const SWAPIN_REUSE: Failures = {
+  ...swapped("vmsplice() + unmap in child", LEAK_CHILD),
+  ...swapped("vmsplice() + unmap in child with mprotect() optimization", LEAK_CHILD),
+};
+
+/**
+ * Before 6.2 (84209e87c696 "mm/gup: reliable R/O long-term pinning in COW mappings"), a R/O
+ * long-term pin in a private mapping takes the shared zero page or the page-cache page as it is;
+ * the next write replaces it with an anonymous copy.
+ */
+const NON_ANON_PIN: Failures = {
+  "R/O longterm GUP pin ... with shared zeropage": RO_PIN_LOST,
+  "R/O longterm GUP-fast pin ... with shared zeropage": RO_PIN_LOST,
+  "R/O longterm GUP pin ... with memfd": RO_PIN_LOST,
+  "R/O longterm GUP-fast pin ... with memfd": RO_PIN_LOST,
+};
+
+/** Which test fails on which release (a test not listed passes). */
+const FAILS: Readonly<Record<AnyRelease, Failures>> = {
+  "5.7": { ...MAPCOUNT_ERA, ...NON_ANON_PIN },
+  "5.10": { ...PAGE_COUNT_ERA, ...SWAPIN_REUSE, ...NON_ANON_PIN },
+  "5.15": { ...PAGE_COUNT_ERA, ...SWAPIN_REUSE, ...NON_ANON_PIN },
+  "5.18": { ...PAGE_COUNT_ERA, ...NON_ANON_PIN },
+  "6.1": NON_ANON_PIN,
+  "6.6": {},
+  "6.12": {},
+  "6.18": {},
+};
+
+/** Runs one cow.c test: it passes, or fails with exactly the message FAILS names for the release. */
+async function expectVerdict(release: AnyRelease, name: string, k: Kernel, run: () => Promise<void>): Promise<void> {
+  const failure = FAILS[release][name];
+  if (failure === undefined) await run();
+  else await expect(run(), `cow.c fails "${name}" on ${release}`).rejects.toThrow(failure);
+  k.checkInvariants();
+}
+
+describe("cow.c expectations", () => {
+  it("name only tests that exist", () => {
+    const names = new Set<string>();
+    for (const [desc] of anonTestCases) for (const [runner] of anonRunners) names.add(`${desc} ... ${runner}`);
+    for (const [desc] of nonAnonTestCases) for (const [runner] of nonAnonRunners) names.add(`${desc} ... ${runner}`);
+    for (const release of ALL_RELEASES) for (const name of Object.keys(FAILS[release])) expect(names, `${release}: ${name}`).toContain(name);
+  });
+});
+
+describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: cow.c: anonymous memory tests in private mappings", (release) => {
   for (const [desc, fn] of anonTestCases) {
     for (const [runner, swapout] of anonRunners) {
       // do_run_with_base_page()
-      it(`${desc} ... ${runner}`, async (ctx) => {
-        const k = new Kernel({ seed: 1, swapPages: 64 });
+      const name = `${desc} ... ${runner}`;
+      it(name, async (ctx) => {
+        const k = new Kernel({ release, seed: 1, swapPages: 64 });
         const p = k.spawn();
         const mem = await p.mmap(0, PAGE, RW, ANON);
         // Ignored if not around: the simulation has no THP, so there is nothing to opt out of.
@@ -229,11 +342,12 @@ describe("cow.c: anonymous memory tests in private mappings", () => {
           await p.madvise(mem, PAGE, MADV_PAGEOUT).catch(() => undefined);
           ctx.skip(!p.pagemap(mem, 1)[0]!.swapped, "MADV_PAGEOUT did not work, is swap enabled?");
         }
-        await fn({ k, p, mem, size: PAGE });
-        await p.munmap(mem, PAGE);
-        k.checkInvariants();
-        await p.exit(0);
-        k.checkInvariants();
+        await expectVerdict(release, name, k, async () => {
+          await fn({ k, p, mem, size: PAGE });
+          await p.munmap(mem, PAGE);
+          k.checkInvariants();
+          await p.exit(0);
+        });
       });
     }
   }
@@ -280,19 +394,21 @@ const nonAnonRunners: ReadonlyArray<readonly [string, (p: Process) => Promise<{ 
   ["with memfd", withMemfd],
 ];
 
-describe("cow.c: non-anonymous memory tests in private mappings", () => {
+describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: cow.c: non-anonymous memory tests in private mappings", (release) => {
   for (const [desc, fn] of nonAnonTestCases) {
     for (const [runner, setup] of nonAnonRunners) {
-      it(`${desc} ... ${runner}`, async () => {
-        const k = new Kernel({ seed: 1 });
+      const name = `${desc} ... ${runner}`;
+      it(name, async () => {
+        const k = new Kernel({ release, seed: 1 });
         const p = k.spawn();
         const { mem, smem } = await setup(p);
-        await fn(p, mem, smem, PAGE);
-        await p.munmap(mem, PAGE);
-        await p.munmap(smem, PAGE);
-        k.checkInvariants();
-        await p.exit(0);
-        k.checkInvariants();
+        await expectVerdict(release, name, k, async () => {
+          await fn(p, mem, smem, PAGE);
+          await p.munmap(mem, PAGE);
+          await p.munmap(smem, PAGE);
+          k.checkInvariants();
+          await p.exit(0);
+        });
       });
     }
   }

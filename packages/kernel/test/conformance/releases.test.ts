@@ -8,7 +8,7 @@
  * differential engine in packages/conformance).
  */
 import { describe, expect, it } from "vitest";
-import { Kernel, KERNEL_RELEASES, type KernelRelease, type Process } from "@uffd/kernel";
+import { ALL_RELEASES, type AnyRelease, HISTORY_RELEASES, Kernel, KERNEL_RELEASES, type KernelRelease, type Process, releaseProfile } from "@uffd/kernel";
 import {
   MAP_ANONYMOUS,
   MAP_PRIVATE,
@@ -96,14 +96,27 @@ interface UapiRow {
  *   flag outside O_CLOEXEC | O_NONBLOCK is EINVAL (the pre-5.11 fs/userfaultfd.c).
  * - PAGEMAP_SCAN: 6.7 (52526ca7fdb9 "fs/proc/task_mmu: implement IOCTL to get and optionally
  *   clear info about PTEs"); before it /proc/pid/pagemap has no ioctl: vfs_ioctl() is ENOTTY.
+ * - The history profiles are mainline tags: 5.7 is the release that added uffd-wp for anonymous
+ *   memory (UFFD_FEATURE_PAGEFAULT_FLAG_WP and _UFFDIO_WRITEPROTECT, "since Linux 5.7"), so its
+ *   uAPI is 5.10's; 5.18 is 5.15's plus EXACT_ADDRESS (824ddc601adc, 5.18), still without WP on
+ *   shmem (5.19), /dev/userfaultfd (6.1) or UFFDIO_CONTINUE_MODE_WP (6.4). Both are mainline
+ *   releases before 1723f04caacb (6.10), so both check unknown features before the EPERM.
  */
-const UAPI: Record<KernelRelease, UapiRow> = {
+const UAPI: Record<AnyRelease, UapiRow> = {
+  "5.7": {
+    features: 0x1ff, anonMissing: 0x1cn, anonWp: 0x5cn, anonMinor: "EINVAL", shmemWp: "EINVAL", shmemMinorWp: "EINVAL", shmemMinor: "EINVAL",
+    continue: false, poison: false, move: false, continueModeWp: false, devUserfaultfd: false, userModeOnly: false, pagemapScan: false,
+  },
   "5.10": {
     features: 0x1ff, anonMissing: 0x1cn, anonWp: 0x5cn, anonMinor: "EINVAL", shmemWp: "EINVAL", shmemMinorWp: "EINVAL", shmemMinor: "EINVAL",
     continue: false, poison: false, move: false, continueModeWp: false, devUserfaultfd: false, userModeOnly: false, pagemapScan: false,
   },
   "5.15": {
     features: 0x7ff, anonMissing: 0x1cn, anonWp: 0x5cn, anonMinor: "EINVAL", shmemWp: "EINVAL", shmemMinorWp: "EINVAL", shmemMinor: 0x9cn,
+    continue: true, poison: false, move: false, continueModeWp: false, devUserfaultfd: false, userModeOnly: true, pagemapScan: false,
+  },
+  "5.18": {
+    features: 0xfff, anonMissing: 0x1cn, anonWp: 0x5cn, anonMinor: "EINVAL", shmemWp: "EINVAL", shmemMinorWp: "EINVAL", shmemMinor: 0x9cn,
     continue: true, poison: false, move: false, continueModeWp: false, devUserfaultfd: false, userModeOnly: true, pagemapScan: false,
   },
   "6.1": {
@@ -146,7 +159,7 @@ async function shmem(p: Process, flags: number): Promise<{ addr: number; memfd: 
   return { addr: await p.mmap(0, PS, RW, flags, memfd, 0), memfd };
 }
 
-describe.each(KERNEL_RELEASES.map((r) => [r] as const))("release %s: the userfaultfd uAPI", (release) => {
+describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: the userfaultfd uAPI", (release) => {
   const row = UAPI[release];
 
   it("kernel.release and uname() report it", () => {
@@ -168,13 +181,15 @@ describe.each(KERNEL_RELEASES.map((r) => [r] as const))("release %s: the userfau
     }
   });
 
-  it("UFFDIO_API: EVENT_FORK plus an unknown bit without CAP_SYS_PTRACE is EINVAL on 5.10, EPERM later", async () => {
+  it("UFFDIO_API: EVENT_FORK plus an unknown bit without CAP_SYS_PTRACE is EINVAL on 5.7, 5.10 and 5.18, EPERM on the others", async () => {
     // vm.unprivileged_userfaultfd = 1 lets the unprivileged caller create one on every release.
     const p = new Kernel({ release, unprivilegedUserfaultfd: true }).spawn({ uid: 1000 });
     const bad = { api: UFFD_API, features: UFFD_FEATURE_EVENT_FORK | (1 << 20), ioctls: 1n };
-    // 5.10.y keeps the pre-1723f04caacb order; 5.15.y, 6.1.y and 6.6.y are modelled with 6.18's
-    // (whether the fix reached those stable trees is not verified; docs/releases.md).
-    expect(await errnoOf(p.ioctl(await p.userfaultfd(0), UFFDIO_API, bad))).toBe(release === "5.10" ? "EINVAL" : "EPERM");
+    // 5.10.y keeps the pre-1723f04caacb order, as do the mainline tags 5.7 and 5.18; 5.15.y,
+    // 6.1.y and 6.6.y are modelled with 6.18's (whether the fix reached those stable trees is not
+    // verified; docs/releases.md).
+    const oldOrder = release === "5.7" || release === "5.10" || release === "5.18";
+    expect(await errnoOf(p.ioctl(await p.userfaultfd(0), UFFDIO_API, bad))).toBe(oldOrder ? "EINVAL" : "EPERM");
     expect(bad).toEqual({ api: 0, features: 0, ioctls: 0n });
   });
 
@@ -279,8 +294,37 @@ describe("new Kernel({ release })", () => {
   it("defaults to 6.18; an unknown release is a plain error naming the profiles", () => {
     expect(new Kernel().release).toBe("6.18");
     expect(() => new Kernel({ release: "6.19" as KernelRelease })).toThrow(
-      new TypeError('new Kernel(): KernelOptions.release must be one of "5.10", "5.15", "6.1", "6.6", "6.12", "6.18", got "6.19"'),
+      new TypeError('new Kernel(): KernelOptions.release must be one of "5.7", "5.10", "5.15", "5.18", "6.1", "6.6", "6.12", "6.18", got "6.19"'),
     );
     expect(() => new Kernel({ release: 6.1 as unknown as KernelRelease })).toThrow(RangeError);
+  });
+});
+
+describe("the release lists and the fixes each profile lacks", () => {
+  it("KERNEL_RELEASES stays the long-term series; the history profiles are separate; ALL_RELEASES is every profile oldest first", () => {
+    expect(KERNEL_RELEASES).toEqual(["5.10", "5.15", "6.1", "6.6", "6.12", "6.18"]);
+    expect(HISTORY_RELEASES).toEqual(["5.7", "5.18"]);
+    expect(ALL_RELEASES).toEqual(["5.7", "5.10", "5.15", "5.18", "6.1", "6.6", "6.12", "6.18"]);
+  });
+
+  // docs/releases.md, "Copy-on-write, release by release": each commit with the mainline release
+  // it landed in (17839856fd58 5.8; 09854ba94c6a and 70e806e4e645 5.9; c145e0b47c77 5.18;
+  // 6c287605fd56 and a7f226604170 5.19; 84209e87c696 6.2).
+  const LACKS: Record<AnyRelease, string[]> = {
+    "5.7": ["17839856fd58", "09854ba94c6a", "70e806e4e645", "c145e0b47c77", "6c287605fd56", "a7f226604170", "84209e87c696"],
+    "5.10": ["c145e0b47c77", "6c287605fd56", "a7f226604170", "84209e87c696"],
+    "5.15": ["c145e0b47c77", "6c287605fd56", "a7f226604170", "84209e87c696"],
+    "5.18": ["6c287605fd56", "a7f226604170", "84209e87c696"],
+    "6.1": ["84209e87c696"],
+    "6.6": [],
+    "6.12": [],
+    "6.18": [],
+  };
+  it.each(ALL_RELEASES.map((r) => [r] as const))("%s lacks exactly the fixes of its time", (release) => {
+    const lacks = releaseProfile(release).lacks;
+    expect(lacks.map((f) => f.commit)).toEqual(LACKS[release]);
+    const version = (r: string): number => r.split(".").reduce((v, n) => v * 100 + Number(n), 0);
+    for (const fix of lacks) expect(version(fix.release), `${fix.commit} landed after ${release}`).toBeGreaterThan(version(release));
+    expect(new Kernel({ release }).spawn().uname().release).toBe(`${release}-uffd`);
   });
 });
