@@ -30,6 +30,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/io_uring.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
@@ -286,6 +287,184 @@ static unsigned char *scratch(size_t len, int byte) {
 
 static void worker_loop(int k);
 
+/* ---- io_uring fixed buffers (raw system calls, no liburing) ------------------------------- */
+
+/*
+ * A ring per `pin` step, named by the driver's ring id: io_uring_setup(2), then
+ * io_uring_register(IORING_REGISTER_BUFFERS) of one iovec (io_uring/rsrc.c:io_sqe_buffers_register()
+ * pins it with pin_user_pages_fast(FOLL_WRITE | FOLL_LONGTERM)). Device accesses through the pin
+ * are IORING_OP_READ_FIXED / WRITE_FIXED against a scratch memfd: the kernel copies to or from
+ * the pinned pages themselves (a bvec iterator), never through the process's page tables.
+ * The SQ/CQ rings are mmapped outside the arena. A ring belongs to the process that set it up: a
+ * forked child closes its copies of the ring fds (so a ring lives exactly as long as its process),
+ * and a process unregisters its buffers before it exits (see worker_loop).
+ */
+#define MAXR 16
+typedef struct {
+  int fd; /* -1: no ring with this id in this process */
+  volatile int registered;
+  unsigned char *sq, *cq;
+  size_t sq_sz, cq_sz;
+  struct io_uring_sqe *sqes;
+  size_t sqes_sz;
+  struct io_uring_params p;
+} ring_t;
+static ring_t rings[MAXR];
+
+static void rings_init(void) {
+  for (int i = 0; i < MAXR; i++) rings[i].fd = -1;
+}
+
+static int ring_setup(ring_t *r) {
+  memset(&r->p, 0, sizeof r->p);
+  int fd = (int)syscall(SYS_io_uring_setup, 4, &r->p);
+  if (fd < 0) return -errno;
+  r->sq_sz = r->p.sq_off.array + r->p.sq_entries * sizeof(unsigned);
+  r->cq_sz = r->p.cq_off.cqes + r->p.cq_entries * sizeof(struct io_uring_cqe);
+  r->sq = mmap(NULL, r->sq_sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQ_RING);
+  r->cq = mmap(NULL, r->cq_sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_CQ_RING);
+  r->sqes_sz = r->p.sq_entries * sizeof(struct io_uring_sqe);
+  r->sqes = mmap(NULL, r->sqes_sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
+  if (r->sq == MAP_FAILED || r->cq == MAP_FAILED || r->sqes == MAP_FAILED) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  r->fd = fd;
+  return 0;
+}
+
+/* One fixed-buffer read or write of len bytes at addr, against fd at offset 0: the cqe's res. */
+static int ring_rw(ring_t *r, int opcode, int fd, uint64_t addr, uint32_t len) {
+  unsigned *tail = (unsigned *)(r->sq + r->p.sq_off.tail), mask = *(unsigned *)(r->sq + r->p.sq_off.ring_mask);
+  unsigned *array = (unsigned *)(r->sq + r->p.sq_off.array);
+  unsigned t = *tail, idx = t & mask;
+  struct io_uring_sqe *sqe = &r->sqes[idx];
+  memset(sqe, 0, sizeof *sqe);
+  sqe->opcode = (unsigned char)opcode;
+  sqe->fd = fd;
+  sqe->addr = addr;
+  sqe->len = len;
+  sqe->off = 0;
+  sqe->buf_index = 0;
+  array[idx] = idx;
+  __atomic_store_n(tail, t + 1, __ATOMIC_RELEASE);
+  long n = syscall(SYS_io_uring_enter, r->fd, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+  if (n < 0) return -errno;
+  unsigned *chead = (unsigned *)(r->cq + r->p.cq_off.head), cmask = *(unsigned *)(r->cq + r->p.cq_off.ring_mask);
+  struct io_uring_cqe *cqes = (struct io_uring_cqe *)(r->cq + r->p.cq_off.cqes);
+  unsigned h = *chead;
+  int res = cqes[h & cmask].res;
+  __atomic_store_n(chead, h + 1, __ATOMIC_RELEASE);
+  return res;
+}
+
+static void ring_close(ring_t *r) {
+  munmap(r->sq, r->sq_sz);
+  munmap(r->cq, r->cq_sz);
+  munmap(r->sqes, r->sqes_sz);
+  close(r->fd);
+  r->fd = -1;
+  r->registered = 0;
+}
+
+/* pin <ring> <addr> <len> */
+static void op_pin(sbuf *o, uint64_t id, uint64_t addr, uint64_t len) {
+  if (id >= MAXR || rings[id].fd >= 0) {
+    sb_printf(o, "{\"bad\":\"ring %llu is taken\"}", (unsigned long long)id);
+    return;
+  }
+  ring_t *r = &rings[id];
+  int e = ring_setup(r);
+  if (e < 0) {
+    sb_printf(o, "{\"bad\":\"io_uring_setup: errno %d\"}", -e);
+    return;
+  }
+  struct iovec iov = {(void *)(uintptr_t)addr, len};
+  long ret = syscall(SYS_io_uring_register, r->fd, IORING_REGISTER_BUFFERS, &iov, 1);
+  if (ret < 0) {
+    e = errno;
+    ring_close(r);
+    res_errno(o, e);
+    return;
+  }
+  __atomic_store_n(&r->registered, 1, __ATOMIC_RELEASE);
+  sb_printf(o, "{\"ret\":0}");
+}
+
+/* unpin <ring>: IORING_UNREGISTER_BUFFERS (ENXIO when none are registered). */
+static void op_unpin(sbuf *o, uint64_t id) {
+  if (id >= MAXR || rings[id].fd < 0) {
+    sb_printf(o, "{\"bad\":\"no ring %llu\"}", (unsigned long long)id);
+    return;
+  }
+  long ret = syscall(SYS_io_uring_register, rings[id].fd, IORING_UNREGISTER_BUFFERS, NULL, 0);
+  if (ret < 0) res_errno(o, errno);
+  else {
+    rings[id].registered = 0;
+    sb_printf(o, "{\"ret\":0}");
+  }
+}
+
+/*
+ * pinio <ring> <write> <addr> <len> <byte>: a device access through the pinned buffer at addr
+ * (an address inside the registered iovec, as io_import_fixed() wants it). write=1: the device writes `byte` (READ_FIXED from a memfd filled with it);
+ * write=0: the device reads (WRITE_FIXED into a memfd), reported as the first byte of each page.
+ */
+static void op_pinio(sbuf *o, uint64_t id, int write, uint64_t addr, uint64_t len, int byte) {
+  if (id >= MAXR || rings[id].fd < 0) {
+    sb_printf(o, "{\"bad\":\"no ring %llu\"}", (unsigned long long)id);
+    return;
+  }
+  ring_t *r = &rings[id];
+  int mfd = memfd_create("pinio", 0);
+  if (mfd < 0 || ftruncate(mfd, (off_t)len) < 0) {
+    sb_printf(o, "{\"bad\":\"scratch memfd: errno %d\"}", errno);
+    if (mfd >= 0) close(mfd);
+    return;
+  }
+  if (write) {
+    unsigned char *b = scratch(len, byte);
+    if (pwrite(mfd, b, len, 0) != (ssize_t)len) sb_printf(o, "{\"bad\":\"scratch write\"}");
+    else {
+      int res = ring_rw(r, IORING_OP_READ_FIXED, mfd, addr, (uint32_t)len);
+      if (res < 0) res_errno(o, -res);
+      else sb_printf(o, "{\"ret\":%d}", res);
+    }
+    munmap(b, len ? len : PAGE);
+  } else {
+    int res = ring_rw(r, IORING_OP_WRITE_FIXED, mfd, addr, (uint32_t)len);
+    if (res < 0) res_errno(o, -res);
+    else {
+      unsigned char *b = scratch(len, 0xee);
+      ssize_t got = pread(mfd, b, (size_t)res, 0);
+      sb_printf(o, "{\"ret\":%d,\"data\":[", res);
+      for (long i = 0; i * (long)PAGE < got; i++) sb_printf(o, "%s%u", i ? "," : "", b[i * PAGE]);
+      sb_printf(o, "]}");
+      munmap(b, len ? len : PAGE);
+    }
+  }
+  close(mfd);
+}
+
+/* Before a process exits: its fixed buffers go, as the kernel unregisters them (asynchronously,
+ * io_ring_exit_work()) once the ring's last file reference is closed by the exit. */
+static void rings_release(void) {
+  for (int i = 0; i < MAXR; i++)
+    if (rings[i].fd >= 0 && __atomic_load_n(&rings[i].registered, __ATOMIC_ACQUIRE))
+      syscall(SYS_io_uring_register, rings[i].fd, IORING_UNREGISTER_BUFFERS, NULL, 0);
+}
+
+/* In a forked child: the rings are the parent's. */
+static void rings_forget(void) {
+  for (int i = 0; i < MAXR; i++)
+    if (rings[i].fd >= 0) {
+      close(rings[i].fd);
+      rings[i].fd = -1;
+      rings[i].registered = 0;
+    }
+}
+
 static void run_op(step_t *s) {
   sbuf *o = &s->out;
   uint64_t *a = s->a;
@@ -453,11 +632,18 @@ static void run_op(step_t *s) {
     if (pid == 0) {
       /* The child: this thread becomes the child's worker (it is the child's only thread). */
       nsteps = 0;
+      rings_forget();
       worker_loop((int)a[0]);
       _exit(0);
     }
     if (pid < 0) res_errno(o, errno);
     else sb_printf(o, "{\"ret\":0}");
+  } else if (!strcmp(op, "pin")) {
+    op_pin(o, a[0], a[1], a[2]);
+  } else if (!strcmp(op, "unpin")) {
+    op_unpin(o, a[0]);
+  } else if (!strcmp(op, "pinio")) { /* ring write addr len byte */
+    op_pinio(o, a[0], (int)a[1], a[2], a[3], (int)a[4]);
   } else if (!strcmp(op, "exit")) {
     _exit(0);
   } else {
@@ -598,6 +784,7 @@ static void worker_loop(int k) {
     steps[nsteps++] = s;
     if (!strcmp(s->op, "exit")) {
       /* Answer first: the process is gone once it exits. */
+      rings_release();
       sb_printf(&o, "{\"r\":{\"ret\":0},\"done\":[],\"pid\":%d}\n", (int)getpid());
       write_all(res_fd[k][1], o.buf, o.len);
       _exit(0);
@@ -654,6 +841,7 @@ static void start_world(void) {
       close(cmd_fd[k][1]);
       close(res_fd[k][0]);
     }
+    rings_init();
     worker_loop(0);
     _exit(0);
   }
@@ -683,7 +871,14 @@ static void host_info(void) {
   if (kf >= 0) close(kf);
   munmap(p, PAGE);
   int cpu = sched_getcpu();
-  printf("{\"host\":1,\"readFaultMapsZeroPage\":%d,\"kpageflagsReadable\":%d,\"cpu\":%d}\n", zero, kf >= 0, cpu);
+  /* io_uring may be disabled (kernel.io_uring_disabled) or filtered: pin steps need it. */
+  struct io_uring_params up;
+  memset(&up, 0, sizeof up);
+  int ufd = (int)syscall(SYS_io_uring_setup, 1, &up);
+  int uerr = ufd < 0 ? errno : 0;
+  if (ufd >= 0) close(ufd);
+  printf("{\"host\":1,\"readFaultMapsZeroPage\":%d,\"kpageflagsReadable\":%d,\"cpu\":%d,\"ioUringErrno\":%d}\n", zero, kf >= 0, cpu,
+         uerr);
   fflush(stdout);
 }
 

@@ -9,7 +9,7 @@
 import { compareRecords, type Comparison } from "./compare.ts";
 import { Driver, type StepRecord } from "./driver.ts";
 import { type HostInfo, NativeBackend, probeHost } from "./native.ts";
-import type { Scenario } from "./scenario.ts";
+import { PIN_VERBS, type Scenario } from "./scenario.ts";
 import { KNOWN_DIVERGENCES } from "./known.ts";
 import { SimBackend, type SimOptions } from "./sim.ts";
 
@@ -71,6 +71,15 @@ export class Conformance {
     }
     const comparison = compareRecords(native, sim, { pvmNoZeroPage: !this.host.readFaultMapsZeroPage, mask });
     return { scenario, native, sim, comparison };
+  }
+
+  /**
+   * Why this host cannot answer `scenario`, or null: pin steps need io_uring (the runner's
+   * io_uring_setup(2) probe). The caller skips the scenario and says why.
+   */
+  cannot(scenario: Scenario): string | null {
+    if (this.host.ioUringUnavailable !== null && scenario.steps.some((s) => PIN_VERBS.has(s.verb))) return `io_uring fixed-buffer pins: ${this.host.ioUringUnavailable}`;
+    return null;
   }
 
   /** Stops the native runner. */

@@ -93,6 +93,8 @@ interface DProc {
   exited: boolean;
   /** Fork messages read so far by this process, for naming their new uffds. */
   forkFds: number;
+  /** io_uring rings with a registered fixed buffer, by name: the backend's ring id and the buffer. A fork child has none. */
+  rings: Map<string, { id: number; base: number; len: number }>;
 }
 
 /** A normalised answer. JSON-comparable except `pm`, whose frames the comparer labels. */
@@ -123,6 +125,7 @@ export class Driver {
   /** Every placement a region has had, newest last, for naming addresses. */
   #history: Array<{ name: string; base: number; pages: number }> = [];
   #pendingForks = new Map<number, { parent: string; child: string }>();
+  #ringIds = 0;
 
   constructor(backend: Backend) {
     this.backend = backend;
@@ -131,10 +134,11 @@ export class Driver {
   /** Runs a scenario from a fresh world; resolves to one record per step. */
   async run(scenario: Scenario): Promise<StepRecord[]> {
     await this.backend.reset();
-    this.#procs = new Map([["p0", { index: 0, regions: new Map(), handles: new Map(), live: true, exited: false, forkFds: 0 }]]);
+    this.#procs = new Map([["p0", { index: 0, regions: new Map(), handles: new Map(), live: true, exited: false, forkFds: 0, rings: new Map() }]]);
     this.#slots = new Map();
     this.#history = [];
     this.#pendingForks = new Map();
+    this.#ringIds = 0;
     const records: StepRecord[] = [];
     for (let i = 0; i < scenario.steps.length; i++) {
       const step = scenario.steps[i] as Step;
@@ -543,10 +547,44 @@ export class Driver {
           live: false,
           exited: false,
           forkFds: 0,
+          // A ring stays with the process that set it up (the native runner closes a child's copies).
+          rings: new Map(),
         };
         this.#procs.set(name, child);
         this.#pendingForks.set(this.#current, { parent: step.proc, child: name });
         return [{ op: "fork", args: [index] }];
+      }
+      case "pin": {
+        // io_uring_setup() + IORING_REGISTER_BUFFERS of one iovec: a long-term pin of the range.
+        const name = a[0] as string;
+        if (proc.rings.has(name)) throw new Skip(`ring ${name} exists`);
+        const base = this.#addr(proc, a[1] as string, a[2] as string);
+        const len = pages(3);
+        const id = this.#ringIds++;
+        return [
+          {
+            op: "pin",
+            args: [id, base, len],
+            post: (r) => {
+              if (r.err === undefined && r.ret === 0 && r.bad === undefined) proc.rings.set(name, { id, base, len });
+              return g(r);
+            },
+          },
+        ];
+      }
+      case "unpin": {
+        // IORING_UNREGISTER_BUFFERS; the ring stays (a second unpin answers ENXIO).
+        const ring = proc.rings.get(a[0] as string);
+        if (ring === undefined) throw new Skip(`no ring ${a[0]}`);
+        return [{ op: "unpin", args: [ring.id] }];
+      }
+      case "pinwrite":
+      case "pinread": {
+        // A device access through the pinned buffer (IORING_OP_READ_FIXED / WRITE_FIXED): off and n in pages of the buffer.
+        const ring = proc.rings.get(a[0] as string);
+        if (ring === undefined) throw new Skip(`no ring ${a[0]}`);
+        const write = step.verb === "pinwrite" ? 1 : 0;
+        return [{ op: "pinio", args: [ring.id, write, ring.base + pages(1), pages(2), write ? num(a[3] as string) & 0xff : 0] }];
       }
       case "exit":
         proc.exited = true;

@@ -79,6 +79,11 @@ export const stepArb: fc.Arbitrary<Line> = fc.oneof(
   { weight: 2, arbitrary: fc.tuple(region, fc.constantFrom("", " wpmatch mask=0x2 ret=0x2", " ret=0x7e", " wpmatch vec=0")).map(([r, f]) => `scan ${r} 0 ${PAGES}${f}`) },
   { weight: 1, arbitrary: fc.tuple(proc, region).map(([p, r]) => `${p}smaps ${r}`) },
   { weight: 1, arbitrary: fc.constant("close U") },
+  // io_uring fixed-buffer pins (long-term FOLL_WRITE pins) and the device's accesses through them.
+  { weight: 5, arbitrary: fc.tuple(proc, fc.constantFrom("K", "L"), region, off, len).map(([p, k, r, o, n]) => `${p}pin ${k} ${r} ${o} ${n}`) },
+  { weight: 2, arbitrary: fc.tuple(proc, fc.constantFrom("K", "L")).map(([p, k]) => `${p}unpin ${k}`) },
+  { weight: 3, arbitrary: fc.tuple(proc, fc.constantFrom("K", "L"), fc.integer({ min: 0, max: 1 }), byte).map(([p, k, o, b]) => `${p}pinwrite ${k} ${o} 1 ${b}`) },
+  { weight: 3, arbitrary: fc.tuple(proc, fc.constantFrom("K", "L"), fc.integer({ min: 0, max: 1 })).map(([p, k, o]) => `${p}pinread ${k} ${o} 1`) },
 );
 
 /** A setup: the memfd, some regions, a userfaultfd with features, one or two registrations. */
@@ -88,11 +93,14 @@ export const setupArb: fc.Arbitrary<Line[]> = fc
     fc.integer({ min: 0, max: PAGES }),
     fc.constantFrom(...FEATURE_SETS),
     fc.array(fc.tuple(region, fc.constantFrom(...MODES)), { minLength: 0, maxLength: 2 }),
+    fc.option(fc.tuple(region, off), { freq: 2 }),
   )
-  .map(([regions, filled, features, regs]) => {
+  .map(([regions, filled, features, regs, pin]) => {
     const lines = [`memfd F ${PAGES}`];
     if (filled > 0) lines.push(`pwrite F 0 ${filled} 0x46`);
     for (const r of regions) lines.push(REGION_MAP[r]);
+    // Half the scenarios start with an io_uring fixed-buffer pin of two pages (skipped if the region is not mapped).
+    if (pin !== null) lines.push(`pin K ${pin[0]} ${Math.min(pin[1], PAGES - 2)} 2`);
     lines.push("uffd U", `api U ${features}`);
     for (const [r, m] of regs) lines.push(`register U ${r} 0 ${PAGES} ${m}`);
     return lines;

@@ -29,6 +29,8 @@ export interface HostInfo {
   cpu: number;
   /** Active swap devices (from /proc/swaps) other than ones the harness made. */
   swaps: string[];
+  /** Why io_uring_setup(2) failed when the runner started (pin steps cannot run), or null. */
+  ioUringUnavailable: string | null;
 }
 
 /** Whether this host can run the native side, and why not. */
@@ -161,9 +163,17 @@ export class NativeBackend implements Backend {
     this.#lines.on("close", () => {
       for (const w of this.#waiters.splice(0)) w(null);
     });
-    const first = JSON.parse(await this.#next()) as { readFaultMapsZeroPage: number; cpu: number };
+    const first = JSON.parse(await this.#next()) as { readFaultMapsZeroPage: number; cpu: number; ioUringErrno: number };
     const facts = hostFacts();
-    this.host = { ...facts, readFaultMapsZeroPage: first.readFaultMapsZeroPage === 1, cpu: first.cpu };
+    let ioUringUnavailable: string | null = null;
+    if (first.ioUringErrno !== 0) {
+      let sysctl = "";
+      try {
+        sysctl = ` (kernel.io_uring_disabled = ${readFileSync("/proc/sys/kernel/io_uring_disabled", "utf8").trim()})`;
+      } catch {}
+      ioUringUnavailable = `io_uring_setup(2) fails with errno ${first.ioUringErrno}${sysctl}`;
+    }
+    this.host = { ...facts, readFaultMapsZeroPage: first.readFaultMapsZeroPage === 1, cpu: first.cpu, ioUringUnavailable };
     return this.host;
   }
 

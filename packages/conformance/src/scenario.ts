@@ -75,9 +75,16 @@ export const VERBS: Readonly<Record<string, readonly ArgKind[]>> = {
   smaps: ["name"],
   mincore: ["loc", "n", "n"],
   scan: ["loc", "n", "n", "rest"],
+  pin: ["name", "loc", "n", "n"],
+  unpin: ["name"],
+  pinwrite: ["name", "n", "n", "n"],
+  pinread: ["name", "n", "n"],
   fork: ["name"],
   exit: [],
 };
+
+/** The steps that need io_uring on the host. */
+export const PIN_VERBS: ReadonlySet<string> = new Set(["pin", "unpin", "pinwrite", "pinread"]);
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/;
 const NUM = /^(0x[0-9a-fA-F]+|\d+)$/;

@@ -5,7 +5,7 @@
  * thread), then the machine is run until nothing can progress (`kernel.idle()`): a primitive
  * still pending then is blocked, exactly as the native runner's settle rule reports it.
  */
-import { decodeUffdMsgs, ErrnoError, Kernel, SignalError, type Process } from "@uffd/kernel";
+import { decodeUffdMsgs, ErrnoError, Kernel, SignalError, type PinnedBuffer, type Process } from "@uffd/kernel";
 import {
   O_NONBLOCK,
   PAGE_SIZE,
@@ -62,6 +62,8 @@ export class SimBackend implements Backend {
   /** Frames that have appeared in a pagemap answer: watched for being freed. */
   #seen = new Set<number>();
   #churn: number[] = [];
+  /** io_uring fixed buffers by the driver's ring id: the pin and the address it was registered at. */
+  #rings = new Map<number, { buf: PinnedBuffer; base: number }>();
 
   constructor(options: SimOptions = {}) {
     this.#options = options;
@@ -81,6 +83,7 @@ export class SimBackend implements Backend {
     this.#procs = new Map([[0, this.kernel.spawn({ name: "p0" })]]);
     this.#pending = [];
     this.#seen.clear();
+    this.#rings = new Map();
   }
 
   churn(): readonly number[] {
@@ -263,6 +266,30 @@ export class SimBackend implements Backend {
         } finally {
           await p.close(fd);
         }
+      }
+      case "pin": {
+        // Process.ioUringRegisterBuffers(): IORING_REGISTER_BUFFERS of one iovec on a new ring.
+        const buf = await p.ioUringRegisterBuffers(n(1), n(2));
+        this.#rings.set(n(0), { buf, base: n(1) });
+        return { ret: 0 };
+      }
+      case "unpin": {
+        const ring = this.#rings.get(n(0));
+        if (ring === undefined) return { bad: `no ring ${n(0)}` };
+        await ring.buf.unregister();
+        return { ret: 0 };
+      }
+      case "pinio": {
+        // ring write addr len byte: the device's access through the pin (io_uring READ_FIXED / WRITE_FIXED).
+        const ring = this.#rings.get(n(0));
+        if (ring === undefined) return { bad: `no ring ${n(0)}` };
+        const offset = n(2) - ring.base;
+        if (n(1) === 1) {
+          ring.buf.write(offset, new Uint8Array(n(3)).fill(n(4)));
+          return { ret: n(3) };
+        }
+        const got = ring.buf.read(offset, n(3));
+        return { ret: got.length, data: firstBytes(got) };
       }
       case "fork": {
         const child = await p.fork();
