@@ -130,8 +130,26 @@ export interface CowFix {
   readonly consequence: string;
 }
 
-/** The copy-on-write fixes the profiles are told apart by, oldest first (docs/releases.md). */
-export const COW_FIXES = {
+/** The copy-on-write fixes the profiles are told apart by (COW_FIXES), by the release they landed in. */
+export interface CowFixes {
+  /** 17839856fd58 (5.8): GUP breaks COW for reads, the CVE-2020-29374 fix. */
+  readonly vmspliceCowBreak: CowFix;
+  /** 09854ba94c6a (5.9): COW decided by page_count. */
+  readonly pageCountCow: CowFix;
+  /** c145e0b47c77 (5.18): swap-in decided by page_count too. */
+  readonly swapinCow: CowFix;
+  /** 70e806e4e645 (5.9): fork copies maybe-pinned pages. */
+  readonly forkEarlyCow: CowFix;
+  /** 6c287605fd56 (5.19): PageAnonExclusive. */
+  readonly anonExclusive: CowFix;
+  /** a7f226604170 (5.19): R/O pins unshare anonymous pages. */
+  readonly pinUnshareAnon: CowFix;
+  /** 84209e87c696 (6.2): R/O long-term pins unshare anything in a COW mapping. */
+  readonly pinUnshareCowMapping: CowFix;
+}
+
+/** The copy-on-write fixes the profiles are told apart by (docs/releases.md). */
+export const COW_FIXES: CowFixes = {
   vmspliceCowBreak: {
     commit: "17839856fd58",
     subject: 'gup: document and work around "COW can break either way" issue',
@@ -174,7 +192,7 @@ export const COW_FIXES = {
     release: "6.2",
     consequence: "a R/O long-term pin of the zero page or a page-cache page in a private mapping loses coherency on the next write",
   },
-} as const satisfies Record<string, CowFix>;
+};
 
 /** The uname(2) fields (struct new_utsname) a process sees. */
 export interface Utsname {
