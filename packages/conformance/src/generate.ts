@@ -54,6 +54,11 @@ export const stepArb: fc.Arbitrary<Line> = fc.oneof(
   { weight: 6, arbitrary: fc.tuple(proc, region, off, len, fc.constantFrom(...ADVICE)).map(([p, r, o, n, a]) => `${p}advise ${r} ${o} ${n} ${a}`) },
   // Reclaim and zap of the whole region, where markers and shmem meet.
   { weight: 4, arbitrary: fc.tuple(proc, region, fc.constantFrom("pageout", "cold", "dontneed", "remove", "free")).map(([p, r, a]) => `${p}advise ${r} 0 ${PAGES} ${a}`) },
+  // PageAnonExclusive by its consequences (no kpageflags bit shows it): a write then pagemap shows
+  // whether the write reused the frame or copied it; a move there and back answers EBUSY for a
+  // page (or swap entry) that is not exclusive. Two lines in one, so shrinking keeps them together.
+  { weight: 3, arbitrary: fc.tuple(proc, region, off, byte).map(([p, r, o, b]) => `${p}write ${r} ${o} 1 ${b}\n${p}pagemap ${r} ${o} 1`) },
+  { weight: 2, arbitrary: fc.tuple(region, off, region, off).map(([d, o, s, so]) => `move U ${d} ${o} ${s} ${so} 1\nmove U ${s} ${so} ${d} ${o} 1`) },
   // Page-out and swap-in (with `# swap: zram`): the whole region, then accesses bring it back.
   { weight: 4, arbitrary: fc.tuple(proc, region, off, len).map(([p, r, o, n]) => `${p}advise ${r} ${o} ${n} pageout`) },
   { weight: 4, arbitrary: fc.tuple(region, off, len, fc.constantFrom("on", "off")).map(([r, o, n, m]) => `wp U ${r} ${o} ${n} ${m}`) },
