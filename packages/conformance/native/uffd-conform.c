@@ -702,6 +702,8 @@ static void run_op(step_t *s) {
       sb_printf(o, "]}");
     }
     munmap(b, a[1] ? a[1] : PAGE);
+  } else if (!strcmp(op, "readfu")) { /* fd len addr: read(2) at f_pos into user memory */
+    SYS(read((int)a[0], (void *)(uintptr_t)a[2], a[1]));
   } else if (!strcmp(op, "writef")) { /* fd len byte: write(2) at f_pos from a kernel-side buffer */
     unsigned char *b = scratch(a[1], (int)a[2]);
     SYS(write((int)a[0], b, a[1]));
