@@ -17,7 +17,7 @@ import { Endpoint, PeerProtocolError, PeerReportedError } from "./endpoint.ts";
 import { Guest, NOT_KNOWN, WriteLog } from "./guest.ts";
 import { KIND_NAMES, LatencyRecorder, nowEpochMs, Timeline, type LatencySummary, type OpsSample, type TimelineData, type VerificationResult } from "./metrics.ts";
 import { DestProtocol, frameName, isZeroInRun, MAX_JSON_PAYLOAD, ProtocolViolation, type DeviceState, type Hello, type PageFrame, type PagesFrame } from "./protocol-state.ts";
-import { encodeFrame, FRAME, HEADER_SIZE, MAX_RUN_PAGES, PAGE_KIND, ProtocolError, zeroBitmapBytes, type Frame } from "./protocol.ts";
+import { encodeFrame, FRAME, FrameBufferPool, HEADER_SIZE, MAX_RUN_PAGES, PAGE_KIND, ProtocolError, zeroBitmapBytes, type Frame } from "./protocol.ts";
 import { parseHeader, UNPOPULATED, wordsOf } from "./pages.ts";
 import { verifyGuest } from "./verify.ts";
 import { Workload } from "./workload.ts";
@@ -41,7 +41,7 @@ export interface DestHooks {
 type Work =
   | { t: "hello"; hello: Hello; bytes: number }
   | { t: "page"; p: PageFrame; bytes: number }
-  | { t: "run"; r: PagesFrame; bytes: number }
+  | { t: "run"; r: PagesFrame; bytes: number; pooled: Uint8Array | null }
   | { t: "round-end"; bytes: number }
   | { t: "discard"; pages: Uint32Array; atSwitchover: boolean; bytes: number }
   | { t: "device-state"; state: DeviceState; bytes: number }
@@ -117,6 +117,8 @@ export class MigrationDestination {
   #requests = 0;
   #urgentInFlight = 0;
   readonly #slice = new TimeSlice();
+  /** Buffers that runs spanning socket reads are reassembled into, reused once installed. */
+  readonly #framePool = new FrameBufferPool(HEADER_SIZE + zeroBitmapBytes(MAX_RUN_PAGES) + MAX_RUN_PAGES * 4096);
   /** Our own failure (not the peer's), when that is what ended the migration. */
   #localError: string | null = null;
 
@@ -197,7 +199,7 @@ export class MigrationDestination {
       return;
     }
     const proto = this.#newProtocol();
-    const ep = new Endpoint(socket, this.#config.link, { maxPayload: MAX_JSON_PAYLOAD, state: () => proto.state, stallTimeoutMs: this.#limits.stallTimeoutMs });
+    const ep = new Endpoint(socket, this.#config.link, { maxPayload: MAX_JSON_PAYLOAD, state: () => proto.state, stallTimeoutMs: this.#limits.stallTimeoutMs, pool: this.#framePool });
     const who = `${socket.remoteAddress}:${socket.remotePort}`;
     this.#candidates.add(ep);
     const timer = setTimeout(() => ep.violation(new ProtocolError(`no HELLO within ${this.#limits.helloTimeoutMs} ms`)), this.#limits.helloTimeoutMs);
@@ -285,7 +287,7 @@ export class MigrationDestination {
         return this.#push({ t: "page", p, bytes });
       }
       case FRAME.PAGES:
-        return this.#push({ t: "run", r: proto.pagesFrame(f), bytes });
+        return this.#push({ t: "run", r: proto.pagesFrame(f), bytes, pooled: f.pooled === true ? f.payload : null });
       case FRAME.ROUND_END:
         proto.roundEndFrame(f);
         return this.#push({ t: "round-end", bytes });
@@ -349,6 +351,8 @@ export class MigrationDestination {
         } catch (e) {
           this.#fatal(e);
         }
+        // The run's bytes are installed (copied into the guest): its buffer can take the next run.
+        if (w.t === "run" && w.pooled !== null) this.#framePool.give(w.pooled);
       }
     } finally {
       this.#draining = false;

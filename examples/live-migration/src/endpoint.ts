@@ -12,7 +12,7 @@
 import type { Socket } from "node:net";
 import { LinkClosedError, ShapedLink, type LinkShape, type Wire } from "./link.ts";
 import { parseErrorFrame } from "./protocol-state.ts";
-import { encodeFrame, FRAME, FrameReader, ProtocolError, type Frame, type FrameType } from "./protocol.ts";
+import { encodeFrame, FRAME, FrameReader, ProtocolError, type Frame, type FrameBufferPool, type FrameType } from "./protocol.ts";
 
 export interface EndpointOptions {
   /** The largest frame payload accepted (checked from the header, before buffering). */
@@ -25,6 +25,8 @@ export interface EndpointOptions {
   wire?: Wire;
   /** ... ahead of it. */
   priority?: boolean;
+  /** Reassemble frames that span socket reads into this pool's buffers (see FrameBufferPool). */
+  pool?: FrameBufferPool;
 }
 
 /** The peer broke the protocol: we closed the connection. */
@@ -55,7 +57,7 @@ export class Endpoint {
 
   constructor(socket: Socket, shape: LinkShape, options: EndpointOptions) {
     this.#socket = socket;
-    this.#reader = new FrameReader(options.maxPayload);
+    this.#reader = new FrameReader(options.maxPayload, options.pool ?? null);
     this.#state = options.state;
     socket.setNoDelay(true);
     this.link = new ShapedLink(socket, shape, {

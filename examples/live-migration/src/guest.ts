@@ -6,9 +6,9 @@
  * Page contents and the write bookkeeping (WriteLog) are what the end-of-run verification uses:
  * the destination's memory must equal, byte for byte, what the guest wrote.
  */
-import { Kernel, type Process, type Thread } from "@uffd/kernel";
+import { Kernel, type FrameStoreKind, type Process, type Thread } from "@uffd/kernel";
 import { MADV_DONTNEED, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from "@uffd/kernel/uapi";
-import { fillInitialPage, UNPOPULATED, WORDS_PER_PAGE } from "./pages.ts";
+import { fillInitialPage, pageGenerator, UNPOPULATED, WORDS_PER_PAGE } from "./pages.ts";
 import { mix32 } from "./prng.ts";
 
 /** "This side has not seen the page": the destination's starting point for every page. */
@@ -49,6 +49,12 @@ export class WriteLog {
 export interface GuestOptions {
   seed: number;
   pages: number;
+  /**
+   * How the guest's kernel holds page bytes (default "compact": a page whose bytes are the
+   * content model's output for some (page, version) costs no 4 KiB of host memory, see
+   * pageGenerator()). "flat" gives every written page its own 4 KiB, for comparison.
+   */
+  frameStore?: FrameStoreKind;
 }
 
 export class Guest {
@@ -70,7 +76,11 @@ export class Guest {
   }
 
   static async create(options: GuestOptions, role: string): Promise<Guest> {
-    const kernel = new Kernel({ seed: options.seed, memoryPages: Math.max(1 << 16, options.pages * 2 + 1024) });
+    const kernel = new Kernel({ seed: options.seed, memoryPages: Math.max(1 << 16, options.pages * 2 + 1024), frameStore: options.frameStore ?? "compact" });
+    // Whatever writes a page (the guest's workload, the destination's UFFDIO_COPY of a received
+    // page), the kernel keeps it as (page, version) only after generating that version and
+    // finding every byte equal: a page with any other bytes keeps them.
+    kernel.registerFrameGenerator(pageGenerator(options.seed));
     const proc = kernel.spawn({ name: `guest-${role}` });
     const base = await proc.mmap(0, options.pages * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
     return new Guest(kernel, proc, base, options);

@@ -260,6 +260,12 @@ export class ShapedLink {
     // bytes the wire has already committed to (at most about one segment).
     const bw = this.wire.shape.bandwidthBytesPerSec;
     const ahead = this.occupancy + (this.#priority && bw > 0 ? Math.round((this.wire.backlogMs() * bw) / 1000) : 0);
+    if (this.#priority && bw <= 0 && this.wire.shape.latencyMs <= 0 && this.#queue.length === 0) {
+      // Nothing to model and nothing queued ahead on this connection: a demand request or page
+      // goes to the socket now, not one event-loop turn later with the next batch.
+      this.#write(parts, size);
+      return ahead;
+    }
     this.#queue.push({ parts, size, departed: 0, arrivalMs: 0 });
     this.#undelivered += size;
     this.#undeparted += size;
@@ -364,6 +370,18 @@ export class ShapedLink {
   }
 
   // --- internals --------------------------------------------------------------------------
+
+  /** Writes one frame straight to the socket (nothing of this connection is queued ahead of it). */
+  #write(parts: readonly Uint8Array[], size: number): void {
+    const s = this.#socket;
+    let ok = true;
+    if (parts.length > 1) s.cork();
+    for (const p of parts) ok = s.write(p);
+    if (parts.length > 1) s.uncork();
+    this.bytesSent += size;
+    this.framesSent++;
+    if (!ok) this.#block();
+  }
 
   #idle(): boolean {
     return this.#queue.length === 0 && this.#blockedSince === null;

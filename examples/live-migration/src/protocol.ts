@@ -91,6 +91,51 @@ export interface Frame {
   aux: number;
   /** A view into the receive buffer; copy it if it must outlive the next chunk. */
   payload: Uint8Array;
+  /**
+   * The payload was reassembled into a buffer of the reader's pool: hand it back with
+   * `FrameBufferPool.give(payload)` once nothing reads it any more (or drop it: the GC takes it).
+   */
+  pooled?: boolean;
+}
+
+/**
+ * Reusable buffers for frames that span socket reads (a 256 KiB run arrives as several 64 KiB
+ * chunks and must be made contiguous before it is installed). Allocating one ArrayBuffer per such
+ * frame made the receiver's garbage collector run a full collection every few dozen megabytes
+ * (V8 collects when external memory grows), so the receiver takes them from here and gives them
+ * back once the frame is handled. Bounded: past `keep` free buffers, given ones are dropped.
+ */
+export class FrameBufferPool {
+  /** Bytes of every pooled buffer: frames up to this size are reassembled into one. */
+  readonly size: number;
+  readonly #keep: number;
+  readonly #free: ArrayBuffer[] = [];
+  /** Buffers allocated because none was free (for tests and metrics). */
+  allocated = 0;
+
+  constructor(size: number, keep = 64) {
+    this.size = size;
+    this.#keep = keep;
+  }
+
+  /** A buffer of `n` bytes (n <= size) whose contents are undefined. */
+  take(n: number): Uint8Array {
+    const b = this.#free.pop();
+    if (b !== undefined) return new Uint8Array(b, 0, n);
+    this.allocated++;
+    return new Uint8Array(new ArrayBuffer(this.size), 0, n);
+  }
+
+  /** Returns a buffer (any view of it) from take(); the caller must not touch it afterwards. */
+  give(view: Uint8Array): void {
+    const b = view.buffer;
+    if (b instanceof ArrayBuffer && b.byteLength === this.size && this.#free.length < this.#keep && !this.#free.includes(b)) this.#free.push(b);
+  }
+
+  /** Free buffers held right now. */
+  get free(): number {
+    return this.#free.length;
+  }
 }
 
 export function pageKindOf(flags: number): PageKind {
@@ -150,6 +195,9 @@ export function decodePageList(payload: Uint8Array): Uint32Array {
   return out;
 }
 
+/** Frames smaller than this are reassembled into a fresh buffer (cheap), not a pooled one. */
+const POOL_MIN_FRAME = 16 * 1024;
+
 /** Thrown when the byte stream cannot be a valid frame sequence. */
 export class ProtocolError extends Error {
   override name = "ProtocolError";
@@ -164,9 +212,12 @@ export class FrameReader {
   #buffered = 0;
   /** The largest payload accepted; a longer frame is refused from its header, before buffering it. */
   maxPayload: number;
+  /** Where frames that span chunks are reassembled (null: a new buffer each time). */
+  pool: FrameBufferPool | null;
 
-  constructor(maxPayload = MAX_FRAME_PAYLOAD) {
+  constructor(maxPayload = MAX_FRAME_PAYLOAD, pool: FrameBufferPool | null = null) {
     this.maxPayload = maxPayload;
+    this.pool = pool;
   }
 
   get buffered(): number {
@@ -194,21 +245,31 @@ export class FrameReader {
     if (len - (HEADER_SIZE - 4) > this.maxPayload) throw new ProtocolError(`bad frame length ${len}: a payload of ${len - (HEADER_SIZE - 4)} bytes exceeds the limit of ${this.maxPayload}`);
     const total = len + 4;
     if (this.#buffered < total) return null;
-    if (head.byteLength < total) head = this.#coalesce(total);
+    let pooled = false;
+    let hv = dv;
+    if (head.byteLength < total) {
+      pooled = this.pool !== null && total >= POOL_MIN_FRAME && total <= this.pool.size;
+      head = this.#coalesce(total, pooled);
+      hv = new DataView(head.buffer, head.byteOffset, HEADER_SIZE);
+    }
     const frame: Frame = {
-      type: dv.getUint8(4),
-      flags: dv.getUint8(5),
-      page: dv.getUint32(8, true),
-      aux: dv.getUint32(12, true),
+      type: hv.getUint8(4),
+      flags: hv.getUint8(5),
+      page: hv.getUint32(8, true),
+      aux: hv.getUint32(12, true),
       payload: head.subarray(HEADER_SIZE, total),
     };
+    if (pooled) frame.pooled = true;
     this.#consume(total);
     return frame;
   }
 
-  /** Copies the first `n` buffered bytes into one chunk (the rest of the last chunk stays a view). */
-  #coalesce(n: number): Uint8Array {
-    const merged = new Uint8Array(n);
+  /**
+   * Copies the first `n` buffered bytes into one chunk (the rest of the last chunk stays a view),
+   * a buffer of the pool if `pooled`.
+   */
+  #coalesce(n: number, pooled = false): Uint8Array {
+    const merged = pooled ? this.pool!.take(n) : new Uint8Array(n);
     let at = 0;
     while (at < n) {
       const c = this.#chunks[0]!;

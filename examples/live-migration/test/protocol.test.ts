@@ -13,6 +13,7 @@ import {
   encodePageList,
   FRAME,
   frameBytes,
+  FrameBufferPool,
   FrameReader,
   HEADER_SIZE,
   PAGE_KIND,
@@ -29,6 +30,11 @@ function concat(parts: Uint8Array[]): Uint8Array {
     at += p.length;
   }
   return out;
+}
+
+/** Byte equality of two (large) buffers, without a per-element diff. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
 
 describe("frames", () => {
@@ -68,6 +74,42 @@ describe("frames", () => {
     const types: number[] = [];
     for (let i = 0; i < stream.length; i++) for (const f of r.push(stream.subarray(i, i + 1))) types.push(f.type);
     expect(types).toEqual([FRAME.HELLO, FRAME.PAGE, FRAME.PAGE, FRAME.DISCARD]);
+  });
+
+  it("reassembles a frame that spans reads into a pooled buffer, reused once given back", () => {
+    const pool = new FrameBufferPool(HEADER_SIZE + 64 * 4096);
+    const r = new FrameReader(undefined, pool);
+    const big = (seed: number): Uint8Array => frameBytes(encodeFrame(FRAME.PAGES, PAGE_KIND.BACKGROUND, seed, 64, new Uint8Array(64 * 4096).map((_, i) => (i * 13 + seed) & 0xff)));
+    const chunked = (b: Uint8Array): Uint8Array[] => Array.from({ length: Math.ceil(b.length / 65536) }, (_, i) => b.subarray(i * 65536, (i + 1) * 65536));
+    const pushAll = (b: Uint8Array) => chunked(b).flatMap((c) => r.push(c));
+    const a = big(1);
+    const [fa] = pushAll(a);
+    expect(fa!.pooled).toBe(true);
+    expect(fa!.page).toBe(1);
+    expect(sameBytes(fa!.payload, a.subarray(HEADER_SIZE))).toBe(true);
+    // Not given back: the next frame gets a buffer of its own, and the first one's bytes stay.
+    const [fb] = pushAll(big(2));
+    expect(pool.allocated).toBe(2);
+    expect(sameBytes(fa!.payload, a.subarray(HEADER_SIZE))).toBe(true);
+    pool.give(fa!.payload);
+    pool.give(fb!.payload);
+    pool.give(fb!.payload); // a second give of the same buffer keeps one copy
+    expect(pool.free).toBe(2);
+    const c = big(3);
+    const [fc] = pushAll(c);
+    expect(pool.allocated).toBe(2);
+    expect(pool.free).toBe(1);
+    expect(sameBytes(fc!.payload, c.subarray(HEADER_SIZE))).toBe(true);
+    // A frame inside one read stays a view of it; a small frame that spans reads is not pooled.
+    const whole = big(4);
+    const [fd] = r.push(whole);
+    expect(fd!.pooled).toBeUndefined();
+    expect(fd!.payload.buffer).toBe(whole.buffer);
+    const small = frameBytes(encodeFrame(FRAME.PAGE, PAGE_KIND.DEMAND, 9, 0, page));
+    const [fe] = [...r.push(small.subarray(0, 100)), ...r.push(small.subarray(100))];
+    expect(fe!.pooled).toBeUndefined();
+    expect(fe!.payload).toEqual(page);
+    expect(r.buffered).toBe(0);
   });
 
   it("rejects a length that cannot be a frame", () => {
@@ -173,6 +215,29 @@ describe("the shaped link", () => {
       expect(order.indexOf("preempt")).toBeLessThanOrEqual(first);
       expect(order.filter((o) => o === "bulk")).toHaveLength(64);
       expect(link.bytesSent + preempt.bytesSent).toBe(65 * (4096 + HEADER_SIZE));
+    } finally {
+      bulk.close();
+      pre.close();
+    }
+  });
+
+  it("unlimited link: the preempt channel writes a frame to its socket at once, the bulk channel at the next pump", async () => {
+    const bulk = await loopback();
+    const pre = await loopback();
+    try {
+      const shape = { latencyMs: 0, bandwidthBytesPerSec: 0 };
+      const link = new ShapedLink(bulk.sender, shape);
+      const preempt = new ShapedLink(pre.sender, shape, { wire: link.wire, priority: true });
+      const page = new Uint8Array(4096);
+      link.send(encodeFrame(FRAME.PAGE, PAGE_KIND.BACKGROUND, 1, 0, page));
+      expect(preempt.send(encodeFrame(FRAME.PAGE, PAGE_KIND.DEMAND, 2, 0, page))).toBe(0);
+      // Same turn: the demand page is already the socket's, the bulk frame still queued here.
+      expect(preempt.bytesSent).toBe(4096 + HEADER_SIZE);
+      expect(link.bytesSent).toBe(0);
+      await Promise.all([link.flush(), preempt.flush()]);
+      expect(link.bytesSent).toBe(4096 + HEADER_SIZE);
+      while (bulk.frames.length < 1 || pre.frames.length < 1) await new Promise((r) => setTimeout(r, 5));
+      expect(pre.frames.map((f) => f.page)).toEqual([2]);
     } finally {
       bulk.close();
       pre.close();
