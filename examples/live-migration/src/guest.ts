@@ -49,6 +49,11 @@ export class WriteLog {
 export interface GuestOptions {
   seed: number;
   pages: number;
+  /**
+   * Take and touch host memory for every guest page when the kernel is created (the kernel's
+   * `pretouch`), as a destination preallocates its RAM before an incoming migration.
+   */
+  prealloc?: boolean;
 }
 
 export class Guest {
@@ -70,7 +75,7 @@ export class Guest {
   }
 
   static async create(options: GuestOptions, role: string): Promise<Guest> {
-    const kernel = new Kernel({ seed: options.seed, memoryPages: Math.max(1 << 16, options.pages * 2 + 1024) });
+    const kernel = new Kernel({ seed: options.seed, memoryPages: Math.max(1 << 16, options.pages * 2 + 1024), pretouch: options.prealloc === true ? options.pages + 1 : 0 });
     const proc = kernel.spawn({ name: `guest-${role}` });
     const base = await proc.mmap(0, options.pages * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
     return new Guest(kernel, proc, base, options);
