@@ -81,6 +81,9 @@ function summarizeAhead(samples: readonly number[], shape: MigrationConfig["link
 }
 
 const PAGE_BYTES = 4096;
+/** Index of the high 32-bit half of a 64-bit word in a Uint32Array view (1 on little-endian hosts). */
+const HIGH_WORD = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1 ? 1 : 0;
+if (MAX_RUN_PAGES > 64) throw new Error("a run's present bits are kept in two 32-bit masks: at most 64 pages per run");
 
 /** Pages per block of NeededPages' counts. */
 const NEEDED_BLOCK_SHIFT = 6;
@@ -532,20 +535,45 @@ export class MigrationSource {
     }
   }
 
+  /**
+   * Which of pages [first, first+n) have a page or a swap entry behind them, from the raw pagemap
+   * words (PM_PRESENT, bit 63, or PM_SWAP, bit 62) read into a reused buffer: no object per page.
+   * At most 64 pages (MAX_RUN_PAGES).
+   */
+  #presentRun(first: number, n: number): (i: number) => boolean {
+    const g = this.#guest;
+    const got = g.proc.pagemap(g.addr(first), n, { format: "raw", into: this.#pagemapWords });
+    if (got.length !== n) throw new Error(`pagemap of pages ${first}..${first + n - 1} returned ${got.length} entries`);
+    const high = this.#pagemapHigh;
+    // Copied out as two 32-bit masks: the shared buffer may be reused before the caller is done.
+    let lo = 0;
+    let hi = 0;
+    for (let i = 0; i < n; i++) {
+      if ((high[2 * i + HIGH_WORD]! & 0xc000_0000) === 0) continue;
+      if (i < 32) lo |= 1 << i;
+      else hi |= 1 << (i - 32);
+    }
+    return (i) => ((i < 32 ? lo >>> i : hi >>> (i - 32)) & 1) === 1;
+  }
+
+  readonly #pagemapWords = new BigUint64Array(MAX_RUN_PAGES);
+  /** The same words as 32-bit halves (the high half holds PM_PRESENT and PM_SWAP). */
+  readonly #pagemapHigh = new Uint32Array(this.#pagemapWords.buffer);
+
   /** Reads pages [first, first+n) (present sub-runs in one read each) and queues one PAGES frame. */
   async #sendRun(first: number, n: number, kind: PageKind): Promise<void> {
     const g = this.#guest;
-    const present = g.presentMap(first, n);
+    const present = this.#presentRun(first, n);
     const zeroBits = new Uint32Array((n + 31) >>> 5);
     const data: Uint8Array[] = [];
     for (let i = 0; i < n; ) {
-      if (!present[i]) {
+      if (!present(i)) {
         zeroBits[i >>> 5]! |= 1 << (i & 31);
         i++;
         continue;
       }
       let j = i + 1;
-      while (j < n && present[j]) j++;
+      while (j < n && present(j)) j++;
       const bytes = await g.readPages(first + i, j - i);
       // Split the read into zero pages (bits) and runs of data pages (views, no copy).
       let runStart = -1;
