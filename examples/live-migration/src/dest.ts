@@ -137,8 +137,9 @@ export class MigrationDestination {
 
   /** `token`: the secret the source's HELLO must carry (handed to both sides out of band). */
   static async create(config: MigrationConfig, hooks: DestHooks, token: string): Promise<MigrationDestination> {
-    // Host memory for the whole guest is taken and touched now, while the source boots, not by the
-    // first UFFDIO_COPY into each page during the transfer (QEMU's destination preallocates too).
+    // With a flat frame store, host memory for the whole guest is taken and touched now, while the
+    // source boots, not by the first UFFDIO_COPY into each page during the transfer (QEMU's
+    // destination preallocates too). The compact store (the default) keeps no bytes to touch.
     const guest = await Guest.create({ seed: config.seed, pages: guestPages(config), prealloc: true }, "destination");
     return new MigrationDestination(config, guest, hooks, token);
   }

@@ -6,9 +6,9 @@
  * Page contents and the write bookkeeping (WriteLog) are what the end-of-run verification uses:
  * the destination's memory must equal, byte for byte, what the guest wrote.
  */
-import { Kernel, type Process, type Thread } from "@uffd/kernel";
+import { Kernel, type FrameStoreKind, type Process, type Thread } from "@uffd/kernel";
 import { MADV_DONTNEED, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from "@uffd/kernel/uapi";
-import { fillInitialPage, UNPOPULATED, WORDS_PER_PAGE } from "./pages.ts";
+import { fillInitialPage, pageGenerator, UNPOPULATED, WORDS_PER_PAGE } from "./pages.ts";
 import { mix32 } from "./prng.ts";
 
 /** "This side has not seen the page": the destination's starting point for every page. */
@@ -50,8 +50,14 @@ export interface GuestOptions {
   seed: number;
   pages: number;
   /**
-   * Take and touch host memory for every guest page when the kernel is created (the kernel's
-   * `pretouch`), as a destination preallocates its RAM before an incoming migration.
+   * How the guest's kernel holds page bytes (default "compact": a page whose bytes are the
+   * content model's output for some (page, version) costs no 4 KiB of host memory, see
+   * pageGenerator()). "flat" gives every written page its own 4 KiB, for comparison.
+   */
+  frameStore?: FrameStoreKind;
+  /**
+   * Flat store only: take and touch host memory for every guest page when the kernel is created
+   * (the kernel's `pretouch`), as a destination preallocates its RAM before an incoming migration.
    */
   prealloc?: boolean;
 }
@@ -75,7 +81,16 @@ export class Guest {
   }
 
   static async create(options: GuestOptions, role: string): Promise<Guest> {
-    const kernel = new Kernel({ seed: options.seed, memoryPages: Math.max(1 << 16, options.pages * 2 + 1024), pretouch: options.prealloc === true ? options.pages + 1 : 0 });
+    const kernel = new Kernel({
+      seed: options.seed,
+      memoryPages: Math.max(1 << 16, options.pages * 2 + 1024),
+      frameStore: options.frameStore ?? "compact",
+      pretouch: options.prealloc === true ? options.pages + 1 : 0,
+    });
+    // Whatever writes a page (the guest's workload, the destination's UFFDIO_COPY of a received
+    // page), the kernel keeps it as (page, version) only after generating that version and
+    // finding every byte equal: a page with any other bytes keeps them.
+    kernel.registerFrameGenerator(pageGenerator(options.seed));
     const proc = kernel.spawn({ name: `guest-${role}` });
     const base = await proc.mmap(0, options.pages * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
     return new Guest(kernel, proc, base, options);

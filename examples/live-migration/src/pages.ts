@@ -9,7 +9,11 @@
  * slot 1 + v % 63, then the header with v+1. So the bytes of a page are a pure function of
  * (seed, page, version): a page that missed one update, or holds another page's bytes, or zeros,
  * never matches. Never-written pages are all zero (version UNPOPULATED).
+ *
+ * pageGenerator() hands the model to the guest's kernel (a compact frame store), so a page whose
+ * bytes are exactly version v of page p costs host memory for (p, v), not 4 KiB.
  */
+import type { FrameGenerator } from "@uffd/kernel";
 import { PAGE_SIZE } from "@uffd/kernel/uapi";
 import { mix32 } from "./prng.ts";
 
@@ -96,4 +100,27 @@ export function isZeroPage(bytes: Uint8Array): boolean {
   const w = new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
   for (let i = 0; i < w.length; i++) if (w[i] !== 0) return false;
   return true;
+}
+
+/**
+ * The content model as a frame generator for a compact frame store: arguments (page, version);
+ * identify() reads the header, and the kernel keeps a page compact only if fillExpectedPage() for
+ * that header's version equals it byte for byte (a page between the workload's record and header
+ * writes, or holding anything else, keeps its bytes).
+ */
+export function pageGenerator(seed: number): FrameGenerator {
+  return {
+    fill(out, page, version) {
+      fillExpectedPage(out, seed, page, version);
+    },
+    identify(words, args) {
+      const page = words[1]!;
+      const version = parseHeader(words, seed, page);
+      if (version === UNPOPULATED || version === CORRUPT) return false;
+      args[0] = page;
+      args[1] = version;
+      args[2] = 0;
+      return true;
+    },
+  };
 }

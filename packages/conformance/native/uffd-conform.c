@@ -44,7 +44,11 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/swap.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -283,6 +287,171 @@ static unsigned char *scratch(size_t len, int byte) {
   if (b == MAP_FAILED) return NULL;
   memset(b, byte, len);
   return b;
+}
+
+
+/* ---- swap: a zram device of the harness's own ----------------------------------------------- */
+
+/*
+ * Swap-in depends on the device: zram is SWP_SYNCHRONOUS_IO, and do_swap_page() reads an entry
+ * whose swap count is 1 straight into a new folio, bypassing the swap cache; a swap file does
+ * not. A scenario that needs swap ("RESET swap") runs with a zram device this runner creates
+ * (/sys/class/zram-control/hot_add, disksize, a swap header written here, swapon(2)) and turns off
+ * again (swapoff(2)) before the next scenario; the device is removed (hot_remove) when the
+ * runner ends, also on SIGINT, SIGTERM or SIGHUP (and SIGTERM is what the runner gets when its
+ * driver dies). Any other active swap device is refused: MADV_PAGEOUT would write to it.
+ *
+ * Swap is system-wide, so runners on one machine take turns: a scenario without swap holds a
+ * shared flock on LOCK_FILE (no runner may have swap on meanwhile), one with swap an exclusive
+ * one; INTENT_FILE makes a waiting exclusive locker go before later shared ones.
+ */
+#define LOCK_FILE "/tmp/uffd-conform-swap.lock"
+#define INTENT_FILE "/tmp/uffd-conform-swap.intent"
+#define ZRAM_BYTES (64UL << 20)
+static int lock_fd = -1, intent_fd = -1;
+static int zram_id = -1;         /* the device this runner made, or -1 */
+static volatile int swap_on = 0; /* swapon(2) of it is in effect */
+static char zram_dev[64];
+static pid_t controller_pid;
+
+static int write_str(const char *path, const char *v) {
+  int fd = open(path, O_WRONLY);
+  if (fd < 0) return -errno;
+  ssize_t n = write(fd, v, strlen(v));
+  int e = errno;
+  close(fd);
+  return n < 0 ? -e : 0;
+}
+
+/* Takes the turn for one scenario: shared without swap, exclusive with it. */
+static void swap_lock(int exclusive) {
+  if (lock_fd < 0) lock_fd = open(LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (intent_fd < 0) intent_fd = open(INTENT_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (lock_fd < 0 || intent_fd < 0) return;
+  while (flock(intent_fd, exclusive ? LOCK_EX : LOCK_SH) < 0 && errno == EINTR) {
+  }
+  while (flock(lock_fd, exclusive ? LOCK_EX : LOCK_SH) < 0 && errno == EINTR) {
+  }
+  flock(intent_fd, LOCK_UN);
+}
+
+static void swap_unlock(void) {
+  if (lock_fd >= 0) flock(lock_fd, LOCK_UN);
+}
+
+/* Active swap devices other than this runner's, as a JSON array of names. */
+static void foreign_swaps(sbuf *o) {
+  FILE *f = fopen("/proc/swaps", "r");
+  sb_printf(o, "[");
+  if (!f) {
+    sb_printf(o, "]");
+    return;
+  }
+  char line[512];
+  int first = 1;
+  if (fgets(line, sizeof line, f)) { /* the header */
+    while (fgets(line, sizeof line, f)) {
+      char name[256];
+      if (sscanf(line, "%255s", name) != 1) continue;
+      if (swap_on && !strcmp(name, zram_dev)) continue;
+      sb_printf(o, "%s\"", first ? "" : ",");
+      for (char *c = name; *c; c++) sb_printf(o, (*c == '"' || *c == '\\') ? "\\%c" : "%c", *c);
+      sb_printf(o, "\"");
+      first = 0;
+    }
+  }
+  fclose(f);
+  sb_printf(o, "]");
+}
+
+/* A version-1 swap header (include/linux/swap.h: union swap_header), as mkswap(8) writes it. */
+static int write_swap_header(const char *dev, unsigned long bytes) {
+  unsigned char page[PAGE];
+  memset(page, 0, sizeof page);
+  uint32_t *info = (uint32_t *)(page + 1024);
+  info[0] = 1;                                /* version */
+  info[1] = (uint32_t)(bytes / PAGE - 1);     /* last_page */
+  info[2] = 0;                                /* nr_badpages */
+  memcpy(page + PAGE - 10, "SWAPSPACE2", 10); /* magic */
+  int fd = open(dev, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  ssize_t n = pwrite(fd, page, sizeof page, 0);
+  int e = errno;
+  fsync(fd);
+  close(fd);
+  return n == (ssize_t)sizeof page ? 0 : -(n < 0 ? e : EIO);
+}
+
+/* Makes the zram device (once) and turns swap on; NULL or why not. */
+static const char *swap_up(char *why, size_t cap) {
+  if (swap_on) return NULL;
+  if (zram_id < 0) {
+    int fd = open("/sys/class/zram-control/hot_add", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      snprintf(why, cap, "no zram (/sys/class/zram-control/hot_add: errno %d; modprobe zram)", errno);
+      return why;
+    }
+    char b[32] = {0};
+    ssize_t n = read(fd, b, sizeof b - 1);
+    close(fd);
+    if (n <= 0) {
+      snprintf(why, cap, "zram hot_add failed (errno %d)", errno);
+      return why;
+    }
+    zram_id = atoi(b);
+    snprintf(zram_dev, sizeof zram_dev, "/dev/zram%d", zram_id);
+    char path[96], size[32];
+    snprintf(path, sizeof path, "/sys/block/zram%d/disksize", zram_id);
+    snprintf(size, sizeof size, "%lu", ZRAM_BYTES);
+    int e = write_str(path, size);
+    if (e < 0) {
+      snprintf(why, cap, "zram%d disksize: errno %d", zram_id, -e);
+      return why;
+    }
+    for (int i = 0; i < 200 && access(zram_dev, W_OK) < 0; i++) usleep(10000); /* udev makes the node */
+    if (access(zram_dev, W_OK) < 0) { /* no udev: make the node from /sys/block/zramN/dev */
+      char devno[32] = {0};
+      snprintf(path, sizeof path, "/sys/block/zram%d/dev", zram_id);
+      int dfd = open(path, O_RDONLY | O_CLOEXEC);
+      unsigned maj = 0, min = 0;
+      if (dfd >= 0 && read(dfd, devno, sizeof devno - 1) > 0 && sscanf(devno, "%u:%u", &maj, &min) == 2)
+        mknod(zram_dev, S_IFBLK | 0600, makedev(maj, min));
+      if (dfd >= 0) close(dfd);
+    }
+    e = write_swap_header(zram_dev, ZRAM_BYTES);
+    if (e < 0) {
+      snprintf(why, cap, "swap header on %s: errno %d", zram_dev, -e);
+      return why;
+    }
+  }
+  if (swapon(zram_dev, 0) < 0) {
+    snprintf(why, cap, "swapon %s: errno %d", zram_dev, errno);
+    return why;
+  }
+  swap_on = 1;
+  return NULL;
+}
+
+static void swap_down(void) {
+  if (swap_on && swapoff(zram_dev) == 0) swap_on = 0;
+}
+
+/* Everything the runner set up goes (async-signal-safe: called from the signal handler too). */
+static void swap_teardown(void) {
+  swap_down();
+  if (zram_id >= 0 && !swap_on) {
+    char b[16];
+    int n = 0, v = zram_id;
+    char t[16];
+    do t[n++] = (char)('0' + v % 10); while ((v /= 10) > 0 && n < 15);
+    for (int i = 0; i < n; i++) b[i] = t[n - 1 - i];
+    b[n] = 0;
+    int fd = open("/sys/class/zram-control/hot_remove", O_WRONLY);
+    if (fd >= 0) {
+      if (write(fd, b, (size_t)n) >= 0) zram_id = -1;
+      close(fd);
+    }
+  }
 }
 
 static void worker_loop(int k);
@@ -857,6 +1026,21 @@ static void kill_world(void) {
   }
 }
 
+/* SIGINT, SIGTERM, SIGHUP (and SIGTERM when the driver dies): kill the scenario processes, then
+ * turn the harness's swap off and remove its zram device before exiting. */
+static void on_stop(int sig) {
+  if (getpid() != controller_pid) { /* a worker inherited the handler: just go */
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return;
+  }
+  if (worker_pid0 > 0) kill(-worker_pid0, SIGKILL);
+  while (waitpid(-1, NULL, 0) > 0 || errno == EINTR) {
+  }
+  swap_teardown();
+  _exit(128 + sig);
+}
+
 static void host_info(void) {
   /* What the comparer needs to know about this kernel; the zero-page probe is the host quirk. */
   char *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -877,8 +1061,15 @@ static void host_info(void) {
   int ufd = (int)syscall(SYS_io_uring_setup, 1, &up);
   int uerr = ufd < 0 ? errno : 0;
   if (ufd >= 0) close(ufd);
-  printf("{\"host\":1,\"readFaultMapsZeroPage\":%d,\"kpageflagsReadable\":%d,\"cpu\":%d,\"ioUringErrno\":%d}\n", zero, kf >= 0, cpu,
-         uerr);
+  /* Swap devices active now, read while no other runner may have its own on (the shared turn). */
+  swap_lock(0);
+  sbuf sw;
+  sb_init(&sw);
+  foreign_swaps(&sw);
+  int zram = access("/sys/class/zram-control/hot_add", R_OK) == 0;
+  printf("{\"host\":1,\"readFaultMapsZeroPage\":%d,\"kpageflagsReadable\":%d,\"cpu\":%d,\"ioUringErrno\":%d,\"swaps\":%s,\"zram\":%d}\n", zero,
+         kf >= 0, cpu, uerr, sw.buf, zram);
+  free(sw.buf);
   fflush(stdout);
 }
 
@@ -903,7 +1094,15 @@ int main(int argc, char **argv) {
     sched_setaffinity(0, sizeof set, &set);
   }
   prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-  prctl(PR_SET_PDEATHSIG, SIGKILL); /* the driver went away: so do we (and, by EOF, the workers) */
+  /* The driver went away: so do we (and, by EOF, the workers), after removing our swap device. */
+  controller_pid = getpid();
+  struct sigaction st;
+  memset(&st, 0, sizeof st);
+  st.sa_handler = on_stop;
+  sigaction(SIGINT, &st, NULL);
+  sigaction(SIGTERM, &st, NULL);
+  sigaction(SIGHUP, &st, NULL);
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = on_fault;
@@ -915,12 +1114,48 @@ int main(int argc, char **argv) {
   start_world();
   char line[1024];
   while (read_line(0, line, sizeof line) >= 0) {
-    if (!strcmp(line, "RESET")) {
+    if (!strcmp(line, "END")) { /* tear everything down, then report /proc/swaps (in the shared turn) */
+      kill_world();
+      swap_teardown();
+      swap_unlock();
+      swap_lock(0);
+      sbuf r;
+      sb_init(&r);
+      sb_printf(&r, "{\"end\":1,\"zram\":%d,\"swaps\":", zram_id);
+      foreign_swaps(&r);
+      sb_printf(&r, "}\n");
+      fputs(r.buf, stdout);
+      fflush(stdout);
+      swap_unlock();
+      return 0;
+    }
+    if (!strncmp(line, "RESET", 5)) { /* RESET [swap]: a fresh world, with the harness's zram swap on or none */
+      int want = !strcmp(line, "RESET swap");
       kill_world();
       close_pipes();
+      swap_down();
+      swap_unlock();
+      swap_lock(want);
+      char why[160];
+      const char *noswap = want ? swap_up(why, sizeof why) : NULL;
+      if (noswap) { /* no swap for this scenario after all: take the shared turn */
+        swap_unlock();
+        swap_lock(0);
+      }
+      sbuf r;
+      sb_init(&r);
+      sb_printf(&r, "{\"reset\":1,\"swap\":%d,\"foreign\":", swap_on);
+      foreign_swaps(&r);
+      if (noswap) {
+        sb_printf(&r, ",\"noswap\":\"");
+        for (const char *c = noswap; *c; c++) sb_printf(&r, (*c == '"' || *c == '\\') ? "\\%c" : "%c", *c);
+        sb_printf(&r, "\"");
+      }
+      sb_printf(&r, "}\n");
       start_world();
-      printf("{\"reset\":1}\n");
+      fputs(r.buf, stdout);
       fflush(stdout);
+      free(r.buf);
       continue;
     }
     if (!strncmp(line, "LIVE ", 5)) { /* a fork step finished: its child now reads its pipe */
@@ -986,5 +1221,7 @@ int main(int argc, char **argv) {
     free(out.buf);
   }
   kill_world();
+  swap_teardown();
+  swap_unlock();
   return 0;
 }

@@ -92,6 +92,12 @@ export interface RawVma {
   swap: number;
 }
 
+/** What a fresh world has besides its first process (a scenario's `# swap:` header). */
+export interface World {
+  /** A zram swap device: the native runner's own, the simulation's `swapDevice: "zram"`. */
+  swap?: boolean;
+}
+
 /** A backend's answer to one primitive. */
 export interface ExecReply {
   /** This primitive's result. */
@@ -109,8 +115,11 @@ export interface ExecReply {
 export interface Backend {
   /** Which side. */
   readonly kind: "native" | "sim";
-  /** Starts a fresh world: one process (index 0) with nothing mapped. */
-  reset(): Promise<void>;
+  /**
+   * Starts a fresh world: one process (index 0) with nothing mapped; with `swap`, a zram-like
+   * swap device (SWP_SYNCHRONOUS_IO), else none.
+   */
+  reset(world?: World): Promise<void>;
   /** Runs primitive `op` in process `proc`; `id` names it in later `done` lists. */
   exec(proc: number, id: number, op: string, args: readonly number[]): Promise<ExecReply>;
   /** Process `proc` (created by a fork primitive that has now finished) takes primitives. */

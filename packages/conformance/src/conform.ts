@@ -7,8 +7,8 @@
  *   await c.close();
  */
 import { compareRecords, type Comparison } from "./compare.ts";
-import { Driver, type StepRecord } from "./driver.ts";
-import { type HostInfo, NativeBackend, probeHost } from "./native.ts";
+import { Driver, type StepRecord, worldOf } from "./driver.ts";
+import { ForeignSwapError, type HostInfo, NativeBackend, NoSwapError, probeHost } from "./native.ts";
 import { PIN_VERBS, type Scenario } from "./scenario.ts";
 import { KNOWN_DIVERGENCES } from "./known.ts";
 import { SimBackend, type SimOptions } from "./sim.ts";
@@ -40,12 +40,19 @@ export class Conformance {
     this.#simOptions = simOptions;
   }
 
-  /** Throws with the one-line reason when the host cannot answer (see probeHost()). */
+  /**
+   * Throws with the one-line reason when the host cannot answer (see probeHost()), and
+   * ForeignSwapError when a swap device the harness did not set up is active.
+   */
   static async start(simOptions: SimOptions = {}): Promise<Conformance> {
     const probe = probeHost();
     if (!probe.ok) throw new Error(probe.reason);
     const native = new NativeBackend();
     const host = await native.start();
+    if (host.swaps.length > 0) {
+      await native.close();
+      throw new ForeignSwapError(host.swaps);
+    }
     return new Conformance(native, host, simOptions);
   }
 
@@ -62,7 +69,14 @@ export class Conformance {
    * are not compared, except in a scenario that names that divergence in `# expect:`.
    */
   async check(scenario: Scenario, options: { unmasked?: boolean } = {}): Promise<CheckResult> {
-    const native = await this.#nativeDriver.run(scenario);
+    let native: StepRecord[];
+    try {
+      native = await this.#nativeDriver.run(scenario);
+    } catch (e) {
+      // Later swap scenarios are skipped with the reason (cannot()); this one throws it.
+      if (e instanceof NoSwapError) this.#noSwap = e.message;
+      throw e;
+    }
     const sim = await Conformance.simulate(scenario, this.#simOptions);
     const expect = scenario.meta["expect"] ?? "";
     const mask = new Set<"dirty">();
@@ -79,11 +93,31 @@ export class Conformance {
    */
   cannot(scenario: Scenario): string | null {
     if (this.host.ioUringUnavailable !== null && scenario.steps.some((s) => PIN_VERBS.has(s.verb))) return `io_uring fixed-buffer pins: ${this.host.ioUringUnavailable}`;
+    if (worldOf(scenario).swap === true) {
+      if (!this.host.zram) return "swap: this kernel has no zram (/sys/class/zram-control is missing)";
+      if (this.#noSwap !== null) return `swap: ${this.#noSwap}`;
+    }
     return null;
   }
 
-  /** Stops the native runner. */
+  /** Why the runner could not set up its zram device, once it has failed to. */
+  #noSwap: string | null = null;
+
+  /** Whether scenarios with `# swap: zram` can run here (so far). */
+  get swapAvailable(): boolean {
+    return this.host.zram && this.#noSwap === null;
+  }
+
+  /** Stops the native runner (which turns its swap off and removes its zram device first). */
   async close(): Promise<void> {
     await this.#native.close();
+  }
+
+  /**
+   * /proc/swaps after close(), read while no runner may have swap on: empty unless a swap device
+   * the harness did not make is active (or its own could not be removed). Null before close().
+   */
+  get swapsAtEnd(): readonly string[] | null {
+    return this.#native.swapsAtEnd;
   }
 }

@@ -10,7 +10,7 @@
  * had there before; fds become the scenario's names for them.
  */
 import { ERRNO } from "@uffd/kernel/uapi";
-import { ARENA_BASE, type Backend, MAP_FIXED_NOREPLACE, type PmEntry, type RawMsg, type RawResult, SLOT_BYTES } from "./backend.ts";
+import { ARENA_BASE, type Backend, type World, MAP_FIXED_NOREPLACE, type PmEntry, type RawMsg, type RawResult, SLOT_BYTES } from "./backend.ts";
 import { formatStep, num, type Scenario, type Step } from "./scenario.ts";
 
 export const PAGE = 4096;
@@ -116,6 +116,17 @@ export interface StepRecord {
 
 class Skip extends Error {}
 
+/**
+ * The world a scenario asks for in its header: `# swap: zram` for a zram swap device (any other
+ * value is refused rather than run without the swap the scenario expects).
+ */
+export function worldOf(scenario: Scenario): World {
+  const swap = scenario.meta["swap"];
+  if (swap === undefined) return {};
+  if (swap.trim() !== "zram") throw new Error(`${scenario.name}: "# swap: ${swap}": the only swap device is zram`);
+  return { swap: true };
+}
+
 /** Runs scenarios on one backend: places regions, resolves names to addresses, issues the primitives and normalises the answers. */
 export class Driver {
   /** The backend the driver runs on. */
@@ -133,7 +144,7 @@ export class Driver {
 
   /** Runs a scenario from a fresh world; resolves to one record per step. */
   async run(scenario: Scenario): Promise<StepRecord[]> {
-    await this.backend.reset();
+    await this.backend.reset(worldOf(scenario));
     this.#procs = new Map([["p0", { index: 0, regions: new Map(), handles: new Map(), live: true, exited: false, forkFds: 0, rings: new Map() }]]);
     this.#slots = new Map();
     this.#history = [];

@@ -54,6 +54,8 @@ export const stepArb: fc.Arbitrary<Line> = fc.oneof(
   { weight: 6, arbitrary: fc.tuple(proc, region, off, len, fc.constantFrom(...ADVICE)).map(([p, r, o, n, a]) => `${p}advise ${r} ${o} ${n} ${a}`) },
   // Reclaim and zap of the whole region, where markers and shmem meet.
   { weight: 4, arbitrary: fc.tuple(proc, region, fc.constantFrom("pageout", "cold", "dontneed", "remove", "free")).map(([p, r, a]) => `${p}advise ${r} 0 ${PAGES} ${a}`) },
+  // Page-out and swap-in (with `# swap: zram`): the whole region, then accesses bring it back.
+  { weight: 4, arbitrary: fc.tuple(proc, region, off, len).map(([p, r, o, n]) => `${p}advise ${r} ${o} ${n} pageout`) },
   { weight: 4, arbitrary: fc.tuple(region, off, len, fc.constantFrom("on", "off")).map(([r, o, n, m]) => `wp U ${r} ${o} ${n} ${m}`) },
   { weight: 3, arbitrary: fc.tuple(region, off, len).map(([r, o, n]) => `poison U ${r} ${o} ${n}`) },
   { weight: 4, arbitrary: fc.tuple(region, off, len, byte, fc.constantFrom("", " wp", " dontwake")).map(([r, o, n, b, f]) => `copy U ${r} ${o} ${n} ${b}${f}`) },
@@ -86,6 +88,9 @@ export const stepArb: fc.Arbitrary<Line> = fc.oneof(
   { weight: 3, arbitrary: fc.tuple(proc, fc.constantFrom("K", "L"), fc.integer({ min: 0, max: 1 })).map(([p, k, o]) => `${p}pinread ${k} ${o} 1`) },
 );
 
+/** The header line of a scenario that runs with a zram swap device (see worldOf()). */
+export const SWAP_LINE = "# swap: zram";
+
 /** A setup: the memfd, some regions, a userfaultfd with features, one or two registrations. */
 export const setupArb: fc.Arbitrary<Line[]> = fc
   .tuple(
@@ -94,9 +99,12 @@ export const setupArb: fc.Arbitrary<Line[]> = fc
     fc.constantFrom(...FEATURE_SETS),
     fc.array(fc.tuple(region, fc.constantFrom(...MODES)), { minLength: 0, maxLength: 2 }),
     fc.option(fc.tuple(region, off), { freq: 2 }),
+    fc.integer({ min: 0, max: 2 }),
   )
-  .map(([regions, filled, features, regs, pin]) => {
-    const lines = [`memfd F ${PAGES}`];
+  .map(([regions, filled, features, regs, pin, swap]) => {
+    // A third of the scenarios run with a zram swap device (a header line, so it comes first):
+    // MADV_PAGEOUT then swaps anonymous and shmem pages out, and accesses swap them back in.
+    const lines = swap === 0 ? [SWAP_LINE, `memfd F ${PAGES}`] : [`memfd F ${PAGES}`];
     if (filled > 0) lines.push(`pwrite F 0 ${filled} 0x46`);
     for (const r of regions) lines.push(REGION_MAP[r]);
     // Half the scenarios start with an io_uring fixed-buffer pin of two pages (skipped if the region is not mapped).

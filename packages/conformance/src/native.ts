@@ -11,7 +11,7 @@ import { release, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface, type Interface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import type { Backend, ExecReply, PmEntry, RawResult } from "./backend.ts";
+import type { Backend, ExecReply, PmEntry, RawResult, World } from "./backend.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const SOURCE = join(HERE, "..", "native", "uffd-conform.c");
@@ -27,10 +27,30 @@ export interface HostInfo {
   pvmNoZeroPage: boolean;
   /** The CPU the runner pinned itself to. */
   cpu: number;
-  /** Active swap devices (from /proc/swaps) other than ones the harness made. */
+  /** Active swap devices (from /proc/swaps) other than ones the harness made, when the runner started. */
   swaps: string[];
+  /** /sys/class/zram-control exists: the runner can make its own zram swap device. */
+  zram: boolean;
   /** Why io_uring_setup(2) failed when the runner started (pin steps cannot run), or null. */
   ioUringUnavailable: string | null;
+}
+
+/** A swap device the harness did not set up is active (/proc/swaps): the run is refused. */
+export class ForeignSwapError extends Error {
+  /** "ForeignSwapError". */
+  override name = "ForeignSwapError";
+  /** The devices, as /proc/swaps names them. */
+  readonly devices: readonly string[];
+  constructor(devices: readonly string[]) {
+    super(`a swap device the harness did not set up is active (${devices.join(", ")}): MADV_PAGEOUT would write to it, so the results would depend on it; swapoff it first`);
+    this.devices = devices;
+  }
+}
+
+/** The runner could not set up its zram swap device for a scenario that needs swap. */
+export class NoSwapError extends Error {
+  /** "NoSwapError". */
+  override name = "NoSwapError";
 }
 
 /** Whether this host can run the native side, and why not. */
@@ -70,6 +90,8 @@ export function probeHost(): HostProbe {
 
 /** Host facts the report names: the release and the quirks the comparer must account for. */
 export function hostFacts(): Pick<HostInfo, "release" | "pvmNoZeroPage" | "swaps"> {
+  // swaps here is read without the runners' turn-taking lock (see native/uffd-conform.c), so it
+  // may show another runner's device; the runner's own reading (HostInfo.swaps) does not.
   let cmdline = "";
   let swaps: string[] = [];
   try {
@@ -129,7 +151,7 @@ function decodePm(raw: [string, number, string]): PmEntry {
     // include/uapi/linux/kernel-page-flags.h
     anon: bit(flags, 12),
     dirty: bit(flags, 4),
-    swapcache: bit(flags, 15),
+    swapcache: bit(flags, 13), // KPF_SWAPCACHE (15 is KPF_COMPOUND_HEAD)
     zero: bit(flags, 24),
   };
 }
@@ -163,7 +185,7 @@ export class NativeBackend implements Backend {
     this.#lines.on("close", () => {
       for (const w of this.#waiters.splice(0)) w(null);
     });
-    const first = JSON.parse(await this.#next()) as { readFaultMapsZeroPage: number; cpu: number; ioUringErrno: number };
+    const first = JSON.parse(await this.#next()) as { readFaultMapsZeroPage: number; cpu: number; ioUringErrno: number; swaps: string[]; zram: number };
     const facts = hostFacts();
     let ioUringUnavailable: string | null = null;
     if (first.ioUringErrno !== 0) {
@@ -173,7 +195,7 @@ export class NativeBackend implements Backend {
       } catch {}
       ioUringUnavailable = `io_uring_setup(2) fails with errno ${first.ioUringErrno}${sysctl}`;
     }
-    this.host = { ...facts, readFaultMapsZeroPage: first.readFaultMapsZeroPage === 1, cpu: first.cpu, ioUringUnavailable };
+    this.host = { ...facts, swaps: first.swaps, zram: first.zram === 1, readFaultMapsZeroPage: first.readFaultMapsZeroPage === 1, cpu: first.cpu, ioUringUnavailable };
     return this.host;
   }
 
@@ -190,10 +212,17 @@ export class NativeBackend implements Backend {
     this.#child.stdin.write(`${line}\n`);
   }
 
-  async reset(): Promise<void> {
+  /**
+   * A fresh world. With `world.swap` the runner turns its own zram device on for this scenario
+   * (making it the first time); throws NoSwapError when it cannot. Throws ForeignSwapError when
+   * a swap device the harness did not set up is active: MADV_PAGEOUT would write to it.
+   */
+  async reset(world: World = {}): Promise<void> {
     if (this.#child === null) await this.start();
-    this.#send("RESET");
-    await this.#next();
+    this.#send(world.swap === true ? "RESET swap" : "RESET");
+    const r = JSON.parse(await this.#next()) as { swap: number; foreign: string[]; noswap?: string };
+    if (r.foreign.length > 0) throw new ForeignSwapError(r.foreign);
+    if (r.noswap !== undefined) throw new NoSwapError(r.noswap);
   }
 
   async live(proc: number): Promise<void> {
@@ -225,10 +254,22 @@ export class NativeBackend implements Backend {
     return { r, done };
   }
 
-  /** Stops the runner. */
+  /**
+   * What /proc/swaps listed after the runner turned its swap off and removed its zram device,
+   * read in the runners' shared turn (no runner has swap on then): empty unless a swap device
+   * the harness did not make is active. Null until close().
+   */
+  swapsAtEnd: string[] | null = null;
+
+  /** Stops the runner: its scenario processes, its swap and its zram device go first. */
   async close(): Promise<void> {
     const child = this.#child;
     if (child === null) return;
+    try {
+      this.#send("END");
+      const end = JSON.parse(await this.#next()) as { zram: number; swaps: string[] };
+      this.swapsAtEnd = end.zram >= 0 ? [...end.swaps, `zram${end.zram} (not removed)`] : end.swaps;
+    } catch {}
     this.#child = null;
     child.stdin.end();
     await new Promise<void>((resolve) => {

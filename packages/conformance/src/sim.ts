@@ -30,10 +30,13 @@ import {
   type UffdioRegister,
   type UffdioZeropage,
 } from "@uffd/kernel/uapi";
-import type { Backend, ExecReply, PmEntry, RawMsg, RawResult } from "./backend.ts";
+import type { Backend, ExecReply, PmEntry, RawMsg, RawResult, World } from "./backend.ts";
 
 /** The field value both runners put in an out field before the ioctl, to see whether it was written. */
 export const OUT_SENTINEL = 0x7eadbeef;
+
+/** Swap slots of a scenario with `# swap: zram`: the native runner's 64 MiB zram device less its header page. */
+export const SIM_SWAP_PAGES = (64 << 20) / 4096 - 1;
 
 /** Options of the simulation backend. */
 export interface SimOptions {
@@ -69,8 +72,11 @@ export class SimBackend implements Backend {
     this.#options = options;
   }
 
-  async reset(): Promise<void> {
-    this.kernel = new Kernel({ ...this.#options.kernel, seed: this.#options.seed ?? 1 });
+  async reset(world: World = {}): Promise<void> {
+    // The native runner's zram device holds SIM_SWAP_PAGES slots; zram is SWP_SYNCHRONOUS_IO,
+    // which is the simulation's default swap device kind ("zram").
+    const swap = world.swap === true ? { swapPages: SIM_SWAP_PAGES, swapDevice: "zram" as const } : {};
+    this.kernel = new Kernel({ ...this.#options.kernel, ...swap, seed: this.#options.seed ?? 1 });
     const mem = this.kernel.core.mem;
     const alloc = mem.allocFrame.bind(mem);
     // Harness instrumentation, not a change of behaviour: note every frame handed out, so the

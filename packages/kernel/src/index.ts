@@ -16,7 +16,7 @@ export type { PagemapEntry, VmaInfo, KPageFlags } from "./fs/procfs.ts";
 export type { PinnedBuffer } from "./mm/gup.ts";
 export { ErrnoError, SignalError, KernelBug, setErrnoStackTraces } from "./uapi/errno.ts";
 /** The process-wide pool of host memory chunks that kernels reuse (timing and host memory only). */
-export { setFramePoolLimit, framePoolBytes } from "./mm/folio.ts";
+export { setFramePoolLimit, framePoolBytes, type FrameGenerator, type FrameStoreKind, type FrameStoreStats } from "./mm/folio.ts";
 /** A blocked call of a process that was killed meanwhile rejects with this (the call never returns in Linux). */
 export { DeadTaskError } from "./kernel/access.ts";
 /** The kernel's seeded PRNG (sfc32 via splitmix32), for tools that want a seed to mean the same thing. */

@@ -178,7 +178,8 @@ export function shmemWrite(proc: Process, inode: ShmemInode, pos: number, data: 
       if (done === 0) throw new ErrnoError("ENOSPC", "pwrite");
       break;
     }
-    mem.bytes(pfn).set(data.subarray(done, done + n), mem.offset(pfn) + off);
+    mem.writable(pfn, n === PAGE_SIZE).set(data.subarray(done, done + n), mem.offset(pfn) + off);
+    mem.written(pfn);
     mem.setFlag(pfn, PG.dirty);
     done += n;
     if (at + n > inode.size) inode.size = at + n;
@@ -284,7 +285,10 @@ function zeroPartialPage(proc: Process, inode: ShmemInode, from: number, to = (M
   const e = inode.pages.get(Math.floor(from / PAGE_SIZE));
   if (e === undefined) return;
   const pfn = shmemFindPage(mem, proc.kernel.core.swap, inode, Math.floor(from / PAGE_SIZE), true);
-  if (pfn >= 0) mem.bytes(pfn).fill(0, mem.offset(pfn) + off, mem.offset(pfn) + off + (to - from));
+  if (pfn < 0) return;
+  const bytes = mem.writable(pfn);
+  bytes.fill(0, mem.offset(pfn) + off, mem.offset(pfn) + off + (to - from));
+  mem.written(pfn);
 }
 
 /** Mirrors mm/shmem.c:shmem_fallocate(). The caller has done vfs_fallocate()'s checks. */

@@ -378,7 +378,8 @@ function mergeIntoLast(pipe: PipeInodeInfo, data: Uint8Array): number {
   const at = last.offset + last.len;
   if ((last.flags & PIPE_BUF_FLAG.CAN_MERGE) === 0 || at + chars > PAGE_SIZE) return 0;
   const mem = pipe.core.mem;
-  mem.bytes(last.pfn).set(data.subarray(0, chars), mem.offset(last.pfn) + at);
+  mem.writable(last.pfn).set(data.subarray(0, chars), mem.offset(last.pfn) + at);
+  mem.written(last.pfn);
   last.len += chars;
   return chars;
 }
@@ -389,7 +390,8 @@ function appendPage(pipe: PipeInodeInfo, data: Uint8Array, from: number, packet:
   const pfn = mem.allocFrame(false);
   if (pfn < 0) return -1;
   const n = Math.min(PAGE_SIZE, data.length - from);
-  mem.bytes(pfn).set(data.subarray(from, from + n), mem.offset(pfn));
+  mem.writable(pfn, n === PAGE_SIZE).set(data.subarray(from, from + n), mem.offset(pfn));
+  mem.written(pfn);
   pipe.bufs.push({ pfn, offset: 0, len: n, flags: packet ? PIPE_BUF_FLAG.PACKET : PIPE_BUF_FLAG.CAN_MERGE });
   pipe.core.sched.charge(COST.pageCopy);
   return n;

@@ -288,14 +288,16 @@ export function walkStep(ctx: AccessContext, addr: number, len: number, buf: Uin
       if ((pte & want) !== want) pt.set(vpn, (pte | want) >>> 0);
       if (buf !== null) {
         const pfn = ptePfn(pte);
+        // writable() before offset(): a compact frame may get its slot there.
+        const bytes = write ? mem.writable(pfn, chunk === PAGE_SIZE) : mem.bytes(pfn);
         const off = mem.offset(pfn) + pageOff;
-        const bytes = mem.bytes(pfn);
         if (chunk <= SMALL_COPY) {
           // A few bytes (a typical load or store) copy faster by hand than through set() and subarray().
           if (write) for (let i = 0; i < chunk; i++) bytes[off + i] = buf[done + i]!;
           else for (let i = 0; i < chunk; i++) buf[done + i] = bytes[off + i]!;
         } else if (write) bytes.set(chunk === buf.length ? buf : buf.subarray(done, done + chunk), off);
         else buf.set(bytes.subarray(off, off + chunk), done);
+        if (write) mem.written(pfn);
       }
       done += chunk;
       spins = 0;

@@ -67,6 +67,7 @@ export function checkInvariants(kernel: Kernel): void {
     if (mem.mapcount[pfn] !== m) BUG(`pfn ${pfn}: mapcount ${mem.mapcount[pfn]}, recounted ${m}`);
     if (mem.pincount[pfn] !== pn) BUG(`pfn ${pfn}: pincount ${mem.pincount[pfn]}, recounted ${pn}`);
   }
+  mem.checkStore();
 }
 
 function checkMm(mm: Mm, who: string, refs: Map<number, number>, maps: Map<number, number>, swapRefs: Map<number, number>): void {

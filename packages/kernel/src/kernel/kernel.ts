@@ -5,7 +5,7 @@
  */
 import { Prng } from "../lib/prng.ts";
 import { ErrnoError } from "../uapi/errno.ts";
-import { PhysMem } from "../mm/folio.ts";
+import { PhysMem, type FrameGenerator, type FrameStoreKind, type FrameStoreStats } from "../mm/folio.ts";
 import { DEFAULT_MMAP_MIN_ADDR, Mm, type MmCore, TASK_SIZE, type UffdMmHooks } from "../mm/mm.ts";
 import { PAGE_SIZE } from "../uapi/mman.ts";
 import { ShmemInode, shmemDeleteEntry } from "../mm/shmem.ts";
@@ -75,6 +75,16 @@ export interface KernelOptions {
    * when it has some). Changes timing and host memory only, never what the kernel does.
    */
   pretouch?: boolean | number;
+  /**
+   * How frame bytes are held in host memory (default "flat": 4 KiB of host memory per frame
+   * ever written). "compact" keeps no bytes for a frame that is all zero or equal, byte for byte,
+   * to the output of a generator registered with Kernel.registerFrameGenerator() (it keeps the
+   * generator's arguments instead), and gives a frame a 4 KiB slot only while it holds other
+   * bytes. Every read and write sees the same bytes either way: pagemap, kpageflags, rss and
+   * every syscall result are unchanged; only host memory and time differ. `pretouch` does nothing
+   * for a compact store.
+   */
+  frameStore?: FrameStoreKind;
 }
 
 /** Options of Kernel.spawn(). */
@@ -121,7 +131,7 @@ export class KernelCore implements MmCore {
     const p = options.preemption;
     this.sched = new Scheduler(this.prng, typeof p !== "number" ? p : p > 0 ? seededPreemption(this.prng, p) : null);
     const t = options.pretouch;
-    this.mem = new PhysMem(options.memoryPages, t === true ? options.memoryPages : t === false ? 0 : t);
+    this.mem = new PhysMem(options.memoryPages, t === true ? options.memoryPages : t === false ? 0 : t, options.frameStore);
     this.swap = options.swapPages > 0 ? new SwapDevice(options.swapPages, this.mem, options.swapDevice === "zram") : null;
     this.unprivilegedUserfaultfd = options.unprivilegedUserfaultfd;
     this.maxMapCount = options.maxMapCount;
@@ -162,6 +172,13 @@ function intOption(options: Record<string, unknown>, name: string, min: number, 
   const v = options[name];
   if (v === undefined) return dflt;
   if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) badOption(name, `an integer in [${min}, ${max}]`, v);
+  return v;
+}
+
+function frameStoreOption(o: Record<string, unknown>): FrameStoreKind {
+  const v = o.frameStore;
+  if (v === undefined) return "flat";
+  if (v !== "flat" && v !== "compact") badOption("frameStore", '"flat" or "compact"', v);
   return v;
 }
 
@@ -211,6 +228,7 @@ function validateOptions(options: KernelOptions): Required<KernelOptions> {
     overcommitMemory: intOption(o, "overcommitMemory", 0, 1, 0) as 0 | 1,
     mmapMinAddr: mmapMinAddrOption(o),
     pretouch: typeof o.pretouch === "boolean" ? o.pretouch : intOption(o, "pretouch", 0, 1 << 24, 0),
+    frameStore: frameStoreOption(o),
   };
 }
 
@@ -301,6 +319,25 @@ export class Kernel {
     if (typeof pfn !== "number" || !Number.isInteger(pfn) || pfn < 0 || pfn >= mem.totalFrames) throw new ErrnoError("EINVAL", "readFrame", `(no frame ${String(pfn)})`);
     // A frame never handed out has no storage yet; it reads as zeros.
     return (mem.bytes(pfn) as Uint8Array | undefined) === undefined ? new Uint8Array(4096) : mem.readPage(pfn);
+  }
+
+  /**
+   * Registers page contents a compact frame store (KernelOptions.frameStore "compact") may keep
+   * as three 32-bit arguments instead of 4 KiB: from now on a frame written with exactly the bytes
+   * `generator.fill()` produces for the arguments `generator.identify()` guesses is held that way.
+   * Returns the generator's id. Both functions must be pure and must not throw; a flat store
+   * accepts the generator and never calls it.
+   */
+  registerFrameGenerator(generator: FrameGenerator): number {
+    if (typeof generator !== "object" || generator === null || typeof generator.fill !== "function" || typeof generator.identify !== "function") {
+      throw new TypeError("registerFrameGenerator(): the generator must be an object with fill() and identify() functions");
+    }
+    return this.core.mem.registerGenerator(generator);
+  }
+
+  /** How the frame store holds frames right now (counts are zero for the flat store). */
+  frameStoreStats(): FrameStoreStats {
+    return this.core.mem.storeStats();
   }
 
   /** The pfn of the shared zero page. */

@@ -13,6 +13,12 @@
  * a FinalizationRegistry instead made every kernel 2-3x dearer to create and collect: measured,
  * see docs/benchmarks.md.)
  *
+ * A compact store (KernelOptions.frameStore "compact", see FrameStoreKind) keeps the same
+ * metadata but not a 4 KiB slot per frame: a frame's bytes are nothing (all zero), a generated
+ * descriptor (a registered FrameGenerator and three arguments, its bytes produced on demand), or
+ * a slot in a pool that only frames written with other bytes hold. What any path reads or writes
+ * is byte for byte what the flat store holds; only the host memory differs.
+ *
  * Mirrors include/linux/mm_types.h:struct page / struct folio (order-0 folios only: the
  * simulation has no THP or hugetlb, see docs/divergences.md).
  *
@@ -105,6 +111,58 @@ export function framePoolBytes(): number {
   return chunkPool.length * CHUNK_BYTES;
 }
 
+/**
+ * Where frame bytes live. "flat" (the default): every frame has its own 4 KiB in a pooled chunk.
+ * "compact": frames hold no bytes while they are all zero or equal to a registered generator's
+ * output (PhysMem.registerGenerator()); a write with other bytes gives the frame a slot from a
+ * pool, and a frame whose bytes become all zero or a generator's output again gives it back.
+ */
+export type FrameStoreKind = "flat" | "compact";
+
+/**
+ * Page contents that are a pure function of three 32-bit arguments, registered with a compact
+ * frame store (Kernel.registerFrameGenerator()). A frame written with exactly the bytes fill()
+ * produces for some arguments is kept as those arguments instead of 4 KiB.
+ */
+export interface FrameGenerator {
+  /** Writes the page for (a, b, c) into out (1024 words, little-endian bytes). Must be pure. */
+  fill(out: Uint32Array, a: number, b: number, c: number): void;
+  /**
+   * Guesses which arguments produce `page` (1024 words): writes them to args[0..3) and returns
+   * true, or returns false. Only a guess: the store keeps the frame compact only when fill()
+   * for the guessed arguments yields every byte of the page.
+   */
+  identify(page: Uint32Array, args: Uint32Array): boolean;
+}
+
+/** A compact frame's store kind: no bytes (all zero). */
+const STORE_ZERO = 0;
+/** A compact frame's store kind: its bytes are in slot args[3 * pfn]. */
+const STORE_SLOT = 1;
+/** Store kinds from here on are generator ids (kind - STORE_GEN0 indexes the generators). */
+const STORE_GEN0 = 2;
+const MAX_GENERATORS = 255 - STORE_GEN0;
+
+/** Counts of a compact store's frames by how their bytes are held (PhysMem.storeStats()). */
+export interface FrameStoreStats {
+  /** Allocated frames (the zero page excluded) with no bytes: all zero. */
+  zeroFrames: number;
+  /** Allocated frames held as a generator's arguments. */
+  generatedFrames: number;
+  /** Allocated frames with a slot of their own bytes. */
+  slotFrames: number;
+  /** Host bytes of slot chunks allocated so far (slots are reused, chunks are kept). */
+  slotPoolBytes: number;
+}
+
+/** How many of pfns[from..to) follow pfns[from] contiguously in one flat chunk. */
+function runLength(pfns: Int32Array, from: number, to: number): number {
+  const first = pfns[from] as number;
+  let k = from + 1;
+  while (k < to && pfns[k] === first + (k - from) && (pfns[k] as number) >>> CHUNK_SHIFT === first >>> CHUNK_SHIFT) k++;
+  return k - from;
+}
+
 export class PhysMem {
   /** Frames the machine has (KernelOptions.memoryPages). */
   readonly totalFrames: number;
@@ -125,17 +183,42 @@ export class PhysMem {
   /** Frames currently allocated (including the zero page). */
   inUse = 0;
   readonly zeroPfn: Pfn;
+  /** True for the compact store (KernelOptions.frameStore "compact"): see FrameStoreKind. */
+  readonly compact: boolean;
+  /** Compact store: each frame's store kind (STORE_ZERO, STORE_SLOT or a generator id). */
+  #kind: Uint8Array = new Uint8Array(0);
+  /** Compact store: three words per frame, a generator's arguments or [slot, 0, 0]. */
+  #args: Uint32Array = new Uint32Array(0);
+  readonly #generators: FrameGenerator[] = [];
+  readonly #slotChunks: Uint8Array[] = [];
+  #slotFree: Int32Array = new Int32Array(0);
+  #slotFreeCount = 0;
+  #slotNext = 0;
+  #slotFrames = 0;
+  #generatedFrames = 0;
+  /** What bytes() returns for a compact frame with no slot; its contents are the cache key below. */
+  readonly #scratch = new Uint8Array(PAGE_SIZE);
+  readonly #scratchWords = new Uint32Array(this.#scratch.buffer);
+  /** The store kind and arguments the scratch page holds (-1: nothing valid). */
+  #scratchKind = -1;
+  #scratchA = 0;
+  #scratchB = 0;
+  #scratchC = 0;
+  /** A page of zeros bytes() returns for compact frames without bytes; nothing may write it. */
+  readonly #zeros = new Uint8Array(PAGE_SIZE);
+  readonly #guess = new Uint32Array(3);
 
   /**
    * `pretouch` frames (0 by default) get their chunks now, touched, so the host's first-touch
    * faults do not land in the first operations that allocate them.
    */
-  constructor(totalFrames: number, pretouch = 0) {
+  constructor(totalFrames: number, pretouch = 0, store: FrameStoreKind = "flat") {
     BUG_ON(totalFrames < 2 || totalFrames > 1 << 24, `memoryPages must be within [2, 2^24], got ${totalFrames}`);
     this.totalFrames = totalFrames;
+    this.compact = store === "compact";
     this.#chunks = [];
     this.#set = { chunks: this.#chunks, used: 0 };
-    const touched = Math.min(totalFrames, Math.max(0, Math.floor(pretouch)));
+    const touched = this.compact ? 0 : Math.min(totalFrames, Math.max(0, Math.floor(pretouch)));
     while (this.#chunks.length * CHUNK_FRAMES < touched) {
       const c = takeChunk();
       touchChunk(c);
@@ -148,6 +231,11 @@ export class PhysMem {
     this.flags = new Uint16Array(initial);
     this.mapping = new Int32Array(initial);
     this.index = new Float64Array(initial);
+    if (this.compact) {
+      this.#kind = new Uint8Array(initial);
+      this.#args = new Uint32Array(initial * 3);
+      this.#slotFree = new Int32Array(256);
+    }
     this.#freeList = new Int32Array(256);
     const zero = this.allocFrame(true);
     BUG_ON(zero < 0, "no frame for the zero page");
@@ -177,6 +265,14 @@ export class PhysMem {
     this.flags = grow(this.flags, (n) => new Uint16Array(n));
     this.mapping = grow(this.mapping, (n) => new Int32Array(n));
     this.index = grow(this.index, (n) => new Float64Array(n));
+    if (this.compact) {
+      const kind = new Uint8Array(cap);
+      kind.set(this.#kind);
+      this.#kind = kind;
+      const args = new Uint32Array(cap * 3);
+      args.set(this.#args);
+      this.#args = args;
+    }
   }
 
   /**
@@ -199,6 +295,7 @@ export class PhysMem {
     this.mapping[pfn] = 0;
     this.index[pfn] = 0;
     this.inUse++;
+    if (this.compact) return pfn; // a free compact frame holds no bytes: it reads as zeros
     if (zero) this.bytes(pfn).fill(0, this.offset(pfn), this.offset(pfn) + PAGE_SIZE);
     return pfn;
   }
@@ -208,7 +305,7 @@ export class PhysMem {
     const pfn = this.#nextPfn++;
     this.#set.used = this.#nextPfn;
     if (pfn >= this.capacity) this.#grow();
-    if (this.#chunks.length <= pfn >>> CHUNK_SHIFT) this.#chunks.push(takeChunk());
+    if (!this.compact && this.#chunks.length <= pfn >>> CHUNK_SHIFT) this.#chunks.push(takeChunk());
     return pfn;
   }
 
@@ -246,10 +343,15 @@ export class PhysMem {
    * one range of bytes(pfns[from])).
    */
   static runLength(pfns: Int32Array, from: number, to: number): number {
-    const first = pfns[from] as number;
-    let k = from + 1;
-    while (k < to && pfns[k] === first + (k - from) && (pfns[k] as number) >>> CHUNK_SHIFT === first >>> CHUNK_SHIFT) k++;
-    return k - from;
+    return runLength(pfns, from, to);
+  }
+
+  /**
+   * runLength() for this store: a compact store keeps no frame's bytes next to another's, so
+   * every run is one frame long.
+   */
+  runLength(pfns: Int32Array, from: number, to: number): number {
+    return this.compact ? 1 : runLength(pfns, from, to);
   }
 
   #freeFrame(pfn: Pfn): void {
@@ -258,6 +360,7 @@ export class PhysMem {
     if (pfn === this.zeroPfn) BUG("freeing the zero page");
     this.flags[pfn] = 0;
     this.mapping[pfn] = 0;
+    if (this.compact) this.#setZero(pfn);
     if (this.#freeCount === this.#freeList.length) {
       const bigger = new Int32Array(this.#freeList.length * 2);
       bigger.set(this.#freeList);
@@ -281,13 +384,44 @@ export class PhysMem {
     return this.totalFrames - this.inUse;
   }
 
-  /** The chunk holding a frame's bytes; the frame starts at offset(pfn). */
+  /**
+   * A frame's bytes for reading: the array holding them, the frame starting at offset(pfn). For
+   * a compact frame without a slot it is a page shared by all such frames (zeros, or the
+   * generator's output produced now), valid until the next bytes() call: copy out of it and never
+   * write it (writers use writable()).
+   */
   bytes(pfn: Pfn): Uint8Array {
-    return this.#chunks[pfn >>> CHUNK_SHIFT] as Uint8Array;
+    if (!this.compact) return this.#chunks[pfn >>> CHUNK_SHIFT] as Uint8Array;
+    const kind = this.#kind[pfn] ?? STORE_ZERO;
+    if (kind === STORE_SLOT) return this.#slotChunks[(this.#args[pfn * 3] as number) >>> CHUNK_SHIFT] as Uint8Array;
+    if (kind === STORE_ZERO) return this.#zeros;
+    return this.#generate(kind, this.#args[pfn * 3] as number, this.#args[pfn * 3 + 1] as number, this.#args[pfn * 3 + 2] as number);
   }
 
+  /** Where the frame starts in the array bytes(pfn) or writable(pfn) returned. */
   offset(pfn: Pfn): number {
-    return (pfn & CHUNK_MASK) << PAGE_SHIFT;
+    if (!this.compact) return (pfn & CHUNK_MASK) << PAGE_SHIFT;
+    return this.#kind[pfn] === STORE_SLOT ? ((this.#args[pfn * 3] as number) & CHUNK_MASK) << PAGE_SHIFT : 0;
+  }
+
+  /**
+   * A frame's bytes for writing: the array to write, the frame starting at offset(pfn) (ask for
+   * the offset after this call). A compact frame without a slot gets one now, holding its current
+   * bytes unless `overwrite` says the caller replaces all 4096 of them. Call written() after the
+   * write, so a compact frame can give the slot back.
+   */
+  writable(pfn: Pfn, overwrite = false): Uint8Array {
+    if (!this.compact) return this.#chunks[pfn >>> CHUNK_SHIFT] as Uint8Array;
+    if (this.#kind[pfn] !== STORE_SLOT) this.#materialise(pfn, overwrite);
+    return this.#slotChunks[(this.#args[pfn * 3] as number) >>> CHUNK_SHIFT] as Uint8Array;
+  }
+
+  /**
+   * After a write through writable(): a compact frame whose bytes are now all zero, or exactly a
+   * registered generator's output, drops its slot and keeps only that description.
+   */
+  written(pfn: Pfn): void {
+    if (this.compact && this.#kind[pfn] === STORE_SLOT) this.#recompact(pfn);
   }
 
   /** A copy of a frame's bytes. */
@@ -296,16 +430,191 @@ export class PhysMem {
     return this.bytes(pfn).slice(o, o + len);
   }
 
-  /** copy_highpage(). */
+  /** copy_highpage(). A compact store shares the source's description instead of copying bytes. */
   copyPage(dst: Pfn, src: Pfn): void {
+    if (this.compact && this.#kind[src] !== STORE_SLOT) {
+      this.#setZero(dst);
+      const kind = this.#kind[src] as number;
+      if (kind >= STORE_GEN0) this.#setGenerated(dst, kind, this.#args[src * 3] as number, this.#args[src * 3 + 1] as number, this.#args[src * 3 + 2] as number);
+      return;
+    }
+    const d = this.writable(dst, true);
     const s = this.bytes(src);
     const so = this.offset(src);
-    this.bytes(dst).set(s.subarray(so, so + PAGE_SIZE), this.offset(dst));
+    d.set(s.subarray(so, so + PAGE_SIZE), this.offset(dst));
   }
 
   /** Bytes of pooled chunks allocated so far (external memory the simulation holds). */
   get poolBytes(): number {
+    if (this.compact) return this.#slotChunks.length * CHUNK_BYTES;
     return this.#chunks.length * CHUNK_FRAMES * PAGE_SIZE;
+  }
+
+  // --- the compact store ------------------------------------------------------------------
+
+  /**
+   * Registers page contents a compact store may keep as arguments instead of bytes, and returns
+   * the generator's id. A flat store takes it too and never uses it.
+   */
+  registerGenerator(generator: FrameGenerator): number {
+    if (this.#generators.length >= MAX_GENERATORS) throw new RangeError(`at most ${MAX_GENERATORS} frame generators`);
+    this.#generators.push(generator);
+    return this.#generators.length - 1;
+  }
+
+  /** How a compact store holds its frames right now (all zero for a flat store but slotPoolBytes). */
+  storeStats(): FrameStoreStats {
+    const slotPoolBytes = this.#slotChunks.length * CHUNK_BYTES;
+    if (!this.compact) return { zeroFrames: 0, generatedFrames: 0, slotFrames: 0, slotPoolBytes };
+    return { zeroFrames: this.inUse - 1 - this.#generatedFrames - this.#slotFrames, generatedFrames: this.#generatedFrames, slotFrames: this.#slotFrames, slotPoolBytes };
+  }
+
+  /**
+   * For swap-out from a compact store: false when the frame's bytes are in a slot (the caller
+   * copies bytes() as usual); else true with the frame's description in out[0..4) for restore().
+   */
+  describe(pfn: Pfn, out: Uint32Array): boolean {
+    if (!this.compact || this.#kind[pfn] === STORE_SLOT) return false;
+    out[0] = this.#kind[pfn] as number;
+    out[1] = this.#args[pfn * 3] as number;
+    out[2] = this.#args[pfn * 3 + 1] as number;
+    out[3] = this.#args[pfn * 3 + 2] as number;
+    return true;
+  }
+
+  /** For swap-in to a compact store: gives the frame the description describe() returned. */
+  restore(pfn: Pfn, desc: Uint32Array): void {
+    BUG_ON(!this.compact, "restoring a frame description into a flat store");
+    this.#setZero(pfn);
+    const kind = desc[0] as number;
+    if (kind >= STORE_GEN0) this.#setGenerated(pfn, kind, desc[1] as number, desc[2] as number, desc[3] as number);
+  }
+
+  /** The generator's page for (a, b, c) in the scratch page (kept while the arguments repeat). */
+  #generate(kind: number, a: number, b: number, c: number): Uint8Array {
+    if (this.#scratchKind !== kind || this.#scratchA !== a || this.#scratchB !== b || this.#scratchC !== c) {
+      this.#scratchKind = -1;
+      this.#scratchWords.fill(0);
+      (this.#generators[kind - STORE_GEN0] as FrameGenerator).fill(this.#scratchWords, a, b, c);
+      this.#scratchKind = kind;
+      this.#scratchA = a;
+      this.#scratchB = b;
+      this.#scratchC = c;
+    }
+    return this.#scratch;
+  }
+
+  /** Gives a compact frame without a slot one, with its bytes unless `overwrite`. */
+  #materialise(pfn: Pfn, overwrite: boolean): void {
+    let slot: number;
+    let fresh = false;
+    if (this.#slotFreeCount > 0) slot = this.#slotFree[--this.#slotFreeCount] as number;
+    else {
+      slot = this.#slotNext++;
+      fresh = true;
+      if (this.#slotChunks.length <= slot >>> CHUNK_SHIFT) this.#slotChunks.push(new Uint8Array(CHUNK_BYTES));
+    }
+    const chunk = this.#slotChunks[slot >>> CHUNK_SHIFT] as Uint8Array;
+    const off = (slot & CHUNK_MASK) << PAGE_SHIFT;
+    const kind = this.#kind[pfn] as number;
+    if (!overwrite) {
+      if (kind >= STORE_GEN0) chunk.set(this.bytes(pfn), off);
+      else if (!fresh) chunk.fill(0, off, off + PAGE_SIZE);
+    }
+    if (kind >= STORE_GEN0) this.#generatedFrames--;
+    this.#kind[pfn] = STORE_SLOT;
+    this.#args[pfn * 3] = slot;
+    this.#args[pfn * 3 + 1] = 0;
+    this.#args[pfn * 3 + 2] = 0;
+    this.#slotFrames++;
+  }
+
+  /** A compact frame holds no bytes (all zero) from now on. */
+  #setZero(pfn: Pfn): void {
+    const kind = this.#kind[pfn] as number;
+    if (kind === STORE_SLOT) {
+      if (this.#slotFreeCount === this.#slotFree.length) {
+        const bigger = new Int32Array(this.#slotFree.length * 2);
+        bigger.set(this.#slotFree);
+        this.#slotFree = bigger;
+      }
+      this.#slotFree[this.#slotFreeCount++] = this.#args[pfn * 3] as number;
+      this.#slotFrames--;
+    } else if (kind >= STORE_GEN0) this.#generatedFrames--;
+    this.#kind[pfn] = STORE_ZERO;
+    this.#args[pfn * 3] = 0;
+    this.#args[pfn * 3 + 1] = 0;
+    this.#args[pfn * 3 + 2] = 0;
+  }
+
+  /** A compact frame with no slot (STORE_ZERO) becomes the generator's page for (a, b, c). */
+  #setGenerated(pfn: Pfn, kind: number, a: number, b: number, c: number): void {
+    this.#kind[pfn] = kind;
+    this.#args[pfn * 3] = a;
+    this.#args[pfn * 3 + 1] = b;
+    this.#args[pfn * 3 + 2] = c;
+    this.#generatedFrames++;
+  }
+
+  /** written() for a frame with a slot: drop the slot if the bytes are all zero or generated. */
+  #recompact(pfn: Pfn): void {
+    const slot = this.#args[pfn * 3] as number;
+    const chunk = this.#slotChunks[slot >>> CHUNK_SHIFT] as Uint8Array;
+    const w0 = (slot & CHUNK_MASK) << (PAGE_SHIFT - 2);
+    const words = new Uint32Array(chunk.buffer, chunk.byteOffset + w0 * 4, PAGE_SIZE / 4);
+    let i = 0;
+    while (i < words.length && words[i] === 0) i++;
+    if (i === words.length) {
+      this.#setZero(pfn);
+      return;
+    }
+    const guess = this.#guess;
+    for (let g = 0; g < this.#generators.length; g++) {
+      if (!(this.#generators[g] as FrameGenerator).identify(words, guess)) continue;
+      const kind = g + STORE_GEN0;
+      const [a, b, c] = [guess[0] as number, guess[1] as number, guess[2] as number];
+      this.#generate(kind, a, b, c);
+      const want = this.#scratchWords;
+      let k = 0;
+      while (k < words.length && words[k] === want[k]) k++;
+      if (k < words.length) continue;
+      this.#setZero(pfn);
+      this.#setGenerated(pfn, kind, a, b, c);
+      return;
+    }
+  }
+
+  /**
+   * checkInvariants() for a compact store: free frames hold nothing, every slot belongs to one
+   * frame or the free list, every description names a registered generator, the counters match,
+   * and the shared zero page is still zero.
+   */
+  checkStore(): void {
+    if (!this.compact) return;
+    const owner = new Int32Array(this.#slotNext).fill(-1);
+    let slots = 0;
+    let generated = 0;
+    for (let pfn = 0; pfn < this.#nextPfn; pfn++) {
+      const kind = this.#kind[pfn] as number;
+      if ((this.isFree(pfn) || pfn === this.zeroPfn) && kind !== STORE_ZERO) BUG(`${pfn === this.zeroPfn ? "the zero page" : `free pfn ${pfn}`} holds bytes (store kind ${kind})`);
+      if (kind === STORE_SLOT) {
+        const slot = this.#args[pfn * 3] as number;
+        if (slot >= this.#slotNext || owner[slot] !== -1) BUG(`pfn ${pfn}: slot ${slot} out of range or also held by pfn ${owner[slot]}`);
+        owner[slot] = pfn;
+        slots++;
+      } else if (kind >= STORE_GEN0) {
+        if (kind - STORE_GEN0 >= this.#generators.length) BUG(`pfn ${pfn}: generator ${kind - STORE_GEN0} is not registered`);
+        generated++;
+      } else if (this.#args[pfn * 3] !== 0 || this.#args[pfn * 3 + 1] !== 0 || this.#args[pfn * 3 + 2] !== 0) BUG(`pfn ${pfn}: a zero frame with arguments`);
+    }
+    for (let i = 0; i < this.#slotFreeCount; i++) {
+      const slot = this.#slotFree[i] as number;
+      if (slot >= this.#slotNext || owner[slot] !== -1) BUG(`free slot ${slot} out of range, listed twice or held by pfn ${owner[slot]}`);
+      owner[slot] = -2;
+    }
+    if (slots !== this.#slotFrames || generated !== this.#generatedFrames) BUG(`store counters: ${this.#slotFrames} slot / ${this.#generatedFrames} generated frames, recounted ${slots} / ${generated}`);
+    if (slots + this.#slotFreeCount !== this.#slotNext) BUG(`${this.#slotNext} slots, ${slots} held and ${this.#slotFreeCount} free`);
+    for (let i = 0; i < PAGE_SIZE; i++) if (this.#zeros[i] !== 0) BUG(`the shared zero bytes were written at byte ${i}`);
   }
 
   /** Pfns ever handed out, for walks over all frames (checkInvariants). */

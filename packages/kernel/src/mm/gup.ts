@@ -314,7 +314,7 @@ export class PinnedPages implements PinnedBuffer, RefHolder {
   read(offset: number, length: number): Uint8Array {
     this.#check(offset, length);
     const out = new Uint8Array(length);
-    this.#copy(offset, length, (bytes, at, done, n) => out.set(bytes.subarray(at, at + n), done));
+    this.#copy(offset, length, false, (bytes, at, done, n) => out.set(bytes.subarray(at, at + n), done));
     return out;
   }
 
@@ -323,7 +323,7 @@ export class PinnedPages implements PinnedBuffer, RefHolder {
     // outside the buffer (io_uring's io_import_fixed() answers EFAULT), never a JS exception.
     if (!this.writable) throw new ErrnoError("EFAULT", this.#owner.syscall, "(a read-only pin cannot be written through)");
     this.#check(offset, data.length);
-    this.#copy(offset, data.length, (bytes, at, done, n) => bytes.set(data.subarray(done, done + n), at));
+    this.#copy(offset, data.length, true, (bytes, at, done, n) => bytes.set(data.subarray(done, done + n), at));
   }
 
   async unregister(): Promise<void> {
@@ -359,7 +359,7 @@ export class PinnedPages implements PinnedBuffer, RefHolder {
     }
   }
 
-  #copy(offset: number, length: number, fn: (bytes: Uint8Array, at: number, done: number, n: number) => void): void {
+  #copy(offset: number, length: number, write: boolean, fn: (bytes: Uint8Array, at: number, done: number, n: number) => void): void {
     const mem = this.#proc.kernel.core.mem;
     let done = 0;
     while (done < length) {
@@ -367,7 +367,9 @@ export class PinnedPages implements PinnedBuffer, RefHolder {
       const pfn = this.#pfns[Math.floor(pos / PAGE_SIZE)] as Pfn;
       const inPage = pos % PAGE_SIZE;
       const n = Math.min(length - done, PAGE_SIZE - inPage);
-      fn(mem.bytes(pfn), mem.offset(pfn) + inPage, done, n);
+      const bytes = write ? mem.writable(pfn, n === PAGE_SIZE) : mem.bytes(pfn);
+      fn(bytes, mem.offset(pfn) + inPage, done, n);
+      if (write) mem.written(pfn);
       done += n;
     }
   }

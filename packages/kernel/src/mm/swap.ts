@@ -11,6 +11,8 @@ import { PAGE_SIZE } from "../uapi/mman.ts";
 import { PG, type PhysMem, type Pfn } from "./folio.ts";
 
 const BLOCK_SLOTS = 256;
+/** A slot description meaning "the bytes are in the block" (never a compact store kind). */
+const DESC_BYTES = 0xff;
 
 export class SwapDevice {
   readonly nrSlots: number;
@@ -27,11 +29,17 @@ export class SwapDevice {
    */
   readonly synchronousIo: boolean;
   readonly #mem: PhysMem;
+  /**
+   * With a compact frame store: four words per slot, the description PhysMem.describe() gave of
+   * the frame written there, or DESC_BYTES when the slot's bytes are in its block.
+   */
+  readonly #descs: Uint32Array | null;
 
   constructor(nrSlots: number, mem: PhysMem, synchronousIo = true) {
     this.nrSlots = nrSlots;
     this.swapMap = new Uint16Array(nrSlots);
     this.#mem = mem;
+    this.#descs = mem.compact ? new Uint32Array(nrSlots * 4) : null;
     this.synchronousIo = synchronousIo;
   }
 
@@ -92,8 +100,14 @@ export class SwapDevice {
     return block;
   }
 
-  /** swap_writepage(): stores a frame's bytes in the slot. */
+  /** swap_writepage(): stores a frame's bytes in the slot (a compact frame's description, if it has one). */
   writeSlot(slot: number, pfn: Pfn): void {
+    if (this.#descs !== null) {
+      const d = this.#descs.subarray(slot * 4, slot * 4 + 4);
+      if (this.#mem.describe(pfn, d)) return;
+      d.fill(0);
+      d[0] = DESC_BYTES;
+    }
     const src = this.#mem.bytes(pfn);
     const o = this.#mem.offset(pfn);
     this.#block(slot).set(src.subarray(o, o + PAGE_SIZE), (slot % BLOCK_SLOTS) * PAGE_SIZE);
@@ -101,9 +115,13 @@ export class SwapDevice {
 
   /** swap_read_folio(): fills a frame from the slot. */
   readSlot(slot: number, pfn: Pfn): void {
+    if (this.#descs !== null && this.#descs[slot * 4] !== DESC_BYTES) {
+      this.#mem.restore(pfn, this.#descs.subarray(slot * 4, slot * 4 + 4));
+      return;
+    }
     const block = this.#block(slot);
     const o = (slot % BLOCK_SLOTS) * PAGE_SIZE;
-    this.#mem.bytes(pfn).set(block.subarray(o, o + PAGE_SIZE), this.#mem.offset(pfn));
+    this.#mem.writable(pfn, true).set(block.subarray(o, o + PAGE_SIZE), this.#mem.offset(pfn));
   }
 
   /**

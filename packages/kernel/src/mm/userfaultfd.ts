@@ -187,7 +187,8 @@ async function mfillAtomicSlow(op: MfillOp): Promise<number> {
     const holders = op.ctx.mm.core.refHolders;
     holders.add(holder);
     try {
-      ok = await op.src!.copySlow(op.srcAddr, mem.bytes(pfn), mem.offset(pfn));
+      ok = await op.src!.copySlow(op.srcAddr, mem.writable(pfn, true), mem.offset(pfn));
+      mem.written(pfn);
     } finally {
       holders.delete(holder);
       if (!ok) {
@@ -294,10 +295,12 @@ function mfillCopyAnonBatch(op: MfillOp, vma: Vma, table: Uint32Array, i: number
   // The source, one copy per contiguous run of frames; `copied` pages came through whole.
   let copied = 0;
   while (copied < n) {
-    const run = PhysMem.runLength(pfns, copied, n);
+    const run = mem.runLength(pfns, copied, n);
     const first = pfns[copied] as number;
     const len = run * PAGE_SIZE;
-    const got = op.src!.copyAtomicRun!(op.srcAddr + copied * PAGE_SIZE, mem.bytes(first), mem.offset(first), len);
+    const got = op.src!.copyAtomicRun!(op.srcAddr + copied * PAGE_SIZE, mem.writable(first, true), mem.offset(first), len);
+    // A compact store keeps no frame next to another (runs of one): each may compact again.
+    if (mem.compact && got === len) mem.written(first);
     copied += Math.floor(got / PAGE_SIZE);
     if (got < len) break;
   }
@@ -354,7 +357,7 @@ export function copyFromUserAtomicRun(mm: Mm, addr: number, dst: Uint8Array, dst
     const pte = mm.pt.get(a / PAGE_SIZE);
     if (!ptePresent(pte)) break;
     const pfn = ptePfn(pte);
-    if (runPages > 0 && pfn === runPfn + runPages && mem.bytes(pfn) === mem.bytes(runPfn)) runPages++;
+    if (runPages > 0 && !mem.compact && pfn === runPfn + runPages && mem.bytes(pfn) === mem.bytes(runPfn)) runPages++;
     else {
       flush();
       runStart = done;
@@ -393,9 +396,13 @@ function mfillGetFolio(op: MfillOp, mm: Mm): number {
   const mem = mm.core.mem;
   const pfn = mem.allocFrame(op.mode !== MFILL_ATOMIC.COPY);
   if (pfn < 0) return -E.ENOMEM;
-  if (op.mode === MFILL_ATOMIC.COPY && !op.src!.copyAtomic(op.srcAddr, mem.bytes(pfn), mem.offset(pfn))) {
-    op.folio = pfn;
-    return MFILL_NEED_COPY;
+  if (op.mode === MFILL_ATOMIC.COPY) {
+    const ok = op.src!.copyAtomic(op.srcAddr, mem.writable(pfn, true), mem.offset(pfn));
+    if (!ok) {
+      op.folio = pfn;
+      return MFILL_NEED_COPY;
+    }
+    mem.written(pfn);
   }
   return pfn;
 }

@@ -107,9 +107,15 @@ function swapOutAnon(mm: Mm, vpn: number, pte: Pte, pfn: Pfn): boolean {
   mm.rssAnon--;
   mm.swapEnts++;
   mem.folioPut(pfn); // the pte's reference; the swap cache still holds one
+  // add_to_swap() dirties a folio it adds; try_to_unmap_one() moves a dirty pte's bit to it.
+  if (!inCache || pteDirty(pte)) mem.setFlag(pfn, PG.dirty);
   swap.writeSlot(slot, pfn);
+  // pageout() writes only a folio the swap cache alone still references (is_page_cache_freeable());
+  // anything else (a vmsplice'd pipe buffer) keeps it PAGE_KEEP: in the swap cache, still dirty
+  // [host: zram, after the swap-in through the swap cache kpageflags read DIRTY|SWAPCACHE].
+  if (mem.refcount[pfn] !== 1) return true;
   mem.clearFlag(pfn, PG.dirty);
-  if (swap.synchronousIo && mem.refcount[pfn] === 1) swap.deleteFromSwapCache(pfn);
+  if (swap.synchronousIo) swap.deleteFromSwapCache(pfn);
   return true;
 }
 
