@@ -187,7 +187,7 @@ export class MigrationSource {
   /** Creates and boots the guest and starts its workload. */
   static async boot(config: MigrationConfig, hooks: SourceHooks): Promise<MigrationSource> {
     const pages = guestPages(config);
-    const guest = await Guest.create({ seed: config.seed, pages }, "source");
+    const guest = await Guest.create({ seed: config.seed, pages, frameStore: config.frameStore }, "source");
     const log = await guest.boot(config.populate, (done) => hooks.progress("boot", done, pages));
     const hotPages = Math.max(1, Math.floor(config.hotSetBytes / 4096));
     const workload = new Workload(guest, initialWorkloadState(config.seed, pages, hotPages, config.workload), log);
