@@ -58,6 +58,8 @@ export interface ContextConfig {
   crossProcess: boolean;
   /** The kernel does not offer UFFDIO_MOVE (before Linux 6.8): move() resolves with UFFDIO_COPY. */
   moveMissing?: boolean;
+  /** The kernel lacks UFFDIO_POISON (before 6.6). */
+  poisonMissing?: boolean;
   /** The fallbacks taken so far, shared by a handler and its fork children. */
   fallbacks?: Fallback[];
 }
@@ -67,7 +69,7 @@ export interface ContextConfig {
  * instead, and why (naming the Linux release that added the missing piece).
  */
 export interface Fallback {
-  /** What the SDK would have used: "/dev/userfaultfd", "UFFDIO_MOVE", "wp-unpopulated", "wp-async". */
+  /** What the SDK would have used: "/dev/userfaultfd", "UFFDIO_MOVE", "UFFDIO_POISON", "wp-unpopulated", "wp-async". */
   readonly wanted: string;
   /** What it used instead. */
   readonly used: string;
@@ -139,6 +141,8 @@ export class UffdContext {
   readonly crossProcess: boolean;
   /** The kernel lacks UFFDIO_MOVE (before 6.8). */
   readonly moveMissing: boolean;
+  /** The kernel lacks UFFDIO_POISON (before 6.6): the SIGBUS policy kills the process instead. */
+  readonly poisonMissing: boolean;
   /** The fallbacks taken (Userfaultfd.fallbacks). */
   readonly fallbacks: Fallback[];
   readonly target: Process | null;
@@ -181,6 +185,7 @@ export class UffdContext {
     this.crossProcess = config.crossProcess;
     this.target = config.target;
     this.moveMissing = config.moveMissing ?? false;
+    this.poisonMissing = config.poisonMissing ?? false;
     this.fallbacks = config.fallbacks ?? [];
   }
 

@@ -23,6 +23,8 @@ import { ErrnoError, UFFD_FEATURE_SINCE, type UffdioCopy, type UffdioMove, type 
 import {
   PAGE_SIZE,
   UFFD_FEATURE_MOVE,
+  UFFD_FEATURE_POISON,
+  SIGBUS,
   UFFDIO_CONTINUE,
   UFFDIO_CONTINUE_MODE_WP,
   UFFDIO_COPY,
@@ -363,6 +365,7 @@ export function abandon(ctx: UffdContext, start: number, end: number): void {
  * (DONTWAKE). "present" when a page got installed meanwhile (the thread gets it).
  */
 export async function poisonPage(ctx: UffdContext, page: number, wpRegistered: boolean): Promise<Resolution> {
+  if (ctx.poisonMissing) return killWithSigbus(ctx);
   for (let spins = 0; ; ) {
     const epoch = ctx.eventEpoch;
     if (wpRegistered) {
@@ -392,6 +395,24 @@ export async function poisonPage(ctx: UffdContext, page: number, wpRegistered: b
       throw e;
     }
   }
+}
+
+/**
+ * The SIGBUS policy where the kernel lacks UFFDIO_POISON (before 6.6, fc71884a5f59): a handler
+ * cannot make one access fail, so it does what an unhandled SIGBUS would, and ends the faulting
+ * process with kill(SIGBUS) (the process a monitor handles, else the handler's own). Listed in
+ * Userfaultfd.fallbacks. Never lets the thread retry into the same fault, which would loop.
+ */
+async function killWithSigbus(ctx: UffdContext): Promise<Resolution> {
+  ctx.noteFallback("UFFDIO_POISON", "kill(SIGBUS) of the faulting process", UFFD_FEATURE_SINCE[UFFD_FEATURE_POISON]!);
+  const victim = ctx.target ?? ctx.proc;
+  try {
+    await ctx.proc.kill(victim.pid, SIGBUS);
+  } catch (e) {
+    // The handler's own process ends with the signal: its syscall does not return.
+    if (!(e instanceof ErrnoError) || e.code !== "ESRCH") throw e;
+  }
+  return "exited";
 }
 
 /**

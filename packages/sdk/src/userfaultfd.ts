@@ -22,6 +22,7 @@ import {
   UFFD_FEATURE_EVENT_FORK,
   UFFD_FEATURE_MINOR_SHMEM,
   UFFD_FEATURE_MOVE,
+  UFFD_FEATURE_POISON,
   UFFD_FEATURE_WP_ASYNC,
   UFFD_FEATURE_WP_HUGETLBFS_SHMEM,
   UFFD_FEATURE_WP_UNPOPULATED,
@@ -350,7 +351,8 @@ export class Userfaultfd {
     if (h.traceEventsMax !== null && !metrics.tracing) metrics.startTrace(h.traceEventsMax);
     // supported is 0 when unknown (an adopted fd): then move() tries UFFDIO_MOVE as before.
     const moveMissing = supported !== 0 && (supported & UFFD_FEATURE_MOVE) === 0;
-    const ctx = new UffdContext({ proc, fd, features, ranges, metrics, ...h.config, target, crossProcess, moveMissing, fallbacks });
+    const poisonMissing = supported !== 0 && (supported & UFFD_FEATURE_POISON) === 0;
+    const ctx = new UffdContext({ proc, fd, features, ranges, metrics, ...h.config, target, crossProcess, moveMissing, poisonMissing, fallbacks });
     return new Userfaultfd(ctx, supported, (parent, ufd) => Userfaultfd.#forked(parent, ufd, o, h, supported));
   }
 
@@ -385,7 +387,8 @@ export class Userfaultfd {
   /**
    * The fallbacks taken because the kernel lacks something (an older release): the
    * userfaultfd(2) syscall where /dev/userfaultfd is missing (before 6.1), UFFDIO_COPY where
-   * UFFDIO_MOVE is (before 6.8), and those a DirtyTracker takes (pre-populating where
+   * UFFDIO_MOVE is (before 6.8), kill(SIGBUS) of the faulting process where the SIGBUS failure
+   * policy meets a kernel without UFFDIO_POISON (before 6.6), and those a DirtyTracker takes (pre-populating where
    * wp-unpopulated is missing, sync tracking where wp-async is). Empty on a kernel that has
    * everything used.
    */

@@ -1,11 +1,13 @@
 /**
  * Every code snippet of docs/sdk-guide.md lives here, between `// #region <name>` and
- * `// #endregion`, and runs as a test. The last test checks that the guide quotes each region
- * verbatim, so the guide cannot drift from code that works.
+ * `// #endregion`, and runs as a test, on every release profile (docs/releases.md): the guide's
+ * `new Kernel()` builds the release under test, and each test asserts the fallbacks the SDK took
+ * there (`uffd.fallbacks`). The last test checks that the guide quotes each region verbatim, so
+ * the guide cannot drift from code that works.
  */
 import { readFileSync } from "node:fs";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { ErrnoError, Kernel } from "@uffd/kernel";
+import { ErrnoError, Kernel as SimKernel, KERNEL_RELEASES, type KernelOptions, type KernelRelease } from "@uffd/kernel";
 import {
   decodeUffdMsgs,
   MAP_ANONYMOUS,
@@ -15,6 +17,7 @@ import {
   PAGE_SIZE,
   PROT_READ,
   PROT_WRITE,
+  SIGBUS,
   UFFD_API,
   UFFD_EVENT_PAGEFAULT,
   UFFD_EVENT_UNMAP,
@@ -25,7 +28,7 @@ import {
   UFFDIO_REGISTER_MODE_MISSING,
   UFFDIO_WAKE,
 } from "@uffd/kernel/uapi";
-import { BufferSource, DirtyTracker, MemfdSource, RemoteSource, Userfaultfd } from "@uffd/sdk";
+import { BufferSource, DirtyTracker, type Fallback, MemfdSource, ModeUnavailableError, RemoteSource, Userfaultfd } from "@uffd/sdk";
 
 const RW = PROT_READ | PROT_WRITE;
 
@@ -36,7 +39,37 @@ function makeImage(pages: number): Uint8Array {
   return img;
 }
 
-describe("docs/sdk-guide.md", () => {
+const AT_LEAST: Record<KernelRelease, number> = { "5.10": 510, "5.15": 515, "6.1": 601, "6.6": 606, "6.12": 612, "6.18": 618 };
+/** Whether `release` is `since` or later (since as "6.4"). */
+function has(release: KernelRelease, since: string): boolean {
+  const [maj, min] = since.split(".").map(Number) as [number, number];
+  return AT_LEAST[release] >= maj * 100 + min;
+}
+
+/**
+ * What the SDK falls back to, and the release that added what it wanted (docs/releases.md "The
+ * SDK on every profile"; the releases: 2d5de004e009 6.1, 2bad466cc9d9 6.4).
+ */
+const FALLBACKS = {
+  "/dev/userfaultfd": { used: "userfaultfd(2)", since: "6.1" },
+  "wp-unpopulated": { used: "pre-populating the range", since: "6.4" },
+} as const;
+
+/** The fallbacks `release` makes the SDK take of those `wanted`, in order, as uffd.fallbacks lists them. */
+function fallbacksOn(release: KernelRelease, ...wanted: Array<keyof typeof FALLBACKS>): Fallback[] {
+  return wanted
+    .filter((w) => !has(release, FALLBACKS[w].since))
+    .map((w) => ({ wanted: w, used: FALLBACKS[w].used, reason: `${w} came in Linux ${FALLBACKS[w].since}; this kernel is ${release}-uffd` }));
+}
+
+describe.each(KERNEL_RELEASES.map((r) => [r] as const))("docs/sdk-guide.md on release %s", (profile) => {
+  /** The guide's `new Kernel()`, answering as `profile`: the snippets run as the guide quotes them. */
+  class Kernel extends SimKernel {
+    constructor(options: KernelOptions = {}) {
+      super({ release: profile, ...options });
+    }
+  }
+
   // The snippets print what the guide shows; the tests read it back instead of the terminal.
   let logged: unknown[][] = [];
   beforeEach(() => {
@@ -62,6 +95,7 @@ describe("docs/sdk-guide.md", () => {
     // #endregion
     expect(bytes).toEqual(new Uint8Array(4).fill(6));
     expect(logged).toEqual([[new Uint8Array(4).fill(6)]]);
+    expect(uffd.fallbacks).toEqual(fallbacksOn(profile, "/dev/userfaultfd"));
     await uffd.close();
     kernel.checkInvariants();
   });
@@ -105,6 +139,7 @@ describe("docs/sdk-guide.md", () => {
     };
     void serveForever();
     // #endregion
+    // The raw uAPI takes no fallback: userfaultfd(2) and these ioctls exist on every profile.
     expect(await proc.mainThread.read(addr + 5 * PAGE_SIZE, 4)).toEqual(new Uint8Array(4).fill(6));
     k.checkInvariants();
   });
@@ -121,6 +156,7 @@ describe("docs/sdk-guide.md", () => {
     uffd.serve(new BufferSource(image));
     // #endregion
     expect(await proc.mainThread.read(addr + 5 * PAGE_SIZE, 4)).toEqual(new Uint8Array(4).fill(6));
+    expect(uffd.fallbacks).toEqual(fallbacksOn(profile, "/dev/userfaultfd"));
     await uffd.close();
     k.checkInvariants();
   });
@@ -143,7 +179,10 @@ describe("docs/sdk-guide.md", () => {
     await proc.mainThread.write(addr + 3 * PAGE_SIZE, Uint8Array.of(1));
     console.log([...dirty].map((a) => (a - addr) / PAGE_SIZE)); // [ 3 ]
     // #endregion
-    expect([...dirty]).toEqual([addr + 3 * PAGE_SIZE]);
+    // Before 6.4 (no wp-unpopulated, 2bad466cc9d9) write-protecting a never-touched page leaves
+    // nothing to keep the protection: its first write is no fault. DirtyTracker pre-populates.
+    const byHand = has(profile, "6.4") ? [3] : [];
+    expect([...dirty]).toEqual(byHand.map((i) => addr + i * PAGE_SIZE));
     uffd.removeAllListeners("fault");
     // #region dirty-tracker
     const tracker = new DirtyTracker(uffd, addr, len);
@@ -154,30 +193,43 @@ describe("docs/sdk-guide.md", () => {
     console.log(round1.map((a) => (a - addr) / PAGE_SIZE)); // [ 1, 6 ]
     // #endregion
     expect(round1).toEqual([addr + PAGE_SIZE, addr + 6 * PAGE_SIZE]);
-    expect(logged).toEqual([[[3]], [[1, 6]]]);
+    expect(logged).toEqual([[byHand], [[1, 6]]]);
+    expect(uffd.fallbacks).toEqual(fallbacksOn(profile, "/dev/userfaultfd", "wp-unpopulated"));
     await uffd.close();
     k.checkInvariants();
   });
 
-  it("4. a minor-fault handler over shmem", async () => {
+  it("4. a minor-fault handler over shmem (from 5.14; before it register() names the release)", async () => {
     const k = new Kernel();
     const proc = k.spawn();
-    // #region minor-shmem
-    const len = 4 * PAGE_SIZE;
-    const fd = await proc.memfdCreate("guest-ram");
-    await proc.ftruncate(fd, len);
-    await proc.pwrite(fd, makeImage(4), 0); // the page cache holds the snapshot
-    const guest = await proc.mmap(0, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    const minorShmem = async () => {
+      // #region minor-shmem
+      const len = 4 * PAGE_SIZE;
+      const fd = await proc.memfdCreate("guest-ram");
+      await proc.ftruncate(fd, len);
+      await proc.pwrite(fd, makeImage(4), 0); // the page cache holds the snapshot
+      const guest = await proc.mmap(0, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 
-    const uffd = await Userfaultfd.open(proc);
-    await uffd.register(guest, len, "minor"); // a fault on every first touch of a cached page
-    const touched: number[] = [];
-    uffd.on("fault", (fault) => {
-      touched.push(fault.offset / PAGE_SIZE); // e.g. verify or decrypt the page in place here
-      return fault.continue(); // map the page-cache page: no copy
-    });
-    console.log(await proc.mainThread.read(guest + 2 * PAGE_SIZE, 2)); // Uint8Array(2) [ 3, 3 ]
-    // #endregion
+      const uffd = await Userfaultfd.open(proc);
+      await uffd.register(guest, len, "minor"); // a fault on every first touch of a cached page
+      const touched: number[] = [];
+      uffd.on("fault", (fault) => {
+        touched.push(fault.offset / PAGE_SIZE); // e.g. verify or decrypt the page in place here
+        return fault.continue(); // map the page-cache page: no copy
+      });
+      console.log(await proc.mainThread.read(guest + 2 * PAGE_SIZE, 2)); // Uint8Array(2) [ 3, 3 ]
+      // #endregion
+      return { len, fd, guest, uffd, touched };
+    };
+    if (!has(profile, "5.14")) {
+      // c949b097ef2e (5.14): MINOR on shmem; before it vma_can_userfault() refuses the mode.
+      const err = await minorShmem().then(() => null, (e: unknown) => e);
+      expect(err).toBeInstanceOf(ModeUnavailableError);
+      expect((err as Error).message).toBe(`register(): minor faults on shmem came in Linux 5.14; this kernel is ${profile}-uffd (EINVAL)`);
+      k.checkInvariants();
+      return;
+    }
+    const { len, fd, guest, uffd, touched } = await minorShmem();
     expect(touched).toEqual([2]);
     expect(logged).toEqual([[Uint8Array.of(3, 3)]]);
     expect(proc.pagemap(guest + 2 * PAGE_SIZE, 1)[0]).toMatchObject({ present: true, file: true });
@@ -186,6 +238,7 @@ describe("docs/sdk-guide.md", () => {
     uffd.serve(new MemfdSource(proc, fd)); // minor faults: UFFDIO_CONTINUE
     // #endregion
     expect(await proc.mainThread.read(guest, len)).toEqual(makeImage(4));
+    expect(uffd.fallbacks).toEqual(fallbacksOn(profile, "/dev/userfaultfd"));
     await uffd.close();
     k.checkInvariants();
   });
@@ -212,6 +265,7 @@ describe("docs/sdk-guide.md", () => {
     expect(remote.bytes).toBe(len);
     expect(logged[0]![1]).toBe(true);
     expect(await proc.mainThread.read(addr, len)).toEqual(image);
+    expect(uffd.fallbacks).toEqual(fallbacksOn(profile, "/dev/userfaultfd"));
     await uffd.close();
     k.checkInvariants();
   });
@@ -233,9 +287,15 @@ describe("docs/sdk-guide.md", () => {
     const outcome = await proc.mainThread.read(addr, 1).catch((e: Error) => e.name);
     console.log(outcome); // SignalError (SIGBUS), as with UFFD_FEATURE_SIGBUS
     // #endregion
-    expect(outcome).toBe("SignalError");
-    expect(logged).toEqual([[`missing fault at 0x${addr.toString(16)}: the handler failed: page server unreachable`], ["SignalError"]]);
-    await uffd.close();
+    // Before 6.6 (no UFFDIO_POISON, fc71884a5f59) a handler cannot fail one access: the policy
+    // ends the process with SIGBUS, as an unhandled SIGBUS would, and says so in fallbacks.
+    const poison = has(profile, "6.6");
+    const died = poison ? [] : [{ wanted: "UFFDIO_POISON", used: "kill(SIGBUS) of the faulting process", reason: `UFFDIO_POISON came in Linux 6.6; this kernel is ${profile}-uffd` }];
+    expect(outcome).toBe(poison ? "SignalError" : "DeadTaskError");
+    expect(logged).toEqual([[`missing fault at 0x${addr.toString(16)}: the handler failed: page server unreachable`], [outcome]]);
+    expect(uffd.fallbacks).toEqual([...fallbacksOn(profile, "/dev/userfaultfd"), ...died]);
+    expect(proc.exitSignal).toBe(poison ? null : SIGBUS);
+    if (poison) await uffd.close();
     k.checkInvariants();
   });
 
@@ -256,6 +316,7 @@ describe("docs/sdk-guide.md", () => {
     expect(m.faults.missing).toBe(4);
     expect(logged[0]!.slice(0, 2)).toEqual([4, 16384]);
     expect(JSON.parse(trace).traceEvents.filter((e: { ph: string }) => e.ph === "X")).toHaveLength(4);
+    expect(uffd.fallbacks).toEqual(fallbacksOn(profile, "/dev/userfaultfd"));
     await uffd.close();
     k.checkInvariants();
   });
@@ -277,6 +338,7 @@ describe("docs/sdk-guide.md", () => {
     expect(logged[1]).toEqual([Uint8Array.of(2)]);
     expect(logged[0]![2]).toBe(1);
     await childProc.exit(0);
+    expect(uffd.fallbacks).toEqual(fallbacksOn(profile, "/dev/userfaultfd"));
     await uffd.close();
     k.checkInvariants();
   });
@@ -306,6 +368,7 @@ describe("docs/sdk-guide.md", () => {
     // #endregion
     expect(await reading).toEqual(Uint8Array.of(4));
     expect(logged).toEqual([]);
+    expect(uffd.fallbacks).toEqual(fallbacksOn(profile, "/dev/userfaultfd"));
     await uffd.close();
     kernel.checkInvariants();
   });
@@ -330,10 +393,14 @@ describe("docs/sdk-guide.md", () => {
     console.log(await load); // Uint8Array(1) [ 0 ]
     // #endregion
     expect(logged).toEqual([[1], [Uint8Array.of(0)]]);
+    expect(uffd.fallbacks).toEqual(fallbacksOn(profile, "/dev/userfaultfd"));
     await uffd.close();
     kernel.checkInvariants();
   });
 
+});
+
+describe("docs/sdk-guide.md", () => {
   it("the guide quotes every snippet verbatim, and the SDK restore is shorter than the raw one", () => {
     const source = readFileSync(new URL(import.meta.url), "utf8");
     const guide = readFileSync(new URL("../../../docs/sdk-guide.md", import.meta.url), "utf8");

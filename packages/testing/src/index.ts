@@ -12,6 +12,10 @@ export type { Scenario, ScenarioRef, RunOptions, ExploreOptions, ExploreResult, 
 export { ExplorePolicy, VARIED_PROBABILITIES, probabilityFor } from "./policy.ts";
 export type { Decisions } from "./policy.ts";
 
+/* Every test on every release */
+export { describeReleases, selectedReleases, reproduceRelease, releaseAtLeast } from "./releases.ts";
+export type { DescribeReleasesOptions } from "./releases.ts";
+
 /* Guests */
 export { guest, GuestThread } from "./guest.ts";
 export type { GuestOptions, GuestState, GuestExpectation } from "./guest.ts";

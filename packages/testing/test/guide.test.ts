@@ -5,10 +5,10 @@
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { Kernel } from "@uffd/kernel";
+import { Kernel, KERNEL_RELEASES } from "@uffd/kernel";
 import { MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE, UFFDIO_COPY } from "@uffd/kernel/uapi";
 import { BufferSource, Userfaultfd } from "@uffd/sdk";
-import { diffRuns, explore, guest, inject, injectFaults, pagemapText, replay, runSeed, smapsText } from "@uffd/testing";
+import { describeReleases, diffRuns, explore, guest, inject, injectFaults, pagemapText, releaseAtLeast, replay, runSeed, smapsText } from "@uffd/testing";
 import { makeImage, prefetchScenario, registeredAnon, serveWithPrefetch } from "./handlers.ts";
 import { naiveFailure } from "./helpers.ts";
 
@@ -36,6 +36,24 @@ describe("docs/testing-your-handler.md", () => {
     // #region fixed
     const result = await explore(prefetchScenario(true), { seeds: 1000 });
     expect(result.seedsRun).toBe(1000);
+    // #endregion
+  });
+
+  describe("every test on every release", () => {
+    // #region each-release
+    describeReleases(KERNEL_RELEASES, (release) => {
+      it("the fixed handler passes 50 seeds", async () => {
+        const result = await explore(prefetchScenario(true), { seeds: 50, releases: [release] });
+        expect(result.seedsRun).toBe(50);
+      });
+
+      it("the SDK names what it fell back to", async () => {
+        const proc = new Kernel({ release }).spawn();
+        const uffd = await Userfaultfd.open(proc); // /dev/userfaultfd from 6.1, else userfaultfd(2)
+        expect(uffd.fallbacks.map((f) => f.used)).toEqual(releaseAtLeast(release, "6.1") ? [] : ["userfaultfd(2)"]);
+        await uffd.close();
+      });
+    });
     // #endregion
   });
 
@@ -133,7 +151,7 @@ describe("docs/testing-your-handler.md", () => {
     const regionsOf = (file: URL): RegExpMatchArray[] => [...readFileSync(file, "utf8").matchAll(/^( *)\/\/ #region ([\w-]+)\n([\s\S]*?)^ *\/\/ #endregion/gm)];
     const regions = [...regionsOf(new URL("./handlers.ts", import.meta.url)), ...regionsOf(new URL(import.meta.url))];
     const guide = readFileSync(new URL("../../../docs/testing-your-handler.md", import.meta.url), "utf8");
-    expect(regions.map((r) => r[2])).toEqual(["image", "handler", "register", "scenario", "find-bug", "fixed", "reproduce", "replay", "inject", "matchers", "snapshots"]);
+    expect(regions.map((r) => r[2])).toEqual(["image", "handler", "register", "scenario", "find-bug", "fixed", "each-release", "reproduce", "replay", "inject", "matchers", "snapshots"]);
     const body = (r: RegExpMatchArray): string =>
       r[3]!
         .split("\n")

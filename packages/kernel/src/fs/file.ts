@@ -32,6 +32,16 @@ export class OpenFile {
   pos = 0;
   /** f_count: fds (in any process) referring to this description. */
   refs = 1;
+  /**
+   * FMODE_ATOMIC_POS: set when open(2) opens a regular file (fs/open.c:do_dentry_open()), never
+   * for a memfd_create() file (alloc_file_pseudo() does not set it) [host: an lseek() on a memfd
+   * while a write(2) of it sleeps on a userfault answers at once; on the same memfd reopened
+   * through /proc/self/fd it waits in fdget_pos]. Such a file's read(2), write(2) and lseek(2)
+   * take f_pos_lock (filePosLock()).
+   */
+  atomicPos = false;
+  /** f_pos_lock: held by a read/write/lseek of an FMODE_ATOMIC_POS file; its waiters in order. */
+  posLock: { held: boolean; waiters: Array<() => void> } | null = null;
 
   constructor(ops: FileOps, flags: number) {
     this.ops = ops;
@@ -58,6 +68,26 @@ export class OpenFile {
     this.refs--;
     if (this.refs === 0) this.ops.release?.(this);
   }
+}
+
+/**
+ * fs/file.c:fdget_pos(): read(2), write(2) and lseek(2) of an FMODE_ATOMIC_POS file hold
+ * file->f_pos_lock for the whole call, so a write sleeping on a userfault keeps the others waiting
+ * (in fdget_pos) until it returns. Linux takes the lock only when the file may be shared
+ * (file_needs_f_pos_lock(): another reference, or a multithreaded fd table); without sharing
+ * nothing can contend for it, so taking it always answers the same. Resolves to the unlock, or
+ * null for a file without FMODE_ATOMIC_POS.
+ */
+export async function filePosLock(file: OpenFile): Promise<(() => void) | null> {
+  if (!file.atomicPos) return null;
+  const lock = (file.posLock ??= { held: false, waiters: [] });
+  if (lock.held) await new Promise<void>((resolve) => lock.waiters.push(resolve));
+  lock.held = true;
+  return () => {
+    const next = lock.waiters.shift();
+    if (next !== undefined) next(); // handed over: stays held
+    else lock.held = false;
+  };
 }
 
 /** RLIMIT_NOFILE default soft limit. */
