@@ -26,6 +26,10 @@ export const THREAD_KINDS = ["hot", "scan", "random"] as const;
 export type ThreadKind = (typeof THREAD_KINDS)[number];
 
 export const TRACKING_METHODS = ["auto", "wp-async", "wp-sync", "content-hash"] as const;
+
+/** How each side's simulated kernel holds page bytes (KernelOptions.frameStore). */
+export const FRAME_STORES = ["compact", "flat"] as const;
+export type FrameStoreChoice = (typeof FRAME_STORES)[number];
 export type TrackingChoice = (typeof TRACKING_METHODS)[number];
 
 export interface ThreadSpec {
@@ -116,6 +120,12 @@ export interface MigrationConfig {
    * (QEMU's postcopy-preempt channel), so they never queue behind bulk bytes. false: one stream.
    */
   postcopyPreempt: boolean;
+  /**
+   * How both guests' kernels hold page bytes: "compact" (pages the content model generates cost
+   * no 4 KiB of host memory, but each read generates them and each install compares them) or
+   * "flat" (4 KiB per page; the destination preallocates it before the transfer).
+   */
+  frameStore: FrameStoreChoice;
   /** Hard bound on a whole run, including process start-up. */
   timeoutMs: number;
   /** Each side's kernel release profile (default: 6.18 on both). */
@@ -143,6 +153,7 @@ const DEFAULTS: MigrationConfig = {
   hybridRounds: 1,
   tracking: "auto",
   postcopyPreempt: true,
+  frameStore: "compact",
   timeoutMs: 120_000,
   kernel: { source: DEFAULT_RELEASE, destination: DEFAULT_RELEASE },
   faults: {},
@@ -195,6 +206,7 @@ export function validateConfig(c: MigrationConfig): void {
     if (!KERNEL_CHOICES.includes(r)) fail(`unknown ${side} kernel release "${String(r)}" (one of ${KERNEL_CHOICES.join(", ")})`);
   }
   if (typeof c.postcopyPreempt !== "boolean") fail("postcopyPreempt must be true or false");
+  if (!FRAME_STORES.includes(c.frameStore)) fail(`unknown frame store "${c.frameStore}" (one of ${FRAME_STORES.join(", ")})`);
   const sb = c.link.sendBufferBytes;
   if (sb !== undefined && !(Number.isInteger(sb) && sb >= 4096 && sb <= 1 << 30)) fail("the send buffer must be between 4 KiB and 1 GiB");
   for (const [k, v] of Object.entries(c.faults)) if (v !== undefined && !(Number.isInteger(v) && v >= 0)) fail(`fault injection ${k} must be a non-negative integer, got ${v}`);

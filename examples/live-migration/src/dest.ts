@@ -140,7 +140,10 @@ export class MigrationDestination {
 
   /** `token`: the secret the source's HELLO must carry (handed to both sides out of band). */
   static async create(config: MigrationConfig, hooks: DestHooks, token: string): Promise<MigrationDestination> {
-    const guest = await Guest.create({ seed: config.seed, pages: guestPages(config), release: config.kernel.destination }, "destination");
+    // With a flat frame store, host memory for the whole guest is taken and touched now, while the
+    // source boots, not by the first UFFDIO_COPY into each page during the transfer (QEMU's
+    // destination preallocates too). The compact store (the default) keeps no bytes to touch.
+    const guest = await Guest.create({ seed: config.seed, pages: guestPages(config), frameStore: config.frameStore, prealloc: true, release: config.kernel.destination }, "destination");
     return new MigrationDestination(config, guest, hooks, token);
   }
 

@@ -55,6 +55,11 @@ export interface GuestOptions {
    * pageGenerator()). "flat" gives every written page its own 4 KiB, for comparison.
    */
   frameStore?: FrameStoreKind;
+  /**
+   * Flat store only: take and touch host memory for every guest page when the kernel is created
+   * (the kernel's `pretouch`), as a destination preallocates its RAM before an incoming migration.
+   */
+  prealloc?: boolean;
   /** The release profile this side's kernel answers as (default 6.18). */
   release?: AnyRelease;
 }
@@ -78,7 +83,13 @@ export class Guest {
   }
 
   static async create(options: GuestOptions, role: string): Promise<Guest> {
-    const kernel = new Kernel({ seed: options.seed, memoryPages: Math.max(1 << 16, options.pages * 2 + 1024), frameStore: options.frameStore ?? "compact", release: options.release ?? DEFAULT_RELEASE });
+    const kernel = new Kernel({
+      seed: options.seed,
+      memoryPages: Math.max(1 << 16, options.pages * 2 + 1024),
+      frameStore: options.frameStore ?? "compact",
+      pretouch: options.prealloc === true ? options.pages + 1 : 0,
+      release: options.release ?? DEFAULT_RELEASE,
+    });
     // Whatever writes a page (the guest's workload, the destination's UFFDIO_COPY of a received
     // page), the kernel keeps it as (page, version) only after generating that version and
     // finding every byte equal: a page with any other bytes keeps them.

@@ -692,6 +692,30 @@ static void run_op(step_t *s) {
       sb_printf(o, "]}");
     }
     munmap(b, a[2] ? a[2] : PAGE);
+  } else if (!strcmp(op, "readf")) { /* fd len: read(2) at f_pos, first byte of each page */
+    unsigned char *b = scratch(a[1], 0xee);
+    r = read((int)a[0], b, a[1]);
+    if (r < 0) res_errno(o, errno);
+    else {
+      sb_printf(o, "{\"ret\":%ld,\"data\":[", r);
+      for (long i = 0; i * (long)PAGE < r; i++) sb_printf(o, "%s%u", i ? "," : "", b[i * PAGE]);
+      sb_printf(o, "]}");
+    }
+    munmap(b, a[1] ? a[1] : PAGE);
+  } else if (!strcmp(op, "writef")) { /* fd len byte: write(2) at f_pos from a kernel-side buffer */
+    unsigned char *b = scratch(a[1], (int)a[2]);
+    SYS(write((int)a[0], b, a[1]));
+    munmap(b, a[1] ? a[1] : PAGE);
+  } else if (!strcmp(op, "writefu")) { /* fd len addr: write(2) at f_pos from user memory */
+    SYS(write((int)a[0], (void *)(uintptr_t)a[2], a[1]));
+  } else if (!strcmp(op, "lseek")) { /* fd offset whence */
+    SYS(lseek((int)a[0], (off_t)a[1], (int)a[2]));
+  } else if (!strcmp(op, "fcntl")) { /* fd cmd arg */
+    SYS(fcntl((int)a[0], (int)a[1], (unsigned long)a[2]));
+  } else if (!strcmp(op, "reopen")) { /* fd flags: open("/proc/self/fd/<fd>") */
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", (int)a[0]);
+    SYS(open(path, (int)a[1]));
   } else if (!strcmp(op, "preadu")) { /* fd off len addr: into user memory */
     SYS(pread((int)a[0], (void *)(uintptr_t)a[3], a[2], (off_t)a[1]));
   } else if (!strcmp(op, "close")) {
@@ -844,6 +868,9 @@ static const char *const STABLE_SLEEPS[] = {
      * fallocate (and MADV_REMOVE through it), seals, SEEK_DATA/SEEK_HOLE */
     "shmem_file_write_iter", "do_truncate", "shmem_fallocate", "vfs_fallocate", "memfd_add_seals", "memfd_fcntl",
     "shmem_file_llseek",
+    /* f_pos_lock (fs/file.c:fdget_pos()): read/write/lseek of an FMODE_ATOMIC_POS file behind a
+     * write(2) that sleeps on a userfault */
+    "fdget_pos", "__fdget_pos", "file_pos_lock",
     /* other sleeping locks a userfault-blocked thread may hold */
     "rwsem_down_write_slowpath", "rwsem_down_read_slowpath", "__mutex_lock", "mutex_lock", "folio_wait_bit_common",
     "__folio_lock", NULL,

@@ -70,6 +70,14 @@ export const FEATURES: Readonly<Record<string, number>> = {
 
 const MODES: Readonly<Record<string, number>> = { missing: 1, wp: 2, minor: 4 };
 
+/** lseek(2) whences (include/uapi/linux/fs.h). */
+const SEEK: Readonly<Record<string, number>> = { set: 0, cur: 1, end: 2, data: 3, hole: 4 };
+
+/** memfd seals (include/uapi/linux/fcntl.h) and the fcntl commands that add and read them. */
+const SEALS: Readonly<Record<string, number>> = { seal: 1, shrink: 2, grow: 4, write: 8, future_write: 0x10, exec: 0x20 };
+const F_ADD_SEALS = 1033;
+const F_GET_SEALS = 1034;
+
 const EVENTS: Readonly<Record<number, string>> = { 0x12: "pagefault", 0x13: "fork", 0x14: "remap", 0x15: "remove", 0x16: "unmap" };
 
 const ERRNO_NAME = new Map<number, string>(Object.entries(ERRNO).map(([k, v]) => [v, k]));
@@ -374,10 +382,16 @@ export class Driver {
         // memfd_create() then ftruncate() to the size: the second primitive takes the fd the first got.
         const name = a[0] as string;
         const truncate = { op: "ftruncate", args: [-1, pages(1)] };
+        let mfd = 0;
+        for (const w of a.slice(2)) {
+          if (w === "sealing") mfd |= 2; // MFD_ALLOW_SEALING
+          else if (w === "noexec") mfd |= 8; // MFD_NOEXEC_SEAL
+          else throw new Skip(`unknown memfd flag ${w}`);
+        }
         return [
           {
             op: "memfd",
-            args: [0],
+            args: [mfd],
             post: (r) => {
               if (r.err === undefined && r.ret !== undefined) {
                 proc.handles.set(name, { fd: r.ret });
@@ -389,6 +403,50 @@ export class Driver {
           },
           truncate,
         ];
+      }
+      case "reopen": {
+        // open("/proc/self/fd/<F>"): a new open file description of the file (FMODE_ATOMIC_POS).
+        const name = a[0] as string;
+        const acc = a[2] ?? "rw";
+        const mode = { r: 0, w: 1, rw: 2 }[acc];
+        if (mode === undefined) throw new Skip(`reopen G F [r|w|rw], not ${acc}`);
+        return [
+          {
+            op: "reopen",
+            args: [this.#fd(proc, a[1] as string), mode | 0o2000000],
+            post: (r) => {
+              if (r.err === undefined && r.ret !== undefined) {
+                proc.handles.set(name, { fd: r.ret });
+                return { ret: 0 };
+              }
+              return g(r);
+            },
+          },
+        ];
+      }
+      case "lseek": {
+        const whence = /^(0x[0-9a-fA-F]+|\d+)$/.test(a[2] as string) ? num(a[2] as string) : SEEK[a[2] as string];
+        if (whence === undefined) throw new Skip(`lseek F off set|cur|end|data|hole, not ${a[2]}`);
+        return [{ op: "lseek", args: [this.#fd(proc, a[0] as string), pages(1), whence] }];
+      }
+      case "seal": {
+        let seals = 0;
+        for (const w of (a[1] as string).split(",")) {
+          const bit = /^(0x[0-9a-fA-F]+|\d+)$/.test(w) ? num(w) : SEALS[w];
+          if (bit === undefined) throw new Skip(`unknown seal ${w}`);
+          seals |= bit;
+        }
+        return [{ op: "fcntl", args: [this.#fd(proc, a[0] as string), F_ADD_SEALS, seals] }];
+      }
+      case "seals":
+        return [{ op: "fcntl", args: [this.#fd(proc, a[0] as string), F_GET_SEALS, 0] }];
+      case "fread":
+        return [{ op: "readf", args: [this.#fd(proc, a[0] as string), pages(1)] }];
+      case "fwrite": {
+        const fd = this.#fd(proc, a[0] as string);
+        if (a[2] === "from") return [{ op: "writefu", args: [fd, pages(1), this.#addr(proc, a[3] ?? "", a[4] ?? "0")] }];
+        if (a.length !== 3 || !/^(0x[0-9a-fA-F]+|\d+)$/.test(a[2] as string)) throw new Skip("fwrite F n (byte | from R off)");
+        return [{ op: "writef", args: [fd, pages(1), num(a[2] as string) & 0xff] }];
       }
       case "truncate":
         return [{ op: "ftruncate", args: [this.#fd(proc, a[0] as string), pages(1)] }];

@@ -54,6 +54,11 @@ export const stepArb: fc.Arbitrary<Line> = fc.oneof(
   { weight: 6, arbitrary: fc.tuple(proc, region, off, len, fc.constantFrom(...ADVICE)).map(([p, r, o, n, a]) => `${p}advise ${r} ${o} ${n} ${a}`) },
   // Reclaim and zap of the whole region, where markers and shmem meet.
   { weight: 4, arbitrary: fc.tuple(proc, region, fc.constantFrom("pageout", "cold", "dontneed", "remove", "free")).map(([p, r, a]) => `${p}advise ${r} 0 ${PAGES} ${a}`) },
+  // PageAnonExclusive by its consequences (no kpageflags bit shows it): a write then pagemap shows
+  // whether the write reused the frame or copied it; a move there and back answers EBUSY for a
+  // page (or swap entry) that is not exclusive. Two lines in one, so shrinking keeps them together.
+  { weight: 3, arbitrary: fc.tuple(proc, region, off, byte).map(([p, r, o, b]) => `${p}write ${r} ${o} 1 ${b}\n${p}pagemap ${r} ${o} 1`) },
+  { weight: 2, arbitrary: fc.tuple(region, off, region, off).map(([d, o, s, so]) => `move U ${d} ${o} ${s} ${so} 1\nmove U ${s} ${so} ${d} ${o} 1`) },
   // Page-out and swap-in (with `# swap: zram`): the whole region, then accesses bring it back.
   { weight: 4, arbitrary: fc.tuple(proc, region, off, len).map(([p, r, o, n]) => `${p}advise ${r} ${o} ${n} pageout`) },
   { weight: 4, arbitrary: fc.tuple(region, off, len, fc.constantFrom("on", "off")).map(([r, o, n, m]) => `wp U ${r} ${o} ${n} ${m}`) },
@@ -81,6 +86,16 @@ export const stepArb: fc.Arbitrary<Line> = fc.oneof(
   { weight: 2, arbitrary: fc.tuple(region, fc.constantFrom("", " wpmatch mask=0x2 ret=0x2", " ret=0x7e", " wpmatch vec=0")).map(([r, f]) => `scan ${r} 0 ${PAGES}${f}`) },
   { weight: 1, arbitrary: fc.tuple(proc, region).map(([p, r]) => `${p}smaps ${r}`) },
   { weight: 1, arbitrary: fc.constant("close U") },
+  // File offsets, seals and f_pos_lock: F is the memfd itself (no f_pos_lock), G the same file
+  // reopened through /proc/self/fd (FMODE_ATOMIC_POS); a write from user memory may sleep on a
+  // userfault holding the inode lock (and G's f_pos_lock) while the others queue behind it.
+  { weight: 1, arbitrary: fc.constant("reopen G F") },
+  { weight: 2, arbitrary: fc.tuple(proc, fc.constantFrom("F", "G"), fc.integer({ min: 0, max: PAGES + 1 }), fc.constantFrom("set", "cur", "end", "data", "hole")).map(([p, f, o, w]) => `${p}lseek ${f} ${o} ${w}`) },
+  { weight: 1, arbitrary: fc.tuple(proc, fc.constantFrom("F", "G"), len).map(([p, f, n]) => `${p}fread ${f} ${n}`) },
+  { weight: 1, arbitrary: fc.tuple(proc, fc.constantFrom("F", "G"), len, byte).map(([p, f, n, b]) => `${p}fwrite ${f} ${n} ${b}`) },
+  { weight: 2, arbitrary: fc.tuple(proc, fc.constantFrom("F", "G"), region, off).map(([p, f, r, o]) => `${p}fwrite ${f} 1 from ${r} ${o}`) },
+  { weight: 1, arbitrary: fc.tuple(fc.constantFrom("F", "G"), fc.constantFrom("grow", "shrink", "write", "future_write", "seal", "grow,shrink", "exec")).map(([f, x]) => `seal ${f} ${x}`) },
+  { weight: 1, arbitrary: fc.tuple(proc, fc.constantFrom("F", "G")).map(([p, f]) => `${p}seals ${f}`) },
   // io_uring fixed-buffer pins (long-term FOLL_WRITE pins) and the device's accesses through them.
   { weight: 5, arbitrary: fc.tuple(proc, fc.constantFrom("K", "L"), region, off, len).map(([p, k, r, o, n]) => `${p}pin ${k} ${r} ${o} ${n}`) },
   { weight: 2, arbitrary: fc.tuple(proc, fc.constantFrom("K", "L")).map(([p, k]) => `${p}unpin ${k}`) },
@@ -104,7 +119,9 @@ export const setupArb: fc.Arbitrary<Line[]> = fc
   .map(([regions, filled, features, regs, pin, swap]) => {
     // A third of the scenarios run with a zram swap device (a header line, so it comes first):
     // MADV_PAGEOUT then swaps anonymous and shmem pages out, and accesses swap them back in.
-    const lines = swap === 0 ? [SWAP_LINE, `memfd F ${PAGES}`] : [`memfd F ${PAGES}`];
+    // Half the memfds allow sealing (the others start with F_SEAL_SEAL).
+    const memfd = `memfd F ${PAGES}${filled % 2 === 0 ? " sealing" : ""}`;
+    const lines = swap === 0 ? [SWAP_LINE, memfd] : [memfd];
     if (filled > 0) lines.push(`pwrite F 0 ${filled} 0x46`);
     for (const r of regions) lines.push(REGION_MAP[r]);
     // Half the scenarios start with an io_uring fixed-buffer pin of two pages (skipped if the region is not mapped).

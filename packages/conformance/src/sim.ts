@@ -163,6 +163,20 @@ export class SimBackend implements Backend {
         const got = await p.pread(n(0), n(2), n(1));
         return { ret: got.length, data: firstBytes(got) };
       }
+      case "readf": {
+        const got = await p.read(n(0), n(1));
+        return { ret: got.length, data: firstBytes(got) };
+      }
+      case "writef":
+        return { ret: await p.write(n(0), new Uint8Array(n(1)).fill(n(2))) };
+      case "writefu":
+        return { ret: await p.write(n(0), { addr: n(2), length: n(1) }) };
+      case "lseek":
+        return { ret: await p.lseek(n(0), n(1), n(2)) };
+      case "fcntl":
+        return { ret: await p.fcntl(n(0), n(1), n(2)) };
+      case "reopen":
+        return { ret: await p.reopen(n(0), n(1)) };
       case "preadu":
         return { ret: await p.pread(n(0), { addr: n(3), length: n(2) }, n(1)) };
       case "close":

@@ -12,6 +12,12 @@ export interface FileOps {
   /** For messages and procfs, e.g. "anon_inode:[userfaultfd]", "pipe:[3]", "/memfd:x (deleted)". */
   readonly name: string;
   read?(file: OpenFile, proc: Process, length: number): Promise<Uint8Array>;
+  /**
+   * read(2) into the caller's buffer (`into.length` is the count): the bytes read; with
+   * `nowait`, null where the read would sleep (RWF_NOWAIT); else a promise when it must sleep.
+   * Errors are thrown. Files without it are read through read() (and refuse `nowait`).
+   */
+  readInto?(file: OpenFile, proc: Process, into: Uint8Array, nowait: boolean): number | null | Promise<number>;
   write?(file: OpenFile, proc: Process, data: Uint8Array): Promise<number>;
   ioctl?(file: OpenFile, proc: Process, request: number, arg: object): Promise<number>;
   /** The current poll mask (POLLIN etc.). */
@@ -32,6 +38,16 @@ export class OpenFile {
   pos = 0;
   /** f_count: fds (in any process) referring to this description. */
   refs = 1;
+  /**
+   * FMODE_ATOMIC_POS: set when open(2) opens a regular file (fs/open.c:do_dentry_open()), never
+   * for a memfd_create() file (alloc_file_pseudo() does not set it) [host: an lseek() on a memfd
+   * while a write(2) of it sleeps on a userfault answers at once; on the same memfd reopened
+   * through /proc/self/fd it waits in fdget_pos]. Such a file's read(2), write(2) and lseek(2)
+   * take f_pos_lock (filePosLock()).
+   */
+  atomicPos = false;
+  /** f_pos_lock: held by a read/write/lseek of an FMODE_ATOMIC_POS file; its waiters in order. */
+  posLock: { held: boolean; waiters: Array<() => void> } | null = null;
 
   constructor(ops: FileOps, flags: number) {
     this.ops = ops;
@@ -58,6 +74,26 @@ export class OpenFile {
     this.refs--;
     if (this.refs === 0) this.ops.release?.(this);
   }
+}
+
+/**
+ * fs/file.c:fdget_pos(): read(2), write(2) and lseek(2) of an FMODE_ATOMIC_POS file hold
+ * file->f_pos_lock for the whole call, so a write sleeping on a userfault keeps the others waiting
+ * (in fdget_pos) until it returns. Linux takes the lock only when the file may be shared
+ * (file_needs_f_pos_lock(): another reference, or a multithreaded fd table); without sharing
+ * nothing can contend for it, so taking it always answers the same. Resolves to the unlock, or
+ * null for a file without FMODE_ATOMIC_POS.
+ */
+export async function filePosLock(file: OpenFile): Promise<(() => void) | null> {
+  if (!file.atomicPos) return null;
+  const lock = (file.posLock ??= { held: false, waiters: [] });
+  if (lock.held) await new Promise<void>((resolve) => lock.waiters.push(resolve));
+  lock.held = true;
+  return () => {
+    const next = lock.waiters.shift();
+    if (next !== undefined) next(); // handed over: stays held
+    else lock.held = false;
+  };
 }
 
 /** RLIMIT_NOFILE default soft limit. */

@@ -59,23 +59,31 @@ export class ShmemFileOps implements FileOps {
     return data;
   }
 
+  /**
+   * write(2): fs/read_write.c:ksys_write() reads f_pos into a local before vfs_write() and stores
+   * the local back after, so a write that waited for the inode lock writes at the offset the file
+   * had when the call began, not the one it has when it gets the lock [host: two write(2)s of one
+   * page on one memfd, the first asleep on a userfault: both write at 0, f_pos ends at 4096].
+   */
   async write(file: OpenFile, proc: Process, data: Uint8Array): Promise<number> {
+    const pos = file.pos;
     const unlock = await inodeLock(this.inode);
     try {
-      const n = shmemWrite(proc, this.inode, file.pos, data);
-      file.pos += n;
+      const n = shmemWrite(proc, this.inode, pos, data);
+      file.pos = pos + n;
       return n;
     } finally {
       unlock();
     }
   }
 
-  /** write(2) from user memory (see shmemWriteUser()), under the inode lock. */
+  /** write(2) from user memory (see shmemWriteUser()), under the inode lock; f_pos as write(). */
   async writeUser(file: OpenFile, proc: Process, addr: number, length: number): Promise<number> {
+    const pos = file.pos;
     const unlock = await inodeLock(this.inode);
     try {
-      const n = await shmemWriteUser(proc, this.inode, file.pos, addr, length, "write");
-      file.pos += n;
+      const n = await shmemWriteUser(proc, this.inode, pos, addr, length, "write");
+      file.pos = pos + n;
       return n;
     } finally {
       unlock();
@@ -119,6 +127,10 @@ function memfdAddSeals(file: OpenFile, inode: ShmemInode, seals: number): void {
   if (!file.writable) throw new ErrnoError("EPERM", "fcntl");
   if ((seals & ~F_ALL_SEALS) !== 0) throw new ErrnoError("EINVAL", "fcntl");
   if ((inode.seals & F_SEAL_SEAL) !== 0) throw new ErrnoError("EPERM", "fcntl");
+  // F_SEAL_EXEC on an executable memfd implies the write seals (W^X), before the F_SEAL_WRITE
+  // check below [host: F_SEAL_EXEC with a shared writable mapping is EBUSY; without one, a later
+  // write is EPERM].
+  if ((seals & F_SEAL_EXEC) !== 0 && inode.executable) seals |= F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE;
   if ((seals & F_SEAL_WRITE) !== 0 && (inode.seals & F_SEAL_WRITE) === 0) {
     for (const vma of inode.mappings) {
       if ((vma.flags & (VM_SHARED | VM_WRITE)) === (VM_SHARED | VM_WRITE)) throw new ErrnoError("EBUSY", "fcntl");
@@ -163,15 +175,20 @@ export function shmemRead(proc: Process, inode: ShmemInode, pos: number, length:
 /** Writes data at pos, allocating pages and growing i_size. Returns bytes written. */
 export function shmemWrite(proc: Process, inode: ShmemInode, pos: number, data: Uint8Array): number {
   const mem = proc.kernel.core.mem;
-  // shmem_file_write_iter(): sealed contents and a sealed size (mm/memfd.c seals).
+  // shmem_write_begin() checks the seals page by page: sealed contents refuse the first page, a
+  // sealed size the first page that would grow i_size, so a write running past the end of a
+  // F_SEAL_GROW file is short [host: write(2) of 3 pages at 0 to a 2-page file returns 8192].
   if (inode.writeSealed) throw new ErrnoError("EPERM", "pwrite64");
-  if ((inode.seals & F_SEAL_GROW) !== 0 && pos + data.length > inode.size) throw new ErrnoError("EPERM", "pwrite64");
   let done = 0;
   while (done < data.length) {
     const at = pos + done;
     const pgoff = Math.floor(at / PAGE_SIZE);
     const off = at % PAGE_SIZE;
     const n = Math.min(PAGE_SIZE - off, data.length - done);
+    if ((inode.seals & F_SEAL_GROW) !== 0 && at + n > inode.size) {
+      if (done === 0) throw new ErrnoError("EPERM", "pwrite64");
+      break;
+    }
     let pfn = shmemFindPage(mem, proc.kernel.core.swap, inode, pgoff);
     if (pfn === -1) pfn = shmemAllocPage(mem, inode, pgoff);
     if (pfn < 0) {

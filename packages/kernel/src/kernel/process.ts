@@ -9,7 +9,7 @@ import type { Kernel } from "./kernel.ts";
 import type { Utsname } from "./release.ts";
 import { dupMmap } from "./fork.ts";
 import { COST, Sleepers } from "./sched.ts";
-import { FdTable, NR_OPEN_DEFAULT, OpenFile } from "../fs/file.ts";
+import { FdTable, filePosLock, NR_OPEN_DEFAULT, OpenFile } from "../fs/file.ts";
 import { checkMemfdCreate, MAX_LFS_FILESIZE, memfdInitialSeals, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemTruncate, shmemWrite, shmemWriteUser, inodeLock } from "../fs/memfd.ts";
 import { pipeFcntl, sysPipe2 } from "../fs/pipe.ts";
 import { pagemapEntry, pagemapWords, smapsEntry, type PagemapEntry, type VmaInfo } from "../fs/procfs.ts";
@@ -26,7 +26,7 @@ import { sysMremap } from "../mm/mremap.ts";
 import { ShmemInode } from "../mm/shmem.ts";
 import { argFd, argFlags, argInt, argLong, argUint, argULong, argUserPtr, describe, low32, MAX_RW_COUNT } from "../uapi/abi.ts";
 import { ErrnoError, SignalError } from "../uapi/errno.ts";
-import { F_ADD_SEALS, F_GETFD, F_GETFL, F_GETPIPE_SZ, F_SETFD, F_SETFL, F_SETPIPE_SZ, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLERR, POLLHUP, POLLNVAL, SEEK_DATA, SEEK_HOLE, SIGKILL } from "../uapi/fcntl.ts";
+import { F_ADD_SEALS, F_GETFD, F_GETFL, F_GETPIPE_SZ, F_SETFD, F_SETFL, F_SETPIPE_SZ, FD_CLOEXEC, MFD_NOEXEC_SEAL, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLERR, POLLHUP, POLLNVAL, SEEK_DATA, SEEK_HOLE, SIGKILL } from "../uapi/fcntl.ts";
 import { MAP_ANONYMOUS, MAP_HUGETLB, MAP_PRIVATE, MAP_TYPE, PAGE_SIZE } from "../uapi/mman.ts";
 
 /** A user-memory buffer named by address, for syscalls that copy to or from user memory. */
@@ -236,6 +236,13 @@ function readCount(v: unknown, syscall: string): number {
   const n = argULong(v, syscall, "count");
   if (n > TASK_SIZE) throw new ErrnoError("EFAULT", syscall);
   return Math.min(n, MAX_RW_COUNT);
+}
+
+/** readInto()'s fallback for a file read through read(): the bytes go to the caller's buffer. */
+function copyRead(bytes: Uint8Array, into: Uint8Array): number {
+  if (!(into instanceof Uint8Array)) throw new ErrnoError("EFAULT", "read", `(buf: ${describe(into)})`);
+  into.set(bytes);
+  return bytes.length;
 }
 
 /** Credentials as the permission checks see them. */
@@ -470,13 +477,17 @@ export class Process {
     const oflags = checkMemfdCreate(name, flags);
     const inode = this.kernel.newShmemInode(name);
     inode.seals = memfdInitialSeals(flags);
+    // memfd_create(): MFD_NOEXEC_SEAL clears the execute bits of the inode's mode.
+    inode.executable = (flags & MFD_NOEXEC_SEAL) === 0;
     const file = new OpenFile(new ShmemFileOps(inode, (i) => this.kernel.core.inodeUnreferenced(i)), oflags & ~0o2000000);
     return this.fds.install(file, oflags, "memfd_create");
   }
 
   /**
    * open("/proc/self/fd/<fd>", flags): a new open file description of the same memfd with its own
-   * access mode (how a read-only view of a memfd is made). Only shmem files can be reopened here.
+   * access mode (how a read-only view of a memfd is made), its own f_pos and, as a file open(2)
+   * opened, FMODE_ATOMIC_POS: its read(2), write(2) and lseek(2) take f_pos_lock (filePosLock()).
+   * Only shmem files can be reopened here.
    * Divergence from Linux: reopening a pipe through /proc is not simulated (ENXIO, as for anon inodes).
    */
   async reopen(fd: number, flags: number): Promise<number> {
@@ -487,7 +498,10 @@ export class Process {
     if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError("ENXIO", "open");
     if ((flags & ~(O_ACCMODE | O_CLOEXEC | O_NONBLOCK)) !== 0 || (flags & O_ACCMODE) === O_ACCMODE) throw new ErrnoError("EINVAL", "open");
     const ops = new ShmemFileOps(file.ops.inode, (i) => this.kernel.core.inodeUnreferenced(i));
-    return this.fds.install(new OpenFile(ops, flags & ~O_CLOEXEC), flags, "open");
+    const reopened = new OpenFile(ops, flags & ~O_CLOEXEC);
+    // do_dentry_open() of a regular file: FMODE_ATOMIC_POS (a memfd_create() file has none).
+    reopened.atomicPos = true;
+    return this.fds.install(reopened, flags, "open");
   }
 
   #shmemFile(fd: number, syscall: string): { file: OpenFile; inode: ShmemInode } {
@@ -610,17 +624,24 @@ export class Process {
     fd = argFd(fd, "lseek");
     offset = argLong(offset, "lseek", "offset");
     whence = argUint(whence, "lseek", "whence");
-    const file = this.fds.lookup(fd, "lseek");
-    if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError("ESPIPE", "lseek");
-    const inode = file.ops.inode;
-    // shmem_file_llseek(): SEEK_DATA and SEEK_HOLE run under the inode lock (a negative offset
-    // is ENXIO before it); the other whences take none.
-    if ((whence !== SEEK_DATA && whence !== SEEK_HOLE) || offset < 0) return shmemLlseek(file, inode, offset, whence);
-    const unlock = await inodeLock(inode);
+    const file = this.fds.lookup(fd, "lseek").get();
+    // fdget_pos(): f_pos_lock of an FMODE_ATOMIC_POS file first (filePosLock()).
+    const unlockPos = file.atomicPos ? await filePosLock(file) : null;
     try {
-      return shmemLlseek(file, inode, offset, whence);
+      if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError("ESPIPE", "lseek");
+      const inode = file.ops.inode;
+      // shmem_file_llseek(): SEEK_DATA and SEEK_HOLE run under the inode lock (a negative offset
+      // is ENXIO before it); the other whences take none.
+      if ((whence !== SEEK_DATA && whence !== SEEK_HOLE) || offset < 0) return shmemLlseek(file, inode, offset, whence);
+      const unlock = await inodeLock(inode);
+      try {
+        return shmemLlseek(file, inode, offset, whence);
+      } finally {
+        unlock();
+      }
     } finally {
-      unlock();
+      unlockPos?.();
+      file.put();
     }
   }
 
@@ -762,6 +783,7 @@ export class Process {
       fd = argFd(fd, "read");
       const count = readCount(length, "read");
       const file = this.fds.lookup(fd, "read");
+      if (file.atomicPos) return this.#readPosLocked(file, count);
       if (!file.readable) throw new ErrnoError("EBADF", "read");
       if (file.ops.read === undefined) throw new ErrnoError("EINVAL", "read");
       const r = file.ops.read(file, this, count);
@@ -776,13 +798,76 @@ export class Process {
     }
   }
 
+  /**
+   * read(2) into `into`, a buffer the caller keeps and reuses (its length is the count): resolves
+   * to the bytes read, written from its first byte. The same call as read() without a new buffer
+   * per call; on a userfaultfd a read that has its messages settles without sleeping, and one
+   * that must sleep costs one promise.
+   */
+  readInto(fd: number, into: Uint8Array): Promise<number> {
+    try {
+      // Files without readInto() (pipes, memfds) are read through read(), checks and all.
+      const ops = this.fds.get(fd)?.ops;
+      if (ops?.readInto === undefined) return this.read(fd, into instanceof Uint8Array ? into.length : 0).then((b) => copyRead(b, into));
+      const file = this.#readFile(fd, into, "read");
+      const r = ops.readInto(file, this, into, false);
+      return typeof r === "number" ? Promise.resolve(r) : (r as Promise<number>);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * A read that never sleeps, synchronously: preadv2(fd, into, -1, RWF_NOWAIT). Returns the
+   * bytes read into `into` (from its first byte), or null where a read would sleep (where
+   * preadv2() fails with EAGAIN: null costs no exception). Other errors are thrown, as
+   * ErrnoError: EINVAL before UFFDIO_API or for a buffer shorter than one message, EBADF ...
+   * Divergence from Linux: only a userfaultfd implements it here; other files answer
+   * EOPNOTSUPP, as Linux does for a file without FMODE_NOWAIT.
+   */
+  readNowait(fd: number, into: Uint8Array): number | null {
+    const file = this.#readFile(fd, into, "preadv2");
+    const op = file.ops.readInto;
+    if (op === undefined) throw new ErrnoError("EOPNOTSUPP", "preadv2");
+    return op.call(file.ops, file, this, into, true) as number | null;
+  }
+
+  /** The checks readInto() and readNowait() share, in read(2)'s order: the readable file. */
+  #readFile(fd: number, into: Uint8Array, syscall: string): OpenFile {
+    this.enter(syscall);
+    fd = argFd(fd, syscall);
+    const file = this.fds.lookup(fd, syscall);
+    if (!file.readable) throw new ErrnoError("EBADF", syscall);
+    if (file.ops.read === undefined && file.ops.readInto === undefined) throw new ErrnoError("EINVAL", syscall);
+    // access_ok() of the buffer comes after the file checks (fs/read_write.c:vfs_read()).
+    if (!(into instanceof Uint8Array)) throw new ErrnoError("EFAULT", syscall, `(buf: ${describe(into)})`);
+    return file;
+  }
+
+  /** read(2) of an FMODE_ATOMIC_POS file: fdget_pos() takes f_pos_lock before anything else (filePosLock()). */
+  async #readPosLocked(file: OpenFile, count: number): Promise<Uint8Array> {
+    file.get();
+    const unlock = await filePosLock(file);
+    try {
+      if (!file.readable) throw new ErrnoError("EBADF", "read");
+      if (file.ops.read === undefined) throw new ErrnoError("EINVAL", "read");
+      return await file.ops.read(file, this, count);
+    } finally {
+      unlock?.();
+      file.put();
+    }
+  }
+
   /** write(2): bytes given directly, or read from user memory { addr, length } (a kernel-mode access that may userfault). */
   async write(fd: number, source: Uint8Array | UserBuffer): Promise<number> {
     this.enter("write");
     fd = argFd(fd, "write");
     const buf = sourceBuffer(source, "write");
-    // fdget() for the whole call (see pwrite()).
+    // fdget() for the whole call (see pwrite()); fdget_pos(): f_pos_lock of an FMODE_ATOMIC_POS
+    // file is held until the write returns, also while its copy from user memory sleeps.
     const file = this.fds.lookup(fd, "write").get();
+    // (No await for a file without FMODE_ATOMIC_POS: the write queues for the inode lock at once.)
+    const unlock = file.atomicPos ? await filePosLock(file) : null;
     try {
       if (!file.writable) throw new ErrnoError("EBADF", "write");
       const write = file.ops.write;
@@ -793,6 +878,7 @@ export class Process {
       this.#checkAlive();
       return await write.call(file.ops, file, this, data);
     } finally {
+      unlock?.();
       file.put();
     }
   }

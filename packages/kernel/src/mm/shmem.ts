@@ -29,6 +29,8 @@ export class ShmemInode {
   openFiles = 0;
   /** memfd seals (F_SEAL_*). Only memfd_create(MFD_ALLOW_SEALING) starts without F_SEAL_SEAL. */
   seals = 1;
+  /** i_mode has execute bits (0777): a memfd unless memfd_create(MFD_NOEXEC_SEAL) cleared them (0666). */
+  executable = true;
 
   constructor(id: number, name: string) {
     this.id = id;

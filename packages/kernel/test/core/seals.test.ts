@@ -25,6 +25,34 @@ import { boot, expectErrno, page } from "./helpers.ts";
 const RW = PROT_READ | PROT_WRITE;
 
 describe("memfd seals", () => {
+  it("F_SEAL_EXEC on an executable memfd implies the write seals, checked like F_SEAL_WRITE (EBUSY with a shared writable mapping); not on a MFD_NOEXEC_SEAL one", async () => {
+    const { p } = boot();
+    const fd = await p.memfdCreate("x", MFD_ALLOW_SEALING);
+    await p.ftruncate(fd, 4096);
+    const m = await p.mmap(0, 4096, RW, MAP_SHARED, fd, 0);
+    // [host: EBUSY, then the four write seals with it; the conformance scenario memfd-seal-exec-implies-write]
+    await expectErrno(p.fcntl(fd, F_ADD_SEALS, F_SEAL_EXEC), "EBUSY");
+    await p.munmap(m, 4096);
+    expect(await p.fcntl(fd, F_ADD_SEALS, F_SEAL_EXEC)).toBe(0);
+    expect(await p.fcntl(fd, F_GET_SEALS)).toBe(F_SEAL_EXEC | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE);
+    await expectErrno(p.pwrite(fd, new Uint8Array(1), 0), "EPERM");
+    // mm/memfd.c: the implication needs i_mode & 0111, which MFD_NOEXEC_SEAL cleared.
+    const nx = await p.memfdCreate("nx", MFD_NOEXEC_SEAL);
+    expect(await p.fcntl(nx, F_ADD_SEALS, F_SEAL_EXEC)).toBe(0);
+    expect(await p.fcntl(nx, F_GET_SEALS)).toBe(F_SEAL_EXEC);
+  });
+
+  it("F_SEAL_GROW is checked page by page (shmem_write_begin()): a write running past i_size is short, one starting there EPERM", async () => {
+    const { p } = boot();
+    const fd = await p.memfdCreate("g", MFD_ALLOW_SEALING);
+    await p.ftruncate(fd, 2 * 4096);
+    await p.fcntl(fd, F_ADD_SEALS, F_SEAL_GROW);
+    // [host: write(2) of 3 pages at 0 returns 8192; the conformance scenario memfd-seals agrees]
+    expect(await p.write(fd, new Uint8Array(3 * 4096).fill(1))).toBe(2 * 4096);
+    expect(await p.pwrite(fd, new Uint8Array(4096).fill(2), 4096 + 100)).toBe(4096 - 100);
+    await expectErrno(p.pwrite(fd, new Uint8Array(1), 2 * 4096), "EPERM");
+  });
+
   it("without MFD_ALLOW_SEALING a memfd starts with F_SEAL_SEAL and refuses seals (EPERM)", async () => {
     const { p } = boot();
     const fd = await p.memfdCreate("a");
