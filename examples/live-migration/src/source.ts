@@ -13,6 +13,7 @@
  *           its stale copies of those pages so they fault (QEMU's DISCARD step).
  */
 import { connect } from "node:net";
+import type { Fallback } from "@uffd/sdk";
 import { guestPages, type MigrationConfig } from "./config.ts";
 import { createDirtyTracker, type DirtyTracker, type TrackingMethod } from "./dirty-tracking.ts";
 import { Endpoint } from "./endpoint.ts";
@@ -34,6 +35,8 @@ export interface SourceHooks {
 
 export interface SourceMetrics {
   trackingMethod: TrackingMethod | "none";
+  /** What the dirty tracking fell back to on this side's kernel release (empty: nothing, or no tracking). */
+  fallbacks?: Fallback[];
   notes: string[];
   startEpochMs: number;
   pauseEpochMs: number;
@@ -187,7 +190,7 @@ export class MigrationSource {
   /** Creates and boots the guest and starts its workload. */
   static async boot(config: MigrationConfig, hooks: SourceHooks): Promise<MigrationSource> {
     const pages = guestPages(config);
-    const guest = await Guest.create({ seed: config.seed, pages, frameStore: config.frameStore }, "source");
+    const guest = await Guest.create({ seed: config.seed, pages, frameStore: config.frameStore, release: config.kernel.source }, "source");
     const log = await guest.boot(config.populate, (done) => hooks.progress("boot", done, pages));
     const hotPages = Math.max(1, Math.floor(config.hotSetBytes / 4096));
     const workload = new Workload(guest, initialWorkloadState(config.seed, pages, hotPages, config.workload), log);
@@ -311,9 +314,11 @@ export class MigrationSource {
 
   async #precopyPhase(): Promise<void> {
     const cfg = this.#config;
-    const tracker = await createDirtyTracker(this.#guest, cfg.tracking, this.#m.notes);
+    const skipped: Fallback[] = [];
+    const tracker = await createDirtyTracker(this.#guest, cfg.tracking, this.#m.notes, skipped);
     this.#m.trackingMethod = tracker.method;
     await tracker.start();
+    this.#m.fallbacks = [...skipped, ...tracker.fallbacks];
     let dirty = await this.#round(1, null, tracker);
     for (let round = 2; ; round++) {
       const estimateMs = this.#estimateMs(dirty.length);
