@@ -4,7 +4,8 @@
  * run on the same machine — memcpy into fresh (never touched) memory, and loopback TCP between two
  * Node processes — so the numbers are ratios to what the machine can do, not absolute claims.
  *
- *   tsx src/bench.ts [--memory 1GiB,4GiB] [--strategy postcopy,hybrid] [--link default,unlimited] [--json file]
+ *   tsx src/bench.ts [--memory 1GiB,4GiB] [--strategy postcopy,hybrid] [--link default,unlimited]
+ *                    [--frame-store compact,flat] [--json file]
  *
  * `benchMigration()` is the function a bench table (packages/kernel/bench) can call for one row.
  */
@@ -12,8 +13,9 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { writeFile } from "node:fs/promises";
 import { createServer, type AddressInfo } from "node:net";
+import { loadavg } from "node:os";
 import { pathToFileURL } from "node:url";
-import { DEFAULT_CONFIG, formatBytes, makeConfig, parseSize, STRATEGIES, type Strategy } from "./config.ts";
+import { DEFAULT_CONFIG, formatBytes, FRAME_STORES, makeConfig, parseSize, STRATEGIES, type FrameStoreChoice, type Strategy } from "./config.ts";
 import type { LinkShape } from "./link.ts";
 import { runMigration } from "./orchestrator.ts";
 
@@ -22,12 +24,16 @@ export interface Limits {
   memcpyFreshBytesPerSec: number;
   /** Bytes per second from one Node process to another over loopback TCP. */
   loopbackTcpBytesPerSec: number;
+  /** The host's 1-minute load average when the limits were measured (os.loadavg()). */
+  loadAverage?: number;
 }
 
 export interface MigrationBenchRow {
   memoryBytes: number;
   strategy: Strategy;
   link: "default" | "unlimited";
+  /** How both kernels held page bytes. */
+  frameStore: FrameStoreChoice;
   ok: boolean;
   totalTimeMs: number;
   /** Guest bytes moved per second of total time (source -> destination wire bytes). */
@@ -90,7 +96,8 @@ export async function measureLoopbackTcp(bytes = 512 * 1024 * 1024): Promise<num
 }
 
 export async function measureLimits(): Promise<Limits> {
-  return { memcpyFreshBytesPerSec: measureMemcpyFresh(), loopbackTcpBytesPerSec: await measureLoopbackTcp() };
+  const loadAverage = loadavg()[0]!;
+  return { memcpyFreshBytesPerSec: measureMemcpyFresh(), loopbackTcpBytesPerSec: await measureLoopbackTcp(), loadAverage };
 }
 
 const LINKS: Record<MigrationBenchRow["link"], LinkShape> = {
@@ -99,12 +106,13 @@ const LINKS: Record<MigrationBenchRow["link"], LinkShape> = {
 };
 
 /** One migration row: the demo's default workload, `memoryBytes` of guest, against `limits`. */
-export async function benchMigration(memoryBytes: number, strategy: Strategy, link: MigrationBenchRow["link"], limits: Limits): Promise<MigrationBenchRow> {
-  const config = makeConfig({ strategy, memoryBytes, link: LINKS[link], timeoutMs: 30 * 60_000, runAfterMs: 100 });
+export async function benchMigration(memoryBytes: number, strategy: Strategy, link: MigrationBenchRow["link"], limits: Limits, frameStore: FrameStoreChoice = DEFAULT_CONFIG.frameStore): Promise<MigrationBenchRow> {
+  const config = makeConfig({ strategy, memoryBytes, link: LINKS[link], frameStore, timeoutMs: 30 * 60_000, runAfterMs: 100 });
   const row: MigrationBenchRow = {
     memoryBytes,
     strategy,
     link,
+    frameStore,
     ok: false,
     totalTimeMs: 0,
     bytesPerSec: 0,
@@ -139,22 +147,23 @@ export async function benchMigration(memoryBytes: number, strategy: Strategy, li
   return row;
 }
 
-export function formatBenchTable(limits: Limits, rows: readonly MigrationBenchRow[]): string {
+export function formatBenchTable(limits: Limits, rows: readonly MigrationBenchRow[], loadAtEnd?: number): string {
   const mb = (b: number): string => `${(b / 1e6).toFixed(0)} MB/s`;
+  const load = limits.loadAverage === undefined ? "" : `; load average ${limits.loadAverage.toFixed(1)} at the start${loadAtEnd === undefined ? "" : `, ${loadAtEnd.toFixed(1)} at the end`}`;
   const lines = [
-    `limits measured in the same run: memcpy into fresh memory ${mb(limits.memcpyFreshBytesPerSec)}, loopback TCP between two Node processes ${mb(limits.loopbackTcpBytesPerSec)}`,
+    `limits measured in the same run: memcpy into fresh memory ${mb(limits.memcpyFreshBytesPerSec)}, loopback TCP between two Node processes ${mb(limits.loopbackTcpBytesPerSec)}${load}`,
     "",
-    "| guest | strategy | link | total | throughput | vs loopback TCP | downtime (protocol / guest) | fault p50 / p99 | receiver-bound | max RSS source / dest |",
-    "|---|---|---|---|---|---|---|---|---|---|",
+    "| guest | strategy | link | frame store | total | throughput | vs loopback TCP | downtime (protocol / guest) | fault p50 / p99 | receiver-bound | max RSS source / dest |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const r of rows) {
     if (r.error !== null) {
-      lines.push(`| ${formatBytes(r.memoryBytes)} | ${r.strategy} | ${r.link} | failed: ${r.error} | | | | | | |`);
+      lines.push(`| ${formatBytes(r.memoryBytes)} | ${r.strategy} | ${r.link} | ${r.frameStore} | failed: ${r.error} | | | | | | |`);
       continue;
     }
     const rss = (b: number | null): string => (b === null ? "-" : formatBytes(b));
     lines.push(
-      `| ${formatBytes(r.memoryBytes)} | ${r.strategy} | ${r.link} | ${(r.totalTimeMs / 1000).toFixed(2)} s | ${mb(r.bytesPerSec)} | ${(100 * r.vsLoopbackTcp).toFixed(0)}% | ${r.downtimeMs.toFixed(0)} / ${r.guestDowntimeMs?.toFixed(0) ?? "-"} ms | ${(r.faultP50Us / 1000).toFixed(1)} / ${(r.faultP99Us / 1000).toFixed(1)} ms | ${r.receiverBound ? "yes" : "no"} | ${rss(r.sourceMaxRssBytes)} / ${rss(r.destMaxRssBytes)} |`,
+      `| ${formatBytes(r.memoryBytes)} | ${r.strategy} | ${r.link} | ${r.frameStore} | ${(r.totalTimeMs / 1000).toFixed(2)} s | ${mb(r.bytesPerSec)} | ${(100 * r.vsLoopbackTcp).toFixed(0)}% | ${r.downtimeMs.toFixed(0)} / ${r.guestDowntimeMs?.toFixed(0) ?? "-"} ms | ${(r.faultP50Us / 1000).toFixed(1)} / ${(r.faultP99Us / 1000).toFixed(1)} ms | ${r.receiverBound ? "yes" : "no"} | ${rss(r.sourceMaxRssBytes)} / ${rss(r.destMaxRssBytes)} |`,
     );
   }
   return lines.join("\n");
@@ -168,18 +177,22 @@ async function main(): Promise<void> {
   const sizes = arg("--memory", "256MiB,1GiB").split(",").map(parseSize);
   const strategies = arg("--strategy", STRATEGIES.join(",")).split(",") as Strategy[];
   const links = arg("--link", "default,unlimited").split(",") as Array<MigrationBenchRow["link"]>;
+  const stores = arg("--frame-store", DEFAULT_CONFIG.frameStore).split(",") as FrameStoreChoice[];
+  for (const f of stores) if (!FRAME_STORES.includes(f)) throw new RangeError(`unknown frame store "${f}" (one of ${FRAME_STORES.join(", ")})`);
   const limits = await measureLimits();
   const rows: MigrationBenchRow[] = [];
   for (const size of sizes)
     for (const link of links)
-      for (const strategy of strategies) {
-        const row = await benchMigration(size, strategy, link, limits);
-        rows.push(row);
-        console.error(`${formatBytes(size)} ${strategy} ${link}: ${row.error ?? `${(row.bytesPerSec / 1e6).toFixed(0)} MB/s`}`);
-      }
-  console.log(formatBenchTable(limits, rows));
+      for (const strategy of strategies)
+        for (const store of stores) {
+          const row = await benchMigration(size, strategy, link, limits, store);
+          rows.push(row);
+          console.error(`${formatBytes(size)} ${strategy} ${link} ${store}: ${row.error ?? `${(row.bytesPerSec / 1e6).toFixed(0)} MB/s`}`);
+        }
+  const loadAtEnd = loadavg()[0]!;
+  console.log(formatBenchTable(limits, rows, loadAtEnd));
   const json = process.argv.indexOf("--json");
-  if (json >= 0) await writeFile(process.argv[json + 1]!, JSON.stringify({ limits, rows }, null, 2) + "\n");
+  if (json >= 0) await writeFile(process.argv[json + 1]!, JSON.stringify({ limits, loadAtEnd, rows }, null, 2) + "\n");
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -2,7 +2,21 @@
  * Everything a migration run can be told, with the defaults `npm run demo` uses, and the parsers
  * for the CLI's human units ("256MiB", "1gbit", "5ms").
  */
+import { ALL_RELEASES, DEFAULT_RELEASE, type AnyRelease } from "@uffd/kernel";
 import type { LinkShape } from "./link.ts";
+
+/**
+ * The kernel release profile each side's simulated kernel answers as (`new Kernel({ release })`,
+ * docs/releases.md): what its userfaultfd offers decides the dirty tracking and the fallbacks the
+ * run reports.
+ */
+export interface KernelReleases {
+  source: AnyRelease;
+  destination: AnyRelease;
+}
+
+/** The release profiles a side may run (the long-term series and the history profiles). */
+export const KERNEL_CHOICES: readonly AnyRelease[] = ALL_RELEASES;
 
 export const STRATEGIES = ["precopy", "postcopy", "hybrid"] as const;
 export type Strategy = (typeof STRATEGIES)[number];
@@ -12,6 +26,11 @@ export const THREAD_KINDS = ["hot", "scan", "random"] as const;
 export type ThreadKind = (typeof THREAD_KINDS)[number];
 
 export const TRACKING_METHODS = ["auto", "wp-async", "wp-sync", "content-hash"] as const;
+
+/** How each side's simulated kernel holds page bytes (KernelOptions.frameStore). */
+export const FRAME_STORES = ["compact", "flat"] as const;
+/** One of FRAME_STORES. */
+export type FrameStoreChoice = (typeof FRAME_STORES)[number];
 export type TrackingChoice = (typeof TRACKING_METHODS)[number];
 
 export interface ThreadSpec {
@@ -102,8 +121,16 @@ export interface MigrationConfig {
    * (QEMU's postcopy-preempt channel), so they never queue behind bulk bytes. false: one stream.
    */
   postcopyPreempt: boolean;
+  /**
+   * How both guests' kernels hold page bytes: "compact" (pages the content model generates cost
+   * no 4 KiB of host memory, but each read generates them and each install compares them) or
+   * "flat" (4 KiB per page; the destination preallocates it before the transfer).
+   */
+  frameStore: FrameStoreChoice;
   /** Hard bound on a whole run, including process start-up. */
   timeoutMs: number;
+  /** Each side's kernel release profile (default: 6.18 on both). */
+  kernel: KernelReleases;
   faults: FaultInjection;
   protocol: ProtocolLimits;
 }
@@ -127,17 +154,26 @@ const DEFAULTS: MigrationConfig = {
   hybridRounds: 1,
   tracking: "auto",
   postcopyPreempt: true,
+  frameStore: "compact",
   timeoutMs: 120_000,
+  kernel: { source: DEFAULT_RELEASE, destination: DEFAULT_RELEASE },
   faults: {},
   protocol: { ...DEFAULT_PROTOCOL_LIMITS },
 };
 export const DEFAULT_CONFIG: Readonly<MigrationConfig> = Object.freeze(DEFAULTS);
 
 /** What makeConfig accepts: any field, and any subset of the link and protocol limits. */
-export type ConfigOverrides = Partial<Omit<MigrationConfig, "link" | "protocol">> & { link?: Partial<LinkShape>; protocol?: Partial<ProtocolLimits> };
+export type ConfigOverrides = Partial<Omit<MigrationConfig, "link" | "protocol" | "kernel">> & { link?: Partial<LinkShape>; protocol?: Partial<ProtocolLimits>; kernel?: Partial<KernelReleases> };
 
 export function makeConfig(overrides: ConfigOverrides = {}): MigrationConfig {
-  const c: MigrationConfig = { ...DEFAULT_CONFIG, ...overrides, link: { ...DEFAULT_CONFIG.link, ...overrides.link }, faults: { ...overrides.faults }, protocol: { ...DEFAULT_PROTOCOL_LIMITS, ...overrides.protocol } };
+  const c: MigrationConfig = {
+    ...DEFAULT_CONFIG,
+    ...overrides,
+    link: { ...DEFAULT_CONFIG.link, ...overrides.link },
+    kernel: { ...DEFAULT_CONFIG.kernel, ...overrides.kernel },
+    faults: { ...overrides.faults },
+    protocol: { ...DEFAULT_PROTOCOL_LIMITS, ...overrides.protocol },
+  };
   validateConfig(c);
   return c;
 }
@@ -166,7 +202,12 @@ export function validateConfig(c: MigrationConfig): void {
   if (!Number.isInteger(c.hybridRounds) || c.hybridRounds < 1 || c.hybridRounds > c.maxRounds) fail("hybrid rounds must be within [1, max rounds]");
   if (!TRACKING_METHODS.includes(c.tracking)) fail(`unknown tracking method "${c.tracking}" (one of ${TRACKING_METHODS.join(", ")})`);
   if (c.timeoutMs < 1000) fail("the timeout must be at least 1s");
+  for (const side of ["source", "destination"] as const) {
+    const r = c.kernel?.[side];
+    if (!KERNEL_CHOICES.includes(r)) fail(`unknown ${side} kernel release "${String(r)}" (one of ${KERNEL_CHOICES.join(", ")})`);
+  }
   if (typeof c.postcopyPreempt !== "boolean") fail("postcopyPreempt must be true or false");
+  if (!FRAME_STORES.includes(c.frameStore)) fail(`unknown frame store "${c.frameStore}" (one of ${FRAME_STORES.join(", ")})`);
   const sb = c.link.sendBufferBytes;
   if (sb !== undefined && !(Number.isInteger(sb) && sb >= 4096 && sb <= 1 << 30)) fail("the send buffer must be between 4 KiB and 1 GiB");
   for (const [k, v] of Object.entries(c.faults)) if (v !== undefined && !(Number.isInteger(v) && v >= 0)) fail(`fault injection ${k} must be a non-negative integer, got ${v}`);

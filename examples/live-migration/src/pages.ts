@@ -74,12 +74,16 @@ export function fillExpectedPage(out: Uint32Array, seed: number, page: number, v
     out.fill(0);
     return;
   }
-  fillInitialPage(out, seed, page);
+  out.fill(0, 0, SLOT_WORDS);
   fillHeader(out, seed, page, version);
-  for (let slot = 1; slot <= RECORD_SLOTS && slot <= version; slot++) {
+  // Each slot once: the last record written into it, else booting's pattern.
+  const written = Math.min(version, RECORD_SLOTS);
+  for (let slot = 1; slot <= written; slot++) {
     const last = slot + RECORD_SLOTS * Math.floor((version - slot) / RECORD_SLOTS);
     fillRecord(out, seed, page, last, slot * SLOT_WORDS);
   }
+  const base = pageBase(seed, page);
+  for (let i = (written + 1) * SLOT_WORDS; i < WORDS_PER_PAGE; i++) out[i] = mix32((base + i) >>> 0);
 }
 
 /** Decodes a header read from memory: the version, UNPOPULATED (all zero) or CORRUPT. */

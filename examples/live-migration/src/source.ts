@@ -13,6 +13,7 @@
  *           its stale copies of those pages so they fault (QEMU's DISCARD step).
  */
 import { connect } from "node:net";
+import type { Fallback } from "@uffd/sdk";
 import { guestPages, type MigrationConfig } from "./config.ts";
 import { createDirtyTracker, type DirtyTracker, type TrackingMethod } from "./dirty-tracking.ts";
 import { Endpoint } from "./endpoint.ts";
@@ -20,7 +21,7 @@ import { Guest, type WriteLog } from "./guest.ts";
 import { nowEpochMs, type OpsSample, type RoundInfo } from "./metrics.ts";
 import { isZeroPage } from "./pages.ts";
 import { MAX_JSON_PAYLOAD, ProtocolViolation, SourceProtocol, type DeviceState, type Hello } from "./protocol-state.ts";
-import { DISCARD_AT_SWITCHOVER, encodeFrame, encodeJson, encodePageList, encodePagesFrame, FRAME, MAX_RUN_PAGES, PAGE_KIND, PAGE_ZERO, PROTOCOL_VERSION, type Frame, type PageKind } from "./protocol.ts";
+import { DISCARD_AT_SWITCHOVER, encodeFrame, encodeJson, encodePageList, encodePagesFrame, FRAME, FrameBufferPool, MAX_RUN_PAGES, PAGE_KIND, PAGE_ZERO, PROTOCOL_VERSION, type Frame, type PageKind } from "./protocol.ts";
 import { initialWorkloadState, Workload } from "./workload.ts";
 import { TimeSlice } from "./yield.ts";
 
@@ -34,6 +35,8 @@ export interface SourceHooks {
 
 export interface SourceMetrics {
   trackingMethod: TrackingMethod | "none";
+  /** What the dirty tracking fell back to on this side's kernel release (empty: nothing, or no tracking). */
+  fallbacks?: Fallback[];
   notes: string[];
   startEpochMs: number;
   pauseEpochMs: number;
@@ -81,6 +84,71 @@ function summarizeAhead(samples: readonly number[], shape: MigrationConfig["link
 }
 
 const PAGE_BYTES = 4096;
+/** Index of the high 32-bit half of a 64-bit word in a Uint32Array view (1 on little-endian hosts). */
+const HIGH_WORD = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1 ? 1 : 0;
+if (MAX_RUN_PAGES > 64) throw new Error("a run's present bits are kept in two 32-bit masks: at most 64 pages per run");
+
+/** Pages per block of NeededPages' counts. */
+const NEEDED_BLOCK_SHIFT = 6;
+
+/**
+ * The pages postcopy still has to send: a byte per page and a count per block of 64 pages, so
+ * finding the next needed page skips a sent block at once. (The push restarts after every
+ * requested page; scanning page by page over what was already sent made each restart cost up to
+ * the whole guest, which grew with the guest's size times the number of requests.)
+ */
+export class NeededPages {
+  readonly pages: number;
+  readonly #bits: Uint8Array;
+  readonly #perBlock: Uint8Array;
+  /** Pages still needed. */
+  remaining = 0;
+
+  constructor(pages: number) {
+    this.pages = pages;
+    this.#bits = new Uint8Array(pages);
+    this.#perBlock = new Uint8Array((pages + (1 << NEEDED_BLOCK_SHIFT) - 1) >>> NEEDED_BLOCK_SHIFT);
+  }
+
+  has(p: number): boolean {
+    return this.#bits[p] === 1;
+  }
+
+  add(p: number): void {
+    if (this.#bits[p] === 1) return;
+    this.#bits[p] = 1;
+    this.#perBlock[p >>> NEEDED_BLOCK_SHIFT]!++;
+    this.remaining++;
+  }
+
+  /** Every page of the guest. */
+  addAll(): void {
+    for (let p = 0; p < this.pages; p++) this.add(p);
+  }
+
+  /** Marks `p` sent; false if it was not needed. */
+  take(p: number): boolean {
+    if (this.#bits[p] !== 1) return false;
+    this.#bits[p] = 0;
+    this.#perBlock[p >>> NEEDED_BLOCK_SHIFT]!--;
+    this.remaining--;
+    return true;
+  }
+
+  /** The first needed page at or after `from`, wrapping past the end; -1 when none is left. */
+  next(from: number): number {
+    if (this.remaining === 0) return -1;
+    const bits = this.#bits;
+    const perBlock = this.#perBlock;
+    let p = from >= 0 && from < this.pages ? from : 0;
+    for (;;) {
+      const b = p >>> NEEDED_BLOCK_SHIFT;
+      const end = Math.min(this.pages, (b + 1) << NEEDED_BLOCK_SHIFT);
+      if (perBlock[b] !== 0) for (; p < end; p++) if (bits[p] === 1) return p;
+      p = end >= this.pages ? 0 : end;
+    }
+  }
+}
 
 export class MigrationSource {
   readonly #config: MigrationConfig;
@@ -97,8 +165,7 @@ export class MigrationSource {
   #completeSent = false;
   readonly #sentCount: Uint16Array;
   /** Postcopy: pages the destination still lacks and that have not been queued yet. */
-  #needed: Uint8Array | null = null;
-  #remaining = 0;
+  #needed: NeededPages | null = null;
   #pushCursor = 0;
   #pendingDemand = 0;
   #postcopySent = 0;
@@ -123,7 +190,7 @@ export class MigrationSource {
   /** Creates and boots the guest and starts its workload. */
   static async boot(config: MigrationConfig, hooks: SourceHooks): Promise<MigrationSource> {
     const pages = guestPages(config);
-    const guest = await Guest.create({ seed: config.seed, pages }, "source");
+    const guest = await Guest.create({ seed: config.seed, pages, frameStore: config.frameStore, release: config.kernel.source }, "source");
     const log = await guest.boot(config.populate, (done) => hooks.progress("boot", done, pages));
     const hotPages = Math.max(1, Math.floor(config.hotSetBytes / 4096));
     const workload = new Workload(guest, initialWorkloadState(config.seed, pages, hotPages, config.workload), log);
@@ -247,9 +314,11 @@ export class MigrationSource {
 
   async #precopyPhase(): Promise<void> {
     const cfg = this.#config;
-    const tracker = await createDirtyTracker(this.#guest, cfg.tracking, this.#m.notes);
+    const skipped: Fallback[] = [];
+    const tracker = await createDirtyTracker(this.#guest, cfg.tracking, this.#m.notes, skipped);
     this.#m.trackingMethod = tracker.method;
     await tracker.start();
+    this.#m.fallbacks = [...skipped, ...tracker.fallbacks];
     let dirty = await this.#round(1, null, tracker);
     for (let round = 2; ; round++) {
       const estimateMs = this.#estimateMs(dirty.length);
@@ -327,23 +396,22 @@ export class MigrationSource {
    */
   async #switchToPostcopy(tracker: DirtyTracker | null, pending: Uint32Array): Promise<void> {
     const ep = this.#ep!;
-    const needed = new Uint8Array(this.#guest.pages);
+    const needed = new NeededPages(this.#guest.pages);
     if (tracker !== null) {
       ep.link.send(encodeFrame(FRAME.DISCARD, 0, 0, pending.length, encodePageList(pending)));
       this.#proto.sentDiscard(pending.length);
-      for (const p of pending) needed[p] = 1;
+      for (const p of pending) needed.add(p);
       await ep.waitFor(FRAME.DISCARD_ACK, this.#config.protocol.phaseTimeoutMs, "the destination to discard stale pages");
     }
     const stale = await this.#stopGuest(tracker, pending);
     if (tracker === null) {
-      needed.fill(1);
+      needed.addAll();
     } else {
-      const late = stale.filter((p) => needed[p] === 0);
-      for (const p of late) needed[p] = 1;
+      const late = stale.filter((p) => !needed.has(p));
+      for (const p of late) needed.add(p);
       ep.link.send(encodeFrame(FRAME.DISCARD, DISCARD_AT_SWITCHOVER, 0, late.length, encodePageList(late)));
     }
-    this.#remaining = tracker === null ? this.#guest.pages : stale.length;
-    this.#postcopyTotal = this.#remaining;
+    this.#postcopyTotal = needed.remaining;
     this.#needed = needed;
     this.#pushed = new Uint8Array(this.#guest.pages);
     this.#sendDeviceState("postcopy");
@@ -369,23 +437,21 @@ export class MigrationSource {
     const link = this.#ep!.link;
     const pages = this.#guest.pages;
     const slice = new TimeSlice();
-    while (this.#remaining > 0) {
+    while (needed.remaining > 0) {
       if (this.#frozen) await new Promise<never>(() => {}); // fault injection: waiting for SIGKILL
       if (!link.hasRoom()) await link.waitForRoom();
       else {
         const t = slice.tick();
         if (t !== undefined) await t;
       }
-      if (this.#remaining === 0) break;
-      let p = this.#pushCursor % pages;
-      while (needed[p] === 0) p = (p + 1) % pages;
+      if (needed.remaining === 0) break;
+      const p = needed.next(this.#pushCursor % pages);
       let n = 1;
-      while (n < MAX_RUN_PAGES && p + n < pages && needed[p + n] === 1) n++;
+      while (n < MAX_RUN_PAGES && p + n < pages && needed.has(p + n)) n++;
       for (let i = 0; i < n; i++) {
-        needed[p + i] = 0;
+        needed.take(p + i);
         this.#pushed[p + i] = 1;
       }
-      this.#remaining -= n;
       this.#pushCursor = p + n;
       await this.#sendRun(p, n, PAGE_KIND.BACKGROUND);
       for (let i = 0; i < n; i++) this.#countPostcopy();
@@ -411,7 +477,7 @@ export class MigrationSource {
     const needed = this.#needed;
     if (needed === null) return; // the protocol state admits REQUEST only in postcopy
     if (this.#frozen) return; // fault injection: about to be SIGKILLed, answers nothing
-    if (needed[page] === 0) {
+    if (!needed.has(page)) {
       if (this.#pushed[page] !== 1 || this.#completeSent) {
         m.requests.alreadySent++;
         return;
@@ -422,8 +488,7 @@ export class MigrationSource {
       this.#pushed[page] = 2;
       m.requests.resentFromBulk++;
     } else {
-      needed[page] = 0;
-      this.#remaining--;
+      needed.take(page);
       this.#pushCursor = page + 1;
     }
     this.#pendingDemand++;
@@ -444,7 +509,7 @@ export class MigrationSource {
       this.#hooks.progress("postcopy", this.#postcopySent, this.#postcopyTotal);
       return;
     }
-    if ((this.#postcopySent & 255) === 0 || this.#remaining === 0) this.#hooks.progress("postcopy", this.#postcopySent, this.#postcopyTotal);
+    if ((this.#postcopySent & 255) === 0 || this.#needed?.remaining === 0) this.#hooks.progress("postcopy", this.#postcopySent, this.#postcopyTotal);
     const drop = this.#config.faults.dropLinkAfterPostcopyPages;
     if (drop !== undefined && this.#postcopySent >= drop) this.abort(`fault injection: connection dropped after ${this.#postcopySent} postcopy pages`);
   }
@@ -475,21 +540,60 @@ export class MigrationSource {
     }
   }
 
-  /** Reads pages [first, first+n) (present sub-runs in one read each) and queues one PAGES frame. */
+  /**
+   * Which of pages [first, first+n) have a page or a swap entry behind them, from the raw pagemap
+   * words (PM_PRESENT, bit 63, or PM_SWAP, bit 62) read into a reused buffer: no object per page.
+   * At most 64 pages (MAX_RUN_PAGES).
+   */
+  #presentRun(first: number, n: number): (i: number) => boolean {
+    const g = this.#guest;
+    const got = g.proc.pagemap(g.addr(first), n, { format: "raw", into: this.#pagemapWords });
+    if (got.length !== n) throw new Error(`pagemap of pages ${first}..${first + n - 1} returned ${got.length} entries`);
+    const high = this.#pagemapHigh;
+    // Copied out as two 32-bit masks: the shared buffer may be reused before the caller is done.
+    let lo = 0;
+    let hi = 0;
+    for (let i = 0; i < n; i++) {
+      if ((high[2 * i + HIGH_WORD]! & 0xc000_0000) === 0) continue;
+      if (i < 32) lo |= 1 << i;
+      else hi |= 1 << (i - 32);
+    }
+    return (i) => ((i < 32 ? lo >>> i : hi >>> (i - 32)) & 1) === 1;
+  }
+
+  readonly #pagemapWords = new BigUint64Array(MAX_RUN_PAGES);
+  /** The same words as 32-bit halves (the high half holds PM_PRESENT and PM_SWAP). */
+  readonly #pagemapHigh = new Uint32Array(this.#pagemapWords.buffer);
+
+  /**
+   * Buffers runs are read into, handed back once the socket has written them: a fresh 256 KiB
+   * buffer per run made the garbage collector run a full collection every few dozen megabytes.
+   */
+  readonly #runBuffers = new FrameBufferPool(MAX_RUN_PAGES * PAGE_BYTES, 32);
+
+  /**
+   * Reads pages [first, first+n) (present sub-runs in one copy each, into a reused buffer) and
+   * queues one PAGES frame.
+   */
   async #sendRun(first: number, n: number, kind: PageKind): Promise<void> {
     const g = this.#guest;
-    const present = g.presentMap(first, n);
+    const present = this.#presentRun(first, n);
     const zeroBits = new Uint32Array((n + 31) >>> 5);
     const data: Uint8Array[] = [];
+    const buf = this.#runBuffers.take(n * PAGE_BYTES);
     for (let i = 0; i < n; ) {
-      if (!present[i]) {
+      if (!present(i)) {
         zeroBits[i >>> 5]! |= 1 << (i & 31);
         i++;
         continue;
       }
       let j = i + 1;
-      while (j < n && present[j]) j++;
-      const bytes = await g.readPages(first + i, j - i);
+      while (j < n && present(j)) j++;
+      // The copy a socket write of guest RAM makes (copy_from_user): the VMM hands its memory to
+      // the kernel rather than loading it into a buffer of its own first.
+      const bytes = buf.subarray(i * PAGE_BYTES, j * PAGE_BYTES);
+      const got = await g.proc.copyUser(g.addr(first + i), bytes, false);
+      if (got !== bytes.byteLength) throw new Error(`reading pages ${first + i}..${j - 1} copied ${got} of ${bytes.byteLength} bytes`);
       // Split the read into zero pages (bits) and runs of data pages (views, no copy).
       let runStart = -1;
       for (let k = 0; k < j - i; k++) {
@@ -505,7 +609,9 @@ export class MigrationSource {
       if (runStart >= 0) data.push(bytes.subarray(runStart * PAGE_BYTES, (j - i) * PAGE_BYTES));
       i = j;
     }
-    this.#ep!.link.send(encodePagesFrame(kind, first, n, zeroBits, data));
+    const pool = this.#runBuffers;
+    if (data.length === 0) pool.give(buf);
+    this.#ep!.link.send(encodePagesFrame(kind, first, n, zeroBits, data), data.length === 0 ? undefined : () => pool.give(buf));
     for (let i = 0; i < n; i++) this.#countSent(first + i, kind, ((zeroBits[i >>> 5]! >>> (i & 31)) & 1) === 1);
   }
 

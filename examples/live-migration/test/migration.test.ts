@@ -68,6 +68,14 @@ describe("live migration between two processes", () => {
     expect(r.pages.duplicate).toBeGreaterThanOrEqual(r.rounds[0]!.dirtyAfter);
   });
 
+  it("postcopy with the flat frame store (4 KiB per page, the destination preallocated): verified the same", async () => {
+    const r = await runMigration(smallConfig({ strategy: "postcopy", frameStore: "flat", faults: { holdPushUntilRequests: 4 } }));
+    expectVerified(r);
+    expect(r.config.frameStore).toBe("flat");
+    expect(r.pages.demand + r.pages.background - r.pages.duplicate).toBe(r.guestPages);
+    expect(r.pages.demand).toBeGreaterThanOrEqual(4);
+  });
+
   it.each(["wp-sync", "content-hash"] as const)("precopy with %s dirty tracking", async (tracking) => {
     const r = await runMigration(smallConfig({ strategy: "precopy", tracking, memoryBytes: 8 * 1024 * 1024, maxDowntimeMs: 5 }));
     expectVerified(r);
@@ -81,5 +89,6 @@ describe("the test hooks", () => {
     expect(() => smallConfig({ workload: [{ kind: "scan", rate: 2000 }], faults: { holdFirstRoundUntilGuestWrites: 1 } })).toThrow(/needs a workload thread that writes/);
     expect(() => smallConfig({ workload: [], faults: { holdPushUntilRequests: 1 } })).toThrow(/needs a running workload/);
     expect(() => smallConfig({ faults: { holdPushUntilRequests: 1.5 } })).toThrow(/must be a non-negative integer/);
+    expect(() => smallConfig({ frameStore: "sparse" as never })).toThrow(/unknown frame store "sparse" \(one of compact, flat\)/);
   });
 });

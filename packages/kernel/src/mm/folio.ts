@@ -155,6 +155,12 @@ export interface FrameStoreStats {
   slotPoolBytes: number;
 }
 
+/** Whether a[at..at + 1024) equals b[0..1024). */
+function sameWords(a: Uint32Array, at: number, b: Uint32Array): boolean {
+  for (let k = 0; k < 1024; k++) if (a[at + k] !== b[k]) return false;
+  return true;
+}
+
 /** How many of pfns[from..to) follow pfns[from] contiguously in one flat chunk. */
 function runLength(pfns: Int32Array, from: number, to: number): number {
   const first = pfns[from] as number;
@@ -191,6 +197,8 @@ export class PhysMem {
   #args: Uint32Array = new Uint32Array(0);
   readonly #generators: FrameGenerator[] = [];
   readonly #slotChunks: Uint8Array[] = [];
+  /** The same chunks as words (for comparisons a word at a time). */
+  readonly #slotWords: Uint32Array[] = [];
   #slotFree: Int32Array = new Int32Array(0);
   #slotFreeCount = 0;
   #slotNext = 0;
@@ -512,7 +520,11 @@ export class PhysMem {
     else {
       slot = this.#slotNext++;
       fresh = true;
-      if (this.#slotChunks.length <= slot >>> CHUNK_SHIFT) this.#slotChunks.push(new Uint8Array(CHUNK_BYTES));
+      if (this.#slotChunks.length <= slot >>> CHUNK_SHIFT) {
+        const chunk = new Uint8Array(CHUNK_BYTES);
+        this.#slotChunks.push(chunk);
+        this.#slotWords.push(new Uint32Array(chunk.buffer));
+      }
     }
     const chunk = this.#slotChunks[slot >>> CHUNK_SHIFT] as Uint8Array;
     const off = (slot & CHUNK_MASK) << PAGE_SHIFT;
@@ -559,25 +571,26 @@ export class PhysMem {
   /** written() for a frame with a slot: drop the slot if the bytes are all zero or generated. */
   #recompact(pfn: Pfn): void {
     const slot = this.#args[pfn * 3] as number;
-    const chunk = this.#slotChunks[slot >>> CHUNK_SHIFT] as Uint8Array;
+    const all = this.#slotWords[slot >>> CHUNK_SHIFT] as Uint32Array;
     const w0 = (slot & CHUNK_MASK) << (PAGE_SHIFT - 2);
-    const words = new Uint32Array(chunk.buffer, chunk.byteOffset + w0 * 4, PAGE_SIZE / 4);
-    let i = 0;
-    while (i < words.length && words[i] === 0) i++;
-    if (i === words.length) {
+    const wEnd = w0 + PAGE_SIZE / 4;
+    let i = w0;
+    while (i < wEnd && all[i] === 0) i++;
+    if (i === wEnd) {
       this.#setZero(pfn);
       return;
     }
+    if (this.#generators.length === 0) return;
+    const words = all.subarray(w0, wEnd);
     const guess = this.#guess;
     for (let g = 0; g < this.#generators.length; g++) {
       if (!(this.#generators[g] as FrameGenerator).identify(words, guess)) continue;
       const kind = g + STORE_GEN0;
-      const [a, b, c] = [guess[0] as number, guess[1] as number, guess[2] as number];
+      const a = guess[0] as number;
+      const b = guess[1] as number;
+      const c = guess[2] as number;
       this.#generate(kind, a, b, c);
-      const want = this.#scratchWords;
-      let k = 0;
-      while (k < words.length && words[k] === want[k]) k++;
-      if (k < words.length) continue;
+      if (!sameWords(all, w0, this.#scratchWords)) continue;
       this.#setZero(pfn);
       this.#setGenerated(pfn, kind, a, b, c);
       return;
