@@ -168,7 +168,7 @@ export class SimBackend implements Backend {
         return { ret: got.length, data: firstBytes(got) };
       }
       case "readfu":
-        return { ret: await p.readInto(n(0), { addr: n(2), length: n(1) }) };
+        return { ret: await p.readUser(n(0), { addr: n(2), length: n(1) }) };
       case "writef":
         return { ret: await p.write(n(0), new Uint8Array(n(1)).fill(n(2))) };
       case "writefu":

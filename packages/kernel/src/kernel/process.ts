@@ -863,7 +863,7 @@ export class Process {
    * (fs/read_write.c:ksys_read()). Divergence from Linux: a file other than shmem is read
    * before the copy, so bytes a failed copy does not take are lost (Linux leaves them in a pipe).
    */
-  async readInto(fd: number, dest: UserBuffer): Promise<number> {
+  async readUser(fd: number, dest: UserBuffer): Promise<number> {
     this.enter("read");
     fd = argFd(fd, "read");
     const buf = userBuffer(dest, "read");

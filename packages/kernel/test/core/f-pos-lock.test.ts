@@ -36,7 +36,7 @@ describe("f_pos_lock", () => {
     const fd = await p.reopen(memfd, O_RDWR);
     const dst = await p.mmap(0, PS, RW, MAP_PRIVATE | MAP_ANONYMOUS);
     await register(p, uffd, dst, PS, UFFDIO_REGISTER_MODE_MISSING);
-    const reader = p.readInto(fd, { addr: dst, length: PS });
+    const reader = p.readUser(fd, { addr: dst, length: PS });
     expect(await isBlocked(k, reader)).toBe(true);
     const seek = p.lseek(fd, 0, SEEK_CUR);
     expect(await isBlocked(k, seek)).toBe(true);
