@@ -377,4 +377,25 @@ describe("compact frame store: options", () => {
     expect(k.frameStoreStats()).toMatchObject({ generatedFrames: 0, slotFrames: 1 });
     k.checkInvariants();
   });
+
+  it("checkInvariants() catches a write that bypassed writable(): into the shared zeros, or into a generated page", async () => {
+    const k = new Kernel({ seed: 1, frameStore: "compact" });
+    k.registerFrameGenerator(testGenerator);
+    const p = k.spawn();
+    const a = await p.mmap(0, 2 * PS, RW, ANON);
+    await write(p, a, new Uint8Array(PS));
+    await write(p, a + PS, gen(2, 2));
+    const mem = k.core.mem;
+    const zeroFrame = p.pagemap(a, 1)[0]!.pfn!;
+    const genFrame = p.pagemap(a + PS, 1)[0]!.pfn!;
+    mem.bytes(zeroFrame)[mem.offset(zeroFrame) + 5] = 1; // what a path that forgot writable() would do
+    expect(() => k.checkInvariants()).toThrow(/shared zero bytes were written at byte 5/);
+    mem.bytes(zeroFrame)[mem.offset(zeroFrame) + 5] = 0;
+    k.checkInvariants();
+    const bytes = mem.bytes(genFrame);
+    bytes[mem.offset(genFrame) + 100] = bytes[mem.offset(genFrame) + 100]! ^ 1;
+    expect(() => k.checkInvariants()).toThrow(/generator 0: 2, 2, 0\) was written through bytes/);
+    bytes[mem.offset(genFrame) + 100] = bytes[mem.offset(genFrame) + 100]! ^ 1;
+    k.checkInvariants();
+  });
 });
