@@ -13,6 +13,7 @@
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { Command, Option } from "commander";
+import type { AnyRelease } from "@uffd/kernel";
 import {
   DEFAULT_CONFIG,
   formatBandwidth,
@@ -22,6 +23,7 @@ import {
   parseDuration,
   parseSize,
   parseWorkload,
+  KERNEL_CHOICES,
   STRATEGIES,
   TRACKING_METHODS,
   type MigrationConfig,
@@ -62,6 +64,9 @@ interface RunOptions {
   maxRounds: string;
   hybridRounds: string;
   tracking: TrackingChoice;
+  kernel: AnyRelease;
+  sourceKernel?: AnyRelease;
+  destKernel?: AnyRelease;
   seed: string;
   timeout: string;
   out: string;
@@ -118,6 +123,9 @@ function addRunOptions(cmd: Command): Command {
     .option("--max-rounds <n>", "precopy: rounds before a forced stop-and-copy", String(d.maxRounds))
     .option("--hybrid-rounds <n>", "hybrid: precopy rounds before switching to postcopy", String(d.hybridRounds))
     .addOption(new Option("--tracking <method>", "precopy dirty tracking").choices(TRACKING_METHODS).default(d.tracking))
+    .addOption(new Option("--kernel <release>", "the Linux release both simulated kernels answer as (docs/releases.md)").choices(KERNEL_CHOICES).default(d.kernel.source))
+    .addOption(new Option("--source-kernel <release>", "the source's release (default: --kernel)").choices(KERNEL_CHOICES))
+    .addOption(new Option("--dest-kernel <release>", "the destination's release (default: --kernel)").choices(KERNEL_CHOICES))
     .option("--seed <n>", "seed of the guest's contents and workload", String(d.seed))
     .option("--timeout <duration>", "give up after this long", `${d.timeoutMs / 1000}s`)
     .option("--out <dir>", "directory for the JSON and HTML reports (created if missing)", "reports")
@@ -154,6 +162,7 @@ export function configFromOptions(o: RunOptions, strategy: Strategy): MigrationC
     maxRounds: nonNegativeInt(o.maxRounds, "--max-rounds"),
     hybridRounds: nonNegativeInt(o.hybridRounds, "--hybrid-rounds"),
     tracking: o.tracking,
+    kernel: { source: o.sourceKernel ?? o.kernel, destination: o.destKernel ?? o.kernel },
     timeoutMs: parseDuration(o.timeout),
     faults: {
       ...(o.dropLinkAfter !== undefined ? { dropLinkAfterPostcopyPages: nonNegativeInt(o.dropLinkAfter, "--drop-link-after") } : {}),

@@ -2,7 +2,21 @@
  * Everything a migration run can be told, with the defaults `npm run demo` uses, and the parsers
  * for the CLI's human units ("256MiB", "1gbit", "5ms").
  */
+import { ALL_RELEASES, DEFAULT_RELEASE, type AnyRelease } from "@uffd/kernel";
 import type { LinkShape } from "./link.ts";
+
+/**
+ * The kernel release profile each side's simulated kernel answers as (`new Kernel({ release })`,
+ * docs/releases.md): what its userfaultfd offers decides the dirty tracking and the fallbacks the
+ * run reports.
+ */
+export interface KernelReleases {
+  source: AnyRelease;
+  destination: AnyRelease;
+}
+
+/** The release profiles a side may run (the long-term series and the history profiles). */
+export const KERNEL_CHOICES: readonly AnyRelease[] = ALL_RELEASES;
 
 export const STRATEGIES = ["precopy", "postcopy", "hybrid"] as const;
 export type Strategy = (typeof STRATEGIES)[number];
@@ -15,6 +29,7 @@ export const TRACKING_METHODS = ["auto", "wp-async", "wp-sync", "content-hash"] 
 
 /** How each side's simulated kernel holds page bytes (KernelOptions.frameStore). */
 export const FRAME_STORES = ["compact", "flat"] as const;
+/** One of FRAME_STORES. */
 export type FrameStoreChoice = (typeof FRAME_STORES)[number];
 export type TrackingChoice = (typeof TRACKING_METHODS)[number];
 
@@ -114,6 +129,8 @@ export interface MigrationConfig {
   frameStore: FrameStoreChoice;
   /** Hard bound on a whole run, including process start-up. */
   timeoutMs: number;
+  /** Each side's kernel release profile (default: 6.18 on both). */
+  kernel: KernelReleases;
   faults: FaultInjection;
   protocol: ProtocolLimits;
 }
@@ -139,16 +156,24 @@ const DEFAULTS: MigrationConfig = {
   postcopyPreempt: true,
   frameStore: "compact",
   timeoutMs: 120_000,
+  kernel: { source: DEFAULT_RELEASE, destination: DEFAULT_RELEASE },
   faults: {},
   protocol: { ...DEFAULT_PROTOCOL_LIMITS },
 };
 export const DEFAULT_CONFIG: Readonly<MigrationConfig> = Object.freeze(DEFAULTS);
 
 /** What makeConfig accepts: any field, and any subset of the link and protocol limits. */
-export type ConfigOverrides = Partial<Omit<MigrationConfig, "link" | "protocol">> & { link?: Partial<LinkShape>; protocol?: Partial<ProtocolLimits> };
+export type ConfigOverrides = Partial<Omit<MigrationConfig, "link" | "protocol" | "kernel">> & { link?: Partial<LinkShape>; protocol?: Partial<ProtocolLimits>; kernel?: Partial<KernelReleases> };
 
 export function makeConfig(overrides: ConfigOverrides = {}): MigrationConfig {
-  const c: MigrationConfig = { ...DEFAULT_CONFIG, ...overrides, link: { ...DEFAULT_CONFIG.link, ...overrides.link }, faults: { ...overrides.faults }, protocol: { ...DEFAULT_PROTOCOL_LIMITS, ...overrides.protocol } };
+  const c: MigrationConfig = {
+    ...DEFAULT_CONFIG,
+    ...overrides,
+    link: { ...DEFAULT_CONFIG.link, ...overrides.link },
+    kernel: { ...DEFAULT_CONFIG.kernel, ...overrides.kernel },
+    faults: { ...overrides.faults },
+    protocol: { ...DEFAULT_PROTOCOL_LIMITS, ...overrides.protocol },
+  };
   validateConfig(c);
   return c;
 }
@@ -177,6 +202,10 @@ export function validateConfig(c: MigrationConfig): void {
   if (!Number.isInteger(c.hybridRounds) || c.hybridRounds < 1 || c.hybridRounds > c.maxRounds) fail("hybrid rounds must be within [1, max rounds]");
   if (!TRACKING_METHODS.includes(c.tracking)) fail(`unknown tracking method "${c.tracking}" (one of ${TRACKING_METHODS.join(", ")})`);
   if (c.timeoutMs < 1000) fail("the timeout must be at least 1s");
+  for (const side of ["source", "destination"] as const) {
+    const r = c.kernel?.[side];
+    if (!KERNEL_CHOICES.includes(r)) fail(`unknown ${side} kernel release "${String(r)}" (one of ${KERNEL_CHOICES.join(", ")})`);
+  }
   if (typeof c.postcopyPreempt !== "boolean") fail("postcopyPreempt must be true or false");
   if (!FRAME_STORES.includes(c.frameStore)) fail(`unknown frame store "${c.frameStore}" (one of ${FRAME_STORES.join(", ")})`);
   const sb = c.link.sendBufferBytes;

@@ -16,12 +16,14 @@
  * page with zeros, silently.
  */
 import { PAGE_SIZE } from "@uffd/kernel/uapi";
-import { Userfaultfd, type Fault } from "@uffd/sdk";
+import { Userfaultfd, type Fallback, type Fault } from "@uffd/sdk";
 import type { Guest } from "./guest.ts";
 
 export interface PostcopyBackend {
   /** How faults are caught and pages installed, for the report. */
   readonly method: string;
+  /** What the SDK fell back to on this kernel release (uffd.fallbacks: the userfaultfd(2) syscall before 6.1). */
+  readonly fallbacks: readonly Fallback[];
   /**
    * Registers the guest RAM. From then on a touch of a missing page blocks its thread and calls
    * onFault once per page; `raced` says the page was already being installed (no request needed).
@@ -66,6 +68,10 @@ class UffdPostcopyBackend implements PostcopyBackend {
     this.#uffd = uffd;
     this.#installing = new Uint8Array(guest.pages);
     this.#installed = new Uint8Array(guest.pages);
+  }
+
+  get fallbacks(): readonly Fallback[] {
+    return this.#uffd.fallbacks;
   }
 
   async start(onFault: (page: number, raced: boolean) => void): Promise<void> {

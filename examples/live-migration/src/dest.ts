@@ -11,6 +11,7 @@
  * every page of a precopy stream is in place before DEVICE_STATE.
  */
 import { createServer, type Server, type Socket } from "node:net";
+import type { Fallback } from "@uffd/sdk";
 import { guestPages, type MigrationConfig, type ProtocolLimits } from "./config.ts";
 import { createPostcopyBackend, type PostcopyBackend } from "./dest-faults.ts";
 import { Endpoint, PeerProtocolError, PeerReportedError } from "./endpoint.ts";
@@ -50,6 +51,8 @@ type Work =
 export interface DestMetrics {
   phaseAtEnd: DestPhase;
   postcopyMethod: string | null;
+  /** What the postcopy handler fell back to on this side's kernel release (empty: nothing, or no postcopy). */
+  fallbacks?: Fallback[];
   helloEpochMs: number;
   resumeEpochMs: number;
   completeEpochMs: number;
@@ -140,7 +143,7 @@ export class MigrationDestination {
     // With a flat frame store, host memory for the whole guest is taken and touched now, while the
     // source boots, not by the first UFFDIO_COPY into each page during the transfer (QEMU's
     // destination preallocates too). The compact store (the default) keeps no bytes to touch.
-    const guest = await Guest.create({ seed: config.seed, pages: guestPages(config), frameStore: config.frameStore, prealloc: true }, "destination");
+    const guest = await Guest.create({ seed: config.seed, pages: guestPages(config), frameStore: config.frameStore, prealloc: true, release: config.kernel.destination }, "destination");
     return new MigrationDestination(config, guest, hooks, token);
   }
 
@@ -402,6 +405,7 @@ export class MigrationDestination {
     await backend.start((page, raced) => this.#onFault(page, raced));
     this.#backend = backend;
     this.#m.postcopyMethod = backend.method;
+    this.#m.fallbacks = [...backend.fallbacks];
   }
 
   async #onPage(f: PageFrame): Promise<void> {

@@ -12,6 +12,8 @@
  * The uffd-backed methods live in uffd-tracking.ts, the one module besides dest-faults.ts that
  * talks to userfaultfd.
  */
+import { UFFD_FEATURE_SINCE } from "@uffd/kernel";
+import { FEATURES, FeatureUnavailableError, type Fallback } from "@uffd/sdk";
 import type { TrackingChoice } from "./config.ts";
 import type { Guest } from "./guest.ts";
 import { createUffdTracker } from "./uffd-tracking.ts";
@@ -20,6 +22,12 @@ export type TrackingMethod = "wp-async+pagemap-scan" | "wp-async+pagemap" | "wp-
 
 export interface DirtyTracker {
   readonly method: TrackingMethod;
+  /**
+   * What the SDK fell back to because this kernel release lacks something (uffd.fallbacks: the
+   * userfaultfd(2) syscall without /dev/userfaultfd, pre-populating without wp-unpopulated).
+   * Complete once start() returned.
+   */
+  readonly fallbacks: readonly Fallback[];
   /** Starts tracking: every later write is reported by the next collect(). */
   start(): Promise<void>;
   /** Pages written since start() or the previous collect(), ascending; tracking continues. */
@@ -28,21 +36,39 @@ export interface DirtyTracker {
   stop(): Promise<void>;
 }
 
-/** Picks the best method available (or the one asked for), saying why others were skipped. */
-export async function createDirtyTracker(guest: Guest, choice: TrackingChoice, notes: string[]): Promise<DirtyTracker> {
+/**
+ * Picks the best method available (or the one asked for), saying why others were skipped: a line
+ * in `notes`, and in `skipped` (when given) a fallback naming the method used instead.
+ */
+export async function createDirtyTracker(guest: Guest, choice: TrackingChoice, notes: string[], skipped: Fallback[] = []): Promise<DirtyTracker> {
   if (choice !== "content-hash") {
     const modes = choice === "auto" ? (["wp-async", "wp-sync"] as const) : ([choice] as const);
+    const unavailable: Array<{ wanted: string; reason: string }> = [];
+    let tracker: DirtyTracker | null = null;
     for (const mode of modes) {
       try {
-        return await createUffdTracker(guest, mode);
+        tracker = await createUffdTracker(guest, mode);
+        break;
       } catch (e) {
-        const why = `${mode} dirty tracking unavailable: ${e instanceof Error ? e.message : String(e)}`;
+        const message = e instanceof Error ? e.message : String(e);
+        const why = `${mode} dirty tracking unavailable: ${message}`;
         if (choice !== "auto") throw new Error(why, { cause: e });
         notes.push(why);
+        unavailable.push({ wanted: `${mode} dirty tracking`, reason: missingWhy(guest, e) ?? message });
       }
     }
+    tracker ??= new ContentHashTracker(guest);
+    for (const u of unavailable) skipped.push({ ...u, used: `${tracker.method} dirty tracking` });
+    return tracker;
   }
   return new ContentHashTracker(guest);
+}
+
+/** "wp-async came in Linux 6.7; this kernel is 6.1-uffd" for a feature the release lacks (the SDK's fallback wording). */
+function missingWhy(guest: Guest, e: unknown): string | null {
+  if (!(e instanceof FeatureUnavailableError)) return null;
+  const release = guest.kernel.uname().release;
+  return e.features.map((f) => `${f} came in Linux ${UFFD_FEATURE_SINCE[FEATURES[f]] ?? "?"}; this kernel is ${release}`).join("; ");
 }
 
 const YIELD_EVERY_PAGES = 1024;
@@ -50,6 +76,7 @@ const YIELD_EVERY_PAGES = 1024;
 /** Two 32-bit hashes per page; (0, 0) marks a page with nothing behind it. */
 export class ContentHashTracker implements DirtyTracker {
   readonly method = "content-hash";
+  readonly fallbacks: readonly Fallback[] = [];
   readonly #guest: Guest;
   readonly #hashes: Uint32Array;
 

@@ -6,7 +6,7 @@
  * Page contents and the write bookkeeping (WriteLog) are what the end-of-run verification uses:
  * the destination's memory must equal, byte for byte, what the guest wrote.
  */
-import { Kernel, type FrameStoreKind, type Process, type Thread } from "@uffd/kernel";
+import { DEFAULT_RELEASE, Kernel, type AnyRelease, type FrameStoreKind, type Process, type Thread } from "@uffd/kernel";
 import { MADV_DONTNEED, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from "@uffd/kernel/uapi";
 import { fillInitialPage, pageGenerator, UNPOPULATED, WORDS_PER_PAGE } from "./pages.ts";
 import { mix32 } from "./prng.ts";
@@ -60,6 +60,8 @@ export interface GuestOptions {
    * (the kernel's `pretouch`), as a destination preallocates its RAM before an incoming migration.
    */
   prealloc?: boolean;
+  /** The release profile this side's kernel answers as (default 6.18). */
+  release?: AnyRelease;
 }
 
 export class Guest {
@@ -86,6 +88,7 @@ export class Guest {
       memoryPages: Math.max(1 << 16, options.pages * 2 + 1024),
       frameStore: options.frameStore ?? "compact",
       pretouch: options.prealloc === true ? options.pages + 1 : 0,
+      release: options.release ?? DEFAULT_RELEASE,
     });
     // Whatever writes a page (the guest's workload, the destination's UFFDIO_COPY of a received
     // page), the kernel keeps it as (page, version) only after generating that version and

@@ -53,6 +53,8 @@ export const BURST_MS = 10;
 
 interface Item {
   parts: readonly Uint8Array[];
+  /** Called once the socket has written the frame's bytes (or failed): its buffers are free. */
+  onWritten: (() => void) | undefined;
   size: number;
   /** Bytes of this frame already on the wire. */
   departed: number;
@@ -251,8 +253,10 @@ export class ShapedLink {
   /**
    * Queues a frame given as its parts (written back to back, never copied before the wire).
    * Returns the bytes queued ahead of it on this connection: what it must wait behind.
+   * `onWritten` is called once the socket no longer needs the parts (written to the kernel, or
+   * the connection failed), so their buffer can be reused; never if the connection is cut first.
    */
-  send(parts: readonly Uint8Array[]): number {
+  send(parts: readonly Uint8Array[], onWritten?: () => void): number {
     if (this.#closedError !== null) throw this.#closedError;
     let size = 0;
     for (const p of parts) size += p.byteLength;
@@ -263,10 +267,10 @@ export class ShapedLink {
     if (this.#priority && bw <= 0 && this.wire.shape.latencyMs <= 0 && this.#queue.length === 0) {
       // Nothing to model and nothing queued ahead on this connection: a demand request or page
       // goes to the socket now, not one event-loop turn later with the next batch.
-      this.#write(parts, size);
+      this.#write(parts, size, onWritten);
       return ahead;
     }
-    this.#queue.push({ parts, size, departed: 0, arrivalMs: 0 });
+    this.#queue.push({ parts, size, onWritten, departed: 0, arrivalMs: 0 });
     this.#undelivered += size;
     this.#undeparted += size;
     this.#lastQueued = size;
@@ -355,7 +359,8 @@ export class ShapedLink {
       let ok = true;
       for (let i = 0; i < n; i++) {
         const it = this.#queue.shift();
-        for (const p of it.parts) ok = s.write(p);
+        const last = it.parts.length - 1;
+        for (let k = 0; k <= last; k++) ok = k === last && it.onWritten !== undefined ? s.write(it.parts[k]!, it.onWritten) : s.write(it.parts[k]!);
         this.#undelivered -= it.size;
         this.bytesSent += it.size;
         this.framesSent++;
@@ -372,11 +377,12 @@ export class ShapedLink {
   // --- internals --------------------------------------------------------------------------
 
   /** Writes one frame straight to the socket (nothing of this connection is queued ahead of it). */
-  #write(parts: readonly Uint8Array[], size: number): void {
+  #write(parts: readonly Uint8Array[], size: number, onWritten: (() => void) | undefined): void {
     const s = this.#socket;
     let ok = true;
     if (parts.length > 1) s.cork();
-    for (const p of parts) ok = s.write(p);
+    const last = parts.length - 1;
+    for (let k = 0; k <= last; k++) ok = k === last && onWritten !== undefined ? s.write(parts[k]!, onWritten) : s.write(parts[k]!);
     if (parts.length > 1) s.uncork();
     this.bytesSent += size;
     this.framesSent++;

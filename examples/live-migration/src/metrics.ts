@@ -128,10 +128,25 @@ export interface VerificationResult {
   firstMismatches: Array<{ page: number; expectedVersion: number; detail: string }>;
 }
 
+/** One side's kernel release and what its userfaultfd use fell back to there. */
+export interface KernelSide {
+  /** The release profile (MigrationConfig.kernel). */
+  release: string;
+  /**
+   * How this side used userfaultfd: the source's dirty tracking, the destination's postcopy
+   * fill ("UFFDIO_COPY / UFFDIO_ZEROPAGE"), "none" when the strategy needed none.
+   */
+  uses: string;
+  /** Each fallback taken because the release lacks something (wanted, used, and the release that added it). */
+  fallbacks: Array<{ wanted: string; used: string; reason: string }>;
+}
+
 export interface MigrationResult {
   strategy: MigrationConfig["strategy"];
   config: MigrationConfig;
   trackingMethod: TrackingMethod | "none";
+  /** Each side's kernel release and its fallbacks (absent in older reports). */
+  kernels?: { source: KernelSide; destination: KernelSide };
   notes: string[];
   guestPages: number;
   totalTimeMs: number;

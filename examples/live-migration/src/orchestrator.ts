@@ -238,7 +238,14 @@ function buildResult(config: MigrationConfig, startEpochMs: number, s: SourceMet
     strategy: config.strategy,
     config,
     trackingMethod: s.trackingMethod,
+    kernels: {
+      source: { release: config.kernel.source, uses: s.trackingMethod === "none" ? "none" : `${s.trackingMethod} dirty tracking`, fallbacks: s.fallbacks ?? [] },
+      destination: { release: config.kernel.destination, uses: d.postcopyMethod === null ? "none" : "UFFDIO_COPY / UFFDIO_ZEROPAGE", fallbacks: d.fallbacks ?? [] },
+    },
     notes: [
+      ...[...(s.fallbacks ?? []).map((f) => ["source", f] as const), ...(d.fallbacks ?? []).map((f) => ["destination", f] as const)].map(
+        ([side, f]) => `${side} kernel ${config.kernel[side]}: ${f.used} instead of ${f.wanted} (${f.reason})`,
+      ),
       ...s.notes,
       ...(d.postcopyMethod !== null ? [`postcopy faults: ${d.postcopyMethod}`] : []),
       ...(config.strategy !== "precopy" ? [s.preempt ? "postcopy-preempt: demand requests and pages on their own connection" : "single stream: demand pages queue behind the bulk connection's send buffer"] : []),

@@ -3,7 +3,7 @@
  * can mislead carry a footnote (printed under the table, and under the HTML report's table).
  */
 import { formatBandwidth, formatBytes, guestPages } from "./config.ts";
-import type { MigrationResult } from "./metrics.ts";
+import type { KernelSide, MigrationResult } from "./metrics.ts";
 import type { FailedRun, RunRecord } from "./report.ts";
 
 const int = (n: number): string => Math.round(n).toLocaleString("en-US");
@@ -112,9 +112,18 @@ export const ROWS: readonly Row[] = [
     note: "hostMemory",
   },
   { label: "guest ops on source / destination", value: (r) => `${int(r.guest.opsOnSource)} / ${int(r.guest.opsOnDestination)}` },
+  { label: "kernel: source / destination", value: (r) => (r.kernels === undefined ? null : `${r.kernels.source.release} / ${r.kernels.destination.release}`) },
   { label: "dirty tracking", value: (r) => r.trackingMethod },
+  { label: "source fallbacks", value: (r) => (r.kernels === undefined ? null : fallbackCell(r.kernels.source)) },
+  { label: "destination postcopy fill", value: (r) => r.kernels?.destination.uses ?? null },
+  { label: "destination fallbacks", value: (r) => (r.kernels === undefined ? null : fallbackCell(r.kernels.destination)) },
   { label: "verification", value: (r) => verdict(r) },
 ];
+
+/** A side's fallbacks as "<used> for <wanted>", or "none". */
+export function fallbackCell(side: KernelSide): string {
+  return side.fallbacks.length === 0 ? "none" : side.fallbacks.map((f) => `${f.used} for ${f.wanted}`).join("; ");
+}
 
 /** One table cell: a failed run has only its verdict. */
 export function cell(row: Row, r: RunRecord): string | null {
@@ -163,7 +172,8 @@ export function verdict(r: RunRecord): string {
 export function describeSetup(r: RunRecord): string {
   const c = r.config;
   const threads = c.workload.map((t) => `${t.kind}:${t.rate}/s`).join(", ") || "idle";
-  return `${formatBytes(c.memoryBytes)} guest (${int(guestPages(c))} pages), link ${formatBandwidth(c.link.bandwidthBytesPerSec)} + ${c.link.latencyMs} ms, workload ${threads}, seed ${c.seed}`;
+  const kernels = c.kernel === undefined ? "" : `, kernel ${c.kernel.source === c.kernel.destination ? c.kernel.source : `${c.kernel.source} -> ${c.kernel.destination}`}`;
+  return `${formatBytes(c.memoryBytes)} guest (${int(guestPages(c))} pages), link ${formatBandwidth(c.link.bandwidthBytesPerSec)} + ${c.link.latencyMs} ms, workload ${threads}, seed ${c.seed}${kernels}`;
 }
 
 function table(header: string[], rows: string[][]): string {

@@ -13,6 +13,7 @@
  *           its stale copies of those pages so they fault (QEMU's DISCARD step).
  */
 import { connect } from "node:net";
+import type { Fallback } from "@uffd/sdk";
 import { guestPages, type MigrationConfig } from "./config.ts";
 import { createDirtyTracker, type DirtyTracker, type TrackingMethod } from "./dirty-tracking.ts";
 import { Endpoint } from "./endpoint.ts";
@@ -20,7 +21,7 @@ import { Guest, type WriteLog } from "./guest.ts";
 import { nowEpochMs, type OpsSample, type RoundInfo } from "./metrics.ts";
 import { isZeroPage } from "./pages.ts";
 import { MAX_JSON_PAYLOAD, ProtocolViolation, SourceProtocol, type DeviceState, type Hello } from "./protocol-state.ts";
-import { DISCARD_AT_SWITCHOVER, encodeFrame, encodeJson, encodePageList, encodePagesFrame, FRAME, MAX_RUN_PAGES, PAGE_KIND, PAGE_ZERO, PROTOCOL_VERSION, type Frame, type PageKind } from "./protocol.ts";
+import { DISCARD_AT_SWITCHOVER, encodeFrame, encodeJson, encodePageList, encodePagesFrame, FRAME, FrameBufferPool, MAX_RUN_PAGES, PAGE_KIND, PAGE_ZERO, PROTOCOL_VERSION, type Frame, type PageKind } from "./protocol.ts";
 import { initialWorkloadState, Workload } from "./workload.ts";
 import { TimeSlice } from "./yield.ts";
 
@@ -34,6 +35,8 @@ export interface SourceHooks {
 
 export interface SourceMetrics {
   trackingMethod: TrackingMethod | "none";
+  /** What the dirty tracking fell back to on this side's kernel release (empty: nothing, or no tracking). */
+  fallbacks?: Fallback[];
   notes: string[];
   startEpochMs: number;
   pauseEpochMs: number;
@@ -187,7 +190,7 @@ export class MigrationSource {
   /** Creates and boots the guest and starts its workload. */
   static async boot(config: MigrationConfig, hooks: SourceHooks): Promise<MigrationSource> {
     const pages = guestPages(config);
-    const guest = await Guest.create({ seed: config.seed, pages, frameStore: config.frameStore }, "source");
+    const guest = await Guest.create({ seed: config.seed, pages, frameStore: config.frameStore, release: config.kernel.source }, "source");
     const log = await guest.boot(config.populate, (done) => hooks.progress("boot", done, pages));
     const hotPages = Math.max(1, Math.floor(config.hotSetBytes / 4096));
     const workload = new Workload(guest, initialWorkloadState(config.seed, pages, hotPages, config.workload), log);
@@ -311,9 +314,11 @@ export class MigrationSource {
 
   async #precopyPhase(): Promise<void> {
     const cfg = this.#config;
-    const tracker = await createDirtyTracker(this.#guest, cfg.tracking, this.#m.notes);
+    const skipped: Fallback[] = [];
+    const tracker = await createDirtyTracker(this.#guest, cfg.tracking, this.#m.notes, skipped);
     this.#m.trackingMethod = tracker.method;
     await tracker.start();
+    this.#m.fallbacks = [...skipped, ...tracker.fallbacks];
     let dirty = await this.#round(1, null, tracker);
     for (let round = 2; ; round++) {
       const estimateMs = this.#estimateMs(dirty.length);
@@ -560,12 +565,22 @@ export class MigrationSource {
   /** The same words as 32-bit halves (the high half holds PM_PRESENT and PM_SWAP). */
   readonly #pagemapHigh = new Uint32Array(this.#pagemapWords.buffer);
 
-  /** Reads pages [first, first+n) (present sub-runs in one read each) and queues one PAGES frame. */
+  /**
+   * Buffers runs are read into, handed back once the socket has written them: a fresh 256 KiB
+   * buffer per run made the garbage collector run a full collection every few dozen megabytes.
+   */
+  readonly #runBuffers = new FrameBufferPool(MAX_RUN_PAGES * PAGE_BYTES, 32);
+
+  /**
+   * Reads pages [first, first+n) (present sub-runs in one copy each, into a reused buffer) and
+   * queues one PAGES frame.
+   */
   async #sendRun(first: number, n: number, kind: PageKind): Promise<void> {
     const g = this.#guest;
     const present = this.#presentRun(first, n);
     const zeroBits = new Uint32Array((n + 31) >>> 5);
     const data: Uint8Array[] = [];
+    const buf = this.#runBuffers.take(n * PAGE_BYTES);
     for (let i = 0; i < n; ) {
       if (!present(i)) {
         zeroBits[i >>> 5]! |= 1 << (i & 31);
@@ -574,7 +589,11 @@ export class MigrationSource {
       }
       let j = i + 1;
       while (j < n && present(j)) j++;
-      const bytes = await g.readPages(first + i, j - i);
+      // The copy a socket write of guest RAM makes (copy_from_user): the VMM hands its memory to
+      // the kernel rather than loading it into a buffer of its own first.
+      const bytes = buf.subarray(i * PAGE_BYTES, j * PAGE_BYTES);
+      const got = await g.proc.copyUser(g.addr(first + i), bytes, false);
+      if (got !== bytes.byteLength) throw new Error(`reading pages ${first + i}..${j - 1} copied ${got} of ${bytes.byteLength} bytes`);
       // Split the read into zero pages (bits) and runs of data pages (views, no copy).
       let runStart = -1;
       for (let k = 0; k < j - i; k++) {
@@ -590,7 +609,9 @@ export class MigrationSource {
       if (runStart >= 0) data.push(bytes.subarray(runStart * PAGE_BYTES, (j - i) * PAGE_BYTES));
       i = j;
     }
-    this.#ep!.link.send(encodePagesFrame(kind, first, n, zeroBits, data));
+    const pool = this.#runBuffers;
+    if (data.length === 0) pool.give(buf);
+    this.#ep!.link.send(encodePagesFrame(kind, first, n, zeroBits, data), data.length === 0 ? undefined : () => pool.give(buf));
     for (let i = 0; i < n; i++) this.#countSent(first + i, kind, ((zeroBits[i >>> 5]! >>> (i & 31)) & 1) === 1);
   }
 

@@ -9,19 +9,22 @@
  *   bit) and re-protects them with UFFDIO_WRITEPROTECT.
  * - wp-sync: every first write to a protected page is a wp fault; the SDK's DirtyTracker records
  *   the page and unprotects it, and the write goes on.
- * Both need write-protect markers on never-touched pages (UFFD_FEATURE_WP_UNPOPULATED, implied
- * by WP_ASYNC): without them a first write to an empty page would go unseen.
+ * Both need write-protect on never-touched pages: WP_ASYNC implies UFFD_FEATURE_WP_UNPOPULATED
+ * (markers on empty ptes, Linux 6.4); where the release lacks it (wp-sync before 6.4) the SDK's
+ * DirtyTracker reads every such page in first so the protection has a pte to stay on, and lists
+ * that fallback in uffd.fallbacks (with the userfaultfd(2) syscall where /dev/userfaultfd is
+ * missing, before 6.1): the tracker's `fallbacks`.
  */
 import { ErrnoError, type Process } from "@uffd/kernel";
 import { PAGE_IS_WRITTEN, PAGE_SIZE, PAGEMAP_SCAN, PM_SCAN_CHECK_WPASYNC, PM_SCAN_WP_MATCHING, type PageRegion, type PmScanArg } from "@uffd/kernel/uapi";
-import { DirtyTracker as SdkDirtyTracker, Userfaultfd } from "@uffd/sdk";
+import { DirtyTracker as SdkDirtyTracker, type Fallback, Userfaultfd } from "@uffd/sdk";
 import type { DirtyTracker, TrackingMethod } from "./dirty-tracking.ts";
 import type { Guest } from "./guest.ts";
 
 export async function createUffdTracker(guest: Guest, mode: "wp-async" | "wp-sync"): Promise<DirtyTracker> {
   const uffd = await Userfaultfd.open(guest.proc, {
-    features: mode === "wp-async" ? ["wp-async"] : ["wp-unpopulated"],
-    optionalFeatures: ["thread-id"],
+    features: mode === "wp-async" ? ["wp-async"] : [],
+    optionalFeatures: mode === "wp-async" ? ["thread-id"] : ["thread-id", "wp-unpopulated"],
     deadline: { virtualMs: null, wallMs: null },
   });
   try {
@@ -50,6 +53,10 @@ class SdkTracker implements DirtyTracker {
     this.#guest = guest;
     this.#uffd = uffd;
     this.#tracker = new SdkDirtyTracker(uffd, guest.base, guest.pages * PAGE_SIZE, { mode });
+  }
+
+  get fallbacks(): readonly Fallback[] {
+    return this.#uffd.fallbacks;
   }
 
   start(): Promise<void> {
@@ -92,6 +99,10 @@ class PagemapScanTracker implements DirtyTracker {
     this.#guest = guest;
     this.#uffd = uffd;
     this.#fd = pagemapFd;
+  }
+
+  get fallbacks(): readonly Fallback[] {
+    return this.#uffd.fallbacks;
   }
 
   async start(): Promise<void> {

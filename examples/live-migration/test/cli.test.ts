@@ -62,6 +62,23 @@ describe("the CLI", () => {
     expect(result!.config.hotSetBytes).toBe(8 * 1024 * 1024);
   });
 
+  it("--source-kernel and --dest-kernel: each side runs its release; the table names them and each side's fallbacks", async () => {
+    const out = await mkdtemp(join(tmpdir(), "lm-cli-"));
+    const r = await run(["migrate", ...SMALL, "--source-kernel", "5.10", "--dest-kernel", "6.18", "--out", out]);
+    expect(r.stderr).not.toMatch(/error:/);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/, kernel 5\.10 -> 6\.18\n/);
+    expect(r.stdout).toMatch(/kernel: source \/ destination\s+5\.10 \/ 6\.18\n/);
+    expect(r.stdout).toMatch(/dirty tracking\s+wp-sync\n/);
+    // 5.10: no WP_ASYNC (6.7), no /dev/userfaultfd (6.1), no WP_UNPOPULATED (6.4); 6.18 has all.
+    expect(r.stdout).toMatch(/source fallbacks\s+wp-sync dirty tracking for wp-async dirty tracking; userfaultfd\(2\) for \/dev\/userfaultfd; pre-populating the range for wp-unpopulated\n/);
+    expect(r.stdout).toMatch(/destination postcopy fill\s+UFFDIO_COPY \/ UFFDIO_ZEROPAGE\n/);
+    expect(r.stdout).toMatch(/destination fallbacks\s+none\n/);
+    expect(r.stdout).toContain("note: source kernel 5.10: userfaultfd(2) instead of /dev/userfaultfd (/dev/userfaultfd came in Linux 6.1; this kernel is 5.10-uffd) (hybrid)");
+    expect(r.stdout).toMatch(/verification\s+OK/);
+    expectUsageError(await run(["migrate", "--kernel", "5.4"]), /^error: option '--kernel <release>' argument '5\.4' is invalid\. Allowed choices are 5\.7, 5\.10, 5\.15, 5\.18, 6\.1, 6\.6, 6\.12, 6\.18\./);
+  });
+
   it("--version prints the package's version, also after a command (npm run demo -- --version)", async () => {
     expect(await run(["--version"])).toEqual({ code: 0, stdout: `${PACKAGE.version}\n`, stderr: "" });
     expect(await run(["migrate", "--version"])).toEqual({ code: 0, stdout: `${PACKAGE.version}\n`, stderr: "" });
@@ -143,6 +160,7 @@ describe("options to configuration", () => {
     maxRounds: "30",
     hybridRounds: "1",
     tracking: "auto" as const,
+    kernel: "6.18" as const,
     seed: "1",
     timeout: "10s",
     out: "reports",
@@ -154,6 +172,14 @@ describe("options to configuration", () => {
     expect(configFromOptions(options, "hybrid").hotSetBytes).toBe(8 * 1024 * 1024);
     expect(configFromOptions({ ...options, memory: "256MiB" }, "hybrid").hotSetBytes).toBe(DEFAULT_CONFIG.hotSetBytes);
     expect(() => configFromOptions({ ...options, hotSet: "16MiB" }, "hybrid")).toThrow(/the hot set must be between one page and the guest size/);
+  });
+
+  it("--kernel sets both sides; --source-kernel and --dest-kernel override one each", () => {
+    expect(configFromOptions(options, "hybrid").kernel).toEqual({ source: "6.18", destination: "6.18" });
+    expect(configFromOptions({ ...options, kernel: "5.10" }, "hybrid").kernel).toEqual({ source: "5.10", destination: "5.10" });
+    expect(configFromOptions({ ...options, kernel: "5.10", destKernel: "6.6" }, "hybrid").kernel).toEqual({ source: "5.10", destination: "6.6" });
+    expect(configFromOptions({ ...options, sourceKernel: "6.1" }, "hybrid").kernel).toEqual({ source: "6.1", destination: "6.18" });
+    expect(() => configFromOptions({ ...options, kernel: "4.19" as never }, "hybrid")).toThrow('unknown source kernel release "4.19" (one of 5.7, 5.10, 5.15, 5.18, 6.1, 6.6, 6.12, 6.18)');
   });
 
   it("numbers must be numbers", () => {

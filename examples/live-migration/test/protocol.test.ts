@@ -244,6 +244,29 @@ describe("the shaped link", () => {
     }
   });
 
+  it("calls a frame's onWritten once the socket has written it, on both the queued and the direct path", async () => {
+    const bulk = await loopback();
+    const pre = await loopback();
+    try {
+      const shape = { latencyMs: 0, bandwidthBytesPerSec: 0 };
+      const link = new ShapedLink(bulk.sender, shape);
+      const preempt = new ShapedLink(pre.sender, shape, { wire: link.wire, priority: true });
+      const written: string[] = [];
+      link.send(encodeFrame(FRAME.PAGE, PAGE_KIND.BACKGROUND, 1, 0, new Uint8Array(4096)), () => written.push("bulk"));
+      preempt.send(encodeFrame(FRAME.PAGE, PAGE_KIND.DEMAND, 2, 0, new Uint8Array(4096)), () => written.push("preempt"));
+      link.send(encodeFrame(FRAME.ROUND_END, 0, 1, 1)); // no callback asked for
+      expect(written).toEqual([]); // never before the socket has the bytes
+      await Promise.all([link.flush(), preempt.flush()]);
+      while (written.length < 2) await new Promise((r) => setTimeout(r, 5));
+      expect(written.sort()).toEqual(["bulk", "preempt"]);
+      while (bulk.frames.length < 2 || pre.frames.length < 1) await new Promise((r) => setTimeout(r, 5));
+      expect(bulk.frames.map((f) => f.page)).toEqual([1, 1]);
+    } finally {
+      bulk.close();
+      pre.close();
+    }
+  });
+
   it("fails waiters when the connection is cut", async () => {
     const { sender, close } = await loopback();
     try {

@@ -91,7 +91,17 @@ export function formatChapters(chapters: Chapter[]): string[] {
   for (const c of chapters) {
     lines.push(`=== Seed ${c.seed}: ${c.title}`);
     lines.push(...wrap(c.summary, "    "));
-    c.steps.forEach((s, i) => {
+    lines.push(...formatSteps(c.steps));
+    lines.push("");
+  }
+  return lines;
+}
+
+/** Renders steps as numbered paragraphs, each with its pagemap table and facts. */
+export function formatSteps(steps: readonly TourStep[]): string[] {
+  const lines: string[] = [];
+  {
+    steps.forEach((s, i) => {
       lines.push("", `  ${i + 1}. ${s.title}`, ...wrap(s.explanation, "     "));
       const header = ["who", "mapping", "page", "pagemap", "pfn", "kpagecount", "byte 0"];
       const rows = s.rows.map((r) => [
@@ -106,18 +116,19 @@ export function formatChapters(chapters: Chapter[]): string[] {
       if (rows.length > 0) lines.push(...table(header, rows).map((l) => `     ${l}`));
       for (const [k, v] of Object.entries(s.facts)) lines.push(`     ${k}: ${String(v)}`);
     });
-    lines.push("");
   }
   return lines;
 }
 
-function table(header: string[], rows: string[][]): string[] {
+/** A plain text table: header, dashes, rows; columns padded to their widest cell. */
+export function table(header: string[], rows: string[][]): string[] {
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
   const fmt = (cells: string[]): string => cells.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd();
   return [fmt(header), fmt(widths.map((w) => "-".repeat(w))), ...rows.map(fmt)];
 }
 
-function wrap(text: string, indent: string, width = 110): string[] {
+/** `text` wrapped at `width` columns, each line starting with `indent`. */
+export function wrap(text: string, indent: string, width = 110): string[] {
   const out: string[] = [];
   let line = "";
   for (const word of text.split(/\s+/)) {

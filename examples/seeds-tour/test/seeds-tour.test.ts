@@ -8,7 +8,7 @@
  * after a read, until a write fault reuses the page.
  */
 import { describe, expect, it } from "vitest";
-import { chapterContinue, chapterCow, chapterMove, chapterPins, runSeedsTour, type Chapter } from "../src/main.ts";
+import { chapterContinue, chapterContinuePrivate, chapterCow, chapterMove, chapterMoveAfterFork, chapterPinnedCow, chapterPins, chapterVmspliceLeak, runSeedsTour, type Chapter, type ReleaseChapter } from "../src/main.ts";
 import { pmBits, type PageRow, type TourStep } from "../src/tour.ts";
 
 function step(c: Chapter, n: number): TourStep {
@@ -104,8 +104,83 @@ describe("seeds tour", () => {
   it("prints every chapter, deterministically", async () => {
     const a = await runSeedsTour();
     expect(a.chapters.map((c) => c.seed)).toEqual(["000", "001", "002", "003 + 004"]);
+    expect(a.releases.map((c) => `${c.seed}: ${c.sides[0].release} / ${c.sides[1].release}`)).toEqual(["000: 5.7 / 5.10", "001 + 004: 5.18 / 6.1", "002: 5.10 / 5.15", "003 + 004: 6.6 / 6.12"]);
     expect((await runSeedsTour()).lines).toEqual(a.lines);
-    expect(a.lines.filter((l) => l.startsWith("=== Seed "))).toHaveLength(4);
+    expect(a.lines.filter((l) => l.startsWith("=== Seed "))).toHaveLength(8);
     expect(a.lines).toContain("     MOVE errno: EBUSY");
+    expect(a.lines).toContain("  --- on 5.7 (the bug)");
+    expect(a.lines.filter((l) => l === "  side by side:")).toHaveLength(4);
+  });
+});
+
+/** Side `i` of a release chapter, checked to run on `release` (its kernel says so too). */
+function side(c: ReleaseChapter, i: 0 | 1, release: string): ReleaseChapter["sides"][0] {
+  const s = c.sides[i];
+  expect(s.release).toBe(release);
+  expect(s.chapter.kernel.release).toBe(release);
+  s.chapter.kernel.checkInvariants();
+  return s;
+}
+
+/**
+ * The release chapters (docs/releases.md "Copy-on-write, release by release" and the uAPI table):
+ * cow.c's "vmsplice() + unmap in child" leaks on 5.7 (mapcount) and not on 5.10 (page_count,
+ * 09854ba94c6a); "R/O-mapping a page registered as iouring fixed buffer" loses the R/W pin on 5.18
+ * and keeps it on 6.1 (PageAnonExclusive, 6c287605fd56); MINOR on shmem is EINVAL on 5.10 and
+ * CONTINUE on MAP_PRIVATE maps the cache page read-only from 5.14 (mm/userfaultfd.c
+ * mfill_atomic_install_pte(): no write bit for a page-cache page without VM_SHARED); UFFDIO_MOVE is EINVAL before
+ * 6.8 and EBUSY for a page shared by fork after (mm/userfaultfd.c move_pages_pte()).
+ */
+describe("seeds tour across releases", () => {
+  it("seed 000: the vmsplice leak on 5.7, none on 5.10", async () => {
+    const c = await chapterVmspliceLeak();
+    const bug = side(c, 0, "5.7");
+    const fix = side(c, 1, "5.10");
+    expect(bug.outcome).toEqual({ "the parent's write": "reuses the page", "the child reads from the pipe": "0xff", verdict: "leak from parent into child" });
+    expect(fix.outcome).toEqual({ "the parent's write": "copies the page", "the child reads from the pipe": "0x11", verdict: "no leak" });
+    for (const s of [bug, fix]) {
+      expect(view(row(step(s.chapter, 1), "child", "anon", 0))).toBe("P1 S0 F0 X0 WP0 kpc2 11");
+      expect(view(row(step(s.chapter, 2), "parent", "anon", 0))).toBe("P1 S0 F0 X1 WP0 kpc1 11");
+      expect(view(row(step(s.chapter, 3), "parent", "anon", 0))).toBe("P1 S0 F0 X1 WP0 kpc1 ff");
+    }
+    expect(step(bug.chapter, 3).facts).toEqual({ "the write reused the page": true, "the child reads": "0xff" });
+    expect(step(fix.chapter, 3).facts).toEqual({ "the write reused the page": false, "the child reads": "0x11" });
+  });
+
+  it("seeds 001 + 004: a R/W-pinned page mapped R/O for a moment is copied on 5.18 (the device keeps the old page), kept on 6.1", async () => {
+    const c = await chapterPinnedCow();
+    const bug = side(c, 0, "5.18");
+    const fix = side(c, 1, "6.1");
+    expect(bug.outcome).toEqual({ "the app's write": "copies the pinned page", "the device reads": "0x51", verdict: "the R/W pin lost coherency" });
+    expect(fix.outcome).toEqual({ "the app's write": "keeps the pinned page", "the device reads": "0xff", verdict: "the pin is reliable" });
+    expect(step(bug.chapter, 2).facts).toEqual({ "same pfn": false, "device reads": "0x51" });
+    expect(step(fix.chapter, 2).facts).toEqual({ "same pfn": true, "device reads": "0xff" });
+    expect(row(step(bug.chapter, 2), "app", "anon", 0).entry.pfn).not.toBe(row(step(bug.chapter, 1), "app", "anon", 0).entry.pfn);
+  });
+
+  it("seed 002: MINOR on shmem is EINVAL on 5.10; on 5.15 CONTINUE maps the cache page read-only and a private write copies it", async () => {
+    const c = await chapterContinuePrivate();
+    const before = side(c, 0, "5.10");
+    const after = side(c, 1, "5.15");
+    expect(before.outcome).toEqual({ "UFFDIO_REGISTER MINOR": "EINVAL", "UFFDIO_CONTINUE maps": "-", "the file after a private write": "-" });
+    expect(before.chapter.steps).toHaveLength(1);
+    expect(after.outcome).toEqual({ "UFFDIO_REGISTER MINOR": "OK", "UFFDIO_CONTINUE maps": "the cache page, read-only", "the file after a private write": "0xaa" });
+    expect(step(after.chapter, 2).facts).toEqual({ "CONTINUE mapped": 4096 });
+    expect(view(row(step(after.chapter, 2), "app", "private", 0))).toBe("P1 S0 F1 X1 WP0 kpc1 aa");
+    expect(step(after.chapter, 3).facts).toEqual({ "the write copied the page": true, "file byte 0": "0xaa" });
+    expect(view(row(step(after.chapter, 3), "app", "private", 0))).toBe("P1 S0 F0 X1 WP0 kpc1 55");
+  });
+
+  it("seeds 003 + 004: MOVE is EINVAL on 6.6 (nothing written back); on 6.12 EBUSY (move -16) after fork, OK once a write fault made the page exclusive", async () => {
+    const c = await chapterMoveAfterFork();
+    const before = side(c, 0, "6.6");
+    const after = side(c, 1, "6.12");
+    expect(before.outcome).toEqual({ "MOVE of a page shared by fork": "EINVAL", "COPY as the fallback": "4096", "MOVE of an exclusive page": "EINVAL" });
+    expect(after.outcome).toEqual({ "MOVE of a page shared by fork": "EBUSY", "COPY as the fallback": "4096", "MOVE of an exclusive page": "OK" });
+    expect(step(before.chapter, 2).facts).toEqual({ "MOVE errno": "EINVAL", "MOVE move": "-", "COPY copy": 4096 });
+    expect(step(after.chapter, 2).facts).toEqual({ "MOVE errno": "EBUSY", "MOVE move": -16, "COPY copy": 4096 });
+    expect(view(row(step(after.chapter, 3), "app", "src", 1))).toBe("P0 S0 F0 X0 WP0 kpc0 -");
+    expect(view(row(step(after.chapter, 3), "app", "dst", 1))).toBe("P1 S0 F0 X1 WP0 kpc1 3");
+    expect(view(row(step(before.chapter, 3), "app", "src", 1))).toBe("P1 S0 F0 X1 WP0 kpc1 3");
   });
 });

@@ -10,7 +10,7 @@
 import { fork, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { faultRate, type FaultKind, pagemapRate, scaleRun, type ScaleResult } from "./faults.ts";
-import { getGc, memcpyRate, memcpyStreamRate, type Rate } from "./measure.ts";
+import { getGc, memcpyFramesRate, memcpyRate, memcpyStreamRate, type Rate } from "./measure.ts";
 import { type HostMemory, memoryPerPage, type MemoryState } from "./memory.ts";
 import { type Op, opRate } from "./ops.ts";
 import { isSdkOp, loadSdk, sdkOpRate, sdkRoundTripRate } from "./sdk.ts";
@@ -19,6 +19,7 @@ import { type RoundTrip, roundTripRate, type RoundTripShape } from "./uffd.ts";
 export type Job =
   | { kind: "memcpy"; bytes: number; ops: number }
   | { kind: "memcpyStream"; ops: number }
+  | { kind: "memcpyFrames"; pages: number }
   | { kind: "pagemap"; format: "objects" | "raw"; pages: number }
   | { kind: "explore"; seeds: number; workers: number }
   | { kind: "fault"; fault: FaultKind; pages: number }
@@ -53,6 +54,8 @@ export async function runJob(job: Job, s: JobSettings): Promise<JobResult> {
       return { rate: await memcpyRate(job.bytes, job.ops, s.runs, s.warmup) };
     case "memcpyStream":
       return { rate: await memcpyStreamRate(job.ops, s.runs, s.warmup) };
+    case "memcpyFrames":
+      return { rate: await memcpyFramesRate(job.pages, s.runs, s.warmup) };
     case "pagemap":
       return { rate: await pagemapRate(job.format, job.pages, s.runs, s.warmup) };
     case "explore":

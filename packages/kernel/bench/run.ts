@@ -173,6 +173,13 @@ function specs(): Spec[] {
     { id: "memcpy4k", operation: "memcpy 4 KiB (cache-warm)", unit: "copies/s", raw: { kind: "memcpy", bytes: 4096, ops: quick ? 25_000 : 200_000 }, native: "memcpy4k", note: "sim: Uint8Array.set() in V8" },
     { id: "memcpy2m", operation: "memcpy 2 MiB (cache-warm)", unit: "copies/s", raw: { kind: "memcpy", bytes: 2 << 20, ops: quick ? 25 : 200 }, native: "memcpy2m", note: "the same 2 MiB each time" },
     { id: "memcpyStream2m", operation: "memcpy 2 MiB, streaming", unit: "copies/s", raw: { kind: "memcpyStream", ops: quick ? 4 : 32 }, native: "memcpyStream2m", note: "into successive 2 MiB of a resident 64 MiB" },
+    {
+      id: "memcpyFrames4k",
+      operation: `memcpy 4 KiB into ${RT_PAGES} frames`,
+      unit: "copies/s",
+      raw: { kind: "memcpyFrames", pages: RT_PAGES },
+      note: "sim: the copy of each missing+copy round trip alone, into the round-trip scene's frames in its order",
+    },
   ];
   const faults: Array<[FaultKind, string, string, NativeMetricId | undefined, string]> = [
     ["write-cold", "anon write fault, cold", "faults/s", "anonFault", "fresh memory each run (sim: a new kernel, no pooled chunks; the host allocator may reuse memory it had)"],

@@ -174,10 +174,12 @@ async function serve(kind: RoundTrip, p: Process, uffd: number, expected: number
   const zeropage = { range, mode: 0, zeropage: 0 };
   const unprotect = { range, mode: 0 };
   const cont = { range, mode: 0, mapped: 0 };
+  // The message buffer is reused by every read, as a C handler's is.
+  const b = new Uint8Array(batch * UFFD_MSG_SIZE);
   let served = 0;
   while (served < expected) {
-    const b = await p.read(uffd, batch * UFFD_MSG_SIZE);
-    for (let off = 0; off < b.length; off += UFFD_MSG_SIZE) {
+    const n = await p.readInto(uffd, b);
+    for (let off = 0; off < n; off += UFFD_MSG_SIZE) {
       if (b[off] !== UFFD_EVENT_PAGEFAULT) throw new Error(`unexpected uffd event 0x${b[off]!.toString(16)}`);
       const a = msgAddress(b, off);
       if (kind === "missing+copy") {

@@ -41,14 +41,21 @@ export function startReader(ctx: UffdContext, onFork: OnFork): Promise<void> {
 }
 
 async function readLoop(ctx: UffdContext, onFork: OnFork): Promise<void> {
-  const len = ctx.config.batch * UFFD_MSG_SIZE;
+  // One buffer serves every read (the messages are handled before the next read overwrites
+  // them). A batch of more than two messages is off V8's heap, where one DataView made here
+  // reads a field in one load; on-heap bytes are read byte by byte (see msg.ts).
+  const buf = new Uint8Array(ctx.config.batch * UFFD_MSG_SIZE);
+  const view = buf.length > ON_HEAP_BYTES_MAX ? new DataView(buf.buffer, buf.byteOffset, buf.byteLength) : null;
+  const proc = ctx.proc;
   let failures = 0;
   while (!ctx.closed) {
-    let bytes: Uint8Array;
+    let n: number | null;
     try {
-      bytes = await ctx.proc.read(ctx.fd, len);
+      // What is queued already is read at once, without a promise; only an empty queue sleeps.
+      n = proc.readNowait(ctx.fd, buf);
+      if (n === null) n = await proc.readInto(ctx.fd, buf);
     } catch (e) {
-      if (ctx.closed || ctx.proc.exited) break; // closed by us, or the handling process died in read(2)
+      if (ctx.closed || proc.exited) break; // closed by us, or the handling process died in read(2)
       if (e instanceof ErrnoError && e.code === "EAGAIN") {
         await pollIn(ctx);
         continue;
@@ -61,8 +68,8 @@ async function readLoop(ctx: UffdContext, onFork: OnFork): Promise<void> {
     }
     failures = 0;
     if (ctx.closed) break;
-    if (bytes.length === 0) break;
-    handleBatch(ctx, bytes, onFork);
+    if (n === 0) break;
+    handleBatch(ctx, buf, n, view, onFork);
   }
   if (!ctx.closed) await shutdown(ctx, false);
 }
@@ -76,8 +83,9 @@ async function pollIn(ctx: UffdContext): Promise<void> {
   }
 }
 
-function handleBatch(ctx: UffdContext, bytes: Uint8Array, onFork: OnFork): void {
-  const n = bytes.length - (bytes.length % UFFD_MSG_SIZE);
+/** The `len` bytes read into `bytes` (`view`: a DataView over them, for an off-heap buffer). */
+function handleBatch(ctx: UffdContext, bytes: Uint8Array, len: number, view: DataView | null, onFork: OnFork): void {
+  const n = len - (len % UFFD_MSG_SIZE);
   let faults = 0;
   let events = 0;
   for (let off = 0; off < n; off += UFFD_MSG_SIZE) {
@@ -94,12 +102,11 @@ function handleBatch(ctx: UffdContext, bytes: Uint8Array, onFork: OnFork): void 
   const wallMs = ctx.config.wallClock();
   ctx.inBatch = true;
   try {
-    if (bytes.length <= ON_HEAP_BYTES_MAX) {
+    if (view === null) {
       for (let off = 0; off < n; off += UFFD_MSG_SIZE) {
         if (bytes[off] === UFFD_EVENT_PAGEFAULT) handleFault(ctx, u64(bytes, off + 8), u64(bytes, off + 16), u32(bytes, off + 24), wallMs);
       }
     } else {
-      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       for (let off = 0; off < n; off += UFFD_MSG_SIZE) {
         if (bytes[off] === UFFD_EVENT_PAGEFAULT) handleFault(ctx, u64v(view, off + 8), u64v(view, off + 16), u32v(view, off + 24), wallMs);
       }

@@ -83,6 +83,12 @@ export interface Instrumented {
   readonly uffds: Set<number>;
   /** The ioctl interceptor (fault injection), or null. */
   interceptor: IoctlInterceptor | null;
+  /**
+   * A no-wait read (readNowait) that was preempted at its scheduling point read nothing; the
+   * process's next read waits for this turn instead of taking a scheduling point of its own.
+   * Null when no such turn is pending.
+   */
+  readYield: Promise<void> | null;
   /** The event-raising syscalls without their scheduling point (traced): fault injection produces its state at once. */
   direct: {
     /** madvise(2), untraced. */
@@ -107,7 +113,7 @@ export function instrument(proc: Process, options: { label?: string } = {}): Ins
   const recorder = recorderOf(proc.kernel);
   const unset = (): Promise<void> => Promise.reject(new Error("not instrumented yet"));
   const direct = { madvise: unset, munmap: unset, exit: unset };
-  const ins: Instrumented = { proc, recorder, label: options.label ?? proc.name, sysTid: -proc.pid, uffds: new Set(), interceptor: null, direct };
+  const ins: Instrumented = { proc, recorder, label: options.label ?? proc.name, sysTid: -proc.pid, uffds: new Set(), interceptor: null, readYield: null, direct };
   recorder.setLabel(ins.sysTid, ins.label);
   INSTRUMENTED.set(proc, ins);
   wrapUffdSyscalls(ins);
@@ -151,6 +157,28 @@ function wrapUffdSyscalls(ins: Instrumented): void {
     const run = (): Promise<Uint8Array> => proto.read.call(proc, fd, length).then((bytes) => recordMsgs(ins, fd, bytes));
     const yielded = schedPoint(ins);
     return yielded === null ? run() : yielded.then(run);
+  };
+  proc.readInto = (fd: number, into: Uint8Array): Promise<number> => {
+    if (!ins.uffds.has(fd)) return proto.readInto.call(proc, fd, into);
+    const run = (): Promise<number> => proto.readInto.call(proc, fd, into).then((n) => recordRead(ins, fd, into, n));
+    const yielded = ins.readYield ?? schedPoint(ins);
+    return yielded === null ? run() : yielded.then(run);
+  };
+  proc.readNowait = (fd: number, into: Uint8Array): number | null => {
+    if (!ins.uffds.has(fd)) return proto.readNowait.call(proc, fd, into);
+    // A read is a scheduling point, and this one cannot wait for its turn: preempted, it reads
+    // nothing (as if it came before the messages), and the next read waits for the turn.
+    if (ins.readYield !== null) return null;
+    const yielded = schedPoint(ins);
+    if (yielded !== null) {
+      ins.readYield = yielded;
+      void yielded.then(() => {
+        if (ins.readYield === yielded) ins.readYield = null;
+      });
+      return null;
+    }
+    const n = proto.readNowait.call(proc, fd, into);
+    return n === null ? null : recordRead(ins, fd, into, n);
   };
   proc.ioctl = (fd: number, request: number, arg: object): Promise<number> => {
     const info = UFFD_IOCTLS.get(request >>> 0);
@@ -216,6 +244,12 @@ function traced(ins: Instrumented, proto: Process, fd: number, request: number, 
       throw e;
     },
   );
+}
+
+/** recordMsgs() of the `n` bytes a readInto() / readNowait() wrote into `into`; returns n. */
+function recordRead(ins: Instrumented, fd: number, into: Uint8Array, n: number): number {
+  recordMsgs(ins, fd, into.subarray(0, n));
+  return n;
 }
 
 function recordMsgs(ins: Instrumented, fd: number, bytes: Uint8Array): Uint8Array {

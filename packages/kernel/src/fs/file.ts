@@ -12,6 +12,12 @@ export interface FileOps {
   /** For messages and procfs, e.g. "anon_inode:[userfaultfd]", "pipe:[3]", "/memfd:x (deleted)". */
   readonly name: string;
   read?(file: OpenFile, proc: Process, length: number): Promise<Uint8Array>;
+  /**
+   * read(2) into the caller's buffer (`into.length` is the count): the bytes read; with
+   * `nowait`, null where the read would sleep (RWF_NOWAIT); else a promise when it must sleep.
+   * Errors are thrown. Files without it are read through read() (and refuse `nowait`).
+   */
+  readInto?(file: OpenFile, proc: Process, into: Uint8Array, nowait: boolean): number | null | Promise<number>;
   write?(file: OpenFile, proc: Process, data: Uint8Array): Promise<number>;
   ioctl?(file: OpenFile, proc: Process, request: number, arg: object): Promise<number>;
   /** The current poll mask (POLLIN etc.). */

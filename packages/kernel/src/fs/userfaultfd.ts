@@ -27,7 +27,7 @@ import { DeadTaskError } from "../kernel/access.ts";
 import { u64Value } from "../uapi/abi.ts";
 import type { Kernel } from "../kernel/kernel.ts";
 import type { Process } from "../kernel/process.ts";
-import { COST, type Scheduler, Waiter } from "../kernel/sched.ts";
+import { COST, type Resumable, type Scheduler, Waiter } from "../kernel/sched.ts";
 import { FAULT_FLAG_USER, FAULT_FLAG_WRITE, type UserfaultHandler, VM_FAULT_RETRY, VM_FAULT_SIGBUS, type VmFault } from "../mm/memory.ts";
 import { type Mm, TASK_SIZE, type UffdMmHooks } from "../mm/mm.ts";
 import {
@@ -128,6 +128,47 @@ class FaultWaiter extends Waiter {
     this.address = address;
     this.flags = flags;
     this.ptid = ptid;
+  }
+}
+
+/**
+ * A read(2) into a caller's buffer asleep on fd_wqh (UserfaultfdCtx.readInto()). Its Waiter
+ * takes no promise: a wake puts it in the scheduler's resume batch (Waiter.resumable), where it
+ * reads what is queued and settles `result`, so a blocked read costs two objects and one promise.
+ */
+class BlockedRead implements Resumable {
+  /** The bytes read, or the error (DeadTaskError if the reader's process died). */
+  readonly result: Promise<number>;
+  resolve!: (n: number) => void;
+  reject!: (e: unknown) => void;
+  /** On fd_wqh and in the reader's sleepers while asleep; reset for another sleep. */
+  readonly waiter = new Waiter();
+  readonly ctx: UserfaultfdCtx;
+  readonly file: OpenFile;
+  readonly proc: Process;
+  readonly into: Uint8Array;
+  /** Messages that fit in `into`. */
+  readonly max: number;
+
+  constructor(ctx: UserfaultfdCtx, file: OpenFile, proc: Process, into: Uint8Array, max: number) {
+    this.ctx = ctx;
+    this.file = file;
+    this.proc = proc;
+    this.into = into;
+    this.max = max;
+    this.waiter.resumable = this;
+    this.result = new Promise<number>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  woken(): void {
+    this.ctx.sched.resumeLater(this);
+  }
+
+  resume(): void {
+    this.ctx.resumeRead(this);
   }
 }
 
@@ -255,6 +296,10 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   #bytesSource: BytesSource | null = null;
   readonly #kernel: Kernel;
   readonly #sched: Scheduler;
+  /** The kernel's scheduler (a BlockedRead's wake goes to its resume batch). */
+  get sched(): Scheduler {
+    return this.#sched;
+  }
   readonly #pending = new FaultQueue();
   readonly #read = new FaultQueue();
   readonly #events = new EventQueue();
@@ -433,9 +478,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   read(file: OpenFile, proc: Process, length: number): Promise<Uint8Array> {
     let max: number;
     try {
-      if (!this.initialized) throw new ErrnoError("EINVAL", "read");
-      if (length < UFFD_MSG_SIZE) throw new ErrnoError("EINVAL", "read");
-      max = Math.floor(length / UFFD_MSG_SIZE);
+      max = this.#readMax(length);
       const out = this.#readMsgs(proc, max);
       if (out !== null) return Promise.resolve(out);
       if ((file.flags & O_NONBLOCK) !== 0) throw new ErrnoError("EAGAIN", "read");
@@ -443,6 +486,65 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
       return Promise.reject(e);
     }
     return this.#readBlocking(file, proc, max);
+  }
+
+  /**
+   * userfaultfd_read_iter() into the caller's buffer (Process.readInto / readNowait): the
+   * messages read() would return, written into `into` from its first byte. Returns the bytes
+   * read; with `nowait`, null where a read would sleep (preadv2(RWF_NOWAIT): IOCB_NOWAIT, which
+   * Linux treats like O_NONBLOCK here); else, where it must sleep, a promise of them. Errors are
+   * thrown.
+   */
+  readInto(file: OpenFile, proc: Process, into: Uint8Array, nowait: boolean): number | null | Promise<number> {
+    const max = this.#readMax(into.length);
+    const avail = this.#pending.length + this.#events.length;
+    if (avail > 0) return this.#fillMsgs(proc, into, Math.min(max, avail)) * UFFD_MSG_SIZE;
+    if (nowait) return null;
+    if ((file.flags & O_NONBLOCK) !== 0) throw new ErrnoError("EAGAIN", "read");
+    // The blocked read holds the file, so closing the fd meanwhile does not release it.
+    file.get();
+    const r = new BlockedRead(this, file, proc, into, max);
+    this.#sleepRead(r);
+    return r.result;
+  }
+
+  /** The message count of a read of `length` bytes; EINVAL before UFFDIO_API or below one message. */
+  #readMax(length: number): number {
+    if (!this.initialized) throw new ErrnoError("EINVAL", "read");
+    if (length < UFFD_MSG_SIZE) throw new ErrnoError("EINVAL", "read");
+    return Math.floor(length / UFFD_MSG_SIZE);
+  }
+
+  /** A BlockedRead goes to sleep on fd_wqh (again, after a wake that found nothing). */
+  #sleepRead(r: BlockedRead): void {
+    r.waiter.woken = false;
+    this.#fdWaiters.push(r.waiter);
+    r.proc.sleepers.add(r.waiter);
+  }
+
+  /**
+   * A BlockedRead was woken (a message, the release, or its process's death) and runs again:
+   * it reads what is queued, or sleeps again if another reader took it.
+   */
+  resumeRead(r: BlockedRead): void {
+    removeItem(this.#fdWaiters, r.waiter);
+    r.proc.sleepers.delete(r.waiter);
+    let n = 0;
+    try {
+      if (r.proc.exited) throw new DeadTaskError();
+      const avail = this.#pending.length + this.#events.length;
+      if (avail === 0) {
+        this.#sleepRead(r);
+        return;
+      }
+      n = this.#fillMsgs(r.proc, r.into, Math.min(r.max, avail));
+    } catch (e) {
+      r.file.put();
+      r.reject(e);
+      return;
+    }
+    r.file.put();
+    r.resolve(n * UFFD_MSG_SIZE);
   }
 
   /**
@@ -475,6 +577,15 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     if (avail === 0) return null;
     const n = Math.min(max, avail);
     const out = new Uint8Array(n * UFFD_MSG_SIZE);
+    const count = this.#fillMsgs(proc, out, n);
+    return count === n ? out : out.slice(0, count * UFFD_MSG_SIZE);
+  }
+
+  /**
+   * userfaultfd_ctx_read() up to `n` times (n <= the messages queued): writes each message over
+   * its 32 bytes of `out` and returns how many were written, at least one (or it throws).
+   */
+  #fillMsgs(proc: Process, out: Uint8Array, n: number): number {
     let count = 0;
     while (count < n) {
       const off = count * UFFD_MSG_SIZE;
@@ -502,7 +613,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
       this.#finishEvent(ev, true);
       count++;
     }
-    return count === n ? out : out.slice(0, count * UFFD_MSG_SIZE);
+    return count;
   }
 
   /**
@@ -815,17 +926,22 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
 
 /**
  * A FIFO of blocked faults (a wait queue of handle_userfault()): O(1) push at the tail, shift at
- * the head and removal anywhere (the links live on the waiters, each in at most one queue), plus
- * an index by page so that waking a range costs the waiters in it, not the length of the queue.
+ * the head and removal anywhere (the links live on the waiters, each in at most one queue).
  * take() hands entries out in queue order, as a walk of the wait queue would.
+ *
+ * A long queue also keeps an index by page, so that waking a small range costs the waiters in
+ * it, not the length of the queue. The index exists only while the queue holds at least
+ * INDEX_MIN waiters (built by the first take() that needs it, dropped when the queue empties):
+ * below that a walk of the list is cheaper than keeping a Map up to date on every fault, which
+ * is what a one-by-one round trip would otherwise pay.
  */
 class FaultQueue {
   #head: FaultWaiter | null = null;
   #tail: FaultWaiter | null = null;
   #live = 0;
   #seq = 0;
-  /** Page-aligned message address -> the waiters queued with it. */
-  readonly #byPage = new Map<number, Set<FaultWaiter>>();
+  /** Page-aligned message address -> the waiters queued with it; null while not needed (see above). */
+  #byPage: Map<number, FaultWaiter[]> | null = null;
   /** take()'s scratch list, empty between calls. */
   readonly #found: FaultWaiter[] = [];
 
@@ -841,10 +957,7 @@ class FaultQueue {
     else this.#tail.qNext = f;
     this.#tail = f;
     this.#live++;
-    const page = f.address - (f.address % PAGE_SIZE);
-    const set = this.#byPage.get(page);
-    if (set === undefined) this.#byPage.set(page, new Set([f]));
-    else set.add(f);
+    if (this.#byPage !== null) indexAdd(this.#byPage, f);
   }
 
   shift(): FaultWaiter | undefined {
@@ -861,13 +974,8 @@ class FaultQueue {
     else f.qNext.qPrev = f.qPrev;
     f.qPrev = null;
     f.qNext = null;
-    this.#live--;
-    const page = f.address - (f.address % PAGE_SIZE);
-    const set = this.#byPage.get(page);
-    if (set !== undefined) {
-      set.delete(f);
-      if (set.size === 0) this.#byPage.delete(page);
-    }
+    if (--this.#live === 0) this.#byPage = null;
+    else if (this.#byPage !== null) indexDelete(this.#byPage, f);
   }
 
   /** Moves every entry whose address is in [start, start+len) (all, for len 0) to `out`, in queue order. */
@@ -875,12 +983,13 @@ class FaultQueue {
     if (this.#live === 0) return;
     const end = start + len;
     const found = this.#found;
-    if (len !== 0 && len / PAGE_SIZE < this.#live) {
+    if (len !== 0 && this.#live >= INDEX_MIN && len / PAGE_SIZE < this.#live) {
       // Fewer pages in the range than waiters queued: look the pages up.
+      const index = (this.#byPage ??= this.#buildIndex());
       for (let page = start - (start % PAGE_SIZE); page < end; page += PAGE_SIZE) {
-        const set = this.#byPage.get(page);
-        if (set === undefined) continue;
-        for (const f of set) if (f.address >= start && f.address < end) found.push(f);
+        const list = index.get(page);
+        if (list === undefined) continue;
+        for (const f of list) if (f.address >= start && f.address < end) found.push(f);
       }
       if (found.length > 1) found.sort((a, b) => a.qSeq - b.qSeq);
     } else {
@@ -894,12 +1003,40 @@ class FaultQueue {
     while (found.length > 0) found.pop();
   }
 
+  #buildIndex(): Map<number, FaultWaiter[]> {
+    const index = new Map<number, FaultWaiter[]>();
+    for (let f = this.#head; f !== null; f = f.qNext) indexAdd(index, f);
+    return index;
+  }
+
   /** Empties the queue; returns its entries in order. */
   takeAll(): FaultWaiter[] {
     const out: FaultWaiter[] = [];
     this.take(0, 0, out);
     return out;
   }
+}
+
+/** The queue length from which FaultQueue keeps its index by page. */
+const INDEX_MIN = 64;
+
+function indexAdd(index: Map<number, FaultWaiter[]>, f: FaultWaiter): void {
+  const page = f.address - (f.address % PAGE_SIZE);
+  const list = index.get(page);
+  if (list === undefined) index.set(page, [f]);
+  else list.push(f);
+}
+
+function indexDelete(index: Map<number, FaultWaiter[]>, f: FaultWaiter): void {
+  const page = f.address - (f.address % PAGE_SIZE);
+  const list = index.get(page);
+  if (list === undefined) return;
+  if (list.length === 1) {
+    if (list[0] === f) index.delete(page);
+    return;
+  }
+  const i = list.indexOf(f);
+  if (i >= 0) list.splice(i, 1);
 }
 
 /**
@@ -972,13 +1109,19 @@ function notifyFdWaiter(w: Waiter | (() => void)): void {
   else w.wake();
 }
 
-/** Writes one UFFD_EVENT_PAGEFAULT record (msg_init() zeroing is the fresh buffer's). */
+/**
+ * Writes one UFFD_EVENT_PAGEFAULT record over all of its 32 bytes (msg_init() zeroes the
+ * record: a reused buffer must not keep the previous message's bytes).
+ */
 function encodeFaultMsg(out: Uint8Array, off: number, f: FaultWaiter): void {
-  out[off] = UFFD_EVENT_PAGEFAULT;
+  putU32(out, off, UFFD_EVENT_PAGEFAULT);
+  putU32(out, off + 4, 0);
   putU32(out, off + 8, f.flags);
+  putU32(out, off + 12, 0);
   putU32(out, off + 16, f.address % 0x1_0000_0000);
   putU32(out, off + 20, Math.floor(f.address / 0x1_0000_0000));
   putU32(out, off + 24, f.ptid);
+  putU32(out, off + 28, 0);
 }
 
 /** A little-endian u32 (what DataView.setUint32(off, v, true) writes), without a DataView. */

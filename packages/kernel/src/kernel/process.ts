@@ -238,6 +238,13 @@ function readCount(v: unknown, syscall: string): number {
   return Math.min(n, MAX_RW_COUNT);
 }
 
+/** readInto()'s fallback for a file read through read(): the bytes go to the caller's buffer. */
+function copyRead(bytes: Uint8Array, into: Uint8Array): number {
+  if (!(into instanceof Uint8Array)) throw new ErrnoError("EFAULT", "read", `(buf: ${describe(into)})`);
+  into.set(bytes);
+  return bytes.length;
+}
+
 /** Credentials as the permission checks see them. */
 export interface Creds {
   uid: number;
@@ -789,6 +796,52 @@ export class Process {
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  /**
+   * read(2) into `into`, a buffer the caller keeps and reuses (its length is the count): resolves
+   * to the bytes read, written from its first byte. The same call as read() without a new buffer
+   * per call; on a userfaultfd a read that has its messages settles without sleeping, and one
+   * that must sleep costs one promise.
+   */
+  readInto(fd: number, into: Uint8Array): Promise<number> {
+    try {
+      // Files without readInto() (pipes, memfds) are read through read(), checks and all.
+      const ops = this.fds.get(fd)?.ops;
+      if (ops?.readInto === undefined) return this.read(fd, into instanceof Uint8Array ? into.length : 0).then((b) => copyRead(b, into));
+      const file = this.#readFile(fd, into, "read");
+      const r = ops.readInto(file, this, into, false);
+      return typeof r === "number" ? Promise.resolve(r) : (r as Promise<number>);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * A read that never sleeps, synchronously: preadv2(fd, into, -1, RWF_NOWAIT). Returns the
+   * bytes read into `into` (from its first byte), or null where a read would sleep (where
+   * preadv2() fails with EAGAIN: null costs no exception). Other errors are thrown, as
+   * ErrnoError: EINVAL before UFFDIO_API or for a buffer shorter than one message, EBADF ...
+   * Divergence from Linux: only a userfaultfd implements it here; other files answer
+   * EOPNOTSUPP, as Linux does for a file without FMODE_NOWAIT.
+   */
+  readNowait(fd: number, into: Uint8Array): number | null {
+    const file = this.#readFile(fd, into, "preadv2");
+    const op = file.ops.readInto;
+    if (op === undefined) throw new ErrnoError("EOPNOTSUPP", "preadv2");
+    return op.call(file.ops, file, this, into, true) as number | null;
+  }
+
+  /** The checks readInto() and readNowait() share, in read(2)'s order: the readable file. */
+  #readFile(fd: number, into: Uint8Array, syscall: string): OpenFile {
+    this.enter(syscall);
+    fd = argFd(fd, syscall);
+    const file = this.fds.lookup(fd, syscall);
+    if (!file.readable) throw new ErrnoError("EBADF", syscall);
+    if (file.ops.read === undefined && file.ops.readInto === undefined) throw new ErrnoError("EINVAL", syscall);
+    // access_ok() of the buffer comes after the file checks (fs/read_write.c:vfs_read()).
+    if (!(into instanceof Uint8Array)) throw new ErrnoError("EFAULT", syscall, `(buf: ${describe(into)})`);
+    return file;
   }
 
   /** read(2) of an FMODE_ATOMIC_POS file: fdget_pos() takes f_pos_lock before anything else (filePosLock()). */

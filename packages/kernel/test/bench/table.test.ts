@@ -104,6 +104,20 @@ describe("bench targets", () => {
     for (const x of m) expect(x.line, x.id).toContain(`; ${BOUNDS[x.id]}`);
   });
 
+  it("with the copy measured alone, a missed round-trip target splits the round trip into the copy and the rest", () => {
+    const rows = [
+      row("rt-missing+copy", agg(500_000), agg(400_000), REAL_RT),
+      row("rt-fast", agg(1), agg(800_000), null),
+      row("memcpyFrames4k", agg(2_000_000)),
+    ];
+    const t = checkTargets({ rows, memory: MEM_OK, explore: null });
+    expect(t.find((x) => x.id === "rawOneByOne")!.line).toContain(
+      "; bounded on one core by 2.00 µs per round trip: the 4 KiB copy into the scene's frames alone takes 0.50 µs on this machine (the memcpy-into-frames row), the other 1.50 µs are the fault",
+    );
+    expect(t.find((x) => x.id === "sdkOneByOne")!.line).toContain("by 2.50 µs per round trip: the 4 KiB copy into the scene's frames alone takes 0.50 µs on this machine (the memcpy-into-frames row), the other 2.00 µs are the raw");
+    expect(t.find((x) => x.id === "sdkFast")!.line).toContain("by 1.25 µs per round trip: the 4 KiB copy into the scene's frames alone takes 0.50 µs on this machine (the memcpy-into-frames row), the other 0.75 µs are the fault");
+  });
+
   it("a loaded machine is named as the bound when the CPU-time rate meets the target and the wall rate does not", () => {
     const t = checkTargets({ rows: passing(), memory: MEM_OK, explore: { wall: agg(800, 900, 1000), cpu: agg(2400) } });
     const e = t.find((x) => x.id === "explore")!;
@@ -144,13 +158,15 @@ describe("bench jobs (tiny sizes, in-process)", () => {
     }
   });
 
-  it("cold and warm write faults, and the streaming copy, run", async () => {
+  it("cold and warm write faults, the streaming copy and the copy into frames, run", async () => {
     for (const fault of ["write-cold", "write"] as const) {
       const r = await runJob({ kind: "fault", fault, pages: 64 }, settings);
       expect("rate" in r && r.rate.opsPerRun === 64, fault).toBe(true);
     }
     const s = await runJob({ kind: "memcpyStream", ops: 2 }, settings);
     expect("rate" in s && s.rate.opsPerRun === 2).toBe(true);
+    const f = await runJob({ kind: "memcpyFrames", pages: 300 }, settings);
+    expect("rate" in f && f.rate.opsPerRun === 300).toBe(true);
     for (const format of ["objects", "raw"] as const) {
       const r = await runJob({ kind: "pagemap", format, pages: 64 }, settings);
       expect("rate" in r && r.rate.opsPerRun === 64, format).toBe(true);
