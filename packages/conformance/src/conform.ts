@@ -93,6 +93,8 @@ export class Conformance {
    */
   cannot(scenario: Scenario): string | null {
     if (this.host.ioUringUnavailable !== null && scenario.steps.some((s) => PIN_VERBS.has(s.verb))) return `io_uring fixed-buffer pins: ${this.host.ioUringUnavailable}`;
+    const host = scenario.meta["host"];
+    if (host !== undefined) return `the host does not answer here: ${host}`;
     if (worldOf(scenario).swap === true) {
       if (!this.host.zram) return "swap: this kernel has no zram (/sys/class/zram-control is missing)";
       if (this.#noSwap !== null) return `swap: ${this.#noSwap}`;

@@ -12,6 +12,11 @@ export interface KnownDivergence {
   readonly id: string;
   /** What Linux does and the simulation does not (yet), with the kernel source. */
   readonly reason: string;
+  /**
+   * A deliberate divergence of the simulation (docs/divergences.md), kept rather than fixed:
+   * where Linux does not answer at all (a livelock), the simulation answers.
+   */
+  readonly deliberate?: boolean;
   /** A pagemap/kpageflags field the comparer ignores outside this divergence's own scenarios. */
   readonly mask?: "dirty";
   /**
@@ -22,12 +27,20 @@ export interface KnownDivergence {
 }
 
 /**
- * Found by this engine, not fixed yet (each is in docs/conformance.md with its scenario; the
- * kernel areas they touch are owned by other work). Earlier entries (kpf-dirty, mmap-min-addr,
+ * Found by this engine and not fixed (each is in docs/conformance.md with its scenario): pending
+ * fixes, and deliberate divergences where Linux gives no answer to compare. Earlier entries (kpf-dirty, mmap-min-addr,
  * fault-around, anon-uffd-pagetable, shmem-inode-lock, shmem-pageout-unmap) went when their fixes
  * landed; their scenarios in corpus/known.scn agree now.
  */
-export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [];
+export const KNOWN_DIVERGENCES: readonly KnownDivergence[] = [
+  {
+    id: "guard-install-restart",
+    deliberate: true,
+    reason:
+      "mm/madvise.c:madvise_guard_install(): a uffd-wp pte of a shmem vma that zap turns into a marker is never none, so Linux restarts the madvise forever (a livelock: the runner's step never answers); the simulation bounds the retries and answers EAGAIN (docs/divergences.md)",
+    signature: (d) => /\badvise \S+ \d+ \d+ (guard_install|102)$/.test(d.text.replace(/^@\S+\s+/, "")) && d.sim.includes("EAGAIN") && (d.native === "blocked" || d.native.includes("bad")),
+  },
+];
 
 /** The known divergence whose signature a divergence carries, if any. */
 export function explain(d: Divergence, scenario: Scenario): KnownDivergence | undefined {

@@ -219,6 +219,7 @@ export class NativeBackend implements Backend {
    */
   async reset(world: World = {}): Promise<void> {
     if (this.#child === null) await this.start();
+    this.#wedged = null;
     this.#send(world.swap === true ? "RESET swap" : "RESET");
     const r = JSON.parse(await this.#next()) as { swap: number; foreign: string[]; noswap?: string };
     if (r.foreign.length > 0) throw new ForeignSwapError(r.foreign);
@@ -234,7 +235,13 @@ export class NativeBackend implements Backend {
     return null;
   }
 
+  /** Why a step of this scenario never settled: later steps are not run (see exec()). */
+  #wedged: string | null = null;
+
   async exec(proc: number, id: number, op: string, args: readonly number[]): Promise<ExecReply> {
+    // After a step that never settled (a thread busy in the kernel: Linux's MADV_GUARD_INSTALL
+    // livelock) every later step would wait its 10 s too; they are reported as not run instead.
+    if (this.#wedged !== null) return { r: { bad: `not run: ${this.#wedged}` }, done: [] };
     this.#send(`${id} ${proc} ${op} ${args.map((a) => (a < 0 ? String(a) : `0x${a.toString(16)}`)).join(" ")}`);
     const reply = JSON.parse(await this.#next()) as Record<string, unknown>;
     const fix = (r: RawResult & { pm?: unknown }): RawResult => {
@@ -249,7 +256,10 @@ export class NativeBackend implements Backend {
     for (const [k, v] of Object.entries(reply)) if (/^p\d+$/.test(k)) collect((v as { done: unknown }).done);
     let r = fix(reply["r"] as RawResult);
     const unsettled = reply["settled"] === 0 || Object.entries(reply).some(([k, v]) => /^p\d+$/.test(k) && (v as { settled: number }).settled === 0);
-    if (unsettled) r = { ...r, bad: `a step thread neither finished nor slept on a userfaultfd within 10 s (wchan ${String(reply["wchan"] ?? "?")})` };
+    if (unsettled) {
+      r = { ...r, bad: `a step thread neither finished nor slept on a userfaultfd within 10 s (wchan ${String(reply["wchan"] ?? "?")})` };
+      this.#wedged = `step ${id} never settled`;
+    }
     done.sort((a, b) => a.id - b.id);
     return { r, done };
   }

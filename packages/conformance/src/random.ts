@@ -59,6 +59,7 @@ export async function randomRun(c: Conformance, seedStart: number, seeds: number
     const seed = seedStart + k0;
     let last: { result: CheckResult; lines: string[] } | null = null;
     let firstStatus: string | null = null;
+    let knownHit: ReturnType<typeof explain> = undefined;
     const run = await fc.check(
       fc.asyncProperty(scenarioArb(steps), async (lines) => {
         // Without io_uring on the host, pin steps are left out; without zram, swap (hostQuirks() says so).
@@ -72,6 +73,12 @@ export async function randomRun(c: Conformance, seedStart: number, seeds: number
           result = await c.check(linesToScenario(kept()));
         }
         firstStatus ??= result.comparison.status;
+        // A known divergence is counted as such at once, never shrunk (a livelock costs time).
+        const k = result.comparison.status === "diverge" ? explain(result.comparison.divergence as Divergence, result.scenario) : undefined;
+        if (k !== undefined) {
+          knownHit ??= k;
+          return true;
+        }
         if (result.comparison.status === "diverge") {
           last = { result, lines };
           return false;
@@ -80,7 +87,10 @@ export async function randomRun(c: Conformance, seedStart: number, seeds: number
       }),
       { seed, numRuns: 1, endOnFailure: false },
     );
-    if (!run.failed) {
+    if (!run.failed && knownHit !== undefined) {
+      const id = (knownHit as { id: string }).id;
+      known[id] = (known[id] ?? 0) + 1;
+    } else if (!run.failed) {
       if (firstStatus === "quirk") quirk++;
       else agree++;
     } else if (last === null) {
