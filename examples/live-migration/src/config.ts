@@ -29,6 +29,7 @@ export const TRACKING_METHODS = ["auto", "wp-async", "wp-sync", "content-hash"] 
 
 /** How each side's simulated kernel holds page bytes (KernelOptions.frameStore). */
 export const FRAME_STORES = ["compact", "flat"] as const;
+/** One of FRAME_STORES. */
 export type FrameStoreChoice = (typeof FRAME_STORES)[number];
 export type TrackingChoice = (typeof TRACKING_METHODS)[number];
 

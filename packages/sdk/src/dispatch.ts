@@ -203,7 +203,7 @@ async function sigbus(ctx: UffdContext, f: FaultState): Promise<Resolution> {
       const r = await writeProtect(ctx, page, PAGE_SIZE, false, true);
       if (r !== "ok") outcome = r;
     } else {
-      outcome = await poisonPage(ctx, page, ((f.entry?.modes ?? 0) & UFFDIO_REGISTER_MODE_WP) !== 0);
+      outcome = await poisonPage(ctx, page, ((f.entry?.modes ?? 0) & UFFDIO_REGISTER_MODE_WP) !== 0, f.threadIds);
     }
   } catch (e) {
     ctx.report(e, f);

@@ -19,7 +19,7 @@
  * Every operation takes the context whose fd it uses and whose page states it updates; this
  * module sits below everything that dispatches faults and knows nothing of listeners.
  */
-import { ErrnoError, UFFD_FEATURE_SINCE, type UffdioCopy, type UffdioMove, type UffdioZeropage } from "@uffd/kernel";
+import { ErrnoError, UFFD_FEATURE_SINCE, type Process, type UffdioCopy, type UffdioMove, type UffdioZeropage } from "@uffd/kernel";
 import {
   PAGE_SIZE,
   UFFD_FEATURE_MOVE,
@@ -364,8 +364,8 @@ export function abandon(ctx: UffdContext, start: number, end: number): void {
  * marker would make POISON fail with EEXIST, so a wp-registered page is unprotected first
  * (DONTWAKE). "present" when a page got installed meanwhile (the thread gets it).
  */
-export async function poisonPage(ctx: UffdContext, page: number, wpRegistered: boolean): Promise<Resolution> {
-  if (ctx.poisonMissing) return killWithSigbus(ctx);
+export async function poisonPage(ctx: UffdContext, page: number, wpRegistered: boolean, threadIds: readonly number[] = []): Promise<Resolution> {
+  if (ctx.poisonMissing) return killWithSigbus(ctx, page, threadIds);
   for (let spins = 0; ; ) {
     const epoch = ctx.eventEpoch;
     if (wpRegistered) {
@@ -400,12 +400,20 @@ export async function poisonPage(ctx: UffdContext, page: number, wpRegistered: b
 /**
  * The SIGBUS policy where the kernel lacks UFFDIO_POISON (before 6.6, fc71884a5f59): a handler
  * cannot make one access fail, so it does what an unhandled SIGBUS would, and ends the faulting
- * process with kill(SIGBUS) (the process a monitor handles, else the handler's own). Listed in
- * Userfaultfd.fallbacks. Never lets the thread retry into the same fault, which would loop.
+ * process with kill(SIGBUS): the process the userfaultfd serves (the handler's own, or the one a
+ * monitor adopted it from), or for a fork child's userfaultfd the process of the faulting thread
+ * (known with the "thread-id" feature). Listed in Userfaultfd.fallbacks. Never lets the thread
+ * retry into the same fault, which would loop; when the process is unknown the thread stays
+ * asleep and the failure is reported.
  */
-async function killWithSigbus(ctx: UffdContext): Promise<Resolution> {
+async function killWithSigbus(ctx: UffdContext, page: number, threadIds: readonly number[]): Promise<Resolution> {
   ctx.noteFallback("UFFDIO_POISON", "kill(SIGBUS) of the faulting process", UFFD_FEATURE_SINCE[UFFD_FEATURE_POISON]!);
-  const victim = ctx.target ?? ctx.proc;
+  const victim = ctx.target ?? processOfThreads(ctx, threadIds);
+  if (victim === null) {
+    // Not thrown: the policy's error path wakes the thread, which would fault here again.
+    ctx.report(new Error(`cannot SIGBUS the thread faulting at 0x${page.toString(16)}: the kernel has no UFFDIO_POISON and the faulting process is unknown (enable the "thread-id" feature)`), null);
+    return "failed";
+  }
   try {
     await ctx.proc.kill(victim.pid, SIGBUS);
   } catch (e) {
@@ -413,6 +421,14 @@ async function killWithSigbus(ctx: UffdContext): Promise<Resolution> {
     if (!(e instanceof ErrnoError) || e.code !== "ESRCH") throw e;
   }
   return "exited";
+}
+
+/** The process one of `threadIds` belongs to, among the kernel's live processes, or null. */
+function processOfThreads(ctx: UffdContext, threadIds: readonly number[]): Process | null {
+  for (const p of ctx.proc.kernel.processes.values()) {
+    if (!p.exited && p.threads.some((t) => threadIds.includes(t.tid))) return p;
+  }
+  return null;
 }
 
 /**

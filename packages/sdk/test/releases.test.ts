@@ -2,12 +2,12 @@
  * The SDK on every release profile (docs/releases.md): feature probing picks what the release
  * offers, the fallbacks run where something is missing and are listed in `uffd.fallbacks`, and a
  * required feature or mode the release lacks fails with an error naming the release that added it.
- * The releases each piece came in: /dev/userfaultfd 6.1, WP_UNPOPULATED 6.4, WP_ASYNC 6.7,
- * UFFDIO_MOVE 6.8, minor faults on shmem 5.14, uffd-wp on shmem 5.19 (docs/releases.md sources).
+ * The releases each piece came in: /dev/userfaultfd 6.1, WP_UNPOPULATED 6.4, UFFDIO_POISON 6.6
+ * (fc71884a5f59), WP_ASYNC 6.7, UFFDIO_MOVE 6.8, minor faults on shmem 5.14, uffd-wp on shmem 5.19 (docs/releases.md sources).
  */
 import { describe, expect, it } from "vitest";
 import { Kernel, KERNEL_RELEASES, type KernelRelease } from "@uffd/kernel";
-import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PAGE_SIZE, PROT_READ, PROT_WRITE } from "@uffd/kernel/uapi";
+import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PAGE_SIZE, PROT_READ, PROT_WRITE, SIGBUS } from "@uffd/kernel/uapi";
 import { DEFAULT_OPTIONAL_FEATURES, DirtyTracker, FeatureUnavailableError, ModeUnavailableError, Userfaultfd } from "@uffd/sdk";
 
 const RW = PROT_READ | PROT_WRITE;
@@ -113,6 +113,38 @@ describe.each(KERNEL_RELEASES.map((r) => [r] as const))("the SDK on release %s",
     ];
     expect(uffd.fallbacks).toEqual(expected);
     await uffd.close();
+    k.checkInvariants();
+  });
+
+  it("the sigbus failure policy: UFFDIO_POISON from 6.6; before it kill(SIGBUS) of the faulting process, a fork child's own", async () => {
+    const k = new Kernel({ release });
+    const proc = k.spawn();
+    const addr = await proc.mmap(0, 2 * PAGE_SIZE, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+    const uffd = await Userfaultfd.open(proc, { onHandlerError: "sigbus" });
+    await uffd.register(addr, 2 * PAGE_SIZE, "missing");
+    const errors: string[] = [];
+    uffd.on("error", (e) => void errors.push(e.message));
+    uffd.on("fault", () => {
+      throw new Error("no page");
+    });
+    // A fork child's fault goes to the child's userfaultfd (EVENT_FORK), with the same listeners.
+    const child = await proc.fork();
+    const childRead = await child.mainThread.read(addr + PAGE_SIZE, 1).then(() => "read", (e: Error) => e.name);
+    const poison = has(release, "6.6");
+    expect(childRead).toBe(poison ? "SignalError" : "DeadTaskError");
+    expect(child.exitSignal).toBe(poison ? null : SIGBUS);
+    expect(proc.exitSignal).toBeNull(); // the handler's process lives on
+    const ownRead = await proc.mainThread.read(addr, 1).then(() => "read", (e: Error) => e.name);
+    expect(ownRead).toBe(poison ? "SignalError" : "DeadTaskError");
+    expect(proc.exitSignal).toBe(poison ? null : SIGBUS);
+    expect(errors).toEqual([`missing fault at 0x${(addr + PAGE_SIZE).toString(16)}: the handler failed: no page`, `missing fault at 0x${addr.toString(16)}: the handler failed: no page`]);
+    expect(uffd.fallbacks.filter((f) => f.wanted === "UFFDIO_POISON")).toEqual(
+      poison ? [] : [{ wanted: "UFFDIO_POISON", used: "kill(SIGBUS) of the faulting process", reason: `UFFDIO_POISON came in Linux 6.6; this kernel is ${uname}` }],
+    );
+    if (poison) {
+      await child.exit(0);
+      await uffd.close();
+    }
     k.checkInvariants();
   });
 
