@@ -13,6 +13,7 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { writeFile } from "node:fs/promises";
 import { createServer, type AddressInfo } from "node:net";
+import { loadavg } from "node:os";
 import { pathToFileURL } from "node:url";
 import { DEFAULT_CONFIG, formatBytes, FRAME_STORES, makeConfig, parseSize, STRATEGIES, type FrameStoreChoice, type Strategy } from "./config.ts";
 import type { LinkShape } from "./link.ts";
@@ -23,6 +24,8 @@ export interface Limits {
   memcpyFreshBytesPerSec: number;
   /** Bytes per second from one Node process to another over loopback TCP. */
   loopbackTcpBytesPerSec: number;
+  /** The host's 1-minute load average when the limits were measured (os.loadavg()). */
+  loadAverage?: number;
 }
 
 export interface MigrationBenchRow {
@@ -93,7 +96,8 @@ export async function measureLoopbackTcp(bytes = 512 * 1024 * 1024): Promise<num
 }
 
 export async function measureLimits(): Promise<Limits> {
-  return { memcpyFreshBytesPerSec: measureMemcpyFresh(), loopbackTcpBytesPerSec: await measureLoopbackTcp() };
+  const loadAverage = loadavg()[0]!;
+  return { memcpyFreshBytesPerSec: measureMemcpyFresh(), loopbackTcpBytesPerSec: await measureLoopbackTcp(), loadAverage };
 }
 
 const LINKS: Record<MigrationBenchRow["link"], LinkShape> = {
@@ -143,10 +147,11 @@ export async function benchMigration(memoryBytes: number, strategy: Strategy, li
   return row;
 }
 
-export function formatBenchTable(limits: Limits, rows: readonly MigrationBenchRow[]): string {
+export function formatBenchTable(limits: Limits, rows: readonly MigrationBenchRow[], loadAtEnd?: number): string {
   const mb = (b: number): string => `${(b / 1e6).toFixed(0)} MB/s`;
+  const load = limits.loadAverage === undefined ? "" : `; load average ${limits.loadAverage.toFixed(1)} at the start${loadAtEnd === undefined ? "" : `, ${loadAtEnd.toFixed(1)} at the end`}`;
   const lines = [
-    `limits measured in the same run: memcpy into fresh memory ${mb(limits.memcpyFreshBytesPerSec)}, loopback TCP between two Node processes ${mb(limits.loopbackTcpBytesPerSec)}`,
+    `limits measured in the same run: memcpy into fresh memory ${mb(limits.memcpyFreshBytesPerSec)}, loopback TCP between two Node processes ${mb(limits.loopbackTcpBytesPerSec)}${load}`,
     "",
     "| guest | strategy | link | frame store | total | throughput | vs loopback TCP | downtime (protocol / guest) | fault p50 / p99 | receiver-bound | max RSS source / dest |",
     "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -184,9 +189,10 @@ async function main(): Promise<void> {
           rows.push(row);
           console.error(`${formatBytes(size)} ${strategy} ${link} ${store}: ${row.error ?? `${(row.bytesPerSec / 1e6).toFixed(0)} MB/s`}`);
         }
-  console.log(formatBenchTable(limits, rows));
+  const loadAtEnd = loadavg()[0]!;
+  console.log(formatBenchTable(limits, rows, loadAtEnd));
   const json = process.argv.indexOf("--json");
-  if (json >= 0) await writeFile(process.argv[json + 1]!, JSON.stringify({ limits, rows }, null, 2) + "\n");
+  if (json >= 0) await writeFile(process.argv[json + 1]!, JSON.stringify({ limits, loadAtEnd, rows }, null, 2) + "\n");
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -702,6 +702,8 @@ static void run_op(step_t *s) {
       sb_printf(o, "]}");
     }
     munmap(b, a[1] ? a[1] : PAGE);
+  } else if (!strcmp(op, "readfu")) { /* fd len addr: read(2) at f_pos into user memory */
+    SYS(read((int)a[0], (void *)(uintptr_t)a[2], a[1]));
   } else if (!strcmp(op, "writef")) { /* fd len byte: write(2) at f_pos from a kernel-side buffer */
     unsigned char *b = scratch(a[1], (int)a[2]);
     SYS(write((int)a[0], b, a[1]));
@@ -871,12 +873,22 @@ static const char *const STABLE_SLEEPS[] = {
     /* f_pos_lock (fs/file.c:fdget_pos()): read/write/lseek of an FMODE_ATOMIC_POS file behind a
      * write(2) that sleeps on a userfault */
     "fdget_pos", "__fdget_pos", "file_pos_lock",
-    /* other sleeping locks a userfault-blocked thread may hold */
+    NULL,
+};
+
+/*
+ * Sleeps on a lock that names no caller: a userfault-blocked thread may hold such a lock, but so
+ * may a kernel thread for a moment (khugepaged and reclaim take a process's mmap_lock and folio
+ * locks), so a thread seen here counts as settled only once the whole process has stayed settled
+ * for SETTLE_ROUNDS checks in a row.
+ */
+static const char *const LOCK_SLEEPS[] = {
     "rwsem_down_write_slowpath", "rwsem_down_read_slowpath", "__mutex_lock", "mutex_lock", "folio_wait_bit_common",
     "__folio_lock", NULL,
 };
+#define SETTLE_ROUNDS 200
 
-/* 1 when the thread sleeps in one of STABLE_SLEEPS (see the header), 0 while it may still run. */
+/* 1 when the thread sleeps in one of STABLE_SLEEPS (see the header), 2 in one of LOCK_SLEEPS, 0 while it may still run. */
 static int asleep_in_uffd(pid_t tid, char *wchan, size_t cap) {
   char path[64];
   snprintf(path, sizeof path, "/proc/self/task/%d/wchan", tid);
@@ -889,6 +901,8 @@ static int asleep_in_uffd(pid_t tid, char *wchan, size_t cap) {
   wchan[n] = 0;
   for (int i = 0; STABLE_SLEEPS[i]; i++)
     if (!strcmp(wchan, STABLE_SLEEPS[i])) return 1;
+  for (int i = 0; LOCK_SLEEPS[i]; i++)
+    if (!strcmp(wchan, LOCK_SLEEPS[i])) return 2;
   return 0;
 }
 
@@ -897,17 +911,21 @@ static char unsettled_wchan[64];
 /* Waits until every step thread of this process has finished or sleeps on a userfaultfd. */
 static int settle(void) {
   struct timespec ts = {0, 20000};
+  int rounds = 0; /* consecutive settled checks while some thread sleeps in LOCK_SLEEPS */
   for (long spins = 0; spins < 500000; spins++) { /* 10 s at most: a stuck step is a runner bug */
-    int busy = 0;
+    int busy = 0, lock = 0;
     for (int i = 0; i < nsteps; i++) {
       step_t *s = steps[i];
       if (s->reported || __atomic_load_n(&s->finished, __ATOMIC_ACQUIRE)) continue;
-      if (!__atomic_load_n(&s->tid_ready, __ATOMIC_ACQUIRE) || !asleep_in_uffd(s->tid, unsettled_wchan, sizeof unsettled_wchan)) {
+      int a = __atomic_load_n(&s->tid_ready, __ATOMIC_ACQUIRE) ? asleep_in_uffd(s->tid, unsettled_wchan, sizeof unsettled_wchan) : 0;
+      if (a == 0) {
         busy = 1;
         break;
       }
+      if (a == 2) lock = 1;
     }
-    if (!busy) return 1;
+    if (busy) rounds = 0;
+    else if (!lock || ++rounds >= SETTLE_ROUNDS) return 1;
     nanosleep(&ts, NULL);
   }
   return 0;

@@ -17,7 +17,7 @@ import { parseArgs } from "node:util";
 import { describe as describeRecord } from "./compare.ts";
 import { Conformance, type CheckResult } from "./conform.ts";
 import { loadCorpus } from "./corpus.ts";
-import { probeHost } from "./native.ts";
+import { ForeignSwapError, probeHost } from "./native.ts";
 import { printTable, randomRun } from "./random.ts";
 import { parseScenario } from "./scenario.ts";
 
@@ -82,7 +82,15 @@ async function main(): Promise<void> {
     process.exitCode = 2;
     return;
   }
-  const c = await Conformance.start();
+  let c: Conformance;
+  try {
+    c = await Conformance.start();
+  } catch (e) {
+    if (!(e instanceof ForeignSwapError)) throw e;
+    console.log(`conformance: refusing to run: ${e.message}`);
+    process.exitCode = 2;
+    return;
+  }
   try {
     if (values.replay !== undefined) {
       const text = readFileSync(values.replay === "-" ? 0 : values.replay, "utf8");

@@ -440,8 +440,12 @@ export class Driver {
       }
       case "seals":
         return [{ op: "fcntl", args: [this.#fd(proc, a[0] as string), F_GET_SEALS, 0] }];
-      case "fread":
-        return [{ op: "readf", args: [this.#fd(proc, a[0] as string), pages(1)] }];
+      case "fread": {
+        const fd = this.#fd(proc, a[0] as string);
+        if (a[2] === "into") return [{ op: "readfu", args: [fd, pages(1), this.#addr(proc, a[3] ?? "", a[4] ?? "0")] }];
+        if (a.length !== 2) throw new Skip("fread F n [into R off]");
+        return [{ op: "readf", args: [fd, pages(1)] }];
+      }
       case "fwrite": {
         const fd = this.#fd(proc, a[0] as string);
         if (a[2] === "from") return [{ op: "writefu", args: [fd, pages(1), this.#addr(proc, a[3] ?? "", a[4] ?? "0")] }];

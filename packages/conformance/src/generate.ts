@@ -93,6 +93,7 @@ export const stepArb: fc.Arbitrary<Line> = fc.oneof(
   { weight: 2, arbitrary: fc.tuple(proc, fc.constantFrom("F", "G"), fc.integer({ min: 0, max: PAGES + 1 }), fc.constantFrom("set", "cur", "end", "data", "hole")).map(([p, f, o, w]) => `${p}lseek ${f} ${o} ${w}`) },
   { weight: 1, arbitrary: fc.tuple(proc, fc.constantFrom("F", "G"), len).map(([p, f, n]) => `${p}fread ${f} ${n}`) },
   { weight: 1, arbitrary: fc.tuple(proc, fc.constantFrom("F", "G"), len, byte).map(([p, f, n, b]) => `${p}fwrite ${f} ${n} ${b}`) },
+  { weight: 1, arbitrary: fc.tuple(proc, fc.constantFrom("F", "G"), region, off).map(([p, f, r, o]) => `${p}fread ${f} 1 into ${r} ${o}`) },
   { weight: 2, arbitrary: fc.tuple(proc, fc.constantFrom("F", "G"), region, off).map(([p, f, r, o]) => `${p}fwrite ${f} 1 from ${r} ${o}`) },
   { weight: 1, arbitrary: fc.tuple(fc.constantFrom("F", "G"), fc.constantFrom("grow", "shrink", "write", "future_write", "seal", "grow,shrink", "exec")).map(([f, x]) => `seal ${f} ${x}`) },
   { weight: 1, arbitrary: fc.tuple(proc, fc.constantFrom("F", "G")).map(([p, f]) => `${p}seals ${f}`) },

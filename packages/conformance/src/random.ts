@@ -83,7 +83,18 @@ export async function randomRun(c: Conformance, seedStart: number, seeds: number
     if (!run.failed) {
       if (firstStatus === "quirk") quirk++;
       else agree++;
-    } else if (last !== null) {
+    } else if (last === null) {
+      // The property threw (a harness or simulation error, not a comparison): never silently dropped.
+      diverge++;
+      const err = run.errorInstance;
+      const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      const key = `error: ${message.split("\n")[0]}`;
+      const prev = classes.get(key);
+      const text = run.counterexample === null ? "" : formatScenario(linesToScenario(run.counterexample[0] as string[]).steps);
+      const d: Divergence = { index: 0, text: "", what: "error", native: message, sim: "" };
+      if (prev === undefined) classes.set(key, { key, count: 1, firstSeed: seed, scenario: text, divergence: d });
+      else prev.count++;
+    } else {
       const { result } = last as { result: CheckResult };
       const d = result.comparison.divergence as Divergence;
       const k = explain(d, result.scenario);

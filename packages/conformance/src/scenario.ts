@@ -52,7 +52,7 @@ export const VERBS: Readonly<Record<string, readonly ArgKind[]>> = {
   lseek: ["name", "n", "word"],
   seal: ["name", "word"],
   seals: ["name"],
-  fread: ["name", "n"],
+  fread: ["name", "n", "rest"],
   fwrite: ["name", "n", "rest"],
   truncate: ["name", "n"],
   punch: ["name", "n", "n"],

@@ -167,6 +167,8 @@ export class SimBackend implements Backend {
         const got = await p.read(n(0), n(1));
         return { ret: got.length, data: firstBytes(got) };
       }
+      case "readfu":
+        return { ret: await p.readUser(n(0), { addr: n(2), length: n(1) }) };
       case "writef":
         return { ret: await p.write(n(0), new Uint8Array(n(1)).fill(n(2))) };
       case "writefu":

@@ -172,6 +172,44 @@ export function shmemRead(proc: Process, inode: ShmemInode, pos: number, length:
   return out;
 }
 
+/**
+ * read(2)/pread(2) of a shmem file into user memory, as mm/shmem.c:shmem_file_read_iter() runs
+ * it: page by page, the folio is looked up (and referenced) first, then copied out with
+ * copy_page_to_iter(); a fault of the destination (a userfault) sleeps in the middle of that
+ * copy, which then goes on from the same folio, so the bytes are the folio's when the copy
+ * resumes, not when the read began [host: a write(2) to the page while the read slept on a
+ * userfault is what the read returns]. An uncopyable destination stops the read: the bytes done
+ * so far, or EFAULT for none.
+ */
+export async function shmemReadUser(proc: Process, inode: ShmemInode, pos: number, addr: number, length: number, syscall: string): Promise<number> {
+  const core = proc.kernel.core;
+  const mem = core.mem;
+  const end = Math.min(inode.size, pos + length);
+  let done = 0;
+  while (pos + done < end) {
+    const at = pos + done;
+    const pgoff = Math.floor(at / PAGE_SIZE);
+    const off = at % PAGE_SIZE;
+    const n = Math.min(PAGE_SIZE - off, end - at);
+    const pfn = shmemFindPage(mem, core.swap, inode, pgoff, true);
+    const bytes = (): Uint8Array => (pfn >= 0 ? mem.bytes(pfn).slice(mem.offset(pfn) + off, mem.offset(pfn) + off + n) : new Uint8Array(n));
+    const before = bytes();
+    const got = await proc.copyUser(addr + done, before, true);
+    // The copy resumed after sleeping: it read the folio as it was then. The destination is
+    // mapped now, so copying the folio's present bytes again completes at once.
+    // Divergence from Linux: Linux holds a reference on the folio meanwhile; the simulation takes
+    // none, so a folio that left the page cache meanwhile gives the bytes it had when the read began.
+    if (got > 0 && pfn >= 0 && inode.pages.get(pgoff) === pfn) {
+      const now = bytes().subarray(0, got);
+      if (now.some((b, i) => b !== before[i])) await proc.copyUser(addr + done, now, true);
+    }
+    done += got;
+    if (got < n) break;
+  }
+  if (done === 0 && end > pos) throw new ErrnoError("EFAULT", syscall);
+  return done;
+}
+
 /** Writes data at pos, allocating pages and growing i_size. Returns bytes written. */
 export function shmemWrite(proc: Process, inode: ShmemInode, pos: number, data: Uint8Array): number {
   const mem = proc.kernel.core.mem;

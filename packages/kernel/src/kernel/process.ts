@@ -10,7 +10,7 @@ import type { Utsname } from "./release.ts";
 import { dupMmap } from "./fork.ts";
 import { COST, Sleepers } from "./sched.ts";
 import { FdTable, filePosLock, NR_OPEN_DEFAULT, OpenFile } from "../fs/file.ts";
-import { checkMemfdCreate, MAX_LFS_FILESIZE, memfdInitialSeals, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemTruncate, shmemWrite, shmemWriteUser, inodeLock } from "../fs/memfd.ts";
+import { checkMemfdCreate, MAX_LFS_FILESIZE, memfdInitialSeals, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemReadUser, shmemTruncate, shmemWrite, shmemWriteUser, inodeLock } from "../fs/memfd.ts";
 import { pipeFcntl, sysPipe2 } from "../fs/pipe.ts";
 import { pagemapEntry, pagemapWords, smapsEntry, type PagemapEntry, type VmaInfo } from "../fs/procfs.ts";
 import { sysOpenDevUserfaultfd, sysUserfaultfd } from "../fs/userfaultfd.ts";
@@ -607,11 +607,9 @@ export class Process {
       if (offset < 0) throw new ErrnoError("EINVAL", "pread64");
       if (!file.readable) throw new ErrnoError("EBADF", "pread64");
       if (!(file.ops instanceof ShmemFileOps)) throw new ErrnoError("ESPIPE", "pread64");
-      const data = shmemRead(this, file.ops.inode, offset, count);
-      if (dest === null) return data;
-      const done = await this.copyUser(dest.addr, data, true);
+      if (dest === null) return shmemRead(this, file.ops.inode, offset, count);
+      const done = await shmemReadUser(this, file.ops.inode, offset, dest.addr, dest.length, "pread64");
       this.#checkAlive();
-      if (done === 0 && data.length > 0) throw new ErrnoError("EFAULT", "pread64");
       return done;
     } finally {
       file.put();
@@ -852,6 +850,40 @@ export class Process {
       if (!file.readable) throw new ErrnoError("EBADF", "read");
       if (file.ops.read === undefined) throw new ErrnoError("EINVAL", "read");
       return await file.ops.read(file, this, count);
+    } finally {
+      unlock?.();
+      file.put();
+    }
+  }
+
+  /**
+   * read(2) into user memory { addr, length } (a kernel-mode access that may userfault: the
+   * thread sleeps there, holding f_pos_lock of an FMODE_ATOMIC_POS file); resolves to the bytes
+   * copied, EFAULT when none could be. The offset is read before and stored after
+   * (fs/read_write.c:ksys_read()). Divergence from Linux: a file other than shmem is read
+   * before the copy, so bytes a failed copy does not take are lost (Linux leaves them in a pipe).
+   */
+  async readUser(fd: number, dest: UserBuffer): Promise<number> {
+    this.enter("read");
+    fd = argFd(fd, "read");
+    const buf = userBuffer(dest, "read");
+    const file = this.fds.lookup(fd, "read").get();
+    const unlock = file.atomicPos ? await filePosLock(file) : null;
+    try {
+      if (!file.readable) throw new ErrnoError("EBADF", "read");
+      if (file.ops.read === undefined) throw new ErrnoError("EINVAL", "read");
+      if (file.ops instanceof ShmemFileOps) {
+        const pos = file.pos;
+        const done = await shmemReadUser(this, file.ops.inode, pos, buf.addr, buf.length, "read");
+        this.#checkAlive();
+        file.pos = pos + done;
+        return done;
+      }
+      const data = await file.ops.read(file, this, buf.length);
+      const done = await this.copyUser(buf.addr, data, true);
+      this.#checkAlive();
+      if (done === 0 && data.length > 0) throw new ErrnoError("EFAULT", "read");
+      return done;
     } finally {
       unlock?.();
       file.put();

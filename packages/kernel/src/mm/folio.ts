@@ -584,12 +584,22 @@ export class PhysMem {
     const words = all.subarray(w0, wEnd);
     const guess = this.#guess;
     for (let g = 0; g < this.#generators.length; g++) {
-      if (!(this.#generators[g] as FrameGenerator).identify(words, guess)) continue;
       const kind = g + STORE_GEN0;
-      const a = guess[0] as number;
-      const b = guess[1] as number;
-      const c = guess[2] as number;
-      this.#generate(kind, a, b, c);
+      let a: number;
+      let b: number;
+      let c: number;
+      try {
+        // A generator that throws is a guess that failed: the frame keeps its bytes. One whose
+        // fill() worked for (a, b, c) now works for them whenever bytes() asks (fill() is pure).
+        if (!(this.#generators[g] as FrameGenerator).identify(words, guess)) continue;
+        a = guess[0] as number;
+        b = guess[1] as number;
+        c = guess[2] as number;
+        this.#generate(kind, a, b, c);
+      } catch {
+        this.#scratchKind = -1;
+        continue;
+      }
       if (!sameWords(all, w0, this.#scratchWords)) continue;
       this.#setZero(pfn);
       this.#setGenerated(pfn, kind, a, b, c);
@@ -600,7 +610,7 @@ export class PhysMem {
   /**
    * checkInvariants() for a compact store: free frames hold nothing, every slot belongs to one
    * frame or the free list, every description names a registered generator, the counters match,
-   * and the shared zero page is still zero.
+   * and the pages bytes() shares (zeros, the last generated page) still hold what they should.
    */
   checkStore(): void {
     if (!this.compact) return;
@@ -628,6 +638,12 @@ export class PhysMem {
     if (slots !== this.#slotFrames || generated !== this.#generatedFrames) BUG(`store counters: ${this.#slotFrames} slot / ${this.#generatedFrames} generated frames, recounted ${slots} / ${generated}`);
     if (slots + this.#slotFreeCount !== this.#slotNext) BUG(`${this.#slotNext} slots, ${slots} held and ${this.#slotFreeCount} free`);
     for (let i = 0; i < PAGE_SIZE; i++) if (this.#zeros[i] !== 0) BUG(`the shared zero bytes were written at byte ${i}`);
+    if (this.#scratchKind >= STORE_GEN0) {
+      // The scratch page still holds exactly what its generator produces: nobody wrote through bytes().
+      const want = new Uint32Array(PAGE_SIZE / 4);
+      (this.#generators[this.#scratchKind - STORE_GEN0] as FrameGenerator).fill(want, this.#scratchA, this.#scratchB, this.#scratchC);
+      if (!sameWords(this.#scratchWords, 0, want)) BUG(`the generated page (generator ${this.#scratchKind - STORE_GEN0}: ${this.#scratchA}, ${this.#scratchB}, ${this.#scratchC}) was written through bytes()`);
+    }
   }
 
   /** Pfns ever handed out, for walks over all frames (checkInvariants). */
