@@ -88,7 +88,10 @@ export function fillExpectedPage(out: Uint32Array, seed: number, page: number, v
 
 /** Decodes a header read from memory: the version, UNPOPULATED (all zero) or CORRUPT. */
 export function parseHeader(words: Uint32Array, seed: number, page: number): number {
-  const [magic, p, version, check] = [words[0]!, words[1]!, words[2]!, words[3]!];
+  const magic = words[0]!;
+  const p = words[1]!;
+  const version = words[2]!;
+  const check = words[3]!;
   if (magic === 0 && p === 0 && version === 0 && check === 0) return UNPOPULATED;
   if (magic !== MAGIC || p !== page || check !== headerCheck(seed, page, version)) return CORRUPT;
   return version;

@@ -120,9 +120,12 @@ export const ROWS: readonly Row[] = [
   { label: "verification", value: (r) => verdict(r) },
 ];
 
-/** A side's fallbacks as "<used> for <wanted>", or "none". */
+/**
+ * A side's fallbacks as the missing pieces ("no wp-async, /dev/userfaultfd"), or "none": short
+ * enough for a table cell; the notes under the table say what was used instead and why.
+ */
 export function fallbackCell(side: KernelSide): string {
-  return side.fallbacks.length === 0 ? "none" : side.fallbacks.map((f) => `${f.used} for ${f.wanted}`).join("; ");
+  return side.fallbacks.length === 0 ? "none" : `no ${side.fallbacks.map((f) => f.wanted.replace(/ dirty tracking$/, "")).join(", ")}`;
 }
 
 /** One table cell: a failed run has only its verdict. */

@@ -16,8 +16,9 @@
  */
 import { readFile, writeFile } from "node:fs/promises";
 import { pathToFileURL } from "node:url";
-import { Command } from "commander";
-import { guestPages, makeConfig, parseBandwidth, parseDuration, parseSize, parseWorkload, STRATEGIES, type MigrationConfig, type Strategy } from "./config.ts";
+import { Command, Option } from "commander";
+import { DEFAULT_RELEASE, type AnyRelease } from "@uffd/kernel";
+import { guestPages, KERNEL_CHOICES, makeConfig, parseBandwidth, parseDuration, parseSize, parseWorkload, STRATEGIES, type MigrationConfig, type Strategy } from "./config.ts";
 import { MigrationDestination, type DestMetrics } from "./dest.ts";
 import { nowEpochMs, type VerificationResult } from "./metrics.ts";
 import { MigrationSource, type SourceMetrics } from "./source.ts";
@@ -35,6 +36,8 @@ export interface TwoHostOptions {
   timeout: string;
   token?: string;
   oracle?: string;
+  /** This host's kernel release profile (each side has its own; default 6.18). */
+  kernel?: AnyRelease;
 }
 
 export function twoHostConfig(o: TwoHostOptions): MigrationConfig {
@@ -48,6 +51,8 @@ export function twoHostConfig(o: TwoHostOptions): MigrationConfig {
     warmupMs: parseDuration(o.warmup),
     runAfterMs: parseDuration(o.runAfter),
     timeoutMs: parseDuration(o.timeout),
+    // Each command runs one side, on this host's release: the other side's entry is unused.
+    kernel: { source: o.kernel ?? DEFAULT_RELEASE, destination: o.kernel ?? DEFAULT_RELEASE },
   });
 }
 
@@ -174,7 +179,8 @@ function addOptions(cmd: Command): Command {
     .option("--run-after <duration>", "destination: workload time after migrating", "300ms")
     .option("--timeout <duration>", "give up after this long", "120s")
     .option("--token <secret>", "the shared HELLO token (or LM_TOKEN)")
-    .option("--oracle <file>", "source: write the page versions here; destination: verify against them");
+    .option("--oracle <file>", "source: write the page versions here; destination: verify against them")
+    .addOption(new Option("--kernel <release>", "the Linux release this host's simulated kernel answers as (each side its own)").choices(KERNEL_CHOICES).default(DEFAULT_RELEASE));
 }
 
 export function buildTwoHostProgram(): Command {
@@ -182,14 +188,14 @@ export function buildTwoHostProgram(): Command {
   addOptions(program.command("migrate-dest").description("wait for a source and receive its guest").requiredOption("--listen <host:port>", "address to listen on (port 0: any; the bound port is printed)")).action(
     async (o: TwoHostOptions & { listen: string }) => {
       const out = await runDestCommand(o, (host, port) => console.log(`listening on ${host}:${port}`));
-      console.log(JSON.stringify({ role: out.role, ok: out.ok, error: out.error, oracle: out.oracle, verification: out.verification, faults: out.metrics.faults, received: out.metrics.received, preempt: out.metrics.preempt }));
+      console.log(JSON.stringify({ role: out.role, ok: out.ok, error: out.error, oracle: out.oracle, verification: out.verification, faults: out.metrics.faults, received: out.metrics.received, preempt: out.metrics.preempt, kernel: o.kernel ?? DEFAULT_RELEASE, fallbacks: out.metrics.fallbacks ?? [] }));
       process.exitCode = out.ok ? 0 : 1;
     },
   );
   addOptions(program.command("migrate-source").description("boot a guest and migrate it to a waiting destination").requiredOption("--connect <host:port>", "the destination's address")).action(
     async (o: TwoHostOptions & { connect: string }) => {
       const out = await runSourceCommand(o);
-      console.log(JSON.stringify({ role: out.role, ok: out.ok, error: out.error, sent: out.metrics.sent, preempt: out.metrics.preempt, demandQueuedAhead: out.metrics.demandQueuedAhead }));
+      console.log(JSON.stringify({ role: out.role, ok: out.ok, error: out.error, sent: out.metrics.sent, preempt: out.metrics.preempt, demandQueuedAhead: out.metrics.demandQueuedAhead, kernel: o.kernel ?? DEFAULT_RELEASE, trackingMethod: out.metrics.trackingMethod, fallbacks: out.metrics.fallbacks ?? [] }));
       process.exitCode = out.ok ? 0 : 1;
     },
   );

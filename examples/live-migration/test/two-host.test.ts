@@ -83,6 +83,23 @@ describe("two commands, two processes, loopback", () => {
     }
   });
 
+  it("each host on its own release (--kernel): a 5.10 source tracks with wp-sync and names its fallbacks; the 6.18 destination takes none", { timeout: 120_000 }, async () => {
+    const token = randomBytes(16).toString("hex");
+    const args = [...COMMON, "--strategy", "hybrid"];
+    const dest = start(["migrate-dest", "--listen", "127.0.0.1:0", ...args, "--kernel", "6.18"], token);
+    const port = await listeningPort(dest);
+    const source = start(["migrate-source", "--connect", `127.0.0.1:${port}`, ...args, "--kernel", "5.10"], token);
+    expect(await Promise.all([source.exit, dest.exit])).toEqual([0, 0]);
+    // 5.10 lacks WP_ASYNC (6.7), /dev/userfaultfd (6.1) and WP_UNPOPULATED (6.4).
+    expect(result(source)).toMatchObject({ ok: true, kernel: "5.10", trackingMethod: "wp-sync" });
+    expect((result(source)["fallbacks"] as Array<{ wanted: string; used: string }>).map((f) => `${f.used} for ${f.wanted}`)).toEqual([
+      "wp-sync dirty tracking for wp-async dirty tracking",
+      "userfaultfd(2) for /dev/userfaultfd",
+      "pre-populating the range for wp-unpopulated",
+    ]);
+    expect(result(dest)).toMatchObject({ ok: true, kernel: "6.18", fallbacks: [], oracle: "self" });
+  });
+
   it("a source with the wrong token is refused; the destination keeps waiting for the right one", { timeout: 120_000 }, async () => {
     const token = randomBytes(16).toString("hex");
     const args = [...COMMON, "--strategy", "postcopy"];

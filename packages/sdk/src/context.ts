@@ -283,7 +283,9 @@ export class UffdContext {
       h.record((nowMs - f.readAtWallMs) * 1e6);
       if (this.inflight.get(f.key) === f) this.inflight.delete(f.key);
     }
-    settled.length = 0;
+    // Emptied by pops, not `length = 0`, which would give the backing store back (and the next
+    // batch would allocate it again).
+    while (settled.length > 0) settled.pop();
     if (this.inflight.size === 0 && this.#drainWaiters.length > 0) this.#wakeDrainers();
   }
 

@@ -368,7 +368,7 @@ export async function explore(scenario: Scenario, options: ExploreOptions = {}):
   return result;
 }
 
-/** The env var that makes explore({ releases }) run just that release. */
+/** The env var that makes explore({ releases }) run just that release, and describeReleases() declare just that one. */
 export const RELEASE_ENV = "UFFD_EXPLORE_RELEASE";
 
 function releaseList(options: ExploreOptions): readonly AnyRelease[] | null {

@@ -325,7 +325,8 @@ export class Kernel {
    * Registers page contents a compact frame store (KernelOptions.frameStore "compact") may keep
    * as three 32-bit arguments instead of 4 KiB: from now on a frame written with exactly the bytes
    * `generator.fill()` produces for the arguments `generator.identify()` guesses is held that way.
-   * Returns the generator's id. Both functions must be pure and must not throw; a flat store
+   * Returns the generator's id. Both functions must be pure (the same arguments, the same
+   * answer); one that throws only keeps the page it was asked about in 4 KiB. A flat store
    * accepts the generator and never calls it.
    */
   registerFrameGenerator(generator: FrameGenerator): number {

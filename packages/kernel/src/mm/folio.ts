@@ -584,12 +584,22 @@ export class PhysMem {
     const words = all.subarray(w0, wEnd);
     const guess = this.#guess;
     for (let g = 0; g < this.#generators.length; g++) {
-      if (!(this.#generators[g] as FrameGenerator).identify(words, guess)) continue;
       const kind = g + STORE_GEN0;
-      const a = guess[0] as number;
-      const b = guess[1] as number;
-      const c = guess[2] as number;
-      this.#generate(kind, a, b, c);
+      let a: number;
+      let b: number;
+      let c: number;
+      try {
+        // A generator that throws is a guess that failed: the frame keeps its bytes. One whose
+        // fill() worked for (a, b, c) now works for them whenever bytes() asks (fill() is pure).
+        if (!(this.#generators[g] as FrameGenerator).identify(words, guess)) continue;
+        a = guess[0] as number;
+        b = guess[1] as number;
+        c = guess[2] as number;
+        this.#generate(kind, a, b, c);
+      } catch {
+        this.#scratchKind = -1;
+        continue;
+      }
       if (!sameWords(all, w0, this.#scratchWords)) continue;
       this.#setZero(pfn);
       this.#setGenerated(pfn, kind, a, b, c);

@@ -413,4 +413,32 @@ describe("compact frame store: options", () => {
     bytes[mem.offset(genFrame) + 100] = bytes[mem.offset(genFrame) + 100]! ^ 1;
     k.checkInvariants();
   });
+
+  it("a generator that throws never breaks a write: the page keeps its bytes", async () => {
+    const k = new Kernel({ seed: 1, frameStore: "compact" });
+    let calls = 0;
+    k.registerFrameGenerator({
+      fill() {
+        throw new Error("fill refuses");
+      },
+      identify(page, args) {
+        calls++;
+        if (page[0] === 1) throw new Error("identify refuses");
+        args[0] = 1;
+        return true;
+      },
+    });
+    k.registerFrameGenerator(testGenerator);
+    const p = k.spawn();
+    const a = await p.mmap(0, 3 * PS, RW, ANON);
+    const ones = new Uint8Array(PS).fill(1);
+    await write(p, a, ones);
+    await write(p, a + PS, noise(3));
+    await write(p, a + 2 * PS, gen(5, 5)); // the first generator's fill() throws, the second's matches
+    expect(calls).toBe(3);
+    expect(Buffer.from(await read(p, a, PS)).equals(Buffer.from(ones))).toBe(true);
+    expect(Buffer.from(await read(p, a + PS)).equals(Buffer.from(noise(3)))).toBe(true);
+    expect(Buffer.from(await read(p, a + 2 * PS)).equals(Buffer.from(gen(5, 5)))).toBe(true);
+    expect(k.frameStoreStats()).toMatchObject({ slotFrames: 2, generatedFrames: 1 });
+  });
 });
