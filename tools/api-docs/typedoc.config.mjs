@@ -29,6 +29,16 @@ export function publishedPackages() {
 
 const packages = publishedPackages();
 
+/**
+ * The web address of the repository, from the packages' own `repository` field, so source links
+ * ("Defined in") do not depend on the checkout's git remote: a clone with no remote, or one
+ * cloned from a local path, builds the same reference.
+ */
+function repositoryWebUrl() {
+  const manifest = JSON.parse(readFileSync(join(packagesDir, "kernel", "package.json"), "utf8"));
+  return String(manifest.repository.url).replace(/^git\+/, "").replace(/\.git$/, "");
+}
+
 /** @type {Partial<import("typedoc").TypeDocOptions>} */
 export default {
   name: "uffd",
@@ -36,6 +46,10 @@ export default {
   entryPointStrategy: "resolve",
   tsconfig: fileURLToPath(new URL("./tsconfig.json", import.meta.url)),
   readme: "none",
+  disableGit: true,
+  basePath: fileURLToPath(new URL("../../", import.meta.url)),
+  gitRevision: "main",
+  sourceLinkTemplate: `${repositoryWebUrl()}/blob/{gitRevision}/{path}#L{line}`,
   out: fileURLToPath(new URL("../../docs/api", import.meta.url)),
   excludePrivate: true,
   excludeProtected: true,

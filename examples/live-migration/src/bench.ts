@@ -112,7 +112,7 @@ export async function benchMigration(memoryBytes: number, strategy: Strategy, li
     memoryBytes,
     strategy,
     link,
-    frameStore,
+    frameStore: config.frameStore,
     ok: false,
     totalTimeMs: 0,
     bytesPerSec: 0,

@@ -16,6 +16,7 @@ import { Command, Option } from "commander";
 import type { AnyRelease } from "@uffd/kernel";
 import {
   DEFAULT_CONFIG,
+  FRAME_STORES,
   formatBandwidth,
   formatBytes,
   makeConfig,
@@ -26,6 +27,7 @@ import {
   KERNEL_CHOICES,
   STRATEGIES,
   TRACKING_METHODS,
+  type FrameStoreChoice,
   type MigrationConfig,
   type Strategy,
   type TrackingChoice,
@@ -64,6 +66,7 @@ interface RunOptions {
   maxRounds: string;
   hybridRounds: string;
   tracking: TrackingChoice;
+  frameStore: FrameStoreChoice;
   kernel: AnyRelease;
   sourceKernel?: AnyRelease;
   destKernel?: AnyRelease;
@@ -123,6 +126,7 @@ function addRunOptions(cmd: Command): Command {
     .option("--max-rounds <n>", "precopy: rounds before a forced stop-and-copy", String(d.maxRounds))
     .option("--hybrid-rounds <n>", "hybrid: precopy rounds before switching to postcopy", String(d.hybridRounds))
     .addOption(new Option("--tracking <method>", "precopy dirty tracking").choices(TRACKING_METHODS).default(d.tracking))
+    .addOption(new Option("--frame-store <store>", "how both simulated kernels hold guest pages: flat (4 KiB each), compact (generated pages cost no 4 KiB, about a third of flat's speed), auto (flat while both guests fit in half the host's RAM)").choices(FRAME_STORES).default(d.frameStore))
     .addOption(new Option("--kernel <release>", "the Linux release both simulated kernels answer as (docs/releases.md)").choices(KERNEL_CHOICES).default(d.kernel.source))
     .addOption(new Option("--source-kernel <release>", "the source's release (default: --kernel)").choices(KERNEL_CHOICES))
     .addOption(new Option("--dest-kernel <release>", "the destination's release (default: --kernel)").choices(KERNEL_CHOICES))
@@ -162,6 +166,7 @@ export function configFromOptions(o: RunOptions, strategy: Strategy): MigrationC
     maxRounds: nonNegativeInt(o.maxRounds, "--max-rounds"),
     hybridRounds: nonNegativeInt(o.hybridRounds, "--hybrid-rounds"),
     tracking: o.tracking,
+    frameStore: o.frameStore,
     kernel: { source: o.sourceKernel ?? o.kernel, destination: o.destKernel ?? o.kernel },
     timeoutMs: parseDuration(o.timeout),
     faults: {

@@ -2,6 +2,7 @@
  * Everything a migration run can be told, with the defaults `npm run demo` uses, and the parsers
  * for the CLI's human units ("256MiB", "1gbit", "5ms").
  */
+import { totalmem } from "node:os";
 import { ALL_RELEASES, DEFAULT_RELEASE, type AnyRelease } from "@uffd/kernel";
 import type { LinkShape } from "./link.ts";
 
@@ -27,8 +28,11 @@ export type ThreadKind = (typeof THREAD_KINDS)[number];
 
 export const TRACKING_METHODS = ["auto", "wp-async", "wp-sync", "content-hash"] as const;
 
-/** How each side's simulated kernel holds page bytes (KernelOptions.frameStore). */
-export const FRAME_STORES = ["compact", "flat"] as const;
+/**
+ * How each side's simulated kernel holds page bytes (KernelOptions.frameStore): "flat", "compact",
+ * or "auto", which makeConfig() resolves to one of them on the host it runs on (frameStoreFor()).
+ */
+export const FRAME_STORES = ["auto", "compact", "flat"] as const;
 /** One of FRAME_STORES. */
 export type FrameStoreChoice = (typeof FRAME_STORES)[number];
 export type TrackingChoice = (typeof TRACKING_METHODS)[number];
@@ -124,7 +128,9 @@ export interface MigrationConfig {
   /**
    * How both guests' kernels hold page bytes: "compact" (pages the content model generates cost
    * no 4 KiB of host memory, but each read generates them and each install compares them) or
-   * "flat" (4 KiB per page; the destination preallocates it before the transfer).
+   * "flat" (4 KiB per page; the destination preallocates it before the transfer), or "auto"
+   * (the default): flat while both guests fit in half of this host's RAM, compact past that
+   * (frameStoreFor()). makeConfig() resolves "auto", so a made config holds the store used.
    */
   frameStore: FrameStoreChoice;
   /** Hard bound on a whole run, including process start-up. */
@@ -154,7 +160,7 @@ const DEFAULTS: MigrationConfig = {
   hybridRounds: 1,
   tracking: "auto",
   postcopyPreempt: true,
-  frameStore: "compact",
+  frameStore: "auto",
   timeoutMs: 120_000,
   kernel: { source: DEFAULT_RELEASE, destination: DEFAULT_RELEASE },
   faults: {},
@@ -175,7 +181,25 @@ export function makeConfig(overrides: ConfigOverrides = {}): MigrationConfig {
     protocol: { ...DEFAULT_PROTOCOL_LIMITS, ...overrides.protocol },
   };
   validateConfig(c);
+  c.frameStore = frameStoreOf(c);
   return c;
+}
+
+/** The store a side's kernel uses for config `c`: its frameStore, with "auto" resolved here. */
+export function frameStoreOf(c: MigrationConfig): "compact" | "flat" {
+  return c.frameStore === "auto" ? frameStoreFor(c.memoryBytes) : c.frameStore;
+}
+
+/**
+ * The frame store "auto" picks for a guest of `memoryBytes` on a host with `hostBytes` of RAM:
+ * "flat" while the two guests' RAM (source and destination, 4 KiB per page each) fits in half of
+ * it, so a run never trades speed for memory it does not need (the compact store generates a
+ * page's bytes on every read and compares them on every install: about a third of the flat
+ * store's throughput, docs/benchmarks.md); "compact" past that, so a 16 GiB guest migrates on a
+ * 24 GiB host. The choice changes host memory and speed only, never what the guest reads.
+ */
+export function frameStoreFor(memoryBytes: number, hostBytes: number = totalmem()): "compact" | "flat" {
+  return 2 * memoryBytes <= hostBytes / 2 ? "flat" : "compact";
 }
 
 export function guestPages(c: MigrationConfig): number {

@@ -12,7 +12,7 @@
  */
 import { createServer, type Server, type Socket } from "node:net";
 import type { Fallback } from "@uffd/sdk";
-import { guestPages, type MigrationConfig, type ProtocolLimits } from "./config.ts";
+import { frameStoreOf, guestPages, type MigrationConfig, type ProtocolLimits } from "./config.ts";
 import { createPostcopyBackend, type PostcopyBackend } from "./dest-faults.ts";
 import { Endpoint, PeerProtocolError, PeerReportedError } from "./endpoint.ts";
 import { Guest, NOT_KNOWN, WriteLog } from "./guest.ts";
@@ -143,7 +143,7 @@ export class MigrationDestination {
     // With a flat frame store, host memory for the whole guest is taken and touched now, while the
     // source boots, not by the first UFFDIO_COPY into each page during the transfer (QEMU's
     // destination preallocates too). The compact store (the default) keeps no bytes to touch.
-    const guest = await Guest.create({ seed: config.seed, pages: guestPages(config), frameStore: config.frameStore, prealloc: true, release: config.kernel.destination }, "destination");
+    const guest = await Guest.create({ seed: config.seed, pages: guestPages(config), frameStore: frameStoreOf(config), prealloc: true, release: config.kernel.destination }, "destination");
     return new MigrationDestination(config, guest, hooks, token);
   }
 

@@ -248,6 +248,7 @@ function buildResult(config: MigrationConfig, startEpochMs: number, s: SourceMet
       ),
       ...s.notes,
       ...(d.postcopyMethod !== null ? [`postcopy faults: ${d.postcopyMethod}`] : []),
+      `frame store: ${config.frameStore} on both sides (${config.frameStore === "compact" ? "pages the content model generates cost no 4 KiB of host memory" : "4 KiB of host memory per written page"})`,
       ...(config.strategy !== "precopy" ? [s.preempt ? "postcopy-preempt: demand requests and pages on their own connection" : "single stream: demand pages queue behind the bulk connection's send buffer"] : []),
       ...(receiverBound ? [`the destination, not the link, bounded throughput (the bulk socket refused data for ${Math.round(s.linkBlockedMs)} ms)`] : []),
     ],

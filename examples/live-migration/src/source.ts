@@ -14,7 +14,7 @@
  */
 import { connect } from "node:net";
 import type { Fallback } from "@uffd/sdk";
-import { guestPages, type MigrationConfig } from "./config.ts";
+import { frameStoreOf, guestPages, type MigrationConfig } from "./config.ts";
 import { createDirtyTracker, type DirtyTracker, type TrackingMethod } from "./dirty-tracking.ts";
 import { Endpoint } from "./endpoint.ts";
 import { Guest, type WriteLog } from "./guest.ts";
@@ -190,7 +190,7 @@ export class MigrationSource {
   /** Creates and boots the guest and starts its workload. */
   static async boot(config: MigrationConfig, hooks: SourceHooks): Promise<MigrationSource> {
     const pages = guestPages(config);
-    const guest = await Guest.create({ seed: config.seed, pages, frameStore: config.frameStore, release: config.kernel.source }, "source");
+    const guest = await Guest.create({ seed: config.seed, pages, frameStore: frameStoreOf(config), release: config.kernel.source }, "source");
     const log = await guest.boot(config.populate, (done) => hooks.progress("boot", done, pages));
     const hotPages = Math.max(1, Math.floor(config.hotSetBytes / 4096));
     const workload = new Workload(guest, initialWorkloadState(config.seed, pages, hotPages, config.workload), log);

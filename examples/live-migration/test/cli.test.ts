@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import { bandwidthArg, configFromOptions } from "../src/cli.ts";
-import { DEFAULT_CONFIG } from "../src/config.ts";
+import { DEFAULT_CONFIG, frameStoreFor } from "../src/config.ts";
 import { isFailedRun, readResults } from "../src/report.ts";
 import { fixtureResult } from "./fixtures.ts";
 
@@ -162,6 +162,7 @@ describe("options to configuration", () => {
     maxRounds: "30",
     hybridRounds: "1",
     tracking: "auto" as const,
+    frameStore: "auto" as const,
     kernel: "6.18" as const,
     seed: "1",
     timeout: "10s",
@@ -182,6 +183,22 @@ describe("options to configuration", () => {
     expect(configFromOptions({ ...options, kernel: "5.10", destKernel: "6.6" }, "hybrid").kernel).toEqual({ source: "5.10", destination: "6.6" });
     expect(configFromOptions({ ...options, sourceKernel: "6.1" }, "hybrid").kernel).toEqual({ source: "6.1", destination: "6.18" });
     expect(() => configFromOptions({ ...options, kernel: "4.19" as never }, "hybrid")).toThrow('unknown source kernel release "4.19" (one of 5.7, 5.10, 5.15, 5.18, 6.1, 6.6, 6.12, 6.18)');
+  });
+
+  it("--frame-store: flat and compact are taken as given; auto is resolved for this host's RAM", () => {
+    expect(configFromOptions({ ...options, frameStore: "flat" }, "hybrid").frameStore).toBe("flat");
+    expect(configFromOptions({ ...options, frameStore: "compact" }, "hybrid").frameStore).toBe("compact");
+    expect(configFromOptions(options, "hybrid").frameStore).toBe(frameStoreFor(8 * 1024 * 1024));
+    expect(() => configFromOptions({ ...options, frameStore: "dedup" as never }, "hybrid")).toThrow('unknown frame store "dedup" (one of auto, compact, flat)');
+  });
+
+  it("auto picks flat while both guests fit in half the host's RAM, compact past that", () => {
+    const GiB = 1024 ** 3;
+    expect(frameStoreFor(1 * GiB, 24 * GiB)).toBe("flat");
+    expect(frameStoreFor(6 * GiB, 24 * GiB)).toBe("flat");
+    expect(frameStoreFor(6 * GiB + 4096, 24 * GiB)).toBe("compact");
+    expect(frameStoreFor(16 * GiB, 24 * GiB)).toBe("compact");
+    expect(frameStoreFor(1 * GiB, 2 * GiB)).toBe("compact");
   });
 
   it("numbers must be numbers", () => {
