@@ -8,7 +8,7 @@
 export { Kernel, type KernelOptions, type SpawnOptions } from "./kernel/kernel.ts";
 export {
   DEFAULT_RELEASE, KERNEL_RELEASES, HISTORY_RELEASES, ALL_RELEASES, COW_ERAS, COW_FIXES, UFFD_FEATURE_SINCE, releaseProfile,
-  type KernelRelease, type HistoryRelease, type AnyRelease, type CowEra, type CowPolicy, type CowFix, type CowFixes, type ReleaseProfile, type Utsname,
+  type KernelRelease, type HistoryRelease, type AnyRelease, type CowEra, type CowPolicy, type MmRules, type CowFix, type CowFixes, type ReleaseProfile, type Utsname,
 } from "./kernel/release.ts";
 export type { Preemption, SchedPoint, SchedEvent } from "./kernel/sched.ts";
 export { Process, Thread, type PollFd, type WaitStatus, type UserBuffer } from "./kernel/process.ts";

@@ -44,6 +44,8 @@ export function pagemapEntry(mm: Mm, vpn: number): PagemapEntry {
   const pte = mm.pt.get(vpn);
   if (pte === 0) return EMPTY;
   const mem = mm.core.mem;
+  // Release policy (5.7 – 5.13): no PM_UFFD_WP; bit 57 reads clear (fb8e37f35a2f, 5.14).
+  const showWp = mm.core.mmRules.pagemapUffdWp;
   if (ptePresent(pte)) {
     const pfn = vmNormalPfn(pte);
     const normal = pfn >= 0;
@@ -52,7 +54,7 @@ export function pagemapEntry(mm: Mm, vpn: number): PagemapEntry {
       swapped: false,
       file: normal && !mem.folioTestAnon(pfn),
       exclusive: normal && mem.mapcount[pfn] === 1,
-      uffdWp: pteUffdWp(pte),
+      uffdWp: showWp && pteUffdWp(pte),
       softDirty: false,
       guard: false,
       pfn: normal ? pfn : mem.zeroPfn,
@@ -63,7 +65,7 @@ export function pagemapEntry(mm: Mm, vpn: number): PagemapEntry {
     swapped: isSwapPte(pte) || isPteMarker(pte),
     file: false,
     exclusive: false,
-    uffdWp: pteUffdWp(pte),
+    uffdWp: showWp && pteUffdWp(pte),
     softDirty: false,
     guard: isPteMarker(pte) && (pte & MARKER_GUARD) !== 0,
     pfn: null,
@@ -112,6 +114,8 @@ export function pagemapWords(mm: Mm, first: number, pages: number, out: BigUint6
   }
   const w = new Uint32Array(out.buffer, out.byteOffset, pages * 2);
   const mem = mm.core.mem;
+  // Release policy (5.7 – 5.13): no PM_UFFD_WP (see pagemapEntry()).
+  const wpBit = mm.core.mmRules.pagemapUffdWp ? HI_UFFD_WP : 0;
   const end = first + pages;
   for (const vma of mm.vmasIn(first * PAGE_SIZE, end * PAGE_SIZE)) {
     const from = Math.max(first, vma.start / PAGE_SIZE);
@@ -128,11 +132,11 @@ export function pagemapWords(mm: Mm, first: number, pages: number, out: BigUint6
           if (mem.mapcount[pfn] === 1) hi += HI_EXCLUSIVE;
           lo = pfn;
         } else lo = mem.zeroPfn;
-        if (pteUffdWp(pte)) hi += HI_UFFD_WP;
+        if (pteUffdWp(pte)) hi += wpBit;
       } else {
         const swap = isSwapPte(pte);
         if (swap || isPteMarker(pte)) hi += HI_SWAPPED;
-        if (pteUffdWp(pte)) hi += HI_UFFD_WP;
+        if (pteUffdWp(pte)) hi += wpBit;
         if (isPteMarker(pte) && (pte & MARKER_GUARD) !== 0) hi += HI_GUARD;
         if (swap) lo = swpOffset(pte) * 32;
       }

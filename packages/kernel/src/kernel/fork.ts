@@ -130,7 +130,11 @@ function copyPresentPte(parent: Mm, child: Mm, dst: Vma, src: Vma, vpn: number, 
   }
   if ((src.flags & VM_SHARED) !== 0) childPte = pteMkclean(childPte);
   childPte = (childPte & ~PTE_YOUNG) >>> 0;
-  if (!userfaultfdWp(dst)) childPte = (childPte & ~PTE_UFFD_WP) >>> 0;
+  // Release policy (5.7 – 5.13): the parent's vma decides (copy_present_pte() tested
+  // src_vma->vm_flags & VM_UFFD_WP until 8f34f1eac382, 5.14), so a child without EVENT_FORK
+  // keeps the bit.
+  const keepWp = parent.core.mmRules.forkUffdWp === "src" ? userfaultfdWp(src) : userfaultfdWp(dst);
+  if (!keepWp) childPte = (childPte & ~PTE_UFFD_WP) >>> 0;
   child.pt.set(vpn, childPte);
   return true;
 }
@@ -147,7 +151,8 @@ function copyPresentPage(child: Mm, dst: Vma, vpn: number, srcPte: Pte, srcPfn: 
   // Dirty pte, clean folio [host: kpageflags dirty 0 for the child's copy of a pinned page].
   let pte = mkPte(pfn, PTE_DIRTY);
   if ((dst.flags & VM_WRITE) !== 0) pte = pteMkwrite(pte);
-  if (userfaultfdWp(dst) && (srcPte & PTE_UFFD_WP) !== 0) pte = pteMkuffdWp(pte);
+  // Release policy (5.9 – 5.13): copy_present_page() maps the copy without uffd-wp (8f34f1eac382, 5.14).
+  if (child.core.mmRules.forkUffdWp === "dst" && userfaultfdWp(dst) && (srcPte & PTE_UFFD_WP) !== 0) pte = pteMkuffdWp(pte);
   folioAddNewAnonRmap(child, dst, pfn, vpn * PAGE_SIZE, true);
   child.pt.set(vpn, pte);
   return true;
@@ -164,7 +169,9 @@ function copyNonpresentPte(parent: Mm, child: Mm, dst: Vma, vpn: number, pte: Pt
     pte = (pte & ~SWP_EXCLUSIVE) >>> 0;
     parent.pt.set(vpn, pte);
   }
-  if (!userfaultfdWp(dst)) pte = (pte & ~SWP_UFFD_WP) >>> 0;
+  // Release policy (5.7 – 5.13): the swap pte is copied with its uffd-wp bit as it is
+  // (copy_nonpresent_pte() before 8f34f1eac382, 5.14).
+  if (child.core.mmRules.forkUffdWp === "dst" && !userfaultfdWp(dst)) pte = (pte & ~SWP_UFFD_WP) >>> 0;
   child.swapEnts++;
   child.pt.set(vpn, pte);
 }

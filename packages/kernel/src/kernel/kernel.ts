@@ -16,7 +16,7 @@ import { kpagecount, kpageflags, type KPageFlags } from "../fs/procfs.ts";
 import { checkInvariants, type RefHolder } from "./invariants.ts";
 import { type Creds, Process } from "./process.ts";
 import { type Preemption, Scheduler, seededPreemption } from "./sched.ts";
-import { ALL_RELEASES, type AnyRelease, type CowPolicy, DEFAULT_RELEASE, type ReleaseProfile, releaseProfile, type Utsname, utsname } from "./release.ts";
+import { ALL_RELEASES, type AnyRelease, type CowPolicy, DEFAULT_RELEASE, type MmRules, type ReleaseProfile, releaseProfile, type Utsname, utsname } from "./release.ts";
 
 /** Options of `new Kernel()`; every one has a default. */
 export interface KernelOptions {
@@ -113,6 +113,7 @@ export class KernelCore implements MmCore {
   /** The release profile every release policy point asks. */
   readonly profile: ReleaseProfile;
   readonly cow: CowPolicy;
+  readonly mmRules: MmRules;
   readonly unprivilegedUserfaultfd: boolean;
   readonly maxMapCount: number;
   readonly overcommitMemory: 0 | 1;
@@ -128,6 +129,7 @@ export class KernelCore implements MmCore {
     this.prng = new Prng(options.seed);
     this.profile = releaseProfile(options.release);
     this.cow = this.profile.cow;
+    this.mmRules = this.profile.mm;
     const p = options.preemption;
     this.sched = new Scheduler(this.prng, typeof p !== "number" ? p : p > 0 ? seededPreemption(this.prng, p) : null);
     const t = options.pretouch;

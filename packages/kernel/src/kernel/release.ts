@@ -118,6 +118,30 @@ export interface CowPolicy {
   readonly swapIn: "reuse_swap_page" | "page_count" | "swp_exclusive";
 }
 
+/**
+ * The mm rules a userfaultfd handler can observe that changed outside copy-on-write
+ * (docs/releases.md, "Other mm rules"): each a named policy point in the kernel, marked
+ * `Release policy (<range>):` next to the check it changes.
+ */
+export interface MmRules {
+  /**
+   * /proc/pid/pagemap reports uffd-wp in bit 57 (PM_UFFD_WP; 5.14, fb8e37f35a2f "mm/pagemap:
+   * export uffd-wp protection information"). Before, fs/proc/task_mmu.c documents and returns
+   * bits 57-60 as zero, so bit 57 reads clear on every entry.
+   */
+  readonly pagemapUffdWp: boolean;
+  /**
+   * Which vma decides whether fork() keeps uffd-wp in the child's page table:
+   * - "dst" (5.14 on, 8f34f1eac382 "mm/userfaultfd: fix uffd-wp special cases for fork()"):
+   *   kept only where the child's vma is VM_UFFD_WP (the parent enabled UFFD_FEATURE_EVENT_FORK),
+   *   for present ptes, swap ptes and copy_present_page()'s copy alike;
+   * - "src" (5.7 to 5.13): copy_present_pte() keeps it when the parent's vma is VM_UFFD_WP,
+   *   copy_nonpresent_pte() copies a swap pte with its uffd-wp bit as it is, and
+   *   copy_present_page() maps the child's copy without it.
+   */
+  readonly forkUffdWp: "src" | "dst";
+}
+
 /** An upstream copy-on-write fix a profile may lack. */
 export interface CowFix {
   /** The upstream commit (12 hex digits). */
@@ -237,6 +261,8 @@ export interface ReleaseProfile {
   readonly apiFeatureCheckFirst: boolean;
   /** The copy-on-write rules (docs/releases.md, "Copy-on-write, release by release"). */
   readonly cow: CowPolicy;
+  /** The other mm rules a handler can observe (docs/releases.md, "Other mm rules"). */
+  readonly mm: MmRules;
   /** The copy-on-write fixes this release does not have (empty from 6.2 on). */
   readonly lacks: readonly CowFix[];
 }
@@ -272,7 +298,7 @@ const MODES_5_13 = MODES_5_10 | UFFDIO_REGISTER_MODE_MINOR;
 // Divergence from Linux: the history profiles and the old long-term ones are their COW rules as
 // listed in docs/releases.md ("Not modelled, or not verified"), not the whole old mm: pinned
 // pages never enter the swap cache (feb889fb40fa is later than 5.7), UFFDIO_WRITEPROTECT's
-// un-protect and everything outside the CowPolicy points behave as 6.18's.
+// un-protect and everything outside the CowPolicy and MmRules points behave as 6.18's.
 //
 // The copy-on-write eras (docs/releases.md). 5.10.y and 5.15.y stay in the page_count era: the
 // PageAnonExclusive series was not backported (a 5.15-stable fix of 70e806e4e645's
@@ -282,6 +308,11 @@ const COW_5_10: CowPolicy = { era: "page_count", wpFreesSwapCache: false, forkCo
 const COW_5_18: CowPolicy = { era: "page_count", wpFreesSwapCache: true, forkCopiesPinned: true, pinUnshare: "none", mprotectWriteUpgrade: false, swapIn: "page_count" };
 const COW_6_1: CowPolicy = { era: "anon_exclusive", wpFreesSwapCache: true, forkCopiesPinned: true, pinUnshare: "anon", mprotectWriteUpgrade: true, swapIn: "swp_exclusive" };
 const COW_6_2: CowPolicy = { era: "anon_exclusive", wpFreesSwapCache: true, forkCopiesPinned: true, pinUnshare: "cow_mapping", mprotectWriteUpgrade: true, swapIn: "swp_exclusive" };
+
+// The other mm rules (docs/releases.md, "Other mm rules"): 5.7 and 5.10 predate the 5.14 uffd-wp
+// fixes fb8e37f35a2f (pagemap bit 57) and 8f34f1eac382 (fork); 5.15 on has both.
+const MM_5_7: MmRules = { pagemapUffdWp: false, forkUffdWp: "src" };
+const MM_5_14: MmRules = { pagemapUffdWp: true, forkUffdWp: "dst" };
 
 const F = COW_FIXES;
 const LACKS_5_7: readonly CowFix[] = [F.vmspliceCowBreak, F.pageCountCow, F.forkEarlyCow, F.swapinCow, F.anonExclusive, F.pinUnshareAnon, F.pinUnshareCowMapping];
@@ -293,44 +324,44 @@ const PROFILES: Readonly<Record<AnyRelease, ReleaseProfile>> = {
     // Mainline v5.7: uffd-wp for anonymous memory is new (5.7), everything later is missing.
     release: "5.7", apiFeatures: FEATURES_5_10, rangeIoctls: RANGE_5_10, registerModes: MODES_5_10,
     minorShmem: false, wpShmem: false, continueModeWp: false, userModeOnly: false, devUserfaultfd: false, pagemapScan: false,
-    apiFeatureCheckFirst: true, cow: COW_5_7, lacks: LACKS_5_7,
+    apiFeatureCheckFirst: true, cow: COW_5_7, mm: MM_5_7, lacks: LACKS_5_7,
   },
   "5.10": {
     release: "5.10", apiFeatures: FEATURES_5_10, rangeIoctls: RANGE_5_10, registerModes: MODES_5_10,
     minorShmem: false, wpShmem: false, continueModeWp: false, userModeOnly: false, devUserfaultfd: false, pagemapScan: false,
-    apiFeatureCheckFirst: true, cow: COW_5_10, lacks: LACKS_5_10,
+    apiFeatureCheckFirst: true, cow: COW_5_10, mm: MM_5_7, lacks: LACKS_5_10,
   },
   "5.15": {
     release: "5.15", apiFeatures: FEATURES_5_15, rangeIoctls: RANGE_5_15, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: false, continueModeWp: false, userModeOnly: true, devUserfaultfd: false, pagemapScan: false,
-    apiFeatureCheckFirst: false, cow: COW_5_10, lacks: LACKS_5_10,
+    apiFeatureCheckFirst: false, cow: COW_5_10, mm: MM_5_14, lacks: LACKS_5_10,
   },
   "5.18": {
     // Mainline v5.18: EXACT_ADDRESS is new; WP on shmem, /dev/userfaultfd and the rest come later.
     // Mainline before 6.10, so the old UFFDIO_API order (no stable tree to backport 1723f04caacb).
     release: "5.18", apiFeatures: FEATURES_5_18, rangeIoctls: RANGE_5_15, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: false, continueModeWp: false, userModeOnly: true, devUserfaultfd: false, pagemapScan: false,
-    apiFeatureCheckFirst: true, cow: COW_5_18, lacks: LACKS_5_18,
+    apiFeatureCheckFirst: true, cow: COW_5_18, mm: MM_5_14, lacks: LACKS_5_18,
   },
   "6.1": {
     release: "6.1", apiFeatures: FEATURES_6_1, rangeIoctls: RANGE_5_15, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: false, userModeOnly: true, devUserfaultfd: true, pagemapScan: false,
-    apiFeatureCheckFirst: false, cow: COW_6_1, lacks: [F.pinUnshareCowMapping],
+    apiFeatureCheckFirst: false, cow: COW_6_1, mm: MM_5_14, lacks: [F.pinUnshareCowMapping],
   },
   "6.6": {
     release: "6.6", apiFeatures: FEATURES_6_6, rangeIoctls: RANGE_6_6, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: false,
-    apiFeatureCheckFirst: false, cow: COW_6_2, lacks: [],
+    apiFeatureCheckFirst: false, cow: COW_6_2, mm: MM_5_14, lacks: [],
   },
   "6.12": {
     release: "6.12", apiFeatures: FEATURES_6_12, rangeIoctls: RANGE_6_12, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: true,
-    apiFeatureCheckFirst: false, cow: COW_6_2, lacks: [],
+    apiFeatureCheckFirst: false, cow: COW_6_2, mm: MM_5_14, lacks: [],
   },
   "6.18": {
     release: "6.18", apiFeatures: FEATURES_6_12, rangeIoctls: RANGE_6_12, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: true,
-    apiFeatureCheckFirst: false, cow: COW_6_2, lacks: [],
+    apiFeatureCheckFirst: false, cow: COW_6_2, mm: MM_5_14, lacks: [],
   },
 };
 

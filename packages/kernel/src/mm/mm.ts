@@ -9,7 +9,7 @@
  * - no pte outside a vma is anything but none;
  * - rss counters equal what the page tables hold.
  */
-import type { CowPolicy } from "../kernel/release.ts";
+import type { CowPolicy, MmRules } from "../kernel/release.ts";
 import btree from "sorted-btree";
 import { BUG_ON } from "../lib/assert.ts";
 import { PAGE_SIZE } from "../uapi/mman.ts";
@@ -81,6 +81,8 @@ export interface MmCore {
   readonly overcommitMemory: 0 | 1;
   /** The release's copy-on-write rules (KernelOptions.release; docs/releases.md). */
   readonly cow: CowPolicy;
+  /** The release's other mm rules (pagemap bit 57, uffd-wp across fork; docs/releases.md). */
+  readonly mmRules: MmRules;
   /** Called when a vma of a shmem inode goes away: frees the inode once nothing refers to it. */
   inodeUnreferenced(inode: ShmemInode): void;
 }

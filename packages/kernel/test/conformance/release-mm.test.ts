@@ -1,0 +1,112 @@
+/**
+ * The mm rules outside copy-on-write that a userfaultfd handler can observe, on every release
+ * profile (docs/releases.md, "Other mm rules"). Every expectation is written out by hand from the
+ * source named next to it, not derived from the profile data:
+ * - pagemap bit 57 (PM_UFFD_WP): fb8e37f35a2f "mm/pagemap: export uffd-wp protection
+ *   information", merged for 5.14. Before it fs/proc/task_mmu.c:pte_to_pagemap_entry() sets no
+ *   such bit (its comment lists "Bits 57-60 zero"; read at v5.10.13). Bit 56 (PM_MMAP_EXCLUSIVE,
+ *   "since 4.2" in Documentation/admin-guide/mm/pagemap.rst) is the same on every profile.
+ * - uffd-wp across fork(): 8f34f1eac382 "mm/userfaultfd: fix uffd-wp special cases for fork()",
+ *   merged for 5.14. Before it mm/memory.c:copy_present_pte() cleared the child's uffd-wp bit only
+ *   when the parent's vma (`vm_flags = src_vma->vm_flags`) lacked VM_UFFD_WP, and
+ *   copy_nonpresent_pte() copied a swap pte with its bit (read at v5.10.13); so a child forked
+ *   without UFFD_FEATURE_EVENT_FORK keeps stale uffd-wp bits, and a uffd it registers for WP
+ *   later gets write-protect faults for pages it never protected. The wp-fork tests of
+ *   tools/testing/selftests/mm/uffd-unit-tests.c check the fixed behaviour.
+ */
+import { describe, expect, it } from "vitest";
+import { ALL_RELEASES, type AnyRelease, Kernel, type Process } from "@uffd/kernel";
+import { MADV_PAGEOUT, MAP_ANONYMOUS, MAP_PRIVATE, UFFD_PAGEFAULT_FLAG_WP, UFFD_PAGEFAULT_FLAG_WRITE } from "@uffd/kernel/uapi";
+import { bytes, errnoOf, isBlocked, modeOf, PAGE, pagefault, pm, pmBits, readMsgs, register, RW, settle, track, uffdOpen, wpRange } from "./harness.ts";
+
+/** Whether the release has fb8e37f35a2f and 8f34f1eac382 (both 5.14): written out per profile. */
+const HAS_5_14_UFFD_WP_FIXES: Readonly<Record<AnyRelease, boolean>> = {
+  "5.7": false,
+  "5.10": false,
+  "5.15": true,
+  "5.18": true,
+  "6.1": true,
+  "6.6": true,
+  "6.12": true,
+  "6.18": true,
+};
+
+const PM_UFFD_WP = 1n << 57n;
+const PM_MMAP_EXCLUSIVE = 1n << 56n;
+
+/** A process with one private anonymous page, written, registered for WP (features 0) and write-protected. */
+async function protectedPage(release: AnyRelease, swapout: boolean): Promise<{ k: Kernel; p: Process; uffd: number; addr: number }> {
+  const k = new Kernel({ release, seed: 11, swapPages: 16 });
+  const p = k.spawn();
+  const addr = await p.mmap(0, PAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+  await p.mainThread.write(addr, bytes(PAGE, 7));
+  const uffd = await uffdOpen(p, 0);
+  await register(p, uffd, addr, PAGE, modeOf(false, true, false));
+  await wpRange(p, uffd, addr, PAGE, true);
+  if (swapout) {
+    await errnoOf(p.madvise(addr, PAGE, MADV_PAGEOUT));
+    expect(pm(p, addr), "MADV_PAGEOUT swapped the exclusive page out").toMatchObject({ present: false, swapped: true });
+  }
+  return { k, p, uffd, addr };
+}
+
+describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a handler observes", (release) => {
+  const fixed = HAS_5_14_UFFD_WP_FIXES[release];
+
+  it(`pagemap bit 57 (PM_UFFD_WP) ${fixed ? "reports" : "does not report"} uffd-wp; bit 56 is reported either way`, async () => {
+    const { k, p, uffd, addr } = await protectedPage(release, false);
+    expect(pmBits(pm(p, addr))).toBe(fixed ? "P1 S0 F0 X1 WP1" : "P1 S0 F0 X1 WP0");
+    const raw = p.pagemap(addr, 1, { format: "raw" })[0]!;
+    expect(raw & PM_UFFD_WP).toBe(fixed ? PM_UFFD_WP : 0n);
+    expect(raw & PM_MMAP_EXCLUSIVE).toBe(PM_MMAP_EXCLUSIVE);
+    // The protection itself exists on every release (uffd-wp for anonymous memory is 5.7): a
+    // write is a WP fault.
+    const write = track(p.mainThread.write(addr, bytes(1, 9)));
+    expect(await isBlocked(k, write)).toBe(true);
+    const [msg] = await readMsgs(p, uffd);
+    expect(pagefault(msg!).flags).toBe(UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE);
+    await wpRange(p, uffd, addr, PAGE, false);
+    await settle(k, write.promise, "write after un-protect");
+    expect(pmBits(pm(p, addr))).toBe("P1 S0 F0 X1 WP0");
+    // A swapped-out protected page: the swap pte carries the bit (pte_swp_uffd_wp, 5.7).
+    await wpRange(p, uffd, addr, PAGE, true);
+    await errnoOf(p.madvise(addr, PAGE, MADV_PAGEOUT));
+    expect(pmBits(pm(p, addr))).toBe(fixed ? "P0 S1 F0 X0 WP1" : "P0 S1 F0 X0 WP0");
+    await p.close(uffd);
+    k.checkInvariants();
+  });
+
+  for (const swapout of [false, true]) {
+    const where = swapout ? "a swapped-out page (swap pte)" : "a present page";
+    it(`fork() without EVENT_FORK, ${where}: the child ${fixed ? "drops" : "keeps"} uffd-wp; its own WP registration then ${fixed ? "sees no fault" : "faults"}`, async () => {
+      const { k, p, uffd, addr } = await protectedPage(release, swapout);
+      const child = await settle(k, p.fork(), "fork");
+      const cu = await uffdOpen(child, 0);
+      await register(child, cu, addr, PAGE, modeOf(false, true, false));
+      // 8f34f1eac382 and later: nothing protected in the child until it protects something.
+      if (fixed) expect(pm(child, addr).uffdWp).toBe(false);
+      const write = track(child.mainThread.write(addr, bytes(1, 3)));
+      if (fixed) {
+        await settle(k, write.promise, "child write");
+        expect(await readMsgs(child, cu)).toEqual([]);
+      } else {
+        // The stale bit: a WP fault on a page the child never write-protected.
+        expect(await isBlocked(k, write)).toBe(true);
+        const msgs = await readMsgs(child, cu);
+        expect(msgs).toHaveLength(1);
+        expect(pagefault(msgs[0]!)).toMatchObject({ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr });
+        await wpRange(child, cu, addr, PAGE, false);
+        await settle(k, write.promise, "child write after un-protect");
+      }
+      expect(await child.mainThread.read(addr, 2)).toEqual(new Uint8Array([3, 7]));
+      // The parent's page is still protected and unchanged.
+      expect(await p.mainThread.read(addr, 2)).toEqual(new Uint8Array([7, 7]));
+      expect(await readMsgs(p, uffd)).toEqual([]);
+      await child.close(cu);
+      await child.exit(0);
+      await p.waitpid(child.pid);
+      await p.close(uffd);
+      k.checkInvariants();
+    });
+  }
+});
