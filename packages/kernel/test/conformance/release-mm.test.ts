@@ -13,10 +13,30 @@
  *   without UFFD_FEATURE_EVENT_FORK keeps stale uffd-wp bits, and a uffd it registers for WP
  *   later gets write-protect faults for pages it never protected. The wp-fork tests of
  *   tools/testing/selftests/mm/uffd-unit-tests.c check the fixed behaviour.
+ * - fault-around on shmem read faults: no release differs in what a handler sees. 5.14's
+ *   c949b097ef2e ("userfaultfd/shmem: support minor fault registration for shmem") made
+ *   mm/memory.c:do_read_fault() skip do_fault_around() in MINOR-registered vmas, the same release
+ *   that made MINOR on shmem possible; uffd_disable_fault_around() (WP or MINOR) came with WP on
+ *   shmem (5.19), before which WP cannot be registered on a vma that has ->map_pages. MISSING
+ *   never disabled it.
  */
 import { describe, expect, it } from "vitest";
-import { ALL_RELEASES, type AnyRelease, Kernel, type Process } from "@uffd/kernel";
-import { MADV_PAGEOUT, MAP_ANONYMOUS, MAP_PRIVATE, UFFD_PAGEFAULT_FLAG_WP, UFFD_PAGEFAULT_FLAG_WRITE } from "@uffd/kernel/uapi";
+import { ALL_RELEASES, type AnyRelease, Kernel, type Process, SignalError } from "@uffd/kernel";
+import {
+  MADV_PAGEOUT,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  UFFD_FEATURE_MINOR_SHMEM,
+  UFFD_FEATURE_PAGEFAULT_FLAG_WP,
+  UFFD_FEATURE_SIGBUS,
+  UFFD_PAGEFAULT_FLAG_WP,
+  UFFD_PAGEFAULT_FLAG_WRITE,
+  UFFDIO_REGISTER_MODE_MINOR,
+  UFFDIO_REGISTER_MODE_MISSING,
+  UFFDIO_REGISTER_MODE_WP,
+} from "@uffd/kernel/uapi";
 import { bytes, errnoOf, isBlocked, modeOf, PAGE, pagefault, pm, pmBits, readMsgs, register, RW, settle, track, uffdOpen, wpRange } from "./harness.ts";
 
 /** Whether the release has fb8e37f35a2f and 8f34f1eac382 (both 5.14): written out per profile. */
@@ -29,6 +49,18 @@ const HAS_5_14_UFFD_WP_FIXES: Readonly<Record<AnyRelease, boolean>> = {
   "6.6": true,
   "6.12": true,
   "6.18": true,
+};
+
+/** MINOR on shmem (5.14, c949b097ef2e) and WP on shmem (5.19, b1f9e876862d), per profile. */
+const SHMEM_MODES: Readonly<Record<AnyRelease, { minor: boolean; wp: boolean }>> = {
+  "5.7": { minor: false, wp: false },
+  "5.10": { minor: false, wp: false },
+  "5.15": { minor: true, wp: false },
+  "5.18": { minor: true, wp: false },
+  "6.1": { minor: true, wp: true },
+  "6.6": { minor: true, wp: true },
+  "6.12": { minor: true, wp: true },
+  "6.18": { minor: true, wp: true },
 };
 
 const PM_UFFD_WP = 1n << 57n;
@@ -109,4 +141,39 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a han
       k.checkInvariants();
     });
   }
+
+  it("fault-around on a shmem read fault: kept with MISSING, off with MINOR and WP wherever the mode exists", async () => {
+    const k = new Kernel({ release, seed: 5 });
+    const p = k.spawn();
+    const fd = await p.memfdCreate("fa");
+    await p.ftruncate(fd, 16 * PAGE);
+    // Pages 0-15 in the page cache, page 5 a hole.
+    for (let i = 0; i < 16; i++) if (i !== 5) await p.pwrite(fd, bytes(PAGE, i + 1), i * PAGE);
+    const presence = (a: number): string => p.pagemap(a, 16).map((e) => (e.present ? "P" : ".")).join("");
+    // 64 KiB-aligned placement, so the 16-pte window is the whole mapping.
+    const placed = async (): Promise<number> => {
+      const raw = await p.mmap(0, 32 * PAGE, RW, MAP_SHARED, fd);
+      const a = Math.ceil(raw / (16 * PAGE)) * 16 * PAGE;
+      await p.munmap(raw, 32 * PAGE);
+      return p.mmap(a, 16 * PAGE, RW, MAP_SHARED | MAP_FIXED, fd);
+    };
+    const modes: Array<[string, number, number, string]> = [["MISSING", UFFDIO_REGISTER_MODE_MISSING, UFFD_FEATURE_SIGBUS, "PPPPP.PPPPPPPPPP"]];
+    if (SHMEM_MODES[release].minor) modes.push(["MINOR", UFFDIO_REGISTER_MODE_MINOR, UFFD_FEATURE_SIGBUS | UFFD_FEATURE_MINOR_SHMEM, "................"]);
+    if (SHMEM_MODES[release].wp) modes.push(["WP", UFFDIO_REGISTER_MODE_WP, UFFD_FEATURE_SIGBUS | UFFD_FEATURE_PAGEFAULT_FLAG_WP, "...P............"]);
+    for (const [name, mode, features, expected] of modes) {
+      const a = await placed();
+      const uffd = await uffdOpen(p, features);
+      await register(p, uffd, a, 16 * PAGE, mode);
+      // A read of cached page 3: MINOR raises its fault (SIGBUS here) before mapping anything.
+      const read = await p.mainThread.read(a + 3 * PAGE, 1).then(
+        () => "ok",
+        (e: unknown) => (e instanceof SignalError ? "SIGBUS" : Promise.reject(e)),
+      );
+      expect(read, `${name}: the read of cached page 3`).toBe(name === "MINOR" ? "SIGBUS" : "ok");
+      expect(presence(a), name).toBe(expected);
+      await p.close(uffd);
+      await p.munmap(a, 16 * PAGE);
+    }
+    k.checkInvariants();
+  });
 });
