@@ -10,6 +10,23 @@ import { parseScenario, type Scenario } from "./scenario.ts";
 
 export const CORPUS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "corpus");
 
+/** What each corpus file covers, as `uffd-conform`'s agreement table names its rows. */
+export const CORPUS_AREAS: Readonly<Record<string, string>> = {
+  "uffd-errors.scn": "userfaultfd ioctls: checks, errnos, out fields",
+  "faults.scn": "userfaults: where raised, wakes, what resolving maps",
+  "events.scn": "non-cooperative events (fork, remap, remove, unmap)",
+  "cow-fork.scn": "COW, fork, PageAnonExclusive",
+  "pae.scn": "PageAnonExclusive by its consequences (reuse, MOVE EBUSY, pins)",
+  "pagemap.scn": "pagemap, kpageflags, PAGEMAP_SCAN",
+  "mm.scn": "madvise, mremap, mincore, memfd, pipes",
+  "files.scn": "file offsets, seals, f_pos_lock (lseek, read, write, fcntl)",
+  "swap.scn": "swap on zram: pageout, swap-in, swap cache, markers",
+  "known.scn": "divergences found and fixed (and any still being fixed)",
+  "seeds.scn": "the seed threads' mechanisms (COW by refcount, wp across fork, CONTINUE, MOVE)",
+  "surprises.scn": "where man pages and the 6.18 kernel disagree",
+  "pins.scn": "io_uring fixed-buffer pins vs fork, COW, zap, MOVE, reclaim",
+};
+
 export interface CorpusScenario extends Scenario {
   readonly file: string;
 }

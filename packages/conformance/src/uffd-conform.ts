@@ -7,21 +7,10 @@ import { parseArgs } from "node:util";
 import { Conformance } from "./conform.ts";
 import { loadCorpus } from "./corpus.ts";
 import { KNOWN_DIVERGENCES } from "./known.ts";
+import { CORPUS_AREAS } from "./corpus.ts";
 import { probeHost } from "./native.ts";
 import { hostQuirks, printTable, randomRun } from "./random.ts";
 
-const AREAS: Readonly<Record<string, string>> = {
-  "uffd-errors.scn": "userfaultfd ioctls: checks, errnos, out fields",
-  "faults.scn": "userfaults: where raised, wakes, what resolving maps",
-  "events.scn": "non-cooperative events (fork, remap, remove, unmap)",
-  "cow-fork.scn": "COW, fork, PageAnonExclusive",
-  "pagemap.scn": "pagemap, kpageflags, PAGEMAP_SCAN",
-  "mm.scn": "madvise, mremap, mincore, memfd, pipes",
-  "known.scn": "divergences found and fixed (and any still being fixed)",
-  "seeds.scn": "the seed threads' mechanisms (COW by refcount, wp across fork, CONTINUE, MOVE)",
-  "surprises.scn": "where man pages and the 6.18 kernel disagree",
-  "pins.scn": "io_uring fixed-buffer pins vs fork, COW, zap, MOVE, reclaim",
-};
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { seeds: { type: "string", default: "0" }, help: { type: "boolean", default: false } } });
@@ -64,7 +53,7 @@ async function main(): Promise<void> {
     console.log("| area | scenarios | agree | known divergences | disagree | skipped |");
     console.log("|---|---:|---:|---:|---:|---:|");
     for (const [file, a] of byArea) {
-      console.log(`| ${AREAS[file] ?? file} | ${a.total} | ${a.agree} | ${a.expected} | ${a.failures.length} | ${a.skipped} |`);
+      console.log(`| ${CORPUS_AREAS[file] ?? file} | ${a.total} | ${a.agree} | ${a.expected} | ${a.failures.length} | ${a.skipped} |`);
     }
     for (const why of skips) console.log(`skipped: ${why}`);
     const failures = [...byArea.values()].flatMap((a) => a.failures);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { formatScenario, parseScenario, ScenarioError } from "../src/scenario.ts";
-import { loadCorpus } from "../src/corpus.ts";
+import { readdirSync } from "node:fs";
+import { CORPUS_AREAS, CORPUS_DIR, loadCorpus } from "../src/corpus.ts";
 
 describe("the scenario language", () => {
   it("parses steps, process prefixes, comments and header fields", () => {
@@ -33,5 +34,10 @@ describe("the scenario language", () => {
     const corpus = loadCorpus();
     expect(corpus.length).toBeGreaterThanOrEqual(50);
     for (const s of corpus) expect(s.meta["rule"], s.name).toMatch(/\S/);
+  });
+
+  it("names the area of every corpus file, as uffd-conform's agreement table prints it", () => {
+    const files = readdirSync(CORPUS_DIR).filter((n) => n.endsWith(".scn")).sort();
+    expect(Object.keys(CORPUS_AREAS).sort()).toEqual(files);
   });
 });
