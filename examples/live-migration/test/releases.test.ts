@@ -1,5 +1,6 @@
 /**
- * The demo on every long-term release profile (docs/releases.md), both sides on the same release:
+ * The demo on every release profile (docs/releases.md), the long-term ones and the two history
+ * profiles (5.7, 5.18), both sides on the same release:
  * a small hybrid migration (precopy tracking on the source, postcopy fill on the destination)
  * verifies every page, and the result names what each side used and fell back to. What the
  * releases lack: /dev/userfaultfd before 6.1 (2d5de004e009), UFFD_FEATURE_WP_UNPOPULATED before
@@ -7,21 +8,21 @@
  * 52526ca7fdb9); UFFDIO_MOVE (6.8) the destination does not use: it installs with UFFDIO_COPY.
  */
 import { describe, expect, it } from "vitest";
-import { KERNEL_RELEASES, type KernelRelease } from "@uffd/kernel";
+import { ALL_RELEASES, type AnyRelease } from "@uffd/kernel";
 import { runMigration } from "../src/orchestrator.ts";
 import { formatResultTable } from "../src/report-text.ts";
 import { smallConfig } from "./helpers.ts";
 
-const AT_LEAST: Record<KernelRelease, number> = { "5.10": 510, "5.15": 515, "6.1": 601, "6.6": 606, "6.12": 612, "6.18": 618 };
+const AT_LEAST: Record<AnyRelease, number> = { "5.7": 507, "5.10": 510, "5.18": 518, "5.15": 515, "6.1": 601, "6.6": 606, "6.12": 612, "6.18": 618 };
 /** Whether `release` is `since` or later (since as "6.7"). */
-function has(release: KernelRelease, since: string): boolean {
+function has(release: AnyRelease, since: string): boolean {
   const [maj, min] = since.split(".").map(Number) as [number, number];
   return AT_LEAST[release] >= maj * 100 + min;
 }
 
-const devUffd = (r: KernelRelease) => ({ wanted: "/dev/userfaultfd", used: "userfaultfd(2)", reason: `/dev/userfaultfd came in Linux 6.1; this kernel is ${r}-uffd` });
+const devUffd = (r: AnyRelease) => ({ wanted: "/dev/userfaultfd", used: "userfaultfd(2)", reason: `/dev/userfaultfd came in Linux 6.1; this kernel is ${r}-uffd` });
 
-describe.each(KERNEL_RELEASES.map((r) => [r] as const))("the live-migration demo on release %s", (release) => {
+describe.each(ALL_RELEASES.map((r) => [r] as const))("the live-migration demo on release %s", (release) => {
   // Two OS processes per run: a few seconds on a loaded 2-CPU machine.
   it("every page verifies; the report shows each side's dirty tracking, fill and fallbacks", { timeout: 120_000 }, async () => {
     const r = await runMigration(smallConfig({ strategy: "hybrid", memoryBytes: 8 * 1024 * 1024, kernel: { source: release, destination: release }, faults: { holdFirstRoundUntilGuestWrites: 1 } }));
