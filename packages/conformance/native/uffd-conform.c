@@ -142,6 +142,17 @@ static void on_fault(int sig, siginfo_t *si, void *uc) {
 
 static void res_errno(sbuf *o, int e) { sb_printf(o, "{\"err\":%d}", e); }
 
+/* The result of a read of r bytes into b: the errno, or the count and the first byte of each page. */
+static void res_read(sbuf *o, long r, const unsigned char *b) {
+  if (r < 0) {
+    res_errno(o, errno);
+    return;
+  }
+  sb_printf(o, "{\"ret\":%ld,\"data\":[", r);
+  for (long i = 0; i * (long)PAGE < r; i++) sb_printf(o, "%s%u", i ? "," : "", b[i * PAGE]);
+  sb_printf(o, "]}");
+}
+
 static uint64_t read_u64(int fd, uint64_t index, int *ok) {
   uint64_t v = 0;
   *ok = pread(fd, &v, 8, (off_t)(index * 8)) == 8;
@@ -685,22 +696,12 @@ static void run_op(step_t *s) {
   } else if (!strcmp(op, "pread")) { /* fd off len: first byte of each page read */
     unsigned char *b = scratch(a[2], 0xee);
     r = pread((int)a[0], b, a[2], (off_t)a[1]);
-    if (r < 0) res_errno(o, errno);
-    else {
-      sb_printf(o, "{\"ret\":%ld,\"data\":[", r);
-      for (long i = 0; i * (long)PAGE < r; i++) sb_printf(o, "%s%u", i ? "," : "", b[i * PAGE]);
-      sb_printf(o, "]}");
-    }
+    res_read(o, r, b);
     munmap(b, a[2] ? a[2] : PAGE);
   } else if (!strcmp(op, "readf")) { /* fd len: read(2) at f_pos, first byte of each page */
     unsigned char *b = scratch(a[1], 0xee);
     r = read((int)a[0], b, a[1]);
-    if (r < 0) res_errno(o, errno);
-    else {
-      sb_printf(o, "{\"ret\":%ld,\"data\":[", r);
-      for (long i = 0; i * (long)PAGE < r; i++) sb_printf(o, "%s%u", i ? "," : "", b[i * PAGE]);
-      sb_printf(o, "]}");
-    }
+    res_read(o, r, b);
     munmap(b, a[1] ? a[1] : PAGE);
   } else if (!strcmp(op, "readfu")) { /* fd len addr: read(2) at f_pos into user memory */
     SYS(read((int)a[0], (void *)(uintptr_t)a[2], a[1]));
@@ -732,12 +733,7 @@ static void run_op(step_t *s) {
   } else if (!strcmp(op, "readpipe")) { /* fd len: first byte of each page */
     unsigned char *b = scratch(a[1], 0xee);
     r = read((int)a[0], b, a[1]);
-    if (r < 0) res_errno(o, errno);
-    else {
-      sb_printf(o, "{\"ret\":%ld,\"data\":[", r);
-      for (long i = 0; i * (long)PAGE < r; i++) sb_printf(o, "%s%u", i ? "," : "", b[i * PAGE]);
-      sb_printf(o, "]}");
-    }
+    res_read(o, r, b);
     munmap(b, a[1] ? a[1] : PAGE);
   } else if (!strcmp(op, "uffd")) {
     SYS(syscall(SYS_userfaultfd, (int)a[0]));
