@@ -23,6 +23,13 @@
  *   mm/memory.c:zap_pte_range() clears a present pte with nothing left behind, and 6.18's
  *   zap_install_uffd_wp_if_needed() installs no marker in an anonymous vma ("Zap on anonymous
  *   always means dropping everything"); the next write allocates a new page without a fault.
+ * - uffd-wp across swap and on the zero page: the same on every profile. f45ec5ff16a7
+ *   ("userfaultfd: wp: support swap and page migration", in the 5.7 uffd-wp series) keeps the bit
+ *   in the swap pte and do_swap_page() maps the page back write-protected with it; a shmem page
+ *   has uffd-wp only from 5.19 (b1f9e876862d), the series that added pte markers, so a paged-out
+ *   protected shmem page leaves a marker wherever it can be protected at all. change_pte_range()
+ *   (mm/mprotect.c) write-protects any present pte, the zero page's too, and do_wp_page() asks
+ *   userfaultfd_pte_wp() before it looks at the page (read at v5.10.13 and 6.18).
  * - uffd-wp across mremap() without UFFD_FEATURE_EVENT_REMAP: 0cef0bb836e3 "mm: clear uffd-wp
  *   PTE/PMD state on mremap()" (6.13; in 6.12.y as 310ac886d68d from 6.12.11) made
  *   mm/mremap.c:move_ptes() clear the bit from present and swap ptes and drop a uffd-wp marker
@@ -221,6 +228,54 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a han
     expect(await p.mainThread.read(addr, 2)).toEqual(new Uint8Array([2, 0]));
     expect(await readMsgs(p, uffd)).toEqual([]);
     expect(pmBits(pm(p, addr))).toBe("P1 S0 F0 X1 WP0");
+    await p.close(uffd);
+    k.checkInvariants();
+  });
+
+  it("uffd-wp survives swap-out and swap-in (a shmem page: as a marker, where WP on shmem exists) and protects the zero page: each write is a WP fault", async () => {
+    const shmemWp = SHMEM_MODES[release].wp;
+    const k = new Kernel({ release, seed: 17, swapPages: 16 });
+    const p = k.spawn();
+    const uffd = await uffdOpen(p, shmemWp ? UFFD_FEATURE_WP_HUGETLBFS_SHMEM : 0);
+    // Page 0 written then swapped out; page 1 never written: a read maps the zero page.
+    const a = await p.mmap(0, 2 * PAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+    await p.mainThread.write(a, bytes(PAGE, 0x61));
+    expect(await p.mainThread.read(a + PAGE, 1)).toEqual(new Uint8Array([0]));
+    expect(pm(p, a + PAGE).pfn).toBe(k.zeroPfn);
+    await register(p, uffd, a, 2 * PAGE, modeOf(false, true, false));
+    await wpRange(p, uffd, a, 2 * PAGE, true);
+    await errnoOf(p.madvise(a, PAGE, MADV_PAGEOUT));
+    expect(pm(p, a)).toMatchObject({ present: false, swapped: true, uffdWp: fixed });
+    // The read swaps the page in, still write-protected.
+    expect(await p.mainThread.read(a, 1)).toEqual(new Uint8Array([0x61]));
+    expect(pm(p, a)).toMatchObject({ present: true, uffdWp: fixed });
+    const targets = [a, a + PAGE];
+    if (shmemWp) {
+      const fd = await p.memfdCreate("swap");
+      await p.ftruncate(fd, PAGE);
+      const m = await p.mmap(0, PAGE, RW, MAP_SHARED, fd);
+      await p.mainThread.write(m, bytes(PAGE, 0x62));
+      await register(p, uffd, m, PAGE, modeOf(false, true, false));
+      await wpRange(p, uffd, m, PAGE, true);
+      await errnoOf(p.madvise(m, PAGE, MADV_PAGEOUT));
+      expect(pmBits(pm(p, m)), "the uffd-wp marker try_to_unmap_one() leaves").toBe("P0 S1 F0 X0 WP1");
+      expect(await p.mainThread.read(m, 1)).toEqual(new Uint8Array([0x62]));
+      expect(pmBits(pm(p, m))).toBe("P1 S0 F1 X1 WP1");
+      targets.push(m);
+    }
+    for (const addr of targets) {
+      const write = track(p.mainThread.write(addr, bytes(1, 0x71)));
+      expect(await isBlocked(k, write)).toBe(true);
+      const msgs = await readMsgs(p, uffd);
+      expect(msgs).toHaveLength(1);
+      expect(pagefault(msgs[0]!)).toMatchObject({ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr });
+      await wpRange(p, uffd, addr, PAGE, false);
+      await settle(k, write.promise, "write after un-protect");
+    }
+    expect(await p.mainThread.read(a, 2)).toEqual(new Uint8Array([0x71, 0x61]));
+    // The write to the zero page copied it to a new anonymous page.
+    expect(await p.mainThread.read(a + PAGE, 2)).toEqual(new Uint8Array([0x71, 0]));
+    expect(pm(p, a + PAGE).pfn).not.toBe(k.zeroPfn);
     await p.close(uffd);
     k.checkInvariants();
   });
