@@ -112,10 +112,16 @@ export interface CowPolicy {
    * - "reuse_swap_page" (up to 5.17): a write fault, when mapcount plus swap count is 1;
    * - "page_count" (5.18, c145e0b47c77 "mm: streamline COW logic in do_swap_page()"): a write
    *   fault, when the page has no other reference once the swap cache let go of it;
-   * - "swp_exclusive" (5.19 on, 1493a1913e34): also a read fault, when the swap pte remembered
-   *   the page was exclusive.
+   * - "swp_exclusive" (5.19 – 6.10, 1493a1913e34): a write fault, when the swap pte remembered
+   *   the page was exclusive or nothing else references it; a read fault maps such a page
+   *   read-only (exclusive in the rmap), and the first write reuses it in do_wp_page();
+   * - "read_exclusive" (6.11 on, c18160dba5ff "mm: swap: reuse exclusive folio directly instead
+   *   of wp page faults"): the same pages on a read fault too, in a writable vma, unless uffd-wp
+   *   in a WP-registered vma needs the fault.
+   * Before 6.11 a uffd-wp swap pte always comes back write-protected (pte_wrprotect() after
+   * pte_mkuffd_wp()), whether or not the vma is still registered.
    */
-  readonly swapIn: "reuse_swap_page" | "page_count" | "swp_exclusive";
+  readonly swapIn: "reuse_swap_page" | "page_count" | "swp_exclusive" | "read_exclusive";
 }
 
 /**
@@ -318,6 +324,7 @@ const COW_5_10: CowPolicy = { era: "page_count", wpFreesSwapCache: false, forkCo
 const COW_5_18: CowPolicy = { era: "page_count", wpFreesSwapCache: true, forkCopiesPinned: true, pinUnshare: "none", mprotectWriteUpgrade: false, swapIn: "page_count" };
 const COW_6_1: CowPolicy = { era: "anon_exclusive", wpFreesSwapCache: true, forkCopiesPinned: true, pinUnshare: "anon", mprotectWriteUpgrade: true, swapIn: "swp_exclusive" };
 const COW_6_2: CowPolicy = { era: "anon_exclusive", wpFreesSwapCache: true, forkCopiesPinned: true, pinUnshare: "cow_mapping", mprotectWriteUpgrade: true, swapIn: "swp_exclusive" };
+const COW_6_11: CowPolicy = { ...COW_6_2, swapIn: "read_exclusive" };
 
 // The other mm rules (docs/releases.md, "Other mm rules"): 5.7 and 5.10 predate the 5.14 uffd-wp
 // fixes fb8e37f35a2f (pagemap bit 57) and 8f34f1eac382 (fork); 5.15 on has both. The mremap()
@@ -370,12 +377,12 @@ const PROFILES: Readonly<Record<AnyRelease, ReleaseProfile>> = {
   "6.12": {
     release: "6.12", apiFeatures: FEATURES_6_12, rangeIoctls: RANGE_6_12, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: true,
-    apiFeatureCheckFirst: false, cow: COW_6_2, mm: MM_6_13, lacks: [],
+    apiFeatureCheckFirst: false, cow: COW_6_11, mm: MM_6_13, lacks: [],
   },
   "6.18": {
     release: "6.18", apiFeatures: FEATURES_6_12, rangeIoctls: RANGE_6_12, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: true,
-    apiFeatureCheckFirst: false, cow: COW_6_2, mm: MM_6_13, lacks: [],
+    apiFeatureCheckFirst: false, cow: COW_6_11, mm: MM_6_13, lacks: [],
   },
 };
 

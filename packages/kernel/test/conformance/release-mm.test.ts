@@ -39,7 +39,10 @@
  *   apply to 6.6.y and was not queued for 6.1.y, 5.15.y or 5.10.y. With EVENT_REMAP the
  *   registration and the bits move on every release (mremap_userfaultfd_prep() keeps the ctx).
  *   The 6.18 side of both is checked against the host by remap-wp-* and swap-remap-wp-*
- *   (packages/conformance/corpus).
+ *   (packages/conformance/corpus). A stale swap pte read back in before the range is registered
+ *   again stays write-protected with its bit (do_swap_page() before c18160dba5ff, 6.11: a read
+ *   fault maps read-only, pte_mkuffd_wp() then pte_wrprotect()); a stale shmem marker is cleared
+ *   by the read (pte_marker_handle_uffd_wp() in a vma without VM_UFFD_WP).
  */
 import { describe, expect, it } from "vitest";
 import { ALL_RELEASES, type AnyRelease, Kernel, type Process, SignalError } from "@uffd/kernel";
@@ -356,6 +359,39 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a han
       expect(await p.mainThread.read(a, 2)).toEqual(new Uint8Array([0x41, 0x21]));
       expect(await p.mainThread.read(a + PAGE, 2)).toEqual(new Uint8Array([0x42, 0x21]));
       if (shmemWp) expect(await p.mainThread.read(m, 2)).toEqual(new Uint8Array([0x43, 0x31]));
+      await p.close(uffd);
+      k.checkInvariants();
+    });
+
+    it(`without EVENT_REMAP, pages read back in before a new WP registration: ${clears ? "nothing is protected" : "the anonymous pages still fault, a shmem marker is gone"}`, async () => {
+      const { k, p, uffd, a, m, moves } = await protectAndMove(0);
+      await settle(k, moves, "mremap");
+      // Reads in the unregistered vmas: the swap pte comes back in (before 6.11 do_swap_page()
+      // maps it write-protected with its uffd-wp bit, pte_mkuffd_wp() + pte_wrprotect(), whatever
+      // the vma), and pte_marker_handle_uffd_wp() clears a marker the vma no longer wants.
+      expect(await p.mainThread.read(a + PAGE, 1)).toEqual(new Uint8Array([0x21]));
+      expect(pmBits(pm(p, a + PAGE))).toBe(`P1 S0 F0 X1 ${clears ? "WP0" : WP}`);
+      if (shmemWp) {
+        expect(await p.mainThread.read(m, 1)).toEqual(new Uint8Array([0x31]));
+        expect(pmBits(pm(p, m))).toBe("P1 S0 F1 X1 WP0");
+      }
+      await register(p, uffd, a, 2 * PAGE, modeOf(false, true, false));
+      if (shmemWp) await register(p, uffd, m, PAGE, modeOf(false, true, false));
+      for (const addr of [a, a + PAGE]) {
+        const write = track(p.mainThread.write(addr, bytes(1, 0x44)));
+        if (clears) {
+          await settle(k, write.promise, "write to the moved page");
+        } else {
+          expect(await isBlocked(k, write)).toBe(true);
+          const msgs = await readMsgs(p, uffd);
+          expect(msgs.map((msg) => pagefault(msg))).toMatchObject([{ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr }]);
+          await wpRange(p, uffd, addr, PAGE, false);
+          await settle(k, write.promise, "write after un-protect");
+        }
+      }
+      if (shmemWp) await settle(k, p.mainThread.write(m, bytes(1, 0x45)), "write to the shmem page");
+      expect(await readMsgs(p, uffd)).toEqual([]);
+      expect(await p.mainThread.read(a + PAGE, 2)).toEqual(new Uint8Array([0x44, 0x21]));
       await p.close(uffd);
       k.checkInvariants();
     });
