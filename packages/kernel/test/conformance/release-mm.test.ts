@@ -23,11 +23,27 @@
  *   mm/memory.c:zap_pte_range() clears a present pte with nothing left behind, and 6.18's
  *   zap_install_uffd_wp_if_needed() installs no marker in an anonymous vma ("Zap on anonymous
  *   always means dropping everything"); the next write allocates a new page without a fault.
+ * - uffd-wp across mremap() without UFFD_FEATURE_EVENT_REMAP: 0cef0bb836e3 "mm: clear uffd-wp
+ *   PTE/PMD state on mremap()" (6.13; in 6.12.y as 310ac886d68d from 6.12.11) made
+ *   mm/mremap.c:move_ptes() clear the bit from present and swap ptes and drop a uffd-wp marker
+ *   when vma_has_uffd_without_event_remap(). Before it move_ptes() moved every pte as it was
+ *   while mremap_userfaultfd_prep() unregistered the new vma, so the moved pages keep stale
+ *   uffd-wp bits (its commit message: vma flags cleared, pte flags not). The stable backport failed to
+ *   apply to 6.6.y and was not queued for 6.1.y, 5.15.y or 5.10.y. With EVENT_REMAP the
+ *   registration and the bits move on every release (mremap_userfaultfd_prep() keeps the ctx).
+ *   The 6.18 side of both is checked against the host by remap-wp-* and swap-remap-wp-*
+ *   (packages/conformance/corpus).
  */
 import { describe, expect, it } from "vitest";
 import { ALL_RELEASES, type AnyRelease, Kernel, type Process, SignalError } from "@uffd/kernel";
 import {
   MADV_DONTNEED,
+  MREMAP_FIXED,
+  MREMAP_MAYMOVE,
+  PROT_NONE,
+  UFFD_EVENT_REMAP,
+  UFFD_FEATURE_EVENT_REMAP,
+  UFFD_FEATURE_WP_HUGETLBFS_SHMEM,
   MADV_PAGEOUT,
   MAP_ANONYMOUS,
   MAP_FIXED,
@@ -66,6 +82,21 @@ const SHMEM_MODES: Readonly<Record<AnyRelease, { minor: boolean; wp: boolean }>>
   "6.6": { minor: true, wp: true },
   "6.12": { minor: true, wp: true },
   "6.18": { minor: true, wp: true },
+};
+
+/**
+ * Whether move_ptes() clears uffd-wp in a vma whose uffd lacks EVENT_REMAP: 0cef0bb836e3 (6.13),
+ * backported to 6.12.y only (310ac886d68d, 6.12.11). Written out per profile.
+ */
+const MREMAP_CLEARS_UFFD_WP: Readonly<Record<AnyRelease, boolean>> = {
+  "5.7": false,
+  "5.10": false,
+  "5.15": false,
+  "5.18": false,
+  "6.1": false,
+  "6.6": false,
+  "6.12": true,
+  "6.18": true,
 };
 
 const PM_UFFD_WP = 1n << 57n;
@@ -192,5 +223,112 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a han
     expect(pmBits(pm(p, addr))).toBe("P1 S0 F0 X1 WP0");
     await p.close(uffd);
     k.checkInvariants();
+  });
+
+  describe("uffd-wp across mremap()", () => {
+    const clears = MREMAP_CLEARS_UFFD_WP[release];
+    const shmemWp = SHMEM_MODES[release].wp;
+    const WP = fixed ? "WP1" : "WP0";
+
+    /**
+     * Two private anonymous pages (page 1 swapped out) and, where WP on shmem exists, one memfd
+     * page paged out behind a uffd-wp marker: all registered for WP and write-protected, then
+     * moved with mremap(MAYMOVE|FIXED).
+     */
+    async function protectAndMove(features: number): Promise<{ k: Kernel; p: Process; uffd: number; a: number; m: number; moves: Promise<number[]> }> {
+      const k = new Kernel({ release, seed: 13, swapPages: 16 });
+      const p = k.spawn();
+      const uffd = await uffdOpen(p, features | (shmemWp ? UFFD_FEATURE_WP_HUGETLBFS_SHMEM : 0));
+      const a0 = await p.mmap(0, 2 * PAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+      await p.mainThread.write(a0, bytes(2 * PAGE, 0x21));
+      await register(p, uffd, a0, 2 * PAGE, modeOf(false, true, false));
+      await wpRange(p, uffd, a0, 2 * PAGE, true);
+      await errnoOf(p.madvise(a0 + PAGE, PAGE, MADV_PAGEOUT));
+      expect(pmBits(pm(p, a0))).toBe(`P1 S0 F0 X1 ${WP}`);
+      expect(pmBits(pm(p, a0 + PAGE))).toBe(`P0 S1 F0 X0 ${WP}`);
+      let m0 = -1;
+      if (shmemWp) {
+        const fd = await p.memfdCreate("wp");
+        await p.ftruncate(fd, PAGE);
+        m0 = await p.mmap(0, PAGE, RW, MAP_SHARED, fd);
+        await p.mainThread.write(m0, bytes(PAGE, 0x31));
+        await register(p, uffd, m0, PAGE, modeOf(false, true, false));
+        await wpRange(p, uffd, m0, PAGE, true);
+        await errnoOf(p.madvise(m0, PAGE, MADV_PAGEOUT));
+        // try_to_unmap_one() left a uffd-wp pte marker (a swap-type pte to pagemap).
+        expect(pmBits(pm(p, m0))).toBe(`P0 S1 F0 X0 ${WP}`);
+      }
+      // The targets: PROT_NONE reservations the moves replace (uffd-wp-mremap.c's mmap_aligned()).
+      const a = await p.mmap(0, 2 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS);
+      const m = shmemWp ? await p.mmap(0, PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS) : -1;
+      const moves = Promise.all([
+        p.mremap(a0, 2 * PAGE, 2 * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, a),
+        ...(shmemWp ? [p.mremap(m0, PAGE, PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, m)] : []),
+      ]);
+      return { k, p, uffd, a, m, moves };
+    }
+
+    it(`without EVENT_REMAP the moved ptes ${clears ? "lose" : "keep"} uffd-wp: a new WP registration there ${clears ? "sees no fault" : "faults on every page"}`, async () => {
+      const { k, p, uffd, a, m, moves } = await protectAndMove(0);
+      expect(await settle(k, moves, "mremap")).toEqual(shmemWp ? [a, m] : [a]);
+      // No REMAP event, and the new vmas are not registered: writes need no handler.
+      expect(await readMsgs(p, uffd)).toEqual([]);
+      const stale = clears ? "WP0" : WP;
+      expect(pmBits(pm(p, a))).toBe(`P1 S0 F0 X1 ${stale}`);
+      expect(pmBits(pm(p, a + PAGE))).toBe(`P0 S1 F0 X0 ${stale}`);
+      // 0cef0bb836e3 drops the marker (pte_clear()); before it the marker moves.
+      if (shmemWp) expect(pmBits(pm(p, m))).toBe(clears ? "P0 S0 F0 X0 WP0" : `P0 S1 F0 X0 ${stale}`);
+      // A handler registers the moved range for WP again without protecting anything.
+      await register(p, uffd, a, 2 * PAGE, modeOf(false, true, false));
+      if (shmemWp) await register(p, uffd, m, PAGE, modeOf(false, true, false));
+      const targets: Array<[number, number]> = [[a, 0x41], [a + PAGE, 0x42]];
+      if (shmemWp) targets.push([m, 0x43]);
+      for (const [addr, value] of targets) {
+        const write = track(p.mainThread.write(addr, bytes(1, value)));
+        if (clears) {
+          await settle(k, write.promise, "write to the moved page");
+          expect(await readMsgs(p, uffd)).toEqual([]);
+        } else {
+          // The stale bit: a WP fault on a page nobody write-protected at this address.
+          expect(await isBlocked(k, write), `write at +${addr === m ? "shmem" : (addr - a) / PAGE}`).toBe(true);
+          const msgs = await readMsgs(p, uffd);
+          expect(msgs).toHaveLength(1);
+          expect(pagefault(msgs[0]!)).toMatchObject({ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr });
+          await wpRange(p, uffd, addr, PAGE, false);
+          await settle(k, write.promise, "write after un-protect");
+        }
+      }
+      expect(await p.mainThread.read(a, 2)).toEqual(new Uint8Array([0x41, 0x21]));
+      expect(await p.mainThread.read(a + PAGE, 2)).toEqual(new Uint8Array([0x42, 0x21]));
+      if (shmemWp) expect(await p.mainThread.read(m, 2)).toEqual(new Uint8Array([0x43, 0x31]));
+      await p.close(uffd);
+      k.checkInvariants();
+    });
+
+    it("with EVENT_REMAP the bits and the registration move on every release: a write at the new address is a WP fault", async () => {
+      const { k, p, uffd, a, m, moves } = await protectAndMove(UFFD_FEATURE_EVENT_REMAP);
+      const moved = track(moves);
+      // Each move waits until its REMAP message is read (userfaultfd_event_wait_completion()).
+      expect(await isBlocked(k, moved)).toBe(true);
+      const events = await readMsgs(p, uffd);
+      expect(events.map((e) => e.event)).toEqual(shmemWp ? [UFFD_EVENT_REMAP, UFFD_EVENT_REMAP] : [UFFD_EVENT_REMAP]);
+      expect(await settle(k, moved.promise, "mremap")).toEqual(shmemWp ? [a, m] : [a]);
+      expect(pmBits(pm(p, a))).toBe(`P1 S0 F0 X1 ${WP}`);
+      expect(pmBits(pm(p, a + PAGE))).toBe(`P0 S1 F0 X0 ${WP}`);
+      if (shmemWp) expect(pmBits(pm(p, m))).toBe(`P0 S1 F0 X0 ${WP}`);
+      const targets = shmemWp ? [a, a + PAGE, m] : [a, a + PAGE];
+      for (const addr of targets) {
+        const write = track(p.mainThread.write(addr, bytes(1, 0x51)));
+        expect(await isBlocked(k, write)).toBe(true);
+        const msgs = await readMsgs(p, uffd);
+        expect(msgs).toHaveLength(1);
+        expect(pagefault(msgs[0]!)).toMatchObject({ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr });
+        await wpRange(p, uffd, addr, PAGE, false);
+        await settle(k, write.promise, "write after un-protect");
+      }
+      expect(await p.mainThread.read(a + PAGE, 2)).toEqual(new Uint8Array([0x51, 0x21]));
+      await p.close(uffd);
+      k.checkInvariants();
+    });
   });
 });
