@@ -387,7 +387,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     this.#pending.push(waiter);
     vmf.sleeper = waiter;
     this.#sched.charge(COST.userfaultRoundTrip);
-    this.#notifyFd();
+    this.#notifyFd(true);
     return VM_FAULT_RETRY;
   }
 
@@ -395,28 +395,38 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
    * Mirrors fs/userfaultfd.c:wake_userfault(): wakes every blocked fault, read or not, whose
    * message address lies in [start, start+len); len 0 wakes all (release only).
    */
-  wakeRange(start: number, len: number): void {
+  wakeRange(start: number, len: number, now = false): void {
     if (this.#pending.length === 0 && this.#read.length === 0) return;
     const woken = this.#woken;
     this.#pending.take(start, len, woken);
     this.#read.take(start, len, woken);
-    if (woken.length === 1) (woken.pop() as Waiter).wake();
-    else if (woken.length > 1) {
-      this.#sched.wakeAll(woken);
+    if (woken.length === 1) {
+      const w = woken.pop() as Waiter;
+      if (now) w.wakeNow(this.#sched);
+      else w.wake();
+    } else if (woken.length > 1) {
+      // Those resuming now may fault again (never wake here), but the list is not theirs to see.
+      if (now) this.#sched.wakeAllNow(woken.splice(0));
+      else this.#sched.wakeAll(woken);
       // Emptied by pops, not `length = 0`, which would give the backing store back.
       while (woken.length > 0) woken.pop();
     }
   }
 
-  /** wake_up_poll(&ctx->fd_wqh): every reader and poller, in the order they started waiting. */
-  #notifyFd(): void {
+  /**
+   * wake_up_poll(&ctx->fd_wqh): every reader and poller, in the order they started waiting.
+   * `fault`: a fault was just queued, and a blocked read of one message reads it at once
+   * (Scheduler.resumeNow()), as a reader on another CPU may before the faulting thread has gone
+   * to sleep: with room for one message, what it reads cannot depend on what is queued later.
+   */
+  #notifyFd(fault = false): void {
     const n = this.#fdWaiters.length;
     if (n === 0) return;
     if (n === 1) {
-      notifyFdWaiter(this.#fdWaiters[0]!);
+      notifyFdWaiter(this.#fdWaiters[0]!, fault ? this.#sched : null);
       return;
     }
-    for (const w of this.#fdWaiters.slice()) notifyFdWaiter(w);
+    for (const w of this.#fdWaiters.slice()) notifyFdWaiter(w, fault ? this.#sched : null);
   }
 
   // --- events ------------------------------------------------------------------------------
@@ -811,7 +821,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     const start = u64(a.start, what);
     const len = u64(a.len, what);
     if (!validateRange(start, len)) fail("EINVAL", what);
-    this.wakeRange(start, len);
+    this.wakeRange(start, len, true);
     return 0;
   }
 
@@ -824,7 +834,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     if (!putResult(a, field, ret)) fail("EFAULT", what);
     if (ret < 0) fail(errnoCode(-ret), what);
     if (ret > 0) this.#sched.progress++;
-    if (!dontwake) this.wakeRange(start, ret);
+    if (!dontwake) this.wakeRange(start, ret, true);
     if (ret !== len) fail("EAGAIN", what);
     return 0;
   }
@@ -901,7 +911,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     if (!this.mm.alive) fail("ESRCH", what);
     const ret = mwriteprotectRange(this, start, len, modeWp);
     if (ret < 0) fail(errnoCode(-ret), what);
-    if (!modeWp && !dontwake) this.wakeRange(start, len);
+    if (!modeWp && !dontwake) this.wakeRange(start, len, true);
     return 0;
   }
 
@@ -1104,8 +1114,10 @@ function removeItem<T>(list: T[], x: T): void {
   list.pop();
 }
 
-function notifyFdWaiter(w: Waiter | (() => void)): void {
+/** Tells one fd_wqh entry; with `now` (a fault was queued), a blocked one-message read reads it at once. */
+function notifyFdWaiter(w: Waiter | (() => void), now: Scheduler | null): void {
   if (typeof w === "function") w();
+  else if (now !== null && w.resumable instanceof BlockedRead && w.resumable.max === 1) w.wakeNow(now);
   else w.wake();
 }
 

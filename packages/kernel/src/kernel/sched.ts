@@ -102,6 +102,8 @@ export function seededPreemption(prng: Prng, probability: number): Preemption {
  */
 export interface Resumable {
   woken(): void;
+  /** Continues the sleeper now (Scheduler.resumeNow()); must not throw. */
+  resume(): void;
 }
 
 /**
@@ -133,6 +135,18 @@ export class Waiter {
     this.woken = true;
     this.#resolve?.();
     this.resumable?.woken();
+  }
+
+  /**
+   * wake() by a waker after which the sleeper may run on the spot (Scheduler.resumeNow()): a
+   * resumable sleeper continues before this returns; one awaiting the promise, as with wake().
+   */
+  wakeNow(sched: Scheduler): void {
+    if (this.woken) return;
+    this.woken = true;
+    this.#resolve?.();
+    const r = this.resumable;
+    if (r !== null) sched.resumeNow(r);
   }
 }
 
@@ -276,6 +290,24 @@ export class Scheduler {
     if (waiters.length > 1) this.prng.shuffle(waiters);
     for (const w of waiters) w.wake();
     this.#activity++;
+  }
+
+  /** wakeAll() with Waiter.wakeNow(): the resumable sleepers continue in the seeded order, before this returns. */
+  wakeAllNow(waiters: Waiter[]): void {
+    if (waiters.length > 1) this.prng.shuffle(waiters);
+    for (let i = 0; i < waiters.length; i++) (waiters[i] as Waiter).wakeNow(this);
+    this.#activity++;
+  }
+
+  /**
+   * A woken sleeper whose waker lets it run at once (a thread woken by a UFFDIO_COPY runs
+   * while the handler's ioctl returns, as on another CPU): r.resume() now. With preemption the
+   * policy decides when it runs, so it goes to the resume batch (resumeLater()) as any wake.
+   */
+  resumeNow(r: { resume(): void; woken(): void }): void {
+    this.#activity++;
+    if (this.preemption !== null) r.woken();
+    else r.resume();
   }
 
   /**
