@@ -23,11 +23,12 @@
  * VM_FAULT_RETRY; the access sleeps on the waiter and retries the whole fault once woken, so a
  * fault that is still unresolved raises a new message (as in Linux).
  */
+import { pageDown, pageOffset } from "../lib/addr.ts";
 import { DeadTaskError } from "../kernel/access.ts";
 import { u64Value } from "../uapi/abi.ts";
 import type { Kernel } from "../kernel/kernel.ts";
 import type { Process } from "../kernel/process.ts";
-import { COST, type Resumable, type Scheduler, Waiter } from "../kernel/sched.ts";
+import { COST, pendingPromise, type Resumable, type Scheduler, settlers, Waiter } from "../kernel/sched.ts";
 import { FAULT_FLAG_USER, FAULT_FLAG_WRITE, type UserfaultHandler, VM_FAULT_RETRY, VM_FAULT_SIGBUS, type VmFault } from "../mm/memory.ts";
 import { type Mm, TASK_SIZE, type UffdMmHooks } from "../mm/mm.ts";
 import {
@@ -112,24 +113,47 @@ export const UFFD_FEATURE_INITIALIZED = 0x80000000;
 /** The userfaultfd(2) flags that are also file flags. */
 const UFFD_SHARED_FCNTL_FLAGS = O_CLOEXEC | O_NONBLOCK;
 
-/** A thread blocked in handle_userfault() (struct userfaultfd_wait_queue for a fault): its message and its wait. */
+/**
+ * A thread blocked in handle_userfault() (struct userfaultfd_wait_queue for a fault): its message
+ * and its wait. A blocked user access hands it back when it resumed (done()), and the context's
+ * next fault reuses it.
+ */
 class FaultWaiter extends Waiter {
   /** FaultQueue links and arrival order (owned by the queue holding the waiter). */
   qPrev: FaultWaiter | null = null;
   qNext: FaultWaiter | null = null;
   qSeq = 0;
   /** msg.arg.pagefault.address: page-aligned, or exact with UFFD_FEATURE_EXACT_ADDRESS. Wakes match it. */
-  readonly address: number;
-  readonly flags: number;
-  readonly ptid: number;
+  address: number;
+  flags: number;
+  ptid: number;
+  /** The context's spare waiters, where done() puts this one. */
+  readonly #spares: FaultWaiter[];
 
-  constructor(address: number, flags: number, ptid: number) {
+  constructor(address: number, flags: number, ptid: number, spares: FaultWaiter[]) {
     super();
     this.address = address;
     this.flags = flags;
     this.ptid = ptid;
+    this.#spares = spares;
+  }
+
+  /** This waiter for a new fault (it was done(): woken, in no queue, no sleeper holds it). */
+  renew(address: number, flags: number, ptid: number): this {
+    this.reset();
+    this.address = address;
+    this.flags = flags;
+    this.ptid = ptid;
+    return this;
+  }
+
+  override done(): void {
+    if (this.#spares.length < FAULT_WAITER_SPARES) this.#spares.push(this);
   }
 }
+
+/** Spare FaultWaiters a context keeps for its next faults. */
+const FAULT_WAITER_SPARES = 64;
 
 /**
  * A read(2) into a caller's buffer asleep on fd_wqh (UserfaultfdCtx.readInto()). Its Waiter
@@ -157,10 +181,9 @@ class BlockedRead implements Resumable {
     this.into = into;
     this.max = max;
     this.waiter.resumable = this;
-    this.result = new Promise<number>((resolve, reject) => {
-      this.resolve = resolve;
-      this.reject = reject;
-    });
+    this.result = pendingPromise<number>();
+    this.resolve = settlers.resolve as (n: number) => void;
+    this.reject = settlers.reject;
   }
 
   woken(): void {
@@ -261,14 +284,14 @@ function hasBitsOutside(v: number, allowed: number): boolean {
  * unmapped range (ENOENT from the fill and move paths, EINVAL from REGISTER for want of a vma).
  */
 function validateUnalignedRange(start: number, len: number): boolean {
-  if (len % PAGE_SIZE !== 0 || len === 0) return false;
+  if (pageOffset(len) !== 0 || len === 0) return false;
   if (start >= TASK_SIZE) return false;
   return len <= TASK_SIZE - start;
 }
 
 /** Mirrors fs/userfaultfd.c:validate_range(). */
 function validateRange(start: number, len: number): boolean {
-  return start % PAGE_SIZE === 0 && validateUnalignedRange(start, len);
+  return pageOffset(start) === 0 && validateUnalignedRange(start, len);
 }
 
 function readRange(arg: Arg, what: string): { start: number; len: number } {
@@ -307,6 +330,8 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   readonly #fdWaiters: Array<Waiter | (() => void)> = [];
   /** wakeRange()'s scratch list, empty between calls. */
   readonly #woken: Waiter[] = [];
+  /** FaultWaiters whose access resumed, for the next faults (FaultWaiter.done()). */
+  readonly #spareWaiters: FaultWaiter[] = [];
   /** The process owning `mm`, whose death aborts the faults and events queued here. */
   #owner: Process | null = null;
   readonly #ownerExit = (): void => this.#ownerExited();
@@ -383,7 +408,9 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     if ((reason & VM_UFFD_WP) !== 0) flags |= UFFD_PAGEFAULT_FLAG_WP;
     if ((reason & VM_UFFD_MINOR) !== 0) flags |= UFFD_PAGEFAULT_FLAG_MINOR;
     const address = (features & UFFD_FEATURE_EXACT_ADDRESS) !== 0 ? vmf.realAddress : vmf.address;
-    const waiter = new FaultWaiter(address, flags, (features & UFFD_FEATURE_THREAD_ID) !== 0 ? vmf.task.tid : 0);
+    const ptid = (features & UFFD_FEATURE_THREAD_ID) !== 0 ? vmf.task.tid : 0;
+    const spare = this.#spareWaiters.pop();
+    const waiter = spare === undefined ? new FaultWaiter(address, flags, ptid, this.#spareWaiters) : spare.renew(address, flags, ptid);
     this.#pending.push(waiter);
     vmf.sleeper = waiter;
     this.#sched.charge(COST.userfaultRoundTrip);
@@ -996,7 +1023,7 @@ class FaultQueue {
     if (len !== 0 && this.#live >= INDEX_MIN && len / PAGE_SIZE < this.#live) {
       // Fewer pages in the range than waiters queued: look the pages up.
       const index = (this.#byPage ??= this.#buildIndex());
-      for (let page = start - (start % PAGE_SIZE); page < end; page += PAGE_SIZE) {
+      for (let page = pageDown(start); page < end; page += PAGE_SIZE) {
         const list = index.get(page);
         if (list === undefined) continue;
         for (const f of list) if (f.address >= start && f.address < end) found.push(f);
@@ -1031,14 +1058,14 @@ class FaultQueue {
 const INDEX_MIN = 64;
 
 function indexAdd(index: Map<number, FaultWaiter[]>, f: FaultWaiter): void {
-  const page = f.address - (f.address % PAGE_SIZE);
+  const page = pageDown(f.address);
   const list = index.get(page);
   if (list === undefined) index.set(page, [f]);
   else list.push(f);
 }
 
 function indexDelete(index: Map<number, FaultWaiter[]>, f: FaultWaiter): void {
-  const page = f.address - (f.address % PAGE_SIZE);
+  const page = pageDown(f.address);
   const list = index.get(page);
   if (list === undefined) return;
   if (list.length === 1) {
@@ -1130,7 +1157,8 @@ function encodeFaultMsg(out: Uint8Array, off: number, f: FaultWaiter): void {
   putU32(out, off + 4, 0);
   putU32(out, off + 8, f.flags);
   putU32(out, off + 12, 0);
-  putU32(out, off + 16, f.address % 0x1_0000_0000);
+  // The low and high halves of the u64 (an address is an integer below 2^53: `>>> 0` is mod 2^32).
+  putU32(out, off + 16, f.address >>> 0);
   putU32(out, off + 20, Math.floor(f.address / 0x1_0000_0000));
   putU32(out, off + 24, f.ptid);
   putU32(out, off + 28, 0);

@@ -107,6 +107,28 @@ export interface Resumable {
 }
 
 /**
+ * The resolving functions of the promise pendingPromise() made last: read them right after the
+ * call (the next call replaces them).
+ */
+export const settlers: { resolve: (value: never) => void; reject: (error: unknown) => void } = {
+  resolve: () => {},
+  reject: () => {},
+};
+
+function captureSettlers(resolve: (value: never) => void, reject: (error: unknown) => void): void {
+  settlers.resolve = resolve;
+  settlers.reject = reject;
+}
+
+/**
+ * A new pending promise whose resolving functions are left in `settlers`: one shared executor
+ * instead of a closure per promise (a blocked access or read makes one per sleep).
+ */
+export function pendingPromise<T>(): Promise<T> {
+  return new Promise<T>(captureSettlers);
+}
+
+/**
  * One wait. Whoever sleeps either awaits `promise` (made on first use) or sets `resumable`;
  * wake() settles both, once.
  */
@@ -135,6 +157,21 @@ export class Waiter {
     this.woken = true;
     this.#resolve?.();
     this.resumable?.woken();
+  }
+
+  /**
+   * Called by a resumable sleeper once it is back from this wait (its wake consumed, off every
+   * list): a waiter that is reused may go back to its pool. Nothing by default.
+   */
+  done(): void {}
+
+  /** Makes a woken, unlisted waiter new again (for reuse). */
+  protected reset(): void {
+    this.#promise = null;
+    this.#resolve = null;
+    this.woken = false;
+    this.sleeperSlot = -1;
+    this.resumable = null;
   }
 
   /**
