@@ -157,8 +157,9 @@ const FAULT_WAITER_SPARES = 64;
 
 /**
  * A read(2) into a caller's buffer asleep on fd_wqh (UserfaultfdCtx.readInto()). Its Waiter
- * takes no promise: a wake puts it in the scheduler's resume batch (Waiter.resumable), where it
- * reads what is queued and settles `result`, so a blocked read costs two objects and one promise.
+ * takes no promise: a wake puts it in the scheduler's resume batch (Waiter.resumable), or, for a
+ * one-message read woken by a fault, runs it at once (#notifyFd()); it reads what is queued and
+ * settles `result`, so a blocked read costs two objects and one promise.
  */
 class BlockedRead implements Resumable {
   /** The bytes read, or the error (DeadTaskError if the reader's process died). */

@@ -174,8 +174,9 @@ function sleepEnd(ctx: AccessContext, sleeper: Waiter | null, a: number): Promis
  * A user-mode access (Thread.read / Thread.write) that could not complete at once: asleep on a
  * userfault, preempted, or failed. `promise` resolves with `result` once the access is done and
  * rejects with the SignalError (or DeadTaskError, KernelBug). A userfault sleep takes no promise
- * of its own: the wake puts the access in the scheduler's resume batch (Waiter.resumable), which
- * retries it and settles `promise`, so a woken access costs one promise hop.
+ * of its own: the wake retries the access (Waiter.resumable), at once when a resolving ioctl
+ * woke it (Waiter.wakeNow()), else in the scheduler's resume batch, and that settles `promise`:
+ * a woken access costs no promise hop before the one its caller awaits.
  */
 export class BlockedAccess implements Resumable {
   readonly promise: Promise<unknown>;

@@ -98,7 +98,8 @@ export function seededPreemption(prng: Prng, probability: number): Preemption {
 
 /**
  * What a sleeper that needs no promise of its own does when woken: a blocked user access
- * continues in the scheduler's next resume batch (Scheduler.resumeLater()).
+ * continues in the scheduler's next resume batch (woken(): Scheduler.resumeLater()), or at once
+ * (resume(): Scheduler.resumeNow()).
  */
 export interface Resumable {
   woken(): void;
@@ -349,8 +350,8 @@ export class Scheduler {
 
   /**
    * Calls r.resume() in a microtask, after the sleepers woken before it, as each would resume in
-   * its own promise reaction; the wakes of one synchronous stretch (a handler resolving a batch
-   * of faults) share one microtask. resume() must not throw.
+   * its own promise reaction; the wakes of one synchronous stretch (a release or an exit waking
+   * many faults, every wake under preemption) share one microtask. resume() must not throw.
    */
   resumeLater(r: { resume(): void }): void {
     this.#resumes.push(r);
