@@ -329,8 +329,8 @@ export class MigrationDestination {
   }
 
   /**
-   * Handles queued work strictly in arrival order, handing the event loop over every couple of
-   * ms (so fault requests leave promptly).
+   * Handles queued work strictly in arrival order, handing the event loop over every SLICE_MS
+   * (so fault requests leave and demand pages come in promptly).
    */
   async #drain(): Promise<void> {
     this.#draining = true;

@@ -439,8 +439,10 @@ export class MigrationSource {
     const slice = new TimeSlice();
     while (needed.remaining > 0) {
       if (this.#frozen) await new Promise<never>(() => {}); // fault injection: waiting for SIGKILL
-      if (!link.hasRoom()) await link.waitForRoom();
-      else {
+      if (!link.hasRoom()) {
+        await link.waitForRoom();
+        slice.restart();
+      } else {
         const t = slice.tick();
         if (t !== undefined) await t;
       }
@@ -523,8 +525,10 @@ export class MigrationSource {
     const slice = new TimeSlice();
     let reported = 0;
     for (let i = 0; i < total; ) {
-      if (!link.hasRoom()) await link.waitForRoom();
-      else {
+      if (!link.hasRoom()) {
+        await link.waitForRoom();
+        slice.restart();
+      } else {
         const t = slice.tick();
         if (t !== undefined) await t;
       }

@@ -16,6 +16,7 @@ import type { ThreadKind, ThreadSpec } from "./config.ts";
 import type { Guest, WriteLog } from "./guest.ts";
 import { CORRUPT, fillHeader, fillInitialPage, fillRecord, HEADER_BYTES, parseHeader, recordSlot, SLOT_BYTES, UNPOPULATED, wordsOf } from "./pages.ts";
 import { Prng, type PrngState } from "./prng.ts";
+import { TimeSlice } from "./yield.ts";
 
 export interface ThreadState {
   kind: ThreadKind;
@@ -157,12 +158,19 @@ export class Workload {
   async #run(r: Runner): Promise<void> {
     let last = performance.now();
     let credit = 0;
+    // A thread that was blocked (a missing page, a busy host) catches up in bursts of at most
+    // SLICE_MS between event-loop turns: accesses to present pages settle without one, and a
+    // burst of hundreds would hold up the sockets (a demand page for another thread) meanwhile.
+    const slice = new TimeSlice();
     try {
       while (!this.#stopping) {
         const now = performance.now();
         credit = Math.min(credit + ((now - last) * r.state.rate) / 1000, (r.state.rate * MAX_CATCH_UP_MS) / 1000 + 1);
         last = now;
         for (let n = Math.floor(credit); n > 0 && !this.#stopping; n--) {
+          const turn = slice.tick();
+          if (turn !== undefined) await turn;
+          if (this.#stopping) break;
           credit--;
           r.busy = true;
           await this.#step(r);
@@ -172,6 +180,7 @@ export class Workload {
           this.#progress();
         }
         await this.#nap();
+        slice.restart();
       }
     } catch (e) {
       this.error ??= e instanceof Error ? e : new Error(String(e));

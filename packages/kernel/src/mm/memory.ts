@@ -519,6 +519,7 @@ function doSwapPage(vmf: VmFault): number {
   const write = (vmf.flags & FAULT_FLAG_WRITE) !== 0;
   let mapExclusive: boolean;
   switch (mm.core.cow.swapIn) {
+    case "read_exclusive":
     case "swp_exclusive": {
       const exclusive = swpExclusive(orig);
       swap!.free(slot);
@@ -551,7 +552,13 @@ function doSwapPage(vmf: VmFault): number {
   if ((orig & SWP_SOFT_DIRTY) !== 0) entry |= PTE_SOFT_DIRTY;
   const wp = (orig & SWP_UFFD_WP) !== 0;
   if (wp) entry = pteMkuffdWp(entry);
-  if (mapExclusive && (vma.flags & VM_WRITE) !== 0 && !(wp && userfaultfdWp(vma))) {
+  // Release policy (5.7 – 6.10): only a write fault maps the page writable, and a uffd-wp swap pte
+  // comes back write-protected even where the vma lost its registration (a stale bit: mremap()
+  // before 0cef0bb836e3, fork() before 8f34f1eac382); c18160dba5ff (6.11) maps an exclusive page
+  // writable on a read fault too, unless userfaultfd_pte_wp().
+  const writable =
+    mm.core.cow.swapIn === "read_exclusive" ? !(wp && userfaultfdWp(vma)) : write && !wp;
+  if (mapExclusive && (vma.flags & VM_WRITE) !== 0 && writable) {
     entry = pteMkwrite(entry);
     if ((vmf.flags & FAULT_FLAG_WRITE) !== 0) entry = pteMkdirty(entry);
   }

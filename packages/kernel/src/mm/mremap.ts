@@ -13,7 +13,8 @@
  * neighbours), moves every pte as it is (present, swap, markers: rss, mapcount and refcount are
  * unchanged), tells userfaultfd (mremap_userfaultfd_prep() on the new vma: without
  * UFFD_FEATURE_EVENT_REMAP it is unregistered and move_ptes() has already cleared uffd-wp from
- * what it moved) and unmaps the old range, unless MREMAP_DONTUNMAP keeps the old vma, empty.
+ * what it moved, on the releases that have 0cef0bb836e3: `mm.mremapClearsUffdWp`) and unmaps
+ * the old range, unless MREMAP_DONTUNMAP keeps the old vma, empty.
  *
  * Userfaultfd events are sent after the lock is dropped, in this order (notify_uffd()): UNMAP of
  * the FIXED target, REMAP, then UNMAP of the shrunk tail or the old range (docs/linux-rules.md §8.15).
@@ -245,7 +246,10 @@ function moveVma(mm: Mm, vrm: VmaRemap): RemapResult {
   const vma = vrm.vma as Vma;
   if (!vrmCalcCharge(mm, vrm)) return "ENOMEM";
   const newVma = copyVma(mm, vma, vrm.newAddr, vrm.newLen, vma.pgoffOf(vrm.addr));
-  movePageTables(mm, vrm.addr, vrm.newAddr, vrm.oldLen, vmaHasUffdWithoutEventRemap(vma));
+  // Release policy (5.7 – 6.6, and 6.12 before 6.12.11): move_ptes() moves uffd-wp as it is
+  // until 0cef0bb836e3 (6.13; 310ac886d68d in 6.12.y), though the new vma loses its registration.
+  const clearUffdWp = mm.core.mmRules.mremapClearsUffdWp && vmaHasUffdWithoutEventRemap(vma);
+  movePageTables(mm, vrm.addr, vrm.newAddr, vrm.oldLen, clearUffdWp);
   vrm.uf = mm.core.uffd.mremapPrep(newVma);
   if ((vrm.flags & MREMAP_DONTUNMAP) !== 0) {
     dontunmapComplete(vrm, vma, newVma);
@@ -270,7 +274,7 @@ function copyVma(mm: Mm, vma: Vma, addr: number, len: number, pgoff: number): Vm
   return mm.mergeAround(copy);
 }
 
-/** vma_has_uffd_without_event_remap(): its uffd-wp state must not survive the move. */
+/** vma_has_uffd_without_event_remap() (include/linux/userfaultfd_k.h, 6.13): its uffd-wp state must not survive the move. */
 function vmaHasUffdWithoutEventRemap(vma: Vma): boolean {
   const ctx = vma.uffdCtx;
   return ctx !== null && (ctx.features & UFFD_FEATURE_EVENT_REMAP) === 0;

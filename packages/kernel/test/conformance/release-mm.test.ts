@@ -23,11 +23,37 @@
  *   mm/memory.c:zap_pte_range() clears a present pte with nothing left behind, and 6.18's
  *   zap_install_uffd_wp_if_needed() installs no marker in an anonymous vma ("Zap on anonymous
  *   always means dropping everything"); the next write allocates a new page without a fault.
+ * - uffd-wp across swap and on the zero page: the same on every profile. f45ec5ff16a7
+ *   ("userfaultfd: wp: support swap and page migration", in the 5.7 uffd-wp series) keeps the bit
+ *   in the swap pte and do_swap_page() maps the page back write-protected with it; a shmem page
+ *   has uffd-wp only from 5.19 (b1f9e876862d), the series that added pte markers, so a paged-out
+ *   protected shmem page leaves a marker wherever it can be protected at all. change_pte_range()
+ *   (mm/mprotect.c) write-protects any present pte, the zero page's too, and do_wp_page() asks
+ *   userfaultfd_pte_wp() before it looks at the page (read at v5.10.13 and 6.18).
+ * - uffd-wp across mremap() without UFFD_FEATURE_EVENT_REMAP: 0cef0bb836e3 "mm: clear uffd-wp
+ *   PTE/PMD state on mremap()" (6.13; in 6.12.y as 310ac886d68d from 6.12.11) made
+ *   mm/mremap.c:move_ptes() clear the bit from present and swap ptes and drop a uffd-wp marker
+ *   when vma_has_uffd_without_event_remap(). Before it move_ptes() moved every pte as it was
+ *   while mremap_userfaultfd_prep() unregistered the new vma, so the moved pages keep stale
+ *   uffd-wp bits (its commit message: vma flags cleared, pte flags not). The stable backport failed to
+ *   apply to 6.6.y and was not queued for 6.1.y, 5.15.y or 5.10.y. With EVENT_REMAP the
+ *   registration and the bits move on every release (mremap_userfaultfd_prep() keeps the ctx).
+ *   The 6.18 side of both is checked against the host by remap-wp-* and swap-remap-wp-*
+ *   (packages/conformance/corpus). A stale swap pte read back in before the range is registered
+ *   again stays write-protected with its bit (do_swap_page() before c18160dba5ff, 6.11: a read
+ *   fault maps read-only, pte_mkuffd_wp() then pte_wrprotect()); a stale shmem marker is cleared
+ *   by the read (pte_marker_handle_uffd_wp() in a vma without VM_UFFD_WP).
  */
 import { describe, expect, it } from "vitest";
 import { ALL_RELEASES, type AnyRelease, Kernel, type Process, SignalError } from "@uffd/kernel";
 import {
   MADV_DONTNEED,
+  MREMAP_FIXED,
+  MREMAP_MAYMOVE,
+  PROT_NONE,
+  UFFD_EVENT_REMAP,
+  UFFD_FEATURE_EVENT_REMAP,
+  UFFD_FEATURE_WP_HUGETLBFS_SHMEM,
   MADV_PAGEOUT,
   MAP_ANONYMOUS,
   MAP_FIXED,
@@ -66,6 +92,21 @@ const SHMEM_MODES: Readonly<Record<AnyRelease, { minor: boolean; wp: boolean }>>
   "6.6": { minor: true, wp: true },
   "6.12": { minor: true, wp: true },
   "6.18": { minor: true, wp: true },
+};
+
+/**
+ * Whether move_ptes() clears uffd-wp in a vma whose uffd lacks EVENT_REMAP: 0cef0bb836e3 (6.13),
+ * backported to 6.12.y only (310ac886d68d, 6.12.11). Written out per profile.
+ */
+const MREMAP_CLEARS_UFFD_WP: Readonly<Record<AnyRelease, boolean>> = {
+  "5.7": false,
+  "5.10": false,
+  "5.15": false,
+  "5.18": false,
+  "6.1": false,
+  "6.6": false,
+  "6.12": true,
+  "6.18": true,
 };
 
 const PM_UFFD_WP = 1n << 57n;
@@ -192,5 +233,193 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a han
     expect(pmBits(pm(p, addr))).toBe("P1 S0 F0 X1 WP0");
     await p.close(uffd);
     k.checkInvariants();
+  });
+
+  it("uffd-wp survives swap-out and swap-in (a shmem page: as a marker, where WP on shmem exists) and protects the zero page: each write is a WP fault", async () => {
+    const shmemWp = SHMEM_MODES[release].wp;
+    const k = new Kernel({ release, seed: 17, swapPages: 16 });
+    const p = k.spawn();
+    const uffd = await uffdOpen(p, shmemWp ? UFFD_FEATURE_WP_HUGETLBFS_SHMEM : 0);
+    // Page 0 written then swapped out; page 1 never written: a read maps the zero page.
+    const a = await p.mmap(0, 2 * PAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+    await p.mainThread.write(a, bytes(PAGE, 0x61));
+    expect(await p.mainThread.read(a + PAGE, 1)).toEqual(new Uint8Array([0]));
+    expect(pm(p, a + PAGE).pfn).toBe(k.zeroPfn);
+    await register(p, uffd, a, 2 * PAGE, modeOf(false, true, false));
+    await wpRange(p, uffd, a, 2 * PAGE, true);
+    await errnoOf(p.madvise(a, PAGE, MADV_PAGEOUT));
+    expect(pm(p, a)).toMatchObject({ present: false, swapped: true, uffdWp: fixed });
+    // The read swaps the page in, still write-protected.
+    expect(await p.mainThread.read(a, 1)).toEqual(new Uint8Array([0x61]));
+    expect(pm(p, a)).toMatchObject({ present: true, uffdWp: fixed });
+    const targets = [a, a + PAGE];
+    if (shmemWp) {
+      const fd = await p.memfdCreate("swap");
+      await p.ftruncate(fd, PAGE);
+      const m = await p.mmap(0, PAGE, RW, MAP_SHARED, fd);
+      await p.mainThread.write(m, bytes(PAGE, 0x62));
+      await register(p, uffd, m, PAGE, modeOf(false, true, false));
+      await wpRange(p, uffd, m, PAGE, true);
+      await errnoOf(p.madvise(m, PAGE, MADV_PAGEOUT));
+      expect(pmBits(pm(p, m)), "the uffd-wp marker try_to_unmap_one() leaves").toBe("P0 S1 F0 X0 WP1");
+      expect(await p.mainThread.read(m, 1)).toEqual(new Uint8Array([0x62]));
+      expect(pmBits(pm(p, m))).toBe("P1 S0 F1 X1 WP1");
+      targets.push(m);
+    }
+    for (const addr of targets) {
+      const write = track(p.mainThread.write(addr, bytes(1, 0x71)));
+      expect(await isBlocked(k, write)).toBe(true);
+      const msgs = await readMsgs(p, uffd);
+      expect(msgs).toHaveLength(1);
+      expect(pagefault(msgs[0]!)).toMatchObject({ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr });
+      await wpRange(p, uffd, addr, PAGE, false);
+      await settle(k, write.promise, "write after un-protect");
+    }
+    expect(await p.mainThread.read(a, 2)).toEqual(new Uint8Array([0x71, 0x61]));
+    // The write to the zero page copied it to a new anonymous page.
+    expect(await p.mainThread.read(a + PAGE, 2)).toEqual(new Uint8Array([0x71, 0]));
+    expect(pm(p, a + PAGE).pfn).not.toBe(k.zeroPfn);
+    await p.close(uffd);
+    k.checkInvariants();
+  });
+
+  describe("uffd-wp across mremap()", () => {
+    const clears = MREMAP_CLEARS_UFFD_WP[release];
+    const shmemWp = SHMEM_MODES[release].wp;
+    const WP = fixed ? "WP1" : "WP0";
+
+    /**
+     * Two private anonymous pages (page 1 swapped out) and, where WP on shmem exists, one memfd
+     * page paged out behind a uffd-wp marker: all registered for WP and write-protected, then
+     * moved with mremap(MAYMOVE|FIXED).
+     */
+    async function protectAndMove(features: number): Promise<{ k: Kernel; p: Process; uffd: number; a: number; m: number; moves: Promise<number[]> }> {
+      const k = new Kernel({ release, seed: 13, swapPages: 16 });
+      const p = k.spawn();
+      const uffd = await uffdOpen(p, features | (shmemWp ? UFFD_FEATURE_WP_HUGETLBFS_SHMEM : 0));
+      const a0 = await p.mmap(0, 2 * PAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+      await p.mainThread.write(a0, bytes(2 * PAGE, 0x21));
+      await register(p, uffd, a0, 2 * PAGE, modeOf(false, true, false));
+      await wpRange(p, uffd, a0, 2 * PAGE, true);
+      await errnoOf(p.madvise(a0 + PAGE, PAGE, MADV_PAGEOUT));
+      expect(pmBits(pm(p, a0))).toBe(`P1 S0 F0 X1 ${WP}`);
+      expect(pmBits(pm(p, a0 + PAGE))).toBe(`P0 S1 F0 X0 ${WP}`);
+      let m0 = -1;
+      if (shmemWp) {
+        const fd = await p.memfdCreate("wp");
+        await p.ftruncate(fd, PAGE);
+        m0 = await p.mmap(0, PAGE, RW, MAP_SHARED, fd);
+        await p.mainThread.write(m0, bytes(PAGE, 0x31));
+        await register(p, uffd, m0, PAGE, modeOf(false, true, false));
+        await wpRange(p, uffd, m0, PAGE, true);
+        await errnoOf(p.madvise(m0, PAGE, MADV_PAGEOUT));
+        // try_to_unmap_one() left a uffd-wp pte marker (a swap-type pte to pagemap).
+        expect(pmBits(pm(p, m0))).toBe(`P0 S1 F0 X0 ${WP}`);
+      }
+      // The targets: PROT_NONE reservations the moves replace (uffd-wp-mremap.c's mmap_aligned()).
+      const a = await p.mmap(0, 2 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS);
+      const m = shmemWp ? await p.mmap(0, PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS) : -1;
+      const moves = Promise.all([
+        p.mremap(a0, 2 * PAGE, 2 * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, a),
+        ...(shmemWp ? [p.mremap(m0, PAGE, PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, m)] : []),
+      ]);
+      return { k, p, uffd, a, m, moves };
+    }
+
+    it(`without EVENT_REMAP the moved ptes ${clears ? "lose" : "keep"} uffd-wp: a new WP registration there ${clears ? "sees no fault" : "faults on every page"}`, async () => {
+      const { k, p, uffd, a, m, moves } = await protectAndMove(0);
+      expect(await settle(k, moves, "mremap")).toEqual(shmemWp ? [a, m] : [a]);
+      // No REMAP event, and the new vmas are not registered: writes need no handler.
+      expect(await readMsgs(p, uffd)).toEqual([]);
+      const stale = clears ? "WP0" : WP;
+      expect(pmBits(pm(p, a))).toBe(`P1 S0 F0 X1 ${stale}`);
+      expect(pmBits(pm(p, a + PAGE))).toBe(`P0 S1 F0 X0 ${stale}`);
+      // 0cef0bb836e3 drops the marker (pte_clear()); before it the marker moves.
+      if (shmemWp) expect(pmBits(pm(p, m))).toBe(clears ? "P0 S0 F0 X0 WP0" : `P0 S1 F0 X0 ${stale}`);
+      // A handler registers the moved range for WP again without protecting anything.
+      await register(p, uffd, a, 2 * PAGE, modeOf(false, true, false));
+      if (shmemWp) await register(p, uffd, m, PAGE, modeOf(false, true, false));
+      const targets: Array<[number, number]> = [[a, 0x41], [a + PAGE, 0x42]];
+      if (shmemWp) targets.push([m, 0x43]);
+      for (const [addr, value] of targets) {
+        const write = track(p.mainThread.write(addr, bytes(1, value)));
+        if (clears) {
+          await settle(k, write.promise, "write to the moved page");
+          expect(await readMsgs(p, uffd)).toEqual([]);
+        } else {
+          // The stale bit: a WP fault on a page nobody write-protected at this address.
+          expect(await isBlocked(k, write), `write at +${addr === m ? "shmem" : (addr - a) / PAGE}`).toBe(true);
+          const msgs = await readMsgs(p, uffd);
+          expect(msgs).toHaveLength(1);
+          expect(pagefault(msgs[0]!)).toMatchObject({ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr });
+          await wpRange(p, uffd, addr, PAGE, false);
+          await settle(k, write.promise, "write after un-protect");
+        }
+      }
+      expect(await p.mainThread.read(a, 2)).toEqual(new Uint8Array([0x41, 0x21]));
+      expect(await p.mainThread.read(a + PAGE, 2)).toEqual(new Uint8Array([0x42, 0x21]));
+      if (shmemWp) expect(await p.mainThread.read(m, 2)).toEqual(new Uint8Array([0x43, 0x31]));
+      await p.close(uffd);
+      k.checkInvariants();
+    });
+
+    it(`without EVENT_REMAP, pages read back in before a new WP registration: ${clears ? "nothing is protected" : "the anonymous pages still fault, a shmem marker is gone"}`, async () => {
+      const { k, p, uffd, a, m, moves } = await protectAndMove(0);
+      await settle(k, moves, "mremap");
+      // Reads in the unregistered vmas: the swap pte comes back in (before 6.11 do_swap_page()
+      // maps it write-protected with its uffd-wp bit, pte_mkuffd_wp() + pte_wrprotect(), whatever
+      // the vma), and pte_marker_handle_uffd_wp() clears a marker the vma no longer wants.
+      expect(await p.mainThread.read(a + PAGE, 1)).toEqual(new Uint8Array([0x21]));
+      expect(pmBits(pm(p, a + PAGE))).toBe(`P1 S0 F0 X1 ${clears ? "WP0" : WP}`);
+      if (shmemWp) {
+        expect(await p.mainThread.read(m, 1)).toEqual(new Uint8Array([0x31]));
+        expect(pmBits(pm(p, m))).toBe("P1 S0 F1 X1 WP0");
+      }
+      await register(p, uffd, a, 2 * PAGE, modeOf(false, true, false));
+      if (shmemWp) await register(p, uffd, m, PAGE, modeOf(false, true, false));
+      for (const addr of [a, a + PAGE]) {
+        const write = track(p.mainThread.write(addr, bytes(1, 0x44)));
+        if (clears) {
+          await settle(k, write.promise, "write to the moved page");
+        } else {
+          expect(await isBlocked(k, write)).toBe(true);
+          const msgs = await readMsgs(p, uffd);
+          expect(msgs.map((msg) => pagefault(msg))).toMatchObject([{ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr }]);
+          await wpRange(p, uffd, addr, PAGE, false);
+          await settle(k, write.promise, "write after un-protect");
+        }
+      }
+      if (shmemWp) await settle(k, p.mainThread.write(m, bytes(1, 0x45)), "write to the shmem page");
+      expect(await readMsgs(p, uffd)).toEqual([]);
+      expect(await p.mainThread.read(a + PAGE, 2)).toEqual(new Uint8Array([0x44, 0x21]));
+      await p.close(uffd);
+      k.checkInvariants();
+    });
+
+    it("with EVENT_REMAP the bits and the registration move on every release: a write at the new address is a WP fault", async () => {
+      const { k, p, uffd, a, m, moves } = await protectAndMove(UFFD_FEATURE_EVENT_REMAP);
+      const moved = track(moves);
+      // Each move waits until its REMAP message is read (userfaultfd_event_wait_completion()).
+      expect(await isBlocked(k, moved)).toBe(true);
+      const events = await readMsgs(p, uffd);
+      expect(events.map((e) => e.event)).toEqual(shmemWp ? [UFFD_EVENT_REMAP, UFFD_EVENT_REMAP] : [UFFD_EVENT_REMAP]);
+      expect(await settle(k, moved.promise, "mremap")).toEqual(shmemWp ? [a, m] : [a]);
+      expect(pmBits(pm(p, a))).toBe(`P1 S0 F0 X1 ${WP}`);
+      expect(pmBits(pm(p, a + PAGE))).toBe(`P0 S1 F0 X0 ${WP}`);
+      if (shmemWp) expect(pmBits(pm(p, m))).toBe(`P0 S1 F0 X0 ${WP}`);
+      const targets = shmemWp ? [a, a + PAGE, m] : [a, a + PAGE];
+      for (const addr of targets) {
+        const write = track(p.mainThread.write(addr, bytes(1, 0x51)));
+        expect(await isBlocked(k, write)).toBe(true);
+        const msgs = await readMsgs(p, uffd);
+        expect(msgs).toHaveLength(1);
+        expect(pagefault(msgs[0]!)).toMatchObject({ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr });
+        await wpRange(p, uffd, addr, PAGE, false);
+        await settle(k, write.promise, "write after un-protect");
+      }
+      expect(await p.mainThread.read(a + PAGE, 2)).toEqual(new Uint8Array([0x51, 0x21]));
+      await p.close(uffd);
+      k.checkInvariants();
+    });
   });
 });
