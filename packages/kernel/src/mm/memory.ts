@@ -9,6 +9,7 @@
  * means "handled": the caller re-checks the pte and may fault again (a write that first mapped
  * a page read-only with uffd-wp takes a second, WP fault, exactly as on the host).
  */
+import { pageDown } from "../lib/addr.ts";
 import type { Waiter } from "../kernel/sched.ts";
 import { UFFD_FEATURE_WP_ASYNC, UFFD_FEATURE_WP_UNPOPULATED } from "../uapi/userfaultfd.ts";
 import { BUG_ON } from "../lib/assert.ts";
@@ -107,7 +108,7 @@ export class VmFault {
     this.mm = mm;
     this.vma = vma;
     this.realAddress = realAddress;
-    this.address = realAddress - (realAddress % PAGE_SIZE);
+    this.address = pageDown(realAddress);
     this.flags = flags;
     this.task = task;
   }
@@ -119,7 +120,7 @@ export class VmFault {
   reinit(vma: Vma, realAddress: number, flags: number): this {
     this.vma = vma;
     this.realAddress = realAddress;
-    this.address = realAddress - (realAddress % PAGE_SIZE);
+    this.address = pageDown(realAddress);
     this.flags = flags;
     this.origPte = 0;
     this.sleeper = null;
@@ -288,7 +289,7 @@ const uffdDisableFaultAround = (vma: Vma): boolean => (vma.flags & (VM_UFFD_WP |
  */
 function doFaultAround(vmf: VmFault, inode: ShmemInode, pgoff: number): boolean {
   const vma = vmf.vma;
-  const pteOff = vmf.vpn % PTRS_PER_PTE;
+  const pteOff = vmf.vpn & (PTRS_PER_PTE - 1);
   const vmaOff = pgoff - vma.pgoff;
   const vmaPages = (vma.end - vma.start) / PAGE_SIZE;
   const fromPte = Math.max(pteOff - (pteOff % FAULT_AROUND_PAGES), pteOff - Math.min(pteOff, vmaOff));
