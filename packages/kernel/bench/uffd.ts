@@ -76,8 +76,8 @@ export async function userfaultfdUnavailable(): Promise<string | null> {
 export function msgAddress(b: Uint8Array, off: number): number {
   const lo = (b[off + 16]! | (b[off + 17]! << 8) | (b[off + 18]! << 16) | (b[off + 19]! << 24)) >>> 0;
   const hi = (b[off + 20]! | (b[off + 21]! << 8) | (b[off + 22]! << 16) | (b[off + 23]! << 24)) >>> 0;
-  const a = hi * 0x1_0000_0000 + lo;
-  return a - (a % PAGE_SIZE);
+  // address & ~(PAGE_SIZE - 1): the page bits are in the low word (no float modulo on the whole).
+  return hi * 0x1_0000_0000 + (lo - (lo & (PAGE_SIZE - 1)));
 }
 
 /** A kernel with one process, a region set up for `kind`, its userfaultfd and the faulting threads. */

@@ -23,11 +23,12 @@
  * VM_FAULT_RETRY; the access sleeps on the waiter and retries the whole fault once woken, so a
  * fault that is still unresolved raises a new message (as in Linux).
  */
+import { pageDown, pageOffset } from "../lib/addr.ts";
 import { DeadTaskError } from "../kernel/access.ts";
 import { u64Value } from "../uapi/abi.ts";
 import type { Kernel } from "../kernel/kernel.ts";
 import type { Process } from "../kernel/process.ts";
-import { COST, type Resumable, type Scheduler, Waiter } from "../kernel/sched.ts";
+import { COST, pendingPromise, type Resumable, type Scheduler, settlers, Waiter } from "../kernel/sched.ts";
 import { FAULT_FLAG_USER, FAULT_FLAG_WRITE, type UserfaultHandler, VM_FAULT_RETRY, VM_FAULT_SIGBUS, type VmFault } from "../mm/memory.ts";
 import { type Mm, TASK_SIZE, type UffdMmHooks } from "../mm/mm.ts";
 import {
@@ -112,29 +113,53 @@ export const UFFD_FEATURE_INITIALIZED = 0x80000000;
 /** The userfaultfd(2) flags that are also file flags. */
 const UFFD_SHARED_FCNTL_FLAGS = O_CLOEXEC | O_NONBLOCK;
 
-/** A thread blocked in handle_userfault() (struct userfaultfd_wait_queue for a fault): its message and its wait. */
+/**
+ * A thread blocked in handle_userfault() (struct userfaultfd_wait_queue for a fault): its message
+ * and its wait. A blocked user access hands it back when it resumed (done()), and the context's
+ * next fault reuses it.
+ */
 class FaultWaiter extends Waiter {
   /** FaultQueue links and arrival order (owned by the queue holding the waiter). */
   qPrev: FaultWaiter | null = null;
   qNext: FaultWaiter | null = null;
   qSeq = 0;
   /** msg.arg.pagefault.address: page-aligned, or exact with UFFD_FEATURE_EXACT_ADDRESS. Wakes match it. */
-  readonly address: number;
-  readonly flags: number;
-  readonly ptid: number;
+  address: number;
+  flags: number;
+  ptid: number;
+  /** The context's spare waiters, where done() puts this one. */
+  readonly #spares: FaultWaiter[];
 
-  constructor(address: number, flags: number, ptid: number) {
+  constructor(address: number, flags: number, ptid: number, spares: FaultWaiter[]) {
     super();
     this.address = address;
     this.flags = flags;
     this.ptid = ptid;
+    this.#spares = spares;
+  }
+
+  /** This waiter for a new fault (it was done(): woken, in no queue, no sleeper holds it). */
+  renew(address: number, flags: number, ptid: number): this {
+    this.reset();
+    this.address = address;
+    this.flags = flags;
+    this.ptid = ptid;
+    return this;
+  }
+
+  override done(): void {
+    if (this.#spares.length < FAULT_WAITER_SPARES) this.#spares.push(this);
   }
 }
 
+/** Spare FaultWaiters a context keeps for its next faults. */
+const FAULT_WAITER_SPARES = 64;
+
 /**
  * A read(2) into a caller's buffer asleep on fd_wqh (UserfaultfdCtx.readInto()). Its Waiter
- * takes no promise: a wake puts it in the scheduler's resume batch (Waiter.resumable), where it
- * reads what is queued and settles `result`, so a blocked read costs two objects and one promise.
+ * takes no promise: a wake puts it in the scheduler's resume batch (Waiter.resumable), or, for a
+ * one-message read woken by a fault, runs it at once (#notifyFd()); it reads what is queued and
+ * settles `result`, so a blocked read costs two objects and one promise.
  */
 class BlockedRead implements Resumable {
   /** The bytes read, or the error (DeadTaskError if the reader's process died). */
@@ -157,10 +182,9 @@ class BlockedRead implements Resumable {
     this.into = into;
     this.max = max;
     this.waiter.resumable = this;
-    this.result = new Promise<number>((resolve, reject) => {
-      this.resolve = resolve;
-      this.reject = reject;
-    });
+    this.result = pendingPromise<number>();
+    this.resolve = settlers.resolve as (n: number) => void;
+    this.reject = settlers.reject;
   }
 
   woken(): void {
@@ -261,14 +285,14 @@ function hasBitsOutside(v: number, allowed: number): boolean {
  * unmapped range (ENOENT from the fill and move paths, EINVAL from REGISTER for want of a vma).
  */
 function validateUnalignedRange(start: number, len: number): boolean {
-  if (len % PAGE_SIZE !== 0 || len === 0) return false;
+  if (pageOffset(len) !== 0 || len === 0) return false;
   if (start >= TASK_SIZE) return false;
   return len <= TASK_SIZE - start;
 }
 
 /** Mirrors fs/userfaultfd.c:validate_range(). */
 function validateRange(start: number, len: number): boolean {
-  return start % PAGE_SIZE === 0 && validateUnalignedRange(start, len);
+  return pageOffset(start) === 0 && validateUnalignedRange(start, len);
 }
 
 function readRange(arg: Arg, what: string): { start: number; len: number } {
@@ -307,6 +331,8 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   readonly #fdWaiters: Array<Waiter | (() => void)> = [];
   /** wakeRange()'s scratch list, empty between calls. */
   readonly #woken: Waiter[] = [];
+  /** FaultWaiters whose access resumed, for the next faults (FaultWaiter.done()). */
+  readonly #spareWaiters: FaultWaiter[] = [];
   /** The process owning `mm`, whose death aborts the faults and events queued here. */
   #owner: Process | null = null;
   readonly #ownerExit = (): void => this.#ownerExited();
@@ -383,11 +409,13 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     if ((reason & VM_UFFD_WP) !== 0) flags |= UFFD_PAGEFAULT_FLAG_WP;
     if ((reason & VM_UFFD_MINOR) !== 0) flags |= UFFD_PAGEFAULT_FLAG_MINOR;
     const address = (features & UFFD_FEATURE_EXACT_ADDRESS) !== 0 ? vmf.realAddress : vmf.address;
-    const waiter = new FaultWaiter(address, flags, (features & UFFD_FEATURE_THREAD_ID) !== 0 ? vmf.task.tid : 0);
+    const ptid = (features & UFFD_FEATURE_THREAD_ID) !== 0 ? vmf.task.tid : 0;
+    const spare = this.#spareWaiters.pop();
+    const waiter = spare === undefined ? new FaultWaiter(address, flags, ptid, this.#spareWaiters) : spare.renew(address, flags, ptid);
     this.#pending.push(waiter);
     vmf.sleeper = waiter;
     this.#sched.charge(COST.userfaultRoundTrip);
-    this.#notifyFd();
+    this.#notifyFd(true);
     return VM_FAULT_RETRY;
   }
 
@@ -395,28 +423,38 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
    * Mirrors fs/userfaultfd.c:wake_userfault(): wakes every blocked fault, read or not, whose
    * message address lies in [start, start+len); len 0 wakes all (release only).
    */
-  wakeRange(start: number, len: number): void {
+  wakeRange(start: number, len: number, now = false): void {
     if (this.#pending.length === 0 && this.#read.length === 0) return;
     const woken = this.#woken;
     this.#pending.take(start, len, woken);
     this.#read.take(start, len, woken);
-    if (woken.length === 1) (woken.pop() as Waiter).wake();
-    else if (woken.length > 1) {
-      this.#sched.wakeAll(woken);
+    if (woken.length === 1) {
+      const w = woken.pop() as Waiter;
+      if (now) w.wakeNow(this.#sched);
+      else w.wake();
+    } else if (woken.length > 1) {
+      // Those resuming now may fault again (never wake here), but the list is not theirs to see.
+      if (now) this.#sched.wakeAllNow(woken.splice(0));
+      else this.#sched.wakeAll(woken);
       // Emptied by pops, not `length = 0`, which would give the backing store back.
       while (woken.length > 0) woken.pop();
     }
   }
 
-  /** wake_up_poll(&ctx->fd_wqh): every reader and poller, in the order they started waiting. */
-  #notifyFd(): void {
+  /**
+   * wake_up_poll(&ctx->fd_wqh): every reader and poller, in the order they started waiting.
+   * `fault`: a fault was just queued, and a blocked read of one message reads it at once
+   * (Scheduler.resumeNow()), as a reader on another CPU may before the faulting thread has gone
+   * to sleep: with room for one message, what it reads cannot depend on what is queued later.
+   */
+  #notifyFd(fault = false): void {
     const n = this.#fdWaiters.length;
     if (n === 0) return;
     if (n === 1) {
-      notifyFdWaiter(this.#fdWaiters[0]!);
+      notifyFdWaiter(this.#fdWaiters[0]!, fault ? this.#sched : null);
       return;
     }
-    for (const w of this.#fdWaiters.slice()) notifyFdWaiter(w);
+    for (const w of this.#fdWaiters.slice()) notifyFdWaiter(w, fault ? this.#sched : null);
   }
 
   // --- events ------------------------------------------------------------------------------
@@ -811,7 +849,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     const start = u64(a.start, what);
     const len = u64(a.len, what);
     if (!validateRange(start, len)) fail("EINVAL", what);
-    this.wakeRange(start, len);
+    this.wakeRange(start, len, true);
     return 0;
   }
 
@@ -824,7 +862,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     if (!putResult(a, field, ret)) fail("EFAULT", what);
     if (ret < 0) fail(errnoCode(-ret), what);
     if (ret > 0) this.#sched.progress++;
-    if (!dontwake) this.wakeRange(start, ret);
+    if (!dontwake) this.wakeRange(start, ret, true);
     if (ret !== len) fail("EAGAIN", what);
     return 0;
   }
@@ -901,7 +939,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     if (!this.mm.alive) fail("ESRCH", what);
     const ret = mwriteprotectRange(this, start, len, modeWp);
     if (ret < 0) fail(errnoCode(-ret), what);
-    if (!modeWp && !dontwake) this.wakeRange(start, len);
+    if (!modeWp && !dontwake) this.wakeRange(start, len, true);
     return 0;
   }
 
@@ -986,7 +1024,7 @@ class FaultQueue {
     if (len !== 0 && this.#live >= INDEX_MIN && len / PAGE_SIZE < this.#live) {
       // Fewer pages in the range than waiters queued: look the pages up.
       const index = (this.#byPage ??= this.#buildIndex());
-      for (let page = start - (start % PAGE_SIZE); page < end; page += PAGE_SIZE) {
+      for (let page = pageDown(start); page < end; page += PAGE_SIZE) {
         const list = index.get(page);
         if (list === undefined) continue;
         for (const f of list) if (f.address >= start && f.address < end) found.push(f);
@@ -1021,14 +1059,14 @@ class FaultQueue {
 const INDEX_MIN = 64;
 
 function indexAdd(index: Map<number, FaultWaiter[]>, f: FaultWaiter): void {
-  const page = f.address - (f.address % PAGE_SIZE);
+  const page = pageDown(f.address);
   const list = index.get(page);
   if (list === undefined) index.set(page, [f]);
   else list.push(f);
 }
 
 function indexDelete(index: Map<number, FaultWaiter[]>, f: FaultWaiter): void {
-  const page = f.address - (f.address % PAGE_SIZE);
+  const page = pageDown(f.address);
   const list = index.get(page);
   if (list === undefined) return;
   if (list.length === 1) {
@@ -1104,8 +1142,10 @@ function removeItem<T>(list: T[], x: T): void {
   list.pop();
 }
 
-function notifyFdWaiter(w: Waiter | (() => void)): void {
+/** Tells one fd_wqh entry; with `now` (a fault was queued), a blocked one-message read reads it at once. */
+function notifyFdWaiter(w: Waiter | (() => void), now: Scheduler | null): void {
   if (typeof w === "function") w();
+  else if (now !== null && w.resumable instanceof BlockedRead && w.resumable.max === 1) w.wakeNow(now);
   else w.wake();
 }
 
@@ -1118,7 +1158,8 @@ function encodeFaultMsg(out: Uint8Array, off: number, f: FaultWaiter): void {
   putU32(out, off + 4, 0);
   putU32(out, off + 8, f.flags);
   putU32(out, off + 12, 0);
-  putU32(out, off + 16, f.address % 0x1_0000_0000);
+  // The low and high halves of the u64 (an address is an integer below 2^53: `>>> 0` is mod 2^32).
+  putU32(out, off + 16, f.address >>> 0);
   putU32(out, off + 20, Math.floor(f.address / 0x1_0000_0000));
   putU32(out, off + 24, f.ptid);
   putU32(out, off + 28, 0);

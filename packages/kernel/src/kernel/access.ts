@@ -5,6 +5,7 @@
  * fault that must wait for a userfaultfd sleeps until woken and then retries the access, as the
  * CPU re-executes the instruction (fs/userfaultfd.c:handle_userfault() returns VM_FAULT_RETRY).
  */
+import { pageOffset } from "../lib/addr.ts";
 import { BUG } from "../lib/assert.ts";
 import {
   FAULT_FLAG_USER,
@@ -23,7 +24,7 @@ import { PTE_DIRTY, PTE_KIND_MASK, PTE_PRESENT, PTE_WRITE, PTE_YOUNG, ptePfn } f
 import { type Vma, VM_READ, VM_WRITE, VM_EXEC } from "../mm/vma.ts";
 import { PAGE_SIZE } from "../uapi/mman.ts";
 import { SignalError } from "../uapi/errno.ts";
-import { COST, type Resumable, type SchedPoint, type Scheduler, type Sleepers, type Waiter } from "./sched.ts";
+import { COST, pendingPromise, type Resumable, type SchedPoint, type Scheduler, type Sleepers, settlers, type Waiter } from "./sched.ts";
 
 /** Why an access stopped short. */
 export type AccessFault = "SIGSEGV" | "SIGBUS";
@@ -173,8 +174,9 @@ function sleepEnd(ctx: AccessContext, sleeper: Waiter | null, a: number): Promis
  * A user-mode access (Thread.read / Thread.write) that could not complete at once: asleep on a
  * userfault, preempted, or failed. `promise` resolves with `result` once the access is done and
  * rejects with the SignalError (or DeadTaskError, KernelBug). A userfault sleep takes no promise
- * of its own: the wake puts the access in the scheduler's resume batch (Waiter.resumable), which
- * retries it and settles `promise`, so a woken access costs one promise hop.
+ * of its own: the wake retries the access (Waiter.resumable), at once when a resolving ioctl
+ * woke it (Waiter.wakeNow()), else in the scheduler's resume batch, and that settles `promise`:
+ * a woken access costs no promise hop before the one its caller awaits.
  */
 export class BlockedAccess implements Resumable {
   readonly promise: Promise<unknown>;
@@ -194,10 +196,9 @@ export class BlockedAccess implements Resumable {
     this.#buf = buf;
     this.#write = write;
     this.#result = result;
-    this.promise = new Promise<unknown>((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
+    this.promise = pendingPromise<unknown>();
+    this.#resolve = settlers.resolve as (value: unknown) => void;
+    this.#reject = settlers.reject;
   }
 
   /** Goes on after a walkStep() of this access returned `code` (its results are still in the context). */
@@ -230,6 +231,7 @@ export class BlockedAccess implements Resumable {
       this.#reject(e);
       return;
     }
+    this.#sleeper?.done();
     this.#sleeper = null;
     if (rescheduled !== null) rescheduled.then(() => this.#retry(false), this.#reject);
     else this.#retry(false);
@@ -274,7 +276,7 @@ export function walkStep(ctx: AccessContext, addr: number, len: number, buf: Uin
       }
     }
     skipPoint = false;
-    const pageOff = a % PAGE_SIZE;
+    const pageOff = pageOffset(a);
     const chunk = Math.min(len - done, PAGE_SIZE - pageOff);
     const vma = mm.vmaLookup(a);
     if (vma === null || (write ? (vma.flags & VM_WRITE) === 0 : (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) === 0)) {

@@ -112,10 +112,16 @@ export interface CowPolicy {
    * - "reuse_swap_page" (up to 5.17): a write fault, when mapcount plus swap count is 1;
    * - "page_count" (5.18, c145e0b47c77 "mm: streamline COW logic in do_swap_page()"): a write
    *   fault, when the page has no other reference once the swap cache let go of it;
-   * - "swp_exclusive" (5.19 on, 1493a1913e34): also a read fault, when the swap pte remembered
-   *   the page was exclusive.
+   * - "swp_exclusive" (5.19 – 6.10, 1493a1913e34): a write fault, when the swap pte remembered
+   *   the page was exclusive or nothing else references it; a read fault maps such a page
+   *   read-only (exclusive in the rmap), and the first write reuses it in do_wp_page();
+   * - "read_exclusive" (6.11 on, c18160dba5ff "mm: swap: reuse exclusive folio directly instead
+   *   of wp page faults"): the same pages on a read fault too, in a writable vma, unless uffd-wp
+   *   in a WP-registered vma needs the fault.
+   * Before 6.11 a uffd-wp swap pte always comes back write-protected (pte_wrprotect() after
+   * pte_mkuffd_wp()), whether or not the vma is still registered.
    */
-  readonly swapIn: "reuse_swap_page" | "page_count" | "swp_exclusive";
+  readonly swapIn: "reuse_swap_page" | "page_count" | "swp_exclusive" | "read_exclusive";
 }
 
 /**
@@ -145,9 +151,10 @@ export interface MmRules {
    * it moves (mm/mremap.c:move_ptes(): the bit leaves present and swap ptes, a uffd-wp marker is
    * dropped, and move_normal_pmd() no longer moves such a page table whole). 0cef0bb836e3 ("mm:
    * clear uffd-wp PTE/PMD state on mremap()", 6.13, Fixes the 5.7 uffd-wp API); 6.12.y has it
-   * from 6.12.11 (310ac886d68d). Without it the moved ptes keep the bit while mremap_userfaultfd_prep()
-   * unregisters the new vma, so a WP registration of the new range later faults on pages
-   * nobody protected there (and pagemap reports PM_UFFD_WP on them where it reports the bit).
+   * from 6.12.11 (310ac886d68d), 6.1.y from 6.1.191. Without it the moved ptes keep the bit
+   * while mremap_userfaultfd_prep() unregisters the new vma, so a WP registration of the new
+   * range later faults on pages nobody protected there (and pagemap reports PM_UFFD_WP on them
+   * where it reports the bit).
    */
   readonly mremapClearsUffdWp: boolean;
 }
@@ -318,15 +325,17 @@ const COW_5_10: CowPolicy = { era: "page_count", wpFreesSwapCache: false, forkCo
 const COW_5_18: CowPolicy = { era: "page_count", wpFreesSwapCache: true, forkCopiesPinned: true, pinUnshare: "none", mprotectWriteUpgrade: false, swapIn: "page_count" };
 const COW_6_1: CowPolicy = { era: "anon_exclusive", wpFreesSwapCache: true, forkCopiesPinned: true, pinUnshare: "anon", mprotectWriteUpgrade: true, swapIn: "swp_exclusive" };
 const COW_6_2: CowPolicy = { era: "anon_exclusive", wpFreesSwapCache: true, forkCopiesPinned: true, pinUnshare: "cow_mapping", mprotectWriteUpgrade: true, swapIn: "swp_exclusive" };
+const COW_6_11: CowPolicy = { ...COW_6_2, swapIn: "read_exclusive" };
 
 // The other mm rules (docs/releases.md, "Other mm rules"): 5.7 and 5.10 predate the 5.14 uffd-wp
 // fixes fb8e37f35a2f (pagemap bit 57) and 8f34f1eac382 (fork); 5.15 on has both. The mremap()
-// clearing (0cef0bb836e3, 6.13) is in 6.12.y from 6.12.11 (310ac886d68d); its backport failed to
-// apply to 6.6.y and it was not queued for 6.1.y, 5.15.y or 5.10.y (the stable queues of Jan
-// 2025), and no later backport is known, so those profiles move the bit as it is.
+// clearing (0cef0bb836e3, 6.13) reached 6.12.y in 6.12.11 and 6.1.y in 6.1.191 (read in the
+// 6.1.192 mm/mremap.c); 6.6.y, 5.15.y and 5.10.y are modelled like 6.1.y, the nearest series
+// verified (not verified themselves). The history profiles are mainline tags before 6.13.
 const MM_5_7: MmRules = { pagemapUffdWp: false, forkUffdWp: "src", mremapClearsUffdWp: false };
-const MM_5_14: MmRules = { pagemapUffdWp: true, forkUffdWp: "dst", mremapClearsUffdWp: false };
-const MM_6_13: MmRules = { pagemapUffdWp: true, forkUffdWp: "dst", mremapClearsUffdWp: true };
+const MM_5_10: MmRules = { pagemapUffdWp: false, forkUffdWp: "src", mremapClearsUffdWp: true };
+const MM_5_18: MmRules = { pagemapUffdWp: true, forkUffdWp: "dst", mremapClearsUffdWp: false };
+const MM_STABLE: MmRules = { pagemapUffdWp: true, forkUffdWp: "dst", mremapClearsUffdWp: true };
 
 const F = COW_FIXES;
 const LACKS_5_7: readonly CowFix[] = [F.vmspliceCowBreak, F.pageCountCow, F.forkEarlyCow, F.swapinCow, F.anonExclusive, F.pinUnshareAnon, F.pinUnshareCowMapping];
@@ -343,39 +352,39 @@ const PROFILES: Readonly<Record<AnyRelease, ReleaseProfile>> = {
   "5.10": {
     release: "5.10", apiFeatures: FEATURES_5_10, rangeIoctls: RANGE_5_10, registerModes: MODES_5_10,
     minorShmem: false, wpShmem: false, continueModeWp: false, userModeOnly: false, devUserfaultfd: false, pagemapScan: false,
-    apiFeatureCheckFirst: true, cow: COW_5_10, mm: MM_5_7, lacks: LACKS_5_10,
+    apiFeatureCheckFirst: true, cow: COW_5_10, mm: MM_5_10, lacks: LACKS_5_10,
   },
   "5.15": {
     release: "5.15", apiFeatures: FEATURES_5_15, rangeIoctls: RANGE_5_15, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: false, continueModeWp: false, userModeOnly: true, devUserfaultfd: false, pagemapScan: false,
-    apiFeatureCheckFirst: false, cow: COW_5_10, mm: MM_5_14, lacks: LACKS_5_10,
+    apiFeatureCheckFirst: false, cow: COW_5_10, mm: MM_STABLE, lacks: LACKS_5_10,
   },
   "5.18": {
     // Mainline v5.18: EXACT_ADDRESS is new; WP on shmem, /dev/userfaultfd and the rest come later.
     // Mainline before 6.10, so the old UFFDIO_API order (no stable tree to backport 1723f04caacb).
     release: "5.18", apiFeatures: FEATURES_5_18, rangeIoctls: RANGE_5_15, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: false, continueModeWp: false, userModeOnly: true, devUserfaultfd: false, pagemapScan: false,
-    apiFeatureCheckFirst: true, cow: COW_5_18, mm: MM_5_14, lacks: LACKS_5_18,
+    apiFeatureCheckFirst: true, cow: COW_5_18, mm: MM_5_18, lacks: LACKS_5_18,
   },
   "6.1": {
     release: "6.1", apiFeatures: FEATURES_6_1, rangeIoctls: RANGE_5_15, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: false, userModeOnly: true, devUserfaultfd: true, pagemapScan: false,
-    apiFeatureCheckFirst: false, cow: COW_6_1, mm: MM_5_14, lacks: [F.pinUnshareCowMapping],
+    apiFeatureCheckFirst: false, cow: COW_6_1, mm: MM_STABLE, lacks: [F.pinUnshareCowMapping],
   },
   "6.6": {
     release: "6.6", apiFeatures: FEATURES_6_6, rangeIoctls: RANGE_6_6, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: false,
-    apiFeatureCheckFirst: false, cow: COW_6_2, mm: MM_5_14, lacks: [],
+    apiFeatureCheckFirst: false, cow: COW_6_2, mm: MM_STABLE, lacks: [],
   },
   "6.12": {
     release: "6.12", apiFeatures: FEATURES_6_12, rangeIoctls: RANGE_6_12, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: true,
-    apiFeatureCheckFirst: false, cow: COW_6_2, mm: MM_6_13, lacks: [],
+    apiFeatureCheckFirst: false, cow: COW_6_11, mm: MM_STABLE, lacks: [],
   },
   "6.18": {
     release: "6.18", apiFeatures: FEATURES_6_12, rangeIoctls: RANGE_6_12, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: true,
-    apiFeatureCheckFirst: false, cow: COW_6_2, mm: MM_6_13, lacks: [],
+    apiFeatureCheckFirst: false, cow: COW_6_11, mm: MM_STABLE, lacks: [],
   },
 };
 

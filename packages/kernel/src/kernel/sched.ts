@@ -98,10 +98,35 @@ export function seededPreemption(prng: Prng, probability: number): Preemption {
 
 /**
  * What a sleeper that needs no promise of its own does when woken: a blocked user access
- * continues in the scheduler's next resume batch (Scheduler.resumeLater()).
+ * continues in the scheduler's next resume batch (woken(): Scheduler.resumeLater()), or at once
+ * (resume(): Scheduler.resumeNow()).
  */
 export interface Resumable {
   woken(): void;
+  /** Continues the sleeper now (Scheduler.resumeNow()); must not throw. */
+  resume(): void;
+}
+
+/**
+ * The resolving functions of the promise pendingPromise() made last: read them right after the
+ * call (the next call replaces them).
+ */
+export const settlers: { resolve: (value: never) => void; reject: (error: unknown) => void } = {
+  resolve: () => {},
+  reject: () => {},
+};
+
+function captureSettlers(resolve: (value: never) => void, reject: (error: unknown) => void): void {
+  settlers.resolve = resolve;
+  settlers.reject = reject;
+}
+
+/**
+ * A new pending promise whose resolving functions are left in `settlers`: one shared executor
+ * instead of a closure per promise (a blocked access or read makes one per sleep).
+ */
+export function pendingPromise<T>(): Promise<T> {
+  return new Promise<T>(captureSettlers);
 }
 
 /**
@@ -133,6 +158,33 @@ export class Waiter {
     this.woken = true;
     this.#resolve?.();
     this.resumable?.woken();
+  }
+
+  /**
+   * Called by a resumable sleeper once it is back from this wait (its wake consumed, off every
+   * list): a waiter that is reused may go back to its pool. Nothing by default.
+   */
+  done(): void {}
+
+  /** Makes a woken, unlisted waiter new again (for reuse). */
+  protected reset(): void {
+    this.#promise = null;
+    this.#resolve = null;
+    this.woken = false;
+    this.sleeperSlot = -1;
+    this.resumable = null;
+  }
+
+  /**
+   * wake() by a waker after which the sleeper may run on the spot (Scheduler.resumeNow()): a
+   * resumable sleeper continues before this returns; one awaiting the promise, as with wake().
+   */
+  wakeNow(sched: Scheduler): void {
+    if (this.woken) return;
+    this.woken = true;
+    this.#resolve?.();
+    const r = this.resumable;
+    if (r !== null) sched.resumeNow(r);
   }
 }
 
@@ -278,10 +330,28 @@ export class Scheduler {
     this.#activity++;
   }
 
+  /** wakeAll() with Waiter.wakeNow(): the resumable sleepers continue in the seeded order, before this returns. */
+  wakeAllNow(waiters: Waiter[]): void {
+    if (waiters.length > 1) this.prng.shuffle(waiters);
+    for (let i = 0; i < waiters.length; i++) (waiters[i] as Waiter).wakeNow(this);
+    this.#activity++;
+  }
+
+  /**
+   * A woken sleeper whose waker lets it run at once (a thread woken by a UFFDIO_COPY runs
+   * while the handler's ioctl returns, as on another CPU): r.resume() now. With preemption the
+   * policy decides when it runs, so it goes to the resume batch (resumeLater()) as any wake.
+   */
+  resumeNow(r: { resume(): void; woken(): void }): void {
+    this.#activity++;
+    if (this.preemption !== null) r.woken();
+    else r.resume();
+  }
+
   /**
    * Calls r.resume() in a microtask, after the sleepers woken before it, as each would resume in
-   * its own promise reaction; the wakes of one synchronous stretch (a handler resolving a batch
-   * of faults) share one microtask. resume() must not throw.
+   * its own promise reaction; the wakes of one synchronous stretch (a release or an exit waking
+   * many faults, every wake under preemption) share one microtask. resume() must not throw.
    */
   resumeLater(r: { resume(): void }): void {
     this.#resumes.push(r);

@@ -9,6 +9,7 @@
  * means "handled": the caller re-checks the pte and may fault again (a write that first mapped
  * a page read-only with uffd-wp takes a second, WP fault, exactly as on the host).
  */
+import { pageDown } from "../lib/addr.ts";
 import type { Waiter } from "../kernel/sched.ts";
 import { UFFD_FEATURE_WP_ASYNC, UFFD_FEATURE_WP_UNPOPULATED } from "../uapi/userfaultfd.ts";
 import { BUG_ON } from "../lib/assert.ts";
@@ -107,7 +108,7 @@ export class VmFault {
     this.mm = mm;
     this.vma = vma;
     this.realAddress = realAddress;
-    this.address = realAddress - (realAddress % PAGE_SIZE);
+    this.address = pageDown(realAddress);
     this.flags = flags;
     this.task = task;
   }
@@ -119,7 +120,7 @@ export class VmFault {
   reinit(vma: Vma, realAddress: number, flags: number): this {
     this.vma = vma;
     this.realAddress = realAddress;
-    this.address = realAddress - (realAddress % PAGE_SIZE);
+    this.address = pageDown(realAddress);
     this.flags = flags;
     this.origPte = 0;
     this.sleeper = null;
@@ -288,7 +289,7 @@ const uffdDisableFaultAround = (vma: Vma): boolean => (vma.flags & (VM_UFFD_WP |
  */
 function doFaultAround(vmf: VmFault, inode: ShmemInode, pgoff: number): boolean {
   const vma = vmf.vma;
-  const pteOff = vmf.vpn % PTRS_PER_PTE;
+  const pteOff = vmf.vpn & (PTRS_PER_PTE - 1);
   const vmaOff = pgoff - vma.pgoff;
   const vmaPages = (vma.end - vma.start) / PAGE_SIZE;
   const fromPte = Math.max(pteOff - (pteOff % FAULT_AROUND_PAGES), pteOff - Math.min(pteOff, vmaOff));
@@ -518,6 +519,7 @@ function doSwapPage(vmf: VmFault): number {
   const write = (vmf.flags & FAULT_FLAG_WRITE) !== 0;
   let mapExclusive: boolean;
   switch (mm.core.cow.swapIn) {
+    case "read_exclusive":
     case "swp_exclusive": {
       const exclusive = swpExclusive(orig);
       swap!.free(slot);
@@ -550,7 +552,13 @@ function doSwapPage(vmf: VmFault): number {
   if ((orig & SWP_SOFT_DIRTY) !== 0) entry |= PTE_SOFT_DIRTY;
   const wp = (orig & SWP_UFFD_WP) !== 0;
   if (wp) entry = pteMkuffdWp(entry);
-  if (mapExclusive && (vma.flags & VM_WRITE) !== 0 && !(wp && userfaultfdWp(vma))) {
+  // Release policy (5.7 – 6.10): only a write fault maps the page writable, and a uffd-wp swap pte
+  // comes back write-protected even where the vma lost its registration (a stale bit: mremap()
+  // before 0cef0bb836e3, fork() before 8f34f1eac382); c18160dba5ff (6.11) maps an exclusive page
+  // writable on a read fault too, unless userfaultfd_pte_wp().
+  const writable =
+    mm.core.cow.swapIn === "read_exclusive" ? !(wp && userfaultfdWp(vma)) : write && !wp;
+  if (mapExclusive && (vma.flags & VM_WRITE) !== 0 && writable) {
     entry = pteMkwrite(entry);
     if ((vmf.flags & FAULT_FLAG_WRITE) !== 0) entry = pteMkdirty(entry);
   }

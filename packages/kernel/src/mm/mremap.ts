@@ -246,8 +246,8 @@ function moveVma(mm: Mm, vrm: VmaRemap): RemapResult {
   const vma = vrm.vma as Vma;
   if (!vrmCalcCharge(mm, vrm)) return "ENOMEM";
   const newVma = copyVma(mm, vma, vrm.newAddr, vrm.newLen, vma.pgoffOf(vrm.addr));
-  // Release policy (5.7 – 6.6, and 6.12 before 6.12.11): move_ptes() moves uffd-wp as it is
-  // until 0cef0bb836e3 (6.13; 310ac886d68d in 6.12.y), though the new vma loses its registration.
+  // Release policy (5.7, 5.18): move_ptes() moves uffd-wp as it is until 0cef0bb836e3 (6.13, in
+  // the stable series since), though the new vma loses its registration.
   const clearUffdWp = mm.core.mmRules.mremapClearsUffdWp && vmaHasUffdWithoutEventRemap(vma);
   movePageTables(mm, vrm.addr, vrm.newAddr, vrm.oldLen, clearUffdWp);
   vrm.uf = mm.core.uffd.mremapPrep(newVma);

@@ -18,6 +18,7 @@
  * - COPY and CONTINUE may replace any pte marker (pte_none_mostly()), ZEROPAGE and POISON need
  *   a strictly none pte (except shared shmem ZEROPAGE, which installs through the COPY path).
  */
+import { pageOffset } from "../lib/addr.ts";
 import { ERRNO } from "../uapi/errno.ts";
 import { PAGE_SIZE } from "../uapi/mman.ts";
 import { UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES } from "../uapi/userfaultfd.ts";
@@ -249,7 +250,7 @@ function mfillCopyAnon(op: MfillOp, vma: Vma): number {
     const vpn = op.dstAddr / PAGE_SIZE;
     // mm_alloc_pmd() + __pte_alloc(): the page table exists from here on, whatever the outcome.
     const table = mm.pt.table(vpn);
-    const i = vpn % PTRS_PER_PTE;
+    const i = vpn & (PTRS_PER_PTE - 1);
     if (op.folio < 0 && end - op.srcAddr > PAGE_SIZE && op.src!.copyAtomicRun !== undefined) {
       const err = mfillCopyAnonBatch(op, vma, table, i, bits);
       if (err !== 0) return err;
@@ -334,7 +335,7 @@ function mfillCopyAnonBatch(op: MfillOp, vma: Vma, table: Uint32Array, i: number
  * the leading pages copied (it stops at the first page copyFromUserAtomic() would refuse).
  */
 export function copyFromUserAtomicRun(mm: Mm, addr: number, dst: Uint8Array, dstOff: number, len: number): number {
-  if (addr % PAGE_SIZE !== 0) {
+  if (pageOffset(addr) !== 0) {
     let done = 0;
     while (done < len && copyFromUserAtomic(mm, addr + done, dst, dstOff + done)) done += PAGE_SIZE;
     return done;
@@ -523,7 +524,7 @@ export function copyFromUserAtomic(mm: Mm, addr: number, dst: Uint8Array, dstOff
   let done = 0;
   while (done < PAGE_SIZE) {
     const a = addr + done;
-    const pageOff = a % PAGE_SIZE;
+    const pageOff = pageOffset(a);
     const chunk = Math.min(PAGE_SIZE - done, PAGE_SIZE - pageOff);
     const vma = mm.vmaLookup(a);
     if (vma === null || (vma.flags & VM_ACCESS_FLAGS) === 0) return false;
@@ -607,7 +608,7 @@ export function uffdWpRange(vma: Vma, start: number, len: number, enableWp: bool
     }
     const table = mm.pt.table(vpn);
     for (; vpn < tableEnd; vpn++) {
-      const i = vpn % PTRS_PER_PTE;
+      const i = vpn & (PTRS_PER_PTE - 1);
       const pte = table[i] as number;
       if (pte === 0 && !useMarkers) continue;
       const next = changeUffdWpPte(vma, pte, enableWp, tryWritable, useMarkers);

@@ -23,16 +23,26 @@
  *   mm/memory.c:zap_pte_range() clears a present pte with nothing left behind, and 6.18's
  *   zap_install_uffd_wp_if_needed() installs no marker in an anonymous vma ("Zap on anonymous
  *   always means dropping everything"); the next write allocates a new page without a fault.
+ * - uffd-wp across swap and on the zero page: the same on every profile. f45ec5ff16a7
+ *   ("userfaultfd: wp: support swap and page migration", in the 5.7 uffd-wp series) keeps the bit
+ *   in the swap pte and do_swap_page() maps the page back write-protected with it; a shmem page
+ *   has uffd-wp only from 5.19 (b1f9e876862d), the series that added pte markers, so a paged-out
+ *   protected shmem page leaves a marker wherever it can be protected at all. change_pte_range()
+ *   (mm/mprotect.c) write-protects any present pte, the zero page's too, and do_wp_page() asks
+ *   userfaultfd_pte_wp() before it looks at the page (read at v5.10.13 and 6.18).
  * - uffd-wp across mremap() without UFFD_FEATURE_EVENT_REMAP: 0cef0bb836e3 "mm: clear uffd-wp
- *   PTE/PMD state on mremap()" (6.13; in 6.12.y as 310ac886d68d from 6.12.11) made
- *   mm/mremap.c:move_ptes() clear the bit from present and swap ptes and drop a uffd-wp marker
- *   when vma_has_uffd_without_event_remap(). Before it move_ptes() moved every pte as it was
- *   while mremap_userfaultfd_prep() unregistered the new vma, so the moved pages keep stale
- *   uffd-wp bits (its commit message: vma flags cleared, pte flags not). The stable backport failed to
- *   apply to 6.6.y and was not queued for 6.1.y, 5.15.y or 5.10.y. With EVENT_REMAP the
+ *   PTE/PMD state on mremap()" (6.13; in 6.12.y as 310ac886d68d from 6.12.11, in 6.1.y from
+ *   6.1.191) made mm/mremap.c:move_ptes() clear the bit from present and swap ptes and drop a
+ *   uffd-wp marker when vma_has_uffd_without_event_remap(). Before it move_ptes() moved every
+ *   pte as it was while mremap_userfaultfd_prep() unregistered the new vma, so the moved pages
+ *   keep stale uffd-wp bits (its commit message: vma flags cleared, pte flags not): the history
+ *   profiles, mainline v5.7 and v5.18, show it. With EVENT_REMAP the
  *   registration and the bits move on every release (mremap_userfaultfd_prep() keeps the ctx).
  *   The 6.18 side of both is checked against the host by remap-wp-* and swap-remap-wp-*
- *   (packages/conformance/corpus).
+ *   (packages/conformance/corpus). A stale swap pte read back in before the range is registered
+ *   again stays write-protected with its bit (do_swap_page() before c18160dba5ff, 6.11: a read
+ *   fault maps read-only, pte_mkuffd_wp() then pte_wrprotect()); a stale shmem marker is cleared
+ *   by the read (pte_marker_handle_uffd_wp() in a vma without VM_UFFD_WP).
  */
 import { describe, expect, it } from "vitest";
 import { ALL_RELEASES, type AnyRelease, Kernel, type Process, SignalError } from "@uffd/kernel";
@@ -86,15 +96,17 @@ const SHMEM_MODES: Readonly<Record<AnyRelease, { minor: boolean; wp: boolean }>>
 
 /**
  * Whether move_ptes() clears uffd-wp in a vma whose uffd lacks EVENT_REMAP: 0cef0bb836e3 (6.13),
- * backported to 6.12.y only (310ac886d68d, 6.12.11). Written out per profile.
+ * in 6.12.y from 6.12.11 (310ac886d68d) and in 6.1.y from 6.1.191 (mm/mremap.c of 6.1.192);
+ * 6.6.y, 5.15.y and 5.10.y are taken to have it as 6.1.y does (not verified). The history
+ * profiles are mainline v5.7 and v5.18, before it. Written out per profile.
  */
 const MREMAP_CLEARS_UFFD_WP: Readonly<Record<AnyRelease, boolean>> = {
   "5.7": false,
-  "5.10": false,
-  "5.15": false,
+  "5.10": true,
+  "5.15": true,
   "5.18": false,
-  "6.1": false,
-  "6.6": false,
+  "6.1": true,
+  "6.6": true,
   "6.12": true,
   "6.18": true,
 };
@@ -225,6 +237,54 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a han
     k.checkInvariants();
   });
 
+  it("uffd-wp survives swap-out and swap-in (a shmem page: as a marker, where WP on shmem exists) and protects the zero page: each write is a WP fault", async () => {
+    const shmemWp = SHMEM_MODES[release].wp;
+    const k = new Kernel({ release, seed: 17, swapPages: 16 });
+    const p = k.spawn();
+    const uffd = await uffdOpen(p, shmemWp ? UFFD_FEATURE_WP_HUGETLBFS_SHMEM : 0);
+    // Page 0 written then swapped out; page 1 never written: a read maps the zero page.
+    const a = await p.mmap(0, 2 * PAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+    await p.mainThread.write(a, bytes(PAGE, 0x61));
+    expect(await p.mainThread.read(a + PAGE, 1)).toEqual(new Uint8Array([0]));
+    expect(pm(p, a + PAGE).pfn).toBe(k.zeroPfn);
+    await register(p, uffd, a, 2 * PAGE, modeOf(false, true, false));
+    await wpRange(p, uffd, a, 2 * PAGE, true);
+    await errnoOf(p.madvise(a, PAGE, MADV_PAGEOUT));
+    expect(pm(p, a)).toMatchObject({ present: false, swapped: true, uffdWp: fixed });
+    // The read swaps the page in, still write-protected.
+    expect(await p.mainThread.read(a, 1)).toEqual(new Uint8Array([0x61]));
+    expect(pm(p, a)).toMatchObject({ present: true, uffdWp: fixed });
+    const targets = [a, a + PAGE];
+    if (shmemWp) {
+      const fd = await p.memfdCreate("swap");
+      await p.ftruncate(fd, PAGE);
+      const m = await p.mmap(0, PAGE, RW, MAP_SHARED, fd);
+      await p.mainThread.write(m, bytes(PAGE, 0x62));
+      await register(p, uffd, m, PAGE, modeOf(false, true, false));
+      await wpRange(p, uffd, m, PAGE, true);
+      await errnoOf(p.madvise(m, PAGE, MADV_PAGEOUT));
+      expect(pmBits(pm(p, m)), "the uffd-wp marker try_to_unmap_one() leaves").toBe("P0 S1 F0 X0 WP1");
+      expect(await p.mainThread.read(m, 1)).toEqual(new Uint8Array([0x62]));
+      expect(pmBits(pm(p, m))).toBe("P1 S0 F1 X1 WP1");
+      targets.push(m);
+    }
+    for (const addr of targets) {
+      const write = track(p.mainThread.write(addr, bytes(1, 0x71)));
+      expect(await isBlocked(k, write)).toBe(true);
+      const msgs = await readMsgs(p, uffd);
+      expect(msgs).toHaveLength(1);
+      expect(pagefault(msgs[0]!)).toMatchObject({ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr });
+      await wpRange(p, uffd, addr, PAGE, false);
+      await settle(k, write.promise, "write after un-protect");
+    }
+    expect(await p.mainThread.read(a, 2)).toEqual(new Uint8Array([0x71, 0x61]));
+    // The write to the zero page copied it to a new anonymous page.
+    expect(await p.mainThread.read(a + PAGE, 2)).toEqual(new Uint8Array([0x71, 0]));
+    expect(pm(p, a + PAGE).pfn).not.toBe(k.zeroPfn);
+    await p.close(uffd);
+    k.checkInvariants();
+  });
+
   describe("uffd-wp across mremap()", () => {
     const clears = MREMAP_CLEARS_UFFD_WP[release];
     const shmemWp = SHMEM_MODES[release].wp;
@@ -301,6 +361,39 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a han
       expect(await p.mainThread.read(a, 2)).toEqual(new Uint8Array([0x41, 0x21]));
       expect(await p.mainThread.read(a + PAGE, 2)).toEqual(new Uint8Array([0x42, 0x21]));
       if (shmemWp) expect(await p.mainThread.read(m, 2)).toEqual(new Uint8Array([0x43, 0x31]));
+      await p.close(uffd);
+      k.checkInvariants();
+    });
+
+    it(`without EVENT_REMAP, pages read back in before a new WP registration: ${clears ? "nothing is protected" : "the anonymous pages still fault"}`, async () => {
+      const { k, p, uffd, a, m, moves } = await protectAndMove(0);
+      await settle(k, moves, "mremap");
+      // Reads in the unregistered vmas: the swap pte comes back in (before 6.11 do_swap_page()
+      // maps it write-protected with its uffd-wp bit, pte_mkuffd_wp() + pte_wrprotect(), whatever
+      // the vma), and pte_marker_handle_uffd_wp() clears a marker the vma no longer wants.
+      expect(await p.mainThread.read(a + PAGE, 1)).toEqual(new Uint8Array([0x21]));
+      expect(pmBits(pm(p, a + PAGE))).toBe(`P1 S0 F0 X1 ${clears ? "WP0" : WP}`);
+      if (shmemWp) {
+        expect(await p.mainThread.read(m, 1)).toEqual(new Uint8Array([0x31]));
+        expect(pmBits(pm(p, m))).toBe("P1 S0 F1 X1 WP0");
+      }
+      await register(p, uffd, a, 2 * PAGE, modeOf(false, true, false));
+      if (shmemWp) await register(p, uffd, m, PAGE, modeOf(false, true, false));
+      for (const addr of [a, a + PAGE]) {
+        const write = track(p.mainThread.write(addr, bytes(1, 0x44)));
+        if (clears) {
+          await settle(k, write.promise, "write to the moved page");
+        } else {
+          expect(await isBlocked(k, write)).toBe(true);
+          const msgs = await readMsgs(p, uffd);
+          expect(msgs.map((msg) => pagefault(msg))).toMatchObject([{ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr }]);
+          await wpRange(p, uffd, addr, PAGE, false);
+          await settle(k, write.promise, "write after un-protect");
+        }
+      }
+      if (shmemWp) await settle(k, p.mainThread.write(m, bytes(1, 0x45)), "write to the shmem page");
+      expect(await readMsgs(p, uffd)).toEqual([]);
+      expect(await p.mainThread.read(a + PAGE, 2)).toEqual(new Uint8Array([0x44, 0x21]));
       await p.close(uffd);
       k.checkInvariants();
     });
