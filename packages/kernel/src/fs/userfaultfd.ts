@@ -1154,23 +1154,44 @@ function notifyFdWaiter(w: Waiter | (() => void), now: Scheduler | null): void {
  * record: a reused buffer must not keep the previous message's bytes).
  */
 function encodeFaultMsg(out: Uint8Array, off: number, f: FaultWaiter): void {
-  putU32(out, off, UFFD_EVENT_PAGEFAULT);
-  putU32(out, off + 4, 0);
-  putU32(out, off + 8, f.flags);
-  putU32(out, off + 12, 0);
+  // Byte by byte, little-endian: event, reserved, then arg.pagefault { flags, address, ptid }.
+  const flags = f.flags;
   // The low and high halves of the u64 (an address is an integer below 2^53: `>>> 0` is mod 2^32).
-  putU32(out, off + 16, f.address >>> 0);
-  putU32(out, off + 20, Math.floor(f.address / 0x1_0000_0000));
-  putU32(out, off + 24, f.ptid);
-  putU32(out, off + 28, 0);
-}
-
-/** A little-endian u32 (what DataView.setUint32(off, v, true) writes), without a DataView. */
-function putU32(out: Uint8Array, off: number, v: number): void {
-  out[off] = v & 0xff;
-  out[off + 1] = (v >>> 8) & 0xff;
-  out[off + 2] = (v >>> 16) & 0xff;
-  out[off + 3] = (v >>> 24) & 0xff;
+  const lo = f.address >>> 0;
+  const hi = Math.floor(f.address / 0x1_0000_0000);
+  const ptid = f.ptid;
+  out[off] = UFFD_EVENT_PAGEFAULT;
+  out[off + 1] = 0;
+  out[off + 2] = 0;
+  out[off + 3] = 0;
+  out[off + 4] = 0;
+  out[off + 5] = 0;
+  out[off + 6] = 0;
+  out[off + 7] = 0;
+  out[off + 8] = flags & 0xff;
+  out[off + 9] = (flags >>> 8) & 0xff;
+  out[off + 10] = (flags >>> 16) & 0xff;
+  out[off + 11] = (flags >>> 24) & 0xff;
+  out[off + 12] = 0;
+  out[off + 13] = 0;
+  out[off + 14] = 0;
+  out[off + 15] = 0;
+  out[off + 16] = lo & 0xff;
+  out[off + 17] = (lo >>> 8) & 0xff;
+  out[off + 18] = (lo >>> 16) & 0xff;
+  out[off + 19] = (lo >>> 24) & 0xff;
+  out[off + 20] = hi & 0xff;
+  out[off + 21] = (hi >>> 8) & 0xff;
+  out[off + 22] = (hi >>> 16) & 0xff;
+  out[off + 23] = (hi >>> 24) & 0xff;
+  out[off + 24] = ptid & 0xff;
+  out[off + 25] = (ptid >>> 8) & 0xff;
+  out[off + 26] = (ptid >>> 16) & 0xff;
+  out[off + 27] = (ptid >>> 24) & 0xff;
+  out[off + 28] = 0;
+  out[off + 29] = 0;
+  out[off + 30] = 0;
+  out[off + 31] = 0;
 }
 
 /** UFFDIO_COPY's source in the caller's memory: first with faults disabled, then with faults. */
