@@ -424,7 +424,16 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
    * message address lies in [start, start+len); len 0 wakes all (release only).
    */
   wakeRange(start: number, len: number, now = false): void {
-    if (this.#pending.length === 0 && this.#read.length === 0) return;
+    const queued = this.#pending.length + this.#read.length;
+    if (queued === 0) return;
+    if (queued === 1 && len !== 0) {
+      // One blocked fault (a handler resolving faults one by one): no list to build.
+      const f = (this.#pending.length === 1 ? this.#pending : this.#read).takeOnly(start, len);
+      if (f === null) return;
+      if (now) f.wakeNow(this.#sched);
+      else f.wake();
+      return;
+    }
     const woken = this.#woken;
     this.#pending.take(start, len, woken);
     this.#read.take(start, len, woken);
@@ -1014,6 +1023,14 @@ class FaultQueue {
     f.qNext = null;
     if (--this.#live === 0) this.#byPage = null;
     else if (this.#byPage !== null) indexDelete(this.#byPage, f);
+  }
+
+  /** The queue's only entry, unlinked, if its address is in [start, start+len); else null (and the queue stays). */
+  takeOnly(start: number, len: number): FaultWaiter | null {
+    const f = this.#head;
+    if (f === null || f.address < start || f.address >= start + len) return null;
+    this.#unlink(f);
+    return f;
   }
 
   /** Moves every entry whose address is in [start, start+len) (all, for len 0) to `out`, in queue order. */

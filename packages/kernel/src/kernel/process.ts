@@ -135,9 +135,12 @@ export class Thread implements FaultingTask {
       this.#error = null;
       return Promise.reject(e);
     }
-    const blocked = new BlockedAccess(this.accessCtx, addr, buf, write, result);
+    const ctx = this.accessCtx;
+    const blocked = ctx.spareBlocked ?? new BlockedAccess(ctx);
+    ctx.spareBlocked = null;
+    const promise = blocked.begin(addr, buf, write, result);
     blocked.continueAfter(code);
-    return blocked.promise;
+    return promise;
   }
 }
 
