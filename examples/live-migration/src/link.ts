@@ -143,7 +143,15 @@ export class Wire {
     this.#timerAt = Infinity;
   }
 
-  #schedule(atMs: number): void {
+  /**
+   * Runs the pump at `atMs`. Node's timers count whole milliseconds and fire about 0.1 ms after
+   * the count: rounding a delay up (a frame due in 1.03 ms waited 2.15) is harmless for bulk
+   * frames, which only need to keep the wire's pace, but it made each demand hop (`precise`: a
+   * frame of a priority channel is next) a millisecond late on top of the link's own latency.
+   * Those round to the nearest millisecond instead, and a timer that fires early leaves less
+   * than half a millisecond, which is waited for a turn of the event loop at a time.
+   */
+  #schedule(atMs: number, precise = false): void {
     if (atMs >= this.#timerAt) return;
     this.#clearTimer();
     const delay = atMs - performance.now();
@@ -153,19 +161,29 @@ export class Wire {
       this.#pump();
     };
     this.#timerAt = atMs;
-    this.#timer = delay < 0.5 ? setImmediate(run) : setTimeout(run, Math.max(1, Math.ceil(delay)));
+    this.#timer = delay < 0.5 ? setImmediate(run) : setTimeout(run, Math.max(1, precise ? Math.round(delay) : Math.ceil(delay)));
   }
 
   #pump(): void {
     const now = performance.now();
     this.#depart(now);
     let next = Infinity;
+    let precise = false;
     for (const ch of [...this.#channels]) {
       const t = ch.deliver(now);
-      if (t < next) next = t;
+      if (t < next) {
+        next = t;
+        precise = ch.priority;
+      }
     }
-    if (this.#channels.some((ch) => ch.hasUndeparted())) next = Math.min(next, Math.max(this.#busyUntil, now + 0.5));
-    if (next < Infinity) this.#schedule(next);
+    if (this.#channels.some((ch) => ch.hasUndeparted())) {
+      const free = Math.max(this.#busyUntil, now + 0.5);
+      if (free < next) {
+        next = free;
+        precise = false;
+      }
+    }
+    if (next < Infinity) this.#schedule(next, precise);
   }
 
   /** Puts bytes on the wire, segment by segment, up to the present; highest priority first. */
@@ -238,6 +256,11 @@ export class ShapedLink {
 
   get closed(): boolean {
     return this.#closedError !== null;
+  }
+
+  /** This channel gets the wire ahead of the others (the postcopy-preempt connection). */
+  get priority(): boolean {
+    return this.#priority;
   }
 
   /** Bytes queued here (modelled send buffer) plus what Node still holds for the kernel. */

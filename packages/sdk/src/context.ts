@@ -246,7 +246,7 @@ export class UffdContext {
     // so that a duplicate message later in the same batch (another thread on the page, already
     // woken by this resolve) is still coalesced into it.
     if (this.inBatch) this.settledInBatch.push(f);
-    else if (this.inflight.get(f.key) === f) this.inflight.delete(f.key);
+    else this.inflight.deleteValue(f.key, f);
     if (f.settleWaiters !== null) for (const w of f.settleWaiters.splice(0)) w(outcome);
     if (this.inflight.size === 0 && this.#drainWaiters.length > 0) this.#wakeDrainers();
     const m = this.metrics;
@@ -281,7 +281,7 @@ export class UffdContext {
     for (let i = 0; i < settled.length; i++) {
       const f = settled[i]!;
       h.record((nowMs - f.readAtWallMs) * 1e6);
-      if (this.inflight.get(f.key) === f) this.inflight.delete(f.key);
+      this.inflight.deleteValue(f.key, f);
     }
     // Emptied by pops, not `length = 0`, which would give the backing store back (and the next
     // batch would allocate it again).

@@ -86,8 +86,21 @@ export class FaultTable<V> {
   }
 
   delete(key: number): boolean {
-    let i = this.#slotOf(key);
+    const i = this.#slotOf(key);
     if (i < 0) return false;
+    this.#deleteAt(i);
+    return true;
+  }
+
+  /** Deletes the entry of `key` if its value is `value` (one probe where get() then delete() take two). */
+  deleteValue(key: number, value: V): boolean {
+    const i = this.#slotOf(key);
+    if (i < 0 || this.#vals[i] !== value) return false;
+    this.#deleteAt(i);
+    return true;
+  }
+
+  #deleteAt(i: number): void {
     const keys = this.#keys;
     const vals = this.#vals;
     const seqs = this.#seqs;
@@ -106,7 +119,6 @@ export class FaultTable<V> {
     keys[i] = -1;
     vals[i] = undefined;
     this.#size--;
-    return true;
   }
 
   /** A snapshot of the values in insertion order. */

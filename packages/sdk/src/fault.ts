@@ -16,12 +16,7 @@ import { type CopyOptions, FAULT_STATE, type Fault, type FaultKind, NO_DEADLINE,
 
 export type { CopyOptions, Fault, FaultKind } from "./types.ts";
 
-const KIND_INDEX: Record<FaultKind, number> = { missing: 0, wp: 1, minor: 2 };
-
-/** The in-flight table's key of a page's fault of one kind. */
-export function faultKey(page: number, kind: FaultKind): number {
-  return page + KIND_INDEX[kind];
-}
+export { faultKey } from "./types.ts";
 
 /** @internal The record behind a Fault; its mutable fields belong to its context. */
 export class FaultImpl implements FaultState {

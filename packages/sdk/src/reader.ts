@@ -48,12 +48,28 @@ async function readLoop(ctx: UffdContext, onFork: OnFork): Promise<void> {
   const view = buf.length > ON_HEAP_BYTES_MAX ? new DataView(buf.buffer, buf.byteOffset, buf.byteLength) : null;
   const proc = ctx.proc;
   let failures = 0;
+  // What is queued already is read at once by readNowait(), without a promise; only an empty
+  // queue sleeps, in readInto(). A handler that keeps up with its threads finds the queue empty
+  // at every read (the thread its resolve woke has not run yet), so after NOWAIT_MISSES empty
+  // readNowait()s in a row the loop calls readInto() alone (which returns a settled promise when
+  // something is queued) and tries readNowait() again every NOWAIT_RETRY reads, or at once after
+  // a read that filled a multi-message buffer (a backlog).
+  let misses = 0;
+  let skip = 0;
   while (!ctx.closed) {
     let n: number | null;
     try {
-      // What is queued already is read at once, without a promise; only an empty queue sleeps.
-      n = proc.readNowait(ctx.fd, buf);
-      if (n === null) n = await proc.readInto(ctx.fd, buf);
+      if (skip > 0) {
+        skip--;
+        n = await proc.readInto(ctx.fd, buf);
+        if (n === buf.length && n > UFFD_MSG_SIZE) skip = misses = 0;
+      } else {
+        n = proc.readNowait(ctx.fd, buf);
+        if (n === null) {
+          if (++misses >= NOWAIT_MISSES) skip = NOWAIT_RETRY;
+          n = await proc.readInto(ctx.fd, buf);
+        } else misses = 0;
+      }
     } catch (e) {
       if (ctx.closed || proc.exited) break; // closed by us, or the handling process died in read(2)
       if (e instanceof ErrnoError && e.code === "EAGAIN") {
@@ -73,6 +89,11 @@ async function readLoop(ctx: UffdContext, onFork: OnFork): Promise<void> {
   }
   if (!ctx.closed) await shutdown(ctx, false);
 }
+
+/** Empty readNowait()s in a row after which the read loop calls readInto() alone. */
+const NOWAIT_MISSES = 4;
+/** Reads between two tries of readNowait() while the queue keeps being found empty. */
+const NOWAIT_RETRY = 32;
 
 /** An O_NONBLOCK fd (one passed in, or a fork child's): wait for POLLIN instead of spinning. */
 async function pollIn(ctx: UffdContext): Promise<void> {

@@ -17,7 +17,7 @@ import { PAGE_SIZE, UFFDIO_CONTINUE, UFFDIO_CONTINUE_MODE_WP, UFFDIO_COPY, UFFDI
 import type { FaultState, UffdContext } from "./context.ts";
 import { mfill, type MfillOp, type MfillOptions, wake, writeProtect } from "./ops.ts";
 import { PAGE_STATE } from "./ranges.ts";
-import { FAULT_STATE, type Resolution } from "./types.ts";
+import { FAULT_STATE, faultKey, type Resolution } from "./types.ts";
 
 export type ResolveOp = MfillOp | "unprotect" | "wake";
 
@@ -120,9 +120,13 @@ function fastDone(f: FaultState, op: "copy" | "zeropage" | "continue", protect: 
   ctx.metrics.bytes[op] += PAGE_SIZE;
   const keep = protect && op !== "zeropage" ? PAGE_STATE.PROTECTED : 0;
   ctx.ranges.markPage(page, PAGE_STATE.INSTALLED | keep, PAGE_STATE.REMOVED | PAGE_STATE.POISONED | (keep === 0 ? PAGE_STATE.PROTECTED : 0));
-  // Other faults on the page (a missing and a minor one at once) are answered too; with this
-  // fault alone in flight there is none to look for.
-  if (ctx.inflight.size > 1) ctx.settleCovered(page, page + PAGE_SIZE, null);
+  // The other install kind's fault on the page (a missing and a minor one at once) is answered
+  // too: settleCovered() of the page, with one lookup instead of two (this fault is not pending);
+  // with this fault alone in flight there is none to look for.
+  if (ctx.inflight.size > 1) {
+    const other = ctx.inflight.get(faultKey(page, f.kind === "minor" ? "missing" : "minor"));
+    if (other !== undefined && other.state === FAULT_STATE.PENDING) ctx.settle(other, "present");
+  }
   ctx.settle(f, "installed");
   return f.outcome!;
 }

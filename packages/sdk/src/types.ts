@@ -1,7 +1,7 @@
 /**
  * The SDK's vocabulary: what a fault is to the app (the read-only `Fault` with its resolvers),
  * how a fault ends (`Resolution`), and the fault lifecycle constants. Types only, plus two
- * constants; every other module builds on these.
+ * constants and the in-flight table's key; every other module builds on these.
  */
 import type { RegisteredRange } from "./ranges.ts";
 
@@ -35,6 +35,13 @@ export type InstallKind = "copy" | "zeropage" | "continue" | "move" | "poison";
  * dispatch, which always have one; a small integer (not Infinity) keeps the field unboxed.
  */
 export const NO_DEADLINE = -1;
+
+const KIND_INDEX: Record<FaultKind, number> = { missing: 0, wp: 1, minor: 2 };
+
+/** @internal The in-flight table's key of a page's fault of one kind: the page address plus a kind index. */
+export function faultKey(page: number, kind: FaultKind): number {
+  return page + KIND_INDEX[kind];
+}
 
 /** @internal Fault lifecycle. pending: nobody has started to resolve it; resolving: an ioctl is under way. */
 export const FAULT_STATE = { PENDING: 0, RESOLVING: 1, SETTLED: 2 } as const;

@@ -9,13 +9,15 @@ const key = fc
   .tuple(fc.constantFrom(0x10000, 0x7f00_0000_0000, 0x1_0000_0000), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 2 }))
   .map(([base, page, kind]) => base + page * PAGE + kind);
 const op = fc.oneof(
-  fc.record({ kind: fc.constant("set" as const), key, value: fc.integer() }),
+  fc.record({ kind: fc.constant("set" as const), key, value: fc.integer({ min: 0, max: 2 }) }),
   fc.record({ kind: fc.constant("delete" as const), key }),
   fc.record({ kind: fc.constant("get" as const), key }),
+  // Values from a small set, so that deleteValue() meets both a matching and a different value.
+  fc.record({ kind: fc.constant("deleteValue" as const), key, value: fc.integer({ min: 0, max: 2 }) }),
 );
 
 describe("FaultTable", () => {
-  it("agrees with a Map on set/get/has/delete/size and iterates in insertion order", () => {
+  it("agrees with a Map on set/get/has/delete/deleteValue/size and iterates in insertion order", () => {
     fc.assert(
       fc.property(fc.array(op, { maxLength: 600 }), (ops) => {
         const t = new FaultTable<number>(16);
@@ -26,6 +28,9 @@ describe("FaultTable", () => {
             m.set(o.key, o.value);
           } else if (o.kind === "delete") {
             expect(t.delete(o.key)).toBe(m.delete(o.key));
+          } else if (o.kind === "deleteValue") {
+            // Deletes only an entry holding that value.
+            expect(t.deleteValue(o.key, o.value)).toBe(m.get(o.key) === o.value && m.delete(o.key));
           } else {
             expect(t.get(o.key)).toBe(m.get(o.key));
             expect(t.has(o.key)).toBe(m.has(o.key));

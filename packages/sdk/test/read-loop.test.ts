@@ -1,0 +1,77 @@
+/**
+ * The read loop's choice between readNowait() (preadv2 with RWF_NOWAIT: what is queued, no
+ * promise) and readInto() (read(2), asleep on an empty queue): a handler that keeps up with its
+ * faulting threads stops trying readNowait() in vain, and goes back to it when a read shows a
+ * backlog. Either way every message is read, in batches of up to `batch`.
+ */
+import type { Process } from "@uffd/kernel";
+import { describe, expect, it } from "vitest";
+import { Userfaultfd } from "@uffd/sdk";
+import { anon, PAGE_SIZE, pageOf, setup } from "./helpers.ts";
+
+/** Counts the process's reads of the userfaultfd: each call, and how many bytes each returned. */
+function countReads(p: Process): { nowait: Array<number | null>; blocking: number[] } {
+  const log = { nowait: [] as Array<number | null>, blocking: [] as number[] };
+  const readNowait = p.readNowait.bind(p);
+  const readInto = p.readInto.bind(p);
+  p.readNowait = (fd, into) => {
+    const n = readNowait(fd, into);
+    log.nowait.push(n);
+    return n;
+  };
+  p.readInto = async (fd, into) => {
+    const n = await readInto(fd, into);
+    log.blocking.push(n);
+    return n;
+  };
+  return log;
+}
+
+describe("the read loop", () => {
+  it("stops trying readNowait() while every read finds the queue empty, and still serves every fault", async () => {
+    const { k, p } = setup();
+    const reads = countReads(p);
+    const uffd = await Userfaultfd.open(p, { batch: 1 });
+    const pages = 200;
+    const a = await anon(p, pages);
+    await uffd.register(a, pages * PAGE_SIZE, "missing");
+    uffd.on("fault", (f) => f.copy(pageOf(f.offset / PAGE_SIZE)));
+    // One thread, one page at a time: each fault is read only after the previous one was served.
+    for (let i = 0; i < pages; i++) expect((await p.mainThread.read(a + i * PAGE_SIZE, 1))[0]).toBe(pageOf(i)[0]);
+    await uffd.drain();
+    expect(uffd.metrics.snapshot().outcomes.installed).toBe(pages);
+    // Each fault was read by one readInto() that slept; readNowait() was tried 4 times in a row,
+    // then once every 32 reads (and found nothing each time).
+    expect(reads.blocking.filter((n) => n === 32)).toHaveLength(pages);
+    expect(reads.nowait.every((n) => n === null)).toBe(true);
+    expect(reads.nowait.length).toBeLessThanOrEqual(4 + Math.ceil(pages / 33));
+    await uffd.close();
+    k.checkInvariants();
+  });
+
+  it("goes back to readNowait() after a read that filled the buffer, and reads a backlog in full batches", async () => {
+    const { k, p } = setup();
+    const reads = countReads(p);
+    const uffd = await Userfaultfd.open(p, { batch: 4 });
+    const a = await anon(p, 40);
+    await uffd.register(a, 40 * PAGE_SIZE, "missing");
+    uffd.on("fault", (f) => f.copy(pageOf(f.offset / PAGE_SIZE)));
+    // 24 faults one at a time: the loop stops trying readNowait().
+    for (let i = 0; i < 24; i++) await p.mainThread.read(a + i * PAGE_SIZE, 1);
+    await uffd.drain();
+    const nowaitBefore = reads.nowait.length;
+    expect(reads.nowait.slice(0, nowaitBefore).every((n) => n === null)).toBe(true);
+    // 16 threads fault at once: one read wakes on the first message and finds 16 queued.
+    const threads = Array.from({ length: 16 }, (_, i) => p.spawnThread(`t${i}`));
+    const blockingBefore = reads.blocking.length;
+    await Promise.all(threads.map((t, i) => t.read(a + (24 + i) * PAGE_SIZE, 1)));
+    await uffd.drain();
+    // A full read of 4 messages, then readNowait() takes the other 12, 4 at a time, without sleeping.
+    expect(reads.blocking.slice(blockingBefore)).toEqual([4 * 32]);
+    expect(reads.nowait.slice(nowaitBefore, nowaitBefore + 3)).toEqual([4 * 32, 4 * 32, 4 * 32]);
+    expect(uffd.metrics.snapshot().outcomes.installed).toBe(40);
+    for (let i = 0; i < 40; i++) expect((await p.mainThread.read(a + i * PAGE_SIZE, 1))[0]).toBe(pageOf(i)[0]);
+    await uffd.close();
+    k.checkInvariants();
+  });
+});
