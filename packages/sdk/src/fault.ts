@@ -18,48 +18,53 @@ export type { CopyOptions, Fault, FaultKind } from "./types.ts";
 
 export { faultKey } from "./types.ts";
 
-/** @internal The record behind a Fault; its mutable fields belong to its context. */
+/**
+ * @internal The record behind a Fault; its mutable fields belong to its context. One is made per
+ * fault read, so its fields are `declare`d and set once each, in the constructor: a class field
+ * (ES2022 [[Define]] semantics) would define each one first, in an initializer, before the
+ * constructor stores to it again.
+ */
 export class FaultImpl implements FaultState {
-  readonly kind: FaultKind;
+  declare readonly kind: FaultKind;
   /** The faulting access was a write (UFFD_PAGEFAULT_FLAG_WRITE). */
-  readonly write: boolean;
+  declare readonly write: boolean;
   /** The fault address: page-aligned, or exact with the "exact-address" feature. */
-  readonly address: number;
-  readonly pageAddress: number;
+  declare readonly address: number;
+  declare readonly pageAddress: number;
   /** The faulting thread (needs the "thread-id" feature, else 0). */
-  readonly threadId: number;
+  declare readonly threadId: number;
   /** The registered range holding the page, or null if the SDK does not know it. */
-  readonly range: RegisteredRange | null;
+  declare readonly range: RegisteredRange | null;
   /** The page's byte offset in the app's page source (the range's offset plus the page's place in it). */
-  readonly offset: number;
+  declare readonly offset: number;
   /** The raw uffd_msg.arg.pagefault.flags. */
-  readonly flags: number;
+  declare readonly flags: number;
   /**
    * A REMOVE (MADV_DONTNEED, MADV_FREE, MADV_REMOVE) covered this page after it was last
    * installed: the app expects zeros here, not the source's bytes.
    */
-  readonly removed: boolean;
+  declare readonly removed: boolean;
 
-  /** @internal */ readonly ctx: UffdContext;
-  /** @internal */ readonly entry: RangeEntry | null;
-  /** @internal */ state: number = FAULT_STATE.PENDING;
+  /** @internal */ declare readonly ctx: UffdContext;
+  /** @internal */ declare readonly entry: RangeEntry | null;
+  /** @internal */ declare state: number;
   /** @internal The in-flight table's key: page address + kind index. */
-  readonly key: number;
-  /** @internal */ extraThreads: number[] | null = null;
+  declare readonly key: number;
+  /** @internal */ declare extraThreads: number[] | null;
   /** @internal The event epoch when the fault was read; REMOVEs after it race with the resolve. */
-  readonly epoch: number;
-  /** @internal */ readonly readAtNs: number;
-  /** @internal */ readonly readAtWallMs: number;
+  declare readonly epoch: number;
+  /** @internal */ declare readonly readAtNs: number;
+  /** @internal */ declare readonly readAtWallMs: number;
   /** @internal Virtual-time deadline, or NO_DEADLINE until the dispatcher arms one (pending after dispatch). */
-  deadlineNs: number = NO_DEADLINE;
+  declare deadlineNs: number;
   /** @internal Wall-clock deadline, or NO_DEADLINE. */
-  deadlineWallMs: number = NO_DEADLINE;
-  /** @internal */ attempts = 0;
-  /** @internal */ outcome: Resolution | null = null;
-  /** @internal */ result: Promise<Resolution> | null = null;
-  /** @internal */ error: unknown = undefined;
+  declare deadlineWallMs: number;
+  /** @internal */ declare attempts: number;
+  /** @internal */ declare outcome: Resolution | null;
+  /** @internal */ declare result: Promise<Resolution> | null;
+  /** @internal */ declare error: unknown;
   /** @internal Callbacks for whoever waits for the final outcome (the failure policy). */
-  settleWaiters: Array<(r: Resolution) => void> | null = null;
+  declare settleWaiters: Array<(r: Resolution) => void> | null;
 
   /** @internal */
   constructor(ctx: UffdContext, kind: FaultKind, key: number, flags: number, address: number, page: number, threadId: number, entry: RangeEntry | null, removed: boolean, epoch: number, nowNs: number, wallMs: number) {
@@ -78,6 +83,15 @@ export class FaultImpl implements FaultState {
     this.epoch = epoch;
     this.readAtNs = nowNs;
     this.readAtWallMs = wallMs;
+    this.state = FAULT_STATE.PENDING;
+    this.extraThreads = null;
+    this.deadlineNs = NO_DEADLINE;
+    this.deadlineWallMs = NO_DEADLINE;
+    this.attempts = 0;
+    this.outcome = null;
+    this.result = null;
+    this.error = undefined;
+    this.settleWaiters = null;
   }
 
   get threadIds(): readonly number[] {

@@ -138,7 +138,10 @@ function handleBatch(ctx: UffdContext, bytes: Uint8Array, len: number, view: Dat
 }
 
 function handleFault(ctx: UffdContext, flags: number, address: number, ptid: number, wallMs: number): void {
-  const page = address - (address % PAGE_SIZE);
+  // address - address % PAGE_SIZE, without the modulo: user addresses are above 2^31, where `%`
+  // is a float modulo (a call into C in V8); dividing by a power of two and flooring is exact
+  // for the integers below 2^53 that addresses are.
+  const page = Math.floor(address / PAGE_SIZE) * PAGE_SIZE;
   const kind: FaultKind = (flags & UFFD_PAGEFAULT_FLAG_MINOR) !== 0 ? "minor" : (flags & UFFD_PAGEFAULT_FLAG_WP) !== 0 ? "wp" : "missing";
   const key = faultKey(page, kind);
   const dup = ctx.inflight.get(key);

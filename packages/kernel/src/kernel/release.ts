@@ -157,6 +157,16 @@ export interface MmRules {
    * where it reports the bit).
    */
   readonly mremapClearsUffdWp: boolean;
+  /**
+   * UFFDIO_UNREGISTER, and the last close of the userfaultfd, clear uffd-wp from the ptes of a
+   * WP-registered range (uffd_wp_range(), dropping uffd-wp markers) before they unregister it
+   * (f369b07c8614 "mm/uffd: reset write protection when unregister with wp-mode", 6.0; in 5.19.y,
+   * not in 5.10.y or 5.15.y). Without it the bits stay: a write to such a page resolves as an
+   * ordinary write fault (the vma is no longer VM_UFFD_WP) and keeps the bit in the now
+   * writable pte, while a page left alone faults again once the range is registered for WP
+   * anew.
+   */
+  readonly unregisterClearsUffdWp: boolean;
 }
 
 /** An upstream copy-on-write fix a profile may lack. */
@@ -273,7 +283,8 @@ export interface ReleaseProfile {
   readonly pagemapScan: boolean;
   /**
    * UFFDIO_API checks unknown feature bits together with the API number, before the EPERM of
-   * EVENT_FORK (5.10.y: the 6.10 reordering, 1723f04caacb, failed to apply there).
+   * EVENT_FORK (5.10.y: the 6.10 reordering, 1723f04caacb, is not in 5.10.262's userfaultfd_api();
+   * 5.15.y has it, read in Ubuntu's 5.15.0-208.218, upstream 5.15.225).
    */
   readonly apiFeatureCheckFirst: boolean;
   /** The copy-on-write rules (docs/releases.md, "Copy-on-write, release by release"). */
@@ -327,15 +338,21 @@ const COW_6_1: CowPolicy = { era: "anon_exclusive", wpFreesSwapCache: true, fork
 const COW_6_2: CowPolicy = { era: "anon_exclusive", wpFreesSwapCache: true, forkCopiesPinned: true, pinUnshare: "cow_mapping", mprotectWriteUpgrade: true, swapIn: "swp_exclusive" };
 const COW_6_11: CowPolicy = { ...COW_6_2, swapIn: "read_exclusive" };
 
-// The other mm rules (docs/releases.md, "Other mm rules"): 5.7 and 5.10 predate the 5.14 uffd-wp
-// fixes fb8e37f35a2f (pagemap bit 57) and 8f34f1eac382 (fork); 5.15 on has both. The mremap()
-// clearing (0cef0bb836e3, 6.13) reached 6.12.y in 6.12.11 and 6.1.y in 6.1.191 (read in the
-// 6.1.192 mm/mremap.c); 6.6.y, 5.15.y and 5.10.y are modelled like 6.1.y, the nearest series
-// verified (not verified themselves). The history profiles are mainline tags before 6.13.
-const MM_5_7: MmRules = { pagemapUffdWp: false, forkUffdWp: "src", mremapClearsUffdWp: false };
-const MM_5_10: MmRules = { pagemapUffdWp: false, forkUffdWp: "src", mremapClearsUffdWp: true };
-const MM_5_18: MmRules = { pagemapUffdWp: true, forkUffdWp: "dst", mremapClearsUffdWp: false };
-const MM_STABLE: MmRules = { pagemapUffdWp: true, forkUffdWp: "dst", mremapClearsUffdWp: true };
+// The other mm rules (docs/releases.md, "Other mm rules"), each read in the stable source where
+// one could be read: Debian's linux-source-5.10 5.10.262-1 and Ubuntu's linux-source-5.15.0
+// 5.15.0-208.218 (upstream 5.15.225). pagemap bit 57 (fb8e37f35a2f, 5.14) is not in 5.10.y
+// (fs/proc/task_mmu.c still says "Bits 57-60 zero"); 8f34f1eac382's fork() fix (5.14) is, in
+// copy_present_pte(), copy_nonpresent_pte() and copy_present_page() of 5.10.262 mm/memory.c.
+// The mremap() clearing (0cef0bb836e3, 6.13) reached 6.12.y in 6.12.11 and 6.1.y in 6.1.191, but
+// neither 5.10.262's nor 5.15.225's move_ptes() has it. UFFDIO_UNREGISTER and the last close
+// clear uffd-wp from the ptes only from f369b07c8614 (6.0, backported to 5.19.y only):
+// 5.10.262's and 5.15.225's userfaultfd_unregister() and userfaultfd_release() reset the vma
+// flags and nothing else. 6.6.y could not be read: modelled as 6.1.y. The history profiles are
+// mainline tags.
+const MM_5_7: MmRules = { pagemapUffdWp: false, forkUffdWp: "src", mremapClearsUffdWp: false, unregisterClearsUffdWp: false };
+const MM_5_10: MmRules = { pagemapUffdWp: false, forkUffdWp: "dst", mremapClearsUffdWp: false, unregisterClearsUffdWp: false };
+const MM_5_15: MmRules = { pagemapUffdWp: true, forkUffdWp: "dst", mremapClearsUffdWp: false, unregisterClearsUffdWp: false };
+const MM_STABLE: MmRules = { pagemapUffdWp: true, forkUffdWp: "dst", mremapClearsUffdWp: true, unregisterClearsUffdWp: true };
 
 const F = COW_FIXES;
 const LACKS_5_7: readonly CowFix[] = [F.vmspliceCowBreak, F.pageCountCow, F.forkEarlyCow, F.swapinCow, F.anonExclusive, F.pinUnshareAnon, F.pinUnshareCowMapping];
@@ -357,14 +374,14 @@ const PROFILES: Readonly<Record<AnyRelease, ReleaseProfile>> = {
   "5.15": {
     release: "5.15", apiFeatures: FEATURES_5_15, rangeIoctls: RANGE_5_15, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: false, continueModeWp: false, userModeOnly: true, devUserfaultfd: false, pagemapScan: false,
-    apiFeatureCheckFirst: false, cow: COW_5_10, mm: MM_STABLE, lacks: LACKS_5_10,
+    apiFeatureCheckFirst: false, cow: COW_5_10, mm: MM_5_15, lacks: LACKS_5_10,
   },
   "5.18": {
     // Mainline v5.18: EXACT_ADDRESS is new; WP on shmem, /dev/userfaultfd and the rest come later.
     // Mainline before 6.10, so the old UFFDIO_API order (no stable tree to backport 1723f04caacb).
     release: "5.18", apiFeatures: FEATURES_5_18, rangeIoctls: RANGE_5_15, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: false, continueModeWp: false, userModeOnly: true, devUserfaultfd: false, pagemapScan: false,
-    apiFeatureCheckFirst: true, cow: COW_5_18, mm: MM_5_18, lacks: LACKS_5_18,
+    apiFeatureCheckFirst: true, cow: COW_5_18, mm: MM_5_15, lacks: LACKS_5_18,
   },
   "6.1": {
     release: "6.1", apiFeatures: FEATURES_6_1, rangeIoctls: RANGE_5_15, registerModes: MODES_5_13,

@@ -796,7 +796,10 @@ export function userfaultfdRegisterRange(ctx: UffdCtxRef, vmFlags: number, start
  * uffd-wp is cleared from every pte (markers dropped), then the registration.
  */
 export function userfaultfdClearVma(vma: Vma): void {
-  if (userfaultfdWp(vma)) uffdWpRange(vma, vma.start, vma.end - vma.start, false);
+  // Release policy (5.7 – 5.18, MmRules.unregisterClearsUffdWp): before f369b07c8614 (6.0; in
+  // 5.19.y, not in 5.10.y or 5.15.y) UFFDIO_UNREGISTER and the last close only reset the vma's
+  // flags and context, and the ptes keep their uffd-wp bits.
+  if (userfaultfdWp(vma) && vmaMm(vma).core.mmRules.unregisterClearsUffdWp) uffdWpRange(vma, vma.start, vma.end - vma.start, false);
   userfaultfdResetCtx(vma);
 }
 

@@ -12,7 +12,9 @@
  *   copy_nonpresent_pte() copied a swap pte with its bit (read at v5.10.13); so a child forked
  *   without UFFD_FEATURE_EVENT_FORK keeps stale uffd-wp bits, and a uffd it registers for WP
  *   later gets write-protect faults for pages it never protected. The wp-fork tests of
- *   tools/testing/selftests/mm/uffd-unit-tests.c check the fixed behaviour.
+ *   tools/testing/selftests/mm/uffd-unit-tests.c check the fixed behaviour. 5.10.y has the fix
+ *   (copy_present_pte(), copy_nonpresent_pte() and copy_present_page() of Debian's 5.10.262
+ *   ask userfaultfd_wp(dst_vma)), so only mainline v5.7 keeps the bits.
  * - fault-around on shmem read faults: no release differs in what a handler sees. 5.14's
  *   c949b097ef2e ("userfaultfd/shmem: support minor fault registration for shmem") made
  *   mm/memory.c:do_read_fault() skip do_fault_around() in MINOR-registered vmas, the same release
@@ -36,13 +38,21 @@
  *   uffd-wp marker when vma_has_uffd_without_event_remap(). Before it move_ptes() moved every
  *   pte as it was while mremap_userfaultfd_prep() unregistered the new vma, so the moved pages
  *   keep stale uffd-wp bits (its commit message: vma flags cleared, pte flags not): the history
- *   profiles, mainline v5.7 and v5.18, show it. With EVENT_REMAP the
+ *   profiles, mainline v5.7 and v5.18, show it, and so do 5.10.y and 5.15.y (move_ptes() of
+ *   Debian's 5.10.262 and Ubuntu's 5.15.0-208.218, upstream 5.15.225, has no such clearing). With EVENT_REMAP the
  *   registration and the bits move on every release (mremap_userfaultfd_prep() keeps the ctx).
  *   The 6.18 side of both is checked against the host by remap-wp-* and swap-remap-wp-*
  *   (packages/conformance/corpus). A stale swap pte read back in before the range is registered
  *   again stays write-protected with its bit (do_swap_page() before c18160dba5ff, 6.11: a read
  *   fault maps read-only, pte_mkuffd_wp() then pte_wrprotect()); a stale shmem marker is cleared
  *   by the read (pte_marker_handle_uffd_wp() in a vma without VM_UFFD_WP).
+ * - uffd-wp after UFFDIO_UNREGISTER or the last close: f369b07c8614 "mm/uffd: reset write
+ *   protection when unregister with wp-mode" (6.0, in 5.19.y) made userfaultfd_unregister() and
+ *   userfaultfd_release() clear the bits (uffd_wp_range()) of a WP-registered vma. Before it, and
+ *   in 5.10.262 and 5.15.225 (both functions reset vm_flags and the context only), the ptes keep
+ *   the bit: an unregistered write is an ordinary write fault (do_wp_page()'s
+ *   userfaultfd_pte_wp() needs VM_UFFD_WP; wp_page_reuse() keeps the bit in the writable pte),
+ *   and a page left alone faults once the range is registered for WP again.
  */
 import { describe, expect, it } from "vitest";
 import { ALL_RELEASES, type AnyRelease, Kernel, type Process, SignalError } from "@uffd/kernel";
@@ -68,14 +78,50 @@ import {
   UFFDIO_REGISTER_MODE_MISSING,
   UFFDIO_REGISTER_MODE_WP,
 } from "@uffd/kernel/uapi";
-import { bytes, errnoOf, isBlocked, modeOf, PAGE, pagefault, pm, pmBits, readMsgs, register, RW, settle, track, uffdOpen, wpRange } from "./harness.ts";
+import { bytes, errnoOf, isBlocked, modeOf, PAGE, pagefault, pm, pmBits, readMsgs, register, RW, settle, track, uffdOpen, unregister, wpRange } from "./harness.ts";
 
-/** Whether the release has fb8e37f35a2f and 8f34f1eac382 (both 5.14): written out per profile. */
-const HAS_5_14_UFFD_WP_FIXES: Readonly<Record<AnyRelease, boolean>> = {
+/**
+ * Whether pagemap reports uffd-wp in bit 57 (fb8e37f35a2f, 5.14): not in 5.10.y, whose
+ * fs/proc/task_mmu.c (Debian's 5.10.262) still lists "Bits 57-60 zero". Written out per profile.
+ */
+const PAGEMAP_UFFD_WP: Readonly<Record<AnyRelease, boolean>> = {
   "5.7": false,
   "5.10": false,
   "5.15": true,
   "5.18": true,
+  "6.1": true,
+  "6.6": true,
+  "6.12": true,
+  "6.18": true,
+};
+
+/**
+ * Whether fork() asks the child's vma about uffd-wp (8f34f1eac382, 5.14): 5.10.y has it too
+ * (copy_present_pte(), copy_nonpresent_pte() and copy_present_page() of Debian's 5.10.262
+ * mm/memory.c test userfaultfd_wp(dst_vma)); mainline v5.7 does not. Written out per profile.
+ */
+const FORK_ASKS_CHILD_VMA: Readonly<Record<AnyRelease, boolean>> = {
+  "5.7": false,
+  "5.10": true,
+  "5.15": true,
+  "5.18": true,
+  "6.1": true,
+  "6.6": true,
+  "6.12": true,
+  "6.18": true,
+};
+
+/**
+ * Whether UFFDIO_UNREGISTER and the last close clear uffd-wp from the ptes (f369b07c8614, 6.0;
+ * backported to 5.19.y only): userfaultfd_unregister() and userfaultfd_release() of Debian's
+ * 5.10.262 and Ubuntu's 5.15.0-208.218 (upstream 5.15.225) reset the vma flags and nothing else;
+ * 6.1.192's call uffd_wp_range() as 6.18's do. Written out per profile.
+ */
+const UNREGISTER_CLEARS_UFFD_WP: Readonly<Record<AnyRelease, boolean>> = {
+  "5.7": false,
+  "5.10": false,
+  "5.15": false,
+  "5.18": false,
   "6.1": true,
   "6.6": true,
   "6.12": true,
@@ -96,14 +142,15 @@ const SHMEM_MODES: Readonly<Record<AnyRelease, { minor: boolean; wp: boolean }>>
 
 /**
  * Whether move_ptes() clears uffd-wp in a vma whose uffd lacks EVENT_REMAP: 0cef0bb836e3 (6.13),
- * in 6.12.y from 6.12.11 (310ac886d68d) and in 6.1.y from 6.1.191 (mm/mremap.c of 6.1.192);
- * 6.6.y, 5.15.y and 5.10.y are taken to have it as 6.1.y does (not verified). The history
- * profiles are mainline v5.7 and v5.18, before it. Written out per profile.
+ * in 6.12.y from 6.12.11 (310ac886d68d) and in 6.1.y from 6.1.191 (mm/mremap.c of 6.1.192), but
+ * not in 5.10.y or 5.15.y (move_ptes() of Debian's 5.10.262 and Ubuntu's 5.15.0-208.218, upstream
+ * 5.15.225, moves every pte as it is). 6.6.y is taken to have it as 6.1.y does (not verified).
+ * The history profiles are mainline v5.7 and v5.18, before it. Written out per profile.
  */
 const MREMAP_CLEARS_UFFD_WP: Readonly<Record<AnyRelease, boolean>> = {
   "5.7": false,
-  "5.10": true,
-  "5.15": true,
+  "5.10": false,
+  "5.15": false,
   "5.18": false,
   "6.1": true,
   "6.6": true,
@@ -131,7 +178,8 @@ async function protectedPage(release: AnyRelease, swapout: boolean): Promise<{ k
 }
 
 describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a handler observes", (release) => {
-  const fixed = HAS_5_14_UFFD_WP_FIXES[release];
+  const fixed = PAGEMAP_UFFD_WP[release];
+  const forkFixed = FORK_ASKS_CHILD_VMA[release];
 
   it(`pagemap bit 57 (PM_UFFD_WP) ${fixed ? "reports" : "does not report"} uffd-wp; bit 56 is reported either way`, async () => {
     const { k, p, uffd, addr } = await protectedPage(release, false);
@@ -158,15 +206,15 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a han
 
   for (const swapout of [false, true]) {
     const where = swapout ? "a swapped-out page (swap pte)" : "a present page";
-    it(`fork() without EVENT_FORK, ${where}: the child ${fixed ? "drops" : "keeps"} uffd-wp; its own WP registration then ${fixed ? "sees no fault" : "faults"}`, async () => {
+    it(`fork() without EVENT_FORK, ${where}: the child ${forkFixed ? "drops" : "keeps"} uffd-wp; its own WP registration then ${forkFixed ? "sees no fault" : "faults"}`, async () => {
       const { k, p, uffd, addr } = await protectedPage(release, swapout);
       const child = await settle(k, p.fork(), "fork");
       const cu = await uffdOpen(child, 0);
       await register(child, cu, addr, PAGE, modeOf(false, true, false));
       // 8f34f1eac382 and later: nothing protected in the child until it protects something.
-      if (fixed) expect(pm(child, addr).uffdWp).toBe(false);
+      if (forkFixed) expect(pm(child, addr).uffdWp).toBe(false);
       const write = track(child.mainThread.write(addr, bytes(1, 3)));
-      if (fixed) {
+      if (forkFixed) {
         await settle(k, write.promise, "child write");
         expect(await readMsgs(child, cu)).toEqual([]);
       } else {
@@ -189,6 +237,60 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a han
       k.checkInvariants();
     });
   }
+
+  for (const how of ["UFFDIO_UNREGISTER", "close"] as const) {
+    for (const swapout of [false, true]) {
+      const where = swapout ? "a swapped-out page (swap pte)" : "a present page";
+      const clears = UNREGISTER_CLEARS_UFFD_WP[release];
+      it(`${how} of a WP range, ${where}: the bit ${clears ? "is cleared" : "stays"}; a new WP registration then ${clears ? "sees no fault" : "faults"}`, async () => {
+        const { k, p, uffd, addr } = await protectedPage(release, swapout);
+        if (how === "close") await p.close(uffd);
+        else await unregister(p, uffd, addr, PAGE);
+        // pagemap shows the stale bit only where it reports bit 57 at all.
+        expect(pm(p, addr).uffdWp).toBe(fixed && !clears);
+        const u2 = await uffdOpen(p, 0);
+        await register(p, u2, addr, PAGE, modeOf(false, true, false));
+        const write = track(p.mainThread.write(addr, bytes(1, 5)));
+        if (clears) {
+          await settle(k, write.promise, "write after the new registration");
+          expect(await readMsgs(p, u2)).toEqual([]);
+        } else {
+          // The stale bit: a WP fault on a page nobody protected through this uffd.
+          expect(await isBlocked(k, write)).toBe(true);
+          const msgs = await readMsgs(p, u2);
+          expect(msgs).toHaveLength(1);
+          expect(pagefault(msgs[0]!)).toMatchObject({ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr });
+          await wpRange(p, u2, addr, PAGE, false);
+          await settle(k, write.promise, "write after un-protect");
+        }
+        expect(await p.mainThread.read(addr, 2)).toEqual(new Uint8Array([5, 7]));
+        expect(pmBits(pm(p, addr))).toBe("P1 S0 F0 X1 WP0");
+        if (how === "UFFDIO_UNREGISTER") await p.close(uffd);
+        await p.close(u2);
+        k.checkInvariants();
+      });
+    }
+  }
+
+  it(`UFFDIO_UNREGISTER of a WP range, then a write with no uffd: no fault; the pte ${UNREGISTER_CLEARS_UFFD_WP[release] ? "has no uffd-wp" : "keeps the stale bit"}`, async () => {
+    const clears = UNREGISTER_CLEARS_UFFD_WP[release];
+    const { k, p, uffd, addr } = await protectedPage(release, false);
+    await unregister(p, uffd, addr, PAGE);
+    // do_wp_page(): userfaultfd_pte_wp() needs a VM_UFFD_WP vma, so the write reuses the page;
+    // wp_page_reuse() makes the pte writable and leaves its other bits alone.
+    await settle(k, p.mainThread.write(addr, bytes(1, 4)), "write to the unregistered range");
+    expect(await p.mainThread.read(addr, 2)).toEqual(new Uint8Array([4, 7]));
+    expect(pm(p, addr).uffdWp).toBe(fixed && !clears);
+    // A later WP registration does not fault on a writable pte, stale bit or not.
+    const u2 = await uffdOpen(p, 0);
+    await register(p, u2, addr, PAGE, modeOf(false, true, false));
+    await settle(k, p.mainThread.write(addr, bytes(1, 6)), "write after the new registration");
+    expect(await readMsgs(p, u2)).toEqual([]);
+    expect(await p.mainThread.read(addr, 2)).toEqual(new Uint8Array([6, 7]));
+    await p.close(uffd);
+    await p.close(u2);
+    k.checkInvariants();
+  });
 
   it("fault-around on a shmem read fault: kept with MISSING, off with MINOR and WP wherever the mode exists", async () => {
     const k = new Kernel({ release, seed: 5 });

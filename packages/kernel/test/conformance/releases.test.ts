@@ -59,7 +59,11 @@ interface UapiRow {
 }
 
 /*
- * Sources, by row:
+ * Sources, by row. The 5.10 and 5.15 columns were read in the stable sources themselves:
+ * Debian's linux-source-5.10 5.10.262-1 and Ubuntu's linux-source-5.15.0 5.15.0-208.218
+ * (upstream 5.15.225): include/uapi/linux/userfaultfd.h, fs/userfaultfd.c (userfaultfd_api(),
+ * userfaultfd_register(), userfaultfd_continue(), userfaultfd_ioctl(), the syscall),
+ * vma_can_userfault() and fs/proc/task_mmu.c agree with every cell below.
  * - features: UFFD_API_FEATURES in include/uapi/linux/userfaultfd.h. 5.10: the nine bits
  *   PAGEFAULT_FLAG_WP .. THREAD_ID (0x1ff; the 5.10-era header as shipped in Android's bionic
  *   libc/kernel/uapi/linux/userfaultfd.h). Later bits, with the release that added each
@@ -74,7 +78,8 @@ interface UapiRow {
  *   unrecognized features", reverted by 2ff559f31a5d, with the revert in the stable trees), which
  *   no profile is. 5.10 checks them together with the API number, before the EPERM of
  *   EVENT_FORK; 1723f04caacb ("Fix userfaultfd_api to return EINVAL as expected", 6.10) moved
- *   the check after it and failed to apply to 5.10-stable.
+ *   the check after it and failed to apply to 5.10-stable (5.10.262's userfaultfd_api() keeps the
+ *   old order); 5.15.y took it in 5.15.163 (5.15.225's answers EPERM first).
  * - ioctls masks: UFFD_API_IOCTLS is REGISTER|UNREGISTER|API on every release
  *   (0x8000000000000003). UFFD_API_RANGE_IOCTLS: WAKE|COPY|ZEROPAGE|WRITEPROTECT on 5.10 (the
  *   5.7 header gained _UFFDIO_WRITEPROTECT), + CONTINUE 5.13, + POISON 6.6, + MOVE 6.8.
@@ -185,9 +190,9 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: the userfaultf
     // vm.unprivileged_userfaultfd = 1 lets the unprivileged caller create one on every release.
     const p = new Kernel({ release, unprivilegedUserfaultfd: true }).spawn({ uid: 1000 });
     const bad = { api: UFFD_API, features: UFFD_FEATURE_EVENT_FORK | (1 << 20), ioctls: 1n };
-    // 5.10.y keeps the pre-1723f04caacb order, as do the mainline tags 5.7 and 5.18; 5.15.y,
-    // 6.1.y and 6.6.y are modelled with 6.18's (whether the fix reached those stable trees is not
-    // verified; docs/releases.md).
+    // 5.10.y keeps the pre-1723f04caacb order (5.10.262), as do the mainline tags 5.7 and 5.18;
+    // 5.15.y (5.15.225) and 6.1.y (6.1.192) have 6.18's; 6.6.y is modelled with it (its source
+    // could not be read; docs/releases.md).
     const oldOrder = release === "5.7" || release === "5.10" || release === "5.18";
     expect(await errnoOf(p.ioctl(await p.userfaultfd(0), UFFDIO_API, bad))).toBe(oldOrder ? "EINVAL" : "EPERM");
     expect(bad).toEqual({ api: 0, features: 0, ioctls: 0n });
