@@ -424,7 +424,16 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
    * message address lies in [start, start+len); len 0 wakes all (release only).
    */
   wakeRange(start: number, len: number, now = false): void {
-    if (this.#pending.length === 0 && this.#read.length === 0) return;
+    const queued = this.#pending.length + this.#read.length;
+    if (queued === 0) return;
+    if (queued === 1 && len !== 0) {
+      // One blocked fault (a handler resolving faults one by one): no list to build.
+      const f = (this.#pending.length === 1 ? this.#pending : this.#read).takeOnly(start, len);
+      if (f === null) return;
+      if (now) f.wakeNow(this.#sched);
+      else f.wake();
+      return;
+    }
     const woken = this.#woken;
     this.#pending.take(start, len, woken);
     this.#read.take(start, len, woken);
@@ -1016,6 +1025,14 @@ class FaultQueue {
     else if (this.#byPage !== null) indexDelete(this.#byPage, f);
   }
 
+  /** The queue's only entry, unlinked, if its address is in [start, start+len); else null (and the queue stays). */
+  takeOnly(start: number, len: number): FaultWaiter | null {
+    const f = this.#head;
+    if (f === null || f.address < start || f.address >= start + len) return null;
+    this.#unlink(f);
+    return f;
+  }
+
   /** Moves every entry whose address is in [start, start+len) (all, for len 0) to `out`, in queue order. */
   take(start: number, len: number, out: Waiter[]): void {
     if (this.#live === 0) return;
@@ -1154,23 +1171,44 @@ function notifyFdWaiter(w: Waiter | (() => void), now: Scheduler | null): void {
  * record: a reused buffer must not keep the previous message's bytes).
  */
 function encodeFaultMsg(out: Uint8Array, off: number, f: FaultWaiter): void {
-  putU32(out, off, UFFD_EVENT_PAGEFAULT);
-  putU32(out, off + 4, 0);
-  putU32(out, off + 8, f.flags);
-  putU32(out, off + 12, 0);
+  // Byte by byte, little-endian: event, reserved, then arg.pagefault { flags, address, ptid }.
+  const flags = f.flags;
   // The low and high halves of the u64 (an address is an integer below 2^53: `>>> 0` is mod 2^32).
-  putU32(out, off + 16, f.address >>> 0);
-  putU32(out, off + 20, Math.floor(f.address / 0x1_0000_0000));
-  putU32(out, off + 24, f.ptid);
-  putU32(out, off + 28, 0);
-}
-
-/** A little-endian u32 (what DataView.setUint32(off, v, true) writes), without a DataView. */
-function putU32(out: Uint8Array, off: number, v: number): void {
-  out[off] = v & 0xff;
-  out[off + 1] = (v >>> 8) & 0xff;
-  out[off + 2] = (v >>> 16) & 0xff;
-  out[off + 3] = (v >>> 24) & 0xff;
+  const lo = f.address >>> 0;
+  const hi = Math.floor(f.address / 0x1_0000_0000);
+  const ptid = f.ptid;
+  out[off] = UFFD_EVENT_PAGEFAULT;
+  out[off + 1] = 0;
+  out[off + 2] = 0;
+  out[off + 3] = 0;
+  out[off + 4] = 0;
+  out[off + 5] = 0;
+  out[off + 6] = 0;
+  out[off + 7] = 0;
+  out[off + 8] = flags & 0xff;
+  out[off + 9] = (flags >>> 8) & 0xff;
+  out[off + 10] = (flags >>> 16) & 0xff;
+  out[off + 11] = (flags >>> 24) & 0xff;
+  out[off + 12] = 0;
+  out[off + 13] = 0;
+  out[off + 14] = 0;
+  out[off + 15] = 0;
+  out[off + 16] = lo & 0xff;
+  out[off + 17] = (lo >>> 8) & 0xff;
+  out[off + 18] = (lo >>> 16) & 0xff;
+  out[off + 19] = (lo >>> 24) & 0xff;
+  out[off + 20] = hi & 0xff;
+  out[off + 21] = (hi >>> 8) & 0xff;
+  out[off + 22] = (hi >>> 16) & 0xff;
+  out[off + 23] = (hi >>> 24) & 0xff;
+  out[off + 24] = ptid & 0xff;
+  out[off + 25] = (ptid >>> 8) & 0xff;
+  out[off + 26] = (ptid >>> 16) & 0xff;
+  out[off + 27] = (ptid >>> 24) & 0xff;
+  out[off + 28] = 0;
+  out[off + 29] = 0;
+  out[off + 30] = 0;
+  out[off + 31] = 0;
 }
 
 /** UFFDIO_COPY's source in the caller's memory: first with faults disabled, then with faults. */

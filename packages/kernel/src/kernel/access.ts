@@ -38,6 +38,9 @@ export interface AccessResult {
   address: number;
 }
 
+const NOOP = (): void => {};
+const NO_BYTES = new Uint8Array(0);
+
 /** Up to this many bytes, an access copies byte by byte. */
 const SMALL_COPY = 16;
 
@@ -66,6 +69,8 @@ export class AccessContext {
   stepYield: Promise<void> | null = null;
   /** The fault record walkStep() reuses (nothing holds it once handleMmFault() returned). */
   vmf: VmFault | null = null;
+  /** A BlockedAccess of this task that completed, for its next blocked access (take it: set null). */
+  spareBlocked: BlockedAccess | null = null;
 
   constructor(mm: Mm, sched: Scheduler, task: FaultingTask, killed: Promise<void>, isDead: () => boolean, sleepers: Sleepers) {
     this.mm = mm;
@@ -176,29 +181,36 @@ function sleepEnd(ctx: AccessContext, sleeper: Waiter | null, a: number): Promis
  * rejects with the SignalError (or DeadTaskError, KernelBug). A userfault sleep takes no promise
  * of its own: the wake retries the access (Waiter.resumable), at once when a resolving ioctl
  * woke it (Waiter.wakeNow()), else in the scheduler's resume batch, and that settles `promise`:
- * a woken access costs no promise hop before the one its caller awaits.
+ * a woken access costs no promise hop before the one its caller awaits. One that completed goes
+ * back to its context (AccessContext.spareBlocked) for the task's next blocked access.
  */
 export class BlockedAccess implements Resumable {
-  readonly promise: Promise<unknown>;
-  #resolve!: (value: unknown) => void;
-  #reject!: (error: unknown) => void;
+  #resolve: (value: unknown) => void = NOOP;
+  #reject: (error: unknown) => void = NOOP;
   readonly #ctx: AccessContext;
-  readonly #addr: number;
-  readonly #buf: Uint8Array;
-  readonly #write: boolean;
-  readonly #result: unknown;
+  #addr = 0;
+  #buf: Uint8Array = NO_BYTES;
+  #write = false;
+  #result: unknown = undefined;
   #done = 0;
   #sleeper: Waiter | null = null;
 
-  constructor(ctx: AccessContext, addr: number, buf: Uint8Array, write: boolean, result: unknown) {
+  constructor(ctx: AccessContext) {
     this.#ctx = ctx;
+  }
+
+  /** A blocked access of `buf` at `addr` starts on this (new or spare) record: returns its promise. */
+  begin(addr: number, buf: Uint8Array, write: boolean, result: unknown): Promise<unknown> {
     this.#addr = addr;
     this.#buf = buf;
     this.#write = write;
     this.#result = result;
-    this.promise = pendingPromise<unknown>();
+    this.#done = 0;
+    this.#sleeper = null;
+    const promise = pendingPromise<unknown>();
     this.#resolve = settlers.resolve as (value: unknown) => void;
     this.#reject = settlers.reject;
+    return promise;
   }
 
   /** Goes on after a walkStep() of this access returned `code` (its results are still in the context). */
@@ -206,7 +218,15 @@ export class BlockedAccess implements Resumable {
     const ctx = this.#ctx;
     this.#done = ctx.stepDone;
     if (code === STEP.DONE) {
-      this.#resolve(this.#result);
+      const resolve = this.#resolve;
+      const result = this.#result;
+      // Done with this record: nothing refers to it any more (its waits are over).
+      this.#resolve = NOOP;
+      this.#reject = NOOP;
+      this.#buf = NO_BYTES;
+      this.#result = undefined;
+      ctx.spareBlocked ??= this;
+      resolve(result);
     } else if (code === STEP.SLEEP) {
       const sleeper = sleepRegister(ctx, this.#addr + this.#done, this.#write, true);
       this.#sleeper = sleeper;

@@ -135,9 +135,12 @@ export class Thread implements FaultingTask {
       this.#error = null;
       return Promise.reject(e);
     }
-    const blocked = new BlockedAccess(this.accessCtx, addr, buf, write, result);
+    const ctx = this.accessCtx;
+    const blocked = ctx.spareBlocked ?? new BlockedAccess(ctx);
+    ctx.spareBlocked = null;
+    const promise = blocked.begin(addr, buf, write, result);
     blocked.continueAfter(code);
-    return blocked.promise;
+    return promise;
   }
 }
 
@@ -236,6 +239,18 @@ function readCount(v: unknown, syscall: string): number {
   const n = argULong(v, syscall, "count");
   if (n > TASK_SIZE) throw new ErrnoError("EFAULT", syscall);
   return Math.min(n, MAX_RW_COUNT);
+}
+
+/** Settled promises of the byte counts of reads of up to 64 uffd_msgs, made on first use. */
+const RESOLVED_COUNTS: Array<Promise<number> | undefined> = [];
+
+/**
+ * A settled promise of `n`: shared for multiples of 32 up to 2048 (an already-settled promise
+ * carries no state, so a read that did not sleep allocates none), else a new one.
+ */
+function resolvedCount(n: number): Promise<number> {
+  if ((n & 31) !== 0 || n > 2048 || n < 0) return Promise.resolve(n);
+  return (RESOLVED_COUNTS[n >>> 5] ??= Promise.resolve(n));
 }
 
 /** readInto()'s fallback for a file read through read(): the bytes go to the caller's buffer. */
@@ -809,7 +824,7 @@ export class Process {
       if (ops?.readInto === undefined) return this.read(fd, into instanceof Uint8Array ? into.length : 0).then((b) => copyRead(b, into));
       const file = this.#readFile(fd, into, "read");
       const r = ops.readInto(file, this, into, false);
-      return typeof r === "number" ? Promise.resolve(r) : (r as Promise<number>);
+      return typeof r === "number" ? resolvedCount(r) : (r as Promise<number>);
     } catch (e) {
       return Promise.reject(e);
     }
