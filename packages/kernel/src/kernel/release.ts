@@ -167,6 +167,14 @@ export interface MmRules {
    * anew.
    */
   readonly unregisterClearsUffdWp: boolean;
+  /**
+   * UFFDIO_WRITEPROTECT may span several vmas ("mm/userfaultfd: support WP on multiple VMAs",
+   * 6.4): each vma in the range must be registered for WP, holes are skipped. Before, and so in
+   * 5.10.262, 5.15.225 and 6.1.192, mwriteprotect_range() asks find_dst_vma() for one vma that
+   * holds the whole range and has a userfaultfd context, and answers ENOENT (changing nothing)
+   * for a range that crosses a vma boundary, even when every vma in it is registered for WP.
+   */
+  readonly wpAcrossVmas: boolean;
 }
 
 /** An upstream copy-on-write fix a profile may lack. */
@@ -349,10 +357,12 @@ const COW_6_11: CowPolicy = { ...COW_6_2, swapIn: "read_exclusive" };
 // 5.10.262's and 5.15.225's userfaultfd_unregister() and userfaultfd_release() reset the vma
 // flags and nothing else. 6.6.y could not be read: modelled as 6.1.y. The history profiles are
 // mainline tags.
-const MM_5_7: MmRules = { pagemapUffdWp: false, forkUffdWp: "src", mremapClearsUffdWp: false, unregisterClearsUffdWp: false };
-const MM_5_10: MmRules = { pagemapUffdWp: false, forkUffdWp: "dst", mremapClearsUffdWp: false, unregisterClearsUffdWp: false };
-const MM_5_15: MmRules = { pagemapUffdWp: true, forkUffdWp: "dst", mremapClearsUffdWp: false, unregisterClearsUffdWp: false };
-const MM_STABLE: MmRules = { pagemapUffdWp: true, forkUffdWp: "dst", mremapClearsUffdWp: true, unregisterClearsUffdWp: true };
+// UFFDIO_WRITEPROTECT across vmas is 6.4: 6.1.192's mwriteprotect_range() still wants one vma.
+const MM_5_7: MmRules = { pagemapUffdWp: false, forkUffdWp: "src", mremapClearsUffdWp: false, unregisterClearsUffdWp: false, wpAcrossVmas: false };
+const MM_5_10: MmRules = { pagemapUffdWp: false, forkUffdWp: "dst", mremapClearsUffdWp: false, unregisterClearsUffdWp: false, wpAcrossVmas: false };
+const MM_5_15: MmRules = { pagemapUffdWp: true, forkUffdWp: "dst", mremapClearsUffdWp: false, unregisterClearsUffdWp: false, wpAcrossVmas: false };
+const MM_6_1: MmRules = { pagemapUffdWp: true, forkUffdWp: "dst", mremapClearsUffdWp: true, unregisterClearsUffdWp: true, wpAcrossVmas: false };
+const MM_STABLE: MmRules = { ...MM_6_1, wpAcrossVmas: true };
 
 const F = COW_FIXES;
 const LACKS_5_7: readonly CowFix[] = [F.vmspliceCowBreak, F.pageCountCow, F.forkEarlyCow, F.swapinCow, F.anonExclusive, F.pinUnshareAnon, F.pinUnshareCowMapping];
@@ -386,7 +396,7 @@ const PROFILES: Readonly<Record<AnyRelease, ReleaseProfile>> = {
   "6.1": {
     release: "6.1", apiFeatures: FEATURES_6_1, rangeIoctls: RANGE_5_15, registerModes: MODES_5_13,
     minorShmem: true, wpShmem: true, continueModeWp: false, userModeOnly: true, devUserfaultfd: true, pagemapScan: false,
-    apiFeatureCheckFirst: false, cow: COW_6_1, mm: MM_STABLE, lacks: [F.pinUnshareCowMapping],
+    apiFeatureCheckFirst: false, cow: COW_6_1, mm: MM_6_1, lacks: [F.pinUnshareCowMapping],
   },
   "6.6": {
     release: "6.6", apiFeatures: FEATURES_6_6, rangeIoctls: RANGE_6_6, registerModes: MODES_5_13,

@@ -629,6 +629,16 @@ export function mwriteprotectRange(ctx: UffdCtxRef, start: number, len: number, 
   const mm = ctx.mm;
   const end = start + len;
   if (ctx.mmapChanging !== 0) return -E.EAGAIN;
+  // Release policy (5.7 – 6.3, MmRules.wpAcrossVmas): until "mm/userfaultfd: support WP on
+  // multiple VMAs" (6.4) mwriteprotect_range() took find_dst_vma(): the whole range inside one
+  // vma that has a userfaultfd context, else ENOENT and nothing changed (6.1.192, 5.15.225 and
+  // 5.10.262 alike).
+  if (!mm.core.mmRules.wpAcrossVmas) {
+    const vma = mm.findVma(start);
+    if (vma === null || start < vma.start || end > vma.end || vma.uffdCtx === null || !userfaultfdWp(vma)) return -E.ENOENT;
+    uffdWpRange(vma, start, len, enableWp);
+    return 0;
+  }
   let err = -E.ENOENT;
   for (const vma of mm.vmasIn(start, end)) {
     if (!userfaultfdWp(vma)) return -E.ENOENT;

@@ -77,6 +77,8 @@ import {
   UFFDIO_REGISTER_MODE_MINOR,
   UFFDIO_REGISTER_MODE_MISSING,
   UFFDIO_REGISTER_MODE_WP,
+  UFFDIO_WRITEPROTECT,
+  UFFDIO_WRITEPROTECT_MODE_WP,
 } from "@uffd/kernel/uapi";
 import { bytes, errnoOf, isBlocked, modeOf, PAGE, pagefault, pm, pmBits, readMsgs, register, RW, settle, track, uffdOpen, unregister, wpRange } from "./harness.ts";
 
@@ -153,6 +155,22 @@ const MREMAP_CLEARS_UFFD_WP: Readonly<Record<AnyRelease, boolean>> = {
   "5.15": false,
   "5.18": false,
   "6.1": true,
+  "6.6": true,
+  "6.12": true,
+  "6.18": true,
+};
+
+/**
+ * Whether UFFDIO_WRITEPROTECT may cross a vma boundary ("mm/userfaultfd: support WP on multiple
+ * VMAs", 6.4). mwriteprotect_range() of 6.1.192, 5.15.225 and 5.10.262 (mm/userfaultfd.c) takes
+ * find_dst_vma(), one vma holding the whole range, else ENOENT. Written out per profile.
+ */
+const WP_ACROSS_VMAS: Readonly<Record<AnyRelease, boolean>> = {
+  "5.7": false,
+  "5.10": false,
+  "5.15": false,
+  "5.18": false,
+  "6.1": false,
   "6.6": true,
   "6.12": true,
   "6.18": true,
@@ -271,6 +289,39 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a han
       });
     }
   }
+
+  it(`UFFDIO_WRITEPROTECT across two WP-registered vmas: ${WP_ACROSS_VMAS[release] ? "both protected" : "ENOENT, nothing changed; one vma at a time works"}`, async () => {
+    const across = WP_ACROSS_VMAS[release];
+    const k = new Kernel({ release, seed: 19 });
+    const p = k.spawn();
+    const a = await p.mmap(0, 2 * PAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS);
+    await p.mainThread.write(a, bytes(2 * PAGE, 3));
+    const uffd = await uffdOpen(p, 0);
+    // Two registrations with different modes: two vmas, both VM_UFFD_WP.
+    await register(p, uffd, a, PAGE, modeOf(true, true, false));
+    await register(p, uffd, a + PAGE, PAGE, modeOf(false, true, false));
+    expect(p.smaps().filter((m) => m.start >= a && m.end <= a + 2 * PAGE).map((m) => m.vmFlags.filter((f) => f === "um" || f === "uw"))).toEqual([["um", "uw"], ["uw"]]);
+    const both = { range: { start: a, len: 2 * PAGE }, mode: UFFDIO_WRITEPROTECT_MODE_WP };
+    expect(await errnoOf(p.ioctl(uffd, UFFDIO_WRITEPROTECT, both))).toBe(across ? "OK" : "ENOENT");
+    if (!across) {
+      // Nothing was protected: both writes go through without a fault.
+      await settle(k, p.mainThread.write(a, bytes(1, 4)), "write to page 0");
+      await settle(k, p.mainThread.write(a + PAGE, bytes(1, 4)), "write to page 1");
+      expect(await readMsgs(p, uffd)).toEqual([]);
+      for (const page of [a, a + PAGE]) await wpRange(p, uffd, page, PAGE, true);
+    }
+    for (const page of [a, a + PAGE]) {
+      const write = track(p.mainThread.write(page, bytes(1, 5)));
+      expect(await isBlocked(k, write)).toBe(true);
+      const msgs = await readMsgs(p, uffd);
+      expect(msgs).toHaveLength(1);
+      expect(pagefault(msgs[0]!)).toMatchObject({ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: page });
+      await wpRange(p, uffd, page, PAGE, false);
+      await settle(k, write.promise, "write after un-protect");
+    }
+    await p.close(uffd);
+    k.checkInvariants();
+  });
 
   it(`UFFDIO_UNREGISTER of a WP range, then a write with no uffd: no fault; the pte ${UNREGISTER_CLEARS_UFFD_WP[release] ? "has no uffd-wp" : "keeps the stale bit"}`, async () => {
     const clears = UNREGISTER_CLEARS_UFFD_WP[release];
