@@ -24,7 +24,9 @@
  * finished or is asleep in handle_userfault() or userfaultfd_event_wait_completion() (read from
  * /proc/self/task/<tid>/wchan, which the kernel reports only for a task that is off the run
  * queue). A wake done by a step has set the woken task runnable before that step's syscall
- * returned, so a settled state does not depend on timing. The whole runner is pinned to one CPU
+ * returned and before the step's thread set its finished flag; a check reads every finished flag
+ * before any wchan (see settle()), so a settled state does not depend on timing. The whole
+ * runner is pinned to one CPU
  * (MADV_PAGEOUT skips folios still in another CPU's LRU-add batch).
  */
 #define _GNU_SOURCE
@@ -904,15 +906,30 @@ static int asleep_in_uffd(pid_t tid, char *wchan, size_t cap) {
 
 static char unsettled_wchan[64];
 
-/* Waits until every step thread of this process has finished or sleeps on a userfaultfd. */
+/*
+ * Waits until every step thread of this process has finished or sleeps on a userfaultfd.
+ *
+ * One check reads the threads one after another, so it is a consistent picture only if no
+ * thread changed state in between in a way a later read cannot see. A step that wakes another
+ * thread (UFFDIO_WAKE, UFFDIO_COPY, ...) does so inside its syscall, before it sets its
+ * finished flag; if the check read the sleeper's wchan first and that step's flag afterwards,
+ * it would see the sleeper asleep and the waker finished, and report the woken thread as
+ * blocked. So every finished flag is read once, before any wchan: a step seen finished then
+ * woke its threads before they are looked at (they read as running, "0", until they finish or
+ * sleep again), and a step that finishes later reads as running, which makes the check busy.
+ */
 static int settle(void) {
   struct timespec ts = {0, 20000};
   int rounds = 0; /* consecutive settled checks while some thread sleeps in LOCK_SLEEPS */
-  for (long spins = 0; spins < 500000; spins++) { /* 10 s at most: a stuck step is a runner bug */
+  static char fin[MAXT];
+  /* Each turn sleeps at least 20 us, so this cap is 10 s or more: a stuck step is a runner bug
+   * (or Linux's MADV_GUARD_INSTALL livelock), reported with "settled":0, never as blocked. */
+  for (long spins = 0; spins < 500000; spins++) {
     int busy = 0, lock = 0;
+    for (int i = 0; i < nsteps; i++) fin[i] = (char)(steps[i]->reported || __atomic_load_n(&steps[i]->finished, __ATOMIC_ACQUIRE));
     for (int i = 0; i < nsteps; i++) {
       step_t *s = steps[i];
-      if (s->reported || __atomic_load_n(&s->finished, __ATOMIC_ACQUIRE)) continue;
+      if (fin[i]) continue;
       int a = __atomic_load_n(&s->tid_ready, __ATOMIC_ACQUIRE) ? asleep_in_uffd(s->tid, unsettled_wchan, sizeof unsettled_wchan) : 0;
       if (a == 0) {
         busy = 1;
