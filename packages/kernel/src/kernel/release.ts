@@ -362,7 +362,7 @@ const COW_6_11: CowPolicy = { ...COW_6_2, swapIn: "read_exclusive" };
 // copy_present_pte(), copy_nonpresent_pte() and copy_present_page() of 5.10.262 mm/memory.c.
 // The mremap() clearing (0cef0bb836e3, 6.13) reached 6.12.y in 6.12.11 and 6.1.y in 6.1.191, but
 // neither 5.10.262's nor 5.15.225's move_ptes() has it. UFFDIO_UNREGISTER and the last close
-// clear uffd-wp from the ptes only from f369b07c8614 (6.0, backported to 5.19.y only):
+// clear uffd-wp from the ptes only from f369b07c8614 (6.0, also taken by 5.19.y):
 // 5.10.262's and 5.15.225's userfaultfd_unregister() and userfaultfd_release() reset the vma
 // flags and nothing else. 6.6.y could not be read: modelled as 6.1.y. The history profiles are
 // mainline tags.
