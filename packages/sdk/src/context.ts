@@ -69,7 +69,7 @@ export interface ContextConfig {
  * instead, and why (naming the Linux release that added the missing piece).
  */
 export interface Fallback {
-  /** What the SDK would have used: "/dev/userfaultfd", "UFFDIO_MOVE", "UFFDIO_POISON", "wp-unpopulated", "wp-async". */
+  /** What the SDK would have used: "/dev/userfaultfd", "UFFDIO_MOVE", "UFFDIO_POISON", "UFFDIO_WRITEPROTECT across vmas", "wp-unpopulated", "wp-async". */
   readonly wanted: string;
   /** What it used instead. */
   readonly used: string;

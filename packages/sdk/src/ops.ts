@@ -305,8 +305,48 @@ function mergeResult(into: MfillResult, from: MfillResult): void {
   if (from.first !== null) into.note(from.first);
 }
 
-/** UFFDIO_WRITEPROTECT, retried across EAGAIN. "gone" = some vma in range lacks WP registration (ENOENT). */
+/**
+ * UFFDIO_WRITEPROTECT, retried across EAGAIN. "gone" = some vma in range lacks WP registration (ENOENT).
+ *
+ * Before Linux 6.4 ("mm/userfaultfd: support WP on multiple VMAs") mwriteprotect_range() took
+ * find_dst_vma(): a range reaching past the vma at its start is ENOENT with nothing changed, even
+ * when every vma in it is WP-registered. When ENOENT meets such a range (more than one vma, each
+ * "uw" in smaps), the range is protected one vma piece at a time and the fallback is listed in
+ * Userfaultfd.fallbacks. On 6.4+ that ENOENT never happens, so nothing changes there.
+ */
 export async function writeProtect(ctx: UffdContext, start: number, len: number, protect: boolean, wake: boolean): Promise<"ok" | "gone" | "exited" | "closed"> {
+  const r = await writeProtectOnce(ctx, start, len, protect, wake);
+  if (r !== "gone") return r;
+  const pieces = wpVmaPieces(ctx, start, start + len);
+  if (pieces === null) return r;
+  ctx.noteFallback("UFFDIO_WRITEPROTECT across vmas", "one UFFDIO_WRITEPROTECT per vma", "6.4");
+  for (const [s, e] of pieces) {
+    const p = await writeProtectOnce(ctx, s, e - s, protect, wake);
+    if (p !== "ok") return p;
+  }
+  return "ok";
+}
+
+/**
+ * The vma pieces of [start, end) when it spans more than one vma and every one of them is
+ * WP-registered (smaps "uw"); null otherwise (a single vma, an unregistered vma, no target).
+ */
+function wpVmaPieces(ctx: UffdContext, start: number, end: number): Array<[number, number]> | null {
+  const t = ctx.target;
+  if (t === null || t.exited) return null;
+  const pieces: Array<[number, number]> = [];
+  for (const v of t.smaps()) {
+    const s = Math.max(start, v.start);
+    const e = Math.min(end, v.end);
+    if (s >= e) continue;
+    if (!v.vmFlags.includes("uw")) return null;
+    pieces.push([s, e]);
+  }
+  return pieces.length > 1 ? pieces : null;
+}
+
+/** One UFFDIO_WRITEPROTECT of [start, start+len), retried across EAGAIN. */
+async function writeProtectOnce(ctx: UffdContext, start: number, len: number, protect: boolean, wake: boolean): Promise<"ok" | "gone" | "exited" | "closed"> {
   const mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE;
   for (let spins = 0; ; ) {
     const epoch = ctx.eventEpoch;

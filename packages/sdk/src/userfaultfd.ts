@@ -398,7 +398,8 @@ export class Userfaultfd {
    * The fallbacks taken because the kernel lacks something (an older release): the
    * userfaultfd(2) syscall where /dev/userfaultfd is missing (before 6.1), UFFDIO_COPY where
    * UFFDIO_MOVE is (before 6.8), kill(SIGBUS) of the faulting process where the SIGBUS failure
-   * policy meets a kernel without UFFDIO_POISON (before 6.6), and those a DirtyTracker takes (pre-populating where
+   * policy meets a kernel without UFFDIO_POISON (before 6.6), one UFFDIO_WRITEPROTECT per vma where
+   * a write-protect or unprotect range spans several WP-registered vmas (before 6.4), and those a DirtyTracker takes (pre-populating where
    * wp-unpopulated is missing, sync tracking where wp-async is). Empty on a kernel that has
    * everything used.
    */
