@@ -43,7 +43,11 @@ export interface KernelOptions {
    * faulted back or its entry is freed.
    */
   swapDevice?: "zram" | "file";
-  /** The vm.unprivileged_userfaultfd sysctl (default false, as on the reference host). */
+  /**
+   * The vm.unprivileged_userfaultfd sysctl. Default: the release's boot default, false from 5.11
+   * on (the reference host, 6.18, and every long-term profile but 5.10), true on "5.10" and
+   * "5.7" (ReleaseProfile.unprivilegedUserfaultfdDefault).
+   */
   unprivilegedUserfaultfd?: boolean;
   /**
    * vm.max_map_count: the most vmas a process may have (default 65530, as Linux). mmap() past it,
@@ -224,7 +228,7 @@ function validateOptions(options: KernelOptions): Required<KernelOptions> {
     memoryPages: intOption(o, "memoryPages", 2, 1 << 24, DEFAULT_MEMORY_PAGES),
     swapPages: intOption(o, "swapPages", 0, 1 << 24, 0),
     swapDevice: swapDeviceOption(o),
-    unprivilegedUserfaultfd: (upf as boolean | undefined) ?? false,
+    unprivilegedUserfaultfd: (upf as boolean | undefined) ?? releaseProfile(release as AnyRelease).unprivilegedUserfaultfdDefault,
     preemption: (p as number | Preemption | undefined) ?? 0,
     maxMapCount: intOption(o, "maxMapCount", 1, 2 ** 31 - 1, DEFAULT_MAX_MAP_COUNT),
     overcommitMemory: intOption(o, "overcommitMemory", 0, 1, 0) as 0 | 1,

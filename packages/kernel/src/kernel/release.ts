@@ -290,6 +290,15 @@ export interface ReleaseProfile {
   /** The PAGEMAP_SCAN ioctl of /proc/pid/pagemap (6.7). */
   readonly pagemapScan: boolean;
   /**
+   * The boot default of vm.unprivileged_userfaultfd (fs/userfaultfd.c:
+   * sysctl_unprivileged_userfaultfd), which KernelOptions.unprivilegedUserfaultfd takes when it
+   * is not given: 1 from the sysctl's introduction (5.2) to 5.10 (5.10.262's fs/userfaultfd.c
+   * still initialises it to 1), 0 from 5.11 on, where "userfaultfd: add user-mode only option to
+   * unprivileged_userfaultfd sysctl knob" changed it together with UFFD_USER_MODE_ONLY (0 in
+   * 5.15.225 and 6.1.192).
+   */
+  readonly unprivilegedUserfaultfdDefault: boolean;
+  /**
    * UFFDIO_API checks unknown feature bits together with the API number, before the EPERM of
    * EVENT_FORK (5.10.y: the 6.10 reordering, 1723f04caacb, is not in 5.10.262's userfaultfd_api();
    * 5.15.y has it, read in Ubuntu's 5.15.0-208.218, upstream 5.15.225).
@@ -353,7 +362,7 @@ const COW_6_11: CowPolicy = { ...COW_6_2, swapIn: "read_exclusive" };
 // copy_present_pte(), copy_nonpresent_pte() and copy_present_page() of 5.10.262 mm/memory.c.
 // The mremap() clearing (0cef0bb836e3, 6.13) reached 6.12.y in 6.12.11 and 6.1.y in 6.1.191, but
 // neither 5.10.262's nor 5.15.225's move_ptes() has it. UFFDIO_UNREGISTER and the last close
-// clear uffd-wp from the ptes only from f369b07c8614 (6.0, backported to 5.19.y only):
+// clear uffd-wp from the ptes only from f369b07c8614 (6.0, also taken by 5.19.y):
 // 5.10.262's and 5.15.225's userfaultfd_unregister() and userfaultfd_release() reset the vma
 // flags and nothing else. 6.6.y could not be read: modelled as 6.1.y. The history profiles are
 // mainline tags.
@@ -373,44 +382,44 @@ const PROFILES: Readonly<Record<AnyRelease, ReleaseProfile>> = {
   "5.7": {
     // Mainline v5.7: uffd-wp for anonymous memory is new (5.7), everything later is missing.
     release: "5.7", apiFeatures: FEATURES_5_10, rangeIoctls: RANGE_5_10, registerModes: MODES_5_10,
-    minorShmem: false, wpShmem: false, continueModeWp: false, userModeOnly: false, devUserfaultfd: false, pagemapScan: false,
+    minorShmem: false, wpShmem: false, continueModeWp: false, userModeOnly: false, devUserfaultfd: false, pagemapScan: false, unprivilegedUserfaultfdDefault: true,
     apiFeatureCheckFirst: true, cow: COW_5_7, mm: MM_5_7, lacks: LACKS_5_7,
   },
   "5.10": {
     release: "5.10", apiFeatures: FEATURES_5_10, rangeIoctls: RANGE_5_10, registerModes: MODES_5_10,
-    minorShmem: false, wpShmem: false, continueModeWp: false, userModeOnly: false, devUserfaultfd: false, pagemapScan: false,
+    minorShmem: false, wpShmem: false, continueModeWp: false, userModeOnly: false, devUserfaultfd: false, pagemapScan: false, unprivilegedUserfaultfdDefault: true,
     apiFeatureCheckFirst: true, cow: COW_5_10, mm: MM_5_10, lacks: LACKS_5_10,
   },
   "5.15": {
     release: "5.15", apiFeatures: FEATURES_5_15, rangeIoctls: RANGE_5_15, registerModes: MODES_5_13,
-    minorShmem: true, wpShmem: false, continueModeWp: false, userModeOnly: true, devUserfaultfd: false, pagemapScan: false,
+    minorShmem: true, wpShmem: false, continueModeWp: false, userModeOnly: true, devUserfaultfd: false, pagemapScan: false, unprivilegedUserfaultfdDefault: false,
     apiFeatureCheckFirst: false, cow: COW_5_10, mm: MM_5_15, lacks: LACKS_5_10,
   },
   "5.18": {
     // Mainline v5.18: EXACT_ADDRESS is new; WP on shmem, /dev/userfaultfd and the rest come later.
     // Mainline before 6.10, so the old UFFDIO_API order (no stable tree to backport 1723f04caacb).
     release: "5.18", apiFeatures: FEATURES_5_18, rangeIoctls: RANGE_5_15, registerModes: MODES_5_13,
-    minorShmem: true, wpShmem: false, continueModeWp: false, userModeOnly: true, devUserfaultfd: false, pagemapScan: false,
+    minorShmem: true, wpShmem: false, continueModeWp: false, userModeOnly: true, devUserfaultfd: false, pagemapScan: false, unprivilegedUserfaultfdDefault: false,
     apiFeatureCheckFirst: true, cow: COW_5_18, mm: MM_5_15, lacks: LACKS_5_18,
   },
   "6.1": {
     release: "6.1", apiFeatures: FEATURES_6_1, rangeIoctls: RANGE_5_15, registerModes: MODES_5_13,
-    minorShmem: true, wpShmem: true, continueModeWp: false, userModeOnly: true, devUserfaultfd: true, pagemapScan: false,
+    minorShmem: true, wpShmem: true, continueModeWp: false, userModeOnly: true, devUserfaultfd: true, pagemapScan: false, unprivilegedUserfaultfdDefault: false,
     apiFeatureCheckFirst: false, cow: COW_6_1, mm: MM_6_1, lacks: [F.pinUnshareCowMapping],
   },
   "6.6": {
     release: "6.6", apiFeatures: FEATURES_6_6, rangeIoctls: RANGE_6_6, registerModes: MODES_5_13,
-    minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: false,
+    minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: false, unprivilegedUserfaultfdDefault: false,
     apiFeatureCheckFirst: false, cow: COW_6_2, mm: MM_STABLE, lacks: [],
   },
   "6.12": {
     release: "6.12", apiFeatures: FEATURES_6_12, rangeIoctls: RANGE_6_12, registerModes: MODES_5_13,
-    minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: true,
+    minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: true, unprivilegedUserfaultfdDefault: false,
     apiFeatureCheckFirst: false, cow: COW_6_11, mm: MM_STABLE, lacks: [],
   },
   "6.18": {
     release: "6.18", apiFeatures: FEATURES_6_12, rangeIoctls: RANGE_6_12, registerModes: MODES_5_13,
-    minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: true,
+    minorShmem: true, wpShmem: true, continueModeWp: true, userModeOnly: true, devUserfaultfd: true, pagemapScan: true, unprivilegedUserfaultfdDefault: false,
     apiFeatureCheckFirst: false, cow: COW_6_11, mm: MM_STABLE, lacks: [],
   },
 };

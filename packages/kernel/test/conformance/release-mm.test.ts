@@ -115,7 +115,7 @@ const FORK_ASKS_CHILD_VMA: Readonly<Record<AnyRelease, boolean>> = {
 
 /**
  * Whether UFFDIO_UNREGISTER and the last close clear uffd-wp from the ptes (f369b07c8614, 6.0;
- * backported to 5.19.y only): userfaultfd_unregister() and userfaultfd_release() of Debian's
+ * also taken by 5.19.y): userfaultfd_unregister() and userfaultfd_release() of Debian's
  * 5.10.262 and Ubuntu's 5.15.0-208.218 (upstream 5.15.225) reset the vma flags and nothing else;
  * 6.1.192's call uffd_wp_range() as 6.18's do. Written out per profile.
  */

@@ -56,6 +56,8 @@ interface UapiRow {
   devUserfaultfd: boolean;
   userModeOnly: boolean;
   pagemapScan: boolean;
+  /** The boot default of vm.unprivileged_userfaultfd (fs/userfaultfd.c): 1 up to 5.10, 0 from 5.11. */
+  unprivilegedDefault: boolean;
 }
 
 /*
@@ -99,6 +101,10 @@ interface UapiRow {
  * - UFFD_USER_MODE_ONLY: 5.11 (37cd0575b851 "userfaultfd: add UFFD_USER_MODE_ONLY"); before it
  *   userfaultfd() is EPERM without CAP_SYS_PTRACE (vm.unprivileged_userfaultfd = 0), then any
  *   flag outside O_CLOEXEC | O_NONBLOCK is EINVAL (the pre-5.11 fs/userfaultfd.c).
+ * - vm.unprivileged_userfaultfd boots as 1 from its introduction (5.2) to 5.10 (5.10.262's
+ *   fs/userfaultfd.c: `sysctl_unprivileged_userfaultfd __read_mostly = 1`) and as 0 from 5.11,
+ *   where "userfaultfd: add user-mode only option to unprivileged_userfaultfd sysctl knob"
+ *   changed it with UFFD_USER_MODE_ONLY (5.15.225 and 6.1.192 leave it uninitialised, 0).
  * - PAGEMAP_SCAN: 6.7 (52526ca7fdb9 "fs/proc/task_mmu: implement IOCTL to get and optionally
  *   clear info about PTEs"); before it /proc/pid/pagemap has no ioctl: vfs_ioctl() is ENOTTY.
  * - The history profiles are mainline tags: 5.7 is the release that added uffd-wp for anonymous
@@ -110,35 +116,35 @@ interface UapiRow {
 const UAPI: Record<AnyRelease, UapiRow> = {
   "5.7": {
     features: 0x1ff, anonMissing: 0x1cn, anonWp: 0x5cn, anonMinor: "EINVAL", shmemWp: "EINVAL", shmemMinorWp: "EINVAL", shmemMinor: "EINVAL",
-    continue: false, poison: false, move: false, continueModeWp: false, devUserfaultfd: false, userModeOnly: false, pagemapScan: false,
+    continue: false, poison: false, move: false, continueModeWp: false, devUserfaultfd: false, userModeOnly: false, pagemapScan: false, unprivilegedDefault: true,
   },
   "5.10": {
     features: 0x1ff, anonMissing: 0x1cn, anonWp: 0x5cn, anonMinor: "EINVAL", shmemWp: "EINVAL", shmemMinorWp: "EINVAL", shmemMinor: "EINVAL",
-    continue: false, poison: false, move: false, continueModeWp: false, devUserfaultfd: false, userModeOnly: false, pagemapScan: false,
+    continue: false, poison: false, move: false, continueModeWp: false, devUserfaultfd: false, userModeOnly: false, pagemapScan: false, unprivilegedDefault: true,
   },
   "5.15": {
     features: 0x7ff, anonMissing: 0x1cn, anonWp: 0x5cn, anonMinor: "EINVAL", shmemWp: "EINVAL", shmemMinorWp: "EINVAL", shmemMinor: 0x9cn,
-    continue: true, poison: false, move: false, continueModeWp: false, devUserfaultfd: false, userModeOnly: true, pagemapScan: false,
+    continue: true, poison: false, move: false, continueModeWp: false, devUserfaultfd: false, userModeOnly: true, pagemapScan: false, unprivilegedDefault: false,
   },
   "5.18": {
     features: 0xfff, anonMissing: 0x1cn, anonWp: 0x5cn, anonMinor: "EINVAL", shmemWp: "EINVAL", shmemMinorWp: "EINVAL", shmemMinor: 0x9cn,
-    continue: true, poison: false, move: false, continueModeWp: false, devUserfaultfd: false, userModeOnly: true, pagemapScan: false,
+    continue: true, poison: false, move: false, continueModeWp: false, devUserfaultfd: false, userModeOnly: true, pagemapScan: false, unprivilegedDefault: false,
   },
   "6.1": {
     features: 0x1fff, anonMissing: 0x1cn, anonWp: 0x5cn, anonMinor: "EINVAL", shmemWp: 0x5cn, shmemMinorWp: 0xdcn, shmemMinor: 0x9cn,
-    continue: true, poison: false, move: false, continueModeWp: false, devUserfaultfd: true, userModeOnly: true, pagemapScan: false,
+    continue: true, poison: false, move: false, continueModeWp: false, devUserfaultfd: true, userModeOnly: true, pagemapScan: false, unprivilegedDefault: false,
   },
   "6.6": {
     features: 0x7fff, anonMissing: 0x11cn, anonWp: 0x15cn, anonMinor: "EINVAL", shmemWp: 0x15cn, shmemMinorWp: 0x1dcn, shmemMinor: 0x19cn,
-    continue: true, poison: true, move: false, continueModeWp: true, devUserfaultfd: true, userModeOnly: true, pagemapScan: false,
+    continue: true, poison: true, move: false, continueModeWp: true, devUserfaultfd: true, userModeOnly: true, pagemapScan: false, unprivilegedDefault: false,
   },
   "6.12": {
     features: 0x1ffff, anonMissing: 0x13cn, anonWp: 0x17cn, anonMinor: "EINVAL", shmemWp: 0x17cn, shmemMinorWp: 0x1fcn, shmemMinor: 0x1bcn,
-    continue: true, poison: true, move: true, continueModeWp: true, devUserfaultfd: true, userModeOnly: true, pagemapScan: true,
+    continue: true, poison: true, move: true, continueModeWp: true, devUserfaultfd: true, userModeOnly: true, pagemapScan: true, unprivilegedDefault: false,
   },
   "6.18": {
     features: 0x1ffff, anonMissing: 0x13cn, anonWp: 0x17cn, anonMinor: "EINVAL", shmemWp: 0x17cn, shmemMinorWp: 0x1fcn, shmemMinor: 0x1bcn,
-    continue: true, poison: true, move: true, continueModeWp: true, devUserfaultfd: true, userModeOnly: true, pagemapScan: true,
+    continue: true, poison: true, move: true, continueModeWp: true, devUserfaultfd: true, userModeOnly: true, pagemapScan: true, unprivilegedDefault: false,
   },
 };
 
@@ -260,7 +266,7 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: the userfaultf
   });
 
   it("/dev/userfaultfd, UFFD_USER_MODE_ONLY and the unprivileged rules of the release", async () => {
-    const k = new Kernel({ release });
+    const k = new Kernel({ release, unprivilegedUserfaultfd: false });
     const root = k.spawn();
     if (row.devUserfaultfd) expect(await root.openDevUserfaultfd(0)).toBeGreaterThanOrEqual(0);
     else expect(await errnoOf(root.openDevUserfaultfd(0))).toBe("ENOENT");
@@ -277,6 +283,19 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: the userfaultf
       const allowed = new Kernel({ release, unprivilegedUserfaultfd: true }).spawn({ uid: 65534 });
       expect(await allowed.userfaultfd(0)).toBeGreaterThanOrEqual(0);
     }
+    k.checkInvariants();
+  });
+
+  it(`vm.unprivileged_userfaultfd boots as ${row.unprivilegedDefault ? 1 : 0}: an unprivileged userfaultfd(0) ${row.unprivilegedDefault ? "succeeds" : "is EPERM"} unless the option says otherwise`, async () => {
+    const k = new Kernel({ release });
+    expect(k.options.unprivilegedUserfaultfd).toBe(row.unprivilegedDefault);
+    const nobody = k.spawn({ uid: 65534 });
+    if (row.unprivilegedDefault) expect(await nobody.userfaultfd(0)).toBeGreaterThanOrEqual(0);
+    else expect(await errnoOf(nobody.userfaultfd(0))).toBe("EPERM");
+    // The option overrides the boot default either way.
+    const flipped = new Kernel({ release, unprivilegedUserfaultfd: !row.unprivilegedDefault }).spawn({ uid: 65534 });
+    if (row.unprivilegedDefault) expect(await errnoOf(flipped.userfaultfd(0))).toBe("EPERM");
+    else expect(await flipped.userfaultfd(0)).toBeGreaterThanOrEqual(0);
     k.checkInvariants();
   });
 
