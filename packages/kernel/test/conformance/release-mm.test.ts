@@ -179,6 +179,17 @@ const WP_ACROSS_VMAS: Readonly<Record<AnyRelease, boolean>> = {
 const PM_UFFD_WP = 1n << 57n;
 const PM_MMAP_EXCLUSIVE = 1n << 56n;
 
+
+/**
+ * A write that must be a WP fault: it blocks, `uffd` reads exactly one WP|WRITE message for
+ * `addr`, and the write completes once the page is un-protected.
+ */
+async function expectWpFault(k: Kernel, p: Process, uffd: number, addr: number, write: { promise: Promise<unknown>; readonly done: boolean }, what?: string): Promise<void> {
+  expect(await isBlocked(k, write), what).toBe(true);
+  expect((await readMsgs(p, uffd)).map((msg) => pagefault(msg))).toMatchObject([{ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr }]);
+  await wpRange(p, uffd, addr, PAGE, false);
+  await settle(k, write.promise, "write after un-protect");
+}
 /** A process with one private anonymous page, written, registered for WP (features 0) and write-protected. */
 async function protectedPage(release: AnyRelease, swapout: boolean): Promise<{ k: Kernel; p: Process; uffd: number; addr: number }> {
   const k = new Kernel({ release, seed: 11, swapPages: 16 });
@@ -208,11 +219,7 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a han
     // The protection itself exists on every release (uffd-wp for anonymous memory is 5.7): a
     // write is a WP fault.
     const write = track(p.mainThread.write(addr, bytes(1, 9)));
-    expect(await isBlocked(k, write)).toBe(true);
-    const [msg] = await readMsgs(p, uffd);
-    expect(pagefault(msg!).flags).toBe(UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE);
-    await wpRange(p, uffd, addr, PAGE, false);
-    await settle(k, write.promise, "write after un-protect");
+    await expectWpFault(k, p, uffd, addr, write);
     expect(pmBits(pm(p, addr))).toBe("P1 S0 F0 X1 WP0");
     // A swapped-out protected page: the swap pte carries the bit (pte_swp_uffd_wp, 5.7).
     await wpRange(p, uffd, addr, PAGE, true);
@@ -237,12 +244,7 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a han
         expect(await readMsgs(child, cu)).toEqual([]);
       } else {
         // The stale bit: a WP fault on a page the child never write-protected.
-        expect(await isBlocked(k, write)).toBe(true);
-        const msgs = await readMsgs(child, cu);
-        expect(msgs).toHaveLength(1);
-        expect(pagefault(msgs[0]!)).toMatchObject({ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr });
-        await wpRange(child, cu, addr, PAGE, false);
-        await settle(k, write.promise, "child write after un-protect");
+        await expectWpFault(k, child, cu, addr, write);
       }
       expect(await child.mainThread.read(addr, 2)).toEqual(new Uint8Array([3, 7]));
       // The parent's page is still protected and unchanged.
@@ -274,12 +276,7 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a han
           expect(await readMsgs(p, u2)).toEqual([]);
         } else {
           // The stale bit: a WP fault on a page nobody protected through this uffd.
-          expect(await isBlocked(k, write)).toBe(true);
-          const msgs = await readMsgs(p, u2);
-          expect(msgs).toHaveLength(1);
-          expect(pagefault(msgs[0]!)).toMatchObject({ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr });
-          await wpRange(p, u2, addr, PAGE, false);
-          await settle(k, write.promise, "write after un-protect");
+          await expectWpFault(k, p, u2, addr, write);
         }
         expect(await p.mainThread.read(addr, 2)).toEqual(new Uint8Array([5, 7]));
         expect(pmBits(pm(p, addr))).toBe("P1 S0 F0 X1 WP0");
@@ -312,12 +309,7 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a han
     }
     for (const page of [a, a + PAGE]) {
       const write = track(p.mainThread.write(page, bytes(1, 5)));
-      expect(await isBlocked(k, write)).toBe(true);
-      const msgs = await readMsgs(p, uffd);
-      expect(msgs).toHaveLength(1);
-      expect(pagefault(msgs[0]!)).toMatchObject({ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: page });
-      await wpRange(p, uffd, page, PAGE, false);
-      await settle(k, write.promise, "write after un-protect");
+      await expectWpFault(k, p, uffd, page, write);
     }
     await p.close(uffd);
     k.checkInvariants();
@@ -423,12 +415,7 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a han
     }
     for (const addr of targets) {
       const write = track(p.mainThread.write(addr, bytes(1, 0x71)));
-      expect(await isBlocked(k, write)).toBe(true);
-      const msgs = await readMsgs(p, uffd);
-      expect(msgs).toHaveLength(1);
-      expect(pagefault(msgs[0]!)).toMatchObject({ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr });
-      await wpRange(p, uffd, addr, PAGE, false);
-      await settle(k, write.promise, "write after un-protect");
+      await expectWpFault(k, p, uffd, addr, write);
     }
     expect(await p.mainThread.read(a, 2)).toEqual(new Uint8Array([0x71, 0x61]));
     // The write to the zero page copied it to a new anonymous page.
@@ -503,12 +490,7 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a han
           expect(await readMsgs(p, uffd)).toEqual([]);
         } else {
           // The stale bit: a WP fault on a page nobody write-protected at this address.
-          expect(await isBlocked(k, write), `write at +${addr === m ? "shmem" : (addr - a) / PAGE}`).toBe(true);
-          const msgs = await readMsgs(p, uffd);
-          expect(msgs).toHaveLength(1);
-          expect(pagefault(msgs[0]!)).toMatchObject({ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr });
-          await wpRange(p, uffd, addr, PAGE, false);
-          await settle(k, write.promise, "write after un-protect");
+          await expectWpFault(k, p, uffd, addr, write, `write at +${addr === m ? "shmem" : (addr - a) / PAGE}`);
         }
       }
       expect(await p.mainThread.read(a, 2)).toEqual(new Uint8Array([0x41, 0x21]));
@@ -537,11 +519,7 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a han
         if (clears) {
           await settle(k, write.promise, "write to the moved page");
         } else {
-          expect(await isBlocked(k, write)).toBe(true);
-          const msgs = await readMsgs(p, uffd);
-          expect(msgs.map((msg) => pagefault(msg))).toMatchObject([{ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr }]);
-          await wpRange(p, uffd, addr, PAGE, false);
-          await settle(k, write.promise, "write after un-protect");
+          await expectWpFault(k, p, uffd, addr, write);
         }
       }
       if (shmemWp) await settle(k, p.mainThread.write(m, bytes(1, 0x45)), "write to the shmem page");
@@ -565,12 +543,7 @@ describe.each(ALL_RELEASES.map((r) => [r] as const))("release %s: mm rules a han
       const targets = shmemWp ? [a, a + PAGE, m] : [a, a + PAGE];
       for (const addr of targets) {
         const write = track(p.mainThread.write(addr, bytes(1, 0x51)));
-        expect(await isBlocked(k, write)).toBe(true);
-        const msgs = await readMsgs(p, uffd);
-        expect(msgs).toHaveLength(1);
-        expect(pagefault(msgs[0]!)).toMatchObject({ flags: UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_WRITE, address: addr });
-        await wpRange(p, uffd, addr, PAGE, false);
-        await settle(k, write.promise, "write after un-protect");
+        await expectWpFault(k, p, uffd, addr, write);
       }
       expect(await p.mainThread.read(a + PAGE, 2)).toEqual(new Uint8Array([0x51, 0x21]));
       await p.close(uffd);
