@@ -35,10 +35,12 @@ import {
   copyFromUserAtomic,
   copyFromUserAtomicRun,
   MFILL_ATOMIC,
+  MFILL_NOT_SIMPLE,
   type MfillAtomicMode,
   type MfillOp,
   type MfillSource,
   mfillAtomic,
+  mfillCopyAnonPage,
   movePages,
   mwriteprotectRange,
   userfaultfdClearVma,
@@ -895,19 +897,27 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     const len = u64(a.len, what);
     const mode = u64(a.mode, what);
     const srcArg = a.src;
+    const bytes = srcArg instanceof Uint8Array ? srcArg : null;
     let srcAddr = 0;
-    let src: MfillSource;
-    if (srcArg instanceof Uint8Array) {
-      src = (this.#bytesSource ?? new BytesSource()).use(srcArg);
-      this.#bytesSource = null;
-    } else {
+    if (bytes === null) {
       srcAddr = u64(a.src, what);
       if (!validateUnalignedRange(srcAddr, len)) fail("EINVAL", what);
-      src = userSource(proc);
     }
     if (!validateRange(dst, len)) fail("EINVAL", what);
     if (hasBitsOutside(mode, UFFDIO_COPY_MODE_DONTWAKE | UFFDIO_COPY_MODE_WP)) fail("EINVAL", what);
     if (!this.mm.alive) fail("ESRCH", what);
+    if (bytes !== null && len === PAGE_SIZE && mode === 0 && bytes.length >= PAGE_SIZE) {
+      // One page from a buffer into (most likely) a missing anon page: the straight path.
+      const one = mfillCopyAnonPage(this, dst, bytes);
+      if (one !== MFILL_NOT_SIMPLE) return this.#copyDone(a, one, dst, len, false);
+    }
+    let src: MfillSource;
+    if (bytes !== null) {
+      src = (this.#bytesSource ?? new BytesSource()).use(bytes);
+      this.#bytesSource = null;
+    } else {
+      src = userSource(proc);
+    }
     const ret = mfillAtomic(this, dst, srcAddr, len, MFILL_ATOMIC.COPY, (mode & UFFDIO_COPY_MODE_WP) !== 0, src);
     const dontwake = (mode & UFFDIO_COPY_MODE_DONTWAKE) !== 0;
     if (typeof ret === "number") {
