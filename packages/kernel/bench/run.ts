@@ -243,7 +243,10 @@ async function memoryRows(): Promise<{ rows: Row[]; figures: MemoryFigures }> {
   const resident = await get("resident");
   const zero = await get("zero page");
   const untouched = await get("untouched");
-  const split = (m: HostMemory | null): string => (m === null ? "not measured" : `heap ${m.heapBytesPerPage.toFixed(1)} + external ${m.externalBytesPerPage.toFixed(1)}${m.gc ? "" : " (no gc: noisy)"}`);
+  const split = (m: HostMemory | null): string =>
+    m === null
+      ? "not measured"
+      : `heap ${m.heapBytesPerPage.toFixed(1)} + external ${m.externalBytesPerPage.toFixed(1)}${m.gc ? "" : " (no gc: noisy)"}${m.oneOffBytes > 0 ? `; over the last 3/4 of the pages, after ${Math.round(m.oneOffBytes / 1024)} KiB of one-off first-use heap` : ""}`;
   const row = (id: string, operation: string, m: HostMemory | null, real: number, note: string): Row => ({
     id,
     operation,

@@ -35,10 +35,12 @@ import {
   copyFromUserAtomic,
   copyFromUserAtomicRun,
   MFILL_ATOMIC,
+  MFILL_NOT_SIMPLE,
   type MfillAtomicMode,
   type MfillOp,
   type MfillSource,
   mfillAtomic,
+  mfillCopyAnonPage,
   movePages,
   mwriteprotectRange,
   userfaultfdClearVma,
@@ -51,7 +53,7 @@ import {
 import { type Vma, VM_MAYWRITE, VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP, userfaultfdMissing } from "../mm/vma.ts";
 import { type ErrnoCode, ErrnoError, errnoCode } from "../uapi/errno.ts";
 import { O_CLOEXEC, O_NONBLOCK, O_RDONLY, POLLERR, POLLHUP, POLLIN } from "../uapi/fcntl.ts";
-import { PAGE_SIZE } from "../uapi/mman.ts";
+import { PAGE_SHIFT, PAGE_SIZE } from "../uapi/mman.ts";
 import { encodeUffdMsg, UFFD_MSG_SIZE, type UffdMsg } from "../uapi/msg.ts";
 import {
   _UFFDIO_CONTINUE,
@@ -123,6 +125,9 @@ class FaultWaiter extends Waiter {
   qPrev: FaultWaiter | null = null;
   qNext: FaultWaiter | null = null;
   qSeq = 0;
+  /** The links of its chain in the queue's index by page (FaultQueue; null while unindexed). */
+  bPrev: FaultWaiter | null = null;
+  bNext: FaultWaiter | null = null;
   /** msg.arg.pagefault.address: page-aligned, or exact with UFFD_FEATURE_EXACT_ADDRESS. Wakes match it. */
   address: number;
   flags: number;
@@ -892,19 +897,27 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     const len = u64(a.len, what);
     const mode = u64(a.mode, what);
     const srcArg = a.src;
+    const bytes = srcArg instanceof Uint8Array ? srcArg : null;
     let srcAddr = 0;
-    let src: MfillSource;
-    if (srcArg instanceof Uint8Array) {
-      src = (this.#bytesSource ?? new BytesSource()).use(srcArg);
-      this.#bytesSource = null;
-    } else {
+    if (bytes === null) {
       srcAddr = u64(a.src, what);
       if (!validateUnalignedRange(srcAddr, len)) fail("EINVAL", what);
-      src = userSource(proc);
     }
     if (!validateRange(dst, len)) fail("EINVAL", what);
     if (hasBitsOutside(mode, UFFDIO_COPY_MODE_DONTWAKE | UFFDIO_COPY_MODE_WP)) fail("EINVAL", what);
     if (!this.mm.alive) fail("ESRCH", what);
+    if (bytes !== null && len === PAGE_SIZE && mode === 0 && bytes.length >= PAGE_SIZE) {
+      // One page from a buffer into (most likely) a missing anon page: the straight path.
+      const one = mfillCopyAnonPage(this, dst, bytes);
+      if (one !== MFILL_NOT_SIMPLE) return this.#copyDone(a, one, dst, len, false);
+    }
+    let src: MfillSource;
+    if (bytes !== null) {
+      src = (this.#bytesSource ?? new BytesSource()).use(bytes);
+      this.#bytesSource = null;
+    } else {
+      src = userSource(proc);
+    }
     const ret = mfillAtomic(this, dst, srcAddr, len, MFILL_ATOMIC.COPY, (mode & UFFDIO_COPY_MODE_WP) !== 0, src);
     const dontwake = (mode & UFFDIO_COPY_MODE_DONTWAKE) !== 0;
     if (typeof ret === "number") {
@@ -976,19 +989,20 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
  * the head and removal anywhere (the links live on the waiters, each in at most one queue).
  * take() hands entries out in queue order, as a walk of the wait queue would.
  *
- * A long queue also keeps an index by page, so that waking a small range costs the waiters in
- * it, not the length of the queue. The index exists only while the queue holds at least
- * INDEX_MIN waiters (built by the first take() that needs it, dropped when the queue empties):
- * below that a walk of the list is cheaper than keeping a Map up to date on every fault, which
- * is what a one-by-one round trip would otherwise pay.
+ * Once the queue has held INDEX_MIN waiters it also keeps them hashed by page (INDEX_BUCKETS
+ * chains, linked through the waiters themselves, so keeping it costs a few stores per fault and
+ * no allocation), and a wake of a range of at most INDEX_BUCKETS pages looks up only the chains
+ * of its pages instead of walking every waiter: with 32 threads blocked, resolving one fault no
+ * longer scans the other 31 (and the 32 faults they raised again meanwhile). A queue that never
+ * held more than one waiter (a handler resolving faults one by one) keeps no index.
  */
 class FaultQueue {
   #head: FaultWaiter | null = null;
   #tail: FaultWaiter | null = null;
   #live = 0;
   #seq = 0;
-  /** Page-aligned message address -> the waiters queued with it; null while not needed (see above). */
-  #byPage: Map<number, FaultWaiter[]> | null = null;
+  /** Chain heads by page hash (bucketOf()); null until the queue first holds INDEX_MIN waiters. */
+  #buckets: Array<FaultWaiter | null> | null = null;
   /** take()'s scratch list, empty between calls. */
   readonly #found: FaultWaiter[] = [];
 
@@ -1004,7 +1018,9 @@ class FaultQueue {
     else this.#tail.qNext = f;
     this.#tail = f;
     this.#live++;
-    if (this.#byPage !== null) indexAdd(this.#byPage, f);
+    const buckets = this.#buckets;
+    if (buckets !== null) bucketAdd(buckets, f);
+    else if (this.#live >= INDEX_MIN) this.#buildIndex();
   }
 
   shift(): FaultWaiter | undefined {
@@ -1021,8 +1037,8 @@ class FaultQueue {
     else f.qNext.qPrev = f.qPrev;
     f.qPrev = null;
     f.qNext = null;
-    if (--this.#live === 0) this.#byPage = null;
-    else if (this.#byPage !== null) indexDelete(this.#byPage, f);
+    this.#live--;
+    if (this.#buckets !== null) bucketDelete(this.#buckets, f);
   }
 
   /** The queue's only entry, unlinked, if its address is in [start, start+len); else null (and the queue stays). */
@@ -1038,19 +1054,20 @@ class FaultQueue {
     if (this.#live === 0) return;
     const end = start + len;
     const found = this.#found;
-    if (len !== 0 && this.#live >= INDEX_MIN && len / PAGE_SIZE < this.#live) {
-      // Fewer pages in the range than waiters queued: look the pages up.
-      const index = (this.#byPage ??= this.#buildIndex());
-      for (let page = pageDown(start); page < end; page += PAGE_SIZE) {
-        const list = index.get(page);
-        if (list === undefined) continue;
-        for (const f of list) if (f.address >= start && f.address < end) found.push(f);
+    const buckets = this.#buckets;
+    const first = pageDown(start);
+    const pages = Math.ceil((end - first) / PAGE_SIZE);
+    if (len !== 0 && buckets !== null && pages <= INDEX_BUCKETS && pages < this.#live) {
+      // Each page of the range has its own chain (fewer pages than chains): look them up.
+      for (let page = first; page < end; page += PAGE_SIZE) {
+        for (let f: FaultWaiter | null = buckets[bucketOf(page)]!; f !== null; f = f.bNext) if (f.address >= start && f.address < end) found.push(f);
       }
-      if (found.length > 1) found.sort((a, b) => a.qSeq - b.qSeq);
+      if (found.length > 1) found.sort(bySeq);
     } else {
       for (let f = this.#head; f !== null; f = f.qNext) if (len === 0 || (f.address >= start && f.address < end)) found.push(f);
     }
-    for (const f of found) {
+    for (let i = 0; i < found.length; i++) {
+      const f = found[i]!;
       this.#unlink(f);
       out.push(f);
     }
@@ -1058,10 +1075,10 @@ class FaultQueue {
     while (found.length > 0) found.pop();
   }
 
-  #buildIndex(): Map<number, FaultWaiter[]> {
-    const index = new Map<number, FaultWaiter[]>();
-    for (let f = this.#head; f !== null; f = f.qNext) indexAdd(index, f);
-    return index;
+  #buildIndex(): void {
+    const buckets = new Array<FaultWaiter | null>(INDEX_BUCKETS).fill(null);
+    for (let f = this.#head; f !== null; f = f.qNext) bucketAdd(buckets, f);
+    this.#buckets = buckets;
   }
 
   /** Empties the queue; returns its entries in order. */
@@ -1072,26 +1089,35 @@ class FaultQueue {
   }
 }
 
-/** The queue length from which FaultQueue keeps its index by page. */
-const INDEX_MIN = 64;
+/** The queue length from which a FaultQueue keeps its index by page (for good). */
+const INDEX_MIN = 4;
+/** Chains of a FaultQueue's index (a power of two): a wake of up to this many pages uses it. */
+const INDEX_BUCKETS = 256;
 
-function indexAdd(index: Map<number, FaultWaiter[]>, f: FaultWaiter): void {
-  const page = pageDown(f.address);
-  const list = index.get(page);
-  if (list === undefined) index.set(page, [f]);
-  else list.push(f);
+/** The chain of the page holding `address`: the low bits of its page number. */
+function bucketOf(address: number): number {
+  return (address >>> PAGE_SHIFT) & (INDEX_BUCKETS - 1);
 }
 
-function indexDelete(index: Map<number, FaultWaiter[]>, f: FaultWaiter): void {
-  const page = pageDown(f.address);
-  const list = index.get(page);
-  if (list === undefined) return;
-  if (list.length === 1) {
-    if (list[0] === f) index.delete(page);
-    return;
-  }
-  const i = list.indexOf(f);
-  if (i >= 0) list.splice(i, 1);
+function bySeq(a: FaultWaiter, b: FaultWaiter): number {
+  return a.qSeq - b.qSeq;
+}
+
+function bucketAdd(buckets: Array<FaultWaiter | null>, f: FaultWaiter): void {
+  const b = bucketOf(f.address);
+  const head = buckets[b]!;
+  f.bPrev = null;
+  f.bNext = head;
+  if (head !== null) head.bPrev = f;
+  buckets[b] = f;
+}
+
+function bucketDelete(buckets: Array<FaultWaiter | null>, f: FaultWaiter): void {
+  if (f.bPrev === null) buckets[bucketOf(f.address)] = f.bNext;
+  else f.bPrev.bNext = f.bNext;
+  if (f.bNext !== null) f.bNext.bPrev = f.bPrev;
+  f.bPrev = null;
+  f.bNext = null;
 }
 
 /**

@@ -272,6 +272,38 @@ function mfillCopyAnon(op: MfillOp, vma: Vma): number {
   return 0;
 }
 
+/** mfillCopyAnonPage() did nothing: the case is not the simple one, take mfillAtomic(). */
+export const MFILL_NOT_SIMPLE = -4097;
+
+/**
+ * UFFDIO_COPY of one page from a buffer of at least a page (`src[0..PAGE_SIZE)`), mode 0, into
+ * a none pte of a private anonymous vma some userfaultfd registered: the round trip's common case
+ * in one straight function. Does exactly what mfillAtomic() does for it (the same vma checks,
+ * frame, copy, rmap and pte) and returns PAGE_SIZE; anything else (no such vma, mmap_changing,
+ * a populated pte or a marker, no free frame) returns MFILL_NOT_SIMPLE having changed nothing
+ * but what mfillAtomic() would change first as well (the vma's anon_vma, the PTE table), so the
+ * caller then runs mfillAtomic() for the outcome.
+ */
+export function mfillCopyAnonPage(ctx: UffdCtxRef, dst: number, src: Uint8Array): number {
+  const mm = ctx.mm;
+  const vma = mm.vmaLookup(dst);
+  if (vma === null || (vma.flags & VM_SHARED) !== 0 || !vmaIsAnonymous(vma)) return MFILL_NOT_SIMPLE;
+  mm.anonVmaPrepare(vma);
+  if (dst + PAGE_SIZE > vma.end || vma.uffdCtx === null || ctx.mmapChanging !== 0) return MFILL_NOT_SIMPLE;
+  const vpn = dst / PAGE_SIZE;
+  const table = mm.pt.table(vpn);
+  const i = vpn & (PTRS_PER_PTE - 1);
+  if (table[i] !== 0) return MFILL_NOT_SIMPLE;
+  const mem = mm.core.mem;
+  const pfn = mem.allocFrame(false);
+  if (pfn < 0) return MFILL_NOT_SIMPLE;
+  mem.writable(pfn, true).set(src.length === PAGE_SIZE ? src : src.subarray(0, PAGE_SIZE), mem.offset(pfn));
+  mem.written(pfn);
+  folioAddNewAnonRmap(mm, vma, pfn, dst, true);
+  table[i] = mkPte(pfn, PTE_DIRTY | PTE_YOUNG | ((vma.flags & VM_WRITE) !== 0 ? PTE_WRITE : 0));
+  return PAGE_SIZE;
+}
+
 /** Frames for one batch of mfillCopyAnonBatch(): at most a PTE table's worth. */
 const batchPfns = new Int32Array(PTRS_PER_PTE);
 
