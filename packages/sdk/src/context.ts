@@ -149,10 +149,14 @@ export class UffdContext {
   readonly config: ContextConfig;
   readonly emitter = new EventEmitter();
   readonly subs: Subscription[] = [];
+  /** The wrapper of the only "fault" listener, if there is exactly one and it is not a once listener (see dispatch.ts). */
+  soleFaultListener: ((f: FaultState) => void) | null = null;
   /** In-flight faults by page address + kind index. */
   readonly inflight = new FaultTable<FaultState>();
   /** Faults dispatched while nobody listened: the first listener (or pull reader) gets them. */
   unheard: FaultState[] = [];
+  /** A minor fault was read on this fd (until then no install can answer a second fault of its page). */
+  minorRead = false;
   /** Bumped once per event processed; resolvers compare it across an await. */
   eventEpoch = 0;
   closed = false;

@@ -31,7 +31,28 @@ export function subscribe(ctx: UffdContext, event: string, fn: (...args: never[]
   ctx.subs.push(sub);
   if (once) ctx.emitter.once(event, sub.wrapped as never);
   else ctx.emitter.on(event, sub.wrapped as never);
-  if (event === "fault") deliverUnheard(ctx);
+  if (event === "fault") {
+    soleFaultListener(ctx);
+    deliverUnheard(ctx);
+  }
+}
+
+/**
+ * Keeps ctx.soleFaultListener: the wrapper of the one "fault" listener, when there is exactly
+ * one and it is persistent, which dispatchFault() then calls without the emitter (what the
+ * emitter would do for it: one call, with the fault).
+ */
+function soleFaultListener(ctx: UffdContext): void {
+  let sole: Subscription | null = null;
+  for (const s of ctx.subs) {
+    if (s.event !== "fault") continue;
+    if (sole !== null || s.once) {
+      ctx.soleFaultListener = null;
+      return;
+    }
+    sole = s;
+  }
+  ctx.soleFaultListener = sole === null ? null : (sole.wrapped as (f: FaultState) => void);
 }
 
 export function unsubscribe(ctx: UffdContext, event: string, fn?: (...args: never[]) => unknown): void {
@@ -41,6 +62,7 @@ export function unsubscribe(ctx: UffdContext, event: string, fn?: (...args: neve
     ctx.emitter.off(event, s.wrapped as never);
     ctx.subs.splice(i, 1);
   }
+  if (event === "fault") soleFaultListener(ctx);
 }
 
 export function unsubscribeAll(ctx: UffdContext, event?: string): void {
@@ -55,6 +77,7 @@ export function inheritableListeners(ctx: UffdContext): Array<Pick<Subscription,
 function forget(ctx: UffdContext, sub: Subscription): void {
   const i = ctx.subs.indexOf(sub);
   if (i >= 0) ctx.subs.splice(i, 1);
+  if (sub.event === "fault") soleFaultListener(ctx);
 }
 
 function wrapFaultListener(ctx: UffdContext, sub: Subscription): (f: FaultState) => void {
@@ -102,7 +125,10 @@ function watchListenerPromise(ctx: UffdContext, f: FaultState, p: PromiseLike<un
 /** Hands a fault to the listeners and the pull reader; what they leave pending gets its deadlines. */
 export function dispatchFault(ctx: UffdContext, f: FaultState): void {
   f.error = undefined;
-  let heard = ctx.emitter.emit("fault", f);
+  const sole = ctx.soleFaultListener;
+  let heard = true;
+  if (sole !== null) sole(f);
+  else heard = ctx.emitter.emit("fault", f);
   if (ctx.pull !== null && f.attempts === 0) {
     ctx.pull.push({ type: "fault", fault: f });
     heard = true;

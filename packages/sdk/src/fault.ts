@@ -8,11 +8,11 @@
  * unprotect() (or wake() after the app unprotected the page itself); copying onto a present,
  * write-protected page would fail with EEXIST, wake the thread, and fault again forever.
  */
-import { PAGE_SIZE } from "@uffd/kernel/uapi";
+import { PAGE_SIZE, UFFD_PAGEFAULT_FLAG_WRITE } from "@uffd/kernel/uapi";
 import type { FaultState, UffdContext } from "./context.ts";
 import type { RangeEntry, RegisteredRange } from "./ranges.ts";
 import { resolveFault } from "./resolve.ts";
-import { type CopyOptions, FAULT_STATE, type Fault, type FaultKind, NO_DEADLINE, type Resolution } from "./types.ts";
+import { type CopyOptions, FAULT_STATE, type Fault, type FaultKind, faultKey, NO_DEADLINE, type Resolution } from "./types.ts";
 
 export type { CopyOptions, Fault, FaultKind } from "./types.ts";
 
@@ -20,23 +20,19 @@ export { faultKey } from "./types.ts";
 
 /**
  * @internal The record behind a Fault; its mutable fields belong to its context. One is made per
- * fault read, so its fields are `declare`d and set once each, in the constructor: a class field
- * (ES2022 [[Define]] semantics) would define each one first, in an initializer, before the
- * constructor stores to it again.
+ * fault read, so it holds only what the read loop knows at once or the lifecycle needs, each set
+ * once in the constructor (its fields are `declare`d: a class field, with ES2022 [[Define]]
+ * semantics, would be defined first by an initializer, then stored to again). What follows from
+ * those fields (write, range, offset, the table key) is computed when asked for: most handlers
+ * read one or two of them, and the fast path none.
  */
 export class FaultImpl implements FaultState {
   declare readonly kind: FaultKind;
-  /** The faulting access was a write (UFFD_PAGEFAULT_FLAG_WRITE). */
-  declare readonly write: boolean;
   /** The fault address: page-aligned, or exact with the "exact-address" feature. */
   declare readonly address: number;
   declare readonly pageAddress: number;
   /** The faulting thread (needs the "thread-id" feature, else 0). */
   declare readonly threadId: number;
-  /** The registered range holding the page, or null if the SDK does not know it. */
-  declare readonly range: RegisteredRange | null;
-  /** The page's byte offset in the app's page source (the range's offset plus the page's place in it). */
-  declare readonly offset: number;
   /** The raw uffd_msg.arg.pagefault.flags. */
   declare readonly flags: number;
   /**
@@ -46,10 +42,9 @@ export class FaultImpl implements FaultState {
   declare readonly removed: boolean;
 
   /** @internal */ declare readonly ctx: UffdContext;
-  /** @internal */ declare readonly entry: RangeEntry | null;
+  /** @internal The range entry holding the page when the fault was read (entries are replaced, never resized). */
+  declare readonly entry: RangeEntry | null;
   /** @internal */ declare state: number;
-  /** @internal The in-flight table's key: page address + kind index. */
-  declare readonly key: number;
   /** @internal */ declare extraThreads: number[] | null;
   /** @internal The event epoch when the fault was read; REMOVEs after it race with the resolve. */
   declare readonly epoch: number;
@@ -67,18 +62,14 @@ export class FaultImpl implements FaultState {
   declare settleWaiters: Array<(r: Resolution) => void> | null;
 
   /** @internal */
-  constructor(ctx: UffdContext, kind: FaultKind, key: number, flags: number, address: number, page: number, threadId: number, entry: RangeEntry | null, removed: boolean, epoch: number, nowNs: number, wallMs: number) {
+  constructor(ctx: UffdContext, kind: FaultKind, flags: number, address: number, page: number, threadId: number, entry: RangeEntry | null, removed: boolean, epoch: number, nowNs: number, wallMs: number) {
     this.ctx = ctx;
     this.kind = kind;
-    this.key = key;
     this.flags = flags;
-    this.write = (flags & 1) !== 0;
     this.address = address;
     this.pageAddress = page;
     this.threadId = threadId;
     this.entry = entry;
-    this.range = entry === null ? null : entry.view;
-    this.offset = entry === null ? page : entry.sourceOffset(page);
     this.removed = removed;
     this.epoch = epoch;
     this.readAtNs = nowNs;
@@ -92,6 +83,26 @@ export class FaultImpl implements FaultState {
     this.result = null;
     this.error = undefined;
     this.settleWaiters = null;
+  }
+
+  /** The faulting access was a write (UFFD_PAGEFAULT_FLAG_WRITE). */
+  get write(): boolean {
+    return (this.flags & UFFD_PAGEFAULT_FLAG_WRITE) !== 0;
+  }
+
+  /** The registered range holding the page, or null if the SDK does not know it. */
+  get range(): RegisteredRange | null {
+    return this.entry === null ? null : this.entry.view;
+  }
+
+  /** The page's byte offset in the app's page source (the range's offset plus the page's place in it). */
+  get offset(): number {
+    return this.entry === null ? this.pageAddress : this.entry.sourceOffset(this.pageAddress);
+  }
+
+  /** @internal The in-flight table's key: page address + kind index. */
+  get key(): number {
+    return faultKey(this.pageAddress, this.kind);
   }
 
   get threadIds(): readonly number[] {

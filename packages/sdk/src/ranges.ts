@@ -37,15 +37,16 @@ export interface RegisteredRange {
   readonly offset: number;
 }
 
+/** A registered range and its page states. Its bounds never change: a split or a move makes new entries. */
 export class RangeEntry {
-  start: number;
-  end: number;
+  readonly start: number;
+  readonly end: number;
   readonly modes: number;
   readonly offset: number;
   /** One byte per page of [start, end); may be a view into a larger array. */
   readonly state: Uint8Array;
-  /** The snapshot handed to the app; rebuilt whenever start/end change. */
-  view: RegisteredRange;
+  /** The snapshot handed to the app. */
+  readonly view: RegisteredRange;
 
   constructor(start: number, end: number, modes: number, offset: number, state: Uint8Array) {
     this.start = start;

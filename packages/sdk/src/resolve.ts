@@ -66,7 +66,7 @@ function fastPath(f: FaultState, op: ResolveOp, src: Uint8Array | number | null,
   // The result field is written before the ioctl returns (as in Linux): a whole page done
   // means it succeeded, and the fault settles now, without waiting for the promise. Only
   // the COPY struct is reused, and only once the kernel is done with it.
-  if (fastArgDone(arg)) return fastDone(f, op as "copy" | "zeropage" | "continue", protect) === "installed" ? INSTALLED : Promise.resolve(f.outcome!);
+  if (fastArgDone(op, arg)) return fastDone(f, op as "copy" | "zeropage" | "continue", protect) === "installed" ? INSTALLED : Promise.resolve(f.outcome!);
   if (arg === ctx.copyArg) ctx.copyArg = null;
   return p.then(
     () => fastDone(f, op as "copy" | "zeropage" | "continue", protect),
@@ -99,10 +99,10 @@ function fastUnprotect(f: FaultState): Promise<Resolution> {
 }
 
 /** The fast path's ioctl finished a whole page (its result field says so). */
-function fastArgDone(arg: FastArg): boolean {
-  if ("copy" in arg) return arg.copy === PAGE_SIZE;
-  if ("zeropage" in arg) return arg.zeropage === PAGE_SIZE;
-  return arg.mapped === PAGE_SIZE;
+function fastArgDone(op: ResolveOp, arg: FastArg): boolean {
+  if (op === "copy") return (arg as { copy: number }).copy === PAGE_SIZE;
+  if (op === "zeropage") return (arg as { zeropage: number }).zeropage === PAGE_SIZE;
+  return (arg as { mapped: number }).mapped === PAGE_SIZE;
 }
 
 async function fastExists(f: FaultState): Promise<Resolution> {
@@ -121,9 +121,10 @@ function fastDone(f: FaultState, op: "copy" | "zeropage" | "continue", protect: 
   const keep = protect && op !== "zeropage" ? PAGE_STATE.PROTECTED : 0;
   ctx.ranges.markPage(page, PAGE_STATE.INSTALLED | keep, PAGE_STATE.REMOVED | PAGE_STATE.POISONED | (keep === 0 ? PAGE_STATE.PROTECTED : 0));
   // The other install kind's fault on the page (a missing and a minor one at once) is answered
-  // too: settleCovered() of the page, with one lookup instead of two (this fault is not pending);
-  // with this fault alone in flight there is none to look for.
-  if (ctx.inflight.size > 1) {
+  // too: settleCovered() of the page, with one lookup instead of two (this fault is not pending).
+  // There is none to look for with this fault alone in flight, or before this context has read
+  // a minor fault (every such pair has one).
+  if (ctx.inflight.size > 1 && ctx.minorRead) {
     const other = ctx.inflight.get(faultKey(page, f.kind === "minor" ? "missing" : "minor"));
     if (other !== undefined && other.state === FAULT_STATE.PENDING) ctx.settle(other, "present");
   }

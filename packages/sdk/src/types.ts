@@ -36,11 +36,9 @@ export type InstallKind = "copy" | "zeropage" | "continue" | "move" | "poison";
  */
 export const NO_DEADLINE = -1;
 
-const KIND_INDEX: Record<FaultKind, number> = { missing: 0, wp: 1, minor: 2 };
-
-/** @internal The in-flight table's key of a page's fault of one kind: the page address plus a kind index. */
+/** @internal The in-flight table's key of a page's fault of one kind: the page address plus a kind index (missing 0, wp 1, minor 2). */
 export function faultKey(page: number, kind: FaultKind): number {
-  return page + KIND_INDEX[kind];
+  return page + (kind === "missing" ? 0 : kind === "wp" ? 1 : 2);
 }
 
 /** @internal Fault lifecycle. pending: nobody has started to resolve it; resolving: an ioctl is under way. */

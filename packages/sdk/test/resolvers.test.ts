@@ -83,6 +83,33 @@ describe("fault resolvers", () => {
     k.checkInvariants();
   });
 
+  it("continue() of a minor fault answers a missing fault in flight on the same page too ('present', one ioctl)", async () => {
+    const { k, p } = setup();
+    const uffd = await Userfaultfd.open(p, { batch: 1, deadline: { virtualMs: null } });
+    const fd = await p.memfdCreate("both");
+    await p.ftruncate(fd, PAGE_SIZE);
+    const a = await p.mmap(0, PAGE_SIZE, RW, MAP_SHARED, fd, 0);
+    await uffd.register(a, PAGE_SIZE, ["missing", "minor"]);
+    const faults: Fault[] = [];
+    uffd.on("fault", (f) => void faults.push(f));
+    // A hole in the page cache: a missing fault. Once the page is in the cache: a minor fault
+    // (mm/shmem.c:shmem_get_folio_gfp() raises VM_UFFD_MISSING on no folio, VM_UFFD_MINOR on one).
+    const first = p.mainThread.read(a, 1);
+    await k.idle();
+    await p.pwrite(fd, pageOf(3), 0);
+    const second = p.spawnThread("second").read(a, 1);
+    await k.idle();
+    expect(faults.map((f) => f.kind)).toEqual(["missing", "minor"]);
+    expect(await faults[1]!.continue()).toBe("installed");
+    expect(faults[0]!.resolution).toBe("present");
+    expect((await first)[0]).toBe(pageOf(3)[0]);
+    expect((await second)[0]).toBe(pageOf(3)[0]);
+    await uffd.drain();
+    expect(uffd.metrics.snapshot().outcomes).toMatchObject({ installed: 1, present: 1 });
+    await uffd.close();
+    k.checkInvariants();
+  });
+
   it("a minor fault whose page was punched out before continue() is woken to meet the hole ('gone', not a failure)", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p, { deadline: { virtualMs: null } });
