@@ -333,8 +333,8 @@ export class MigrationDestination {
   }
 
   /**
-   * Handles queued work strictly in arrival order, handing the event loop over every SLICE_MS
-   * (so fault requests leave and demand pages come in promptly).
+   * Handles queued work strictly in arrival order, handing the event loop over once the turn's
+   * SLICE_MS is used up (so fault requests leave and demand pages come in promptly).
    */
   async #drain(): Promise<void> {
     this.#draining = true;
