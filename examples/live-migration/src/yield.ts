@@ -61,7 +61,7 @@ const budget = new TurnBudget();
 /** One loop's view of the process's turn budget. */
 export class TimeSlice {
   readonly #sliceMs: number;
-  /** The next tick() lets one unit of work through (the loop just resumed). */
+  /** The next tick() lets one unit of work through (the loop just came back from a wait of its own). */
   #freeUnit = true;
   /** The loop did more than its free unit since it last resumed. */
   #hadBudget = false;
@@ -87,6 +87,9 @@ export class TimeSlice {
       return undefined;
     }
     const starved = !this.#hadBudget;
-    return budget.next(starved).then(() => this.restart());
+    // The unit this tick held back is the one the loop does when it resumes, whatever the budget.
+    return budget.next(starved).then(() => {
+      this.#hadBudget = false;
+    });
   }
 }
