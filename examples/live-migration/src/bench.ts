@@ -5,7 +5,17 @@
  * Node processes — so the numbers are ratios to what the machine can do, not absolute claims.
  *
  *   tsx src/bench.ts [--memory 1GiB,4GiB] [--strategy postcopy,hybrid] [--link default,unlimited]
- *                    [--frame-store compact,flat] [--json file]
+ *                    [--frame-store compact,flat] [--repeat 3] [--child-flags A;B] [--json file]
+ *
+ * The limits are measured before every migration and once after the last, interleaved with the
+ * rows, and every ratio is against their median (loopback TCP between two processes swings by a
+ * factor of 1.5 and more from one measurement to the next on a shared machine; a single
+ * measurement made the ratio a coin toss). `--repeat n` runs the whole list of migrations n
+ * times, round robin, and adds a table of the median and range of each configuration.
+ * `--child-flags --single-threaded-gc;` (quoted for the shell) runs every migration once with
+ * each set of extra node flags for both children (sets separated by semicolons, an empty set for
+ * none, passed as LM_CHILD_FLAGS, which it replaces), one after the other: an A/B of the flags
+ * under the same conditions.
  *
  * `benchMigration()` is the function a bench table (packages/kernel/bench) can call for one row.
  */
@@ -20,12 +30,14 @@ import type { LinkShape } from "./link.ts";
 import { runMigration } from "./orchestrator.ts";
 
 export interface Limits {
-  /** Bytes per second copied into freshly allocated (untouched) memory. */
+  /** Bytes per second copied into freshly allocated (untouched) memory (the median of `samples`, if any). */
   memcpyFreshBytesPerSec: number;
-  /** Bytes per second from one Node process to another over loopback TCP. */
+  /** Bytes per second from one Node process to another over loopback TCP (the median of `samples`, if any). */
   loopbackTcpBytesPerSec: number;
-  /** The host's 1-minute load average when the limits were measured (os.loadavg()). */
+  /** The host's 1-minute load average when the limits were (first) measured (os.loadavg()). */
   loadAverage?: number;
+  /** Each measurement of the run, in the order taken, when there were several. */
+  samples?: { memcpyFreshBytesPerSec: number[]; loopbackTcpBytesPerSec: number[] };
 }
 
 export interface MigrationBenchRow {
@@ -34,6 +46,8 @@ export interface MigrationBenchRow {
   link: "default" | "unlimited";
   /** How both kernels held page bytes. */
   frameStore: FrameStoreChoice;
+  /** Extra node flags both children ran with (LM_CHILD_FLAGS), when the bench varied them. */
+  childFlags?: string;
   ok: boolean;
   totalTimeMs: number;
   /** Guest bytes moved per second of total time (source -> destination wire bytes). */
@@ -100,6 +114,37 @@ export async function measureLimits(): Promise<Limits> {
   return { memcpyFreshBytesPerSec: measureMemcpyFresh(), loopbackTcpBytesPerSec: await measureLoopbackTcp(), loadAverage };
 }
 
+/** The median of `xs` (the mean of the middle two for an even count); NaN for none. */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >>> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
+ * Several measurements of the limits as one: each figure is the median of the measurements, and
+ * `samples` keeps them all; the load average is the first measurement's.
+ */
+export function combineLimits(measured: readonly Limits[]): Limits {
+  if (measured.length === 0) throw new RangeError("no limits measured");
+  const memcpy = measured.map((l) => l.memcpyFreshBytesPerSec);
+  const tcp = measured.map((l) => l.loopbackTcpBytesPerSec);
+  const first = measured[0]!;
+  return {
+    memcpyFreshBytesPerSec: median(memcpy),
+    loopbackTcpBytesPerSec: median(tcp),
+    ...(first.loadAverage !== undefined ? { loadAverage: first.loadAverage } : {}),
+    samples: { memcpyFreshBytesPerSec: memcpy, loopbackTcpBytesPerSec: tcp },
+  };
+}
+
+/** `row` with its ratios taken against `limits` (the run's median, once every measurement is in). */
+export function withLimits(row: MigrationBenchRow, limits: Limits): MigrationBenchRow {
+  if (row.error !== null) return row;
+  return { ...row, vsLoopbackTcp: row.bytesPerSec / limits.loopbackTcpBytesPerSec, vsMemcpy: row.bytesPerSec / limits.memcpyFreshBytesPerSec };
+}
+
 const LINKS: Record<MigrationBenchRow["link"], LinkShape> = {
   default: DEFAULT_CONFIG.link,
   unlimited: { latencyMs: 0, bandwidthBytesPerSec: 0 },
@@ -150,20 +195,63 @@ export async function benchMigration(memoryBytes: number, strategy: Strategy, li
 export function formatBenchTable(limits: Limits, rows: readonly MigrationBenchRow[], loadAtEnd?: number): string {
   const mb = (b: number): string => `${(b / 1e6).toFixed(0)} MB/s`;
   const load = limits.loadAverage === undefined ? "" : `; load average ${limits.loadAverage.toFixed(1)} at the start${loadAtEnd === undefined ? "" : `, ${loadAtEnd.toFixed(1)} at the end`}`;
+  const n = limits.samples?.loopbackTcpBytesPerSec.length ?? 1;
+  const range = (xs: readonly number[] | undefined): string => (xs === undefined || xs.length < 2 ? "" : ` (${(Math.min(...xs) / 1e6).toFixed(0)}-${(Math.max(...xs) / 1e6).toFixed(0)})`);
+  const flags = rows.some((r) => r.childFlags !== undefined);
   const lines = [
-    `limits measured in the same run: memcpy into fresh memory ${mb(limits.memcpyFreshBytesPerSec)}, loopback TCP between two Node processes ${mb(limits.loopbackTcpBytesPerSec)}${load}`,
+    `limits measured in the same run${n > 1 ? `, median of ${n} measurements interleaved with the migrations (range)` : ""}: memcpy into fresh memory ${mb(limits.memcpyFreshBytesPerSec)}${range(limits.samples?.memcpyFreshBytesPerSec)}, loopback TCP between two Node processes ${mb(limits.loopbackTcpBytesPerSec)}${range(limits.samples?.loopbackTcpBytesPerSec)}${load}`,
     "",
-    "| guest | strategy | link | frame store | total | throughput | vs loopback TCP | downtime (protocol / guest) | fault p50 / p99 | receiver-bound | max RSS source / dest |",
-    "|---|---|---|---|---|---|---|---|---|---|---|",
+    `| guest | strategy | link | frame store |${flags ? " child flags |" : ""} total | throughput | vs loopback TCP | downtime (protocol / guest) | fault p50 / p99 | receiver-bound | max RSS source / dest |`,
+    `|---|---|---|---|${flags ? "---|" : ""}---|---|---|---|---|---|---|`,
   ];
   for (const r of rows) {
+    const head = `| ${formatBytes(r.memoryBytes)} | ${r.strategy} | ${r.link} | ${r.frameStore} |${flags ? ` ${r.childFlags || "(none)"} |` : ""}`;
     if (r.error !== null) {
-      lines.push(`| ${formatBytes(r.memoryBytes)} | ${r.strategy} | ${r.link} | ${r.frameStore} | failed: ${r.error} | | | | | | |`);
+      lines.push(`${head} failed: ${r.error} | | | | | | |`);
       continue;
     }
     const rss = (b: number | null): string => (b === null ? "-" : formatBytes(b));
     lines.push(
-      `| ${formatBytes(r.memoryBytes)} | ${r.strategy} | ${r.link} | ${r.frameStore} | ${(r.totalTimeMs / 1000).toFixed(2)} s | ${mb(r.bytesPerSec)} | ${(100 * r.vsLoopbackTcp).toFixed(0)}% | ${r.downtimeMs.toFixed(0)} / ${r.guestDowntimeMs?.toFixed(0) ?? "-"} ms | ${(r.faultP50Us / 1000).toFixed(1)} / ${(r.faultP99Us / 1000).toFixed(1)} ms | ${r.receiverBound ? "yes" : "no"} | ${rss(r.sourceMaxRssBytes)} / ${rss(r.destMaxRssBytes)} |`,
+      `${head} ${(r.totalTimeMs / 1000).toFixed(2)} s | ${mb(r.bytesPerSec)} | ${(100 * r.vsLoopbackTcp).toFixed(0)}% | ${r.downtimeMs.toFixed(0)} / ${r.guestDowntimeMs?.toFixed(0) ?? "-"} ms | ${(r.faultP50Us / 1000).toFixed(1)} / ${(r.faultP99Us / 1000).toFixed(1)} ms | ${r.receiverBound ? "yes" : "no"} | ${rss(r.sourceMaxRssBytes)} / ${rss(r.destMaxRssBytes)} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+/**
+ * One line per configuration (guest, strategy, link, frame store) of rows run several times: how
+ * many completed, and the median and range of throughput, its ratio to loopback TCP, and fault
+ * p50 and p99. Empty when no configuration ran more than once.
+ */
+export function formatRepeatSummary(rows: readonly MigrationBenchRow[]): string {
+  const groups = new Map<string, MigrationBenchRow[]>();
+  for (const r of rows) {
+    const key = `${formatBytes(r.memoryBytes)} | ${r.strategy} | ${r.link} | ${r.frameStore}${r.childFlags === undefined ? "" : ` | ${r.childFlags || "(none)"}`}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  if (![...groups.values()].some((g) => g.length > 1)) return "";
+  const fmt = (xs: number[], f: (x: number) => string): string => (xs.length === 0 ? "-" : `${f(median(xs))} (${f(Math.min(...xs))}-${f(Math.max(...xs))})`);
+  const flags = rows.some((r) => r.childFlags !== undefined);
+  const lines = [
+    `| guest | strategy | link | frame store |${flags ? " child flags |" : ""} runs ok | throughput, median (range) | vs loopback TCP | fault p50 | fault p99 |`,
+    `|---|---|---|---|${flags ? "---|" : ""}---|---|---|---|---|`,
+  ];
+  for (const [key, g] of groups) {
+    const ok = g.filter((r) => r.error === null);
+    lines.push(
+      `| ${key} | ${ok.length} of ${g.length} | ${fmt(
+        ok.map((r) => r.bytesPerSec),
+        (x) => `${(x / 1e6).toFixed(0)}`,
+      )} MB/s | ${fmt(
+        ok.map((r) => r.vsLoopbackTcp),
+        (x) => `${(100 * x).toFixed(0)}`,
+      )} % | ${fmt(
+        ok.map((r) => r.faultP50Us),
+        (x) => (x / 1000).toFixed(1),
+      )} ms | ${fmt(
+        ok.map((r) => r.faultP99Us),
+        (x) => (x / 1000).toFixed(1),
+      )} ms |`,
     );
   }
   return lines.join("\n");
@@ -178,19 +266,38 @@ async function main(): Promise<void> {
   const strategies = arg("--strategy", STRATEGIES.join(",")).split(",") as Strategy[];
   const links = arg("--link", "default,unlimited").split(",") as Array<MigrationBenchRow["link"]>;
   const stores = arg("--frame-store", DEFAULT_CONFIG.frameStore).split(",") as FrameStoreChoice[];
+  const flagSets = process.argv.includes("--child-flags") ? arg("--child-flags", "").split(";").map((f) => f.trim()) : null;
   for (const f of stores) if (!FRAME_STORES.includes(f)) throw new RangeError(`unknown frame store "${f}" (one of ${FRAME_STORES.join(", ")})`);
-  const limits = await measureLimits();
-  const rows: MigrationBenchRow[] = [];
-  for (const size of sizes)
-    for (const link of links)
-      for (const strategy of strategies)
-        for (const store of stores) {
-          const row = await benchMigration(size, strategy, link, limits, store);
-          rows.push(row);
-          console.error(`${formatBytes(size)} ${strategy} ${link} ${store}: ${row.error ?? `${(row.bytesPerSec / 1e6).toFixed(0)} MB/s`}`);
-        }
+  const repeat = Number(arg("--repeat", "1"));
+  if (!Number.isInteger(repeat) || repeat < 1) throw new RangeError(`--repeat takes a positive whole number, not "${arg("--repeat", "")}"`);
+  const measured: Limits[] = [];
+  const sample = async (): Promise<Limits> => {
+    const l = await measureLimits();
+    measured.push(l);
+    console.error(`limits: memcpy ${(l.memcpyFreshBytesPerSec / 1e6).toFixed(0)} MB/s, loopback TCP ${(l.loopbackTcpBytesPerSec / 1e6).toFixed(0)} MB/s, load average ${l.loadAverage?.toFixed(1)}`);
+    return l;
+  };
+  let rows: MigrationBenchRow[] = [];
+  for (let rep = 0; rep < repeat; rep++)
+    for (const size of sizes)
+      for (const link of links)
+        for (const strategy of strategies)
+          for (const store of stores)
+            for (const childFlags of flagSets ?? [null]) {
+              const before = await sample();
+              if (childFlags !== null) process.env["LM_CHILD_FLAGS"] = childFlags;
+              const row = await benchMigration(size, strategy, link, before, store);
+              if (childFlags !== null) row.childFlags = childFlags;
+              rows.push(row);
+              console.error(`${formatBytes(size)} ${strategy} ${link} ${store}${childFlags !== null ? ` [${childFlags}]` : ""}: ${row.error ?? `${(row.bytesPerSec / 1e6).toFixed(0)} MB/s, fault p50 / p99 ${(row.faultP50Us / 1000).toFixed(1)} / ${(row.faultP99Us / 1000).toFixed(1)} ms`}`);
+          }
   const loadAtEnd = loadavg()[0]!;
+  await sample();
+  const limits = combineLimits(measured);
+  rows = rows.map((r) => withLimits(r, limits));
   console.log(formatBenchTable(limits, rows, loadAtEnd));
+  const summary = formatRepeatSummary(rows);
+  if (summary !== "") console.log(`\n${summary}`);
   const json = process.argv.indexOf("--json");
   if (json >= 0) await writeFile(process.argv[json + 1]!, JSON.stringify({ limits, loadAtEnd, rows }, null, 2) + "\n");
 }

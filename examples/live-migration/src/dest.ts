@@ -22,6 +22,7 @@ import { encodeFrame, FRAME, FrameBufferPool, HEADER_SIZE, MAX_RUN_PAGES, PAGE_K
 import { parseHeader, UNPOPULATED, wordsOf } from "./pages.ts";
 import { verifyGuest } from "./verify.ts";
 import { Workload } from "./workload.ts";
+import { HopTracer } from "./trace.ts";
 import { TimeSlice } from "./yield.ts";
 
 export type DestPhase = "waiting" | "precopy" | "postcopy" | "running" | "failed";
@@ -97,6 +98,8 @@ export class MigrationDestination {
   readonly #requested: Uint8Array;
   readonly #pendingFaults = new Map<number, number[]>();
   readonly #latency = new LatencyRecorder();
+  /** Opt-in hop timestamps, GC and event-loop delays (LM_TRACE_DIR; see trace.ts). */
+  readonly #trace = new HopTracer("destination");
   #server: Server | null = null;
   /** Connections that have not authenticated yet. */
   readonly #candidates = new Set<Endpoint>();
@@ -273,6 +276,7 @@ export class MigrationDestination {
    * HELLO_ACK), and COMPLETE waits for them. Their number is bounded by our requests.
    */
   #onDemand(p: PageFrame): void {
+    this.#trace.mark(p.page, "pageRead");
     this.#urgentInFlight++;
     this.#onPage(p)
       .catch((e: unknown) => this.#fatal(e))
@@ -386,6 +390,7 @@ export class MigrationDestination {
   }
 
   async #onHello(h: Hello): Promise<void> {
+    this.#trace.start();
     this.#m.helloEpochMs = nowEpochMs();
     this.#m.virtualNs.hello = this.#guest.virtualNs;
     // The source's start time aligns both sides' charts; a clock that is off by more than the run
@@ -486,16 +491,20 @@ export class MigrationDestination {
     if (list === undefined) this.#pendingFaults.set(page, [performance.now()]);
     else list.push(performance.now());
     if (this.#requested[page] === 1 || this.#ep === null || this.#ep.error !== null) return;
+    this.#trace.mark(page, "fault");
+    this.#trace.queueAtFault(page, this.queuedFrames, this.#queuedBytes);
     this.#requested[page] = 1;
     this.#requests++;
     this.#proto.requested(page);
     (this.#preemptEp ?? this.#ep).link.send(encodeFrame(FRAME.REQUEST, 0, page, 1));
+    this.#trace.mark(page, "requestSent");
   }
 
   #resolveFaults(page: number): void {
     const list = this.#pendingFaults.get(page);
     if (list === undefined) return;
     const now = performance.now();
+    this.#trace.mark(page, "installed");
     for (const t0 of list) this.#latency.add((now - t0) * 1000);
     this.#pendingFaults.delete(page);
   }
@@ -525,6 +534,7 @@ export class MigrationDestination {
     this.#workload = workload;
     workload.start();
     this.#m.resumeEpochMs = nowEpochMs();
+    this.#trace.switchoverEpochMs = this.#m.resumeEpochMs;
     this.#m.virtualNs.resume = this.#guest.virtualNs;
     this.#opsSampler = setInterval(() => this.#sampleOps(), 50);
     this.#ep!.link.send(encodeFrame(FRAME.RESUMED, 0, 0, 0));
@@ -668,6 +678,7 @@ export class MigrationDestination {
     m.guestOps = this.#workload?.ops ?? 0;
     m.workloadError = this.#workload?.error?.message ?? null;
     m.corruptReads = this.#log.corruptReads;
+    this.#trace.write();
     return m;
   }
 }

@@ -52,8 +52,14 @@ const EXIT_GRACE_MS = 2_000;
  * buffers), 15 to 17 per GiB; the heap still grows only with what it holds.
  */
 const CHILD_V8_FLAGS = ["--initial-old-space-size=128"];
-/** Extra node flags for both children (after CHILD_V8_FLAGS), e.g. LM_CHILD_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
-const EXTRA_CHILD_FLAGS = (process.env["LM_CHILD_FLAGS"] ?? "").split(/\s+/).filter((f) => f !== "");
+/**
+ * Extra node flags for both children (after CHILD_V8_FLAGS), e.g.
+ * LM_CHILD_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof"; read at each fork, so a bench can try
+ * several sets in one run.
+ */
+function extraChildFlags(): string[] {
+  return (process.env["LM_CHILD_FLAGS"] ?? "").split(/\s+/).filter((f) => f !== "");
+}
 
 /** One child process and the messages it sent, with waits on them. */
 class Child {
@@ -74,7 +80,7 @@ class Child {
       this.#reportFailure = resolve;
     });
     this.proc = fork(CHILD_PATH, [role], {
-      execArgv: ["--import", TSX_LOADER, ...CHILD_V8_FLAGS, ...EXTRA_CHILD_FLAGS],
+      execArgv: ["--import", TSX_LOADER, ...CHILD_V8_FLAGS, ...extraChildFlags()],
       serialization: "advanced",
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });

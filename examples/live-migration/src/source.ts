@@ -23,6 +23,7 @@ import { isZeroPage } from "./pages.ts";
 import { MAX_JSON_PAYLOAD, ProtocolViolation, SourceProtocol, type DeviceState, type Hello } from "./protocol-state.ts";
 import { DISCARD_AT_SWITCHOVER, encodeFrame, encodeJson, encodePageList, encodePagesFrame, FRAME, FrameBufferPool, MAX_RUN_PAGES, PAGE_KIND, PAGE_ZERO, PROTOCOL_VERSION, type Frame, type PageKind } from "./protocol.ts";
 import { initialWorkloadState, Workload } from "./workload.ts";
+import { HopTracer } from "./trace.ts";
 import { TimeSlice } from "./yield.ts";
 
 export type { DeviceState, Hello } from "./protocol-state.ts";
@@ -175,6 +176,8 @@ export class MigrationSource {
   #postcopyTotal = 0;
   readonly #m: SourceMetrics;
   readonly #proto: SourceProtocol;
+  /** Opt-in hop timestamps, GC and event-loop delays (LM_TRACE_DIR; see trace.ts). */
+  readonly #trace = new HopTracer("source");
 
   private constructor(config: MigrationConfig, guest: Guest, log: WriteLog, workload: Workload, hooks: SourceHooks) {
     this.#config = config;
@@ -215,6 +218,7 @@ export class MigrationSource {
     const m = this.#m;
     const limits = this.#config.protocol;
     m.startEpochMs = startEpochMs;
+    this.#trace.start();
     m.virtualNs.start = this.#guest.virtualNs;
     const sampler = setInterval(() => this.#sampleOps(), 50);
     try {
@@ -471,6 +475,7 @@ export class MigrationSource {
 
   #onRequest(page: number): void {
     const m = this.#m;
+    this.#trace.mark(page, "requestRead");
     m.requests.received++;
     if (this.#requestWaiter !== null && m.requests.received >= this.#requestWaiter.n) {
       this.#requestWaiter.resolve();
@@ -626,6 +631,7 @@ export class MigrationSource {
     const zero = data === null || isZeroPage(data);
     const link = (this.#preemptEp ?? this.#ep!).link;
     const ahead = link.send(encodeFrame(FRAME.PAGE, PAGE_KIND.DEMAND | (zero ? PAGE_ZERO : 0), page, 0, zero ? undefined : data));
+    this.#trace.mark(page, "pageSent");
     this.#demandAhead.push(ahead);
     this.#countSent(page, PAGE_KIND.DEMAND, zero);
   }
@@ -654,6 +660,8 @@ export class MigrationSource {
     m.workloadError = this.#workload.error?.message ?? null;
     m.mismatches = this.#log.mismatches;
     m.corruptReads = this.#log.corruptReads;
+    this.#trace.switchoverEpochMs = m.pauseEpochMs;
+    this.#trace.write();
     return m;
   }
 

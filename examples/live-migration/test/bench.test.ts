@@ -2,7 +2,7 @@
  * The migration bench's table (the measuring itself is `npm run bench -w`, never a test).
  */
 import { describe, expect, it } from "vitest";
-import { formatBenchTable, type MigrationBenchRow } from "../src/bench.ts";
+import { combineLimits, formatBenchTable, formatRepeatSummary, median, withLimits, type MigrationBenchRow } from "../src/bench.ts";
 
 const row: MigrationBenchRow = {
   memoryBytes: 1024 ** 3,
@@ -39,5 +39,88 @@ describe("formatBenchTable", () => {
   it("leaves the load average out when the limits do not carry one", () => {
     const text = formatBenchTable({ memcpyFreshBytesPerSec: 1e9, loopbackTcpBytesPerSec: 1e9 }, []);
     expect(text.split("\n")[0]).toBe("limits measured in the same run: memcpy into fresh memory 1000 MB/s, loopback TCP between two Node processes 1000 MB/s");
+  });
+});
+
+describe("limits measured several times", () => {
+  it("median: the middle value, or the mean of the middle two", () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(median([7])).toBe(7);
+    expect(median([])).toBeNaN();
+  });
+
+  it("combineLimits keeps every measurement in order and reports their medians and the first load average", () => {
+    const l = combineLimits([
+      { memcpyFreshBytesPerSec: 1.5e9, loopbackTcpBytesPerSec: 0.89e9, loadAverage: 1.1 },
+      { memcpyFreshBytesPerSec: 1.9e9, loopbackTcpBytesPerSec: 1.418e9, loadAverage: 1.3 },
+      { memcpyFreshBytesPerSec: 1.7e9, loopbackTcpBytesPerSec: 1.2e9, loadAverage: 1.2 },
+    ]);
+    expect(l).toEqual({
+      memcpyFreshBytesPerSec: 1.7e9,
+      loopbackTcpBytesPerSec: 1.2e9,
+      loadAverage: 1.1,
+      samples: { memcpyFreshBytesPerSec: [1.5e9, 1.9e9, 1.7e9], loopbackTcpBytesPerSec: [0.89e9, 1.418e9, 1.2e9] },
+    });
+    expect(() => combineLimits([])).toThrow(RangeError);
+  });
+
+  it("the table's first line gives the median, the number of measurements and their range", () => {
+    const l = combineLimits([
+      { memcpyFreshBytesPerSec: 1.5e9, loopbackTcpBytesPerSec: 0.89e9, loadAverage: 1.1 },
+      { memcpyFreshBytesPerSec: 1.9e9, loopbackTcpBytesPerSec: 1.418e9 },
+      { memcpyFreshBytesPerSec: 1.7e9, loopbackTcpBytesPerSec: 1.2e9 },
+    ]);
+    const first = formatBenchTable(l, [withLimits(row, l)], 1.4).split("\n");
+    expect(first[0]).toBe(
+      "limits measured in the same run, median of 3 measurements interleaved with the migrations (range): memcpy into fresh memory 1700 MB/s (1500-1900), loopback TCP between two Node processes 1200 MB/s (890-1418); load average 1.1 at the start, 1.4 at the end",
+    );
+    expect(first[4]).toContain("| 300 MB/s | 25% |");
+  });
+
+  it("withLimits recomputes a row's ratios and leaves a failed row alone", () => {
+    const r = withLimits(row, { memcpyFreshBytesPerSec: 1.2e9, loopbackTcpBytesPerSec: 6e8 });
+    expect(r.vsLoopbackTcp).toBe(0.5);
+    expect(r.vsMemcpy).toBe(0.25);
+    const failed: MigrationBenchRow = { ...row, error: "timed out" };
+    expect(withLimits(failed, { memcpyFreshBytesPerSec: 1, loopbackTcpBytesPerSec: 1 })).toBe(failed);
+  });
+});
+
+describe("formatRepeatSummary", () => {
+  it("is empty when no configuration ran twice", () => {
+    expect(formatRepeatSummary([row, { ...row, link: "default" }])).toBe("");
+  });
+
+  it("gives each repeated configuration's completed runs, median and range", () => {
+    const rows: MigrationBenchRow[] = [
+      row,
+      { ...row, bytesPerSec: 500e6, vsLoopbackTcp: 1.0, faultP50Us: 4000, faultP99Us: 20_000 },
+      { ...row, bytesPerSec: 400e6, vsLoopbackTcp: 0.8, faultP50Us: 5000, faultP99Us: 30_000 },
+      { ...row, ok: false, error: "timed out" },
+      { ...row, link: "default" },
+    ];
+    const lines = formatRepeatSummary(rows).split("\n");
+    expect(lines).toHaveLength(4);
+    expect(lines[2]).toBe("| 1.0 GiB | postcopy | unlimited | flat | 3 of 4 | 400 (300-500) MB/s | 80 (60-100) % | 5.0 (4.0-8.4) ms | 30.0 (20.0-39.2) ms |");
+    expect(lines[3]).toBe("| 1.0 GiB | postcopy | default | flat | 1 of 1 | 300 (300-300) MB/s | 60 (60-60) % | 8.4 (8.4-8.4) ms | 39.2 (39.2-39.2) ms |");
+    expect(lines[2]!.split("|")).toHaveLength(lines[0]!.split("|").length);
+  });
+});
+
+describe("child flags A/B", () => {
+  it("adds a child flags column to both tables when the bench varied them", () => {
+    const a: MigrationBenchRow = { ...row, childFlags: "" };
+    const b: MigrationBenchRow = { ...row, childFlags: "--single-threaded-gc", bytesPerSec: 400e6, vsLoopbackTcp: 0.8 };
+    const lines = formatBenchTable({ memcpyFreshBytesPerSec: 1e9, loopbackTcpBytesPerSec: 5e8 }, [a, b, { ...b, error: "timed out" }]).split("\n");
+    expect(lines[2]).toMatch(/^\| guest \| strategy \| link \| frame store \| child flags \| total \|/);
+    expect(lines[4]).toBe("| 1.0 GiB | postcopy | unlimited | flat | (none) | 2.00 s | 300 MB/s | 60% | 8 / 44 ms | 8.4 / 39.2 ms | yes | 993 MiB / 1.2 GiB |");
+    expect(lines[5]).toMatch(/^\| 1\.0 GiB \| postcopy \| unlimited \| flat \| --single-threaded-gc \| 2\.00 s \| 400 MB\/s \| 80% \|/);
+    expect(lines[6]).toBe("| 1.0 GiB | postcopy | unlimited | flat | --single-threaded-gc | failed: timed out | | | | | | |");
+    for (const l of lines.slice(3)) expect(l.split("|")).toHaveLength(lines[2]!.split("|").length);
+    const summary = formatRepeatSummary([a, a, b, b]).split("\n");
+    expect(summary[0]).toContain("| frame store | child flags | runs ok |");
+    expect(summary[2]).toBe("| 1.0 GiB | postcopy | unlimited | flat | (none) | 2 of 2 | 300 (300-300) MB/s | 60 (60-60) % | 8.4 (8.4-8.4) ms | 39.2 (39.2-39.2) ms |");
+    expect(summary[3]).toMatch(/^\| 1\.0 GiB \| postcopy \| unlimited \| flat \| --single-threaded-gc \| 2 of 2 \| 400 \(400-400\) MB\/s/);
   });
 });
