@@ -160,25 +160,35 @@ class FaultWaiter extends Waiter {
 /** Spare FaultWaiters a context keeps for its next faults. */
 const FAULT_WAITER_SPARES = 64;
 
+/** The Waiter of a BlockedRead, made new again when its read is reused. */
+class ReadWaiter extends Waiter {
+  renew(): this {
+    this.reset();
+    return this;
+  }
+}
+
 /**
  * A read(2) into a caller's buffer asleep on fd_wqh (UserfaultfdCtx.readInto()). Its Waiter
  * takes no promise: a wake puts it in the scheduler's resume batch (Waiter.resumable), or, for a
  * one-message read woken by a fault, runs it at once (#notifyFd()); it reads what is queued and
- * settles `result`, so a blocked read costs two objects and one promise.
+ * settles `result`. Once settled it goes back to its context, whose next blocked read reuses it
+ * (a handler that keeps up with one thread sleeps in every read), so a blocked read costs one
+ * promise.
  */
 class BlockedRead implements Resumable {
   /** The bytes read, or the error (DeadTaskError if the reader's process died). */
-  readonly result: Promise<number>;
+  result: Promise<number>;
   resolve!: (n: number) => void;
   reject!: (e: unknown) => void;
   /** On fd_wqh and in the reader's sleepers while asleep; reset for another sleep. */
-  readonly waiter = new Waiter();
+  readonly waiter = new ReadWaiter();
   readonly ctx: UserfaultfdCtx;
-  readonly file: OpenFile;
-  readonly proc: Process;
-  readonly into: Uint8Array;
+  file: OpenFile;
+  proc: Process;
+  into: Uint8Array;
   /** Messages that fit in `into`. */
-  readonly max: number;
+  max: number;
 
   constructor(ctx: UserfaultfdCtx, file: OpenFile, proc: Process, into: Uint8Array, max: number) {
     this.ctx = ctx;
@@ -190,6 +200,19 @@ class BlockedRead implements Resumable {
     this.result = pendingPromise<number>();
     this.resolve = settlers.resolve as (n: number) => void;
     this.reject = settlers.reject;
+  }
+
+  /** This settled read for another blocked read (it is on no list and nothing else holds it). */
+  renew(file: OpenFile, proc: Process, into: Uint8Array, max: number): this {
+    this.file = file;
+    this.proc = proc;
+    this.into = into;
+    this.max = max;
+    this.waiter.renew().resumable = this;
+    this.result = pendingPromise<number>();
+    this.resolve = settlers.resolve as (n: number) => void;
+    this.reject = settlers.reject;
+    return this;
   }
 
   woken(): void {
@@ -336,6 +359,8 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   readonly #fdWaiters: Array<Waiter | (() => void)> = [];
   /** wakeRange()'s scratch list, empty between calls. */
   readonly #woken: Waiter[] = [];
+  /** A BlockedRead that settled, for the next blocked read (resumeRead()). */
+  #spareRead: BlockedRead | null = null;
   /** FaultWaiters whose access resumed, for the next faults (FaultWaiter.done()). */
   readonly #spareWaiters: FaultWaiter[] = [];
   /** The process owning `mm`, whose death aborts the faults and events queued here. */
@@ -555,7 +580,9 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     if ((file.flags & O_NONBLOCK) !== 0) throw new ErrnoError("EAGAIN", "read");
     // The blocked read holds the file, so closing the fd meanwhile does not release it.
     file.get();
-    const r = new BlockedRead(this, file, proc, into, max);
+    const spare = this.#spareRead;
+    this.#spareRead = null;
+    const r = spare === null ? new BlockedRead(this, file, proc, into, max) : spare.renew(file, proc, into, max);
     this.#sleepRead(r);
     return r.result;
   }
@@ -593,10 +620,13 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     } catch (e) {
       r.file.put();
       r.reject(e);
+      this.#spareRead ??= r;
       return;
     }
     r.file.put();
     r.resolve(n * UFFD_MSG_SIZE);
+    // Settled and off every list: the next blocked read may reuse it.
+    this.#spareRead ??= r;
   }
 
   /**

@@ -123,6 +123,42 @@ describe("readInto(): read(2) into the caller's buffer", () => {
     k.checkInvariants();
   });
 
+  it("blocked reads one after another (the context reuses a settled read's record): each fills its own buffer, a dead reader's end leaves the next alone", async () => {
+    const { k, p, uffd } = await setup(0, 0);
+    const { addr } = await mapArea(p, "anon", 3);
+    await register(p, uffd, addr, 3 * PS, UFFDIO_REGISTER_MODE_MISSING);
+    const msgPage = (b: Uint8Array): number => {
+      const m = decodeUffdMsgs(b.subarray(0, 32))[0]!;
+      return m.event === UFFD_EVENT_PAGEFAULT ? (m.arg.pagefault.address - addr) / PS : -1;
+    };
+    const b1 = new Uint8Array(64);
+    const r1 = p.readInto(uffd, b1);
+    expect(await isBlocked(k, r1)).toBe(true);
+    const w0 = p.spawnThread("w0").write(addr, Uint8Array.of(1));
+    expect(await r1).toBe(32);
+    const b2 = new Uint8Array(32);
+    const r2 = p.readInto(uffd, b2);
+    expect(await isBlocked(k, r2)).toBe(true);
+    const w1 = p.spawnThread("w1").write(addr + PS, Uint8Array.of(2));
+    expect(await r2).toBe(32);
+    expect([msgPage(b1), msgPage(b2)]).toEqual([0, 1]);
+    // A reader in a child (the fd is shared) dies asleep; the parent's next read is unaffected.
+    const child = await p.fork();
+    const r3 = child.readInto(uffd, new Uint8Array(32)).catch((e: unknown) => e);
+    expect(await isBlocked(k, r3)).toBe(true);
+    await child.exit(0);
+    expect(await r3).toBeInstanceOf(DeadTaskError);
+    const b4 = new Uint8Array(96);
+    const r4 = p.readInto(uffd, b4);
+    expect(await isBlocked(k, r4)).toBe(true);
+    const w2 = p.spawnThread("w2").read(addr + 2 * PS, 1);
+    expect(await r4).toBe(32);
+    expect([msgPage(b1), msgPage(b2), msgPage(b4)]).toEqual([0, 1, 2]);
+    await p.ioctl(uffd, UFFDIO_COPY, { dst: addr, src: fill(7, 3 * PS), len: 3 * PS, mode: 0 });
+    await Promise.all([w0, w1, w2]);
+    k.checkInvariants();
+  });
+
   it("two blocked readers: the first woken takes the message, the other sleeps on", async () => {
     const { k, p, uffd } = await setup(0, 0);
     const { addr } = await mapArea(p, "anon", 2);
