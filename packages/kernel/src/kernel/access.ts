@@ -11,7 +11,7 @@ import {
   FAULT_FLAG_USER,
   FAULT_FLAG_WRITE,
   type FaultingTask,
-  handleMmFault,
+  handleMmFaultPte,
   VM_FAULT_HWPOISON,
   VM_FAULT_OOM,
   VM_FAULT_RETRY,
@@ -328,7 +328,9 @@ export function walkStep(ctx: AccessContext, addr: number, len: number, buf: Uin
     const flags = (write ? FAULT_FLAG_WRITE : 0) | (user ? FAULT_FLAG_USER : 0);
     const vmf = ctx.vmf === null ? newVmf(ctx, vma, a, flags) : ctx.vmf.reinit(vma, a, flags);
     ctx.sched.charge(COST.fault);
-    const ret = handleMmFault(vmf);
+    // charge() may fire a poll timeout, which settles the poll and changes no page table: the
+    // pte read above is still the fault's.
+    const ret = handleMmFaultPte(vmf, pte);
     if (ret === 0) {
       if (++spins > FAULT_SPINS_MAX) BUG(`fault at 0x${a.toString(16)} handled ${spins} times without progress`);
       continue;
