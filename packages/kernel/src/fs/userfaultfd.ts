@@ -681,6 +681,24 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   }
 
   /**
+   * `out` as 32-bit words, for a buffer of messages that allows it (word-aligned, not resizable,
+   * on a little-endian host): the last such buffer's view is kept, so a handler that reads into
+   * the same buffer each time gets its messages written 4 bytes a store with no new view.
+   */
+  #msgWords(out: Uint8Array): Int32Array | null {
+    if (out === this.#wordsOf) return this.#words;
+    const buf = out.buffer as ArrayBuffer & { resizable?: boolean; growable?: boolean };
+    const words = LITTLE_ENDIAN && (out.byteOffset & 3) === 0 && buf.resizable !== true && buf.growable !== true ? new Int32Array(buf, out.byteOffset, out.length >>> 2) : null;
+    this.#wordsOf = out;
+    this.#words = words;
+    return words;
+  }
+
+  /** #msgWords()' last buffer and its view (null: bytes one by one). */
+  #wordsOf: Uint8Array | null = null;
+  #words: Int32Array | null = null;
+
+  /**
    * userfaultfd_ctx_read() up to `n` times (n <= the messages queued): writes each message over
    * its 32 bytes of `out` and returns how many were written, at least one (or it throws).
    */
@@ -691,7 +709,9 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
       const f = this.#pending.shift();
       if (f !== undefined) {
         this.#read.push(f);
-        encodeFaultMsg(out, off, f);
+        const words = this.#msgWords(out);
+        if (words !== null) encodeFaultMsgWords(words, off >>> 2, f);
+        else encodeFaultMsg(out, off, f);
         count++;
         continue;
       }
@@ -1294,6 +1314,26 @@ function encodeFaultMsg(out: Uint8Array, off: number, f: FaultWaiter): void {
   out[off + 29] = 0;
   out[off + 30] = 0;
   out[off + 31] = 0;
+}
+
+/** The host stores the low byte of a word first (as x86-64 and arm64 Linux do). */
+const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+/**
+ * encodeFaultMsg() into a little-endian word view of the buffer, the message at word `w`: the
+ * same 32 bytes in 8 stores.
+ */
+function encodeFaultMsgWords(words: Int32Array, w: number, f: FaultWaiter): void {
+  const address = f.address;
+  words[w] = UFFD_EVENT_PAGEFAULT;
+  words[w + 1] = 0;
+  words[w + 2] = f.flags;
+  words[w + 3] = 0;
+  // The low and high halves of the u64 (an address is an integer below 2^53: `| 0` is mod 2^32).
+  words[w + 4] = address | 0;
+  words[w + 5] = Math.floor(address / 0x1_0000_0000);
+  words[w + 6] = f.ptid;
+  words[w + 7] = 0;
 }
 
 /** UFFDIO_COPY's source in the caller's memory: first with faults disabled, then with faults. */
