@@ -25,6 +25,16 @@ import { Workload } from "./workload.ts";
 import { HopTracer } from "./trace.ts";
 import { TimeSlice } from "./yield.ts";
 
+/**
+ * While the receive queue holds at least this much (the install queue has a turn's work and
+ * more), each connection reads at most READ_PER_TURN_FED bytes per event-loop turn; below it,
+ * reads are not bounded, so the installs never wait for data the socket already has. Unbounded,
+ * libuv reads up to 2 MiB per turn, and a demand page that arrived meanwhile waited for all of
+ * it to be read and reassembled (docs/benchmarks.md, "The unlimited link's fault tail").
+ */
+const FED_QUEUE_BYTES = 256 * 1024;
+const READ_PER_TURN_FED = 256 * 1024;
+
 export type DestPhase = "waiting" | "precopy" | "postcopy" | "running" | "failed";
 
 export interface DestHooks {
@@ -208,7 +218,13 @@ export class MigrationDestination {
       return;
     }
     const proto = this.#newProtocol();
-    const ep = new Endpoint(socket, this.#config.link, { maxPayload: MAX_JSON_PAYLOAD, state: () => proto.state, stallTimeoutMs: this.#limits.stallTimeoutMs, pool: this.#framePool });
+    const ep = new Endpoint(socket, this.#config.link, {
+      maxPayload: MAX_JSON_PAYLOAD,
+      state: () => proto.state,
+      stallTimeoutMs: this.#limits.stallTimeoutMs,
+      pool: this.#framePool,
+      readPerTurn: () => (this.#queuedBytes >= FED_QUEUE_BYTES ? READ_PER_TURN_FED : 0),
+    });
     const who = `${socket.remoteAddress}:${socket.remotePort}`;
     this.#candidates.add(ep);
     const timer = setTimeout(() => ep.violation(new ProtocolError(`no HELLO within ${this.#limits.helloTimeoutMs} ms`)), this.#limits.helloTimeoutMs);
@@ -333,8 +349,8 @@ export class MigrationDestination {
   }
 
   /**
-   * Handles queued work strictly in arrival order, handing the event loop over every SLICE_MS
-   * (so fault requests leave and demand pages come in promptly).
+   * Handles queued work strictly in arrival order, handing the event loop over once the turn's
+   * SLICE_MS is used up (so fault requests leave and demand pages come in promptly).
    */
   async #drain(): Promise<void> {
     this.#draining = true;

@@ -27,6 +27,12 @@ export interface EndpointOptions {
   priority?: boolean;
   /** Reassemble frames that span socket reads into this pool's buffers (see FrameBufferPool). */
   pool?: FrameBufferPool;
+  /**
+   * Bytes read from the socket in one event-loop turn, after which it pauses until the next turn
+   * (libuv reads a readable socket up to 32 times 64 KiB in one turn, 2 MiB of frames to handle
+   * before anything else runs); 0 = no bound. Asked again after every read.
+   */
+  readPerTurn?: () => number;
 }
 
 /** The peer broke the protocol: we closed the connection. */
@@ -50,6 +56,11 @@ export class Endpoint {
   #error: Error | null = null;
   #finished = false;
   #paused = false;
+  readonly #readPerTurn: (() => number) | null;
+  /** Bytes read in this turn (0: none yet, no end-of-turn callback pending). */
+  #turnBytes = 0;
+  /** Paused for the rest of this turn by readPerTurn (not by backpressure). */
+  #turnPaused = false;
   #idle: { ms: number; what: string; timer: NodeJS.Timeout; last: number } | null = null;
   bytesReceived = 0;
   framesReceived = 0;
@@ -59,6 +70,7 @@ export class Endpoint {
     this.#socket = socket;
     this.#reader = new FrameReader(options.maxPayload, options.pool ?? null);
     this.#state = options.state;
+    this.#readPerTurn = options.readPerTurn ?? null;
     socket.setNoDelay(true);
     this.link = new ShapedLink(socket, shape, {
       stallTimeoutMs: options.stallTimeoutMs ?? 0,
@@ -162,8 +174,16 @@ export class Endpoint {
     if (!this.#paused) return;
     this.#paused = false;
     if (this.#idle !== null) this.#idle.last = performance.now();
-    this.#socket.resume();
+    if (!this.#turnPaused) this.#socket.resume();
   }
+
+  /** The turn in which readPerTurn bytes were read is over: read again (unless backpressure holds). */
+  readonly #endTurn = (): void => {
+    this.#turnBytes = 0;
+    if (!this.#turnPaused) return;
+    this.#turnPaused = false;
+    if (!this.#paused && this.#error === null) this.#socket.resume();
+  };
 
   /** The conversation is over: from now on the connection closing is not an error. */
   finish(): void {
@@ -197,6 +217,15 @@ export class Endpoint {
   #onData(chunk: Buffer): void {
     if (this.#error !== null) return;
     this.bytesReceived += chunk.byteLength;
+    if (this.#readPerTurn !== null) {
+      if (this.#turnBytes === 0) setImmediate(this.#endTurn);
+      this.#turnBytes += chunk.byteLength;
+      const budget = this.#readPerTurn();
+      if (budget > 0 && this.#turnBytes >= budget && !this.#turnPaused) {
+        this.#turnPaused = true;
+        this.#socket.pause();
+      }
+    }
     if (this.#idle !== null) this.#idle.last = performance.now();
     let frames: Frame[];
     try {

@@ -158,9 +158,10 @@ export class Workload {
   async #run(r: Runner): Promise<void> {
     let last = performance.now();
     let credit = 0;
-    // A thread that was blocked (a missing page, a busy host) catches up in bursts of at most
-    // SLICE_MS between event-loop turns: accesses to present pages settle without one, and a
-    // burst of hundreds would hold up the sockets (a demand page for another thread) meanwhile.
+    // A thread that was blocked (a missing page, a busy host) catches up within the process's
+    // SLICE_MS per event-loop turn (one access per turn when the other loops used it up):
+    // accesses to present pages settle without a turn, and a burst of hundreds would hold up the
+    // sockets (a demand page for another thread) meanwhile.
     const slice = new TimeSlice();
     try {
       while (!this.#stopping) {
