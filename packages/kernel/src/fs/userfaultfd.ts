@@ -453,6 +453,23 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
    * Mirrors fs/userfaultfd.c:wake_userfault(): wakes every blocked fault, read or not, whose
    * message address lies in [start, start+len); len 0 wakes all (release only).
    */
+  /**
+   * wakeRange(page, PAGE_SIZE, true) for a resolving ioctl of one page (`page` page-aligned):
+   * with one fault blocked, that fault if its message lies in the page, without a call per queue.
+   */
+  #wakePage(page: number): void {
+    const pending = this.#pending.length;
+    const queued = pending + this.#read.length;
+    if (queued === 0) return;
+    if (queued !== 1) return this.wakeRange(page, PAGE_SIZE, true);
+    const q = pending === 1 ? this.#pending : this.#read;
+    const f = q.head as FaultWaiter;
+    // pageDown() of the message address equals `page`: the address lies in [page, page + PAGE_SIZE).
+    if (f.address < page || f.address - page >= PAGE_SIZE) return;
+    q.unlink(f);
+    f.wakeNow(this.#sched);
+  }
+
   wakeRange(start: number, len: number, now = false): void {
     const queued = this.#pending.length + this.#read.length;
     if (queued === 0) return;
@@ -664,6 +681,24 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   }
 
   /**
+   * `out` as 32-bit words, for a buffer of messages that allows it (word-aligned, not resizable,
+   * on a little-endian host): the last such buffer's view is kept, so a handler that reads into
+   * the same buffer each time gets its messages written 4 bytes a store with no new view.
+   */
+  #msgWords(out: Uint8Array): Int32Array | null {
+    if (out === this.#wordsOf) return this.#words;
+    const buf = out.buffer as ArrayBuffer & { resizable?: boolean; growable?: boolean };
+    const words = LITTLE_ENDIAN && (out.byteOffset & 3) === 0 && buf.resizable !== true && buf.growable !== true ? new Int32Array(buf, out.byteOffset, out.length >>> 2) : null;
+    this.#wordsOf = out;
+    this.#words = words;
+    return words;
+  }
+
+  /** #msgWords()' last buffer and its view (null: bytes one by one). */
+  #wordsOf: Uint8Array | null = null;
+  #words: Int32Array | null = null;
+
+  /**
    * userfaultfd_ctx_read() up to `n` times (n <= the messages queued): writes each message over
    * its 32 bytes of `out` and returns how many were written, at least one (or it throws).
    */
@@ -674,7 +709,9 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
       const f = this.#pending.shift();
       if (f !== undefined) {
         this.#read.push(f);
-        encodeFaultMsg(out, off, f);
+        const words = this.#msgWords(out);
+        if (words !== null) encodeFaultMsgWords(words, off >>> 2, f);
+        else encodeFaultMsg(out, off, f);
         count++;
         continue;
       }
@@ -753,6 +790,8 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   }
 
   #dispatch(proc: Process, cmd: number, arg: object): number | Promise<number> {
+    // The resolving ioctl of every fault first (none of the checks below applies to it).
+    if (cmd === UFFDIO_COPY && this.initialized) return this.#copy(proc, arg);
     if (cmd !== UFFDIO_API && !this.initialized) fail("EINVAL", ioctlName(cmd));
     // Release policy (5.7-6.7): CONTINUE (5.13), POISON (6.6) and MOVE (6.8) exist only from the
     // release that added them; before it the request falls to the switch's default, EINVAL.
@@ -936,10 +975,14 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     if (!validateRange(dst, len)) fail("EINVAL", what);
     if (hasBitsOutside(mode, UFFDIO_COPY_MODE_DONTWAKE | UFFDIO_COPY_MODE_WP)) fail("EINVAL", what);
     if (!this.mm.alive) fail("ESRCH", what);
-    if (bytes !== null && len === PAGE_SIZE && mode === 0 && bytes.length >= PAGE_SIZE) {
-      // One page from a buffer into (most likely) a missing anon page: the straight path.
-      const one = mfillCopyAnonPage(this, dst, bytes);
-      if (one !== MFILL_NOT_SIMPLE) return this.#copyDone(a, one, dst, len, false);
+    if (bytes !== null && len === PAGE_SIZE && mode === 0 && bytes.length >= PAGE_SIZE && mfillCopyAnonPage(this, dst, bytes) === PAGE_SIZE) {
+      // One page from a buffer into a missing anon page (the straight path installed it): what
+      // #copyDone() does for a whole page, without its general cases.
+      this.#sched.charge(COST.pageCopy);
+      if (!putResult(a, "copy", PAGE_SIZE)) fail("EFAULT", what);
+      this.#sched.progress++;
+      this.#wakePage(dst);
+      return 0;
     }
     let src: MfillSource;
     if (bytes !== null) {
@@ -1053,14 +1096,20 @@ class FaultQueue {
     else if (this.#live >= INDEX_MIN) this.#buildIndex();
   }
 
+  /** The oldest entry, or null. */
+  get head(): FaultWaiter | null {
+    return this.#head;
+  }
+
   shift(): FaultWaiter | undefined {
     const f = this.#head;
     if (f === null) return undefined;
-    this.#unlink(f);
+    this.unlink(f);
     return f;
   }
 
-  #unlink(f: FaultWaiter): void {
+  /** Removes `f`, an entry of this queue. */
+  unlink(f: FaultWaiter): void {
     if (f.qPrev === null) this.#head = f.qNext;
     else f.qPrev.qNext = f.qNext;
     if (f.qNext === null) this.#tail = f.qPrev;
@@ -1075,7 +1124,7 @@ class FaultQueue {
   takeOnly(start: number, len: number): FaultWaiter | null {
     const f = this.#head;
     if (f === null || f.address < start || f.address >= start + len) return null;
-    this.#unlink(f);
+    this.unlink(f);
     return f;
   }
 
@@ -1098,7 +1147,7 @@ class FaultQueue {
     }
     for (let i = 0; i < found.length; i++) {
       const f = found[i]!;
-      this.#unlink(f);
+      this.unlink(f);
       out.push(f);
     }
     // Emptied by pops, not `length = 0`, which would give the backing store back.
@@ -1265,6 +1314,26 @@ function encodeFaultMsg(out: Uint8Array, off: number, f: FaultWaiter): void {
   out[off + 29] = 0;
   out[off + 30] = 0;
   out[off + 31] = 0;
+}
+
+/** The host stores the low byte of a word first (as x86-64 and arm64 Linux do). */
+const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+/**
+ * encodeFaultMsg() into a little-endian word view of the buffer, the message at word `w`: the
+ * same 32 bytes in 8 stores.
+ */
+function encodeFaultMsgWords(words: Int32Array, w: number, f: FaultWaiter): void {
+  const address = f.address;
+  words[w] = UFFD_EVENT_PAGEFAULT;
+  words[w + 1] = 0;
+  words[w + 2] = f.flags;
+  words[w + 3] = 0;
+  // The low and high halves of the u64 (an address is an integer below 2^53: `| 0` is mod 2^32).
+  words[w + 4] = address | 0;
+  words[w + 5] = Math.floor(address / 0x1_0000_0000);
+  words[w + 6] = f.ptid;
+  words[w + 7] = 0;
 }
 
 /** UFFDIO_COPY's source in the caller's memory: first with faults disabled, then with faults. */

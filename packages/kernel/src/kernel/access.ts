@@ -11,7 +11,7 @@ import {
   FAULT_FLAG_USER,
   FAULT_FLAG_WRITE,
   type FaultingTask,
-  handleMmFault,
+  handleMmFaultPte,
   VM_FAULT_HWPOISON,
   VM_FAULT_OOM,
   VM_FAULT_RETRY,
@@ -24,7 +24,7 @@ import { PTE_DIRTY, PTE_KIND_MASK, PTE_PRESENT, PTE_WRITE, PTE_YOUNG, ptePfn } f
 import { type Vma, VM_READ, VM_WRITE, VM_EXEC } from "../mm/vma.ts";
 import { PAGE_SIZE } from "../uapi/mman.ts";
 import { SignalError } from "../uapi/errno.ts";
-import { COST, pendingPromise, type Resumable, type SchedPoint, type Scheduler, type Sleepers, settlers, type Waiter } from "./sched.ts";
+import { COST, type Resumable, type SchedPoint, type Scheduler, type Sleepers, type Waiter } from "./sched.ts";
 
 /** Why an access stopped short. */
 export type AccessFault = "SIGSEGV" | "SIGBUS";
@@ -195,8 +195,15 @@ export class BlockedAccess implements Resumable {
   #done = 0;
   #sleeper: Waiter | null = null;
 
+  /** The executor of this record's promises: it keeps their resolving functions here, made once per record. */
+  readonly #settle: (resolve: (value: unknown) => void, reject: (error: unknown) => void) => void;
+
   constructor(ctx: AccessContext) {
     this.#ctx = ctx;
+    this.#settle = (resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    };
   }
 
   /** A blocked access of `buf` at `addr` starts on this (new or spare) record: returns its promise. */
@@ -207,10 +214,7 @@ export class BlockedAccess implements Resumable {
     this.#result = result;
     this.#done = 0;
     this.#sleeper = null;
-    const promise = pendingPromise<unknown>();
-    this.#resolve = settlers.resolve as (value: unknown) => void;
-    this.#reject = settlers.reject;
-    return promise;
+    return new Promise(this.#settle);
   }
 
   /** Goes on after a walkStep() of this access returned `code` (its results are still in the context). */
@@ -228,7 +232,11 @@ export class BlockedAccess implements Resumable {
       ctx.spareBlocked ??= this;
       resolve(result);
     } else if (code === STEP.SLEEP) {
-      const sleeper = sleepRegister(ctx, this.#addr + this.#done, this.#write, true);
+      // sleepRegister(), with the address computed only for an observer.
+      const sched = ctx.sched;
+      sched.observer?.({ kind: "block", tid: ctx.task.tid, address: this.#addr + this.#done, write: this.#write, user: true, now: sched.now });
+      const sleeper = ctx.stepSleeper as Waiter;
+      ctx.sleepers.add(sleeper);
       this.#sleeper = sleeper;
       sleeper.resumable = this;
     } else if (code === STEP.YIELD) {
@@ -244,14 +252,21 @@ export class BlockedAccess implements Resumable {
   }
 
   resume(): void {
-    let rescheduled: Promise<void> | null;
+    // sleepEnd(), with the address computed only for an observer (no number boxed per wake).
+    const ctx = this.#ctx;
+    const sleeper = this.#sleeper;
+    let rescheduled: Promise<void> | null = null;
     try {
-      rescheduled = sleepEnd(this.#ctx, this.#sleeper, this.#addr + this.#done);
+      if (sleeper !== null) ctx.sleepers.delete(sleeper);
+      if (ctx.isDead()) throw new DeadTaskError();
+      const sched = ctx.sched;
+      sched.observer?.({ kind: "wake", tid: ctx.task.tid, address: this.#addr + this.#done, now: sched.now });
+      if (sched.preemption !== null) rescheduled = preemptPoint(ctx, "wake");
     } catch (e) {
       this.#reject(e);
       return;
     }
-    this.#sleeper?.done();
+    sleeper?.done();
     this.#sleeper = null;
     if (rescheduled !== null) rescheduled.then(() => this.#retry(false), this.#reject);
     else this.#retry(false);
@@ -328,7 +343,9 @@ export function walkStep(ctx: AccessContext, addr: number, len: number, buf: Uin
     const flags = (write ? FAULT_FLAG_WRITE : 0) | (user ? FAULT_FLAG_USER : 0);
     const vmf = ctx.vmf === null ? newVmf(ctx, vma, a, flags) : ctx.vmf.reinit(vma, a, flags);
     ctx.sched.charge(COST.fault);
-    const ret = handleMmFault(vmf);
+    // charge() may fire a poll timeout, which settles the poll and changes no page table: the
+    // pte read above is still the fault's.
+    const ret = handleMmFaultPte(vmf, pte);
     if (ret === 0) {
       if (++spins > FAULT_SPINS_MAX) BUG(`fault at 0x${a.toString(16)} handled ${spins} times without progress`);
       continue;

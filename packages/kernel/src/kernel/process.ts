@@ -98,12 +98,16 @@ export class Thread implements FaultingTask {
 
   /** A user-mode store. */
   write(addr: number, data: Uint8Array): Promise<void> {
-    try {
-      addr = userAddress(addr);
-      if (!(data instanceof Uint8Array)) throw new ErrnoError("EINVAL", "store", `(data: ${describe(data)})`);
-      accessLength(data.length, "store");
-    } catch (e) {
-      return Promise.reject(e);
+    // The common store (an address that is a plain integer, a short byte buffer) has nothing to
+    // convert; anything else takes the checks in their order.
+    if (!(typeof addr === "number" && addr >= 0 && addr <= Number.MAX_SAFE_INTEGER && Number.isInteger(addr) && data instanceof Uint8Array && data.length <= MAX_RW_COUNT)) {
+      try {
+        addr = userAddress(addr);
+        if (!(data instanceof Uint8Array)) throw new ErrnoError("EINVAL", "store", `(data: ${describe(data)})`);
+        accessLength(data.length, "store");
+      } catch (e) {
+        return Promise.reject(e);
+      }
     }
     const code = this.#access(addr, data, true);
     return code === STEP.DONE ? RESOLVED : (this.#accessSlow(addr, data, true, code, undefined) as Promise<void>);
@@ -820,9 +824,17 @@ export class Process {
   readInto(fd: number, into: Uint8Array): Promise<number> {
     try {
       // Files without readInto() (pipes, memfds) are read through read(), checks and all.
-      const ops = this.fds.get(fd)?.ops;
+      const found = this.fds.get(fd);
+      const ops = found?.ops;
       if (ops?.readInto === undefined) return this.read(fd, into instanceof Uint8Array ? into.length : 0).then((b) => copyRead(b, into));
-      const file = this.#readFile(fd, into, "read");
+      let file: OpenFile;
+      if (typeof fd === "number" && (fd | 0) === fd) {
+        // An int fd that found its file: #readFile() without converting and looking it up again.
+        this.enter("read");
+        file = this.#readChecks(found!, into, "read");
+      } else {
+        file = this.#readFile(fd, into, "read");
+      }
       const r = ops.readInto(file, this, into, false);
       return typeof r === "number" ? resolvedCount(r) : (r as Promise<number>);
     } catch (e) {
@@ -849,7 +861,11 @@ export class Process {
   #readFile(fd: number, into: Uint8Array, syscall: string): OpenFile {
     this.enter(syscall);
     fd = argFd(fd, syscall);
-    const file = this.fds.lookup(fd, syscall);
+    return this.#readChecks(this.fds.lookup(fd, syscall), into, syscall);
+  }
+
+  /** #readFile()'s checks of the file its fd found, and of the buffer. */
+  #readChecks(file: OpenFile, into: Uint8Array, syscall: string): OpenFile {
     if (!file.readable) throw new ErrnoError("EBADF", syscall);
     if (file.ops.read === undefined && file.ops.readInto === undefined) throw new ErrnoError("EINVAL", syscall);
     // access_ok() of the buffer comes after the file checks (fs/read_write.c:vfs_read()).
@@ -974,8 +990,9 @@ export class Process {
   ioctl(fd: number, request: number, arg: object): Promise<number> {
     try {
       this.enter("ioctl");
-      fd = argFd(fd, "ioctl");
-      request = argUint(request, "ioctl", "request");
+      // An int fd and an unsigned int request as numbers need no conversion.
+      if (typeof fd !== "number" || (fd | 0) !== fd) fd = argFd(fd, "ioctl");
+      if (typeof request !== "number" || request >>> 0 !== request) request = argUint(request, "ioctl", "request");
       const file = this.fds.lookup(fd, "ioctl");
       if (file.ops.ioctl === undefined) throw new ErrnoError("ENOTTY", "ioctl");
       return file.ops.ioctl(file, this, request, arg);

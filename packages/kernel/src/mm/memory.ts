@@ -190,6 +190,18 @@ export function handleMmFault(vmf: VmFault): number {
   return handlePteFault(vmf);
 }
 
+/**
+ * handleMmFault() for a user access that has just read the pte of vmf's page (`pte`; nothing
+ * between that read and this call changes a page table): the pte is not read again, and a none
+ * pte in an anonymous vma goes straight to do_anonymous_page(), as handle_pte_fault() and
+ * do_pte_missing() would send it.
+ */
+export function handleMmFaultPte(vmf: VmFault, pte: Pte): number {
+  vmf.origPte = pte;
+  if (pte === 0 && vmf.vma.file === null) return doAnonymousPage(vmf);
+  return handlePteFault(vmf);
+}
+
 /** Mirrors mm/memory.c:handle_pte_fault(). */
 function handlePteFault(vmf: VmFault): number {
   const pte = vmf.origPte;
