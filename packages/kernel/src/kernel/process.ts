@@ -9,7 +9,8 @@ import * as accessMod from "./access.ts";
 import type { Kernel } from "./kernel.ts";
 import type { Utsname } from "./release.ts";
 import { dupMmap } from "./fork.ts";
-import { COST, Sleepers } from "./sched.ts";
+import { Sleepers } from "./sched.ts";
+import * as schedMod from "./sched.ts";
 import { FdTable, filePosLock, NR_OPEN_DEFAULT, OpenFile } from "../fs/file.ts";
 import { checkMemfdCreate, MAX_LFS_FILESIZE, memfdInitialSeals, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemReadUser, shmemTruncate, shmemWrite, shmemWriteUser, inodeLock } from "../fs/memfd.ts";
 import { pipeFcntl, sysPipe2 } from "../fs/pipe.ts";
@@ -37,6 +38,7 @@ import { MAP_ANONYMOUS, MAP_HUGETLB, MAP_PRIVATE, MAP_TYPE, PAGE_SIZE } from "..
 const STEP = accessMod.STEP;
 const walkStep = accessMod.walkStep;
 const MAX_RW_COUNT = abiMod.MAX_RW_COUNT;
+const COST = schedMod.COST;
 
 /** A user-memory buffer named by address, for syscalls that copy to or from user memory. */
 export interface UserBuffer {
