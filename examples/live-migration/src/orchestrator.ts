@@ -48,10 +48,18 @@ const EXIT_GRACE_MS = 2_000;
  * limits sit barely above the young generation's capacity: without this it ran a full
  * mark-compact every 40 to 70 ms that freed nothing (50 to 85 per 1 GiB postcopy on the
  * destination, each a pause of up to 10 ms on an idle machine, the demand faults' tail). A
- * 128 MiB starting old space leaves the major collections to external memory (the socket's read
- * buffers), 15 to 17 per GiB; the heap still grows only with what it holds.
+ * 128 MiB starting old space leaves the major collections to external memory, 15 to 17 per GiB,
+ * almost all of them while each side allocates its guest RAM before the transfer (`--trace-gc`);
+ * the heap still grows only with what it holds.
+ *
+ * `--v8-pool-size=1`: one V8 worker thread per child instead of Node's default four. The two children's
+ * main threads keep both CPUs of a small host busy during the transfer; every extra runnable
+ * worker thread (parallel scavenges, concurrent marking and compilation) takes a CPU from one of
+ * them, and a demand request or page then waits for its process to get one back. With a single
+ * worker the unlimited link's fault p99 was lower in 6 of 8 alternating pairs, throughput the same
+ * (docs/benchmarks.md, "The unlimited link's fault tail").
  */
-const CHILD_V8_FLAGS = ["--initial-old-space-size=128"];
+const CHILD_V8_FLAGS = ["--initial-old-space-size=128", "--v8-pool-size=1"];
 /**
  * Extra node flags for both children (after CHILD_V8_FLAGS), e.g.
  * LM_CHILD_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof"; read at each fork, so a bench can try
