@@ -23,24 +23,25 @@
  * VM_FAULT_RETRY; the access sleeps on the waiter and retries the whole fault once woken, so a
  * fault that is still unresolved raises a new message (as in Linux).
  */
-import { pageDown, pageOffset } from "../lib/addr.ts";
+import * as addrMod from "../lib/addr.ts";
 import { DeadTaskError } from "../kernel/access.ts";
 import { u64Value } from "../uapi/abi.ts";
 import type { Kernel } from "../kernel/kernel.ts";
 import type { Process } from "../kernel/process.ts";
-import { COST, pendingPromise, type Resumable, type Scheduler, settlers, Waiter } from "../kernel/sched.ts";
-import { FAULT_FLAG_USER, FAULT_FLAG_WRITE, type UserfaultHandler, VM_FAULT_RETRY, VM_FAULT_SIGBUS, type VmFault } from "../mm/memory.ts";
-import { type Mm, TASK_SIZE, type UffdMmHooks } from "../mm/mm.ts";
+import { pendingPromise, type Resumable, type Scheduler, settlers, Waiter } from "../kernel/sched.ts";
+import * as sched from "../kernel/sched.ts";
+import { type UserfaultHandler, type VmFault } from "../mm/memory.ts";
+import * as memory from "../mm/memory.ts";
+import { type Mm, type UffdMmHooks } from "../mm/mm.ts";
+import * as mmConsts from "../mm/mm.ts";
 import {
   copyFromUserAtomic,
   copyFromUserAtomicRun,
   MFILL_ATOMIC,
-  MFILL_NOT_SIMPLE,
   type MfillAtomicMode,
   type MfillOp,
   type MfillSource,
   mfillAtomic,
-  mfillCopyAnonPage,
   movePages,
   mwriteprotectRange,
   userfaultfdClearVma,
@@ -50,18 +51,20 @@ import {
   userfaultfdResetCtx,
   vmaCanUserfault,
 } from "../mm/userfaultfd.ts";
-import { type Vma, VM_MAYWRITE, VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP, userfaultfdMissing } from "../mm/vma.ts";
+import * as mmUffd from "../mm/userfaultfd.ts";
+import { type Vma, VM_MAYWRITE, VM_UFFD_MISSING, userfaultfdMissing } from "../mm/vma.ts";
+import * as vmaConsts from "../mm/vma.ts";
 import { type ErrnoCode, ErrnoError, errnoCode } from "../uapi/errno.ts";
 import { O_CLOEXEC, O_NONBLOCK, O_RDONLY, POLLERR, POLLHUP, POLLIN } from "../uapi/fcntl.ts";
-import { PAGE_SHIFT, PAGE_SIZE } from "../uapi/mman.ts";
-import { encodeUffdMsg, UFFD_MSG_SIZE, type UffdMsg } from "../uapi/msg.ts";
+import * as mman from "../uapi/mman.ts";
+import { encodeUffdMsg, type UffdMsg } from "../uapi/msg.ts";
+import * as msgMod from "../uapi/msg.ts";
 import {
   _UFFDIO_CONTINUE,
   _UFFDIO_WRITEPROTECT,
   UFFD_API,
   UFFD_API_IOCTLS,
   UFFD_EVENT_FORK,
-  UFFD_EVENT_PAGEFAULT,
   UFFD_EVENT_REMAP,
   UFFD_EVENT_REMOVE,
   UFFD_EVENT_UNMAP,
@@ -69,26 +72,12 @@ import {
   UFFD_FEATURE_EVENT_REMAP,
   UFFD_FEATURE_EVENT_REMOVE,
   UFFD_FEATURE_EVENT_UNMAP,
-  UFFD_FEATURE_EXACT_ADDRESS,
-  UFFD_FEATURE_SIGBUS,
-  UFFD_FEATURE_THREAD_ID,
   UFFD_FEATURE_WP_ASYNC,
   UFFD_FEATURE_WP_UNPOPULATED,
-  UFFD_PAGEFAULT_FLAG_MINOR,
-  UFFD_PAGEFAULT_FLAG_WP,
-  UFFD_PAGEFAULT_FLAG_WRITE,
-  UFFD_USER_MODE_ONLY,
-  UFFDIO_API,
-  UFFDIO_CONTINUE,
   UFFDIO_CONTINUE_MODE_DONTWAKE,
   UFFDIO_CONTINUE_MODE_WP,
-  UFFDIO_COPY,
-  UFFDIO_COPY_MODE_DONTWAKE,
-  UFFDIO_COPY_MODE_WP,
-  UFFDIO_MOVE,
   UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
   UFFDIO_MOVE_MODE_DONTWAKE,
-  UFFDIO_POISON,
   UFFDIO_POISON_MODE_DONTWAKE,
   UFFDIO_REGISTER,
   UFFDIO_REGISTER_MODE_MINOR,
@@ -103,7 +92,43 @@ import {
   UFFDIO_ZEROPAGE_MODE_DONTWAKE,
   UFFD_API_REGISTER_MODES,
 } from "../uapi/userfaultfd.ts";
+import * as uapiUffd from "../uapi/userfaultfd.ts";
 import { type FileOps, OpenFile } from "./file.ts";
+
+// Module-local copies of constants and helpers the hot path uses on every fault: V8 reads an
+// imported binding through its module cell at each use, a module-local const is folded into the
+// optimized code (see kernel/access.ts). Each comes from a module initialised before this one.
+const UFFD_EVENT_PAGEFAULT = uapiUffd.UFFD_EVENT_PAGEFAULT;
+const UFFD_FEATURE_EXACT_ADDRESS = uapiUffd.UFFD_FEATURE_EXACT_ADDRESS;
+const UFFD_FEATURE_SIGBUS = uapiUffd.UFFD_FEATURE_SIGBUS;
+const UFFD_FEATURE_THREAD_ID = uapiUffd.UFFD_FEATURE_THREAD_ID;
+const UFFD_PAGEFAULT_FLAG_MINOR = uapiUffd.UFFD_PAGEFAULT_FLAG_MINOR;
+const UFFD_PAGEFAULT_FLAG_WP = uapiUffd.UFFD_PAGEFAULT_FLAG_WP;
+const UFFD_PAGEFAULT_FLAG_WRITE = uapiUffd.UFFD_PAGEFAULT_FLAG_WRITE;
+const UFFD_USER_MODE_ONLY = uapiUffd.UFFD_USER_MODE_ONLY;
+const UFFDIO_API = uapiUffd.UFFDIO_API;
+const UFFDIO_CONTINUE = uapiUffd.UFFDIO_CONTINUE;
+const UFFDIO_COPY = uapiUffd.UFFDIO_COPY;
+const UFFDIO_COPY_MODE_DONTWAKE = uapiUffd.UFFDIO_COPY_MODE_DONTWAKE;
+const UFFDIO_COPY_MODE_WP = uapiUffd.UFFDIO_COPY_MODE_WP;
+const UFFDIO_MOVE = uapiUffd.UFFDIO_MOVE;
+const UFFDIO_POISON = uapiUffd.UFFDIO_POISON;
+const MFILL_NOT_SIMPLE = mmUffd.MFILL_NOT_SIMPLE;
+const mfillCopyAnonPage = mmUffd.mfillCopyAnonPage;
+
+const pageDown = addrMod.pageDown;
+const pageOffset = addrMod.pageOffset;
+const FAULT_FLAG_USER = memory.FAULT_FLAG_USER;
+const FAULT_FLAG_WRITE = memory.FAULT_FLAG_WRITE;
+const VM_FAULT_RETRY = memory.VM_FAULT_RETRY;
+const VM_FAULT_SIGBUS = memory.VM_FAULT_SIGBUS;
+const TASK_SIZE = mmConsts.TASK_SIZE;
+const PAGE_SHIFT = mman.PAGE_SHIFT;
+const COST = sched.COST;
+const PAGE_SIZE = mman.PAGE_SIZE;
+const UFFD_MSG_SIZE = msgMod.UFFD_MSG_SIZE;
+const VM_UFFD_MINOR = vmaConsts.VM_UFFD_MINOR;
+const VM_UFFD_WP = vmaConsts.VM_UFFD_WP;
 
 const NO_BYTES = new Uint8Array(0);
 

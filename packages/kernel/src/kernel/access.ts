@@ -5,29 +5,56 @@
  * fault that must wait for a userfaultfd sleeps until woken and then retries the access, as the
  * CPU re-executes the instruction (fs/userfaultfd.c:handle_userfault() returns VM_FAULT_RETRY).
  */
-import { pageOffset } from "../lib/addr.ts";
+import { pageOffset as addrPageOffset } from "../lib/addr.ts";
 import { BUG } from "../lib/assert.ts";
 import {
-  FAULT_FLAG_USER,
-  FAULT_FLAG_WRITE,
+  FAULT_FLAG_USER as MM_FAULT_FLAG_USER,
+  FAULT_FLAG_WRITE as MM_FAULT_FLAG_WRITE,
   type FaultingTask,
-  handleMmFaultPte,
-  VM_FAULT_HWPOISON,
-  VM_FAULT_OOM,
-  VM_FAULT_RETRY,
-  VM_FAULT_SIGBUS,
-  VM_FAULT_SIGSEGV,
+  handleMmFaultPte as mmHandleMmFaultPte,
+  VM_FAULT_HWPOISON as MM_VM_FAULT_HWPOISON,
+  VM_FAULT_OOM as MM_VM_FAULT_OOM,
+  VM_FAULT_RETRY as MM_VM_FAULT_RETRY,
+  VM_FAULT_SIGBUS as MM_VM_FAULT_SIGBUS,
+  VM_FAULT_SIGSEGV as MM_VM_FAULT_SIGSEGV,
   VmFault,
 } from "../mm/memory.ts";
 import type { Mm } from "../mm/mm.ts";
-import { PTE_DIRTY, PTE_KIND_MASK, PTE_PRESENT, PTE_WRITE, PTE_YOUNG, ptePfn } from "../mm/page-table.ts";
-import { type Vma, VM_READ, VM_WRITE, VM_EXEC } from "../mm/vma.ts";
-import { PAGE_SIZE } from "../uapi/mman.ts";
+import type { Vma } from "../mm/vma.ts";
+import * as pt from "../mm/page-table.ts";
+import * as vm from "../mm/vma.ts";
+import { PAGE_SIZE as UAPI_PAGE_SIZE } from "../uapi/mman.ts";
 import { SignalError } from "../uapi/errno.ts";
-import { COST, type Resumable, type SchedPoint, type Scheduler, type Sleepers, type Waiter } from "./sched.ts";
+import { COST as SCHED_COST, type Resumable, type SchedPoint, type Scheduler, type Sleepers, type Waiter } from "./sched.ts";
 
 /** Why an access stopped short. */
 export type AccessFault = "SIGSEGV" | "SIGBUS";
+
+// V8 reads an imported binding through its module cell at each use (a load and a check that it
+// is initialised); a module-local const is folded into the optimized code. The access path uses
+// these constants and helpers on every page, so it takes module-local copies of them (all from
+// modules that import nothing at run time, so they are initialised before this one).
+const PAGE_SIZE = UAPI_PAGE_SIZE;
+const pageOffset = addrPageOffset;
+const PTE_DIRTY = pt.PTE_DIRTY;
+const PTE_KIND_MASK = pt.PTE_KIND_MASK;
+const PTE_PRESENT = pt.PTE_PRESENT;
+const PTE_WRITE = pt.PTE_WRITE;
+const PTE_YOUNG = pt.PTE_YOUNG;
+const ptePfn = pt.ptePfn;
+const VM_READ = vm.VM_READ;
+const VM_WRITE = vm.VM_WRITE;
+const VM_EXEC = vm.VM_EXEC;
+const COST = SCHED_COST;
+// mm/memory.ts is initialised before this module too (it does not import it, directly or not).
+const FAULT_FLAG_USER = MM_FAULT_FLAG_USER;
+const FAULT_FLAG_WRITE = MM_FAULT_FLAG_WRITE;
+const VM_FAULT_HWPOISON = MM_VM_FAULT_HWPOISON;
+const VM_FAULT_OOM = MM_VM_FAULT_OOM;
+const VM_FAULT_RETRY = MM_VM_FAULT_RETRY;
+const VM_FAULT_SIGBUS = MM_VM_FAULT_SIGBUS;
+const VM_FAULT_SIGSEGV = MM_VM_FAULT_SIGSEGV;
+const handleMmFaultPte = mmHandleMmFaultPte;
 
 export interface AccessResult {
   /** Bytes copied before the access stopped. */

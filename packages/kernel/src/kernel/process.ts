@@ -4,11 +4,13 @@
  * on a rejected call. Syscalls on a Process run as if each on its own thread of that process,
  * so one that blocks (fork waiting for its FORK event to be read) does not stop the next.
  */
-import { AccessContext, BlockedAccess, DeadTaskError, accessUser, faultInUser, STEP, walkStep } from "./access.ts";
+import { AccessContext, BlockedAccess, DeadTaskError, accessUser, faultInUser } from "./access.ts";
+import * as accessMod from "./access.ts";
 import type { Kernel } from "./kernel.ts";
 import type { Utsname } from "./release.ts";
 import { dupMmap } from "./fork.ts";
-import { COST, Sleepers } from "./sched.ts";
+import { Sleepers } from "./sched.ts";
+import * as schedMod from "./sched.ts";
 import { FdTable, filePosLock, NR_OPEN_DEFAULT, OpenFile } from "../fs/file.ts";
 import { checkMemfdCreate, MAX_LFS_FILESIZE, memfdInitialSeals, shmemFallocate, ShmemFileOps, shmemLlseek, shmemRead, shmemReadUser, shmemTruncate, shmemWrite, shmemWriteUser, inodeLock } from "../fs/memfd.ts";
 import { pipeFcntl, sysPipe2 } from "../fs/pipe.ts";
@@ -24,10 +26,19 @@ import { checkMunmap, mmapRegion, munmapSplitOk, planMmap, unmapRange, type Mmap
 import { doMprotect } from "../mm/mprotect.ts";
 import { sysMremap } from "../mm/mremap.ts";
 import { ShmemInode } from "../mm/shmem.ts";
-import { argFd, argFlags, argInt, argLong, argUint, argULong, argUserPtr, describe, low32, MAX_RW_COUNT } from "../uapi/abi.ts";
+import { argFd, argFlags, argInt, argLong, argUint, argULong, argUserPtr, describe, low32 } from "../uapi/abi.ts";
+import * as abiMod from "../uapi/abi.ts";
 import { ErrnoError, SignalError } from "../uapi/errno.ts";
 import { F_ADD_SEALS, F_GETFD, F_GETFL, F_GETPIPE_SZ, F_SETFD, F_SETFL, F_SETPIPE_SZ, FD_CLOEXEC, MFD_NOEXEC_SEAL, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLERR, POLLHUP, POLLNVAL, SEEK_DATA, SEEK_HOLE, SIGKILL } from "../uapi/fcntl.ts";
 import { MAP_ANONYMOUS, MAP_HUGETLB, MAP_PRIVATE, MAP_TYPE, PAGE_SIZE } from "../uapi/mman.ts";
+
+// Module-local copies of constants and helpers the hot path uses on every fault: V8 reads an
+// imported binding through its module cell at each use, a module-local const is folded into the
+// optimized code (see kernel/access.ts). Each comes from a module initialised before this one.
+const STEP = accessMod.STEP;
+const walkStep = accessMod.walkStep;
+const MAX_RW_COUNT = abiMod.MAX_RW_COUNT;
+const COST = schedMod.COST;
 
 /** A user-memory buffer named by address, for syscalls that copy to or from user memory. */
 export interface UserBuffer {

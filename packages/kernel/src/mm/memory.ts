@@ -9,19 +9,17 @@
  * means "handled": the caller re-checks the pte and may fault again (a write that first mapped
  * a page read-only with uffd-wp takes a second, WP fault, exactly as on the host).
  */
-import { pageDown } from "../lib/addr.ts";
+import * as addrMod from "../lib/addr.ts";
 import type { Waiter } from "../kernel/sched.ts";
 import { UFFD_FEATURE_WP_ASYNC, UFFD_FEATURE_WP_UNPOPULATED } from "../uapi/userfaultfd.ts";
-import { BUG_ON } from "../lib/assert.ts";
-import { PAGE_SIZE } from "../uapi/mman.ts";
+import * as assertMod from "../lib/assert.ts";
+import * as mman from "../uapi/mman.ts";
 import { PG, type Pfn } from "./folio.ts";
 import type { Mm } from "./mm.ts";
 import {
-  isPteMarker,
   isSwapPte,
   MARKER_GUARD,
   MARKER_POISONED,
-  MARKER_UFFD_WP,
   mkMarker,
   mkPte,
   type Pte,
@@ -46,21 +44,32 @@ import {
   swpExclusive,
   swpOffset,
 } from "./page-table.ts";
+import * as ptMod from "./page-table.ts";
 import { folioAddFileRmapPte, folioAddNewAnonRmap, folioAddAnonRmapPte, folioRemoveRmapPte } from "./rmap.ts";
 import { cacheEntryIsSwap, shmemAllocPage, shmemFindPage, type ShmemInode } from "./shmem.ts";
 import {
   userfaultfdMinor,
-  userfaultfdMissing,
   userfaultfdWp,
   type Vma,
   VM_SHARED,
   VM_UFFD_MINOR,
-  VM_UFFD_MISSING,
   VM_UFFD_WP,
   VM_WRITE,
-  vmaIsAnonymous,
   vmaIsShared,
 } from "./vma.ts";
+import * as vmaMod from "./vma.ts";
+
+// Module-local copies of constants and helpers the hot path uses on every fault: V8 reads an
+// imported binding through its module cell at each use, a module-local const is folded into the
+// optimized code (see kernel/access.ts). Each comes from a module initialised before this one.
+const pageDown = addrMod.pageDown;
+const BUG_ON = assertMod.BUG_ON;
+const PAGE_SIZE = mman.PAGE_SIZE;
+const isPteMarker = ptMod.isPteMarker;
+const MARKER_UFFD_WP = ptMod.MARKER_UFFD_WP;
+const userfaultfdMissing = vmaMod.userfaultfdMissing;
+const VM_UFFD_MISSING = vmaMod.VM_UFFD_MISSING;
+const vmaIsAnonymous = vmaMod.vmaIsAnonymous;
 
 /** enum fault_flag (include/linux/mm_types.h), the bits the simulation uses. */
 export const FAULT_FLAG_WRITE = 1 << 0;

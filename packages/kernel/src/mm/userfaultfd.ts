@@ -20,7 +20,7 @@
  */
 import { pageOffset } from "../lib/addr.ts";
 import { ERRNO } from "../uapi/errno.ts";
-import { PAGE_SIZE } from "../uapi/mman.ts";
+import * as mman from "../uapi/mman.ts";
 import { UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES } from "../uapi/userfaultfd.ts";
 import { PG, type Pfn, PhysMem } from "./folio.ts";
 import { userfaultfdWpUseMarkers, vmaMm, vmaPageProtWritable, vmNormalPfn } from "./memory.ts";
@@ -32,13 +32,9 @@ import {
   MARKER_POISONED,
   MARKER_UFFD_WP,
   mkMarker,
-  mkPte,
   type Pte,
-  PTE_DIRTY,
   PTE_SPECIAL,
   PTE_UFFD_WP,
-  PTE_WRITE,
-  PTE_YOUNG,
   pteDirty,
   pteMkuffdWp,
   pteMkwrite,
@@ -46,11 +42,12 @@ import {
   ptePfn,
   ptePresent,
   pteSpecial,
-  PTRS_PER_PTE,
   SWP_UFFD_WP,
   swpExclusive,
 } from "./page-table.ts";
-import { folioAddFileRmapPte, folioAddNewAnonRmap } from "./rmap.ts";
+import * as ptMod from "./page-table.ts";
+import { folioAddFileRmapPte } from "./rmap.ts";
+import * as rmap from "./rmap.ts";
 import { shmemAddToPageCache, shmemDeleteEntry, shmemFindPage } from "./shmem.ts";
 import {
   userfaultfdMissing,
@@ -61,15 +58,27 @@ import {
   VM_IO,
   VM_LOCKED,
   VM_PFNMAP,
-  VM_SHARED,
   VM_UFFD_FLAGS,
   VM_UFFD_MINOR,
   VM_UFFD_WP,
-  VM_WRITE,
   type VmaUffdCtx,
-  vmaIsAnonymous,
   vmaIsShmem,
 } from "./vma.ts";
+import * as vmaMod from "./vma.ts";
+
+// Module-local copies of constants and helpers the hot path uses on every fault: V8 reads an
+// imported binding through its module cell at each use, a module-local const is folded into the
+// optimized code (see kernel/access.ts). Each comes from a module initialised before this one.
+const PAGE_SIZE = mman.PAGE_SIZE;
+const mkPte = ptMod.mkPte;
+const PTE_DIRTY = ptMod.PTE_DIRTY;
+const PTE_WRITE = ptMod.PTE_WRITE;
+const PTE_YOUNG = ptMod.PTE_YOUNG;
+const PTRS_PER_PTE = ptMod.PTRS_PER_PTE;
+const folioAddNewAnonRmap = rmap.folioAddNewAnonRmap;
+const VM_SHARED = vmaMod.VM_SHARED;
+const VM_WRITE = vmaMod.VM_WRITE;
+const vmaIsAnonymous = vmaMod.vmaIsAnonymous;
 
 /** What the mm side needs of a userfaultfd context (struct userfaultfd_ctx). */
 export interface UffdCtxRef extends VmaUffdCtx {

@@ -14,6 +14,8 @@ import {
   O_NONBLOCK,
   UFFD_API,
   UFFD_EVENT_PAGEFAULT,
+  UFFD_FEATURE_EXACT_ADDRESS,
+  UFFD_FEATURE_THREAD_ID,
   UFFD_PAGEFAULT_FLAG_WRITE,
   UFFDIO_API,
   UFFDIO_COPY,
@@ -73,6 +75,40 @@ describe("readNowait(): preadv2(RWF_NOWAIT) of a userfaultfd", () => {
     for (let i = 0; i < 3; i++) await p.ioctl(uffd, UFFDIO_COPY, { dst: addr + i * PS, src: fill(0x40 + i), len: PS, mode: 0 });
     await Promise.all(writers);
     expect(await p.mainThread.read(addr + PS + 7, 1)).toEqual(Uint8Array.of(1));
+    k.checkInvariants();
+  });
+
+  it("writes the same 32 bytes into a word-aligned buffer, an unaligned one and one over a resizable ArrayBuffer", async () => {
+    // The kernel writes a message 4 bytes at a time into a word-aligned, fixed-length buffer
+    // and byte by byte into any other; every field (the write flag, the exact address above
+    // 2^32 with its low bits, the thread id) must come out the same either way.
+    const { k, p, uffd } = await setup(UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_EXACT_ADDRESS, O_NONBLOCK);
+    const { addr } = await mapArea(p, "anon", 3);
+    expect(addr).toBeGreaterThan(2 ** 32);
+    await register(p, uffd, addr, 3 * PS, UFFDIO_REGISTER_MODE_MISSING);
+    const threads = [0, 1, 2].map((i) => p.spawnThread(`w${i}`));
+    const writers = threads.map((t, i) => t.write(addr + i * PS + 0x123 + i, Uint8Array.of(i)));
+    await k.idle();
+    const aligned = new Uint8Array(32).fill(0xff);
+    const unaligned = new Uint8Array(33).fill(0xff).subarray(1);
+    // ArrayBuffer(length, { maxByteLength }) (ES2024) is newer than the TypeScript lib in use.
+    const Resizable = ArrayBuffer as unknown as new (length: number, options: { maxByteLength: number }) => ArrayBuffer;
+    const resizable = new Uint8Array(new Resizable(32, { maxByteLength: 64 })).fill(0xff);
+    const got: number[][] = [];
+    for (const buf of [aligned, unaligned, resizable]) {
+      expect(p.readNowait(uffd, buf)).toBe(32);
+      got.push([...buf]);
+    }
+    const expected = threads.map((t, i) => {
+      const a = addr + i * PS + 0x123 + i;
+      const lo = a % 2 ** 32;
+      const hi = Math.floor(a / 2 ** 32);
+      const le = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
+      return [UFFD_EVENT_PAGEFAULT, 0, 0, 0, 0, 0, 0, 0, ...le(UFFD_PAGEFAULT_FLAG_WRITE), 0, 0, 0, 0, ...le(lo), ...le(hi), ...le(t.tid), 0, 0, 0, 0];
+    });
+    expect(got).toEqual(expected);
+    for (let i = 0; i < 3; i++) await p.ioctl(uffd, UFFDIO_COPY, { dst: addr + i * PS, src: fill(0x40 + i), len: PS, mode: 0 });
+    await Promise.all(writers);
     k.checkInvariants();
   });
 
