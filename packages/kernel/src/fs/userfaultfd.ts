@@ -1009,6 +1009,15 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
       this.#wakePage(dst);
       return 0;
     }
+    return this.#copyGeneral(proc, a, dst, srcAddr, bytes, len, mode);
+  }
+
+  /**
+   * #copy() past its checks when the straight path did not take it: mfill_atomic() from the
+   * buffer or the caller's memory. Kept out of #copy() so that V8 inlines the straight path's
+   * callees into it instead.
+   */
+  #copyGeneral(proc: Process, a: Arg, dst: number, srcAddr: number, bytes: Uint8Array | null, len: number, mode: number): number | Promise<number> {
     let src: MfillSource;
     if (bytes !== null) {
       src = (this.#bytesSource ?? new BytesSource()).use(bytes);

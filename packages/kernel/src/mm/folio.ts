@@ -425,6 +425,19 @@ export class PhysMem {
   }
 
   /**
+   * Replaces all 4096 bytes of frame `pfn` by `page` (exactly PAGE_SIZE bytes): writable(pfn,
+   * true), the copy and written(pfn) in one call.
+   */
+  writePage(pfn: Pfn, page: Uint8Array): void {
+    if (!this.compact) {
+      (this.#chunks[pfn >>> CHUNK_SHIFT] as Uint8Array).set(page, (pfn & CHUNK_MASK) << PAGE_SHIFT);
+      return;
+    }
+    this.writable(pfn, true).set(page, this.offset(pfn));
+    this.written(pfn);
+  }
+
+  /**
    * After a write through writable(): a compact frame whose bytes are now all zero, or exactly a
    * registered generator's output, drops its slot and keeps only that description.
    */

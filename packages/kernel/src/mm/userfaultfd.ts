@@ -306,8 +306,7 @@ export function mfillCopyAnonPage(ctx: UffdCtxRef, dst: number, src: Uint8Array)
   const mem = mm.core.mem;
   const pfn = mem.allocFrame(false);
   if (pfn < 0) return MFILL_NOT_SIMPLE;
-  mem.writable(pfn, true).set(src.length === PAGE_SIZE ? src : src.subarray(0, PAGE_SIZE), mem.offset(pfn));
-  mem.written(pfn);
+  mem.writePage(pfn, src.length === PAGE_SIZE ? src : src.subarray(0, PAGE_SIZE));
   folioAddNewAnonRmap(mm, vma, pfn, dst, true);
   table[i] = mkPte(pfn, PTE_DIRTY | PTE_YOUNG | ((vma.flags & VM_WRITE) !== 0 ? PTE_WRITE : 0));
   return PAGE_SIZE;
