@@ -112,33 +112,41 @@ function modeFor(op: MfillOp, protect: boolean, o: MfillOptions): number {
   }
 }
 
+/** The ioctl argument of one mfill step (the kernel writes the bytes done back into it). */
+type MfillArg = object & { copy?: number; zeropage?: number; mapped?: number; updated?: number; move?: number };
+
+function mfillArg(ctx: UffdContext, op: MfillOp, dst: number, len: number, src: Uint8Array | number | null, mode: number): MfillArg {
+  switch (op) {
+    case "copy":
+      return { dst, src: src!, len, mode } as UffdioCopy;
+    case "zeros":
+      return { dst, src: ctx.zeros(len), len, mode } as UffdioCopy;
+    case "move":
+      return { dst, src: src as number, len, mode } as UffdioMove;
+    default:
+      return { range: { start: dst, len }, mode } as UffdioZeropage;
+  }
+}
+
+/** A failed mfill ioctl's result: the bytes done before the error if any (partial progress), else the error. */
+function mfillFailure(e: unknown, arg: MfillArg): number | ErrnoError {
+  if (!(e instanceof ErrnoError)) throw e;
+  const field = arg.copy ?? arg.zeropage ?? arg.mapped ?? arg.updated ?? arg.move;
+  if (field !== undefined && field > 0) return field;
+  return e;
+}
+
 /**
  * One ioctl of the mfill family. Returns the kernel's own result: bytes done (len on success,
  * fewer on partial progress), or the error when nothing was done.
  */
 async function mfillIoctl(ctx: UffdContext, op: MfillOp, dst: number, len: number, src: Uint8Array | number | null, mode: number): Promise<number | ErrnoError> {
-  let arg: object & { copy?: number; zeropage?: number; mapped?: number; updated?: number; move?: number };
-  switch (op) {
-    case "copy":
-      arg = { dst, src: src!, len, mode } as UffdioCopy;
-      break;
-    case "zeros":
-      arg = { dst, src: ctx.zeros(len), len, mode } as UffdioCopy;
-      break;
-    case "move":
-      arg = { dst, src: src as number, len, mode } as UffdioMove;
-      break;
-    default:
-      arg = { range: { start: dst, len }, mode } as UffdioZeropage;
-  }
+  const arg = mfillArg(ctx, op, dst, len, src, mode);
   try {
     await ctx.proc.ioctl(ctx.fd, REQUEST[op], arg);
     return len;
   } catch (e) {
-    if (!(e instanceof ErrnoError)) throw e;
-    const field = arg.copy ?? arg.zeropage ?? arg.mapped ?? arg.updated ?? arg.move;
-    if (field !== undefined && field > 0) return field;
-    return e;
+    return mfillFailure(e, arg);
   }
 }
 
@@ -165,15 +173,84 @@ interface Step {
   staleBytes: boolean;
 }
 
+/** A step whose ioctl was issued before the loop began, with what the loop needs to finish it. */
+interface Issued {
+  step: Step;
+  epoch: number;
+  arg: MfillArg;
+  ioctl: Promise<number>;
+}
+
 /** The race-safe mfill loop (see the module comment). */
-export async function mfill(ctx: UffdContext, op: MfillOp, dst: number, len: number, src: Uint8Array | number | null, o: MfillOptions): Promise<MfillResult> {
+export function mfill(ctx: UffdContext, op: MfillOp, dst: number, len: number, src: Uint8Array | number | null, o: MfillOptions): Promise<MfillResult> {
+  const r = mfillNow(ctx, op, dst, len, src, o);
+  return r instanceof MfillResult ? Promise.resolve(r) : r;
+}
+
+/**
+ * mfill(), with the result itself (no promise) when the first ioctl did the whole operation.
+ * Not an async function: the first COPY or ZEROPAGE is issued here, and when the kernel did the
+ * whole step at once (its result field says so, written before the ioctl returns as in Linux)
+ * the step is accounted at once; an operation done in that one step never enters the loop's
+ * async frame, so a per-page UFFDIO_COPY allocates no promise chain.
+ */
+export function mfillNow(ctx: UffdContext, op: MfillOp, dst: number, len: number, src: Uint8Array | number | null, o: MfillOptions): MfillResult | Promise<MfillResult> {
   const r = new MfillResult();
   const c: Cursor = { off: 0, spins: 0, zeroFallback: -1 };
-  while (c.off < len) {
+  if ((op !== "copy" && op !== "zeropage") || len <= 0) return mfillLoop(ctx, op, dst, len, src, o, r, c, null);
+  let issued: Issued | null = null;
+  try {
     const step = planStep(ctx, op, dst, len, c, o, r);
-    if (step === null) continue;
-    const epoch = ctx.eventEpoch;
-    const done = await mfillStep(ctx, step.op, step.at, step.len, srcAt(src, c.off), step.protect, o);
+    if (step !== null) {
+      const epoch = ctx.eventEpoch;
+      const arg = mfillArg(ctx, step.op, step.at, step.len, src, modeFor(step.op, step.protect, o));
+      const ioctl = ctx.proc.ioctl(ctx.fd, REQUEST[step.op], arg);
+      if ((arg.copy ?? arg.zeropage) === step.len) {
+        accountInstall(ctx, r, step.op, step.at, step.len, step.protect, step.staleBytes, o);
+        c.off += step.len;
+        if (c.off >= len) return r;
+      } else {
+        issued = { step, epoch, arg, ioctl };
+      }
+    }
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  return mfillLoop(ctx, op, dst, len, src, o, r, c, issued);
+}
+
+async function mfillLoop(ctx: UffdContext, op: MfillOp, dst: number, len: number, src: Uint8Array | number | null, o: MfillOptions, r: MfillResult, c: Cursor, issued: Issued | null): Promise<MfillResult> {
+  while (c.off < len) {
+    let step: Step;
+    let epoch: number;
+    let done: number | ErrnoError;
+    if (issued !== null) {
+      ({ step, epoch } = issued);
+      try {
+        await issued.ioctl;
+        done = step.len;
+      } catch (e) {
+        done = mfillFailure(e, issued.arg);
+      }
+      issued = null;
+    } else {
+      const planned = planStep(ctx, op, dst, len, c, o, r);
+      if (planned === null) continue;
+      step = planned;
+      epoch = ctx.eventEpoch;
+      if (step.op === "move" && step.protect) {
+        done = await moveProtected(ctx, step.at, step.len, srcAt(src, c.off), modeFor(step.op, step.protect, o), o);
+      } else {
+        // The ioctl awaited here rather than in a helper: one async frame per step.
+        const arg = mfillArg(ctx, step.op, step.at, step.len, srcAt(src, c.off), modeFor(step.op, step.protect, o));
+        try {
+          await ctx.proc.ioctl(ctx.fd, REQUEST[step.op], arg);
+          done = step.len;
+        } catch (e) {
+          done = mfillFailure(e, arg);
+        }
+      }
+    }
     if (typeof done === "number") {
       accountInstall(ctx, r, step.op, step.at, done, step.protect, step.staleBytes, o);
       c.off += done;
@@ -264,10 +341,10 @@ async function onError(ctx: UffdContext, err: ErrnoError, step: Step, epoch: num
   }
 }
 
-/** One step, plus the write-protect-after-move dance (UFFDIO_MOVE always maps writable in 6.18). */
-async function mfillStep(ctx: UffdContext, op: MfillOp, at: number, len: number, src: Uint8Array | number | null, protect: boolean, o: MfillOptions): Promise<number | ErrnoError> {
-  const done = await mfillIoctl(ctx, op, at, len, src, modeFor(op, protect, o));
-  if (op === "move" && protect && typeof done === "number") {
+/** A protected move: UFFDIO_MOVE always maps writable in 6.18, so a WRITEPROTECT (and the wake it held back) follows. */
+async function moveProtected(ctx: UffdContext, at: number, len: number, src: Uint8Array | number | null, mode: number, o: MfillOptions): Promise<number | ErrnoError> {
+  const done = await mfillIoctl(ctx, "move", at, len, src, mode);
+  if (typeof done === "number") {
     await writeProtect(ctx, at, done, true, false);
     if (!o.dontWake) await wake(ctx, at, done);
   }

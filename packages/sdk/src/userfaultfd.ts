@@ -41,7 +41,7 @@ import type { TypedEventEmitter } from "./emitter.ts";
 import type { RangeEvent, RemapEvent } from "./events.ts";
 import { DEFAULT_OPTIONAL_FEATURES, FEATURES, featureBits, featureNames, type FeatureName, modeBits, modeNames, type RegisterMode } from "./features.ts";
 import { Metrics, TRACE_EVENTS_MAX } from "./metrics.ts";
-import { abandon, mfill, type MfillOp, type MfillResult, wake, writeProtect } from "./ops.ts";
+import { abandon, type MfillOp, type MfillOptions, MfillResult, mfillNow, wake, writeProtect } from "./ops.ts";
 import type { PageSource } from "./page-source.ts";
 import { PAGE_STATE, RangeSet, type RegisteredRange } from "./ranges.ts";
 import { startReader } from "./reader.ts";
@@ -298,6 +298,9 @@ export interface RangeResult {
   /** No longer registered (ENOENT): woken and skipped. */
   readonly goneBytes: number;
 }
+
+/** The options of a range operation called without any (shared: a per-page copy allocates none). */
+const NO_OPTIONS: RangeOpOptions = Object.freeze({});
 
 function rangeResult(r: MfillResult): RangeResult {
   return { installedBytes: r.installed + r.zeroed, presentBytes: r.present, goneBytes: r.gone };
@@ -611,13 +614,13 @@ export class Userfaultfd {
    * @param src where they come from: bytes (a whole number of pages), or an address in the handling process.
    * @param len bytes; default the length of `src` (one page for an address).
    */
-  copy(dst: number, src: Uint8Array | number, len?: number, options: RangeOpOptions = {}): Promise<RangeResult> {
+  copy(dst: number, src: Uint8Array | number, len?: number, options: RangeOpOptions = NO_OPTIONS): Promise<RangeResult> {
     const n = len ?? (typeof src === "number" ? PAGE_SIZE : src.length);
     return this.#range("copy", dst, n, src, options);
   }
 
   /** UFFDIO_ZEROPAGE of [start, start+len) (in a write-protected range: zeroed copies that stay protected). */
-  zeropage(start: number, len: number, options: RangeOpOptions = {}): Promise<RangeResult> {
+  zeropage(start: number, len: number, options: RangeOpOptions = NO_OPTIONS): Promise<RangeResult> {
     return this.#range("zeropage", start, len, null, options);
   }
 
@@ -650,12 +653,19 @@ export class Userfaultfd {
     this.#e.settleCovered(start, start + len, "wp");
   }
 
-  async #range(op: MfillOp, dst: number, len: number, src: Uint8Array | number | null, o: RangeOpOptions, allowSrcHoles = false): Promise<RangeResult> {
+  // Not an async function: an operation the first ioctl did whole resolves with no async frame.
+  #range(op: MfillOp, dst: number, len: number, src: Uint8Array | number | null, o: RangeOpOptions, allowSrcHoles = false): Promise<RangeResult> {
     const e = this.#e;
-    const dontWake = dontWakeOf(o, op);
-    const protect = o.wp ?? (e.ranges.stateOf(dst) & PAGE_STATE.PROTECTED) !== 0;
-    const r = await mfill(e, op, dst, len, src, { protect, dontWake, sinceEpoch: e.eventEpoch, onRemoved: "zero", prefetch: false, allowSrcHoles });
-    return rangeResult(r);
+    let options: MfillOptions;
+    try {
+      const dontWake = dontWakeOf(o, op);
+      const protect = o.wp ?? (e.ranges.stateOf(dst) & PAGE_STATE.PROTECTED) !== 0;
+      options = { protect, dontWake, sinceEpoch: e.eventEpoch, onRemoved: "zero", prefetch: false, allowSrcHoles };
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const r = mfillNow(e, op, dst, len, src, options);
+    return r instanceof MfillResult ? Promise.resolve(rangeResult(r)) : r.then(rangeResult);
   }
 
   // --- page sources ---------------------------------------------------------------------------
