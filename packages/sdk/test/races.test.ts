@@ -126,6 +126,25 @@ describe("races, forced deterministically", () => {
     k.checkInvariants();
   });
 
+  it("a range copy or zeropage whose first page is present: EEXIST on the first ioctl, that page skipped, the rest installed (mm/userfaultfd.c: mfill_atomic() stops at -EEXIST with nothing done)", async () => {
+    const { k, p } = setup();
+    const uffd = await Userfaultfd.open(p);
+    const a = await anon(p, 8);
+    await uffd.register(a, 8 * PAGE_SIZE, "missing");
+    await uffd.copy(a, new Uint8Array(PAGE_SIZE).fill(0xee));
+    await uffd.copy(a + 4 * PAGE_SIZE, new Uint8Array(PAGE_SIZE).fill(0xdd));
+    const src = new Uint8Array(4 * PAGE_SIZE);
+    for (let i = 0; i < 4; i++) src.set(pageOf(i), i * PAGE_SIZE);
+    expect(await uffd.copy(a, src)).toEqual({ installedBytes: 3 * PAGE_SIZE, presentBytes: PAGE_SIZE, goneBytes: 0 });
+    expect(await uffd.zeropage(a + 4 * PAGE_SIZE, 4 * PAGE_SIZE)).toEqual({ installedBytes: 3 * PAGE_SIZE, presentBytes: PAGE_SIZE, goneBytes: 0 });
+    expect(uffd.metrics.snapshot().retries.partial).toBe(0);
+    const bytes = await p.mainThread.read(a, 8 * PAGE_SIZE);
+    for (const [i, fill] of [0xee, 0x41, 0x42, 0x43, 0xdd, 0, 0, 0].entries()) expect(bytes[i * PAGE_SIZE + 17]).toBe(fill);
+    expect(p.pagemap(a, 8).every((e) => e.present)).toBe(true);
+    await uffd.close();
+    k.checkInvariants();
+  });
+
   it("a handler exception SIGBUSes the faulting thread (policy sigbus, UFFD_FEATURE_SIGBUS semantics) and never reaches the kernel", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p);
