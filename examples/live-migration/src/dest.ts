@@ -16,7 +16,7 @@ import { frameStoreOf, guestPages, type MigrationConfig, type ProtocolLimits } f
 import { createPostcopyBackend, type PostcopyBackend } from "./dest-faults.ts";
 import { Endpoint, PeerProtocolError, PeerReportedError } from "./endpoint.ts";
 import { Guest, NOT_KNOWN, WriteLog } from "./guest.ts";
-import { KIND_NAMES, LatencyRecorder, nowEpochMs, Timeline, type LatencySummary, type OpsSample, type TimelineData, type VerificationResult } from "./metrics.ts";
+import { cpuMeter, KIND_NAMES, LatencyRecorder, nowEpochMs, type CpuTime, Timeline, type LatencySummary, type OpsSample, type TimelineData, type VerificationResult } from "./metrics.ts";
 import { DestProtocol, frameName, isZeroInRun, MAX_JSON_PAYLOAD, ProtocolViolation, type DeviceState, type Hello, type PageFrame, type PagesFrame } from "./protocol-state.ts";
 import { encodeFrame, FRAME, FrameBufferPool, HEADER_SIZE, MAX_RUN_PAGES, PAGE_KIND, ProtocolError, zeroBitmapBytes, type Frame } from "./protocol.ts";
 import { parseHeader, UNPOPULATED, wordsOf } from "./pages.ts";
@@ -95,6 +95,8 @@ export interface DestMetrics {
   preempt: boolean;
   /** Peak resident memory of this process. */
   maxRssBytes?: number;
+  /** This process's CPU time from the source's HELLO to sending DONE. */
+  cpu?: CpuTime;
 }
 
 export class MigrationDestination {
@@ -137,6 +139,8 @@ export class MigrationDestination {
   readonly #framePool = new FrameBufferPool(HEADER_SIZE + zeroBitmapBytes(MAX_RUN_PAGES) + MAX_RUN_PAGES * 4096);
   /** Our own failure (not the peer's), when that is what ended the migration. */
   #localError: string | null = null;
+  /** CPU time since the source's HELLO (set when it arrives). */
+  #cpu: (() => CpuTime) | null = null;
 
   private constructor(config: MigrationConfig, guest: Guest, hooks: DestHooks, token: string) {
     this.#config = config;
@@ -407,6 +411,7 @@ export class MigrationDestination {
 
   async #onHello(h: Hello): Promise<void> {
     this.#trace.start();
+    this.#cpu = cpuMeter();
     this.#m.helloEpochMs = nowEpochMs();
     this.#m.virtualNs.hello = this.#guest.virtualNs;
     // The source's start time aligns both sides' charts; a clock that is off by more than the run
@@ -586,6 +591,7 @@ export class MigrationDestination {
     this.#phase = "running";
     this.#m.completeEpochMs = nowEpochMs();
     this.#m.virtualNs.complete = this.#guest.virtualNs;
+    if (this.#cpu !== null) this.#m.cpu = this.#cpu();
     const ep = this.#ep!;
     ep.link.send(encodeFrame(FRAME.DONE, 0, 0, 0));
     ep.finish();

@@ -311,6 +311,7 @@ function buildResult(config: MigrationConfig, startEpochMs: number, s: SourceMet
     guestDowntimeMs: d.firstProgressEpochMs > 0 ? d.firstProgressEpochMs - d.sourcePauseEpochMs : downtimeMs,
     faultBlockedMs: (d.faults.meanUs * d.faults.count) / 1000,
     hostMemory: { sourceMaxRssBytes: s.maxRssBytes ?? 0, destinationMaxRssBytes: d.maxRssBytes ?? 0, guestBytes: config.memoryBytes },
+    ...(s.cpu !== undefined && d.cpu !== undefined ? { hostCpu: { source: s.cpu, destination: d.cpu } } : {}),
     transport: {
       preempt: s.preempt,
       sendBufferBytes: sendBufferBytes(config.link),
