@@ -27,6 +27,7 @@ import { loadavg } from "node:os";
 import { pathToFileURL } from "node:url";
 import { DEFAULT_CONFIG, formatBytes, FRAME_STORES, makeConfig, parseSize, STRATEGIES, type FrameStoreChoice, type Strategy } from "./config.ts";
 import type { LinkShape } from "./link.ts";
+import type { CpuTime } from "./metrics.ts";
 import { runMigration } from "./orchestrator.ts";
 
 export interface Limits {
@@ -61,7 +62,26 @@ export interface MigrationBenchRow {
   receiverBound: boolean;
   sourceMaxRssBytes: number | null;
   destMaxRssBytes: number | null;
+  /**
+   * CPU seconds each process used per GiB of guest migrated (all of its threads; the source from
+   * the start of the migration to DONE, the destination from HELLO to DONE), user and system
+   * separately; null when a side did not report it. Less moved by other load than wall time.
+   */
+  sourceCpuPerGiB: CpuPerGiB | null;
+  destCpuPerGiB: CpuPerGiB | null;
   error: string | null;
+}
+
+/** CPU seconds per GiB of guest: user and system (kernel) time. */
+export interface CpuPerGiB {
+  user: number;
+  system: number;
+}
+
+function cpuPerGiB(cpu: CpuTime | undefined, memoryBytes: number): CpuPerGiB | null {
+  if (cpu === undefined) return null;
+  const gib = memoryBytes / 2 ** 30;
+  return { user: cpu.userMs / 1000 / gib, system: cpu.systemMs / 1000 / gib };
 }
 
 /** memcpy into fresh memory: `bytes` (in 1 MiB copies) into a buffer nobody has touched. */
@@ -170,6 +190,8 @@ export async function benchMigration(memoryBytes: number, strategy: Strategy, li
     receiverBound: false,
     sourceMaxRssBytes: null,
     destMaxRssBytes: null,
+    sourceCpuPerGiB: null,
+    destCpuPerGiB: null,
     error: null,
   };
   try {
@@ -186,6 +208,8 @@ export async function benchMigration(memoryBytes: number, strategy: Strategy, li
     row.receiverBound = r.transport?.receiverBound ?? false;
     row.sourceMaxRssBytes = r.hostMemory?.sourceMaxRssBytes ?? null;
     row.destMaxRssBytes = r.hostMemory?.destinationMaxRssBytes ?? null;
+    row.sourceCpuPerGiB = cpuPerGiB(r.hostCpu?.source, memoryBytes);
+    row.destCpuPerGiB = cpuPerGiB(r.hostCpu?.destination, memoryBytes);
   } catch (e) {
     row.error = e instanceof Error ? e.message.split("\n")[0]! : String(e);
   }
@@ -201,18 +225,19 @@ export function formatBenchTable(limits: Limits, rows: readonly MigrationBenchRo
   const lines = [
     `limits measured in the same run${n > 1 ? `, median of ${n} measurements interleaved with the migrations (range)` : ""}: memcpy into fresh memory ${mb(limits.memcpyFreshBytesPerSec)}${range(limits.samples?.memcpyFreshBytesPerSec)}, loopback TCP between two Node processes ${mb(limits.loopbackTcpBytesPerSec)}${range(limits.samples?.loopbackTcpBytesPerSec)}${load}`,
     "",
-    `| guest | strategy | link | frame store |${flags ? " child flags |" : ""} total | throughput | vs loopback TCP | downtime (protocol / guest) | fault p50 / p99 | receiver-bound | max RSS source / dest |`,
-    `|---|---|---|---|${flags ? "---|" : ""}---|---|---|---|---|---|---|`,
+    `| guest | strategy | link | frame store |${flags ? " child flags |" : ""} total | throughput | vs loopback TCP | downtime (protocol / guest) | fault p50 / p99 | receiver-bound | max RSS source / dest | CPU s per GiB, user + sys: source / dest |`,
+    `|---|---|---|---|${flags ? "---|" : ""}---|---|---|---|---|---|---|---|`,
   ];
   for (const r of rows) {
     const head = `| ${formatBytes(r.memoryBytes)} | ${r.strategy} | ${r.link} | ${r.frameStore} |${flags ? ` ${r.childFlags || "(none)"} |` : ""}`;
     if (r.error !== null) {
-      lines.push(`${head} failed: ${r.error} | | | | | | |`);
+      lines.push(`${head} failed: ${r.error} | | | | | | | |`);
       continue;
     }
     const rss = (b: number | null): string => (b === null ? "-" : formatBytes(b));
+    const cpu = (c: CpuPerGiB | null): string => (c === null ? "-" : `${c.user.toFixed(2)} + ${c.system.toFixed(2)}`);
     lines.push(
-      `${head} ${(r.totalTimeMs / 1000).toFixed(2)} s | ${mb(r.bytesPerSec)} | ${(100 * r.vsLoopbackTcp).toFixed(0)}% | ${r.downtimeMs.toFixed(0)} / ${r.guestDowntimeMs?.toFixed(0) ?? "-"} ms | ${(r.faultP50Us / 1000).toFixed(1)} / ${(r.faultP99Us / 1000).toFixed(1)} ms | ${r.receiverBound ? "yes" : "no"} | ${rss(r.sourceMaxRssBytes)} / ${rss(r.destMaxRssBytes)} |`,
+      `${head} ${(r.totalTimeMs / 1000).toFixed(2)} s | ${mb(r.bytesPerSec)} | ${(100 * r.vsLoopbackTcp).toFixed(0)}% | ${r.downtimeMs.toFixed(0)} / ${r.guestDowntimeMs?.toFixed(0) ?? "-"} ms | ${(r.faultP50Us / 1000).toFixed(1)} / ${(r.faultP99Us / 1000).toFixed(1)} ms | ${r.receiverBound ? "yes" : "no"} | ${rss(r.sourceMaxRssBytes)} / ${rss(r.destMaxRssBytes)} | ${cpu(r.sourceCpuPerGiB)} / ${cpu(r.destCpuPerGiB)} |`,
     );
   }
   return lines.join("\n");
@@ -230,11 +255,12 @@ export function formatRepeatSummary(rows: readonly MigrationBenchRow[]): string 
     groups.set(key, [...(groups.get(key) ?? []), r]);
   }
   if (![...groups.values()].some((g) => g.length > 1)) return "";
+  const total = (cs: Array<CpuPerGiB | null>): number[] => cs.filter((c) => c !== null).map((c) => c.user + c.system);
   const fmt = (xs: number[], f: (x: number) => string): string => (xs.length === 0 ? "-" : `${f(median(xs))} (${f(Math.min(...xs))}-${f(Math.max(...xs))})`);
   const flags = rows.some((r) => r.childFlags !== undefined);
   const lines = [
-    `| guest | strategy | link | frame store |${flags ? " child flags |" : ""} runs ok | throughput, median (range) | vs loopback TCP | fault p50 | fault p99 |`,
-    `|---|---|---|---|${flags ? "---|" : ""}---|---|---|---|---|`,
+    `| guest | strategy | link | frame store |${flags ? " child flags |" : ""} runs ok | throughput, median (range) | vs loopback TCP | fault p50 | fault p99 | CPU s per GiB, source | CPU s per GiB, dest |`,
+    `|---|---|---|---|${flags ? "---|" : ""}---|---|---|---|---|---|---|`,
   ];
   for (const [key, g] of groups) {
     const ok = g.filter((r) => r.error === null);
@@ -251,7 +277,7 @@ export function formatRepeatSummary(rows: readonly MigrationBenchRow[]): string 
       )} ms | ${fmt(
         ok.map((r) => r.faultP99Us),
         (x) => (x / 1000).toFixed(1),
-      )} ms |`,
+      )} ms | ${fmt(total(ok.map((r) => r.sourceCpuPerGiB)), (x) => x.toFixed(2))} | ${fmt(total(ok.map((r) => r.destCpuPerGiB)), (x) => x.toFixed(2))} |`,
     );
   }
   return lines.join("\n");

@@ -10,18 +10,20 @@
  * (past its limit the socket is paused), so DISCARD happens before the postcopy registration and
  * every page of a precopy stream is in place before DEVICE_STATE.
  */
-import { createServer, type Server, type Socket } from "node:net";
+import { once } from "node:events";
+import { connect, createServer, type Server, type Socket } from "node:net";
 import type { Fallback } from "@uffd/sdk";
 import { frameStoreOf, guestPages, type MigrationConfig, type ProtocolLimits } from "./config.ts";
 import { createPostcopyBackend, type PostcopyBackend } from "./dest-faults.ts";
 import { Endpoint, PeerProtocolError, PeerReportedError } from "./endpoint.ts";
 import { Guest, NOT_KNOWN, WriteLog } from "./guest.ts";
-import { KIND_NAMES, LatencyRecorder, nowEpochMs, Timeline, type LatencySummary, type OpsSample, type TimelineData, type VerificationResult } from "./metrics.ts";
+import { cpuMeter, KIND_NAMES, LatencyRecorder, nowEpochMs, type CpuTime, Timeline, type LatencySummary, type OpsSample, type TimelineData, type VerificationResult } from "./metrics.ts";
 import { DestProtocol, frameName, isZeroInRun, MAX_JSON_PAYLOAD, ProtocolViolation, type DeviceState, type Hello, type PageFrame, type PagesFrame } from "./protocol-state.ts";
-import { encodeFrame, FRAME, FrameBufferPool, HEADER_SIZE, MAX_RUN_PAGES, PAGE_KIND, ProtocolError, zeroBitmapBytes, type Frame } from "./protocol.ts";
-import { parseHeader, UNPOPULATED, wordsOf } from "./pages.ts";
+import { encodeFrame, encodeJson, encodePagesFrame, FRAME, FrameBufferPool, FrameReader, HEADER_SIZE, MAX_RUN_PAGES, PAGE_KIND, PAGE_ZERO, PROTOCOL_VERSION, ProtocolError, zeroBitmapBytes, type Frame } from "./protocol.ts";
+import { fillInitialPage, parseHeader, UNPOPULATED, wordsOf } from "./pages.ts";
 import { verifyGuest } from "./verify.ts";
-import { Workload } from "./workload.ts";
+import { initialWorkloadState, Workload } from "./workload.ts";
+import { PAGE_SIZE } from "@uffd/kernel/uapi";
 import { HopTracer } from "./trace.ts";
 import { TimeSlice } from "./yield.ts";
 
@@ -34,6 +36,35 @@ import { TimeSlice } from "./yield.ts";
  */
 const FED_QUEUE_BYTES = 256 * 1024;
 const READ_PER_TURN_FED = 256 * 1024;
+
+/**
+ * The scratch guest the destination rehearses a migration into before the source connects (see
+ * MigrationDestination.rehearse): 16 MiB, REHEARSAL_ROUNDS times.
+ */
+const REHEARSAL_PAGES = 4096;
+const REHEARSAL_ROUNDS = 4;
+/**
+ * Guests from this size on get the rehearsal (256 MiB): a smaller guest's transfer is short next
+ * to the rehearsal itself. LM_REHEARSAL=0 turns it off, LM_REHEARSAL=1 forces it (A/B runs, tests).
+ */
+const REHEARSAL_MIN_GUEST_PAGES = 65536;
+
+/** What MigrationDestination.rehearse() did. */
+export interface RehearsalSummary {
+  /** Pages migrated (the scratch guest's pages times the rounds). */
+  pages: number;
+  /** Missing faults of the scratch guests' workload. */
+  faults: number;
+  /** Wall-clock ms it took. */
+  ms: number;
+}
+
+function rehearsalWanted(pages: number): boolean {
+  const env = process.env["LM_REHEARSAL"];
+  if (env === "0") return false;
+  if (env === "1") return true;
+  return pages >= REHEARSAL_MIN_GUEST_PAGES;
+}
 
 export type DestPhase = "waiting" | "precopy" | "postcopy" | "running" | "failed";
 
@@ -95,6 +126,108 @@ export interface DestMetrics {
   preempt: boolean;
   /** Peak resident memory of this process. */
   maxRssBytes?: number;
+  /** This process's CPU time from the source's HELLO to sending DONE. */
+  cpu?: CpuTime;
+  /** The rehearsal on a scratch guest before the source connected (null: none, the guest is small). */
+  rehearsal?: RehearsalSummary | null;
+}
+
+/**
+ * The source side of MigrationDestination.rehearse(): a postcopy migration of `pages` pages of
+ * the content model's initial bytes (every fourth page zero), sent as the real source sends it,
+ * with every REQUEST answered on the preempt connection until COMPLETE. Resolves at DONE.
+ */
+async function scriptedPostcopySource(port: number, token: string, seed: number, pages: number, workload: MigrationConfig["workload"]): Promise<void> {
+  const open = async (): Promise<{ socket: Socket; next: () => Promise<Frame | null> }> => {
+    const socket = connect({ host: "127.0.0.1", port });
+    socket.setNoDelay(true);
+    await once(socket, "connect");
+    const reader = new FrameReader(MAX_JSON_PAYLOAD);
+    const frames: Frame[] = [];
+    let waiter: ((f: Frame | null) => void) | null = null;
+    let closed = false;
+    const wake = (): void => {
+      const w = waiter;
+      if (w === null || (frames.length === 0 && !closed)) return;
+      waiter = null;
+      w(frames.shift() ?? null);
+    };
+    socket.on("data", (chunk: Buffer) => {
+      for (const f of reader.push(chunk)) frames.push(f.payload.byteLength > 0 ? { ...f, payload: f.payload.slice() } : f);
+      wake();
+    });
+    socket.on("close", () => {
+      closed = true;
+      wake();
+    });
+    socket.on("error", () => {});
+    // The next frame the destination sent, or null once the connection is closed.
+    const next = (): Promise<Frame | null> =>
+      new Promise((resolve) => {
+        waiter = resolve;
+        wake();
+      });
+    return { socket, next };
+  };
+  const expect = async (c: { next: () => Promise<Frame | null> }, type: number): Promise<void> => {
+    for (;;) {
+      const f = await c.next();
+      if (f === null) throw new Error(`the rehearsal's destination closed the connection before ${frameName(type)}`);
+      if (f.type === type) return;
+    }
+  };
+  const write = (socket: Socket, parts: readonly Uint8Array[]): boolean => {
+    let ok = true;
+    for (const part of parts) ok = socket.write(part);
+    return ok;
+  };
+  const page = (p: number): Uint8Array | null => {
+    if (p % 4 === 3) return null;
+    const bytes = new Uint8Array(PAGE_SIZE);
+    fillInitialPage(wordsOf(bytes), seed, p);
+    return bytes;
+  };
+  const hello: Hello = { version: PROTOCOL_VERSION, pages, seed, strategy: "postcopy", startEpochMs: nowEpochMs(), token, channel: "main", preempt: true };
+  const main = await open();
+  write(main.socket, encodeJson(FRAME.HELLO, hello));
+  await expect(main, FRAME.HELLO_ACK);
+  const pre = await open();
+  write(pre.socket, encodeJson(FRAME.HELLO, { ...hello, channel: "preempt", preempt: false }));
+  await expect(pre, FRAME.HELLO_ACK);
+  let completeSent = false;
+  let demand = 0;
+  const answered = new Uint8Array(pages);
+  // Requests: each answered once with its page on the preempt connection, until COMPLETE.
+  const serve = (async () => {
+    for (;;) {
+      const f = await pre.next();
+      if (f === null) return;
+      if (f.type !== FRAME.REQUEST || completeSent || answered[f.page] === 1) continue;
+      answered[f.page] = 1;
+      const data = page(f.page);
+      write(pre.socket, encodeFrame(FRAME.PAGE, PAGE_KIND.DEMAND | (data === null ? PAGE_ZERO : 0), f.page, 0, data ?? undefined));
+      demand++;
+    }
+  })();
+  const state: DeviceState = { mode: "postcopy", workload: initialWorkloadState(seed, pages, Math.max(1, pages >>> 4), workload), pauseEpochMs: nowEpochMs() };
+  write(main.socket, encodeJson(FRAME.DEVICE_STATE, state));
+  for (let first = 0; first < pages; first += MAX_RUN_PAGES) {
+    const n = Math.min(MAX_RUN_PAGES, pages - first);
+    const zeroBits = new Uint32Array((n + 31) >>> 5);
+    const data: Uint8Array[] = [];
+    for (let i = 0; i < n; i++) {
+      const bytes = page(first + i);
+      if (bytes === null) zeroBits[i >>> 5]! |= 1 << (i & 31);
+      else data.push(bytes);
+    }
+    if (!write(main.socket, encodePagesFrame(PAGE_KIND.BACKGROUND, first, n, zeroBits, data))) await once(main.socket, "drain");
+  }
+  completeSent = true;
+  write(main.socket, encodeFrame(FRAME.COMPLETE, 0, demand, pages));
+  await expect(main, FRAME.DONE);
+  main.socket.end();
+  pre.socket.end();
+  await serve;
 }
 
 export class MigrationDestination {
@@ -137,6 +270,8 @@ export class MigrationDestination {
   readonly #framePool = new FrameBufferPool(HEADER_SIZE + zeroBitmapBytes(MAX_RUN_PAGES) + MAX_RUN_PAGES * 4096);
   /** Our own failure (not the peer's), when that is what ended the migration. */
   #localError: string | null = null;
+  /** CPU time since the source's HELLO (set when it arrives). */
+  #cpu: (() => CpuTime) | null = null;
 
   private constructor(config: MigrationConfig, guest: Guest, hooks: DestHooks, token: string) {
     this.#config = config;
@@ -157,7 +292,52 @@ export class MigrationDestination {
     // source boots, not by the first UFFDIO_COPY into each page during the transfer (QEMU's
     // destination preallocates too). The compact store (the default) keeps no bytes to touch.
     const guest = await Guest.create({ seed: config.seed, pages: guestPages(config), frameStore: frameStoreOf(config), prealloc: true, release: config.kernel.destination }, "destination");
-    return new MigrationDestination(config, guest, hooks, token);
+    const rehearsal = rehearsalWanted(guest.pages) ? await MigrationDestination.rehearse(config) : null;
+    // The scratch guests are garbage now: collect them here, not in the middle of the transfer
+    // (the children run with --expose-gc; elsewhere V8 collects them when it sees fit).
+    if (rehearsal !== null) (globalThis as { gc?: () => void }).gc?.();
+    const dest = new MigrationDestination(config, guest, hooks, token);
+    dest.#m.rehearsal = rehearsal;
+    return dest;
+  }
+
+  /**
+   * Rehearses a postcopy migration before the source connects, so that V8 has compiled the
+   * receive and install path (socket reads, frame reassembly, the protocol checks, the install
+   * queue, range UFFDIO_COPY / ZEROPAGE through the SDK and the kernel's mfill path, the fault
+   * path with its REQUEST and demand page, the guest's workload) before the migration's first
+   * byte arrives instead of during the transfer. A scratch destination, with a guest and a
+   * simulated kernel of its own (`pages` pages), takes a postcopy migration over loopback TCP
+   * from a scripted source in this process: HELLO on both connections, DEVICE_STATE, every page
+   * in the source's 64-page PAGES runs (a quarter of them zero pages), each REQUEST answered on
+   * the preempt connection, COMPLETE; then it is disposed. `rounds` times. The real guest and its
+   * kernel are not touched. Like preallocation, it runs while the source boots.
+   */
+  static async rehearse(config: MigrationConfig, pages = REHEARSAL_PAGES, rounds = REHEARSAL_ROUNDS): Promise<RehearsalSummary> {
+    const t0 = performance.now();
+    const summary: RehearsalSummary = { pages: 0, faults: 0, ms: 0 };
+    for (let round = 0; round < rounds; round++) {
+      const token = `rehearsal-${round}`;
+      const guest = await Guest.create({ seed: config.seed, pages, frameStore: frameStoreOf(config), prealloc: true, release: config.kernel.destination }, "rehearsal");
+      let done!: () => void;
+      let failed!: (e: Error) => void;
+      const finished = new Promise<void>((resolve, reject) => {
+        done = resolve;
+        failed = reject;
+      });
+      const hooks: DestHooks = { progress: () => {}, resumed: () => {}, complete: () => done(), failed: (m) => failed(new Error(`the rehearsal failed: ${m}`)) };
+      const d = new MigrationDestination(config, guest, hooks, token);
+      try {
+        const port = await d.listen();
+        await Promise.all([scriptedPostcopySource(port, token, config.seed, pages, config.workload), finished]);
+        summary.pages += pages;
+        summary.faults += d.#faultCount;
+      } finally {
+        await d.dispose();
+      }
+    }
+    summary.ms = performance.now() - t0;
+    return summary;
   }
 
   get phase(): DestPhase {
@@ -407,6 +587,7 @@ export class MigrationDestination {
 
   async #onHello(h: Hello): Promise<void> {
     this.#trace.start();
+    this.#cpu = cpuMeter();
     this.#m.helloEpochMs = nowEpochMs();
     this.#m.virtualNs.hello = this.#guest.virtualNs;
     // The source's start time aligns both sides' charts; a clock that is off by more than the run
@@ -586,6 +767,7 @@ export class MigrationDestination {
     this.#phase = "running";
     this.#m.completeEpochMs = nowEpochMs();
     this.#m.virtualNs.complete = this.#guest.virtualNs;
+    if (this.#cpu !== null) this.#m.cpu = this.#cpu();
     const ep = this.#ep!;
     ep.link.send(encodeFrame(FRAME.DONE, 0, 0, 0));
     ep.finish();

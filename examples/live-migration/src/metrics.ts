@@ -183,6 +183,45 @@ export interface MigrationResult {
   transport?: TransportSummary;
   /** Peak resident memory of each process (its simulated kernel and guest included). */
   hostMemory?: { sourceMaxRssBytes: number; destinationMaxRssBytes: number; guestBytes: number };
+  /** CPU time of each process during the migration (see CpuTime; absent in older reports). */
+  hostCpu?: { source: CpuTime; destination: CpuTime };
+}
+
+/**
+ * CPU time one process used in a stretch of the migration, from process.cpuUsage() and
+ * process.resourceUsage(): every thread of the process (V8's helper threads too), user and kernel
+ * time separately. The source counts from the start of migrate() to the destination's DONE, the
+ * destination from the source's HELLO to sending DONE.
+ */
+export interface CpuTime {
+  userMs: number;
+  systemMs: number;
+  /** Wall-clock ms of the same stretch. */
+  wallMs: number;
+  /** Host page faults that needed no I/O (first touches of memory) in the stretch. */
+  minorFaults: number;
+  /** Context switches: the process waited (voluntary), or was preempted (involuntary). */
+  voluntarySwitches: number;
+  involuntarySwitches: number;
+}
+
+/** Starts measuring this process's CPU time; the returned function gives the time used since. */
+export function cpuMeter(): () => CpuTime {
+  const cpu0 = process.cpuUsage();
+  const r0 = process.resourceUsage();
+  const t0 = performance.now();
+  return () => {
+    const d = process.cpuUsage(cpu0);
+    const r = process.resourceUsage();
+    return {
+      userMs: d.user / 1000,
+      systemMs: d.system / 1000,
+      wallMs: performance.now() - t0,
+      minorFaults: r.minorPageFault - r0.minorPageFault,
+      voluntarySwitches: r.voluntaryContextSwitches - r0.voluntaryContextSwitches,
+      involuntarySwitches: r.involuntaryContextSwitches - r0.involuntaryContextSwitches,
+    };
+  };
 }
 
 /** How the bytes travelled, and what bounded them. */

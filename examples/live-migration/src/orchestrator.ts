@@ -58,8 +58,11 @@ const EXIT_GRACE_MS = 2_000;
  * them, and a demand request or page then waits for its process to get one back. With a single
  * worker the unlimited link's fault p99 was lower in 6 of 8 alternating pairs, throughput the same
  * (docs/benchmarks.md, "The unlimited link's fault tail").
+ *
+ * `--expose-gc`: the destination collects the scratch guests of its rehearsal (see
+ * MigrationDestination.rehearse) before it reports ready, not during the transfer.
  */
-const CHILD_V8_FLAGS = ["--initial-old-space-size=128", "--v8-pool-size=1"];
+const CHILD_V8_FLAGS = ["--initial-old-space-size=128", "--v8-pool-size=1", "--expose-gc"];
 /**
  * Extra node flags for both children (after CHILD_V8_FLAGS), e.g.
  * LM_CHILD_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof"; read at each fork, so a bench can try
@@ -272,6 +275,7 @@ function buildResult(config: MigrationConfig, startEpochMs: number, s: SourceMet
       ),
       ...s.notes,
       ...(d.postcopyMethod !== null ? [`postcopy faults: ${d.postcopyMethod}`] : []),
+      ...(d.rehearsal ? [`the destination rehearsed its install path on a scratch guest before the source connected (${d.rehearsal.pages} pages, ${Math.round(d.rehearsal.ms)} ms)`] : []),
       `frame store: ${config.frameStore} on both sides (${config.frameStore === "compact" ? "pages the content model generates cost no 4 KiB of host memory" : "4 KiB of host memory per written page"})`,
       ...(config.strategy !== "precopy" ? [s.preempt ? "postcopy-preempt: demand requests and pages on their own connection" : "single stream: demand pages queue behind the bulk connection's send buffer"] : []),
       ...(receiverBound ? [`the destination, not the link, bounded throughput (the bulk socket refused data for ${Math.round(s.linkBlockedMs)} ms)`] : []),
@@ -311,6 +315,7 @@ function buildResult(config: MigrationConfig, startEpochMs: number, s: SourceMet
     guestDowntimeMs: d.firstProgressEpochMs > 0 ? d.firstProgressEpochMs - d.sourcePauseEpochMs : downtimeMs,
     faultBlockedMs: (d.faults.meanUs * d.faults.count) / 1000,
     hostMemory: { sourceMaxRssBytes: s.maxRssBytes ?? 0, destinationMaxRssBytes: d.maxRssBytes ?? 0, guestBytes: config.memoryBytes },
+    ...(s.cpu !== undefined && d.cpu !== undefined ? { hostCpu: { source: s.cpu, destination: d.cpu } } : {}),
     transport: {
       preempt: s.preempt,
       sendBufferBytes: sendBufferBytes(config.link),

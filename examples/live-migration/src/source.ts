@@ -18,7 +18,7 @@ import { frameStoreOf, guestPages, type MigrationConfig } from "./config.ts";
 import { createDirtyTracker, type DirtyTracker, type TrackingMethod } from "./dirty-tracking.ts";
 import { Endpoint } from "./endpoint.ts";
 import { Guest, type WriteLog } from "./guest.ts";
-import { nowEpochMs, type OpsSample, type RoundInfo } from "./metrics.ts";
+import { cpuMeter, nowEpochMs, type CpuTime, type OpsSample, type RoundInfo } from "./metrics.ts";
 import { isZeroPage } from "./pages.ts";
 import { MAX_JSON_PAYLOAD, ProtocolViolation, SourceProtocol, type DeviceState, type Hello } from "./protocol-state.ts";
 import { DISCARD_AT_SWITCHOVER, encodeFrame, encodeJson, encodePageList, encodePagesFrame, FRAME, FrameBufferPool, MAX_RUN_PAGES, PAGE_KIND, PAGE_ZERO, PROTOCOL_VERSION, type Frame, type PageKind } from "./protocol.ts";
@@ -62,6 +62,8 @@ export interface SourceMetrics {
   demandQueuedAhead: QueuedAhead;
   /** Peak resident memory of this process. */
   maxRssBytes?: number;
+  /** This process's CPU time from the start of migrate() to the destination's DONE. */
+  cpu?: CpuTime;
 }
 
 /** What demand pages waited behind, in bytes and in link time (the shaper's model). */
@@ -218,6 +220,7 @@ export class MigrationSource {
     const m = this.#m;
     const limits = this.#config.protocol;
     m.startEpochMs = startEpochMs;
+    const cpu = cpuMeter();
     this.#trace.start();
     m.virtualNs.start = this.#guest.virtualNs;
     const sampler = setInterval(() => this.#sampleOps(), 50);
@@ -242,6 +245,7 @@ export class MigrationSource {
       if (this.#config.strategy === "postcopy") await this.#switchToPostcopy(null, new Uint32Array(0));
       else await this.#precopyPhase();
       await ep.waitFor(FRAME.DONE, limits.phaseTimeoutMs, "the destination's DONE");
+      m.cpu = cpu();
       ep.finish();
       this.#preemptEp?.finish();
       m.endEpochMs = nowEpochMs();

@@ -21,6 +21,8 @@ const row: MigrationBenchRow = {
   receiverBound: true,
   sourceMaxRssBytes: 993 * 1024 ** 2,
   destMaxRssBytes: 1.2 * 1024 ** 3,
+  sourceCpuPerGiB: { user: 1.5, system: 0.75 },
+  destCpuPerGiB: { user: 2.125, system: 1.25 },
   error: null,
 };
 
@@ -31,9 +33,15 @@ describe("formatBenchTable", () => {
     const lines = text.split("\n");
     expect(lines[0]).toBe("limits measured in the same run: memcpy into fresh memory 1800 MB/s, loopback TCP between two Node processes 500 MB/s; load average 3.2 at the start, 4.5 at the end");
     expect(lines[2]).toMatch(/^\| guest \| strategy \| link \| frame store \| total \|/);
-    expect(lines[4]).toBe("| 1.0 GiB | postcopy | unlimited | flat | 2.00 s | 300 MB/s | 60% | 8 / 44 ms | 8.4 / 39.2 ms | yes | 993 MiB / 1.2 GiB |");
-    expect(lines[5]).toBe("| 1.0 GiB | postcopy | unlimited | compact | failed: timed out | | | | | | |");
+    expect(lines[4]).toBe("| 1.0 GiB | postcopy | unlimited | flat | 2.00 s | 300 MB/s | 60% | 8 / 44 ms | 8.4 / 39.2 ms | yes | 993 MiB / 1.2 GiB | 1.50 + 0.75 / 2.13 + 1.25 |");
+    expect(lines[5]).toBe("| 1.0 GiB | postcopy | unlimited | compact | failed: timed out | | | | | | | |");
     expect(lines[4]!.split("|")).toHaveLength(lines[2]!.split("|").length);
+    expect(lines[5]!.split("|")).toHaveLength(lines[2]!.split("|").length);
+  });
+
+  it("prints a dash for a side that reported no CPU time", () => {
+    const text = formatBenchTable({ memcpyFreshBytesPerSec: 1e9, loopbackTcpBytesPerSec: 1e9 }, [{ ...row, destCpuPerGiB: null }]);
+    expect(text.split("\n")[4]).toMatch(/\| 1\.50 \+ 0\.75 \/ - \|$/);
   });
 
   it("leaves the load average out when the limits do not carry one", () => {
@@ -95,15 +103,15 @@ describe("formatRepeatSummary", () => {
   it("gives each repeated configuration's completed runs, median and range", () => {
     const rows: MigrationBenchRow[] = [
       row,
-      { ...row, bytesPerSec: 500e6, vsLoopbackTcp: 1.0, faultP50Us: 4000, faultP99Us: 20_000 },
-      { ...row, bytesPerSec: 400e6, vsLoopbackTcp: 0.8, faultP50Us: 5000, faultP99Us: 30_000 },
+      { ...row, bytesPerSec: 500e6, vsLoopbackTcp: 1.0, faultP50Us: 4000, faultP99Us: 20_000, destCpuPerGiB: { user: 3, system: 1 } },
+      { ...row, bytesPerSec: 400e6, vsLoopbackTcp: 0.8, faultP50Us: 5000, faultP99Us: 30_000, destCpuPerGiB: null },
       { ...row, ok: false, error: "timed out" },
       { ...row, link: "default" },
     ];
     const lines = formatRepeatSummary(rows).split("\n");
     expect(lines).toHaveLength(4);
-    expect(lines[2]).toBe("| 1.0 GiB | postcopy | unlimited | flat | 3 of 4 | 400 (300-500) MB/s | 80 (60-100) % | 5.0 (4.0-8.4) ms | 30.0 (20.0-39.2) ms |");
-    expect(lines[3]).toBe("| 1.0 GiB | postcopy | default | flat | 1 of 1 | 300 (300-300) MB/s | 60 (60-60) % | 8.4 (8.4-8.4) ms | 39.2 (39.2-39.2) ms |");
+    expect(lines[2]).toBe("| 1.0 GiB | postcopy | unlimited | flat | 3 of 4 | 400 (300-500) MB/s | 80 (60-100) % | 5.0 (4.0-8.4) ms | 30.0 (20.0-39.2) ms | 2.25 (2.25-2.25) | 3.69 (3.38-4.00) |");
+    expect(lines[3]).toBe("| 1.0 GiB | postcopy | default | flat | 1 of 1 | 300 (300-300) MB/s | 60 (60-60) % | 8.4 (8.4-8.4) ms | 39.2 (39.2-39.2) ms | 2.25 (2.25-2.25) | 3.38 (3.38-3.38) |");
     expect(lines[2]!.split("|")).toHaveLength(lines[0]!.split("|").length);
   });
 });
@@ -114,13 +122,13 @@ describe("child flags A/B", () => {
     const b: MigrationBenchRow = { ...row, childFlags: "--single-threaded-gc", bytesPerSec: 400e6, vsLoopbackTcp: 0.8 };
     const lines = formatBenchTable({ memcpyFreshBytesPerSec: 1e9, loopbackTcpBytesPerSec: 5e8 }, [a, b, { ...b, error: "timed out" }]).split("\n");
     expect(lines[2]).toMatch(/^\| guest \| strategy \| link \| frame store \| child flags \| total \|/);
-    expect(lines[4]).toBe("| 1.0 GiB | postcopy | unlimited | flat | (none) | 2.00 s | 300 MB/s | 60% | 8 / 44 ms | 8.4 / 39.2 ms | yes | 993 MiB / 1.2 GiB |");
+    expect(lines[4]).toBe("| 1.0 GiB | postcopy | unlimited | flat | (none) | 2.00 s | 300 MB/s | 60% | 8 / 44 ms | 8.4 / 39.2 ms | yes | 993 MiB / 1.2 GiB | 1.50 + 0.75 / 2.13 + 1.25 |");
     expect(lines[5]).toMatch(/^\| 1\.0 GiB \| postcopy \| unlimited \| flat \| --single-threaded-gc \| 2\.00 s \| 400 MB\/s \| 80% \|/);
-    expect(lines[6]).toBe("| 1.0 GiB | postcopy | unlimited | flat | --single-threaded-gc | failed: timed out | | | | | | |");
+    expect(lines[6]).toBe("| 1.0 GiB | postcopy | unlimited | flat | --single-threaded-gc | failed: timed out | | | | | | | |");
     for (const l of lines.slice(3)) expect(l.split("|")).toHaveLength(lines[2]!.split("|").length);
     const summary = formatRepeatSummary([a, a, b, b]).split("\n");
     expect(summary[0]).toContain("| frame store | child flags | runs ok |");
-    expect(summary[2]).toBe("| 1.0 GiB | postcopy | unlimited | flat | (none) | 2 of 2 | 300 (300-300) MB/s | 60 (60-60) % | 8.4 (8.4-8.4) ms | 39.2 (39.2-39.2) ms |");
+    expect(summary[2]).toBe("| 1.0 GiB | postcopy | unlimited | flat | (none) | 2 of 2 | 300 (300-300) MB/s | 60 (60-60) % | 8.4 (8.4-8.4) ms | 39.2 (39.2-39.2) ms | 2.25 (2.25-2.25) | 3.38 (3.38-3.38) |");
     expect(summary[3]).toMatch(/^\| 1\.0 GiB \| postcopy \| unlimited \| flat \| --single-threaded-gc \| 2 of 2 \| 400 \(400-400\) MB\/s/);
   });
 });

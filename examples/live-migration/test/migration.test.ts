@@ -20,6 +20,12 @@ function expectVerified(r: MigrationResult): void {
   expect(r.downtimeMs).toBeGreaterThan(0);
   expect(r.totalTimeMs).toBeGreaterThanOrEqual(r.switchoverAtMs);
   expect(r.bytes.sourceToDestination).toBeGreaterThan((r.pages.total - r.pages.zero) * 4096);
+  // Each process measured its own CPU time over its part of the migration (both did work in it).
+  for (const cpu of [r.hostCpu!.source, r.hostCpu!.destination]) {
+    expect(cpu.userMs + cpu.systemMs).toBeGreaterThan(0);
+    expect(cpu.wallMs).toBeGreaterThan(0);
+    for (const n of [cpu.minorFaults, cpu.voluntarySwitches, cpu.involuntarySwitches]) expect(Number.isInteger(n) && n >= 0).toBe(true);
+  }
 }
 
 describe("live migration between two processes", () => {

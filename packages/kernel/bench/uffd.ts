@@ -72,12 +72,14 @@ export async function userfaultfdUnavailable(): Promise<string | null> {
   }
 }
 
-/** The page-aligned address of the uffd_msg at `off`, read in place (arg.pagefault.address, u64 @16). */
-export function msgAddress(b: Uint8Array, off: number): number {
-  const lo = (b[off + 16]! | (b[off + 17]! << 8) | (b[off + 18]! << 16) | (b[off + 19]! << 24)) >>> 0;
-  const hi = (b[off + 20]! | (b[off + 21]! << 8) | (b[off + 22]! << 16) | (b[off + 23]! << 24)) >>> 0;
+/**
+ * The page-aligned address of the uffd_msg at `off` (arg.pagefault.address, u64 @16), read in
+ * place through a DataView of the messages' buffer: two 32-bit little-endian loads.
+ */
+export function msgAddress(v: DataView, off: number): number {
+  const lo = v.getUint32(off + 16, true);
   // address & ~(PAGE_SIZE - 1): the page bits are in the low word (no float modulo on the whole).
-  return hi * 0x1_0000_0000 + (lo - (lo & (PAGE_SIZE - 1)));
+  return v.getUint32(off + 20, true) * 0x1_0000_0000 + (lo - (lo & (PAGE_SIZE - 1)));
 }
 
 /** A kernel with one process, a region set up for `kind`, its userfaultfd and the faulting threads. */
@@ -176,13 +178,16 @@ async function serve(kind: RoundTrip, p: Process, uffd: number, expected: number
   const cont = { range, mode: 0, mapped: 0 };
   // The message buffer is reused by every read, as a C handler's is.
   const b = new Uint8Array(batch * UFFD_MSG_SIZE);
+  // The address is read as two 32-bit loads, as C reads the u64 field in one.
+  const view = new DataView(b.buffer);
+  const isCopy = kind === "missing+copy";
   let served = 0;
   while (served < expected) {
     const n = await p.readInto(uffd, b);
     for (let off = 0; off < n; off += UFFD_MSG_SIZE) {
       if (b[off] !== UFFD_EVENT_PAGEFAULT) throw new Error(`unexpected uffd event 0x${b[off]!.toString(16)}`);
-      const a = msgAddress(b, off);
-      if (kind === "missing+copy") {
+      const a = msgAddress(view, off);
+      if (isCopy) {
         copy.dst = a;
         await p.ioctl(uffd, UFFDIO_COPY, copy);
       } else {

@@ -88,8 +88,6 @@ import {
   UFFDIO_WRITEPROTECT,
   UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
   UFFDIO_WRITEPROTECT_MODE_WP,
-  UFFDIO_ZEROPAGE,
-  UFFDIO_ZEROPAGE_MODE_DONTWAKE,
   UFFD_API_REGISTER_MODES,
 } from "../uapi/userfaultfd.ts";
 import * as uapiUffd from "../uapi/userfaultfd.ts";
@@ -113,8 +111,11 @@ const UFFDIO_COPY_MODE_DONTWAKE = uapiUffd.UFFDIO_COPY_MODE_DONTWAKE;
 const UFFDIO_COPY_MODE_WP = uapiUffd.UFFDIO_COPY_MODE_WP;
 const UFFDIO_MOVE = uapiUffd.UFFDIO_MOVE;
 const UFFDIO_POISON = uapiUffd.UFFDIO_POISON;
+const UFFDIO_ZEROPAGE = uapiUffd.UFFDIO_ZEROPAGE;
+const UFFDIO_ZEROPAGE_MODE_DONTWAKE = uapiUffd.UFFDIO_ZEROPAGE_MODE_DONTWAKE;
 const MFILL_NOT_SIMPLE = mmUffd.MFILL_NOT_SIMPLE;
 const mfillCopyAnonPage = mmUffd.mfillCopyAnonPage;
+const mfillZeropageAnonPage = mmUffd.mfillZeropageAnonPage;
 
 const pageDown = addrMod.pageDown;
 const pageOffset = addrMod.pageOffset;
@@ -135,8 +136,10 @@ const NO_BYTES = new Uint8Array(0);
 /** What a successful ioctl returns (an already-settled promise carries no state, so all share it). */
 const RESOLVED_ZERO: Promise<number> = Promise.resolve(0);
 
+/** UFFD_FEATURE_INITIALIZED for this module's own code (V8 folds an unexported const, not an exported one). */
+const FEATURE_INITIALIZED = 0x80000000;
 /** Internal: set in ctx->features by a successful UFFDIO_API. Not uapi. */
-export const UFFD_FEATURE_INITIALIZED = 0x80000000;
+export const UFFD_FEATURE_INITIALIZED = FEATURE_INITIALIZED;
 /** The userfaultfd(2) flags that are also file flags. */
 const UFFD_SHARED_FCNTL_FLAGS = O_CLOEXEC | O_NONBLOCK;
 
@@ -153,10 +156,11 @@ class FaultWaiter extends Waiter {
   /** The links of its chain in the queue's index by page (FaultQueue; null while unindexed). */
   bPrev: FaultWaiter | null = null;
   bNext: FaultWaiter | null = null;
+  // The number fields have initializers (see Vma in mm/vma.ts): V8 then stores their doubles in place.
   /** msg.arg.pagefault.address: page-aligned, or exact with UFFD_FEATURE_EXACT_ADDRESS. Wakes match it. */
-  address: number;
-  flags: number;
-  ptid: number;
+  address = 0;
+  flags = 0;
+  ptid = 0;
   /** The context's spare waiters, where done() puts this one. */
   readonly #spares: FaultWaiter[];
 
@@ -213,7 +217,7 @@ class BlockedRead implements Resumable {
   proc: Process;
   into: Uint8Array;
   /** Messages that fit in `into`. */
-  max: number;
+  max = 0;
 
   constructor(ctx: UserfaultfdCtx, file: OpenFile, proc: Process, into: Uint8Array, max: number) {
     this.ctx = ctx;
@@ -360,7 +364,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   /** ctx->features: 0 until UFFDIO_API; then the requested features | UFFD_FEATURE_INITIALIZED. */
   features = 0;
   /** The userfaultfd(2) flags (O_CLOEXEC, O_NONBLOCK, UFFD_USER_MODE_ONLY). */
-  readonly flags: number;
+  readonly flags: number = 0;
   /** The mm whose vmas this context may register (ctx->mm); `mm.alive` false once it exited. */
   readonly mm: Mm;
   /** Set by release; faults then retry as if the vma were not registered. */
@@ -402,7 +406,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   }
 
   get initialized(): boolean {
-    return (this.features & UFFD_FEATURE_INITIALIZED) !== 0;
+    return (this.features & FEATURE_INITIALIZED) !== 0;
   }
 
   /** Faults not yet read, faults read but not woken (fdinfo's "pending" and "total"). */
@@ -486,7 +490,25 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     const pending = this.#pending.length;
     const queued = pending + this.#read.length;
     if (queued === 0) return;
-    if (queued !== 1) return this.wakeRange(page, PAGE_SIZE, true);
+    if (queued !== 1) {
+      // Several blocked (threads faulting side by side): this page's only fault, found through
+      // each queue's index, is what wakeRange() would wake; with more than one it shuffles them.
+      const p = this.#pending.soleInPage(page);
+      if (p !== undefined) {
+        const r = this.#read.soleInPage(page);
+        if (r !== undefined && (p === null || r === null)) {
+          if (p !== null) {
+            this.#pending.unlink(p);
+            p.wakeNow(this.#sched);
+          } else if (r !== null) {
+            this.#read.unlink(r);
+            r.wakeNow(this.#sched);
+          }
+          return;
+        }
+      }
+      return this.wakeRange(page, PAGE_SIZE, true);
+    }
     const q = pending === 1 ? this.#pending : this.#read;
     const f = q.head as FaultWaiter;
     // pageDown() of the message address equals `page`: the address lies in [page, page + PAGE_SIZE).
@@ -817,6 +839,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   #dispatch(proc: Process, cmd: number, arg: object): number | Promise<number> {
     // The resolving ioctl of every fault first (none of the checks below applies to it).
     if (cmd === UFFDIO_COPY && this.initialized) return this.#copy(proc, arg);
+    if (cmd === UFFDIO_ZEROPAGE && this.initialized) return this.#zeropage(arg);
     if (cmd !== UFFDIO_API && !this.initialized) fail("EINVAL", ioctlName(cmd));
     // Release policy (5.7-6.7): CONTINUE (5.13), POISON (6.6) and MOVE (6.8) exist only from the
     // release that added them; before it the request falls to the switch's default, EINVAL.
@@ -836,7 +859,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
       case UFFDIO_COPY:
         return this.#copy(proc, arg);
       case UFFDIO_ZEROPAGE:
-        return this.#mfillRange(arg, "UFFDIO_ZEROPAGE", "zeropage", UFFDIO_ZEROPAGE_MODE_DONTWAKE, 0, MFILL_ATOMIC.ZEROPAGE);
+        return this.#zeropage(arg);
       case UFFDIO_CONTINUE:
         // Release policy (5.13-6.4): UFFDIO_CONTINUE_MODE_WP came in 6.5; before it the bit is EINVAL.
         return this.#mfillRange(arg, "UFFDIO_CONTINUE", "mapped", UFFDIO_CONTINUE_MODE_DONTWAKE, this.#kernel.core.profile.continueModeWp ? UFFDIO_CONTINUE_MODE_WP : 0, MFILL_ATOMIC.CONTINUE);
@@ -876,7 +899,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
       fail("EFAULT", what);
     }
     if (this.features !== 0) reject("EINVAL");
-    this.features = (Number(features) | UFFD_FEATURE_INITIALIZED) >>> 0;
+    this.features = (Number(features) | FEATURE_INITIALIZED) >>> 0;
     return 0;
   }
 
@@ -1040,6 +1063,34 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     return this.#finishResult(a, "copy", "UFFDIO_COPY", ret, dst, len, dontwake);
   }
 
+  /**
+   * Mirrors fs/userfaultfd.c:userfaultfd_zeropage(): #mfillRange() for ZEROPAGE, with the range
+   * read in place, and one page, mode 0, into a none pte of a private anon vma taking the
+   * straight path (mfillZeropageAnonPage(): the same checks and pte as mfillAtomic()).
+   */
+  #zeropage(arg: object): number {
+    const what = "UFFDIO_ZEROPAGE";
+    this.#checkMmapChanging(arg, "zeropage", what);
+    const a = argObject(arg, what);
+    // readRange(), in its order (range, start, len), with loads of this ioctl's struct only.
+    const range = argObject(a.range, what);
+    const start = u64(range.start, what);
+    const len = u64(range.len, what);
+    const mode = u64(a.mode, what);
+    if (!validateRange(start, len)) fail("EINVAL", what);
+    if (hasBitsOutside(mode, UFFDIO_ZEROPAGE_MODE_DONTWAKE)) fail("EINVAL", what);
+    if (!this.mm.alive) fail("ESRCH", what);
+    if (len === PAGE_SIZE && mode === 0 && mfillZeropageAnonPage(this, start) === PAGE_SIZE) {
+      // #finishResult() for a whole page done and woken.
+      if (!putResult(a, "zeropage", PAGE_SIZE)) fail("EFAULT", what);
+      this.#sched.progress++;
+      this.#wakePage(start);
+      return 0;
+    }
+    const ret = mfillAtomic(this, start, 0, len, MFILL_ATOMIC.ZEROPAGE, false, null) as number;
+    return this.#finishResult(a, "zeropage", what, ret, start, len, (mode & UFFDIO_ZEROPAGE_MODE_DONTWAKE) !== 0);
+  }
+
   /** ZEROPAGE, CONTINUE and POISON: fs/userfaultfd.c:userfaultfd_zeropage() / _continue() / _poison(). */
   #mfillRange(arg: object, what: string, field: ResultField, dontwakeBit: number, wpBit: number, kind: MfillAtomicMode): number {
     this.#checkMmapChanging(arg, field, what);
@@ -1160,6 +1211,25 @@ class FaultQueue {
     if (f === null || f.address < start || f.address >= start + len) return null;
     this.unlink(f);
     return f;
+  }
+
+  /**
+   * The entry whose address lies in [page, page + PAGE_SIZE) (`page` page-aligned) if it is the
+   * only one: null if there is none, undefined if there are several. Looks up the page's chain
+   * of the index when the queue keeps one, else walks the queue (then at most INDEX_MIN - 1 long).
+   */
+  soleInPage(page: number): FaultWaiter | null | undefined {
+    if (this.#live === 0) return null;
+    const end = page + PAGE_SIZE;
+    let hit: FaultWaiter | null = null;
+    const buckets = this.#buckets;
+    for (let f = buckets !== null ? buckets[bucketOf(page)]! : this.#head; f !== null; f = buckets !== null ? f.bNext : f.qNext) {
+      if (f.address >= page && f.address < end) {
+        if (hit !== null) return undefined;
+        hit = f;
+      }
+    }
+    return hit;
   }
 
   /** Moves every entry whose address is in [start, start+len) (all, for len 0) to `out`, in queue order. */

@@ -109,8 +109,10 @@ export class AccessContext {
   }
 }
 
+/** walkStep()'s codes, for this module's own code: V8 folds an unexported const, not an exported one. */
+const STEP_CODES = { DONE: 0, SIGSEGV: 1, SIGBUS: 2, SLEEP: 3, YIELD: 4 } as const;
 /** What walkStep() stopped at. */
-export const STEP = { DONE: 0, SIGSEGV: 1, SIGBUS: 2, SLEEP: 3, YIELD: 4 } as const;
+export const STEP = STEP_CODES;
 
 /**
  * Copies between user memory [addr, addr+len) and `buf`: a store when `write`, else a load.
@@ -136,14 +138,14 @@ function walkUser(ctx: AccessContext, addr: number, len: number, buf: Uint8Array
   } catch (e) {
     return Promise.reject(e);
   }
-  if (code === STEP.SLEEP || code === STEP.YIELD) return walkUserSlow(ctx, addr, len, buf, write, user, code);
+  if (code === STEP_CODES.SLEEP || code === STEP_CODES.YIELD) return walkUserSlow(ctx, addr, len, buf, write, user, code);
   return Promise.resolve(stepResult(ctx, addr, code));
 }
 
 /** The AccessResult of a walkStep() that finished (DONE, SIGSEGV or SIGBUS). */
 function stepResult(ctx: AccessContext, addr: number, code: number): AccessResult {
   const done = ctx.stepDone;
-  return { done, fault: code === STEP.DONE ? null : code === STEP.SIGSEGV ? "SIGSEGV" : "SIGBUS", address: addr + done };
+  return { done, fault: code === STEP_CODES.DONE ? null : code === STEP_CODES.SIGSEGV ? "SIGSEGV" : "SIGBUS", address: addr + done };
 }
 
 /**
@@ -155,10 +157,10 @@ async function walkUserSlow(ctx: AccessContext, addr: number, len: number, buf: 
     // Read the step's results before awaiting: another access of this task may reuse them.
     const done = ctx.stepDone;
     let resumed = false;
-    if (code === STEP.YIELD) {
+    if (code === STEP_CODES.YIELD) {
       await (ctx.stepYield as Promise<void>);
       resumed = true;
-    } else if (code === STEP.SLEEP) {
+    } else if (code === STEP_CODES.SLEEP) {
       const sleeper = ctx.stepSleeper;
       await sleepBegin(ctx, addr + done, write, user);
       const rescheduled = sleepEnd(ctx, sleeper, addr + done);
@@ -248,7 +250,7 @@ export class BlockedAccess implements Resumable {
   continueAfter(code: number): void {
     const ctx = this.#ctx;
     this.#done = ctx.stepDone;
-    if (code === STEP.DONE) {
+    if (code === STEP_CODES.DONE) {
       const resolve = this.#resolve;
       const result = this.#result;
       // Done with this record: nothing refers to it any more (its waits are over).
@@ -258,7 +260,7 @@ export class BlockedAccess implements Resumable {
       this.#result = undefined;
       ctx.spareBlocked ??= this;
       resolve(result);
-    } else if (code === STEP.SLEEP) {
+    } else if (code === STEP_CODES.SLEEP) {
       // sleepRegister(), with the address computed only for an observer.
       const sched = ctx.sched;
       sched.observer?.({ kind: "block", tid: ctx.task.tid, address: this.#addr + this.#done, write: this.#write, user: true, now: sched.now });
@@ -266,10 +268,10 @@ export class BlockedAccess implements Resumable {
       ctx.sleepers.add(sleeper);
       this.#sleeper = sleeper;
       sleeper.resumable = this;
-    } else if (code === STEP.YIELD) {
+    } else if (code === STEP_CODES.YIELD) {
       (ctx.stepYield as Promise<void>).then(() => this.#retry(true), this.#reject);
     } else {
-      this.#reject(new SignalError(code === STEP.SIGSEGV ? "SIGSEGV" : "SIGBUS", this.#addr + this.#done, this.#write ? "write" : "read"));
+      this.#reject(new SignalError(code === STEP_CODES.SIGSEGV ? "SIGSEGV" : "SIGBUS", this.#addr + this.#done, this.#write ? "write" : "read"));
     }
   }
 
@@ -334,7 +336,7 @@ export function walkStep(ctx: AccessContext, addr: number, len: number, buf: Uin
         if (done > from) ctx.sched.progress++;
         ctx.stepDone = done;
         ctx.stepYield = preempted;
-        return STEP.YIELD;
+        return STEP_CODES.YIELD;
       }
     }
     skipPoint = false;
@@ -343,7 +345,7 @@ export function walkStep(ctx: AccessContext, addr: number, len: number, buf: Uin
     const vma = mm.vmaLookup(a);
     if (vma === null || (write ? (vma.flags & VM_WRITE) === 0 : (vma.flags & (VM_READ | VM_WRITE | VM_EXEC)) === 0)) {
       ctx.stepDone = done;
-      return STEP.SIGSEGV;
+      return STEP_CODES.SIGSEGV;
     }
     const vpn = (a - pageOff) / PAGE_SIZE;
     const pte = pt.get(vpn);
@@ -382,20 +384,20 @@ export function walkStep(ctx: AccessContext, addr: number, len: number, buf: Uin
         if (done > from) ctx.sched.progress++;
         ctx.stepDone = done;
         ctx.stepSleeper = vmf.sleeper;
-        return STEP.SLEEP;
+        return STEP_CODES.SLEEP;
       }
       if (ctx.isDead()) throw new DeadTaskError();
       spins = 0;
       continue;
     }
     ctx.stepDone = done;
-    if ((ret & VM_FAULT_SIGSEGV) !== 0) return STEP.SIGSEGV;
-    if ((ret & (VM_FAULT_SIGBUS | VM_FAULT_HWPOISON | VM_FAULT_OOM)) !== 0) return STEP.SIGBUS;
+    if ((ret & VM_FAULT_SIGSEGV) !== 0) return STEP_CODES.SIGSEGV;
+    if ((ret & (VM_FAULT_SIGBUS | VM_FAULT_HWPOISON | VM_FAULT_OOM)) !== 0) return STEP_CODES.SIGBUS;
     BUG(`unexpected fault result 0x${ret.toString(16)}`);
   }
   ctx.sched.progress++;
   ctx.stepDone = done;
-  return STEP.DONE;
+  return STEP_CODES.DONE;
 }
 
 /** The context's reusable fault record, made on its first fault. */

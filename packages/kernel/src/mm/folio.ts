@@ -32,7 +32,12 @@
  *   kernel logic reads pins only through folioMaybeDmaPinned(), as Linux does.
  */
 import { BUG, BUG_ON } from "../lib/assert.ts";
-import { PAGE_SHIFT, PAGE_SIZE } from "../uapi/mman.ts";
+import * as mman from "../uapi/mman.ts";
+
+// Module-local copies (V8 folds a module-local const; an imported binding is read through its
+// module cell at every use).
+const PAGE_SHIFT = mman.PAGE_SHIFT;
+const PAGE_SIZE = mman.PAGE_SIZE;
 
 export type Pfn = number;
 
@@ -57,6 +62,13 @@ const CHUNK_SHIFT = 8; // 256 frames = 1 MiB per chunk: a new kernel costs 1 MiB
 const CHUNK_FRAMES = 1 << CHUNK_SHIFT;
 const CHUNK_MASK = CHUNK_FRAMES - 1;
 const CHUNK_BYTES = CHUNK_FRAMES * PAGE_SIZE;
+
+/**
+ * %TypedArray%.prototype.set, called on a chunk by writePage(): in the optimized fault path V8
+ * looked `set` up through a generic LoadIC at every call (about 80 instructions); a call of the
+ * function itself skips the lookup.
+ */
+const typedArraySet = Uint8Array.prototype.set;
 
 /** A kernel's chunks and how far its bump allocator got (what releaseToPool() hands over). */
 interface ChunkSet {
@@ -171,7 +183,7 @@ function runLength(pfns: Int32Array, from: number, to: number): number {
 
 export class PhysMem {
   /** Frames the machine has (KernelOptions.memoryPages). */
-  readonly totalFrames: number;
+  readonly totalFrames: number = 0;
   refcount: Int32Array;
   mapcount: Int32Array;
   pincount: Int32Array;
@@ -188,7 +200,7 @@ export class PhysMem {
   #nextPfn = 0;
   /** Frames currently allocated (including the zero page). */
   inUse = 0;
-  readonly zeroPfn: Pfn;
+  readonly zeroPfn: Pfn = 0;
   /** True for the compact store (KernelOptions.frameStore "compact"): see FrameStoreKind. */
   readonly compact: boolean;
   /** Compact store: each frame's store kind (STORE_ZERO, STORE_SLOT or a generator id). */
@@ -430,7 +442,7 @@ export class PhysMem {
    */
   writePage(pfn: Pfn, page: Uint8Array): void {
     if (!this.compact) {
-      (this.#chunks[pfn >>> CHUNK_SHIFT] as Uint8Array).set(page, (pfn & CHUNK_MASK) << PAGE_SHIFT);
+      typedArraySet.call(this.#chunks[pfn >>> CHUNK_SHIFT] as Uint8Array, page, (pfn & CHUNK_MASK) << PAGE_SHIFT);
       return;
     }
     this.writable(pfn, true).set(page, this.offset(pfn));

@@ -14,10 +14,17 @@
 
 export type Pte = number;
 
-export const PTE_KIND_MASK = 3;
-export const PTE_PRESENT = 1;
-export const PTE_SWAP = 2;
-export const PTE_MARKER = 3;
+// The module's own functions use the unexported copies: V8 reads an exported const through its
+// module cell (a load and an initialisation check per use) and folds a module-local one.
+const KIND_MASK = 3;
+const KIND_PRESENT = 1;
+const KIND_SWAP = 2;
+const KIND_MARKER = 3;
+
+export const PTE_KIND_MASK = KIND_MASK;
+export const PTE_PRESENT = KIND_PRESENT;
+export const PTE_SWAP = KIND_SWAP;
+export const PTE_MARKER = KIND_MARKER;
 
 export const PTE_WRITE = 1 << 2;
 export const PTE_DIRTY = 1 << 3;
@@ -38,11 +45,11 @@ const PFN_SHIFT = 8;
 const PFN_MULT = 1 << PFN_SHIFT;
 
 export const pteNone = (pte: Pte): boolean => pte === 0;
-export const ptePresent = (pte: Pte): boolean => (pte & PTE_KIND_MASK) === PTE_PRESENT;
-export const isSwapPte = (pte: Pte): boolean => (pte & PTE_KIND_MASK) === PTE_SWAP;
-export const isPteMarker = (pte: Pte): boolean => (pte & PTE_KIND_MASK) === PTE_MARKER;
+export const ptePresent = (pte: Pte): boolean => (pte & KIND_MASK) === KIND_PRESENT;
+export const isSwapPte = (pte: Pte): boolean => (pte & KIND_MASK) === KIND_SWAP;
+export const isPteMarker = (pte: Pte): boolean => (pte & KIND_MASK) === KIND_MARKER;
 /** include/linux/swapops.h:pte_none_mostly(): none or any marker. */
-export const pteNoneMostly = (pte: Pte): boolean => pte === 0 || (pte & PTE_KIND_MASK) === PTE_MARKER;
+export const pteNoneMostly = (pte: Pte): boolean => pte === 0 || (pte & KIND_MASK) === KIND_MARKER;
 
 export const pteWrite = (pte: Pte): boolean => (pte & PTE_WRITE) !== 0;
 export const pteDirty = (pte: Pte): boolean => (pte & PTE_DIRTY) !== 0;
@@ -78,9 +85,11 @@ export const pteMkold = (pte: Pte): Pte => (pte & ~PTE_YOUNG) >>> 0;
 export const pteMkuffdWp = (pte: Pte): Pte => ((pte | PTE_UFFD_WP) & ~PTE_WRITE) >>> 0;
 export const pteClearUffdWp = (pte: Pte): Pte => (pte & ~PTE_UFFD_WP) >>> 0;
 
-export const PTRS_PER_PTE = 512;
+/** Entries of a PTE table (the module's own code uses the unexported PTE_TABLE_ENTRIES). */
+const PTE_TABLE_ENTRIES = 512;
+export const PTRS_PER_PTE = PTE_TABLE_ENTRIES;
 const PTE_TABLE_SHIFT = 9;
-const PTE_INDEX_MASK = PTRS_PER_PTE - 1;
+const PTE_INDEX_MASK = PTE_TABLE_ENTRIES - 1;
 
 /**
  * The PTE tables of one mm by PMD key, with a small direct-mapped lookup cache (faults and
@@ -147,17 +156,17 @@ export class PageTable {
   readonly tables = new PteTables();
 
   get(vpn: number): Pte {
-    const t = this.tables.lookup(Math.floor(vpn / PTRS_PER_PTE));
+    const t = this.tables.lookup(Math.floor(vpn / PTE_TABLE_ENTRIES));
     return t === undefined ? 0 : (t[vpn & PTE_INDEX_MASK] as number);
   }
 
   /** set_pte_at(): allocates the PTE table on first use (pte_alloc). */
   set(vpn: number, pte: Pte): void {
-    const key = Math.floor(vpn / PTRS_PER_PTE);
+    const key = Math.floor(vpn / PTE_TABLE_ENTRIES);
     let t = this.tables.lookup(key);
     if (t === undefined) {
       if (pte === 0) return;
-      t = new Uint32Array(PTRS_PER_PTE);
+      t = new Uint32Array(PTE_TABLE_ENTRIES);
       this.tables.set(key, t);
     }
     t[vpn & PTE_INDEX_MASK] = pte;
@@ -165,10 +174,10 @@ export class PageTable {
 
   /** The PTE table for a vpn, allocating it (pte_alloc()). */
   table(vpn: number): Uint32Array {
-    const key = Math.floor(vpn / PTRS_PER_PTE);
+    const key = Math.floor(vpn / PTE_TABLE_ENTRIES);
     let t = this.tables.lookup(key);
     if (t === undefined) {
-      t = new Uint32Array(PTRS_PER_PTE);
+      t = new Uint32Array(PTE_TABLE_ENTRIES);
       this.tables.set(key, t);
     }
     return t;
@@ -176,24 +185,24 @@ export class PageTable {
 
   /** Whether the PMD covering vpn has a PTE table (false = a pte hole). */
   hasTable(vpn: number): boolean {
-    return this.tables.lookup(Math.floor(vpn / PTRS_PER_PTE)) !== undefined;
+    return this.tables.lookup(Math.floor(vpn / PTE_TABLE_ENTRIES)) !== undefined;
   }
 
   static tableKey(vpn: number): number {
-    return vpn >>> 0 === vpn ? vpn >>> PTE_TABLE_SHIFT : Math.floor(vpn / PTRS_PER_PTE);
+    return vpn >>> 0 === vpn ? vpn >>> PTE_TABLE_SHIFT : Math.floor(vpn / PTE_TABLE_ENTRIES);
   }
 
   /** Calls fn for every non-none pte in [startVpn, endVpn), in address order. */
   forEachPresentEntry(startVpn: number, endVpn: number, fn: (vpn: number, pte: Pte) => void): void {
-    const sparse = this.tables.sparseKeys(Math.floor(startVpn / PTRS_PER_PTE), Math.ceil(endVpn / PTRS_PER_PTE));
+    const sparse = this.tables.sparseKeys(Math.floor(startVpn / PTE_TABLE_ENTRIES), Math.ceil(endVpn / PTE_TABLE_ENTRIES));
     if (sparse !== null) {
-      for (const key of sparse) this.forEachPresentEntry(Math.max(startVpn, key * PTRS_PER_PTE), Math.min(endVpn, (key + 1) * PTRS_PER_PTE), fn);
+      for (const key of sparse) this.forEachPresentEntry(Math.max(startVpn, key * PTE_TABLE_ENTRIES), Math.min(endVpn, (key + 1) * PTE_TABLE_ENTRIES), fn);
       return;
     }
     let vpn = startVpn;
     while (vpn < endVpn) {
-      const key = Math.floor(vpn / PTRS_PER_PTE);
-      const tableEnd = Math.min(endVpn, (key + 1) * PTRS_PER_PTE);
+      const key = Math.floor(vpn / PTE_TABLE_ENTRIES);
+      const tableEnd = Math.min(endVpn, (key + 1) * PTE_TABLE_ENTRIES);
       const t = this.tables.lookup(key);
       if (t !== undefined) {
         for (let v = vpn; v < tableEnd; v++) {

@@ -7,8 +7,13 @@
  * and one unit of the mm's rss counter for its kind (anon, or shmem for page-cache pages).
  */
 import { BUG } from "../lib/assert.ts";
-import { PAGE_SIZE } from "../uapi/mman.ts";
-import { PG, type Pfn } from "./folio.ts";
+import * as mman from "../uapi/mman.ts";
+import { PG as FOLIO_PG, type Pfn } from "./folio.ts";
+
+// Module-local copies (V8 folds a module-local const; an imported binding is read through its
+// module cell at every use). folio.ts is initialised before this module.
+const PAGE_SIZE = mman.PAGE_SIZE;
+const PG = FOLIO_PG;
 import type { Mm } from "./mm.ts";
 import type { Vma } from "./vma.ts";
 

@@ -74,6 +74,7 @@ const mkPte = ptMod.mkPte;
 const PTE_DIRTY = ptMod.PTE_DIRTY;
 const PTE_WRITE = ptMod.PTE_WRITE;
 const PTE_YOUNG = ptMod.PTE_YOUNG;
+const PTE_SPECIAL_BIT = ptMod.PTE_SPECIAL;
 const PTRS_PER_PTE = ptMod.PTRS_PER_PTE;
 const folioAddNewAnonRmap = rmap.folioAddNewAnonRmap;
 const VM_SHARED = vmaMod.VM_SHARED;
@@ -309,6 +310,29 @@ export function mfillCopyAnonPage(ctx: UffdCtxRef, dst: number, src: Uint8Array)
   mem.writePage(pfn, src.length === PAGE_SIZE ? src : src.subarray(0, PAGE_SIZE));
   folioAddNewAnonRmap(mm, vma, pfn, dst, true);
   table[i] = mkPte(pfn, PTE_DIRTY | PTE_YOUNG | ((vma.flags & VM_WRITE) !== 0 ? PTE_WRITE : 0));
+  return PAGE_SIZE;
+}
+
+/**
+ * UFFDIO_ZEROPAGE of one page, mode 0, into a none pte of a private anonymous vma some
+ * userfaultfd registered: mfillAtomic()'s checks and mfill_atomic_pte_zeropage()'s pte (the
+ * shared zero page, special) in one straight function. Returns PAGE_SIZE when it installed the
+ * pte; anything else (no such vma, mmap_changing, a pte that is not none) returns
+ * MFILL_NOT_SIMPLE having changed only what mfillAtomic() changes first as well (the vma's
+ * anon_vma, the PTE table), and the caller runs mfillAtomic() for the outcome.
+ */
+export function mfillZeropageAnonPage(ctx: UffdCtxRef, dst: number): number {
+  const mm = ctx.mm;
+  const vma = mm.vmaLookup(dst);
+  if (vma === null || (vma.flags & VM_SHARED) !== 0 || !vmaIsAnonymous(vma)) return MFILL_NOT_SIMPLE;
+  mm.anonVmaPrepare(vma);
+  if (dst + PAGE_SIZE > vma.end || vma.uffdCtx === null || ctx.mmapChanging !== 0) return MFILL_NOT_SIMPLE;
+  const vpn = dst / PAGE_SIZE;
+  const table = mm.pt.table(vpn);
+  const i = vpn & (PTRS_PER_PTE - 1);
+  // ZEROPAGE needs a strictly none pte (a marker is EEXIST too: the general path says so).
+  if (table[i] !== 0) return MFILL_NOT_SIMPLE;
+  table[i] = mkPte(mm.core.mem.zeroPfn, PTE_SPECIAL_BIT);
   return PAGE_SIZE;
 }
 

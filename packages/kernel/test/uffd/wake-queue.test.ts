@@ -18,6 +18,7 @@ import {
   UFFDIO_COPY_MODE_DONTWAKE,
   UFFDIO_REGISTER_MODE_MISSING,
   UFFDIO_WAKE,
+  UFFDIO_ZEROPAGE,
   type UffdMsg,
 } from "@uffd/kernel/uapi";
 import { fill, mapArea, PS, readMsgs, register } from "./helpers.ts";
@@ -116,5 +117,64 @@ describe("a wake with many blocked faults releases exactly its range", () => {
     expect(orders[3]).toEqual(orders[2]);
     // The seed does decide it.
     expect(orders[2]).not.toEqual(orders[0]);
+  });
+
+  it("a one-page COPY or ZEROPAGE (no DONTWAKE) with several faults blocked wakes exactly that page's waiters", async () => {
+    const { k, p, uffd, addr, settled, accesses } = await scene(3);
+    await readMsgs(p, uffd, 5);
+    // Page 256 shares its index chain with 0 and 512: only its own waiter resumes.
+    const copy = { dst: addr + 256 * PS, src: fill(0x5a), len: PS, mode: 0, copy: 0 };
+    await p.ioctl(uffd, UFFDIO_COPY, copy);
+    expect(copy.copy).toBe(PS);
+    await k.idle();
+    expect(done(settled)).toEqual([4]);
+    // ZEROPAGE of page 257 (chain of page 1; its fault is still unread).
+    const zero = { range: { start: addr + 257 * PS, len: PS }, mode: 0, zeropage: 0 };
+    await p.ioctl(uffd, UFFDIO_ZEROPAGE, zero);
+    expect(zero.zeropage).toBe(PS);
+    await k.idle();
+    expect(done(settled)).toEqual([4, 5]);
+    // Page 2 has two waiters, one read and one pending: both resume.
+    await p.ioctl(uffd, UFFDIO_COPY, { dst: addr + 2 * PS, src: fill(0x5b), len: PS, mode: 0 });
+    await k.idle();
+    expect(done(settled)).toEqual([2, 4, 5, 7]);
+    // A page nobody waits on, in a chain that holds a waiter (296 = 40 + 256).
+    await p.ioctl(uffd, UFFDIO_ZEROPAGE, { range: { start: addr + 296 * PS, len: PS }, mode: 0 });
+    await k.idle();
+    expect(done(settled)).toEqual([2, 4, 5, 7]);
+    // The faults of the woken threads left the queues; the others are still there, in order.
+    expect(faultPages(await readMsgs(p, uffd), addr)).toEqual([512, 3, 300, 40, 41]);
+    expect(await p.mainThread.read(addr + 257 * PS, 1)).toEqual(Uint8Array.of(0));
+    for (const page of [0, 1, 3, 512, 300, 40, 41]) await p.ioctl(uffd, UFFDIO_COPY, { dst: addr + page * PS, src: fill(0x5c), len: PS, mode: 0 });
+    await Promise.all(accesses);
+    expect(done(settled)).toEqual(PAGES.map((_, i) => i));
+    k.checkInvariants();
+  });
+
+  it("a one-page COPY waking a few faults (no index yet) wakes that page's only, in the order UFFDIO_WAKE would", async () => {
+    // Three waiters, under the index's threshold: pages 0, 1 and 0 again.
+    for (const seed of [5, 6, 7]) {
+      const orders: number[][] = [];
+      for (const wake of ["copy", "wake"] as const) {
+        const { k, p, uffd, addr, settled, accesses } = await scene(seed, [0, 1, 0]);
+        const order: number[] = [];
+        accesses.forEach((a, i) => void a.then(() => order.push(i)));
+        await readMsgs(p, uffd, 1);
+        await p.ioctl(uffd, UFFDIO_COPY, { dst: addr + PS, src: fill(1), len: PS, mode: 0 });
+        await k.idle();
+        expect(done(settled)).toEqual([1]);
+        if (wake === "copy") {
+          await p.ioctl(uffd, UFFDIO_COPY, { dst: addr, src: fill(2), len: PS, mode: 0 });
+        } else {
+          await p.ioctl(uffd, UFFDIO_COPY, { dst: addr, src: fill(2), len: PS, mode: UFFDIO_COPY_MODE_DONTWAKE });
+          await p.ioctl(uffd, UFFDIO_WAKE, { start: addr, len: PS });
+        }
+        await Promise.all(accesses);
+        expect([...order].sort()).toEqual([0, 1, 2]);
+        orders.push(order);
+        k.checkInvariants();
+      }
+      expect(orders[0]).toEqual(orders[1]);
+    }
   });
 });
