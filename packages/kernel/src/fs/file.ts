@@ -33,7 +33,7 @@ export interface FileOps {
 export class OpenFile {
   readonly ops: FileOps;
   /** f_flags: access mode, O_NONBLOCK, ... */
-  flags: number;
+  flags = 0;
   /** f_pos. */
   pos = 0;
   /** f_count: fds (in any process) referring to this description. */

@@ -156,10 +156,11 @@ class FaultWaiter extends Waiter {
   /** The links of its chain in the queue's index by page (FaultQueue; null while unindexed). */
   bPrev: FaultWaiter | null = null;
   bNext: FaultWaiter | null = null;
+  // The number fields have initializers (see Vma in mm/vma.ts): V8 then stores their doubles in place.
   /** msg.arg.pagefault.address: page-aligned, or exact with UFFD_FEATURE_EXACT_ADDRESS. Wakes match it. */
-  address: number;
-  flags: number;
-  ptid: number;
+  address = 0;
+  flags = 0;
+  ptid = 0;
   /** The context's spare waiters, where done() puts this one. */
   readonly #spares: FaultWaiter[];
 
@@ -216,7 +217,7 @@ class BlockedRead implements Resumable {
   proc: Process;
   into: Uint8Array;
   /** Messages that fit in `into`. */
-  max: number;
+  max = 0;
 
   constructor(ctx: UserfaultfdCtx, file: OpenFile, proc: Process, into: Uint8Array, max: number) {
     this.ctx = ctx;
@@ -363,7 +364,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   /** ctx->features: 0 until UFFDIO_API; then the requested features | UFFD_FEATURE_INITIALIZED. */
   features = 0;
   /** The userfaultfd(2) flags (O_CLOEXEC, O_NONBLOCK, UFFD_USER_MODE_ONLY). */
-  readonly flags: number;
+  readonly flags: number = 0;
   /** The mm whose vmas this context may register (ctx->mm); `mm.alive` false once it exited. */
   readonly mm: Mm;
   /** Set by release; faults then retry as if the vma were not registered. */

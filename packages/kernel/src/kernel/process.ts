@@ -75,7 +75,7 @@ function isUserBuffer(x: unknown): x is UserBuffer {
 /** A thread of a simulated process: its loads and stores go through the fault path and may block on a userfault. */
 export class Thread implements FaultingTask {
   /** Thread id (the main thread's equals the pid). */
-  readonly tid: number;
+  readonly tid: number = 0;
   /** The process the thread belongs to. */
   readonly process: Process;
   /** A label for traces and reports. */
@@ -284,7 +284,7 @@ export interface Creds {
 /** A simulated process: its memory (mm), its file descriptors and threads, and the syscall facade (every syscall returns a promise; failures reject with ErrnoError, signals with SignalError). */
 export class Process {
   /** Process id. */
-  readonly pid: number;
+  readonly pid: number = 0;
   /** The kernel the process runs on. */
   readonly kernel: Kernel;
   /** A label for traces and reports (comm). */

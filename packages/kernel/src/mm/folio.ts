@@ -183,7 +183,7 @@ function runLength(pfns: Int32Array, from: number, to: number): number {
 
 export class PhysMem {
   /** Frames the machine has (KernelOptions.memoryPages). */
-  readonly totalFrames: number;
+  readonly totalFrames: number = 0;
   refcount: Int32Array;
   mapcount: Int32Array;
   pincount: Int32Array;
@@ -200,7 +200,7 @@ export class PhysMem {
   #nextPfn = 0;
   /** Frames currently allocated (including the zero page). */
   inUse = 0;
-  readonly zeroPfn: Pfn;
+  readonly zeroPfn: Pfn = 0;
   /** True for the compact store (KernelOptions.frameStore "compact"): see FrameStoreKind. */
   readonly compact: boolean;
   /** Compact store: each frame's store kind (STORE_ZERO, STORE_SLOT or a generator id). */

@@ -96,11 +96,12 @@ export interface FaultingTask {
 export class VmFault {
   mm: Mm;
   vma: Vma;
+  // The number fields have initializers (see Vma): V8 then stores their doubles in place.
   /** Page-aligned fault address. */
-  address: number;
+  address = 0;
   /** The exact address accessed (UFFD_FEATURE_EXACT_ADDRESS reports it). */
-  realAddress: number;
-  flags: number;
+  realAddress = 0;
+  flags = 0;
   origPte: Pte = 0;
   task: FaultingTask;
   /**

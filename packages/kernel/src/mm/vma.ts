@@ -94,15 +94,18 @@ export interface VmaUffdCtx {
 }
 
 export class Vma {
-  start: number;
-  end: number;
-  flags: number;
+  // Every number field has an initializer: a field declared without one starts as undefined, and
+  // V8 then keeps it as a tagged field, which boxes each address above 2^31 in a new heap number
+  // per store; a field first holding 0 holds its doubles in place.
+  start = 0;
+  end = 0;
+  flags = 0;
   /** vm_pgoff: the file page offset of `start` (for anon, the linear page index at creation). */
-  pgoff: number;
+  pgoff = 0;
   /** The shmem inode backing the mapping (memfd or MAP_SHARED|MAP_ANONYMOUS), or null for anon. */
   readonly file: ShmemInode | null;
   /** anon_vma: 0 until the first anon page is added (anon_vma_prepare), then an id shared by splits. */
-  anonVma: number;
+  anonVma = 0;
   /** vm_userfaultfd_ctx; non-null iff some VM_UFFD_* flag is set. */
   uffdCtx: VmaUffdCtx | null = null;
   /** vm_mm: set when the vma is inserted into an mm. */
