@@ -47,6 +47,21 @@ describe("handler metrics and trace", () => {
     k.checkInvariants();
   });
 
+  it("the default host clock gives every fault a finite wall latency (process.hrtime() in ms)", async () => {
+    const { k, p } = setup();
+    const uffd = await Userfaultfd.open(p);
+    const a = await anon(p, 3);
+    await uffd.register(a, 3 * PAGE_SIZE, "missing");
+    uffd.on("fault", (f) => f.copy(pageOf(f.offset / PAGE_SIZE)));
+    for (let i = 0; i < 3; i++) await p.mainThread.read(a + i * PAGE_SIZE, 1);
+    await uffd.drain();
+    const w = uffd.metrics.snapshot().latency.wallNs;
+    expect(w.count).toBe(3);
+    for (const v of [w.min, w.max, w.mean]) expect(Number.isFinite(v) && v >= 0).toBe(true);
+    await uffd.close();
+    k.checkInvariants();
+  });
+
   it("wallLatency: false reads no host clock for faults settled in their dispatch, and leaves the wall histogram empty", async () => {
     const { k, p } = setup();
     let readings = 0;
