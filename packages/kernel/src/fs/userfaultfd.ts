@@ -116,6 +116,7 @@ const UFFDIO_ZEROPAGE_MODE_DONTWAKE = uapiUffd.UFFDIO_ZEROPAGE_MODE_DONTWAKE;
 const MFILL_NOT_SIMPLE = mmUffd.MFILL_NOT_SIMPLE;
 const mfillCopyAnonPage = mmUffd.mfillCopyAnonPage;
 const mfillZeropageAnonPage = mmUffd.mfillZeropageAnonPage;
+const mwriteprotectUnprotectPage = mmUffd.mwriteprotectUnprotectPage;
 
 const pageDown = addrMod.pageDown;
 const pageOffset = addrMod.pageOffset;
@@ -840,6 +841,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     // The resolving ioctl of every fault first (none of the checks below applies to it).
     if (cmd === UFFDIO_COPY && this.initialized) return this.#copy(proc, arg);
     if (cmd === UFFDIO_ZEROPAGE && this.initialized) return this.#zeropage(arg);
+    if (cmd === UFFDIO_WRITEPROTECT && this.initialized) return this.#writeprotect(arg);
     if (cmd !== UFFDIO_API && !this.initialized) fail("EINVAL", ioctlName(cmd));
     // Release policy (5.7-6.7): CONTINUE (5.13), POISON (6.6) and MOVE (6.8) exist only from the
     // release that added them; before it the request falls to the switch's default, EINVAL.
@@ -1109,7 +1111,10 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     const what = "UFFDIO_WRITEPROTECT";
     if (this.mmapChanging !== 0) fail("EAGAIN", what);
     const a = argObject(arg, what);
-    const { start, len } = readRange(a, what);
+    // readRange(), in its order (range, start, len), with loads of this ioctl's struct only.
+    const range = argObject(a.range, what);
+    const start = u64(range.start, what);
+    const len = u64(range.len, what);
     const mode = u64(a.mode, what);
     if (!validateRange(start, len)) fail("EINVAL", what);
     if (hasBitsOutside(mode, UFFDIO_WRITEPROTECT_MODE_WP | UFFDIO_WRITEPROTECT_MODE_DONTWAKE)) fail("EINVAL", what);
@@ -1117,6 +1122,11 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     const dontwake = (mode & UFFDIO_WRITEPROTECT_MODE_DONTWAKE) !== 0;
     if (modeWp && dontwake) fail("EINVAL", what);
     if (!this.mm.alive) fail("ESRCH", what);
+    if (mode === 0 && len === PAGE_SIZE && mwriteprotectUnprotectPage(this, start)) {
+      // The resolve of one write-protect fault: the page's pte, then the wake of the page.
+      this.#wakePage(start);
+      return 0;
+    }
     const ret = mwriteprotectRange(this, start, len, modeWp);
     if (ret < 0) fail(errnoCode(-ret), what);
     if (!modeWp && !dontwake) this.wakeRange(start, len, true);
