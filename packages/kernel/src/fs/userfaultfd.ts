@@ -995,7 +995,11 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     if (!putResult(a, field, ret)) fail("EFAULT", what);
     if (ret < 0) fail(errnoCode(-ret), what);
     if (ret > 0) this.#sched.progress++;
-    if (!dontwake) this.wakeRange(start, ret, true);
+    // `start` is page-aligned (every caller validated it): a page done wakes through #wakePage().
+    if (!dontwake) {
+      if (ret === PAGE_SIZE) this.#wakePage(start);
+      else this.wakeRange(start, ret, true);
+    }
     if (ret !== len) fail("EAGAIN", what);
     return 0;
   }
@@ -1097,7 +1101,10 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   #mfillRange(arg: object, what: string, field: ResultField, dontwakeBit: number, wpBit: number, kind: MfillAtomicMode): number {
     this.#checkMmapChanging(arg, field, what);
     const a = argObject(arg, what);
-    const { start, len } = readRange(a, what);
+    // readRange(), in its order (range, start, len), without its object.
+    const range = argObject(a.range, what);
+    const start = u64(range.start, what);
+    const len = u64(range.len, what);
     const mode = u64(a.mode, what);
     if (!validateRange(start, len)) fail("EINVAL", what);
     if (hasBitsOutside(mode, dontwakeBit | wpBit)) fail("EINVAL", what);
