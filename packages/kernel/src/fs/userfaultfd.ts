@@ -378,6 +378,8 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   #bytesSource: BytesSource | null = null;
   readonly #kernel: Kernel;
   readonly #sched: Scheduler;
+  /** The low 32 bits of the release's range ioctls (a release never changes), for #dispatch()'s checks without BigInt arithmetic. */
+  readonly #rangeIoctlsLow: number;
   /** The kernel's scheduler (a BlockedRead's wake goes to its resume batch). */
   get sched(): Scheduler {
     return this.#sched;
@@ -400,6 +402,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   constructor(kernel: Kernel, mm: Mm, flags: number, features: number) {
     this.#kernel = kernel;
     this.#sched = kernel.core.sched;
+    this.#rangeIoctlsLow = Number(kernel.core.profile.rangeIoctls & 0xffff_ffffn);
     this.mm = mm;
     this.flags = flags;
     this.features = features;
@@ -845,8 +848,8 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     if (cmd !== UFFDIO_API && !this.initialized) fail("EINVAL", ioctlName(cmd));
     // Release policy (5.7-6.7): CONTINUE (5.13), POISON (6.6) and MOVE (6.8) exist only from the
     // release that added them; before it the request falls to the switch's default, EINVAL.
-    const nr = cmd & 0xff;
-    if (nr <= 0x3f && (cmd === UFFDIO_CONTINUE || cmd === UFFDIO_POISON || cmd === UFFDIO_MOVE) && (this.#kernel.core.profile.rangeIoctls & (1n << BigInt(nr))) === 0n) {
+    // (Their _IOC_NR()s, 0x05, 0x07 and 0x08, are all in the low word of the release's mask.)
+    if ((cmd === UFFDIO_CONTINUE || cmd === UFFDIO_POISON || cmd === UFFDIO_MOVE) && ((this.#rangeIoctlsLow >>> (cmd & 0xff)) & 1) === 0) {
       return fail("EINVAL", `0x${cmd.toString(16)}`);
     }
     switch (cmd) {
