@@ -89,7 +89,8 @@ export interface FaultState extends Fault {
   /** The event epoch when the fault was read; REMOVEs after it race with the resolve. */
   readonly epoch: number;
   readonly readAtNs: number;
-  readonly readAtWallMs: number;
+  /** The host clock when the fault was read; null while the fault is in the dispatch of the batch it was read in (UffdContext.batchReadWallMs is its read time then). */
+  readAtWallMs: number | null;
   deadlineNs: number;
   deadlineWallMs: number;
   attempts: number;
@@ -168,6 +169,8 @@ export class UffdContext {
   readonly watch: Watch = { virtualRunning: false, wallTimer: null };
   /** The read loop is dispatching a batch: settles defer their wall-clock reading to its end. */
   inBatch = false;
+  /** The host clock's reading when the batch being dispatched (or the last one) was read: the read time of its faults. */
+  batchReadWallMs = NaN;
   readonly settledInBatch: FaultState[] = [];
   /** The fast path's UFFDIO_COPY struct, reused while every ioctl using it finished at once. */
   copyArg: { dst: number; src: Uint8Array; len: number; mode: number; copy: number } | null = null;
@@ -257,7 +260,7 @@ export class UffdContext {
     m.outcomes[outcome]++;
     const now = this.nowNs();
     m.latencyVirtualNs.record(now - f.readAtNs);
-    if (!this.inBatch) m.latencyWallNs.record((this.config.wallClock() - f.readAtWallMs) * 1e6);
+    if (!this.inBatch) m.latencyWallNs.record((this.config.wallClock() - (f.readAtWallMs ?? this.batchReadWallMs)) * 1e6);
     if (m.tracing) {
       m.addTraceEvent({
         name: `${f.kind} fault`,
@@ -274,23 +277,27 @@ export class UffdContext {
 
   /**
    * The faults settled while their batch was being dispatched leave the in-flight set, and get
-   * their wall latency from one clock reading for all.
+   * their wall latency from one clock reading for all, which is returned (NaN: none settled, no
+   * reading taken).
    */
-  finishBatch(): void {
+  finishBatch(): number {
     this.inBatch = false;
     const settled = this.settledInBatch;
-    if (settled.length === 0) return;
+    if (settled.length === 0) return NaN;
     const nowMs = this.config.wallClock();
+    const readMs = this.batchReadWallMs;
     const h = this.metrics.latencyWallNs;
     for (let i = 0; i < settled.length; i++) {
       const f = settled[i]!;
-      h.record((nowMs - f.readAtWallMs) * 1e6);
+      // Read in this batch (null), or in an earlier one and settled by this batch's listeners.
+      h.record((nowMs - (f.readAtWallMs ?? readMs)) * 1e6);
       this.inflight.deleteValue(f.key, f);
     }
     // Emptied by pops, not `length = 0`, which would give the backing store back (and the next
     // batch would allocate it again).
     while (settled.length > 0) settled.pop();
     if (this.inflight.size === 0 && this.#drainWaiters.length > 0) this.#wakeDrainers();
+    return nowMs;
   }
 
   /**

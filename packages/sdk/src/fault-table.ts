@@ -8,6 +8,11 @@
  * and delete touch a few slots and allocate nothing once the table has grown to the working set.
  * values() is rare (shutdown, deadlines, range ops over many pages) and returns a snapshot in
  * insertion order, as Map iteration would.
+ *
+ * A lone entry is kept apart, in #soloKey / #soloVal, while the hashed slots are empty: a handler
+ * that keeps up with one faulting thread has one fault in flight at a time, and adds it, finds it
+ * and deletes it with a compare and a few stores, without hashing or probing. A second key moves
+ * it into the hashed slots (with its place in the insertion order).
  */
 
 /** Keys are non-negative integers below 2^53 (page addresses plus a small kind index). */
@@ -21,6 +26,10 @@ export class FaultTable<V> {
   #shift: number;
   #size = 0;
   #seq = 0;
+  /** The lone entry's key while the hashed slots are empty, else -1. */
+  #soloKey = -1;
+  #soloVal: V | undefined = undefined;
+  #soloSeq = 0;
 
   constructor(capacity = 64) {
     let cap = 16;
@@ -56,16 +65,80 @@ export class FaultTable<V> {
   }
 
   get(key: number): V | undefined {
+    if (this.#soloKey !== -1) return key === this.#soloKey ? this.#soloVal : undefined;
     const i = this.#slotOf(key);
     return i < 0 ? undefined : this.#vals[i];
   }
 
   has(key: number): boolean {
+    if (this.#soloKey !== -1) return key === this.#soloKey;
     return this.#slotOf(key) >= 0;
   }
 
   /** Adds or replaces (a replaced entry keeps its place in the insertion order, as in a Map). */
   set(key: number, value: V): this {
+    if (this.#size === 0) {
+      this.#soloKey = key;
+      this.#soloVal = value;
+      this.#soloSeq = this.#seq++;
+      this.#size = 1;
+      return this;
+    }
+    if (this.#soloKey !== -1) {
+      if (key === this.#soloKey) {
+        this.#soloVal = value;
+        return this;
+      }
+      this.#unsolo();
+    }
+    return this.#setHashed(key, value);
+  }
+
+  /**
+   * Adds `value` under `key` unless the key is present: returns the value already there (and
+   * changes nothing), or undefined once `value` was added. One probe where get() then set() take
+   * two.
+   */
+  addIfAbsent(key: number, value: V): V | undefined {
+    if (this.#size === 0) {
+      this.set(key, value);
+      return undefined;
+    }
+    if (this.#soloKey !== -1) {
+      if (key === this.#soloKey) return this.#soloVal;
+      this.#unsolo();
+    }
+    if ((this.#size + 1) * 2 > this.#keys.length) this.#grow();
+    const keys = this.#keys;
+    const mask = this.#mask;
+    for (let i = this.#home(key); ; i = (i + 1) & mask) {
+      const k = keys[i]!;
+      if (k === key) return this.#vals[i];
+      if (k === -1) {
+        keys[i] = key;
+        this.#vals[i] = value;
+        this.#seqs[i] = this.#seq++;
+        this.#size++;
+        return undefined;
+      }
+    }
+  }
+
+  /** The lone entry moves into the hashed slots (the table is about to hold two). */
+  #unsolo(): void {
+    const key = this.#soloKey;
+    const keys = this.#keys;
+    const mask = this.#mask;
+    let i = this.#home(key);
+    while (keys[i] !== -1) i = (i + 1) & mask;
+    keys[i] = key;
+    this.#vals[i] = this.#soloVal;
+    this.#seqs[i] = this.#soloSeq;
+    this.#soloKey = -1;
+    this.#soloVal = undefined;
+  }
+
+  #setHashed(key: number, value: V): this {
     if ((this.#size + 1) * 2 > this.#keys.length) this.#grow();
     const keys = this.#keys;
     const mask = this.#mask;
@@ -86,6 +159,11 @@ export class FaultTable<V> {
   }
 
   delete(key: number): boolean {
+    if (this.#soloKey !== -1) {
+      if (key !== this.#soloKey) return false;
+      this.#clearSolo();
+      return true;
+    }
     const i = this.#slotOf(key);
     if (i < 0) return false;
     this.#deleteAt(i);
@@ -94,10 +172,21 @@ export class FaultTable<V> {
 
   /** Deletes the entry of `key` if its value is `value` (one probe where get() then delete() take two). */
   deleteValue(key: number, value: V): boolean {
+    if (this.#soloKey !== -1) {
+      if (key !== this.#soloKey || this.#soloVal !== value) return false;
+      this.#clearSolo();
+      return true;
+    }
     const i = this.#slotOf(key);
     if (i < 0 || this.#vals[i] !== value) return false;
     this.#deleteAt(i);
     return true;
+  }
+
+  #clearSolo(): void {
+    this.#soloKey = -1;
+    this.#soloVal = undefined;
+    this.#size = 0;
   }
 
   #deleteAt(i: number): void {
@@ -123,6 +212,7 @@ export class FaultTable<V> {
 
   /** A snapshot of the values in insertion order. */
   values(): V[] {
+    if (this.#soloKey !== -1) return [this.#soloVal as V];
     const out: Array<{ seq: number; v: V }> = [];
     const keys = this.#keys;
     for (let i = 0; i < keys.length; i++) if (keys[i] !== -1) out.push({ seq: this.#seqs[i]!, v: this.#vals[i] as V });

@@ -28,9 +28,9 @@ export { faultKey } from "./types.ts";
  */
 export class FaultImpl implements FaultState {
   declare readonly kind: FaultKind;
-  /** The fault address: page-aligned, or exact with the "exact-address" feature. */
-  declare readonly address: number;
   declare readonly pageAddress: number;
+  /** @internal The fault address's offset in its page (0 unless the "exact-address" feature is on). */
+  declare readonly addressOffset: number;
   /** The faulting thread (needs the "thread-id" feature, else 0). */
   declare readonly threadId: number;
   /** The raw uffd_msg.arg.pagefault.flags. */
@@ -49,7 +49,13 @@ export class FaultImpl implements FaultState {
   /** @internal The event epoch when the fault was read; REMOVEs after it race with the resolve. */
   declare readonly epoch: number;
   /** @internal */ declare readonly readAtNs: number;
-  /** @internal */ declare readonly readAtWallMs: number;
+  /**
+   * @internal The host clock's reading when the fault was read, set once the fault outlives the
+   * dispatch of the batch it was read in; until then null, and that batch's reading
+   * (UffdContext.batchReadWallMs) is its read time. A fault settled in its batch's dispatch (the
+   * common case) so carries no number of its own for it (a double field is a heap box per fault).
+   */
+  declare readAtWallMs: number | null;
   /** @internal Virtual-time deadline, or NO_DEADLINE until the dispatcher arms one (pending after dispatch). */
   declare deadlineNs: number;
   /** @internal Wall-clock deadline, or NO_DEADLINE. */
@@ -62,18 +68,18 @@ export class FaultImpl implements FaultState {
   declare settleWaiters: Array<(r: Resolution) => void> | null;
 
   /** @internal */
-  constructor(ctx: UffdContext, kind: FaultKind, flags: number, address: number, page: number, threadId: number, entry: RangeEntry | null, removed: boolean, epoch: number, nowNs: number, wallMs: number) {
+  constructor(ctx: UffdContext, kind: FaultKind, flags: number, page: number, addressOffset: number, threadId: number, entry: RangeEntry | null, removed: boolean, epoch: number, nowNs: number) {
     this.ctx = ctx;
     this.kind = kind;
     this.flags = flags;
-    this.address = address;
     this.pageAddress = page;
+    this.addressOffset = addressOffset;
     this.threadId = threadId;
     this.entry = entry;
     this.removed = removed;
     this.epoch = epoch;
     this.readAtNs = nowNs;
-    this.readAtWallMs = wallMs;
+    this.readAtWallMs = null;
     this.state = FAULT_STATE.PENDING;
     this.extraThreads = null;
     this.deadlineNs = NO_DEADLINE;
@@ -83,6 +89,11 @@ export class FaultImpl implements FaultState {
     this.result = null;
     this.error = undefined;
     this.settleWaiters = null;
+  }
+
+  /** The fault address: page-aligned, or exact with the "exact-address" feature. */
+  get address(): number {
+    return this.pageAddress + this.addressOffset;
   }
 
   /** The faulting access was a write (UFFD_PAGEFAULT_FLAG_WRITE). */

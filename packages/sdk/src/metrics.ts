@@ -140,9 +140,19 @@ export interface MetricsSnapshot {
   };
   /** Fault read to resolve, in ns: virtual = the kernel's clock, wall = the host clock. */
   latency: {
-    /** On the kernel's virtual clock. */
+    /**
+     * On the kernel's virtual clock: from when the read loop took the fault from its read(2)'s
+     * buffer (after the faults before it in the same read were dispatched) to its settle.
+     */
     virtualNs: HistogramSnapshot;
-    /** On the host clock. */
+    /**
+     * On the host clock (HandlerOptions.wallClock): from the return of the read(2) that read the
+     * fault to its settle. The read time is one reading per read(2) for all its faults; a read
+     * that returned at once after the batch before it, in the same synchronous run (a backlog),
+     * takes that batch's settle-time reading instead (it precedes the read by the read itself).
+     * The settle time of the faults settled while their batch is dispatched is one reading
+     * taken when the whole batch has been dispatched; of the others, a reading at their settle.
+     */
     wallNs: HistogramSnapshot;
   };
   /** What the failure policy did. */
@@ -256,9 +266,9 @@ export class Metrics {
     /** Listener errors. */
     errors: 0,
   };
-  /** Fault read to resolve, on the kernel's virtual clock (ns). */
+  /** Fault read to resolve, on the kernel's virtual clock (ns); see MetricsSnapshot.latency.virtualNs. */
   readonly latencyVirtualNs = new Histogram();
-  /** Fault read to resolve, on the host clock (ns). */
+  /** Fault read to resolve, on the host clock (ns); what the two instants are: MetricsSnapshot.latency.wallNs. */
   readonly latencyWallNs = new Histogram();
   /** The trace ring: the newest event is at #traceHead - 1 (mod the ring's length, once full). */
   #trace: TraceEvent[] | null = null;

@@ -5,15 +5,14 @@
  *
  * The fault path reads fields straight from the bytes read(2) returned instead of building the
  * nested objects decodeUffdMsgs() returns, so a fault costs one object (the Fault) and no more.
- * Two sets of readers: over the bytes themselves, for a read of one or two messages (V8 keeps a
- * typed array of at most 64 bytes on its heap, and a DataView over it makes V8 materialise a
- * backing store on every read: a tenth of the one-by-one round trip when measured), and over a
- * DataView, for a batch (an off-heap array, where a DataView costs nothing and reads a field in
- * one load). test/msg.test.ts checks both against decodeUffdMsgs.
+ * Two sets of readers: over the bytes themselves (events, which are rare), and over a DataView
+ * (the read loop's fault fields where the host is not little-endian; on a little-endian host it
+ * reads them as 32-bit words of its buffer, which is off V8's heap: see reader.ts).
+ * test/msg.test.ts checks both against decodeUffdMsgs.
  */
 
-/** The largest typed array V8 allocates on its own heap (V8's typed_array_max_size_in_heap). */
-export const ON_HEAP_BYTES_MAX = 64;
+/** The host stores a 32-bit word least significant byte first (so a Uint32Array reads uffd_msg's little-endian words). */
+export const HOST_LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 export { UFFD_MSG_SIZE } from "@uffd/kernel/uapi";
 
 /** A little-endian u64 field as a number (user addresses and lengths stay below 2^53). */

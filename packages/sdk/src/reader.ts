@@ -27,7 +27,7 @@ import {
 import type { UffdContext } from "./context.ts";
 import { dispatchEvent, dispatchFault, shutdown } from "./dispatch.ts";
 import { FaultImpl, faultKey } from "./fault.ts";
-import { ON_HEAP_BYTES_MAX, u32, u32v, u64, u64v } from "./msg.ts";
+import { HOST_LITTLE_ENDIAN, u32, u32v, u64, u64v } from "./msg.ts";
 import { abandon } from "./ops.ts";
 import { PAGE_STATE, type RangeEntry } from "./ranges.ts";
 import type { FaultKind } from "./types.ts";
@@ -52,11 +52,21 @@ class ReadLoop {
   readonly #onFork: OnFork;
   readonly #end: () => void;
   // One buffer serves every read (the messages are handled before the next read overwrites
-  // them). A batch of more than two messages is off V8's heap, where one DataView made here
-  // reads a field in one load; on-heap bytes are read byte by byte (see msg.ts).
+  // them). It is made over an ArrayBuffer of its own, so it is off V8's heap whatever its size
+  // (V8 keeps a typed array of up to 64 bytes made by length on its heap, where a view over it
+  // costs a backing store), and a fault's fields are read as 32-bit words through #words on a
+  // little-endian host (uffd_msg is in the host's byte order, and the simulator writes it
+  // little-endian), or through #view elsewhere.
   readonly #buf: Uint8Array;
-  readonly #view: DataView | null;
+  readonly #words: Uint32Array | null;
+  readonly #view: DataView;
   #failures = 0;
+  // The host clock's reading taken at the end of the batch just handled (its settle time), while
+  // the loop is still in the same synchronous run; NaN once anything else may have run (a
+  // promise, a microtask). A read that returns messages at once after that batch uses it as its
+  // read time instead of reading the clock again: the two instants are the same to within the
+  // loop's own work (the readNowait() in between).
+  #carryWallMs = NaN;
   // What is queued already is read at once by readNowait(), without a promise; only an empty
   // queue sleeps, in readInto(). A handler that keeps up with its threads finds the queue empty
   // at every read (the thread its resolve woke has not run yet), so after NOWAIT_MISSES empty
@@ -73,8 +83,10 @@ class ReadLoop {
     this.#ctx = ctx;
     this.#onFork = onFork;
     this.#end = end;
-    this.#buf = new Uint8Array(ctx.config.batch * UFFD_MSG_SIZE);
-    this.#view = this.#buf.length > ON_HEAP_BYTES_MAX ? new DataView(this.#buf.buffer, this.#buf.byteOffset, this.#buf.byteLength) : null;
+    const bytes = new ArrayBuffer(ctx.config.batch * UFFD_MSG_SIZE);
+    this.#buf = new Uint8Array(bytes);
+    this.#words = HOST_LITTLE_ENDIAN ? new Uint32Array(bytes) : null;
+    this.#view = new DataView(bytes);
   }
 
   /** Reads and handles what is queued; on an empty queue, sleeps in readInto() and returns. */
@@ -86,22 +98,25 @@ class ReadLoop {
         let n: number | null;
         if (this.#skip > 0) {
           this.#skip--;
+          this.#carryWallMs = NaN;
           ctx.proc.readInto(ctx.fd, buf).then(this.#onSkipRead, this.#onError);
           return;
         }
         try {
           n = ctx.proc.readNowait(ctx.fd, buf);
         } catch (e) {
+          this.#carryWallMs = NaN;
           this.#failed(e);
           return;
         }
         if (n === null) {
           if (++this.#misses >= NOWAIT_MISSES) this.#skip = NOWAIT_RETRY;
+          this.#carryWallMs = NaN;
           ctx.proc.readInto(ctx.fd, buf).then(this.#onRead, this.#onError);
           return;
         }
         this.#misses = 0;
-        if (!this.#handle(n)) return;
+        if (!this.#handle(n, this.#carryWallMs)) return;
       }
       this.#stop();
     } catch (e) {
@@ -113,21 +128,25 @@ class ReadLoop {
   #read(n: number, skipping: boolean): void {
     try {
       if (skipping && n === this.#buf.length && n > UFFD_MSG_SIZE) this.#skip = this.#misses = 0;
-      if (this.#handle(n)) this.next();
+      if (this.#handle(n, NaN)) this.next();
     } catch (e) {
       this.#crashed(e);
     }
   }
 
-  /** Handles one read's `n` bytes; false when the loop has ended (closed, or EOF). */
-  #handle(n: number): boolean {
+  /**
+   * Handles one read's `n` bytes; false when the loop has ended (closed, or EOF). `wallMs`: the
+   * read time to give its faults, or NaN to read the clock.
+   */
+  #handle(n: number, wallMs: number): boolean {
     const ctx = this.#ctx;
     this.#failures = 0;
+    this.#carryWallMs = NaN;
     if (ctx.closed || n === 0) {
       this.#stop();
       return false;
     }
-    handleBatch(ctx, this.#buf, n, this.#view, this.#onFork);
+    this.#carryWallMs = handleBatch(ctx, this.#buf, n, this.#words, this.#view, this.#onFork, wallMs);
     return true;
   }
 
@@ -174,8 +193,13 @@ async function pollIn(ctx: UffdContext): Promise<void> {
   }
 }
 
-/** The `len` bytes read into `bytes` (`view`: a DataView over them, for an off-heap buffer). */
-function handleBatch(ctx: UffdContext, bytes: Uint8Array, len: number, view: DataView | null, onFork: OnFork): void {
+/**
+ * The `len` bytes read into `bytes` (`words`: the same bytes as 32-bit words on a little-endian
+ * host, else null and `view` reads them). `wallMs` is the faults' read time on the host clock, or
+ * NaN to read the clock now. Returns the clock's reading taken when the batch was done (the
+ * settle time of the faults settled in it), or NaN if it took none.
+ */
+function handleBatch(ctx: UffdContext, bytes: Uint8Array, len: number, words: Uint32Array | null, view: DataView, onFork: OnFork, wallMs: number): number {
   const n = len - (len % UFFD_MSG_SIZE);
   let faults = 0;
   let events = 0;
@@ -186,47 +210,57 @@ function handleBatch(ctx: UffdContext, bytes: Uint8Array, len: number, view: Dat
       events++;
     }
   }
-  if (events > 0) ctx.wakeEpochWaiters();
-  if (faults === 0) return;
+  if (events > 0) {
+    ctx.wakeEpochWaiters();
+    // An event's listeners ran in between: the carried reading is no longer "now".
+    wallMs = NaN;
+  }
+  if (faults === 0) return NaN;
   // The faults of one read(2) were read at one moment: one wall-clock reading serves them
   // all, and those settled while the batch is dispatched share one settle-time reading too.
-  const wallMs = ctx.config.wallClock();
+  ctx.batchReadWallMs = wallMs === wallMs ? wallMs : ctx.config.wallClock();
   ctx.inBatch = true;
   try {
-    if (view === null) {
-      for (let off = 0; off < n; off += UFFD_MSG_SIZE) {
-        if (bytes[off] === UFFD_EVENT_PAGEFAULT) handleFault(ctx, u64(bytes, off + 8), u64(bytes, off + 16), u32(bytes, off + 24), wallMs);
-      }
-    } else {
-      for (let off = 0; off < n; off += UFFD_MSG_SIZE) {
-        if (bytes[off] === UFFD_EVENT_PAGEFAULT) handleFault(ctx, u64v(view, off + 8), u64v(view, off + 16), u32v(view, off + 24), wallMs);
+    if (words === null) handleFaultsView(ctx, bytes, n, view);
+    else {
+      // uffd_msg as words: event in the low byte of word 0; flags words 2-3, address 4-5, ptid 6.
+      for (let off = 0, w = 0; off < n; off += UFFD_MSG_SIZE, w += UFFD_MSG_SIZE / 4) {
+        if (bytes[off] === UFFD_EVENT_PAGEFAULT) handleFault(ctx, words[w + 2]! + words[w + 3]! * 0x1_0000_0000, words[w + 4]! + words[w + 5]! * 0x1_0000_0000, words[w + 6]!);
       }
     }
   } finally {
-    ctx.finishBatch();
+    wallMs = ctx.finishBatch();
+  }
+  return wallMs;
+}
+
+/** handleBatch()'s fault loop through a DataView (a host that is not little-endian). */
+function handleFaultsView(ctx: UffdContext, bytes: Uint8Array, n: number, view: DataView): void {
+  for (let off = 0; off < n; off += UFFD_MSG_SIZE) {
+    if (bytes[off] === UFFD_EVENT_PAGEFAULT) handleFault(ctx, u64v(view, off + 8), u64v(view, off + 16), u32v(view, off + 24));
   }
 }
 
-function handleFault(ctx: UffdContext, flags: number, address: number, ptid: number, wallMs: number): void {
+function handleFault(ctx: UffdContext, flags: number, address: number, ptid: number): void {
   // address - address % PAGE_SIZE, without the modulo: user addresses are above 2^31, where `%`
   // is a float modulo (a call into C in V8); dividing by a power of two and flooring is exact
   // for the integers below 2^53 that addresses are.
   const page = Math.floor(address / PAGE_SIZE) * PAGE_SIZE;
   const kind: FaultKind = (flags & UFFD_PAGEFAULT_FLAG_MINOR) !== 0 ? "minor" : (flags & UFFD_PAGEFAULT_FLAG_WP) !== 0 ? "wp" : "missing";
-  const key = faultKey(page, kind);
-  // One by one, nothing is in flight when a fault is read: no lookup then.
-  const dup = ctx.inflight.size === 0 ? undefined : ctx.inflight.get(key);
+  if (kind === "minor") ctx.minorRead = true;
+  const entry = ctx.ranges.find(page) ?? learnRange(ctx, page);
+  const st = entry === null ? 0 : entry.state[entry.stateIndex(page)]!;
+  const removed = kind === "missing" && (st & PAGE_STATE.REMOVED) !== 0;
+  const f = new FaultImpl(ctx, kind, flags, page, address - page, ptid, entry, removed, ctx.eventEpoch, ctx.nowNs());
+  // Into the in-flight table, unless a fault of the page and kind is in flight already: this
+  // message is then a duplicate (another thread on the page), coalesced into that fault, and the
+  // record just made is dropped.
+  const dup = ctx.inflight.addIfAbsent(faultKey(page, kind), f);
   if (dup !== undefined) {
     (dup.extraThreads ??= []).push(ptid);
     ctx.metrics.faults.duplicates++;
     return;
   }
-  if (kind === "minor") ctx.minorRead = true;
-  const entry = ctx.ranges.find(page) ?? learnRange(ctx, page);
-  const st = entry === null ? 0 : entry.state[entry.stateIndex(page)]!;
-  const removed = kind === "missing" && (st & PAGE_STATE.REMOVED) !== 0;
-  const f = new FaultImpl(ctx, kind, flags, address, page, ptid, entry, removed, ctx.eventEpoch, ctx.nowNs(), wallMs);
-  ctx.inflight.set(key, f);
   ctx.metrics.faults[kind]++;
   dispatchFault(ctx, f);
 }

@@ -16,7 +16,7 @@ import { ErrnoError } from "@uffd/kernel";
 import { PAGE_SIZE, UFFDIO_CONTINUE, UFFDIO_CONTINUE_MODE_WP, UFFDIO_COPY, UFFDIO_COPY_MODE_WP, UFFDIO_WRITEPROTECT, UFFDIO_ZEROPAGE } from "@uffd/kernel/uapi";
 import type { FaultState, UffdContext } from "./context.ts";
 import { mfill, type MfillOp, type MfillOptions, wake, writeProtect } from "./ops.ts";
-import { PAGE_STATE } from "./ranges.ts";
+import { PAGE_STATE, type RangeEntry } from "./ranges.ts";
 import { FAULT_STATE, faultKey, type Resolution } from "./types.ts";
 
 export type ResolveOp = MfillOp | "unprotect" | "wake";
@@ -42,7 +42,11 @@ function fastPath(f: FaultState, op: ResolveOp, src: Uint8Array | number | null,
   const ctx = f.ctx;
   const page = f.pageAddress;
   let req: number;
-  const protect = wp ?? ctx.isProtected(page);
+  // The page's range entry, looked up once: it serves the protection check here and, when the
+  // ioctl finishes the page before returning, the state update in fastDone() (nothing runs in
+  // between that could change the SDK's ranges: they change only in SDK code, on this thread).
+  const e = ctx.ranges.find(page);
+  const protect = wp ?? (e !== null && (e.state[e.stateIndex(page)]! & PAGE_STATE.PROTECTED) !== 0);
   let arg: FastArg;
   if (op === "copy" && src instanceof Uint8Array && src.length === PAGE_SIZE && !ctx.crossProcess) {
     const a = (ctx.copyArg ??= { dst: 0, src, len: PAGE_SIZE, mode: 0, copy: 0 });
@@ -66,10 +70,10 @@ function fastPath(f: FaultState, op: ResolveOp, src: Uint8Array | number | null,
   // The result field is written before the ioctl returns (as in Linux): a whole page done
   // means it succeeded, and the fault settles now, without waiting for the promise. Only
   // the COPY struct is reused, and only once the kernel is done with it.
-  if (fastArgDone(op, arg)) return fastDone(f, op as "copy" | "zeropage" | "continue", protect) === "installed" ? INSTALLED : Promise.resolve(f.outcome!);
+  if (fastArgDone(op, arg)) return fastDone(f, op as "copy" | "zeropage" | "continue", protect, e) === "installed" ? INSTALLED : Promise.resolve(f.outcome!);
   if (arg === ctx.copyArg) ctx.copyArg = null;
   return p.then(
-    () => fastDone(f, op as "copy" | "zeropage" | "continue", protect),
+    () => fastDone(f, op as "copy" | "zeropage" | "continue", protect, ctx.ranges.find(page)),
     (e: unknown) => {
       if (e instanceof ErrnoError && e.code === "EAGAIN") ctx.metrics.retries.eagain++;
       // EEXIST from COPY or CONTINUE: a racing resolve won. Settle as the general path would,
@@ -114,12 +118,17 @@ async function fastExists(f: FaultState): Promise<Resolution> {
   return f.outcome!;
 }
 
-function fastDone(f: FaultState, op: "copy" | "zeropage" | "continue", protect: boolean): Resolution {
+/** The fast path's ioctl installed the page; `e`: the page's range entry now (ranges.find()). */
+function fastDone(f: FaultState, op: "copy" | "zeropage" | "continue", protect: boolean, e: RangeEntry | null): Resolution {
   const ctx = f.ctx;
   const page = f.pageAddress;
   ctx.metrics.bytes[op] += PAGE_SIZE;
   const keep = protect && op !== "zeropage" ? PAGE_STATE.PROTECTED : 0;
-  ctx.ranges.markPage(page, PAGE_STATE.INSTALLED | keep, PAGE_STATE.REMOVED | PAGE_STATE.POISONED | (keep === 0 ? PAGE_STATE.PROTECTED : 0));
+  if (e !== null) {
+    // ranges.markPage() of the page, with the entry already found.
+    const i = e.stateIndex(page);
+    e.state[i] = (e.state[i]! & ~(PAGE_STATE.REMOVED | PAGE_STATE.POISONED | (keep === 0 ? PAGE_STATE.PROTECTED : 0))) | PAGE_STATE.INSTALLED | keep;
+  }
   // The other install kind's fault on the page (a missing and a minor one at once) is answered
   // too: settleCovered() of the page, with one lookup instead of two (this fault is not pending).
   // There is none to look for with this fault alone in flight, or before this context has read

@@ -14,10 +14,11 @@ const op = fc.oneof(
   fc.record({ kind: fc.constant("get" as const), key }),
   // Values from a small set, so that deleteValue() meets both a matching and a different value.
   fc.record({ kind: fc.constant("deleteValue" as const), key, value: fc.integer({ min: 0, max: 2 }) }),
+  fc.record({ kind: fc.constant("addIfAbsent" as const), key, value: fc.integer({ min: 0, max: 2 }) }),
 );
 
 describe("FaultTable", () => {
-  it("agrees with a Map on set/get/has/delete/deleteValue/size and iterates in insertion order", () => {
+  it("agrees with a Map on set/get/has/delete/deleteValue/addIfAbsent/size and iterates in insertion order", () => {
     fc.assert(
       fc.property(fc.array(op, { maxLength: 600 }), (ops) => {
         const t = new FaultTable<number>(16);
@@ -28,6 +29,11 @@ describe("FaultTable", () => {
             m.set(o.key, o.value);
           } else if (o.kind === "delete") {
             expect(t.delete(o.key)).toBe(m.delete(o.key));
+          } else if (o.kind === "addIfAbsent") {
+            // The value already there, unchanged; or undefined, and the new value is in.
+            const had = m.get(o.key);
+            if (had === undefined) m.set(o.key, o.value);
+            expect(t.addIfAbsent(o.key, o.value)).toBe(had);
           } else if (o.kind === "deleteValue") {
             // Deletes only an entry holding that value.
             expect(t.deleteValue(o.key, o.value)).toBe(m.get(o.key) === o.value && m.delete(o.key));

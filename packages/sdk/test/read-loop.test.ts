@@ -74,4 +74,56 @@ describe("the read loop", () => {
     await uffd.close();
     k.checkInvariants();
   });
+
+  it("a batch read at once after the one before it takes that batch's settle-time clock reading as its read time", async () => {
+    const { k, p } = setup();
+    const reads = countReads(p);
+    // A fake host clock one millisecond further at each reading, so the readings are counted.
+    let clock = 0;
+    const uffd = await Userfaultfd.open(p, { batch: 4, wallClock: () => ++clock });
+    const a = await anon(p, 16);
+    await uffd.register(a, 16 * PAGE_SIZE, "missing");
+    uffd.on("fault", (f) => f.copy(pageOf(f.offset / PAGE_SIZE)));
+    // 16 threads fault at once: one read sleeps, wakes on the first message and finds 16 queued;
+    // readNowait() then takes the other 12, 4 at a time, each right after the batch before it.
+    const threads = Array.from({ length: 16 }, (_, i) => p.spawnThread(`t${i}`));
+    await Promise.all(threads.map((t, i) => t.read(a + i * PAGE_SIZE, 1)));
+    await uffd.drain();
+    expect(reads.blocking).toEqual([4 * 32]);
+    expect(reads.nowait.filter((n) => n !== null)).toEqual([4 * 32, 4 * 32, 4 * 32]);
+    // Readings: the slept read's read time, then one settle time per batch (4), which serves as
+    // the read time of the batch read right after it: 5, where a reading per read and per settle
+    // would be 8. Every fault's wall latency is its batch's: one tick of the fake clock.
+    expect(clock).toBe(5);
+    expect(uffd.metrics.snapshot().latency.wallNs).toMatchObject({ count: 16, min: 1e6, max: 1e6 });
+    expect(uffd.metrics.snapshot().outcomes.installed).toBe(16);
+    await uffd.close();
+    k.checkInvariants();
+  });
+
+  it("a batch read after a sleep, or after a batch whose faults all stayed pending, reads the clock for itself", async () => {
+    const { k, p } = setup();
+    const reads = countReads(p);
+    let clock = 0;
+    // No wall deadline: arming its timer would read the clock too.
+    const uffd = await Userfaultfd.open(p, { batch: 4, wallClock: () => ++clock, deadline: { wallMs: null } });
+    const a = await anon(p, 8);
+    await uffd.register(a, 8 * PAGE_SIZE, "missing");
+    // Resolved a microtask after dispatch: nothing settles in its batch, so no settle-time reading
+    // is taken there, and each settle reads the clock itself.
+    uffd.on("fault", (f) => void Promise.resolve().then(() => f.copy(pageOf(f.offset / PAGE_SIZE))));
+    const threads = Array.from({ length: 8 }, (_, i) => p.spawnThread(`t${i}`));
+    await Promise.all(threads.map((t, i) => t.read(a + i * PAGE_SIZE, 1)));
+    await uffd.drain();
+    const m = uffd.metrics.snapshot();
+    expect(m.outcomes.installed).toBe(8);
+    // A read-time reading per read that returned faults (one at least slept; those read at once
+    // follow a batch that settled nothing), and 8 settle-time readings.
+    const batches = reads.blocking.filter((n) => n > 0).length + reads.nowait.filter((n) => n !== null && n > 0).length;
+    expect(batches).toBeGreaterThanOrEqual(2);
+    expect(m.latency.wallNs.count).toBe(8);
+    expect(clock).toBe(batches + 8);
+    await uffd.close();
+    k.checkInvariants();
+  });
 });
