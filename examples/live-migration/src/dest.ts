@@ -39,10 +39,12 @@ const READ_PER_TURN_FED = 256 * 1024;
 
 /**
  * The scratch guest the destination rehearses a migration into before the source connects (see
- * MigrationDestination.rehearse): 16 MiB, REHEARSAL_ROUNDS times.
+ * MigrationDestination.rehearse): 16 MiB, REHEARSAL_ROUNDS times. Ten rounds (160 MiB through
+ * the sockets) left about 1,100 host page faults in the transfer that followed where four left
+ * 12,000 to 30,000, and less CPU (docs/benchmarks.md, "Where the time goes").
  */
 const REHEARSAL_PAGES = 4096;
-const REHEARSAL_ROUNDS = 4;
+const REHEARSAL_ROUNDS = 10;
 /**
  * Guests from this size on get the rehearsal (256 MiB): a smaller guest's transfer is short next
  * to the rehearsal itself. LM_REHEARSAL=0 turns it off, LM_REHEARSAL=1 forces it (A/B runs, tests).
@@ -310,7 +312,7 @@ export class MigrationDestination {
    * simulated kernel of its own (`pages` pages), takes a postcopy migration over loopback TCP
    * from a scripted source in this process: HELLO on both connections, DEVICE_STATE, every page
    * in the source's 64-page PAGES runs (a quarter of them zero pages), each REQUEST answered on
-   * the preempt connection, COMPLETE; then it is disposed. `rounds` times. The real guest and its
+   * the preempt connection, COMPLETE; then it is disposed. `rounds` times (ten by default). The real guest and its
    * kernel are not touched. Like preallocation, it runs while the source boots.
    */
   static async rehearse(config: MigrationConfig, pages = REHEARSAL_PAGES, rounds = REHEARSAL_ROUNDS): Promise<RehearsalSummary> {

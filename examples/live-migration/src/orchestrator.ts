@@ -64,6 +64,16 @@ const EXIT_GRACE_MS = 2_000;
  */
 const CHILD_V8_FLAGS = ["--initial-old-space-size=128", "--v8-pool-size=1", "--expose-gc"];
 /**
+ * glibc's malloc settings for both children (GLIBC_TUNABLES, unless the environment already has
+ * some): keep up to 256 MiB of freed heap instead of returning it to the kernel (the default
+ * trims past 128 KiB), and grow the heap 64 MiB at a time. Node allocates a new 64 KiB buffer
+ * for every socket read and frees it when V8 collects it; trimmed, the heap took each buffer's
+ * pages back with a host page fault per 4 KiB (12,000 to 30,000 per GiB on the destination, the
+ * socket's copy into fresh memory). Lower destination CPU in four of four alternating pairs
+ * (docs/benchmarks.md, "Where the time goes").
+ */
+const CHILD_MALLOC_TUNABLES = "glibc.malloc.trim_threshold=268435456:glibc.malloc.top_pad=67108864";
+/**
  * Extra node flags for both children (after CHILD_V8_FLAGS), e.g.
  * LM_CHILD_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof"; read at each fork, so a bench can try
  * several sets in one run.
@@ -92,6 +102,7 @@ class Child {
     });
     this.proc = fork(CHILD_PATH, [role], {
       execArgv: ["--import", TSX_LOADER, ...CHILD_V8_FLAGS, ...extraChildFlags()],
+      env: { ...process.env, GLIBC_TUNABLES: process.env["GLIBC_TUNABLES"] ?? CHILD_MALLOC_TUNABLES },
       serialization: "advanced",
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });

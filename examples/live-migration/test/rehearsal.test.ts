@@ -28,7 +28,7 @@ describe("the destination's rehearsal", () => {
     const r = await runMigration(smallConfig({ strategy: "postcopy", faults: { holdPushUntilRequests: 4 } }));
     expect(r.verification).toMatchObject({ ok: true, scope: "full", mismatchedPages: 0, missingPages: 0 });
     expect(r.guest.corruptReads).toBe(0);
-    expect(r.notes.join("\n")).toMatch(/rehearsed its install path on a scratch guest before the source connected \(16384 pages, \d+ ms\)/);
+    expect(r.notes.join("\n")).toMatch(/rehearsed its install path on a scratch guest before the source connected \(40960 pages, \d+ ms\)/);
   });
 
   it("is off below the default size unless asked for: a small migration's notes do not mention it", { timeout: 120_000 }, async () => {
