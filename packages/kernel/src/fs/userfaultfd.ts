@@ -116,6 +116,7 @@ const UFFDIO_ZEROPAGE_MODE_DONTWAKE = uapiUffd.UFFDIO_ZEROPAGE_MODE_DONTWAKE;
 const MFILL_NOT_SIMPLE = mmUffd.MFILL_NOT_SIMPLE;
 const mfillCopyAnonPage = mmUffd.mfillCopyAnonPage;
 const mfillZeropageAnonPage = mmUffd.mfillZeropageAnonPage;
+const mwriteprotectUnprotectPage = mmUffd.mwriteprotectUnprotectPage;
 
 const pageDown = addrMod.pageDown;
 const pageOffset = addrMod.pageOffset;
@@ -377,6 +378,8 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   #bytesSource: BytesSource | null = null;
   readonly #kernel: Kernel;
   readonly #sched: Scheduler;
+  /** The low 32 bits of the release's range ioctls (a release never changes), for #dispatch()'s checks without BigInt arithmetic. */
+  readonly #rangeIoctlsLow: number;
   /** The kernel's scheduler (a BlockedRead's wake goes to its resume batch). */
   get sched(): Scheduler {
     return this.#sched;
@@ -399,6 +402,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   constructor(kernel: Kernel, mm: Mm, flags: number, features: number) {
     this.#kernel = kernel;
     this.#sched = kernel.core.sched;
+    this.#rangeIoctlsLow = Number(kernel.core.profile.rangeIoctls & 0xffff_ffffn);
     this.mm = mm;
     this.flags = flags;
     this.features = features;
@@ -840,11 +844,12 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     // The resolving ioctl of every fault first (none of the checks below applies to it).
     if (cmd === UFFDIO_COPY && this.initialized) return this.#copy(proc, arg);
     if (cmd === UFFDIO_ZEROPAGE && this.initialized) return this.#zeropage(arg);
+    if (cmd === UFFDIO_WRITEPROTECT && this.initialized) return this.#writeprotect(arg);
     if (cmd !== UFFDIO_API && !this.initialized) fail("EINVAL", ioctlName(cmd));
     // Release policy (5.7-6.7): CONTINUE (5.13), POISON (6.6) and MOVE (6.8) exist only from the
     // release that added them; before it the request falls to the switch's default, EINVAL.
-    const nr = cmd & 0xff;
-    if (nr <= 0x3f && (cmd === UFFDIO_CONTINUE || cmd === UFFDIO_POISON || cmd === UFFDIO_MOVE) && (this.#kernel.core.profile.rangeIoctls & (1n << BigInt(nr))) === 0n) {
+    // (Their _IOC_NR()s, 0x05, 0x07 and 0x08, are all in the low word of the release's mask.)
+    if ((cmd === UFFDIO_CONTINUE || cmd === UFFDIO_POISON || cmd === UFFDIO_MOVE) && ((this.#rangeIoctlsLow >>> (cmd & 0xff)) & 1) === 0) {
       return fail("EINVAL", `0x${cmd.toString(16)}`);
     }
     switch (cmd) {
@@ -993,7 +998,11 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     if (!putResult(a, field, ret)) fail("EFAULT", what);
     if (ret < 0) fail(errnoCode(-ret), what);
     if (ret > 0) this.#sched.progress++;
-    if (!dontwake) this.wakeRange(start, ret, true);
+    // `start` is page-aligned (every caller validated it): a page done wakes through #wakePage().
+    if (!dontwake) {
+      if (ret === PAGE_SIZE) this.#wakePage(start);
+      else this.wakeRange(start, ret, true);
+    }
     if (ret !== len) fail("EAGAIN", what);
     return 0;
   }
@@ -1095,7 +1104,10 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   #mfillRange(arg: object, what: string, field: ResultField, dontwakeBit: number, wpBit: number, kind: MfillAtomicMode): number {
     this.#checkMmapChanging(arg, field, what);
     const a = argObject(arg, what);
-    const { start, len } = readRange(a, what);
+    // readRange(), in its order (range, start, len), without its object.
+    const range = argObject(a.range, what);
+    const start = u64(range.start, what);
+    const len = u64(range.len, what);
     const mode = u64(a.mode, what);
     if (!validateRange(start, len)) fail("EINVAL", what);
     if (hasBitsOutside(mode, dontwakeBit | wpBit)) fail("EINVAL", what);
@@ -1109,7 +1121,10 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     const what = "UFFDIO_WRITEPROTECT";
     if (this.mmapChanging !== 0) fail("EAGAIN", what);
     const a = argObject(arg, what);
-    const { start, len } = readRange(a, what);
+    // readRange(), in its order (range, start, len), with loads of this ioctl's struct only.
+    const range = argObject(a.range, what);
+    const start = u64(range.start, what);
+    const len = u64(range.len, what);
     const mode = u64(a.mode, what);
     if (!validateRange(start, len)) fail("EINVAL", what);
     if (hasBitsOutside(mode, UFFDIO_WRITEPROTECT_MODE_WP | UFFDIO_WRITEPROTECT_MODE_DONTWAKE)) fail("EINVAL", what);
@@ -1117,6 +1132,11 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     const dontwake = (mode & UFFDIO_WRITEPROTECT_MODE_DONTWAKE) !== 0;
     if (modeWp && dontwake) fail("EINVAL", what);
     if (!this.mm.alive) fail("ESRCH", what);
+    if (mode === 0 && len === PAGE_SIZE && mwriteprotectUnprotectPage(this, start)) {
+      // The resolve of one write-protect fault: the page's pte, then the wake of the page.
+      this.#wakePage(start);
+      return 0;
+    }
     const ret = mwriteprotectRange(this, start, len, modeWp);
     if (ret < 0) fail(errnoCode(-ret), what);
     if (!modeWp && !dontwake) this.wakeRange(start, len, true);

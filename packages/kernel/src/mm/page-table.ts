@@ -183,6 +183,11 @@ export class PageTable {
     return t;
   }
 
+  /** The PTE table for a vpn if the PMD has one, else undefined (nothing is allocated). */
+  lookupTable(vpn: number): Uint32Array | undefined {
+    return this.tables.lookup(Math.floor(vpn / PTE_TABLE_ENTRIES));
+  }
+
   /** Whether the PMD covering vpn has a PTE table (false = a pte hole). */
   hasTable(vpn: number): boolean {
     return this.tables.lookup(Math.floor(vpn / PTE_TABLE_ENTRIES)) !== undefined;

@@ -714,6 +714,31 @@ export function mwriteprotectRange(ctx: UffdCtxRef, start: number, len: number, 
   return err;
 }
 
+/**
+ * mwriteprotectRange(ctx, start, PAGE_SIZE, false) for a page inside one vma with VM_UFFD_WP (the
+ * resolve of a write-protect fault): uffd_wp_range()'s one pte, without the range walk. Returns
+ * false, having changed nothing, for anything else (no such vma, a vma without VM_UFFD_WP,
+ * mmap_changing): the caller then runs mwriteprotectRange() for the outcome.
+ */
+export function mwriteprotectUnprotectPage(ctx: UffdCtxRef, start: number): boolean {
+  if (ctx.mmapChanging !== 0) return false;
+  const mm = ctx.mm;
+  const vma = mm.vmaLookup(start);
+  // Inside one vma: mwriteprotect_range() finds it alone (both release rules) and goes on only
+  // with VM_UFFD_WP (which a vma has only with a context).
+  if (vma === null || start + PAGE_SIZE > vma.end || vma.uffdCtx === null || !userfaultfdWp(vma)) return false;
+  const vpn = start / PAGE_SIZE;
+  // A missing PTE table is skipped (no table is allocated to unprotect), as is a none pte.
+  const table = mm.pt.lookupTable(vpn);
+  if (table === undefined) return true;
+  const i = vpn & (PTRS_PER_PTE - 1);
+  const pte = table[i] as number;
+  if (pte === 0) return true;
+  const next = changeUffdWpPte(vma, pte, false, vmaWantsManualPteWriteUpgrade(vma), false);
+  if (next !== pte) table[i] = next;
+  return true;
+}
+
 // --- UFFDIO_MOVE -----------------------------------------------------------------------------
 
 /** Flags that say a vma's content cannot be moved (vma_move_compatible()). */

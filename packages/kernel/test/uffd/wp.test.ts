@@ -3,6 +3,7 @@
  * rules, WRITEPROTECT, markers, WP_ASYNC (docs/linux-rules.md §1.4, §2.2, §2.3, §2.7, §3.1, §8.8, §8.9, §8.22).
  */
 import { describe, expect, it } from "vitest";
+import { Kernel } from "@uffd/kernel";
 import {
   MAP_ANONYMOUS,
   MAP_PRIVATE,
@@ -20,6 +21,9 @@ import {
   UFFDIO_WRITEPROTECT,
   UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
   UFFDIO_WRITEPROTECT_MODE_WP,
+  UFFD_API,
+  UFFDIO_API,
+  O_NONBLOCK,
 } from "@uffd/kernel/uapi";
 import { errnoOf, fill, isBlocked, mapArea, type MemKind, PS, readMsgs, register, RW, setup } from "./helpers.ts";
 
@@ -116,6 +120,42 @@ describe("UFFDIO_WRITEPROTECT", () => {
     const { addr: plain } = await mapArea(p, "anon", 1);
     await register(p, uffd, plain, PS, MISSING);
     expect(await wp(plain, PS, UFFDIO_WRITEPROTECT_MODE_WP)).toBe("ENOENT");
+    k.checkInvariants();
+  });
+
+  it.each(["6.18", "6.1"] as const)("%s: unprotect of one page (mode 0, a WP fault's resolve): ENOENT outside a WP vma, nothing to do on an untouched page, wakes the page's writer only", async (release) => {
+    // 6.1 finds the one vma with find_dst_vma(), 6.4 on walks the vmas of the range
+    // (mm/userfaultfd.c:mwriteprotect_range()); inside one vma both give the same outcome.
+    const k = new Kernel({ release });
+    const p = k.spawn();
+    const uffd = await p.userfaultfd(O_NONBLOCK);
+    await p.ioctl(uffd, UFFDIO_API, { api: UFFD_API, features: 0 });
+    const { addr } = await mapArea(p, "anon", 4);
+    await p.munmap(addr + 3 * PS, PS);
+    await register(p, uffd, addr, 2 * PS, WP);
+    await register(p, uffd, addr + 2 * PS, PS, MISSING);
+    const unprotect = (start: number): Promise<string> => errnoOf(p.ioctl(uffd, UFFDIO_WRITEPROTECT, { range: { start, len: PS }, mode: 0 }));
+    // MISSING-only vma, then no vma at all: ENOENT, as for the whole-range path.
+    expect(await unprotect(addr + 2 * PS)).toBe("ENOENT");
+    expect(await unprotect(addr + 3 * PS)).toBe("ENOENT");
+    // A page never touched (no pte): nothing to change.
+    expect(await unprotect(addr + PS)).toBe("OK");
+    expect(p.pagemap(addr + PS, 1)[0]).toMatchObject({ present: false, swapped: false, uffdWp: false });
+    // Two protected written pages, a writer blocked on each: unprotecting one wakes its writer only.
+    await p.mainThread.write(addr, Uint8Array.of(1));
+    await p.mainThread.write(addr + PS, Uint8Array.of(1));
+    await p.ioctl(uffd, UFFDIO_WRITEPROTECT, { range: { start: addr, len: 2 * PS }, mode: UFFDIO_WRITEPROTECT_MODE_WP });
+    const w0 = p.spawnThread("w0").write(addr, Uint8Array.of(2));
+    const w1 = p.spawnThread("w1").write(addr + PS, Uint8Array.of(3));
+    await k.idle();
+    expect(await unprotect(addr + PS)).toBe("OK");
+    await w1;
+    expect(await isBlocked(k, w0)).toBe(true);
+    expect(p.pagemap(addr, 2).map((e) => e.uffdWp)).toEqual([true, false]);
+    expect(await p.mainThread.read(addr + PS, 1)).toEqual(Uint8Array.of(3));
+    expect(await unprotect(addr)).toBe("OK");
+    await w0;
+    expect(await p.mainThread.read(addr, 1)).toEqual(Uint8Array.of(2));
     k.checkInvariants();
   });
 
