@@ -52,6 +52,8 @@ export interface ContextConfig {
   deadlineVirtualMs: number | null;
   deadlineWallMs: number | null;
   wallClock: () => number;
+  /** Record the wall-clock latency histogram (HandlerOptions.wallLatency); false: the host clock is read only for wall deadlines. */
+  wallLatency: boolean;
   /** The process whose memory the fd serves, when known (for /proc/pid/smaps lookups). */
   target: Process | null;
   /** The handler is not in the faulting process (an adopted fd, a fork child's): no UFFDIO_MOVE from its memory. */
@@ -169,7 +171,11 @@ export class UffdContext {
   readonly watch: Watch = { virtualRunning: false, wallTimer: null };
   /** The read loop is dispatching a batch: settles defer their wall-clock reading to its end. */
   inBatch = false;
-  /** The host clock's reading when the batch being dispatched (or the last one) was read: the read time of its faults. */
+  /**
+   * The host clock's reading when the batch being dispatched (or the last one) was read: the
+   * read time of its faults. Without the wall-latency histogram: NaN until a fault of the batch
+   * needs a time for its wall deadline, then the reading taken for it.
+   */
   batchReadWallMs = NaN;
   readonly settledInBatch: FaultState[] = [];
   /** The fast path's UFFDIO_COPY struct, reused while every ioctl using it finished at once. */
@@ -260,7 +266,7 @@ export class UffdContext {
     m.outcomes[outcome]++;
     const now = this.nowNs();
     m.latencyVirtualNs.record(now - f.readAtNs);
-    if (!this.inBatch) m.latencyWallNs.record((this.config.wallClock() - (f.readAtWallMs ?? this.batchReadWallMs)) * 1e6);
+    if (!this.inBatch && this.config.wallLatency) m.latencyWallNs.record((this.config.wallClock() - (f.readAtWallMs ?? this.batchReadWallMs)) * 1e6);
     if (m.tracing) {
       m.addTraceEvent({
         name: `${f.kind} fault`,
@@ -284,6 +290,12 @@ export class UffdContext {
     this.inBatch = false;
     const settled = this.settledInBatch;
     if (settled.length === 0) return NaN;
+    if (!this.config.wallLatency) {
+      for (let i = 0; i < settled.length; i++) this.inflight.deleteValue(settled[i]!.key, settled[i]!);
+      while (settled.length > 0) settled.pop();
+      if (this.inflight.size === 0 && this.#drainWaiters.length > 0) this.#wakeDrainers();
+      return NaN;
+    }
     const nowMs = this.config.wallClock();
     const readMs = this.batchReadWallMs;
     const h = this.metrics.latencyWallNs;
@@ -355,6 +367,17 @@ export class UffdContext {
   }
 
   // --- events and the resolvers' ordering state -----------------------------------------------
+
+  /**
+   * The read time to give a fault that outlives its batch's dispatch: the batch's reading; without
+   * the wall-latency histogram, a reading taken now (once per batch) if a wall deadline needs one,
+   * else NaN.
+   */
+  pendingReadWallMs(): number {
+    const t = this.batchReadWallMs;
+    if (t === t || this.config.deadlineWallMs === null) return t;
+    return (this.batchReadWallMs = this.config.wallClock());
+  }
 
   /** The read loop processed one non-cooperative event. */
   eventProcessed(): void {

@@ -135,7 +135,7 @@ export function dispatchFault(ctx: UffdContext, f: FaultState): void {
   }
   if (f.state === FAULT_STATE.SETTLED) return;
   // It outlives its batch's dispatch: it keeps its read time itself (see FaultImpl.readAtWallMs).
-  if (f.readAtWallMs === null) f.readAtWallMs = ctx.batchReadWallMs;
+  if (f.readAtWallMs === null) f.readAtWallMs = ctx.pendingReadWallMs();
   // Deadlines count from the read. Only a fault its dispatch did not settle can need one (most
   // settle in it), so they are set here, once: a renewed deadline stays.
   const { deadlineVirtualMs, deadlineWallMs } = ctx.config;

@@ -218,7 +218,7 @@ function handleBatch(ctx: UffdContext, bytes: Uint8Array, len: number, words: Ui
   if (faults === 0) return NaN;
   // The faults of one read(2) were read at one moment: one wall-clock reading serves them
   // all, and those settled while the batch is dispatched share one settle-time reading too.
-  ctx.batchReadWallMs = wallMs === wallMs ? wallMs : ctx.config.wallClock();
+  ctx.batchReadWallMs = wallMs === wallMs || !ctx.config.wallLatency ? wallMs : ctx.config.wallClock();
   ctx.inBatch = true;
   try {
     if (words === null) handleFaultsView(ctx, bytes, n, view);

@@ -168,7 +168,22 @@ export interface HandlerOptions {
       };
   /** Share a Metrics object (fork children share their parent's by default). */
   metrics?: Metrics;
-  /** Host clock in ms, for wall-time latencies. Default performance.now. */
+  /**
+   * Record each fault's read-to-settle time on the host clock in metrics.latency.wallNs. Default
+   * true. With false that histogram stays empty and the read loop reads the host clock only for
+   * a wall-clock deadline: once per read(2) whose batch leaves a fault pending after its dispatch
+   * (that fault's deadline then counts from that reading, taken when its dispatch returned,
+   * rather than from the read). A handler that settles its faults as they are dispatched then
+   * reads no clock at all, where two readings per read(2) are otherwise the largest single part
+   * of what the SDK adds to a round trip (docs/benchmarks.md, "The SDK's share, fourth pass").
+   */
+  wallLatency?: boolean;
+  /**
+   * Host clock in ms, for wall-time latencies and deadlines: any monotonic clock, as only
+   * differences of its readings are used. Default: Node's monotonic clock through
+   * process.hrtime(), in ms (the clock performance.now() reads, from another origin);
+   * performance.now() where there is no process.hrtime.
+   */
   wallClock?: () => number;
 }
 
@@ -241,7 +256,7 @@ function checkedDeadline(name: string, v: number | null | undefined, dflt: numbe
 
 /** HandlerOptions, checked and with their defaults. */
 interface HandlerConfig {
-  config: Pick<ContextConfig, "batch" | "policy" | "retries" | "deadlineVirtualMs" | "deadlineWallMs" | "wallClock">;
+  config: Pick<ContextConfig, "batch" | "policy" | "retries" | "deadlineVirtualMs" | "deadlineWallMs" | "wallClock" | "wallLatency">;
   /** The trace ring's size, or null when not tracing. */
   traceEventsMax: number | null;
 }
@@ -262,19 +277,38 @@ function handlerConfig(o: HandlerOptions): HandlerConfig {
       deadlineVirtualMs: checkedDeadline("virtualMs", o.deadline?.virtualMs, null),
       deadlineWallMs: checkedDeadline("wallMs", o.deadline?.wallMs, DEFAULT_DEADLINE_WALL_MS),
       wallClock: o.wallClock ?? hostClock(),
+      wallLatency: checkedFlag("wallLatency", o.wallLatency, true),
     },
     traceEventsMax,
   };
 }
 
 /**
- * performance.now() of the `performance` object current when the handler is created. Node defines
- * the global `performance` with a getter, which costs about as much as now() itself; the round
- * trip reads the clock twice per read(2), so the object is looked up once.
+ * The default host clock, in ms: process.hrtime() (uv_hrtime(): CLOCK_MONOTONIC, the clock
+ * performance.now() reads). The read loop reads the clock up to twice per read(2), and Node 20's
+ * performance.now() first checks its receiver's brand through a wrapper that forwards its
+ * arguments: per one-by-one round trip its two readings counted ~410 instructions in callgrind
+ * (the brand check ~240 of them) against ~130 for process.hrtime()'s, plus the [s, ns] array it
+ * returns (docs/benchmarks.md, "The SDK's share, fourth pass"). Where process.hrtime is
+ * missing: performance.now() of the `performance` object current when the handler is created
+ * (Node defines the global with a getter, which costs about as much as now() itself).
  */
 function hostClock(): () => number {
+  const hrtime = (globalThis as { process?: { hrtime?: () => [number, number] } }).process?.hrtime;
+  if (typeof hrtime === "function") {
+    return () => {
+      const t = hrtime();
+      return t[0] * 1e3 + t[1] / 1e6;
+    };
+  }
   const perf = performance;
   return () => perf.now();
+}
+
+function checkedFlag(name: string, v: boolean | undefined, dflt: boolean): boolean {
+  if (v === undefined) return dflt;
+  if (typeof v !== "boolean") throw new TypeError(`${name} must be a boolean, got ${String(v)}`);
+  return v;
 }
 
 function checkedCount(name: string, v: number | undefined, dflt: number, min: number): number {

@@ -47,6 +47,58 @@ describe("handler metrics and trace", () => {
     k.checkInvariants();
   });
 
+  it("the default host clock gives every fault a finite wall latency (process.hrtime() in ms)", async () => {
+    const { k, p } = setup();
+    const uffd = await Userfaultfd.open(p);
+    const a = await anon(p, 3);
+    await uffd.register(a, 3 * PAGE_SIZE, "missing");
+    uffd.on("fault", (f) => f.copy(pageOf(f.offset / PAGE_SIZE)));
+    for (let i = 0; i < 3; i++) await p.mainThread.read(a + i * PAGE_SIZE, 1);
+    await uffd.drain();
+    const w = uffd.metrics.snapshot().latency.wallNs;
+    expect(w.count).toBe(3);
+    for (const v of [w.min, w.max, w.mean]) expect(Number.isFinite(v) && v >= 0).toBe(true);
+    await uffd.close();
+    k.checkInvariants();
+  });
+
+  it("wallLatency: false reads no host clock for faults settled in their dispatch, and leaves the wall histogram empty", async () => {
+    const { k, p } = setup();
+    let readings = 0;
+    const uffd = await Userfaultfd.open(p, { wallLatency: false, wallClock: () => ++readings });
+    const a = await anon(p, 3);
+    await uffd.register(a, 3 * PAGE_SIZE, "missing");
+    uffd.on("fault", (f) => f.copy(pageOf(f.offset / PAGE_SIZE)));
+    for (let i = 0; i < 3; i++) expect((await p.mainThread.read(a + i * PAGE_SIZE, 1))[0]).toBe(pageOf(i)[0]);
+    await uffd.drain();
+    const m = uffd.metrics.snapshot();
+    expect(m.outcomes.installed).toBe(3);
+    expect(m.latency.virtualNs.count).toBe(3);
+    expect(m.latency.wallNs.count).toBe(0);
+    expect(readings).toBe(0);
+    await uffd.close();
+    k.checkInvariants();
+  });
+
+  it("wallLatency: false still keeps wall deadlines: a fault left pending times out (its deadline counting from the end of its dispatch)", async () => {
+    const { k, p } = setup();
+    let readings = 0;
+    const clock = (): number => (readings++, performance.now());
+    const uffd = await Userfaultfd.open(p, { wallLatency: false, wallClock: clock, deadline: { virtualMs: null, wallMs: 5 } });
+    const a = await anon(p, 1);
+    await uffd.register(a, PAGE_SIZE, "missing");
+    const reasons: string[] = [];
+    uffd.on("error", (e) => reasons.push((e as { reason?: string }).reason ?? ""));
+    uffd.on("fault", () => new Promise(() => {}));
+    await expect(p.mainThread.read(a, 1)).rejects.toMatchObject({ signal: "SIGBUS" });
+    expect(reasons).toEqual(["handler-timeout"]);
+    expect(readings).toBeGreaterThan(0);
+    expect(uffd.metrics.snapshot().latency.wallNs.count).toBe(0);
+    await expect(Userfaultfd.open(p, { wallLatency: "no" as unknown as boolean })).rejects.toThrow(TypeError);
+    await uffd.close();
+    k.checkInvariants();
+  });
+
   it("exports a Chrome trace (JSON Object Format): a complete event per fault, an instant per event, virtual-time µs", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p, { trace: true });
