@@ -182,6 +182,8 @@ export class UffdContext {
   copyArg: { dst: number; src: Uint8Array; len: number; mode: number; copy: number } | null = null;
   #epochWaiters: Array<() => void> = [];
   readonly #removeLog: Array<{ start: number; end: number; epoch: number }> = [];
+  /** The event epoch of the newest REMOVE processed (0: none yet): removedSince(epoch, ...) is false for any epoch at or after it. */
+  lastRemoveEpoch = 0;
   #removeLogHorizon = 0;
   #zeros = new Uint8Array(PAGE_SIZE);
   #drainWaiters: Array<() => void> = [];
@@ -291,7 +293,7 @@ export class UffdContext {
     const settled = this.settledInBatch;
     if (settled.length === 0) return NaN;
     if (!this.config.wallLatency) {
-      for (let i = 0; i < settled.length; i++) this.inflight.deleteValue(settled[i]!.key, settled[i]!);
+      this.#forgetSettled(settled);
       while (settled.length > 0) settled.pop();
       if (this.inflight.size === 0 && this.#drainWaiters.length > 0) this.#wakeDrainers();
       return NaN;
@@ -303,13 +305,28 @@ export class UffdContext {
       const f = settled[i]!;
       // Read in this batch (null), or in an earlier one and settled by this batch's listeners.
       h.record((nowMs - (f.readAtWallMs ?? readMs)) * 1e6);
-      this.inflight.deleteValue(f.key, f);
     }
+    this.#forgetSettled(settled);
     // Emptied by pops, not `length = 0`, which would give the backing store back (and the next
     // batch would allocate it again).
     while (settled.length > 0) settled.pop();
     if (this.inflight.size === 0 && this.#drainWaiters.length > 0) this.#wakeDrainers();
     return nowMs;
+  }
+
+  /**
+   * The faults settled in a batch leave the in-flight table. Each is still in it (a settle in a
+   * batch defers its removal, and a key is never given a second fault while one is in), so when
+   * they are as many as the table holds they are all it holds, and it is emptied at once: the
+   * fastest path's batch of 32 then costs one sweep instead of 32 deletions.
+   */
+  #forgetSettled(settled: FaultState[]): void {
+    const table = this.inflight;
+    if (settled.length === table.size) {
+      table.clear();
+      return;
+    }
+    for (let i = 0; i < settled.length; i++) table.deleteValue(settled[i]!.key, settled[i]!);
   }
 
   /**
@@ -388,6 +405,7 @@ export class UffdContext {
   noteRemove(start: number, end: number): void {
     this.ranges.mark(start, end, PAGE_STATE.REMOVED, PAGE_STATE.INSTALLED | PAGE_STATE.POISONED);
     this.#removeLog.push({ start, end, epoch: this.eventEpoch });
+    this.lastRemoveEpoch = this.eventEpoch;
     if (this.#removeLog.length > REMOVE_LOG_MAX) this.#removeLogHorizon = this.#removeLog.shift()!.epoch;
   }
 

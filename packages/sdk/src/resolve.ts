@@ -65,7 +65,8 @@ function fastPath(f: FaultState, op: ResolveOp, src: Uint8Array | number | null,
   } else {
     return null;
   }
-  if (op !== "continue" && ctx.removedSince(f.epoch, page, page + PAGE_SIZE)) return null;
+  // removedSince()'s first test, inline: no REMOVE was processed since the fault was read.
+  if (op !== "continue" && ctx.lastRemoveEpoch > f.epoch && ctx.removedSince(f.epoch, page, page + PAGE_SIZE)) return null;
   const p = ctx.proc.ioctl(ctx.fd, req, arg);
   // The result field is written before the ioctl returns (as in Linux): a whole page done
   // means it succeeded, and the fault settles now, without waiting for the promise. Only

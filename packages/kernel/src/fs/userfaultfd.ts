@@ -117,6 +117,7 @@ const MFILL_NOT_SIMPLE = mmUffd.MFILL_NOT_SIMPLE;
 const mfillCopyAnonPage = mmUffd.mfillCopyAnonPage;
 const mfillZeropageAnonPage = mmUffd.mfillZeropageAnonPage;
 const mwriteprotectUnprotectPage = mmUffd.mwriteprotectUnprotectPage;
+const mfillContinuePage = mmUffd.mfillContinuePage;
 
 const pageDown = addrMod.pageDown;
 const pageOffset = addrMod.pageOffset;
@@ -1112,7 +1113,9 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     if (!validateRange(start, len)) fail("EINVAL", what);
     if (hasBitsOutside(mode, dontwakeBit | wpBit)) fail("EINVAL", what);
     if (!this.mm.alive) fail("ESRCH", what);
-    const ret = mfillAtomic(this, start, 0, len, kind, (mode & wpBit) !== 0, null) as number;
+    const wp = (mode & wpBit) !== 0;
+    // One page of CONTINUE (a minor fault's resolve) skips mfillAtomic()'s record and loop.
+    const ret = kind === MFILL_ATOMIC.CONTINUE && len === PAGE_SIZE ? mfillContinuePage(this, start, wp) : (mfillAtomic(this, start, 0, len, kind, wp, null) as number);
     return this.#finishResult(a, field, what, ret, start, len, (mode & dontwakeBit) !== 0);
   }
 

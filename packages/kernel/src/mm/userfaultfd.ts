@@ -222,15 +222,8 @@ function mfillAtomicPass(op: MfillOp): number {
   const { ctx, mode } = op;
   const mm = ctx.mm;
   const vma = mm.vmaLookup(op.dstStart);
-  if (vma === null) return -E.ENOENT;
-  if ((vma.flags & VM_SHARED) === 0) mm.anonVmaPrepare(vma);
-  // validate_dst_vma(): the whole range inside one vma that some userfaultfd registered.
-  if (op.dstStart + op.len > vma.end || vma.uffdCtx === null) return -E.ENOENT;
-  if (ctx.mmapChanging !== 0) return -E.EAGAIN;
-  if (vmaIsAnonymous(vma) && (vma.flags & VM_SHARED) !== 0) return -E.EINVAL;
-  if (op.wp && (vma.flags & VM_UFFD_WP) === 0) return -E.EINVAL;
-  if (!vmaIsAnonymous(vma) && !vmaIsShmem(vma)) return -E.EINVAL;
-  if (!vmaIsShmem(vma) && mode === MFILL_ATOMIC.CONTINUE) return -E.EINVAL;
+  const bad = mfillCheckDstVma(ctx, vma, op.dstStart, op.len, mode, op.wp);
+  if (bad !== 0 || vma === null) return bad;
   if (mode === MFILL_ATOMIC.COPY && vmaIsAnonymous(vma)) return mfillCopyAnon(op, vma);
   const end = op.srcStart + op.len;
   while (op.srcAddr < end) {
@@ -243,6 +236,40 @@ function mfillAtomicPass(op: MfillOp): number {
     op.copied += PAGE_SIZE;
   }
   return 0;
+}
+
+/**
+ * mfill_atomic()'s checks of the destination vma found for [dstStart, dstStart+len), in its
+ * order (uffd_mfill_lock(), validate_dst_vma(), the mmap_changing re-check, the mode checks):
+ * 0 or a negative errno. A private vma gets its anon_vma first (anon_vma_prepare()).
+ */
+function mfillCheckDstVma(ctx: UffdCtxRef, vma: Vma | null, dstStart: number, len: number, mode: MfillAtomicMode, wp: boolean): number {
+  if (vma === null) return -E.ENOENT;
+  if ((vma.flags & VM_SHARED) === 0) ctx.mm.anonVmaPrepare(vma);
+  // validate_dst_vma(): the whole range inside one vma that some userfaultfd registered.
+  if (dstStart + len > vma.end || vma.uffdCtx === null) return -E.ENOENT;
+  if (ctx.mmapChanging !== 0) return -E.EAGAIN;
+  if (vmaIsAnonymous(vma) && (vma.flags & VM_SHARED) !== 0) return -E.EINVAL;
+  if (wp && (vma.flags & VM_UFFD_WP) === 0) return -E.EINVAL;
+  if (!vmaIsAnonymous(vma) && !vmaIsShmem(vma)) return -E.EINVAL;
+  if (!vmaIsShmem(vma) && mode === MFILL_ATOMIC.CONTINUE) return -E.EINVAL;
+  return 0;
+}
+
+/**
+ * mfillAtomic(ctx, dst, 0, PAGE_SIZE, CONTINUE, wp, null) without its record and page loop:
+ * the same vma checks, the PTE table, then mfill_atomic_pte_continue() for the one page.
+ * Returns PAGE_SIZE or a negative errno, as mfillAtomic() does for one page.
+ */
+export function mfillContinuePage(ctx: UffdCtxRef, dst: number, wp: boolean): number {
+  const mm = ctx.mm;
+  const vma = mm.vmaLookup(dst);
+  const bad = mfillCheckDstVma(ctx, vma, dst, PAGE_SIZE, MFILL_ATOMIC.CONTINUE, wp);
+  if (bad !== 0 || vma === null) return bad;
+  // mm_alloc_pmd() + __pte_alloc(): the page table exists from here on, whatever the outcome.
+  mm.pt.table(dst / PAGE_SIZE);
+  const err = mfillAtomicPteContinue(vma, dst, wp);
+  return err === 0 ? PAGE_SIZE : err;
 }
 
 /**
