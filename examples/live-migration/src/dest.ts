@@ -244,7 +244,7 @@ export class MigrationDestination {
   readonly #pendingFaults = new Map<number, number[]>();
   readonly #latency = new LatencyRecorder();
   /** Opt-in hop timestamps, GC and event-loop delays (LM_TRACE_DIR; see trace.ts). */
-  readonly #trace = new HopTracer("destination");
+  readonly #trace: HopTracer;
   #server: Server | null = null;
   /** Connections that have not authenticated yet. */
   readonly #candidates = new Set<Endpoint>();
@@ -275,7 +275,9 @@ export class MigrationDestination {
   /** CPU time since the source's HELLO (set when it arrives). */
   #cpu: (() => CpuTime) | null = null;
 
-  private constructor(config: MigrationConfig, guest: Guest, hooks: DestHooks, token: string) {
+  /** `traced` false: a rehearsal's scratch destination, which never starts hop tracing (its timers would run on through the real transfer). */
+  private constructor(config: MigrationConfig, guest: Guest, hooks: DestHooks, token: string, traced = true) {
+    this.#trace = new HopTracer("destination", traced);
     this.#config = config;
     this.#limits = config.protocol;
     this.#token = token;
@@ -328,7 +330,7 @@ export class MigrationDestination {
         failed = reject;
       });
       const hooks: DestHooks = { progress: () => {}, resumed: () => {}, complete: () => done(), failed: (m) => failed(new Error(`the rehearsal failed: ${m}`)) };
-      const d = new MigrationDestination(config, guest, hooks, token);
+      const d = new MigrationDestination(config, guest, hooks, token, false);
       try {
         const port = await d.listen();
         await Promise.all([scriptedPostcopySource(port, token, config.seed, pages, config.workload), finished]);

@@ -85,7 +85,8 @@ function epochNow(): number {
 
 /** One process's recorder; every method is a no-op when tracing is off. */
 export class HopTracer {
-  readonly on = TRACE_DIR !== null;
+  /** Recording: LM_TRACE_DIR is set and the owner asked for it. */
+  readonly on: boolean;
   readonly #role: string;
   readonly #hops = new Map<number, HopRecord>();
   readonly #gc: GcRecord[] = [];
@@ -96,8 +97,10 @@ export class HopTracer {
   #clock = { epochMs: 0, monotonicMs: 0 };
   switchoverEpochMs = 0;
 
-  constructor(role: string) {
+  /** `enabled` false: never records (a rehearsal's scratch destination, whatever LM_TRACE_DIR says). */
+  constructor(role: string, enabled = true) {
     this.#role = role;
+    this.on = enabled && TRACE_DIR !== null;
   }
 
   /** Starts the GC observer, the loop-delay histogram and the late-turn timer. */

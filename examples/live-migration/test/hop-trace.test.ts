@@ -1,8 +1,10 @@
 /**
  * The hop trace's summary (src/hop-trace.ts) over hand-made traces: which hop each interval is,
  * which faults count as slow, what overlapped them. Tracing itself is off in the tests
- * (LM_TRACE_DIR unset), which the last test checks.
+ * (LM_TRACE_DIR unset), which the HopTracer tests check, with a child process for the variable set.
  */
+import { execFileSync } from "node:child_process";
+import { tmpdir } from "node:os";
 import { describe, expect, it } from "vitest";
 import { summarizeTrace } from "../src/hop-trace.ts";
 import { HopTracer, TRACE_DIR, type HopRecord, type TraceFile } from "../src/trace.ts";
@@ -85,5 +87,12 @@ describe("HopTracer", () => {
     t.start();
     t.mark(1, "fault");
     t.write(); // no directory: nothing written, nothing thrown
+  });
+
+  it("with LM_TRACE_DIR set records, unless its owner turned it off (a rehearsal's scratch destination)", { timeout: 60_000 }, () => {
+    // TRACE_DIR is read when the module loads: ask a process that has the variable.
+    const code = `import { HopTracer } from ${JSON.stringify(new URL("../src/trace.ts", import.meta.url).href)}; console.log(JSON.stringify([new HopTracer("destination").on, new HopTracer("destination", false).on]));`;
+    const out = execFileSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", code], { env: { ...process.env, LM_TRACE_DIR: tmpdir() }, encoding: "utf8" });
+    expect(JSON.parse(out.trim())).toEqual([true, false]);
   });
 });
