@@ -9,7 +9,8 @@
  * - A fault ends exactly once (UffdContext.settle()); the first outcome wins.
  * - A fault read before any listener (or pull reader) exists waits for the first one, within its
  *   deadline.
- * - Deadlines count from the read. The virtual-clock watchdog sleeps on the kernel's clock only
+ * - Deadlines count from the read (a wall deadline of a handler opened with wallLatency: false,
+ *   from the end of the fault's dispatch). The virtual-clock watchdog sleeps on the kernel's clock only
  *   while some fault has a virtual deadline, so an idle kernel stays idle.
  */
 import { PAGE_SIZE, UFFDIO_REGISTER_MODE_WP } from "@uffd/kernel/uapi";
@@ -136,8 +137,10 @@ export function dispatchFault(ctx: UffdContext, f: FaultState): void {
   if (f.state === FAULT_STATE.SETTLED) return;
   // It outlives its batch's dispatch: it keeps its read time itself (see FaultImpl.readAtWallMs).
   if (f.readAtWallMs === null) f.readAtWallMs = ctx.pendingReadWallMs();
-  // Deadlines count from the read. Only a fault its dispatch did not settle can need one (most
-  // settle in it), so they are set here, once: a renewed deadline stays.
+  // Deadlines count from the read (a wall deadline without the wall-latency histogram: from the
+  // reading pendingReadWallMs() took when the first fault of the batch was left pending). Only a
+  // fault its dispatch did not settle can need one (most settle in it), so they are set here,
+  // once: a renewed deadline stays.
   const { deadlineVirtualMs, deadlineWallMs } = ctx.config;
   if (deadlineVirtualMs !== null && f.deadlineNs === NO_DEADLINE) f.deadlineNs = f.readAtNs + deadlineVirtualMs * 1e6;
   if (deadlineWallMs !== null && f.deadlineWallMs === NO_DEADLINE) f.deadlineWallMs = f.readAtWallMs + deadlineWallMs;
