@@ -13,7 +13,9 @@
  * the mapping, sampled after the first quarter. The first quarter also pays one-off costs of a
  * fresh process (V8 compiling the fault path and its feedback vectors, about 0.2-0.9 MiB of heap
  * here), which would otherwise be spread over the pages and move the figure by a few bytes from
- * one process to the next; that one-off part is reported on its own (`oneOffBytes`).
+ * one process to the next; that one-off part is reported on its own (`oneOffBytes`). The untouched
+ * state has no pages to split, so it maps and unmaps a mapping of the same size first and reports
+ * what that first mmap() left behind as its one-off part.
  */
 import { Kernel } from "@uffd/kernel";
 import { MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from "@uffd/kernel/uapi";
@@ -27,7 +29,7 @@ export interface HostMemory {
   gc: boolean;
   /**
    * Bytes the first quarter of a touched mapping grew by beyond its pages' share at the per-page
-   * rate: one-off costs of the first use (0 for the untouched state).
+   * rate, or the untouched state's first mmap() and munmap(): one-off costs of the first use.
    */
   oneOffBytes: number;
 }
@@ -61,8 +63,12 @@ export async function memoryPerPage(state: MemoryState, mib: number, gc: (() => 
   // before the first sample: the figure is what each page adds.
   const k = new Kernel({ seed: 1 });
   const p = k.spawn({ name: "bench-mem" });
-  const before = hostMemory.sample(gc);
-  const addr = await p.mmap(0, pages * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+  const len = pages * PAGE_SIZE;
+  const prot = PROT_READ | PROT_WRITE;
+  const start = hostMemory.sample(gc);
+  if (state === "untouched") await p.munmap(await p.mmap(0, len, prot, MAP_PRIVATE | MAP_ANONYMOUS), len);
+  const before = state === "untouched" ? hostMemory.sample(gc) : start;
+  const addr = await p.mmap(0, len, prot, MAP_PRIVATE | MAP_ANONYMOUS);
   const one = Uint8Array.of(1);
   const touch = async (from: number, to: number): Promise<void> => {
     for (let i = from; i < to; i++) {
@@ -79,7 +85,7 @@ export async function memoryPerPage(state: MemoryState, mib: number, gc: (() => 
   if (rss !== (state === "resident" ? pages : 0)) throw new Error(`${state}: smaps says ${rss} resident pages of ${pages}`);
   k.checkInvariants();
   const m = hostMemory.perPage(warm, after, pages - quarter);
-  const first = warm.heapUsed + warm.external - (before.heapUsed + before.external);
+  const first = warm.heapUsed + warm.external - (start.heapUsed + start.external);
   m.oneOffBytes = Math.max(0, first - m.bytesPerPage * quarter);
   await p.exit(0);
   return m;
