@@ -313,6 +313,21 @@ function mfillCopyAnon(op: MfillOp, vma: Vma): number {
 export const MFILL_NOT_SIMPLE = -4097;
 
 /**
+ * mfillAtomic()'s vma checks for one page at `dst`, in its order, for the one-page straight paths:
+ * the private anonymous vma that holds the page, registered with a userfaultfd, while no mmap
+ * change is pending; null for anything else. Like mfillAtomic(), it prepares the vma's anon_vma
+ * before it looks at the range.
+ */
+function simpleAnonVma(ctx: UffdCtxRef, dst: number): Vma | null {
+  const mm = ctx.mm;
+  const vma = mm.vmaLookup(dst);
+  if (vma === null || (vma.flags & VM_SHARED) !== 0 || !vmaIsAnonymous(vma)) return null;
+  mm.anonVmaPrepare(vma);
+  if (dst + PAGE_SIZE > vma.end || vma.uffdCtx === null || ctx.mmapChanging !== 0) return null;
+  return vma;
+}
+
+/**
  * UFFDIO_COPY of one page from a buffer of at least a page (`src[0..PAGE_SIZE)`), mode 0, into
  * a none pte of a private anonymous vma some userfaultfd registered: the round trip's common case
  * in one straight function. Does exactly what mfillAtomic() does for it (the same vma checks,
@@ -322,11 +337,9 @@ export const MFILL_NOT_SIMPLE = -4097;
  * caller then runs mfillAtomic() for the outcome.
  */
 export function mfillCopyAnonPage(ctx: UffdCtxRef, dst: number, src: Uint8Array): number {
+  const vma = simpleAnonVma(ctx, dst);
+  if (vma === null) return MFILL_NOT_SIMPLE;
   const mm = ctx.mm;
-  const vma = mm.vmaLookup(dst);
-  if (vma === null || (vma.flags & VM_SHARED) !== 0 || !vmaIsAnonymous(vma)) return MFILL_NOT_SIMPLE;
-  mm.anonVmaPrepare(vma);
-  if (dst + PAGE_SIZE > vma.end || vma.uffdCtx === null || ctx.mmapChanging !== 0) return MFILL_NOT_SIMPLE;
   const vpn = dst / PAGE_SIZE;
   const table = mm.pt.table(vpn);
   const i = vpn & (PTRS_PER_PTE - 1);
@@ -349,11 +362,9 @@ export function mfillCopyAnonPage(ctx: UffdCtxRef, dst: number, src: Uint8Array)
  * anon_vma, the PTE table), and the caller runs mfillAtomic() for the outcome.
  */
 export function mfillZeropageAnonPage(ctx: UffdCtxRef, dst: number): number {
+  const vma = simpleAnonVma(ctx, dst);
+  if (vma === null) return MFILL_NOT_SIMPLE;
   const mm = ctx.mm;
-  const vma = mm.vmaLookup(dst);
-  if (vma === null || (vma.flags & VM_SHARED) !== 0 || !vmaIsAnonymous(vma)) return MFILL_NOT_SIMPLE;
-  mm.anonVmaPrepare(vma);
-  if (dst + PAGE_SIZE > vma.end || vma.uffdCtx === null || ctx.mmapChanging !== 0) return MFILL_NOT_SIMPLE;
   const vpn = dst / PAGE_SIZE;
   const table = mm.pt.table(vpn);
   const i = vpn & (PTRS_PER_PTE - 1);
