@@ -67,16 +67,22 @@ class ReadLoop {
   // read time instead of reading the clock again: the two instants are the same to within the
   // loop's own work (the readNowait() in between).
   #carryWallMs = NaN;
-  // What is queued already is read at once by readNowait(), without a promise; only an empty
-  // queue sleeps, in readInto(). A handler that keeps up with its threads finds the queue empty
-  // at every read (the thread its resolve woke has not run yet), so after NOWAIT_MISSES empty
-  // readNowait()s in a row the loop calls readInto() alone (which returns a settled promise when
-  // something is queued) and tries readNowait() again every NOWAIT_RETRY reads, or at once after
-  // a read that filled a multi-message buffer (a backlog).
+  // What is queued already is read by readNowait(), without a promise; only an empty queue
+  // sleeps, in readInto(). Right after a batch, the threads its resolves woke have not run yet
+  // (each runs in a promise reaction queued by its wake), so the queue is usually empty then: the
+  // loop tries readNowait() at once only while that finds something (a backlog), and otherwise
+  // one microtask later (#tick), after those reactions, when a thread that faulted again has
+  // queued its next message; only if that finds nothing too does it sleep in readInto(). A
+  // handler that keeps up with its threads so reads each fault without sleeping and without
+  // being woken (a sleeping read's wake, promise and reaction cost more than the microtask).
+  // After NOWAIT_MISSES empty tries in a row of either kind, that try is skipped for the next
+  // NOWAIT_RETRY reads (a read that filled a multi-message buffer ends the skipping at once).
   #misses = 0;
   #skip = 0;
-  readonly #onRead = (n: number): void => this.#read(n, false);
-  readonly #onSkipRead = (n: number): void => this.#read(n, true);
+  #tickMisses = 0;
+  #tickSkip = 0;
+  readonly #onRead = (n: number): void => this.#read(n);
+  readonly #onTick = (): void => this.#tick();
   readonly #onError = (e: unknown): void => this.#failed(e);
 
   constructor(ctx: UffdContext, onFork: OnFork, end: () => void) {
@@ -89,7 +95,10 @@ class ReadLoop {
     this.#view = new DataView(bytes);
   }
 
-  /** Reads and handles what is queued; on an empty queue, sleeps in readInto() and returns. */
+  /**
+   * Reads and handles what is queued; on an empty queue, tries again one microtask later
+   * (#later()) and returns.
+   */
   next(): void {
     const ctx = this.#ctx;
     const buf = this.#buf;
@@ -98,8 +107,7 @@ class ReadLoop {
         let n: number | null;
         if (this.#skip > 0) {
           this.#skip--;
-          this.#carryWallMs = NaN;
-          ctx.proc.readInto(ctx.fd, buf).then(this.#onSkipRead, this.#onError);
+          this.#later();
           return;
         }
         try {
@@ -111,8 +119,7 @@ class ReadLoop {
         }
         if (n === null) {
           if (++this.#misses >= NOWAIT_MISSES) this.#skip = NOWAIT_RETRY;
-          this.#carryWallMs = NaN;
-          ctx.proc.readInto(ctx.fd, buf).then(this.#onRead, this.#onError);
+          this.#later();
           return;
         }
         this.#misses = 0;
@@ -124,10 +131,46 @@ class ReadLoop {
     }
   }
 
-  /** readInto() returned `n` bytes (`skipping`: called without trying readNowait() first). */
-  #read(n: number, skipping: boolean): void {
+  /** Nothing is queued now: read one microtask later (#tick()), or sleep in readInto() at once while those tries keep finding nothing. */
+  #later(): void {
+    const ctx = this.#ctx;
+    // Anything may run before the next read: the carried reading is no longer "now".
+    this.#carryWallMs = NaN;
+    if (this.#tickSkip > 0) {
+      this.#tickSkip--;
+      ctx.proc.readInto(ctx.fd, this.#buf).then(this.#onRead, this.#onError);
+      return;
+    }
+    void RESOLVED.then(this.#onTick);
+  }
+
+  /** One microtask after the queue was found empty: read what the threads woken since have queued, else sleep in readInto(). */
+  #tick(): void {
+    const ctx = this.#ctx;
     try {
-      if (skipping && n === this.#buf.length && n > UFFD_MSG_SIZE) this.#skip = this.#misses = 0;
+      if (ctx.closed) return this.#stop();
+      let n: number | null;
+      try {
+        n = ctx.proc.readNowait(ctx.fd, this.#buf);
+      } catch (e) {
+        this.#failed(e);
+        return;
+      }
+      if (n === null) {
+        if (++this.#tickMisses >= NOWAIT_MISSES) this.#tickSkip = NOWAIT_RETRY;
+        ctx.proc.readInto(ctx.fd, this.#buf).then(this.#onRead, this.#onError);
+        return;
+      }
+      this.#tickMisses = 0;
+      if (this.#handle(n, NaN)) this.next();
+    } catch (e) {
+      this.#crashed(e);
+    }
+  }
+
+  /** readInto() returned `n` bytes. */
+  #read(n: number): void {
+    try {
       if (this.#handle(n, NaN)) this.next();
     } catch (e) {
       this.#crashed(e);
@@ -142,6 +185,9 @@ class ReadLoop {
     const ctx = this.#ctx;
     this.#failures = 0;
     this.#carryWallMs = NaN;
+    // A read that filled a multi-message buffer: more may be queued, so every kind of
+    // readNowait() is worth trying again.
+    if (n === this.#buf.length && n > UFFD_MSG_SIZE) this.#skip = this.#misses = this.#tickSkip = this.#tickMisses = 0;
     if (ctx.closed || n === 0) {
       this.#stop();
       return false;
@@ -179,10 +225,12 @@ class ReadLoop {
   }
 }
 
-/** Empty readNowait()s in a row after which the read loop calls readInto() alone. */
+/** Empty readNowait()s in a row (at once after a batch, or a microtask later) after which the read loop skips that try. */
 const NOWAIT_MISSES = 4;
-/** Reads between two tries of readNowait() while the queue keeps being found empty. */
+/** Reads between two tries of a kind of readNowait() while it keeps finding the queue empty. */
 const NOWAIT_RETRY = 32;
+/** A settled promise: then() on it queues its reaction as one microtask. */
+const RESOLVED: Promise<void> = Promise.resolve();
 
 /** An O_NONBLOCK fd (one passed in, or a fork child's): wait for POLLIN instead of spinning. */
 async function pollIn(ctx: UffdContext): Promise<void> {
