@@ -407,6 +407,8 @@ export class MigrationDestination {
       state: () => proto.state,
       stallTimeoutMs: this.#limits.stallTimeoutMs,
       pool: this.#framePool,
+      // What a destination sends is waited for: fault requests, acknowledgements.
+      precise: true,
       readPerTurn: () => (this.#queuedBytes >= FED_QUEUE_BYTES ? READ_PER_TURN_FED : 0),
     });
     const who = `${socket.remoteAddress}:${socket.remotePort}`;

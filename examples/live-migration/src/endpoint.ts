@@ -25,6 +25,8 @@ export interface EndpointOptions {
   wire?: Wire;
   /** ... ahead of it. */
   priority?: boolean;
+  /** Wake for the arrival of each frame sent here to the sub-millisecond (see LinkOptions.precise). */
+  precise?: boolean;
   /** Reassemble frames that span socket reads into this pool's buffers (see FrameBufferPool). */
   pool?: FrameBufferPool;
   /**
@@ -76,6 +78,7 @@ export class Endpoint {
       stallTimeoutMs: options.stallTimeoutMs ?? 0,
       ...(options.wire !== undefined ? { wire: options.wire } : {}),
       priority: options.priority ?? false,
+      ...(options.precise !== undefined ? { precise: options.precise } : {}),
     });
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     socket.on("close", () => {

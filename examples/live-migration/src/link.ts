@@ -50,12 +50,19 @@ export const SEGMENT_BYTES = 64 * 1024;
  * on a busy event loop, and the bytes the wire could have carried meanwhile leave at once.
  */
 export const BURST_MS = 10;
+/**
+ * How late a bulk wakeup may be (a millisecond timer rounded up, and the event loop's clock read
+ * once per turn), in ms: a precise deadline within this of a bulk one is waited for instead.
+ */
+const PRECISE_MARGIN_MS = 2;
 
 interface Item {
   parts: readonly Uint8Array[];
   /** Called once the socket has written the frame's bytes (or failed): its buffers are free. */
   onWritten: (() => void) | undefined;
   size: number;
+  /** When it was queued (performance.now() ms): none of it leaves the wire model earlier. */
+  queuedAt: number;
   /** Bytes of this frame already on the wire. */
   departed: number;
   /** When its last byte arrives (valid once departed === size). */
@@ -124,14 +131,9 @@ export class Wire {
     return Math.max(0, this.#busyUntil - now);
   }
 
-  /**
-   * A frame was queued: run the pump soon. An idle wire starts now: a frame cannot leave before
-   * it was sent (idle time is not banked).
-   */
+  /** A frame was queued: run the pump in this turn's check phase. */
   kick(): void {
-    const now = performance.now();
-    if (this.#busyUntil < now && !this.#channels.some((ch) => ch.hasUndepartedBefore())) this.#busyUntil = now;
-    this.#schedule(now);
+    this.#schedule(performance.now());
   }
 
   #clearTimer(): void {
@@ -144,12 +146,19 @@ export class Wire {
   }
 
   /**
-   * Runs the pump at `atMs`. Node's timers count whole milliseconds and fire about 0.1 ms after
-   * the count: rounding a delay up (a frame due in 1.03 ms waited 2.15) is harmless for bulk
-   * frames, which only need to keep the wire's pace, but it made each demand hop (`precise`: a
-   * frame of a priority channel is next) a millisecond late on top of the link's own latency.
-   * Those round to the nearest millisecond instead, and a timer that fires early leaves less
-   * than half a millisecond, which is waited for a turn of the event loop at a time.
+   * Runs the pump at `atMs`. Node's timers count whole milliseconds of the event loop's clock,
+   * which is read once per turn: a timer fires up to about a millisecond before or after the
+   * time asked for. Bulk work (`precise` false) waits with a timer of at least 1 ms, rounded up,
+   * and a timer that fired early waits with another one: the pump is then up to about a
+   * millisecond late, which costs the link no bandwidth (departures are computed from the model,
+   * and up to BURST_MS of wire time is caught up), only that much delay on a bulk frame. A
+   * turn of the event loop at a time (setImmediate) is only for work already due: waiting
+   * for a bulk deadline that way ran the source's event loop about 150,000 times a second
+   * through the whole transfer (docs/benchmarks.md, "Where the time goes").
+   * A frame of a priority channel next (`precise`, a demand hop) must not be a millisecond late
+   * on top of the link's own latency (rounded up, a frame due in 1.03 ms waited 2.15): its timer
+   * rounds to the nearest millisecond, and less than half a millisecond left is waited for a
+   * turn at a time.
    */
   #schedule(atMs: number, precise = false): void {
     if (atMs >= this.#timerAt) return;
@@ -161,32 +170,44 @@ export class Wire {
       this.#pump();
     };
     this.#timerAt = atMs;
-    this.#timer = delay < 0.5 ? setImmediate(run) : setTimeout(run, Math.max(1, precise ? Math.round(delay) : Math.ceil(delay)));
+    this.#timer =
+      delay <= 0 || (precise && delay < 0.5) ? setImmediate(run) : setTimeout(run, Math.max(1, precise ? Math.round(delay) : Math.ceil(delay)));
   }
 
+  /**
+   * Delivers what has arrived, then waits for the next thing due: a frame's arrival, or the wire
+   * freeing for bytes that wait for it. The deadlines of precise channels (their frames'
+   * arrivals, and the moment the wire frees for one of their frames) are kept apart from the
+   * others: a bulk timer may fire up to about PRECISE_MARGIN_MS late, so a precise deadline
+   * before that is the one waited for, and the bulk work due a little earlier is done with it.
+   */
   #pump(): void {
     const now = performance.now();
     this.#depart(now);
-    let next = Infinity;
-    let precise = false;
+    let bulkAt = Infinity;
+    let preciseAt = Infinity;
     for (const ch of [...this.#channels]) {
       const t = ch.deliver(now);
-      if (t < next) {
-        next = t;
-        precise = ch.priority;
-      }
+      if (ch.precise) preciseAt = Math.min(preciseAt, t);
+      else bulkAt = Math.min(bulkAt, t);
     }
-    if (this.#channels.some((ch) => ch.hasUndeparted())) {
-      const free = Math.max(this.#busyUntil, now + 0.5);
-      if (free < next) {
-        next = free;
-        precise = false;
-      }
+    for (const ch of this.#channels) {
+      if (!ch.hasUndeparted()) continue;
+      // #depart stopped at the first segment boundary after now: the wire frees then.
+      if (ch.precise) preciseAt = Math.min(preciseAt, this.#busyUntil);
+      else bulkAt = Math.min(bulkAt, Math.max(this.#busyUntil, now + 0.5));
     }
-    if (next < Infinity) this.#schedule(next, precise);
+    if (preciseAt <= bulkAt + PRECISE_MARGIN_MS) this.#schedule(preciseAt, true);
+    else if (bulkAt < Infinity) this.#schedule(bulkAt, false);
   }
 
-  /** Puts bytes on the wire, segment by segment, up to the present; highest priority first. */
+  /**
+   * Puts bytes on the wire, segment by segment, up to the present; at each segment boundary the
+   * highest-priority channel whose next frame had been queued by then. The pump may run late (a
+   * busy event loop, a bulk timer): the segments it catches up leave at the times the model
+   * gives them, and a frame never leaves before it was queued (idle time is not banked), so a
+   * late pump does not let a demand page overtake bulk segments that were already due.
+   */
   #depart(now: number): void {
     const bw = this.shape.bandwidthBytesPerSec;
     const lat = this.shape.latencyMs;
@@ -196,9 +217,19 @@ export class Wire {
     }
     let t = Math.max(this.#busyUntil, now - BURST_MS);
     while (t <= now) {
-      const ch = this.#channels.find((c) => c.hasUndeparted());
-      if (ch === undefined) break;
-      t = ch.departSegment(t, bw, lat);
+      let ch: ShapedLink | undefined;
+      let soonest = Infinity;
+      for (const c of this.#channels) {
+        const q = c.nextQueuedAt();
+        if (q <= t) {
+          ch = c;
+          break;
+        }
+        if (q < soonest) soonest = q;
+      }
+      if (ch !== undefined) t = ch.departSegment(t, bw, lat);
+      else if (soonest <= now) t = soonest;
+      else break;
     }
     this.#busyUntil = Math.max(t, this.#busyUntil);
   }
@@ -209,6 +240,12 @@ export interface LinkOptions {
   wire?: Wire;
   /** This channel gets the wire ahead of the others (postcopy preempt). */
   priority?: boolean;
+  /**
+   * Someone waits for each of this channel's frames (demand pages, fault requests): the pump
+   * wakes for their arrival to within a fraction of a millisecond, not with a bulk frame's
+   * millisecond timer. Default: `priority`.
+   */
+  precise?: boolean;
   /** Fail when the socket stays unwritable (the peer stopped reading) this long; 0 = never. */
   stallTimeoutMs?: number;
 }
@@ -224,13 +261,14 @@ export class ShapedLink {
   #undelivered = 0;
   /** Bytes queued and not yet on the wire. */
   #undeparted = 0;
-  #lastQueued = 0;
   readonly sendBuffer: number;
   #closedError: Error | null = null;
   readonly #roomWaiters: Array<{ limit: number; resolve: () => void; reject: (e: Error) => void }> = [];
   readonly #flushWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   readonly #stallTimeoutMs: number;
   readonly #priority: boolean;
+  /** See LinkOptions.precise. */
+  readonly precise: boolean;
   #stallTimer: NodeJS.Timeout | null = null;
   #blockedSince: number | null = null;
   /** Bytes handed to the socket (frames and their headers). */
@@ -248,6 +286,7 @@ export class ShapedLink {
     this.sendBuffer = sendBufferBytes(this.wire.shape);
     this.#stallTimeoutMs = o.stallTimeoutMs ?? 0;
     this.#priority = o.priority ?? false;
+    this.precise = o.precise ?? this.#priority;
     this.wire.attach(this, this.#priority);
     socket.on("drain", () => this.#drained());
     socket.on("close", () => this.#fail(new LinkClosedError("the connection was closed by the peer")));
@@ -293,12 +332,10 @@ export class ShapedLink {
       this.#write(parts, size, onWritten);
       return ahead;
     }
-    this.#queue.push({ parts, size, onWritten, departed: 0, arrivalMs: 0 });
+    this.#queue.push({ parts, size, onWritten, queuedAt: performance.now(), departed: 0, arrivalMs: 0 });
     this.#undelivered += size;
     this.#undeparted += size;
-    this.#lastQueued = size;
     this.wire.kick();
-    this.#lastQueued = 0;
     return ahead;
   }
 
@@ -342,9 +379,10 @@ export class ShapedLink {
     return this.#undeparted > 0 && this.#closedError === null;
   }
 
-  /** Whether bytes other than the frame just queued wait for the wire. */
-  hasUndepartedBefore(): boolean {
-    return this.#closedError === null && this.#undeparted > this.#lastQueued;
+  /** When the first frame not yet fully on the wire was queued (Infinity: none). */
+  nextQueuedAt(): number {
+    if (this.#undeparted === 0 || this.#closedError !== null) return Infinity;
+    return this.#queue.at(this.#departIdx)!.queuedAt;
   }
 
   /** Unlimited bandwidth: everything queued departs now and arrives at `arrivalMs`. */
