@@ -19,14 +19,24 @@
  * its own): no module holds one in a closure that could outlive a fork.
  */
 import type { Process } from "@uffd/kernel";
-import { PAGE_SIZE, UFFDIO_REGISTER_MODE_WP } from "@uffd/kernel/uapi";
+import * as uapi from "@uffd/kernel/uapi";
+import { UFFDIO_REGISTER_MODE_WP } from "@uffd/kernel/uapi";
 import { EventEmitter } from "eventemitter3";
 import { HandlerError, UffdError } from "./errors.ts";
 import type { RangeEvent, RemapEvent } from "./events.ts";
 import { FaultTable } from "./fault-table.ts";
 import type { Metrics } from "./metrics.ts";
-import { PAGE_STATE, type RangeEntry, type RangeSet } from "./ranges.ts";
-import { FAULT_STATE, type Fault, type Resolution } from "./types.ts";
+import * as rangesMod from "./ranges.ts";
+import type { RangeEntry, RangeSet } from "./ranges.ts";
+import * as typesMod from "./types.ts";
+import type { Fault, Resolution } from "./types.ts";
+
+// Module-local copies of what the fault path uses per fault: V8 reads an imported binding
+// through its module cell at each use (a load and an initialisation check), and folds a
+// module-local const into the optimized code. Each comes from a module evaluated before this one.
+const PAGE_SIZE = uapi.PAGE_SIZE;
+const PAGE_STATE = rangesMod.PAGE_STATE;
+const FAULT_STATE = typesMod.FAULT_STATE;
 
 /** What happens to a fault whose handler threw, rejected, missed its deadline or was never there. */
 export type FailurePolicy =

@@ -17,7 +17,14 @@ import { PAGE_SIZE, UFFDIO_REGISTER_MODE_WP } from "@uffd/kernel/uapi";
 import { type FailurePolicy, type FaultState, type PulledEvent, PullQueue, type Subscription, type UffdContext, type UnresolvedReason, type Watch } from "./context.ts";
 import { HandlerError } from "./errors.ts";
 import { poisonPage, releaseKnown, wakeReporting, writeProtect } from "./ops.ts";
-import { FAULT_STATE, type Fault, NO_DEADLINE, type Resolution } from "./types.ts";
+import * as typesMod from "./types.ts";
+import type { Fault, Resolution } from "./types.ts";
+
+// Module-local copies of what the fault path uses per fault: V8 reads an imported binding
+// through its module cell at each use (a load and an initialisation check), and folds a
+// module-local const into the optimized code. Each comes from a module evaluated before this one.
+const FAULT_STATE = typesMod.FAULT_STATE;
+const NO_DEADLINE = typesMod.NO_DEADLINE;
 
 /** Plugs the failure policy into a new context (resolvers send unresolved faults to it). */
 export function plugPolicy(ctx: UffdContext): void {

@@ -8,11 +8,22 @@
  * unprotect() (or wake() after the app unprotected the page itself); copying onto a present,
  * write-protected page would fail with EEXIST, wake the thread, and fault again forever.
  */
-import { PAGE_SIZE, UFFD_PAGEFAULT_FLAG_WRITE } from "@uffd/kernel/uapi";
+import * as uapi from "@uffd/kernel/uapi";
 import type { FaultState, UffdContext } from "./context.ts";
 import type { RangeEntry, RegisteredRange } from "./ranges.ts";
-import { resolveFault } from "./resolve.ts";
-import { type CopyOptions, FAULT_STATE, type Fault, type FaultKind, faultKey, NO_DEADLINE, type Resolution } from "./types.ts";
+import * as resolveMod from "./resolve.ts";
+import * as typesMod from "./types.ts";
+import type { CopyOptions, Fault, FaultKind, Resolution } from "./types.ts";
+
+// Module-local copies of what the fault path uses per fault: V8 reads an imported binding
+// through its module cell at each use (a load and an initialisation check), and folds a
+// module-local const into the optimized code. Each comes from a module evaluated before this one.
+const PAGE_SIZE = uapi.PAGE_SIZE;
+const UFFD_PAGEFAULT_FLAG_WRITE = uapi.UFFD_PAGEFAULT_FLAG_WRITE;
+const resolveFault = resolveMod.resolveFault;
+const FAULT_STATE = typesMod.FAULT_STATE;
+const faultKey = typesMod.faultKey;
+const NO_DEADLINE = typesMod.NO_DEADLINE;
 
 export type { CopyOptions, Fault, FaultKind } from "./types.ts";
 

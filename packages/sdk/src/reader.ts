@@ -12,25 +12,30 @@
  * - The loop runs until close(), EOF, or the handling process dies; it never rejects.
  */
 import { ErrnoError } from "@uffd/kernel";
-import {
-  PAGE_SIZE,
-  POLLIN,
-  UFFD_EVENT_FORK,
-  UFFD_EVENT_PAGEFAULT,
-  UFFD_EVENT_REMAP,
-  UFFD_EVENT_REMOVE,
-  UFFD_EVENT_UNMAP,
-  UFFD_MSG_SIZE,
-  UFFD_PAGEFAULT_FLAG_MINOR,
-  UFFD_PAGEFAULT_FLAG_WP,
-} from "@uffd/kernel/uapi";
+import * as uapi from "@uffd/kernel/uapi";
+import { POLLIN, UFFD_EVENT_FORK, UFFD_EVENT_REMAP, UFFD_EVENT_REMOVE, UFFD_EVENT_UNMAP } from "@uffd/kernel/uapi";
 import type { UffdContext } from "./context.ts";
-import { dispatchEvent, dispatchFault, shutdown } from "./dispatch.ts";
-import { FaultImpl, faultKey } from "./fault.ts";
+import * as dispatchMod from "./dispatch.ts";
+import { dispatchEvent, shutdown } from "./dispatch.ts";
+import * as faultMod from "./fault.ts";
 import { HOST_LITTLE_ENDIAN, u32, u32v, u64, u64v } from "./msg.ts";
 import { abandon } from "./ops.ts";
-import { PAGE_STATE, type RangeEntry } from "./ranges.ts";
+import * as rangesMod from "./ranges.ts";
+import type { RangeEntry } from "./ranges.ts";
 import type { FaultKind } from "./types.ts";
+
+// Module-local copies of what the fault path uses per fault: V8 reads an imported binding
+// through its module cell at each use (a load and an initialisation check), and folds a
+// module-local const into the optimized code. Each comes from a module evaluated before this one.
+const PAGE_SIZE = uapi.PAGE_SIZE;
+const UFFD_EVENT_PAGEFAULT = uapi.UFFD_EVENT_PAGEFAULT;
+const UFFD_MSG_SIZE = uapi.UFFD_MSG_SIZE;
+const UFFD_PAGEFAULT_FLAG_MINOR = uapi.UFFD_PAGEFAULT_FLAG_MINOR;
+const UFFD_PAGEFAULT_FLAG_WP = uapi.UFFD_PAGEFAULT_FLAG_WP;
+const dispatchFault = dispatchMod.dispatchFault;
+const FaultImpl = faultMod.FaultImpl;
+const faultKey = faultMod.faultKey;
+const PAGE_STATE = rangesMod.PAGE_STATE;
 
 /** Builds the handler of a FORK event's new fd (the facade's job: it owns the public object). */
 export type OnFork = (parent: UffdContext, ufd: number) => void;

@@ -13,11 +13,27 @@
  *   the context's failure policy (plugged in by the dispatcher), so it always ends.
  */
 import { ErrnoError } from "@uffd/kernel";
-import { PAGE_SIZE, UFFDIO_CONTINUE, UFFDIO_CONTINUE_MODE_WP, UFFDIO_COPY, UFFDIO_COPY_MODE_WP, UFFDIO_WRITEPROTECT, UFFDIO_ZEROPAGE } from "@uffd/kernel/uapi";
+import * as uapi from "@uffd/kernel/uapi";
 import type { FaultState, UffdContext } from "./context.ts";
 import { mfill, type MfillOp, type MfillOptions, wake, writeProtect } from "./ops.ts";
-import { PAGE_STATE, type RangeEntry } from "./ranges.ts";
-import { FAULT_STATE, faultKey, type Resolution } from "./types.ts";
+import * as rangesMod from "./ranges.ts";
+import type { RangeEntry } from "./ranges.ts";
+import * as typesMod from "./types.ts";
+import type { Resolution } from "./types.ts";
+
+// Module-local copies of what the fault path uses per fault: V8 reads an imported binding
+// through its module cell at each use (a load and an initialisation check), and folds a
+// module-local const into the optimized code. Each comes from a module evaluated before this one.
+const PAGE_SIZE = uapi.PAGE_SIZE;
+const UFFDIO_CONTINUE = uapi.UFFDIO_CONTINUE;
+const UFFDIO_CONTINUE_MODE_WP = uapi.UFFDIO_CONTINUE_MODE_WP;
+const UFFDIO_COPY = uapi.UFFDIO_COPY;
+const UFFDIO_COPY_MODE_WP = uapi.UFFDIO_COPY_MODE_WP;
+const UFFDIO_WRITEPROTECT = uapi.UFFDIO_WRITEPROTECT;
+const UFFDIO_ZEROPAGE = uapi.UFFDIO_ZEROPAGE;
+const PAGE_STATE = rangesMod.PAGE_STATE;
+const FAULT_STATE = typesMod.FAULT_STATE;
+const faultKey = typesMod.faultKey;
 
 export type ResolveOp = MfillOp | "unprotect" | "wake";
 
