@@ -155,9 +155,11 @@ class FaultWaiter extends Waiter {
   qPrev: FaultWaiter | null = null;
   qNext: FaultWaiter | null = null;
   qSeq = 0;
-  /** The links of its chain in the queue's index by page (FaultQueue; null while unindexed). */
+  /** The links of its chain in the context's index by page (FaultIndex; null while unindexed). */
   bPrev: FaultWaiter | null = null;
   bNext: FaultWaiter | null = null;
+  /** The queue holding the waiter (null while in none). */
+  queue: FaultQueue | null = null;
   // The number fields have initializers (see Vma in mm/vma.ts): V8 then stores their doubles in place.
   /** msg.arg.pagefault.address: page-aligned, or exact with UFFD_FEATURE_EXACT_ADDRESS. Wakes match it. */
   address = 0;
@@ -385,8 +387,10 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   get sched(): Scheduler {
     return this.#sched;
   }
-  readonly #pending = new FaultQueue();
-  readonly #read = new FaultQueue();
+  /** The index by page that both fault queues share (a read moves a fault without re-indexing it). */
+  readonly #faultIndex = new FaultIndex();
+  readonly #pending = new FaultQueue(this.#faultIndex);
+  readonly #read = new FaultQueue(this.#faultIndex);
   readonly #events = new EventQueue();
   /** fd_wqh: readers (their Waiter) and pollers (a callback) to tell about a new message or the release. */
   readonly #fdWaiters: Array<Waiter | (() => void)> = [];
@@ -496,23 +500,15 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     const queued = pending + this.#read.length;
     if (queued === 0) return;
     if (queued !== 1) {
-      // Several blocked (threads faulting side by side): this page's only fault, found through
-      // each queue's index, is what wakeRange() would wake; with more than one it shuffles them.
-      const p = this.#pending.soleInPage(page);
-      if (p !== undefined) {
-        const r = this.#read.soleInPage(page);
-        if (r !== undefined && (p === null || r === null)) {
-          if (p !== null) {
-            this.#pending.unlink(p);
-            p.wakeNow(this.#sched);
-          } else if (r !== null) {
-            this.#read.unlink(r);
-            r.wakeNow(this.#sched);
-          }
-          return;
-        }
-      }
-      return this.wakeRange(page, PAGE_SIZE, true);
+      // Several blocked (threads faulting side by side): this page's only fault, read or not,
+      // found through the queues' shared index, is what wakeRange() would wake; with more than
+      // one it shuffles them.
+      const f = this.#faultIndex.soleInPage(page, this.#pending, this.#read);
+      if (f === undefined) return this.wakeRange(page, PAGE_SIZE, true);
+      if (f === null) return;
+      (f.queue as FaultQueue).unlink(f);
+      f.wakeNow(this.#sched);
+      return;
     }
     const q = pending === 1 ? this.#pending : this.#read;
     const f = q.head as FaultWaiter;
@@ -756,12 +752,11 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
    */
   #fillMsgs(proc: Process, out: Uint8Array, n: number): number {
     let count = 0;
+    const words = this.#pending.length > 0 ? this.#msgWords(out) : null;
     while (count < n) {
       const off = count * UFFD_MSG_SIZE;
-      const f = this.#pending.shift();
-      if (f !== undefined) {
-        this.#read.push(f);
-        const words = this.#msgWords(out);
+      const f = this.#pending.moveHeadTo(this.#read);
+      if (f !== null) {
         if (words !== null) encodeFaultMsgWords(words, off >>> 2, f);
         else encodeFaultMsg(out, off, f);
         count++;
@@ -1166,42 +1161,109 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
 }
 
 /**
+ * The index by page of a context's blocked faults, read or not, that its two FaultQueues share.
+ * Once the queues have held INDEX_MIN waiters together, every waiter is hashed by page into
+ * INDEX_BUCKETS chains, linked through the waiters themselves (a few stores per fault, no
+ * allocation), and a wake of a range of at most INDEX_BUCKETS pages looks up only the chains of
+ * its pages instead of walking every waiter: with 32 threads blocked, resolving one fault does
+ * not scan the other 31 (and the 32 faults they raised again meanwhile). A read moves a fault
+ * from one queue to the other (FaultQueue.moveHeadTo()) without taking it out of its chain, and
+ * a one-page resolve finds the page's waiter in one chain whichever queue holds it. A context
+ * that never held more than one fault (a handler resolving faults one by one) keeps no index.
+ */
+class FaultIndex {
+  /** Chain heads by page hash; null until built. */
+  buckets: Array<FaultWaiter | null> | null = null;
+  /** Waiters in the queues sharing this index. */
+  live = 0;
+  /** The queues sharing this index (for its build). */
+  readonly queues: FaultQueue[] = [];
+
+  /** Indexes every waiter of the queues. */
+  build(): void {
+    const buckets = new Array<FaultWaiter | null>(INDEX_BUCKETS).fill(null);
+    for (const q of this.queues) for (let f = q.head; f !== null; f = f.qNext) bucketAdd(buckets, f);
+    this.buckets = buckets;
+  }
+
+  /**
+   * The waiter of either queue whose address lies in [page, page + PAGE_SIZE) (`page`
+   * page-aligned) if it is the only one: null if there is none, undefined if there are several.
+   * Looks up the page's chain when the index is built, else walks both queues (then fewer than
+   * INDEX_MIN waiters in all).
+   */
+  soleInPage(page: number, a: FaultQueue, b: FaultQueue): FaultWaiter | null | undefined {
+    const end = page + PAGE_SIZE;
+    let hit: FaultWaiter | null = null;
+    const buckets = this.buckets;
+    if (buckets !== null) {
+      for (let f: FaultWaiter | null = buckets[bucketOf(page)]!; f !== null; f = f.bNext) {
+        if (f.address >= page && f.address < end) {
+          if (hit !== null) return undefined;
+          hit = f;
+        }
+      }
+      return hit;
+    }
+    for (let f = a.head; f !== null; f = f.qNext) {
+      if (f.address >= page && f.address < end) {
+        if (hit !== null) return undefined;
+        hit = f;
+      }
+    }
+    for (let f = b.head; f !== null; f = f.qNext) {
+      if (f.address >= page && f.address < end) {
+        if (hit !== null) return undefined;
+        hit = f;
+      }
+    }
+    return hit;
+  }
+}
+
+/**
  * A FIFO of blocked faults (a wait queue of handle_userfault()): O(1) push at the tail, shift at
  * the head and removal anywhere (the links live on the waiters, each in at most one queue).
- * take() hands entries out in queue order, as a walk of the wait queue would.
- *
- * Once the queue has held INDEX_MIN waiters it also keeps them hashed by page (INDEX_BUCKETS
- * chains, linked through the waiters themselves, so keeping it costs a few stores per fault and
- * no allocation), and a wake of a range of at most INDEX_BUCKETS pages looks up only the chains
- * of its pages instead of walking every waiter: with 32 threads blocked, resolving one fault no
- * longer scans the other 31 (and the 32 faults they raised again meanwhile). A queue that never
- * held more than one waiter (a handler resolving faults one by one) keeps no index.
+ * take() hands entries out in queue order, as a walk of the wait queue would. Its entries are
+ * indexed by page in the FaultIndex it shares with the context's other queue.
  */
 class FaultQueue {
   #head: FaultWaiter | null = null;
   #tail: FaultWaiter | null = null;
   #live = 0;
   #seq = 0;
-  /** Chain heads by page hash (bucketOf()); null until the queue first holds INDEX_MIN waiters. */
-  #buckets: Array<FaultWaiter | null> | null = null;
+  readonly #index: FaultIndex;
   /** take()'s scratch list, empty between calls. */
   readonly #found: FaultWaiter[] = [];
+
+  constructor(index: FaultIndex) {
+    this.#index = index;
+    index.queues.push(this);
+  }
 
   get length(): number {
     return this.#live;
   }
 
   push(f: FaultWaiter): void {
+    this.#append(f);
+    const index = this.#index;
+    index.live++;
+    const buckets = index.buckets;
+    if (buckets !== null) bucketAdd(buckets, f);
+    else if (index.live >= INDEX_MIN) index.build();
+  }
+
+  /** Links `f` at the tail (its index entry, if any, is the caller's business). */
+  #append(f: FaultWaiter): void {
     f.qSeq = ++this.#seq;
     f.qPrev = this.#tail;
     f.qNext = null;
+    f.queue = this;
     if (this.#tail === null) this.#head = f;
     else this.#tail.qNext = f;
     this.#tail = f;
     this.#live++;
-    const buckets = this.#buckets;
-    if (buckets !== null) bucketAdd(buckets, f);
-    else if (this.#live >= INDEX_MIN) this.#buildIndex();
   }
 
   /** The oldest entry, or null. */
@@ -1209,15 +1271,29 @@ class FaultQueue {
     return this.#head;
   }
 
-  shift(): FaultWaiter | undefined {
+  /**
+   * Moves the oldest entry to the tail of `to` (a queue sharing this one's index), as unlink()
+   * then to.push() would, without taking it out of the index and back: returns it, or null.
+   */
+  moveHeadTo(to: FaultQueue): FaultWaiter | null {
     const f = this.#head;
-    if (f === null) return undefined;
-    this.unlink(f);
+    if (f === null) return null;
+    this.#detach(f);
+    to.#append(f);
     return f;
   }
 
   /** Removes `f`, an entry of this queue. */
   unlink(f: FaultWaiter): void {
+    this.#detach(f);
+    f.queue = null;
+    const index = this.#index;
+    index.live--;
+    if (index.buckets !== null) bucketDelete(index.buckets, f);
+  }
+
+  /** Unlinks `f` from this queue's list (not from the index). */
+  #detach(f: FaultWaiter): void {
     if (f.qPrev === null) this.#head = f.qNext;
     else f.qPrev.qNext = f.qNext;
     if (f.qNext === null) this.#tail = f.qPrev;
@@ -1225,7 +1301,6 @@ class FaultQueue {
     f.qPrev = null;
     f.qNext = null;
     this.#live--;
-    if (this.#buckets !== null) bucketDelete(this.#buckets, f);
   }
 
   /** The queue's only entry, unlinked, if its address is in [start, start+len); else null (and the queue stays). */
@@ -1236,37 +1311,19 @@ class FaultQueue {
     return f;
   }
 
-  /**
-   * The entry whose address lies in [page, page + PAGE_SIZE) (`page` page-aligned) if it is the
-   * only one: null if there is none, undefined if there are several. Looks up the page's chain
-   * of the index when the queue keeps one, else walks the queue (then at most INDEX_MIN - 1 long).
-   */
-  soleInPage(page: number): FaultWaiter | null | undefined {
-    if (this.#live === 0) return null;
-    const end = page + PAGE_SIZE;
-    let hit: FaultWaiter | null = null;
-    const buckets = this.#buckets;
-    for (let f = buckets !== null ? buckets[bucketOf(page)]! : this.#head; f !== null; f = buckets !== null ? f.bNext : f.qNext) {
-      if (f.address >= page && f.address < end) {
-        if (hit !== null) return undefined;
-        hit = f;
-      }
-    }
-    return hit;
-  }
-
   /** Moves every entry whose address is in [start, start+len) (all, for len 0) to `out`, in queue order. */
   take(start: number, len: number, out: Waiter[]): void {
     if (this.#live === 0) return;
     const end = start + len;
     const found = this.#found;
-    const buckets = this.#buckets;
+    const buckets = this.#index.buckets;
     const first = pageDown(start);
     const pages = Math.ceil((end - first) / PAGE_SIZE);
     if (len !== 0 && buckets !== null && pages <= INDEX_BUCKETS && pages < this.#live) {
-      // Each page of the range has its own chain (fewer pages than chains): look them up.
+      // Each page of the range has its own chain (fewer pages than chains): look them up, for
+      // this queue's entries.
       for (let page = first; page < end; page += PAGE_SIZE) {
-        for (let f: FaultWaiter | null = buckets[bucketOf(page)]!; f !== null; f = f.bNext) if (f.address >= start && f.address < end) found.push(f);
+        for (let f: FaultWaiter | null = buckets[bucketOf(page)]!; f !== null; f = f.bNext) if (f.queue === this && f.address >= start && f.address < end) found.push(f);
       }
       if (found.length > 1) found.sort(bySeq);
     } else {
@@ -1281,12 +1338,6 @@ class FaultQueue {
     while (found.length > 0) found.pop();
   }
 
-  #buildIndex(): void {
-    const buckets = new Array<FaultWaiter | null>(INDEX_BUCKETS).fill(null);
-    for (let f = this.#head; f !== null; f = f.qNext) bucketAdd(buckets, f);
-    this.#buckets = buckets;
-  }
-
   /** Empties the queue; returns its entries in order. */
   takeAll(): FaultWaiter[] {
     const out: FaultWaiter[] = [];
@@ -1295,9 +1346,9 @@ class FaultQueue {
   }
 }
 
-/** The queue length from which a FaultQueue keeps its index by page (for good). */
+/** The number of waiters (both queues together) from which a context keeps its FaultIndex (for good). */
 const INDEX_MIN = 4;
-/** Chains of a FaultQueue's index (a power of two): a wake of up to this many pages uses it. */
+/** Chains of a FaultIndex (a power of two): a wake of up to this many pages uses it. */
 const INDEX_BUCKETS = 256;
 
 /** The chain of the page holding `address`: the low bits of its page number. */

@@ -151,6 +151,28 @@ describe("a wake with many blocked faults releases exactly its range", () => {
     k.checkInvariants();
   });
 
+  it("four faults split between the queues (two read, two unread) on two pages of one chain: each wake takes its page's waiters from both", async () => {
+    // Pages 0 and 256 share an index chain; the index covers both queues once they hold four
+    // faults together, although neither holds four.
+    for (const seed of [5, 6]) {
+      const { k, p, uffd, addr, settled, accesses } = await scene(seed, [0, 256, 0, 256]);
+      expect(faultPages(await readMsgs(p, uffd, 2), addr)).toEqual([0, 256]);
+      // UFFDIO_WAKE of page 256 alone: its read fault (1) and its unread one (3).
+      await p.ioctl(uffd, UFFDIO_COPY, { dst: addr + 256 * PS, src: fill(1), len: PS, mode: UFFDIO_COPY_MODE_DONTWAKE });
+      await p.ioctl(uffd, UFFDIO_WAKE, { start: addr + 256 * PS, len: PS });
+      await k.idle();
+      expect(done(settled)).toEqual([1, 3]);
+      // The unread fault of page 0 is still queued, and only it.
+      expect(faultPages(await readMsgs(p, uffd), addr)).toEqual([0]);
+      // A one-page COPY of page 0 wakes both of its waiters (both now read).
+      await p.ioctl(uffd, UFFDIO_COPY, { dst: addr, src: fill(2), len: PS, mode: 0 });
+      await Promise.all(accesses);
+      expect(done(settled)).toEqual([0, 1, 2, 3]);
+      expect(await readMsgs(p, uffd)).toEqual([]);
+      k.checkInvariants();
+    }
+  });
+
   it("a one-page COPY waking a few faults (no index yet) wakes that page's only, in the order UFFDIO_WAKE would", async () => {
     // Three waiters, under the index's threshold: pages 0, 1 and 0 again.
     for (const seed of [5, 6, 7]) {
