@@ -51,10 +51,20 @@ export const SEGMENT_BYTES = 64 * 1024;
  */
 export const BURST_MS = 10;
 /**
- * How late a bulk wakeup may be (a millisecond timer rounded up, and the event loop's clock read
- * once per turn), in ms: a precise deadline within this of a bulk one is waited for instead.
+ * The shortest wait of the pump for bulk work, in ms: while the wire is busy it wakes about this
+ * often, puts the segments due on the wire and writes the bulk frames that have arrived in one
+ * corked write. Each wakeup costs the sending process a turn of its event loop and a write, and
+ * the receiving process a read: at 1 ms the source of a 1 GiB migration on the default link used
+ * 1.79 to 2.18 CPU seconds, at 2 ms 1.58 to 1.90, lower in four alternating pairs of four
+ * (docs/benchmarks.md, "Where the time goes"). A bulk frame reaches its socket up to about this
+ * long after the model's arrival; the link's pace does not change (see #depart).
  */
-const PRECISE_MARGIN_MS = 2;
+export const BULK_TICK_MS = 2;
+/**
+ * How late a bulk wakeup may be (BULK_TICK_MS, and the event loop's clock read once per turn), in
+ * ms: a precise deadline within this of a bulk one is waited for instead.
+ */
+const PRECISE_MARGIN_MS = BULK_TICK_MS + 1;
 
 interface Item {
   parts: readonly Uint8Array[];
@@ -148,10 +158,10 @@ export class Wire {
   /**
    * Runs the pump at `atMs`. Node's timers count whole milliseconds of the event loop's clock,
    * which is read once per turn: a timer fires up to about a millisecond before or after the
-   * time asked for. Bulk work (`precise` false) waits with a timer of at least 1 ms, rounded up,
-   * and a timer that fired early waits with another one: the pump is then up to about a
-   * millisecond late, which costs the link no bandwidth (departures are computed from the model,
-   * and up to BURST_MS of wire time is caught up), only that much delay on a bulk frame. A
+   * time asked for. Bulk work (`precise` false) waits with a timer of at least BULK_TICK_MS,
+   * rounded up, and a timer that fired early waits with another one: the pump is then up to
+   * about BULK_TICK_MS late, which costs the link no bandwidth (departures are computed from the
+   * model, and up to BURST_MS of wire time is caught up), only that much delay on a bulk frame. A
    * turn of the event loop at a time (setImmediate) is only for work already due: waiting
    * for a bulk deadline that way ran the source's event loop about 150,000 times a second
    * through the whole transfer (docs/benchmarks.md, "Where the time goes").
@@ -171,7 +181,9 @@ export class Wire {
     };
     this.#timerAt = atMs;
     this.#timer =
-      delay <= 0 || (precise && delay < 0.5) ? setImmediate(run) : setTimeout(run, Math.max(1, precise ? Math.round(delay) : Math.ceil(delay)));
+      delay <= 0 || (precise && delay < 0.5)
+        ? setImmediate(run)
+        : setTimeout(run, precise ? Math.max(1, Math.round(delay)) : Math.max(BULK_TICK_MS, Math.ceil(delay)));
   }
 
   /**
