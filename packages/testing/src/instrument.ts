@@ -100,7 +100,10 @@ export interface Instrumented {
   };
 }
 
-const INSTRUMENTED = new WeakMap<Process, Instrumented>();
+/** Where a process keeps its instrumentation (a symbol-keyed property: cheaper than a WeakMap entry per process). */
+const INSTRUMENTED = Symbol("uffd-testing.instrumented");
+
+type WithInstrumentation = Process & { [INSTRUMENTED]?: Instrumented };
 
 function notYet(): Promise<void> {
   return Promise.reject(new Error("not instrumented yet"));
@@ -114,12 +117,12 @@ const errName = (e: unknown): string => (e instanceof ErrnoError ? e.code : e in
 
 /** The instrumentation of `proc`, installed on first use (idempotent). */
 export function instrument(proc: Process, options: { label?: string } = {}): Instrumented {
-  const known = INSTRUMENTED.get(proc);
+  const known = (proc as WithInstrumentation)[INSTRUMENTED];
   if (known !== undefined) return known;
   const recorder = recorderOf(proc.kernel);
   const ins: Instrumented = { proc, recorder, label: options.label ?? proc.name, sysTid: -proc.pid, uffds: new Set(), interceptor: null, readYield: null, direct: UNSET_DIRECT };
   recorder.setLabel(ins.sysTid, ins.label);
-  INSTRUMENTED.set(proc, ins);
+  (proc as WithInstrumentation)[INSTRUMENTED] = ins;
   wrapUffdSyscalls(ins);
   wrapMmSyscalls(ins);
   for (const t of proc.threads) instrumentThread(t);
@@ -357,12 +360,14 @@ function wrapMmSyscalls(ins: Instrumented): void {
 
 // --- threads --------------------------------------------------------------------------------------
 
-const THREADS = new WeakSet<Thread>();
+/** Marks a thread whose accesses are traced. */
+const TRACED = Symbol("uffd-testing.traced");
 
 /** Records a thread's loads and stores (start, completion, signal). Idempotent. */
 export function instrumentThread(thread: Thread): Thread {
-  if (THREADS.has(thread)) return thread;
-  THREADS.add(thread);
+  const marked = thread as Thread & { [TRACED]?: true };
+  if (marked[TRACED] === true) return thread;
+  marked[TRACED] = true;
   const rec = recorderOf(thread.process.kernel);
   const proto = Object.getPrototypeOf(thread) as Thread;
   thread.read = (addr: number, length: number): Promise<Uint8Array> => {
