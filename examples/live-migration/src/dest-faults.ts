@@ -115,22 +115,24 @@ class UffdPostcopyBackend implements PostcopyBackend {
 
   async installRun(first: number, n: number, data: Uint8Array | null): Promise<number> {
     let present = 0;
+    // With no fault pending (nearly every background run) the run is one stretch.
+    const anyPending = this.#pending.size > 0;
     for (let i = 0; i < n; ) {
-      if (this.#pending.has(first + i)) {
+      if (anyPending && this.#pending.has(first + i)) {
         const d = data === null ? null : data.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
         if ((await this.install(first + i, d)) === "exists") present++;
         i++;
         continue;
       }
-      let j = i + 1;
+      let j = anyPending ? i + 1 : n;
       while (j < n && !this.#pending.has(first + j)) j++;
-      for (let k = i; k < j; k++) this.#installing[first + k] = 1;
+      this.#installing.fill(1, first + i, first + j);
       const addr = this.#guest.addr(first + i);
       const len = (j - i) * PAGE_SIZE;
       const r = data === null ? await this.#uffd.zeropage(addr, len) : await this.#uffd.copy(addr, data.subarray(i * PAGE_SIZE, j * PAGE_SIZE));
       if (r.goneBytes > 0) throw new Error(`pages ${first + i}..${first + j - 1} are no longer registered (ENOENT)`);
       present += r.presentBytes / PAGE_SIZE;
-      for (let k = i; k < j; k++) this.#installed[first + k] = 1;
+      this.#installed.fill(1, first + i, first + j);
       i = j;
     }
     return present;

@@ -559,7 +559,8 @@ export class MigrationDestination {
         const tick = this.#slice.tick();
         if (tick !== undefined) await tick;
         try {
-          await this.#handle(w);
+          const handled = this.#handle(w);
+          if (handled !== undefined) await handled;
         } catch (e) {
           this.#fatal(e);
         }
@@ -571,8 +572,8 @@ export class MigrationDestination {
     }
   }
 
-  async #handle(w: Work): Promise<void> {
-    if (this.#phase === "failed") return;
+  #handle(w: Work): Promise<void> | undefined {
+    if (this.#phase === "failed") return undefined;
     switch (w.t) {
       case "hello":
         return this.#onHello(w.hello);
@@ -581,7 +582,7 @@ export class MigrationDestination {
       case "run":
         return this.#onRun(w.r);
       case "round-end":
-        return; // the source reports round progress; nothing to do here
+        return undefined; // the source reports round progress; nothing to do here
       case "discard":
         return this.#onDiscard(w.pages, w.atSwitchover);
       case "device-state":
@@ -655,33 +656,38 @@ export class MigrationDestination {
     const postcopyKind = r.kind === PAGE_KIND.BACKGROUND;
     const backend = this.#backend;
     if (postcopyKind && backend === null) throw new Error(`pages ${r.first}.. of a postcopy kind without a userfaultfd registration`);
-    // How page i goes in: 0 install (UFFDIO_COPY / ZEROPAGE: a missing page, or any page once the
-    // guest runs here), 1 write (precopy resend over our own earlier copy), 2 nothing (a zero page
-    // never mapped, no userfaultfd: it already reads as zeros).
-    const how = (i: number, zero: boolean): number => {
-      const p = r.first + i;
-      if (postcopyKind || (backend !== null && this.#have[p] === 0)) return 0;
-      return this.#have[p] === 1 || !zero ? 1 : 2;
-    };
+    const first = r.first;
+    const have = this.#have;
     let dataAt = 0;
     for (let i = 0; i < r.n; ) {
       const zero = isZeroInRun(r, i);
-      const h = how(i, zero);
+      const h = this.#howToInstall(postcopyKind, first + i, zero);
       let j = i + 1;
-      while (j < r.n && isZeroInRun(r, j) === zero && how(j, zero) === h) j++;
+      while (j < r.n && isZeroInRun(r, j) === zero && this.#howToInstall(postcopyKind, first + j, zero) === h) j++;
       const k = j - i;
       if (zero) this.#m.received.zero += k;
       const data = zero ? null : r.data.subarray(dataAt, dataAt + k * 4096);
       if (!zero) dataAt += k * 4096;
-      for (let q = r.first + i; q < r.first + j; q++) this.#have[q] = 1;
+      have.fill(1, first + i, first + j);
       if (h === 0) {
-        this.#m.received.alreadyPresent += await backend!.installRun(r.first + i, k, data);
-        for (let q = r.first + i; q < r.first + j; q++) this.#resolveFaults(q);
+        this.#m.received.alreadyPresent += await backend!.installRun(first + i, k, data);
+        if (this.#pendingFaults.size > 0) for (let q = first + i; q < first + j; q++) this.#resolveFaults(q);
       } else if (h === 1) {
-        await this.#guest.writePages(r.first + i, data ?? new Uint8Array(k * 4096));
+        await this.#guest.writePages(first + i, data ?? new Uint8Array(k * 4096));
       }
       i = j;
     }
+  }
+
+  /**
+   * How page `p` of a run goes in: 0 install (UFFDIO_COPY / ZEROPAGE: a missing page, or any page
+   * once the guest runs here), 1 write (precopy resend over our own earlier copy), 2 nothing (a
+   * zero page never mapped, no userfaultfd: it already reads as zeros). A method, not a closure
+   * made per run: the install path runs it for every page.
+   */
+  #howToInstall(postcopyKind: boolean, p: number, zero: boolean): number {
+    if (postcopyKind || (this.#backend !== null && this.#have[p] === 0)) return 0;
+    return this.#have[p] === 1 || !zero ? 1 : 2;
   }
 
   #onFault(page: number, raced: boolean): void {

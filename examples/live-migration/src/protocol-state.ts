@@ -301,10 +301,13 @@ export class DestProtocol {
     const bm = zeroBitmapBytes(n);
     if (f.payload.byteLength < bm) throw this.#violation(f, `payload of ${f.payload.byteLength} bytes has no room for the zero bitmap`);
     const zeroBits = new Uint32Array(bm / 4);
-    const dv = new DataView(f.payload.buffer, f.payload.byteOffset, bm);
+    const pl = f.payload;
     let zeros = 0;
     for (let w = 0; w < zeroBits.length; w++) {
-      const bits = dv.getUint32(w * 4, true);
+      const at = w * 4;
+      // As an int32 (bit 31 makes it negative): stored into the Uint32Array unchanged, and no
+      // unsigned value past 2^31 for V8 to deoptimize on.
+      const bits = pl[at]! | (pl[at + 1]! << 8) | (pl[at + 2]! << 16) | (pl[at + 3]! << 24);
       const valid = n - w * 32 >= 32 ? 0xffff_ffff : (1 << (n - w * 32)) - 1;
       if ((bits & ~valid) !== 0) throw this.#violation(f, "zero bits set past the end of the run");
       zeroBits[w] = bits;

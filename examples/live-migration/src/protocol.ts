@@ -195,6 +195,11 @@ export function decodePageList(payload: Uint8Array): Uint32Array {
   return out;
 }
 
+/** The little-endian u32 at `at` in `b`. */
+function u32le(b: Uint8Array, at: number): number {
+  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
+}
+
 /** Frames smaller than this are reassembled into a fresh buffer (cheap), not a pooled one. */
 const POOL_MIN_FRAME = 16 * 1024;
 
@@ -239,24 +244,22 @@ export class FrameReader {
     if (this.#buffered < HEADER_SIZE) return null;
     let head = this.#chunks[0]!;
     if (head.byteLength < HEADER_SIZE) head = this.#coalesce(HEADER_SIZE);
-    const dv = new DataView(head.buffer, head.byteOffset, HEADER_SIZE);
-    const len = dv.getUint32(0, true);
+    // The header's fields read byte by byte: no DataView per frame on the receive path.
+    const len = u32le(head, 0);
     if (len < HEADER_SIZE - 4) throw new ProtocolError(`bad frame length ${len} (a header alone is ${HEADER_SIZE - 4})`);
     if (len - (HEADER_SIZE - 4) > this.maxPayload) throw new ProtocolError(`bad frame length ${len}: a payload of ${len - (HEADER_SIZE - 4)} bytes exceeds the limit of ${this.maxPayload}`);
     const total = len + 4;
     if (this.#buffered < total) return null;
     let pooled = false;
-    let hv = dv;
     if (head.byteLength < total) {
       pooled = this.pool !== null && total >= POOL_MIN_FRAME && total <= this.pool.size;
       head = this.#coalesce(total, pooled);
-      hv = new DataView(head.buffer, head.byteOffset, HEADER_SIZE);
     }
     const frame: Frame = {
-      type: hv.getUint8(4),
-      flags: hv.getUint8(5),
-      page: hv.getUint32(8, true),
-      aux: hv.getUint32(12, true),
+      type: head[4]!,
+      flags: head[5]!,
+      page: u32le(head, 8),
+      aux: u32le(head, 12),
       payload: head.subarray(HEADER_SIZE, total),
     };
     if (pooled) frame.pooled = true;

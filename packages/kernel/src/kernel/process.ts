@@ -862,7 +862,15 @@ export class Process {
    * EOPNOTSUPP, as Linux does for a file without FMODE_NOWAIT.
    */
   readNowait(fd: number, into: Uint8Array): number | null {
-    const file = this.#readFile(fd, into, "preadv2");
+    let file: OpenFile;
+    const found = typeof fd === "number" && (fd | 0) === fd ? this.fds.get(fd) : undefined;
+    if (found !== undefined) {
+      // An int fd that found its file: #readFile() without converting and looking it up again.
+      this.enter("preadv2");
+      file = this.#readChecks(found, into, "preadv2");
+    } else {
+      file = this.#readFile(fd, into, "preadv2");
+    }
     const op = file.ops.readInto;
     if (op === undefined) throw new ErrnoError("EOPNOTSUPP", "preadv2");
     return op.call(file.ops, file, this, into, true) as number | null;
