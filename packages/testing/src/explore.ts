@@ -216,10 +216,10 @@ async function judge(world: World, options: RunOptions, problems: string[]): Pro
   const events = world.recorder.events;
   // Only a guest that did not end as expected, or resolvedOnce, needs the fault analysis.
   let analysis: ReturnType<typeof analyzeFaults> | null = null;
-  const analyzed = (): ReturnType<typeof analyzeFaults> => (analysis ??= analyzeFaults(events, typeof options.resolvedOnce === "object" ? options.resolvedOnce : {}));
   for (const g of world.guests) {
     if (g.asExpected) continue;
-    const lost = analyzed().lost.find((l) => l.who === g.label);
+    analysis ??= faultAnalysis(events, options);
+    const lost = analysis.lost.find((l) => l.who === g.label);
     const want = g.expectation === "complete" ? "complete" : g.expectation === "any" ? "end" : `get ${g.expectation}`;
     problems.push(`${g.label} did not ${want}: ${lost !== undefined ? explainLost(lost) : g.describe()}`);
   }
@@ -239,17 +239,22 @@ async function judge(world: World, options: RunOptions, problems: string[]): Pro
   }
   if (options.resolvedOnce !== undefined && options.resolvedOnce !== false) {
     const guestLabels = new Set(world.guests.map((g) => g.label));
-    const faults = analyzed();
+    const faults = (analysis ??= faultAnalysis(events, options));
     for (const l of faults.lost) if (!guestLabels.has(l.who)) problems.push(`lost fault: ${l.who} ${explainLost(l)}`);
     for (const d of faults.duplicates) problems.push(explainDuplicate(d));
   }
+}
+
+function faultAnalysis(events: readonly TraceEvent[], options: RunOptions): ReturnType<typeof analyzeFaults> {
+  return analyzeFaults(events, typeof options.resolvedOnce === "object" ? options.resolvedOnce : {});
 }
 
 function makeResult(world: World, probability: number, decisions: Decisions, problems: string[]): RunResult {
   const events = world.recorder.events;
   const seed = world.seed;
   const guests = world.guests;
-  const ends = (): string => guests.map((g) => g.describe()).join("; ");
+  // format() and toJSON() as methods: a passing seed's result is built and dropped thousands of
+  // times per exploration, and a method is the cheapest function to create.
   return {
     seed,
     release: world.kernel.release,
@@ -260,23 +265,26 @@ function makeResult(world: World, probability: number, decisions: Decisions, pro
     events,
     decisions,
     world,
-    format: (o = {}) =>
-      [
+    format(o = {}) {
+      return [
         ...problems.map((p) => `  ${p}`),
         `interleaving (seed ${seed}, preemption ${probability}, ${events.length} events):`,
         formatTrace(events, o),
-        `end: ${ends() || "no guests"}`,
-      ].join("\n"),
-    toJSON: () => ({
-      format: "uffd-testing/run@1",
-      seed,
-      probability,
-      ok: problems.length === 0,
-      problems: [...problems],
-      guests: Object.fromEntries(guests.map((g) => [g.label, g.describe().slice(g.label.length + 2)])),
-      decisions,
-      events: [...events],
-    }),
+        `end: ${guests.map((g) => g.describe()).join("; ") || "no guests"}`,
+      ].join("\n");
+    },
+    toJSON() {
+      return {
+        format: "uffd-testing/run@1",
+        seed,
+        probability,
+        ok: problems.length === 0,
+        problems: [...problems],
+        guests: Object.fromEntries(guests.map((g) => [g.label, g.describe().slice(g.label.length + 2)])),
+        decisions,
+        events: [...events],
+      };
+    },
   };
 }
 

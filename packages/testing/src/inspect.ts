@@ -17,22 +17,32 @@ export interface PeekResult {
 
 /** Reads [addr, addr+len) of `proc` from its frames, like /proc/pid/mem without faulting. */
 export function peekMemory(proc: Process, addr: number, len: number): PeekResult {
-  const bytes = new Uint8Array(len);
+  // Every byte is written below (a present page's bytes, zeros for the rest), so the array
+  // starts uninitialised; each frame is copied once, straight from the kernel's frame store.
+  const bytes = len > 0 ? new Uint8Array(Buffer.allocUnsafeSlow(len).buffer, 0, len) : new Uint8Array(0);
   const notPresent: number[] = [];
   const first = addr - (addr % PAGE_SIZE);
   const pages = Math.ceil((addr + len - first) / PAGE_SIZE);
   const entries = proc.pagemap(first, pages);
+  const mem = proc.kernel.core.mem;
   for (let i = 0; i < pages; i++) {
     const page = first + i * PAGE_SIZE;
     const e = entries[i]!;
-    if (!e.present || e.pfn === null) {
-      notPresent.push(page);
-      continue;
-    }
-    const frame = proc.kernel.readFrame(e.pfn);
     const from = Math.max(addr, page);
     const to = Math.min(addr + len, page + PAGE_SIZE);
-    bytes.set(frame.subarray(from - page, to - page), from - addr);
+    if (!e.present || e.pfn === null) {
+      notPresent.push(page);
+      bytes.fill(0, from - addr, to - addr);
+      continue;
+    }
+    const src = mem.bytes(e.pfn);
+    if ((src as Uint8Array | undefined) === undefined) {
+      // A frame never handed out has no storage yet; it reads as zeros (as readFrame() says).
+      bytes.fill(0, from - addr, to - addr);
+      continue;
+    }
+    const o = mem.offset(e.pfn) - page;
+    bytes.set(src.subarray(o + from, o + to), from - addr);
   }
   return { bytes, notPresent };
 }

@@ -100,7 +100,16 @@ export interface Instrumented {
   };
 }
 
-const INSTRUMENTED = new WeakMap<Process, Instrumented>();
+/** Where a process keeps its instrumentation (a symbol-keyed property: cheaper than a WeakMap entry per process). */
+const INSTRUMENTED = Symbol("uffd-testing.instrumented");
+
+type WithInstrumentation = Process & { [INSTRUMENTED]?: Instrumented };
+
+function notYet(): Promise<void> {
+  return Promise.reject(new Error("not instrumented yet"));
+}
+/** Instrumented.direct until wrapMmSyscalls() sets it. */
+const UNSET_DIRECT: Instrumented["direct"] = { madvise: notYet, munmap: notYet, exit: notYet };
 
 const num = (v: unknown): number => (typeof v === "number" ? v : typeof v === "bigint" ? Number(v) : 0);
 const field = (o: unknown, k: string): unknown => (typeof o === "object" && o !== null ? (o as Record<string, unknown>)[k] : undefined);
@@ -108,14 +117,12 @@ const errName = (e: unknown): string => (e instanceof ErrnoError ? e.code : e in
 
 /** The instrumentation of `proc`, installed on first use (idempotent). */
 export function instrument(proc: Process, options: { label?: string } = {}): Instrumented {
-  const known = INSTRUMENTED.get(proc);
+  const known = (proc as WithInstrumentation)[INSTRUMENTED];
   if (known !== undefined) return known;
   const recorder = recorderOf(proc.kernel);
-  const unset = (): Promise<void> => Promise.reject(new Error("not instrumented yet"));
-  const direct = { madvise: unset, munmap: unset, exit: unset };
-  const ins: Instrumented = { proc, recorder, label: options.label ?? proc.name, sysTid: -proc.pid, uffds: new Set(), interceptor: null, readYield: null, direct };
+  const ins: Instrumented = { proc, recorder, label: options.label ?? proc.name, sysTid: -proc.pid, uffds: new Set(), interceptor: null, readYield: null, direct: UNSET_DIRECT };
   recorder.setLabel(ins.sysTid, ins.label);
-  INSTRUMENTED.set(proc, ins);
+  (proc as WithInstrumentation)[INSTRUMENTED] = ins;
   wrapUffdSyscalls(ins);
   wrapMmSyscalls(ins);
   for (const t of proc.threads) instrumentThread(t);
@@ -133,16 +140,18 @@ function schedPoint(ins: Instrumented): Promise<void> | null {
   return ins.proc.kernel.schedPoint(ins.sysTid);
 }
 
+/** Creates a userfaultfd with the real `create` (userfaultfd(2) or /dev/userfaultfd) and traces it. */
+async function createFd(ins: Instrumented, create: (this: Process, flags: number) => Promise<number>, flags: number): Promise<number> {
+  const fd = await create.call(ins.proc, flags);
+  ins.uffds.add(fd);
+  return fd;
+}
+
 function wrapUffdSyscalls(ins: Instrumented): void {
   const proc = ins.proc;
   const proto = Object.getPrototypeOf(proc) as Process;
-  const createFd = (name: "userfaultfd" | "openDevUserfaultfd") => async (flags: number): Promise<number> => {
-    const fd = await proto[name].call(proc, flags);
-    ins.uffds.add(fd);
-    return fd;
-  };
-  proc.userfaultfd = createFd("userfaultfd");
-  proc.openDevUserfaultfd = createFd("openDevUserfaultfd");
+  proc.userfaultfd = (flags: number): Promise<number> => createFd(ins, proto.userfaultfd, flags);
+  proc.openDevUserfaultfd = (flags: number): Promise<number> => createFd(ins, proto.openDevUserfaultfd, flags);
   proc.close = (fd: number): Promise<void> => {
     ins.uffds.delete(fd);
     return proto.close.call(proc, fd);
@@ -152,17 +161,17 @@ function wrapUffdSyscalls(ins: Instrumented): void {
     if (ins.uffds.has(fd)) markUserfaultfd(to, got);
     return got;
   };
+  // The per-call paths below allocate no function of their own when the call is not
+  // preempted (explore() makes tens of these calls per seed).
   proc.read = (fd: number, length: number): Promise<Uint8Array> => {
     if (!ins.uffds.has(fd)) return proto.read.call(proc, fd, length);
-    const run = (): Promise<Uint8Array> => proto.read.call(proc, fd, length).then((bytes) => recordMsgs(ins, fd, bytes));
     const yielded = schedPoint(ins);
-    return yielded === null ? run() : yielded.then(run);
+    return yielded === null ? tracedRead(ins, proto, fd, length) : yielded.then(() => tracedRead(ins, proto, fd, length));
   };
   proc.readInto = (fd: number, into: Uint8Array): Promise<number> => {
     if (!ins.uffds.has(fd)) return proto.readInto.call(proc, fd, into);
-    const run = (): Promise<number> => proto.readInto.call(proc, fd, into).then((n) => recordRead(ins, fd, into, n));
     const yielded = ins.readYield ?? schedPoint(ins);
-    return yielded === null ? run() : yielded.then(run);
+    return yielded === null ? tracedReadInto(ins, proto, fd, into) : yielded.then(() => tracedReadInto(ins, proto, fd, into));
   };
   proc.readNowait = (fd: number, into: Uint8Array): number | null => {
     if (!ins.uffds.has(fd)) return proto.readNowait.call(proc, fd, into);
@@ -183,21 +192,28 @@ function wrapUffdSyscalls(ins: Instrumented): void {
   proc.ioctl = (fd: number, request: number, arg: object): Promise<number> => {
     const info = UFFD_IOCTLS.get(request >>> 0);
     if (info === undefined) return proto.ioctl.call(proc, fd, request, arg);
-    const run = (): Promise<number> => runIoctl(ins, proto, fd, request, arg, info.op);
     const yielded = schedPoint(ins);
-    return yielded === null ? run() : yielded.then(run);
+    return yielded === null ? runIoctl(ins, proto, fd, request, arg, info.op) : yielded.then(() => runIoctl(ins, proto, fd, request, arg, info.op));
   };
 }
 
+function tracedRead(ins: Instrumented, proto: Process, fd: number, length: number): Promise<Uint8Array> {
+  return proto.read.call(ins.proc, fd, length).then((bytes) => recordMsgs(ins, fd, bytes));
+}
+
+function tracedReadInto(ins: Instrumented, proto: Process, fd: number, into: Uint8Array): Promise<number> {
+  return proto.readInto.call(ins.proc, fd, into).then((n) => recordRead(ins, fd, into, n));
+}
+
 function runIoctl(ins: Instrumented, proto: Process, fd: number, request: number, arg: object, op: string): Promise<number> {
-  const real = (f: number, r: number, a: object, who = ins.label): Promise<number> => traced(ins, proto, f, r, a, who);
   const icpt = ins.interceptor;
   if (icpt !== null && typeof arg === "object" && arg !== null) {
+    const real = (f: number, r: number, a: object, who = ins.label): Promise<number> => traced(ins, proto, f, r, a, who);
     const { start, len, mode } = ioctlRange(request, arg);
     const p = icpt({ proc: ins.proc, fd, request, arg: arg as Record<string, unknown>, op, start, len, mode, real });
     if (p !== null) return p;
   }
-  return real(fd, request, arg);
+  return traced(ins, proto, fd, request, arg, ins.label);
 }
 
 /** The range an ioctl acts on, read defensively (a malformed struct is the kernel's to reject). */
@@ -211,7 +227,9 @@ export function ioctlRange(request: number, arg: unknown): { start: number; len:
     }
     case "dst": {
       const src = field(arg, "src");
-      return { start: num(field(arg, "dst")), len: num(field(arg, "len")), mode, ...(typeof src === "number" ? { src } : {}) };
+      const start = num(field(arg, "dst"));
+      const len = num(field(arg, "len"));
+      return typeof src === "number" ? { start, len, mode, src } : { start, len, mode };
     }
     case "flat":
       return { start: num(field(arg, "start")), len: num(field(arg, "len")), mode: 0 };
@@ -223,27 +241,29 @@ export function ioctlRange(request: number, arg: unknown): { start: number; len:
 function traced(ins: Instrumented, proto: Process, fd: number, request: number, arg: object, who: string): Promise<number> {
   const info = UFFD_IOCTLS.get(request >>> 0)!;
   const { start, len, mode, src } = ioctlRange(request, arg);
-  const rec = ins.recorder;
   const key = info.out;
   const before = key === null ? undefined : field(arg, key);
   const p = proto.ioctl.call(ins.proc, fd, request, arg);
   // A synchronous ioctl has written its out field by now, and the caller may reuse the struct
   // as soon as the call returns (the SDK does): read it now when it changed, else at the end.
   const after = key === null ? undefined : field(arg, key);
-  const done = (result: string): void => {
-    const out = key === null ? null : num(after !== before ? after : field(arg, key));
-    rec.add({ t: rec.now, who, kind: "ioctl", fd, op: info.op, start, len, mode, ...(src === undefined ? {} : { src }), result, out });
-  };
   return p.then(
     (r) => {
-      done("ok");
+      recordIoctl(ins.recorder, who, fd, info.op, start, len, mode, src, "ok", key === null ? null : num(after !== before ? after : field(arg, key)));
       return r;
     },
     (e: unknown) => {
-      done(errName(e));
+      recordIoctl(ins.recorder, who, fd, info.op, start, len, mode, src, errName(e), key === null ? null : num(after !== before ? after : field(arg, key)));
       throw e;
     },
   );
+}
+
+/** The ioctl's trace event (`src` only when the call had one, after `mode` as the event type lists it). */
+function recordIoctl(rec: Recorder, who: string, fd: number, op: string, start: number, len: number, mode: number, src: number | undefined, result: string, out: number | null): void {
+  const t = rec.now;
+  if (src === undefined) rec.add({ t, who, kind: "ioctl", fd, op, start, len, mode, result, out });
+  else rec.add({ t, who, kind: "ioctl", fd, op, start, len, mode, src, result, out });
 }
 
 /** recordMsgs() of the `n` bytes a readInto() / readNowait() wrote into `into`; returns n. */
@@ -260,19 +280,23 @@ function recordMsgs(ins: Instrumented, fd: number, bytes: Uint8Array): Uint8Arra
     return bytes;
   }
   const rec = ins.recorder;
+  const who = ins.label;
+  // Events as literals (no spread): t, who, kind, fd, event, then the message's fields.
   for (const m of msgs) {
-    const base = { t: rec.now, who: ins.label, kind: "msg" as const, fd };
+    const t = rec.now;
     if (m.event === UFFD_EVENT_PAGEFAULT) {
       const pf = m.arg.pagefault;
-      rec.add({ ...base, event: "PAGEFAULT", address: pf.address, flags: pf.flags, ptid: pf.feat.ptid });
+      rec.add({ t, who, kind: "msg", fd, event: "PAGEFAULT", address: pf.address, flags: pf.flags, ptid: pf.feat.ptid });
     } else if (m.event === UFFD_EVENT_FORK) {
       // The child's userfaultfd is installed in the reader's fd table.
       ins.uffds.add(m.arg.fork.ufd);
-      rec.add({ ...base, event: "FORK", ufd: m.arg.fork.ufd });
+      rec.add({ t, who, kind: "msg", fd, event: "FORK", ufd: m.arg.fork.ufd });
     } else if (m.event === UFFD_EVENT_REMAP) {
-      rec.add({ ...base, event: "REMAP", ...m.arg.remap });
+      const r = m.arg.remap;
+      rec.add({ t, who, kind: "msg", fd, event: "REMAP", from: r.from, to: r.to, len: r.len });
     } else {
-      rec.add({ ...base, event: m.event === UFFD_EVENT_REMOVE ? "REMOVE" : "UNMAP", ...m.arg.remove });
+      const r = m.arg.remove;
+      rec.add({ t, who, kind: "msg", fd, event: m.event === UFFD_EVENT_REMOVE ? "REMOVE" : "UNMAP", start: r.start, end: r.end });
     }
   }
   return bytes;
@@ -282,74 +306,93 @@ function recordMsgs(ins: Instrumented, fd: number, bytes: Uint8Array): Uint8Arra
 
 const MADVICE: Record<number, string> = { 4: "MADV_DONTNEED", 8: "MADV_FREE", 9: "MADV_REMOVE", 21: "MADV_PAGEOUT" };
 
+function madviseArgs(addr: number, length: number, advice: number): string {
+  return `${hex(addr)}, ${length}, ${MADVICE[advice] ?? advice}`;
+}
+
+function showOk(): string {
+  return "ok";
+}
+
+/** Records the call when it is made and its result when it returns (it may wait for an event to be read). */
+function around<T>(ins: Instrumented, name: string, args: string, run: () => Promise<T>, show: (v: T) => string = showOk): Promise<T> {
+  const rec = ins.recorder;
+  rec.add({ t: rec.now, who: ins.label, kind: "syscall", name, args, result: "..." });
+  return run().then(
+    (v) => {
+      rec.add({ t: rec.now, who: ins.label, kind: "syscall", name, args, result: show(v) });
+      return v;
+    },
+    (e: unknown) => {
+      rec.add({ t: rec.now, who: ins.label, kind: "syscall", name, args, result: errName(e) });
+      throw e;
+    },
+  );
+}
+
+/** The same call after a scheduling point: the seed decides when an event-raising syscall lands. */
+function scheduled<T>(ins: Instrumented, name: string, args: string, run: () => Promise<T>, show?: (v: T) => string): Promise<T> {
+  const yielded = schedPoint(ins);
+  return yielded === null ? around(ins, name, args, run, show) : yielded.then(() => around(ins, name, args, run, show));
+}
+
 function wrapMmSyscalls(ins: Instrumented): void {
   const proc = ins.proc;
   const proto = Object.getPrototypeOf(proc) as Process;
-  const rec = ins.recorder;
-  /** Records the call when it is made and its result when it returns (it may wait for an event to be read). */
-  const around = <T>(name: string, args: string, run: () => Promise<T>, show: (v: T) => string = () => "ok"): Promise<T> => {
-    rec.add({ t: rec.now, who: ins.label, kind: "syscall", name, args, result: "..." });
-    return run().then(
-      (v) => {
-        rec.add({ t: rec.now, who: ins.label, kind: "syscall", name, args, result: show(v) });
-        return v;
-      },
-      (e: unknown) => {
-        rec.add({ t: rec.now, who: ins.label, kind: "syscall", name, args, result: errName(e) });
-        throw e;
-      },
-    );
-  };
-  /** The same call after a scheduling point: the seed decides when an event-raising syscall lands. */
-  const scheduled = <T>(name: string, args: string, run: () => Promise<T>, show?: (v: T) => string): Promise<T> => {
-    const yielded = schedPoint(ins);
-    return yielded === null ? around(name, args, run, show) : yielded.then(() => around(name, args, run, show));
-  };
-  const madviseArgs = (addr: number, length: number, advice: number): string => `${hex(addr)}, ${length}, ${MADVICE[advice] ?? advice}`;
   ins.direct = {
-    madvise: (addr, length, advice) => around("madvise", madviseArgs(addr, length, advice), () => proto.madvise.call(proc, addr, length, advice)),
-    munmap: (addr, length) => around("munmap", `${hex(addr)}, ${length}`, () => proto.munmap.call(proc, addr, length)),
-    exit: (status) => around("exit", String(status), () => proto.exit.call(proc, status)),
+    madvise(addr, length, advice) {
+      return around(ins, "madvise", madviseArgs(addr, length, advice), () => proto.madvise.call(proc, addr, length, advice));
+    },
+    munmap(addr, length) {
+      return around(ins, "munmap", `${hex(addr)}, ${length}`, () => proto.munmap.call(proc, addr, length));
+    },
+    exit(status) {
+      return around(ins, "exit", String(status), () => proto.exit.call(proc, status));
+    },
   };
-  proc.madvise = (addr, length, advice) => scheduled("madvise", madviseArgs(addr, length, advice), () => proto.madvise.call(proc, addr, length, advice));
-  proc.munmap = (addr, length) => scheduled("munmap", `${hex(addr)}, ${length}`, () => proto.munmap.call(proc, addr, length));
+  proc.madvise = (addr, length, advice) => scheduled(ins, "madvise", madviseArgs(addr, length, advice), () => proto.madvise.call(proc, addr, length, advice));
+  proc.munmap = (addr, length) => scheduled(ins, "munmap", `${hex(addr)}, ${length}`, () => proto.munmap.call(proc, addr, length));
   proc.mremap = (oldAddress, oldSize, newSize, flags, newAddress = 0) =>
-    scheduled("mremap", `${hex(oldAddress)}, ${oldSize}, ${newSize}, ${flags}, ${hex(newAddress)}`, () => proto.mremap.call(proc, oldAddress, oldSize, newSize, flags, newAddress), hex);
-  proc.fork = () => scheduled("fork", "", () => proto.fork.call(proc), (child) => `pid ${child.pid}`);
-  proc.exit = (status = 0) => scheduled("exit", String(status), () => proto.exit.call(proc, status));
+    scheduled(ins, "mremap", `${hex(oldAddress)}, ${oldSize}, ${newSize}, ${flags}, ${hex(newAddress)}`, () => proto.mremap.call(proc, oldAddress, oldSize, newSize, flags, newAddress), hex);
+  proc.fork = () => scheduled(ins, "fork", "", () => proto.fork.call(proc), (child) => `pid ${child.pid}`);
+  proc.exit = (status = 0) => scheduled(ins, "exit", String(status), () => proto.exit.call(proc, status));
 }
 
 // --- threads --------------------------------------------------------------------------------------
 
-const THREADS = new WeakSet<Thread>();
+/** Marks a thread whose accesses are traced. */
+const TRACED = Symbol("uffd-testing.traced");
 
 /** Records a thread's loads and stores (start, completion, signal). Idempotent. */
 export function instrumentThread(thread: Thread): Thread {
-  if (THREADS.has(thread)) return thread;
-  THREADS.add(thread);
+  const marked = thread as Thread & { [TRACED]?: true };
+  if (marked[TRACED] === true) return thread;
+  marked[TRACED] = true;
   const rec = recorderOf(thread.process.kernel);
   const proto = Object.getPrototypeOf(thread) as Thread;
-  const who = (): string => rec.label(thread.tid);
-  const settle = <T>(op: "load" | "store", addr: number, len: number, p: Promise<T>): Promise<T> =>
-    p.then(
-      (v) => {
-        rec.add({ t: rec.now, who: who(), kind: "done", op, addr, len });
-        return v;
-      },
-      (e: unknown) => {
-        const sig = field(e, "signal");
-        if (typeof sig === "string") rec.add({ t: rec.now, who: who(), kind: "signal", signal: sig, address: num(field(e, "address")) });
-        else rec.add({ t: rec.now, who: who(), kind: "died", reason: e instanceof Error ? `${e.name}: ${e.message}` : String(e) });
-        throw e;
-      },
-    );
   thread.read = (addr: number, length: number): Promise<Uint8Array> => {
-    rec.add({ t: rec.now, who: who(), kind: "access", op: "load", addr, len: length });
-    return settle("load", addr, length, proto.read.call(thread, addr, length));
+    rec.add({ t: rec.now, who: rec.label(thread.tid), kind: "access", op: "load", addr, len: length });
+    return settleAccess(rec, thread, "load", addr, length, proto.read.call(thread, addr, length));
   };
   thread.write = (addr: number, data: Uint8Array): Promise<void> => {
-    rec.add({ t: rec.now, who: who(), kind: "access", op: "store", addr, len: data.length });
-    return settle("store", addr, data.length, proto.write.call(thread, addr, data));
+    rec.add({ t: rec.now, who: rec.label(thread.tid), kind: "access", op: "store", addr, len: data.length });
+    return settleAccess(rec, thread, "store", addr, data.length, proto.write.call(thread, addr, data));
   };
   return thread;
+}
+
+/** Traces how a thread's access ends: done, a signal, or a death. */
+function settleAccess<T>(rec: Recorder, thread: Thread, op: "load" | "store", addr: number, len: number, p: Promise<T>): Promise<T> {
+  return p.then(
+    (v) => {
+      rec.add({ t: rec.now, who: rec.label(thread.tid), kind: "done", op, addr, len });
+      return v;
+    },
+    (e: unknown) => {
+      const sig = field(e, "signal");
+      if (typeof sig === "string") rec.add({ t: rec.now, who: rec.label(thread.tid), kind: "signal", signal: sig, address: num(field(e, "address")) });
+      else rec.add({ t: rec.now, who: rec.label(thread.tid), kind: "died", reason: e instanceof Error ? `${e.name}: ${e.message}` : String(e) });
+      throw e;
+    },
+  );
 }

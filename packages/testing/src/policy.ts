@@ -23,7 +23,7 @@ export class ExplorePolicy implements Preemption {
   /** The decisions taken so far. */
   readonly decisions: Decisions = { preempt: {}, pick: [] };
   /** Names a task id; set once the kernel's recorder exists. */
-  label: (tid: number) => string = (tid) => `tid${tid}`;
+  label: (tid: number) => string = tidLabel;
   readonly #rng: Prng;
   readonly #replay: Decisions | null;
   #picks = 0;
@@ -44,6 +44,16 @@ export class ExplorePolicy implements Preemption {
   }
 
   pick(ready: readonly number[]): number {
+    if (this.#replay === null) {
+      // No replay: the seed picks, and only the chosen entry's key is needed.
+      const i = this.#rng.below(ready.length);
+      const who = this.label(ready[i]!);
+      let k = 0;
+      for (let j = 0; j < i; j++) if (this.label(ready[j]!) === who) k++;
+      this.#picks++;
+      this.decisions.pick.push(`${who}#${k}`);
+      return i;
+    }
     const seen = new Map<string, number>();
     const keys = ready.map((tid) => {
       const who = this.label(tid);
@@ -57,6 +67,10 @@ export class ExplorePolicy implements Preemption {
     this.decisions.pick.push(keys[i]!);
     return i;
   }
+}
+
+function tidLabel(tid: number): string {
+  return `tid${tid}`;
 }
 
 /** The preemption probabilities "varied" chooses from, per seed: no preemption at all, light, heavy. */

@@ -218,16 +218,16 @@ export class Recorder {
   }
 }
 
-const RECORDERS = new WeakMap<Kernel, Recorder>();
+/**
+ * Where a kernel keeps its recorder: a property under a symbol of this module (a WeakMap entry per
+ * kernel cost more, created and collected once per explored seed).
+ */
+const RECORDER = Symbol("uffd-testing.recorder");
 
 /** The kernel's recorder, created (and installed as its scheduler observer) on first use. */
 export function recorderOf(kernel: Kernel): Recorder {
-  let r = RECORDERS.get(kernel);
-  if (r === undefined) {
-    r = new Recorder(kernel);
-    RECORDERS.set(kernel, r);
-  }
-  return r;
+  const k = kernel as Kernel & { [RECORDER]?: Recorder };
+  return (k[RECORDER] ??= new Recorder(kernel));
 }
 
 // --- rendering ---------------------------------------------------------------------------------

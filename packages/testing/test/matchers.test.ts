@@ -35,6 +35,22 @@ describe("toHaveMemory", () => {
     expect(p.pagemap(base, 2).every((e) => !e.present)).toBe(true); // nothing was faulted in
     k.checkInvariants();
   });
+
+  it("peekMemory() of an unaligned range: a present page's bytes, zeros where a page is not present", async () => {
+    const { k, p, uffd, base } = await rawSetup(3);
+    await p.ioctl(uffd, UFFDIO_COPY, { dst: base, src: pageOf(0), len: PAGE_SIZE, mode: 0 });
+    await p.ioctl(uffd, UFFDIO_COPY, { dst: base + 2 * PAGE_SIZE, src: pageOf(2), len: PAGE_SIZE, mode: 0 });
+    // Garbage in freed host memory: the result's array must not show any of it.
+    for (let i = 0; i < 8; i++) new Uint8Array(3 * PAGE_SIZE).fill(0xee);
+    const { bytes, notPresent } = peekMemory(p, base + 100, 2 * PAGE_SIZE + 50 - 100);
+    const want = new Uint8Array(2 * PAGE_SIZE - 50);
+    want.fill(0x40, 0, PAGE_SIZE - 100);
+    want.fill(0x42, 2 * PAGE_SIZE - 100);
+    expect(bytes).toEqual(want);
+    expect(notPresent).toEqual([base + PAGE_SIZE]);
+    expect(peekMemory(p, base + 7, 0)).toEqual({ bytes: new Uint8Array(0), notPresent: [] });
+    k.checkInvariants();
+  });
 });
 
 describe("toHaveCompleted, toBeBlocked, toHaveSignal", () => {
