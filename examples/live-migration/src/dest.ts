@@ -219,8 +219,7 @@ async function scriptedPostcopySource(port: number, token: string, seed: number,
   })();
   const state: DeviceState = { mode: "postcopy", workload: initialWorkloadState(seed, pages, Math.max(1, pages >>> 4), workload), pauseEpochMs: nowEpochMs() };
   write(main.socket, encodeJson(FRAME.DEVICE_STATE, state));
-  for (let first = 0; first < pages; first += MAX_RUN_PAGES) {
-    const n = Math.min(MAX_RUN_PAGES, pages - first);
+  const sendRun = async (first: number, n: number): Promise<void> => {
     const zeroBits = new Uint32Array((n + 31) >>> 5);
     const data: Uint8Array[] = [];
     for (let i = 0; i < n; i++) {
@@ -229,6 +228,15 @@ async function scriptedPostcopySource(port: number, token: string, seed: number,
       else data.push(bytes);
     }
     if (!write(main.socket, encodePagesFrame(PAGE_KIND.BACKGROUND, first, n, zeroBits, data))) await once(main.socket, "drain");
+  };
+  // Every eighth 64-page block goes as two shorter runs (40 + 24 pages), as the source sends when
+  // demand pages broke a run, so the zero bitmap's partial words are checked here too.
+  for (let first = 0, run = 0; first < pages; first += MAX_RUN_PAGES, run++) {
+    const n = Math.min(MAX_RUN_PAGES, pages - first);
+    if (run % 8 === 7 && n === MAX_RUN_PAGES) {
+      await sendRun(first, 40);
+      await sendRun(first + 40, 24);
+    } else await sendRun(first, n);
   }
   completeSent = true;
   write(main.socket, encodeFrame(FRAME.COMPLETE, 0, demand, pages));

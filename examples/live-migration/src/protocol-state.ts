@@ -308,10 +308,14 @@ export class DestProtocol {
       // As an int32 (bit 31 makes it negative): stored into the Uint32Array unchanged, and no
       // unsigned value past 2^31 for V8 to deoptimize on.
       const bits = pl[at]! | (pl[at + 1]! << 8) | (pl[at + 2]! << 16) | (pl[at + 3]! << 24);
-      const valid = n - w * 32 >= 32 ? 0xffff_ffff : (1 << (n - w * 32)) - 1;
+      // The bits of pages in the run, as an int32 (for 31 pages (1 << 31) - 1 would overflow one).
+      const rem = n - w * 32;
+      const valid = rem >= 32 ? -1 : ~(-1 << rem);
       if ((bits & ~valid) !== 0) throw this.#violation(f, "zero bits set past the end of the run");
       zeroBits[w] = bits;
-      for (let b = bits; b !== 0; b &= b - 1) zeros++;
+      // Bit 31 counted apart: b - 1 of the int32 -2^31 would overflow (and V8 deoptimize on it).
+      if (bits < 0) zeros++;
+      for (let b = bits & 0x7fff_ffff; b !== 0; b &= b - 1) zeros++;
     }
     const expect = bm + (n - zeros) * 4096;
     if (f.payload.byteLength !== expect) throw this.#violation(f, `payload of ${f.payload.byteLength} bytes for ${n - zeros} data pages (expected ${expect})`);
