@@ -183,8 +183,14 @@ async function scriptedPostcopySource(port: number, token: string, seed: number,
     for (const part of parts) ok = socket.write(part);
     return ok;
   };
+  // Runs in the shapes a real guest sends, so that the rehearsal takes every path the transfer
+  // will (a path first taken during the transfer makes V8 deoptimize and compile again there):
+  // all data (a full 256 KiB frame, one range copy), all zeros (a header and bitmap alone), three
+  // data pages (a frame under the reassembly pool's minimum that can still span two socket
+  // reads), and every fourth page zero (stretches of each kind in one run).
   const page = (p: number): Uint8Array | null => {
-    if (p % 4 === 3) return null;
+    const shape = (p >>> 6) % 4;
+    if (shape === 1 || (shape === 2 && p % 64 >= 3) || (shape === 3 && p % 4 === 3)) return null;
     const bytes = new Uint8Array(PAGE_SIZE);
     fillInitialPage(wordsOf(bytes), seed, p);
     return bytes;
@@ -313,7 +319,7 @@ export class MigrationDestination {
    * byte arrives instead of during the transfer. A scratch destination, with a guest and a
    * simulated kernel of its own (`pages` pages), takes a postcopy migration over loopback TCP
    * from a scripted source in this process: HELLO on both connections, DEVICE_STATE, every page
-   * in the source's 64-page PAGES runs (a quarter of them zero pages), each REQUEST answered on
+   * in the source's 64-page PAGES runs (all data, all zeros, nearly all zeros, mixed), each REQUEST answered on
    * the preempt connection, COMPLETE; then it is disposed. `rounds` times (ten by default). The real guest and its
    * kernel are not touched. Like preallocation, it runs while the source boots.
    */
