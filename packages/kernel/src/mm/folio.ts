@@ -480,6 +480,25 @@ export class PhysMem {
   }
 
   /**
+   * A few bytes stored into frame `pfn` at `pageOff` (a user store of at most a few words that
+   * fits in the page): src[from, from + n), as writable(pfn), the stores and written(pfn) would
+   * write them, in one call.
+   */
+  storeBytes(pfn: Pfn, pageOff: number, src: Uint8Array, from: number, n: number): void {
+    if (!this.compact) {
+      const chunk = this.#chunks[pfn >>> CHUNK_SHIFT] as Uint8Array;
+      const off = ((pfn & CHUNK_MASK) << PAGE_SHIFT) + pageOff;
+      for (let i = 0; i < n; i++) chunk[off + i] = src[from + i]!;
+      return;
+    }
+    // writable() before offset(): a compact frame may get its slot there.
+    const bytes = this.writable(pfn, false);
+    const off = this.offset(pfn) + pageOff;
+    for (let i = 0; i < n; i++) bytes[off + i] = src[from + i]!;
+    this.written(pfn);
+  }
+
+  /**
    * After a write through writable(): a compact frame whose bytes are now all zero, or exactly a
    * registered generator's output, drops its slot and keeps only that description.
    */
