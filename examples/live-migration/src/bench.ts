@@ -6,6 +6,7 @@
  *
  *   tsx src/bench.ts [--memory 1GiB,4GiB] [--strategy postcopy,hybrid] [--link default,unlimited]
  *                    [--frame-store compact,flat] [--repeat 3] [--child-flags A;B] [--json file]
+ *                    [--no-floor]
  *
  * The limits are measured before every migration and once after the last, interleaved with the
  * rows, and every ratio is against their median (loopback TCP between two processes swings by a
@@ -17,6 +18,12 @@
  * none, passed as LM_CHILD_FLAGS, which it replaces), one after the other: an A/B of the flags
  * under the same conditions.
  *
+ * With the limits it measures the demand-fault floor (floor.ts, unless `--no-floor`): a 4 KiB
+ * request/answer between two bare Node processes on a second connection beside a bulk push, the
+ * best round trip a demand page can have on the machine at that moment; the table gives the fault
+ * p99 of each row as a multiple of the floor p99 beside the push. (No apostrophes in this
+ * comment: the import analysis of Vite misreads them after the shebang line.)
+ *
  * `benchMigration()` is the function a bench table (packages/kernel/bench) can call for one row.
  */
 import { spawn } from "node:child_process";
@@ -27,6 +34,7 @@ import { loadavg } from "node:os";
 import { pathToFileURL } from "node:url";
 import { DEFAULT_CONFIG, formatBytes, FRAME_STORES, makeConfig, parseSize, STRATEGIES, type FrameStoreChoice, type Strategy } from "./config.ts";
 import type { LinkShape } from "./link.ts";
+import { combineFloors, formatFaultFloor, measureFaultFloor, type FaultFloor } from "./floor.ts";
 import type { CpuTime } from "./metrics.ts";
 import { runMigration } from "./orchestrator.ts";
 
@@ -38,7 +46,12 @@ export interface Limits {
   /** The host's 1-minute load average when the limits were (first) measured (os.loadavg()). */
   loadAverage?: number;
   /** Each measurement of the run, in the order taken, when there were several. */
-  samples?: { memcpyFreshBytesPerSec: number[]; loopbackTcpBytesPerSec: number[] };
+  samples?: { memcpyFreshBytesPerSec: number[]; loopbackTcpBytesPerSec: number[]; faultFloor?: FaultFloor[] };
+  /**
+   * The demand-fault floor (floor.ts): a 4 KiB request/answer between two bare Node processes
+   * beside a bulk push, the best round trip a demand page can have here (the median of `samples`).
+   */
+  faultFloor?: FaultFloor;
 }
 
 export interface MigrationBenchRow {
@@ -151,11 +164,13 @@ export function combineLimits(measured: readonly Limits[]): Limits {
   const memcpy = measured.map((l) => l.memcpyFreshBytesPerSec);
   const tcp = measured.map((l) => l.loopbackTcpBytesPerSec);
   const first = measured[0]!;
+  const floors = measured.flatMap((l) => (l.faultFloor !== undefined ? [l.faultFloor] : []));
   return {
     memcpyFreshBytesPerSec: median(memcpy),
     loopbackTcpBytesPerSec: median(tcp),
     ...(first.loadAverage !== undefined ? { loadAverage: first.loadAverage } : {}),
-    samples: { memcpyFreshBytesPerSec: memcpy, loopbackTcpBytesPerSec: tcp },
+    samples: { memcpyFreshBytesPerSec: memcpy, loopbackTcpBytesPerSec: tcp, ...(floors.length > 0 ? { faultFloor: floors } : {}) },
+    ...(floors.length > 0 ? { faultFloor: combineFloors(floors) } : {}),
   };
 }
 
@@ -222,22 +237,29 @@ export function formatBenchTable(limits: Limits, rows: readonly MigrationBenchRo
   const n = limits.samples?.loopbackTcpBytesPerSec.length ?? 1;
   const range = (xs: readonly number[] | undefined): string => (xs === undefined || xs.length < 2 ? "" : ` (${(Math.min(...xs) / 1e6).toFixed(0)}-${(Math.max(...xs) / 1e6).toFixed(0)})`);
   const flags = rows.some((r) => r.childFlags !== undefined);
+  const floor = limits.faultFloor;
+  const floors = limits.samples?.faultFloor ?? [];
   const lines = [
     `limits measured in the same run${n > 1 ? `, median of ${n} measurements interleaved with the migrations (range)` : ""}: memcpy into fresh memory ${mb(limits.memcpyFreshBytesPerSec)}${range(limits.samples?.memcpyFreshBytesPerSec)}, loopback TCP between two Node processes ${mb(limits.loopbackTcpBytesPerSec)}${range(limits.samples?.loopbackTcpBytesPerSec)}${load}`,
+    ...(floor === undefined
+      ? []
+      : [
+          `demand-fault floor${floors.length > 1 ? ` (median of ${floors.length}; p99 beside the push ${floors.map((f) => (f.loaded.p99Us / 1000).toFixed(2)).join(", ")} ms)` : ""}: ${formatFaultFloor(floor)}`,
+        ]),
     "",
-    `| guest | strategy | link | frame store |${flags ? " child flags |" : ""} total | throughput | vs loopback TCP | downtime (protocol / guest) | fault p50 / p99 | receiver-bound | max RSS source / dest | CPU s per GiB, user + sys: source / dest |`,
-    `|---|---|---|---|${flags ? "---|" : ""}---|---|---|---|---|---|---|---|`,
+    `| guest | strategy | link | frame store |${flags ? " child flags |" : ""} total | throughput | vs loopback TCP | downtime (protocol / guest) | fault p50 / p99 | receiver-bound | max RSS source / dest | CPU s per GiB, user + sys: source / dest |${floor !== undefined ? " fault p99 / floor p99 |" : ""}`,
+    `|---|---|---|---|${flags ? "---|" : ""}---|---|---|---|---|---|---|---|${floor !== undefined ? "---|" : ""}`,
   ];
   for (const r of rows) {
     const head = `| ${formatBytes(r.memoryBytes)} | ${r.strategy} | ${r.link} | ${r.frameStore} |${flags ? ` ${r.childFlags || "(none)"} |` : ""}`;
     if (r.error !== null) {
-      lines.push(`${head} failed: ${r.error} | | | | | | | |`);
+      lines.push(`${head} failed: ${r.error} | | | | | | | |${floor !== undefined ? " |" : ""}`);
       continue;
     }
     const rss = (b: number | null): string => (b === null ? "-" : formatBytes(b));
     const cpu = (c: CpuPerGiB | null): string => (c === null ? "-" : `${c.user.toFixed(2)} + ${c.system.toFixed(2)}`);
     lines.push(
-      `${head} ${(r.totalTimeMs / 1000).toFixed(2)} s | ${mb(r.bytesPerSec)} | ${(100 * r.vsLoopbackTcp).toFixed(0)}% | ${r.downtimeMs.toFixed(0)} / ${r.guestDowntimeMs?.toFixed(0) ?? "-"} ms | ${(r.faultP50Us / 1000).toFixed(1)} / ${(r.faultP99Us / 1000).toFixed(1)} ms | ${r.receiverBound ? "yes" : "no"} | ${rss(r.sourceMaxRssBytes)} / ${rss(r.destMaxRssBytes)} | ${cpu(r.sourceCpuPerGiB)} / ${cpu(r.destCpuPerGiB)} |`,
+      `${head} ${(r.totalTimeMs / 1000).toFixed(2)} s | ${mb(r.bytesPerSec)} | ${(100 * r.vsLoopbackTcp).toFixed(0)}% | ${r.downtimeMs.toFixed(0)} / ${r.guestDowntimeMs?.toFixed(0) ?? "-"} ms | ${(r.faultP50Us / 1000).toFixed(1)} / ${(r.faultP99Us / 1000).toFixed(1)} ms | ${r.receiverBound ? "yes" : "no"} | ${rss(r.sourceMaxRssBytes)} / ${rss(r.destMaxRssBytes)} | ${cpu(r.sourceCpuPerGiB)} / ${cpu(r.destCpuPerGiB)} |${floor !== undefined ? ` ${(r.faultP99Us / floor.loaded.p99Us).toFixed(1)}x |` : ""}`,
     );
   }
   return lines.join("\n");
@@ -296,11 +318,14 @@ async function main(): Promise<void> {
   for (const f of stores) if (!FRAME_STORES.includes(f)) throw new RangeError(`unknown frame store "${f}" (one of ${FRAME_STORES.join(", ")})`);
   const repeat = Number(arg("--repeat", "1"));
   if (!Number.isInteger(repeat) || repeat < 1) throw new RangeError(`--repeat takes a positive whole number, not "${arg("--repeat", "")}"`);
+  const withFloor = !process.argv.includes("--no-floor");
   const measured: Limits[] = [];
   const sample = async (): Promise<Limits> => {
     const l = await measureLimits();
+    if (withFloor) l.faultFloor = await measureFaultFloor();
     measured.push(l);
     console.error(`limits: memcpy ${(l.memcpyFreshBytesPerSec / 1e6).toFixed(0)} MB/s, loopback TCP ${(l.loopbackTcpBytesPerSec / 1e6).toFixed(0)} MB/s, load average ${l.loadAverage?.toFixed(1)}`);
+    if (l.faultFloor !== undefined) console.error(`demand-fault floor: ${formatFaultFloor(l.faultFloor)}`);
     return l;
   };
   let rows: MigrationBenchRow[] = [];
