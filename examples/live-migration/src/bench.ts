@@ -6,7 +6,7 @@
  *
  *   tsx src/bench.ts [--memory 1GiB,4GiB] [--strategy postcopy,hybrid] [--link default,unlimited]
  *                    [--frame-store compact,flat] [--repeat 3] [--child-flags A;B] [--loopback-pairs 3]
- *                    [--json file]
+ *                    [--json file] [--no-floor]
  *
  * The limits are measured before every migration and once after the last, interleaved with the
  * rows, and every ratio is against their median (loopback TCP between two processes swings by a
@@ -25,6 +25,12 @@
  * none, passed as LM_CHILD_FLAGS, which it replaces), one after the other: an A/B of the flags
  * under the same conditions.
  *
+ * With the limits it measures the demand-fault floor (floor.ts, unless `--no-floor`): a 4 KiB
+ * request/answer between two bare Node processes on a second connection beside a bulk push, the
+ * best round trip a demand page can have on the machine at that moment; the table gives the fault
+ * p99 of each row as a multiple of the floor p99 beside the push. (No apostrophes in this
+ * comment: the import analysis of Vite misreads them after the shebang line.)
+ *
  * `benchMigration()` is the function a bench table (packages/kernel/bench) can call for one row.
  */
 import { writeFile } from "node:fs/promises";
@@ -32,6 +38,7 @@ import { loadavg } from "node:os";
 import { pathToFileURL } from "node:url";
 import { DEFAULT_CONFIG, formatBytes, FRAME_STORES, makeConfig, parseSize, STRATEGIES, type FrameStoreChoice, type Strategy } from "./config.ts";
 import type { LinkShape } from "./link.ts";
+import { combineFloors, formatFaultFloor, measureFaultFloor, type FaultFloor } from "./floor.ts";
 import type { CpuTime } from "./metrics.ts";
 import { measureBarePair } from "./loopback.ts";
 import { runMigration } from "./orchestrator.ts";
@@ -50,7 +57,12 @@ export interface Limits {
   /** The host's 1-minute load average when the limits were (first) measured (os.loadavg()). */
   loadAverage?: number;
   /** Each measurement of the run, in the order taken, when there were several. */
-  samples?: { memcpyFreshBytesPerSec: number[]; loopbackTcpBytesPerSec: number[]; bareCpuPerGiB?: Array<{ sender: CpuPerGiB; receiver: CpuPerGiB }> };
+  samples?: { memcpyFreshBytesPerSec: number[]; loopbackTcpBytesPerSec: number[]; bareCpuPerGiB?: Array<{ sender: CpuPerGiB; receiver: CpuPerGiB }>; faultFloor?: FaultFloor[] };
+  /**
+   * The demand-fault floor (floor.ts): a 4 KiB request/answer between two bare Node processes
+   * beside a bulk push, the best round trip a demand page can have here (the median of `samples`).
+   */
+  faultFloor?: FaultFloor;
 }
 
 export interface MigrationBenchRow {
@@ -149,12 +161,14 @@ export function combineLimits(measured: readonly Limits[]): Limits {
   const bare = measured.flatMap((l) => (l.bareCpuPerGiB === undefined ? [] : [l.bareCpuPerGiB]));
   const first = measured[0]!;
   const mid = (cs: readonly CpuPerGiB[]): CpuPerGiB => ({ user: median(cs.map((c) => c.user)), system: median(cs.map((c) => c.system)) });
+  const floors = measured.flatMap((l) => (l.faultFloor !== undefined ? [l.faultFloor] : []));
   return {
     memcpyFreshBytesPerSec: median(memcpy),
     loopbackTcpBytesPerSec: median(tcp),
     ...(bare.length > 0 ? { bareCpuPerGiB: { sender: mid(bare.map((b) => b.sender)), receiver: mid(bare.map((b) => b.receiver)) } } : {}),
     ...(first.loadAverage !== undefined ? { loadAverage: first.loadAverage } : {}),
-    samples: { memcpyFreshBytesPerSec: memcpy, loopbackTcpBytesPerSec: tcp, ...(bare.length > 0 ? { bareCpuPerGiB: bare } : {}) },
+    samples: { memcpyFreshBytesPerSec: memcpy, loopbackTcpBytesPerSec: tcp, ...(bare.length > 0 ? { bareCpuPerGiB: bare } : {}), ...(floors.length > 0 ? { faultFloor: floors } : {}) },
+    ...(floors.length > 0 ? { faultFloor: combineFloors(floors) } : {}),
   };
 }
 
@@ -246,21 +260,28 @@ export function formatBenchTable(limits: Limits, rows: readonly MigrationBenchRo
   const flags = rows.some((r) => r.childFlags !== undefined);
   const cpu = (c: CpuPerGiB | null): string => (c === null ? "-" : `${c.user.toFixed(2)} + ${c.system.toFixed(2)}`);
   const bare = limits.bareCpuPerGiB === undefined ? "" : `; the bare pair's CPU s per GiB, user + sys${n > 1 ? " (medians)" : ""}: sender ${cpu(limits.bareCpuPerGiB.sender)}, receiver ${cpu(limits.bareCpuPerGiB.receiver)}`;
+  const floor = limits.faultFloor;
+  const floors = limits.samples?.faultFloor ?? [];
   const lines = [
     `limits measured in the same run${n > 1 ? `, median of ${n} measurements interleaved with the migrations (range)` : ""}: memcpy into fresh memory ${mb(limits.memcpyFreshBytesPerSec)}${range(limits.samples?.memcpyFreshBytesPerSec)}, loopback TCP between two Node processes ${mb(limits.loopbackTcpBytesPerSec)}${range(limits.samples?.loopbackTcpBytesPerSec)}${bare}${load}`,
+    ...(floor === undefined
+      ? []
+      : [
+          `demand-fault floor${floors.length > 1 ? ` (median of ${floors.length}; p99 beside the push ${floors.map((f) => (f.loaded.p99Us / 1000).toFixed(2)).join(", ")} ms)` : ""}: ${formatFaultFloor(floor)}`,
+        ]),
     "",
-    `| guest | strategy | link | frame store |${flags ? " child flags |" : ""} total | throughput | vs loopback TCP | downtime (protocol / guest) | fault p50 / p99 | receiver-bound | max RSS source / dest | CPU s per GiB, user + sys: source / dest | CPU vs the bare pair: source / dest |`,
-    `|---|---|---|---|${flags ? "---|" : ""}---|---|---|---|---|---|---|---|---|`,
+    `| guest | strategy | link | frame store |${flags ? " child flags |" : ""} total | throughput | vs loopback TCP | downtime (protocol / guest) | fault p50 / p99 | receiver-bound | max RSS source / dest | CPU s per GiB, user + sys: source / dest | CPU vs the bare pair: source / dest |${floor !== undefined ? " fault p99 / floor p99 |" : ""}`,
+    `|---|---|---|---|${flags ? "---|" : ""}---|---|---|---|---|---|---|---|---|${floor !== undefined ? "---|" : ""}`,
   ];
   for (const r of rows) {
     const head = `| ${formatBytes(r.memoryBytes)} | ${r.strategy} | ${r.link} | ${r.frameStore} |${flags ? ` ${r.childFlags || "(none)"} |` : ""}`;
     if (r.error !== null) {
-      lines.push(`${head} failed: ${r.error} | | | | | | | | |`);
+      lines.push(`${head} failed: ${r.error} | | | | | | | | |${floor !== undefined ? " |" : ""}`);
       continue;
     }
     const rss = (b: number | null): string => (b === null ? "-" : formatBytes(b));
     lines.push(
-      `${head} ${(r.totalTimeMs / 1000).toFixed(2)} s | ${mb(r.bytesPerSec)} | ${(100 * r.vsLoopbackTcp).toFixed(0)}% | ${r.downtimeMs.toFixed(0)} / ${r.guestDowntimeMs?.toFixed(0) ?? "-"} ms | ${(r.faultP50Us / 1000).toFixed(1)} / ${(r.faultP99Us / 1000).toFixed(1)} ms | ${r.receiverBound ? "yes" : "no"} | ${rss(r.sourceMaxRssBytes)} / ${rss(r.destMaxRssBytes)} | ${cpu(r.sourceCpuPerGiB)} / ${cpu(r.destCpuPerGiB)} | ${times(r.sourceCpuVsBare)} / ${times(r.destCpuVsBare)} |`,
+      `${head} ${(r.totalTimeMs / 1000).toFixed(2)} s | ${mb(r.bytesPerSec)} | ${(100 * r.vsLoopbackTcp).toFixed(0)}% | ${r.downtimeMs.toFixed(0)} / ${r.guestDowntimeMs?.toFixed(0) ?? "-"} ms | ${(r.faultP50Us / 1000).toFixed(1)} / ${(r.faultP99Us / 1000).toFixed(1)} ms | ${r.receiverBound ? "yes" : "no"} | ${rss(r.sourceMaxRssBytes)} / ${rss(r.destMaxRssBytes)} | ${cpu(r.sourceCpuPerGiB)} / ${cpu(r.destCpuPerGiB)} | ${times(r.sourceCpuVsBare)} / ${times(r.destCpuVsBare)} |${floor !== undefined ? ` ${(r.faultP99Us / floor.loaded.p99Us).toFixed(1)}x |` : ""}`,
     );
   }
   return lines.join("\n");
@@ -320,6 +341,7 @@ async function main(): Promise<void> {
   for (const f of stores) if (!FRAME_STORES.includes(f)) throw new RangeError(`unknown frame store "${f}" (one of ${FRAME_STORES.join(", ")})`);
   const repeat = Number(arg("--repeat", "1"));
   if (!Number.isInteger(repeat) || repeat < 1) throw new RangeError(`--repeat takes a positive whole number, not "${arg("--repeat", "")}"`);
+  const withFloor = !process.argv.includes("--no-floor");
   const measured: Limits[] = [];
   const cpuSum = (c: CpuPerGiB | undefined): string => (c === undefined ? "-" : (c.user + c.system).toFixed(2));
   const pairs = Number(arg("--loopback-pairs", "3"));
@@ -328,9 +350,12 @@ async function main(): Promise<void> {
     const now: Limits[] = [];
     for (let i = 0; i < pairs; i++) {
       const l = await measureLimits();
+      // The demand-fault floor once per sample, with its first loopback pair.
+      if (withFloor && i === 0) l.faultFloor = await measureFaultFloor();
       measured.push(l);
       now.push(l);
       console.error(`limits: memcpy ${(l.memcpyFreshBytesPerSec / 1e6).toFixed(0)} MB/s, loopback TCP ${(l.loopbackTcpBytesPerSec / 1e6).toFixed(0)} MB/s (bare pair CPU s per GiB: sender ${cpuSum(l.bareCpuPerGiB?.sender)}, receiver ${cpuSum(l.bareCpuPerGiB?.receiver)}), load average ${l.loadAverage?.toFixed(1)}`);
+      if (l.faultFloor !== undefined) console.error(`demand-fault floor: ${formatFaultFloor(l.faultFloor)}`);
     }
     return combineLimits(now);
   };

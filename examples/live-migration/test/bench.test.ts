@@ -3,6 +3,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { combineLimits, cpuVsBare, formatBenchTable, formatRepeatSummary, median, withLimits, type MigrationBenchRow } from "../src/bench.ts";
+import type { FaultFloor } from "../src/floor.ts";
 
 const row: MigrationBenchRow = {
   memoryBytes: 1024 ** 3,
@@ -92,6 +93,38 @@ describe("limits measured several times", () => {
     expect(r.vsMemcpy).toBe(0.25);
     const failed: MigrationBenchRow = { ...row, error: "timed out" };
     expect(withLimits(failed, { memcpyFreshBytesPerSec: 1, loopbackTcpBytesPerSec: 1 })).toBe(failed);
+  });
+});
+
+describe("the demand-fault floor beside the limits", () => {
+  const floor = (loadedP99Us: number): FaultFloor => ({
+    loaded: { count: 1000, p50Us: 1500, p90Us: 2600, p99Us: loadedP99Us, maxUs: 9000 },
+    idle: { count: 1000, p50Us: 250, p90Us: 500, p99Us: 1200, maxUs: 4000 },
+    bulkBytesPerSec: 1.1e9,
+    loadAverage: 1.9,
+  });
+
+  it("combineLimits keeps every floor and their median; the table gives it a line and each row a p99 ratio", () => {
+    const l = combineLimits([
+      { memcpyFreshBytesPerSec: 1.5e9, loopbackTcpBytesPerSec: 0.9e9, loadAverage: 1.1, faultFloor: floor(5600) },
+      { memcpyFreshBytesPerSec: 1.9e9, loopbackTcpBytesPerSec: 1.4e9, faultFloor: floor(9800) },
+      { memcpyFreshBytesPerSec: 1.7e9, loopbackTcpBytesPerSec: 1.2e9, faultFloor: floor(4900) },
+    ]);
+    expect(l.samples?.faultFloor?.map((f) => f.loaded.p99Us)).toEqual([5600, 9800, 4900]);
+    expect(l.faultFloor?.loaded.p99Us).toBe(5600);
+    const lines = formatBenchTable(l, [withLimits(row, l), { ...row, error: "timed out" }]).split("\n");
+    expect(lines[1]).toBe(
+      "demand-fault floor (median of 3; p99 beside the push 5.60, 9.80, 4.90 ms): 4 KiB request/answer between two bare Node processes, p50 / p99 1.50 / 5.60 ms beside a bulk push on a second connection, 0.25 / 1.20 ms without",
+    );
+    expect(lines[3]).toMatch(/ \| fault p99 \/ floor p99 \|$/);
+    expect(lines[5]).toMatch(/\| 8\.4 \/ 39\.2 ms \|.* \| 7\.0x \|$/);
+    for (const line of lines.slice(4)) expect(line.split("|")).toHaveLength(lines[3]!.split("|").length);
+  });
+
+  it("a single measurement's floor line has no median", () => {
+    const l = combineLimits([{ memcpyFreshBytesPerSec: 1e9, loopbackTcpBytesPerSec: 1e9, faultFloor: floor(4000) }]);
+    expect(formatBenchTable(l, []).split("\n")[1]).toMatch(/^demand-fault floor: 4 KiB request\/answer/);
+    expect(combineLimits([{ memcpyFreshBytesPerSec: 1e9, loopbackTcpBytesPerSec: 1e9 }])).not.toHaveProperty("faultFloor");
   });
 });
 
