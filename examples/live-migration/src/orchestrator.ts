@@ -62,7 +62,7 @@ const EXIT_GRACE_MS = 2_000;
  * `--expose-gc`: the destination collects the scratch guests of its rehearsal (see
  * MigrationDestination.rehearse) before it reports ready, not during the transfer.
  */
-const CHILD_V8_FLAGS = ["--initial-old-space-size=128", "--v8-pool-size=1", "--expose-gc"];
+export const CHILD_V8_FLAGS = ["--initial-old-space-size=128", "--v8-pool-size=1", "--expose-gc"];
 /**
  * glibc's malloc settings for both children (GLIBC_TUNABLES, unless the environment already has
  * some): keep up to 256 MiB of freed heap instead of returning it to the kernel (the default
@@ -72,7 +72,7 @@ const CHILD_V8_FLAGS = ["--initial-old-space-size=128", "--v8-pool-size=1", "--e
  * socket's copy into fresh memory). Lower destination CPU in four of four alternating pairs
  * (docs/benchmarks.md, "Where the time goes").
  */
-const CHILD_MALLOC_TUNABLES = "glibc.malloc.trim_threshold=268435456:glibc.malloc.top_pad=67108864";
+export const CHILD_MALLOC_TUNABLES = "glibc.malloc.trim_threshold=268435456:glibc.malloc.top_pad=67108864";
 /**
  * Extra node flags for both children (after CHILD_V8_FLAGS), e.g.
  * LM_CHILD_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof"; read at each fork, so a bench can try

@@ -7,7 +7,7 @@
 import { describe, expect, it } from "vitest";
 import { O_CLOEXEC, UFFD_API, UFFD_FEATURE_THREAD_ID, UFFDIO_API, UFFDIO_REGISTER, UFFDIO_REGISTER_MODE_MISSING } from "@uffd/kernel/uapi";
 import { BufferSource, Userfaultfd } from "@uffd/sdk";
-import { anon, image, PAGE_SIZE, pageOf, setup } from "./helpers.ts";
+import { anon, expectPendingFaultTimesOut, image, PAGE_SIZE, pageOf, setup } from "./helpers.ts";
 
 async function appWithUffd(pages: number, offsetPages = 0) {
   const { k, p } = setup();
@@ -84,13 +84,7 @@ describe("wall-clock deadlines", () => {
   it("a handler waiting on real I/O can be given a wall-clock deadline instead of a virtual one", async () => {
     const { k, p } = setup();
     const uffd = await Userfaultfd.open(p, { deadline: { virtualMs: null, wallMs: 5 } });
-    const a = await anon(p, 1);
-    await uffd.register(a, PAGE_SIZE, "missing");
-    const reasons: string[] = [];
-    uffd.on("error", (e) => reasons.push((e as { reason?: string }).reason ?? ""));
-    uffd.on("fault", () => new Promise(() => {}));
-    await expect(p.mainThread.read(a, 1)).rejects.toMatchObject({ signal: "SIGBUS" });
-    expect(reasons).toEqual(["handler-timeout"]);
+    await expectPendingFaultTimesOut(p, uffd);
     await uffd.close();
     k.checkInvariants();
   });

@@ -1,5 +1,7 @@
 /** Shared scenery for the SDK tests: a kernel, a process, and page contents that name their page. */
+import { expect } from "vitest";
 import { Kernel, type Process } from "@uffd/kernel";
+import type { Userfaultfd } from "@uffd/sdk";
 import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PAGE_SIZE, PROT_READ, PROT_WRITE } from "@uffd/kernel/uapi";
 
 export const RW = PROT_READ | PROT_WRITE;
@@ -46,4 +48,18 @@ export async function stillPending(k: Kernel, p: Promise<unknown>): Promise<bool
   );
   await k.idle();
   return !done;
+}
+
+/**
+ * One registered page whose fault the handler never resolves: the read must end in SIGBUS with
+ * the SDK reporting "handler-timeout" (the deadline is whatever `uffd` was opened with).
+ */
+export async function expectPendingFaultTimesOut(p: Process, uffd: Userfaultfd): Promise<void> {
+  const a = await anon(p, 1);
+  await uffd.register(a, PAGE_SIZE, "missing");
+  const reasons: string[] = [];
+  uffd.on("error", (e) => reasons.push((e as { reason?: string }).reason ?? ""));
+  uffd.on("fault", () => new Promise(() => {}));
+  await expect(p.mainThread.read(a, 1)).rejects.toMatchObject({ signal: "SIGBUS" });
+  expect(reasons).toEqual(["handler-timeout"]);
 }

@@ -1,7 +1,7 @@
 /** Metrics (counts, bytes, latency in virtual and wall time) and the Chrome trace export. */
 import { describe, expect, it } from "vitest";
 import { Histogram, TRACE_EVENTS_MAX, type TraceEvent, Userfaultfd } from "@uffd/sdk";
-import { anon, PAGE_SIZE, pageOf, setup } from "./helpers.ts";
+import { anon, expectPendingFaultTimesOut, PAGE_SIZE, pageOf, setup } from "./helpers.ts";
 
 describe("Histogram", () => {
   it("reports percentiles within 1/16 of the true value, and exact min/max/mean", () => {
@@ -85,13 +85,7 @@ describe("handler metrics and trace", () => {
     let readings = 0;
     const clock = (): number => (readings++, performance.now());
     const uffd = await Userfaultfd.open(p, { wallLatency: false, wallClock: clock, deadline: { virtualMs: null, wallMs: 5 } });
-    const a = await anon(p, 1);
-    await uffd.register(a, PAGE_SIZE, "missing");
-    const reasons: string[] = [];
-    uffd.on("error", (e) => reasons.push((e as { reason?: string }).reason ?? ""));
-    uffd.on("fault", () => new Promise(() => {}));
-    await expect(p.mainThread.read(a, 1)).rejects.toMatchObject({ signal: "SIGBUS" });
-    expect(reasons).toEqual(["handler-timeout"]);
+    await expectPendingFaultTimesOut(p, uffd);
     expect(readings).toBeGreaterThan(0);
     expect(uffd.metrics.snapshot().latency.wallNs.count).toBe(0);
     await expect(Userfaultfd.open(p, { wallLatency: "no" as unknown as boolean })).rejects.toThrow(TypeError);
