@@ -5,14 +5,21 @@
  * Node processes — so the numbers are ratios to what the machine can do, not absolute claims.
  *
  *   tsx src/bench.ts [--memory 1GiB,4GiB] [--strategy postcopy,hybrid] [--link default,unlimited]
- *                    [--frame-store compact,flat] [--repeat 3] [--child-flags A;B] [--json file]
- *                    [--no-floor]
+ *                    [--frame-store compact,flat] [--repeat 3] [--child-flags A;B] [--loopback-pairs 3]
+ *                    [--json file] [--no-floor]
  *
  * The limits are measured before every migration and once after the last, interleaved with the
  * rows, and every ratio is against their median (loopback TCP between two processes swings by a
  * factor of 1.5 and more from one measurement to the next on a shared machine; a single
- * measurement made the ratio a coin toss). `--repeat n` runs the whole list of migrations n
- * times, round robin, and adds a table of the median and range of each configuration.
+ * measurement made the ratio a coin toss). Each loopback measurement is a fresh pair of bare Node
+ * processes with the node flags of the migration children, 1 GiB timed after a discarded warm-up
+ * (see measureBarePair in loopback.ts), `--loopback-pairs n` pairs (3 unless told) each time. It
+ * also gives the CPU seconds per GiB of that pair, and each row sets the CPU per GiB of its source
+ * and destination beside them (CPU vs the bare pair): a ratio of work done, not of the CPUs the
+ * scheduler happened to give each side in that minute (though the bare pair, too, spends more CPU
+ * per GiB in some placements than in others).
+ * `--repeat n` runs the whole list of migrations n times, round robin, and adds a table of the
+ * median and range of each configuration.
  * `--child-flags --single-threaded-gc;` (quoted for the shell) runs every migration once with
  * each set of extra node flags for both children (sets separated by semicolons, an empty set for
  * none, passed as LM_CHILD_FLAGS, which it replaces), one after the other: an A/B of the flags
@@ -26,16 +33,14 @@
  *
  * `benchMigration()` is the function a bench table (packages/kernel/bench) can call for one row.
  */
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { writeFile } from "node:fs/promises";
-import { createServer, type AddressInfo } from "node:net";
 import { loadavg } from "node:os";
 import { pathToFileURL } from "node:url";
 import { DEFAULT_CONFIG, formatBytes, FRAME_STORES, makeConfig, parseSize, STRATEGIES, type FrameStoreChoice, type Strategy } from "./config.ts";
 import type { LinkShape } from "./link.ts";
 import { combineFloors, formatFaultFloor, measureFaultFloor, type FaultFloor } from "./floor.ts";
 import type { CpuTime } from "./metrics.ts";
+import { measureBarePair } from "./loopback.ts";
 import { runMigration } from "./orchestrator.ts";
 
 export interface Limits {
@@ -43,10 +48,16 @@ export interface Limits {
   memcpyFreshBytesPerSec: number;
   /** Bytes per second from one Node process to another over loopback TCP (the median of `samples`, if any). */
   loopbackTcpBytesPerSec: number;
+  /**
+   * CPU seconds per GiB the loopback measurement's two bare processes used (the medians of
+   * `samples`, user and system each, if any): what moving a GiB over loopback TCP costs a Node
+   * sender and receiver with nothing else to do, beside which the migration's CPU per GiB is set.
+   */
+  bareCpuPerGiB?: { sender: CpuPerGiB; receiver: CpuPerGiB };
   /** The host's 1-minute load average when the limits were (first) measured (os.loadavg()). */
   loadAverage?: number;
   /** Each measurement of the run, in the order taken, when there were several. */
-  samples?: { memcpyFreshBytesPerSec: number[]; loopbackTcpBytesPerSec: number[]; faultFloor?: FaultFloor[] };
+  samples?: { memcpyFreshBytesPerSec: number[]; loopbackTcpBytesPerSec: number[]; bareCpuPerGiB?: Array<{ sender: CpuPerGiB; receiver: CpuPerGiB }>; faultFloor?: FaultFloor[] };
   /**
    * The demand-fault floor (floor.ts): a 4 KiB request/answer between two bare Node processes
    * beside a bulk push, the best round trip a demand page can have here (the median of `samples`).
@@ -82,6 +93,14 @@ export interface MigrationBenchRow {
    */
   sourceCpuPerGiB: CpuPerGiB | null;
   destCpuPerGiB: CpuPerGiB | null;
+  /**
+   * The source's CPU per GiB (user + system) as a multiple of the bare loopback sender's, the
+   * destination's as a multiple of the bare receiver's (`Limits.bareCpuPerGiB`); null when either
+   * is unknown. Unlike the rate's ratio, this hardly depends on where the scheduler put the
+   * processes.
+   */
+  sourceCpuVsBare?: number | null;
+  destCpuVsBare?: number | null;
   error: string | null;
   /**
    * The demand-fault floor measured right after this migration with the bulk push paced to the
@@ -114,43 +133,19 @@ export function measureMemcpyFresh(bytes = 256 * 1024 * 1024): number {
   return (bytes * 1000) / ms;
 }
 
-const SENDER = `
-const net = require("node:net");
-const [port, total] = process.argv.slice(1).map(Number);
-const chunk = Buffer.alloc(1 << 20, 7);
-const s = net.connect({ host: "127.0.0.1", port }, () => {
-  let sent = 0;
-  const pump = () => { while (sent < total) { sent += chunk.length; if (!s.write(chunk)) return s.once("drain", pump); } s.end(); };
-  pump();
-});
-`;
-
-/** Loopback TCP between two Node processes: a child writes `bytes`, this process reads them. */
-export async function measureLoopbackTcp(bytes = 512 * 1024 * 1024): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const port = (server.address() as AddressInfo).port;
-  const child = spawn(process.execPath, ["-e", SENDER, String(port), String(bytes)], { stdio: "ignore" });
-  try {
-    const [socket] = (await once(server, "connection")) as [import("node:net").Socket];
-    let got = 0;
-    let t0 = 0;
-    socket.on("data", (c: Buffer) => {
-      if (got === 0) t0 = performance.now();
-      got += c.byteLength;
-    });
-    await once(socket, "end");
-    return (got * 1000) / (performance.now() - t0);
-  } finally {
-    child.kill();
-    server.close();
-  }
+/**
+ * Loopback TCP between two Node processes, in bytes per second: one measurement of the bare pair
+ * (`measureBarePair()` in loopback.ts: the children's node flags, a discarded warm-up, 1 GiB timed).
+ */
+export async function measureLoopbackTcp(bytes = 2 ** 30): Promise<number> {
+  return (await measureBarePair(bytes)).bytesPerSec;
 }
 
 export async function measureLimits(): Promise<Limits> {
   const loadAverage = loadavg()[0]!;
-  return { memcpyFreshBytesPerSec: measureMemcpyFresh(), loopbackTcpBytesPerSec: await measureLoopbackTcp(), loadAverage };
+  const memcpyFreshBytesPerSec = measureMemcpyFresh();
+  const bare = await measureBarePair();
+  return { memcpyFreshBytesPerSec, loopbackTcpBytesPerSec: bare.bytesPerSec, bareCpuPerGiB: { sender: bare.senderCpuPerGiB, receiver: bare.receiverCpuPerGiB }, loadAverage };
 }
 
 /** The median of `xs` (the mean of the middle two for an even count); NaN for none. */
@@ -169,21 +164,40 @@ export function combineLimits(measured: readonly Limits[]): Limits {
   if (measured.length === 0) throw new RangeError("no limits measured");
   const memcpy = measured.map((l) => l.memcpyFreshBytesPerSec);
   const tcp = measured.map((l) => l.loopbackTcpBytesPerSec);
+  const bare = measured.flatMap((l) => (l.bareCpuPerGiB === undefined ? [] : [l.bareCpuPerGiB]));
   const first = measured[0]!;
+  const mid = (cs: readonly CpuPerGiB[]): CpuPerGiB => ({ user: median(cs.map((c) => c.user)), system: median(cs.map((c) => c.system)) });
   const floors = measured.flatMap((l) => (l.faultFloor !== undefined ? [l.faultFloor] : []));
   return {
     memcpyFreshBytesPerSec: median(memcpy),
     loopbackTcpBytesPerSec: median(tcp),
+    ...(bare.length > 0 ? { bareCpuPerGiB: { sender: mid(bare.map((b) => b.sender)), receiver: mid(bare.map((b) => b.receiver)) } } : {}),
     ...(first.loadAverage !== undefined ? { loadAverage: first.loadAverage } : {}),
-    samples: { memcpyFreshBytesPerSec: memcpy, loopbackTcpBytesPerSec: tcp, ...(floors.length > 0 ? { faultFloor: floors } : {}) },
+    samples: { memcpyFreshBytesPerSec: memcpy, loopbackTcpBytesPerSec: tcp, ...(bare.length > 0 ? { bareCpuPerGiB: bare } : {}), ...(floors.length > 0 ? { faultFloor: floors } : {}) },
     ...(floors.length > 0 ? { faultFloor: combineFloors(floors) } : {}),
   };
+}
+
+/**
+ * A side's CPU per GiB (user + system) as a multiple of the bare pair's: the migration's source
+ * against the bare sender, its destination against the bare receiver; null when either is missing.
+ */
+export function cpuVsBare(side: CpuPerGiB | null, bare: CpuPerGiB | undefined): number | null {
+  if (side === null || bare === undefined) return null;
+  const b = bare.user + bare.system;
+  return b > 0 ? (side.user + side.system) / b : null;
 }
 
 /** `row` with its ratios taken against `limits` (the run's median, once every measurement is in). */
 export function withLimits(row: MigrationBenchRow, limits: Limits): MigrationBenchRow {
   if (row.error !== null) return row;
-  return { ...row, vsLoopbackTcp: row.bytesPerSec / limits.loopbackTcpBytesPerSec, vsMemcpy: row.bytesPerSec / limits.memcpyFreshBytesPerSec };
+  return {
+    ...row,
+    vsLoopbackTcp: row.bytesPerSec / limits.loopbackTcpBytesPerSec,
+    vsMemcpy: row.bytesPerSec / limits.memcpyFreshBytesPerSec,
+    sourceCpuVsBare: cpuVsBare(row.sourceCpuPerGiB, limits.bareCpuPerGiB?.sender),
+    destCpuVsBare: cpuVsBare(row.destCpuPerGiB, limits.bareCpuPerGiB?.receiver),
+  };
 }
 
 const LINKS: Record<MigrationBenchRow["link"], LinkShape> = {
@@ -231,6 +245,8 @@ export async function benchMigration(memoryBytes: number, strategy: Strategy, li
     row.destMaxRssBytes = r.hostMemory?.destinationMaxRssBytes ?? null;
     row.sourceCpuPerGiB = cpuPerGiB(r.hostCpu?.source, memoryBytes);
     row.destCpuPerGiB = cpuPerGiB(r.hostCpu?.destination, memoryBytes);
+    row.sourceCpuVsBare = cpuVsBare(row.sourceCpuPerGiB, limits.bareCpuPerGiB?.sender);
+    row.destCpuVsBare = cpuVsBare(row.destCpuPerGiB, limits.bareCpuPerGiB?.receiver);
   } catch (e) {
     row.error = e instanceof Error ? e.message.split("\n")[0]! : String(e);
   }
@@ -243,36 +259,42 @@ function atRate(faultP99Us: number, f: FaultFloor | undefined): string {
   return `${(f.loaded.p50Us / 1000).toFixed(2)} / ${(f.loaded.p99Us / 1000).toFixed(2)} ms, ${(faultP99Us / f.loaded.p99Us).toFixed(1)}x`;
 }
 
+/** A ratio as "2.15x", or "-" when unknown. */
+function times(x: number | null | undefined): string {
+  return x === null || x === undefined ? "-" : `${x.toFixed(2)}x`;
+}
+
 export function formatBenchTable(limits: Limits, rows: readonly MigrationBenchRow[], loadAtEnd?: number): string {
   const mb = (b: number): string => `${(b / 1e6).toFixed(0)} MB/s`;
   const load = limits.loadAverage === undefined ? "" : `; load average ${limits.loadAverage.toFixed(1)} at the start${loadAtEnd === undefined ? "" : `, ${loadAtEnd.toFixed(1)} at the end`}`;
   const n = limits.samples?.loopbackTcpBytesPerSec.length ?? 1;
   const range = (xs: readonly number[] | undefined): string => (xs === undefined || xs.length < 2 ? "" : ` (${(Math.min(...xs) / 1e6).toFixed(0)}-${(Math.max(...xs) / 1e6).toFixed(0)})`);
   const flags = rows.some((r) => r.childFlags !== undefined);
+  const cpu = (c: CpuPerGiB | null): string => (c === null ? "-" : `${c.user.toFixed(2)} + ${c.system.toFixed(2)}`);
+  const bare = limits.bareCpuPerGiB === undefined ? "" : `; the bare pair's CPU s per GiB, user + sys${n > 1 ? " (medians)" : ""}: sender ${cpu(limits.bareCpuPerGiB.sender)}, receiver ${cpu(limits.bareCpuPerGiB.receiver)}`;
   const floor = limits.faultFloor;
   const floors = limits.samples?.faultFloor ?? [];
   const paced = rows.some((r) => r.faultFloorAtRate !== undefined);
   const lines = [
-    `limits measured in the same run${n > 1 ? `, median of ${n} measurements interleaved with the migrations (range)` : ""}: memcpy into fresh memory ${mb(limits.memcpyFreshBytesPerSec)}${range(limits.samples?.memcpyFreshBytesPerSec)}, loopback TCP between two Node processes ${mb(limits.loopbackTcpBytesPerSec)}${range(limits.samples?.loopbackTcpBytesPerSec)}${load}`,
+    `limits measured in the same run${n > 1 ? `, median of ${n} measurements interleaved with the migrations (range)` : ""}: memcpy into fresh memory ${mb(limits.memcpyFreshBytesPerSec)}${range(limits.samples?.memcpyFreshBytesPerSec)}, loopback TCP between two Node processes ${mb(limits.loopbackTcpBytesPerSec)}${range(limits.samples?.loopbackTcpBytesPerSec)}${bare}${load}`,
     ...(floor === undefined
       ? []
       : [
           `demand-fault floor${floors.length > 1 ? ` (median of ${floors.length}; p99 beside the push ${floors.map((f) => (f.loaded.p99Us / 1000).toFixed(2)).join(", ")} ms)` : ""}: ${formatFaultFloor(floor)}`,
         ]),
     "",
-    `| guest | strategy | link | frame store |${flags ? " child flags |" : ""} total | throughput | vs loopback TCP | downtime (protocol / guest) | fault p50 / p99 | receiver-bound | max RSS source / dest | CPU s per GiB, user + sys: source / dest |${floor !== undefined ? " fault p99 / floor p99 |" : ""}${paced ? " floor at the row's throughput: p50 / p99, fault p99 / its p99 |" : ""}`,
-    `|---|---|---|---|${flags ? "---|" : ""}---|---|---|---|---|---|---|---|${floor !== undefined ? "---|" : ""}${paced ? "---|" : ""}`,
+    `| guest | strategy | link | frame store |${flags ? " child flags |" : ""} total | throughput | vs loopback TCP | downtime (protocol / guest) | fault p50 / p99 | receiver-bound | max RSS source / dest | CPU s per GiB, user + sys: source / dest | CPU vs the bare pair: source / dest |${floor !== undefined ? " fault p99 / floor p99 |" : ""}${paced ? " floor at the row's throughput: p50 / p99, fault p99 / its p99 |" : ""}`,
+    `|---|---|---|---|${flags ? "---|" : ""}---|---|---|---|---|---|---|---|---|${floor !== undefined ? "---|" : ""}${paced ? "---|" : ""}`,
   ];
   for (const r of rows) {
     const head = `| ${formatBytes(r.memoryBytes)} | ${r.strategy} | ${r.link} | ${r.frameStore} |${flags ? ` ${r.childFlags || "(none)"} |` : ""}`;
     if (r.error !== null) {
-      lines.push(`${head} failed: ${r.error} | | | | | | | |${floor !== undefined ? " |" : ""}${paced ? " |" : ""}`);
+      lines.push(`${head} failed: ${r.error} | | | | | | | | |${floor !== undefined ? " |" : ""}${paced ? " |" : ""}`);
       continue;
     }
     const rss = (b: number | null): string => (b === null ? "-" : formatBytes(b));
-    const cpu = (c: CpuPerGiB | null): string => (c === null ? "-" : `${c.user.toFixed(2)} + ${c.system.toFixed(2)}`);
     lines.push(
-      `${head} ${(r.totalTimeMs / 1000).toFixed(2)} s | ${mb(r.bytesPerSec)} | ${(100 * r.vsLoopbackTcp).toFixed(0)}% | ${r.downtimeMs.toFixed(0)} / ${r.guestDowntimeMs?.toFixed(0) ?? "-"} ms | ${(r.faultP50Us / 1000).toFixed(1)} / ${(r.faultP99Us / 1000).toFixed(1)} ms | ${r.receiverBound ? "yes" : "no"} | ${rss(r.sourceMaxRssBytes)} / ${rss(r.destMaxRssBytes)} | ${cpu(r.sourceCpuPerGiB)} / ${cpu(r.destCpuPerGiB)} |${floor !== undefined ? ` ${(r.faultP99Us / floor.loaded.p99Us).toFixed(1)}x |` : ""}${paced ? ` ${atRate(r.faultP99Us, r.faultFloorAtRate)} |` : ""}`,
+      `${head} ${(r.totalTimeMs / 1000).toFixed(2)} s | ${mb(r.bytesPerSec)} | ${(100 * r.vsLoopbackTcp).toFixed(0)}% | ${r.downtimeMs.toFixed(0)} / ${r.guestDowntimeMs?.toFixed(0) ?? "-"} ms | ${(r.faultP50Us / 1000).toFixed(1)} / ${(r.faultP99Us / 1000).toFixed(1)} ms | ${r.receiverBound ? "yes" : "no"} | ${rss(r.sourceMaxRssBytes)} / ${rss(r.destMaxRssBytes)} | ${cpu(r.sourceCpuPerGiB)} / ${cpu(r.destCpuPerGiB)} | ${times(r.sourceCpuVsBare)} / ${times(r.destCpuVsBare)} |${floor !== undefined ? ` ${(r.faultP99Us / floor.loaded.p99Us).toFixed(1)}x |` : ""}${paced ? ` ${atRate(r.faultP99Us, r.faultFloorAtRate)} |` : ""}`,
     );
   }
   return lines.join("\n");
@@ -291,12 +313,13 @@ export function formatRepeatSummary(rows: readonly MigrationBenchRow[]): string 
   }
   if (![...groups.values()].some((g) => g.length > 1)) return "";
   const total = (cs: Array<CpuPerGiB | null>): number[] => cs.filter((c) => c !== null).map((c) => c.user + c.system);
+  const ratios = (xs: Array<number | null | undefined>): number[] => xs.filter((x): x is number => typeof x === "number");
   const fmt = (xs: number[], f: (x: number) => string): string => (xs.length === 0 ? "-" : `${f(median(xs))} (${f(Math.min(...xs))}-${f(Math.max(...xs))})`);
   const flags = rows.some((r) => r.childFlags !== undefined);
   const paced = rows.some((r) => r.faultFloorAtRate !== undefined);
   const lines = [
-    `| guest | strategy | link | frame store |${flags ? " child flags |" : ""} runs ok | throughput, median (range) | vs loopback TCP | fault p50 | fault p99 | CPU s per GiB, source | CPU s per GiB, dest |${paced ? " floor p99 at the row's throughput | fault p99 / that floor p99 |" : ""}`,
-    `|---|---|---|---|${flags ? "---|" : ""}---|---|---|---|---|---|---|${paced ? "---|---|" : ""}`,
+    `| guest | strategy | link | frame store |${flags ? " child flags |" : ""} runs ok | throughput, median (range) | vs loopback TCP | fault p50 | fault p99 | CPU s per GiB, source | CPU s per GiB, dest | source CPU vs the bare sender | dest CPU vs the bare receiver |${paced ? " floor p99 at the row's throughput | fault p99 / that floor p99 |" : ""}`,
+    `|---|---|---|---|${flags ? "---|" : ""}---|---|---|---|---|---|---|---|---|${paced ? "---|---|" : ""}`,
   ];
   for (const [key, g] of groups) {
     const ok = g.filter((r) => r.error === null);
@@ -313,7 +336,7 @@ export function formatRepeatSummary(rows: readonly MigrationBenchRow[]): string 
       )} ms | ${fmt(
         ok.map((r) => r.faultP99Us),
         (x) => (x / 1000).toFixed(1),
-      )} ms | ${fmt(total(ok.map((r) => r.sourceCpuPerGiB)), (x) => x.toFixed(2))} | ${fmt(total(ok.map((r) => r.destCpuPerGiB)), (x) => x.toFixed(2))} |${
+      )} ms | ${fmt(total(ok.map((r) => r.sourceCpuPerGiB)), (x) => x.toFixed(2))} | ${fmt(total(ok.map((r) => r.destCpuPerGiB)), (x) => x.toFixed(2))} | ${fmt(ratios(ok.map((r) => r.sourceCpuVsBare)), (x) => x.toFixed(2))} | ${fmt(ratios(ok.map((r) => r.destCpuVsBare)), (x) => x.toFixed(2))} |${
         paced
           ? ` ${fmt(
               ok.flatMap((r) => (r.faultFloorAtRate !== undefined ? [r.faultFloorAtRate.loaded.p99Us] : [])),
@@ -344,13 +367,21 @@ async function main(): Promise<void> {
   if (!Number.isInteger(repeat) || repeat < 1) throw new RangeError(`--repeat takes a positive whole number, not "${arg("--repeat", "")}"`);
   const withFloor = !process.argv.includes("--no-floor");
   const measured: Limits[] = [];
+  const cpuSum = (c: CpuPerGiB | undefined): string => (c === undefined ? "-" : (c.user + c.system).toFixed(2));
+  const pairs = Number(arg("--loopback-pairs", "3"));
+  if (!Number.isInteger(pairs) || pairs < 1) throw new RangeError(`--loopback-pairs takes a positive whole number, not "${arg("--loopback-pairs", "")}"`);
   const sample = async (): Promise<Limits> => {
-    const l = await measureLimits();
-    if (withFloor) l.faultFloor = await measureFaultFloor();
-    measured.push(l);
-    console.error(`limits: memcpy ${(l.memcpyFreshBytesPerSec / 1e6).toFixed(0)} MB/s, loopback TCP ${(l.loopbackTcpBytesPerSec / 1e6).toFixed(0)} MB/s, load average ${l.loadAverage?.toFixed(1)}`);
-    if (l.faultFloor !== undefined) console.error(`demand-fault floor: ${formatFaultFloor(l.faultFloor)}`);
-    return l;
+    const now: Limits[] = [];
+    for (let i = 0; i < pairs; i++) {
+      const l = await measureLimits();
+      // The demand-fault floor once per sample, with its first loopback pair.
+      if (withFloor && i === 0) l.faultFloor = await measureFaultFloor();
+      measured.push(l);
+      now.push(l);
+      console.error(`limits: memcpy ${(l.memcpyFreshBytesPerSec / 1e6).toFixed(0)} MB/s, loopback TCP ${(l.loopbackTcpBytesPerSec / 1e6).toFixed(0)} MB/s (bare pair CPU s per GiB: sender ${cpuSum(l.bareCpuPerGiB?.sender)}, receiver ${cpuSum(l.bareCpuPerGiB?.receiver)}), load average ${l.loadAverage?.toFixed(1)}`);
+      if (l.faultFloor !== undefined) console.error(`demand-fault floor: ${formatFaultFloor(l.faultFloor)}`);
+    }
+    return combineLimits(now);
   };
   let rows: MigrationBenchRow[] = [];
   for (let rep = 0; rep < repeat; rep++)

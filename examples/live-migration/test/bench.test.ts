@@ -2,7 +2,7 @@
  * The migration bench's table (the measuring itself is `npm run bench -w`, never a test).
  */
 import { describe, expect, it } from "vitest";
-import { combineLimits, formatBenchTable, formatRepeatSummary, median, withLimits, type MigrationBenchRow } from "../src/bench.ts";
+import { combineLimits, cpuVsBare, formatBenchTable, formatRepeatSummary, median, withLimits, type MigrationBenchRow } from "../src/bench.ts";
 import type { FaultFloor } from "../src/floor.ts";
 
 const row: MigrationBenchRow = {
@@ -34,15 +34,15 @@ describe("formatBenchTable", () => {
     const lines = text.split("\n");
     expect(lines[0]).toBe("limits measured in the same run: memcpy into fresh memory 1800 MB/s, loopback TCP between two Node processes 500 MB/s; load average 3.2 at the start, 4.5 at the end");
     expect(lines[2]).toMatch(/^\| guest \| strategy \| link \| frame store \| total \|/);
-    expect(lines[4]).toBe("| 1.0 GiB | postcopy | unlimited | flat | 2.00 s | 300 MB/s | 60% | 8 / 44 ms | 8.4 / 39.2 ms | yes | 993 MiB / 1.2 GiB | 1.50 + 0.75 / 2.13 + 1.25 |");
-    expect(lines[5]).toBe("| 1.0 GiB | postcopy | unlimited | compact | failed: timed out | | | | | | | |");
+    expect(lines[4]).toBe("| 1.0 GiB | postcopy | unlimited | flat | 2.00 s | 300 MB/s | 60% | 8 / 44 ms | 8.4 / 39.2 ms | yes | 993 MiB / 1.2 GiB | 1.50 + 0.75 / 2.13 + 1.25 | - / - |");
+    expect(lines[5]).toBe("| 1.0 GiB | postcopy | unlimited | compact | failed: timed out | | | | | | | | |");
     expect(lines[4]!.split("|")).toHaveLength(lines[2]!.split("|").length);
     expect(lines[5]!.split("|")).toHaveLength(lines[2]!.split("|").length);
   });
 
   it("prints a dash for a side that reported no CPU time", () => {
     const text = formatBenchTable({ memcpyFreshBytesPerSec: 1e9, loopbackTcpBytesPerSec: 1e9 }, [{ ...row, destCpuPerGiB: null }]);
-    expect(text.split("\n")[4]).toMatch(/\| 1\.50 \+ 0\.75 \/ - \|$/);
+    expect(text.split("\n")[4]).toMatch(/\| 1\.50 \+ 0\.75 \/ - \| - \/ - \|$/);
   });
 
   it("leaves the load average out when the limits do not carry one", () => {
@@ -158,8 +158,8 @@ describe("formatRepeatSummary", () => {
     ];
     const lines = formatRepeatSummary(rows).split("\n");
     expect(lines).toHaveLength(4);
-    expect(lines[2]).toBe("| 1.0 GiB | postcopy | unlimited | flat | 3 of 4 | 400 (300-500) MB/s | 80 (60-100) % | 5.0 (4.0-8.4) ms | 30.0 (20.0-39.2) ms | 2.25 (2.25-2.25) | 3.69 (3.38-4.00) |");
-    expect(lines[3]).toBe("| 1.0 GiB | postcopy | default | flat | 1 of 1 | 300 (300-300) MB/s | 60 (60-60) % | 8.4 (8.4-8.4) ms | 39.2 (39.2-39.2) ms | 2.25 (2.25-2.25) | 3.38 (3.38-3.38) |");
+    expect(lines[2]).toBe("| 1.0 GiB | postcopy | unlimited | flat | 3 of 4 | 400 (300-500) MB/s | 80 (60-100) % | 5.0 (4.0-8.4) ms | 30.0 (20.0-39.2) ms | 2.25 (2.25-2.25) | 3.69 (3.38-4.00) | - | - |");
+    expect(lines[3]).toBe("| 1.0 GiB | postcopy | default | flat | 1 of 1 | 300 (300-300) MB/s | 60 (60-60) % | 8.4 (8.4-8.4) ms | 39.2 (39.2-39.2) ms | 2.25 (2.25-2.25) | 3.38 (3.38-3.38) | - | - |");
     expect(lines[2]!.split("|")).toHaveLength(lines[0]!.split("|").length);
   });
 });
@@ -170,13 +170,49 @@ describe("child flags A/B", () => {
     const b: MigrationBenchRow = { ...row, childFlags: "--single-threaded-gc", bytesPerSec: 400e6, vsLoopbackTcp: 0.8 };
     const lines = formatBenchTable({ memcpyFreshBytesPerSec: 1e9, loopbackTcpBytesPerSec: 5e8 }, [a, b, { ...b, error: "timed out" }]).split("\n");
     expect(lines[2]).toMatch(/^\| guest \| strategy \| link \| frame store \| child flags \| total \|/);
-    expect(lines[4]).toBe("| 1.0 GiB | postcopy | unlimited | flat | (none) | 2.00 s | 300 MB/s | 60% | 8 / 44 ms | 8.4 / 39.2 ms | yes | 993 MiB / 1.2 GiB | 1.50 + 0.75 / 2.13 + 1.25 |");
+    expect(lines[4]).toBe("| 1.0 GiB | postcopy | unlimited | flat | (none) | 2.00 s | 300 MB/s | 60% | 8 / 44 ms | 8.4 / 39.2 ms | yes | 993 MiB / 1.2 GiB | 1.50 + 0.75 / 2.13 + 1.25 | - / - |");
     expect(lines[5]).toMatch(/^\| 1\.0 GiB \| postcopy \| unlimited \| flat \| --single-threaded-gc \| 2\.00 s \| 400 MB\/s \| 80% \|/);
-    expect(lines[6]).toBe("| 1.0 GiB | postcopy | unlimited | flat | --single-threaded-gc | failed: timed out | | | | | | | |");
+    expect(lines[6]).toBe("| 1.0 GiB | postcopy | unlimited | flat | --single-threaded-gc | failed: timed out | | | | | | | | |");
     for (const l of lines.slice(3)) expect(l.split("|")).toHaveLength(lines[2]!.split("|").length);
     const summary = formatRepeatSummary([a, a, b, b]).split("\n");
     expect(summary[0]).toContain("| frame store | child flags | runs ok |");
-    expect(summary[2]).toBe("| 1.0 GiB | postcopy | unlimited | flat | (none) | 2 of 2 | 300 (300-300) MB/s | 60 (60-60) % | 8.4 (8.4-8.4) ms | 39.2 (39.2-39.2) ms | 2.25 (2.25-2.25) | 3.38 (3.38-3.38) |");
+    expect(summary[2]).toBe("| 1.0 GiB | postcopy | unlimited | flat | (none) | 2 of 2 | 300 (300-300) MB/s | 60 (60-60) % | 8.4 (8.4-8.4) ms | 39.2 (39.2-39.2) ms | 2.25 (2.25-2.25) | 3.38 (3.38-3.38) | - | - |");
     expect(summary[3]).toMatch(/^\| 1\.0 GiB \| postcopy \| unlimited \| flat \| --single-threaded-gc \| 2 of 2 \| 400 \(400-400\) MB\/s/);
+  });
+});
+
+describe("the bare pair's CPU per GiB", () => {
+  const bare = (s: number, r: number) => ({ sender: { user: s / 4, system: (3 * s) / 4 }, receiver: { user: r / 2, system: r / 2 } });
+
+  it("combineLimits takes the median of each figure and keeps every measurement", () => {
+    const l = combineLimits([
+      { memcpyFreshBytesPerSec: 1e9, loopbackTcpBytesPerSec: 1e9, bareCpuPerGiB: bare(0.2, 0.6) },
+      { memcpyFreshBytesPerSec: 1e9, loopbackTcpBytesPerSec: 2e9, bareCpuPerGiB: bare(0.4, 1.0) },
+      { memcpyFreshBytesPerSec: 1e9, loopbackTcpBytesPerSec: 3e9, bareCpuPerGiB: bare(0.28, 0.8) },
+    ]);
+    expect(l.bareCpuPerGiB).toEqual(bare(0.28, 0.8));
+    expect(l.samples?.bareCpuPerGiB).toEqual([bare(0.2, 0.6), bare(0.4, 1.0), bare(0.28, 0.8)]);
+    expect(combineLimits([{ memcpyFreshBytesPerSec: 1, loopbackTcpBytesPerSec: 1 }])).not.toHaveProperty("bareCpuPerGiB");
+  });
+
+  it("cpuVsBare: user + system over the bare side's, null when either is missing or the bare side used none", () => {
+    expect(cpuVsBare({ user: 1.5, system: 0.75 }, { user: 0.5, system: 0.25 })).toBe(3);
+    expect(cpuVsBare(null, { user: 0.5, system: 0.25 })).toBeNull();
+    expect(cpuVsBare({ user: 1, system: 1 }, undefined)).toBeNull();
+    expect(cpuVsBare({ user: 1, system: 1 }, { user: 0, system: 0 })).toBeNull();
+  });
+
+  it("withLimits sets each side against its bare counterpart, and both tables print it", () => {
+    const l = { memcpyFreshBytesPerSec: 1e9, loopbackTcpBytesPerSec: 5e8, bareCpuPerGiB: { sender: { user: 0.5, system: 0.25 }, receiver: { user: 0.75, system: 0.375 } } };
+    const r = withLimits(row, l);
+    expect(r.sourceCpuVsBare).toBe(3);
+    expect(r.destCpuVsBare).toBe(3);
+    const lines = formatBenchTable(l, [r]).split("\n");
+    expect(lines[0]).toBe("limits measured in the same run: memcpy into fresh memory 1000 MB/s, loopback TCP between two Node processes 500 MB/s; the bare pair's CPU s per GiB, user + sys: sender 0.50 + 0.25, receiver 0.75 + 0.38");
+    expect(lines[2]).toMatch(/\| CPU vs the bare pair: source \/ dest \|$/);
+    expect(lines[4]).toMatch(/\| 1\.50 \+ 0\.75 \/ 2\.13 \+ 1\.25 \| 3\.00x \/ 3\.00x \|$/);
+    const summary = formatRepeatSummary([r, { ...r, sourceCpuVsBare: 2, destCpuVsBare: null }]).split("\n");
+    expect(summary[0]).toMatch(/\| source CPU vs the bare sender \| dest CPU vs the bare receiver \|$/);
+    expect(summary[2]).toMatch(/\| 2\.50 \(2\.00-3\.00\) \| 3\.00 \(3\.00-3\.00\) \|$/);
   });
 });
