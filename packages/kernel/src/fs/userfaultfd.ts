@@ -483,7 +483,7 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
     this.#pending.push(waiter);
     vmf.sleeper = waiter;
     this.#sched.charge(COST.userfaultRoundTrip);
-    this.#notifyFd(true);
+    if (this.#fdWaiters.length !== 0) this.#notifyFd(true);
     return VM_FAULT_RETRY;
   }
 
@@ -823,7 +823,8 @@ export class UserfaultfdCtx implements UserfaultHandler, FileOps {
   ioctl(file: OpenFile, proc: Process, request: number, arg: object): Promise<number> {
     let r: number | Promise<number>;
     try {
-      r = this.#dispatch(proc, request >>> 0, arg);
+      // UFFDIO_COPY, the resolving ioctl of most faults, skips #dispatch()'s frame (its first check).
+      r = request === UFFDIO_COPY && this.initialized ? this.#copy(proc, arg) : this.#dispatch(proc, request >>> 0, arg);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -1279,7 +1280,15 @@ class FaultQueue {
   moveHeadTo(to: FaultQueue): FaultWaiter | null {
     const f = this.#head;
     if (f === null) return null;
-    this.#detach(f);
+    // #detach(f) for the head (no qPrev).
+    const next = f.qNext;
+    this.#head = next;
+    if (next === null) this.#tail = null;
+    else {
+      next.qPrev = null;
+      f.qNext = null;
+    }
+    this.#live--;
     to.#append(f);
     return f;
   }
