@@ -102,6 +102,12 @@ export interface MigrationBenchRow {
   sourceCpuVsBare?: number | null;
   destCpuVsBare?: number | null;
   error: string | null;
+  /**
+   * The demand-fault floor measured right after this migration with the bulk push paced to the
+   * migration's own throughput (floor.ts, `bulkBytesPerSec`): two bare Node processes moving the
+   * same bytes per second.
+   */
+  faultFloorAtRate?: FaultFloor;
 }
 
 /** CPU seconds per GiB of guest: user and system (kernel) time. */
@@ -247,6 +253,12 @@ export async function benchMigration(memoryBytes: number, strategy: Strategy, li
   return row;
 }
 
+/** A row's floor at its own throughput: its p50 / p99 and the row's fault p99 as a multiple of that p99. */
+function atRate(faultP99Us: number, f: FaultFloor | undefined): string {
+  if (f === undefined) return "-";
+  return `${(f.loaded.p50Us / 1000).toFixed(2)} / ${(f.loaded.p99Us / 1000).toFixed(2)} ms, ${(faultP99Us / f.loaded.p99Us).toFixed(1)}x`;
+}
+
 /** A ratio as "2.15x", or "-" when unknown. */
 function times(x: number | null | undefined): string {
   return x === null || x === undefined ? "-" : `${x.toFixed(2)}x`;
@@ -262,6 +274,7 @@ export function formatBenchTable(limits: Limits, rows: readonly MigrationBenchRo
   const bare = limits.bareCpuPerGiB === undefined ? "" : `; the bare pair's CPU s per GiB, user + sys${n > 1 ? " (medians)" : ""}: sender ${cpu(limits.bareCpuPerGiB.sender)}, receiver ${cpu(limits.bareCpuPerGiB.receiver)}`;
   const floor = limits.faultFloor;
   const floors = limits.samples?.faultFloor ?? [];
+  const paced = rows.some((r) => r.faultFloorAtRate !== undefined);
   const lines = [
     `limits measured in the same run${n > 1 ? `, median of ${n} measurements interleaved with the migrations (range)` : ""}: memcpy into fresh memory ${mb(limits.memcpyFreshBytesPerSec)}${range(limits.samples?.memcpyFreshBytesPerSec)}, loopback TCP between two Node processes ${mb(limits.loopbackTcpBytesPerSec)}${range(limits.samples?.loopbackTcpBytesPerSec)}${bare}${load}`,
     ...(floor === undefined
@@ -270,18 +283,18 @@ export function formatBenchTable(limits: Limits, rows: readonly MigrationBenchRo
           `demand-fault floor${floors.length > 1 ? ` (median of ${floors.length}; p99 beside the push ${floors.map((f) => (f.loaded.p99Us / 1000).toFixed(2)).join(", ")} ms)` : ""}: ${formatFaultFloor(floor)}`,
         ]),
     "",
-    `| guest | strategy | link | frame store |${flags ? " child flags |" : ""} total | throughput | vs loopback TCP | downtime (protocol / guest) | fault p50 / p99 | receiver-bound | max RSS source / dest | CPU s per GiB, user + sys: source / dest | CPU vs the bare pair: source / dest |${floor !== undefined ? " fault p99 / floor p99 |" : ""}`,
-    `|---|---|---|---|${flags ? "---|" : ""}---|---|---|---|---|---|---|---|---|${floor !== undefined ? "---|" : ""}`,
+    `| guest | strategy | link | frame store |${flags ? " child flags |" : ""} total | throughput | vs loopback TCP | downtime (protocol / guest) | fault p50 / p99 | receiver-bound | max RSS source / dest | CPU s per GiB, user + sys: source / dest | CPU vs the bare pair: source / dest |${floor !== undefined ? " fault p99 / floor p99 |" : ""}${paced ? " floor at the row's throughput: p50 / p99, fault p99 / its p99 |" : ""}`,
+    `|---|---|---|---|${flags ? "---|" : ""}---|---|---|---|---|---|---|---|---|${floor !== undefined ? "---|" : ""}${paced ? "---|" : ""}`,
   ];
   for (const r of rows) {
     const head = `| ${formatBytes(r.memoryBytes)} | ${r.strategy} | ${r.link} | ${r.frameStore} |${flags ? ` ${r.childFlags || "(none)"} |` : ""}`;
     if (r.error !== null) {
-      lines.push(`${head} failed: ${r.error} | | | | | | | | |${floor !== undefined ? " |" : ""}`);
+      lines.push(`${head} failed: ${r.error} | | | | | | | | |${floor !== undefined ? " |" : ""}${paced ? " |" : ""}`);
       continue;
     }
     const rss = (b: number | null): string => (b === null ? "-" : formatBytes(b));
     lines.push(
-      `${head} ${(r.totalTimeMs / 1000).toFixed(2)} s | ${mb(r.bytesPerSec)} | ${(100 * r.vsLoopbackTcp).toFixed(0)}% | ${r.downtimeMs.toFixed(0)} / ${r.guestDowntimeMs?.toFixed(0) ?? "-"} ms | ${(r.faultP50Us / 1000).toFixed(1)} / ${(r.faultP99Us / 1000).toFixed(1)} ms | ${r.receiverBound ? "yes" : "no"} | ${rss(r.sourceMaxRssBytes)} / ${rss(r.destMaxRssBytes)} | ${cpu(r.sourceCpuPerGiB)} / ${cpu(r.destCpuPerGiB)} | ${times(r.sourceCpuVsBare)} / ${times(r.destCpuVsBare)} |${floor !== undefined ? ` ${(r.faultP99Us / floor.loaded.p99Us).toFixed(1)}x |` : ""}`,
+      `${head} ${(r.totalTimeMs / 1000).toFixed(2)} s | ${mb(r.bytesPerSec)} | ${(100 * r.vsLoopbackTcp).toFixed(0)}% | ${r.downtimeMs.toFixed(0)} / ${r.guestDowntimeMs?.toFixed(0) ?? "-"} ms | ${(r.faultP50Us / 1000).toFixed(1)} / ${(r.faultP99Us / 1000).toFixed(1)} ms | ${r.receiverBound ? "yes" : "no"} | ${rss(r.sourceMaxRssBytes)} / ${rss(r.destMaxRssBytes)} | ${cpu(r.sourceCpuPerGiB)} / ${cpu(r.destCpuPerGiB)} | ${times(r.sourceCpuVsBare)} / ${times(r.destCpuVsBare)} |${floor !== undefined ? ` ${(r.faultP99Us / floor.loaded.p99Us).toFixed(1)}x |` : ""}${paced ? ` ${atRate(r.faultP99Us, r.faultFloorAtRate)} |` : ""}`,
     );
   }
   return lines.join("\n");
@@ -303,9 +316,10 @@ export function formatRepeatSummary(rows: readonly MigrationBenchRow[]): string 
   const ratios = (xs: Array<number | null | undefined>): number[] => xs.filter((x): x is number => typeof x === "number");
   const fmt = (xs: number[], f: (x: number) => string): string => (xs.length === 0 ? "-" : `${f(median(xs))} (${f(Math.min(...xs))}-${f(Math.max(...xs))})`);
   const flags = rows.some((r) => r.childFlags !== undefined);
+  const paced = rows.some((r) => r.faultFloorAtRate !== undefined);
   const lines = [
-    `| guest | strategy | link | frame store |${flags ? " child flags |" : ""} runs ok | throughput, median (range) | vs loopback TCP | fault p50 | fault p99 | CPU s per GiB, source | CPU s per GiB, dest | source CPU vs the bare sender | dest CPU vs the bare receiver |`,
-    `|---|---|---|---|${flags ? "---|" : ""}---|---|---|---|---|---|---|---|---|`,
+    `| guest | strategy | link | frame store |${flags ? " child flags |" : ""} runs ok | throughput, median (range) | vs loopback TCP | fault p50 | fault p99 | CPU s per GiB, source | CPU s per GiB, dest | source CPU vs the bare sender | dest CPU vs the bare receiver |${paced ? " floor p99 at the row's throughput | fault p99 / that floor p99 |" : ""}`,
+    `|---|---|---|---|${flags ? "---|" : ""}---|---|---|---|---|---|---|---|---|${paced ? "---|---|" : ""}`,
   ];
   for (const [key, g] of groups) {
     const ok = g.filter((r) => r.error === null);
@@ -322,7 +336,17 @@ export function formatRepeatSummary(rows: readonly MigrationBenchRow[]): string 
       )} ms | ${fmt(
         ok.map((r) => r.faultP99Us),
         (x) => (x / 1000).toFixed(1),
-      )} ms | ${fmt(total(ok.map((r) => r.sourceCpuPerGiB)), (x) => x.toFixed(2))} | ${fmt(total(ok.map((r) => r.destCpuPerGiB)), (x) => x.toFixed(2))} | ${fmt(ratios(ok.map((r) => r.sourceCpuVsBare)), (x) => x.toFixed(2))} | ${fmt(ratios(ok.map((r) => r.destCpuVsBare)), (x) => x.toFixed(2))} |`,
+      )} ms | ${fmt(total(ok.map((r) => r.sourceCpuPerGiB)), (x) => x.toFixed(2))} | ${fmt(total(ok.map((r) => r.destCpuPerGiB)), (x) => x.toFixed(2))} | ${fmt(ratios(ok.map((r) => r.sourceCpuVsBare)), (x) => x.toFixed(2))} | ${fmt(ratios(ok.map((r) => r.destCpuVsBare)), (x) => x.toFixed(2))} |${
+        paced
+          ? ` ${fmt(
+              ok.flatMap((r) => (r.faultFloorAtRate !== undefined ? [r.faultFloorAtRate.loaded.p99Us] : [])),
+              (x) => (x / 1000).toFixed(2),
+            )} ms | ${fmt(
+              ok.flatMap((r) => (r.faultFloorAtRate !== undefined ? [r.faultP99Us / r.faultFloorAtRate.loaded.p99Us] : [])),
+              (x) => x.toFixed(1),
+            )}x |`
+          : ""
+      }`,
     );
   }
   return lines.join("\n");
@@ -370,8 +394,9 @@ async function main(): Promise<void> {
               if (childFlags !== null) process.env["LM_CHILD_FLAGS"] = childFlags;
               const row = await benchMigration(size, strategy, link, before, store);
               if (childFlags !== null) row.childFlags = childFlags;
+              if (withFloor && row.error === null) row.faultFloorAtRate = await measureFaultFloor({ bulkBytesPerSec: row.bytesPerSec });
               rows.push(row);
-              console.error(`${formatBytes(size)} ${strategy} ${link} ${store}${childFlags !== null ? ` [${childFlags}]` : ""}: ${row.error ?? `${(row.bytesPerSec / 1e6).toFixed(0)} MB/s, fault p50 / p99 ${(row.faultP50Us / 1000).toFixed(1)} / ${(row.faultP99Us / 1000).toFixed(1)} ms`}`);
+              console.error(`${formatBytes(size)} ${strategy} ${link} ${store}${childFlags !== null ? ` [${childFlags}]` : ""}: ${row.error ?? `${(row.bytesPerSec / 1e6).toFixed(0)} MB/s, fault p50 / p99 ${(row.faultP50Us / 1000).toFixed(1)} / ${(row.faultP99Us / 1000).toFixed(1)} ms`}${row.faultFloorAtRate !== undefined ? `; floor at that throughput p50 / p99 ${(row.faultFloorAtRate.loaded.p50Us / 1000).toFixed(2)} / ${(row.faultFloorAtRate.loaded.p99Us / 1000).toFixed(2)} ms` : ""}`);
           }
   const loadAtEnd = loadavg()[0]!;
   await sample();

@@ -10,7 +10,7 @@
  * stopped. The migration's demand-fault latency adds the simulated kernels' work (delivering the
  * fault, reading and installing the page) to the same two crossings.
  *
- *   tsx src/floor.ts [--samples 1000] [--gap-ms 1]
+ *   tsx src/floor.ts [--samples 1000] [--gap-ms 1] [--bulk-mbps 0 (unpaced)]
  *
  * A measurement of the machine at the moment it runs; `measureFaultFloor()` is what the
  * migration bench (bench.ts) calls beside its loopback throughput.
@@ -180,9 +180,14 @@ export interface FloorOptions {
   bulkWarmupBytes?: number;
   /** Give up after this long, in ms. */
   timeoutMs?: number;
+  /**
+   * Pace the bulk push to this many bytes per second (a token bucket refilled by 1 ms timers,
+   * writes of whole 64 KiB up to 1 MiB); 0: as fast as TCP takes them.
+   */
+  bulkBytesPerSec?: number;
 }
 
-const DEFAULTS: Required<FloorOptions> = { samples: 1000, warmup: 100, gapMs: 1, bulkWarmupBytes: 64 * 1024 * 1024, timeoutMs: 60_000 };
+const DEFAULTS: Required<FloorOptions> = { samples: 1000, warmup: 100, gapMs: 1, bulkWarmupBytes: 64 * 1024 * 1024, timeoutMs: 60_000, bulkBytesPerSec: 0 };
 
 function phase(rec: LatencyRecorder, p90: number): FloorPhase {
   const s = rec.summary();
@@ -235,7 +240,7 @@ export class FloorRequester {
 type FloorMsg = { ev: "ports"; bulk: number; preempt: number } | { ev: "result"; floor: Omit<FaultFloor, "loadAverage"> } | { ev: "error"; message: string };
 
 /** The source: connects both connections, pushes bulk bytes until told to stop, answers requests. */
-async function runFloorSource(bulkPort: number, preemptPort: number): Promise<void> {
+async function runFloorSource(bulkPort: number, preemptPort: number, rate: number): Promise<void> {
   const bulk = connect({ host: "127.0.0.1", port: bulkPort });
   const pre = connect({ host: "127.0.0.1", port: preemptPort });
   await Promise.all([once(bulk, "connect"), once(pre, "connect")]);
@@ -243,8 +248,22 @@ async function runFloorSource(bulkPort: number, preemptPort: number): Promise<vo
   pre.setNoDelay(true);
   let stopped = false;
   const chunk = Buffer.alloc(1 << 20, 7);
+  let tokens = 0;
+  let last = performance.now();
   const pump = (): void => {
-    while (!stopped) if (!bulk.write(chunk)) return void bulk.once("drain", pump);
+    while (!stopped) {
+      let part = chunk;
+      if (rate > 0) {
+        const now = performance.now();
+        tokens = Math.min(tokens + ((now - last) * rate) / 1000, 4 * chunk.byteLength);
+        last = now;
+        const n = Math.min(chunk.byteLength, Math.floor(tokens / 65536) * 65536);
+        if (n === 0) return void setTimeout(pump, 1);
+        tokens -= n;
+        part = chunk.subarray(0, n);
+      }
+      if (!bulk.write(part)) return void bulk.once("drain", pump);
+    }
   };
   const responder = new FloorResponder(
     (b) => pre.write(b),
@@ -324,7 +343,8 @@ const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).
 
 function forkSide(args: string[]): ChildProcess {
   return fork(SELF, args, {
-    execArgv: ["--import", TSX_LOADER, ...CHILD_V8_FLAGS],
+    // LM_FLOOR_FLAGS: extra node flags for both (a diagnostic, e.g. --trace-gc).
+    execArgv: ["--import", TSX_LOADER, ...CHILD_V8_FLAGS, ...(process.env["LM_FLOOR_FLAGS"] ?? "").split(/\s+/).filter((f) => f !== "")],
     env: { ...process.env, GLIBC_TUNABLES: process.env["GLIBC_TUNABLES"] ?? CHILD_MALLOC_TUNABLES },
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
@@ -349,7 +369,7 @@ export async function measureFaultFloor(options: FloorOptions = {}): Promise<Fau
         if (m.ev === "error") reject(new Error(`the floor probe's destination: ${m.message}`));
         else if (m.ev === "result") resolve(m.floor);
         else {
-          const src = forkSide(["floor-source", String(m.bulk), String(m.preempt)]);
+          const src = forkSide(["floor-source", String(m.bulk), String(m.preempt), String(o.bulkBytesPerSec)]);
           children.push(src);
           src.on("exit", (code, signal) => {
             if (code !== 0) reject(new Error(`the floor probe's source ${signal !== null ? `was killed by ${signal}` : `exited with code ${code}`}`));
@@ -372,7 +392,7 @@ export function formatFaultFloor(f: Pick<FaultFloor, "loaded" | "idle">): string
 
 async function childMain(role: string, args: string[]): Promise<void> {
   try {
-    if (role === "floor-source") await runFloorSource(Number(args[0]), Number(args[1]));
+    if (role === "floor-source") await runFloorSource(Number(args[0]), Number(args[1]), Number(args[2] ?? 0));
     else await runFloorDest({ ...DEFAULTS, ...(JSON.parse(args[0] ?? "{}") as FloorOptions) });
   } catch (e) {
     process.send?.({ ev: "error", message: e instanceof Error ? e.message : String(e) } satisfies FloorMsg);
@@ -386,7 +406,7 @@ async function cliMain(): Promise<void> {
     const i = process.argv.indexOf(name);
     return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : def;
   };
-  const f = await measureFaultFloor({ samples: Number(arg("--samples", "1000")), gapMs: Number(arg("--gap-ms", "1")) });
+  const f = await measureFaultFloor({ samples: Number(arg("--samples", "1000")), gapMs: Number(arg("--gap-ms", "1")), bulkBytesPerSec: Number(arg("--bulk-mbps", "0")) * 1e6 });
   const ms = (us: number): string => (us / 1000).toFixed(2);
   console.log(`load average ${f.loadAverage.toFixed(2)}; bulk ${(f.bulkBytesPerSec / 1e6).toFixed(0)} MB/s while timed`);
   for (const [name, p] of [

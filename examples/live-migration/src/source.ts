@@ -19,6 +19,7 @@ import { createDirtyTracker, type DirtyTracker, type TrackingMethod } from "./di
 import { Endpoint } from "./endpoint.ts";
 import { Guest, type WriteLog } from "./guest.ts";
 import { cpuMeter, nowEpochMs, type CpuTime, type OpsSample, type RoundInfo } from "./metrics.ts";
+import { PROGRESS_INTERVAL_MS, ReportGate } from "./ipc.ts";
 import { isZeroPage } from "./pages.ts";
 import { MAX_JSON_PAYLOAD, ProtocolViolation, SourceProtocol, type DeviceState, type Hello } from "./protocol-state.ts";
 import { DISCARD_AT_SWITCHOVER, encodeFrame, encodeJson, encodePageList, encodePagesFrame, FRAME, FrameBufferPool, MAX_RUN_PAGES, PAGE_KIND, PAGE_ZERO, PROTOCOL_VERSION, type Frame, type PageKind } from "./protocol.ts";
@@ -509,6 +510,9 @@ export class MigrationSource {
       .finally(() => this.#pendingDemand--);
   }
 
+  /** Postcopy progress goes to the orchestrator at most every PROGRESS_INTERVAL_MS (see ipc.ts). */
+  readonly #progressGate = new ReportGate(PROGRESS_INTERVAL_MS);
+
   #countPostcopy(): void {
     this.#postcopySent++;
     const kill = this.#config.faults.killSourceAfterPostcopyPages;
@@ -520,7 +524,7 @@ export class MigrationSource {
       this.#hooks.progress("postcopy", this.#postcopySent, this.#postcopyTotal);
       return;
     }
-    if ((this.#postcopySent & 255) === 0 || this.#needed?.remaining === 0) this.#hooks.progress("postcopy", this.#postcopySent, this.#postcopyTotal);
+    if (((this.#postcopySent & 255) === 0 && this.#progressGate.due()) || this.#needed?.remaining === 0) this.#hooks.progress("postcopy", this.#postcopySent, this.#postcopyTotal);
     const drop = this.#config.faults.dropLinkAfterPostcopyPages;
     if (drop !== undefined && this.#postcopySent >= drop) this.abort(`fault injection: connection dropped after ${this.#postcopySent} postcopy pages`);
   }

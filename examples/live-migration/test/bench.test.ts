@@ -121,6 +121,21 @@ describe("the demand-fault floor beside the limits", () => {
     for (const line of lines.slice(4)) expect(line.split("|")).toHaveLength(lines[3]!.split("|").length);
   });
 
+  it("a row measured with a floor at its own throughput gives that floor and the ratio, in both tables", () => {
+    const l = combineLimits([{ memcpyFreshBytesPerSec: 1e9, loopbackTcpBytesPerSec: 1e9, faultFloor: floor(20_000) }]);
+    const a: MigrationBenchRow = { ...row, faultFloorAtRate: floor(4900) };
+    const b: MigrationBenchRow = { ...row, faultP99Us: 12_000, faultFloorAtRate: floor(6000) };
+    const lines = formatBenchTable(l, [a, { ...row }, { ...row, error: "timed out" }]).split("\n");
+    expect(lines[3]).toMatch(/ \| fault p99 \/ floor p99 \| floor at the row's throughput: p50 \/ p99, fault p99 \/ its p99 \|$/);
+    expect(lines[5]).toMatch(/ \| 2\.0x \| 1\.50 \/ 4\.90 ms, 8\.0x \|$/);
+    expect(lines[6]).toMatch(/ \| 2\.0x \| - \|$/);
+    for (const line of lines.slice(4)) expect(line.split("|")).toHaveLength(lines[3]!.split("|").length);
+    const summary = formatRepeatSummary([a, b]).split("\n");
+    expect(summary[0]).toMatch(/ \| floor p99 at the row's throughput \| fault p99 \/ that floor p99 \|$/);
+    expect(summary[2]).toMatch(/ \| 5\.45 \(4\.90-6\.00\) ms \| 5\.0 \(2\.0-8\.0\)x \|$/);
+    expect(summary[2]!.split("|")).toHaveLength(summary[0]!.split("|").length);
+  });
+
   it("a single measurement's floor line has no median", () => {
     const l = combineLimits([{ memcpyFreshBytesPerSec: 1e9, loopbackTcpBytesPerSec: 1e9, faultFloor: floor(4000) }]);
     expect(formatBenchTable(l, []).split("\n")[1]).toMatch(/^demand-fault floor: 4 KiB request\/answer/);

@@ -45,8 +45,19 @@ describe("live migration between two processes", () => {
     // transferred when the guest touched them, whatever the load (without the hold, whether the
     // guest faults at all is a race between the push and the guest threads).
     const HOLD = 8;
-    const r = await runMigration(smallConfig({ strategy: "postcopy", faults: { holdPushUntilRequests: HOLD } }));
+    const reports: Array<[number, number]> = [];
+    const r = await runMigration(smallConfig({ strategy: "postcopy", faults: { holdPushUntilRequests: HOLD } }), {
+      progress: (side, phase, done, total) => {
+        if (side === "source" && phase === "postcopy") reports.push([done, total]);
+      },
+    });
     expectVerified(r);
+    // The source's postcopy progress (at most one report per PROGRESS_INTERVAL_MS) only grows, and
+    // its last report, sent when nothing is left to push, counts every page of the phase.
+    expect(reports.length).toBeGreaterThan(0);
+    for (let i = 1; i < reports.length; i++) expect(reports[i]![0]).toBeGreaterThan(reports[i - 1]![0]);
+    const [lastDone, total] = reports[reports.length - 1]!;
+    expect(lastDone).toBeGreaterThanOrEqual(total);
     expect(r.trackingMethod).toBe("none");
     expect(r.pages.precopy + r.pages.stopCopy).toBe(0);
     // A page requested while its pushed copy was still on the bulk connection is answered on
