@@ -354,16 +354,18 @@ export function walkStep(ctx: AccessContext, addr: number, len: number, buf: Uin
       if ((pte & want) !== want) pt.set(vpn, (pte | want) >>> 0);
       if (buf !== null) {
         const pfn = ptePfn(pte);
-        // writable() before offset(): a compact frame may get its slot there.
-        const bytes = write ? mem.writable(pfn, chunk === PAGE_SIZE) : mem.bytes(pfn);
-        const off = mem.offset(pfn) + pageOff;
-        if (chunk <= SMALL_COPY) {
-          // A few bytes (a typical load or store) copy faster by hand than through set() and subarray().
-          if (write) for (let i = 0; i < chunk; i++) bytes[off + i] = buf[done + i]!;
-          else for (let i = 0; i < chunk; i++) buf[done + i] = bytes[off + i]!;
-        } else if (write) bytes.set(chunk === buf.length ? buf : buf.subarray(done, done + chunk), off);
-        else buf.set(bytes.subarray(off, off + chunk), done);
-        if (write) mem.written(pfn);
+        if (write && chunk <= SMALL_COPY) {
+          // A typical store: a few bytes, copied by hand (faster than set() and subarray()), in one call.
+          mem.storeBytes(pfn, pageOff, buf, done, chunk);
+        } else {
+          // writable() before offset(): a compact frame may get its slot there.
+          const bytes = write ? mem.writable(pfn, chunk === PAGE_SIZE) : mem.bytes(pfn);
+          const off = mem.offset(pfn) + pageOff;
+          if (chunk <= SMALL_COPY) for (let i = 0; i < chunk; i++) buf[done + i] = bytes[off + i]!;
+          else if (write) bytes.set(chunk === buf.length ? buf : buf.subarray(done, done + chunk), off);
+          else buf.set(bytes.subarray(off, off + chunk), done);
+          if (write) mem.written(pfn);
+        }
       }
       done += chunk;
       spins = 0;

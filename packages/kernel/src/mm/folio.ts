@@ -55,6 +55,9 @@ export const PG = {
   hwpoison: 1 << 9,
 } as const;
 
+/** A new exclusive anon page's flags: PG_uptodate (allocFrame()) and folio_add_new_anon_rmap()'s. */
+const NEW_ANON_PAGE_FLAGS = PG.uptodate | PG.anon | PG.swapbacked | PG.lru | PG.anonExclusive;
+
 /** include/linux/mm.h:GUP_PIN_COUNTING_BIAS. */
 export const GUP_PIN_COUNTING_BIAS = 1024;
 
@@ -320,6 +323,33 @@ export class PhysMem {
     return pfn;
   }
 
+  /**
+   * allocFrame(false), writePage(pfn, page) and what folio_add_new_anon_rmap() with
+   * RMAP_EXCLUSIVE does to the new frame (PG_anon, PG_swapbacked, PG_lru, PageAnonExclusive,
+   * mapcount 1, index `index`), in one call that writes each metadata word once, in its final
+   * state: the one-page UFFDIO_COPY (mfillCopyAnonPage()). The caller counts the mm's rss. Returns
+   * -1, changing nothing, when physical memory is exhausted.
+   */
+  allocAnonPage(page: Uint8Array, index: number): Pfn {
+    let pfn: number;
+    if (this.#freeCount > 0) {
+      pfn = this.#freeList[--this.#freeCount] as number;
+    } else {
+      if (this.#nextPfn >= this.totalFrames) return -1;
+      pfn = this.#bumpFrame();
+    }
+    this.refcount[pfn] = 1;
+    this.mapcount[pfn] = 1;
+    this.pincount[pfn] = 0;
+    this.flags[pfn] = NEW_ANON_PAGE_FLAGS;
+    this.mapping[pfn] = 0;
+    this.index[pfn] = index;
+    this.inUse++;
+    if (!this.compact) typedArraySet.call(this.#chunks[pfn >>> CHUNK_SHIFT] as Uint8Array, page, (pfn & CHUNK_MASK) << PAGE_SHIFT);
+    else this.writePage(pfn, page);
+    return pfn;
+  }
+
   /** The next never-used frame (the caller checked there is one): metadata room and its chunk. */
   #bumpFrame(): Pfn {
     const pfn = this.#nextPfn++;
@@ -446,6 +476,25 @@ export class PhysMem {
       return;
     }
     this.writable(pfn, true).set(page, this.offset(pfn));
+    this.written(pfn);
+  }
+
+  /**
+   * A few bytes stored into frame `pfn` at `pageOff` (a user store of at most a few words that
+   * fits in the page): src[from, from + n), as writable(pfn), the stores and written(pfn) would
+   * write them, in one call.
+   */
+  storeBytes(pfn: Pfn, pageOff: number, src: Uint8Array, from: number, n: number): void {
+    if (!this.compact) {
+      const chunk = this.#chunks[pfn >>> CHUNK_SHIFT] as Uint8Array;
+      const off = ((pfn & CHUNK_MASK) << PAGE_SHIFT) + pageOff;
+      for (let i = 0; i < n; i++) chunk[off + i] = src[from + i]!;
+      return;
+    }
+    // writable() before offset(): a compact frame may get its slot there.
+    const bytes = this.writable(pfn, false);
+    const off = this.offset(pfn) + pageOff;
+    for (let i = 0; i < n; i++) bytes[off + i] = src[from + i]!;
     this.written(pfn);
   }
 

@@ -344,11 +344,11 @@ export function mfillCopyAnonPage(ctx: UffdCtxRef, dst: number, src: Uint8Array)
   const table = mm.pt.table(vpn);
   const i = vpn & (PTRS_PER_PTE - 1);
   if (table[i] !== 0) return MFILL_NOT_SIMPLE;
-  const mem = mm.core.mem;
-  const pfn = mem.allocFrame(false);
+  // allocFrame(), the copy and folioAddNewAnonRmap(mm, vma, pfn, dst, true) (the vma's anon_vma
+  // is prepared above) in one call; then the mm's rss, as folioAddNewAnonRmap() counts it.
+  const pfn = mm.core.mem.allocAnonPage(src.length === PAGE_SIZE ? src : src.subarray(0, PAGE_SIZE), vpn);
   if (pfn < 0) return MFILL_NOT_SIMPLE;
-  mem.writePage(pfn, src.length === PAGE_SIZE ? src : src.subarray(0, PAGE_SIZE));
-  folioAddNewAnonRmap(mm, vma, pfn, dst, true);
+  mm.rssAnon++;
   table[i] = mkPte(pfn, PTE_DIRTY | PTE_YOUNG | ((vma.flags & VM_WRITE) !== 0 ? PTE_WRITE : 0));
   return PAGE_SIZE;
 }

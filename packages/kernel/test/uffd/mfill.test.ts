@@ -3,16 +3,22 @@
  * (docs/linux-rules.md §2.0, §2.5, §2.6, §2.8, §2.9, §3.4, §8.2, §8.3, §8.10).
  */
 import { describe, expect, it } from "vitest";
-import { SignalError } from "@uffd/kernel";
+import { Kernel, SignalError } from "@uffd/kernel";
+import { PG } from "../../src/mm/folio.ts";
 import {
+  MADV_DONTNEED,
   MAP_ANONYMOUS,
   MAP_PRIVATE,
   MAP_SHARED,
+  O_NONBLOCK,
   PROT_READ,
+  UFFD_API,
   UFFD_FEATURE_WP_UNPOPULATED,
+  UFFDIO_API,
   UFFDIO_CONTINUE,
   UFFDIO_CONTINUE_MODE_WP,
   UFFDIO_COPY,
+  UFFDIO_COPY_MODE_DONTWAKE,
   UFFDIO_COPY_MODE_WP,
   UFFDIO_POISON,
   UFFDIO_REGISTER_MODE_MINOR,
@@ -203,6 +209,42 @@ describe("UFFDIO_COPY", () => {
     ]);
     k.checkInvariants();
   });
+
+  it.each(["flat", "compact"] as const)(
+    "%s store: a one-page COPY from a buffer (the straight path) leaves its frame as the page loop does, also in a reused frame",
+    async (frameStore) => {
+      const k = new Kernel({ seed: 1, frameStore });
+      const p = k.spawn();
+      const uffd = await p.userfaultfd(O_NONBLOCK);
+      await p.ioctl(uffd, UFFDIO_API, { api: UFFD_API, features: 0 });
+      const { addr } = await mapArea(p, "anon", 2);
+      await register(p, uffd, addr, 2 * PS, UFFDIO_REGISTER_MODE_MISSING);
+      const mem = k.core.mem;
+      const frame = (a: number): number[] => {
+        const pfn = p.pagemap(a, 1)[0]!.pfn!;
+        return [mem.refcount[pfn]!, mem.mapcount[pfn]!, mem.pincount[pfn]!, mem.flags[pfn]!, mem.mapping[pfn]!, mem.index[pfn]!];
+      };
+      for (let round = 0; round < 2; round++) {
+        // The second round's frames come back from the free list (MADV_DONTNEED freed them).
+        const straight = { dst: addr, src: fill(7 + round, PS), len: PS, mode: 0, copy: 0 };
+        await p.ioctl(uffd, UFFDIO_COPY, straight);
+        // DONTWAKE keeps the one-page COPY off the straight path: mfill_atomic()'s page loop.
+        const loop = { dst: addr + PS, src: fill(9 + round, PS), len: PS, mode: UFFDIO_COPY_MODE_DONTWAKE, copy: 0 };
+        await p.ioctl(uffd, UFFDIO_COPY, loop);
+        expect([straight.copy, loop.copy]).toEqual([PS, PS]);
+        const [a, b] = [frame(addr), frame(addr + PS)];
+        // refcount, mapcount, pincount, flags (uptodate, anon, swapbacked, lru, anon-exclusive), mapping, index (the page's vpn).
+        expect(a).toEqual([1, 1, 0, PG.uptodate | PG.anon | PG.swapbacked | PG.lru | PG.anonExclusive, 0, addr / PS]);
+        expect(b).toEqual([...a.slice(0, 5), addr / PS + 1]);
+        const [fa, fb] = p.pagemap(addr, 2).map((e) => k.kpageflags(e.pfn!));
+        expect(fa).toEqual(fb);
+        expect(Array.from(await p.mainThread.read(addr, 2 * PS))).toEqual([...fill(7 + round, PS), ...fill(9 + round, PS)]);
+        expect(p.smaps().find((v) => v.start === addr)!.anonBytes).toBe(2 * PS);
+        k.checkInvariants();
+        await p.madvise(addr, 2 * PS, MADV_DONTNEED);
+      }
+    },
+  );
 });
 
 describe("UFFDIO_ZEROPAGE and UFFDIO_POISON", () => {
