@@ -129,6 +129,12 @@ export interface Backend {
    * comparer's frame labels. Only the simulation can say; the native side returns null.
    */
   churn(): readonly number[] | null;
+  /**
+   * Whether the last primitive mapped the shared zero page somewhere (more zero-page ptes in
+   * the live processes than before it), for the comparer's pvm_no_zero_page rule. Only the
+   * simulation can say; the native side returns null.
+   */
+  zeroMapped(): boolean | null;
   /** Releases the backend. */
   close(): Promise<void>;
 }

@@ -16,7 +16,9 @@
  * 4. pvm_no_zero_page=1 (a sandbox boot option, not upstream): where the simulation maps the
  *    zero page and such a host maps a private anonymous page, the entries are equal; anything
  *    that diverges later in that scenario is reported as depending on the quirk, not as a
- *    divergence.
+ *    divergence. "Later" starts at the first step where the simulation mapped the zero page
+ *    (its record says so), whether or not a pagemap read showed it: a fork, an rss count or a
+ *    write that follows such a read fault differs on that host for that reason alone.
  */
 import type { PmEntry } from "./backend.ts";
 import type { Norm, StepRecord } from "./driver.ts";
@@ -150,6 +152,9 @@ export function compareRecords(native: readonly StepRecord[], sim: readonly Step
       }
       return null;
     };
+    if (options.pvmNoZeroPage === true && b.zeroMapped === true && quirkTouched === null) {
+      quirkTouched = `pvm_no_zero_page=1: the host maps a private page where the simulation mapped the zero page (step ${i + 1}, "${b.text}"); this scenario's later results depend on it`;
+    }
     const d = cmp(a.r, b.r, "result");
     if (d !== null) return result(d);
     const keys = new Set([...Object.keys(a.done), ...Object.keys(b.done)]);

@@ -120,6 +120,8 @@ export interface StepRecord {
   readonly done: Record<number, Norm>;
   /** Simulation only: frames whose identity ended during this step. */
   readonly churn: readonly number[] | null;
+  /** Simulation only: whether this step mapped the shared zero page (absent: not known). */
+  readonly zeroMapped?: boolean;
 }
 
 class Skip extends Error {}
@@ -185,6 +187,7 @@ export class Driver {
     let r: Norm = { ret: 0 };
     const churn: number[] = [];
     let sim = false;
+    let zeroMapped = false;
     for (const prim of prims) {
       const reply = await this.backend.exec(proc.index, index, prim.op, prim.args);
       const c = this.backend.churn();
@@ -192,6 +195,7 @@ export class Driver {
         sim = true;
         churn.push(...c);
       }
+      if (this.backend.zeroMapped() === true) zeroMapped = true;
       for (const d of reply.done) done[d.id] = await this.#finish(d.id, d.r);
       if (reply.r.blocked === 1) {
         r = "blocked";
@@ -202,7 +206,7 @@ export class Driver {
       if (prim.op === "fork") await this.#forkDone(index, reply.r);
       if (reply.r.err !== undefined || reply.r.sig !== undefined || reply.r.bad !== undefined) break;
     }
-    return { index, text, r, done, churn: sim ? churn : null };
+    return sim ? { index, text, r, done, churn, zeroMapped } : { index, text, r, done, churn: null };
   }
 
   #posts = new Map<number, (r: RawResult) => Norm>();

@@ -235,6 +235,10 @@ export class NativeBackend implements Backend {
     return null;
   }
 
+  zeroMapped(): null {
+    return null;
+  }
+
   /** Why a step of this scenario never settled: later steps are not run (see exec()). */
   #wedged: string | null = null;
 

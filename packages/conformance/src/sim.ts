@@ -32,6 +32,9 @@ import {
 } from "@uffd/kernel/uapi";
 import type { Backend, ExecReply, PmEntry, RawMsg, RawResult, World } from "./backend.ts";
 
+/** A pagemap entry's PFN field, bits 0-54 (fs/proc/task_mmu.c: PM_PFRAME_BITS). */
+const PM_PFN_MASK = (1n << 55n) - 1n;
+
 /** The field value both runners put in an out field before the ioctl, to see whether it was written. */
 export const OUT_SENTINEL = 0x7eadbeef;
 
@@ -65,6 +68,9 @@ export class SimBackend implements Backend {
   /** Frames that have appeared in a pagemap answer: watched for being freed. */
   #seen = new Set<number>();
   #churn: number[] = [];
+  /** Zero-page ptes after the last primitive, and whether that primitive added any. */
+  #zeroPtes = 0;
+  #zeroMapped = false;
   /** io_uring fixed buffers by the driver's ring id: the pin and the address it was registered at. */
   #rings = new Map<number, { buf: PinnedBuffer; base: number }>();
 
@@ -79,21 +85,54 @@ export class SimBackend implements Backend {
     this.kernel = new Kernel({ ...this.#options.kernel, ...swap, seed: this.#options.seed ?? 1 });
     const mem = this.kernel.core.mem;
     const alloc = mem.allocFrame.bind(mem);
-    // Harness instrumentation, not a change of behaviour: note every frame handed out, so the
-    // comparer knows where a frame's identity starts anew (see compare.ts, "frame labels").
+    const allocAnon = mem.allocAnonPage.bind(mem);
+    const allocMany = mem.allocFrames.bind(mem);
+    // Harness instrumentation, not a change of behaviour: note every frame handed out, by each of
+    // PhysMem's three ways to hand one out, so the comparer knows where a frame's identity starts
+    // anew (see compare.ts, "frame labels").
     mem.allocFrame = (zero: boolean): number => {
       const pfn = alloc(zero);
       if (pfn >= 0) this.#allocated.push(pfn);
       return pfn;
     };
+    mem.allocAnonPage = (page: Uint8Array, index: number): number => {
+      const pfn = allocAnon(page, index);
+      if (pfn >= 0) this.#allocated.push(pfn);
+      return pfn;
+    };
+    mem.allocFrames = (n: number, out: Int32Array): number => {
+      const got = allocMany(n, out);
+      for (let i = 0; i < got; i++) this.#allocated.push(out[i] as number);
+      return got;
+    };
     this.#procs = new Map([[0, this.kernel.spawn({ name: "p0" })]]);
     this.#pending = [];
     this.#seen.clear();
     this.#rings = new Map();
+    this.#zeroPtes = 0;
+    this.#zeroMapped = false;
   }
 
   churn(): readonly number[] {
     return this.#churn;
+  }
+
+  zeroMapped(): boolean {
+    return this.#zeroMapped;
+  }
+
+  /** Present ptes mapping the shared zero page, over every vma of every live process. */
+  #countZeroPtes(): number {
+    const zero = BigInt(this.kernel.zeroPfn);
+    let n = 0;
+    for (const p of this.#procs.values()) {
+      if (p.exited) continue;
+      for (const v of p.smaps()) {
+        const raw = p.pagemap(v.start, (v.end - v.start) / PAGE_SIZE, { format: "raw" });
+        for (const e of raw) if (e >> 63n === 1n && (e & PM_PFN_MASK) === zero) n++;
+      }
+    }
+    return n;
   }
 
   async live(): Promise<void> {}
@@ -131,6 +170,9 @@ export class SimBackend implements Backend {
     const mem = this.kernel.core.mem;
     this.#churn = [...this.#allocated, ...[...this.#seen].filter((pfn) => mem.isFree(pfn))];
     for (const pfn of this.#churn) this.#seen.delete(pfn);
+    const zeroPtes = this.#countZeroPtes();
+    this.#zeroMapped = zeroPtes > this.#zeroPtes;
+    this.#zeroPtes = zeroPtes;
     return { r, done };
   }
 

@@ -78,6 +78,22 @@ describe("compareRecords", () => {
     expect(compareRecords(native, sim).status).toBe("diverge");
   });
 
+  it("on a pvm_no_zero_page host, a divergence after a step that mapped the zero page in the simulation is the quirk's, even unseen by pagemap", () => {
+    // fork-zero-page's shape: a read fault, a fork, the child's rss; no pagemap read before it.
+    const smaps = (rss: number): Norm => ({ ret: 0, vmas: [{ rss }] }) as unknown as Norm;
+    const native = [rec(0, { ret: 0 }), rec(1, { ret: 0 }), rec(2, smaps(4096))];
+    const sim = [{ ...rec(0, { ret: 0 }, []), zeroMapped: true }, { ...rec(1, { ret: 0 }, []), zeroMapped: false }, rec(2, smaps(0), [])];
+    const quirky = compareRecords(native, sim, { pvmNoZeroPage: true });
+    expect(quirky.status).toBe("quirk");
+    expect(quirky.quirk).toBe('pvm_no_zero_page=1: the host maps a private page where the simulation mapped the zero page (step 1, "step 0"); this scenario\'s later results depend on it');
+    expect(quirky.divergence?.index).toBe(2);
+    // On a host with the zero page, the same records are a divergence.
+    expect(compareRecords(native, sim).status).toBe("diverge");
+    // Without a step that mapped the zero page, the quirk forgives nothing.
+    const plain = sim.map((r) => ({ ...r, zeroMapped: false }));
+    expect(compareRecords(native, plain, { pvmNoZeroPage: true }).status).toBe("diverge");
+  });
+
   it("reports a blocked step on one side only, and a different completion", () => {
     expect(compareRecords([rec(0, "blocked")], [rec(0, { ret: 0 }, [])]).status).toBe("diverge");
     const a = [rec(0, "blocked"), { ...rec(1, { ret: 0 }), done: { 0: { ret: 0, data: [1] } } }];
