@@ -350,7 +350,7 @@ async function main(): Promise<void> {
   }
   out.push("", formatTable(all), "");
   out.push("@uffd/testing explore() (2 threads, 4 pages, the fixed prefetching handler):");
-  if (wall !== null && cpu !== null) out.push(`  1 worker:  ${Math.round(wall.median).toLocaleString("en-US")} seeds/s ${spread(wall)} wall, ${Math.round(cpu.median).toLocaleString("en-US")} seeds per CPU second ${spread(cpu)} (${EXPLORE_SEEDS} seeds per process)`);
+  if (wall !== null && cpu !== null) out.push(`  1 worker:  ${Math.round(wall.median).toLocaleString("en-US")} seeds/s ${spread(wall)} wall, ${Math.round(cpu.median).toLocaleString("en-US")} seeds per CPU second ${spread(cpu)} (${EXPLORE_SEEDS} seeds per process, after 3000 untimed: explore-bench.ts EXPLORE_WARMUP_SEEDS)`);
   else out.push("  1 worker: not measured");
   if (explore.many !== null) out.push(`  ${explore.many.workers} workers: ${Math.round(explore.many.seedsPerSec).toLocaleString("en-US")} seeds/s wall, ${Math.round(explore.many.cpuSeedsPerSec).toLocaleString("en-US")} seeds per CPU second (${explore.many.seeds} seeds, 1 process, worker start-up included)`);
   out.push("", "targets:");
