@@ -303,14 +303,9 @@ export class PhysMem {
    * exhausted. `zero` asks for zeroed bytes (__GFP_ZERO); otherwise the caller overwrites them.
    */
   allocFrame(zero: boolean): Pfn {
-    let pfn: number;
-    if (this.#freeCount > 0) {
-      pfn = this.#freeList[--this.#freeCount] as number;
-    } else {
-      if (this.#nextPfn >= this.totalFrames) return -1;
-      pfn = this.#bumpFrame();
-      zero = false; // a never-used frame is zero already
-    }
+    if (this.#freeCount === 0) zero = false; // a never-used frame is zero already
+    const pfn = this.#takeFrame();
+    if (pfn < 0) return -1;
     this.refcount[pfn] = 1;
     this.mapcount[pfn] = 0;
     this.pincount[pfn] = 0;
@@ -331,13 +326,8 @@ export class PhysMem {
    * -1, changing nothing, when physical memory is exhausted.
    */
   allocAnonPage(page: Uint8Array, index: number): Pfn {
-    let pfn: number;
-    if (this.#freeCount > 0) {
-      pfn = this.#freeList[--this.#freeCount] as number;
-    } else {
-      if (this.#nextPfn >= this.totalFrames) return -1;
-      pfn = this.#bumpFrame();
-    }
+    const pfn = this.#takeFrame();
+    if (pfn < 0) return -1;
     this.refcount[pfn] = 1;
     this.mapcount[pfn] = 1;
     this.pincount[pfn] = 0;
@@ -348,6 +338,12 @@ export class PhysMem {
     if (!this.compact) typedArraySet.call(this.#chunks[pfn >>> CHUNK_SHIFT] as Uint8Array, page, (pfn & CHUNK_MASK) << PAGE_SHIFT);
     else this.writePage(pfn, page);
     return pfn;
+  }
+
+  /** The most recently freed frame, else the next never-used one; -1 when there is neither. */
+  #takeFrame(): Pfn {
+    if (this.#freeCount > 0) return this.#freeList[--this.#freeCount] as number;
+    return this.#nextPfn < this.totalFrames ? this.#bumpFrame() : -1;
   }
 
   /** The next never-used frame (the caller checked there is one): metadata room and its chunk. */
